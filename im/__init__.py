@@ -1,0 +1,1 @@
+"""The messaging core: conversations, participants, messages, read state, realtime delivery."""

@@ -1,0 +1,407 @@
+"""The websocket protocol's common part (docs/protocol.md §2): framing, errors, sync, history,
+sending, typing and receipts. ``kefu.consumers`` builds the agent and visitor endpoints on it.
+
+Consumers stay thin: parse a frame, call one service or selector in the tenant's schema
+(:func:`weiyu.asgi_tenancy.tenant_db`), reply. Events published by services reach the socket
+through its member group (``weiyu.realtime.member_group``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, ClassVar
+
+from channels.exceptions import StopConsumer
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.layers import get_channel_layer
+from channels.utils import await_many_dispatch
+from django.conf import settings
+from django.db import DatabaseError, InterfaceError, OperationalError
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from im import selectors, services
+from im.serializers import member_payload, message_payload
+from im.services import Sender
+from weiyu.asgi_tenancy import tenant_db
+from weiyu.errors import ServiceError
+from weiyu.realtime import member_group
+
+logger = logging.getLogger(__name__)
+Handler = Callable[[Any, dict[str, Any]], Awaitable[None]]
+
+#: close code after a channel-layer outage: reconnect and ``sync`` (events may have been lost)
+CLOSE_RESYNC = 4503
+LAYER_RETRY_S = 1.0
+LAYER_ERRORS = (OSError, TimeoutError, RedisConnectionError, RedisTimeoutError)
+
+
+def _int_field(
+    data: dict[str, Any], name: str, *, required: bool = True, minimum: int = 0
+) -> int | None:
+    value = data.get(name)
+    if value is None and not required:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ServiceError(
+            "invalid", _("%(field)s must be an integer.") % {"field": name}, field=name
+        )
+    return value
+
+
+class MemberConsumer(AsyncJsonWebsocketConsumer):
+    """Base consumer: one socket of one member (``self.sender``) of one tenant."""
+
+    handlers: ClassVar[dict[str, str]] = {
+        "ping": "on_ping",
+        "sync": "on_sync",
+        "history.fetch": "on_history_fetch",
+        "message.send": "on_message_send",
+        "typing.start": "on_typing",
+        "typing.stop": "on_typing",
+        "read.update": "on_read_update",
+        "message.recall": "on_message_recall",
+        "receipts.fetch": "on_receipts_fetch",
+    }
+    sender: Sender
+    language = "zh-hans"
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """Channels' ``AsyncConsumer.__call__`` with a channel-layer receive that survives a Redis
+        outage (:meth:`layer_receive`): the socket stays open and sends keep being stored and
+        acked, since the database is the record (docs/architecture.md)."""
+        self.scope = scope
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        self.channel_name = await self.channel_layer.new_channel()
+        self.base_send = send
+        self.layer_down = False
+        with contextlib.suppress(StopConsumer):
+            await await_many_dispatch([receive, self.layer_receive], self.dispatch)
+
+    async def layer_receive(self) -> dict[str, Any]:
+        """The next channel-layer message for this socket. While Redis is unreachable, retry
+        every second; once it answers again, rejoin the member group and ask the client to
+        reconnect (close ``4503``), so that its ``sync`` fetches what was published meanwhile."""
+        while True:
+            if not self.layer_down:
+                try:
+                    return await self.channel_layer.receive(self.channel_name)
+                except LAYER_ERRORS as exc:
+                    self.layer_down = True
+                    logger.warning("channel layer unreachable (%s); socket kept open", exc)
+            await asyncio.sleep(LAYER_RETRY_S)
+            if await self._layer_rejoin():
+                return {"type": "weiyu.resync"}
+
+    async def _layer_rejoin(self) -> bool:
+        if not self.group:
+            return False
+        try:
+            await self.channel_layer.group_add(self.group, self.channel_name)
+        except Exception:
+            return False
+        self.layer_down = False
+        return True
+
+    async def weiyu_resync(self, message: dict[str, Any]) -> None:
+        """After a channel-layer outage: the client reconnects and resynchronises."""
+        await self.close(code=CLOSE_RESYNC)
+
+    async def connect(self) -> None:
+        self.tenant = self.scope["tenant"]
+        self.group: str | None = None
+        try:
+            sender = await self.authenticate()
+        except ServiceError as exc:
+            await self.accept()
+            await self.send_json({"type": "error", **exc.as_dict()})
+            await self.close(code=4401)
+            return
+        self.sender = sender
+        self.group = member_group(self.tenant.schema_name, sender.key)
+        try:
+            await self.channel_layer.group_add(self.group, self.channel_name)
+        except Exception:  # Redis down: serve the socket from the database, rejoin later
+            logger.warning("channel layer unreachable at connect; socket served without it")
+            self.layer_down = True
+        await self.accept()
+        await self.send_json(
+            {
+                "type": "hello",
+                "member": self.member(),
+                "server_time": timezone.now().isoformat(),
+                **await self.hello_extra(),
+            }
+        )
+
+    async def disconnect(self, code: int) -> None:
+        if self.group and not self.layer_down:
+            try:
+                await self.channel_layer.group_discard(self.group, self.channel_name)
+            except Exception:  # the group entry expires by itself (group_expiry)
+                logger.warning("channel layer unreachable at disconnect")
+
+    async def authenticate(self) -> Sender:
+        """Return who this socket is, or raise ``ServiceError('unauthorized'|'invalid_token')``."""
+        raise ServiceError("unauthorized", _("Please sign in."))
+
+    async def hello_extra(self) -> dict[str, Any]:
+        return {}
+
+    def member(self) -> dict[str, Any]:
+        payload = member_payload(self.sender.key, self.sender.name)
+        payload["type"] = self.sender.type
+        return payload
+
+    async def db(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run ``fn`` in this connection's tenant schema, in the connection's language."""
+        language = self.language
+
+        def call() -> Any:
+            with translation.override(language):
+                return fn(*args, **kwargs)
+
+        return await tenant_db(self.tenant, call)
+
+    # --- framing -----------------------------------------------------------------------------
+
+    @classmethod
+    async def encode_json(cls, content: dict[str, Any]) -> str:
+        return json.dumps(content, ensure_ascii=False, separators=(",", ":"))
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        raw = text_data if text_data is not None else (bytes_data or b"").decode("utf-8", "replace")
+        if len(raw.encode("utf-8")) > settings.WEIYU_WS_MAX_FRAME_BYTES:
+            await self.send_error(
+                ServiceError("frame_too_large", _("The frame is too large.")), None
+            )
+            return
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            data = None
+        if not isinstance(data, dict) or not isinstance(data.get("type"), str):
+            await self.send_error(
+                ServiceError("bad_frame", _("A frame must be a JSON object with a type.")), None
+            )
+            return
+        ref = (
+            data.get("ref") if isinstance(data.get("ref"), str) and len(data["ref"]) <= 64 else None
+        )
+        method = self.handlers.get(data["type"])
+        if method is None:
+            await self.send_error(ServiceError("unknown_type", _("Unknown frame type.")), ref)
+            return
+        try:
+            await getattr(self, method)(data, ref)
+        except ServiceError as exc:
+            await self.send_error(exc, ref, data)
+        except (OperationalError, InterfaceError, DatabaseError):
+            logger.exception("database unavailable while handling %s", data["type"])
+            await self.send_error(
+                ServiceError(
+                    "unavailable", _("The service is temporarily unavailable. Nothing was saved.")
+                ),
+                ref,
+                data,
+            )
+
+    async def send_error(
+        self, exc: ServiceError, ref: str | None, data: dict[str, Any] | None = None
+    ) -> None:
+        frame: dict[str, Any] = {"type": "error", **exc.as_dict(), "ref": ref}
+        if data and isinstance(data.get("client_msg_id"), str):
+            frame["client_msg_id"] = data["client_msg_id"]
+        await self.send_json(frame)
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels closes stale database connections before *every* handler, a hop onto the
+        # process's one database thread; a pushed event touches no database, so under load it
+        # would wait behind every queued query before reaching the socket (docs/benchmarks.md).
+        if message.get("type") == "weiyu.event":
+            await self.weiyu_event(message)
+            return
+        await super().dispatch(message)
+
+    async def weiyu_event(self, message: dict[str, Any]) -> None:
+        """A published event for this member (weiyu.realtime): forward it as is."""
+        await self.send_json(message["event"])
+
+    # --- handlers ----------------------------------------------------------------------------
+
+    async def on_ping(self, data: dict[str, Any], ref: str | None) -> None:
+        await self.send_json({"type": "pong", "ref": ref})
+
+    @property
+    def sees_internal(self) -> bool:
+        """Visitors never receive internal notes."""
+        return not selectors.is_visitor_key(self.sender.key)
+
+    def conversation_list(self) -> list[dict[str, Any]]:
+        """Conversations for ``sync.result``; endpoints may add their own parts (kefu: session)."""
+        participants = selectors.participant_list_for_member(member_key=self.sender.key)
+        return selectors.conversation_payloads(
+            participants=participants, member_key=self.sender.key
+        )
+
+    def _sync_result(self, cursors: dict[str, Any]) -> dict[str, Any]:
+        """Conversations plus what the client misses after its cursors: at most the newest
+        ``WEIYU_SYNC_MAX_MESSAGES`` per conversation (older ones via ``history.fetch``), ordered
+        by conversation id, then ``seq``."""
+        conversations = self.conversation_list()
+        limit = settings.WEIYU_SYNC_MAX_MESSAGES
+        messages: list[dict[str, Any]] = []
+        truncated: list[int] = []
+        for conv in sorted(conversations, key=lambda c: c["id"]):
+            cursor = cursors.get(str(conv["id"]))
+            if not isinstance(cursor, int) or isinstance(cursor, bool) or cursor < 0:
+                continue
+            if conv["last_seq"] <= cursor:
+                continue
+            after = cursor
+            if conv["last_seq"] - cursor > limit:
+                truncated.append(conv["id"])
+                after = conv["last_seq"] - limit
+            rows = selectors.messages_after(
+                conversation_id=conv["id"],
+                after_seq=after,
+                limit=limit,
+                include_internal=self.sees_internal,
+            )
+            messages.extend(message_payload(m) for m in rows)
+        return {"conversations": conversations, "messages": messages, "truncated": truncated}
+
+    async def on_sync(self, data: dict[str, Any], ref: str | None) -> None:
+        cursors = data.get("cursors") or {}
+        if not isinstance(cursors, dict):
+            raise ServiceError("invalid", _("cursors must be an object."), field="cursors")
+        result = await self.db(self._sync_result, cursors)
+        await self.send_json({"type": "sync.result", "ref": ref, **result})
+
+    def _history(self, conversation_id: int, before_seq: int | None, limit: int) -> dict[str, Any]:
+        selectors.participant_get(conversation_id=conversation_id, member_key=self.sender.key)
+        rows, has_more = selectors.messages_before(
+            conversation_id=conversation_id,
+            before_seq=before_seq,
+            limit=limit,
+            include_internal=self.sees_internal,
+        )
+        return {
+            "conversation_id": conversation_id,
+            "messages": [message_payload(m) for m in rows],
+            "has_more": has_more,
+        }
+
+    async def on_history_fetch(self, data: dict[str, Any], ref: str | None) -> None:
+        conversation_id = _int_field(data, "conversation_id", minimum=1)
+        before_seq = _int_field(data, "before_seq", required=False, minimum=1)
+        limit = _int_field(data, "limit", required=False, minimum=1) or 50
+        if limit > 100:
+            raise ServiceError("invalid", _("limit must be between 1 and 100."), field="limit")
+        result = await self.db(self._history, conversation_id, before_seq, limit)
+        await self.send_json({"type": "history.result", "ref": ref, **result})
+
+    def send_message(self, data: dict[str, Any]) -> tuple[Any, bool]:
+        """Store the frame's message; endpoints route it through their service."""
+        return services.message_send(**self.message_fields(data))
+
+    @staticmethod
+    def message_fields(data: dict[str, Any]) -> dict[str, Any]:
+        """The ``message.send`` frame's fields as ``message_send`` arguments (validated there)."""
+        return {
+            "conversation_id": _int_field(data, "conversation_id", minimum=1),
+            "content": data.get("content"),
+            "client_msg_id": data.get("client_msg_id"),
+            "msg_type": data.get("msg_type", "text"),
+            "attachment_id": data.get("attachment_id"),
+            "sticker_id": data.get("sticker_id"),
+            "mentions": data.get("mentions"),
+            "internal": data.get("internal", False),
+        }
+
+    async def send_ack(self, message: Any, created: bool, ref: str | None) -> None:
+        await self.send_json(
+            {
+                "type": "message.ack",
+                "ref": ref,
+                "client_msg_id": message.client_msg_id,
+                "conversation_id": message.conversation_id,
+                "id": message.pk,
+                "seq": message.seq,
+                "created_at": message.created_at.isoformat(),
+                "duplicate": not created,
+            }
+        )
+
+    async def on_message_send(self, data: dict[str, Any], ref: str | None) -> None:
+        if not isinstance(data.get("client_msg_id"), str):
+            raise ServiceError("invalid", _("client_msg_id is required."), field="client_msg_id")
+        message, created = await self.db(self.send_message, data)
+        await self.send_ack(message, created, ref)
+
+    async def on_message_recall(self, data: dict[str, Any], ref: str | None) -> None:
+        if not isinstance(data.get("client_msg_id"), str):
+            raise ServiceError("invalid", _("client_msg_id is required."), field="client_msg_id")
+        message, created = await self.db(
+            services.message_recall,
+            conversation_id=_int_field(data, "conversation_id", minimum=1),
+            message_id=data.get("message_id"),
+            sender=self.sender,
+            client_msg_id=data["client_msg_id"],
+        )
+        await self.send_ack(message, created, ref)
+
+    async def on_receipts_fetch(self, data: dict[str, Any], ref: str | None) -> None:
+        conversation_id = _int_field(data, "conversation_id", minimum=1)
+        seqs = data.get("seqs")
+        if (
+            not isinstance(seqs, list)
+            or len(seqs) > 200
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in seqs)
+        ):
+            raise ServiceError(
+                "invalid", _("seqs must be a list of up to 200 positive integers."), field="seqs"
+            )
+        member_count, counts = await self.db(
+            selectors.receipt_counts,
+            conversation_id=conversation_id,
+            member_key=self.sender.key,
+            seqs=seqs,
+        )
+        await self.send_json(
+            {
+                "type": "receipts.result",
+                "ref": ref,
+                "conversation_id": conversation_id,
+                "member_count": member_count,
+                "counts": {str(seq): c for seq, c in counts.items()},
+            }
+        )
+
+    async def on_typing(self, data: dict[str, Any], ref: str | None) -> None:
+        conversation_id = _int_field(data, "conversation_id", minimum=1)
+        state = "start" if data["type"] == "typing.start" else "stop"
+        await self.db(
+            services.typing_notify,
+            conversation_id=conversation_id,
+            member_key=self.sender.key,
+            state=state,
+        )
+
+    async def on_read_update(self, data: dict[str, Any], ref: str | None) -> None:
+        conversation_id = _int_field(data, "conversation_id", minimum=1)
+        await self.db(
+            services.receipt_update,
+            conversation_id=conversation_id,
+            member_key=self.sender.key,
+            delivered_seq=data.get("delivered_seq"),
+            read_seq=data.get("read_seq"),
+        )

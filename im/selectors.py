@@ -1,0 +1,230 @@
+"""Read queries of the messaging core, used by consumers, API views and other apps' selectors."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+from django.db.models import Count, F
+from django.utils.translation import gettext as _
+
+from im.models import Attachment, Conversation, Message, MessagingSettings, Participant
+from im.serializers import conversation_payload
+from weiyu.errors import ServiceError
+
+MESSAGE_RELATED = ("attachment", "sticker")
+
+
+def is_visitor_key(member_key: str) -> bool:
+    """Visitors (``v:<id>``) never see internal notes."""
+    return member_key.startswith("v:")
+
+
+def participant_get(*, conversation_id: int, member_key: str) -> Participant:
+    """The active membership of ``member_key`` in a conversation, with the conversation loaded.
+
+    Raises ``ServiceError("not_found")`` when the conversation does not exist or the member is not
+    (or no longer) in it; the two are indistinguishable on purpose.
+    """
+    participant = (
+        Participant.objects.select_related("conversation")
+        .filter(conversation_id=conversation_id, member_key=member_key, left_at__isnull=True)
+        .first()
+    )
+    if participant is None:
+        raise ServiceError("not_found", _("No such conversation."), field="conversation_id")
+    return participant
+
+
+def participant_list_for_member(*, member_key: str, closed_limit: int = 50) -> list[Participant]:
+    """The member's memberships: every open conversation plus the ``closed_limit`` newest closed."""
+    base = Participant.objects.select_related("conversation").filter(
+        member_key=member_key, left_at__isnull=True
+    )
+    open_ones = list(base.filter(conversation__closed_at__isnull=True))
+    closed = list(
+        base.filter(conversation__closed_at__isnull=False).order_by("-conversation__closed_at")[
+            :closed_limit
+        ]
+    )
+    return open_ones + closed
+
+
+def active_members(*, conversation_id: int) -> dict[str, tuple[str, Any]]:
+    """``{member_key: (role, muted_until)}`` of everyone currently in a conversation, one query."""
+    rows = Participant.objects.filter(
+        conversation_id=conversation_id, left_at__isnull=True
+    ).values_list("member_key", "role", "muted_until")
+    return {key: (role, muted_until) for key, role, muted_until in rows}
+
+
+def active_member_keys(*, conversation_id: int) -> list[str]:
+    """Keys of everyone currently in a conversation (the recipients of its events)."""
+    return list(
+        Participant.objects.filter(
+            conversation_id=conversation_id, left_at__isnull=True
+        ).values_list("member_key", flat=True)
+    )
+
+
+def peers_by_conversation(
+    *, conversation_ids: Iterable[int], exclude_key: str
+) -> dict[int, list[Participant]]:
+    """Other active participants of each conversation, one query. Groups are left out: they can
+    have hundreds of members (their read counts come from :func:`receipt_counts`)."""
+    peers: dict[int, list[Participant]] = defaultdict(list)
+    rows = (
+        Participant.objects.filter(conversation_id__in=list(conversation_ids), left_at__isnull=True)
+        .exclude(member_key=exclude_key)
+        .exclude(conversation__kind=Conversation.Kind.GROUP)
+        .order_by("id")
+    )
+    for row in rows:
+        peers[row.conversation_id].append(row)
+    return peers
+
+
+def last_messages(
+    *, conversation_ids: Iterable[int], include_internal: bool = True
+) -> dict[int, Message]:
+    """The newest message of each conversation (the newest visible one when internal notes are
+    left out, for visitors), one query."""
+    ids = list(conversation_ids)
+    if include_internal:
+        rows = Message.objects.select_related(*MESSAGE_RELATED).filter(
+            conversation_id__in=ids, seq=F("conversation__last_seq")
+        )
+    else:
+        rows = (
+            Message.objects.select_related(*MESSAGE_RELATED)
+            .filter(conversation_id__in=ids, internal=False)
+            .order_by("conversation_id", "-seq")
+            .distinct("conversation_id")
+        )
+    return {row.conversation_id: row for row in rows}
+
+
+def member_counts(*, conversation_ids: Iterable[int]) -> dict[int, int]:
+    """Active members per conversation, one query."""
+    rows = (
+        Participant.objects.filter(conversation_id__in=list(conversation_ids), left_at__isnull=True)
+        .values("conversation_id")
+        .annotate(n=Count("id"))
+    )
+    return {row["conversation_id"]: row["n"] for row in rows}
+
+
+def group_owners(*, conversation_ids: Iterable[int]) -> dict[int, Participant]:
+    """The owner of each group among ``conversation_ids``, one query."""
+    rows = Participant.objects.filter(
+        conversation_id__in=list(conversation_ids),
+        role=Participant.Role.OWNER,
+        left_at__isnull=True,
+    )
+    return {row.conversation_id: row for row in rows}
+
+
+def conversation_payloads(
+    *, participants: list[Participant], member_key: str
+) -> list[dict[str, Any]]:
+    """The member's conversations as clients see them (docs/api.md §1), in five queries whatever
+    the count (peers, last messages, member counts, group owners, group avatars)."""
+    ids = [p.conversation_id for p in participants]
+    peers = peers_by_conversation(conversation_ids=ids, exclude_key=member_key)
+    last = last_messages(conversation_ids=ids, include_internal=not is_visitor_key(member_key))
+    counts = member_counts(conversation_ids=ids)
+    group_ids = [p.conversation_id for p in participants if p.conversation.kind == "group"]
+    owners = group_owners(conversation_ids=group_ids) if group_ids else {}
+    max_members = MessagingSettings.current().group_max_members if group_ids else 0
+    avatar_ids = [p.conversation.avatar_id for p in participants if p.conversation.avatar_id]
+    if avatar_ids:
+        avatars = Attachment.objects.in_bulk(avatar_ids)
+        for p in participants:
+            if p.conversation.avatar_id:
+                p.conversation.avatar = avatars.get(p.conversation.avatar_id)
+    return [
+        conversation_payload(
+            p,
+            peers=peers.get(p.conversation_id, []),
+            last_message=last.get(p.conversation_id),
+            member_count=counts.get(p.conversation_id, 0),
+            owner=owners.get(p.conversation_id),
+            max_members=max_members,
+        )
+        for p in participants
+    ]
+
+
+def conversation_payload_for_member(*, conversation_id: int, member_key: str) -> dict[str, Any]:
+    """One conversation as :func:`conversation_payloads` shows it; ``not_found`` otherwise."""
+    participant = participant_get(conversation_id=conversation_id, member_key=member_key)
+    return conversation_payloads(participants=[participant], member_key=member_key)[0]
+
+
+def messages_after(
+    *, conversation_id: int, after_seq: int, limit: int, include_internal: bool = True
+) -> list[Message]:
+    """Messages with ``seq > after_seq``, oldest first, at most ``limit``."""
+    qs = Message.objects.select_related(*MESSAGE_RELATED).filter(
+        conversation_id=conversation_id, seq__gt=after_seq
+    )
+    if not include_internal:
+        qs = qs.filter(internal=False)
+    return list(qs.order_by("seq")[:limit])
+
+
+def messages_before(
+    *, conversation_id: int, before_seq: int | None, limit: int, include_internal: bool = True
+) -> tuple[list[Message], bool]:
+    """Up to ``limit`` messages before ``before_seq`` (newest page when None), oldest first.
+
+    Returns ``(messages, has_more)``.
+    """
+    qs = Message.objects.select_related(*MESSAGE_RELATED).filter(conversation_id=conversation_id)
+    if not include_internal:
+        qs = qs.filter(internal=False)
+    if before_seq is not None:
+        qs = qs.filter(seq__lt=before_seq)
+    page = list(qs.order_by("-seq")[: limit + 1])
+    has_more = len(page) > limit
+    page = page[:limit]
+    page.reverse()
+    return page, has_more
+
+
+def conversation_get(*, conversation_id: int) -> Conversation:
+    """A conversation by id; ``ServiceError("not_found")`` when absent."""
+    conversation = Conversation.objects.filter(pk=conversation_id).first()
+    if conversation is None:
+        raise ServiceError("not_found", _("No such conversation."), field="conversation_id")
+    return conversation
+
+
+def receipt_counts(
+    *, conversation_id: int, member_key: str, seqs: list[int]
+) -> tuple[int, dict[int, dict[str, int]]]:
+    """How many *other* active members have received / read each ``seq`` ("read by N").
+
+    Returns ``(member_count, {seq: {"read": n, "delivered": n}})``; one query plus the membership
+    check (``not_found`` for a non-member). Cost O(members · log members + len(seqs)).
+    """
+    from bisect import bisect_left
+
+    participant_get(conversation_id=conversation_id, member_key=member_key)
+    rows = list(
+        Participant.objects.filter(conversation_id=conversation_id, left_at__isnull=True)
+        .exclude(member_key=member_key)
+        .values_list("read_seq", "delivered_seq")
+    )
+    reads = sorted(r for r, _d in rows)
+    delivered = sorted(d for _r, d in rows)
+    total = len(rows)
+    counts = {
+        seq: {
+            "read": total - bisect_left(reads, seq),
+            "delivered": total - bisect_left(delivered, seq),
+        }
+        for seq in seqs
+    }
+    return total + 1, counts

@@ -1,0 +1,654 @@
+"""Every state change of the messaging core. Views, consumers and tasks call these; they validate,
+write in one transaction, and publish realtime events after commit (weiyu/realtime.py).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.contrib.postgres.search import SearchVector
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F, Value
+from django.db.models.functions import Greatest
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from im import selectors
+from im.models import Attachment, Conversation, Message, MessagingSettings, Participant, Sticker
+from im.search import index_terms
+from im.serializers import (
+    member_payload,
+    member_state_payload,
+    message_payload,
+    receipt_payload,
+)
+from org.models import User
+from weiyu.errors import ServiceError
+from weiyu.realtime import publish_event_now, publish_event_on_commit
+
+CLIENT_MSG_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class Sender:
+    """Who sends: ``key`` (``u:7``, ``v:12`` or ``system``), ``type`` (Message.SenderType), name."""
+
+    key: str
+    type: str
+    name: str
+    user_id: int | None = None
+
+
+SYSTEM = Sender(key="system", type=Message.SenderType.SYSTEM, name="")
+
+
+def conversation_create(*, kind: str, title: str = "") -> Conversation:
+    """Create an empty conversation (``last_seq`` 0). Members are added with :func:`participant_add`."""
+    return Conversation.objects.create(kind=kind, title=title[:200])
+
+
+def participant_add(
+    *,
+    conversation: Conversation | None = None,
+    conversation_id: int | None = None,
+    member_key: str,
+    name: str,
+    role: str,
+    user_id: int | None = None,
+) -> Participant:
+    """Add a member, or bring back one who left. A new member's cursors start at 0, so what was
+    said before they joined counts as unread (an agent taking a visitor chat must read it)."""
+    participant, created = Participant.objects.get_or_create(
+        conversation_id=conversation.pk if conversation is not None else conversation_id,
+        member_key=member_key,
+        defaults={"name": name, "role": role, "user_id": user_id},
+    )
+    if not created and participant.left_at is not None:
+        participant.left_at = None
+        participant.role = role
+        participant.muted_until = None
+        participant.save(update_fields=["left_at", "role", "muted_until"])
+    return participant
+
+
+def participant_remove(*, conversation_id: int, member_key: str) -> None:
+    """Mark a member as gone: they stop receiving events at once and can no longer send."""
+    Participant.objects.filter(
+        conversation_id=conversation_id, member_key=member_key, left_at__isnull=True
+    ).update(left_at=timezone.now())
+
+
+def _validate_text(content: object) -> str:
+    if not isinstance(content, str):
+        raise ServiceError("invalid", _("The message must be text."), field="content")
+    text = content.strip()
+    if not text:
+        raise ServiceError("invalid", _("The message is empty."), field="content")
+    limit = settings.WEIYU_MESSAGE_MAX_CHARS
+    if len(text) > limit:
+        raise ServiceError(
+            "invalid",
+            _("The message is longer than %(limit)d characters.") % {"limit": limit},
+            field="content",
+        )
+    return text
+
+
+USER_TYPES = {
+    Message.Type.TEXT,
+    Message.Type.IMAGE,
+    Message.Type.VOICE,
+    Message.Type.VIDEO,
+    Message.Type.FILE,
+    Message.Type.STICKER,
+}
+MEDIA_TYPES = {Message.Type.IMAGE, Message.Type.VOICE, Message.Type.VIDEO, Message.Type.FILE}
+MAX_MENTIONS = 50
+MENTION_ALL = "all"
+MENTION_KEY_RE = re.compile(r"^u:[1-9][0-9]{0,18}$")
+GROUP_ADMINS = {Participant.Role.OWNER, Participant.Role.ADMIN}
+
+
+@dataclass
+class _Draft:
+    """A validated message before it is stored."""
+
+    msg_type: str
+    content: str
+    attachment: Attachment | None = None
+    sticker_id: int | None = None
+    mentions: list[str] | None = None
+    internal: bool = False
+    ref_seq: int | None = None
+
+
+def _positive_id(value: object, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ServiceError(
+            "invalid", _("%(field)s must be a positive integer.") % {"field": field}, field=field
+        )
+    return value
+
+
+def _validate_mentions(value: object) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or len(value) > MAX_MENTIONS:
+        raise ServiceError(
+            "invalid",
+            _("mentions must be a list of at most %(n)d member keys.") % {"n": MAX_MENTIONS},
+            field="mentions",
+        )
+    keys: list[str] = []
+    for item in value:
+        if not isinstance(item, str) or not (item == MENTION_ALL or MENTION_KEY_RE.match(item)):
+            raise ServiceError(
+                "invalid", _('mentions may only hold "all" and user keys.'), field="mentions"
+            )
+        if item not in keys:
+            keys.append(item)
+    return keys
+
+
+def _draft(
+    *,
+    sender: Sender,
+    msg_type: object,
+    content: object,
+    attachment_id: object,
+    sticker_id: object,
+    conversation_id: int,
+) -> _Draft:
+    if msg_type not in USER_TYPES:
+        raise ServiceError("invalid", _("Unknown message type."), field="msg_type")
+    if msg_type == Message.Type.TEXT:
+        return _Draft(msg_type=msg_type, content=_validate_text(content))
+    if msg_type == Message.Type.STICKER:
+        sticker = _positive_id(sticker_id, "sticker_id")
+        if not Sticker.objects.filter(pk=sticker, is_active=True).exists():
+            raise ServiceError("invalid", _("No such sticker."), field="sticker_id")
+        return _Draft(msg_type=msg_type, content="", sticker_id=sticker)
+    attachment = Attachment.objects.filter(
+        pk=_positive_id(attachment_id, "attachment_id"),
+        conversation_id=conversation_id,
+        uploader_key=sender.key,
+    ).first()
+    if attachment is None:
+        raise ServiceError(
+            "invalid",
+            _("Upload the file to this conversation first."),
+            field="attachment_id",
+        )
+    if attachment.kind != msg_type:
+        raise ServiceError(
+            "invalid", _("The file does not match the message type."), field="msg_type"
+        )
+    caption = "" if content in (None, "") else _validate_text(content)
+    return _Draft(msg_type=msg_type, content=caption, attachment=attachment)
+
+
+def message_send(
+    *,
+    conversation_id: int,
+    sender: Sender,
+    content: object = None,
+    client_msg_id: object = None,
+    msg_type: object = Message.Type.TEXT,
+    attachment_id: object = None,
+    sticker_id: object = None,
+    mentions: object = None,
+    internal: object = False,
+) -> tuple[Message, bool]:
+    """Store a message and publish ``message.new`` to every active participant after commit.
+
+    ``msg_type``: ``text`` (``content`` 1-5000 chars), ``image``/``voice``/``video``/``file``
+    (``attachment_id`` of a file the sender uploaded to this conversation, optional caption in
+    ``content``), ``sticker`` (``sticker_id``), or ``system`` (the system sender only).
+    ``mentions``: member keys of participants or ``"all"`` (group owner/admins only); mentioned
+    members get ``mention_seq`` set. ``internal``: a note among staff in a visitor conversation,
+    never sent to the visitor; a colleague mentioned in it who is not in the conversation is
+    added to it (KF-13).
+
+    Returns ``(message, created)``; ``created`` is False when ``client_msg_id`` was already used by
+    this sender — the stored message is returned and nothing is written or published (IM-12).
+
+    Cost of a plain text message: one participant read, one ``UPDATE … RETURNING`` on the
+    conversation row (which also serialises senders, making ``seq`` gap-free), one insert, one
+    receipt update. Attachments, stickers and mentions add one query each.
+
+    Raises ``ServiceError``: ``invalid`` (content, type, file, mentions, client_msg_id),
+    ``not_found`` (no such conversation or the sender is not in it), ``conversation_closed``,
+    ``forbidden`` (the sender, or the whole group, is muted).
+    """
+    if sender.key == SYSTEM.key:
+        draft = _Draft(msg_type=Message.Type.SYSTEM, content=_validate_text(content))
+    else:
+        draft = _draft(
+            sender=sender,
+            msg_type=msg_type,
+            content=content,
+            attachment_id=attachment_id,
+            sticker_id=sticker_id,
+            conversation_id=conversation_id,
+        )
+        draft.mentions = _validate_mentions(mentions)
+        draft.internal = internal is True
+    return _append(
+        conversation_id=conversation_id, sender=sender, draft=draft, client_msg_id=client_msg_id
+    )
+
+
+def _check_client_msg_id(client_msg_id: object) -> None:
+    if client_msg_id is not None and (
+        not isinstance(client_msg_id, str) or not CLIENT_MSG_ID_RE.match(client_msg_id)
+    ):
+        raise ServiceError(
+            "invalid",
+            _("client_msg_id must be 1-64 characters of A-Z, a-z, 0-9, _ and -."),
+            field="client_msg_id",
+        )
+
+
+def _pull_in(mentions: list[str], members: dict[str, Any]) -> list[User]:
+    """Colleagues mentioned in an internal note who are not in the conversation yet."""
+    wanted = [int(k[2:]) for k in mentions if k != MENTION_ALL and k not in members]
+    if not wanted:
+        return []
+    users = list(User.objects.filter(pk__in=wanted, is_active=True))
+    if len(users) != len(wanted):
+        raise ServiceError(
+            "invalid", _("You can only mention people of your team."), field="mentions"
+        )
+    return users
+
+
+def _append(  # noqa: PLR0912 - the checks of one send, in the order they must run
+    *, conversation_id: int, sender: Sender, draft: _Draft, client_msg_id: object
+) -> tuple[Message, bool]:
+    _check_client_msg_id(client_msg_id)
+    members = selectors.active_members(conversation_id=conversation_id)
+    is_system = sender.key == SYSTEM.key
+    if not is_system and sender.key not in members:
+        if client_msg_id is not None and (
+            dup := _existing(sender.key, client_msg_id, conversation_id)
+        ):
+            return dup, False
+        raise ServiceError("not_found", _("No such conversation."), field="conversation_id")
+    role, muted_until = members.get(sender.key, ("", None))
+    now = timezone.now()
+    if muted_until is not None and muted_until > now:
+        raise ServiceError(
+            "forbidden",
+            _("You are muted in this conversation until %(time)s.")
+            % {"time": timezone.localtime(muted_until).strftime("%Y-%m-%d %H:%M")},
+        )
+    mentions = draft.mentions or []
+    if draft.internal and sender.type == Message.SenderType.VISITOR:
+        raise ServiceError("invalid", _("Visitors cannot write internal notes."), field="internal")
+    pulled = _pull_in(mentions, members) if draft.internal else []
+    unknown = [k for k in mentions if k != MENTION_ALL and k not in members and not draft.internal]
+    if unknown:
+        raise ServiceError(
+            "invalid", _("Only members of this conversation can be mentioned."), field="mentions"
+        )
+    try:
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "UPDATE im_conversation SET last_seq = last_seq + 1, last_message_at = %s "
+                    "WHERE id = %s AND closed_at IS NULL RETURNING last_seq, kind, all_muted",
+                    [now, conversation_id],
+                )
+                row = cursor.fetchone()
+            if row is None:
+                if client_msg_id is not None and (
+                    dup := _existing(sender.key, client_msg_id, conversation_id)
+                ):
+                    return dup, False
+                raise ServiceError(
+                    "conversation_closed",
+                    _("This conversation has ended."),
+                    field="conversation_id",
+                )
+            seq, kind, all_muted = row
+            if not is_system:
+                _check_rules(draft, kind=kind, all_muted=all_muted, role=role)
+            terms = index_terms(
+                draft.attachment.name if draft.attachment and not draft.content else draft.content
+            )
+            message = Message.objects.create(
+                conversation_id=conversation_id,
+                seq=seq,
+                sender_key=sender.key,
+                sender_type=sender.type,
+                sender_user_id=sender.user_id,
+                sender_name=sender.name,
+                msg_type=draft.msg_type,
+                content=draft.content,
+                attachment=draft.attachment,
+                sticker_id=draft.sticker_id,
+                mentions=mentions,
+                internal=draft.internal,
+                ref_seq=draft.ref_seq,
+                search_vector=SearchVector(Value(terms), config="simple") if terms else None,
+                client_msg_id=client_msg_id,
+                created_at=now,
+            )
+            if not is_system:
+                # sending implies having read everything before it
+                Participant.objects.filter(
+                    conversation_id=conversation_id, member_key=sender.key
+                ).update(read_seq=message.seq, delivered_seq=message.seq)
+            recipients = list(members)
+            for user in pulled:
+                participant_add(
+                    conversation_id=conversation_id,
+                    member_key=user.member_key,
+                    name=user.name,
+                    role=Participant.Role.MEMBER,
+                    user_id=user.pk,
+                )
+                recipients.append(user.member_key)
+            if mentions:
+                _mark_mentioned(conversation_id, mentions, sender.key, seq)
+            if draft.internal:
+                recipients = [k for k in recipients if not selectors.is_visitor_key(k)]
+            publish_event_on_commit(
+                {"type": "message.new", "message": message_payload(message)}, recipients
+            )
+            if pulled:
+                conversation_added_publish(conversation_id, [u.member_key for u in pulled])
+    except IntegrityError:
+        dup = (
+            _existing(sender.key, client_msg_id, conversation_id)
+            if client_msg_id is not None
+            else None
+        )
+        if dup is None:
+            raise
+        return dup, False
+    return message, True
+
+
+def _check_rules(draft: _Draft, *, kind: str, all_muted: bool, role: str) -> None:
+    """Rules that need the conversation row (checked inside the transaction; raising rolls the
+    ``seq`` back)."""
+    if kind == Conversation.Kind.GROUP and all_muted and role not in GROUP_ADMINS:
+        raise ServiceError("forbidden", _("Only the group owner and admins can send right now."))
+    if draft.internal and kind != Conversation.Kind.VISITOR:
+        raise ServiceError(
+            "invalid", _("Internal notes belong in customer conversations."), field="internal"
+        )
+    if MENTION_ALL in (draft.mentions or []) and (
+        kind != Conversation.Kind.GROUP or role not in GROUP_ADMINS
+    ):
+        raise ServiceError(
+            "forbidden",
+            _("Only the group owner and admins can mention everyone."),
+            field="mentions",
+        )
+
+
+def _mark_mentioned(conversation_id: int, mentions: list[str], sender_key: str, seq: int) -> None:
+    targets = Participant.objects.filter(conversation_id=conversation_id, left_at__isnull=True)
+    if MENTION_ALL not in mentions:
+        targets = targets.filter(member_key__in=mentions)
+    targets.exclude(member_key=sender_key).update(mention_seq=Greatest(F("mention_seq"), seq))
+
+
+def conversation_added_publish(conversation_id: int, member_keys: list[str]) -> None:
+    """``conversation.added`` to each new member after commit, with the conversation as they see
+    it (call inside the transaction that added them)."""
+    for key in member_keys:
+        payload = selectors.conversation_payload_for_member(
+            conversation_id=conversation_id, member_key=key
+        )
+        publish_event_on_commit({"type": "conversation.added", "conversation": payload}, [key])
+
+
+def _existing(sender_key: str, client_msg_id: str, conversation_id: int) -> Message | None:
+    message = Message.objects.filter(sender_key=sender_key, client_msg_id=client_msg_id).first()
+    if message is not None and message.conversation_id != conversation_id:
+        raise ServiceError(
+            "invalid",
+            _("This client_msg_id was already used in another conversation."),
+            field="client_msg_id",
+        )
+    return message
+
+
+def system_message_post(*, conversation_id: int, content: str) -> Message:
+    """Post a system line (joined, ended, …) into a conversation, open or just closing."""
+    message, _created = message_send(
+        conversation_id=conversation_id,
+        sender=SYSTEM,
+        content=content,
+        msg_type=Message.Type.SYSTEM,
+    )
+    return message
+
+
+def _parse_seq(value: object, field: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ServiceError(
+            "invalid",
+            _("%(field)s must be a non-negative integer.") % {"field": field},
+            field=field,
+        )
+    return value
+
+
+def receipt_update(
+    *, conversation_id: int, member_key: str, delivered_seq: object = None, read_seq: object = None
+) -> Participant:
+    """Move a member's ``delivered_seq``/``read_seq`` forward (never back, never past ``last_seq``)
+    and publish ``read.state`` when something moved: to every participant, except in groups,
+    where only the reader's sockets and the senders of the newly read messages get it.
+
+    Raises ``ServiceError``: ``invalid`` (not integers, or neither given), ``not_found``.
+    """
+    delivered = _parse_seq(delivered_seq, "delivered_seq")
+    read = _parse_seq(read_seq, "read_seq")
+    if delivered is None and read is None:
+        raise ServiceError("invalid", _("Give delivered_seq or read_seq."), field="read_seq")
+    participant = selectors.participant_get(conversation_id=conversation_id, member_key=member_key)
+    last_seq = participant.conversation.last_seq
+    read = min(read, last_seq) if read is not None else None
+    delivered = max(min(delivered, last_seq) if delivered is not None else 0, read or 0)
+    if delivered <= participant.delivered_seq and (read is None or read <= participant.read_seq):
+        return participant
+    updates = {"delivered_seq": Greatest(F("delivered_seq"), delivered)}
+    if read is not None:
+        updates["read_seq"] = Greatest(F("read_seq"), read)
+    old_read = participant.read_seq
+    with transaction.atomic():
+        Participant.objects.filter(pk=participant.pk).update(**updates)
+        participant.refresh_from_db(fields=["delivered_seq", "read_seq"])
+        if participant.conversation.kind == Conversation.Kind.GROUP:
+            # "read by N" concerns only the senders of the newly read messages (and the reader's
+            # other tabs); telling all 500 members about every read would be 500 x 500 events.
+            recipients = [member_key]
+            if participant.read_seq > old_read:
+                recipients += list(
+                    Message.objects.filter(
+                        conversation_id=conversation_id,
+                        seq__gt=old_read,
+                        seq__lte=participant.read_seq,
+                    )
+                    .exclude(sender_key__in=[member_key, SYSTEM.key])
+                    .values_list("sender_key", flat=True)
+                    .distinct()
+                )
+        else:
+            recipients = selectors.active_member_keys(conversation_id=conversation_id)
+        publish_event_on_commit(
+            {
+                "type": "read.state",
+                "conversation_id": conversation_id,
+                **receipt_payload(participant),
+            },
+            recipients,
+        )
+    return participant
+
+
+def typing_notify(*, conversation_id: int, member_key: str, state: str) -> None:
+    """Relay ``typing`` (``state`` ``start``/``stop``) to the other participants. Not stored."""
+    if state not in ("start", "stop"):
+        raise ServiceError("invalid", _("Unknown typing state."), field="state")
+    participant = selectors.participant_get(conversation_id=conversation_id, member_key=member_key)
+    others = [
+        k for k in selectors.active_member_keys(conversation_id=conversation_id) if k != member_key
+    ]
+    publish_event_now(
+        {
+            "type": "typing",
+            "conversation_id": conversation_id,
+            "member": member_payload(member_key, participant.name),
+            "state": state,
+        },
+        others,
+    )
+
+
+def conversation_close(*, conversation_id: int, closed_by: Sender) -> Conversation:
+    """Close a conversation: no further messages are accepted. Publishes ``conversation.closed``
+    to every participant after commit. Closing a closed conversation is a no-op.
+    """
+    with transaction.atomic():
+        conversation = Conversation.objects.select_for_update().get(pk=conversation_id)
+        if conversation.closed_at is not None:
+            return conversation
+        conversation.closed_at = timezone.now()
+        conversation.save(update_fields=["closed_at"])
+        by = member_payload(closed_by.key, closed_by.name)
+        by["type"] = closed_by.type
+        publish_event_on_commit(
+            {
+                "type": "conversation.closed",
+                "conversation_id": conversation_id,
+                "closed_by": by,
+                "closed_at": conversation.closed_at.isoformat(),
+            },
+            selectors.active_member_keys(conversation_id=conversation_id),
+        )
+    return conversation
+
+
+def message_recall(
+    *, conversation_id: int, message_id: object, sender: Sender, client_msg_id: object
+) -> tuple[Message, bool]:
+    """Recall the sender's own message within the tenant's recall window (IM-5; default 120 s,
+    ``MessagingSettings.recall_window_s``).
+
+    The original keeps its ``seq`` but loses its content, attachment (the file is deleted) and
+    search entry, and reads ``recalled: true`` everywhere; a ``recall`` message (``ref_seq`` = the
+    original's ``seq``) is appended so clients that were offline learn it from ``sync``. Returns
+    ``(recall message, created)`` like :func:`message_send` (a resend with the same
+    ``client_msg_id`` is acked again).
+
+    Raises ``ServiceError``: ``invalid``, ``not_found`` (no such message in a conversation the
+    sender is in), ``forbidden`` (not the sender's, or the window has passed), ``conflict``
+    (already recalled).
+    """
+    _check_client_msg_id(client_msg_id)
+    if client_msg_id is not None and (dup := _existing(sender.key, client_msg_id, conversation_id)):
+        return dup, False
+    target_id = _positive_id(message_id, "message_id")
+    selectors.participant_get(conversation_id=conversation_id, member_key=sender.key)
+    target = Message.objects.filter(pk=target_id, conversation_id=conversation_id).first()
+    if target is None or target.msg_type in (Message.Type.SYSTEM, Message.Type.RECALL):
+        raise ServiceError("not_found", _("No such message."), field="message_id")
+    if target.sender_key != sender.key:
+        raise ServiceError("forbidden", _("You can only recall your own messages."))
+    window = MessagingSettings.current().recall_window_s
+    if (timezone.now() - target.created_at).total_seconds() > window:
+        raise ServiceError(
+            "forbidden",
+            _("Messages can only be recalled within %(n)d seconds.") % {"n": window},
+        )
+    with transaction.atomic():
+        target = Message.objects.select_for_update().get(pk=target.pk)
+        if target.recalled_at is not None:
+            raise ServiceError("conflict", _("This message was already recalled."))
+        attachment = target.attachment
+        Message.objects.filter(pk=target.pk).update(
+            recalled_at=timezone.now(), content="", search_vector=None, mentions=[]
+        )
+        if attachment is not None:
+            Message.objects.filter(pk=target.pk).update(attachment=None)
+            transaction.on_commit(lambda: _attachment_delete(attachment.pk))
+        result = _append(
+            conversation_id=conversation_id,
+            sender=sender,
+            draft=_Draft(
+                msg_type=Message.Type.RECALL,
+                content="",
+                internal=target.internal,
+                ref_seq=target.seq,
+            ),
+            client_msg_id=client_msg_id,
+        )
+    return result
+
+
+def _attachment_delete(attachment_id: int) -> None:
+    """Delete a recalled message's file and its row (nothing else refers to it)."""
+    attachment = Attachment.objects.filter(pk=attachment_id).first()
+    if attachment is None or attachment.messages.exists():
+        return
+    for field in (attachment.file, attachment.thumbnail):
+        if field:
+            field.delete(save=False)
+    attachment.delete()
+
+
+def member_settings_update(
+    *,
+    conversation_id: int,
+    member_key: str,
+    pinned: object = None,
+    notifications_off: object = None,
+    archived: object = None,
+) -> Participant:
+    """Change the member's own view of a conversation (IM-8): pin, do-not-disturb, archive.
+
+    Each argument is ``True``/``False`` or ``None`` (unchanged). Publishes ``member.state`` to the
+    member's sockets (all tabs) after commit. Raises ``ServiceError("invalid"|"not_found")``.
+    """
+    participant = selectors.participant_get(conversation_id=conversation_id, member_key=member_key)
+    now = timezone.now()
+    fields: list[str] = []
+    for name, value in (
+        ("pinned", pinned),
+        ("notifications_off", notifications_off),
+        ("archived", archived),
+    ):
+        if value is None:
+            continue
+        if not isinstance(value, bool):
+            raise ServiceError(
+                "invalid", _("%(field)s must be true or false.") % {"field": name}, field=name
+            )
+        if name == "pinned":
+            participant.pinned_at = (participant.pinned_at or now) if value else None
+            fields.append("pinned_at")
+        elif name == "archived":
+            participant.archived_at = now if value else None
+            fields.append("archived_at")
+        else:
+            participant.notifications_off = value
+            fields.append("notifications_off")
+    if not fields:
+        raise ServiceError("invalid", _("Nothing to change."))
+    with transaction.atomic():
+        participant.save(update_fields=fields)
+        publish_event_on_commit(
+            {"type": "member.state", **member_state_payload(participant)}, [member_key]
+        )
+    return participant

@@ -1,0 +1,176 @@
+"""Tenant back office for customer service: agents, workgroups, widget channels, visitors and
+sessions. State changes that routing cares about go through ``kefu.services``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db import connection
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
+
+from im.services import Sender
+from kefu import services
+from kefu.models import AgentState, Channel, Session, Visitor, Workgroup
+from org.admin import UserAdmin
+from org.models import User
+
+
+class AgentStateInline(admin.StackedInline):
+    model = AgentState
+    can_delete = False
+    fields = ("status", "max_concurrent", "open_count")
+    readonly_fields = ("open_count",)
+
+
+class AgentUserAdmin(UserAdmin):
+    inlines = [*UserAdmin.inlines, AgentStateInline]
+
+
+admin.site.unregister(User)
+admin.site.register(User, AgentUserAdmin)
+
+
+@admin.register(Workgroup)
+class WorkgroupAdmin(admin.ModelAdmin):
+    list_display = ("name", "strategy", "agent_count", "queued")
+    filter_horizontal = ("agents",)
+    actions = ["dispatch_queue"]
+
+    @admin.display(description=_("agents"))
+    def agent_count(self, obj: Workgroup) -> int:
+        return obj.agents.count()
+
+    @admin.display(description=_("waiting"))
+    def queued(self, obj: Workgroup) -> int:
+        return obj.sessions.filter(status=Session.Status.QUEUED).count()
+
+    @admin.action(description=_("Assign waiting visitors now"))
+    def dispatch_queue(self, request: HttpRequest, queryset: Any) -> None:
+        total = sum(services.workgroup_dispatch(workgroup_id=wg.pk) for wg in queryset)
+        self.message_user(
+            request, _("%(count)d waiting visitors assigned.") % {"count": total}, messages.SUCCESS
+        )
+
+
+@admin.register(Channel)
+class ChannelAdmin(admin.ModelAdmin):
+    list_display = ("name", "mode", "workgroup", "is_active", "public_key")
+    list_filter = ("is_active", "mode")
+    readonly_fields = ("public_key", "snippet", "created_at")
+    fields = (
+        "name",
+        "mode",
+        "workgroup",
+        "title",
+        "welcome_text",
+        "color",
+        "is_active",
+        "public_key",
+        "snippet",
+    )
+
+    @admin.display(description=_("embed snippet"))
+    def snippet(self, obj: Channel) -> str:
+        if not obj.pk:
+            return "—"
+        domain = connection.tenant.get_primary_domain()
+        host = domain.domain if domain else "localhost"
+        src = f"https://{host}{reverse('kefu:widget-js')}"
+        return format_html(
+            '<code>&lt;script src="{}" data-channel="{}" async&gt;&lt;/script&gt;</code>',
+            src,
+            obj.public_key,
+        )
+
+
+@admin.register(Visitor)
+class VisitorAdmin(admin.ModelAdmin):
+    list_display = (
+        "name",
+        "channel",
+        "ip_address",
+        "language",
+        "page_url",
+        "created_at",
+        "last_seen_at",
+    )
+    list_filter = ("channel", "language")
+    search_fields = ("name", "ip_address", "page_url")
+    readonly_fields = (
+        "channel",
+        "ip_address",
+        "user_agent",
+        "language",
+        "referrer",
+        "page_url",
+        "created_at",
+        "last_seen_at",
+    )
+
+
+@admin.register(AgentState)
+class AgentStateAdmin(admin.ModelAdmin):
+    list_display = ("user", "status", "open_count", "max_concurrent", "status_changed_at")
+    list_filter = ("status",)
+    list_editable = ("max_concurrent",)
+    readonly_fields = ("open_count", "status_changed_at")
+    actions = ["set_online", "set_away", "set_offline"]
+
+    def _set(self, request: HttpRequest, queryset: Any, status: str) -> None:
+        for state in queryset.select_related("user"):
+            services.agent_status_set(user=state.user, status=status)
+        self.message_user(request, _("Status updated."), messages.SUCCESS)
+
+    @admin.action(description=_("Set online"))
+    def set_online(self, request: HttpRequest, queryset: Any) -> None:
+        self._set(request, queryset, AgentState.Status.ONLINE)
+
+    @admin.action(description=_("Set away"))
+    def set_away(self, request: HttpRequest, queryset: Any) -> None:
+        self._set(request, queryset, AgentState.Status.AWAY)
+
+    @admin.action(description=_("Set offline"))
+    def set_offline(self, request: HttpRequest, queryset: Any) -> None:
+        self._set(request, queryset, AgentState.Status.OFFLINE)
+
+
+@admin.register(Session)
+class SessionAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "visitor",
+        "workgroup",
+        "agent",
+        "status",
+        "created_at",
+        "first_response_at",
+        "closed_at",
+        "transcript",
+    )
+    list_filter = ("status", "workgroup", "agent")
+    search_fields = ("visitor__name", "agent__username")
+    list_select_related = ("visitor", "workgroup", "agent")
+    readonly_fields = [f.name for f in Session._meta.fields]
+    actions = ["close_sessions"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.display(description=_("transcript"))
+    def transcript(self, obj: Session) -> str:
+        url = reverse("admin:im_conversation_change", args=[obj.conversation_id])
+        return format_html('<a href="{}">{}</a>', url, _("messages"))
+
+    @admin.action(description=_("Close selected sessions"))
+    def close_sessions(self, request: HttpRequest, queryset: Any) -> None:
+        user = request.user
+        sender = Sender(
+            key=f"u:{user.pk}", type="agent", name=getattr(user, "name", str(user)), user_id=user.pk
+        )
+        for session in queryset.exclude(status=Session.Status.CLOSED):
+            services.session_close(session_id=session.pk, closed_by=sender)
+        self.message_user(request, _("Sessions closed."), messages.SUCCESS)

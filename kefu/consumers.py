@@ -1,0 +1,92 @@
+"""The two websocket endpoints: ``/ws/agent/`` (agents and staff) and ``/ws/visitor/``."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+from urllib.parse import parse_qs
+
+from django.utils.translation import gettext as _
+
+from im.consumers import MemberConsumer, _int_field
+from im.services import Sender
+from kefu import selectors, services
+from weiyu.errors import ServiceError
+
+
+class AgentConsumer(MemberConsumer):
+    """An agent's (or staff member's) inbox socket, authenticated by the session cookie."""
+
+    handlers: ClassVar[dict[str, str]] = {
+        **MemberConsumer.handlers,
+        "conversation.close": "on_conversation_close",
+        "agent.status": "on_agent_status",
+    }
+
+    async def authenticate(self) -> Sender:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated or not user.is_active:
+            raise ServiceError("unauthorized", _("Please sign in."))
+        self.user = user
+        return services.agent_sender(user)
+
+    async def hello_extra(self) -> dict[str, Any]:
+        if not self.user.is_agent:
+            return {}
+        state = await self.db(selectors.agent_state_get, user_id=self.user.pk)
+        return {"agent": selectors.agent_state_payload(state)}
+
+    def conversation_list(self) -> list[dict[str, Any]]:
+        return selectors.conversation_list_for_member(member_key=self.sender.key)
+
+    def send_message(self, data: dict[str, Any]) -> tuple[Any, bool]:
+        return services.agent_message_send(user=self.user, **self.message_fields(data))
+
+    async def on_conversation_close(self, data: dict[str, Any], ref: str | None) -> None:
+        conversation_id = _int_field(data, "conversation_id", minimum=1)
+        await self.db(
+            services.conversation_close_by_member,
+            conversation_id=conversation_id,
+            sender=self.sender,
+        )
+
+    async def on_agent_status(self, data: dict[str, Any], ref: str | None) -> None:
+        await self.db(services.agent_status_set, user=self.user, status=data.get("status"))
+
+
+class VisitorConsumer(MemberConsumer):
+    """A visitor's widget socket, authenticated by the signed token in ``?token=``."""
+
+    handlers: ClassVar[dict[str, str]] = {
+        **MemberConsumer.handlers,
+        "conversation.close": "on_conversation_close",
+    }
+
+    async def authenticate(self) -> Sender:
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        token = (query.get("token") or [None])[0]
+        self.visitor = await self.db(services.visitor_from_token, token)
+        self.language = "en" if self.visitor.language.lower().startswith("en") else "zh-hans"
+        return services.visitor_sender(self.visitor)
+
+    def conversation_list(self) -> list[dict[str, Any]]:
+        return selectors.conversation_list_for_member(member_key=self.sender.key, closed_limit=20)
+
+    def send_message(self, data: dict[str, Any]) -> tuple[Any, bool]:
+        if data.get("msg_type", "text") != "text":
+            raise ServiceError(
+                "invalid", _("Only text messages are supported here."), field="msg_type"
+            )
+        return services.visitor_message_send(
+            visitor=self.visitor,
+            conversation_id=data.get("conversation_id"),
+            content=data.get("content"),
+            client_msg_id=data.get("client_msg_id"),
+        )
+
+    async def on_conversation_close(self, data: dict[str, Any], ref: str | None) -> None:
+        conversation_id = _int_field(data, "conversation_id", minimum=1)
+        await self.db(
+            services.conversation_close_by_member,
+            conversation_id=conversation_id,
+            sender=self.sender,
+        )

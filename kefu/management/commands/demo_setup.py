@@ -1,0 +1,109 @@
+"""``manage.py demo_setup``: the public site plus a ready-to-use demo tenant. Idempotent."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandParser
+from django.db import connection
+from django_tenants.utils import tenant_context
+
+from im import groups
+from im.models import Conversation
+from kefu import services
+from kefu.models import AgentState, Channel, Workgroup
+from org import services as org_services
+from org.models import Department
+from tenants.models import Domain, Tenant
+from tenants.services import public_tenant_ensure, tenant_create
+
+DEMO_AGENTS = [("alice", "Alice 王"), ("bob", "Bob 李"), ("carol", "Carol 张")]
+
+
+class Command(BaseCommand):
+    help = "Create the public site, a platform admin, and the demo tenant (admin, 3 agents, a workgroup, a widget channel)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--domain", default="demo.localhost", help="Host name of the demo tenant."
+        )
+        parser.add_argument(
+            "--password",
+            default=os.environ.get("WEIYU_DEMO_PASSWORD", "weiyu-demo"),
+            help="Password of every demo account (default: $WEIYU_DEMO_PASSWORD or 'weiyu-demo').",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        password = options["password"]
+        domain = options["domain"]
+        User = get_user_model()
+        connection.set_schema_to_public()
+        public_tenant_ensure(domains=["localhost", "127.0.0.1"])
+        if not User.objects.filter(username="platform").exists():
+            User.objects.create_superuser(username="platform", password=password, role="admin")
+
+        existing = Domain.objects.filter(domain=domain).select_related("tenant").first()
+        if existing is None:
+            tenant = tenant_create(
+                name="Demo 演示公司",
+                schema_name="demo",
+                domain=domain,
+                admin_username="admin",
+                admin_password=password,
+            )
+        else:
+            tenant = existing.tenant
+        with tenant_context(tenant):
+            self._populate(tenant, password)
+        self.stdout.write(self.style.SUCCESS(f"Demo tenant {tenant.name!r} ready at {domain}"))
+
+    def _populate(self, tenant: Tenant, password: str) -> None:
+        User = get_user_model()
+        workgroup, _ = Workgroup.objects.get_or_create(name="售前咨询 Sales")
+        for username, display in DEMO_AGENTS:
+            user = User.objects.filter(username=username).first()
+            if user is None:
+                user = User.objects.create_user(
+                    username=username, password=password, display_name=display, role="agent"
+                )
+            workgroup.agents.add(user)
+            AgentState.objects.get_or_create(user=user, defaults={"max_concurrent": 5})
+            services.agent_status_set(user=user, status=AgentState.Status.ONLINE)
+        admin = User.objects.get(username="admin")
+        AgentState.objects.get_or_create(user=admin)
+        if not Channel.objects.exists():
+            Channel.objects.create(
+                name="Website",
+                workgroup=workgroup,
+                title="Demo 在线客服",
+                welcome_text="你好！有什么可以帮您？ Hi! How can we help?",
+            )
+        self._organisation(admin)
+
+    def _organisation(self, admin: Any) -> None:
+        """A small department tree with the demo people in it, and a team group chat."""
+        User = get_user_model()
+        if not Department.objects.exists():
+            head_office = org_services.department_create(name="总部 Head office")
+            service = org_services.department_create(
+                name="客服部 Customer service", parent=head_office
+            )
+            org_services.department_create(name="研发部 Engineering", parent=head_office)
+            org_services.department_member_add(department=head_office, user=admin, is_head=True)
+            for username, _display in DEMO_AGENTS:
+                org_services.department_member_add(
+                    department=service,
+                    user=User.objects.get(username=username),
+                    is_head=username == "alice",
+                )
+        if not Conversation.objects.filter(kind=Conversation.Kind.GROUP).exists():
+            agents = list(User.objects.filter(username__in=[u for u, _d in DEMO_AGENTS]))
+            groups.group_create(
+                creator=admin,
+                title="客服团队 Support team",
+                member_ids=[u.pk for u in agents],
+                category="团队 Team",
+                announcement="欢迎使用微语团队聊天！ Welcome to team chat!",
+            )

@@ -1,0 +1,201 @@
+"""Customer-service tables. Messages live in ``im``; a Session points at its Conversation."""
+
+import secrets
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+
+from im.models import Conversation
+
+
+def new_public_key() -> str:
+    """A random, URL-safe channel key (the ``data-channel`` of the widget snippet)."""
+    return secrets.token_urlsafe(16)
+
+
+class Workgroup(models.Model):
+    """A team of agents that shares a waiting queue.
+
+    ``last_assigned_user_id`` is the round-robin cursor: the next assignment goes to the first
+    available agent with a larger user id, wrapping around.
+    """
+
+    class Strategy(models.TextChoices):
+        ROUND_ROBIN = "round_robin", _("Round robin")
+
+    name = models.CharField(_("name"), max_length=100)
+    strategy = models.CharField(
+        _("routing strategy"), max_length=32, choices=Strategy.choices, default=Strategy.ROUND_ROBIN
+    )
+    agents = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="workgroups", verbose_name=_("agents")
+    )
+    last_assigned_user_id = models.BigIntegerField(
+        _("last assigned agent id"), null=True, blank=True, editable=False
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("workgroup")
+        verbose_name_plural = _("workgroups")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Channel(models.Model):
+    """A website widget channel: what the ``<script data-channel="…">`` snippet connects to."""
+
+    class Mode(models.TextChoices):
+        AGENT = "agent", _("Agent (human only)")
+
+    name = models.CharField(_("name"), max_length=100)
+    public_key = models.CharField(
+        _("public key"), max_length=64, unique=True, default=new_public_key
+    )
+    mode = models.CharField(
+        _("service mode"), max_length=16, choices=Mode.choices, default=Mode.AGENT
+    )
+    workgroup = models.ForeignKey(
+        Workgroup, on_delete=models.PROTECT, related_name="channels", verbose_name=_("workgroup")
+    )
+    title = models.CharField(_("widget title"), max_length=100, blank=True)
+    welcome_text = models.CharField(_("welcome text"), max_length=500, blank=True)
+    color = models.CharField(
+        _("colour"), max_length=7, default="#1f6feb", help_text=_("Hex colour, e.g. #1f6feb.")
+    )
+    is_active = models.BooleanField(_("active"), default=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("widget channel")
+        verbose_name_plural = _("widget channels")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Visitor(models.Model):
+    """A person on the tenant's website. Identified in the browser by a signed token."""
+
+    channel = models.ForeignKey(
+        Channel, on_delete=models.CASCADE, related_name="visitors", verbose_name=_("channel")
+    )
+    name = models.CharField(_("name"), max_length=100)
+    ip_address = models.GenericIPAddressField(_("IP address"), null=True, blank=True)
+    user_agent = models.CharField(_("user agent"), max_length=500, blank=True)
+    language = models.CharField(_("language"), max_length=16, blank=True)
+    referrer = models.CharField(_("referrer"), max_length=2000, blank=True)
+    page_url = models.CharField(_("page"), max_length=2000, blank=True)
+    created_at = models.DateTimeField(_("first seen"), auto_now_add=True)
+    last_seen_at = models.DateTimeField(_("last seen"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("visitor")
+        verbose_name_plural = _("visitors")
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def member_key(self) -> str:
+        """The visitor's key in conversations (``v:<id>``)."""
+        return f"v:{self.pk}"
+
+
+class AgentState(models.Model):
+    """An agent's service state (KF-3). ``open_count`` is the number of open sessions assigned to
+    the agent, kept under a row lock by the routing service; it never exceeds ``max_concurrent``.
+    """
+
+    class Status(models.TextChoices):
+        ONLINE = "online", _("Online")
+        AWAY = "away", _("Away")
+        OFFLINE = "offline", _("Offline")
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="agent_state",
+        verbose_name=_("agent"),
+    )
+    status = models.CharField(
+        _("status"), max_length=16, choices=Status.choices, default=Status.OFFLINE
+    )
+    max_concurrent = models.PositiveSmallIntegerField(_("concurrent chat cap"), default=5)
+    open_count = models.PositiveSmallIntegerField(
+        _("open conversations"), default=0, editable=False
+    )
+    status_changed_at = models.DateTimeField(_("status changed at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("agent service state")
+        verbose_name_plural = _("agent service states")
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.get_status_display()})"
+
+
+class Session(models.Model):
+    """One visitor conversation with the service: ``queued`` → ``open`` → ``closed``.
+
+    ``queued_at`` orders the waiting queue; ``first_response_at`` is the first agent message.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("Queued")
+        OPEN = "open", _("Open")
+        CLOSED = "closed", _("Closed")
+
+    conversation = models.OneToOneField(
+        Conversation,
+        on_delete=models.CASCADE,
+        related_name="kefu_session",
+        verbose_name=_("conversation"),
+    )
+    visitor = models.ForeignKey(
+        Visitor, on_delete=models.CASCADE, related_name="sessions", verbose_name=_("visitor")
+    )
+    channel = models.ForeignKey(
+        Channel, on_delete=models.CASCADE, related_name="sessions", verbose_name=_("channel")
+    )
+    workgroup = models.ForeignKey(
+        Workgroup, on_delete=models.PROTECT, related_name="sessions", verbose_name=_("workgroup")
+    )
+    agent = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="kefu_sessions",
+        verbose_name=_("agent"),
+    )
+    status = models.CharField(
+        _("status"), max_length=16, choices=Status.choices, default=Status.QUEUED
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    queued_at = models.DateTimeField(_("queued at"), null=True, blank=True)
+    assigned_at = models.DateTimeField(_("assigned at"), null=True, blank=True)
+    first_response_at = models.DateTimeField(_("first response at"), null=True, blank=True)
+    closed_at = models.DateTimeField(_("closed at"), null=True, blank=True)
+    closed_by = models.CharField(_("closed by"), max_length=16, blank=True)
+
+    class Meta:
+        verbose_name = _("session")
+        verbose_name_plural = _("sessions")
+        indexes = [
+            models.Index(fields=["workgroup", "status", "queued_at"], name="kefu_session_queue"),
+            models.Index(fields=["visitor", "status"], name="kefu_session_visitor"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["visitor"],
+                condition=~Q(status="closed"),
+                name="kefu_session_one_live_per_visitor",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.visitor} · {self.get_status_display()}"

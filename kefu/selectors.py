@@ -1,0 +1,113 @@
+"""Read queries of customer service, used by consumers, views and the admin."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.utils.translation import gettext as _
+
+from im import selectors as im_selectors
+from im.serializers import member_payload
+from kefu.models import AgentState, Channel, Session, Visitor
+from weiyu.errors import ServiceError
+
+
+def channel_get_active(*, public_key: object) -> Channel:
+    """The active channel with this key; ``ServiceError("not_found")`` otherwise."""
+    channel = None
+    if isinstance(public_key, str) and 0 < len(public_key) <= 64:
+        channel = (
+            Channel.objects.select_related("workgroup")
+            .filter(public_key=public_key, is_active=True)
+            .first()
+        )
+    if channel is None:
+        raise ServiceError("not_found", _("No such widget channel."), field="channel")
+    return channel
+
+
+def agent_state_get(*, user_id: int) -> AgentState:
+    """The agent's service state, created (offline, default cap) on first use."""
+    state, _created = AgentState.objects.get_or_create(user_id=user_id)
+    return state
+
+
+def agent_state_payload(state: AgentState) -> dict[str, Any]:
+    """``{"status", "open_count", "max_concurrent"}``."""
+    return {
+        "status": state.status,
+        "open_count": state.open_count,
+        "max_concurrent": state.max_concurrent,
+    }
+
+
+def session_payload(session: Session) -> dict[str, Any]:
+    """The ``session`` part of a conversation (docs/protocol.md §2.1)."""
+    visitor: Visitor = session.visitor
+    agent = session.agent
+    return {
+        "id": session.pk,
+        "status": session.status,
+        "agent": member_payload(f"u:{agent.pk}", agent.name) if agent else None,
+        "visitor": {
+            "id": visitor.pk,
+            "name": visitor.name,
+            "page_url": visitor.page_url,
+            "referrer": visitor.referrer,
+            "language": visitor.language,
+        },
+        "workgroup": {"id": session.workgroup_id, "name": session.workgroup.name},
+        "created_at": session.created_at.isoformat(),
+        "closed_at": session.closed_at.isoformat() if session.closed_at else None,
+    }
+
+
+def _with_sessions(payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    ids = [p["id"] for p in payloads]
+    sessions = {
+        s.conversation_id: s
+        for s in Session.objects.select_related("visitor", "workgroup", "agent").filter(
+            conversation_id__in=ids
+        )
+    }
+    for payload in payloads:
+        session = sessions.get(payload["id"])
+        payload["session"] = session_payload(session) if session else None
+    return payloads
+
+
+def conversation_list_for_member(
+    *, member_key: str, closed_limit: int = 50
+) -> list[dict[str, Any]]:
+    """Every conversation of a member with its session, in a fixed number of queries whatever
+    the count (see ``im.selectors.conversation_payloads``, plus one for sessions)."""
+    participants = im_selectors.participant_list_for_member(
+        member_key=member_key, closed_limit=closed_limit
+    )
+    return _with_sessions(
+        im_selectors.conversation_payloads(participants=participants, member_key=member_key)
+    )
+
+
+def conversation_get_for_member(*, conversation_id: int, member_key: str) -> dict[str, Any]:
+    """One conversation as :func:`conversation_list_for_member` shows it; ``not_found`` otherwise."""
+    payload = im_selectors.conversation_payload_for_member(
+        conversation_id=conversation_id, member_key=member_key
+    )
+    return _with_sessions([payload])[0]
+
+
+def visitor_live_session(*, visitor_id: int) -> Session | None:
+    """The visitor's queued or open session, if any (at most one exists)."""
+    return (
+        Session.objects.filter(visitor_id=visitor_id).exclude(status=Session.Status.CLOSED).first()
+    )
+
+
+def queue_list(*, workgroup_id: int) -> list[Session]:
+    """Queued sessions of a workgroup, first come first served."""
+    return list(
+        Session.objects.select_related("workgroup")
+        .filter(workgroup_id=workgroup_id, status=Session.Status.QUEUED)
+        .order_by("queued_at", "id")
+    )

@@ -1,0 +1,422 @@
+"""Customer-service state changes: visitors, sessions, routing and the queue, agent status.
+
+Routing (KF-6, DESIGN.md §4): a new session is assigned by its workgroup's strategy (round robin)
+to an agent who is online, active and under their concurrent-chat cap; otherwise it waits in the
+workgroup's queue and the visitor is told its position. Assignment is race-free: each attempt
+locks the workgroup row (serialising assignments within the workgroup) and then the candidate
+agents' ``AgentState`` rows (so an agent in two workgroups is never pushed over the cap); the cap
+test is re-evaluated by PostgreSQL after the lock is granted.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.core import signing
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F
+from django.db.models.functions import Greatest
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
+
+from im import services as im_services
+from im.models import Conversation, Message, Participant
+from im.services import Sender
+from kefu import selectors
+from kefu.models import AgentState, Channel, Session, Visitor, Workgroup
+from org.models import User
+from weiyu.errors import ServiceError
+from weiyu.realtime import publish_event_on_commit
+
+logger = logging.getLogger(__name__)
+
+VISITOR_TOKEN_SALT = "weiyu.kefu.visitor"  # noqa: S105 - a salt, not a secret
+VISITOR_TOKEN_MAX_AGE = 365 * 24 * 3600  # seconds
+
+
+# --- visitors -----------------------------------------------------------------------------------
+
+
+def visitor_token_make(visitor: Visitor) -> str:
+    """A signed token naming the visitor *and the tenant schema*, so it is refused elsewhere."""
+    return signing.dumps(
+        {"v": visitor.pk, "s": connection.schema_name}, salt=VISITOR_TOKEN_SALT, compress=True
+    )
+
+
+def visitor_from_token(token: object) -> Visitor:
+    """The visitor a token names. Raises ``ServiceError("invalid_token")`` for a malformed,
+    tampered, expired (1 year) or other-tenant token, or a visitor that no longer exists."""
+    error = ServiceError(
+        "invalid_token", _("Your chat session is not valid here. Please reload the page.")
+    )
+    if not isinstance(token, str) or len(token) > 512:
+        raise error
+    try:
+        data = signing.loads(token, salt=VISITOR_TOKEN_SALT, max_age=VISITOR_TOKEN_MAX_AGE)
+    except signing.BadSignature as exc:
+        raise error from exc
+    if not isinstance(data, dict) or data.get("s") != connection.schema_name:
+        raise error
+    visitor = Visitor.objects.select_related("channel").filter(pk=data.get("v")).first()
+    if visitor is None:
+        raise error
+    return visitor
+
+
+def _clip(value: object, limit: int) -> str:
+    return value[:limit] if isinstance(value, str) else ""
+
+
+def visitor_start(
+    *,
+    channel: Channel,
+    token: object = None,
+    ip_address: str | None = None,
+    user_agent: str = "",
+    page_url: object = "",
+    referrer: object = "",
+    language: object = "",
+) -> tuple[Visitor, str]:
+    """Resume the visitor named by ``token`` on this channel, or create a new one.
+
+    Returns ``(visitor, token)``. A bad or foreign token is not an error: a new visitor is made.
+    """
+    visitor = None
+    if token:
+        try:
+            visitor = visitor_from_token(token)
+        except ServiceError:
+            visitor = None
+        if visitor is not None and visitor.channel_id != channel.pk:
+            visitor = None
+    fields = {
+        "ip_address": ip_address,
+        "user_agent": _clip(user_agent, 500),
+        "page_url": _clip(page_url, 2000),
+        "referrer": _clip(referrer, 2000),
+        "language": _clip(language, 16),
+    }
+    if visitor is None:
+        visitor = Visitor.objects.create(channel=channel, name="", **fields)
+        with translation.override(_language_for(visitor)):
+            visitor.name = _("Visitor %(number)04d") % {"number": visitor.pk % 10000}
+        visitor.save(update_fields=["name"])
+    else:
+        for key, value in fields.items():
+            if value or key == "ip_address":
+                setattr(visitor, key, value)
+        visitor.save(update_fields=[*fields, "last_seen_at"])
+    return visitor, visitor_token_make(visitor)
+
+
+def _language_for(visitor: Visitor) -> str:
+    return "en" if visitor.language.lower().startswith("en") else "zh-hans"
+
+
+def visitor_sender(visitor: Visitor) -> Sender:
+    return Sender(key=visitor.member_key, type=Message.SenderType.VISITOR, name=visitor.name)
+
+
+def agent_sender(user: User) -> Sender:
+    return Sender(
+        key=user.member_key, type=Message.SenderType.AGENT, name=user.name, user_id=user.pk
+    )
+
+
+# --- sessions -----------------------------------------------------------------------------------
+
+
+def session_start(*, visitor: Visitor) -> Session:
+    """Open a session (and its conversation) for a visitor who has none live, then route it.
+
+    When the visitor already has a live session (another tab won the race) that one is returned.
+    """
+    existing = selectors.visitor_live_session(visitor_id=visitor.pk)
+    if existing is not None:
+        return existing
+    channel = visitor.channel
+    try:
+        with transaction.atomic():
+            conversation = im_services.conversation_create(
+                kind=Conversation.Kind.VISITOR, title=visitor.name
+            )
+            im_services.participant_add(
+                conversation=conversation,
+                member_key=visitor.member_key,
+                name=visitor.name,
+                role=Participant.Role.VISITOR,
+            )
+            session = Session.objects.create(
+                conversation=conversation,
+                visitor=visitor,
+                channel=channel,
+                workgroup_id=channel.workgroup_id,
+                status=Session.Status.QUEUED,
+                queued_at=timezone.now(),
+            )
+    except IntegrityError:
+        existing = selectors.visitor_live_session(visitor_id=visitor.pk)
+        if existing is None:
+            raise
+        return existing
+    return session
+
+
+def visitor_message_send(
+    *, visitor: Visitor, conversation_id: object, content: object, client_msg_id: object
+) -> tuple[Message, bool]:
+    """A visitor's message. Without ``conversation_id`` it goes to the live session, or starts one
+    (and routes it) when there is none. Returns ``(message, created)`` like ``message_send``.
+    """
+    sender = visitor_sender(visitor)
+    if conversation_id is not None:
+        if isinstance(conversation_id, bool) or not isinstance(conversation_id, int):
+            raise ServiceError(
+                "invalid", _("conversation_id must be an integer."), field="conversation_id"
+            )
+        return im_services.message_send(
+            conversation_id=conversation_id,
+            sender=sender,
+            content=content,
+            client_msg_id=client_msg_id,
+        )
+    if isinstance(client_msg_id, str):
+        stored = Message.objects.filter(sender_key=sender.key, client_msg_id=client_msg_id).first()
+        if stored is not None:
+            return stored, False
+    session = session_start(visitor=visitor)
+    result = im_services.message_send(
+        conversation_id=session.conversation_id,
+        sender=sender,
+        content=content,
+        client_msg_id=client_msg_id,
+    )
+    if session.status == Session.Status.QUEUED:
+        # first come, first served: older waiting visitors are assigned before this one
+        workgroup_dispatch(workgroup_id=session.workgroup_id)
+    return result
+
+
+def agent_message_send(
+    *, user: User, conversation_id: object, **fields: object
+) -> tuple[Message, bool]:
+    """An agent's (or staff member's) message, with the fields of ``im.services.message_send``;
+    the first public reply in a session sets its ``first_response_at``."""
+    if isinstance(conversation_id, bool) or not isinstance(conversation_id, int):
+        raise ServiceError(
+            "invalid", _("conversation_id must be an integer."), field="conversation_id"
+        )
+    with transaction.atomic():
+        # Lock order is session → conversation everywhere (assign and close do the same), so the
+        # session row is touched before message_send locks the conversation row.
+        if fields.get("internal") is not True:
+            Session.objects.filter(
+                conversation_id=conversation_id, first_response_at__isnull=True
+            ).update(first_response_at=timezone.now())
+        return im_services.message_send(
+            conversation_id=conversation_id, sender=agent_sender(user), **fields
+        )
+
+
+def _pick_agent(workgroup: Workgroup) -> AgentState | None:
+    """Round robin over available agents, locking their state rows (caller holds a transaction)."""
+    candidates = list(
+        AgentState.objects.select_for_update(of=("self",))
+        .filter(
+            user__workgroups=workgroup,
+            user__is_active=True,
+            status=AgentState.Status.ONLINE,
+            open_count__lt=F("max_concurrent"),
+        )
+        .order_by("user_id")
+    )
+    if not candidates:
+        return None
+    cursor = workgroup.last_assigned_user_id or 0
+    return next((state for state in candidates if state.user_id > cursor), candidates[0])
+
+
+ASSIGNED, GONE, NO_AGENT = "assigned", "gone", "no_agent"
+
+
+def _assign_one(session_id: int) -> str:
+    """Assign one queued session if an agent is available. Returns ``ASSIGNED``, ``GONE`` (no
+    longer queued: assigned elsewhere or closed) or ``NO_AGENT``."""
+    with transaction.atomic():
+        session = Session.objects.filter(pk=session_id).only("workgroup_id", "status").first()
+        if session is None or session.status != Session.Status.QUEUED:
+            return GONE
+        workgroup = Workgroup.objects.select_for_update().get(pk=session.workgroup_id)
+        session = Session.objects.select_for_update().select_related("visitor").get(pk=session_id)
+        if session.status != Session.Status.QUEUED:
+            return GONE
+        state = _pick_agent(workgroup)
+        if state is None:
+            return NO_AGENT
+        AgentState.objects.filter(pk=state.pk).update(open_count=F("open_count") + 1)
+        Workgroup.objects.filter(pk=workgroup.pk).update(last_assigned_user_id=state.user_id)
+        agent = User.objects.get(pk=state.user_id)
+        session.agent = agent
+        session.status = Session.Status.OPEN
+        session.assigned_at = timezone.now()
+        session.save(update_fields=["agent", "status", "assigned_at"])
+        im_services.participant_add(
+            conversation=session.conversation,
+            member_key=agent.member_key,
+            name=agent.name,
+            role=Participant.Role.AGENT,
+            user_id=agent.pk,
+        )
+        with translation.override(_language_for(session.visitor)):
+            text = _("%(agent)s is now serving you.") % {"agent": agent.name}
+        im_services.system_message_post(conversation_id=session.conversation_id, content=text)
+        _publish_assigned(session, agent)
+        _publish_agent_state(agent.pk)
+    return ASSIGNED
+
+
+def _publish_assigned(session: Session, agent: User) -> None:
+    conversation_id = session.conversation_id
+    visitor_key = session.visitor.member_key
+
+    def publish() -> None:
+        # Serialised after commit so both sides see the committed state (receipts, last message);
+        # outside a transaction publish_event_on_commit sends at once.
+        for key in (agent.member_key, visitor_key):
+            payload = selectors.conversation_get_for_member(
+                conversation_id=conversation_id, member_key=key
+            )
+            publish_event_on_commit(
+                {"type": "conversation.assigned", "conversation": payload}, [key]
+            )
+
+    transaction.on_commit(publish)
+
+
+def _publish_agent_state(user_id: int) -> None:
+    state = AgentState.objects.get(user_id=user_id)
+    publish_event_on_commit(
+        {"type": "agent.status", **selectors.agent_state_payload(state)}, [f"u:{user_id}"]
+    )
+
+
+def queue_positions_publish(*, workgroup_id: int) -> None:
+    """Send ``queue.position`` to every visitor waiting in the workgroup (1 = next)."""
+    for position, session in enumerate(selectors.queue_list(workgroup_id=workgroup_id), start=1):
+        publish_event_on_commit(
+            {
+                "type": "queue.position",
+                "conversation_id": session.conversation_id,
+                "position": position,
+                "workgroup": {"id": session.workgroup_id, "name": session.workgroup.name},
+            },
+            [f"v:{session.visitor_id}"],
+        )
+
+
+def workgroup_dispatch(*, workgroup_id: int) -> int:
+    """Assign queued sessions of a workgroup, oldest first, while agents are available; then tell
+    every visitor still waiting their position.
+
+    On assignment the agent joins the conversation, a system line is posted, and
+    ``conversation.assigned`` goes to the agent and to the visitor. Returns the number assigned.
+    Safe to call at any time and from several processes at once.
+    """
+    assigned = 0
+    for session in selectors.queue_list(workgroup_id=workgroup_id):
+        result = _assign_one(session.pk)
+        if result == NO_AGENT:
+            break
+        assigned += result == ASSIGNED
+    queue_positions_publish(workgroup_id=workgroup_id)
+    return assigned
+
+
+def agent_workgroups_dispatch(*, user_id: int) -> int:
+    """Dispatch the queue of every workgroup the agent serves (after they gained a free slot)."""
+    return sum(
+        workgroup_dispatch(workgroup_id=wid)
+        for wid in Workgroup.objects.filter(agents=user_id).values_list("id", flat=True)
+    )
+
+
+def session_close(*, session_id: int, closed_by: Sender) -> Session:
+    """End a session: a system line, the conversation closed (``conversation.closed`` to all),
+    the agent's load released, then the workgroup's queue dispatched. Idempotent.
+    """
+    with transaction.atomic():
+        session = Session.objects.select_for_update().select_related("visitor").get(pk=session_id)
+        if session.status == Session.Status.CLOSED:
+            return session
+        was_open_with = session.agent_id if session.status == Session.Status.OPEN else None
+        session.status = Session.Status.CLOSED
+        session.closed_at = timezone.now()
+        session.closed_by = closed_by.type
+        session.save(update_fields=["status", "closed_at", "closed_by"])
+        if was_open_with is not None:
+            AgentState.objects.filter(user_id=was_open_with).update(
+                open_count=Greatest(F("open_count") - 1, 0)
+            )
+            _publish_agent_state(was_open_with)
+        with translation.override(_language_for(session.visitor)):
+            text = _("The conversation has ended.")
+        im_services.system_message_post(conversation_id=session.conversation_id, content=text)
+        im_services.conversation_close(conversation_id=session.conversation_id, closed_by=closed_by)
+        workgroup_id = session.workgroup_id
+
+        def dispatch() -> None:
+            # the freed agent may serve other workgroups too, whose visitors wait as well
+            workgroup_ids = {workgroup_id}
+            if was_open_with is not None:
+                workgroup_ids.update(
+                    Workgroup.objects.filter(agents=was_open_with).values_list("id", flat=True)
+                )
+            for wid in sorted(workgroup_ids):
+                workgroup_dispatch(workgroup_id=wid)
+
+        transaction.on_commit(dispatch)
+    return session
+
+
+def conversation_close_by_member(*, conversation_id: object, sender: Sender) -> Session:
+    """Close the session of a conversation the member (agent or visitor) is in.
+
+    Raises ``ServiceError``: ``invalid``, ``not_found`` (not a participant, or not a visitor chat).
+    """
+    if isinstance(conversation_id, bool) or not isinstance(conversation_id, int):
+        raise ServiceError(
+            "invalid", _("conversation_id must be an integer."), field="conversation_id"
+        )
+    from im import selectors as im_selectors
+
+    im_selectors.participant_get(conversation_id=conversation_id, member_key=sender.key)
+    session = Session.objects.filter(conversation_id=conversation_id).first()
+    if session is None:
+        raise ServiceError("not_found", _("No such conversation."), field="conversation_id")
+    return session_close(session_id=session.pk, closed_by=sender)
+
+
+# --- agents -------------------------------------------------------------------------------------
+
+
+def agent_status_set(*, user: User, status: object) -> AgentState:
+    """Set an agent's status (online/away/offline). Going online dispatches the queues of the
+    agent's workgroups. Publishes ``agent.status`` to every socket of the agent.
+
+    Raises ``ServiceError("invalid")`` for an unknown status, ``forbidden`` for a non-agent.
+    """
+    if status not in AgentState.Status.values:
+        raise ServiceError("invalid", _("Unknown status."), field="status")
+    if not user.is_agent:
+        raise ServiceError("forbidden", _("Only agents have a service status."))
+    with transaction.atomic():
+        state = selectors.agent_state_get(user_id=user.pk)
+        AgentState.objects.filter(pk=state.pk).update(
+            status=status, status_changed_at=timezone.now()
+        )
+        state.refresh_from_db()
+        _publish_agent_state(user.pk)
+        if status == AgentState.Status.ONLINE:
+            transaction.on_commit(lambda: agent_workgroups_dispatch(user_id=user.pk))
+    return state

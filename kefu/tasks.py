@@ -1,0 +1,34 @@
+"""Celery tasks of customer service. Thin: they enter a tenant and call one service."""
+
+from __future__ import annotations
+
+from celery import shared_task
+from django_tenants.utils import get_tenant_model, schema_context
+
+from kefu import services
+from kefu.models import Session
+
+
+@shared_task
+def queue_dispatch_task(schema: str) -> int:
+    """Assign what waits in every workgroup queue of one tenant; returns the number assigned."""
+    with schema_context(schema):
+        workgroup_ids = set(
+            Session.objects.filter(status=Session.Status.QUEUED).values_list(
+                "workgroup_id", flat=True
+            )
+        )
+        return sum(services.workgroup_dispatch(workgroup_id=wid) for wid in workgroup_ids)
+
+
+@shared_task
+def queue_dispatch_scan_task() -> None:
+    """Beat (every 15 s): a safety net behind the event-driven dispatch — e.g. an agent whose
+    status was changed directly in the database — fanned out as one task per active tenant."""
+    for schema in (
+        get_tenant_model()
+        .objects.filter(is_active=True)
+        .exclude(schema_name="public")
+        .values_list("schema_name", flat=True)
+    ):
+        queue_dispatch_task.delay(schema)

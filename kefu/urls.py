@@ -1,0 +1,15 @@
+from django.urls import path
+
+from kefu import views
+
+app_name = "kefu"
+
+urlpatterns = [
+    path("", views.demo_site, name="demo-site"),
+    path("widget.js", views.widget_js, name="widget-js"),
+    path("widget/frame/", views.widget_frame, name="widget-frame"),
+    path("api/v1/widget/session", views.WidgetSessionApi.as_view(), name="widget-session"),
+    path("inbox/", views.inbox, name="inbox"),
+    path("inbox/login/", views.InboxLoginView.as_view(), name="inbox-login"),
+    path("inbox/logout/", views.InboxLogoutView.as_view(), name="inbox-logout"),
+]

@@ -1,0 +1,160 @@
+"""Pages and the widget API served on a tenant's domain."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.utils import translation
+from django.utils.translation import gettext as _
+from django.views.decorators.cache import cache_control
+from django.views.decorators.clickjacking import xframe_options_exempt
+from django.views.decorators.http import require_GET
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from kefu import selectors, services
+from kefu.models import Channel
+from weiyu.errors import ServiceError
+
+
+def _language_from(value: str) -> str:
+    return "en" if value.lower().startswith("en") else "zh-hans"
+
+
+@require_GET
+def demo_site(request: HttpRequest) -> HttpResponse:
+    """``GET /``: a demo page of "the tenant's website" carrying the widget snippet of the
+    tenant's first active channel (404 when the tenant has none)."""
+    channel = Channel.objects.filter(is_active=True).order_by("id").first()
+    if channel is None:
+        raise Http404
+    return render(
+        request,
+        "kefu/demo_site.html",
+        {
+            "tenant_name": request.tenant.name,
+            "channel_key": channel.public_key,
+            "widget_src": "/widget.js",
+        },
+    )
+
+
+@cache
+def _widget_source() -> bytes:
+    return (Path(settings.BASE_DIR) / "static" / "widget" / "widget.js").read_bytes()
+
+
+@require_GET
+@cache_control(public=True, max_age=300)
+def widget_js(request: HttpRequest) -> HttpResponse:
+    """``GET /widget.js``: the loader embedded by the one-line snippet (docs/protocol.md)."""
+    source = _widget_source() if not settings.DEBUG else _widget_source.__wrapped__()
+    return HttpResponse(source, content_type="text/javascript; charset=utf-8")
+
+
+@require_GET
+@xframe_options_exempt
+def widget_frame(request: HttpRequest) -> HttpResponse:
+    """``GET /widget/frame/?channel=…&lang=…&page_url=…&referrer=…``: the chat UI in the iframe.
+
+    Framable by any site (the widget lives on the tenant's own website).
+    """
+    try:
+        channel = selectors.channel_get_active(public_key=request.GET.get("channel"))
+    except ServiceError as exc:
+        raise Http404(exc.message) from exc
+    language = _language_from(request.GET.get("lang", ""))
+    translation.activate(language)
+    request.LANGUAGE_CODE = language
+    config = {
+        "channel": channel.public_key,
+        "session_url": "/api/v1/widget/session",
+        "ws_path": "/ws/visitor/",
+        "page_url": request.GET.get("page_url", "")[:2000],
+        "referrer": request.GET.get("referrer", "")[:2000],
+        "language": request.GET.get("lang", "")[:16],
+        "color": channel.color,
+    }
+    return render(
+        request, "kefu/widget_frame.html", {"lang": language, "config": config, "channel": channel}
+    )
+
+
+class WidgetSessionApi(APIView):
+    """``POST /api/v1/widget/session``: create or resume a visitor (docs/protocol.md §1).
+
+    Body ``{"channel", "token"?, "page_url"?, "referrer"?, "language"?}``; response
+    ``{"token", "visitor", "channel", "ws_path"}``. Errors: 400 ``invalid``, 404 ``not_found``.
+    """
+
+    authentication_classes: list[Any] = []
+    permission_classes = [AllowAny]
+
+    def post(self, request: Request) -> Response:
+        data = request.data
+        if not isinstance(data, dict):
+            raise ServiceError("invalid", _("The body must be a JSON object."))
+        channel = selectors.channel_get_active(public_key=data.get("channel"))
+        visitor, token = services.visitor_start(
+            channel=channel,
+            token=data.get("token"),
+            ip_address=request.META.get("REMOTE_ADDR"),
+            user_agent=request.META.get("HTTP_USER_AGENT", ""),
+            page_url=data.get("page_url", ""),
+            referrer=data.get("referrer", ""),
+            language=data.get("language", ""),
+        )
+        return Response(
+            {
+                "token": token,
+                "visitor": {"id": visitor.pk, "key": visitor.member_key, "name": visitor.name},
+                "channel": {
+                    "key": channel.public_key,
+                    "name": channel.name,
+                    "title": channel.title or channel.name,
+                    "welcome_text": channel.welcome_text,
+                    "color": channel.color,
+                },
+                "ws_path": "/ws/visitor/",
+            }
+        )
+
+
+@login_required
+def inbox(request: HttpRequest) -> HttpResponse:
+    """``GET /inbox/``: the agent inbox (sign-in required)."""
+    user = request.user
+    config = {
+        "ws_path": "/ws/agent/",
+        "user": {
+            "id": user.pk,
+            "key": user.member_key,
+            "name": user.name,
+            "is_agent": user.is_agent,
+        },
+        "logout_url": "/inbox/logout/",
+        "admin_url": "/admin/" if user.is_staff else None,
+    }
+    return render(request, "kefu/inbox.html", {"config": config})
+
+
+class InboxLoginView(auth_views.LoginView):
+    """``/inbox/login/``: sign in (Django auth)."""
+
+    template_name = "kefu/inbox_login.html"
+    redirect_authenticated_user = True
+
+
+class InboxLogoutView(auth_views.LogoutView):
+    """``POST /inbox/logout/``: sign out, back to the sign-in page."""
+
+    next_page = "kefu:inbox-login"

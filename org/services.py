@@ -1,0 +1,87 @@
+"""Organisation changes (ORG-1): the department tree and its members. Every write is here, so the
+back office and the API obey the same rules."""
+
+from __future__ import annotations
+
+from django.db import IntegrityError, transaction
+from django.utils.translation import gettext as _
+
+from org.models import Department, DepartmentMember, User
+from weiyu.errors import ServiceError
+
+NAME_MAX = 100
+
+
+def _name(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ServiceError("invalid", _("A department needs a name."), field="name")
+    if len(value.strip()) > NAME_MAX:
+        raise ServiceError(
+            "invalid",
+            _("The name is longer than %(n)d characters.") % {"n": NAME_MAX},
+            field="name",
+        )
+    return value.strip()
+
+
+def department_create(*, name: object, parent: Department | None = None) -> Department:
+    """A department at the root (``parent`` None) or under ``parent``."""
+    clean = _name(name)
+    with transaction.atomic():
+        if parent is None:
+            return Department.objects.add_root({"name": clean})
+        return Department.objects.add_child(Department.objects.get(pk=parent.pk), {"name": clean})
+
+
+def department_move(*, department: Department, parent: Department | None) -> Department:
+    """Move a department (with its sub-departments) under ``parent``, or to the root.
+    Raises ``ServiceError("invalid")`` for a move under itself or one of its descendants."""
+    department = Department.objects.get(pk=department.pk)
+    if parent is not None:
+        parent = Department.objects.get(pk=parent.pk)
+        if parent.pk == department.pk or parent.is_descendant_of(department):
+            raise ServiceError(
+                "invalid", _("A department cannot move under itself."), field="parent"
+            )
+    with transaction.atomic():
+        if parent is None:
+            Department.objects.move(department, Department.get_first_root_node(), "sorted-sibling")
+        else:
+            Department.objects.move(department, parent, "sorted-child")
+    return Department.objects.get(pk=department.pk)
+
+
+def department_delete(*, department: Department) -> None:
+    """Delete an empty department. Raises ``ServiceError("conflict")`` while it has
+    sub-departments or members."""
+    department = Department.objects.get(pk=department.pk)
+    if Department.objects.get_children_count(department) or department.memberships.exists():
+        raise ServiceError("conflict", _("Move or remove its sub-departments and members first."))
+    department.delete()
+
+
+def department_member_add(
+    *, department: Department, user: User, is_head: bool = False
+) -> DepartmentMember:
+    """Put ``user`` in ``department`` (a person may be in several); idempotent."""
+    try:
+        with transaction.atomic():
+            member, _created = DepartmentMember.objects.get_or_create(
+                department=department,
+                user=user,
+                defaults={
+                    "is_head": is_head,
+                    "is_primary": not DepartmentMember.objects.filter(user=user).exists(),
+                },
+            )
+    except IntegrityError:
+        member = DepartmentMember.objects.get(department=department, user=user)
+    if is_head and not member.is_head:
+        member.is_head = True
+        member.save(update_fields=["is_head"])
+    return member
+
+
+def department_member_remove(*, department: Department, user: User) -> None:
+    """Take ``user`` out of ``department``."""
+    DepartmentMember.objects.filter(department=department, user=user).delete()

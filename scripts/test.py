@@ -1,0 +1,25 @@
+"""Start embedded services when the environment names none, then run pytest."""
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("WEIYU_DATA_DIR", str(ROOT / ".data" / "test"))
+os.environ.setdefault("CHANNEL_PREFIX", f"weiyutest{os.getpid()}")
+
+from weiyu import devservices
+
+devservices.start()
+
+import pytest
+
+code = pytest.main(sys.argv[1:])
+# The embedded services stop at exit and log it, but pytest has closed the streams that Django's
+# logging configuration holds by then.
+logging.raiseExceptions = False
+logging.getLogger().handlers.clear()
+logging.getLogger("pgserver").setLevel(logging.WARNING)
+sys.exit(code)

@@ -1,0 +1,720 @@
+// The visitor chat, running inside the widget iframe on the tenant's domain.
+import { WeiyuClient, bindComposer, hhmm, fullTime } from '../weiyu/client.js';
+import {
+  buildMsg,
+  fillMsg as fill,
+  kindOf as kindOfMsg,
+  receiptOf,
+  setMsgState as setState,
+  setMsgTime as setTime,
+} from '../weiyu/render.js';
+
+// The JS catalog normally defines these; keep the widget usable if it failed to load.
+const { gettext, interpolate } = window;
+
+const config = JSON.parse(document.getElementById('weiyu-config').textContent);
+const TOKEN_KEY = 'weiyu.token.' + config.channel;
+const $ = (id) => document.getElementById(id);
+const list = $('messages');
+const composer = $('composer');
+const sendBtn = $('send');
+const connStatus = $('conn-status');
+const queueBanner = $('queue-banner');
+const typingLine = $('typing');
+const emptyNote = $('empty');
+const loader = $('history-loader');
+
+const HEX_COLOR = /^#[0-9a-f]{3}([0-9a-f]{3})?$/i;
+if (HEX_COLOR.test(config.color || '')) document.documentElement.style.setProperty('--accent', config.color);
+
+
+// ---- host page (parent window) ------------------------------------------------------------
+const embedded = window.parent !== window;
+let hostOpen = !embedded; // opened directly in a tab: always "open"
+const hostOrigin = (() => {
+  try {
+    return new URL(config.page_url).origin;
+  } catch (e) {
+    return '*'; // only unread counts and "close" go out; nothing private
+  }
+})();
+
+function toHost(msg) {
+  if (!embedded) return;
+  try {
+    window.parent.postMessage({ source: 'weiyu', ...msg }, hostOrigin);
+  } catch (e) {
+    window.parent.postMessage({ source: 'weiyu', ...msg }, '*');
+  }
+}
+
+window.addEventListener('message', (e) => {
+  if (e.source !== window.parent || !e.data || e.data.source !== 'weiyu-host') return;
+  if (e.data.event === 'visibility') {
+    hostOpen = !!e.data.open;
+    if (hostOpen && window.matchMedia('(pointer: fine)').matches) composer.focus();
+    markRead();
+  }
+});
+
+if (embedded) {
+  $('close-widget').hidden = false;
+  $('close-widget').addEventListener('click', () => toHost({ event: 'close' }));
+  document.addEventListener('keydown', (e) => {
+    if (e.key === 'Escape') toHost({ event: 'close' });
+  });
+}
+
+// ---- state --------------------------------------------------------------------------------
+let client = null;
+let me = null; // own member key, "v:12"
+let synced = false;
+let current = null; // conversation new messages go to; null = the next send starts one
+let loadingOlder = false;
+let lastUnread = -1;
+let tie = 0;
+const convs = new Map(); // id -> conversation
+const store = new Map(); // id -> Map(seq -> message); everything received, shown or not
+const shown = new Set(); // conversation ids rendered in the list
+const elBySeq = new Map(); // "conv:seq" -> element
+const pendingEls = new Map(); // client_msg_id -> element
+const peerMarks = new Map(); // conv -> {d, r}: furthest any other participant got
+const myRead = new Map(); // conv -> read_seq
+const notices = new Map(); // local system lines shown ("ended:9", "…") -> element or null
+const closedAt = new Map(); // conv -> ms timestamp of its end
+const typers = new Map(); // member key -> {name, timer}
+
+function conv(id) {
+  return convs.get(id) || null;
+}
+
+function latestShown() {
+  return shown.size ? Math.max(...shown) : null;
+}
+
+// ---- rendering ----------------------------------------------------------------------------
+function kindOf(m) {
+  return kindOfMsg(m, me);
+}
+
+function receiptState(conversationId, seq) {
+  return receiptOf(peerMarks.get(conversationId), seq);
+}
+
+function cmp(a, b) {
+  // NaN (Infinity - Infinity) is falsy: equal parts fall through to the next one.
+  return a[0] - b[0] || a[1] - b[1] || a[2] - b[2];
+}
+
+// Messages sort by (conversation, seq); pending ones go last. Scan from the end: almost every
+// insert is an append.
+function place(el, key) {
+  el._key = key;
+  const items = list.querySelectorAll(':scope > .msg');
+  for (let i = items.length - 1; i >= 0; i--) {
+    if (items[i] === el) continue;
+    if (cmp(items[i]._key, key) <= 0) {
+      items[i].after(el);
+      return;
+    }
+  }
+  loader.after(el);
+}
+
+function nearBottom() {
+  return list.scrollHeight - list.scrollTop - list.clientHeight < 80;
+}
+
+function scrollToBottom() {
+  list.scrollTop = list.scrollHeight;
+}
+
+function showMessage(m) {
+  const key = m.conversation_id + ':' + m.seq;
+  const kind = kindOf(m);
+  let el = elBySeq.get(key);
+  if (!el && kind === 'mine' && m.client_msg_id && pendingEls.has(m.client_msg_id)) {
+    el = pendingEls.get(m.client_msg_id);
+    pendingEls.delete(m.client_msg_id);
+  }
+  if (!el) el = buildMsg(kind, m.conversation_id);
+  el.dataset.conversation = m.conversation_id;
+  el.dataset.seq = m.seq;
+  fill(el, {
+    content: m.content,
+    created_at: m.created_at,
+    name: kind === 'mine' ? gettext('You') : (m.sender && m.sender.name) || '',
+  });
+  if (kind === 'mine') setState(el, receiptState(m.conversation_id, m.seq));
+  elBySeq.set(key, el);
+  place(el, [m.conversation_id, m.seq, 0]);
+  seen.observe(el);
+  if (kind !== 'mine' && m.sender) clearTyper(m.sender.key);
+  if (kind === 'system' && isClosingMessage(m)) {
+    // The server's own "conversation ended" line arrived after ours: keep just the server's.
+    const local = notices.get('ended:' + m.conversation_id);
+    if (local) local.remove();
+    notices.set('ended:' + m.conversation_id, null);
+    el.classList.add('ended');
+  }
+}
+
+// A system message written when the conversation ended (servers usually log the close).
+function isClosingMessage(m) {
+  const at = closedAt.get(m.conversation_id);
+  return at != null && kindOf(m) === 'system' && Date.parse(m.created_at) >= at - 1000;
+}
+
+function showNotice(id, conversationId, text, cls = '') {
+  if (notices.has(id)) return;
+  const el = buildMsg('system', conversationId);
+  notices.set(id, el);
+  el.classList.add('local');
+  if (cls) el.classList.add(cls);
+  fill(el, { content: text, created_at: new Date().toISOString() });
+  const msgs = store.get(conversationId);
+  const after = cls === 'ended' ? 1e12 : (msgs && msgs.size ? Math.max(...msgs.keys()) : 0) + 0.5;
+  const stick = nearBottom();
+  place(el, [conversationId, after, ++tie]);
+  if (stick) scrollToBottom();
+}
+
+function showEnded(conversationId) {
+  if (notices.has('ended:' + conversationId)) return;
+  const msgs = store.get(conversationId);
+  const last = msgs && msgs.size ? msgs.get(Math.max(...msgs.keys())) : null;
+  const lastEl = last && elBySeq.get(conversationId + ':' + last.seq);
+  if (lastEl && isClosingMessage(last)) {
+    lastEl.classList.add('ended');
+    notices.set('ended:' + conversationId, null);
+    return;
+  }
+  showNotice('ended:' + conversationId, conversationId, gettext('The conversation has ended'), 'ended');
+}
+
+function updateEmpty() {
+  emptyNote.hidden = !!list.querySelector('.msg') || !synced;
+}
+
+function refreshStates(conversationId) {
+  for (const el of list.querySelectorAll('.msg.mine[data-seq]')) {
+    if (Number(el.dataset.conversation) === conversationId && el.dataset.state !== 'failed') {
+      setState(el, receiptState(conversationId, Number(el.dataset.seq)));
+    }
+  }
+}
+
+function ingest(m) {
+  let msgs = store.get(m.conversation_id);
+  if (!msgs) store.set(m.conversation_id, (msgs = new Map()));
+  msgs.set(m.seq, m);
+}
+
+function display(conversationId) {
+  if (shown.has(conversationId)) return;
+  shown.add(conversationId);
+  for (const m of (store.get(conversationId) || new Map()).values()) showMessage(m);
+  const c = conv(conversationId);
+  if (c && c.closed) showEnded(conversationId);
+}
+
+// A conversation newer than anything on screen (started from another tab, or just now by us)
+// joins the list and becomes the one we write to.
+function adopt(conversationId) {
+  const latest = latestShown();
+  if (latest != null && conversationId < latest) return false;
+  display(conversationId);
+  const c = conv(conversationId);
+  if (!(c && c.closed)) current = conversationId;
+  return true;
+}
+
+function setPeer(conversationId, delivered, read) {
+  const p = peerMarks.get(conversationId) || { d: 0, r: 0 };
+  p.d = Math.max(p.d, delivered || 0, read || 0);
+  p.r = Math.max(p.r, read || 0);
+  peerMarks.set(conversationId, p);
+}
+
+function updateConversation(c) {
+  convs.set(c.id, c);
+  if (c.closed && c.session && c.session.closed_at) closedAt.set(c.id, Date.parse(c.session.closed_at));
+  for (const peer of c.peers || []) {
+    if (peer.member && peer.member.key !== me) setPeer(c.id, peer.delivered_seq, peer.read_seq);
+  }
+  if (c.read_seq > (myRead.get(c.id) || 0)) myRead.set(c.id, c.read_seq);
+}
+
+// ---- queue banner, typing -----------------------------------------------------------------
+function updateQueue(position) {
+  const c = current != null ? conv(current) : null;
+  const queued = c && !c.closed && c.session && c.session.status === 'queued';
+  if (position != null && current != null) {
+    queueBanner.textContent = interpolate(gettext('You are number %(position)s in the queue'), { position }, true);
+    queueBanner.hidden = false;
+  } else if (queued) {
+    if (queueBanner.hidden) queueBanner.textContent = gettext('Waiting for an agent…');
+    queueBanner.hidden = false;
+  } else {
+    queueBanner.hidden = true;
+  }
+}
+
+function renderTyping() {
+  const names = [...typers.values()].map((t) => t.name);
+  typingLine.textContent = names.length
+    ? interpolate(gettext('%(name)s is typing…'), { name: names.join(', ') }, true)
+    : '';
+}
+
+function clearTyper(key) {
+  const t = typers.get(key);
+  if (!t) return;
+  clearTimeout(t.timer);
+  typers.delete(key);
+  renderTyping();
+}
+
+// ---- receipts and unread ------------------------------------------------------------------
+const visible = new Set();
+const seen = new IntersectionObserver(
+  (entries) => {
+    for (const e of entries) {
+      if (e.isIntersecting) visible.add(e.target);
+      else visible.delete(e.target);
+    }
+    markRead();
+  },
+  { root: list, threshold: 0 },
+);
+
+function markRead() {
+  if (client && hostOpen && document.visibilityState === 'visible') {
+    const top = new Map();
+    for (const el of visible) {
+      if (!el.isConnected || !el.dataset.seq) continue;
+      const c = Number(el.dataset.conversation);
+      top.set(c, Math.max(top.get(c) || 0, Number(el.dataset.seq)));
+    }
+    for (const [c, seq] of top) {
+      if (seq > (myRead.get(c) || 0)) {
+        myRead.set(c, seq);
+        client.updateRead(c, { read_seq: seq });
+      }
+    }
+  }
+  reportUnread();
+}
+
+function reportUnread() {
+  let n = 0;
+  for (const c of shown) {
+    const read = myRead.get(c) || 0;
+    for (const m of (store.get(c) || new Map()).values()) {
+      if (m.seq > read && kindOf(m) === 'theirs') n++;
+    }
+  }
+  if (n === lastUnread) return;
+  lastUnread = n;
+  toHost({ event: 'unread', count: n });
+}
+
+document.addEventListener('visibilitychange', markRead);
+window.addEventListener('focus', markRead);
+
+// ---- frames -------------------------------------------------------------------------------
+function onFrame(f) {
+  switch (f.type) {
+    case 'hello':
+      if (f.member) me = f.member.key;
+      break;
+
+    case 'sync.result': {
+      renewals = 0; // the token works (a rejected socket is also "open" for a moment)
+      for (const c of f.conversations || []) updateConversation(c);
+      const top = new Map();
+      for (const m of f.messages) {
+        ingest(m);
+        top.set(m.conversation_id, Math.max(top.get(m.conversation_id) || 0, m.seq));
+      }
+      for (const [c, seq] of top) client.updateRead(c, { delivered_seq: seq });
+      const stick = !synced || nearBottom();
+      if (!synced) {
+        synced = true;
+        // Only the most recent conversation is shown; older ones stay in the store.
+        const ids = [...convs.keys()];
+        if (ids.length) adopt(Math.max(...ids));
+        for (const c of shown) {
+          if (!store.get(c) && (conv(c).last_seq || 0) > 0) loadOlder(c, null);
+        }
+      } else {
+        for (const m of f.messages) if (shown.has(m.conversation_id)) showMessage(m);
+        const ids = [...convs.keys()];
+        if (ids.length) adopt(Math.max(...ids));
+        for (const c of shown) if (conv(c) && conv(c).closed) showEnded(c);
+        if (current != null && conv(current) && conv(current).closed) current = null;
+      }
+      for (const c of shown) refreshStates(c);
+      updateQueue();
+      updateEmpty();
+      if (stick) scrollToBottom();
+      maybeLoadOlder();
+      markRead();
+      break;
+    }
+
+    case 'history.result': {
+      const before = list.scrollHeight - list.scrollTop;
+      for (const m of f.messages) {
+        ingest(m);
+        if (shown.has(m.conversation_id)) showMessage(m);
+      }
+      list.scrollTop = list.scrollHeight - before; // keep what the reader was looking at
+      updateEmpty();
+      markRead();
+      break;
+    }
+
+    case 'message.new': {
+      const m = f.message;
+      ingest(m);
+      const kind = kindOf(m);
+      if (kind !== 'mine') client.updateRead(m.conversation_id, { delivered_seq: m.seq });
+      const stick = nearBottom() || kind === 'mine';
+      if (shown.has(m.conversation_id) || adopt(m.conversation_id)) showMessage(m);
+      if (stick) scrollToBottom();
+      updateEmpty();
+      markRead();
+      break;
+    }
+
+    case 'message.ack': {
+      adopt(f.conversation_id);
+      const el = pendingEls.get(f.client_msg_id) || elBySeq.get(f.conversation_id + ':' + f.seq);
+      if (!el) break;
+      pendingEls.delete(f.client_msg_id);
+      if (!el.dataset.seq) {
+        el.dataset.conversation = f.conversation_id;
+        el.dataset.seq = f.seq;
+        elBySeq.set(f.conversation_id + ':' + f.seq, el);
+        const time = el.querySelector('.msg-time');
+        time.textContent = hhmm(f.created_at);
+        time.dateTime = f.created_at;
+        time.title = fullTime(f.created_at);
+        place(el, [f.conversation_id, f.seq, 0]);
+        seen.observe(el);
+      }
+      setState(el, receiptState(f.conversation_id, f.seq));
+      break;
+    }
+
+    case 'read.state': {
+      if (!f.member) break;
+      if (f.member.key === me) {
+        // Read in another tab of this visitor.
+        if (f.read_seq > (myRead.get(f.conversation_id) || 0)) myRead.set(f.conversation_id, f.read_seq);
+        reportUnread();
+      } else {
+        setPeer(f.conversation_id, f.delivered_seq, f.read_seq);
+        refreshStates(f.conversation_id);
+      }
+      break;
+    }
+
+    case 'typing': {
+      if (!f.member || f.member.key === me || !shown.has(f.conversation_id)) break;
+      const key = f.member.key;
+      clearTyper(key);
+      if (f.state === 'start') {
+        // A lost typing.stop must not leave the line up forever.
+        typers.set(key, { name: f.member.name, timer: setTimeout(() => clearTyper(key), 6000) });
+        renderTyping();
+      }
+      break;
+    }
+
+    case 'queue.position':
+      if (f.conversation_id === current || adopt(f.conversation_id)) updateQueue(f.position);
+      break;
+
+    case 'conversation.assigned': {
+      const c = f.conversation;
+      updateConversation(c);
+      if (!shown.has(c.id) && !adopt(c.id)) break;
+      // the server posts its own "… is now serving you" system line into the conversation
+      updateQueue();
+      refreshStates(c.id);
+      break;
+    }
+
+    case 'conversation.closed': {
+      const c = conv(f.conversation_id);
+      if (c) {
+        c.closed = true;
+        if (c.session) c.session.status = 'closed';
+      }
+      closedAt.set(f.conversation_id, Date.parse(f.closed_at) || Date.now());
+      if (current === f.conversation_id) current = null;
+      if (shown.has(f.conversation_id)) showEnded(f.conversation_id);
+      for (const key of [...typers.keys()]) clearTyper(key);
+      updateQueue();
+      break;
+    }
+
+    case 'error':
+      onError(f);
+      break;
+    default:
+  }
+}
+
+function onError(f) {
+  const item = f.failed;
+  if (!item) {
+    if (f.code === 'not_found' && f.conversation_id != null && current === f.conversation_id) current = null;
+    return;
+  }
+  const el = pendingEls.get(item.client_msg_id);
+  pendingEls.delete(item.client_msg_id);
+  if (f.code === 'conversation_closed' || (f.code === 'not_found' && item.conversation_id != null)) {
+    // The conversation ended while this was on its way: it opens a new one instead.
+    if (current === item.conversation_id) current = null;
+    const c = conv(item.conversation_id);
+    if (c) c.closed = true;
+    if (!closedAt.has(item.conversation_id)) closedAt.set(item.conversation_id, Date.now());
+    if (shown.has(item.conversation_id)) showEnded(item.conversation_id);
+    const again = client.send(current, item.content);
+    if (el) {
+      pendingEls.set(again.client_msg_id, el);
+      place(el, [Infinity, Infinity, ++tie]);
+    }
+    return;
+  }
+  if (el) {
+    setState(el, 'failed');
+    el.title = f.message || '';
+  }
+}
+
+// ---- older history ------------------------------------------------------------------------
+// Oldest seq of the unbroken run that ends at the newest message we hold.
+function floorOf(conversationId) {
+  const msgs = store.get(conversationId);
+  if (!msgs || !msgs.size) return null;
+  let s = Math.max(...msgs.keys());
+  while (msgs.has(s - 1)) s--;
+  return s;
+}
+
+function loadOlder(conversationId, beforeSeq) {
+  if (loadingOlder || !client || !client.connected) return;
+  loadingOlder = true;
+  loader.hidden = false;
+  client
+    .fetchHistory(conversationId, beforeSeq, 50)
+    .catch(() => null)
+    .finally(() => {
+      loadingOlder = false;
+      loader.hidden = true;
+    });
+}
+
+function maybeLoadOlder() {
+  if (list.scrollTop > 40 || !shown.size) return;
+  const oldest = Math.min(...shown);
+  const floor = floorOf(oldest);
+  if (floor != null && floor > 1) loadOlder(oldest, floor);
+}
+
+list.addEventListener('scroll', maybeLoadOlder, { passive: true });
+
+// ---- composer -----------------------------------------------------------------------------
+function autosize() {
+  composer.style.height = 'auto';
+  composer.style.height = Math.min(composer.scrollHeight, 140) + 'px';
+}
+
+function sendNow() {
+  const content = composer.value.trim();
+  if (!content || !client) return;
+  const item = client.send(current, content);
+  const el = buildMsg('mine', current);
+  fill(el, { content, created_at: item.created_at, name: gettext('You') });
+  setState(el, 'pending');
+  pendingEls.set(item.client_msg_id, el);
+  place(el, [current == null ? Infinity : current, Infinity, ++tie]);
+  composer.value = '';
+  autosize();
+  updateEmpty();
+  scrollToBottom();
+}
+
+bindComposer({
+  form: $('composer-form'),
+  textarea: composer,
+  send: sendNow,
+  onInput: () => {
+    autosize();
+    if (client && current != null && composer.value.trim()) client.typing(current);
+  },
+});
+
+// ---- connection status --------------------------------------------------------------------
+function showConn(state, text) {
+  connStatus.dataset.state = state;
+  connStatus.textContent = text || '';
+  connStatus.hidden = !text;
+}
+
+let renewals = 0;
+
+function onState(state) {
+  if (state === 'open') {
+    showConn('open', '');
+  } else if (state === 'connecting') {
+    showConn(state, gettext('Connecting…'));
+  } else if (state === 'reconnecting' || state === 'offline') {
+    showConn(state, gettext('Reconnecting…'));
+  } else if (state === 'unauthorized') {
+    showConn(state, gettext('Reconnecting…'));
+    setTimeout(renewSession, 0);
+  }
+}
+
+// ---- session ------------------------------------------------------------------------------
+function loadToken() {
+  try {
+    return localStorage.getItem(TOKEN_KEY);
+  } catch (e) {
+    return null; // storage blocked (third-party iframe in a strict browser)
+  }
+}
+
+function saveToken(token) {
+  try {
+    localStorage.setItem(TOKEN_KEY, token);
+  } catch (e) {
+    /* the visitor just won't be recognised next time */
+  }
+}
+
+function csrfToken() {
+  const m = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
+  return m ? decodeURIComponent(m[1]) : null;
+}
+
+const clip = (s, n) => String(s || '').slice(0, n);
+
+async function requestSession() {
+  const body = {
+    channel: config.channel,
+    page_url: clip(config.page_url, 2000),
+    referrer: clip(config.referrer, 2000),
+    language: clip(config.language || navigator.language, 16),
+  };
+  const token = loadToken();
+  if (token) body.token = token;
+  const headers = { 'Content-Type': 'application/json', Accept: 'application/json' };
+  const csrf = csrfToken();
+  if (csrf) headers['X-CSRFToken'] = csrf;
+  const res = await fetch(config.session_url, {
+    method: 'POST',
+    headers,
+    body: JSON.stringify(body),
+    credentials: 'same-origin',
+  });
+  if (!res.ok) {
+    const err = new Error('session ' + res.status);
+    err.status = res.status;
+    throw err;
+  }
+  const data = await res.json();
+  saveToken(data.token);
+  return data;
+}
+
+let session = null;
+
+function applySession(data) {
+  session = data;
+  me = data.visitor.key;
+  const ch = data.channel || {};
+  $('chat-title').textContent = ch.title || ch.name || $('chat-title').textContent;
+  document.title = ch.title || ch.name || document.title;
+  const welcome = $('chat-welcome');
+  welcome.textContent = ch.welcome_text || '';
+  welcome.hidden = !ch.welcome_text;
+  if (typeof ch.color === 'string' && HEX_COLOR.test(ch.color)) {
+    document.documentElement.style.setProperty('--accent', ch.color);
+  }
+  toHost({ event: 'ready', color: ch.color });
+}
+
+function socketUrl() {
+  const scheme = location.protocol === 'https:' ? 'wss://' : 'ws://';
+  const path = (session && session.ws_path) || config.ws_path;
+  return scheme + location.host + path + '?token=' + encodeURIComponent(session.token);
+}
+
+function resetConversationState() {
+  synced = false;
+  current = null;
+  for (const m of [convs, store, elBySeq, pendingEls, peerMarks, myRead, typers, closedAt]) m.clear();
+  shown.clear();
+  notices.clear();
+  visible.clear();
+  seen.disconnect();
+  for (const el of list.querySelectorAll('.msg')) el.remove();
+  renderTyping();
+  updateQueue();
+}
+
+// The token stopped working (expired, revoked): ask for a new one. If that gives a different
+// visitor, nothing on screen belongs to it any more.
+async function renewSession() {
+  if (++renewals > 3) {
+    showConn('error', gettext('Your chat session has expired. Please reload the page.'));
+    return;
+  }
+  try {
+    const data = await requestSession();
+    const sameVisitor = data.visitor.key === me;
+    applySession(data);
+    if (!sameVisitor) {
+      client.close();
+      resetConversationState();
+      client = makeClient();
+    } else {
+      client.connect();
+    }
+  } catch (e) {
+    setTimeout(renewSession, 2000 * renewals);
+  }
+}
+
+function makeClient() {
+  return new WeiyuClient({ url: socketUrl, onFrame, onState });
+}
+
+async function start(attempt = 0) {
+  showConn('connecting', gettext('Connecting…'));
+  try {
+    applySession(await requestSession());
+  } catch (e) {
+    if (e.status === 404) {
+      showConn('error', gettext('This chat is not available.'));
+      composer.disabled = sendBtn.disabled = true;
+      return;
+    }
+    if (e.status === 400) {
+      showConn('error', gettext('The chat could not be started.'));
+      return;
+    }
+    showConn('error', gettext('Cannot reach the server. Retrying…'));
+    setTimeout(() => start(attempt + 1), Math.min(30000, 1000 * 2 ** attempt));
+    return;
+  }
+  client = makeClient();
+}
+
+start();

@@ -1,0 +1,1 @@
+"""Tenants: companies using Weiyu, each in its own PostgreSQL schema (TEN-1, TEN-2)."""

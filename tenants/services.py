@@ -1,0 +1,120 @@
+"""Provisioning tenants (TEN-1)."""
+
+from __future__ import annotations
+
+import re
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils.translation import gettext as _
+from django_tenants.utils import tenant_context
+
+from tenants.models import Domain, Tenant
+from weiyu.errors import ServiceError
+
+SCHEMA_RE = re.compile(r"^[a-z][a-z0-9_]{1,62}$")
+DOMAIN_RE = re.compile(
+    r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$"
+)
+RESERVED_SCHEMAS = {"public", "information_schema"}
+
+
+def _validate(name: str, schema_name: str, domain: str) -> None:
+    if not name.strip():
+        raise ServiceError("invalid", _("The tenant needs a name."), field="name")
+    if (
+        not SCHEMA_RE.match(schema_name)
+        or schema_name in RESERVED_SCHEMAS
+        or schema_name.startswith("pg_")
+    ):
+        raise ServiceError(
+            "invalid",
+            _(
+                "Schema names are 2-63 characters: a lower-case letter, then lower-case letters, digits or _ "
+                "(not 'public' and not starting with 'pg_')."
+            ),
+            field="schema_name",
+        )
+    if not DOMAIN_RE.match(domain):
+        raise ServiceError(
+            "invalid",
+            _("'%(domain)s' is not a valid host name.") % {"domain": domain},
+            field="domain",
+        )
+    if Tenant.objects.filter(schema_name=schema_name).exists():
+        raise ServiceError(
+            "conflict",
+            _("Schema '%(schema)s' is taken.") % {"schema": schema_name},
+            field="schema_name",
+        )
+    if Domain.objects.filter(domain=domain).exists():
+        raise ServiceError(
+            "conflict", _("Domain '%(domain)s' is taken.") % {"domain": domain}, field="domain"
+        )
+
+
+def _validate_admin(username: str, password: str) -> None:
+    user_model = get_user_model()
+    if not username or not password:
+        raise ServiceError(
+            "invalid", _("The first administrator needs a username and a password."), field="admin"
+        )
+    max_length = user_model._meta.get_field("username").max_length
+    try:
+        user_model.username_validator(username)
+    except ValidationError as exc:
+        raise ServiceError("invalid", " ".join(exc.messages), field="admin_username") from exc
+    if len(username) > max_length:
+        raise ServiceError(
+            "invalid",
+            _("The username is longer than %(limit)d characters.") % {"limit": max_length},
+            field="admin_username",
+        )
+
+
+def public_tenant_ensure(*, domains: list[str]) -> Tenant:
+    """The ``public`` tenant (marketing site and platform admin) with the given host names."""
+    tenant, _created = Tenant.objects.get_or_create(
+        schema_name=settings.PUBLIC_SCHEMA_NAME, defaults={"name": "Weiyu"}
+    )
+    for index, host in enumerate(domains):
+        Domain.objects.get_or_create(
+            domain=host, defaults={"tenant": tenant, "is_primary": index == 0}
+        )
+    return tenant
+
+
+def tenant_create(
+    *,
+    name: str,
+    schema_name: str,
+    domain: str,
+    admin_username: str,
+    admin_password: str,
+    admin_email: str = "",
+) -> Tenant:
+    """Create a tenant: its schema (migrated), its primary domain, and its first administrator.
+
+    ``schema_name`` must match ``[a-z][a-z0-9_]{1,62}``; ``domain`` is a bare host name
+    (``acme.localhost``, no port). Raises ``ServiceError``: ``invalid`` (bad name, schema, domain,
+    or admin credentials) or ``conflict`` (schema or domain taken). On any error nothing is left
+    behind.
+    """
+    schema_name = schema_name.strip().lower()
+    domain = domain.strip().lower()
+    _validate(name, schema_name, domain)
+    _validate_admin(admin_username.strip(), admin_password)
+    with transaction.atomic():
+        tenant = Tenant(name=name.strip(), schema_name=schema_name)
+        tenant.save()  # creates and migrates the schema inside this transaction
+        Domain.objects.create(domain=domain, tenant=tenant, is_primary=True)
+        with tenant_context(tenant):
+            get_user_model().objects.create_superuser(
+                username=admin_username.strip(),
+                email=admin_email,
+                password=admin_password,
+                role="admin",
+            )
+    return tenant

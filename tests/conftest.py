@@ -1,0 +1,147 @@
+"""Shared test set-up: two tenants on real PostgreSQL and Redis, personas and factories.
+
+Tenant schemas are created once per run (``acme`` and ``globex``, whose row ids overlap). Tests do
+not run inside a rolled-back transaction: websocket consumers and concurrent routing use their
+own connections and threads, so every test creates the data it needs with unique names and
+asserts only on that data.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+from django.contrib.sessions.backends.db import SessionStore
+from django.db import connection
+from django_tenants.utils import schema_context
+
+from kefu import services as kefu_services
+from kefu.models import AgentState, Channel, Visitor, Workgroup
+from org.models import User
+from tenants.models import Tenant
+from tenants.services import public_tenant_ensure, tenant_create
+
+_counter = itertools.count(1)
+PASSWORD = "correct-horse-battery"
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}{next(_counter)}"
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_test_environment: None, django_db_blocker: Any) -> Iterator[None]:
+    """Create the test database (public schema migrated) and the two tenants; drop it at the end."""
+    from django.test.utils import setup_databases, teardown_databases
+
+    with django_db_blocker.unblock():
+        db_cfg = setup_databases(verbosity=0, interactive=False, aliases={"default"})
+        public_tenant_ensure(domains=["localhost", "127.0.0.1"])
+        for schema in ("acme", "globex"):
+            tenant_create(
+                name=schema.title(),
+                schema_name=schema,
+                domain=f"{schema}.localhost",
+                admin_username="bob",
+                admin_password=PASSWORD,
+            )
+        connection.set_schema_to_public()
+    yield
+    with django_db_blocker.unblock():
+        connection.close()  # a fault test may have killed it; take a fresh one from the pool
+        connection.set_schema_to_public()
+        with connection.cursor() as cursor:  # worker threads of consumers keep connections open
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        teardown_databases(db_cfg, verbosity=0)
+
+
+@pytest.fixture(autouse=True)
+def _db(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+    with django_db_blocker.unblock():
+        yield
+        # back to the pool: the next test gets a checked connection, even after a fault test
+        # made PostgreSQL drop every connection
+        connection.close()
+        connection.set_schema_to_public()
+
+
+@pytest.fixture
+def acme() -> Tenant:
+    return Tenant.objects.get(schema_name="acme")
+
+
+@pytest.fixture
+def globex() -> Tenant:
+    return Tenant.objects.get(schema_name="globex")
+
+
+@dataclass
+class Desk:
+    """A workgroup with its channel and agents, in one tenant."""
+
+    tenant: Tenant
+    workgroup: Workgroup
+    channel: Channel
+    agents: list[User]
+
+
+def make_agent(*, status: str = "online", cap: int = 5, name: str | None = None) -> User:
+    """An agent (call inside the tenant's schema)."""
+    username = unique(name or "alice")
+    user = User.objects.create_user(
+        username=username, password=PASSWORD, role="agent", display_name=username.title()
+    )
+    AgentState.objects.create(user=user, max_concurrent=cap)
+    if status != "offline":
+        kefu_services.agent_status_set(user=user, status=status)
+    return user
+
+
+def make_desk(tenant: Tenant, *, agents: int = 1, status: str = "online", cap: int = 5) -> Desk:
+    """A workgroup, a channel and ``agents`` agents, created in ``tenant``."""
+    with schema_context(tenant.schema_name):
+        workgroup = Workgroup.objects.create(name=unique("wg"))
+        staff = [make_agent(status="offline", cap=cap) for _ in range(agents)]
+        workgroup.agents.add(*staff)
+        for user in staff:
+            if status != "offline":
+                kefu_services.agent_status_set(user=user, status=status)
+        channel = Channel.objects.create(
+            name=unique("site"), workgroup=workgroup, welcome_text="Hi"
+        )
+    return Desk(tenant=tenant, workgroup=workgroup, channel=channel, agents=staff)
+
+
+def make_visitor(desk: Desk, *, language: str = "en") -> tuple[Visitor, str]:
+    """A visitor of the desk's channel and its token."""
+    with schema_context(desk.tenant.schema_name):
+        return kefu_services.visitor_start(channel=desk.channel, language=language)
+
+
+def session_cookie(tenant: Tenant, user: User) -> bytes:
+    """A ``Cookie`` header value for a signed-in ``user`` of ``tenant``."""
+    with schema_context(tenant.schema_name):
+        store = SessionStore()
+        store[SESSION_KEY] = str(user.pk)
+        store[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+        store[HASH_SESSION_KEY] = user.get_session_auth_hash()
+        store.create()
+    return f"{settings.SESSION_COOKIE_NAME}={store.session_key}".encode()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_channel_layer() -> Iterator[None]:
+    """Each test gets its own channel-layer instance: its asyncio locks belong to the test's
+    event loop, so a consumer left behind by a failed test cannot jam the next ones."""
+    yield
+    from channels.layers import channel_layers
+
+    channel_layers.backends.clear()

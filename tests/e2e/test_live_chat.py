@@ -1,0 +1,237 @@
+"""A visitor on the tenant's website chats with an agent in the inbox, in real Chromium.
+
+The dialogues are the real ones of the chatterbot-corpus package (``chinese`` and ``english``
+``conversations.yml``): in each dialogue the lines alternate between the visitor and the agent.
+Every dialogue is one conversation, which the agent closes at the end; each line must appear
+exactly once, in order, on both screens and in the database.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import chatterbot_corpus
+import pytest
+import yaml
+from django_tenants.utils import schema_context
+
+from im.models import Message
+from kefu.models import Session, Visitor
+from tenants.services import tenant_create
+from tests.conftest import PASSWORD, make_desk, unique
+
+pytestmark = pytest.mark.e2e
+TIMEOUT = 15_000  # ms, for any one thing to show up on a screen
+
+
+def corpus(language: str) -> list[list[str]]:
+    path = Path(chatterbot_corpus.__file__).parent / "data" / language / "conversations.yml"
+    dialogues = yaml.safe_load(path.read_text(encoding="utf-8"))["conversations"]
+    return [[str(line).strip() for line in dialogue if str(line).strip()] for dialogue in dialogues]
+
+
+def fresh_desk(prefix: str, *, cap: int = 5):
+    """A fresh tenant whose website (the demo page) carries its only widget channel, served by
+    one online agent."""
+    schema = unique(prefix)
+    tenant = tenant_create(
+        name=prefix.title(),
+        schema_name=schema,
+        domain=f"{schema}.localhost",
+        admin_username="bob",
+        admin_password=PASSWORD,
+    )
+    return make_desk(tenant, agents=1, cap=cap)
+
+
+@pytest.fixture(scope="module")
+def shop(django_db_setup, django_db_blocker):
+    with django_db_blocker.unblock():
+        return fresh_desk("shop")
+
+
+def _texts(locator) -> list[str]:
+    return [t.strip() for t in locator.all_inner_texts()]
+
+
+def _wait_texts(page_or_frame, selector: str, expected: list[str]) -> None:
+    """Wait until the texts under ``selector`` equal ``expected``, then assert it."""
+    locator = page_or_frame.locator(selector)
+    if expected:
+        locator.nth(len(expected) - 1).wait_for(timeout=TIMEOUT)
+    page = getattr(page_or_frame, "page", page_or_frame)
+    for _ in range(100):
+        if _texts(locator) == expected:
+            return
+        page.wait_for_timeout(100)
+    assert _texts(locator) == expected
+
+
+def _sign_in(page, url: str, username: str) -> None:
+    page.goto(url)
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit], input[type=submit]")
+    page.wait_for_url("**/inbox/", timeout=TIMEOUT)
+
+
+def test_visitor_and_agent_replay_corpus_dialogues(daphne_server, browser, shop):
+    host = f"{shop.tenant.schema_name}.localhost"
+    agent = shop.agents[0]
+    visitor_ctx = browser.new_context(locale="zh-CN")
+    agent_ctx = browser.new_context(locale="zh-CN")
+    try:
+        site = visitor_ctx.new_page()
+        inbox = agent_ctx.new_page()
+        # given the tenant's website with the widget open, and the agent's inbox
+        site.goto(daphne_server.url(host, "/"))
+        site.click("#weiyu-launcher")
+        widget = site.frame_locator("#weiyu-frame")
+        widget.locator("#composer").wait_for(timeout=TIMEOUT)
+        _sign_in(inbox, daphne_server.url(host, "/inbox/login/"), agent.username)
+
+        dialogues = corpus("chinese") + corpus("english")
+        for number, lines in enumerate(dialogues):
+            conversation_id = None
+            for index, line in enumerate(lines):
+                if index % 2 == 0:  # the visitor speaks
+                    widget.locator("#composer").fill(line)
+                    widget.locator("#send").click()
+                    if conversation_id is None:
+                        conversation_id = _new_conversation(shop, number)
+                        inbox.locator(f'.conv-item[data-id="{conversation_id}"]').click(
+                            timeout=TIMEOUT
+                        )
+                else:  # the agent answers
+                    inbox.locator("#composer").fill(line)
+                    inbox.locator("#send").click()
+                said = lines[: index + 1]
+                # then the line shows once, in order, on both screens
+                _wait_texts(
+                    inbox,
+                    f'#messages .msg[data-conversation="{conversation_id}"]:not(.system) .msg-text',
+                    said,
+                )
+                _wait_texts(
+                    widget,
+                    f'#messages .msg[data-conversation="{conversation_id}"]:not(.system) .msg-text',
+                    said,
+                )
+            # and in the database
+            with schema_context(shop.tenant.schema_name):
+                stored = list(
+                    Message.objects.filter(conversation_id=conversation_id)
+                    .exclude(sender_type="system")
+                    .order_by("seq")
+                    .values_list("content", flat=True)
+                )
+            assert stored == lines
+            # when the agent closes it, the visitor sees that it ended
+            inbox.locator("#close-conv").click()
+            widget.locator(f'#messages .msg.ended[data-conversation="{conversation_id}"]').wait_for(
+                timeout=TIMEOUT
+            )
+    finally:
+        visitor_ctx.close()
+        agent_ctx.close()
+
+
+def _new_conversation(desk, number: int) -> int:
+    """The id of the conversation the visitor's latest message opened (waits for it)."""
+    import time
+
+    deadline = time.monotonic() + TIMEOUT / 1000
+    with schema_context(desk.tenant.schema_name):
+        visitor = Visitor.objects.filter(channel=desk.channel).order_by("-id").first()
+        while time.monotonic() < deadline:
+            session = Session.objects.filter(visitor=visitor).exclude(status="closed").first()
+            if session is not None:
+                return session.conversation_id
+            time.sleep(0.05)
+    raise AssertionError(f"dialogue {number}: no conversation was opened")
+
+
+def _open_widget(context, url: str):
+    page = context.new_page()
+    page.goto(url)
+    page.click("#weiyu-launcher")
+    widget = page.frame_locator("#weiyu-frame")
+    widget.locator("#composer").wait_for(timeout=TIMEOUT)
+    return page, widget
+
+
+def _say(widget_or_page, text: str) -> None:
+    widget_or_page.locator("#composer").fill(text)
+    widget_or_page.locator("#send").click()
+
+
+def test_queue_position_reload_and_reconnect(daphne_server, browser, django_db_blocker):
+    # given a tenant whose only agent takes one conversation at a time
+    with django_db_blocker.unblock():
+        desk = fresh_desk("queue", cap=1)
+    tenant = desk.tenant
+    schema = tenant.schema_name
+    host = f"{schema}.localhost"
+    contexts = [browser.new_context(locale="en-US") for _ in range(4)]
+    try:
+        first_ctx, second_ctx, third_ctx, agent_ctx = contexts
+        inbox = agent_ctx.new_page()
+        _sign_in(inbox, daphne_server.url(host, "/inbox/login/"), desk.agents[0].username)
+        _first_page, first = _open_widget(first_ctx, daphne_server.url(host, "/"))
+        _say(first, "I am first")
+        inbox.locator(".conv-item").first.click(timeout=TIMEOUT)
+
+        # when two more visitors write while the agent is at the cap
+        second_page, second = _open_widget(second_ctx, daphne_server.url(host, "/"))
+        _say(second, "I am second")
+        _third_page, third = _open_widget(third_ctx, daphne_server.url(host, "/"))
+        _say(third, "I am third")
+
+        # then they are told they wait, and where
+        banner2, banner3 = second.locator("#queue-banner"), third.locator("#queue-banner")
+        banner2.filter(has_text="1").wait_for(timeout=TIMEOUT)
+        banner3.filter(has_text="2").wait_for(timeout=TIMEOUT)
+
+        # when the agent ends the first conversation
+        inbox.locator("#close-conv").click()
+
+        # then the second visitor is served and the third moves up to number 1, live
+        banner2.wait_for(state="hidden", timeout=TIMEOUT)
+        banner3.filter(has_text="1").wait_for(timeout=TIMEOUT)
+        second_id = _new_conversation_of(tenant.schema_name, "I am second")
+        inbox.locator(f'.conv-item[data-id="{second_id}"]').click(timeout=TIMEOUT)
+        _say(inbox, "Hello second, how can I help?")
+        mine = f'#messages .msg[data-conversation="{second_id}"]:not(.system) .msg-text'
+        _wait_texts(second, mine, ["I am second", "Hello second, how can I help?"])
+
+        # when the visitor loses the network and the agent writes meanwhile
+        second_ctx.set_offline(True)
+        second.locator("#conn-status").filter(has_text="Reconnecting").wait_for(timeout=TIMEOUT)
+        _say(inbox, "Are you still there?")
+        _say(inbox, "We can also call you.")
+        second_ctx.set_offline(False)
+
+        # then, back online, the visitor sees what was missed, once and in order
+        expected = [
+            "I am second",
+            "Hello second, how can I help?",
+            "Are you still there?",
+            "We can also call you.",
+        ]
+        _wait_texts(second, mine, expected)
+
+        # when both sides reload, the whole history is there, in order
+        second_page.reload()
+        second_page.click("#weiyu-launcher")
+        _wait_texts(second_page.frame_locator("#weiyu-frame"), mine, expected)
+        inbox.reload()
+        inbox.locator(f'.conv-item[data-id="{second_id}"]').click(timeout=TIMEOUT)
+        _wait_texts(inbox, mine, expected)
+    finally:
+        for context in contexts:
+            context.close()
+
+
+def _new_conversation_of(schema: str, first_line: str) -> int:
+    with schema_context(schema):
+        return Message.objects.get(content=first_line).conversation_id

@@ -1,0 +1,151 @@
+"""The visitor and agent websocket endpoints end to end, through the tenant middleware."""
+
+from __future__ import annotations
+
+import pytest
+from channels.db import database_sync_to_async
+
+from tests.conftest import make_desk, make_visitor, session_cookie
+from tests.ws import collect, connect, receive_until
+
+
+@pytest.mark.asyncio
+async def test_visitor_and_agent_chat_live(acme):
+    # given an online agent with an open inbox and a visitor with the widget open
+    desk = await database_sync_to_async(make_desk)(acme, agents=1)
+    agent = desk.agents[0]
+    visitor, token = await database_sync_to_async(make_visitor)(desk)
+    cookie = await database_sync_to_async(session_cookie)(acme, agent)
+    agent_ws, hello = await connect("/ws/agent/", "acme.localhost", cookie=cookie)
+    assert hello["type"] == "hello"
+    assert hello["member"]["key"] == f"u:{agent.pk}"
+    assert hello["agent"]["status"] == "online"
+    visitor_ws, vhello = await connect(f"/ws/visitor/?token={token}", "acme.localhost")
+    assert vhello["member"]["key"] == f"v:{visitor.pk}"
+
+    # when the visitor sends a first message
+    await visitor_ws.send_json_to(
+        {"type": "message.send", "client_msg_id": "v-1", "content": "你好", "ref": "r1"}
+    )
+    ack = await receive_until(visitor_ws, "message.ack")
+    assert ack["ref"] == "r1"
+    assert ack["seq"] == 1
+    assert ack["duplicate"] is False
+
+    # then the agent is assigned the conversation live, carrying the message
+    assigned = await receive_until(agent_ws, "conversation.assigned")
+    conversation = assigned["conversation"]
+    assert conversation["session"]["visitor"]["name"] == visitor.name
+    assert conversation["session"]["agent"]["id"] == agent.pk
+    cid = conversation["id"]
+    assert conversation["last_seq"] >= 1
+
+    # when the agent replies
+    await agent_ws.send_json_to(
+        {
+            "type": "message.send",
+            "conversation_id": cid,
+            "client_msg_id": "a-1",
+            "content": "您好！",
+        }
+    )
+    agent_ack = await receive_until(agent_ws, "message.ack")
+
+    # then the visitor sees it live, with sender and time
+    new = await receive_until(visitor_ws, "message.new")
+    while new["message"]["sender"]["type"] != "agent":
+        new = await receive_until(visitor_ws, "message.new")
+    assert new["message"]["content"] == "您好！"
+    assert new["message"]["sender"]["name"] == agent.name
+    assert new["message"]["seq"] == agent_ack["seq"]
+
+    # when the visitor reports it delivered and read, the agent sees the receipt
+    await visitor_ws.send_json_to(
+        {"type": "read.update", "conversation_id": cid, "read_seq": agent_ack["seq"]}
+    )
+    receipt = await receive_until(agent_ws, "read.state")
+    assert receipt["member"]["key"] == f"v:{visitor.pk}"
+    assert receipt["read_seq"] == agent_ack["seq"]
+    assert receipt["delivered_seq"] == agent_ack["seq"]
+
+    # when the agent closes the conversation, the visitor is told it ended
+    await agent_ws.send_json_to({"type": "conversation.close", "conversation_id": cid})
+    closed = await receive_until(visitor_ws, "conversation.closed")
+    assert closed["conversation_id"] == cid
+    assert closed["closed_by"]["type"] == "agent"
+
+    await agent_ws.disconnect()
+    await visitor_ws.disconnect()
+
+
+@pytest.mark.asyncio
+async def test_reconnect_sync_returns_only_what_was_missed(acme):
+    # given a conversation with three messages, of which the client holds the first
+    desk = await database_sync_to_async(make_desk)(acme, agents=1)
+    _visitor, token = await database_sync_to_async(make_visitor)(desk)
+    ws, _ = await connect(f"/ws/visitor/?token={token}", "acme.localhost")
+    for n in range(3):
+        await ws.send_json_to(
+            {"type": "message.send", "client_msg_id": f"s-{n}", "content": f"line {n}"}
+        )
+        await receive_until(ws, "message.ack")
+    await collect(ws)
+    await ws.disconnect()
+
+    # when the client reconnects with its cursor at seq 1
+    ws, _ = await connect(f"/ws/visitor/?token={token}", "acme.localhost")
+    await ws.send_json_to({"type": "sync", "cursors": {}, "ref": "s0"})
+    first = await receive_until(ws, "sync.result")
+    cid = first["conversations"][0]["id"]
+    last_seq = first["conversations"][0]["last_seq"]
+    await ws.send_json_to({"type": "sync", "cursors": {str(cid): 1}})
+    result = await receive_until(ws, "sync.result")
+
+    # then it receives every later message once, in order
+    seqs = [m["seq"] for m in result["messages"]]
+    assert seqs == list(range(2, last_seq + 1))
+    contents = [m["content"] for m in result["messages"] if m["sender"]["type"] == "visitor"]
+    assert contents == ["line 1", "line 2"]
+    await ws.disconnect()
+
+
+@pytest.mark.asyncio
+async def test_bad_frames_get_error_frames_and_lose_nothing(acme):
+    desk = await database_sync_to_async(make_desk)(acme, agents=1)
+    _visitor, token = await database_sync_to_async(make_visitor)(desk)
+    ws, _ = await connect(f"/ws/visitor/?token={token}", "acme.localhost")
+
+    await ws.send_to(text_data="not json")
+    assert (await ws.receive_json_from())["code"] == "bad_frame"
+    await ws.send_json_to({"type": "nope", "ref": "x"})
+    err = await ws.receive_json_from()
+    assert (err["code"], err["ref"]) == ("unknown_type", "x")
+    await ws.send_to(text_data='{"type":"message.send","content":"' + "a" * 70000 + '"}')
+    assert (await ws.receive_json_from())["code"] == "frame_too_large"
+    await ws.send_json_to({"type": "message.send", "client_msg_id": "ok-1", "content": "   "})
+    err = await ws.receive_json_from()
+    assert (err["code"], err["field"], err["client_msg_id"]) == ("invalid", "content", "ok-1")
+    await ws.send_json_to(
+        {
+            "type": "message.send",
+            "conversation_id": 999999,
+            "client_msg_id": "ok-2",
+            "content": "hi",
+        }
+    )
+    assert (await ws.receive_json_from())["code"] == "not_found"
+
+    # and a good message afterwards is stored as usual
+    await ws.send_json_to(
+        {"type": "message.send", "client_msg_id": "ok-3", "content": "still here"}
+    )
+    ack = await receive_until(ws, "message.ack")
+    assert ack["seq"] == 1
+    await ws.disconnect()
+
+
+@pytest.mark.asyncio
+async def test_agent_socket_without_session_is_refused(acme):
+    ws, frame = await connect("/ws/agent/", "acme.localhost")
+    assert frame == {"type": "error", "code": "unauthorized", "message": frame["message"]}
+    assert (await ws.receive_output())["code"] == 4401

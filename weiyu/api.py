@@ -1,0 +1,36 @@
+"""API plumbing shared by every app: the JSON error shape.
+
+Every API error is ``{"error": <code>, "detail": <human-readable message>, "field": <name>?}``
+with an HTTP 4xx/5xx status.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import exceptions
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from weiyu.errors import ServiceError
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """Map ``ServiceError`` and DRF's errors onto the JSON error shape."""
+    if isinstance(exc, ServiceError):
+        body = {"error": exc.code, "detail": exc.message}
+        if exc.field:
+            body["field"] = exc.field
+        return Response(body, status=exc.http_status)
+    response = drf_exception_handler(exc, context)
+    if response is not None:
+        code = exc.get_codes() if isinstance(exc, exceptions.APIException) else "error"
+        if not isinstance(code, str) or isinstance(exc, exceptions.ParseError):
+            code = "invalid"
+        response.data = {
+            "error": code,
+            "detail": response.data.get("detail", response.data)
+            if isinstance(response.data, dict)
+            else response.data,
+        }
+    return response

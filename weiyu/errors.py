@@ -1,0 +1,41 @@
+"""The error every service raises for a refused request.
+
+``code`` is the protocol's error code (docs/protocol.md §2.4); ``message`` is translated for the
+user; ``field`` names the offending input when there is one. Websocket consumers turn it into an
+``error`` frame, API views into an HTTP 4xx with a JSON body.
+"""
+
+from __future__ import annotations
+
+HTTP_STATUS = {
+    "invalid": 400,
+    "bad_frame": 400,
+    "unauthorized": 401,
+    "invalid_token": 401,
+    "forbidden": 403,
+    "not_found": 404,
+    "conversation_closed": 409,
+    "conflict": 409,
+    "too_large": 413,
+    "unavailable": 503,
+}
+
+
+class ServiceError(Exception):
+    """A request a service refuses. Nothing was written when it is raised."""
+
+    def __init__(self, code: str, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = str(message)
+        self.field = field
+
+    @property
+    def http_status(self) -> int:
+        return HTTP_STATUS.get(self.code, 400)
+
+    def as_dict(self) -> dict[str, str]:
+        data = {"code": self.code, "message": self.message}
+        if self.field:
+            data["field"] = self.field
+        return data

@@ -1,0 +1,140 @@
+"""The one place realtime events leave the server (STYLE.md: only services call this).
+
+Each connected socket joins the group of its member, named ``<schema>.<kind>.<id>`` (for
+example ``acme.u.7`` for user 7 of tenant ``acme``, ``acme.v.12`` for visitor 12), so tenants that
+share one Redis never meet. Recipients are computed by the caller from database membership at
+publish time. The channel layer only rings the doorbell: if Redis drops or loses an event the
+client catches up with ``sync`` (docs/protocol.md §3), so a failed publish is logged and counted,
+never raised into the service that stored the data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import connection, transaction
+
+logger = logging.getLogger(__name__)
+
+
+class _State:
+    #: events this process failed to hand to the channel layer (for benchmarks and metrics)
+    publish_failures = 0
+    captured: list[tuple[dict[str, Any], list[str]]] | None = None
+
+
+state = _State()
+
+
+def member_group(schema: str, member_key: str) -> str:
+    """Channel-layer group of one member: ``("acme", "u:7")`` → ``"acme.u.7"``."""
+    return f"{schema}.{member_key.replace(':', '.')}"
+
+
+def _send(schema: str, event: dict[str, Any], member_keys: Iterable[str]) -> None:
+    groups = [member_group(schema, key) for key in dict.fromkeys(member_keys)]
+    if state.captured is not None:
+        state.captured.append((event, groups))
+        return
+    message = {"type": "weiyu.event", "event": event}
+    batch = getattr(_local, "batch", None)
+    if batch is not None:  # a consumer's database call: its event loop sends them afterwards
+        batch.append((groups, message))
+        return
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        if _loop_running_here():
+            # a service called straight from async code: hand the send to a helper thread
+            worker = threading.Thread(
+                target=async_to_sync(_group_send_many), args=(layer, groups, message)
+            )
+            worker.start()
+            worker.join()
+        else:
+            async_to_sync(_group_send_many)(layer, groups, message)
+    except Exception:  # the database is the record; clients resync
+        state.publish_failures += 1
+        logger.warning(
+            "publish of %s to %d groups failed", event.get("type"), len(groups), exc_info=True
+        )
+
+
+_local = threading.local()
+Batch = list[tuple[list[str], dict[str, Any]]]
+
+
+@contextlib.contextmanager
+def deferred(batch: Batch) -> Iterator[Batch]:
+    """Collect the events published in this thread into ``batch`` instead of sending them.
+
+    Websocket consumers run services in the process's database thread; sending from there
+    would hold that thread while Redis answers. The consumer sends the batch with
+    :func:`send_batch` from its event loop once the database call has returned.
+    """
+    previous, _local.batch = getattr(_local, "batch", None), batch
+    try:
+        yield batch
+    finally:
+        _local.batch = previous
+
+
+async def send_batch(batch: Batch) -> None:
+    """Send events collected by :func:`deferred` (from async code). Failures are logged and
+    counted, never raised: clients catch up with ``sync``."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    for groups, message in batch:
+        try:
+            await _group_send_many(layer, groups, message)
+        except Exception:
+            state.publish_failures += 1
+            logger.warning("publish of %s failed", message["event"].get("type"), exc_info=True)
+
+
+def _loop_running_here() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+async def _group_send_many(layer: Any, groups: list[str], message: dict[str, Any]) -> None:
+    for group in groups:
+        await layer.group_send(group, message)
+
+
+def publish_event_on_commit(event: dict[str, Any], member_keys: Iterable[str]) -> None:
+    """Send ``event`` (a protocol frame dict) to every socket of ``member_keys`` after commit.
+
+    Nothing is sent if the surrounding transaction rolls back. The tenant is the connection's
+    current schema at call time.
+    """
+    schema = connection.schema_name
+    keys = list(member_keys)
+    transaction.on_commit(lambda: _send(schema, event, keys))
+
+
+def publish_event_now(event: dict[str, Any], member_keys: Iterable[str]) -> None:
+    """Send an ephemeral event (typing) that has no database state behind it."""
+    _send(connection.schema_name, event, list(member_keys))
+
+
+@contextlib.contextmanager
+def capture_events() -> Iterator[list[tuple[dict[str, Any], list[str]]]]:
+    """Test helper: record ``(event, groups)`` pairs instead of sending them."""
+    previous, state.captured = state.captured, []
+    try:
+        yield state.captured
+    finally:
+        state.captured = previous

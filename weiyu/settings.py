@@ -1,0 +1,244 @@
+"""Weiyu settings, driven by the environment.
+
+Required in production: ``SECRET_KEY``, ``DATABASE_URL``, ``REDIS_URL``. When ``DATABASE_URL`` /
+``REDIS_URL`` are unset, the embedded services started by ``scripts/run.py`` are used (their URLs
+are kept in ``.data/services.json``, see ``weiyu/devservices.py``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.utils.translation import gettext_lazy as _
+
+from weiyu import devservices
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    """Read a boolean environment variable (``1/true/yes/on`` are true)."""
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+DEBUG = env_bool("DEBUG", default=False)
+SECRET_KEY = os.environ.get("SECRET_KEY") or devservices.dev_secret_key()
+ALLOWED_HOSTS = [
+    h for h in os.environ.get("ALLOWED_HOSTS", ".localhost,localhost,127.0.0.1").split(",") if h
+]
+CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o]
+
+_services = devservices.service_urls()
+DATABASE_URL = os.environ.get("DATABASE_URL") or _services.get("DATABASE_URL", "")
+REDIS_URL = os.environ.get("REDIS_URL") or _services.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+if not DATABASE_URL:
+    DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/weiyu"
+
+# A psycopg connection pool per process: under ASGI every HTTP request runs in a new thread, and
+# persistent per-thread connections would exhaust PostgreSQL under a burst (docs/benchmarks.md).
+# A connection goes back to the pool after each request / consumer call; django-tenants sets the
+# schema again on the next use. `timeout` (s) bounds the wait when PostgreSQL is unreachable.
+# CONN_HEALTH_CHECKS makes the pool check a connection before handing it out, so a PostgreSQL
+# restart costs no failed request.
+DATABASES = {
+    "default": dj_database_url.parse(DATABASE_URL, conn_max_age=0, conn_health_checks=True)
+}
+DATABASES["default"]["ENGINE"] = "django_tenants.postgresql_backend"
+DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+    "min_size": 1,
+    "max_size": int(os.environ.get("DB_POOL_MAX", "16")),
+    "timeout": float(os.environ.get("DB_POOL_TIMEOUT", "10")),
+}
+if os.environ.get("TEST_DATABASE_NAME"):
+    DATABASES["default"]["TEST"] = {"NAME": os.environ["TEST_DATABASE_NAME"]}
+DATABASE_ROUTERS = ("django_tenants.routers.TenantSyncRouter",)
+# issue `SET search_path` only when the schema changes, not before every cursor
+TENANT_LIMIT_SET_CALLS = True
+
+# --- tenancy (django-tenants): `tenants` is the only shared app with data of its own; users,
+# sessions and admin exist in both so the public schema has platform admins.
+SHARED_APPS = [
+    "daphne",
+    "tenants",  # before django_tenants so our create_tenant command takes precedence over its own
+    "django_tenants",
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.postgres",
+    "django.contrib.admin",
+    "org",
+    "treebeard",
+    "channels",
+    "rest_framework",
+]
+TENANT_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "django.contrib.sessions",
+    "django.contrib.admin",
+    "org",
+    "im",
+    "kefu",
+    "tickets",
+    "kbase",
+]
+INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
+TENANT_MODEL = "tenants.Tenant"
+TENANT_DOMAIN_MODEL = "tenants.Domain"
+PUBLIC_SCHEMA_NAME = "public"
+PUBLIC_SCHEMA_URLCONF = "weiyu.urls_public"
+ROOT_URLCONF = "weiyu.urls"
+AUTH_USER_MODEL = "org.User"
+
+MIDDLEWARE = [
+    "tenants.middleware.ActiveTenantMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "django.template.context_processors.i18n",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = None
+ASGI_APPLICATION = "weiyu.asgi.application"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "kefu:inbox-login"
+LOGIN_REDIRECT_URL = "kefu:inbox"
+
+# --- i18n: every user-facing string ships in Simplified Chinese and English.
+LANGUAGE_CODE = "zh-hans"
+LANGUAGES = [("zh-hans", _("Simplified Chinese")), ("en", _("English"))]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+TIME_ZONE = os.environ.get("TIME_ZONE", "Asia/Shanghai")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+WHITENOISE_USE_FINDERS = True
+MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", BASE_DIR / ".data" / "media"))
+MEDIA_URL = "/media/"
+
+# --- uploaded files (INT-4): local disk under MEDIA_ROOT, or S3 (any S3-compatible server) when a
+# bucket is named. Files are never served from MEDIA_URL: /api/v1/im/files/<id> checks membership
+# first, then streams the file or redirects to a signed URL valid for 5 minutes.
+S3_BUCKET = os.environ.get("AWS_STORAGE_BUCKET_NAME") or os.environ.get("S3_BUCKET", "")
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+if S3_BUCKET:
+    STORAGES["default"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": S3_BUCKET,
+            "endpoint_url": os.environ.get("AWS_S3_ENDPOINT_URL")
+            or os.environ.get("S3_ENDPOINT_URL")
+            or None,
+            "region_name": os.environ.get("AWS_S3_REGION_NAME") or None,
+            "access_key": os.environ.get("AWS_ACCESS_KEY_ID") or None,
+            "secret_key": os.environ.get("AWS_SECRET_ACCESS_KEY") or None,
+            "default_acl": None,
+            "file_overwrite": False,
+            "querystring_auth": True,
+        },
+    }
+# uploads larger than this (bytes) go to a temporary file instead of memory
+FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- cache, keyed per tenant schema so tenants never read each other's entries.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_FUNCTION": "django_tenants.cache.make_key",
+        "REVERSE_KEY_FUNCTION": "django_tenants.cache.reverse_key",
+    }
+}
+
+# --- realtime. The channel layer is a doorbell, not the record (docs/architecture.md): capacity
+# is raised from the default 100 (it bounds one queue shared by all sockets of a process), expiry
+# kept short.
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {
+            "hosts": [REDIS_URL],
+            "capacity": int(os.environ.get("CHANNEL_CAPACITY", "5000")),
+            "expiry": 60,
+            "group_expiry": 86400,
+            "prefix": os.environ.get("CHANNEL_PREFIX", "weiyu"),
+        },
+    }
+}
+WEIYU_WS_MAX_FRAME_BYTES = 64 * 1024
+WEIYU_MESSAGE_MAX_CHARS = 5000
+WEIYU_SYNC_MAX_MESSAGES = 500
+
+# --- Celery: long timers live in the database and a beat scanner acts on them (DESIGN.md §7);
+# late acks so a killed worker's task is redelivered.
+CELERY_BROKER_URL = REDIS_URL
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULE = {
+    "kefu-queue-dispatch": {"task": "kefu.tasks.queue_dispatch_scan_task", "schedule": 15.0},
+}
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "EXCEPTION_HANDLER": "weiyu.api.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+
+SESSION_COOKIE_NAME = "weiyu_session"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "daphne": {"level": "WARNING"}},
+}

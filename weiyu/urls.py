@@ -1,0 +1,21 @@
+"""URLs served on a tenant's domain."""
+
+from django.contrib import admin
+from django.urls import include, path
+from django.utils.translation import gettext_lazy as _
+from django.views.i18n import JavaScriptCatalog
+
+from weiyu import views
+
+admin.site.site_header = _("Weiyu back office")
+admin.site.site_title = _("Weiyu")
+admin.site.index_title = _("Customer service administration")
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("jsi18n/", JavaScriptCatalog.as_view(), name="javascript-catalog"),
+    path("healthz", views.healthz, name="healthz"),
+    path("api/v1/im/", include("im.urls")),
+    path("api/v1/org/", include("org.urls")),
+    path("", include("kefu.urls")),
+]
