@@ -21,6 +21,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from im.models import MessagingSettings
 from kefu import selectors, services
 from kefu.models import Channel
 from weiyu.errors import ServiceError
@@ -133,8 +134,12 @@ class WidgetSessionApi(APIView):
 def inbox(request: HttpRequest) -> HttpResponse:
     """``GET /inbox/``: the agent inbox (sign-in required)."""
     user = request.user
+    limits = MessagingSettings.current()
     config = {
         "ws_path": "/ws/agent/",
+        "recall_window_s": limits.recall_window_s,
+        "max_file_bytes": limits.max_file_bytes,
+        "max_image_bytes": limits.max_image_bytes,
         "user": {
             "id": user.pk,
             "key": user.member_key,

@@ -1,5 +1,17 @@
-// Agent inbox: conversation list, the selected conversation, and the visitor panel.
+// Agent inbox: customer and team conversation lists, the selected conversation, and the side
+// panel (visitor details, the colleague of a 1:1 chat, or the group's settings and members).
 import { WeiyuClient, bindComposer, hhmm, fullTime } from '../weiyu/client.js';
+import {
+  EMOJI,
+  api,
+  fillBody,
+  formatSize,
+  kindForFile,
+  pickPeople,
+  previewText,
+  startRecording,
+  upload,
+} from './team.js';
 import {
   buildMsg,
   fillMsg as fill,
@@ -40,11 +52,39 @@ const elBySeq = new Map(); // "seq" -> element, selected conversation only
 const pendingEls = new Map(); // client_msg_id -> element, selected conversation only
 const peerMarks = new Map(); // conv -> {d, r}: furthest any other participant got
 const typers = new Map(); // conv -> Map(member key -> {name, timer})
+const names = new Map(); // member key -> name, for @mentions
+const readCounts = new Map(); // seq -> {read, delivered}: the selected group's "read by N"
+const mentionPicks = new Map(); // "@name" -> member key, chosen in the composer
+let tab = 'customers';
+let showArchived = false;
+let groupMembers = null; // the selected group's members, [{member, role, muted_until}]
 
 // ---- helpers ------------------------------------------------------------------------------
 function statusOf(c) {
   if (c.closed) return 'closed';
   return (c.session && c.session.status) || 'open';
+}
+
+const tabOf = (c) => (c.kind === 'direct' || c.kind === 'group' ? 'team' : 'customers');
+const isStaff = (role) => role === 'owner' || role === 'admin';
+
+function titleOf(c) {
+  if (c.kind === 'direct') {
+    const p = (c.peers || []).find((x) => x.member && x.member.key !== me);
+    return (p && p.member.name) || c.title || gettext('Chat');
+  }
+  return c.title || (c.session && c.session.visitor && c.session.visitor.name) || '#' + c.id;
+}
+
+// Archived conversations stay out of the list until a message newer than the archiving comes.
+function archivedAway(c) {
+  return !!c.archived && !(c.archived_at && lastAt(c) > Date.parse(c.archived_at));
+}
+
+function mutedNow(c) {
+  if (c.closed) return true;
+  if (c.muted_until && Date.parse(c.muted_until) > Date.now()) return true;
+  return !!(c.kind === 'group' && c.group && c.group.all_muted && !isStaff(c.role));
 }
 
 function lastAt(c) {
@@ -64,6 +104,12 @@ function ingest(m) {
   let msgs = store.get(m.conversation_id);
   if (!msgs) store.set(m.conversation_id, (msgs = new Map()));
   msgs.set(m.seq, m);
+  if (m.sender && m.sender.key) names.set(m.sender.key, m.sender.name);
+  if (m.msg_type === 'recall' && m.ref_seq) {
+    const original = msgs.get(m.ref_seq);
+    if (original) Object.assign(original, { recalled: true, content: '', attachment: null, mentions: [] });
+    if (m.conversation_id === selected && elBySeq.has(m.ref_seq) && original) showMessage(original);
+  }
   const c = convs.get(m.conversation_id);
   if (c && m.seq >= (c.last_seq || 0)) {
     c.last_seq = m.seq;
@@ -88,10 +134,35 @@ function updateConversation(c) {
     c.last_message_at = old.last_message_at;
   }
   if (c.id === selected && document.visibilityState === 'visible') c.unread = 0;
+  if (c.id === selected) c.mentioned = false;
   convs.set(c.id, c);
   for (const peer of c.peers || []) {
+    if (peer.member) names.set(peer.member.key, peer.member.name);
     if (peer.member && peer.member.key !== me) setPeer(c.id, peer.delivered_seq, peer.read_seq);
   }
+}
+
+/** Fetch one conversation again (after conversation.updated or a search hit elsewhere). */
+const refreshing = new Map();
+function refreshConversation(id) {
+  if (refreshing.has(id)) return refreshing.get(id);
+  const p = api('GET', `/api/v1/im/conversations/${id}`)
+    .then((c) => {
+      updateConversation(c);
+      renderList();
+      if (id === selected) {
+        renderHeader();
+        renderSide(true);
+      }
+      return c;
+    })
+    .catch((e) => {
+      if (e.status === 404) dropConversation(id);
+      return null;
+    })
+    .finally(() => refreshing.delete(id));
+  refreshing.set(id, p);
+  return p;
 }
 
 function toast(text) {
@@ -119,9 +190,9 @@ function renderItem(c) {
     const top = span('conv-top');
     const time = document.createElement('time');
     time.className = 'conv-time';
-    top.append(span('conv-title'), time);
+    top.append(span('conv-title'), span('conv-marks'), time);
     const bottom = span('conv-bottom');
-    bottom.append(span('conv-preview'), span('conv-unread'));
+    bottom.append(span('conv-mention'), span('conv-preview'), span('conv-unread'));
     el.append(top, bottom, span('conv-status'));
     el.addEventListener('click', () => select(c.id));
     items.set(c.id, el);
@@ -132,50 +203,81 @@ function renderItem(c) {
   el.classList.toggle('selected', c.id === selected);
   if (c.id === selected) el.setAttribute('aria-current', 'true');
   else el.removeAttribute('aria-current');
-  el.querySelector('.conv-title').textContent = c.title || (c.session && c.session.visitor && c.session.visitor.name) || '#' + c.id;
+  el.dataset.kind = c.kind;
+  el.querySelector('.conv-title').textContent = titleOf(c);
+  el.querySelector('.conv-marks').textContent =
+    (c.pinned ? '📌' : '') + (c.notifications_off ? '🔕' : '') + (c.archived ? '🗄' : '');
+  const mention = el.querySelector('.conv-mention');
+  mention.textContent = c.mentioned && c.unread ? gettext('[@you]') : '';
+  mention.hidden = !mention.textContent;
   const at = c.last_message_at || (c.last_message && c.last_message.created_at);
   const time = el.querySelector('.conv-time');
   time.textContent = shortTime(at);
   time.title = fullTime(at);
   const lm = c.last_message;
-  el.querySelector('.conv-preview').textContent = !lm
-    ? ''
-    : kindOf(lm) === 'mine'
-      ? interpolate(gettext('You: %(text)s'), { text: lm.content }, true)
-      : lm.content;
+  el.querySelector('.conv-preview').textContent = lm ? previewText({ ...lm, conversation_kind: c.kind }, me) : '';
   const unread = el.querySelector('.conv-unread');
   const n = c.unread || 0; // zeroed on selection; counts on while the tab is hidden
   unread.textContent = n > 99 ? '99+' : String(n);
   unread.hidden = n === 0;
+  unread.classList.toggle('quiet', !!c.notifications_off);
   unread.setAttribute('aria-label', interpolate(gettext('%(count)s unread'), { count: n }, true));
   const st = el.querySelector('.conv-status');
-  st.textContent = STATUS_TEXT[status] || status;
+  st.textContent = c.kind === 'visitor' ? STATUS_TEXT[status] || status : c.closed ? gettext('dissolved') : '';
   st.dataset.status = status;
+  st.hidden = !st.textContent;
   return el;
 }
 
 function renderList() {
-  const sorted = [...convs.values()].sort((a, b) => {
-    const ca = a.closed ? 1 : 0;
-    const cb = b.closed ? 1 : 0;
-    return ca - cb || lastAt(b) - lastAt(a) || b.id - a.id;
-  });
+  const shown = [...convs.values()]
+    .filter((c) => tabOf(c) === tab && (showArchived || !archivedAway(c) || c.id === selected))
+    .sort((a, b) => {
+      const pa = a.pinned ? 0 : 1;
+      const pb = b.pinned ? 0 : 1;
+      const ca = a.closed ? 1 : 0;
+      const cb = b.closed ? 1 : 0;
+      return pa - pb || ca - cb || lastAt(b) - lastAt(a) || b.id - a.id;
+    });
   // Re-appending existing nodes only moves them, so focus and hover survive.
-  sorted.forEach((c, i) => {
+  shown.forEach((c, i) => {
     const el = renderItem(c);
     if (convList.children[i] !== el) convList.insertBefore(el, convList.children[i] || null);
   });
+  const keep = new Set(shown.map((c) => c.id));
   for (const [id, el] of items) {
-    if (!convs.has(id)) {
-      el.remove();
-      items.delete(id);
-    }
+    if (!convs.has(id)) items.delete(id);
+    if (!keep.has(id)) el.remove();
   }
-  $('conv-list-empty').hidden = convs.size > 0 || !synced;
+  $('conv-list-empty').hidden = shown.length > 0 || !synced;
   renderLoad();
-  const total = [...convs.values()].reduce((n, c) => n + (c.unread || 0), 0);
+  // Unread per tab; do-not-disturb conversations count only when they @mention us.
+  const unread = { customers: 0, team: 0 };
+  for (const c of convs.values()) {
+    if (!c.notifications_off || c.mentioned) unread[tabOf(c)] += c.unread || 0;
+  }
+  for (const name of ['customers', 'team']) {
+    const badge = $('tab-' + name).querySelector('.tab-unread');
+    badge.textContent = unread[name] > 99 ? '99+' : String(unread[name]);
+    badge.hidden = !unread[name];
+  }
+  const total = unread.customers + unread.team;
   document.title = total ? `(${total}) ${baseTitle}` : baseTitle;
 }
+
+function setTab(name) {
+  if (tab === name) return;
+  tab = name;
+  app.dataset.tab = name;
+  for (const t of document.querySelectorAll('.tab')) t.setAttribute('aria-selected', String(t.dataset.tab === name));
+  renderList();
+}
+
+for (const t of document.querySelectorAll('.tab')) t.addEventListener('click', () => setTab(t.dataset.tab));
+$('show-archived').addEventListener('change', (e) => {
+  showArchived = e.target.checked;
+  renderList();
+});
 
 // ---- messages -----------------------------------------------------------------------------
 function kindOf(m) {
@@ -186,10 +288,46 @@ function receiptState(conversationId, seq) {
   return receiptOf(peerMarks.get(conversationId), seq);
 }
 
+// In groups "read by N" replaces delivered/read: counts come from receipts.fetch.
+function applyState(el, conversationId, seq) {
+  const c = convs.get(conversationId);
+  if (!c || c.kind !== 'group') {
+    setState(el, receiptState(conversationId, seq));
+    return;
+  }
+  const n = (readCounts.get(seq) || {}).read || 0;
+  setState(el, n ? 'read' : 'sent');
+  if (n) {
+    const others = Math.max(0, (c.member_count || 0) - 1);
+    el.querySelector('.msg-state').textContent = n >= others
+      ? gettext('read by everyone')
+      : interpolate(gettext('read by %(n)s'), { n }, true);
+  }
+}
+
 function refreshStates() {
   for (const el of list.querySelectorAll('.msg.mine[data-seq]')) {
-    if (el.dataset.state !== 'failed') setState(el, receiptState(selected, Number(el.dataset.seq)));
+    if (el.dataset.state !== 'failed') applyState(el, selected, Number(el.dataset.seq));
   }
+}
+
+let receiptsTimer = null;
+/** Ask for the selected group's "read by N" of our own messages on screen (debounced). */
+function fetchGroupReceipts() {
+  clearTimeout(receiptsTimer);
+  receiptsTimer = setTimeout(() => {
+    const c = convs.get(selected);
+    if (!c || c.kind !== 'group' || !client.connected) return;
+    const id = c.id;
+    const seqs = [...list.querySelectorAll('.msg.mine[data-seq]')].map((e) => Number(e.dataset.seq)).slice(-200);
+    if (!seqs.length) return;
+    client.fetchReceipts(id, seqs).then((f) => {
+      if (id !== selected) return;
+      for (const [seq, counts] of Object.entries(f.counts || {})) readCounts.set(Number(seq), counts);
+      if (f.member_count) c.member_count = f.member_count;
+      refreshStates();
+    }).catch(() => {});
+  }, 300);
 }
 
 // Sorted by seq, pending last; scanning from the end because nearly every insert is an append.
@@ -222,20 +360,56 @@ function showMessage(m) {
     el = pendingEls.get(m.client_msg_id);
     pendingEls.delete(m.client_msg_id);
   }
+  if (m.msg_type === 'recall') return; // shown on the recalled message itself
   if (!el) el = buildMsg(kind);
   el.dataset.conversation = m.conversation_id;
   el.dataset.seq = m.seq;
-  fill(el, { content: m.content, created_at: m.created_at, name: m.sender && m.sender.name });
-  if (kind === 'mine') setState(el, receiptState(m.conversation_id, m.seq));
+  el.dataset.id = m.id;
+  fill(el, { content: '', created_at: m.created_at, name: m.sender && m.sender.name });
+  fillBody(el, m, bodyContext);
+  if (kind === 'mine') {
+    applyState(el, m.conversation_id, m.seq);
+    addRecall(el, m);
+  }
   elBySeq.set(m.seq, el);
   place(el, [m.seq, 0]);
   if (kind !== 'mine' && m.sender) clearTyper(m.conversation_id, m.sender.key);
 }
 
+const bodyContext = {
+  get me() {
+    return me;
+  },
+  nameOf: (key) => names.get(key) || '',
+};
+
+// Own messages get a "Recall" action while the tenant's recall window is open.
+function addRecall(el, m) {
+  const old = el.querySelector('.msg-recall');
+  if (old) old.remove();
+  const age = Date.now() - Date.parse(m.created_at);
+  const windowMs = (config.recall_window_s || 0) * 1000;
+  if (m.recalled || m.msg_type === 'system' || !(age < windowMs)) return;
+  const b = document.createElement('button');
+  b.type = 'button';
+  b.className = 'msg-recall link-btn';
+  b.textContent = gettext('Recall');
+  b.addEventListener('click', () => {
+    b.disabled = true;
+    client.recall(m.conversation_id, m.id).catch((e) => {
+      b.disabled = false;
+      toast(e.message && e.code !== 'disconnected' ? e.message : gettext('Could not recall the message. Try again.'));
+    });
+  });
+  el.querySelector('.msg-meta').append(b);
+  setTimeout(() => b.remove(), windowMs - age);
+}
+
 function showPending(item) {
   const el = buildMsg('mine');
   el.dataset.conversation = item.conversation_id;
-  fill(el, { content: item.content, created_at: item.created_at, name: config.user.name });
+  fill(el, { content: item.label || item.content, created_at: item.created_at, name: config.user.name });
+  el.classList.toggle('internal', !!(item.extra && item.extra.internal));
   setState(el, 'pending');
   pendingEls.set(item.client_msg_id, el);
   place(el, [Infinity, ++tie]);
@@ -248,10 +422,17 @@ function select(id) {
   if (!c) return;
   const switching = selected !== id;
   selected = id;
+  if (tabOf(c) !== tab) setTab(tabOf(c));
+  c.mentioned = false;
   if (switching) {
     for (const el of list.querySelectorAll('.msg')) el.remove();
     elBySeq.clear();
     pendingEls.clear();
+    readCounts.clear();
+    mentionPicks.clear();
+    groupMembers = null;
+    closePickers();
+    $('internal-toggle').checked = false;
     for (const m of (store.get(id) || new Map()).values()) showMessage(m);
     for (const item of client.pending()) if (item.conversation_id === id) showPending(item);
     composer.value = '';
@@ -261,13 +442,14 @@ function select(id) {
   $('conversation').hidden = false;
   app.classList.add('show-conv');
   renderHeader();
-  renderVisitor();
+  renderSide(switching);
   renderTyping();
   c.unread = 0;
   markSelectedRead(true);
   renderList();
   if (switching) {
     scrollToBottom();
+    fetchGroupReceipts();
     if (!store.get(id) && (c.last_seq || 0) > 0) loadOlder(id, null);
     else maybeLoadOlder();
     if (window.matchMedia('(pointer: fine)').matches && !c.closed) composer.focus();
@@ -277,15 +459,54 @@ function select(id) {
 function renderHeader() {
   const c = convs.get(selected);
   if (!c) return;
-  $('conv-heading').textContent = c.title || '';
+  $('conv-heading').textContent = titleOf(c);
   const st = $('conv-heading-status');
-  st.textContent = STATUS_TEXT[statusOf(c)] || statusOf(c);
-  st.dataset.status = statusOf(c);
+  if (c.kind === 'visitor') st.textContent = STATUS_TEXT[statusOf(c)] || statusOf(c);
+  else if (c.kind === 'group') {
+    st.textContent = c.closed
+      ? gettext('dissolved')
+      : interpolate(gettext('%(n)s members'), { n: c.member_count || 0 }, true);
+  } else st.textContent = '';
+  st.dataset.status = c.kind === 'visitor' ? statusOf(c) : c.kind;
+  st.hidden = !st.textContent;
+  closeBtn.hidden = c.kind !== 'visitor';
   closeBtn.disabled = !!c.closed;
-  composer.disabled = sendBtn.disabled = !!c.closed;
+  for (const [btn, on] of [['pin-btn', c.pinned], ['dnd-btn', c.notifications_off], ['archive-btn', c.archived]]) {
+    $(btn).setAttribute('aria-pressed', String(!!on));
+  }
+  const ann = $('announcement');
+  const text = c.group && c.group.announcement;
+  ann.hidden = !text;
+  ann.textContent = text ? interpolate(gettext('Announcement: %(text)s'), { text }, true) : '';
+  $('internal-wrap').hidden = c.kind !== 'visitor' || !!c.closed;
+  const muted = mutedNow(c);
+  composer.disabled = sendBtn.disabled = muted;
+  for (const b of ['emoji-btn', 'sticker-btn', 'attach-btn', 'voice-btn']) $(b).disabled = muted;
   composer.placeholder = c.closed
-    ? gettext('This conversation is closed.')
-    : gettext('Type a reply… (Enter to send, Shift+Enter for a new line)');
+    ? c.kind === 'group' ? gettext('This group was dissolved.') : gettext('This conversation is closed.')
+    : muted
+      ? gettext('You cannot send messages here now (muted).')
+      : gettext('Type a reply… (Enter to send, Shift+Enter for a new line)');
+}
+
+/** The right-hand pane for the selected conversation; `reload` fetches group members again. */
+function renderSide(reload) {
+  const c = convs.get(selected);
+  const kind = c ? c.kind : null;
+  $('visitor-heading').hidden = kind !== null && kind !== 'visitor';
+  $('peer-panel').hidden = kind !== 'direct';
+  $('group-panel').hidden = kind !== 'group';
+  if (kind === 'direct') {
+    $('visitor-none').hidden = true;
+    $('visitor-details').hidden = true;
+    $('peer-names').textContent = titleOf(c);
+  } else if (kind === 'group') {
+    $('visitor-none').hidden = true;
+    $('visitor-details').hidden = true;
+    renderGroup(c, reload);
+  } else {
+    renderVisitor();
+  }
 }
 
 function renderVisitor() {
@@ -403,7 +624,7 @@ function dropConversation(id) {
     $('conversation').hidden = true;
     $('no-selection').hidden = false;
     app.classList.remove('show-conv');
-    renderVisitor();
+    renderSide(false);
   }
   renderList();
 }
@@ -466,7 +687,7 @@ function onFrame(f) {
       } else if (selected != null) {
         if (stick) scrollToBottom();
         renderHeader();
-        renderVisitor();
+        renderSide(false);
         refreshStates();
         markSelectedRead(false);
       }
@@ -497,16 +718,21 @@ function onFrame(f) {
         break;
       }
       const kind = kindOf(m);
+      const countable = kind === 'theirs' && m.msg_type !== 'recall';
       if (kind !== 'mine') client.updateRead(m.conversation_id, { delivered_seq: m.seq });
+      const mentionsMe = countable && (m.mentions || []).some((k) => k === me || k === 'all');
       if (m.conversation_id === selected) {
         const stick = nearBottom() || kind === 'mine';
         showMessage(m);
         if (stick) scrollToBottom();
         if (document.visibilityState === 'visible') markSelectedRead(false);
-        else if (kind !== 'mine') c.unread = (c.unread || 0) + 1;
-      } else if (kind !== 'mine') {
+        else if (countable) c.unread = (c.unread || 0) + 1;
+        if (kind === 'mine' && c.kind === 'group') fetchGroupReceipts();
+      } else if (countable) {
         c.unread = (c.unread || 0) + 1;
       }
+      if (mentionsMe && (m.conversation_id !== selected || document.visibilityState !== 'visible')) c.mentioned = true;
+      if (countable && (!c.notifications_off || mentionsMe)) notify(c, m);
       renderList();
       break;
     }
@@ -527,7 +753,7 @@ function onFrame(f) {
       setTime(el, f.created_at);
       elBySeq.set(f.seq, el);
       place(el, [f.seq, 0]);
-      setState(el, receiptState(f.conversation_id, f.seq));
+      applyState(el, f.conversation_id, f.seq);
       break;
     }
 
@@ -543,7 +769,48 @@ function onFrame(f) {
         }
       } else {
         setPeer(f.conversation_id, f.delivered_seq, f.read_seq);
-        if (f.conversation_id === selected) refreshStates();
+        if (f.conversation_id === selected) {
+          if (c && c.kind === 'group') fetchGroupReceipts();
+          else refreshStates();
+        }
+      }
+      break;
+    }
+
+    case 'conversation.added': {
+      const isNew = !convs.has(f.conversation.id);
+      updateConversation(f.conversation);
+      renderList();
+      if (isNew && items.has(f.conversation.id)) flash(items.get(f.conversation.id));
+      break;
+    }
+
+    case 'conversation.updated':
+      if (convs.has(f.conversation_id)) refreshConversation(f.conversation_id);
+      else resyncSoon();
+      break;
+
+    case 'conversation.removed': {
+      const c = convs.get(f.conversation_id);
+      if (c && f.conversation_id === selected) {
+        toast(f.reason === 'left'
+          ? gettext('You left the group.')
+          : interpolate(gettext('You were removed from %(name)s.'), { name: titleOf(c) }, true));
+      }
+      dropConversation(f.conversation_id);
+      break;
+    }
+
+    case 'member.state': {
+      const c = convs.get(f.conversation_id);
+      if (!c) break;
+      for (const k of ['role', 'pinned', 'notifications_off', 'archived', 'archived_at', 'muted_until']) {
+        if (k in f) c[k] = f[k];
+      }
+      renderList();
+      if (f.conversation_id === selected) {
+        renderHeader();
+        if (c.kind === 'group') renderGroup(c, false);
       }
       break;
     }
@@ -570,14 +837,10 @@ function onFrame(f) {
       const isNew = !convs.has(c.id);
       updateConversation(c);
       renderList();
-      if (isNew) {
-        const el = items.get(c.id);
-        el.classList.add('fresh'); // a visual cue only: new assignments make no sound
-        setTimeout(() => el.classList.remove('fresh'), 2500);
-      }
+      if (isNew && items.has(c.id)) flash(items.get(c.id)); // a visual cue only: no sound
       if (c.id === selected) {
         renderHeader();
-        renderVisitor();
+        renderSide(false);
         refreshStates();
       }
       break;
@@ -593,8 +856,9 @@ function onFrame(f) {
       }
       typers.delete(f.conversation_id);
       if (f.conversation_id === selected) {
+        if (c.kind === 'group') renderGroup(c, false);
         renderHeader();
-        renderVisitor();
+        renderSide(false);
         renderTyping();
         scrollToBottom();
       }
@@ -608,6 +872,29 @@ function onFrame(f) {
     default:
   }
 }
+
+function flash(el) {
+  el.classList.add('fresh');
+  setTimeout(() => el.classList.remove('fresh'), 2500);
+}
+
+// Desktop notifications for team messages when the page is in the background (permission is
+// asked for on the first click anywhere, as browsers require a user gesture).
+function notify(c, m) {
+  if (!('Notification' in window) || Notification.permission !== 'granted') return;
+  if (document.visibilityState === 'visible') return;
+  try {
+    const n = new Notification(titleOf(c), { body: previewText({ ...m, conversation_kind: c.kind }, me), tag: 'c' + c.id });
+    n.onclick = () => {
+      window.focus();
+      select(c.id);
+    };
+  } catch (e) { /* not allowed here */ }
+}
+
+document.addEventListener('click', () => {
+  if ('Notification' in window && Notification.permission === 'default') Notification.requestPermission().catch(() => {});
+}, { once: true });
 
 function onError(f) {
   if (f.failed) {
@@ -628,12 +915,295 @@ function onError(f) {
 function sendNow() {
   const c = convs.get(selected);
   const content = composer.value.trim();
-  if (!c || c.closed || !content) return;
-  const item = client.send(selected, content);
-  showPending(item);
+  if (!c || mutedNow(c) || !content) return;
+  const extra = {};
+  const mentions = [...mentionPicks].filter(([at]) => content.includes(at)).map(([, key]) => key);
+  if (mentions.length) extra.mentions = [...new Set(mentions)];
+  if (c.kind === 'visitor' && $('internal-toggle').checked) extra.internal = true;
+  sendItem(client.send(selected, content, extra));
   composer.value = '';
+  mentionPicks.clear();
+  hideMentions();
+}
+
+function sendItem(item, label) {
+  if (label) item.label = label;
+  showPending(item);
   scrollToBottom();
 }
+
+// ---- attachments, voice, emoji, stickers --------------------------------------------------
+const uploadStatus = $('upload-status');
+
+async function sendFile(file, kind, durationMs) {
+  const id = selected;
+  const c = convs.get(id);
+  if (!c || mutedNow(c)) return;
+  const limit = kind === 'image' ? config.max_image_bytes : config.max_file_bytes;
+  if (limit && file.size > limit) {
+    toast(interpolate(gettext('%(name)s is too large (the limit is %(limit)s).'), { name: file.name || '', limit: formatSize(limit) }, true));
+    return;
+  }
+  const label = file.name || gettext('voice message');
+  uploadStatus.textContent = interpolate(gettext('Uploading %(name)s…'), { name: label }, true);
+  const onProgress = (x) => {
+    uploadStatus.textContent = interpolate(gettext('Uploading %(name)s… %(pct)s%'), { name: label, pct: Math.round(x * 100) }, true);
+  };
+  let attachment;
+  try {
+    attachment = await upload(file, { conversationId: id, kind, durationMs, onProgress });
+  } catch (e) {
+    // The browser's guess of the type can be wrong (say, an audio file that is not a clip):
+    // anything can still go as a plain file.
+    if (kind !== 'file' && e.status === 400) {
+      try {
+        attachment = await upload(file, { conversationId: id, kind: 'file', onProgress });
+        kind = 'file';
+      } catch (e2) {
+        e = e2;
+      }
+    }
+    if (!attachment) {
+      uploadStatus.textContent = '';
+      toast(e.message);
+      return;
+    }
+  }
+  uploadStatus.textContent = '';
+  const extra = { msg_type: kind, attachment_id: attachment.id };
+  if (c.kind === 'visitor' && $('internal-toggle').checked) extra.internal = true;
+  sendItem(client.send(id, '', extra), previewText({ msg_type: kind, attachment, content: '' }, me));
+}
+
+$('attach-btn').addEventListener('click', () => $('attach-input').click());
+$('attach-input').addEventListener('change', (e) => {
+  const files = [...e.target.files];
+  e.target.value = '';
+  (async () => {
+    for (const file of files) await sendFile(file, kindForFile(file));
+  })();
+});
+
+let stopRecording = null;
+$('voice-btn').addEventListener('click', async () => {
+  const btn = $('voice-btn');
+  if (stopRecording) {
+    const stop = stopRecording;
+    stopRecording = null;
+    btn.setAttribute('aria-pressed', 'false');
+    uploadStatus.textContent = '';
+    const { blob, durationMs } = await stop();
+    if (durationMs < 500) return; // a slip of the finger
+    const ext = (blob.type.split('/')[1] || 'webm').split(';')[0];
+    await sendFile(new File([blob], `voice.${ext}`, { type: blob.type }), 'voice', durationMs);
+    return;
+  }
+  try {
+    stopRecording = await startRecording();
+  } catch (e) {
+    toast(e.message || gettext('The microphone is not available.'));
+    return;
+  }
+  btn.setAttribute('aria-pressed', 'true');
+  uploadStatus.textContent = gettext('Recording… click 🎤 again to send.');
+});
+
+function closePickers() {
+  $('emoji-picker').hidden = true;
+  $('sticker-picker').hidden = true;
+}
+
+function insertAtCursor(text) {
+  const start = composer.selectionStart ?? composer.value.length;
+  const end = composer.selectionEnd ?? composer.value.length;
+  composer.value = composer.value.slice(0, start) + text + composer.value.slice(end);
+  composer.selectionStart = composer.selectionEnd = start + text.length;
+  composer.focus();
+}
+
+$('emoji-btn').addEventListener('click', () => {
+  const picker = $('emoji-picker');
+  const open = picker.hidden;
+  closePickers();
+  if (!open) return;
+  if (!picker.children.length) {
+    for (const e of EMOJI) {
+      const b = document.createElement('button');
+      b.type = 'button';
+      b.className = 'emoji';
+      b.textContent = e;
+      b.addEventListener('click', () => {
+        insertAtCursor(e);
+        picker.hidden = true;
+      });
+      picker.append(b);
+    }
+  }
+  picker.hidden = false;
+});
+
+let stickers = null;
+$('sticker-btn').addEventListener('click', async () => {
+  const picker = $('sticker-picker');
+  const open = picker.hidden;
+  closePickers();
+  if (!open) return;
+  if (!stickers) {
+    try {
+      stickers = (await api('GET', '/api/v1/im/stickers')).stickers;
+    } catch (e) {
+      toast(e.message);
+      return;
+    }
+    picker.replaceChildren();
+    for (const st of stickers) {
+      const b = document.createElement('button');
+      b.type = 'button';
+      b.className = 'sticker';
+      b.title = st.name;
+      const img = document.createElement('img');
+      img.src = st.url;
+      img.alt = st.name;
+      b.append(img);
+      b.addEventListener('click', () => {
+        picker.hidden = true;
+        const c = convs.get(selected);
+        if (!c || mutedNow(c)) return;
+        sendItem(client.send(selected, '', { msg_type: 'sticker', sticker_id: st.id }), gettext('[Sticker]'));
+      });
+      picker.append(b);
+    }
+    if (!stickers.length) {
+      const p = document.createElement('p');
+      p.className = 'pane-empty';
+      p.textContent = gettext('No stickers yet. Admins add them in the back office.');
+      picker.append(p);
+    }
+  }
+  picker.hidden = false;
+});
+
+// ---- @mentions ----------------------------------------------------------------------------
+const mentionList = $('mention-list');
+let mentionChoices = [];
+let mentionActive = 0;
+
+async function groupMembersOf(c) {
+  if (!groupMembers) {
+    const data = await api('GET', `/api/v1/im/groups/${c.id}/members`);
+    groupMembers = data.members;
+    for (const gm of groupMembers) names.set(gm.member.key, gm.member.name);
+  }
+  return groupMembers;
+}
+
+/** People that may be @mentioned in the selected conversation whose name starts with `q`. */
+async function mentionCandidates(c, q) {
+  const needle = q.toLowerCase();
+  if (c.kind === 'group') {
+    const people = (await groupMembersOf(c))
+      .map((gm) => gm.member)
+      .filter((m) => m.key !== me && m.name.toLowerCase().includes(needle));
+    if (isStaff(c.role) && gettext('all').toLowerCase().startsWith(needle)) {
+      people.unshift({ key: 'all', name: gettext('all') });
+    }
+    return people.slice(0, 8);
+  }
+  if (c.kind === 'visitor') {
+    // Internal notes: any colleague, who is then added to the conversation.
+    const params = new URLSearchParams({ limit: '8' });
+    if (q) params.set('q', q);
+    const data = await api('GET', '/api/v1/org/directory?' + params);
+    return data.users.filter((u) => u.key !== me).map((u) => ({ key: u.key, name: u.name }));
+  }
+  return [];
+}
+
+function hideMentions() {
+  mentionList.hidden = true;
+  mentionChoices = [];
+}
+
+function renderMentions() {
+  mentionList.replaceChildren();
+  mentionChoices.forEach((m, i) => {
+    const li = document.createElement('li');
+    li.role = 'option';
+    li.className = 'mention-option';
+    li.textContent = '@' + m.name;
+    li.setAttribute('aria-selected', String(i === mentionActive));
+    li.addEventListener('mousedown', (e) => {
+      e.preventDefault();
+      chooseMention(m);
+    });
+    mentionList.append(li);
+  });
+  mentionList.hidden = !mentionChoices.length;
+}
+
+function mentionQuery() {
+  const upto = composer.value.slice(0, composer.selectionStart);
+  const hit = upto.match(/(?:^|\s)@([^\s@]{0,30})$/);
+  return hit ? hit[1] : null;
+}
+
+let mentionSeq = 0;
+async function updateMentions() {
+  const c = convs.get(selected);
+  const q = mentionQuery();
+  if (!c || q == null || c.kind === 'direct') {
+    hideMentions();
+    return;
+  }
+  const ticket = ++mentionSeq;
+  let found = [];
+  try {
+    found = await mentionCandidates(c, q);
+  } catch (e) { /* leave the list closed */ }
+  if (ticket !== mentionSeq) return;
+  mentionChoices = found;
+  mentionActive = 0;
+  renderMentions();
+}
+
+function chooseMention(m) {
+  const q = mentionQuery();
+  if (q == null) return;
+  const at = composer.selectionStart;
+  const start = at - q.length - 1;
+  const text = '@' + m.name + ' ';
+  composer.value = composer.value.slice(0, start) + text + composer.value.slice(at);
+  composer.selectionStart = composer.selectionEnd = start + text.length;
+  mentionPicks.set('@' + m.name, m.key);
+  if (m.key !== 'all') names.set(m.key, m.name);
+  if (selectedIsVisitor()) $('internal-toggle').checked = true; // a colleague is pulled in as a note
+  hideMentions();
+  composer.focus();
+}
+
+function selectedIsVisitor() {
+  const c = convs.get(selected);
+  return !!c && c.kind === 'visitor';
+}
+
+// Runs before the composer's own Enter handling (capture on the form).
+$('composer-form').addEventListener('keydown', (e) => {
+  if (mentionList.hidden || !mentionChoices.length) return;
+  if (e.key === 'ArrowDown' || e.key === 'ArrowUp') {
+    mentionActive = (mentionActive + (e.key === 'ArrowDown' ? 1 : -1) + mentionChoices.length) % mentionChoices.length;
+    renderMentions();
+  } else if (e.key === 'Enter' || e.key === 'Tab') {
+    chooseMention(mentionChoices[mentionActive]);
+  } else if (e.key === 'Escape') {
+    hideMentions();
+  } else {
+    return;
+  }
+  e.preventDefault();
+  e.stopPropagation();
+}, true);
+composer.addEventListener('input', updateMentions);
+composer.addEventListener('blur', () => setTimeout(hideMentions, 150));
 
 bindComposer({
   form: $('composer-form'),
@@ -663,6 +1233,347 @@ statusSelect.addEventListener('change', () => {
     if (agentStatus) statusSelect.value = agentStatus;
   });
 });
+
+// ---- conversation settings: pin, do-not-disturb, archive ---------------------------------
+async function changeSettings(body) {
+  const id = selected;
+  try {
+    const c = await api('PATCH', `/api/v1/im/conversations/${id}/settings`, body);
+    updateConversation(c);
+    renderList();
+    if (id === selected) renderHeader();
+  } catch (e) {
+    toast(e.message);
+  }
+}
+
+$('pin-btn').addEventListener('click', () => changeSettings({ pinned: !convs.get(selected).pinned }));
+$('dnd-btn').addEventListener('click', () => changeSettings({ notifications_off: !convs.get(selected).notifications_off }));
+$('archive-btn').addEventListener('click', () => changeSettings({ archived: !convs.get(selected).archived }));
+
+// ---- new chats and groups -----------------------------------------------------------------
+async function openConversation(c) {
+  updateConversation(c);
+  renderList();
+  select(c.id);
+}
+
+$('new-chat').addEventListener('click', async () => {
+  const [person] = await pickPeople({ title: gettext('Chat with a colleague'), multiple: false, exclude: new Set([me]) });
+  if (!person) return;
+  try {
+    openConversation(await api('POST', '/api/v1/im/conversations/direct', { user_id: person.id }));
+  } catch (e) {
+    toast(e.message);
+  }
+});
+
+let newGroupPeople = [];
+$('new-group').addEventListener('click', () => {
+  newGroupPeople = [];
+  $('new-group-form').reset();
+  $('ng-members').textContent = '';
+  $('ng-error').textContent = '';
+  $('group-dialog').showModal();
+  $('ng-title').focus();
+});
+$('ng-cancel').addEventListener('click', () => $('group-dialog').close());
+$('ng-pick').addEventListener('click', async () => {
+  const chosen = await pickPeople({
+    title: gettext('Choose members'),
+    multiple: true,
+    exclude: new Set([me]),
+    confirmText: gettext('Add'),
+  });
+  if (chosen.length) newGroupPeople = chosen;
+  $('ng-members').textContent = newGroupPeople.map((u) => u.name).join(', ');
+});
+$('new-group-form').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  $('ng-create').disabled = true;
+  try {
+    const c = await api('POST', '/api/v1/im/groups', {
+      title: $('ng-title').value.trim(),
+      category: $('ng-category').value.trim(),
+      announcement: $('ng-announcement').value.trim(),
+      member_ids: newGroupPeople.map((u) => u.id),
+    });
+    $('group-dialog').close();
+    openConversation(c);
+  } catch (err) {
+    $('ng-error').textContent = err.message;
+  } finally {
+    $('ng-create').disabled = false;
+  }
+});
+
+// ---- group panel --------------------------------------------------------------------------
+const ROLE_TEXT = { owner: gettext('owner'), admin: gettext('admin'), member: gettext('member') };
+const MUTE_CHOICES = [
+  [10, gettext('Mute 10 minutes')],
+  [60, gettext('Mute 1 hour')],
+  [24 * 60, gettext('Mute 1 day')],
+];
+
+function renderGroup(c, reload) {
+  const mine = c.role;
+  const editable = isStaff(mine) && !c.closed;
+  const g = c.group || {};
+  if (reload || document.activeElement === document.body || !$('group-form').contains(document.activeElement)) {
+    $('g-title').value = c.title || '';
+    $('g-category').value = g.category || '';
+    $('g-announcement').value = g.announcement || '';
+    $('g-all-muted').checked = !!g.all_muted;
+  }
+  for (const id of ['g-title', 'g-category', 'g-announcement', 'g-all-muted', 'g-avatar', 'g-save']) $(id).disabled = !editable;
+  $('g-save').hidden = !editable;
+  $('g-count').textContent = interpolate(gettext('%(n)s members'), { n: c.member_count || 0 }, true);
+  $('g-invite').hidden = !editable;
+  $('g-leave').hidden = mine === 'owner' || !!c.closed;
+  $('g-dissolve').hidden = mine !== 'owner' || !!c.closed;
+  if (reload || !groupMembers) {
+    groupMembers = null;
+    groupMembersOf(c).then(() => c.id === selected && renderMembers(c)).catch((e) => toast(e.message));
+  } else {
+    renderMembers(c);
+  }
+}
+
+function memberButton(text, onClick, cls = '') {
+  const b = document.createElement('button');
+  b.type = 'button';
+  b.className = 'link-btn ' + cls;
+  b.textContent = text;
+  b.addEventListener('click', onClick);
+  return b;
+}
+
+async function memberAction(c, userId, method, body) {
+  try {
+    await api(method, `/api/v1/im/groups/${c.id}/members/${userId}`, body);
+  } catch (e) {
+    toast(e.message);
+  }
+  if (c.id === selected) renderGroup(c, true);
+}
+
+function renderMembers(c) {
+  const ul = $('g-members');
+  ul.replaceChildren();
+  const mine = c.role;
+  for (const gm of groupMembers || []) {
+    const li = document.createElement('li');
+    li.className = 'member';
+    li.dataset.key = gm.member.key;
+    const name = document.createElement('span');
+    name.className = 'member-name';
+    name.textContent = gm.member.name + (gm.member.key === me ? ' ' + gettext('(you)') : '');
+    const role = document.createElement('span');
+    role.className = 'member-role';
+    role.dataset.role = gm.role;
+    role.textContent = gm.role === 'member' ? '' : ROLE_TEXT[gm.role];
+    li.append(name, role);
+    const muted = gm.muted_until && Date.parse(gm.muted_until) > Date.now();
+    if (muted) {
+      const m = document.createElement('span');
+      m.className = 'member-muted';
+      m.textContent = '🔇';
+      m.title = interpolate(gettext('Muted until %(time)s'), { time: fullTime(gm.muted_until) }, true);
+      li.append(m);
+    }
+    const actions = document.createElement('span');
+    actions.className = 'member-actions';
+    const userId = gm.member.id;
+    const other = gm.member.key !== me && !c.closed;
+    if (other && mine === 'owner') {
+      actions.append(gm.role === 'admin'
+        ? memberButton(gettext('Remove admin'), () => memberAction(c, userId, 'PATCH', { role: 'member' }))
+        : memberButton(gettext('Make admin'), () => memberAction(c, userId, 'PATCH', { role: 'admin' })));
+      actions.append(memberButton(gettext('Make owner'), async () => {
+        if (!confirm(interpolate(gettext('Make %(name)s the owner of this group?'), { name: gm.member.name }, true))) return;
+        try {
+          updateConversation(await api('POST', `/api/v1/im/groups/${c.id}/owner`, { user_id: userId }));
+        } catch (e) {
+          toast(e.message);
+        }
+        refreshConversation(c.id);
+      }));
+    }
+    const canManage = other && (mine === 'owner' || (mine === 'admin' && gm.role === 'member'));
+    if (canManage) {
+      if (muted) {
+        actions.append(memberButton(gettext('Unmute'), () => memberAction(c, userId, 'PATCH', { muted_minutes: 0 })));
+      } else {
+        const sel = document.createElement('select');
+        sel.className = 'member-mute';
+        sel.setAttribute('aria-label', gettext('Mute'));
+        const first = new Option(gettext('Mute…'), '');
+        sel.append(first, ...MUTE_CHOICES.map(([min, label]) => new Option(label, String(min))));
+        sel.addEventListener('change', () => sel.value && memberAction(c, userId, 'PATCH', { muted_minutes: Number(sel.value) }));
+        actions.append(sel);
+      }
+      actions.append(memberButton(gettext('Remove'), () => {
+        if (confirm(interpolate(gettext('Remove %(name)s from the group?'), { name: gm.member.name }, true))) {
+          memberAction(c, userId, 'DELETE');
+        }
+      }, 'danger'));
+    }
+    li.append(actions);
+    ul.append(li);
+  }
+}
+
+$('group-form').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const c = convs.get(selected);
+  if (!c) return;
+  const body = {
+    title: $('g-title').value.trim(),
+    category: $('g-category').value.trim(),
+    announcement: $('g-announcement').value.trim(),
+    all_muted: $('g-all-muted').checked,
+  };
+  const file = $('g-avatar').files[0];
+  try {
+    if (file) body.avatar_id = (await upload(file, { kind: 'image' })).id;
+    updateConversation(await api('PATCH', `/api/v1/im/groups/${c.id}`, body));
+    $('g-avatar').value = '';
+    toast(gettext('Saved.'));
+  } catch (err) {
+    toast(err.message);
+  }
+  renderList();
+  if (c.id === selected) renderHeader();
+});
+
+$('g-invite').addEventListener('click', async () => {
+  const c = convs.get(selected);
+  if (!c) return;
+  const members = await groupMembersOf(c);
+  const chosen = await pickPeople({
+    title: gettext('Invite people'),
+    multiple: true,
+    exclude: new Set(members.map((gm) => gm.member.key)),
+    confirmText: gettext('Invite'),
+  });
+  if (!chosen.length) return;
+  try {
+    await api('POST', `/api/v1/im/groups/${c.id}/members`, { user_ids: chosen.map((u) => u.id) });
+  } catch (e) {
+    toast(e.message);
+  }
+  refreshConversation(c.id);
+});
+
+$('g-leave').addEventListener('click', async () => {
+  const c = convs.get(selected);
+  if (!c || !confirm(gettext('Leave this group?'))) return;
+  try {
+    await api('DELETE', `/api/v1/im/groups/${c.id}/members/${config.user.id}`);
+    dropConversation(c.id);
+  } catch (e) {
+    toast(e.message);
+  }
+});
+
+$('g-dissolve').addEventListener('click', async () => {
+  const c = convs.get(selected);
+  if (!c || !confirm(gettext('Dissolve this group for everyone? Its history stays readable.'))) return;
+  try {
+    await api('DELETE', `/api/v1/im/groups/${c.id}`);
+  } catch (e) {
+    toast(e.message);
+  }
+});
+
+// ---- search -------------------------------------------------------------------------------
+const searchInput = $('search-input');
+const searchResults = $('search-results');
+let searchTimer = null;
+let searchSeq = 0;
+
+async function runSearch() {
+  const q = searchInput.value.trim();
+  const ticket = ++searchSeq;
+  if (!q) {
+    searchResults.hidden = true;
+    searchResults.replaceChildren();
+    return;
+  }
+  let data;
+  try {
+    data = await api('GET', '/api/v1/im/search?' + new URLSearchParams({ q, limit: '30' }));
+  } catch (e) {
+    if (ticket === searchSeq) {
+      searchResults.replaceChildren(Object.assign(document.createElement('p'), { className: 'pane-empty', textContent: e.message }));
+      searchResults.hidden = false;
+    }
+    return;
+  }
+  if (ticket !== searchSeq) return;
+  searchResults.replaceChildren();
+  const head = document.createElement('p');
+  head.className = 'search-head';
+  head.textContent = data.results.length
+    ? interpolate(gettext('Messages matching “%(q)s”'), { q }, true)
+    : interpolate(gettext('No messages match “%(q)s”.'), { q }, true);
+  searchResults.append(head);
+  for (const r of data.results) {
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.className = 'search-hit';
+    const known = convs.get(r.conversation.id);
+    const where = document.createElement('span');
+    where.className = 'hit-where';
+    where.textContent = known ? titleOf(known) : r.conversation.title || '#' + r.conversation.id;
+    const when = document.createElement('time');
+    when.className = 'hit-time';
+    when.textContent = shortTime(r.message.created_at);
+    when.title = fullTime(r.message.created_at);
+    const who = document.createElement('span');
+    who.className = 'hit-text';
+    who.textContent = `${(r.message.sender && r.message.sender.name) || ''}: ${r.highlight || r.message.content}`;
+    b.append(where, when, who);
+    b.addEventListener('click', () => jumpTo(r.conversation.id, r.message.seq));
+    searchResults.append(b);
+  }
+  searchResults.hidden = false;
+}
+
+searchInput.addEventListener('input', () => {
+  clearTimeout(searchTimer);
+  searchTimer = setTimeout(runSearch, 300);
+});
+searchInput.addEventListener('keydown', (e) => {
+  if (e.key === 'Escape') {
+    searchInput.value = '';
+    runSearch();
+  }
+});
+
+/** Open a conversation at message `seq`: load the page around it and show it highlighted. */
+async function jumpTo(conversationId, seq) {
+  if (!convs.has(conversationId) && !(await refreshConversation(conversationId))) return;
+  select(conversationId);
+  let page;
+  try {
+    page = await api('GET', `/api/v1/im/conversations/${conversationId}/messages?around_seq=${seq}&limit=40`);
+  } catch (e) {
+    toast(e.message);
+    return;
+  }
+  if (selected !== conversationId) return;
+  for (const m of page.messages) {
+    if (!client.has(conversationId, m.seq)) ingest(m);
+    showMessage((store.get(conversationId) || new Map()).get(m.seq) || m);
+  }
+  const el = elBySeq.get(seq);
+  if (el) {
+    el.scrollIntoView({ block: 'center' });
+    el.classList.add('hit');
+    setTimeout(() => el.classList.remove('hit'), 3000);
+  }
+}
 
 // ---- connection ---------------------------------------------------------------------------
 function onState(state) {

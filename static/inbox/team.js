@@ -57,7 +57,12 @@ export function upload(file, { conversationId, kind, durationMs, onProgress }) {
         data = JSON.parse(xhr.responseText);
       } catch (e) { /* not JSON */ }
       if (xhr.status === 201) resolve(data);
-      else reject(new Error((data && data.detail) || gettext('The upload failed.')));
+      else {
+        reject(Object.assign(new Error((data && data.detail) || gettext('The upload failed.')), {
+          status: xhr.status,
+          code: data && data.error,
+        }));
+      }
     };
     xhr.onerror = () => reject(new Error(gettext('The upload failed.')));
     xhr.send(form);
