@@ -11,6 +11,11 @@ same requests with frames of the same shape, but with no Django, no database and
   ``message.new`` to the visitor; once assigned, the ``message.new`` is also forwarded in-process
   to the paired agent socket (through that socket's queue, as a channel layer would).
 
+* For bench/im_load.py (team chat): an agent's ``sync`` subscribes its socket to the
+  conversations named in ``cursors``; an agent's ``message.send`` to such a conversation is
+  acked and its ``message.new`` pushed to every subscribed socket, the sender's included — the
+  product's fan-out to every socket of every participant, without storage.
+
 Frames are JSON-decoded and encoded as in the product, so the difference measured against it is
 the cost of Django, the database, Redis and the consumer stack — not of JSON or the transport.
 """
@@ -52,6 +57,8 @@ class _World:
         self.rr = 0
         # conversation id → (visitor conn, agent conn | None, last seq)
         self.convs: dict[int, list[Any]] = {}
+        # team conversation id → ([subscribed conns], last seq)
+        self.rooms: dict[int, list[Any]] = {}
 
     def pick_agent(self) -> _Conn | None:
         if not self.agents:
@@ -172,6 +179,50 @@ def _on_visitor_send(conn: _Conn, data: dict[str, Any]) -> None:
                 side.push({"type": "conversation.assigned", "conversation": conversation})
 
 
+def _on_sync(conn: _Conn, data: dict[str, Any]) -> None:
+    cursors = data.get("cursors") if isinstance(data.get("cursors"), dict) else {}
+    for cid in cursors:
+        if str(cid).isdigit():
+            room = world.rooms.setdefault(int(cid), [[], 0])
+            if conn not in room[0]:
+                room[0].append(conn)
+    conn.push({"type": "sync.result", "ref": data.get("ref"), "conversations": [], "messages": []})
+
+
+def _on_agent_send(conn: _Conn, data: dict[str, Any]) -> None:
+    room = world.rooms.get(data.get("conversation_id"))  # type: ignore[arg-type]
+    if room is None or conn not in room[0]:
+        conn.push({"type": "error", "code": "not_found", "ref": data.get("ref")})
+        return
+    room[1] += 1
+    now = _now()
+    message = {
+        "id": next(_ids),
+        "conversation_id": data["conversation_id"],
+        "seq": room[1],
+        "client_msg_id": data.get("client_msg_id"),
+        "sender": _member(conn.key),
+        "msg_type": "text",
+        "content": str(data.get("content", "")).strip(),
+        "created_at": now,
+    }
+    conn.push(
+        {
+            "type": "message.ack",
+            "ref": data.get("ref"),
+            "client_msg_id": message["client_msg_id"],
+            "conversation_id": message["conversation_id"],
+            "id": message["id"],
+            "seq": message["seq"],
+            "created_at": now,
+            "duplicate": False,
+        }
+    )
+    new = {"type": "message.new", "message": message}
+    for member in room[0]:
+        member.push(new)
+
+
 async def _websocket(scope: dict[str, Any], receive: Any, send: Any) -> None:  # noqa: PLR0912
     event = await receive()
     if event["type"] != "websocket.connect":
@@ -211,11 +262,18 @@ async def _websocket(scope: dict[str, Any], receive: Any, send: Any) -> None:  #
                 conn.push({"type": "pong", "ref": data.get("ref")})
             elif data["type"] == "message.send" and key.startswith("v:"):
                 _on_visitor_send(conn, data)
+            elif data["type"] == "sync" and key.startswith("u:"):
+                _on_sync(conn, data)
+            elif data["type"] == "message.send" and key.startswith("u:"):
+                _on_agent_send(conn, data)
             else:
                 conn.push({"type": "error", "code": "unknown_type", "ref": data.get("ref")})
     finally:
         if conn in world.agents:
             world.agents.remove(conn)
+        for room in world.rooms.values():
+            if conn in room[0]:
+                room[0].remove(conn)
         conn.outbox.put_nowait(None)
         await asyncio.gather(writer, return_exceptions=True)
 
