@@ -194,11 +194,14 @@ CACHES = {
 # --- realtime. The channel layer is a doorbell, not the record (docs/architecture.md): capacity
 # is raised from the default 100 (it bounds one queue shared by all sockets of a process), expiry
 # kept short.
+# channels-redis blocks in BZPOPMIN for up to 5 s per receive; redis-py 8 defaults the socket
+# read timeout to 5 s as well, so an idle receive could time out as if Redis were gone. The read
+# timeout must stay above the blocking time.
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {
-            "hosts": [REDIS_URL],
+            "hosts": [{"address": REDIS_URL, "socket_timeout": 15, "socket_connect_timeout": 5}],
             "capacity": int(os.environ.get("CHANNEL_CAPACITY", "5000")),
             "expiry": 60,
             "group_expiry": 86400,
