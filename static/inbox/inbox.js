@@ -52,7 +52,7 @@ const elBySeq = new Map(); // "seq" -> element, selected conversation only
 const pendingEls = new Map(); // client_msg_id -> element, selected conversation only
 const peerMarks = new Map(); // conv -> {d, r}: furthest any other participant got
 const typers = new Map(); // conv -> Map(member key -> {name, timer})
-const names = new Map(); // member key -> name, for @mentions
+const names = new Map([[me, config.user.name]]); // member key -> name, for @mentions
 const readCounts = new Map(); // seq -> {read, delivered}: the selected group's "read by N"
 const mentionPicks = new Map(); // "@name" -> member key, chosen in the composer
 let tab = 'customers';
@@ -1333,7 +1333,14 @@ function renderGroup(c, reload) {
   $('g-dissolve').hidden = mine !== 'owner' || !!c.closed;
   if (reload || !groupMembers) {
     groupMembers = null;
-    groupMembersOf(c).then(() => c.id === selected && renderMembers(c)).catch((e) => toast(e.message));
+    groupMembersOf(c)
+      .then(() => {
+        if (c.id !== selected) return;
+        renderMembers(c);
+        // @mentions shown before the names were known get their highlight now
+        for (const m of (store.get(c.id) || new Map()).values()) if ((m.mentions || []).length) showMessage(m);
+      })
+      .catch((e) => toast(e.message));
   } else {
     renderMembers(c);
   }

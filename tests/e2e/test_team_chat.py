@@ -163,3 +163,86 @@ def test_two_colleagues_in_a_group(daphne_server, browser, office):
     finally:
         ann_ctx.close()
         ben_ctx.close()
+
+
+def test_direct_chat_mentions_pin_and_archive(daphne_server, browser, office):
+    tenant, ann, ben = office
+    host = f"{tenant.schema_name}.localhost"
+    with schema_context(tenant.schema_name):
+        cai = make_agent(name="cai", status="offline")
+    ann_ctx = browser.new_context(locale="en-US")
+    ben_ctx = browser.new_context(locale="en-US")
+    try:
+        a = ann_ctx.new_page()
+        b = ben_ctx.new_page()
+        _sign_in(a, daphne_server.url(host, "/inbox/login/"), ann.username)
+        _sign_in(b, daphne_server.url(host, "/inbox/login/"), ben.username)
+        a.click("#tab-team")
+        b.click("#tab-team")
+
+        # given Ann finds Ben in the directory by name and starts a 1:1 chat
+        a.click("#new-chat")
+        a.fill("#people-dialog .people-search", ben.name[:4])
+        a.locator("#people-dialog .person", has_text=ben.name).click(timeout=TIMEOUT)
+        a.locator("#conv-heading", has_text=ben.name).wait_for(timeout=TIMEOUT)
+        a.fill("#composer", "Ben, do you have a minute? 有空吗？")
+        a.click("#send")
+        # then Ben's list shows the chat under Ann's name, with one unread message
+        item = b.locator('.conv-item[data-kind="direct"]', has_text=ann.name)
+        item.locator(".conv-unread", has_text="1").wait_for(timeout=TIMEOUT)
+        assert "有空吗" in item.locator(".conv-preview").inner_text()
+        # and once he opens it, Ann's message reads "read"
+        item.click()
+        a.locator("#messages .msg.mine .msg-state", has_text="read").wait_for(timeout=TIMEOUT)
+
+        # when Ann creates a group with Ben and Cai and @mentions Cai from the list
+        a.click("#new-group")
+        a.fill("#ng-title", "Launch")
+        a.click("#ng-pick")
+        a.locator("#people-dialog .person", has_text=ben.name).click(timeout=TIMEOUT)
+        a.locator("#people-dialog .person", has_text=cai.name).click(timeout=TIMEOUT)
+        a.click("#people-dialog .people-ok")
+        a.click("#ng-create")
+        a.locator("#conv-heading", has_text="Launch").wait_for(timeout=TIMEOUT)
+        a.locator("#composer").press_sequentially("please check @" + cai.name[:3])
+        a.locator("#mention-list .mention-option", has_text=cai.name).click(timeout=TIMEOUT)
+        assert a.locator("#composer").input_value() == f"please check @{cai.name} "
+        a.locator("#composer").press_sequentially("today")
+        a.click("#send")
+
+        # then Cai, who was not looking, sees the mention marker and the highlighted @name
+        c_ctx = browser.new_context(locale="en-US")
+        try:
+            c = c_ctx.new_page()
+            _sign_in(c, daphne_server.url(host, "/inbox/login/"), cai.username)
+            c.click("#tab-team")
+            launch = c.locator(".conv-item", has_text="Launch")
+            launch.locator(".conv-mention", has_text="[@you]").wait_for(timeout=TIMEOUT)
+            launch.click()
+            c.locator("#messages .msg.mentions-me .mention", has_text=f"@{cai.name}").wait_for(
+                timeout=TIMEOUT
+            )
+        finally:
+            c_ctx.close()
+        with schema_context(tenant.schema_name):
+            stored = Message.objects.get(content=f"please check @{cai.name} today")
+            assert stored.mentions == [cai.member_key]
+
+        # when Ben pins the 1:1 chat it goes to the top of his list
+        b.locator(".conv-item", has_text="Launch").click(timeout=TIMEOUT)
+        b.locator('.conv-item[data-kind="direct"]', has_text=ann.name).click()
+        b.click("#pin-btn")
+        b.locator(".conv-item").first.locator(".conv-marks", has_text="📌").wait_for(
+            timeout=TIMEOUT
+        )
+        assert ann.name in b.locator(".conv-item").first.inner_text()
+        # when he archives the group it leaves the list until "Show archived" is ticked
+        b.locator(".conv-item", has_text="Launch").click()
+        b.click("#archive-btn")
+        b.locator('.conv-item[data-kind="direct"]', has_text=ann.name).click()
+        b.locator(".conv-item", has_text="Launch").wait_for(state="detached", timeout=TIMEOUT)
+        b.check("#show-archived")
+        b.locator(".conv-item", has_text="Launch").wait_for(timeout=TIMEOUT)
+    finally:
+        ann_ctx.close()
+        ben_ctx.close()
