@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import weakref
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -109,9 +110,35 @@ def _loop_running_here() -> bool:
     return True
 
 
+#: group sends in flight at once per process (event loop), over all events: enough to overlap
+#: the Redis round trips of a 500-member fan-out (bench/im_load.py), well under the channel
+#: layer's connection pool (``max_connections`` in settings.CHANNEL_LAYERS)
+FAN_OUT_CONCURRENCY = 48
+_gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 async def _group_send_many(layer: Any, groups: list[str], message: dict[str, Any]) -> None:
-    for group in groups:
-        await layer.group_send(group, message)
+    """Send ``message`` to every group, overlapping the sends (at most
+    :data:`FAN_OUT_CONCURRENCY` in flight in this process). Raises the first failure once every
+    group was tried."""
+    loop = asyncio.get_running_loop()
+    gate = _gates.get(loop)
+    if gate is None:
+        gate = _gates[loop] = asyncio.Semaphore(FAN_OUT_CONCURRENCY)
+
+    async def one(group: str) -> None:
+        async with gate:
+            await layer.group_send(group, message)
+
+    if len(groups) == 1:
+        await one(groups[0])
+        return
+    results = await asyncio.gather(*(one(g) for g in groups), return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
 
 
 def publish_event_on_commit(event: dict[str, Any], member_keys: Iterable[str]) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import dj_database_url
 from django.utils.translation import gettext_lazy as _
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from weiyu import devservices
 
@@ -193,15 +194,26 @@ CACHES = {
 
 # --- realtime. The channel layer is a doorbell, not the record (docs/architecture.md): capacity
 # is raised from the default 100 (it bounds one queue shared by all sockets of a process), expiry
-# kept short.
-# channels-redis blocks in BZPOPMIN for up to 5 s per receive; redis-py 8 defaults the socket
-# read timeout to 5 s as well, so an idle receive could time out as if Redis were gone. The read
-# timeout must stay above the blocking time.
+# kept short. weiyu.channel_layer receives a process's messages in batches. channels-redis blocks
+# in BZPOPMIN for up to 5 s per receive and redis-py 8 defaults the socket read timeout to 5 s as
+# well, so an idle receive could time out as if Redis were gone: the read timeout stays above.
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "BACKEND": "weiyu.channel_layer.BatchingRedisChannelLayer",
         "CONFIG": {
-            "hosts": [{"address": REDIS_URL, "socket_timeout": 15, "socket_connect_timeout": 5}],
+            "hosts": [
+                {
+                    "address": REDIS_URL,
+                    "socket_timeout": 15,
+                    "socket_connect_timeout": 5,
+                    # a pooled connection that died with an earlier Redis is reopened once
+                    # instead of failing the first command after Redis came back
+                    "retry_on_error": [RedisConnectionError],
+                    # redis-py refuses (does not wait) past the pool size; overlapping fan-out
+                    # sends are capped at weiyu.realtime.FAN_OUT_CONCURRENCY per process
+                    "max_connections": 256,
+                }
+            ],
             "capacity": int(os.environ.get("CHANNEL_CAPACITY", "5000")),
             "expiry": 60,
             "group_expiry": 86400,
