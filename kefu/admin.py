@@ -36,7 +36,7 @@ admin.site.register(User, AgentUserAdmin)
 
 @admin.register(Workgroup)
 class WorkgroupAdmin(admin.ModelAdmin):
-    list_display = ("name", "strategy", "agent_count", "queued")
+    list_display = ("name", "strategy", "lead", "agent_count", "queued")
     filter_horizontal = ("agents",)
     actions = ["dispatch_queue"]
 

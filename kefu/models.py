@@ -32,6 +32,15 @@ class Workgroup(models.Model):
     agents = models.ManyToManyField(
         settings.AUTH_USER_MODEL, blank=True, related_name="workgroups", verbose_name=_("agents")
     )
+    lead = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="led_workgroups",
+        verbose_name=_("lead"),
+        help_text=_("Gets the workgroup's SLA escalations."),
+    )
     last_assigned_user_id = models.BigIntegerField(
         _("last assigned agent id"), null=True, blank=True, editable=False
     )

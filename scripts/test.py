@@ -9,6 +9,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("WEIYU_DATA_DIR", str(ROOT / ".data" / "test"))
 os.environ.setdefault("CHANNEL_PREFIX", f"weiyutest{os.getpid()}")
+# the suite creates hundreds of users; a cheap hash keeps that fast (servers it starts inherit it)
+os.environ.setdefault("WEIYU_FAST_PASSWORD_HASHER", "1")
 
 from weiyu import devservices
 

@@ -97,6 +97,8 @@ PUBLIC_SCHEMA_NAME = "public"
 PUBLIC_SCHEMA_URLCONF = "weiyu.urls_public"
 ROOT_URLCONF = "weiyu.urls"
 AUTH_USER_MODEL = "org.User"
+if os.environ.get("WEIYU_FAST_PASSWORD_HASHER") == "1":  # the test suite only (scripts/test.py)
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 MIDDLEWARE = [
     "tenants.middleware.ActiveTenantMiddleware",
@@ -235,6 +237,11 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
     "kefu-queue-dispatch": {"task": "kefu.tasks.queue_dispatch_scan_task", "schedule": 15.0},
+    # SLA warnings, breaches and escalations: a breach is seen within one interval (TK-2)
+    "tickets-sla-scan": {
+        "task": "tickets.tasks.sla_scan_all_task",
+        "schedule": float(os.environ.get("SLA_SCAN_INTERVAL_S", "10")),
+    },
 }
 
 REST_FRAMEWORK = {

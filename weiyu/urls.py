@@ -17,5 +17,6 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("api/v1/im/", include("im.urls")),
     path("api/v1/org/", include("org.urls")),
+    path("api/v1/", include("tickets.urls")),
     path("", include("kefu.urls")),
 ]

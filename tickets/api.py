@@ -1,0 +1,311 @@
+"""REST endpoints for tickets (docs/api.md §6). Thin: parse, call a service or selector, respond.
+
+Staff endpoints use the session cookie (CSRF on unsafe methods). The widget endpoints
+(``/api/v1/widget/tickets…``) take the visitor's token instead, as ``POST /api/v1/widget/session``
+returned it: in the JSON body, or ``?token=`` on GET.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.urls import path
+from django.utils.translation import gettext as _
+from rest_framework import status
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from kefu.models import Workgroup
+from kefu.services import visitor_from_token
+from org.models import User
+from tickets import selectors, services
+from tickets.models import Category, Comment, Notification, Priority, Ticket
+from tickets.notify import notification_payload
+from weiyu.errors import ServiceError
+
+
+def _body(request: Request) -> dict[str, Any]:
+    if not isinstance(request.data, dict):
+        raise ServiceError("invalid", _("A JSON object is expected."))
+    return request.data
+
+
+def _int(request: Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query_params.get(name)
+    if raw in (None, ""):
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise ServiceError(
+            "invalid",
+            _("%(field)s must be between %(low)d and %(high)d.")
+            % {"field": name, "low": low, "high": high},
+            field=name,
+        )
+    return int(raw)
+
+
+def _detail(ticket: Ticket, request: Request, code: int = 200) -> Response:
+    ticket = selectors._base().get(pk=ticket.pk)
+    return Response(selectors.ticket_detail(ticket, include_internal=True), status=code)
+
+
+class TicketListApi(APIView):
+    """``GET /api/v1/tickets?view=&status=&priority=&q=&limit=&offset=`` → ``{"tickets":
+    [ticket], "count"}``; ``view`` one of ``all`` (default), ``mine``, ``unassigned``, ``open``,
+    ``pending``, ``solved``, ``at_risk``, ``breached``, ``watching``.
+
+    ``POST /api/v1/tickets`` ``{"subject", "body", "priority"?, "assignee_id"?, "workgroup_id"?,
+    "category_id"?, "tags"?, "due_at"?, "requester_user_id"?, "requester_email"?,
+    "conversation_id"?}`` → 201 {ticket with comments}."""
+
+    def get(self, request: Request) -> Response:
+        view = request.query_params.get("view") or "all"
+        if view not in selectors.VIEWS:
+            raise ServiceError(
+                "invalid",
+                _("view must be one of: %(values)s.") % {"values": ", ".join(selectors.VIEWS)},
+                field="view",
+            )
+        status_ = request.query_params.get("status") or None
+        if status_ is not None and status_ not in Ticket.Status.values:
+            raise ServiceError("invalid", _("Unknown status."), field="status")
+        priority = request.query_params.get("priority") or None
+        if priority is not None and priority not in Priority.values:
+            raise ServiceError("invalid", _("Unknown priority."), field="priority")
+        tickets, total = selectors.ticket_list(
+            user=request.user,
+            view=view,
+            status=status_,
+            priority=priority,
+            q=(request.query_params.get("q") or "")[:200] or None,
+            limit=_int(request, "limit", 50, 1, 200),
+            offset=_int(request, "offset", 0, 0, 10_000_000),
+        )
+        return Response({"tickets": [selectors.ticket_payload(t) for t in tickets], "count": total})
+
+    def post(self, request: Request) -> Response:
+        body = _body(request)
+        source = Ticket.Source.CONVERSATION if body.get("conversation_id") else Ticket.Source.API
+        if request.headers.get("X-Weiyu-Client") == "inbox" and source == Ticket.Source.API:
+            source = Ticket.Source.INBOX
+        ticket = services.ticket_create(
+            subject=body.get("subject"),
+            body=body.get("body"),
+            source=source,
+            creator=request.user,
+            requester_user_id=body.get("requester_user_id"),
+            requester_email=body.get("requester_email", ""),
+            priority=body.get("priority", Priority.NORMAL),
+            assignee_id=body.get("assignee_id"),
+            workgroup_id=body.get("workgroup_id"),
+            category_id=body.get("category_id"),
+            tags=body.get("tags"),
+            due_at=body.get("due_at"),
+            conversation_id=body.get("conversation_id"),
+        )
+        return _detail(ticket, request, status.HTTP_201_CREATED)
+
+
+class TicketDetailApi(APIView):
+    """``GET /api/v1/tickets/<id>`` → {ticket with ``comments`` and ``watchers``}.
+    ``PATCH`` with any of ``subject``, ``status``, ``priority``, ``assignee_id``,
+    ``workgroup_id``, ``category_id``, ``tags``, ``due_at`` → the same. 404 unless visible;
+    409 ``conflict`` for a status change the rules do not allow (docs/api.md §6)."""
+
+    def get(self, request: Request, pk: int) -> Response:
+        return _detail(services.ticket_get(ticket_id=pk, user=request.user), request)
+
+    def patch(self, request: Request, pk: int) -> Response:
+        ticket = services.ticket_update(ticket_id=pk, actor=request.user, changes=_body(request))
+        return _detail(ticket, request)
+
+
+class TicketCommentApi(APIView):
+    """``POST /api/v1/tickets/<id>/comments`` ``{"body", "public"? (default true: a reply the
+    requester sees; false: an internal note), "mentions"? [user ids]}`` → 201 {comment}."""
+
+    def post(self, request: Request, pk: int) -> Response:
+        body = _body(request)
+        comment = services.comment_add(
+            ticket_id=pk,
+            user=request.user,
+            body=body.get("body"),
+            public=body.get("public", True),
+            mentions=body.get("mentions"),
+        )
+        return Response(selectors.comment_payload(comment), status=status.HTTP_201_CREATED)
+
+
+class TicketMergeApi(APIView):
+    """``POST /api/v1/tickets/<id>/merge`` ``{"into_id": 12}`` → {the target ticket}."""
+
+    def post(self, request: Request, pk: int) -> Response:
+        target = services.ticket_merge(
+            source_id=pk, target_id=_body(request).get("into_id"), actor=request.user
+        )
+        return _detail(target, request)
+
+
+class CommentSplitApi(APIView):
+    """``POST /api/v1/tickets/comments/<id>/split`` ``{"subject"?}`` → 201 {new ticket}."""
+
+    def post(self, request: Request, pk: int) -> Response:
+        ticket = services.ticket_split(
+            comment_id=pk, actor=request.user, subject=_body(request).get("subject")
+        )
+        return _detail(ticket, request, status.HTTP_201_CREATED)
+
+
+class TicketBulkApi(APIView):
+    """``POST /api/v1/tickets/bulk`` ``{"ticket_ids": [..≤200], "changes": {as PATCH}}`` →
+    ``{"updated": [ids], "failed": [{"id", "code", "detail"}]}``."""
+
+    def post(self, request: Request) -> Response:
+        body = _body(request)
+        changes = body.get("changes")
+        if not isinstance(changes, dict):
+            raise ServiceError("invalid", _("changes must be an object."), field="changes")
+        return Response(
+            services.tickets_bulk_update(
+                ticket_ids=body.get("ticket_ids"), actor=request.user, changes=changes
+            )
+        )
+
+
+class TicketMetaApi(APIView):
+    """``GET /api/v1/tickets/meta`` → ``{"statuses": [{"value", "label"}], "priorities",
+    "categories": [{"id", "name"}], "workgroups", "agents": [{"id", "name"}], "views"}`` — what
+    the inbox's forms offer, in the user's language."""
+
+    def get(self, request: Request) -> Response:
+        def choices(c: Any) -> list[dict[str, str]]:
+            return [{"value": v, "label": str(label)} for v, label in c.choices]
+
+        return Response(
+            {
+                "statuses": choices(Ticket.Status),
+                "priorities": choices(Priority),
+                "categories": list(Category.objects.values("id", "name")),
+                "workgroups": list(Workgroup.objects.order_by("name").values("id", "name")),
+                "agents": [
+                    {"id": u.pk, "name": u.name}
+                    for u in User.objects.filter(
+                        is_active=True, role__in=("agent", "admin")
+                    ).order_by("display_name", "username")
+                ],
+                "views": list(selectors.VIEWS),
+            }
+        )
+
+
+class NotificationListApi(APIView):
+    """``GET /api/v1/tickets/notifications?unread=1&limit=`` → ``{"notifications":
+    [notification], "unread": n}``, newest first. ``POST …/notifications/read`` ``{"ids"?}`` →
+    ``{"marked": n}`` (all unread when ``ids`` is absent)."""
+
+    def get(self, request: Request) -> Response:
+        qs = Notification.objects.filter(recipient=request.user).select_related("ticket")
+        unread = qs.filter(read_at__isnull=True)
+        if request.query_params.get("unread") in ("1", "true"):
+            qs = unread
+        limit = _int(request, "limit", 50, 1, 200)
+        return Response(
+            {
+                "notifications": [notification_payload(n) for n in qs[:limit]],
+                "unread": unread.count(),
+            }
+        )
+
+
+class NotificationReadApi(APIView):
+    def post(self, request: Request) -> Response:
+        marked = services.notifications_mark_read(user=request.user, ids=_body(request).get("ids"))
+        return Response({"marked": marked})
+
+
+# --- the widget: the requesting visitor ---------------------------------------------------------
+
+
+def _visitor_payload(ticket: Ticket) -> dict[str, Any]:
+    data = selectors.ticket_payload(ticket)
+    visible = ("id", "number", "subject", "status", "created_at", "updated_at", "solved_at")
+    out = {k: data[k] for k in visible}
+    out["comments"] = [
+        {
+            **selectors.comment_payload(c),
+            "mine": c.author_visitor_id == ticket.requester_visitor_id,
+        }
+        for c in ticket.comments.filter(public=True).select_related("author_user", "author_visitor")
+    ]
+    return out
+
+
+class WidgetTicketsApi(APIView):
+    """``GET /api/v1/widget/tickets?token=`` → ``{"tickets": [{"id", "number", "subject",
+    "status", "created_at", "updated_at", "solved_at", "comments": [comment + "mine"]}]}`` (public
+    replies only). ``POST`` ``{"token", "body", "subject"?, "name"?, "email"?}`` → 201 {that
+    ticket}: leave a message (KF-4), which becomes a ticket of the channel's workgroup.
+    401 ``invalid_token``."""
+
+    authentication_classes: list[Any] = []
+    permission_classes = [AllowAny]
+
+    def get(self, request: Request) -> Response:
+        visitor = visitor_from_token(request.query_params.get("token"))
+        return Response(
+            {
+                "tickets": [
+                    _visitor_payload(t) for t in selectors.visitor_tickets(visitor_id=visitor.pk)
+                ]
+            }
+        )
+
+    def post(self, request: Request) -> Response:
+        body = _body(request)
+        visitor = visitor_from_token(body.get("token"))
+        ticket = services.leave_message(
+            visitor=visitor,
+            body=body.get("body"),
+            subject=body.get("subject"),
+            name=body.get("name"),
+            email=body.get("email"),
+        )
+        return Response(_visitor_payload(ticket), status=status.HTTP_201_CREATED)
+
+
+class WidgetTicketCommentApi(APIView):
+    """``POST /api/v1/widget/tickets/<id>/comments`` ``{"token", "body"}`` → 201 {ticket}: the
+    requester answers; a pending or solved ticket opens again."""
+
+    authentication_classes: list[Any] = []
+    permission_classes = [AllowAny]
+
+    def post(self, request: Request, pk: int) -> Response:
+        body = _body(request)
+        visitor = visitor_from_token(body.get("token"))
+        comment: Comment = services.comment_add(
+            ticket_id=pk, visitor=visitor, body=body.get("body")
+        )
+        ticket = selectors._base().get(pk=comment.ticket_id)
+        return Response(_visitor_payload(ticket), status=status.HTTP_201_CREATED)
+
+
+urlpatterns = [
+    path("tickets", TicketListApi.as_view(), name="ticket-list"),
+    path("tickets/meta", TicketMetaApi.as_view(), name="ticket-meta"),
+    path("tickets/bulk", TicketBulkApi.as_view(), name="ticket-bulk"),
+    path("tickets/notifications", NotificationListApi.as_view(), name="notification-list"),
+    path("tickets/notifications/read", NotificationReadApi.as_view(), name="notification-read"),
+    path("tickets/comments/<int:pk>/split", CommentSplitApi.as_view(), name="comment-split"),
+    path("tickets/<int:pk>", TicketDetailApi.as_view(), name="ticket-detail"),
+    path("tickets/<int:pk>/comments", TicketCommentApi.as_view(), name="ticket-comments"),
+    path("tickets/<int:pk>/merge", TicketMergeApi.as_view(), name="ticket-merge"),
+    path("widget/tickets", WidgetTicketsApi.as_view(), name="widget-tickets"),
+    path(
+        "widget/tickets/<int:pk>/comments",
+        WidgetTicketCommentApi.as_view(),
+        name="widget-ticket-comments",
+    ),
+]

@@ -1,0 +1,645 @@
+"""Ticket services (TK-1, TK-3): create, update, comment, merge, split, bulk changes.
+
+Every function validates its input, runs in one transaction, keeps the SLA clocks in step
+(:mod:`tickets.sla`), writes notifications (:mod:`tickets.notify`) and publishes
+``ticket.updated`` after commit. Refusals raise :class:`weiyu.errors.ServiceError` with nothing
+written.
+
+Status rules (after Zendesk's ticket statuses): ``new → open/pending/on_hold/solved``;
+``open ↔ pending ↔ on_hold``, any of them ``→ solved``; ``solved → open`` (reopen) or
+``→ closed``; ``closed`` and ``merged`` are final. A public staff reply on a *new* ticket makes it
+*open*; a requester reply on a *pending* or *solved* ticket reopens it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from django.utils.translation import gettext as _
+
+from im.models import Conversation, Message
+from kefu.models import Visitor, Workgroup
+from org.models import User
+from tickets import sla
+from tickets.models import Category, Comment, Notification, Priority, Ticket, TicketCounter
+from tickets.notify import notify
+from weiyu.errors import ServiceError
+from weiyu.realtime import publish_event_on_commit
+
+S = Ticket.Status
+SUBJECT_MAX = 200
+BODY_MAX = 20_000
+TAGS_MAX = 20
+TAG_MAX = 32
+TRANSITIONS: dict[str, set[str]] = {
+    S.NEW: {S.OPEN, S.PENDING, S.ON_HOLD, S.SOLVED},
+    S.OPEN: {S.PENDING, S.ON_HOLD, S.SOLVED},
+    S.PENDING: {S.OPEN, S.ON_HOLD, S.SOLVED},
+    S.ON_HOLD: {S.OPEN, S.PENDING, S.SOLVED},
+    S.SOLVED: {S.OPEN, S.CLOSED},
+    S.CLOSED: set(),
+    S.MERGED: set(),
+}
+EDITABLE = (
+    "subject",
+    "status",
+    "priority",
+    "assignee_id",
+    "workgroup_id",
+    "category_id",
+    "tags",
+    "due_at",
+)
+
+
+# --- validation helpers ------------------------------------------------------------------------
+
+
+def _text(value: object, field: str, limit: int, *, required: bool = True) -> str:
+    if value is None:
+        value = ""
+    if not isinstance(value, str):
+        raise ServiceError("invalid", _("%(field)s must be text.") % {"field": field}, field=field)
+    value = value.strip()
+    if required and not value:
+        raise ServiceError("invalid", _("%(field)s is required.") % {"field": field}, field=field)
+    if len(value) > limit:
+        raise ServiceError(
+            "invalid",
+            _("%(field)s is longer than %(limit)d characters.") % {"field": field, "limit": limit},
+            field=field,
+        )
+    return value
+
+
+def _choice(value: object, field: str, choices: Any) -> str:
+    if value not in choices.values:
+        raise ServiceError(
+            "invalid",
+            _("%(field)s must be one of: %(values)s.")
+            % {"field": field, "values": ", ".join(choices.values)},
+            field=field,
+        )
+    return str(value)
+
+
+def _pk(value: object, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ServiceError(
+            "invalid", _("%(field)s must be a positive integer.") % {"field": field}, field=field
+        )
+    return value
+
+
+def _user(value: object, field: str, *, agents_only: bool = False) -> User | None:
+    if value is None:
+        return None
+    user = User.objects.filter(pk=_pk(value, field), is_active=True).first()
+    if user is None or (agents_only and not user.is_agent):
+        raise ServiceError(
+            "invalid", _("No such agent.") if agents_only else _("No such person."), field=field
+        )
+    return user
+
+
+def _workgroup(value: object) -> Workgroup | None:
+    if value is None:
+        return None
+    workgroup = Workgroup.objects.filter(pk=_pk(value, "workgroup_id")).first()
+    if workgroup is None:
+        raise ServiceError("invalid", _("No such workgroup."), field="workgroup_id")
+    return workgroup
+
+
+def _category(value: object) -> Category | None:
+    if value is None:
+        return None
+    category = Category.objects.filter(pk=_pk(value, "category_id")).first()
+    if category is None:
+        raise ServiceError("invalid", _("No such category."), field="category_id")
+    return category
+
+
+def _tags(value: object) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or len(value) > TAGS_MAX:
+        raise ServiceError(
+            "invalid",
+            _("tags must be a list of at most %(n)d words.") % {"n": TAGS_MAX},
+            field="tags",
+        )
+    tags: list[str] = []
+    for raw in value:
+        tag = _text(raw, "tags", TAG_MAX).lower()
+        if tag not in tags:
+            tags.append(tag)
+    return tags
+
+
+def _due(value: object) -> dt.datetime | None:
+    if value in (None, ""):
+        return None
+    parsed = parse_datetime(value) if isinstance(value, str) else None
+    if parsed is None or parsed.tzinfo is None:
+        raise ServiceError(
+            "invalid", _("due_at must be an ISO 8601 date-time with a time zone."), field="due_at"
+        )
+    return parsed
+
+
+def _next_number() -> int:
+    counter, _created = TicketCounter.objects.select_for_update().get_or_create(pk=1)
+    counter.last += 1
+    counter.save(update_fields=["last"])
+    return counter.last
+
+
+def can_see(user: User, ticket: Ticket) -> bool:
+    """Agents and admins see every ticket of their tenant; other staff the ones they asked for,
+    are assigned or watch."""
+    if user.is_agent:
+        return True
+    return user.pk in (ticket.requester_user_id, ticket.assignee_id) or (
+        ticket.watchers.filter(pk=user.pk).exists()
+    )
+
+
+def ticket_get(*, ticket_id: object, user: User, lock: bool = False) -> Ticket:
+    """The ticket if ``user`` may see it; ``not_found`` otherwise (same answer for both)."""
+    qs = Ticket.objects.select_for_update(of=("self",)) if lock else Ticket.objects
+    ticket = (
+        qs.select_related("assignee", "workgroup", "requester_user", "requester_visitor")
+        .filter(pk=_pk(ticket_id, "ticket_id"))
+        .first()
+    )
+    if ticket is None or not can_see(user, ticket):
+        raise ServiceError("not_found", _("No such ticket."))
+    return ticket
+
+
+def _publish(ticket: Ticket, *extra_keys: str) -> None:
+    """``ticket.updated`` to the assignee, watchers, workgroup agents and the requester."""
+    keys = {f"u:{pk}" for pk in ticket.watchers.values_list("pk", flat=True)}
+    if ticket.assignee_id:
+        keys.add(f"u:{ticket.assignee_id}")
+    if ticket.workgroup_id:
+        keys |= {f"u:{pk}" for pk in ticket.workgroup.agents.values_list("pk", flat=True)}
+    if ticket.requester_user_id:
+        keys.add(f"u:{ticket.requester_user_id}")
+    if ticket.requester_visitor_id:
+        keys.add(f"v:{ticket.requester_visitor_id}")
+    keys.update(extra_keys)
+    publish_event_on_commit(
+        {
+            "type": "ticket.updated",
+            "ticket": {"id": ticket.pk, "number": ticket.number, "status": ticket.status},
+        },
+        sorted(keys),
+    )
+
+
+def _system_note(ticket: Ticket, text: str) -> Comment:
+    return Comment.objects.create(ticket=ticket, public=False, body=text)
+
+
+def _transcript(conversation: Conversation) -> str:
+    lines = []
+    for m in (
+        Message.objects.filter(conversation=conversation, internal=False, recalled_at__isnull=True)
+        .exclude(msg_type__in=("system", "recall"))
+        .order_by("seq")
+    ):
+        when = timezone.localtime(m.created_at).strftime("%Y-%m-%d %H:%M")
+        text = m.content or (m.attachment.name if m.attachment_id else "")
+        lines.append(f"[{when}] {m.sender_name or m.sender_key}: {text}")
+    return "\n".join(lines)
+
+
+# --- create ------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def ticket_create(
+    *,
+    subject: object,
+    body: object,
+    source: str,
+    creator: User | None = None,
+    requester_visitor: Visitor | None = None,
+    requester_user_id: object = None,
+    requester_email: object = "",
+    priority: object = Priority.NORMAL,
+    assignee_id: object = None,
+    workgroup_id: object = None,
+    category_id: object = None,
+    tags: object = None,
+    due_at: object = None,
+    conversation_id: object = None,
+) -> Ticket:
+    """Open a ticket; returns it with its SLA clocks started.
+
+    Requester: the visitor (widget, conversation), or ``requester_user_id``, or the ``creator``
+    when neither is given. ``body`` becomes the first public comment, written by the requester
+    when the requester is the one asking (widget, API by a visitor), else by the creator.
+    ``conversation_id``: the chat it comes from; its transcript is kept as an internal note.
+    Errors: ``invalid`` (with ``field``), ``not_found`` for a conversation the creator is not in.
+    """
+    now = timezone.now()
+    subject = _text(subject, "subject", SUBJECT_MAX)
+    body = _text(body, "body", BODY_MAX)
+    priority = _choice(priority, "priority", Priority)
+    requester_user = _user(requester_user_id, "requester_user_id")
+    if requester_visitor is None and requester_user is None and creator is not None:
+        requester_user = creator
+    email = _text(requester_email, "requester_email", 254, required=False)
+    conversation = None
+    if conversation_id is not None:
+        conversation = Conversation.objects.filter(
+            pk=_pk(conversation_id, "conversation_id")
+        ).first()
+        member = (
+            creator is not None
+            and conversation is not None
+            and conversation.participants.filter(member_key=creator.member_key).exists()
+        )
+        if not member:
+            raise ServiceError("not_found", _("No such conversation."), field="conversation_id")
+        if requester_visitor is None and requester_user_id is None:
+            session = getattr(conversation, "kefu_session", None)
+            visitor_id = session.visitor_id if session is not None else None
+            if visitor_id:
+                requester_visitor = Visitor.objects.get(pk=visitor_id)
+                requester_user = None
+    ticket = Ticket.objects.create(
+        number=_next_number(),
+        subject=subject,
+        priority=priority,
+        source=source,
+        requester_visitor=requester_visitor,
+        requester_user=requester_user,
+        requester_email=email,
+        assignee=_user(assignee_id, "assignee_id", agents_only=True),
+        workgroup=_workgroup(workgroup_id),
+        category=_category(category_id),
+        tags=_tags(tags),
+        due_at=_due(due_at),
+        conversation=conversation,
+    )
+    by_requester = requester_visitor is not None and creator is None
+    Comment.objects.create(
+        ticket=ticket,
+        author_visitor=requester_visitor if by_requester else None,
+        author_user=None if by_requester else creator,
+        public=True,
+        body=body,
+    )
+    if conversation is not None:
+        transcript = _transcript(conversation)
+        if transcript:
+            _system_note(ticket, _("Conversation transcript:") + "\n" + transcript)
+    sla.clocks_start(ticket, now)
+    if creator is not None:
+        ticket.watchers.add(creator)
+    if ticket.assignee is not None:
+        notify(
+            recipients=[ticket.assignee],
+            kind=Notification.Kind.ASSIGNED,
+            text=_("#%(number)s %(subject)s was assigned to you")
+            % {"number": ticket.number, "subject": ticket.subject},
+            ticket=ticket,
+            exclude=creator,
+        )
+    _publish(ticket)
+    return ticket
+
+
+@transaction.atomic
+def leave_message(
+    *,
+    visitor: Visitor,
+    body: object,
+    subject: object = None,
+    name: object = None,
+    email: object = None,
+) -> Ticket:
+    """A widget visitor leaves a message (KF-4, TK-3): a ticket of the channel's workgroup with the
+    visitor as requester. ``subject`` defaults to the start of the message; ``name`` renames the
+    visitor; ``email`` is kept for replies by e-mail. Errors: ``invalid`` (with ``field``)."""
+    text = _text(body, "body", BODY_MAX)
+    if subject in (None, ""):
+        first = text.splitlines()[0]
+        subject = first if len(first) <= 60 else first[:59] + "…"
+    new_name = _text(name, "name", 100, required=False)
+    if new_name and new_name != visitor.name:
+        visitor.name = new_name
+        visitor.save(update_fields=["name"])
+    address = _text(email, "email", 254, required=False)
+    if address:
+        from django.core.exceptions import ValidationError
+        from django.core.validators import validate_email
+
+        try:
+            validate_email(address)
+        except ValidationError:
+            raise ServiceError(
+                "invalid", _("Enter a valid e-mail address."), field="email"
+            ) from None
+    return ticket_create(
+        subject=subject,
+        body=text,
+        source=Ticket.Source.WIDGET,
+        requester_visitor=visitor,
+        requester_email=address,
+        workgroup_id=visitor.channel.workgroup_id,
+    )
+
+
+# --- update ------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def ticket_update(*, ticket_id: object, actor: User, changes: dict[str, Any]) -> Ticket:  # noqa: PLR0912
+    """Change any of :data:`EDITABLE` (``assignee_id`` / ``workgroup_id`` / ``category_id`` /
+    ``due_at`` may be null). Agents only. Errors: ``invalid`` (unknown field or value, a status
+    change the rules above do not allow: ``conflict``), ``forbidden`` for non-agents."""
+    if not actor.is_agent:
+        raise ServiceError("forbidden", _("Only agents can change tickets."))
+    unknown = sorted(set(changes) - set(EDITABLE))
+    if unknown or not changes:
+        raise ServiceError(
+            "invalid",
+            _("Change one of: %(fields)s.") % {"fields": ", ".join(EDITABLE)},
+            field=unknown[0] if unknown else None,
+        )
+    ticket = ticket_get(ticket_id=ticket_id, user=actor, lock=True)
+    if ticket.status in (S.CLOSED, S.MERGED):
+        raise ServiceError("conflict", _("A closed or merged ticket cannot be changed."))
+    now = timezone.now()
+    old_status, old_priority, old_workgroup = ticket.status, ticket.priority, ticket.workgroup_id
+    old_assignee = ticket.assignee_id
+    if "subject" in changes:
+        ticket.subject = _text(changes["subject"], "subject", SUBJECT_MAX)
+    if "priority" in changes:
+        ticket.priority = _choice(changes["priority"], "priority", Priority)
+    if "assignee_id" in changes:
+        ticket.assignee = _user(changes["assignee_id"], "assignee_id", agents_only=True)
+    if "workgroup_id" in changes:
+        ticket.workgroup = _workgroup(changes["workgroup_id"])
+    if "category_id" in changes:
+        ticket.category = _category(changes["category_id"])
+    if "tags" in changes:
+        ticket.tags = _tags(changes["tags"])
+    if "due_at" in changes:
+        ticket.due_at = _due(changes["due_at"])
+    if "status" in changes:
+        status = _choice(changes["status"], "status", S)
+        if status != ticket.status:
+            if status not in TRANSITIONS[ticket.status]:
+                raise ServiceError(
+                    "conflict",
+                    _("A %(old)s ticket cannot become %(new)s.")
+                    % {"old": S(ticket.status).label, "new": S(status).label},
+                    field="status",
+                )
+            ticket.status = status
+            if status == S.SOLVED:
+                ticket.solved_at = now
+            elif status == S.CLOSED:
+                ticket.closed_at = now
+            elif old_status == S.SOLVED:
+                ticket.solved_at = None
+    ticket.save()
+    if ticket.priority != old_priority or ticket.workgroup_id != old_workgroup:
+        sla.on_retarget(ticket, now)
+    if ticket.status != old_status:
+        sla.on_status(ticket, old_status, now)
+    if ticket.assignee_id and ticket.assignee_id != old_assignee:
+        notify(
+            recipients=[ticket.assignee],
+            kind=Notification.Kind.ASSIGNED,
+            text=_("#%(number)s %(subject)s was assigned to you")
+            % {"number": ticket.number, "subject": ticket.subject},
+            ticket=ticket,
+            exclude=actor,
+        )
+    _publish(ticket)
+    return ticket
+
+
+@transaction.atomic
+def tickets_bulk_update(*, ticket_ids: object, actor: User, changes: dict[str, Any]) -> dict:
+    """The same change on many tickets: ``{"updated": [ids], "failed": [{"id", "code",
+    "detail"}]}``. Each ticket is all or nothing; one refusal does not stop the others."""
+    if not isinstance(ticket_ids, list) or not ticket_ids or len(ticket_ids) > 200:
+        raise ServiceError(
+            "invalid", _("ticket_ids must be a list of 1 to 200 ids."), field="ticket_ids"
+        )
+    updated, failed = [], []
+    for ticket_id in ticket_ids:
+        try:
+            with transaction.atomic():
+                ticket_update(ticket_id=ticket_id, actor=actor, changes=dict(changes))
+            updated.append(ticket_id)
+        except ServiceError as exc:
+            failed.append({"id": ticket_id, "code": exc.code, "detail": exc.message})
+    return {"updated": updated, "failed": failed}
+
+
+# --- comments ----------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def comment_add(  # noqa: PLR0912
+    *,
+    ticket_id: object,
+    body: object,
+    user: User | None = None,
+    visitor: Visitor | None = None,
+    public: object = True,
+    mentions: object = None,
+) -> Comment:
+    """A reply or an internal note, by a staff member (``user``) or the requesting visitor.
+
+    Visitors reply publicly on their own tickets only. ``mentions``: user ids to notify (staff
+    only). Errors: ``invalid``, ``not_found``, ``conflict`` on a closed or merged ticket.
+    """
+    now = timezone.now()
+    body = _text(body, "body", BODY_MAX)
+    if not isinstance(public, bool):
+        raise ServiceError("invalid", _("public must be true or false."), field="public")
+    if visitor is not None:
+        ticket = Ticket.objects.select_for_update().filter(pk=_pk(ticket_id, "ticket_id")).first()
+        if ticket is None or ticket.requester_visitor_id != visitor.pk:
+            raise ServiceError("not_found", _("No such ticket."))
+        public = True
+    elif user is not None:
+        ticket = ticket_get(ticket_id=ticket_id, user=user, lock=True)
+    else:
+        raise ServiceError("invalid", _("A comment needs an author."))
+    if ticket.status in (S.CLOSED, S.MERGED):
+        raise ServiceError("conflict", _("A closed or merged ticket takes no more comments."))
+    mentioned = []
+    if mentions:
+        if user is None or not isinstance(mentions, list) or len(mentions) > 20:
+            raise ServiceError(
+                "invalid", _("mentions must be a list of user ids."), field="mentions"
+            )
+        mentioned = list(
+            User.objects.filter(pk__in=[_pk(m, "mentions") for m in mentions], is_active=True)
+        )
+    comment = Comment.objects.create(
+        ticket=ticket,
+        author_user=user,
+        author_visitor=visitor,
+        public=public,
+        body=body,
+        mentions=[u.pk for u in mentioned],
+    )
+    by_requester = visitor is not None or (user is not None and user.pk == ticket.requester_user_id)
+    old_status = ticket.status
+    if public and not by_requester:  # staff answered the requester
+        if ticket.first_responded_at is None:
+            ticket.first_responded_at = now
+        if ticket.status == S.NEW:
+            ticket.status = S.OPEN
+        ticket.save(update_fields=["first_responded_at", "status", "updated_at"])
+        sla.on_staff_reply(ticket, now)
+    elif by_requester and public:
+        if ticket.status in (S.PENDING, S.SOLVED):
+            ticket.status = S.OPEN
+            ticket.solved_at = None
+            ticket.save(update_fields=["status", "solved_at", "updated_at"])
+        sla.on_requester_reply(ticket, now)
+    if ticket.status != old_status:
+        sla.on_status(ticket, old_status, now)
+    if user is not None and not by_requester:
+        ticket.watchers.add(user)  # staff who write on a ticket follow it
+    label = {"number": ticket.number, "subject": ticket.subject}
+    if mentioned:
+        notify(
+            recipients=mentioned,
+            kind=Notification.Kind.MENTION,
+            text=_("%(name)s mentioned you on #%(number)s %(subject)s")
+            % {**label, "name": user.name if user else ""},
+            ticket=ticket,
+            exclude=user,
+        )
+    if by_requester:
+        notify(
+            recipients=[ticket.assignee, *ticket.watchers.all()],
+            kind=Notification.Kind.REPLY,
+            text=_("New reply on #%(number)s %(subject)s") % label,
+            ticket=ticket,
+            exclude=user,
+        )
+    _publish(ticket)
+    return comment
+
+
+# --- merge and split ---------------------------------------------------------------------------
+
+
+@transaction.atomic
+def ticket_merge(*, source_id: object, target_id: object, actor: User) -> Ticket:
+    """Merge ticket ``source_id`` into ``target_id``: the source's public comments are copied to
+    the target as one internal note, its watchers join the target, and the source becomes
+    *merged* (final) pointing at the target. Returns the target. Agents only; ``conflict`` for
+    the same ticket or a closed/merged one."""
+    if not actor.is_agent:
+        raise ServiceError("forbidden", _("Only agents can merge tickets."))
+    first, second = sorted([_pk(source_id, "source_id"), _pk(target_id, "target_id")])
+    if first == second:
+        raise ServiceError("conflict", _("A ticket cannot be merged into itself."))
+    # lock in id order so two opposite merges cannot deadlock
+    locked = {
+        t.pk: t for t in (ticket_get(ticket_id=pk, user=actor, lock=True) for pk in (first, second))
+    }
+    source, target = locked[source_id], locked[target_id]
+    for ticket in (source, target):
+        if ticket.status in (S.CLOSED, S.MERGED):
+            raise ServiceError(
+                "conflict", _("#%(number)s is closed or merged.") % {"number": ticket.number}
+            )
+    now = timezone.now()
+    lines = [
+        f"[{timezone.localtime(c.created_at).strftime('%Y-%m-%d %H:%M')}] {c.author_name}: {c.body}"
+        for c in source.comments.filter(public=True).select_related("author_user", "author_visitor")
+    ]
+    _system_note(
+        target,
+        _("Merged from #%(number)s %(subject)s:")
+        % {"number": source.number, "subject": source.subject}
+        + "\n"
+        + "\n".join(lines),
+    )
+    _system_note(source, _("Merged into #%(number)s") % {"number": target.number})
+    target.watchers.add(*source.watchers.all())
+    old = source.status
+    source.status = S.MERGED
+    source.merged_into = target
+    source.closed_at = now
+    source.save(update_fields=["status", "merged_into", "closed_at", "updated_at"])
+    sla.on_status(source, old, now)
+    _publish(source)
+    _publish(target)
+    return target
+
+
+@transaction.atomic
+def ticket_split(*, comment_id: object, actor: User, subject: object = None) -> Ticket:
+    """A new ticket from one comment of an existing one (same requester, workgroup and
+    priority); both get a note pointing at the other. Agents only."""
+    if not actor.is_agent:
+        raise ServiceError("forbidden", _("Only agents can split tickets."))
+    comment = (
+        Comment.objects.select_related("ticket").filter(pk=_pk(comment_id, "comment_id")).first()
+    )
+    if comment is None or not can_see(actor, comment.ticket):
+        raise ServiceError("not_found", _("No such comment."))
+    origin = comment.ticket
+    new = ticket_create(
+        subject=subject if subject not in (None, "") else origin.subject,
+        body=comment.body,
+        source=Ticket.Source.INBOX,
+        creator=actor,
+        requester_visitor=origin.requester_visitor,
+        requester_user_id=origin.requester_user_id,
+        requester_email=origin.requester_email,
+        priority=origin.priority,
+        workgroup_id=origin.workgroup_id,
+    )
+    _system_note(new, _("Split from #%(number)s") % {"number": origin.number})
+    _system_note(origin, _("A comment was split into #%(number)s") % {"number": new.number})
+    return new
+
+
+# --- notifications -----------------------------------------------------------------------------
+
+
+def notifications_mark_read(*, user: User, ids: object = None) -> int:
+    """Mark the user's notifications read: the given ids, or all when ``ids`` is None. Returns
+    how many changed."""
+    qs = Notification.objects.filter(recipient=user, read_at__isnull=True)
+    if ids is not None:
+        if not isinstance(ids, list) or len(ids) > 500:
+            raise ServiceError("invalid", _("ids must be a list of at most 500 ids."), field="ids")
+        qs = qs.filter(pk__in=[_pk(i, "ids") for i in ids])
+    return qs.update(read_at=timezone.now())
+
+
+__all__ = [
+    "can_see",
+    "comment_add",
+    "notifications_mark_read",
+    "ticket_create",
+    "ticket_get",
+    "ticket_merge",
+    "ticket_split",
+    "ticket_update",
+    "tickets_bulk_update",
+]
