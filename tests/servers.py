@@ -157,3 +157,91 @@ class PrivateRedis:
             self.process.kill()
             self.process.wait(timeout=10)
             self.process = None
+
+
+@dataclass
+class CeleryWorker:
+    """A ``celery -A weiyu worker`` process (its own process group) consuming one queue."""
+
+    process: subprocess.Popen[bytes]
+    log: Path
+    _log_file: object = field(default=None, repr=False)
+
+    def kill(self) -> None:
+        """SIGKILL the worker and its pool children at once, as the OOM killer would."""
+        import signal
+
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+        if self._log_file is not None:
+            self._log_file.close()  # type: ignore[attr-defined]
+            self._log_file = None
+
+    def stop(self) -> None:
+        import signal
+
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        if self._log_file is not None:
+            self._log_file.close()  # type: ignore[attr-defined]
+            self._log_file = None
+
+
+def celery_worker_start(
+    *, queue: str, name: str = "celery", concurrency: int = 2, **env: str
+) -> CeleryWorker:
+    """Start a Celery worker on the test database and Redis, consuming ``queue`` only, and wait
+    until it answers a ping (``RuntimeError`` after 60 s)."""
+    from weiyu.celery import app
+
+    environment = dict(
+        os.environ,
+        DATABASE_URL=database_url(),
+        REDIS_URL=settings.REDIS_URL,
+        DJANGO_SETTINGS_MODULE="weiyu.settings",
+        SECRET_KEY=settings.SECRET_KEY,
+        **env,
+    )
+    log = ROOT / ".data" / f"{name}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log_file = log.open("wb")
+    hostname = f"{name}-{os.getpid()}-{time.monotonic_ns()}@test"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "weiyu",
+            "worker",
+            "-Q",
+            queue,
+            "-c",
+            str(concurrency),
+            "-n",
+            hostname,
+            "--without-gossip",
+            "--without-mingle",
+            "-l",
+            "info",
+        ],
+        cwd=ROOT,
+        env=environment,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    worker = CeleryWorker(process=process, log=log, _log_file=log_file)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"celery worker exited; see {log}")
+        if app.control.ping(destination=[hostname], timeout=0.5):
+            return worker
+    worker.kill()
+    raise RuntimeError(f"celery worker did not answer; see {log}")
