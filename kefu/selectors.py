@@ -12,6 +12,16 @@ from kefu.models import AgentState, Channel, Session, Visitor
 from weiyu.errors import ServiceError
 
 
+def workgroup_has_online_agent(*, workgroup_id: int | None) -> bool:
+    """Whether an agent of the workgroup is online now (the widget offers to leave a message
+    when nobody is)."""
+    if workgroup_id is None:
+        return False
+    return AgentState.objects.filter(
+        user__workgroups=workgroup_id, status=AgentState.Status.ONLINE, user__is_active=True
+    ).exists()
+
+
 def channel_get_active(*, public_key: object) -> Channel:
     """The active channel with this key; ``ServiceError("not_found")`` otherwise."""
     channel = None

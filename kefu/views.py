@@ -79,6 +79,7 @@ def widget_frame(request: HttpRequest) -> HttpResponse:
     config = {
         "channel": channel.public_key,
         "session_url": "/api/v1/widget/session",
+        "tickets_url": "/api/v1/widget/tickets",
         "ws_path": "/ws/visitor/",
         "page_url": request.GET.get("page_url", "")[:2000],
         "referrer": request.GET.get("referrer", "")[:2000],
@@ -94,7 +95,9 @@ class WidgetSessionApi(APIView):
     """``POST /api/v1/widget/session``: create or resume a visitor (docs/protocol.md §1).
 
     Body ``{"channel", "token"?, "page_url"?, "referrer"?, "language"?}``; response
-    ``{"token", "visitor", "channel", "ws_path"}``. Errors: 400 ``invalid``, 404 ``not_found``.
+    ``{"token", "visitor", "channel", "ws_path", "agents_online"}`` (``agents_online``: whether
+    an agent of the channel's workgroup is online; when not, the widget offers to leave a
+    message). Errors: 400 ``invalid``, 404 ``not_found``.
     """
 
     authentication_classes: list[Any] = []
@@ -126,6 +129,9 @@ class WidgetSessionApi(APIView):
                     "color": channel.color,
                 },
                 "ws_path": "/ws/visitor/",
+                "agents_online": selectors.workgroup_has_online_agent(
+                    workgroup_id=channel.workgroup_id
+                ),
             }
         )
 

@@ -12,6 +12,7 @@ import {
   startRecording,
   upload,
 } from './team.js';
+import { setupTickets } from './tickets.js';
 import {
   buildMsg,
   fillMsg as fill,
@@ -173,6 +174,29 @@ function toast(text) {
   toast.timer = setTimeout(() => (t.hidden = true), 5000);
 }
 
+window.weiyuUserId = config.user.id;
+// While a ticket is on screen the conversation pane steps aside, and comes back after.
+const ticketsUi = setupTickets({
+  toast,
+  onActive(on) {
+    if (on) {
+      $('conversation').hidden = true;
+      $('no-selection').hidden = true;
+      app.classList.add('show-conv');
+    } else {
+      showConversationPane();
+    }
+  },
+});
+
+function showConversationPane() {
+  $('ticket-view').hidden = true;
+  const c = convs.get(selected);
+  $('conversation').hidden = !c;
+  $('no-selection').hidden = !!c;
+  if (!c) app.classList.remove('show-conv');
+}
+
 // ---- conversation list --------------------------------------------------------------------
 function span(cls) {
   const s = document.createElement('span');
@@ -267,9 +291,17 @@ function renderList() {
 
 function setTab(name) {
   if (tab === name) return;
+  const leavingTickets = tab === 'tickets';
   tab = name;
   app.dataset.tab = name;
   for (const t of document.querySelectorAll('.tab')) t.setAttribute('aria-selected', String(t.dataset.tab === name));
+  ticketsUi.setActive(name === 'tickets');
+  if (name === 'tickets') {
+    $('conversation').hidden = true;
+    $('no-selection').hidden = !$('ticket-view').hidden;
+  } else if (leavingTickets) {
+    showConversationPane();
+  }
   renderList();
 }
 
@@ -470,6 +502,7 @@ function renderHeader() {
   st.dataset.status = c.kind === 'visitor' ? statusOf(c) : c.kind;
   st.hidden = !st.textContent;
   closeBtn.hidden = c.kind !== 'visitor';
+  $('make-ticket').hidden = c.kind !== 'visitor';
   closeBtn.disabled = !!c.closed;
   for (const [btn, on] of [['pin-btn', c.pinned], ['dnd-btn', c.notifications_off], ['archive-btn', c.archived]]) {
     $(btn).setAttribute('aria-pressed', String(!!on));
@@ -866,6 +899,11 @@ function onFrame(f) {
       break;
     }
 
+    case 'notification.new':
+    case 'ticket.updated':
+      ticketsUi.onFrame(f);
+      break;
+
     case 'error':
       onError(f);
       break;
@@ -1212,6 +1250,11 @@ bindComposer({
   onInput: () => {
     if (selected != null && composer.value.trim()) client.typing(selected);
   },
+});
+
+$('make-ticket').addEventListener('click', () => {
+  const c = convs.get(selected);
+  if (c) ticketsUi.openNewTicket({ conversationId: c.id, subject: titleOf(c) });
 });
 
 closeBtn.addEventListener('click', () => {

@@ -8,6 +8,7 @@ import {
   setMsgState as setState,
   setMsgTime as setTime,
 } from '../weiyu/render.js';
+import { setupTickets } from './tickets.js';
 
 // The JS catalog normally defines these; keep the widget usable if it failed to load.
 const { gettext, interpolate } = window;
@@ -461,6 +462,10 @@ function onFrame(f) {
       break;
     }
 
+    case 'ticket.updated':
+      tickets.onEvent(f);
+      break;
+
     case 'error':
       onError(f);
       break;
@@ -635,8 +640,17 @@ async function requestSession() {
 
 let session = null;
 
+const tickets = setupTickets({
+  url: config.tickets_url,
+  getToken: () => (session ? session.token : null),
+  onOpen: (open) => $('chat').classList.toggle('show-tickets', open),
+});
+
 function applySession(data) {
   session = data;
+  // Nobody to answer now: offer to leave a message (it becomes a ticket).
+  $('offline-banner').hidden = data.agents_online !== false;
+  tickets.refresh();
   me = data.visitor.key;
   const ch = data.channel || {};
   $('chat-title').textContent = ch.title || ch.name || $('chat-title').textContent;

@@ -27,7 +27,7 @@ CLOCKS = 1500
 def due_tenant():
     """A fresh tenant with CLOCKS tickets whose first-response target passed an hour ago."""
     schema = unique("slakill")
-    tenant = tenant_create(
+    tenant_create(
         name="SLA",
         schema_name=schema,
         domain=f"{schema}.localhost",
