@@ -156,7 +156,7 @@ class SlaPolicy(models.Model):
         help_text=_("Tickets of these workgroups use this policy."),
     )
     warning_percent = models.PositiveSmallIntegerField(
-        _("warn at (% of target)"),
+        _("warn at (percent of the target)"),
         default=75,
         validators=[MinValueValidator(1), MaxValueValidator(99)],
     )

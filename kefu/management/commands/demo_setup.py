@@ -14,6 +14,7 @@ from im import groups
 from im.models import Conversation
 from kefu import services
 from kefu.models import AgentState, Channel, Workgroup
+from kefu.signals import demo_tenant_ready
 from org import services as org_services
 from org.models import Department
 from tenants.models import Domain, Tenant
@@ -81,6 +82,13 @@ class Command(BaseCommand):
                 welcome_text="你好！有什么可以帮您？ Hi! How can we help?",
             )
         self._organisation(admin)
+        demo_tenant_ready.send(
+            sender=self.__class__,
+            tenant=tenant,
+            admin=admin,
+            workgroup=workgroup,
+            channel=Channel.objects.order_by("pk").first(),
+        )
 
     def _organisation(self, admin: Any) -> None:
         """A small department tree with the demo people in it, and a team group chat."""
