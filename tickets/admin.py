@@ -7,15 +7,19 @@ notifications behave as in the inbox and the API.
 
 from __future__ import annotations
 
+import csv
+import datetime as dt
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import path
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from tickets import services, sla
+from tickets import reports, services, sla
 from tickets.models import (
     BusinessCalendar,
     BusinessHours,
@@ -142,6 +146,53 @@ class TicketAdmin(admin.ModelAdmin):
     readonly_fields = ("number", "source", "sla_policy", "merged_into", "created_at", "solved_at")
     inlines = [CommentInline, SlaClockInline]
     date_hierarchy = "created_at"
+    change_list_template = "admin/tickets/ticket/change_list.html"
+
+    def get_urls(self) -> list[Any]:
+        return [
+            path(
+                "reports/",
+                self.admin_site.admin_view(self.reports_view),
+                name="tickets_ticket_reports",
+            ),
+            *super().get_urls(),
+        ]
+
+    def reports_view(self, request: HttpRequest) -> HttpResponse:
+        """Ticket reports (TK-4) with charts; ``?export=csv&part=<daily|agents|…>`` exports one
+        part. ``start``/``end`` are local dates (default: the last 30 days)."""
+        today = timezone.localdate()
+        try:
+            end = dt.date.fromisoformat(request.GET.get("end") or today.isoformat())
+            start = dt.date.fromisoformat(
+                request.GET.get("start") or (end - dt.timedelta(days=29)).isoformat()
+            )
+            report = reports.build(start=start, end=end)
+        except ValueError:
+            messages.error(request, _("Give a start and an end date (at most a year apart)."))
+            end, start = today, today - dt.timedelta(days=29)
+            report = reports.build(start=start, end=end)
+        if request.GET.get("export") == "csv":
+            part = request.GET.get("part", "daily")
+            if part not in reports.CSV_COLUMNS:
+                part = "daily"
+            response = HttpResponse(content_type="text/csv; charset=utf-8")
+            response["Content-Disposition"] = (
+                f'attachment; filename="tickets-{part}-{start}-{end}.csv"'
+            )
+            response.write("\ufeff")  # Excel opens UTF-8 (Chinese names) correctly with a BOM
+            csv.writer(response).writerows(reports.csv_rows(report, part))
+            return response
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": _("Ticket reports"),
+            "report": report,
+            "start": start,
+            "end": end,
+            "parts": list(reports.CSV_COLUMNS),
+        }
+        return TemplateResponse(request, "admin/tickets/ticket/reports.html", context)
 
     def save_model(self, request: HttpRequest, obj: Ticket, form: Any, change: bool) -> None:
         data = form.cleaned_data

@@ -7,9 +7,13 @@ returned it: in the JSON body, or ``?token=`` on GET.
 
 from __future__ import annotations
 
+import csv
+import datetime as dt
 from typing import Any
 
+from django.http import HttpResponse
 from django.urls import path
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from rest_framework import status
 from rest_framework.permissions import AllowAny
@@ -20,7 +24,7 @@ from rest_framework.views import APIView
 from kefu.models import Workgroup
 from kefu.services import visitor_from_token
 from org.models import User
-from tickets import selectors, services
+from tickets import reports, selectors, services
 from tickets.models import Category, Comment, Notification, Priority, Ticket
 from tickets.notify import notification_payload
 from weiyu.errors import ServiceError
@@ -200,6 +204,41 @@ class TicketMetaApi(APIView):
         )
 
 
+class TicketReportApi(APIView):
+    """``GET /api/v1/tickets/reports?start=YYYY-MM-DD&end=YYYY-MM-DD`` (local dates, default the
+    last 30 days, at most 367) → the report of :func:`tickets.reports.build` (``daily``,
+    ``agents``, ``workgroups``, ``sla``, ``first_response``, ``resolution``); with
+    ``&export=csv&part=<one of those>`` → that part as CSV. Agents only (403 otherwise)."""
+
+    def get(self, request: Request) -> Any:
+        if not request.user.is_agent:
+            raise ServiceError("forbidden", _("Only agents can see reports."))
+        today = timezone.localdate()
+        try:
+            end = dt.date.fromisoformat(request.query_params.get("end") or today.isoformat())
+            start = dt.date.fromisoformat(
+                request.query_params.get("start") or (end - dt.timedelta(days=29)).isoformat()
+            )
+            report = reports.build(start=start, end=end)
+        except ValueError:
+            raise ServiceError(
+                "invalid",
+                _("Give a start and an end date (at most a year apart)."),
+                field="start",
+            ) from None
+        if request.query_params.get("export") == "csv":
+            part = request.query_params.get("part", "daily")
+            if part not in reports.CSV_COLUMNS:
+                raise ServiceError("invalid", _("Unknown report part."), field="part")
+            response = HttpResponse(content_type="text/csv; charset=utf-8")
+            response["Content-Disposition"] = (
+                f'attachment; filename="tickets-{part}-{start}-{end}.csv"'
+            )
+            csv.writer(response).writerows(reports.csv_rows(report, part))
+            return response
+        return Response(report)
+
+
 class NotificationListApi(APIView):
     """``GET /api/v1/tickets/notifications?unread=1&limit=`` → ``{"notifications":
     [notification], "unread": n}``, newest first. ``POST …/notifications/read`` ``{"ids"?}`` →
@@ -295,6 +334,7 @@ class WidgetTicketCommentApi(APIView):
 urlpatterns = [
     path("tickets", TicketListApi.as_view(), name="ticket-list"),
     path("tickets/meta", TicketMetaApi.as_view(), name="ticket-meta"),
+    path("tickets/reports", TicketReportApi.as_view(), name="ticket-reports"),
     path("tickets/bulk", TicketBulkApi.as_view(), name="ticket-bulk"),
     path("tickets/notifications", NotificationListApi.as_view(), name="notification-list"),
     path("tickets/notifications/read", NotificationReadApi.as_view(), name="notification-read"),
