@@ -15,7 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from im.attachments import attachment_get_for_member, attachment_upload, is_inline
-from im.models import Sticker
+from im.models import Attachment, Sticker
 from im.serializers import attachment_payload, sticker_payload
 from weiyu.errors import ServiceError
 
@@ -29,6 +29,15 @@ SAFE_HEADERS = {
 
 def _disposition(kind: str, name: str) -> str:
     return f"{kind}; filename*=UTF-8''{quote(name, safe='')}"
+
+
+def serve_attachment(attachment: Attachment, *, thumbnail: bool = False) -> HttpResponse:
+    """The attachment's file (or its thumbnail) with the safe headers of :func:`_serve`; the
+    caller has checked access."""
+    if thumbnail and attachment.thumbnail:
+        content_type = "image/png" if attachment.thumbnail.name.endswith(".png") else "image/jpeg"
+        return _serve(attachment.thumbnail, name=attachment.name, content_type=content_type)
+    return _serve(attachment.file, name=attachment.name, content_type=attachment.content_type)
 
 
 def _serve(file_field: object, *, name: str, content_type: str) -> HttpResponse:
@@ -95,12 +104,7 @@ class FileDownloadApi(APIView):
 
     def get(self, request: Request, pk: int) -> HttpResponse:
         attachment = attachment_get_for_member(attachment_id=pk, member_key=request.user.member_key)
-        if request.query_params.get("thumb") and attachment.thumbnail:
-            content_type = (
-                "image/png" if attachment.thumbnail.name.endswith(".png") else "image/jpeg"
-            )
-            return _serve(attachment.thumbnail, name=attachment.name, content_type=content_type)
-        return _serve(attachment.file, name=attachment.name, content_type=attachment.content_type)
+        return serve_attachment(attachment, thumbnail=bool(request.query_params.get("thumb")))
 
 
 class StickerListApi(APIView):

@@ -127,9 +127,12 @@ def attachment_upload(
     upload: UploadedFile,
     kind: object,
     duration_ms: object = None,
+    standalone: bool = False,
 ) -> Attachment:
     """Store a file that ``uploader_key`` will send to a conversation they are in. Without a
-    conversation only an image can be uploaded: a picture for a group about to be created.
+    conversation only an image can be uploaded: a picture for a group about to be created —
+    unless ``standalone``: a file another app links to its own records (a ticket comment) and
+    guards access to itself.
 
     ``kind``: ``image`` (PNG, JPEG, GIF, WEBP; a thumbnail ≤ 320 px is made), ``voice`` (an audio
     container, e.g. the WebM/Ogg of a browser recording), ``video`` (MP4, WebM, QuickTime) or
@@ -144,7 +147,7 @@ def attachment_upload(
     if kind not in Attachment.Kind.values:
         raise ServiceError("invalid", _("Unknown file kind."), field="kind")
     if conversation_id is None:
-        if kind != Attachment.Kind.IMAGE:
+        if kind != Attachment.Kind.IMAGE and not standalone:
             raise ServiceError(
                 "invalid", _("conversation_id is required."), field="conversation_id"
             )

@@ -16,11 +16,13 @@ from django.urls import path
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from rest_framework import status
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from im.api_files import serve_attachment
 from kefu.models import Workgroup
 from kefu.services import visitor_from_token
 from org.models import User
@@ -128,7 +130,8 @@ class TicketDetailApi(APIView):
 
 class TicketCommentApi(APIView):
     """``POST /api/v1/tickets/<id>/comments`` ``{"body", "public"? (default true: a reply the
-    requester sees; false: an internal note), "mentions"? [user ids]}`` → 201 {comment}."""
+    requester sees; false: an internal note), "mentions"? [user ids], "attachment_ids"? [files
+    uploaded with ``POST /api/v1/tickets/<id>/attachments``]}`` → 201 {comment}."""
 
     def post(self, request: Request, pk: int) -> Response:
         body = _body(request)
@@ -138,8 +141,36 @@ class TicketCommentApi(APIView):
             body=body.get("body"),
             public=body.get("public", True),
             mentions=body.get("mentions"),
+            attachment_ids=body.get("attachment_ids"),
         )
         return Response(selectors.comment_payload(comment), status=status.HTTP_201_CREATED)
+
+
+class TicketAttachmentUploadApi(APIView):
+    """``POST /api/v1/tickets/<id>/attachments`` (multipart: ``file``, ``kind``? ``file`` |
+    ``image``) → 201 {attachment}; then name it in ``attachment_ids`` of a comment. Same checks
+    as chat files: type by content, the tenant's size limits and blocked types (400
+    ``invalid``, 413 ``too_large``)."""
+
+    parser_classes = [MultiPartParser, FormParser]
+
+    def post(self, request: Request, pk: int) -> Response:
+        upload = request.FILES.get("file")
+        if upload is None:
+            raise ServiceError("invalid", _("Choose a file."), field="file")
+        attachment = services.attachment_add(
+            ticket_id=pk, upload=upload, kind=request.data.get("kind") or "file", user=request.user
+        )
+        return Response(selectors.attachment_payload(attachment), status=status.HTTP_201_CREATED)
+
+
+class TicketAttachmentApi(APIView):
+    """``GET /api/v1/tickets/attachments/<id>`` (``?thumb=1`` for an image's thumbnail): a
+    comment's file, to staff who can see the ticket (404 otherwise)."""
+
+    def get(self, request: Request, pk: int) -> Any:
+        attachment = services.attachment_for(attachment_id=pk, user=request.user)
+        return serve_attachment(attachment, thumbnail=bool(request.query_params.get("thumb")))
 
 
 class TicketMergeApi(APIView):
@@ -267,16 +298,24 @@ class NotificationReadApi(APIView):
 # --- the widget: the requesting visitor ---------------------------------------------------------
 
 
+WIDGET_FILES = "/api/v1/widget/tickets/attachments/"
+
+
 def _visitor_payload(ticket: Ticket) -> dict[str, Any]:
     data = selectors.ticket_payload(ticket)
     visible = ("id", "number", "subject", "status", "created_at", "updated_at", "solved_at")
     out = {k: data[k] for k in visible}
+    comments = (
+        ticket.comments.filter(public=True)
+        .select_related("author_user", "author_visitor")
+        .prefetch_related("attachments")
+    )
     out["comments"] = [
         {
-            **selectors.comment_payload(c),
+            **selectors.comment_payload(c, files_base=WIDGET_FILES),
             "mine": c.author_visitor_id == ticket.requester_visitor_id,
         }
-        for c in ticket.comments.filter(public=True).select_related("author_user", "author_visitor")
+        for c in comments
     ]
     return out
 
@@ -315,8 +354,8 @@ class WidgetTicketsApi(APIView):
 
 
 class WidgetTicketCommentApi(APIView):
-    """``POST /api/v1/widget/tickets/<id>/comments`` ``{"token", "body"}`` → 201 {ticket}: the
-    requester answers; a pending or solved ticket opens again."""
+    """``POST /api/v1/widget/tickets/<id>/comments`` ``{"token", "body", "attachment_ids"?}`` →
+    201 {ticket}: the requester answers; a pending or solved ticket opens again."""
 
     authentication_classes: list[Any] = []
     permission_classes = [AllowAny]
@@ -325,10 +364,48 @@ class WidgetTicketCommentApi(APIView):
         body = _body(request)
         visitor = visitor_from_token(body.get("token"))
         comment: Comment = services.comment_add(
-            ticket_id=pk, visitor=visitor, body=body.get("body")
+            ticket_id=pk,
+            visitor=visitor,
+            body=body.get("body"),
+            attachment_ids=body.get("attachment_ids"),
         )
         ticket = selectors._base().get(pk=comment.ticket_id)
         return Response(_visitor_payload(ticket), status=status.HTTP_201_CREATED)
+
+
+class WidgetAttachmentUploadApi(APIView):
+    """``POST /api/v1/widget/tickets/<id>/attachments`` (multipart: ``token``, ``file``,
+    ``kind``?) → 201 {attachment} on one's own ticket; then name it in ``attachment_ids``."""
+
+    authentication_classes: list[Any] = []
+    permission_classes = [AllowAny]
+    parser_classes = [MultiPartParser, FormParser]
+
+    def post(self, request: Request, pk: int) -> Response:
+        visitor = visitor_from_token(request.data.get("token"))
+        upload = request.FILES.get("file")
+        if upload is None:
+            raise ServiceError("invalid", _("Choose a file."), field="file")
+        attachment = services.attachment_add(
+            ticket_id=pk, upload=upload, kind=request.data.get("kind") or "file", visitor=visitor
+        )
+        return Response(
+            selectors.attachment_payload(attachment, base=WIDGET_FILES),
+            status=status.HTTP_201_CREATED,
+        )
+
+
+class WidgetAttachmentApi(APIView):
+    """``GET /api/v1/widget/tickets/attachments/<id>?token=`` (``&thumb=1``): a file of a public
+    comment on one's own ticket (404 otherwise)."""
+
+    authentication_classes: list[Any] = []
+    permission_classes = [AllowAny]
+
+    def get(self, request: Request, pk: int) -> Any:
+        visitor = visitor_from_token(request.query_params.get("token"))
+        attachment = services.attachment_for(attachment_id=pk, visitor=visitor)
+        return serve_attachment(attachment, thumbnail=bool(request.query_params.get("thumb")))
 
 
 urlpatterns = [
@@ -342,6 +419,22 @@ urlpatterns = [
     path("tickets/<int:pk>", TicketDetailApi.as_view(), name="ticket-detail"),
     path("tickets/<int:pk>/comments", TicketCommentApi.as_view(), name="ticket-comments"),
     path("tickets/<int:pk>/merge", TicketMergeApi.as_view(), name="ticket-merge"),
+    path(
+        "tickets/<int:pk>/attachments",
+        TicketAttachmentUploadApi.as_view(),
+        name="ticket-attachment-upload",
+    ),
+    path("tickets/attachments/<int:pk>", TicketAttachmentApi.as_view(), name="ticket-attachment"),
+    path(
+        "widget/tickets/<int:pk>/attachments",
+        WidgetAttachmentUploadApi.as_view(),
+        name="widget-ticket-attachment-upload",
+    ),
+    path(
+        "widget/tickets/attachments/<int:pk>",
+        WidgetAttachmentApi.as_view(),
+        name="widget-ticket-attachment",
+    ),
     path("widget/tickets", WidgetTicketsApi.as_view(), name="widget-tickets"),
     path(
         "widget/tickets/<int:pk>/comments",

@@ -115,9 +115,26 @@ def ticket_payload(ticket: Ticket, now: dt.datetime | None = None) -> dict[str, 
     }
 
 
-def comment_payload(comment: Comment) -> dict[str, Any]:
+def attachment_payload(attachment: Any, *, base: str = "/api/v1/tickets/attachments/") -> dict:
+    """``{"id", "kind", "name", "content_type", "size" (bytes), "width", "height", "url",
+    "thumbnail_url"}``; the URLs check who may see the comment (widget ones need ``?token=``)."""
+    url = f"{base}{attachment.pk}"
+    return {
+        "id": attachment.pk,
+        "kind": attachment.kind,
+        "name": attachment.name,
+        "content_type": attachment.content_type,
+        "size": attachment.size,
+        "width": attachment.width,
+        "height": attachment.height,
+        "url": url,
+        "thumbnail_url": f"{url}?thumb=1" if attachment.thumbnail else None,
+    }
+
+
+def comment_payload(comment: Comment, *, files_base: str = "/api/v1/tickets/attachments/") -> dict:
     """``{"id", "author": {"type": "user"|"visitor"|"system", "id", "name"}, "public", "body",
-    "mentions": [user ids], "created_at"}``."""
+    "mentions": [user ids], "attachments": [attachment], "created_at"}``."""
     if comment.author_user_id:
         author = {"type": "user", "id": comment.author_user_id, "name": comment.author_user.name}
     elif comment.author_visitor_id:
@@ -134,13 +151,16 @@ def comment_payload(comment: Comment) -> dict[str, Any]:
         "public": comment.public,
         "body": comment.body,
         "mentions": comment.mentions,
+        "attachments": [attachment_payload(a, base=files_base) for a in comment.attachments.all()],
         "created_at": comment.created_at.isoformat(),
     }
 
 
 def ticket_detail(ticket: Ticket, *, include_internal: bool) -> dict[str, Any]:
     """The ticket with its comments (internal notes only for staff) and watchers."""
-    comments = ticket.comments.select_related("author_user", "author_visitor")
+    comments = ticket.comments.select_related("author_user", "author_visitor").prefetch_related(
+        "attachments"
+    )
     if not include_internal:
         comments = comments.filter(public=True)
     data = ticket_payload(ticket)

@@ -21,7 +21,8 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 
-from im.models import Conversation, Message
+from im.attachments import attachment_upload
+from im.models import Attachment, Conversation, Message
 from kefu.models import Visitor, Workgroup
 from org.models import User
 from tickets import sla
@@ -462,11 +463,14 @@ def comment_add(  # noqa: PLR0912
     visitor: Visitor | None = None,
     public: object = True,
     mentions: object = None,
+    attachment_ids: object = None,
 ) -> Comment:
     """A reply or an internal note, by a staff member (``user``) or the requesting visitor.
 
     Visitors reply publicly on their own tickets only. ``mentions``: user ids to notify (staff
-    only). Errors: ``invalid``, ``not_found``, ``conflict`` on a closed or merged ticket.
+    only). ``attachment_ids``: up to 10 files the author uploaded for this ticket
+    (:func:`attachment_add`) and not yet on a comment. Errors: ``invalid``, ``not_found``,
+    ``conflict`` on a closed or merged ticket.
     """
     now = timezone.now()
     body = _text(body, "body", BODY_MAX)
@@ -492,6 +496,7 @@ def comment_add(  # noqa: PLR0912
         mentioned = list(
             User.objects.filter(pk__in=[_pk(m, "mentions") for m in mentions], is_active=True)
         )
+    files = _uploaded_files(attachment_ids, uploader_key=(user or visitor).member_key)
     comment = Comment.objects.create(
         ticket=ticket,
         author_user=user,
@@ -500,6 +505,8 @@ def comment_add(  # noqa: PLR0912
         body=body,
         mentions=[u.pk for u in mentioned],
     )
+    if files:
+        comment.attachments.add(*files)
     by_requester = visitor is not None or (user is not None and user.pk == ticket.requester_user_id)
     old_status = ticket.status
     if public and not by_requester:  # staff answered the requester
@@ -539,6 +546,78 @@ def comment_add(  # noqa: PLR0912
         )
     _publish(ticket)
     return comment
+
+
+def _uploaded_files(ids: object, *, uploader_key: str) -> list[Attachment]:
+    if ids in (None, []):
+        return []
+    if not isinstance(ids, list) or len(ids) > 10:
+        raise ServiceError(
+            "invalid", _("attachment_ids must be a list of at most 10 ids."), field="attachment_ids"
+        )
+    wanted = {_pk(i, "attachment_ids") for i in ids}
+    files = list(
+        Attachment.objects.filter(
+            pk__in=wanted, uploader_key=uploader_key, conversation__isnull=True
+        ).exclude(pk__in=Comment.attachments.through.objects.values("attachment_id"))
+    )
+    if len(files) != len(wanted):
+        raise ServiceError(
+            "invalid", _("Upload the files to this ticket first."), field="attachment_ids"
+        )
+    return files
+
+
+def attachment_add(
+    *,
+    ticket_id: object,
+    upload: Any,
+    kind: object = "file",
+    user: User | None = None,
+    visitor: Visitor | None = None,
+) -> Attachment:
+    """Store a file for a comment about to be written on a ticket the uploader may see (staff)
+    or asked for (visitor). Same checks as chat files (``im.attachments.attachment_upload``:
+    type by content, the tenant's size limits and blocked types). Errors: ``not_found``,
+    ``invalid``, ``too_large``, ``conflict`` on a closed ticket."""
+    if visitor is not None:
+        ticket = Ticket.objects.filter(pk=_pk(ticket_id, "ticket_id")).first()
+        if ticket is None or ticket.requester_visitor_id != visitor.pk:
+            raise ServiceError("not_found", _("No such ticket."))
+        key = visitor.member_key
+    elif user is not None:
+        ticket = ticket_get(ticket_id=ticket_id, user=user)
+        key = user.member_key
+    else:
+        raise ServiceError("invalid", _("A file needs an uploader."))
+    if ticket.status in (S.CLOSED, S.MERGED):
+        raise ServiceError("conflict", _("A closed or merged ticket takes no more comments."))
+    return attachment_upload(
+        conversation_id=None, uploader_key=key, upload=upload, kind=kind, standalone=True
+    )
+
+
+def attachment_for(
+    *, attachment_id: object, user: User | None = None, visitor: Visitor | None = None
+) -> Attachment:
+    """A ticket comment's file, if the caller may see that comment (staff: the ticket; visitor:
+    public comments of their own tickets). ``not_found`` otherwise."""
+    comment = (
+        Comment.objects.select_related("ticket")
+        .filter(attachments=_pk(attachment_id, "attachment_id"))
+        .first()
+    )
+    allowed = comment is not None and (
+        (user is not None and can_see(user, comment.ticket))
+        or (
+            visitor is not None
+            and comment.public
+            and comment.ticket.requester_visitor_id == visitor.pk
+        )
+    )
+    if not allowed:
+        raise ServiceError("not_found", _("No such file."))
+    return comment.attachments.get(pk=attachment_id)
 
 
 # --- merge and split ---------------------------------------------------------------------------

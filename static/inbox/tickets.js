@@ -1,7 +1,7 @@
 // The inbox's Tickets tab: views (mine, unassigned, SLA at risk…), the ticket with its SLA
 // targets, replies and internal notes, bulk changes, merge, new tickets, and the notification
 // bell. REST: docs/api.md §6; live: `ticket.updated` and `notification.new` frames.
-import { api } from './team.js';
+import { api, formatSize } from './team.js';
 
 const { gettext, interpolate } = window;
 const $ = (id) => document.getElementById(id);
@@ -228,6 +228,24 @@ export function setupTickets({ toast, onActive }) {
         el('time', 'comment-time', when(c.created_at)),
       );
       li.append(head, el('div', 'comment-body', c.body));
+      if (c.attachments && c.attachments.length) {
+        const files = el('div', 'comment-files');
+        for (const a of c.attachments) {
+          const link = el('a', 'file-card');
+          link.href = a.url;
+          link.target = '_blank';
+          link.rel = 'noopener';
+          if (a.thumbnail_url) {
+            const img = el('img', 'comment-thumb');
+            img.src = a.thumbnail_url;
+            img.alt = a.name;
+            link.append(img);
+          }
+          link.append(el('span', 'file-name', a.name), el('span', 'file-size', formatSize(a.size)));
+          files.append(link);
+        }
+        li.append(files);
+      }
       list.append(li);
     }
     fillSelect(
@@ -256,6 +274,25 @@ export function setupTickets({ toast, onActive }) {
   $('t-tags').addEventListener('change', (e) => patch({ tags: e.target.value.split(',').map((s) => s.trim()).filter(Boolean) }));
   $('ticket-fields').addEventListener('submit', (e) => e.preventDefault());
 
+  const attachInput = $('ticket-attach');
+  $('ticket-attach-btn').addEventListener('click', () => attachInput.click());
+  attachInput.addEventListener('change', () => {
+    $('ticket-files').textContent = [...attachInput.files].map((f) => f.name).join(', ');
+  });
+
+  /** Upload the chosen files to the ticket; resolves with their ids. */
+  async function uploadFiles(ticketId) {
+    const ids = [];
+    for (const file of attachInput.files) {
+      const form = new FormData();
+      form.append('file', file, file.name);
+      form.append('kind', /^image\/(png|jpeg|gif|webp)$/.test(file.type) ? 'image' : 'file');
+      const a = await api('POST', `/api/v1/tickets/${ticketId}/attachments`, form);
+      ids.push(a.id);
+    }
+    return ids;
+  }
+
   $('ticket-reply-form').addEventListener('submit', async (e) => {
     e.preventDefault();
     const body = $('ticket-reply').value.trim();
@@ -264,8 +301,11 @@ export function setupTickets({ toast, onActive }) {
     const send = $('ticket-reply-send');
     send.disabled = true;
     try {
-      await api('POST', `/api/v1/tickets/${current.id}/comments`, { body, public: pub });
+      const attachmentIds = await uploadFiles(current.id);
+      await api('POST', `/api/v1/tickets/${current.id}/comments`, { body, public: pub, attachment_ids: attachmentIds });
       $('ticket-reply').value = '';
+      attachInput.value = '';
+      $('ticket-files').textContent = '';
       const wanted = $('ticket-reply-status').value;
       const id = current.id;
       current = await api('GET', `/api/v1/tickets/${id}`);

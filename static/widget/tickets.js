@@ -96,6 +96,13 @@ export function setupTickets({ url, getToken, onOpen }) {
           const item = el('div', 'ticket-comment ' + (c.mine ? 'mine' : 'theirs'));
           item.append(el('div', 'ticket-meta', `${c.mine ? gettext('You') : c.author.name} · ${when(c.created_at)}`));
           item.append(el('div', 'ticket-body', c.body));
+          for (const a of c.attachments || []) {
+            const link = el('a', 'ticket-file', a.name);
+            link.href = `${a.url}?token=${encodeURIComponent(getToken())}`;
+            link.target = '_blank';
+            link.rel = 'noopener';
+            item.append(link);
+          }
           thread.append(item);
         }
         card.append(thread);

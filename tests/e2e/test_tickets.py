@@ -88,6 +88,10 @@ def test_a_message_left_offline_is_answered_as_a_ticket(daphne_server, browser, 
         assert "Wang Fang" in inbox.locator("#ticket-requester").inner_text()
         # and replies publicly
         inbox.fill("#ticket-reply", "已经查到了，明天上午发货。")
+        inbox.set_input_files(
+            "#ticket-attach",
+            files=[{"name": "运单 waybill.txt", "mimeType": "text/plain", "buffer": b"SF1234567890"}],
+        )
         inbox.click("#ticket-reply-send")
         inbox.locator(".comment.public .comment-body", has_text="明天上午发货").wait_for(
             timeout=TIMEOUT
@@ -100,6 +104,13 @@ def test_a_message_left_offline_is_answered_as_a_ticket(daphne_server, browser, 
         card.locator(".ticket-comment.theirs .ticket-body", has_text="明天上午发货").wait_for(
             timeout=TIMEOUT
         )
+        # with the waybill, which the visitor can download
+        waybill = card.locator(".ticket-file", has_text="运单 waybill.txt")
+        href = waybill.get_attribute("href")
+        body = site.frame_locator("#weiyu-frame").locator("body").evaluate(
+            "async (b, url) => await (await fetch(url)).text()", href
+        )
+        assert body == "SF1234567890"
         # and answers back, which reaches the agent's ticket
         card.locator(".ticket-reply textarea").fill("谢谢！")
         card.locator(".ticket-reply button").click()

@@ -173,3 +173,87 @@ def test_the_widget_leaves_messages_and_follows_replies_with_its_token(desk):
     assert again["comments"][-1]["body"] == "Thanks"
     with schema_context("acme"):
         assert Ticket.objects.get(pk=ticket["id"]).requester_email == "a@b.co"
+
+
+def test_files_on_comments_reach_only_who_may_read_them(desk):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    with schema_context("acme"):
+        _visitor, token = visitor_start(channel=desk.channel, language="en")
+    web = Client(HTTP_HOST="acme.localhost", HTTP_ACCEPT_LANGUAGE="en")
+    _s, ticket = _post(web, "/api/v1/widget/tickets", {"token": token, "body": "Broken screen"})
+    # the visitor attaches a photo to a reply
+    photo = _png()
+    up = web.post(
+        f"/api/v1/widget/tickets/{ticket['id']}/attachments",
+        {
+            "token": token,
+            "file": SimpleUploadedFile("screen.png", photo, "image/png"),
+            "kind": "image",
+        },
+    )
+    assert up.status_code == 201
+    status, body = _post(
+        web,
+        f"/api/v1/widget/tickets/{ticket['id']}/comments",
+        {"token": token, "body": "See photo", "attachment_ids": [up.json()["id"]]},
+    )
+    assert status == 201
+    # the agent sees it, attaches a public invoice and a private note file
+    agent = _browser(desk.agent)
+    detail = agent.get(f"/api/v1/tickets/{ticket['id']}").json()
+    shown = detail["comments"][-1]["attachments"][0]
+    assert shown["name"] == "screen.png"
+    assert b"".join(agent.get(shown["url"]).streaming_content) == photo
+    public = agent.post(
+        f"/api/v1/tickets/{ticket['id']}/attachments",
+        {"file": SimpleUploadedFile("invoice.txt", b"INVOICE 42", "text/plain")},
+    ).json()
+    private = agent.post(
+        f"/api/v1/tickets/{ticket['id']}/attachments",
+        {"file": SimpleUploadedFile("notes.txt", b"internal", "text/plain")},
+    ).json()
+    _post(
+        agent,
+        f"/api/v1/tickets/{ticket['id']}/comments",
+        {"body": "Invoice", "attachment_ids": [public["id"]]},
+    )
+    _post(
+        agent,
+        f"/api/v1/tickets/{ticket['id']}/comments",
+        {"body": "note", "public": False, "attachment_ids": [private["id"]]},
+    )
+    # a file goes on one comment only
+    status, body = _post(
+        agent,
+        f"/api/v1/tickets/{ticket['id']}/comments",
+        {"body": "again", "attachment_ids": [public["id"]]},
+    )
+    assert status == 400
+    assert body["field"] == "attachment_ids"
+    # the visitor downloads the public file with the token, never the note's
+    seen = web.get(f"/api/v1/widget/tickets?token={token}").json()["tickets"][0]
+    invoice = seen["comments"][-1]["attachments"][0]
+    got = web.get(f"{invoice['url']}?token={token}")
+    assert got.status_code == 200
+    assert b"".join(got.streaming_content) == b"INVOICE 42"
+    assert got["Content-Disposition"].startswith("attachment")
+    assert (
+        web.get(f"/api/v1/widget/tickets/attachments/{private['id']}?token={token}").status_code
+        == 404
+    )
+    assert web.get(f"{invoice['url']}?token=forged").status_code == 401
+    # staff who cannot see the ticket get nothing
+    assert (
+        _browser(desk.staff).get(f"/api/v1/tickets/attachments/{public['id']}").status_code == 404
+    )
+
+
+def _png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (40, 30), (10, 200, 10)).save(out, "PNG")
+    return out.getvalue()
