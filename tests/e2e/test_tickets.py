@@ -90,7 +90,9 @@ def test_a_message_left_offline_is_answered_as_a_ticket(daphne_server, browser, 
         inbox.fill("#ticket-reply", "已经查到了，明天上午发货。")
         inbox.set_input_files(
             "#ticket-attach",
-            files=[{"name": "运单 waybill.txt", "mimeType": "text/plain", "buffer": b"SF1234567890"}],
+            files=[
+                {"name": "运单 waybill.txt", "mimeType": "text/plain", "buffer": b"SF1234567890"}
+            ],
         )
         inbox.click("#ticket-reply-send")
         inbox.locator(".comment.public .comment-body", has_text="明天上午发货").wait_for(
@@ -107,8 +109,10 @@ def test_a_message_left_offline_is_answered_as_a_ticket(daphne_server, browser, 
         # with the waybill, which the visitor can download
         waybill = card.locator(".ticket-file", has_text="运单 waybill.txt")
         href = waybill.get_attribute("href")
-        body = site.frame_locator("#weiyu-frame").locator("body").evaluate(
-            "async (b, url) => await (await fetch(url)).text()", href
+        body = (
+            site.frame_locator("#weiyu-frame")
+            .locator("body")
+            .evaluate("async (b, url) => await (await fetch(url)).text()", href)
         )
         assert body == "SF1234567890"
         # and answers back, which reaches the agent's ticket
