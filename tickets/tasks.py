@@ -13,6 +13,7 @@ import datetime as dt
 import os
 from typing import Any
 
+from asgiref.sync import async_to_sync
 from celery import shared_task
 from django.db import transaction
 from django.db.models import Q
@@ -22,6 +23,7 @@ from django_tenants.utils import get_tenant_model, schema_context
 
 from tickets.models import Notification, SlaClock
 from tickets.notify import notify
+from weiyu import realtime
 
 #: clocks per transaction (``SLA_SCAN_BATCH``): one batch is marked and notified atomically
 BATCH = int(os.environ.get("SLA_SCAN_BATCH", "500"))
@@ -130,7 +132,10 @@ def sla_scan(now: dt.datetime | None = None) -> dict[str, int]:
     done = {"warning": 0, "breach": 0, "escalation": 0}
     for step, condition in _due(now).items():
         while True:
-            with transaction.atomic():
+            events: realtime.Batch = []
+            # the batch's notifications are pushed together once it is committed: one trip to
+            # the channel layer per batch rather than per notification
+            with realtime.deferred(events), transaction.atomic():
                 batch = list(
                     SlaClock.objects.select_for_update(skip_locked=True, of=("self",))
                     .select_related(
@@ -139,11 +144,14 @@ def sla_scan(now: dt.datetime | None = None) -> dict[str, int]:
                         "ticket__workgroup__lead",
                         "ticket__sla_policy__supervisor",
                     )
+                    .prefetch_related("ticket__watchers")
                     .filter(condition)
                     .order_by("pk")[:BATCH]
                 )
                 for clock in batch:
                     ACTIONS[step](clock, now)
+            if events:
+                async_to_sync(realtime.send_batch)(events)
             done[step] += len(batch)
             if len(batch) < BATCH:
                 break
