@@ -402,6 +402,12 @@ class Comment(models.Model):
         "im.Attachment", blank=True, related_name="+", verbose_name=_("attachments")
     )
     created_at = models.DateTimeField(_("created at"), auto_now_add=True, db_index=True)
+    emailed_at = models.DateTimeField(
+        _("e-mailed at"),
+        null=True,
+        blank=True,
+        help_text=_("When this public reply was e-mailed to the requester."),
+    )
 
     class Meta:
         verbose_name = _("comment")

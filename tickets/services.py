@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
@@ -508,22 +508,8 @@ def comment_add(  # noqa: PLR0912
     if files:
         comment.attachments.add(*files)
     by_requester = visitor is not None or (user is not None and user.pk == ticket.requester_user_id)
-    old_status = ticket.status
-    if public and not by_requester:  # staff answered the requester
-        if ticket.first_responded_at is None:
-            ticket.first_responded_at = now
-        if ticket.status == S.NEW:
-            ticket.status = S.OPEN
-        ticket.save(update_fields=["first_responded_at", "status", "updated_at"])
-        sla.on_staff_reply(ticket, now)
-    elif by_requester and public:
-        if ticket.status in (S.PENDING, S.SOLVED):
-            ticket.status = S.OPEN
-            ticket.solved_at = None
-            ticket.save(update_fields=["status", "solved_at", "updated_at"])
-        sla.on_requester_reply(ticket, now)
-    if ticket.status != old_status:
-        sla.on_status(ticket, old_status, now)
+    if public:
+        _public_reply_effects(ticket, comment, by_requester=by_requester, now=now)
     if user is not None and not by_requester:
         ticket.watchers.add(user)  # staff who write on a ticket follow it
     label = {"number": ticket.number, "subject": ticket.subject}
@@ -546,6 +532,46 @@ def comment_add(  # noqa: PLR0912
         )
     _publish(ticket)
     return comment
+
+
+def _public_reply_effects(
+    ticket: Ticket, comment: Comment, *, by_requester: bool, now: dt.datetime
+) -> None:
+    """Status and SLA after a public comment; a staff reply is also e-mailed to the requester."""
+    old_status = ticket.status
+    if not by_requester:  # staff answered the requester
+        if requester_address(ticket):
+            schema = connection.schema_name
+            transaction.on_commit(lambda: _email_later(schema, comment.pk))
+        if ticket.first_responded_at is None:
+            ticket.first_responded_at = now
+        if ticket.status == S.NEW:
+            ticket.status = S.OPEN
+        ticket.save(update_fields=["first_responded_at", "status", "updated_at"])
+        sla.on_staff_reply(ticket, now)
+    else:
+        if ticket.status in (S.PENDING, S.SOLVED):
+            ticket.status = S.OPEN
+            ticket.solved_at = None
+            ticket.save(update_fields=["status", "solved_at", "updated_at"])
+        sla.on_requester_reply(ticket, now)
+    if ticket.status != old_status:
+        sla.on_status(ticket, old_status, now)
+
+
+def requester_address(ticket: Ticket) -> str:
+    """Where e-mail replies go: the address given with the ticket, else the staff requester's."""
+    if ticket.requester_email:
+        return ticket.requester_email
+    if ticket.requester_user_id and ticket.requester_user.email:
+        return ticket.requester_user.email
+    return ""
+
+
+def _email_later(schema: str, comment_id: int) -> None:
+    from tickets.tasks import reply_email_task
+
+    reply_email_task.delay(schema, comment_id)
 
 
 def _uploaded_files(ids: object, *, uploader_key: str) -> list[Attachment]:

@@ -177,3 +177,46 @@ def sla_scan_all_task() -> int:
     for schema in schemas:
         sla_scan_task.delay(schema)
     return len(schemas)
+
+
+@shared_task(autoretry_for=(OSError,), retry_backoff=30, max_retries=8)
+def reply_email_task(schema: str, comment_id: int) -> bool:
+    """E-mail a public staff reply to the ticket's requester, once: the comment is locked and
+    marked ``emailed_at`` in the same transaction as the send (a worker killed between the send
+    and the commit may send it again — at least once, never lost). SMTP errors retry with
+    back-off (``OSError``). Returns whether a mail was sent."""
+    from django.core.mail import EmailMessage
+
+    from tickets.models import Comment
+    from tickets.services import requester_address
+
+    with schema_context(schema), transaction.atomic():
+        comment = (
+            Comment.objects.select_for_update(of=("self",))
+            .select_related("ticket", "ticket__requester_user", "author_user")
+            .filter(pk=comment_id, emailed_at__isnull=True, public=True)
+            .first()
+        )
+        if comment is None:
+            return False
+        ticket = comment.ticket
+        address = requester_address(ticket)
+        if not address:
+            return False
+        lines = [comment.body, ""]
+        files = list(comment.attachments.all())
+        if files:
+            lines += [_("Attached files (see the ticket):")] + [f"- {a.name}" for a in files] + [""]
+        lines.append(
+            _("— %(name)s, ticket #%(number)s. Reply to us in the chat on our website.")
+            % {"name": comment.author_name, "number": ticket.number}
+        )
+        EmailMessage(
+            subject=_("Re: [#%(number)s] %(subject)s")
+            % {"number": ticket.number, "subject": ticket.subject},
+            body="\n".join(lines),
+            to=[address],
+        ).send()
+        comment.emailed_at = timezone.now()
+        comment.save(update_fields=["emailed_at"])
+        return True
