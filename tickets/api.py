@@ -173,6 +173,16 @@ class TicketAttachmentApi(APIView):
         return serve_attachment(attachment, thumbnail=bool(request.query_params.get("thumb")))
 
 
+class TicketWatchApi(APIView):
+    """``POST /api/v1/tickets/<id>/watch`` ``{"watching": true|false}`` → {ticket detail}."""
+
+    def post(self, request: Request, pk: int) -> Response:
+        ticket = services.ticket_watch(
+            ticket_id=pk, user=request.user, watching=_body(request).get("watching")
+        )
+        return _detail(ticket, request)
+
+
 class TicketMergeApi(APIView):
     """``POST /api/v1/tickets/<id>/merge`` ``{"into_id": 12}`` → {the target ticket}."""
 
@@ -419,6 +429,7 @@ urlpatterns = [
     path("tickets/<int:pk>", TicketDetailApi.as_view(), name="ticket-detail"),
     path("tickets/<int:pk>/comments", TicketCommentApi.as_view(), name="ticket-comments"),
     path("tickets/<int:pk>/merge", TicketMergeApi.as_view(), name="ticket-merge"),
+    path("tickets/<int:pk>/watch", TicketWatchApi.as_view(), name="ticket-watch"),
     path(
         "tickets/<int:pk>/attachments",
         TicketAttachmentUploadApi.as_view(),

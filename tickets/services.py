@@ -723,6 +723,19 @@ def ticket_split(*, comment_id: object, actor: User, subject: object = None) -> 
     return new
 
 
+def ticket_watch(*, ticket_id: object, user: User, watching: object) -> Ticket:
+    """Follow (``watching`` true) or stop following a ticket the user can see: watchers hear of
+    requester replies and SLA breaches. Errors: ``invalid``, ``not_found``."""
+    if not isinstance(watching, bool):
+        raise ServiceError("invalid", _("watching must be true or false."), field="watching")
+    ticket = ticket_get(ticket_id=ticket_id, user=user)
+    if watching:
+        ticket.watchers.add(user)
+    else:
+        ticket.watchers.remove(user)
+    return ticket
+
+
 # --- notifications -----------------------------------------------------------------------------
 
 

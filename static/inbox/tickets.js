@@ -46,6 +46,13 @@ function relative(iso) {
     : interpolate(gettext('%(t)s ago'), { t: text }, true);
 }
 
+/** An ISO instant as the value of a datetime-local input (local wall time, minutes). */
+function localInput(iso) {
+  const d = new Date(iso);
+  const pad = (n) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
+}
+
 function fillSelect(select, options, value, empty) {
   select.replaceChildren();
   if (empty) select.append(new Option(empty, ''));
@@ -197,7 +204,12 @@ export function setupTickets({ toast, onActive }) {
     fillSelect($('t-priority'), meta.priorities, t.priority);
     fillSelect($('t-assignee'), meta.agents, t.assignee && t.assignee.id, gettext('— nobody —'));
     fillSelect($('t-workgroup'), meta.workgroups, t.workgroup && t.workgroup.id, gettext('— none —'));
+    fillSelect($('t-category'), meta.categories, t.category && t.category.id, gettext('— none —'));
+    $('t-due').value = t.due_at ? localInput(t.due_at) : '';
     $('t-tags').value = t.tags.join(', ');
+    const watching = t.watchers.some((w) => w.id === window.weiyuUserId);
+    $('watch-btn').setAttribute('aria-pressed', String(watching));
+    $('watch-btn').textContent = watching ? gettext('Stop watching') : gettext('Watch');
     for (const f of $('ticket-fields').elements) f.disabled = done;
     const who = t.requester.type === 'visitor'
       ? interpolate(gettext('Requester: %(name)s (website visitor)'), { name: t.requester.name }, true)
@@ -228,6 +240,20 @@ export function setupTickets({ toast, onActive }) {
         el('time', 'comment-time', when(c.created_at)),
       );
       li.append(head, el('div', 'comment-body', c.body));
+      if (c.author.type !== 'system' && !done) {
+        const split = el('button', 'link-btn comment-split', gettext('Split into a new ticket'));
+        split.type = 'button';
+        split.addEventListener('click', async () => {
+          try {
+            const created = await api('POST', `/api/v1/tickets/comments/${c.id}/split`, {});
+            await openTicket(created.id);
+            reloadListSoon();
+          } catch (err) {
+            toast(err.message);
+          }
+        });
+        head.append(split);
+      }
       if (c.attachments && c.attachments.length) {
         const files = el('div', 'comment-files');
         for (const a of c.attachments) {
@@ -272,6 +298,17 @@ export function setupTickets({ toast, onActive }) {
   $('t-assignee').addEventListener('change', (e) => patch({ assignee_id: e.target.value ? Number(e.target.value) : null }));
   $('t-workgroup').addEventListener('change', (e) => patch({ workgroup_id: e.target.value ? Number(e.target.value) : null }));
   $('t-tags').addEventListener('change', (e) => patch({ tags: e.target.value.split(',').map((s) => s.trim()).filter(Boolean) }));
+  $('t-category').addEventListener('change', (e) => patch({ category_id: e.target.value ? Number(e.target.value) : null }));
+  $('t-due').addEventListener('change', (e) => patch({ due_at: e.target.value ? new Date(e.target.value).toISOString() : null }));
+  $('watch-btn').addEventListener('click', async () => {
+    if (!current) return;
+    const watching = $('watch-btn').getAttribute('aria-pressed') !== 'true';
+    try {
+      renderTicket((current = await api('POST', `/api/v1/tickets/${current.id}/watch`, { watching })));
+    } catch (e) {
+      toast(e.message);
+    }
+  });
   $('ticket-fields').addEventListener('submit', (e) => e.preventDefault());
 
   const attachInput = $('ticket-attach');
@@ -356,6 +393,7 @@ export function setupTickets({ toast, onActive }) {
     fillSelect($('nt-priority'), meta.priorities, 'normal');
     fillSelect($('nt-workgroup'), meta.workgroups, null, gettext('— none —'));
     fillSelect($('nt-assignee'), meta.agents, window.weiyuUserId, gettext('— nobody —'));
+    fillSelect($('nt-category'), meta.categories, null, gettext('— none —'));
     $('ticket-dialog').showModal();
     $('nt-subject').focus();
   }
@@ -370,6 +408,7 @@ export function setupTickets({ toast, onActive }) {
       priority: $('nt-priority').value,
       workgroup_id: $('nt-workgroup').value ? Number($('nt-workgroup').value) : null,
       assignee_id: $('nt-assignee').value ? Number($('nt-assignee').value) : null,
+      category_id: $('nt-category').value ? Number($('nt-category').value) : null,
     };
     if (fromConversation) body.conversation_id = fromConversation;
     try {

@@ -67,6 +67,14 @@ def test_agents_create_list_reply_and_change_tickets(desk):
     assert changed["status"] == "pending"
     assert changed["assignee"]["id"] == desk.other.pk
     assert {c["state"] for c in changed["sla"]} == {"met", "paused"}
+    status, watched = _post(agent, f"/api/v1/tickets/{ticket['id']}/watch", {"watching": False})
+    assert status == 200
+    assert desk.agent.pk not in [w["id"] for w in watched["watchers"]]
+    watching = agent.get("/api/v1/tickets?view=watching").json()["tickets"]
+    assert ticket["id"] not in [t["id"] for t in watching]
+    status, body = _post(agent, f"/api/v1/tickets/{ticket['id']}/watch", {"watching": "yes"})
+    assert status == 400
+    assert body["field"] == "watching"
     listing = agent.get("/api/v1/tickets?view=pending&q=VPN").json()
     assert ticket["id"] in [t["id"] for t in listing["tickets"]]
     # the new assignee was told
