@@ -17,7 +17,7 @@ from asgiref.sync import async_to_sync
 from celery import shared_task
 from django.db import transaction
 from django.db.models import Q
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from django_tenants.utils import get_tenant_model, schema_context
 
@@ -184,16 +184,17 @@ def reply_email_task(schema: str, comment_id: int) -> bool:
     """E-mail a public staff reply to the ticket's requester, once: the comment is locked and
     marked ``emailed_at`` in the same transaction as the send (a worker killed between the send
     and the commit may send it again — at least once, never lost). SMTP errors retry with
-    back-off (``OSError``). Returns whether a mail was sent."""
-    from django.core.mail import EmailMessage
-
+    back-off (``OSError``). Written in the visitor's language when we speak it. Returns whether
+    a mail was sent."""
     from tickets.models import Comment
     from tickets.services import requester_address
 
     with schema_context(schema), transaction.atomic():
         comment = (
             Comment.objects.select_for_update(of=("self",))
-            .select_related("ticket", "ticket__requester_user", "author_user")
+            .select_related(
+                "ticket", "ticket__requester_user", "ticket__requester_visitor", "author_user"
+            )
             .filter(pk=comment_id, emailed_at__isnull=True, public=True)
             .first()
         )
@@ -203,20 +204,37 @@ def reply_email_task(schema: str, comment_id: int) -> bool:
         address = requester_address(ticket)
         if not address:
             return False
-        lines = [comment.body, ""]
-        files = list(comment.attachments.all())
-        if files:
-            lines += [_("Attached files (see the ticket):")] + [f"- {a.name}" for a in files] + [""]
-        lines.append(
-            _("— %(name)s, ticket #%(number)s. Reply to us in the chat on our website.")
-            % {"name": comment.author_name, "number": ticket.number}
-        )
-        EmailMessage(
-            subject=_("Re: [#%(number)s] %(subject)s")
-            % {"number": ticket.number, "subject": ticket.subject},
-            body="\n".join(lines),
-            to=[address],
-        ).send()
+        with translation.override(_requester_language(ticket)):
+            _send_reply(comment, ticket, address)
         comment.emailed_at = timezone.now()
         comment.save(update_fields=["emailed_at"])
         return True
+
+
+def _requester_language(ticket: Any) -> str:
+    """The visitor's browser language when we speak it, else the site's default."""
+    wanted = ticket.requester_visitor.language if ticket.requester_visitor_id else ""
+    try:
+        return translation.get_supported_language_variant(wanted.lower()) if wanted else ""
+    except LookupError:
+        return ""
+
+
+def _send_reply(comment: Any, ticket: Any, address: str) -> None:
+    """Compose and send one reply (in the active language)."""
+    from django.core.mail import EmailMessage
+
+    lines = [comment.body, ""]
+    files = list(comment.attachments.all())
+    if files:
+        lines += [_("Attached files (see the ticket):")] + [f"- {a.name}" for a in files] + [""]
+    lines.append(
+        _("— %(name)s, ticket #%(number)s. Reply to us in the chat on our website.")
+        % {"name": comment.author_name, "number": ticket.number}
+    )
+    EmailMessage(
+        subject=_("Re: [#%(number)s] %(subject)s")
+        % {"number": ticket.number, "subject": ticket.subject},
+        body="\n".join(lines),
+        to=[address],
+    ).send()

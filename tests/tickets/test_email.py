@@ -55,7 +55,7 @@ def mail_worker(smtp):
 def test_a_public_reply_is_emailed_once_and_a_note_never(desk, smtp, mail_worker):
     _port, inbox = smtp
     with schema_context(desk.tenant.schema_name):
-        visitor, _token = visitor_start(channel=desk.channel)
+        visitor, _token = visitor_start(channel=desk.channel, language="en-GB")
         ticket = services.leave_message(
             visitor=visitor, body="Where is my refund?", email="li.lei@example.com"
         )
