@@ -339,7 +339,14 @@ export function setupTickets({ toast, onActive }) {
     send.disabled = true;
     try {
       const attachmentIds = await uploadFiles(current.id);
-      await api('POST', `/api/v1/tickets/${current.id}/comments`, { body, public: pub, attachment_ids: attachmentIds });
+      // "@Name" of a colleague notifies them (a ticket's notes are where agents ask each other)
+      const mentions = meta.agents.filter((a) => body.includes('@' + a.name)).map((a) => a.id);
+      await api('POST', `/api/v1/tickets/${current.id}/comments`, {
+        body,
+        public: pub,
+        attachment_ids: attachmentIds,
+        mentions,
+      });
       $('ticket-reply').value = '';
       attachInput.value = '';
       $('ticket-files').textContent = '';

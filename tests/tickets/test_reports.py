@@ -146,3 +146,44 @@ def test_admin_page_and_csv_export(acme):
     bad = client.get("/api/v1/tickets/reports?start=2031-04-04&end=2031-04-01")
     assert bad.status_code == 400
     assert bad.json()["error"] == "invalid"
+
+
+def test_admin_creates_and_changes_tickets_through_the_services(acme, desk):
+    from org.models import User
+
+    with schema_context(acme.schema_name):
+        boss = User.objects.get(username="bob")
+    client = Client(HTTP_HOST="acme.localhost", HTTP_ACCEPT_LANGUAGE="en")
+    name, value = (
+        session_cookie(Tenant.objects.get(schema_name="acme"), boss).decode().split("=", 1)
+    )
+    client.cookies[name] = value
+    form = {
+        "subject": "Printer jammed",
+        "status": "new",
+        "priority": "urgent",
+        "requester_user": str(desk.staff.pk),
+        "requester_email": "",
+        "assignee": str(desk.agent.pk),
+        "workgroup": str(desk.workgroup.pk),
+        "tags": "[]",
+        "body": "Third floor",
+        "comments-TOTAL_FORMS": "0",
+        "comments-INITIAL_FORMS": "0",
+        "clocks-TOTAL_FORMS": "0",
+        "clocks-INITIAL_FORMS": "0",
+    }
+    response = client.post("/admin/tickets/ticket/add/", form)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    with schema_context(acme.schema_name):
+        ticket = Ticket.objects.filter(subject="Printer jammed").latest("pk")
+        assert ticket.source == Ticket.Source.ADMIN
+        assert ticket.comments.get().body == "Third floor"
+        assert {c.kind for c in ticket.clocks.all()} == {"first_response", "resolution"}
+    form.update(status="solved")
+    response = client.post(f"/admin/tickets/ticket/{ticket.pk}/change/", form)
+    assert response.status_code == 302
+    with schema_context(acme.schema_name):
+        ticket.refresh_from_db()
+        assert ticket.status == "solved"
+        assert not ticket.clocks.filter(met_at__isnull=True, cancelled=False).exists()

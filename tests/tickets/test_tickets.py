@@ -329,3 +329,45 @@ def test_the_scanner_warns_breaches_and_escalates_once(desk):
         assert clock.breached_at == clock.due_at
         assert clock.escalation_level == 2
         assert clock.next_escalation_at is None
+
+
+def test_a_ticket_from_a_chat_keeps_its_transcript_and_visitor(desk):
+    from kefu import services as kefu_services
+    from kefu.models import AgentState
+
+    with schema_context(desk.tenant.schema_name):
+        kefu_services.agent_status_set(user=desk.agent, status=AgentState.Status.ONLINE)
+        visitor, _t = visitor_start(channel=desk.channel, language="zh-CN")
+        message, _created = kefu_services.visitor_message_send(
+            visitor=visitor, conversation_id=None, content="发票开错了", client_msg_id="c1"
+        )
+        conversation_id = message.conversation_id
+        kefu_services.agent_message_send(
+            user=desk.agent,
+            conversation_id=conversation_id,
+            content="我来开一张新的",
+            client_msg_id="a1",
+        )
+        ticket = services.ticket_create(
+            subject="重开发票",
+            body="Customer needs a new invoice",
+            source=Ticket.Source.CONVERSATION,
+            creator=desk.agent,
+            conversation_id=conversation_id,
+        )
+        kefu_services.agent_status_set(user=desk.agent, status=AgentState.Status.OFFLINE)
+        assert ticket.requester_visitor == visitor
+        assert ticket.conversation_id == conversation_id
+        note = ticket.comments.get(public=False)
+        assert "发票开错了" in note.body
+        assert "我来开一张新的" in note.body
+        # someone outside the chat cannot file a ticket on it
+        with pytest.raises(ServiceError) as err:
+            services.ticket_create(
+                subject="x",
+                body="y",
+                source="conversation",
+                creator=desk.other,
+                conversation_id=conversation_id,
+            )
+        assert err.value.code == "not_found"
