@@ -113,7 +113,7 @@ export function setupTickets({ toast, onActive }) {
       const status = meta ? meta.statuses.find((s) => s.value === t.status) : null;
       bottom.append(
         el('span', 'ticket-status-pill', status ? status.label : t.status),
-        el('span', 'ticket-priority', t.priority),
+        el('span', 'ticket-priority', meta ? (meta.priorities.find((p) => p.value === t.priority) || {}).label || t.priority : t.priority),
         el('span', 'ticket-who', (t.assignee && t.assignee.name) || gettext('unassigned')),
       );
       bottom.querySelector('.ticket-status-pill').dataset.status = t.status;
