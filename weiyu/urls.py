@@ -5,6 +5,7 @@ from django.urls import include, path
 from django.utils.translation import gettext_lazy as _
 from django.views.i18n import JavaScriptCatalog
 
+from kbase import api as kbase_api
 from weiyu import views
 
 admin.site.site_header = _("Weiyu back office")
@@ -18,5 +19,7 @@ urlpatterns = [
     path("api/v1/im/", include("im.urls")),
     path("api/v1/org/", include("org.urls")),
     path("api/v1/", include("tickets.urls")),
+    path("api/v1/kbase/", include((kbase_api.urlpatterns, "kbase-api"))),
+    path("", include("kbase.urls")),
     path("", include("kefu.urls")),
 ]

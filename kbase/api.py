@@ -1,0 +1,49 @@
+"""REST endpoint of the knowledge base (docs/api.md §7)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.urls import path
+from django.utils.translation import gettext as _
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from kbase import search
+from weiyu.errors import ServiceError
+
+
+class KbSearchApi(APIView):
+    """``GET /api/v1/kbase/search?q=…&kb=…&limit=…`` → ``{"results": [{"type": "faq" |
+    "article", "id", "external_id", "title", "snippet", "score", "kb": {"id", "name"}, "url"}]}``,
+    best first. ``q``: 1 to 200 characters, Chinese or other languages; ``kb``: knowledge base ids,
+    comma-separated (default all); ``limit`` 1 to 50 (10). Signed-in staff search every knowledge base
+    and draft articles; anyone else public knowledge bases and published articles only. 400
+    ``invalid`` for a bad parameter."""
+
+    permission_classes = [AllowAny]
+
+    def get(self, request: Request) -> Response:
+        q = (request.query_params.get("q") or "").strip()
+        if not q or len(q) > 200:
+            raise ServiceError("invalid", _("q must be 1 to 200 characters."), field="q")
+        kb_ids = None
+        raw = request.query_params.get("kb")
+        if raw:
+            parts = raw.split(",")
+            if not all(p.strip().isdigit() for p in parts):
+                raise ServiceError("invalid", _("kb must be knowledge base ids."), field="kb")
+            kb_ids = [int(p) for p in parts]
+        raw_limit = request.query_params.get("limit") or "10"
+        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 50:
+            raise ServiceError("invalid", _("limit must be between 1 and 50."), field="limit")
+        staff = bool(request.user and request.user.is_authenticated)
+        results: list[dict[str, Any]] = search.search(
+            q=q, kb_ids=kb_ids, public_only=not staff, limit=int(raw_limit)
+        )
+        return Response({"results": results})
+
+
+urlpatterns = [path("search", KbSearchApi.as_view(), name="kbase-search")]

@@ -1,0 +1,85 @@
+"""Knowledge-base search (KB-3, keyword part): PostgreSQL full text over the jieba/word tokens
+of :mod:`kbase.text`, ranked with ``ts_rank_cd`` (question/title hits weigh more).
+
+A query first asks for items that contain *every* term; when that gives fewer than ``limit``
+results, items with *any* term follow, ranked lower. Results are plain dicts:
+``{"type": "faq" | "article", "id", "external_id", "title", "snippet", "score", "kb": {"id",
+"name"}, "url"}`` (``url``: the help-center page of a published public article, else null).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.postgres.search import SearchQuery, SearchRank
+from django.db.models import F, QuerySet
+
+from kbase import text
+from kbase.models import Article, FaqItem, KnowledgeBase
+
+
+def _query(terms: list[str], joiner: str) -> SearchQuery:
+    # terms contain only word characters (kbase.text), so they are safe inside a raw tsquery
+    return SearchQuery(f" {joiner} ".join(terms), config="simple", search_type="raw")
+
+
+def _escape(term: str) -> str:
+    return term.replace("'", "")
+
+
+def search(
+    *, q: str, kb_ids: list[int] | None = None, public_only: bool = False, limit: int = 10
+) -> list[dict[str, Any]]:
+    """Ranked FAQ items and published (for visitors) articles for ``q``. ``kb_ids`` narrows the
+    knowledge bases; ``public_only`` keeps to public ones and published articles."""
+    terms = list(dict.fromkeys(_escape(t) for t in text.tokens(q, for_query=True) if t))[:32]
+    if not terms:
+        return []
+    kbs: QuerySet[KnowledgeBase] = KnowledgeBase.objects.all()
+    if kb_ids is not None:
+        kbs = kbs.filter(pk__in=kb_ids)
+    if public_only:
+        kbs = kbs.filter(is_public=True)
+    faq = FaqItem.objects.filter(kb__in=kbs, is_published=True).select_related("kb")
+    articles = Article.objects.filter(kb__in=kbs).select_related("kb")
+    if public_only:
+        articles = articles.filter(status=Article.Status.PUBLISHED)
+    found: dict[tuple[str, int], dict[str, Any]] = {}
+    for joiner, penalty in (("&", 1.0), ("|", 0.5)):
+        query = _query(terms, joiner)
+        for kind, qs in (("faq", faq), ("article", articles)):
+            rows = (
+                qs.filter(search_vector=query)
+                .annotate(rank=SearchRank(F("search_vector"), query, cover_density=True))
+                .order_by("-rank", "pk")[: limit * 2]
+            )
+            for row in rows:
+                key = (kind, row.pk)
+                if key not in found:
+                    found[key] = _result(kind, row, float(row.rank) * penalty, terms)
+        if len(found) >= limit or len(terms) == 1:
+            break
+    return sorted(found.values(), key=lambda r: (-r["score"], r["type"], r["id"]))[:limit]
+
+
+def _result(kind: str, row: Any, score: float, terms: list[str]) -> dict[str, Any]:
+    if kind == "faq":
+        title, body = row.question, row.answer
+        url = None
+    else:
+        title, body = row.title, row.body
+        url = (
+            f"/help/{row.kb_id}/{row.slug}"
+            if row.kb.is_public and row.status == Article.Status.PUBLISHED
+            else None
+        )
+    return {
+        "type": kind,
+        "id": row.pk,
+        "external_id": row.external_id,
+        "title": title,
+        "snippet": text.snippet(body, terms),
+        "score": round(score, 6),
+        "kb": {"id": row.kb_id, "name": row.kb.name},
+        "url": url,
+    }

@@ -1,0 +1,134 @@
+"""Writing the knowledge base: FAQ items and articles, always with their search vector, and
+articles with a version per saved text. Refusals raise :class:`weiyu.errors.ServiceError`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.postgres.search import SearchVector
+from django.db import transaction
+from django.db.models import Value
+from django.utils import timezone
+from django.utils.text import slugify
+from django.utils.translation import gettext as _
+
+from kbase import text
+from kbase.models import Article, ArticleVersion, Category, FaqItem, KnowledgeBase
+from weiyu.errors import ServiceError
+
+QUESTION_MAX = 500
+ANSWER_MAX = 20_000
+
+
+def _vector(title: str, body: str) -> Any:
+    """Title words weigh A, body words B (``ts_rank_cd`` favours a hit in the question)."""
+    return SearchVector(Value(text.document(title)), config="simple", weight="A") + SearchVector(
+        Value(text.document(body)), config="simple", weight="B"
+    )
+
+
+def _clean(value: object, field: str, limit: int) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ServiceError("invalid", _("%(field)s is required.") % {"field": field}, field=field)
+    value = value.strip()
+    if len(value) > limit:
+        raise ServiceError(
+            "invalid",
+            _("%(field)s is longer than %(limit)d characters.") % {"field": field, "limit": limit},
+            field=field,
+        )
+    return value
+
+
+def category_get_or_create(*, kb: KnowledgeBase, name: object) -> Category | None:
+    """The knowledge base's category of that name (created on first use); None for no name."""
+    if not isinstance(name, str) or not name.strip():
+        return None
+    category, _created = Category.objects.get_or_create(kb=kb, name=name.strip()[:100])
+    return category
+
+
+def faq_upsert(
+    *,
+    kb: KnowledgeBase,
+    question: object,
+    answer: object,
+    category: object = None,
+    external_id: object = "",
+) -> tuple[FaqItem, str]:
+    """Create or update one FAQ item: matched by ``external_id`` when given, else by the exact
+    question. Returns ``(item, "created" | "updated" | "unchanged")``. ``ServiceError("invalid")``
+    for an empty or too long question or answer."""
+    q = _clean(question, "question", QUESTION_MAX)
+    a = _clean(answer, "answer", ANSWER_MAX)
+    ext = str(external_id or "").strip()[:100]
+    cat = category_get_or_create(kb=kb, name=category)
+    with transaction.atomic():
+        lookup = {"external_id": ext} if ext else {"question": q, "external_id": ""}
+        item = FaqItem.objects.select_for_update().filter(kb=kb, **lookup).first()
+        if item is None:
+            item = FaqItem.objects.create(
+                kb=kb, question=q, answer=a, category=cat, external_id=ext
+            )
+            outcome = "created"
+        elif (item.question, item.answer, item.category_id) == (q, a, cat.pk if cat else None):
+            return item, "unchanged"
+        else:
+            item.question, item.answer, item.category = q, a, cat
+            item.save(update_fields=["question", "answer", "category", "updated_at"])
+            outcome = "updated"
+        FaqItem.objects.filter(pk=item.pk).update(search_vector=_vector(q, a))
+    return item, outcome
+
+
+def faq_reindex(item: FaqItem) -> None:
+    """Recompute one item's search vector (after an edit in the back office)."""
+    FaqItem.objects.filter(pk=item.pk).update(search_vector=_vector(item.question, item.answer))
+
+
+@transaction.atomic
+def article_save(
+    *,
+    article: Article | None,
+    kb: KnowledgeBase,
+    title: object,
+    body: object,
+    status: object = Article.Status.DRAFT,
+    category: Category | None = None,
+    slug: object = None,
+    user: Any = None,
+) -> Article:
+    """Create or change an article: renders its Markdown to sanitised HTML, keeps the text as a
+    new :class:`ArticleVersion` when it changed, and refreshes the search vector. Publishing sets
+    ``published_at`` the first time."""
+    t = _clean(title, "title", 200)
+    b = _clean(body, "body", 200_000)
+    if status not in Article.Status.values:
+        raise ServiceError("invalid", _("Unknown status."), field="status")
+    wanted_slug = slugify(str(slug or t), allow_unicode=True)[:200] or "article"
+    if article is None:
+        article = Article(kb=kb)
+    changed_text = (article.title, article.body) != (t, b) or article.status != status
+    article.kb, article.title, article.body, article.status = kb, t, b, str(status)
+    article.category = category
+    article.slug = _unique_slug(kb, wanted_slug, article.pk)
+    article.body_html = text.render_markdown(b)
+    if status == Article.Status.PUBLISHED and article.published_at is None:
+        article.published_at = timezone.now()
+    article.save()
+    if changed_text:
+        number = (
+            article.versions.order_by("-number").values_list("number", flat=True).first() or 0
+        ) + 1
+        ArticleVersion.objects.create(
+            article=article, number=number, title=t, body=b, status=status, saved_by=user
+        )
+    Article.objects.filter(pk=article.pk).update(search_vector=_vector(t, b))
+    return article
+
+
+def _unique_slug(kb: KnowledgeBase, slug: str, pk: int | None) -> str:
+    candidate, n = slug, 2
+    while Article.objects.filter(kb=kb, slug=candidate).exclude(pk=pk).exists():
+        candidate, n = f"{slug[:190]}-{n}", n + 1
+    return candidate

@@ -1,0 +1,88 @@
+"""Text for knowledge-base search and display: word segmentation and safe Markdown.
+
+Search runs on a stock PostgreSQL: each item's text is turned into space-separated tokens here and
+stored with ``to_tsvector('simple', …)``. Chinese has no spaces, so runs of CJK characters are cut
+by jieba (https://github.com/fxsjy/jieba) in "search" mode, which yields the words and their
+shorter parts (中华人民共和国 → 中华, 华人, 人民, 共和, 共和国, 中华人民共和国); other scripts are
+split into lower-case words. Queries are cut the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from functools import lru_cache
+
+import markdown as md
+import nh3
+
+_CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+#: tags and attributes kept in rendered articles; everything else is stripped (nh3 / ammonia)
+ALLOWED_TAGS = {
+    "a", "abbr", "b", "blockquote", "br", "code", "del", "em", "h1", "h2", "h3", "h4", "h5", "h6",
+    "hr", "i", "img", "kbd", "li", "ol", "p", "pre", "s", "strong", "sub", "sup", "table",
+    "tbody", "td", "th", "thead", "tr", "ul",
+}  # fmt: skip
+ALLOWED_ATTRIBUTES = {
+    "a": {"href", "title"},
+    "img": {"src", "alt", "title"},
+    "td": {"align"},
+    "th": {"align"},
+}
+
+
+@lru_cache(maxsize=1)
+def _jieba():  # loading the dictionary takes about a second: once per process, on first use
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)
+    jieba.initialize()
+    return jieba
+
+
+def tokens(text: str, *, for_query: bool = False) -> list[str]:
+    """Lower-case search tokens of ``text``. Chinese runs: jieba's search mode for documents (all
+    words and sub-words), its precise mode for queries (each must then be found in a document)."""
+    out: list[str] = []
+    for word in _WORD.findall(text.lower()):
+        start = 0
+        for run in _CJK_RUN.finditer(word):
+            if run.start() > start:
+                out.append(word[start : run.start()])
+            cut = _jieba().lcut(run.group()) if for_query else _jieba().lcut_for_search(run.group())
+            out.extend(t for t in cut if t.strip())
+            start = run.end()
+        if start < len(word):
+            out.append(word[start:])
+    return out
+
+
+def document(text: str) -> str:
+    """``text`` as space-separated tokens, for ``to_tsvector('simple', …)``."""
+    return " ".join(tokens(text))
+
+
+def render_markdown(source: str) -> str:
+    """Markdown → HTML with only :data:`ALLOWED_TAGS` kept; links get ``rel="noopener
+    noreferrer"``, and only http(s)/mailto URLs survive."""
+    html = md.markdown(source, extensions=["tables", "fenced_code", "sane_lists"])
+    return nh3.clean(
+        html,
+        tags=ALLOWED_TAGS,
+        attributes=ALLOWED_ATTRIBUTES,
+        url_schemes={"http", "https", "mailto"},
+        link_rel="noopener noreferrer",
+    )
+
+
+def snippet(text: str, terms: list[str], width: int = 160) -> str:
+    """A piece of ``text`` around the first of ``terms`` found in it (the start otherwise)."""
+    plain = re.sub(r"\s+", " ", text).strip()
+    low = plain.lower()
+    hits = [low.find(t) for t in terms if t and low.find(t) >= 0]
+    at = min(hits) if hits else 0
+    start = max(0, at - width // 3)
+    piece = plain[start : start + width]
+    return ("…" if start else "") + piece + ("…" if start + width < len(plain) else "")
