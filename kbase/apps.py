@@ -5,3 +5,9 @@ from django.utils.translation import gettext_lazy as _
 class KbaseConfig(AppConfig):
     name = "kbase"
     verbose_name = _("Knowledge base")
+
+    def ready(self) -> None:
+        from kbase import demo
+        from kefu.signals import demo_tenant_ready
+
+        demo_tenant_ready.connect(demo.populate, dispatch_uid="kbase-demo")
