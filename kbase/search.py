@@ -32,7 +32,7 @@ def search(
 ) -> list[dict[str, Any]]:
     """Ranked FAQ items and published (for visitors) articles for ``q``. ``kb_ids`` narrows the
     knowledge bases; ``public_only`` keeps to public ones and published articles."""
-    terms = list(dict.fromkeys(_escape(t) for t in text.tokens(q, for_query=True) if t))[:32]
+    terms = [_escape(t) for t in text.query_terms(q) if t][:32]
     if not terms:
         return []
     kbs: QuerySet[KnowledgeBase] = KnowledgeBase.objects.all()

@@ -42,6 +42,16 @@ def _jieba():  # loading the dictionary takes about a second: once per process, 
     return jieba
 
 
+#: words a query is better off without: they match nearly every item (the ``simple`` text
+#: search configuration keeps them). Dropped from queries only, and only when something is left.
+_STOPWORDS_TEXT = """a an and are as at be but by can could did do does for from had has have how i if in is it
+its me my no not of on or our should so than that the their them then there these they this
+to was we what when where which who why will with would you your
+的 了 吗 呢 吧 啊 是 我 你 他 她 它 我们 你们 在 有 和 与 及 或 就 都 也 要 会 能 可以 怎么 怎样
+如何 什么 哪 哪些 为什么 请问 一下 这个 那个"""
+STOPWORDS = frozenset(_STOPWORDS_TEXT.split())
+
+
 def tokens(text: str, *, for_query: bool = False) -> list[str]:
     """Lower-case search tokens of ``text``. Chinese runs: jieba's search mode for documents (all
     words and sub-words), its precise mode for queries (each must then be found in a document)."""
@@ -57,6 +67,14 @@ def tokens(text: str, *, for_query: bool = False) -> list[str]:
         if start < len(word):
             out.append(word[start:])
     return out
+
+
+def query_terms(text: str) -> list[str]:
+    """The distinct search terms of a query, without :data:`STOPWORDS` (unless that would leave
+    nothing)."""
+    terms = list(dict.fromkeys(tokens(text, for_query=True)))
+    kept = [t for t in terms if t not in STOPWORDS]
+    return kept or terms
 
 
 def document(text: str) -> str:

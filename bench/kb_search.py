@@ -1,0 +1,190 @@
+#!/usr/bin/env python
+"""Knowledge-base search benchmark: quality on the zaragoza FAQ and latency at 500 and 100,000
+items.
+
+    .venv/bin/python bench/kb_search.py [--large 100000] [--runs 200] [--json]
+
+1. Imports the English zaragoza-construction-faq (503 Q&As) into the knowledge base
+   ``bench-zaragoza`` of the tenant ``bench`` (``$DATABASE_URL``, default ``…/weiyu_bench``).
+2. **Quality**: every query of ``bench/data/zaragoza_queries.jsonl`` (paraphrases written for
+   this benchmark, not the stored questions) is searched; hit@1 / hit@5 = share of queries whose
+   expected item is first / among the first five. Modes: ``keyword`` (kbase.search). Embedding
+   and hybrid modes are listed when available.
+3. **Latency** of one search, p50/p99 over ``--runs`` queries, at 503 items and after adding
+   ``--large`` synthetic items (variations of the real answers) to another knowledge base of the
+   same tenant, searched together. Baseline in the same run: the naive ``ILIKE '%word%'`` scan
+   over the same rows, so the ratio is what the full-text index buys.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from chat_load import ROOT, _ensure_database, bench_env, pct  # bench/ is not a package
+
+QUERIES = Path(__file__).resolve().parent / "data" / "zaragoza_queries.jsonl"
+
+
+def setup(large: int) -> tuple[int, int]:
+    """Create/refresh the two knowledge bases; return their ids."""
+    from django.core.management import call_command
+    from django.db import connection
+    from django_tenants.utils import schema_context
+
+    from kbase.models import FaqItem, KnowledgeBase
+    from tenants.models import Domain
+    from tenants.services import public_tenant_ensure, tenant_create
+
+    connection.set_schema_to_public()
+    public_tenant_ensure(domains=["localhost", "127.0.0.1"])
+    if not Domain.objects.filter(domain="bench.localhost").exists():
+        tenant_create(
+            name="Bench", schema_name="bench", domain="bench.localhost",
+            admin_username="bench_admin", admin_password=os.urandom(12).hex(),
+        )  # fmt: skip
+    path = resources.files("zaragoza_construction_faq") / "data" / "faq-en.json"
+    call_command(
+        "kbase_import", str(path), "--tenant", "bench", "--kb", "bench-zaragoza", "--create",
+        "--no-progress", stdout=open(os.devnull, "w"),  # noqa: SIM115
+    )  # fmt: skip
+    with schema_context("bench"):
+        real = KnowledgeBase.objects.get(name="bench-zaragoza")
+        synthetic, _ = KnowledgeBase.objects.get_or_create(name="bench-synthetic")
+        have = FaqItem.objects.filter(kb=synthetic).count()
+        if have != large:
+            FaqItem.objects.filter(kb=synthetic).delete()
+            answers = list(FaqItem.objects.filter(kb=real).values_list("question", "answer"))
+            rng = random.Random(11)
+            batch = []
+            for n in range(large):
+                q, a = answers[n % len(answers)]
+                words = a.split()
+                rng.shuffle(words)
+                batch.append(
+                    FaqItem(kb=synthetic, question=f"{q} (variant {n})", answer=" ".join(words))
+                )
+                if len(batch) == 5000:
+                    FaqItem.objects.bulk_create(batch)
+                    batch = []
+            FaqItem.objects.bulk_create(batch)
+            with connection.cursor() as cursor:  # English only: the simple parser = our tokens
+                cursor.execute(
+                    "UPDATE kbase_faqitem SET search_vector = "
+                    "setweight(to_tsvector('simple', question), 'A') || "
+                    "setweight(to_tsvector('simple', answer), 'B') WHERE kb_id = %s",
+                    [synthetic.pk],
+                )
+                cursor.execute("ANALYZE kbase_faqitem")
+        return real.pk, synthetic.pk
+
+
+def quality(real_id: int) -> dict[str, float]:
+    from django.db.models import Q
+    from django_tenants.utils import schema_context
+
+    from kbase import search
+    from kbase.models import FaqItem
+
+    queries = [
+        json.loads(line) for line in QUERIES.read_text(encoding="utf-8").splitlines() if line
+    ]
+    hit1 = hit5 = 0
+    with schema_context("bench"):
+        assert FaqItem.objects.filter(
+            Q(kb_id=real_id), Q(external_id__in=[q["id"] for q in queries])
+        ).count() == len(queries)
+        for query in queries:
+            ids = [r["external_id"] for r in search.search(q=query["q"], kb_ids=[real_id], limit=5)]
+            hit1 += bool(ids[:1] == [query["id"]])
+            hit5 += query["id"] in ids
+    n = len(queries)
+    return {"queries": n, "hit@1": hit1 / n, "hit@5": hit5 / n}
+
+
+def latency(kb_ids: list[int], runs: int) -> dict[str, float | None]:
+    from django.db import connection
+    from django_tenants.utils import schema_context
+
+    from kbase import search
+
+    queries = [
+        json.loads(line)["q"] for line in QUERIES.read_text(encoding="utf-8").splitlines() if line
+    ]
+    fts, naive = [], []
+    with schema_context("bench"):
+        for i in range(runs):
+            q = queries[i % len(queries)]
+            t = time.perf_counter()
+            search.search(q=q, kb_ids=kb_ids, limit=10)
+            fts.append((time.perf_counter() - t) * 1000)
+            word = max(q.split(), key=len)
+            t = time.perf_counter()
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT id FROM kbase_faqitem WHERE kb_id = ANY(%s) AND "
+                    "(question ILIKE %s OR answer ILIKE %s) LIMIT 10",
+                    [kb_ids, f"%{word}%", f"%{word}%"],
+                )
+                cursor.fetchall()
+            naive.append((time.perf_counter() - t) * 1000)
+    return {
+        "p50_ms": pct(fts, 50), "p99_ms": pct(fts, 99),
+        "naive_p50_ms": pct(naive, 50), "naive_p99_ms": pct(naive, 99),
+        "mean_ms": statistics.fmean(fts),
+    }  # fmt: skip
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--large", type=int, default=100_000, help="synthetic items for the big run")
+    p.add_argument("--runs", type=int, default=200)
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args()
+    env = bench_env()
+    os.environ.update(env)
+    _ensure_database(env["DATABASE_URL"])
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate_schemas", interactive=False, verbosity=0)
+    real_id, synthetic_id = setup(args.large)
+    q = quality(real_id)
+    small = latency([real_id], args.runs)
+    big = latency([real_id, synthetic_id], args.runs)
+    print("\nKnowledge-base search on the zaragoza FAQ (English, 503 items)")
+    print(f"{'mode':12} {'hit@1':>7} {'hit@5':>7}   ({q['queries']} paraphrased queries)")
+    print(f"{'keyword':12} {q['hit@1']:>7.2f} {q['hit@5']:>7.2f}")
+    print(f"{'embeddings':12} {'—':>7} {'—':>7}   (not installed in this build)")
+    print(f"{'hybrid':12} {'—':>7} {'—':>7}")
+    print(
+        f"\n{'items':>8} {'search p50':>11} {'p99':>8} {'ILIKE p50':>10} {'p99':>8} {'search/ILIKE p50':>17}"
+    )
+    for n, r in ((503, small), (503 + args.large, big)):
+        print(
+            f"{n:>8} {r['p50_ms']:>9.1f}ms {r['p99_ms']:>6.1f}ms {r['naive_p50_ms']:>8.1f}ms "
+            f"{r['naive_p99_ms']:>6.1f}ms {r['p50_ms'] / r['naive_p50_ms']:>16.2f}×"
+        )
+    if args.json:
+        print(
+            json.dumps(
+                {"quality": q, "latency_503": small, "latency_large": big, "large": args.large}
+            )
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
