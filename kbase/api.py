@@ -17,7 +17,8 @@ from weiyu.errors import ServiceError
 
 class KbSearchApi(APIView):
     """``GET /api/v1/kbase/search?q=…&kb=…&limit=…`` → ``{"results": [{"type": "faq" |
-    "article", "id", "external_id", "title", "snippet", "score", "kb": {"id", "name"}, "url"}]}``,
+    "article", "id", "external_id", "title", "snippet", "text", "score", "kb": {"id", "name"},
+    "url"}]}``,
     best first. ``q``: 1 to 200 characters, Chinese or other languages; ``kb``: knowledge base ids,
     comma-separated (default all); ``limit`` 1 to 50 (10). Signed-in staff search every knowledge base
     and draft articles; anyone else public knowledge bases and published articles only. 400

@@ -3,8 +3,9 @@ of :mod:`kbase.text`, ranked with ``ts_rank_cd`` (question/title hits weigh more
 
 A query first asks for items that contain *every* term; when that gives fewer than ``limit``
 results, items with *any* term follow, ranked lower. Results are plain dicts:
-``{"type": "faq" | "article", "id", "external_id", "title", "snippet", "score", "kb": {"id",
-"name"}, "url"}`` (``url``: the help-center page of a published public article, else null).
+``{"type": "faq" | "article", "id", "external_id", "title", "snippet", "text" (the whole answer,
+or the article's Markdown), "score", "kb": {"id", "name"}, "url"}`` (``url``: the help-center
+page of a published public article, else null).
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ def _result(kind: str, row: Any, score: float, terms: list[str]) -> dict[str, An
         "external_id": row.external_id,
         "title": title,
         "snippet": text.snippet(body, terms),
+        "text": body,
         "score": round(score, 6),
         "kb": {"id": row.kb_id, "name": row.kb.name},
         "url": url,

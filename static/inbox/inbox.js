@@ -529,6 +529,7 @@ function renderSide(reload) {
   $('visitor-heading').hidden = kind !== null && kind !== 'visitor';
   $('peer-panel').hidden = kind !== 'direct';
   $('group-panel').hidden = kind !== 'group';
+  if (kind !== 'visitor') $('kb-suggest').hidden = true;
   if (kind === 'direct') {
     $('visitor-none').hidden = true;
     $('visitor-details').hidden = true;
@@ -540,6 +541,57 @@ function renderSide(reload) {
   } else {
     renderVisitor();
   }
+}
+
+// ---- suggested replies from the knowledge base ------------------------------------------
+let suggestFor = null; // "conversation:seq" the suggestions were made for
+async function suggestReplies() {
+  const c = convs.get(selected);
+  const box = $('kb-suggest');
+  if (!c || c.kind !== 'visitor' || c.closed) {
+    box.hidden = true;
+    return;
+  }
+  const msgs = [...(store.get(c.id) || new Map()).values()].filter((m) => kindOf(m) === 'theirs' && m.content && !m.recalled);
+  const last = msgs.sort((a, b) => a.seq - b.seq).pop();
+  if (!last) {
+    box.hidden = true;
+    return;
+  }
+  const key = `${c.id}:${last.seq}`;
+  if (key === suggestFor) return;
+  suggestFor = key;
+  let data;
+  try {
+    data = await api('GET', '/api/v1/kbase/search?' + new URLSearchParams({ q: last.content.slice(0, 200), limit: '3' }));
+  } catch (e) {
+    box.hidden = true;
+    return;
+  }
+  if (suggestFor !== key) return;
+  const list = $('kb-suggest-list');
+  list.replaceChildren();
+  for (const r of data.results) {
+    const item = document.createElement('div');
+    item.className = 'kb-item';
+    const title = document.createElement('div');
+    title.className = 'kb-title';
+    title.textContent = r.title;
+    const snippet = document.createElement('div');
+    snippet.className = 'kb-snippet';
+    snippet.textContent = r.snippet;
+    const use = document.createElement('button');
+    use.type = 'button';
+    use.className = 'btn btn-small';
+    use.textContent = gettext('Use this answer');
+    use.addEventListener('click', () => {
+      composer.value = composer.value ? composer.value + '\n' + r.text : r.text;
+      composer.focus();
+    });
+    item.append(title, snippet, use);
+    list.append(item);
+  }
+  box.hidden = data.results.length === 0;
 }
 
 function renderVisitor() {
@@ -577,6 +629,7 @@ function renderVisitor() {
   $('v-agent').textContent = (s.agent && s.agent.name) || '—';
   $('v-started').textContent = s.created_at ? fullTime(s.created_at) : '—';
   $('v-closed').textContent = s.closed_at ? fullTime(s.closed_at) : '—';
+  suggestReplies();
 }
 
 function markSelectedRead(force) {
@@ -757,6 +810,7 @@ function onFrame(f) {
       if (m.conversation_id === selected) {
         const stick = nearBottom() || kind === 'mine';
         showMessage(m);
+        if (kind === 'theirs' && c.kind === 'visitor') suggestReplies();
         if (stick) scrollToBottom();
         if (document.visibilityState === 'visible') markSelectedRead(false);
         else if (countable) c.unread = (c.unread || 0) + 1;

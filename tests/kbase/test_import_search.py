@@ -182,7 +182,9 @@ def test_search_api_for_visitors_and_staff(shop_kb):
     assert results
     assert all(h["kb"]["id"] != internal.pk for h in results)
     first = results[0]
-    assert set(first) == {"type", "id", "external_id", "title", "snippet", "score", "kb", "url"}
+    assert set(first) == {
+        "type", "id", "external_id", "title", "snippet", "text", "score", "kb", "url",
+    }  # fmt: skip
     with schema_context("acme"):
         from org.models import User
 
