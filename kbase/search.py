@@ -18,6 +18,9 @@ from django.db.models import F, QuerySet
 from kbase import text
 from kbase.models import Article, FaqItem, KnowledgeBase
 
+#: most matching rows ranked per query and kind (the GIN index finds them; ranking reads each)
+CANDIDATES = 2000
+
 
 def _query(terms: list[str], joiner: str) -> SearchQuery:
     # terms contain only word characters (kbase.text), so they are safe inside a raw tsquery
@@ -49,8 +52,11 @@ def search(
     for joiner, penalty in (("&", 1.0), ("|", 0.5)):
         query = _query(terms, joiner)
         for kind, qs in (("faq", faq), ("article", articles)):
+            # rank at most CANDIDATES matching rows: a query of common words can match most of a
+            # large knowledge base, and ranking is per row (bench/kb_search.py)
+            candidates = qs.filter(search_vector=query).values("pk")[:CANDIDATES]
             rows = (
-                qs.filter(search_vector=query)
+                qs.filter(pk__in=candidates)
                 .annotate(rank=SearchRank(F("search_vector"), query, cover_density=True))
                 .order_by("-rank", "pk")[: limit * 2]
             )
