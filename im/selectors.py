@@ -143,7 +143,7 @@ def conversation_payloads(
         for p in participants:
             if p.conversation.avatar_id:
                 p.conversation.avatar = avatars.get(p.conversation.avatar_id)
-    return [
+    payloads = [
         conversation_payload(
             p,
             peers=peers.get(p.conversation_id, []),
@@ -154,6 +154,24 @@ def conversation_payloads(
         )
         for p in participants
     ]
+    if is_visitor_key(member_key):
+        _discount_internal(payloads, participants)
+    return payloads
+
+
+def _discount_internal(payloads: list[dict[str, Any]], participants: list[Participant]) -> None:
+    """A visitor's unread count leaves out the internal notes they never receive (one query for
+    all their conversations; notes are few)."""
+    read = {p.conversation_id: p.read_seq for p in participants}
+    notes = Message.objects.filter(
+        conversation_id__in=list(read), internal=True, seq__gt=min(read.values(), default=0)
+    ).values_list("conversation_id", "seq")
+    hidden: dict[int, int] = {}
+    for conversation_id, seq in notes:
+        if seq > read[conversation_id]:
+            hidden[conversation_id] = hidden.get(conversation_id, 0) + 1
+    for payload in payloads:
+        payload["unread"] = max(0, payload["unread"] - hidden.get(payload["id"], 0))
 
 
 def conversation_payload_for_member(*, conversation_id: int, member_key: str) -> dict[str, Any]:

@@ -394,6 +394,15 @@ def test_internal_note_never_reaches_the_visitor_and_pulls_in_a_colleague(acme):
             client_msg_id=unique("v"),
         )
         cid = first.conversation_id
+
+        def visitor_unread() -> int:
+            seen = selectors.participant_get(conversation_id=cid, member_key=visitor.member_key)
+            payloads = selectors.conversation_payloads(
+                participants=[seen], member_key=visitor.member_key
+            )
+            return payloads[0]["unread"]
+
+        before = visitor_unread()
         events.clear()
         note, _ = kefu_services.agent_message_send(
             user=agent,
@@ -417,6 +426,8 @@ def test_internal_note_never_reaches_the_visitor_and_pulls_in_a_colleague(acme):
         last = selectors.last_messages(conversation_ids=[cid], include_internal=False)
         assert not last[cid].internal
         assert last[cid].pk != note.pk
+        # and its unread count does not count the note: only the agent's reply below will
+        assert visitor_unread() == before
         # the colleague now sees the conversation and may answer in notes
         selectors.participant_get(conversation_id=cid, member_key=colleague.member_key)
         # a public reply still reaches the visitor
@@ -426,6 +437,7 @@ def test_internal_note_never_reaches_the_visitor_and_pulls_in_a_colleague(acme):
         )
         news = [g for e, g in events if e["type"] == "message.new"]
         assert f"acme.v.{visitor.pk}" in news[0]
+        assert visitor_unread() == before + 1
         group = _group(agent, colleague)
         with pytest.raises(ServiceError) as exc:
             _send(agent, group.pk, "note", internal=True)
