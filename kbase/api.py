@@ -20,7 +20,8 @@ class KbSearchApi(APIView):
     "article", "id", "external_id", "title", "snippet", "text", "score", "kb": {"id", "name"},
     "url"}]}``,
     best first. ``q``: 1 to 200 characters, Chinese or other languages; ``kb``: knowledge base ids,
-    comma-separated (default all); ``limit`` 1 to 50 (10). Signed-in staff search every knowledge base
+    comma-separated (default all); ``limit`` 1 to 50 (10); ``mode`` ``keyword`` | ``semantic`` |
+    ``hybrid`` (default: hybrid when embeddings are installed, else keyword). Signed-in staff search every knowledge base
     and draft articles; anyone else public knowledge bases and published articles only. 400
     ``invalid`` for a bad parameter."""
 
@@ -40,9 +41,14 @@ class KbSearchApi(APIView):
         raw_limit = request.query_params.get("limit") or "10"
         if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 50:
             raise ServiceError("invalid", _("limit must be between 1 and 50."), field="limit")
+        mode = request.query_params.get("mode") or None
+        if mode is not None and mode not in search.MODES:
+            raise ServiceError(
+                "invalid", _("mode must be keyword, semantic or hybrid."), field="mode"
+            )
         staff = bool(request.user and request.user.is_authenticated)
         results: list[dict[str, Any]] = search.search(
-            q=q, kb_ids=kb_ids, public_only=not staff, limit=int(raw_limit)
+            q=q, kb_ids=kb_ids, public_only=not staff, limit=int(raw_limit), mode=mode
         )
         return Response({"results": results})
 

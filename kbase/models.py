@@ -6,12 +6,14 @@ to sanitised HTML, every saved text kept as an :class:`ArticleVersion`, draft or
 :class:`FaqItem` rows (question/answer pairs, typically imported with ``manage.py
 kbase_import``). Each article and FAQ item carries a ``search_vector``: its text segmented by
 :mod:`kbase.text` (jieba for Chinese, words elsewhere) in PostgreSQL's ``simple`` configuration,
-so search needs no extension.
+so search needs no extension. ``embedding`` holds the item's sentence vector for semantic search
+when :mod:`kbase.embeddings` is installed (null otherwise).
 """
 
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex
 from django.contrib.postgres.search import SearchVectorField
 from django.db import models
@@ -99,6 +101,7 @@ class Article(models.Model):
     )
     external_id = models.CharField(_("external id"), max_length=100, blank=True)
     search_vector = SearchVectorField(null=True, editable=False)
+    embedding = ArrayField(models.FloatField(), null=True, editable=False)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
     published_at = models.DateTimeField(_("published at"), null=True, blank=True)
@@ -169,6 +172,7 @@ class FaqItem(models.Model):
     external_id = models.CharField(_("external id"), max_length=100, blank=True)
     is_published = models.BooleanField(_("published"), default=True)
     search_vector = SearchVectorField(null=True, editable=False)
+    embedding = ArrayField(models.FloatField(), null=True, editable=False)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 

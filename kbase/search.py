@@ -1,8 +1,10 @@
-"""Knowledge-base search (KB-3, keyword part): PostgreSQL full text over the jieba/word tokens
-of :mod:`kbase.text`, ranked with ``ts_rank_cd`` (question/title hits weigh more).
+"""Knowledge-base search (KB-3): keywords, embeddings, or both.
 
-A query first asks for items that contain *every* term; when that gives fewer than ``limit``
-results, items with *any* term follow, ranked lower. Results are plain dicts:
+Keywords: PostgreSQL full text over the jieba/word tokens of :mod:`kbase.text`, ranked with
+``ts_rank_cd`` (question/title hits weigh more). A query first asks for items that contain *every*
+term; when that gives fewer than ``limit`` results, items with *any* term follow, ranked lower.
+Embeddings (:mod:`kbase.embeddings`, when installed): cosine similarity of sentence vectors.
+Hybrid: the two rankings merged by reciprocal rank fusion. Results are plain dicts:
 ``{"type": "faq" | "article", "id", "external_id", "title", "snippet", "text" (the whole answer,
 or the article's Markdown), "score", "kb": {"id", "name"}, "url"}`` (``url``: the help-center
 page of a published public article, else null).
@@ -15,7 +17,7 @@ from typing import Any
 from django.contrib.postgres.search import SearchQuery, SearchRank
 from django.db.models import F, QuerySet
 
-from kbase import text
+from kbase import embeddings, text
 from kbase.models import Article, FaqItem, KnowledgeBase
 
 #: most matching rows ranked per query and kind (the GIN index finds them; ranking reads each)
@@ -31,14 +33,72 @@ def _escape(term: str) -> str:
     return term.replace("'", "")
 
 
+MODES = ("keyword", "semantic", "hybrid")
+#: reciprocal rank fusion constant (Cormack, Clarke & Büttcher, SIGIR 2009: k = 60)
+RRF_K = 60
+#: candidates each ranking contributes to the hybrid
+POOL = 50
+
+
 def search(
-    *, q: str, kb_ids: list[int] | None = None, public_only: bool = False, limit: int = 10
+    *,
+    q: str,
+    kb_ids: list[int] | None = None,
+    public_only: bool = False,
+    limit: int = 10,
+    mode: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Ranked FAQ items and published (for visitors) articles for ``q``. ``kb_ids`` narrows the
-    knowledge bases; ``public_only`` keeps to public ones and published articles."""
+    """Ranked FAQ items and articles for ``q``. ``kb_ids`` narrows the knowledge bases;
+    ``public_only`` keeps to public ones and published articles. ``mode``: ``keyword`` (full
+    text), ``semantic`` (embeddings, :mod:`kbase.embeddings`) or ``hybrid`` (both, merged by
+    reciprocal rank fusion); the default is hybrid when embeddings are installed, else keyword,
+    and a semantic mode falls back to keyword without them."""
+    if mode not in (None, *MODES):
+        raise ValueError(f"unknown search mode {mode!r}")
+    semantic_ok = embeddings.available()
+    mode = mode or ("hybrid" if semantic_ok else "keyword")
+    if mode != "keyword" and not semantic_ok:
+        mode = "keyword"
     terms = [_escape(t) for t in text.query_terms(q) if t][:32]
-    if not terms:
-        return []
+    faq, articles = _scope(kb_ids=kb_ids, public_only=public_only)
+    keyword = _keyword(terms, faq, articles, limit if mode == "keyword" else POOL) if terms else []
+    if mode == "keyword":
+        return keyword[:limit]
+    vector = embeddings.encode([q])[0]
+    semantic: list[tuple[str, int, float]] = []
+    for kind, model, qs in (("faq", FaqItem, faq), ("article", Article, articles)):
+        semantic += [(kind, pk, score) for pk, score in embeddings.nearest(model, vector, qs, POOL)]
+    semantic.sort(key=lambda hit: -hit[2])
+    if mode == "semantic":
+        fused = [((kind, pk), score) for kind, pk, score in semantic]
+    else:
+        scores: dict[tuple[str, int], float] = {}
+        for rank, r in enumerate(keyword, start=1):
+            key = (r["type"], r["id"])
+            scores[key] = scores.get(key, 0.0) + 1 / (RRF_K + rank)
+        for rank, (kind, pk, _s) in enumerate(semantic, start=1):
+            scores[(kind, pk)] = scores.get((kind, pk), 0.0) + 1 / (RRF_K + rank)
+        fused = sorted(scores.items(), key=lambda kv: -kv[1])
+    known = {(r["type"], r["id"]): r for r in keyword}
+    wanted = [key for key, _score in fused[:limit]]
+    rows = {
+        "faq": FaqItem.objects.select_related("kb").in_bulk([pk for k, pk in wanted if k == "faq"]),
+        "article": Article.objects.select_related("kb").in_bulk(
+            [pk for k, pk in wanted if k == "article"]
+        ),
+    }
+    out = []
+    for (kind, pk), score in fused[:limit]:
+        row = rows[kind].get(pk)
+        if row is None:
+            continue
+        result = dict(known.get((kind, pk)) or _result(kind, row, score, terms))
+        result["score"] = round(score, 6)
+        out.append(result)
+    return out
+
+
+def _scope(*, kb_ids: list[int] | None, public_only: bool) -> tuple[QuerySet, QuerySet]:
     kbs: QuerySet[KnowledgeBase] = KnowledgeBase.objects.all()
     if kb_ids is not None:
         kbs = kbs.filter(pk__in=kb_ids)
@@ -48,6 +108,11 @@ def search(
     articles = Article.objects.filter(kb__in=kbs).select_related("kb")
     if public_only:
         articles = articles.filter(status=Article.Status.PUBLISHED)
+    return faq, articles
+
+
+def _keyword(terms: list[str], faq: QuerySet, articles: QuerySet, limit: int) -> list[dict]:
+    """Full-text ranking: every term first, then any term at half weight."""
     found: dict[tuple[str, int], dict[str, Any]] = {}
     for joiner, penalty in (("&", 1.0), ("|", 0.5)):
         query = _query(terms, joiner)

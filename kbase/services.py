@@ -12,7 +12,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 from django.utils.translation import gettext as _
 
-from kbase import text
+from kbase import indexing, text
 from kbase.models import Article, ArticleVersion, Category, FaqItem, KnowledgeBase
 from weiyu.errors import ServiceError
 
@@ -55,10 +55,12 @@ def faq_upsert(
     answer: object,
     category: object = None,
     external_id: object = "",
+    index_later: bool = True,
 ) -> tuple[FaqItem, str]:
     """Create or update one FAQ item: matched by ``external_id`` when given, else by the exact
     question. Returns ``(item, "created" | "updated" | "unchanged")``. ``ServiceError("invalid")``
-    for an empty or too long question or answer."""
+    for an empty or too long question or answer. A new or changed item's semantic vector is
+    computed by a worker afterwards (``index_later``; imports do it in batches instead)."""
     q = _clean(question, "question", QUESTION_MAX)
     a = _clean(answer, "answer", ANSWER_MAX)
     ext = str(external_id or "").strip()[:100]
@@ -78,12 +80,15 @@ def faq_upsert(
             item.save(update_fields=["question", "answer", "category", "updated_at"])
             outcome = "updated"
         FaqItem.objects.filter(pk=item.pk).update(search_vector=_vector(q, a))
+        if index_later:
+            indexing.embed_later("faq", [item.pk])
     return item, outcome
 
 
 def faq_reindex(item: FaqItem) -> None:
     """Recompute one item's search vector (after an edit in the back office)."""
     FaqItem.objects.filter(pk=item.pk).update(search_vector=_vector(item.question, item.answer))
+    indexing.embed_later("faq", [item.pk])
 
 
 @transaction.atomic
@@ -124,6 +129,7 @@ def article_save(
             article=article, number=number, title=t, body=b, status=status, saved_by=user
         )
     Article.objects.filter(pk=article.pk).update(search_vector=_vector(t, b))
+    indexing.embed_later("article", [article.pk])
     return article
 
 

@@ -22,6 +22,12 @@ from tests.conftest import session_cookie, unique
 DATA = resources.files("zaragoza_construction_faq") / "data"
 
 
+@pytest.fixture(autouse=True)
+def _keywords_only(monkeypatch):
+    """These tests are about import and keyword search; test_semantic.py covers embeddings."""
+    monkeypatch.setenv("WEIYU_SEMANTIC", "off")
+
+
 def _import(path, kb: str, *extra: str) -> tuple[str, str]:
     out, err = StringIO(), StringIO()
     call_command(

@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django_tenants.utils import get_tenant_model, schema_context
 from tqdm import tqdm
 
-from kbase import importer, services
+from kbase import embeddings, importer, indexing, services
 from kbase.models import KnowledgeBase
 from weiyu.errors import ServiceError
 
@@ -48,6 +48,7 @@ class Command(BaseCommand):
         except (ValueError, UnicodeDecodeError) as exc:
             raise CommandError(f"{path}: {exc}") from exc
         counts = {"created": 0, "updated": 0, "unchanged": 0, "failed": 0}
+        to_embed: list[int] = []
         with schema_context(tenant.schema_name):
             kb = self._kb(opts)
             for row in tqdm(
@@ -55,19 +56,31 @@ class Command(BaseCommand):
             ):
                 if row.error is None:
                     try:
-                        _item, outcome = services.faq_upsert(
+                        item, outcome = services.faq_upsert(
                             kb=kb,
                             question=row.question,
                             answer=row.answer,
                             category=row.category,
                             external_id=row.external_id,
+                            index_later=False,
                         )
                         counts[outcome] += 1
+                        if outcome != "unchanged" or item.embedding is None:
+                            to_embed.append(item.pk)
                         continue
                     except ServiceError as exc:
                         row.error = exc.message
                 counts["failed"] += 1
                 self.stderr.write(f"{path.name}, {row.where}: {row.error}")
+            if to_embed and embeddings.available():
+                with tqdm(
+                    total=len(to_embed),
+                    desc="semantic index",
+                    unit="item",
+                    disable=opts["no_progress"],
+                    file=self.stderr._out,
+                ) as bar:
+                    indexing.embed("faq", to_embed, progress=bar.update)
         self.stdout.write(
             self.style.SUCCESS(
                 f"{kb.name}: {counts['created']} created, {counts['updated']} updated, "

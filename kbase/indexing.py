@@ -1,0 +1,53 @@
+"""Keeping semantic vectors in step with the knowledge base (when :mod:`kbase.embeddings` is
+available): an edit enqueues :func:`kbase.tasks.embed_task` after commit; imports compute them in
+batches directly."""
+
+from __future__ import annotations
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from kbase import embeddings
+from kbase.models import Article, FaqItem
+
+BATCH = 64
+MODELS = {"faq": FaqItem, "article": Article}
+
+
+def embed(kind: str, ids: list[int], *, progress=None) -> int:
+    """Compute and store the vectors of these items now; returns how many. ``progress(n)`` is
+    called after each batch (the import's progress bar)."""
+    if not ids or not embeddings.available():
+        return 0
+    model = MODELS[kind]
+    done = 0
+    for start in range(0, len(ids), BATCH):
+        chunk = list(model.objects.filter(pk__in=ids[start : start + BATCH]))
+        texts = [
+            embeddings.item_text(*(
+                (item.question, item.answer) if kind == "faq" else (item.title, item.body)
+            ))
+            for item in chunk
+        ]  # fmt: skip
+        vectors = embeddings.encode(texts) if texts else []
+        now = timezone.now()
+        for item, vector in zip(chunk, vectors, strict=True):
+            model.objects.filter(pk=item.pk).update(embedding=vector, updated_at=now)
+        done += len(chunk)
+        if progress is not None:
+            progress(len(chunk))
+    return done
+
+
+def embed_later(kind: str, ids: list[int]) -> None:
+    """After the current transaction commits, have a worker compute these vectors."""
+    if not ids or not embeddings.available():
+        return
+    schema = connection.schema_name
+
+    def send() -> None:
+        from kbase.tasks import embed_task
+
+        embed_task.delay(schema, kind, list(ids))
+
+    transaction.on_commit(send)

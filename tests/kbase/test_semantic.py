@@ -1,0 +1,76 @@
+"""Semantic and hybrid knowledge-base search with the bundled all-MiniLM-L6-v2 model (loaded
+offline), and the keyword-only fallback when it is turned off."""
+
+from __future__ import annotations
+
+import logging
+from importlib import resources
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django_tenants.utils import schema_context
+
+from kbase import embeddings, indexing, search, services
+from kbase.models import FaqItem, KnowledgeBase
+from tests.conftest import unique
+
+pytestmark = pytest.mark.skipif(
+    not embeddings.available(), reason="requirements-semantic.txt is not installed"
+)
+
+
+@pytest.fixture
+def panel_kb():
+    with schema_context("acme"):
+        kb = KnowledgeBase.objects.create(name=unique("Electrics"), is_public=True)
+        rows = [
+            ("panel", "Which electrical panel should I have?", "A modern consumer unit with RCDs."),
+            ("roof", "How often should a roof be inspected?", "Every few years, after storms."),
+            ("tiles", "Can I lay tiles on a wooden floor?", "Only on a stiff, level subfloor."),
+        ]
+        ids = [
+            services.faq_upsert(kb=kb, question=q, answer=a, external_id=e, index_later=False)[0].pk
+            for e, q, a in rows
+        ]
+        assert indexing.embed("faq", ids) == 3
+    return kb
+
+
+def test_a_paraphrase_is_found_by_meaning(panel_kb):
+    with schema_context("acme"):
+        item = FaqItem.objects.get(kb=panel_kb, external_id="panel")
+        assert len(item.embedding) == embeddings.DIMENSIONS
+        query = "what kind of fuse box do I need"
+        keyword = search.search(q=query, kb_ids=[panel_kb.pk], mode="keyword")
+        assert "panel" not in [h["external_id"] for h in keyword[:1]]
+        semantic = search.search(q=query, kb_ids=[panel_kb.pk], mode="semantic")
+        assert semantic[0]["external_id"] == "panel"
+        hybrid = search.search(q=query, kb_ids=[panel_kb.pk])  # the default when installed
+        assert hybrid[0]["external_id"] == "panel"
+        assert set(hybrid[0]) >= {"type", "id", "title", "snippet", "score", "kb"}
+
+
+def test_turned_off_it_says_so_once_and_searches_by_keywords(panel_kb, monkeypatch, caplog):
+    monkeypatch.setenv("WEIYU_SEMANTIC", "off")
+    with schema_context("acme"), caplog.at_level(logging.WARNING):
+        hits = search.search(q="roof inspected", kb_ids=[panel_kb.pk], mode="semantic")
+        assert hits[0]["external_id"] == "roof"
+    assert not embeddings.available()
+
+
+def test_import_builds_the_semantic_index():
+    kb = unique("ZaragozaSemantic")
+    path = resources.files("zaragoza_construction_faq") / "data" / "faq-en.jsonl"
+    out = StringIO()
+    call_command(
+        "kbase_import", str(path), "--tenant", "acme", "--kb", kb, "--create", "--no-progress",
+        stdout=out, stderr=StringIO(),
+    )  # fmt: skip
+    with schema_context("acme"):
+        assert not FaqItem.objects.filter(kb__name=kb, embedding__isnull=True).exists()
+        kb_id = KnowledgeBase.objects.get(name=kb).pk
+        hits = search.search(
+            q="for how many years does a building permit stay valid", kb_ids=[kb_id], limit=5
+        )
+        assert "bbr-pbl-021" in [h["external_id"] for h in hits]
