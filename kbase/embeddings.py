@@ -8,7 +8,7 @@ keyword-only and the log says so once. ``WEIYU_SEMANTIC=off`` turns it off on pu
 Vectors are stored in ``FaqItem.embedding`` / ``Article.embedding`` (``double precision[]``).
 :func:`nearest` ranks by cosine similarity: with pgvector in the database it asks PostgreSQL
 (``embedding::vector <=> query``); otherwise it keeps each knowledge base's matrix in memory
-(numpy, exact) and refreshes it when the rows change.
+(numpy, exact) and refreshes it when the rows change (checked at most every 2 s).
 """
 
 from __future__ import annotations
@@ -25,7 +25,9 @@ logger = logging.getLogger(__name__)
 DIMENSIONS = 384
 _lock = threading.Lock()
 _warned = False
-_matrices: dict[tuple[str, str, tuple[int, ...]], tuple[Any, Any, Any]] = {}
+_matrices: dict[tuple[str, str], tuple[Any, Any, Any, float]] = {}
+#: seconds between checks that a cached matrix still matches its rows
+RECHECK_S = 2.0
 
 
 def available() -> bool:
@@ -99,20 +101,28 @@ def nearest(
                 [literal, ids, literal, limit],
             )
             return [(pk, float(score)) for pk, score in cursor.fetchall()]
+    import time
+
     import numpy as np
     from django.db.models import Count, Max
 
-    key_ids = tuple(sorted(set(rows.values_list("kb_id", flat=True).distinct())))
-    agg = rows.aggregate(n=Count("pk"), last=Max("updated_at"))
-    stamp = (agg["n"], agg["last"])
-    key = (connection.schema_name, model._meta.label, key_ids)
+    # the scope is the filtered queryset itself; its rows are re-checked (count, last change) at
+    # most every RECHECK_S seconds, and the matrix rebuilt when they changed
+    key = (connection.schema_name, str(rows.query))
     cached = _matrices.get(key)
-    if cached is None or cached[0] != stamp:
-        pairs = list(rows.values_list("pk", "embedding"))
-        ids = np.array([p for p, _v in pairs], dtype=np.int64)
-        matrix = np.array([v for _p, v in pairs], dtype=np.float32).reshape(-1, DIMENSIONS)
-        _matrices[key] = cached = (stamp, ids, matrix)
-    _stamp, ids, matrix = cached
+    now = time.monotonic()
+    if cached is None or now - cached[3] > RECHECK_S:
+        agg = rows.aggregate(n=Count("pk"), last=Max("updated_at"))
+        stamp = (agg["n"], agg["last"])
+        if cached is None or cached[0] != stamp:
+            pairs = list(rows.values_list("pk", "embedding"))
+            ids = np.array([p for p, _v in pairs], dtype=np.int64)
+            matrix = np.array([v for _p, v in pairs], dtype=np.float32).reshape(-1, DIMENSIONS)
+            cached = (stamp, ids, matrix, now)
+        else:
+            cached = (*cached[:3], now)
+        _matrices[key] = cached
+    _stamp, ids, matrix, _checked = cached
     if not len(ids):
         return []
     scores = matrix @ np.asarray(query_vector, dtype=np.float32)

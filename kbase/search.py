@@ -4,7 +4,8 @@ Keywords: PostgreSQL full text over the jieba/word tokens of :mod:`kbase.text`, 
 ``ts_rank_cd`` (question/title hits weigh more). A query first asks for items that contain *every*
 term; when that gives fewer than ``limit`` results, items with *any* term follow, ranked lower.
 Embeddings (:mod:`kbase.embeddings`, when installed): cosine similarity of sentence vectors.
-Hybrid: the two rankings merged by reciprocal rank fusion. Results are plain dicts:
+Hybrid: the cosine similarity plus a bonus for the keyword match (at most
+:data:`KEYWORD_WEIGHT`), so exact words still count where the embeddings are weak (Chinese). Results are plain dicts:
 ``{"type": "faq" | "article", "id", "external_id", "title", "snippet", "text" (the whole answer,
 or the article's Markdown), "score", "kb": {"id", "name"}, "url"}`` (``url``: the help-center
 page of a published public article, else null).
@@ -34,10 +35,10 @@ def _escape(term: str) -> str:
 
 
 MODES = ("keyword", "semantic", "hybrid")
-#: reciprocal rank fusion constant (Cormack, Clarke & Büttcher, SIGIR 2009: k = 60)
-RRF_K = 60
 #: candidates each ranking contributes to the hybrid
 POOL = 50
+#: the most the keyword match adds to a cosine similarity in hybrid mode (bench/kb_search.py)
+KEYWORD_WEIGHT = 0.1
 
 
 def search(
@@ -72,12 +73,15 @@ def search(
     if mode == "semantic":
         fused = [((kind, pk), score) for kind, pk, score in semantic]
     else:
-        scores: dict[tuple[str, int], float] = {}
-        for rank, r in enumerate(keyword, start=1):
+        # similarity plus a keyword bonus: the keyword score scaled to 0..KEYWORD_WEIGHT
+        # (items outside the semantic pool get the pool's lowest similarity)
+        cosine = {(kind, pk): score for kind, pk, score in semantic}
+        floor = min(cosine.values(), default=0.0)
+        best = max((r["score"] for r in keyword), default=0.0) or 1.0
+        scores = dict(cosine)
+        for r in keyword:
             key = (r["type"], r["id"])
-            scores[key] = scores.get(key, 0.0) + 1 / (RRF_K + rank)
-        for rank, (kind, pk, _s) in enumerate(semantic, start=1):
-            scores[(kind, pk)] = scores.get((kind, pk), 0.0) + 1 / (RRF_K + rank)
+            scores[key] = scores.get(key, floor) + KEYWORD_WEIGHT * r["score"] / best
         fused = sorted(scores.items(), key=lambda kv: -kv[1])
     known = {(r["type"], r["id"]): r for r in keyword}
     wanted = [key for key, _score in fused[:limit]]
