@@ -14,7 +14,7 @@ from django.utils.translation import gettext_lazy as _
 
 from im.services import Sender
 from kefu import services
-from kefu.models import AgentState, Channel, Session, Visitor, Workgroup
+from kefu.models import AgentState, CannedResponse, Channel, Session, Visitor, Workgroup
 from org.admin import UserAdmin
 from org.models import User
 
@@ -174,3 +174,12 @@ class SessionAdmin(admin.ModelAdmin):
         for session in queryset.exclude(status=Session.Status.CLOSED):
             services.session_close(session_id=session.pk, closed_by=sender)
         self.message_user(request, _("Sessions closed."), messages.SUCCESS)
+
+
+@admin.register(CannedResponse)
+class CannedResponseAdmin(admin.ModelAdmin):
+    """Shared canned responses (no owner) for the whole team; agents' personal ones too."""
+
+    list_display = ("shortcut", "title", "category", "owner", "updated_at")
+    list_filter = ("category", ("owner", admin.EmptyFieldListFilter))
+    search_fields = ("shortcut", "title", "content")

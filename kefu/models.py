@@ -208,3 +208,46 @@ class Session(models.Model):
 
     def __str__(self) -> str:
         return f"{self.visitor} · {self.get_status_display()}"
+
+
+class CannedResponse(models.Model):
+    """A ready answer an agent inserts by typing ``/shortcut`` in the inbox (KF-9). Shared by the
+    whole team (``owner`` empty, kept by admins in the back office) or personal to one agent."""
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="canned_responses",
+        verbose_name=_("owner"),
+        help_text=_("Empty: shared with every agent."),
+    )
+    shortcut = models.SlugField(
+        _("shortcut"), max_length=32, allow_unicode=True, help_text=_("Typed after / in the inbox.")
+    )
+    category = models.CharField(_("category"), max_length=64, blank=True)
+    title = models.CharField(_("title"), max_length=100)
+    content = models.TextField(_("text"), max_length=5000)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("canned response")
+        verbose_name_plural = _("canned responses")
+        ordering = ["category", "shortcut"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["shortcut"],
+                condition=models.Q(owner__isnull=True),
+                name="kefu_canned_shared_shortcut",
+            ),
+            models.UniqueConstraint(
+                fields=["owner", "shortcut"],
+                condition=models.Q(owner__isnull=False),
+                name="kefu_canned_personal_shortcut",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"/{self.shortcut} {self.title}"

@@ -6,6 +6,7 @@ from django.utils.translation import gettext_lazy as _
 from django.views.i18n import JavaScriptCatalog
 
 from kbase import api as kbase_api
+from kefu import api as kefu_api
 from weiyu import views
 
 admin.site.site_header = _("Weiyu back office")
@@ -20,6 +21,7 @@ urlpatterns = [
     path("api/v1/org/", include("org.urls")),
     path("api/v1/", include("tickets.urls")),
     path("api/v1/kbase/", include((kbase_api.urlpatterns, "kbase-api"))),
+    path("api/v1/kefu/", include((kefu_api.urlpatterns, "kefu-api"))),
     path("", include("kbase.urls")),
     path("", include("kefu.urls")),
 ]

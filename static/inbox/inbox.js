@@ -519,7 +519,9 @@ function renderHeader() {
     ? c.kind === 'group' ? gettext('This group was dissolved.') : gettext('This conversation is closed.')
     : muted
       ? gettext('You cannot send messages here now (muted).')
-      : gettext('Type a reply… (Enter to send, Shift+Enter for a new line)');
+      : c.kind === 'visitor'
+        ? gettext('Type a reply… (Enter to send, Shift+Enter for a new line, / for canned responses)')
+        : gettext('Type a reply… (Enter to send, Shift+Enter for a new line)');
 }
 
 /** The right-hand pane for the selected conversation; `reload` fetches group members again. */
@@ -1278,8 +1280,93 @@ function selectedIsVisitor() {
   return !!c && c.kind === 'visitor';
 }
 
+// ---- canned responses: "/shortcut" at the start of a line ---------------------------------
+const cannedList = $('canned-list');
+let canned = null; // all the agent may use, loaded on first "/"
+let cannedChoices = [];
+let cannedActive = 0;
+
+function cannedQuery() {
+  const upto = composer.value.slice(0, composer.selectionStart);
+  const hit = upto.match(/(?:^|\n)\/([^\s/]{0,32})$/);
+  return hit ? hit[1].toLowerCase() : null;
+}
+
+function hideCanned() {
+  cannedList.hidden = true;
+  cannedChoices = [];
+}
+
+function renderCanned() {
+  cannedList.replaceChildren();
+  cannedChoices.forEach((c, i) => {
+    const li = document.createElement('li');
+    li.role = 'option';
+    li.className = 'mention-option canned-option';
+    li.setAttribute('aria-selected', String(i === cannedActive));
+    const key = document.createElement('strong');
+    key.textContent = '/' + c.shortcut;
+    const title = document.createElement('span');
+    title.textContent = ' ' + c.title + (c.shared ? '' : ' · ' + gettext('mine'));
+    li.append(key, title);
+    li.addEventListener('mousedown', (e) => {
+      e.preventDefault();
+      chooseCanned(c);
+    });
+    cannedList.append(li);
+  });
+  cannedList.hidden = !cannedChoices.length;
+}
+
+async function updateCanned() {
+  const q = cannedQuery();
+  const c = convs.get(selected);
+  if (q == null || !c || c.kind !== 'visitor') {
+    hideCanned();
+    return;
+  }
+  if (!canned) {
+    try {
+      canned = (await api('GET', '/api/v1/kefu/canned')).canned;
+    } catch (e) {
+      canned = [];
+    }
+  }
+  cannedChoices = canned
+    .filter((x) => x.shortcut.toLowerCase().startsWith(q) || x.title.toLowerCase().includes(q))
+    .slice(0, 8);
+  cannedActive = 0;
+  renderCanned();
+}
+
+function chooseCanned(c) {
+  const q = cannedQuery();
+  if (q == null) return;
+  const at = composer.selectionStart;
+  const start = at - q.length - 1;
+  composer.value = composer.value.slice(0, start) + c.content + composer.value.slice(at);
+  composer.selectionStart = composer.selectionEnd = start + c.content.length;
+  hideCanned();
+  composer.focus();
+}
+
 // Runs before the composer's own Enter handling (capture on the form).
 $('composer-form').addEventListener('keydown', (e) => {
+  if (!cannedList.hidden && cannedChoices.length) {
+    if (e.key === 'ArrowDown' || e.key === 'ArrowUp') {
+      cannedActive = (cannedActive + (e.key === 'ArrowDown' ? 1 : -1) + cannedChoices.length) % cannedChoices.length;
+      renderCanned();
+    } else if (e.key === 'Enter' || e.key === 'Tab') {
+      chooseCanned(cannedChoices[cannedActive]);
+    } else if (e.key === 'Escape') {
+      hideCanned();
+    } else {
+      return;
+    }
+    e.preventDefault();
+    e.stopPropagation();
+    return;
+  }
   if (mentionList.hidden || !mentionChoices.length) return;
   if (e.key === 'ArrowDown' || e.key === 'ArrowUp') {
     mentionActive = (mentionActive + (e.key === 'ArrowDown' ? 1 : -1) + mentionChoices.length) % mentionChoices.length;
@@ -1295,6 +1382,8 @@ $('composer-form').addEventListener('keydown', (e) => {
   e.stopPropagation();
 }, true);
 composer.addEventListener('input', updateMentions);
+composer.addEventListener('input', updateCanned);
+composer.addEventListener('blur', () => setTimeout(hideCanned, 150));
 composer.addEventListener('blur', () => setTimeout(hideMentions, 150));
 
 bindComposer({

@@ -1,0 +1,51 @@
+"""REST endpoints of customer service for agents (docs/api.md §8)."""
+
+from __future__ import annotations
+
+from django.urls import path
+from django.utils.translation import gettext as _
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from kefu import canned
+from weiyu.errors import ServiceError
+
+
+class CannedListApi(APIView):
+    """``GET /api/v1/kefu/canned?q=`` → ``{"canned": [{"id", "shortcut", "category", "title",
+    "content", "shared"}]}`` (shared and one's own, by shortcut, at most 50).
+    ``POST`` ``{"shortcut", "title", "content", "category"?}`` → 201 {canned}: a personal one.
+    400 ``invalid``, 409 ``conflict`` for a shortcut one already has."""
+
+    def get(self, request: Request) -> Response:
+        items = canned.canned_list(user=request.user, q=request.query_params.get("q", "")[:64])
+        return Response({"canned": [canned.canned_payload(i) for i in items]})
+
+    def post(self, request: Request) -> Response:
+        body = request.data
+        if not isinstance(body, dict):
+            raise ServiceError("invalid", _("A JSON object is expected."))
+        item = canned.canned_create(
+            user=request.user,
+            shortcut=body.get("shortcut"),
+            title=body.get("title"),
+            content=body.get("content"),
+            category=body.get("category", ""),
+        )
+        return Response(canned.canned_payload(item), status=status.HTTP_201_CREATED)
+
+
+class CannedDetailApi(APIView):
+    """``DELETE /api/v1/kefu/canned/<id>`` → 204: one's own only (404 otherwise)."""
+
+    def delete(self, request: Request, pk: int) -> Response:
+        canned.canned_delete(user=request.user, canned_id=pk)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+urlpatterns = [
+    path("canned", CannedListApi.as_view(), name="canned-list"),
+    path("canned/<int:pk>", CannedDetailApi.as_view(), name="canned-detail"),
+]

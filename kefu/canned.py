@@ -1,0 +1,90 @@
+"""Canned responses (KF-9): the shared ones kept by admins and each agent's own, inserted in the
+inbox by typing ``/shortcut``. Refusals raise :class:`weiyu.errors.ServiceError`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import Q, QuerySet
+from django.utils.text import slugify
+from django.utils.translation import gettext as _
+
+from kefu.models import CannedResponse
+from org.models import User
+from weiyu.errors import ServiceError
+
+
+def visible_to(user: User) -> QuerySet[CannedResponse]:
+    """The shared responses and the user's own."""
+    return CannedResponse.objects.filter(Q(owner__isnull=True) | Q(owner=user))
+
+
+def canned_payload(item: CannedResponse) -> dict[str, Any]:
+    """``{"id", "shortcut", "category", "title", "content", "shared", "mine"}``."""
+    return {
+        "id": item.pk,
+        "shortcut": item.shortcut,
+        "category": item.category,
+        "title": item.title,
+        "content": item.content,
+        "shared": item.owner_id is None,
+    }
+
+
+def canned_list(*, user: User, q: str = "") -> list[CannedResponse]:
+    """What ``user`` may insert, personal ones first within a shortcut, filtered by ``q`` (a
+    shortcut prefix or words of the title or text)."""
+    qs = visible_to(user)
+    q = q.strip().lstrip("/")
+    if q:
+        qs = qs.filter(Q(shortcut__istartswith=q) | Q(title__icontains=q) | Q(content__icontains=q))
+    return list(qs.order_by("shortcut", "owner_id")[:50])
+
+
+def canned_create(
+    *, user: User, shortcut: object, title: object, content: object, category: object = ""
+) -> CannedResponse:
+    """A personal canned response. Errors: ``invalid`` (with ``field``), ``conflict`` when the
+    user already has that shortcut."""
+    fields = {}
+    for name, raw, limit in (
+        ("title", title, 100),
+        ("content", content, 5000),
+        ("category", category, 64),
+    ):
+        value = "" if raw is None else raw
+        if not isinstance(value, str) or (name != "category" and not value.strip()):
+            raise ServiceError("invalid", _("%(field)s is required.") % {"field": name}, field=name)
+        if len(value.strip()) > limit:
+            raise ServiceError(
+                "invalid",
+                _("%(field)s is longer than %(limit)d characters.")
+                % {"field": name, "limit": limit},
+                field=name,
+            )
+        fields[name] = value.strip()
+    slug = (
+        slugify(str(shortcut or "").lstrip("/"), allow_unicode=True)[:32]
+        if isinstance(shortcut, str)
+        else ""
+    )
+    if not slug:
+        raise ServiceError("invalid", _("A shortcut needs letters or digits."), field="shortcut")
+    try:
+        with transaction.atomic():
+            return CannedResponse.objects.create(owner=user, shortcut=slug, **fields)
+    except IntegrityError:
+        raise ServiceError(
+            "conflict", _("You already have /%(shortcut)s.") % {"shortcut": slug}, field="shortcut"
+        ) from None
+
+
+def canned_delete(*, user: User, canned_id: object) -> None:
+    """Delete one of the user's own responses (shared ones are kept in the back office).
+    ``not_found`` otherwise."""
+    deleted, _rows = CannedResponse.objects.filter(
+        pk=canned_id if isinstance(canned_id, int) else -1, owner=user
+    ).delete()
+    if not deleted:
+        raise ServiceError("not_found", _("No such canned response."))

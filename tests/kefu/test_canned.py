@@ -1,0 +1,60 @@
+"""Canned responses (KF-9): shared ones from the back office and each agent's own through the
+API (the inbox's "/shortcut" is tested in tests/e2e/test_canned.py)."""
+
+from __future__ import annotations
+
+import json
+
+from django.test import Client
+from django_tenants.utils import schema_context
+
+from kefu.models import CannedResponse
+from tenants.models import Tenant
+from tests.conftest import make_agent, session_cookie, unique
+
+
+def _client(user) -> Client:
+    client = Client(HTTP_HOST="acme.localhost", HTTP_ACCEPT_LANGUAGE="en")
+    name, value = (
+        session_cookie(Tenant.objects.get(schema_name="acme"), user).decode().split("=", 1)
+    )
+    client.cookies[name] = value
+    return client
+
+
+def _post(client: Client, body) -> tuple[int, dict]:
+    r = client.post("/api/v1/kefu/canned", json.dumps(body), content_type="application/json")
+    return r.status_code, r.json() if r.content else {}
+
+
+def test_shared_and_personal_canned_responses(acme):
+    shortcut = unique("refund")
+    with schema_context("acme"):
+        ann = make_agent(name="ann", status="offline")
+        ben = make_agent(name="ben", status="offline")
+        CannedResponse.objects.create(
+            shortcut=shortcut, title="Refund policy", content="7 天无理由退货。", category="售后"
+        )
+    ann_web, ben_web = _client(ann), _client(ben)
+    status, mine = _post(
+        ann_web, {"shortcut": "/My Hello", "title": "Greeting", "content": "您好，我是 Ann。"}
+    )
+    assert status == 201
+    assert mine["shortcut"] == "my-hello"
+    assert mine["shared"] is False
+    status, body = _post(ann_web, {"shortcut": "my-hello", "title": "x", "content": "y"})
+    assert status == 409
+    assert body["field"] == "shortcut"
+    status, body = _post(ann_web, {"shortcut": "!!", "title": "x", "content": "y"})
+    assert status == 400
+    status, body = _post(ann_web, {"shortcut": "ok", "title": "", "content": "y"})
+    assert body["field"] == "title"
+    ann_list = ann_web.get("/api/v1/kefu/canned").json()["canned"]
+    assert {c["shortcut"] for c in ann_list} >= {shortcut, "my-hello"}
+    ben_list = ben_web.get("/api/v1/kefu/canned").json()["canned"]
+    assert shortcut in {c["shortcut"] for c in ben_list}
+    assert "my-hello" not in {c["shortcut"] for c in ben_list}
+    found = ann_web.get("/api/v1/kefu/canned", {"q": "/my"}).json()["canned"]
+    assert [c["shortcut"] for c in found] == ["my-hello"]
+    assert ben_web.delete(f"/api/v1/kefu/canned/{mine['id']}").status_code == 404
+    assert ann_web.delete(f"/api/v1/kefu/canned/{mine['id']}").status_code == 204
