@@ -14,7 +14,15 @@ from django.utils.translation import gettext_lazy as _
 
 from im.services import Sender
 from kefu import services
-from kefu.models import AgentState, CannedResponse, Channel, Session, Visitor, Workgroup
+from kefu.models import (
+    AgentState,
+    CannedResponse,
+    Channel,
+    SensitiveWord,
+    Session,
+    Visitor,
+    Workgroup,
+)
 from org.admin import UserAdmin
 from org.models import User
 
@@ -183,3 +191,12 @@ class CannedResponseAdmin(admin.ModelAdmin):
     list_display = ("shortcut", "title", "category", "owner", "updated_at")
     list_filter = ("category", ("owner", admin.EmptyFieldListFilter))
     search_fields = ("shortcut", "title", "content")
+
+
+@admin.register(SensitiveWord)
+class SensitiveWordAdmin(admin.ModelAdmin):
+    """Words masked or refused in customer conversations (visitors and agents alike)."""
+
+    list_display = ("word", "action", "created_at")
+    list_filter = ("action",)
+    search_fields = ("word",)

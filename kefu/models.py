@@ -251,3 +251,26 @@ class CannedResponse(models.Model):
 
     def __str__(self) -> str:
         return f"/{self.shortcut} {self.title}"
+
+
+class SensitiveWord(models.Model):
+    """A word visitors and agents may not use in customer conversations (KF-10): ``mask`` stores
+    the message with the word starred out, ``block`` refuses it with an error the sender sees."""
+
+    class Action(models.TextChoices):
+        MASK = "mask", _("Mask with *")
+        BLOCK = "block", _("Refuse the message")
+
+    word = models.CharField(_("word"), max_length=64, unique=True)
+    action = models.CharField(
+        _("action"), max_length=8, choices=Action.choices, default=Action.MASK
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("sensitive word")
+        verbose_name_plural = _("sensitive words")
+        ordering = ["word"]
+
+    def __str__(self) -> str:
+        return self.word

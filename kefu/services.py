@@ -22,7 +22,7 @@ from django.utils.translation import gettext as _
 from im import services as im_services
 from im.models import Conversation, Message, Participant
 from im.services import Sender
-from kefu import selectors
+from kefu import selectors, sensitive
 from kefu.models import AgentState, Channel, Session, Visitor, Workgroup
 from org.models import User
 from weiyu.errors import ServiceError
@@ -168,8 +168,10 @@ def visitor_message_send(
 ) -> tuple[Message, bool]:
     """A visitor's message. Without ``conversation_id`` it goes to the live session, or starts one
     (and routes it) when there is none. Returns ``(message, created)`` like ``message_send``.
+    The sensitive-word filter applies (:mod:`kefu.sensitive`: masked, or ``forbidden``).
     """
     sender = visitor_sender(visitor)
+    content = sensitive.apply(content)
     if conversation_id is not None:
         if isinstance(conversation_id, bool) or not isinstance(conversation_id, int):
             raise ServiceError(
@@ -202,11 +204,18 @@ def agent_message_send(
     *, user: User, conversation_id: object, **fields: object
 ) -> tuple[Message, bool]:
     """An agent's (or staff member's) message, with the fields of ``im.services.message_send``;
-    the first public reply in a session sets its ``first_response_at``."""
+    the first public reply in a session sets its ``first_response_at``. Public replies to a
+    visitor pass the sensitive-word filter (:mod:`kefu.sensitive`)."""
     if isinstance(conversation_id, bool) or not isinstance(conversation_id, int):
         raise ServiceError(
             "invalid", _("conversation_id must be an integer."), field="conversation_id"
         )
+    if (
+        sensitive.words()
+        and fields.get("internal") is not True
+        and Session.objects.filter(conversation_id=conversation_id).exists()
+    ):
+        fields["content"] = sensitive.apply(fields.get("content"))
     with transaction.atomic():
         # Lock order is session → conversation everywhere (assign and close do the same), so the
         # session row is touched before message_send locks the conversation row.
