@@ -498,6 +498,8 @@ function onError(f) {
   if (el) {
     setState(el, 'failed');
     el.title = f.message || '';
+    // say why where the visitor looks (e.g. a refused word), not only in a tooltip
+    if (f.message) el.querySelector('.msg-state').textContent = `${gettext('not sent')} · ${f.message}`;
   }
 }
 
