@@ -16,6 +16,7 @@ from im.services import Sender
 from kefu import services
 from kefu.models import (
     AgentState,
+    BlockedVisitor,
     CannedResponse,
     Channel,
     SensitiveWord,
@@ -200,3 +201,20 @@ class SensitiveWordAdmin(admin.ModelAdmin):
     list_display = ("word", "action", "created_at")
     list_filter = ("action",)
     search_fields = ("word",)
+
+
+@admin.register(BlockedVisitor)
+class BlockedVisitorAdmin(admin.ModelAdmin):
+    """Blocked visitors and IP addresses/networks, with their expiry."""
+
+    list_display = ("__str__", "network", "reason", "expires_at", "created_by", "created_at")
+    search_fields = ("network", "reason", "visitor__name")
+    autocomplete_fields = ("visitor",)
+    readonly_fields = ("created_by", "created_at")
+
+    def save_model(
+        self, request: HttpRequest, obj: BlockedVisitor, form: Any, change: bool
+    ) -> None:
+        if not change:
+            obj.created_by = request.user
+        super().save_model(request, obj, form, change)

@@ -9,7 +9,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from kefu import canned
+from kefu import blocking, canned
+from kefu.models import BlockedVisitor
 from weiyu.errors import ServiceError
 
 
@@ -45,7 +46,49 @@ class CannedDetailApi(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+class BlockCreateApi(APIView):
+    """``POST /api/v1/kefu/blocks`` ``{"conversation_id", "minutes"? (null: for good),
+    "reason"?, "by_ip"? (also block the visitor's IP address)}`` → 201 ``{"id", "visitor_id",
+    "network", "expires_at"}``; the conversation is closed. Agents in that conversation only
+    (403/404)."""
+
+    def post(self, request: Request) -> Response:
+        body = request.data
+        if not isinstance(body, dict):
+            raise ServiceError("invalid", _("A JSON object is expected."))
+        block = blocking.block_from_conversation(
+            user=request.user,
+            conversation_id=body.get("conversation_id"),
+            minutes=body.get("minutes"),
+            reason=body.get("reason", ""),
+            by_ip=body.get("by_ip", False),
+        )
+        return Response(
+            {
+                "id": block.pk,
+                "visitor_id": block.visitor_id,
+                "network": block.network,
+                "expires_at": block.expires_at.isoformat() if block.expires_at else None,
+            },
+            status=status.HTTP_201_CREATED,
+        )
+
+
+class BlockDetailApi(APIView):
+    """``DELETE /api/v1/kefu/blocks/<id>`` → 204: lift a block (agents)."""
+
+    def delete(self, request: Request, pk: int) -> Response:
+        if not request.user.is_agent:
+            raise ServiceError("forbidden", _("Only agents can block visitors."))
+        deleted, _rows = BlockedVisitor.objects.filter(pk=pk).delete()
+        if not deleted:
+            raise ServiceError("not_found", _("No such block."))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
 urlpatterns = [
+    path("blocks", BlockCreateApi.as_view(), name="block-create"),
+    path("blocks/<int:pk>", BlockDetailApi.as_view(), name="block-detail"),
     path("canned", CannedListApi.as_view(), name="canned-list"),
     path("canned/<int:pk>", CannedDetailApi.as_view(), name="canned-detail"),
 ]

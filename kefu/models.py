@@ -274,3 +274,60 @@ class SensitiveWord(models.Model):
 
     def __str__(self) -> str:
         return self.word
+
+
+class BlockedVisitor(models.Model):
+    """A block on a visitor, or on an IP address / network (CIDR), until ``expires_at`` (empty:
+    for good). Blocked visitors cannot start a chat or send (KF-11)."""
+
+    visitor = models.ForeignKey(
+        Visitor,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="blocks",
+        verbose_name=_("visitor"),
+    )
+    network = models.CharField(
+        _("IP address or network"),
+        max_length=64,
+        blank=True,
+        help_text=_("e.g. 203.0.113.7 or 203.0.113.0/24"),
+    )
+    reason = models.CharField(_("reason"), max_length=200, blank=True)
+    expires_at = models.DateTimeField(_("until"), null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("blocked by"),
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("blocked visitor")
+        verbose_name_plural = _("blocked visitors")
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(visitor__isnull=False) | ~models.Q(network=""),
+                name="kefu_block_has_target",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return str(self.visitor or self.network)
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        from kefu.blocking import parse_network
+
+        if self.network and parse_network(self.network) is None:
+            raise ValidationError(
+                {"network": _("Enter an IP address or a network like 10.0.0.0/8.")}
+            )
+        if not self.network and not self.visitor_id:
+            raise ValidationError(_("Choose a visitor or give an IP address or network."))

@@ -22,7 +22,7 @@ from django.utils.translation import gettext as _
 from im import services as im_services
 from im.models import Conversation, Message, Participant
 from im.services import Sender
-from kefu import selectors, sensitive
+from kefu import blocking, selectors, sensitive
 from kefu.models import AgentState, Channel, Session, Visitor, Workgroup
 from org.models import User
 from weiyu.errors import ServiceError
@@ -170,6 +170,7 @@ def visitor_message_send(
     (and routes it) when there is none. Returns ``(message, created)`` like ``message_send``.
     The sensitive-word filter applies (:mod:`kefu.sensitive`: masked, or ``forbidden``).
     """
+    blocking.check(visitor=visitor)
     sender = visitor_sender(visitor)
     content = sensitive.apply(content)
     if conversation_id is not None:

@@ -22,7 +22,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from im.models import MessagingSettings
-from kefu import selectors, services
+from kefu import blocking, selectors, services
 from kefu.models import Channel
 from weiyu.errors import ServiceError
 
@@ -117,6 +117,8 @@ class WidgetSessionApi(APIView):
             referrer=data.get("referrer", ""),
             language=data.get("language", ""),
         )
+        if blocking.is_blocked(visitor_id=visitor.pk, ip=request.META.get("REMOTE_ADDR")):
+            raise ServiceError("forbidden", _("You cannot chat here."))
         return Response(
             {
                 "token": token,

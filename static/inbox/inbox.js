@@ -531,7 +531,7 @@ function renderSide(reload) {
   $('visitor-heading').hidden = kind !== null && kind !== 'visitor';
   $('peer-panel').hidden = kind !== 'direct';
   $('group-panel').hidden = kind !== 'group';
-  if (kind !== 'visitor') $('kb-suggest').hidden = true;
+  if (kind !== 'visitor') $('kb-suggest').hidden = $('block-form').hidden = true;
   if (kind === 'direct') {
     $('visitor-none').hidden = true;
     $('visitor-details').hidden = true;
@@ -596,12 +596,33 @@ async function suggestReplies() {
   box.hidden = data.results.length === 0;
 }
 
+$('block-form').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const c = convs.get(selected);
+  if (!c || c.kind !== 'visitor') return;
+  if (!confirm(gettext('Block this visitor and close the conversation?'))) return;
+  const minutes = $('block-minutes').value;
+  try {
+    await api('POST', '/api/v1/kefu/blocks', {
+      conversation_id: c.id,
+      minutes: minutes ? Number(minutes) : null,
+      by_ip: $('block-ip').checked,
+      reason: $('block-reason').value.trim(),
+    });
+    $('block-reason').value = '';
+    toast(gettext('The visitor is blocked.'));
+  } catch (err) {
+    toast(err.message);
+  }
+});
+
 function renderVisitor() {
   const c = convs.get(selected);
   const s = (c && c.session) || {};
   const v = s.visitor || {};
   $('visitor-none').hidden = !!c;
   $('visitor-details').hidden = !c;
+  $('block-form').hidden = true;
   if (!c) return;
   $('v-name').textContent = v.name || c.title || '';
   const page = $('v-page');
@@ -631,6 +652,7 @@ function renderVisitor() {
   $('v-agent').textContent = (s.agent && s.agent.name) || '—';
   $('v-started').textContent = s.created_at ? fullTime(s.created_at) : '—';
   $('v-closed').textContent = s.closed_at ? fullTime(s.closed_at) : '—';
+  $('block-form').hidden = !!c.closed;
   suggestReplies();
 }
 

@@ -726,6 +726,11 @@ async function start(attempt = 0) {
       showConn('error', gettext('The chat could not be started.'));
       return;
     }
+    if (e.status === 403) {
+      showConn('error', gettext('You cannot chat here.'));
+      composer.disabled = sendBtn.disabled = true;
+      return;
+    }
     showConn('error', gettext('Cannot reach the server. Retrying…'));
     setTimeout(() => start(attempt + 1), Math.min(30000, 1000 * 2 ** attempt));
     return;
