@@ -121,6 +121,7 @@ class AgentState(models.Model):
 
     class Status(models.TextChoices):
         ONLINE = "online", _("Online")
+        BUSY = "busy", _("Busy")
         AWAY = "away", _("Away")
         OFFLINE = "offline", _("Offline")
 

@@ -411,7 +411,8 @@ def conversation_close_by_member(*, conversation_id: object, sender: Sender) -> 
 
 
 def agent_status_set(*, user: User, status: object) -> AgentState:
-    """Set an agent's status (online/away/offline). Going online dispatches the queues of the
+    """Set an agent's status (online/busy/away/offline; only online agents are assigned new
+    conversations, busy and away ones keep theirs). Going online dispatches the queues of the
     agent's workgroups. Publishes ``agent.status`` to every socket of the agent.
 
     Raises ``ServiceError("invalid")`` for an unknown status, ``forbidden`` for a non-agent.

@@ -130,3 +130,20 @@ def test_first_agent_reply_sets_first_response_time(acme):
         session.refresh_from_db()
         assert session.first_response_at is not None
         assert session.first_response_at >= session.assigned_at
+
+
+def test_a_busy_agent_keeps_their_chats_but_gets_no_new_ones(acme):
+    desk = make_desk(acme, agents=1)
+    agent = desk.agents[0]
+    first, _ = make_visitor(desk)
+    second, _ = make_visitor(desk)
+    with schema_context("acme"):
+        _send(first, "hi", "b1")
+        assert Session.objects.get(visitor=first).agent_id == agent.pk
+        state = services.agent_status_set(user=agent, status="busy")
+        assert state.status == "busy"
+        _send(second, "hello", "b2")
+        assert Session.objects.get(visitor=second).status == Session.Status.QUEUED
+        assert Session.objects.get(visitor=first).status == Session.Status.OPEN
+        services.agent_status_set(user=agent, status="online")
+        assert Session.objects.get(visitor=second).agent_id == agent.pk
