@@ -138,6 +138,42 @@ def _ensure_database(database_url: str) -> None:
             conn.execute(f'CREATE DATABASE "{dbname}"')
 
 
+def bench_tenant() -> Any:
+    """The tenant ``bench`` on ``bench.localhost`` (created on first use), shared by the
+    benchmarks; needs Django set up. Leaves the connection on the public schema."""
+    from django.db import connection
+
+    from tenants.models import Domain
+    from tenants.services import public_tenant_ensure, tenant_create
+
+    connection.set_schema_to_public()
+    public_tenant_ensure(domains=["localhost", "127.0.0.1"])
+    existing = Domain.objects.filter(domain=DOMAIN).select_related("tenant").first()
+    if existing is not None:
+        return existing.tenant
+    return tenant_create(
+        name="Bench",
+        schema_name=SCHEMA,
+        domain=DOMAIN,
+        admin_username="bench_admin",
+        admin_password=os.urandom(16).hex(),
+    )
+
+
+def session_cookie(user: Any) -> str:
+    """A ``Cookie`` value signing ``user`` in (inside their tenant), as tests/conftest.py does."""
+    from django.conf import settings
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+    from django.contrib.sessions.backends.db import SessionStore
+
+    store = SessionStore()
+    store[SESSION_KEY] = str(user.pk)
+    store[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+    store[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    store.create()
+    return f"{settings.SESSION_COOKIE_NAME}={store.session_key}"
+
+
 def provision(visitors: int, agents: int, migrate: bool) -> dict[str, Any]:
     """Create or reuse the bench tenant; return the channel key and the agents' cookies."""
     _ensure_database(os.environ["DATABASE_URL"])
@@ -145,9 +181,6 @@ def provision(visitors: int, agents: int, migrate: bool) -> dict[str, Any]:
     import django
 
     django.setup()
-    from django.conf import settings
-    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
-    from django.contrib.sessions.backends.db import SessionStore
     from django.core.management import call_command
     from django.db import connection, transaction
     from django.utils import timezone
@@ -160,22 +193,8 @@ def provision(visitors: int, agents: int, migrate: bool) -> dict[str, Any]:
     from kefu import services as kefu_services
     from kefu.models import AgentState, Channel, Session, Workgroup
     from org.models import User
-    from tenants.models import Domain
-    from tenants.services import public_tenant_ensure, tenant_create
 
-    connection.set_schema_to_public()
-    public_tenant_ensure(domains=["localhost", "127.0.0.1"])
-    existing = Domain.objects.filter(domain=DOMAIN).select_related("tenant").first()
-    if existing is None:
-        tenant = tenant_create(
-            name="Bench",
-            schema_name=SCHEMA,
-            domain=DOMAIN,
-            admin_username="bench_admin",
-            admin_password=os.urandom(16).hex(),
-        )
-    else:
-        tenant = existing.tenant
+    tenant = bench_tenant()
     cap = math.ceil(visitors / agents) + 1
     cookies: list[str] = []
     with tenant_context(tenant):
@@ -212,12 +231,7 @@ def provision(visitors: int, agents: int, migrate: bool) -> dict[str, Any]:
             AgentState.objects.get_or_create(user=user)
             AgentState.objects.filter(user=user).update(max_concurrent=cap, open_count=0)
             kefu_services.agent_status_set(user=user, status=AgentState.Status.ONLINE)
-            store = SessionStore()  # as tests/conftest.py session_cookie
-            store[SESSION_KEY] = str(user.pk)
-            store[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
-            store[HASH_SESSION_KEY] = user.get_session_auth_hash()
-            store.create()
-            cookies.append(f"{settings.SESSION_COOKIE_NAME}={store.session_key}")
+            cookies.append(session_cookie(user))
     connection.set_schema_to_public()
     return {"channel": channel.public_key, "cookies": cookies, "cap": cap}
 

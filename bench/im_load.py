@@ -49,8 +49,10 @@ from chat_load import (  # bench/ is not a package: found through sys.path
     _kill_children,
     _ws_kwargs,
     bench_env,
+    bench_tenant,
     pct,
     raise_fd_limit,
+    session_cookie,
     start_daphne,
     wait_healthy,
 )
@@ -64,10 +66,7 @@ def provision(members: int, pairs: int, migrate: bool) -> dict[str, Any]:
     import django
 
     django.setup()
-    from django.conf import settings
-    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
     from django.contrib.auth.hashers import make_password
-    from django.contrib.sessions.backends.db import SessionStore
     from django.core.management import call_command
     from django.db import connection
     from django_tenants.utils import tenant_context
@@ -78,23 +77,8 @@ def provision(members: int, pairs: int, migrate: bool) -> dict[str, Any]:
     from im import groups
     from im.models import Conversation, MessagingSettings, Participant
     from org.models import User
-    from tenants.models import Domain
-    from tenants.services import public_tenant_ensure, tenant_create
 
-    connection.set_schema_to_public()
-    public_tenant_ensure(domains=["localhost", "127.0.0.1"])
-    existing = Domain.objects.filter(domain=DOMAIN).select_related("tenant").first()
-    tenant = (
-        existing.tenant
-        if existing
-        else tenant_create(
-            name="Bench",
-            schema_name="bench",
-            domain=DOMAIN,
-            admin_username="bench_admin",
-            admin_password=os.urandom(16).hex(),
-        )
-    )
+    tenant = bench_tenant()
     with tenant_context(tenant):
         names = [f"bench_member_{i:03d}" for i in range(members)]
         have = set(User.objects.filter(username__in=names).values_list("username", flat=True))
@@ -135,14 +119,7 @@ def provision(members: int, pairs: int, migrate: bool) -> dict[str, Any]:
         seqs = dict(
             Conversation.objects.filter(pk__in=[group.pk, *directs]).values_list("pk", "last_seq")
         )
-        cookies = []
-        for user in users:
-            store = SessionStore()
-            store[SESSION_KEY] = str(user.pk)
-            store[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
-            store[HASH_SESSION_KEY] = user.get_session_auth_hash()
-            store.create()
-            cookies.append(f"{settings.SESSION_COOKIE_NAME}={store.session_key}")
+        cookies = [session_cookie(user) for user in users]
     connection.set_schema_to_public()
     return {
         "cookies": cookies,

@@ -30,7 +30,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from chat_load import ROOT, _ensure_database, bench_env, pct  # bench/ is not a package
+from chat_load import (  # bench/ is not a package
+    ROOT,
+    _ensure_database,
+    bench_env,
+    bench_tenant,
+    pct,
+)
 
 QUERIES = Path(__file__).resolve().parent / "data" / "zaragoza_queries.jsonl"
 
@@ -42,16 +48,8 @@ def setup(large: int) -> tuple[int, int]:
     from django_tenants.utils import schema_context
 
     from kbase.models import FaqItem, KnowledgeBase
-    from tenants.models import Domain
-    from tenants.services import public_tenant_ensure, tenant_create
 
-    connection.set_schema_to_public()
-    public_tenant_ensure(domains=["localhost", "127.0.0.1"])
-    if not Domain.objects.filter(domain="bench.localhost").exists():
-        tenant_create(
-            name="Bench", schema_name="bench", domain="bench.localhost",
-            admin_username="bench_admin", admin_password=os.urandom(12).hex(),
-        )  # fmt: skip
+    bench_tenant()
     path = resources.files("zaragoza_construction_faq") / "data" / "faq-en.json"
     call_command(
         "kbase_import", str(path), "--tenant", "bench", "--kb", "bench-zaragoza", "--create",
