@@ -183,6 +183,7 @@ class Message(models.Model):
         AGENT = "agent", _("Agent")
         VISITOR = "visitor", _("Visitor")
         SYSTEM = "system", _("System")
+        ROBOT = "robot", _("Robot")
 
     class Type(models.TextChoices):
         TEXT = "text", _("Text")
@@ -247,6 +248,15 @@ class Message(models.Model):
         null=True,
         blank=True,
         help_text=_("For a recall: the seq of the recalled message."),
+    )
+    meta = models.JSONField(
+        _("details"),
+        default=dict,
+        blank=True,
+        help_text=_(
+            "For robot answers: their sources, confidence and the visitor's feedback "
+            "(docs/protocol.md §2.1)."
+        ),
     )
     search_vector = SearchVectorField(_("search index"), null=True, editable=False)
     client_msg_id = models.CharField(_("client message id"), max_length=64, null=True, blank=True)

@@ -77,6 +77,7 @@ def message_payload(message: Message) -> dict[str, Any]:
         "internal": message.internal,
         "recalled": recalled,
         "ref_seq": message.ref_seq,
+        "meta": message.meta or {},
         "created_at": message.created_at.isoformat(),
     }
 

@@ -43,6 +43,14 @@ class Sender:
 
 
 SYSTEM = Sender(key="system", type=Message.SenderType.SYSTEM, name="")
+#: the member key of the service robot (KF-1): it writes into visitor conversations without
+#: being a participant, like the system sender
+ROBOT_KEY = "robot"
+
+
+def robot_sender(name: str) -> Sender:
+    """The robot, shown to readers under ``name`` (the channel's robot name)."""
+    return Sender(key=ROBOT_KEY, type=Message.SenderType.ROBOT, name=name[:100])
 
 
 def conversation_create(*, kind: str, title: str = "") -> Conversation:
@@ -123,6 +131,7 @@ class _Draft:
     mentions: list[str] | None = None
     internal: bool = False
     ref_seq: int | None = None
+    meta: dict[str, Any] | None = None
 
 
 def _positive_id(value: object, field: str) -> int:
@@ -201,6 +210,7 @@ def message_send(
     sticker_id: object = None,
     mentions: object = None,
     internal: object = False,
+    meta: dict[str, Any] | None = None,
 ) -> tuple[Message, bool]:
     """Store a message and publish ``message.new`` to every active participant after commit.
 
@@ -210,7 +220,9 @@ def message_send(
     ``mentions``: member keys of participants or ``"all"`` (group owner/admins only); mentioned
     members get ``mention_seq`` set. ``internal``: a note among staff in a visitor conversation,
     never sent to the visitor; a colleague mentioned in it who is not in the conversation is
-    added to it (KF-13).
+    added to it (KF-13). ``meta``: server-side details kept with the message (robot answers'
+    sources; never taken from a client). The robot sender (:func:`robot_sender`), like the system
+    sender, writes without being a participant.
 
     Returns ``(message, created)``; ``created`` is False when ``client_msg_id`` was already used by
     this sender — the stored message is returned and nothing is written or published (IM-12).
@@ -224,7 +236,9 @@ def message_send(
     ``forbidden`` (the sender, or the whole group, is muted).
     """
     if sender.key == SYSTEM.key:
-        draft = _Draft(msg_type=Message.Type.SYSTEM, content=_validate_text(content))
+        draft = _Draft(msg_type=Message.Type.SYSTEM, content=_validate_text(content), meta=meta)
+    elif sender.key == ROBOT_KEY:
+        draft = _Draft(msg_type=Message.Type.TEXT, content=_validate_text(content), meta=meta)
     else:
         draft = _draft(
             sender=sender,
@@ -270,7 +284,7 @@ def _append(  # noqa: PLR0912 - the checks of one send, in the order they must r
 ) -> tuple[Message, bool]:
     _check_client_msg_id(client_msg_id)
     members = selectors.active_members(conversation_id=conversation_id)
-    is_system = sender.key == SYSTEM.key
+    is_system = sender.key in (SYSTEM.key, ROBOT_KEY)
     if not is_system and sender.key not in members:
         if client_msg_id is not None and (
             dup := _existing(sender.key, client_msg_id, conversation_id)
@@ -333,6 +347,7 @@ def _append(  # noqa: PLR0912 - the checks of one send, in the order they must r
                 mentions=mentions,
                 internal=draft.internal,
                 ref_seq=draft.ref_seq,
+                meta=draft.meta or {},
                 search_vector=SearchVector(Value(terms), config="simple") if terms else None,
                 client_msg_id=client_msg_id,
                 created_at=now,

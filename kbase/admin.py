@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
 from django.utils.html import format_html
@@ -13,7 +14,15 @@ from django.utils.safestring import mark_safe
 from django.utils.translation import gettext_lazy as _
 
 from kbase import services
-from kbase.models import Article, ArticleVersion, Category, FaqItem, KnowledgeBase
+from kbase.models import (
+    Article,
+    ArticleVersion,
+    Category,
+    FaqItem,
+    KnowledgeBase,
+    LlmProvider,
+    RobotQuestion,
+)
 
 
 class CategoryInline(admin.TabularInline):
@@ -94,3 +103,108 @@ class FaqItemAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: FaqItem, form: Any, change: bool) -> None:
         super().save_model(request, obj, form, change)
         services.faq_reindex(obj)
+
+
+class RobotQuestionForm(forms.ModelForm):
+    """Answering an unanswered question: the answer and the knowledge base it goes to become a
+    new FAQ item (the question text may be tidied first)."""
+
+    answer = forms.CharField(
+        label=_("answer"),
+        widget=forms.Textarea(attrs={"rows": 5}),
+        required=False,
+        help_text=_("Saving with an answer adds a FAQ item and marks the question answered."),
+    )
+    target_kb = forms.ModelChoiceField(
+        label=_("add to knowledge base"), queryset=KnowledgeBase.objects.all(), required=False
+    )
+
+    class Meta:
+        model = RobotQuestion
+        fields = ("question", "status")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if data.get("answer") and not data.get("target_kb"):
+            self.add_error("target_kb", _("Choose where the new FAQ item goes."))
+        return data
+
+
+@admin.register(RobotQuestion)
+class RobotQuestionAdmin(admin.ModelAdmin):
+    """Questions the robot could not answer or whose answer was rated not helpful (KB-4),
+    most recent first; answer one to turn it into a FAQ item."""
+
+    form = RobotQuestionForm
+    list_display = ("question", "reason", "count", "last_asked_at", "status", "faq_item")
+    list_filter = ("status", "reason")
+    search_fields = ("question",)
+    readonly_fields = (
+        "reason",
+        "count",
+        "answer_title",
+        "first_asked_at",
+        "last_asked_at",
+        "faq_item",
+    )
+    actions = ["dismiss"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: RobotQuestion, form: Any, change: bool) -> None:
+        answer = form.cleaned_data.get("answer")
+        if answer:
+            item, _state = services.faq_upsert(
+                kb=form.cleaned_data["target_kb"], question=obj.question, answer=answer
+            )
+            obj.faq_item = item
+            obj.status = RobotQuestion.Status.ANSWERED
+        super().save_model(request, obj, form, change)
+
+    @admin.action(description=_("Dismiss the selected questions"))
+    def dismiss(self, request: HttpRequest, queryset: Any) -> None:
+        queryset.update(status=RobotQuestion.Status.DISMISSED)
+
+
+class LlmProviderForm(forms.ModelForm):
+    base_url = forms.URLField(
+        label=_("base URL"),
+        max_length=300,
+        required=False,
+        assume_scheme="https",
+        help_text=LlmProvider._meta.get_field("base_url").help_text,
+    )
+
+    class Meta:
+        model = LlmProvider
+        fields = (
+            "name",
+            "preset",
+            "base_url",
+            "model",
+            "api_key",
+            "timeout_s",
+            "temperature",
+            "priority",
+            "is_active",
+        )
+        widgets = {"api_key": forms.PasswordInput(render_value=True)}
+
+
+@admin.register(LlmProvider)
+class LlmProviderAdmin(admin.ModelAdmin):
+    """AI providers for the robot's written answers and agents' drafts (KB-5), tried in
+    priority order."""
+
+    form = LlmProviderForm
+    list_display = ("name", "preset", "endpoint_display", "priority", "timeout_s", "is_active")
+    list_editable = ("priority", "is_active")
+    list_filter = ("preset", "is_active")
+
+    @admin.display(description=_("endpoint"))
+    def endpoint_display(self, obj: LlmProvider) -> str:
+        from kbase.llm import endpoint
+
+        base_url, model = endpoint(obj)
+        return f"{base_url} · {model}"

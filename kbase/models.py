@@ -191,3 +191,100 @@ class FaqItem(models.Model):
 
     def __str__(self) -> str:
         return self.question
+
+
+class RobotQuestion(models.Model):
+    """A visitor question the robot could not answer, or whose answer was marked not helpful
+    (KB-4): collected for admins, who answer it as a new FAQ item. The same question (compared
+    case- and space-insensitively) is counted, not stored twice, while it is open."""
+
+    class Reason(models.TextChoices):
+        UNANSWERED = "unanswered", _("Not answered")
+        NOT_HELPFUL = "not_helpful", _("Marked not helpful")
+
+    class Status(models.TextChoices):
+        OPEN = "open", _("Open")
+        ANSWERED = "answered", _("Answered with a FAQ item")
+        DISMISSED = "dismissed", _("Dismissed")
+
+    question = models.CharField(_("question"), max_length=500)
+    normalized = models.CharField(max_length=500, editable=False, db_index=True)
+    reason = models.CharField(_("reason"), max_length=16, choices=Reason.choices)
+    status = models.CharField(
+        _("status"), max_length=16, choices=Status.choices, default=Status.OPEN
+    )
+    count = models.PositiveIntegerField(_("times asked"), default=1)
+    conversation_id = models.BigIntegerField(
+        _("last conversation"), null=True, blank=True, editable=False
+    )
+    answer_title = models.CharField(
+        _("answer given"), max_length=500, blank=True, help_text=_("The source the robot used.")
+    )
+    faq_item = models.ForeignKey(
+        FaqItem,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("FAQ item"),
+    )
+    first_asked_at = models.DateTimeField(_("first asked"), auto_now_add=True)
+    last_asked_at = models.DateTimeField(_("last asked"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("unanswered question")
+        verbose_name_plural = _("unanswered questions")
+        ordering = ["-last_asked_at"]
+
+    def __str__(self) -> str:
+        return self.question
+
+
+class LlmProvider(models.Model):
+    """An OpenAI-compatible chat-completions endpoint (KB-5). Active providers are tried in
+    ``priority`` order, each with its own ``timeout_s``; the first that answers wins. The
+    presets fill the base URL and a model for Ollama, DeepSeek, ZhipuAI, Qwen (DashScope),
+    Moonshot and OpenAI (:data:`kbase.llm.PRESETS`)."""
+
+    class Preset(models.TextChoices):
+        OLLAMA = "ollama", "Ollama"
+        DEEPSEEK = "deepseek", "DeepSeek"
+        ZHIPU = "zhipu", "ZhipuAI (GLM)"
+        QWEN = "qwen", "Qwen (DashScope)"
+        MOONSHOT = "moonshot", "Moonshot (Kimi)"
+        OPENAI = "openai", "OpenAI"
+        CUSTOM = "custom", _("Other OpenAI-compatible")
+
+    name = models.CharField(_("name"), max_length=100)
+    preset = models.CharField(
+        _("vendor"), max_length=16, choices=Preset.choices, default=Preset.CUSTOM
+    )
+    base_url = models.URLField(
+        _("base URL"),
+        max_length=300,
+        blank=True,
+        help_text=_(
+            "Empty: the vendor's usual address, e.g. http://localhost:11434/v1 for Ollama."
+        ),
+    )
+    model = models.CharField(
+        _("model"), max_length=100, blank=True, help_text=_("Empty: the vendor's usual model.")
+    )
+    api_key = models.CharField(_("API key"), max_length=300, blank=True)
+    timeout_s = models.PositiveSmallIntegerField(
+        _("timeout (seconds)"), default=30, help_text=_("For the whole answer.")
+    )
+    temperature = models.FloatField(_("temperature"), default=0.2)
+    priority = models.PositiveSmallIntegerField(
+        _("priority"), default=10, help_text=_("Lower numbers are tried first.")
+    )
+    is_active = models.BooleanField(_("active"), default=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("LLM provider")
+        verbose_name_plural = _("LLM providers")
+        ordering = ["priority", "pk"]
+
+    def __str__(self) -> str:
+        return self.name

@@ -70,17 +70,45 @@ class ChannelAdmin(admin.ModelAdmin):
     list_display = ("name", "mode", "workgroup", "is_active", "public_key")
     list_filter = ("is_active", "mode")
     readonly_fields = ("public_key", "snippet", "created_at")
-    fields = (
-        "name",
-        "mode",
-        "workgroup",
-        "title",
-        "welcome_text",
-        "color",
-        "is_active",
-        "public_key",
-        "snippet",
+    filter_horizontal = ("knowledge_bases",)
+    fieldsets = (
+        (
+            None,
+            {
+                "fields": (
+                    "name",
+                    "mode",
+                    "workgroup",
+                    "title",
+                    "welcome_text",
+                    "color",
+                    "is_active",
+                    "public_key",
+                    "snippet",
+                )
+            },
+        ),
+        (
+            _("Robot (robot-only and robot-first modes)"),
+            {
+                "fields": (
+                    "robot_name",
+                    "robot_greeting",
+                    "knowledge_bases",
+                    "min_confidence",
+                    "handover_after_misses",
+                    "handover_phrases",
+                )
+            },
+        ),
     )
+
+    def formfield_for_manytomany(self, db_field: Any, request: Any, **kwargs: Any) -> Any:
+        if db_field.name == "knowledge_bases":
+            from kbase.models import KnowledgeBase
+
+            kwargs["queryset"] = KnowledgeBase.objects.filter(is_public=True)
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
 
     @admin.display(description=_("embed snippet"))
     def snippet(self, obj: Channel) -> str:

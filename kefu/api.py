@@ -9,7 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from kefu import blocking, canned
+from kefu import blocking, canned, robot
 from kefu.models import BlockedVisitor
 from weiyu.errors import ServiceError
 
@@ -86,7 +86,25 @@ class BlockDetailApi(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+class DraftApi(APIView):
+    """``POST /api/v1/kefu/drafts`` ``{"conversation_id"}`` → 202 ``{"request_id"}``: an AI draft
+    reply to the visitor's last question, written by a worker from the knowledge bases and
+    streamed to the agent's sockets as ``assist.draft`` frames (docs/protocol.md §2.5). The
+    agent must be in the customer conversation (404). 409 ``not_configured`` without an LLM
+    provider, 409 ``nothing_to_answer`` before the visitor asked anything."""
+
+    def post(self, request: Request) -> Response:
+        body = request.data
+        if not isinstance(body, dict):
+            raise ServiceError("invalid", _("A JSON object is expected."))
+        request_id = robot.assist_draft_request(
+            user=request.user, conversation_id=body.get("conversation_id")
+        )
+        return Response({"request_id": request_id}, status=status.HTTP_202_ACCEPTED)
+
+
 urlpatterns = [
+    path("drafts", DraftApi.as_view(), name="drafts"),
     path("blocks", BlockCreateApi.as_view(), name="block-create"),
     path("blocks/<int:pk>", BlockDetailApi.as_view(), name="block-detail"),
     path("canned", CannedListApi.as_view(), name="canned-list"),

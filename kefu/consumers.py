@@ -9,7 +9,7 @@ from django.utils.translation import gettext as _
 
 from im.consumers import MemberConsumer, _int_field
 from im.services import Sender
-from kefu import selectors, services
+from kefu import robot, selectors, services
 from weiyu.errors import ServiceError
 
 
@@ -59,6 +59,8 @@ class VisitorConsumer(MemberConsumer):
     handlers: ClassVar[dict[str, str]] = {
         **MemberConsumer.handlers,
         "conversation.close": "on_conversation_close",
+        "robot.handover": "on_robot_handover",
+        "robot.feedback": "on_robot_feedback",
     }
 
     async def authenticate(self) -> Sender:
@@ -90,3 +92,20 @@ class VisitorConsumer(MemberConsumer):
             conversation_id=conversation_id,
             sender=self.sender,
         )
+
+    async def on_robot_handover(self, data: dict[str, Any], ref: str | None) -> None:
+        result = await self.db(
+            robot.handover_by_visitor,
+            visitor=self.visitor,
+            conversation_id=data.get("conversation_id"),
+        )
+        await self.send_json({"type": "robot.handover.result", "ref": ref, "result": result})
+
+    async def on_robot_feedback(self, data: dict[str, Any], ref: str | None) -> None:
+        result = await self.db(
+            robot.feedback,
+            visitor=self.visitor,
+            message_id=data.get("message_id"),
+            helpful=data.get("helpful"),
+        )
+        await self.send_json({"type": "robot.feedback.result", "ref": ref, **result})

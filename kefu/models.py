@@ -55,10 +55,19 @@ class Workgroup(models.Model):
 
 
 class Channel(models.Model):
-    """A website widget channel: what the ``<script data-channel="…">`` snippet connects to."""
+    """A website widget channel: what the ``<script data-channel="…">`` snippet connects to.
+
+    Service modes (KF-1): ``agent`` — visitors go straight to the workgroup's queue; ``robot`` —
+    the robot answers from the knowledge bases and never hands over; ``workgroup`` — the robot
+    answers first and hands over to the workgroup when the visitor asks for a person (a button,
+    or a phrase from ``handover_phrases``) or after ``handover_after_misses`` questions in a row
+    it could not answer with at least ``min_confidence`` (:mod:`kefu.robot`).
+    """
 
     class Mode(models.TextChoices):
         AGENT = "agent", _("Agent (human only)")
+        ROBOT = "robot", _("Robot only")
+        WORKGROUP = "workgroup", _("Robot first, then agents")
 
     name = models.CharField(_("name"), max_length=100)
     public_key = models.CharField(
@@ -74,6 +83,38 @@ class Channel(models.Model):
     welcome_text = models.CharField(_("welcome text"), max_length=500, blank=True)
     color = models.CharField(
         _("colour"), max_length=7, default="#1f6feb", help_text=_("Hex colour, e.g. #1f6feb.")
+    )
+    robot_name = models.CharField(
+        _("robot name"), max_length=100, blank=True, help_text=_("Empty: “Assistant”.")
+    )
+    robot_greeting = models.CharField(
+        _("robot greeting"),
+        max_length=500,
+        blank=True,
+        help_text=_("The robot's first message in a new conversation. Empty: a standard greeting."),
+    )
+    knowledge_bases = models.ManyToManyField(
+        "kbase.KnowledgeBase",
+        blank=True,
+        related_name="channels",
+        verbose_name=_("robot knowledge bases"),
+        help_text=_("Public knowledge bases the robot answers from. None chosen: all public ones."),
+    )
+    min_confidence = models.FloatField(
+        _("minimum confidence"),
+        default=0.5,
+        help_text=_("0-1. A best match below this counts as not answered."),
+    )
+    handover_after_misses = models.PositiveSmallIntegerField(
+        _("hand over after"),
+        default=2,
+        help_text=_("Questions in a row the robot could not answer (robot-first mode; 0: never)."),
+    )
+    handover_phrases = models.CharField(
+        _("hand-over phrases"),
+        max_length=500,
+        default="人工, 转人工, 人工客服, 真人, agent, human, operator, real person",
+        help_text=_("Comma-separated. A short message containing one asks for a person."),
     )
     is_active = models.BooleanField(_("active"), default=True)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
@@ -149,12 +190,15 @@ class AgentState(models.Model):
 
 
 class Session(models.Model):
-    """One visitor conversation with the service: ``queued`` → ``open`` → ``closed``.
+    """One visitor conversation with the service: ``queued`` → ``open`` → ``closed``, or, on a
+    robot channel, ``robot`` first (→ ``queued`` on hand-over).
 
     ``queued_at`` orders the waiting queue; ``first_response_at`` is the first agent message.
+    ``robot_misses``: questions in a row the robot could not answer.
     """
 
     class Status(models.TextChoices):
+        ROBOT = "robot", _("With the robot")
         QUEUED = "queued", _("Queued")
         OPEN = "open", _("Open")
         CLOSED = "closed", _("Closed")
@@ -191,6 +235,9 @@ class Session(models.Model):
     first_response_at = models.DateTimeField(_("first response at"), null=True, blank=True)
     closed_at = models.DateTimeField(_("closed at"), null=True, blank=True)
     closed_by = models.CharField(_("closed by"), max_length=16, blank=True)
+    robot_misses = models.PositiveSmallIntegerField(_("robot misses"), default=0, editable=False)
+    handed_over_at = models.DateTimeField(_("handed over at"), null=True, blank=True)
+    handover_reason = models.CharField(_("hand-over reason"), max_length=16, blank=True)
 
     class Meta:
         verbose_name = _("session")

@@ -69,6 +69,8 @@ def session_payload(session: Session) -> dict[str, Any]:
         "workgroup": {"id": session.workgroup_id, "name": session.workgroup.name},
         "created_at": session.created_at.isoformat(),
         "closed_at": session.closed_at.isoformat() if session.closed_at else None,
+        "handed_over_at": session.handed_over_at.isoformat() if session.handed_over_at else None,
+        "handover_reason": session.handover_reason or None,
     }
 
 

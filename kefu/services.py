@@ -22,7 +22,7 @@ from django.utils.translation import gettext as _
 from im import services as im_services
 from im.models import Conversation, Message, Participant
 from im.services import Sender
-from kefu import blocking, selectors, sensitive
+from kefu import blocking, robot, selectors, sensitive
 from kefu.models import AgentState, Channel, Session, Visitor, Workgroup
 from org.models import User
 from weiyu.errors import ServiceError
@@ -128,7 +128,8 @@ def agent_sender(user: User) -> Sender:
 
 
 def session_start(*, visitor: Visitor) -> Session:
-    """Open a session (and its conversation) for a visitor who has none live, then route it.
+    """Open a session (and its conversation) for a visitor who has none live: ``queued`` on a
+    human-only channel (the caller dispatches it), ``robot`` on a robot or robot-first channel.
 
     When the visitor already has a live session (another tab won the race) that one is returned.
     """
@@ -136,6 +137,7 @@ def session_start(*, visitor: Visitor) -> Session:
     if existing is not None:
         return existing
     channel = visitor.channel
+    with_robot = channel.mode in robot.ROBOT_MODES
     try:
         with transaction.atomic():
             conversation = im_services.conversation_create(
@@ -152,8 +154,8 @@ def session_start(*, visitor: Visitor) -> Session:
                 visitor=visitor,
                 channel=channel,
                 workgroup_id=channel.workgroup_id,
-                status=Session.Status.QUEUED,
-                queued_at=timezone.now(),
+                status=Session.Status.ROBOT if with_robot else Session.Status.QUEUED,
+                queued_at=None if with_robot else timezone.now(),
             )
     except IntegrityError:
         existing = selectors.visitor_live_session(visitor_id=visitor.pk)
@@ -168,7 +170,8 @@ def visitor_message_send(
 ) -> tuple[Message, bool]:
     """A visitor's message. Without ``conversation_id`` it goes to the live session, or starts one
     (and routes it) when there is none. Returns ``(message, created)`` like ``message_send``.
-    The sensitive-word filter applies (:mod:`kefu.sensitive`: masked, or ``forbidden``).
+    The sensitive-word filter applies (:mod:`kefu.sensitive`: masked, or ``forbidden``). In a
+    session the robot serves, the robot answers it or hands over (:mod:`kefu.robot`).
     """
     blocking.check(visitor=visitor)
     sender = visitor_sender(visitor)
@@ -178,23 +181,36 @@ def visitor_message_send(
             raise ServiceError(
                 "invalid", _("conversation_id must be an integer."), field="conversation_id"
             )
-        return im_services.message_send(
-            conversation_id=conversation_id,
-            sender=sender,
-            content=content,
-            client_msg_id=client_msg_id,
-        )
+        with transaction.atomic():
+            result = im_services.message_send(
+                conversation_id=conversation_id,
+                sender=sender,
+                content=content,
+                client_msg_id=client_msg_id,
+            )
+            if result[1]:
+                session = (
+                    Session.objects.select_related("channel")
+                    .filter(conversation_id=conversation_id, status=Session.Status.ROBOT)
+                    .first()
+                )
+                if session is not None:
+                    robot.on_visitor_message(session=session, message=result[0])
+        return result
     if isinstance(client_msg_id, str):
         stored = Message.objects.filter(sender_key=sender.key, client_msg_id=client_msg_id).first()
         if stored is not None:
             return stored, False
     session = session_start(visitor=visitor)
-    result = im_services.message_send(
-        conversation_id=session.conversation_id,
-        sender=sender,
-        content=content,
-        client_msg_id=client_msg_id,
-    )
+    with transaction.atomic():
+        result = im_services.message_send(
+            conversation_id=session.conversation_id,
+            sender=sender,
+            content=content,
+            client_msg_id=client_msg_id,
+        )
+        if result[1] and session.status == Session.Status.ROBOT:
+            robot.on_visitor_message(session=session, message=result[0])
     if session.status == Session.Status.QUEUED:
         # first come, first served: older waiting visitors are assigned before this one
         workgroup_dispatch(workgroup_id=session.workgroup_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 from django_tenants.utils import get_tenant_model, schema_context
 
-from kefu import services
+from kefu import robot, services
 from kefu.models import Session
 
 
@@ -32,3 +32,20 @@ def queue_dispatch_scan_task() -> None:
         .values_list("schema_name", flat=True)
     ):
         queue_dispatch_task.delay(schema)
+
+
+@shared_task(acks_late=True)
+def robot_answer_task(schema: str, session_id: int, message_id: int) -> int | None:
+    """The robot answers one visitor message (:func:`kefu.robot.answer`); returns the id of its
+    message, or None when there was nothing to answer. Safe to run twice."""
+    with schema_context(schema):
+        reply = robot.answer(session_id=session_id, message_id=message_id)
+        return reply.pk if reply is not None else None
+
+
+@shared_task(acks_late=True)
+def assist_draft_task(schema: str, user_id: int, conversation_id: int, request_id: str) -> None:
+    """Write an LLM draft reply for an agent (:func:`kefu.robot.assist_draft`), streamed to the
+    agent's sockets as ``assist.draft`` frames."""
+    with schema_context(schema):
+        robot.assist_draft(user_id=user_id, conversation_id=conversation_id, request_id=request_id)

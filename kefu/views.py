@@ -22,7 +22,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from im.models import MessagingSettings
-from kefu import blocking, selectors, services
+from kbase import llm
+from kefu import blocking, robot, selectors, services
 from kefu.models import Channel
 from weiyu.errors import ServiceError
 
@@ -33,17 +34,22 @@ def _language_from(value: str) -> str:
 
 @require_GET
 def demo_site(request: HttpRequest) -> HttpResponse:
-    """``GET /``: a demo page of "the tenant's website" carrying the widget snippet of the
-    tenant's first active channel (404 when the tenant has none)."""
-    channel = Channel.objects.filter(is_active=True).order_by("id").first()
-    if channel is None:
+    """``GET /?channel=<public key>``: a demo page of "the tenant's website" carrying the widget
+    snippet of that channel, or of the tenant's first active channel (404 when it has none).
+    The page links to the tenant's other channels, so each service mode can be tried."""
+    channels = list(Channel.objects.filter(is_active=True).order_by("id"))
+    if not channels:
         raise Http404
+    wanted = request.GET.get("channel", "")
+    channel = next((c for c in channels if c.public_key == wanted), channels[0])
     return render(
         request,
         "kefu/demo_site.html",
         {
             "tenant_name": request.tenant.name,
             "channel_key": channel.public_key,
+            "channel": channel,
+            "channels": channels if len(channels) > 1 else [],
             "widget_src": "/widget.js",
         },
     )
@@ -95,9 +101,10 @@ class WidgetSessionApi(APIView):
     """``POST /api/v1/widget/session``: create or resume a visitor (docs/protocol.md §1).
 
     Body ``{"channel", "token"?, "page_url"?, "referrer"?, "language"?}``; response
-    ``{"token", "visitor", "channel", "ws_path", "agents_online"}`` (``agents_online``: whether
-    an agent of the channel's workgroup is online; when not, the widget offers to leave a
-    message). Errors: 400 ``invalid``, 404 ``not_found``.
+    ``{"token", "visitor", "channel", "ws_path", "agents_online", "robot"}`` (``agents_online``:
+    whether an agent of the channel's workgroup is online; when not, the widget offers to leave
+    a message; ``robot``: ``{"name", "greeting", "handover"}`` on robot channels, else null).
+    Errors: 400 ``invalid``, 404 ``not_found``.
     """
 
     authentication_classes: list[Any] = []
@@ -129,7 +136,9 @@ class WidgetSessionApi(APIView):
                     "title": channel.title or channel.name,
                     "welcome_text": channel.welcome_text,
                     "color": channel.color,
+                    "mode": channel.mode,
                 },
+                "robot": robot.widget_info(channel, robot.language_for(visitor)),
                 "ws_path": "/ws/visitor/",
                 "agents_online": selectors.workgroup_has_online_agent(
                     workgroup_id=channel.workgroup_id
@@ -156,6 +165,7 @@ def inbox(request: HttpRequest) -> HttpResponse:
         },
         "logout_url": "/inbox/logout/",
         "admin_url": "/admin/" if user.is_staff else None,
+        "ai_drafts": llm.configured(),
     }
     return render(request, "kefu/inbox.html", {"config": config})
 

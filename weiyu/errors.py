@@ -16,6 +16,8 @@ HTTP_STATUS = {
     "not_found": 404,
     "conversation_closed": 409,
     "conflict": 409,
+    "not_configured": 409,
+    "nothing_to_answer": 409,
     "too_large": 413,
     "unavailable": 503,
 }

@@ -37,7 +37,12 @@ const statusSelect = $('agent-status');
 const typingLine = $('typing');
 const baseTitle = document.title;
 
-const STATUS_TEXT = { queued: gettext('queued'), open: gettext('open'), closed: gettext('closed') };
+const STATUS_TEXT = {
+  robot: gettext('with the robot'),
+  queued: gettext('queued'),
+  open: gettext('open'),
+  closed: gettext('closed'),
+};
 
 let me = config.user.key;
 let selected = null;
@@ -399,6 +404,7 @@ function showMessage(m) {
   el.dataset.id = m.id;
   fill(el, { content: '', created_at: m.created_at, name: m.sender && m.sender.name });
   fillBody(el, m, bodyContext);
+  if (m.sender && m.sender.type === 'robot') markRobot(el, m);
   if (kind === 'mine') {
     applyState(el, m.conversation_id, m.seq);
     addRecall(el, m);
@@ -406,6 +412,28 @@ function showMessage(m) {
   elBySeq.set(m.seq, el);
   place(el, [m.seq, 0]);
   if (kind !== 'mine' && m.sender) clearTyper(m.conversation_id, m.sender.key);
+}
+
+// A robot answer in the transcript: its sources and the visitor's rating, for the agent.
+function markRobot(el, m) {
+  el.classList.add('robot');
+  const meta = (m.meta && m.meta.robot) || {};
+  let note = el.querySelector('.robot-note');
+  if (!note) {
+    note = document.createElement('div');
+    note.className = 'robot-note';
+    el.append(note);
+  }
+  const parts = [];
+  if (meta.sources && meta.sources.length) {
+    parts.push(gettext('Source:') + ' ' + meta.sources.map((s) => s.title).join(', '));
+  } else if (meta.reply_to && !meta.answered) {
+    parts.push(gettext('Not answered'));
+  }
+  if (meta.feedback === 'helpful') parts.push(gettext('Rated helpful'));
+  if (meta.feedback === 'not_helpful') parts.push(gettext('Rated not helpful'));
+  note.textContent = parts.join(' · ');
+  note.hidden = !parts.length;
 }
 
 const bodyContext = {
@@ -554,7 +582,9 @@ async function suggestReplies() {
     box.hidden = true;
     return;
   }
-  const msgs = [...(store.get(c.id) || new Map()).values()].filter((m) => kindOf(m) === 'theirs' && m.content && !m.recalled);
+  const msgs = [...(store.get(c.id) || new Map()).values()].filter(
+    (m) => kindOf(m) === 'theirs' && m.sender && m.sender.type === 'visitor' && m.content && !m.recalled,
+  );
   const last = msgs.sort((a, b) => a.seq - b.seq).pop();
   if (!last) {
     box.hidden = true;
@@ -593,8 +623,40 @@ async function suggestReplies() {
     item.append(title, snippet, use);
     list.append(item);
   }
-  box.hidden = data.results.length === 0;
+  $('ai-draft').hidden = !config.ai_drafts;
+  box.hidden = data.results.length === 0 && !config.ai_drafts;
 }
+
+// ---- AI draft reply (a worker streams it as assist.draft frames) --------------------------
+let draftRequest = null;
+$('ai-draft-btn').addEventListener('click', async () => {
+  const c = convs.get(selected);
+  if (!c) return;
+  const out = $('ai-draft-text');
+  out.textContent = gettext('Writing a draft…');
+  out.hidden = false;
+  $('ai-draft-use').hidden = true;
+  try {
+    const data = await api('POST', '/api/v1/kefu/drafts', { conversation_id: c.id });
+    draftRequest = data.request_id;
+  } catch (err) {
+    out.textContent = err.message;
+  }
+});
+
+function onDraft(f) {
+  if (f.request_id !== draftRequest) return;
+  const out = $('ai-draft-text');
+  out.hidden = false;
+  out.textContent = f.error || f.text || gettext('Writing a draft…');
+  $('ai-draft-use').hidden = !(f.done && !f.error && f.text);
+}
+
+$('ai-draft-use').addEventListener('click', () => {
+  const text = $('ai-draft-text').textContent;
+  composer.value = composer.value ? composer.value + '\n' + text : text;
+  composer.focus();
+});
 
 $('block-form').addEventListener('submit', async (e) => {
   e.preventDefault();
@@ -976,6 +1038,10 @@ function onFrame(f) {
       renderList();
       break;
     }
+
+    case 'assist.draft':
+      onDraft(f);
+      break;
 
     case 'notification.new':
     case 'ticket.updated':

@@ -147,6 +147,7 @@ function showMessage(m) {
     name: kind === 'mine' ? gettext('You') : (m.sender && m.sender.name) || '',
   });
   if (kind === 'mine') setState(el, receiptState(m.conversation_id, m.seq));
+  if (m.sender && m.sender.type === 'robot') renderRobot(el, m);
   elBySeq.set(key, el);
   place(el, [m.conversation_id, m.seq, 0]);
   seen.observe(el);
@@ -159,6 +160,128 @@ function showMessage(m) {
     el.classList.add('ended');
   }
 }
+
+// ---- robot ------------------------------------------------------------------------------
+const robotBar = $('robot-bar');
+const streams = new Map(); // stream_id -> element of an answer still being written
+const handedOver = new Set(); // conversations that left the robot
+
+function robotMeta(m) {
+  return (m.meta && m.meta.robot) || null;
+}
+
+// Sources and "helpful / not helpful" under a robot answer; the offline offer under its notice.
+function renderRobot(el, m) {
+  el.classList.add('robot');
+  el.dataset.id = m.id;
+  const meta = robotMeta(m);
+  for (const old of el.querySelectorAll('.robot-extra')) old.remove();
+  if (!meta) return;
+  if (m.client_msg_id && streams.has(m.client_msg_id)) {
+    streams.get(m.client_msg_id).remove();
+    streams.delete(m.client_msg_id);
+  }
+  if (meta.offline) {
+    $('offline-banner').hidden = false;
+    return;
+  }
+  const extra = document.createElement('div');
+  extra.className = 'robot-extra';
+  if (meta.sources && meta.sources.length) {
+    const src = document.createElement('div');
+    src.className = 'robot-sources';
+    src.append(gettext('Source:') + ' ');
+    meta.sources.forEach((s, i) => {
+      if (i) src.append(', ');
+      const item = document.createElement(s.url ? 'a' : 'span');
+      if (s.url) {
+        item.href = s.url;
+        item.target = '_blank';
+        item.rel = 'noopener';
+      }
+      item.className = 'robot-source';
+      item.textContent = s.title;
+      src.append(item);
+    });
+    extra.append(src);
+  }
+  if (meta.answered) {
+    const rate = document.createElement('div');
+    rate.className = 'robot-rate';
+    for (const [helpful, label] of [
+      [true, gettext('Helpful')],
+      [false, gettext('Not helpful')],
+    ]) {
+      const b = document.createElement('button');
+      b.type = 'button';
+      b.className = 'rate-btn';
+      b.dataset.helpful = helpful;
+      b.textContent = label;
+      b.setAttribute('aria-pressed', String(meta.feedback === (helpful ? 'helpful' : 'not_helpful')));
+      b.addEventListener('click', () => rateAnswer(m, helpful));
+      rate.append(b);
+    }
+    extra.append(rate);
+  }
+  if (extra.childNodes.length) el.append(extra);
+}
+
+function rateAnswer(m, helpful) {
+  if (!client) return;
+  client.request({ type: 'robot.feedback', message_id: m.id, helpful }).then(
+    (f) => f && applyFeedback(m.conversation_id, f.message_id, f.feedback),
+    () => {},
+  );
+}
+
+function applyFeedback(conversationId, messageId, feedback) {
+  for (const m of (store.get(conversationId) || new Map()).values()) {
+    const meta = m.id === messageId ? robotMeta(m) : null;
+    if (!meta) continue;
+    meta.feedback = feedback;
+    const el = elBySeq.get(conversationId + ':' + m.seq);
+    if (el) renderRobot(el, m);
+  }
+}
+
+function onStream(f) {
+  if (!shown.has(f.conversation_id) && !adopt(f.conversation_id)) return;
+  let el = streams.get(f.stream_id);
+  if (!el) {
+    el = buildMsg('theirs', f.conversation_id);
+    el.classList.add('robot', 'streaming');
+    streams.set(f.stream_id, el);
+    place(el, [f.conversation_id, Infinity, ++tie]);
+  }
+  const stick = nearBottom();
+  fill(el, { content: f.text, created_at: new Date().toISOString(), name: (session && session.robot && session.robot.name) || '' });
+  if (stick) scrollToBottom();
+}
+
+// Whether the robot serves the conversation the visitor writes to (or the next one).
+function robotServing() {
+  if (!session || !session.robot) return false;
+  if (current == null) return true;
+  if (handedOver.has(current)) return false;
+  const c = conv(current);
+  return !(c && c.session && c.session.status && c.session.status !== 'robot');
+}
+
+function updateRobotBar() {
+  robotBar.hidden = !(session && session.robot && session.robot.handover && current != null && robotServing());
+}
+
+$('talk-to-person').addEventListener('click', () => {
+  if (!client || current == null) return;
+  const conversationId = current;
+  client.request({ type: 'robot.handover', conversation_id: conversationId }).then(
+    (f) => {
+      if (f && f.result !== 'offline') handedOver.add(conversationId);
+      updateRobotBar();
+    },
+    () => {},
+  );
+});
 
 // A system message written when the conversation ended (servers usually log the close).
 function isClosingMessage(m) {
@@ -248,6 +371,8 @@ function updateConversation(c) {
 
 // ---- queue banner, typing -----------------------------------------------------------------
 function updateQueue(position) {
+  if (position != null && current != null) handedOver.add(current);
+  updateRobotBar();
   const c = current != null ? conv(current) : null;
   const queued = c && !c.closed && c.session && c.session.status === 'queued';
   if (position != null && current != null) {
@@ -336,6 +461,7 @@ function onFrame(f) {
       const top = new Map();
       for (const m of f.messages) {
         ingest(m);
+        if (m.meta && m.meta.handover) handedOver.add(m.conversation_id);
         top.set(m.conversation_id, Math.max(top.get(m.conversation_id) || 0, m.seq));
       }
       for (const [c, seq] of top) client.updateRead(c, { delivered_seq: seq });
@@ -379,6 +505,7 @@ function onFrame(f) {
     case 'message.new': {
       const m = f.message;
       ingest(m);
+      if (m.meta && m.meta.handover) handedOver.add(m.conversation_id);
       const kind = kindOf(m);
       if (kind !== 'mine') client.updateRead(m.conversation_id, { delivered_seq: m.seq });
       const stick = nearBottom() || kind === 'mine';
@@ -391,6 +518,7 @@ function onFrame(f) {
 
     case 'message.ack': {
       adopt(f.conversation_id);
+      updateRobotBar();
       const el = pendingEls.get(f.client_msg_id) || elBySeq.get(f.conversation_id + ':' + f.seq);
       if (!el) break;
       pendingEls.delete(f.client_msg_id);
@@ -464,6 +592,14 @@ function onFrame(f) {
 
     case 'ticket.updated':
       tickets.onEvent(f);
+      break;
+
+    case 'robot.stream':
+      onStream(f);
+      break;
+
+    case 'robot.feedback':
+      applyFeedback(f.conversation_id, f.message_id, f.feedback);
       break;
 
     case 'error':
@@ -651,15 +787,18 @@ const tickets = setupTickets({
 function applySession(data) {
   session = data;
   // Nobody to answer now: offer to leave a message (it becomes a ticket).
-  $('offline-banner').hidden = data.agents_online !== false;
+  // (the robot answers at any hour; it offers this itself when a hand-over finds nobody)
+  $('offline-banner').hidden = data.agents_online !== false || !!data.robot;
   tickets.refresh();
   me = data.visitor.key;
   const ch = data.channel || {};
   $('chat-title').textContent = ch.title || ch.name || $('chat-title').textContent;
   document.title = ch.title || ch.name || document.title;
   const welcome = $('chat-welcome');
-  welcome.textContent = ch.welcome_text || '';
-  welcome.hidden = !ch.welcome_text;
+  const hello = ch.welcome_text || (data.robot && data.robot.greeting) || '';
+  welcome.textContent = hello;
+  welcome.hidden = !hello;
+  updateRobotBar();
   if (typeof ch.color === 'string' && HEX_COLOR.test(ch.color)) {
     document.documentElement.style.setProperty('--accent', ch.color);
   }
@@ -675,7 +814,8 @@ function socketUrl() {
 function resetConversationState() {
   synced = false;
   current = null;
-  for (const m of [convs, store, elBySeq, pendingEls, peerMarks, myRead, typers, closedAt]) m.clear();
+  for (const m of [convs, store, elBySeq, pendingEls, peerMarks, myRead, typers, closedAt, streams]) m.clear();
+  handedOver.clear();
   shown.clear();
   notices.clear();
   visible.clear();

@@ -466,6 +466,7 @@ def test_new_message_events_go_to_exactly_the_participants(acme):
             "internal": False,
             "recalled": False,
             "ref_seq": None,
+            "meta": {},
             "created_at": reply.created_at.isoformat(),
         }
 

@@ -69,7 +69,9 @@ def test_widget_session_creates_a_visitor_with_a_token(acme):
         "title": channel.name,  # no title set: the name is shown
         "welcome_text": "Hi",
         "color": "#1f6feb",
+        "mode": "agent",
     }
+    assert body["robot"] is None  # a human-only channel
     assert body["ws_path"] == "/ws/visitor/"
     with schema_context("acme"):
         stored = services.visitor_from_token(body["token"])

@@ -24,7 +24,7 @@ DEMO_AGENTS = [("alice", "Alice 王"), ("bob", "Bob 李"), ("carol", "Carol 张"
 
 
 class Command(BaseCommand):
-    help = "Create the public site, a platform admin, and the demo tenant (admin, 3 agents, a workgroup, a widget channel)."
+    help = "Create the public site, a platform admin, and the demo tenant (admin, 3 agents, a workgroup, a human-only and a robot-first widget channel)."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
@@ -80,6 +80,14 @@ class Command(BaseCommand):
                 workgroup=workgroup,
                 title="Demo 在线客服",
                 welcome_text="你好！有什么可以帮您？ Hi! How can we help?",
+            )
+        if not Channel.objects.filter(mode=Channel.Mode.WORKGROUP).exists():
+            Channel.objects.create(
+                name="Assistant",
+                mode=Channel.Mode.WORKGROUP,
+                workgroup=workgroup,
+                title="Demo 智能助理 Assistant",
+                robot_name="小微 Weiwei",
             )
         self._organisation(admin)
         demo_tenant_ready.send(

@@ -1,0 +1,297 @@
+"""The robot and robot-first service modes over the websocket protocol, answered by a real Celery
+worker: answers with their source, ratings, collected questions, hand-over with the transcript.
+"""
+
+from __future__ import annotations
+
+import pytest
+from channels.db import database_sync_to_async
+from django_tenants.utils import schema_context
+
+from kbase import services as kb_services
+from kbase.models import KnowledgeBase, RobotQuestion
+from kefu.models import Channel, Session
+from tests.conftest import make_desk, make_visitor, session_cookie, unique
+from tests.ws import collect, connect, receive_until
+from weiyu.celery import app
+
+pytestmark = pytest.mark.asyncio
+
+REFUND_Q = "How do I get a refund for my order?"
+REFUND_A = "Open My orders, choose the order and click Request refund. The money is back in 3 days."
+
+
+@pytest.fixture(scope="module")
+def robot_worker():
+    """A Celery worker on a queue of its own; this module's tasks go to it."""
+    from tests.servers import celery_worker_start
+
+    queue = unique("robot")
+    previous = app.conf.task_default_queue
+    app.conf.task_default_queue = queue
+    # keyword search only: the worker need not load the sentence model for these tests
+    worker = celery_worker_start(queue=queue, name="robot", concurrency=2, WEIYU_SEMANTIC="off")
+    yield worker
+    worker.stop()
+    app.conf.task_default_queue = previous
+
+
+def robot_desk(tenant, *, mode: str, agents: int = 1, status: str = "online", misses: int = 2):
+    """A desk whose channel is served by the robot from a knowledge base of its own."""
+    desk = make_desk(tenant, agents=agents, status=status)
+    with schema_context(tenant.schema_name):
+        kb = KnowledgeBase.objects.create(name=unique("kb"), is_public=True)
+        kb_services.faq_upsert(kb=kb, question=REFUND_Q, answer=REFUND_A, index_later=False)
+        kb_services.faq_upsert(
+            kb=kb,
+            question="多久发货？",
+            answer="付款后 24 小时内发货。",
+            index_later=False,
+        )
+        Channel.objects.filter(pk=desk.channel.pk).update(
+            mode=mode, handover_after_misses=misses, robot_name="Robo"
+        )
+        desk.channel.refresh_from_db()
+        desk.channel.knowledge_bases.add(kb)
+    return desk
+
+
+async def send(ws, content: str, cid: int | None = None, ref: str | None = None) -> dict:
+    frame = {"type": "message.send", "client_msg_id": unique("c"), "content": content}
+    if cid is not None:
+        frame["conversation_id"] = cid
+    await ws.send_json_to(frame)
+    return await receive_until(ws, "message.ack")
+
+
+async def next_from(ws, sender_type: str, timeout: float = 30) -> dict:
+    """The next ``message.new`` whose sender is of ``sender_type``."""
+    while True:
+        frame = await receive_until(ws, "message.new", timeout=timeout)
+        if frame["message"]["sender"]["type"] == sender_type:
+            return frame["message"]
+
+
+async def test_robot_first_answers_with_source_then_hands_over_with_the_transcript(
+    acme, robot_worker
+):
+    # given a robot-first channel with an online agent, and a visitor (widget open)
+    desk = await database_sync_to_async(robot_desk)(acme, mode="workgroup")
+    agent = desk.agents[0]
+    _visitor, token = await database_sync_to_async(make_visitor)(desk)
+    cookie = await database_sync_to_async(session_cookie)(acme, agent)
+    agent_ws, _ = await connect("/ws/agent/", "acme.localhost", cookie=cookie)
+    ws, _ = await connect(f"/ws/visitor/?token={token}", "acme.localhost")
+
+    # when the visitor asks a question of the FAQ in other words
+    ack = await send(ws, "how can I get a refund?")
+    cid = ack["conversation_id"]
+
+    # then the robot answers with the FAQ answer and names its source
+    answer = await next_from(ws, "robot")
+    assert answer["content"] == REFUND_A
+    assert answer["sender"]["name"] == "Robo"
+    robot = answer["meta"]["robot"]
+    assert robot["answered"] is True
+    assert robot["reply_to"] == ack["seq"]
+    assert [s["title"] for s in robot["sources"]] == [REFUND_Q]
+    assert robot["confidence"] >= 0.5
+    # and no agent was bothered
+    assert await agent_ws.receive_nothing(timeout=0.5)
+
+    # when the visitor rates it not helpful
+    await ws.send_json_to(
+        {"type": "robot.feedback", "message_id": answer["id"], "helpful": False, "ref": "f1"}
+    )
+    rated = await receive_until(ws, "robot.feedback.result")
+    assert rated == {
+        "type": "robot.feedback.result",
+        "ref": "f1",
+        "message_id": answer["id"],
+        "feedback": "not_helpful",
+    }
+
+    # then the question is collected for the admins, with the answer that did not help
+    def collected():
+        with schema_context("acme"):
+            return list(
+                RobotQuestion.objects.filter(conversation_id=cid).values(
+                    "question", "reason", "answer_title", "count"
+                )
+            )
+
+    assert await database_sync_to_async(collected)() == [
+        {
+            "question": "how can I get a refund?",
+            "reason": "not_helpful",
+            "answer_title": REFUND_Q,
+            "count": 1,
+        }
+    ]
+
+    # when the visitor asks for a person
+    await send(ws, "转人工", cid)
+
+    # then they are told, and the agent gets the conversation
+    line = await next_from(ws, "system")
+    assert line["meta"] == {"handover": "asked"}
+    assigned = await receive_until(agent_ws, "conversation.assigned", timeout=15)
+    assert assigned["conversation"]["id"] == cid
+    assert assigned["conversation"]["session"]["handover_reason"] == "asked"
+
+    # and the agent reads the whole transcript: the question, the answer and its source
+    await agent_ws.send_json_to(
+        {"type": "history.fetch", "conversation_id": cid, "limit": 50, "ref": "h"}
+    )
+    history = await receive_until(agent_ws, "history.result")
+    by_sender = [(m["sender"]["type"], m["content"]) for m in history["messages"]]
+    assert ("visitor", "how can I get a refund?") in by_sender
+    assert ("robot", REFUND_A) in by_sender
+    assert ("visitor", "转人工") in by_sender
+    robot_seen = next(m for m in history["messages"] if m["sender"]["type"] == "robot")
+    assert robot_seen["meta"]["robot"]["sources"][0]["title"] == REFUND_Q
+    assert robot_seen["meta"]["robot"]["feedback"] == "not_helpful"
+
+    # and from now on the agent answers, not the robot
+    await send(ws, "还有别的问题", cid)
+    later = await collect(ws, quiet=2)
+    assert not [
+        f for f in later if f["type"] == "message.new" and f["message"]["sender"]["type"] == "robot"
+    ]
+    await agent_ws.disconnect()
+    await ws.disconnect()
+
+
+async def test_the_robot_hands_over_by_itself_after_misses(acme, robot_worker):
+    # given a robot-first channel that hands over after two unanswered questions
+    desk = await database_sync_to_async(robot_desk)(acme, mode="workgroup", misses=2)
+    agent = desk.agents[0]
+    _visitor, token = await database_sync_to_async(make_visitor)(desk)
+    cookie = await database_sync_to_async(session_cookie)(acme, agent)
+    agent_ws, _ = await connect("/ws/agent/", "acme.localhost", cookie=cookie)
+    ws, _ = await connect(f"/ws/visitor/?token={token}", "acme.localhost")
+
+    # when the visitor asks something the knowledge base does not cover
+    ack = await send(ws, "Do you sell purple elephants?")
+    cid = ack["conversation_id"]
+
+    # then the robot says it does not know, and offers a person
+    first = await next_from(ws, "robot")
+    assert first["meta"]["robot"]["answered"] is False
+    assert first["meta"]["robot"]["sources"] == []
+    assert "Talk to a person" in first["content"]
+    assert await agent_ws.receive_nothing(timeout=0.5)
+
+    # when a second question misses too
+    await send(ws, "What colour is the sky on Mars?", cid)
+
+    # then the conversation goes to the agent without the visitor asking
+    second = await next_from(ws, "robot")
+    assert second["meta"]["robot"]["answered"] is False
+    assigned = await receive_until(agent_ws, "conversation.assigned", timeout=15)
+    assert assigned["conversation"]["id"] == cid
+    assert assigned["conversation"]["session"]["handover_reason"] == "misses"
+
+    # and both questions wait for the admins
+    def open_questions():
+        with schema_context("acme"):
+            return set(
+                RobotQuestion.objects.filter(
+                    conversation_id=cid, reason="unanswered", status="open"
+                ).values_list("question", flat=True)
+            )
+
+    assert await database_sync_to_async(open_questions)() == {
+        "Do you sell purple elephants?",
+        "What colour is the sky on Mars?",
+    }
+    await agent_ws.disconnect()
+    await ws.disconnect()
+
+
+async def test_a_robot_only_channel_never_hands_over(acme, robot_worker):
+    # given a robot-only channel (agents online all the same)
+    desk = await database_sync_to_async(robot_desk)(acme, mode="robot", misses=1)
+    _visitor, token = await database_sync_to_async(make_visitor)(desk, language="zh-CN")
+    ws, _ = await connect(f"/ws/visitor/?token={token}", "acme.localhost")
+
+    # when the visitor asks in Chinese, then asks for a person
+    ack = await send(ws, "请问多久发货")
+    cid = ack["conversation_id"]
+    answer = await next_from(ws, "robot")
+    assert answer["content"] == "付款后 24 小时内发货。"
+    await send(ws, "人工", cid)
+
+    # then the robot answers the phrase like any question, in the visitor's language
+    reply = await next_from(ws, "robot")
+    assert reply["meta"]["robot"]["answered"] is False
+    assert "抱歉" in reply["content"]
+
+    # and the hand-over button is refused with a reason
+    await ws.send_json_to({"type": "robot.handover", "conversation_id": cid, "ref": "h1"})
+    error = await receive_until(ws, "error")
+    assert error["ref"] == "h1"
+    assert error["code"] == "forbidden"
+
+    def status():
+        with schema_context("acme"):
+            return Session.objects.get(conversation_id=cid).status
+
+    assert await database_sync_to_async(status)() == "robot"
+    await ws.disconnect()
+
+
+async def test_hand_over_with_nobody_online_offers_a_message(acme, robot_worker):
+    # given a robot-first channel whose agents are all offline
+    desk = await database_sync_to_async(robot_desk)(acme, mode="workgroup", status="offline")
+    _visitor, token = await database_sync_to_async(make_visitor)(desk)
+    ws, _ = await connect(f"/ws/visitor/?token={token}", "acme.localhost")
+    ack = await send(ws, REFUND_Q)
+    cid = ack["conversation_id"]
+    await next_from(ws, "robot")
+
+    # when the visitor presses "Talk to a person"
+    await ws.send_json_to({"type": "robot.handover", "conversation_id": cid, "ref": "h"})
+    result = await receive_until(ws, "robot.handover.result")
+
+    # then the robot says nobody is there, offers to leave a message, and keeps serving
+    assert result["result"] == "offline"
+    notice = await next_from(ws, "robot")
+    assert notice["meta"]["robot"] == {"offline": True}
+    await send(ws, "how do I get a refund", cid)
+    again = await next_from(ws, "robot")
+    assert again["content"] == REFUND_A
+    await ws.disconnect()
+
+
+async def test_bad_robot_frames_get_errors(acme, robot_worker):
+    desk = await database_sync_to_async(robot_desk)(acme, mode="workgroup")
+    other_desk = await database_sync_to_async(robot_desk)(acme, mode="workgroup")
+    _visitor, token = await database_sync_to_async(make_visitor)(desk)
+    _other, other_token = await database_sync_to_async(make_visitor)(other_desk)
+    other_ws, _ = await connect(f"/ws/visitor/?token={other_token}", "acme.localhost")
+    await send(other_ws, REFUND_Q)
+    someone_elses = await next_from(other_ws, "robot")
+    ws, _ = await connect(f"/ws/visitor/?token={token}", "acme.localhost")
+
+    for frame, code in [
+        ({"type": "robot.feedback", "message_id": "7", "helpful": True}, "invalid"),
+        (
+            {"type": "robot.feedback", "message_id": someone_elses["id"], "helpful": "yes"},
+            "invalid",
+        ),
+        (
+            {"type": "robot.feedback", "message_id": someone_elses["id"], "helpful": True},
+            "not_found",
+        ),
+        (
+            {"type": "robot.handover", "conversation_id": someone_elses["conversation_id"]},
+            "not_found",
+        ),
+        ({"type": "robot.handover", "conversation_id": None}, "invalid"),
+    ]:
+        await ws.send_json_to({**frame, "ref": "x"})
+        error = await receive_until(ws, "error")
+        assert error["code"] == code, frame
+    await ws.disconnect()
+    await other_ws.disconnect()
