@@ -51,9 +51,10 @@ def search(
 ) -> list[dict[str, Any]]:
     """Ranked FAQ items and articles for ``q``. ``kb_ids`` narrows the knowledge bases;
     ``public_only`` keeps to public ones and published articles. ``mode``: ``keyword`` (full
-    text), ``semantic`` (embeddings, :mod:`kbase.embeddings`) or ``hybrid`` (both, merged by
-    reciprocal rank fusion); the default is hybrid when embeddings are installed, else keyword,
-    and a semantic mode falls back to keyword without them."""
+    text), ``semantic`` (embeddings, :mod:`kbase.embeddings`) or ``hybrid`` (the cosine
+    similarity plus a keyword bonus, see the module docstring); the default is hybrid when
+    embeddings are installed, else keyword, and a semantic mode falls back to keyword without
+    them."""
     if mode not in (None, *MODES):
         raise ValueError(f"unknown search mode {mode!r}")
     semantic_ok = embeddings.available()
@@ -116,9 +117,11 @@ def _scope(*, kb_ids: list[int] | None, public_only: bool) -> tuple[QuerySet, Qu
 
 
 def _keyword(terms: list[str], faq: QuerySet, articles: QuerySet, limit: int) -> list[dict]:
-    """Full-text ranking: every term first, then any term at half weight."""
+    """Full-text ranking: items with every term first, then items with any term (at half
+    weight, and always after the former)."""
     found: dict[tuple[str, int], dict[str, Any]] = {}
-    for joiner, penalty in (("&", 1.0), ("|", 0.5)):
+    tier: dict[tuple[str, int], int] = {}
+    for level, (joiner, penalty) in enumerate((("&", 1.0), ("|", 0.5))):
         query = _query(terms, joiner)
         for kind, qs in (("faq", faq), ("article", articles)):
             # rank at most CANDIDATES matching rows: a query of common words can match most of a
@@ -133,9 +136,14 @@ def _keyword(terms: list[str], faq: QuerySet, articles: QuerySet, limit: int) ->
                 key = (kind, row.pk)
                 if key not in found:
                     found[key] = _result(kind, row, float(row.rank) * penalty, terms)
+                    tier[key] = level
         if len(found) >= limit or len(terms) == 1:
             break
-    return sorted(found.values(), key=lambda r: (-r["score"], r["type"], r["id"]))[:limit]
+    # an item with every term stays ahead of any item with only some, whatever their ranks
+    return sorted(
+        found.values(),
+        key=lambda r: (tier[(r["type"], r["id"])], -r["score"], r["type"], r["id"]),
+    )[:limit]
 
 
 def _result(kind: str, row: Any, score: float, terms: list[str]) -> dict[str, Any]:

@@ -795,9 +795,10 @@ function applySession(data) {
   $('chat-title').textContent = ch.title || ch.name || $('chat-title').textContent;
   document.title = ch.title || ch.name || document.title;
   const welcome = $('chat-welcome');
-  const hello = ch.welcome_text || (data.robot && data.robot.greeting) || '';
-  welcome.textContent = hello;
-  welcome.hidden = !hello;
+  welcome.textContent = ch.welcome_text || '';
+  welcome.hidden = !ch.welcome_text;
+  // on a robot channel, the robot's greeting stands where the first messages will be
+  if (data.robot && data.robot.greeting) emptyNote.textContent = data.robot.greeting;
   updateRobotBar();
   if (typeof ch.color === 'string' && HEX_COLOR.test(ch.color)) {
     document.documentElement.style.setProperty('--accent', ch.color);
