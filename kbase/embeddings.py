@@ -91,14 +91,12 @@ def nearest(
     if has_pgvector(connection.schema_name):
         literal = "[" + ",".join(f"{x:.6f}" for x in query_vector) + "]"
         table = model._meta.db_table
-        ids = list(rows.values_list("pk", flat=True)[:200_000])
-        if not ids:
-            return []
+        scope_sql, scope_params = rows.values("pk").query.sql_with_params()
         with connection.cursor() as cursor:
             cursor.execute(
-                f"SELECT id, 1 - (embedding::vector <=> %s::vector) AS score FROM {table} "  # noqa: S608 - table name from the model
-                "WHERE id = ANY(%s) ORDER BY embedding::vector <=> %s::vector LIMIT %s",
-                [literal, ids, literal, limit],
+                f"SELECT id, 1 - (embedding::vector <=> %s::vector) AS score FROM {table} "  # noqa: S608 - table name from the model, scope compiled by the ORM
+                f"WHERE id IN ({scope_sql}) ORDER BY embedding::vector <=> %s::vector LIMIT %s",
+                [literal, *scope_params, literal, limit],
             )
             return [(pk, float(score)) for pk, score in cursor.fetchall()]
     import time

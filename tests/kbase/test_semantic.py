@@ -4,11 +4,13 @@ offline), and the keyword-only fallback when it is turned off."""
 from __future__ import annotations
 
 import logging
+import os
 from importlib import resources
 from io import StringIO
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
 from django_tenants.utils import schema_context
 
 from kbase import embeddings, indexing, search, services
@@ -74,3 +76,24 @@ def test_import_builds_the_semantic_index():
             q="for how many years does a building permit stay valid", kb_ids=[kb_id], limit=5
         )
         assert "bbr-pbl-021" in [h["external_id"] for h in hits]
+
+
+def test_vectors_are_ranked_by_pgvector_when_the_database_has_it(panel_kb, monkeypatch):
+    # the migration installs pgvector wherever the server offers it (the embedded PostgreSQL
+    # does; tests/kbase/test_pgvector.py runs this module there)
+    with schema_context("acme"), connection.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'")
+        offered = cursor.fetchone() is not None
+        assert embeddings.has_pgvector("acme") is offered
+        if os.environ.get("WEIYU_EXPECT_PGVECTOR") == "1":
+            assert offered
+        # and both ways of ranking agree on the order and the similarities
+        query = embeddings.encode(["what fuse box do I need"])[0]
+        scope = FaqItem.objects.filter(kb=panel_kb)
+        found = embeddings.nearest(FaqItem, query, scope, 3)
+        monkeypatch.setattr(embeddings, "has_pgvector", lambda _schema: False)
+        exact = embeddings.nearest(FaqItem, query, scope, 3)
+        panel = FaqItem.objects.get(kb=panel_kb, external_id="panel").pk
+    assert found[0][0] == panel
+    assert [pk for pk, _s in found] == [pk for pk, _s in exact]
+    assert all(abs(a - b) < 1e-4 for (_p, a), (_q, b) in zip(found, exact, strict=True))
