@@ -19,9 +19,12 @@ from kefu.models import (
     BlockedVisitor,
     CannedResponse,
     Channel,
+    RoutingRule,
     SensitiveWord,
     Session,
+    Skill,
     Visitor,
+    VisitorTag,
     Workgroup,
 )
 from org.admin import UserAdmin
@@ -46,8 +49,23 @@ admin.site.register(User, AgentUserAdmin)
 @admin.register(Workgroup)
 class WorkgroupAdmin(admin.ModelAdmin):
     list_display = ("name", "strategy", "lead", "agent_count", "queued")
+    list_filter = ("strategy",)
     filter_horizontal = ("agents",)
     actions = ["dispatch_queue"]
+    fieldsets = (
+        (None, {"fields": ("name", "agents", "lead", "strategy")}),
+        (
+            _("Queue limits"),
+            {
+                "fields": (
+                    "max_queue_length",
+                    "max_wait_s",
+                    "overflow_action",
+                    "overflow_workgroup",
+                )
+            },
+        ),
+    )
 
     @admin.display(description=_("agents"))
     def agent_count(self, obj: Workgroup) -> int:
@@ -65,12 +83,31 @@ class WorkgroupAdmin(admin.ModelAdmin):
         )
 
 
+class RoutingRuleInline(admin.TabularInline):
+    model = RoutingRule
+    extra = 0
+    fields = ("priority", "attribute", "operator", "value", "workgroup", "skill")
+
+
+@admin.register(Skill)
+class SkillAdmin(admin.ModelAdmin):
+    list_display = ("name",)
+    search_fields = ("name",)
+
+
+@admin.register(VisitorTag)
+class VisitorTagAdmin(admin.ModelAdmin):
+    list_display = ("name",)
+    search_fields = ("name",)
+
+
 @admin.register(Channel)
 class ChannelAdmin(admin.ModelAdmin):
     list_display = ("name", "mode", "workgroup", "is_active", "public_key")
     list_filter = ("is_active", "mode")
     readonly_fields = ("public_key", "snippet", "created_at")
-    filter_horizontal = ("knowledge_bases",)
+    filter_horizontal = ("knowledge_bases", "departments")
+    inlines = [RoutingRuleInline]
     fieldsets = (
         (
             None,
@@ -82,6 +119,7 @@ class ChannelAdmin(admin.ModelAdmin):
                     "title",
                     "welcome_text",
                     "color",
+                    "departments",
                     "is_active",
                     "public_key",
                     "snippet",
@@ -135,8 +173,9 @@ class VisitorAdmin(admin.ModelAdmin):
         "created_at",
         "last_seen_at",
     )
-    list_filter = ("channel", "language")
+    list_filter = ("channel", "language", "tags")
     search_fields = ("name", "ip_address", "page_url")
+    filter_horizontal = ("tags",)
     readonly_fields = (
         "channel",
         "ip_address",
@@ -152,9 +191,10 @@ class VisitorAdmin(admin.ModelAdmin):
 @admin.register(AgentState)
 class AgentStateAdmin(admin.ModelAdmin):
     list_display = ("user", "status", "open_count", "max_concurrent", "status_changed_at")
-    list_filter = ("status",)
+    list_filter = ("status", "skills")
     list_editable = ("max_concurrent",)
-    readonly_fields = ("open_count", "status_changed_at")
+    readonly_fields = ("open_count", "status_changed_at", "last_assigned_at")
+    filter_horizontal = ("skills",)
     actions = ["set_online", "set_away", "set_offline"]
 
     def _set(self, request: HttpRequest, queryset: Any, status: str) -> None:

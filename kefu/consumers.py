@@ -83,6 +83,7 @@ class VisitorConsumer(MemberConsumer):
             conversation_id=data.get("conversation_id"),
             content=data.get("content"),
             client_msg_id=data.get("client_msg_id"),
+            department_id=data.get("workgroup_id"),
         )
 
     async def on_conversation_close(self, data: dict[str, Any], ref: str | None) -> None:

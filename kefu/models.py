@@ -15,15 +15,49 @@ def new_public_key() -> str:
     return secrets.token_urlsafe(16)
 
 
-class Workgroup(models.Model):
-    """A team of agents that shares a waiting queue.
+class Skill(models.Model):
+    """Something an agent knows (a product, a language…). Routing rules and department choices
+    can ask for one; the ``skill`` strategy then offers the conversation to agents who have it."""
 
-    ``last_assigned_user_id`` is the round-robin cursor: the next assignment goes to the first
-    available agent with a larger user id, wrapping around.
+    name = models.CharField(_("name"), max_length=64, unique=True)
+
+    class Meta:
+        verbose_name = _("skill")
+        verbose_name_plural = _("skills")
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Workgroup(models.Model):
+    """A team of agents that shares a waiting queue (KF-6, KF-7).
+
+    Routing strategies (:func:`kefu.services._pick_agent`) among agents who are online, active
+    and under their cap: ``round_robin`` — the next agent after the last one assigned (by user
+    id, ``last_assigned_user_id`` is the cursor); ``least_busy`` — fewest open conversations,
+    then the lowest share of their cap, then the longest since their last assignment; ``skill``
+    — agents with the conversation's skill (all, when it asks for none or nobody has it), least
+    busy first; ``sticky`` — a returning visitor's previous agent when available, else least
+    busy.
+
+    Queue limits: past ``max_queue_length`` waiting visitors, or ``max_wait_s`` seconds of
+    waiting (0: no limit), ``overflow_action`` applies: ``wait`` (nothing), ``overflow`` (move to
+    ``overflow_workgroup``), ``leave_message`` (the conversation ends with an offer to leave a
+    message, which becomes a ticket) or ``robot`` (the robot takes over).
     """
 
     class Strategy(models.TextChoices):
         ROUND_ROBIN = "round_robin", _("Round robin")
+        LEAST_BUSY = "least_busy", _("Least busy (fewest open conversations)")
+        SKILL = "skill", _("Skill match")
+        STICKY = "sticky", _("Sticky (returning visitors get their last agent)")
+
+    class OverflowAction(models.TextChoices):
+        WAIT = "wait", _("Keep waiting")
+        OVERFLOW = "overflow", _("Move to the overflow workgroup")
+        LEAVE_MESSAGE = "leave_message", _("Offer to leave a message")
+        ROBOT = "robot", _("Hand to the robot")
 
     name = models.CharField(_("name"), max_length=100)
     strategy = models.CharField(
@@ -41,6 +75,26 @@ class Workgroup(models.Model):
         verbose_name=_("lead"),
         help_text=_("Gets the workgroup's SLA escalations."),
     )
+    max_queue_length = models.PositiveIntegerField(
+        _("queue limit"), default=0, help_text=_("Visitors waiting at most (0: no limit).")
+    )
+    max_wait_s = models.PositiveIntegerField(
+        _("longest wait (seconds)"), default=0, help_text=_("0: no limit.")
+    )
+    overflow_action = models.CharField(
+        _("past the limits"),
+        max_length=16,
+        choices=OverflowAction.choices,
+        default=OverflowAction.WAIT,
+    )
+    overflow_workgroup = models.ForeignKey(
+        "self",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("overflow workgroup"),
+    )
     last_assigned_user_id = models.BigIntegerField(
         _("last assigned agent id"), null=True, blank=True, editable=False
     )
@@ -52,6 +106,16 @@ class Workgroup(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        if self.overflow_action == self.OverflowAction.OVERFLOW and (
+            self.overflow_workgroup_id is None or self.overflow_workgroup_id == self.pk
+        ):
+            raise ValidationError(
+                {"overflow_workgroup": _("Choose another workgroup to overflow to.")}
+            )
 
 
 class Channel(models.Model):
@@ -116,12 +180,79 @@ class Channel(models.Model):
         default="人工, 转人工, 人工客服, 真人, agent, human, operator, real person",
         help_text=_("Comma-separated. A short message containing one asks for a person."),
     )
+    departments = models.ManyToManyField(
+        Workgroup,
+        blank=True,
+        related_name="+",
+        verbose_name=_("departments offered"),
+        help_text=_("Visitors choose one of these in the widget before their first message."),
+    )
     is_active = models.BooleanField(_("active"), default=True)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:
         verbose_name = _("widget channel")
         verbose_name_plural = _("widget channels")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class RoutingRule(models.Model):
+    """Sends a channel's new conversations to a workgroup (and optionally asks for a skill) when
+    the visitor matches (KF-6). Rules are tried in ``priority`` order; the first match wins, and
+    a department the visitor chose in the widget comes before every rule."""
+
+    class Attribute(models.TextChoices):
+        PAGE_URL = "page_url", _("Page URL")
+        REFERRER = "referrer", _("Referrer")
+        LANGUAGE = "language", _("Language")
+        TAG = "tag", _("Visitor tag")
+
+    class Operator(models.TextChoices):
+        CONTAINS = "contains", _("contains")
+        EQUALS = "equals", _("equals")
+        STARTS_WITH = "starts_with", _("starts with")
+
+    channel = models.ForeignKey(
+        Channel, on_delete=models.CASCADE, related_name="routing_rules", verbose_name=_("channel")
+    )
+    priority = models.PositiveSmallIntegerField(_("priority"), default=10)
+    attribute = models.CharField(_("when"), max_length=16, choices=Attribute.choices)
+    operator = models.CharField(
+        _("operator"), max_length=16, choices=Operator.choices, default=Operator.CONTAINS
+    )
+    value = models.CharField(_("value"), max_length=500)
+    workgroup = models.ForeignKey(
+        Workgroup, on_delete=models.CASCADE, related_name="+", verbose_name=_("send to")
+    )
+    skill = models.ForeignKey(
+        Skill,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("ask for skill"),
+    )
+
+    class Meta:
+        verbose_name = _("routing rule")
+        verbose_name_plural = _("routing rules")
+        ordering = ["priority", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.get_attribute_display()} {self.get_operator_display()} {self.value}"
+
+
+class VisitorTag(models.Model):
+    """A label on visitors (VIP, wholesale…), set by agents; routing rules can use it."""
+
+    name = models.CharField(_("name"), max_length=64, unique=True)
+
+    class Meta:
+        verbose_name = _("visitor tag")
+        verbose_name_plural = _("visitor tags")
+        ordering = ["name"]
 
     def __str__(self) -> str:
         return self.name
@@ -139,6 +270,9 @@ class Visitor(models.Model):
     language = models.CharField(_("language"), max_length=16, blank=True)
     referrer = models.CharField(_("referrer"), max_length=2000, blank=True)
     page_url = models.CharField(_("page"), max_length=2000, blank=True)
+    tags = models.ManyToManyField(
+        VisitorTag, blank=True, related_name="visitors", verbose_name=_("tags")
+    )
     created_at = models.DateTimeField(_("first seen"), auto_now_add=True)
     last_seen_at = models.DateTimeField(_("last seen"), auto_now=True)
 
@@ -180,6 +314,12 @@ class AgentState(models.Model):
         _("open conversations"), default=0, editable=False
     )
     status_changed_at = models.DateTimeField(_("status changed at"), auto_now_add=True)
+    last_assigned_at = models.DateTimeField(
+        _("last assigned at"), null=True, blank=True, editable=False
+    )
+    skills = models.ManyToManyField(
+        Skill, blank=True, related_name="agents", verbose_name=_("skills")
+    )
 
     class Meta:
         verbose_name = _("agent service state")
@@ -235,6 +375,15 @@ class Session(models.Model):
     first_response_at = models.DateTimeField(_("first response at"), null=True, blank=True)
     closed_at = models.DateTimeField(_("closed at"), null=True, blank=True)
     closed_by = models.CharField(_("closed by"), max_length=16, blank=True)
+    skill = models.ForeignKey(
+        Skill,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("skill asked for"),
+    )
+    overflowed_at = models.DateTimeField(_("overflowed at"), null=True, blank=True)
     robot_misses = models.PositiveSmallIntegerField(_("robot misses"), default=0, editable=False)
     handed_over_at = models.DateTimeField(_("handed over at"), null=True, blank=True)
     handover_reason = models.CharField(_("hand-over reason"), max_length=16, blank=True)

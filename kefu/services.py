@@ -22,7 +22,7 @@ from django.utils.translation import gettext as _
 from im import services as im_services
 from im.models import Conversation, Message, Participant
 from im.services import Sender
-from kefu import blocking, robot, selectors, sensitive
+from kefu import blocking, robot, routing, selectors, sensitive
 from kefu.models import AgentState, Channel, Session, Visitor, Workgroup
 from org.models import User
 from weiyu.errors import ServiceError
@@ -127,19 +127,30 @@ def agent_sender(user: User) -> Sender:
 # --- sessions -----------------------------------------------------------------------------------
 
 
-def session_start(*, visitor: Visitor) -> Session:
+def session_start(*, visitor: Visitor, department_id: object = None) -> Session:
     """Open a session (and its conversation) for a visitor who has none live: ``queued`` on a
     human-only channel (the caller dispatches it), ``robot`` on a robot or robot-first channel.
+    The workgroup comes from :func:`kefu.routing.route` (the department chosen in the widget,
+    the channel's routing rules, else the channel's workgroup) and the queue limits apply
+    (:func:`kefu.routing.queue_admit`).
 
     When the visitor already has a live session (another tab won the race) that one is returned.
+    Raises ``ServiceError``: ``invalid`` (a department the channel does not offer),
+    ``queue_full`` (the queue is full and the visitor should leave a message).
     """
     existing = selectors.visitor_live_session(visitor_id=visitor.pk)
     if existing is not None:
         return existing
     channel = visitor.channel
     with_robot = channel.mode in robot.ROBOT_MODES
+    workgroup_id, skill_id = routing.route(
+        channel=channel, visitor=visitor, department_id=department_id
+    )
     try:
         with transaction.atomic():
+            status = Session.Status.ROBOT
+            if not with_robot:
+                workgroup_id, status = routing.queue_admit(workgroup_id=workgroup_id)
             conversation = im_services.conversation_create(
                 kind=Conversation.Kind.VISITOR, title=visitor.name
             )
@@ -153,9 +164,10 @@ def session_start(*, visitor: Visitor) -> Session:
                 conversation=conversation,
                 visitor=visitor,
                 channel=channel,
-                workgroup_id=channel.workgroup_id,
-                status=Session.Status.ROBOT if with_robot else Session.Status.QUEUED,
-                queued_at=None if with_robot else timezone.now(),
+                workgroup_id=workgroup_id,
+                skill_id=skill_id,
+                status=status,
+                queued_at=timezone.now() if status == Session.Status.QUEUED else None,
             )
     except IntegrityError:
         existing = selectors.visitor_live_session(visitor_id=visitor.pk)
@@ -166,12 +178,18 @@ def session_start(*, visitor: Visitor) -> Session:
 
 
 def visitor_message_send(
-    *, visitor: Visitor, conversation_id: object, content: object, client_msg_id: object
+    *,
+    visitor: Visitor,
+    conversation_id: object,
+    content: object,
+    client_msg_id: object,
+    department_id: object = None,
 ) -> tuple[Message, bool]:
     """A visitor's message. Without ``conversation_id`` it goes to the live session, or starts one
     (and routes it) when there is none. Returns ``(message, created)`` like ``message_send``.
     The sensitive-word filter applies (:mod:`kefu.sensitive`: masked, or ``forbidden``). In a
     session the robot serves, the robot answers it or hands over (:mod:`kefu.robot`).
+    ``department_id``: the workgroup the visitor chose, for a message that starts a session.
     """
     blocking.check(visitor=visitor)
     sender = visitor_sender(visitor)
@@ -201,7 +219,7 @@ def visitor_message_send(
         stored = Message.objects.filter(sender_key=sender.key, client_msg_id=client_msg_id).first()
         if stored is not None:
             return stored, False
-    session = session_start(visitor=visitor)
+    session = session_start(visitor=visitor, department_id=department_id)
     with transaction.atomic():
         result = im_services.message_send(
             conversation_id=session.conversation_id,
@@ -245,8 +263,9 @@ def agent_message_send(
         )
 
 
-def _pick_agent(workgroup: Workgroup) -> AgentState | None:
-    """Round robin over available agents, locking their state rows (caller holds a transaction)."""
+def _pick_agent(workgroup: Workgroup, session: Session) -> AgentState | None:
+    """The agent the workgroup's strategy picks for ``session`` among those available, with
+    their state rows locked (the caller holds a transaction); see :class:`Workgroup`."""
     candidates = list(
         AgentState.objects.select_for_update(of=("self",))
         .filter(
@@ -259,8 +278,43 @@ def _pick_agent(workgroup: Workgroup) -> AgentState | None:
     )
     if not candidates:
         return None
-    cursor = workgroup.last_assigned_user_id or 0
-    return next((state for state in candidates if state.user_id > cursor), candidates[0])
+    strategy = workgroup.strategy
+    if strategy == Workgroup.Strategy.ROUND_ROBIN:
+        cursor = workgroup.last_assigned_user_id or 0
+        return next((state for state in candidates if state.user_id > cursor), candidates[0])
+    if strategy == Workgroup.Strategy.STICKY:
+        previous = (
+            Session.objects.filter(visitor_id=session.visitor_id, agent__isnull=False)
+            .exclude(pk=session.pk)
+            .order_by("-created_at")
+            .values_list("agent_id", flat=True)
+            .first()
+        )
+        sticky = next((state for state in candidates if state.user_id == previous), None)
+        if sticky is not None:
+            return sticky
+    if strategy == Workgroup.Strategy.SKILL and session.skill_id is not None:
+        skilled = set(
+            AgentState.skills.through.objects.filter(
+                skill_id=session.skill_id, agentstate_id__in=[c.pk for c in candidates]
+            ).values_list("agentstate_id", flat=True)
+        )
+        if skilled:
+            candidates = [c for c in candidates if c.pk in skilled]
+        elif AgentState.objects.filter(
+            user__workgroups=workgroup, user__is_active=True, skills=session.skill_id
+        ).exists():
+            return None  # someone has the skill but is not free: wait for them
+    epoch = timezone.now().replace(year=2000)
+    return min(
+        candidates,
+        key=lambda s: (
+            s.open_count,
+            s.open_count / max(s.max_concurrent, 1),
+            s.last_assigned_at or epoch,
+            s.user_id,
+        ),
+    )
 
 
 ASSIGNED, GONE, NO_AGENT = "assigned", "gone", "no_agent"
@@ -277,10 +331,12 @@ def _assign_one(session_id: int) -> str:
         session = Session.objects.select_for_update().select_related("visitor").get(pk=session_id)
         if session.status != Session.Status.QUEUED:
             return GONE
-        state = _pick_agent(workgroup)
+        state = _pick_agent(workgroup, session)
         if state is None:
             return NO_AGENT
-        AgentState.objects.filter(pk=state.pk).update(open_count=F("open_count") + 1)
+        AgentState.objects.filter(pk=state.pk).update(
+            open_count=F("open_count") + 1, last_assigned_at=timezone.now()
+        )
         Workgroup.objects.filter(pk=workgroup.pk).update(last_assigned_user_id=state.user_id)
         agent = User.objects.get(pk=state.user_id)
         session.agent = agent
@@ -353,6 +409,8 @@ def workgroup_dispatch(*, workgroup_id: int) -> int:
     for session in selectors.queue_list(workgroup_id=workgroup_id):
         result = _assign_one(session.pk)
         if result == NO_AGENT:
+            if session.skill_id is not None and session.workgroup.strategy == "skill":
+                continue  # waits for a skilled agent; those behind may need nobody special
             break
         assigned += result == ASSIGNED
     queue_positions_publish(workgroup_id=workgroup_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 from django_tenants.utils import get_tenant_model, schema_context
 
-from kefu import robot, services
+from kefu import robot, routing, services
 from kefu.models import Session
 
 
@@ -49,3 +49,24 @@ def assist_draft_task(schema: str, user_id: int, conversation_id: int, request_i
     agent's sockets as ``assist.draft`` frames."""
     with schema_context(schema):
         robot.assist_draft(user_id=user_id, conversation_id=conversation_id, request_id=request_id)
+
+
+@shared_task
+def timers_scan_task(schema: str) -> int:
+    """One tenant's service timers (:func:`kefu.routing.queue_wait_scan`); returns how many
+    sessions were acted on."""
+    with schema_context(schema):
+        return routing.queue_wait_scan()
+
+
+@shared_task
+def timers_scan_all_task() -> None:
+    """Beat (every ``KEFU_TIMER_INTERVAL_S``, default 5 s): one :func:`timers_scan_task` per
+    active tenant."""
+    for schema in (
+        get_tenant_model()
+        .objects.filter(is_active=True)
+        .exclude(schema_name="public")
+        .values_list("schema_name", flat=True)
+    ):
+        timers_scan_task.delay(schema)

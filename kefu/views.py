@@ -23,7 +23,7 @@ from rest_framework.views import APIView
 
 from im.models import MessagingSettings
 from kbase import llm
-from kefu import blocking, robot, selectors, services
+from kefu import blocking, robot, routing, selectors, services
 from kefu.models import Channel
 from weiyu.errors import ServiceError
 
@@ -139,6 +139,7 @@ class WidgetSessionApi(APIView):
                     "mode": channel.mode,
                 },
                 "robot": robot.widget_info(channel, robot.language_for(visitor)),
+                "departments": routing.departments(channel),
                 "ws_path": "/ws/visitor/",
                 "agents_online": selectors.workgroup_has_online_agent(
                     workgroup_id=channel.workgroup_id

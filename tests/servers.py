@@ -193,10 +193,11 @@ class CeleryWorker:
 
 
 def celery_worker_start(
-    *, queue: str, name: str = "celery", concurrency: int = 2, **env: str
+    *, queue: str, name: str = "celery", concurrency: int = 2, beat: bool = False, **env: str
 ) -> CeleryWorker:
     """Start a Celery worker on the test database and Redis, consuming ``queue`` only, and wait
-    until it answers a ping (``RuntimeError`` after 60 s)."""
+    until it answers a ping (``RuntimeError`` after 60 s). ``beat``: with the periodic tasks
+    (an embedded beat whose tasks go to ``queue``)."""
     from weiyu.celery import app
 
     environment = dict(
@@ -211,6 +212,10 @@ def celery_worker_start(
     log.parent.mkdir(parents=True, exist_ok=True)
     log_file = log.open("wb")
     hostname = f"{name}-{os.getpid()}-{time.monotonic_ns()}@test"
+    extra = []
+    if beat:
+        environment["CELERY_QUEUE"] = queue
+        extra = ["-B", "-s", str(ROOT / ".data" / f"{name}-beat-schedule")]
     process = subprocess.Popen(
         [
             sys.executable,
@@ -229,6 +234,7 @@ def celery_worker_start(
             "--without-mingle",
             "-l",
             "info",
+            *extra,
         ],
         cwd=ROOT,
         env=environment,

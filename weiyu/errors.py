@@ -18,6 +18,7 @@ HTTP_STATUS = {
     "conflict": 409,
     "not_configured": 409,
     "nothing_to_answer": 409,
+    "queue_full": 409,
     "too_large": 413,
     "unavailable": 503,
 }

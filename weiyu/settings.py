@@ -238,6 +238,11 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
     "kefu-queue-dispatch": {"task": "kefu.tasks.queue_dispatch_scan_task", "schedule": 15.0},
+    # queue wait limits, unanswered-visitor reminders and re-assignment, idle auto-close
+    "kefu-timers": {
+        "task": "kefu.tasks.timers_scan_all_task",
+        "schedule": float(os.environ.get("KEFU_TIMER_INTERVAL_S", "5")),
+    },
     # SLA warnings, breaches and escalations: a breach is seen within one interval (TK-2)
     "tickets-sla-scan": {
         "task": "tickets.tasks.sla_scan_all_task",

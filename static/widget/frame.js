@@ -268,6 +268,7 @@ function robotServing() {
 }
 
 function updateRobotBar() {
+  updateDepartments();
   robotBar.hidden = !(session && session.robot && session.robot.handover && current != null && robotServing());
 }
 
@@ -506,6 +507,7 @@ function onFrame(f) {
       const m = f.message;
       ingest(m);
       if (m.meta && m.meta.handover) handedOver.add(m.conversation_id);
+      if (m.meta && m.meta.leave_message) $('offline-banner').hidden = false;
       const kind = kindOf(m);
       if (kind !== 'mine') client.updateRead(m.conversation_id, { delivered_seq: m.seq });
       const stick = nearBottom() || kind === 'mine';
@@ -631,6 +633,15 @@ function onError(f) {
     }
     return;
   }
+  if (f.code === 'queue_full') {
+    // every agent is busy and the queue is full: the text becomes a message left for the team
+    $('offline-banner').hidden = false;
+    if (el) el.remove();
+    tickets.show(true, { leave: true });
+    const body = $('leave-body');
+    if (!body.value) body.value = item.content || '';
+    return;
+  }
   if (el) {
     setState(el, 'failed');
     el.title = f.message || '';
@@ -672,6 +683,23 @@ function maybeLoadOlder() {
 list.addEventListener('scroll', maybeLoadOlder, { passive: true });
 
 // ---- composer -----------------------------------------------------------------------------
+// ---- department choice (channels that offer several) --------------------------------------
+const departmentBar = $('department-bar');
+const departmentSelect = $('department');
+
+function updateDepartments() {
+  const choices = (session && session.departments) || [];
+  const choosing = choices.length > 0 && current == null;
+  departmentBar.hidden = !choosing;
+  if (!choices.length || departmentSelect.options.length - 1 === choices.length) return;
+  for (const d of choices) {
+    const opt = document.createElement('option');
+    opt.value = d.id;
+    opt.textContent = d.name;
+    departmentSelect.append(opt);
+  }
+}
+
 function autosize() {
   composer.style.height = 'auto';
   composer.style.height = Math.min(composer.scrollHeight, 140) + 'px';
@@ -680,7 +708,9 @@ function autosize() {
 function sendNow() {
   const content = composer.value.trim();
   if (!content || !client) return;
-  const item = client.send(current, content);
+  const extra = {};
+  if (current == null && departmentSelect.value) extra.workgroup_id = Number(departmentSelect.value);
+  const item = client.send(current, content, extra);
   const el = buildMsg('mine', current);
   fill(el, { content, created_at: item.created_at, name: gettext('You') });
   setState(el, 'pending');

@@ -1,0 +1,93 @@
+"""Service timers run by a real Celery worker with its beat, on short durations: queue wait
+limits (overflow to another workgroup, or an offer to leave a message)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from django_tenants.utils import schema_context
+
+from im.models import Message
+from kefu import services
+from kefu.models import Session, Workgroup
+from tests.conftest import make_agent, make_desk, make_visitor, unique
+from weiyu.celery import app
+
+
+@pytest.fixture(scope="module")
+def beat_worker():
+    from tests.servers import celery_worker_start
+
+    queue = unique("timers")
+    previous = app.conf.task_default_queue
+    app.conf.task_default_queue = queue
+    worker = celery_worker_start(
+        queue=queue, name="timers", concurrency=2, beat=True, KEFU_TIMER_INTERVAL_S="1",
+        SLA_SCAN_INTERVAL_S="60", WEIYU_SEMANTIC="off",
+    )  # fmt: skip
+    yield worker
+    worker.stop()
+    app.conf.task_default_queue = previous
+
+
+def _send(visitor, text: str = "hello"):
+    return services.visitor_message_send(
+        visitor=visitor, conversation_id=None, content=text, client_msg_id=unique("c")
+    )
+
+
+def _wait_for(predicate, timeout: float = 20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with schema_context("acme"):
+            value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    with schema_context("acme"):
+        return predicate()
+
+
+def test_a_visitor_waiting_too_long_overflows_to_the_backup_workgroup(acme, beat_worker):
+    # given a workgroup nobody serves right now, which overflows after 2 s to a staffed one
+    desk = make_desk(acme, agents=1, status="away")
+    with schema_context("acme"):
+        backup = Workgroup.objects.create(name=unique("backup"))
+        helper = make_agent()
+        backup.agents.add(helper)
+        Workgroup.objects.filter(pk=desk.workgroup.pk).update(
+            max_wait_s=2, overflow_action="overflow", overflow_workgroup=backup
+        )
+        visitor, _ = make_visitor(desk)
+        started = time.monotonic()
+        _send(visitor)
+        assert Session.objects.get(visitor=visitor).status == "queued"
+
+    # when the wait passes, the worker moves the visitor on and the backup agent takes them
+    session = _wait_for(
+        lambda: Session.objects.filter(visitor=visitor, status="open", agent=helper).first()
+    )
+    waited = time.monotonic() - started
+    assert session is not None
+    assert session.workgroup_id == backup.pk
+    assert session.overflowed_at is not None
+    assert 2 <= waited < 10
+
+
+def test_a_visitor_waiting_too_long_is_asked_to_leave_a_message(acme, beat_worker):
+    desk = make_desk(acme, agents=1, status="away")
+    with schema_context("acme"):
+        Workgroup.objects.filter(pk=desk.workgroup.pk).update(
+            max_wait_s=1, overflow_action="leave_message"
+        )
+        visitor, _ = make_visitor(desk, language="zh-CN")
+        _send(visitor, "有人吗")
+
+    session = _wait_for(lambda: Session.objects.filter(visitor=visitor, status="closed").first())
+    assert session is not None
+    with schema_context("acme"):
+        notice = Message.objects.get(
+            conversation_id=session.conversation_id, meta__leave_message=True
+        )
+    assert "留言" in notice.content
