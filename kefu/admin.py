@@ -23,6 +23,7 @@ from kefu.models import (
     SensitiveWord,
     Session,
     Skill,
+    Transfer,
     Visitor,
     VisitorTag,
     Workgroup,
@@ -286,3 +287,19 @@ class BlockedVisitorAdmin(admin.ModelAdmin):
         if not change:
             obj.created_by = request.user
         super().save_model(request, obj, form, change)
+
+
+@admin.register(Transfer)
+class TransferAdmin(admin.ModelAdmin):
+    """Transfers between agents and to workgroups, as a log (they are made in the inbox)."""
+
+    list_display = ("session", "from_agent", "to_agent", "to_workgroup", "status", "created_at")
+    list_filter = ("status",)
+    list_select_related = ("session__visitor", "from_agent", "to_agent", "to_workgroup")
+    readonly_fields = [f.name for f in Transfer._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -9,8 +9,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from kefu import blocking, canned, robot
-from kefu.models import BlockedVisitor
+from kefu import blocking, canned, robot, selectors, transfers
+from kefu.models import BlockedVisitor, Transfer
 from weiyu.errors import ServiceError
 
 
@@ -103,7 +103,90 @@ class DraftApi(APIView):
         return Response({"request_id": request_id}, status=status.HTTP_202_ACCEPTED)
 
 
+def _body(request: Request) -> dict:
+    if not isinstance(request.data, dict):
+        raise ServiceError("invalid", _("A JSON object is expected."))
+    return request.data
+
+
+class TransferListApi(APIView):
+    """``GET /api/v1/kefu/transfers`` → ``{"transfers": [transfer]}``: pending transfers to or
+    from the caller. ``POST`` ``{"conversation_id", "to_agent_id" | "to_workgroup_id", "note"?}``
+    → 201 {transfer}: to a colleague it waits for their answer (``transfer.requested`` to
+    them); to a workgroup it is done at once (the conversation re-enters that queue). 400
+    ``invalid``, 404, 409 ``conflict`` (not the caller's open conversation, or one is pending),
+    409 ``unavailable_agent`` (the colleague is not online). Shape: ``kefu.transfers``."""
+
+    def get(self, request: Request) -> Response:
+        return Response({"transfers": transfers.pending_for_user(user=request.user)})
+
+    def post(self, request: Request) -> Response:
+        body = _body(request)
+        transfer = transfers.transfer_request(
+            user=request.user,
+            conversation_id=body.get("conversation_id"),
+            to_agent_id=body.get("to_agent_id"),
+            to_workgroup_id=body.get("to_workgroup_id"),
+            note=body.get("note", ""),
+        )
+        transfer = Transfer.objects.select_related(
+            "session__visitor", "from_agent", "to_agent", "to_workgroup"
+        ).get(pk=transfer.pk)
+        return Response(transfers.transfer_payload(transfer), status=status.HTTP_201_CREATED)
+
+
+class TransferActionApi(APIView):
+    """``POST /api/v1/kefu/transfers/<id>/accept`` (the colleague takes it; 409 ``full`` at
+    their cap), ``/decline`` (the first agent keeps it) or ``/cancel`` (the first agent
+    withdraws it) → 200 {transfer}; 404 when it is not the caller's to answer, 409
+    ``conflict`` once answered or expired."""
+
+    actions = {
+        "accept": transfers.transfer_accept,
+        "decline": transfers.transfer_decline,
+        "cancel": transfers.transfer_cancel,
+    }
+
+    def post(self, request: Request, pk: int, action: str) -> Response:
+        if action not in self.actions:
+            raise ServiceError("not_found", _("No such action."))
+        transfer = self.actions[action](user=request.user, transfer_id=pk)
+        transfer = Transfer.objects.select_related(
+            "session__visitor", "from_agent", "to_agent", "to_workgroup"
+        ).get(pk=transfer.pk)
+        return Response(transfers.transfer_payload(transfer))
+
+
+class InviteApi(APIView):
+    """``POST /api/v1/kefu/invites`` ``{"conversation_id", "agent_id"}`` → 201 ``{"agent":
+    {"id", "name"}}``: the colleague joins the caller's open conversation as a second agent."""
+
+    def post(self, request: Request) -> Response:
+        body = _body(request)
+        colleague = transfers.invite(
+            user=request.user,
+            conversation_id=body.get("conversation_id"),
+            agent_id=body.get("agent_id"),
+        )
+        return Response(
+            {"agent": {"id": colleague.pk, "name": colleague.name}}, status=status.HTTP_201_CREATED
+        )
+
+
+class AgentListApi(APIView):
+    """``GET /api/v1/kefu/agents`` → ``{"agents": [{"id", "name", "status", "open_count",
+    "max_concurrent", "workgroups": [{"id", "name"}]}], "workgroups": [{"id", "name"}]}``:
+    the team with their service status and load (the transfer picker; staff only)."""
+
+    def get(self, request: Request) -> Response:
+        return Response(selectors.team_overview())
+
+
 urlpatterns = [
+    path("transfers", TransferListApi.as_view(), name="transfers"),
+    path("transfers/<int:pk>/<slug:action>", TransferActionApi.as_view(), name="transfer-action"),
+    path("invites", InviteApi.as_view(), name="invites"),
+    path("agents", AgentListApi.as_view(), name="agents"),
     path("drafts", DraftApi.as_view(), name="drafts"),
     path("blocks", BlockCreateApi.as_view(), name="block-create"),
     path("blocks/<int:pk>", BlockDetailApi.as_view(), name="block-detail"),

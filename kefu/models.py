@@ -528,3 +528,64 @@ class BlockedVisitor(models.Model):
             )
         if not self.network and not self.visitor_id:
             raise ValidationError(_("Choose a visitor or give an IP address or network."))
+
+
+class Transfer(models.Model):
+    """An agent hands a conversation to a colleague, who accepts or declines (KF-8). A transfer
+    to a workgroup puts the conversation back in that workgroup's queue at once. Pending
+    transfers expire after ``TRANSFER_TTL_S`` (:mod:`kefu.transfers`)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Waiting for an answer")
+        ACCEPTED = "accepted", _("Accepted")
+        DECLINED = "declined", _("Declined")
+        CANCELLED = "cancelled", _("Cancelled")
+        EXPIRED = "expired", _("Expired")
+
+    session = models.ForeignKey(
+        Session, on_delete=models.CASCADE, related_name="transfers", verbose_name=_("session")
+    )
+    from_agent = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        related_name="+",
+        verbose_name=_("from"),
+    )
+    to_agent = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("to agent"),
+    )
+    to_workgroup = models.ForeignKey(
+        Workgroup,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("to workgroup"),
+    )
+    note = models.CharField(_("note"), max_length=500, blank=True)
+    status = models.CharField(
+        _("status"), max_length=16, choices=Status.choices, default=Status.PENDING
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    responded_at = models.DateTimeField(_("answered at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("transfer")
+        verbose_name_plural = _("transfers")
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["session"],
+                condition=Q(status="pending"),
+                name="kefu_transfer_one_pending",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.session_id}: {self.from_agent} → {self.to_agent or self.to_workgroup}"

@@ -123,3 +123,34 @@ def queue_list(*, workgroup_id: int) -> list[Session]:
         .filter(workgroup_id=workgroup_id, status=Session.Status.QUEUED)
         .order_by("queued_at", "id")
     )
+
+
+def team_overview() -> dict[str, Any]:
+    """Agents with status and load, and the workgroups: ``{"agents": [{"id", "name", "status",
+    "open_count", "max_concurrent", "workgroups": [{"id", "name"}]}], "workgroups": [{"id",
+    "name"}]}`` (active agents, by name)."""
+    from kefu.models import Workgroup
+    from org.models import User
+
+    groups = {w.pk: {"id": w.pk, "name": w.name} for w in Workgroup.objects.order_by("name")}
+    memberships: dict[int, list[dict[str, Any]]] = {}
+    for user_id, workgroup_id in Workgroup.agents.through.objects.values_list(
+        "user_id", "workgroup_id"
+    ):
+        memberships.setdefault(user_id, []).append(groups[workgroup_id])
+    states = {s.user_id: s for s in AgentState.objects.all()}
+    agents = []
+    for user in User.objects.filter(is_active=True, role="agent"):
+        state = states.get(user.pk)
+        agents.append(
+            {
+                "id": user.pk,
+                "name": user.name,
+                "status": state.status if state else AgentState.Status.OFFLINE,
+                "open_count": state.open_count if state else 0,
+                "max_concurrent": state.max_concurrent if state else 0,
+                "workgroups": memberships.get(user.pk, []),
+            }
+        )
+    agents.sort(key=lambda a: (a["name"].lower(), a["id"]))
+    return {"agents": agents, "workgroups": list(groups.values())}
