@@ -51,6 +51,26 @@ def available() -> bool:
     return True
 
 
+def loaded() -> bool:
+    """Whether this process has the model in memory already (no load wait)."""
+    return _model.cache_info().currsize > 0
+
+
+def warm_in_background() -> None:
+    """Load the model in a daemon thread, so the first search that needs it does not wait
+    (called at web-process start; a no-op when semantic search is off or already loaded)."""
+    if not available() or loaded():
+        return
+
+    def load() -> None:
+        try:
+            _model()
+        except Exception:  # logged; searches stay keyword-only until a load succeeds
+            logger.exception("the sentence model could not be loaded")
+
+    threading.Thread(target=load, name="weiyu-embeddings-warm", daemon=True).start()
+
+
 @lru_cache(maxsize=1)
 def _model() -> Any:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -58,6 +58,10 @@ def search(
     if mode not in (None, *MODES):
         raise ValueError(f"unknown search mode {mode!r}")
     semantic_ok = embeddings.available()
+    if mode is None and semantic_ok and not embeddings.loaded():
+        # the default never waits for the model: keywords until it is in memory
+        embeddings.warm_in_background()
+        semantic_ok = False
     mode = mode or ("hybrid" if semantic_ok else "keyword")
     if mode != "keyword" and not semantic_ok:
         mode = "keyword"

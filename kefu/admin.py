@@ -16,6 +16,7 @@ from im.services import Sender
 from kefu import services
 from kefu.models import (
     AgentState,
+    AutoReply,
     BlockedVisitor,
     CannedResponse,
     Channel,
@@ -63,6 +64,17 @@ class WorkgroupAdmin(admin.ModelAdmin):
                     "max_wait_s",
                     "overflow_action",
                     "overflow_workgroup",
+                )
+            },
+        ),
+        (
+            _("Automation"),
+            {
+                "fields": (
+                    "remind_after_s",
+                    "reassign_after_s",
+                    "idle_close_after_min",
+                    "idle_close_message",
                 )
             },
         ),
@@ -120,6 +132,7 @@ class ChannelAdmin(admin.ModelAdmin):
                     "title",
                     "welcome_text",
                     "color",
+                    "csat_enabled",
                     "departments",
                     "is_active",
                     "public_key",
@@ -303,3 +316,12 @@ class TransferAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+@admin.register(AutoReply)
+class AutoReplyAdmin(admin.ModelAdmin):
+    """Keyword auto-replies: answered at once, before the robot and the agents."""
+
+    list_display = ("keyword", "match", "channel", "is_active")
+    list_filter = ("is_active", "match", "channel")
+    search_fields = ("keyword", "reply")

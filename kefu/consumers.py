@@ -9,7 +9,7 @@ from django.utils.translation import gettext as _
 
 from im.consumers import MemberConsumer, _int_field
 from im.services import Sender
-from kefu import robot, selectors, services
+from kefu import csat, robot, selectors, services
 from weiyu.errors import ServiceError
 
 
@@ -61,6 +61,7 @@ class VisitorConsumer(MemberConsumer):
         "conversation.close": "on_conversation_close",
         "robot.handover": "on_robot_handover",
         "robot.feedback": "on_robot_feedback",
+        "csat.submit": "on_csat_submit",
     }
 
     async def authenticate(self) -> Sender:
@@ -110,3 +111,20 @@ class VisitorConsumer(MemberConsumer):
             helpful=data.get("helpful"),
         )
         await self.send_json({"type": "robot.feedback.result", "ref": ref, **result})
+
+    async def on_csat_submit(self, data: dict[str, Any], ref: str | None) -> None:
+        session = await self.db(
+            csat.csat_submit,
+            visitor=self.visitor,
+            conversation_id=data.get("conversation_id"),
+            score=data.get("score"),
+            comment=data.get("comment", ""),
+        )
+        await self.send_json(
+            {
+                "type": "csat.result",
+                "ref": ref,
+                "conversation_id": session.conversation_id,
+                "score": session.csat_score,
+            }
+        )

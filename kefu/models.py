@@ -95,6 +95,27 @@ class Workgroup(models.Model):
         related_name="+",
         verbose_name=_("overflow workgroup"),
     )
+    remind_after_s = models.PositiveIntegerField(
+        _("remind the agent after (seconds)"),
+        default=0,
+        help_text=_("A visitor waiting this long for an answer: the agent is reminded (0: never)."),
+    )
+    reassign_after_s = models.PositiveIntegerField(
+        _("re-assign after (seconds)"),
+        default=0,
+        help_text=_("A visitor waiting this long for an answer goes to another agent (0: never)."),
+    )
+    idle_close_after_min = models.PositiveIntegerField(
+        _("close idle conversations after (minutes)"),
+        default=0,
+        help_text=_("No message from either side for this long ends the conversation (0: never)."),
+    )
+    idle_close_message = models.CharField(
+        _("closing message"),
+        max_length=500,
+        blank=True,
+        help_text=_("Posted when an idle conversation is closed. Empty: a standard line."),
+    )
     last_assigned_user_id = models.BigIntegerField(
         _("last assigned agent id"), null=True, blank=True, editable=False
     )
@@ -179,6 +200,13 @@ class Channel(models.Model):
         max_length=500,
         default="人工, 转人工, 人工客服, 真人, agent, human, operator, real person",
         help_text=_("Comma-separated. A short message containing one asks for a person."),
+    )
+    csat_enabled = models.BooleanField(
+        _("satisfaction survey"),
+        default=True,
+        help_text=_(
+            "Ask the visitor to rate the conversation (1-5 stars and a comment) when it ends."
+        ),
     )
     departments = models.ManyToManyField(
         Workgroup,
@@ -384,6 +412,22 @@ class Session(models.Model):
         verbose_name=_("skill asked for"),
     )
     overflowed_at = models.DateTimeField(_("overflowed at"), null=True, blank=True)
+    last_visitor_at = models.DateTimeField(_("visitor last wrote"), null=True, blank=True)
+    last_agent_at = models.DateTimeField(_("agent last wrote"), null=True, blank=True)
+    reminded_at = models.DateTimeField(_("agent reminded at"), null=True, blank=True)
+    reassigned_from = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("re-assigned from"),
+    )
+    csat_score = models.PositiveSmallIntegerField(
+        _("satisfaction"), null=True, blank=True, help_text=_("1-5 stars, from the visitor.")
+    )
+    csat_comment = models.CharField(_("satisfaction comment"), max_length=1000, blank=True)
+    csat_at = models.DateTimeField(_("rated at"), null=True, blank=True)
     robot_misses = models.PositiveSmallIntegerField(_("robot misses"), default=0, editable=False)
     handed_over_at = models.DateTimeField(_("handed over at"), null=True, blank=True)
     handover_reason = models.CharField(_("hand-over reason"), max_length=16, blank=True)
@@ -589,3 +633,35 @@ class Transfer(models.Model):
 
     def __str__(self) -> str:
         return f"{self.session_id}: {self.from_agent} → {self.to_agent or self.to_workgroup}"
+
+
+class AutoReply(models.Model):
+    """A keyword auto-reply (KF-12): a visitor message containing (or equal to) ``keyword`` gets
+    ``reply`` at once, from the channel's robot name. Empty ``channel``: every channel."""
+
+    class Match(models.TextChoices):
+        CONTAINS = "contains", _("contains")
+        EQUALS = "equals", _("equals")
+
+    channel = models.ForeignKey(
+        Channel,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="auto_replies",
+        verbose_name=_("channel"),
+    )
+    keyword = models.CharField(_("keyword"), max_length=100)
+    match = models.CharField(
+        _("match"), max_length=16, choices=Match.choices, default=Match.CONTAINS
+    )
+    reply = models.TextField(_("reply"), max_length=2000)
+    is_active = models.BooleanField(_("active"), default=True)
+
+    class Meta:
+        verbose_name = _("keyword auto-reply")
+        verbose_name_plural = _("keyword auto-replies")
+        ordering = ["keyword"]
+
+    def __str__(self) -> str:
+        return self.keyword

@@ -256,8 +256,14 @@ def answer(*, session_id: int, message_id: int) -> Message | None:
     language = language_for(visitor)
     question = message.content
     kb_ids = list(channel.knowledge_bases.values_list("pk", flat=True)) or None
-    hits = search(q=question, kb_ids=kb_ids, public_only=True, limit=TOP_HITS)
     semantic = embeddings.available()  # then scores are cosine similarity + keyword bonus
+    hits = search(
+        q=question,
+        kb_ids=kb_ids,
+        public_only=True,
+        limit=TOP_HITS,
+        mode="hybrid" if semantic else "keyword",
+    )
     best = hits[0] if hits else None
     sure = (
         confidence(question, best, mode_score=best["score"] if semantic else None) if best else 0.0

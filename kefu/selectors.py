@@ -8,6 +8,7 @@ from django.utils.translation import gettext as _
 
 from im import selectors as im_selectors
 from im.serializers import member_payload
+from kefu.csat import csat_payload
 from kefu.models import AgentState, Channel, Session, Visitor
 from weiyu.errors import ServiceError
 
@@ -71,6 +72,7 @@ def session_payload(session: Session) -> dict[str, Any]:
         "closed_at": session.closed_at.isoformat() if session.closed_at else None,
         "handed_over_at": session.handed_over_at.isoformat() if session.handed_over_at else None,
         "handover_reason": session.handover_reason or None,
+        "csat": csat_payload(session),
     }
 
 
@@ -78,7 +80,7 @@ def _with_sessions(payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ids = [p["id"] for p in payloads]
     sessions = {
         s.conversation_id: s
-        for s in Session.objects.select_related("visitor", "workgroup", "agent").filter(
+        for s in Session.objects.select_related("visitor", "workgroup", "agent", "channel").filter(
             conversation_id__in=ids
         )
     }

@@ -22,7 +22,7 @@ from django.utils.translation import gettext as _
 from im import services as im_services
 from im.models import Conversation, Message, Participant
 from im.services import Sender
-from kefu import blocking, robot, routing, selectors, sensitive
+from kefu import automation, blocking, robot, routing, selectors, sensitive
 from kefu.models import AgentState, Channel, Session, Visitor, Workgroup
 from org.models import User
 from weiyu.errors import ServiceError
@@ -208,12 +208,13 @@ def visitor_message_send(
             )
             if result[1]:
                 session = (
-                    Session.objects.select_related("channel")
-                    .filter(conversation_id=conversation_id, status=Session.Status.ROBOT)
+                    Session.objects.select_related("channel", "visitor")
+                    .filter(conversation_id=conversation_id)
+                    .exclude(status=Session.Status.CLOSED)
                     .first()
                 )
                 if session is not None:
-                    robot.on_visitor_message(session=session, message=result[0])
+                    _after_visitor_message(session, result[0])
         return result
     if isinstance(client_msg_id, str):
         stored = Message.objects.filter(sender_key=sender.key, client_msg_id=client_msg_id).first()
@@ -227,12 +228,25 @@ def visitor_message_send(
             content=content,
             client_msg_id=client_msg_id,
         )
-        if result[1] and session.status == Session.Status.ROBOT:
-            robot.on_visitor_message(session=session, message=result[0])
+        if result[1]:
+            _after_visitor_message(session, result[0])
     if session.status == Session.Status.QUEUED:
         # first come, first served: older waiting visitors are assigned before this one
         workgroup_dispatch(workgroup_id=session.workgroup_id)
     return result
+
+
+def _after_visitor_message(session: Session, message: Message) -> None:
+    """A new visitor text in a live session: its clock moves, then a keyword auto-reply answers
+    it, or else the robot does when it serves the session (call inside the transaction)."""
+    Session.objects.filter(pk=session.pk).update(last_visitor_at=message.created_at)
+    if message.msg_type != Message.Type.TEXT:
+        return
+    rule = automation.auto_reply_for(session.channel, message.content)
+    if rule is not None:
+        automation.auto_reply_post(session=session, rule=rule)
+    elif session.status == Session.Status.ROBOT:
+        robot.on_visitor_message(session=session, message=message)
 
 
 def agent_message_send(
@@ -255,9 +269,11 @@ def agent_message_send(
         # Lock order is session → conversation everywhere (assign and close do the same), so the
         # session row is touched before message_send locks the conversation row.
         if fields.get("internal") is not True:
+            now = timezone.now()
             Session.objects.filter(
                 conversation_id=conversation_id, first_response_at__isnull=True
-            ).update(first_response_at=timezone.now())
+            ).update(first_response_at=now)
+            Session.objects.filter(conversation_id=conversation_id).update(last_agent_at=now)
         return im_services.message_send(
             conversation_id=conversation_id, sender=agent_sender(user), **fields
         )
@@ -276,6 +292,9 @@ def _pick_agent(workgroup: Workgroup, session: Session) -> AgentState | None:
         )
         .order_by("user_id")
     )
+    if session.reassigned_from_id is not None:
+        # re-assigned for not answering: someone else this time
+        candidates = [c for c in candidates if c.user_id != session.reassigned_from_id]
     if not candidates:
         return None
     strategy = workgroup.strategy

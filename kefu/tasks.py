@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 from django_tenants.utils import get_tenant_model, schema_context
 
-from kefu import robot, routing, services, transfers
+from kefu import automation, robot, routing, services, transfers
 from kefu.models import Session
 
 
@@ -53,11 +53,11 @@ def assist_draft_task(schema: str, user_id: int, conversation_id: int, request_i
 
 @shared_task
 def timers_scan_task(schema: str) -> int:
-    """One tenant's service timers: queue wait limits (:func:`kefu.routing.queue_wait_scan`)
-    and expired transfers (:func:`kefu.transfers.expire_scan`); returns how many sessions and
-    transfers were acted on."""
+    """One tenant's service timers: queue wait limits (:func:`kefu.routing.queue_wait_scan`),
+    expired transfers (:func:`kefu.transfers.expire_scan`), reminders, re-assignments and idle
+    closes (:func:`kefu.automation.timers_scan`); returns how many were acted on."""
     with schema_context(schema):
-        return routing.queue_wait_scan() + transfers.expire_scan()
+        return routing.queue_wait_scan() + transfers.expire_scan() + automation.timers_scan()
 
 
 @shared_task

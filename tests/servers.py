@@ -64,14 +64,17 @@ def daphne_start(*, name: str = "daphne", redis_url: str | None = None, **env: s
     log goes to ``.data/<name>.log``. Raises ``RuntimeError`` when it does not answer in 30 s.
     """
     port = free_port()
-    environment = dict(
-        os.environ,
-        DATABASE_URL=database_url(),
-        REDIS_URL=redis_url or settings.REDIS_URL,
-        DJANGO_SETTINGS_MODULE="weiyu.settings",
-        SECRET_KEY=settings.SECRET_KEY,
+    environment = {
+        **os.environ,
+        # semantic search is tested in-process (tests/kbase); loading the sentence model in
+        # every test server would only compete for the CPU with the browser
+        "WEIYU_SEMANTIC": "off",
+        "DATABASE_URL": database_url(),
+        "REDIS_URL": redis_url or settings.REDIS_URL,
+        "DJANGO_SETTINGS_MODULE": "weiyu.settings",
+        "SECRET_KEY": settings.SECRET_KEY,
         **env,
-    )
+    }
     log = ROOT / ".data" / f"{name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     log_file = log.open("wb")

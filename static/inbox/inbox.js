@@ -714,6 +714,8 @@ function renderVisitor() {
   $('v-agent').textContent = (s.agent && s.agent.name) || '—';
   $('v-started').textContent = s.created_at ? fullTime(s.created_at) : '—';
   $('v-closed').textContent = s.closed_at ? fullTime(s.closed_at) : '—';
+  const csat = s.csat && s.csat.score ? s.csat : null;
+  $('v-csat').textContent = csat ? '★'.repeat(csat.score) + '☆'.repeat(5 - csat.score) + (csat.comment ? ` “${csat.comment}”` : '') : '—';
   $('block-form').hidden = !!c.closed;
   const mine = s.status === 'open' && s.agent && s.agent.id === config.user.id;
   $('transfer-form').hidden = !mine || !!c.closed;
@@ -1184,6 +1186,25 @@ function onFrame(f) {
     case 'assist.draft':
       onDraft(f);
       break;
+
+    case 'session.reminder': {
+      const text = interpolate(gettext('%(visitor)s has been waiting %(seconds)s s for your answer.'), { visitor: f.visitor.name, seconds: f.waiting_s }, true);
+      toast(text);
+      const c = convs.get(f.conversation_id);
+      if (c && 'Notification' in window && Notification.permission === 'granted') {
+        try {
+          new Notification(titleOf(c), { body: text, tag: 'r' + c.id });
+        } catch (e) { /* notifications blocked */ }
+      }
+      break;
+    }
+
+    case 'csat.submitted': {
+      const c = convs.get(f.conversation_id);
+      if (c && c.session) c.session.csat = f.csat;
+      if (f.conversation_id === selected) renderVisitor();
+      break;
+    }
 
     case 'transfer.requested':
     case 'transfer.updated':

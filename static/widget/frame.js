@@ -317,6 +317,91 @@ function showEnded(conversationId) {
   showNotice('ended:' + conversationId, conversationId, gettext('The conversation has ended'), 'ended');
 }
 
+// ---- satisfaction survey (when a conversation has ended) ----------------------------------
+const rated = new Map(); // conversation id -> score
+
+function showCsat(conversationId) {
+  const c = conv(conversationId);
+  const survey = c && c.session && c.session.csat;
+  if (!survey || notices.has('csat:' + conversationId)) return;
+  const score = rated.get(conversationId) || survey.score;
+  const el = document.createElement('div');
+  el.className = 'msg system csat';
+  el.dataset.conversation = conversationId;
+  notices.set('csat:' + conversationId, el);
+  const stick = nearBottom();
+  place(el, [conversationId, 2e12, ++tie]);
+  renderCsat(el, conversationId, score);
+  if (stick) scrollToBottom();
+}
+
+function renderCsat(el, conversationId, score) {
+  el.replaceChildren();
+  const box = document.createElement('div');
+  box.className = 'csat-box';
+  if (score) {
+    box.textContent = interpolate(gettext('Thank you for your rating: %(stars)s'), { stars: '★'.repeat(score) }, true);
+    el.append(box);
+    return;
+  }
+  const title = document.createElement('p');
+  title.textContent = gettext('How was this conversation?');
+  const stars = document.createElement('div');
+  stars.className = 'csat-stars';
+  stars.setAttribute('role', 'radiogroup');
+  let chosen = 0;
+  const buttons = [];
+  for (let n = 1; n <= 5; n++) {
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.className = 'csat-star';
+    b.dataset.score = n;
+    b.textContent = '★';
+    b.setAttribute('role', 'radio');
+    b.setAttribute('aria-checked', 'false');
+    b.setAttribute('aria-label', interpolate(gettext('%(n)s of 5 stars'), { n }, true));
+    b.addEventListener('click', () => {
+      chosen = n;
+      buttons.forEach((x, i) => {
+        x.classList.toggle('on', i < n);
+        x.setAttribute('aria-checked', String(i + 1 === n));
+      });
+      send.disabled = false;
+    });
+    buttons.push(b);
+    stars.append(b);
+  }
+  const comment = document.createElement('textarea');
+  comment.className = 'csat-comment';
+  comment.maxLength = 1000;
+  comment.rows = 2;
+  comment.placeholder = gettext('Anything to add? (optional)');
+  comment.setAttribute('aria-label', gettext('Comment'));
+  const send = document.createElement('button');
+  send.type = 'button';
+  send.className = 'primary-btn csat-send';
+  send.textContent = gettext('Send rating');
+  send.disabled = true;
+  const error = document.createElement('p');
+  error.className = 'form-error';
+  send.addEventListener('click', () => {
+    if (!client || !chosen) return;
+    send.disabled = true;
+    client
+      .request({ type: 'csat.submit', conversation_id: conversationId, score: chosen, comment: comment.value.trim() })
+      .then((f) => {
+        rated.set(conversationId, f.score);
+        renderCsat(el, conversationId, f.score);
+      })
+      .catch((e) => {
+        error.textContent = e.message || gettext('Could not send. Try again.');
+        send.disabled = false;
+      });
+  });
+  box.append(title, stars, comment, send, error);
+  el.append(box);
+}
+
 function updateEmpty() {
   emptyNote.hidden = !!list.querySelector('.msg') || !synced;
 }
@@ -340,7 +425,10 @@ function display(conversationId) {
   shown.add(conversationId);
   for (const m of (store.get(conversationId) || new Map()).values()) showMessage(m);
   const c = conv(conversationId);
-  if (c && c.closed) showEnded(conversationId);
+  if (c && c.closed) {
+    showEnded(conversationId);
+    showCsat(conversationId);
+  }
 }
 
 // A conversation newer than anything on screen (started from another tab, or just now by us)
@@ -479,7 +567,12 @@ function onFrame(f) {
         for (const m of f.messages) if (shown.has(m.conversation_id)) showMessage(m);
         const ids = [...convs.keys()];
         if (ids.length) adopt(Math.max(...ids));
-        for (const c of shown) if (conv(c) && conv(c).closed) showEnded(c);
+        for (const c of shown) {
+          if (conv(c) && conv(c).closed) {
+            showEnded(c);
+            showCsat(c);
+          }
+        }
         if (current != null && conv(current) && conv(current).closed) current = null;
       }
       for (const c of shown) refreshStates(c);
@@ -586,7 +679,10 @@ function onFrame(f) {
       }
       closedAt.set(f.conversation_id, Date.parse(f.closed_at) || Date.now());
       if (current === f.conversation_id) current = null;
-      if (shown.has(f.conversation_id)) showEnded(f.conversation_id);
+      if (shown.has(f.conversation_id)) {
+        showEnded(f.conversation_id);
+        showCsat(f.conversation_id);
+      }
       for (const key of [...typers.keys()]) clearTyper(key);
       updateQueue();
       break;

@@ -97,3 +97,19 @@ def test_vectors_are_ranked_by_pgvector_when_the_database_has_it(panel_kb, monke
     assert found[0][0] == panel
     assert [pk for pk, _s in found] == [pk for pk, _s in exact]
     assert all(abs(a - b) < 1e-4 for (_p, a), (_q, b) in zip(found, exact, strict=True))
+
+
+def test_the_default_mode_never_waits_for_the_model(panel_kb, monkeypatch):
+    # a process whose model is not in memory yet answers by keywords and starts loading it
+    started = []
+    monkeypatch.setattr(embeddings, "loaded", lambda: False)
+    monkeypatch.setattr(embeddings, "warm_in_background", lambda: started.append(True))
+    with schema_context("acme"):
+        query = "what kind of fuse box do I need"
+        default = search.search(q=query, kb_ids=[panel_kb.pk])
+        keyword = search.search(q=query, kb_ids=[panel_kb.pk], mode="keyword")
+        # an explicit mode waits for the model instead
+        semantic = search.search(q=query, kb_ids=[panel_kb.pk], mode="semantic")
+    assert started
+    assert [h["id"] for h in default] == [h["id"] for h in keyword]
+    assert semantic[0]["external_id"] == "panel"

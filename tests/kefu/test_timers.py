@@ -4,13 +4,15 @@ limits (overflow to another workgroup, or an offer to leave a message)."""
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 from django_tenants.utils import schema_context
 
 from im.models import Message
 from kefu import services
-from kefu.models import Session, Workgroup
+from kefu.models import AgentState, Session, Workgroup
 from tests.conftest import make_agent, make_desk, make_visitor, unique
 from weiyu.celery import app
 
@@ -91,3 +93,68 @@ def test_a_visitor_waiting_too_long_is_asked_to_leave_a_message(acme, beat_worke
             conversation_id=session.conversation_id, meta__leave_message=True
         )
     assert "留言" in notice.content
+
+
+def test_an_unanswered_visitor_triggers_a_reminder_then_goes_to_another_agent(acme, beat_worker):
+    # given two agents; the one who gets the visitor does not answer
+    desk = make_desk(acme, agents=2)
+    first, second = sorted(desk.agents, key=lambda u: u.pk)
+    with schema_context("acme"):
+        Workgroup.objects.filter(pk=desk.workgroup.pk).update(remind_after_s=1, reassign_after_s=3)
+        services.agent_status_set(user=second, status="away")
+        visitor, _ = make_visitor(desk)
+        _send(visitor, "hello?")
+        session = Session.objects.get(visitor=visitor)
+        assert session.agent_id == first.pk
+        services.agent_status_set(user=second, status="online")
+
+    # then the agent is reminded once…
+    reminded = _wait_for(
+        lambda: Session.objects.filter(pk=session.pk, reminded_at__isnull=False).first()
+    )
+    assert reminded is not None
+    assert reminded.agent_id == first.pk
+    # …and then the visitor goes to the other agent, with a line telling them
+    moved = _wait_for(
+        lambda: Session.objects.filter(pk=session.pk, agent=second, status="open").first()
+    )
+    assert moved is not None
+    assert moved.reassigned_from_id == first.pk
+    with schema_context("acme"):
+        texts = list(
+            Message.objects.filter(
+                conversation_id=session.conversation_id, msg_type="system"
+            ).values_list("content", flat=True)
+        )
+        assert "Sorry for the wait. We are connecting you to another colleague." in texts
+        assert AgentState.objects.get(user=first).open_count == 0
+
+
+def test_an_answered_visitor_is_not_reassigned_and_idle_conversations_close(acme, beat_worker):
+    desk = make_desk(acme, agents=2)
+    with schema_context("acme"):
+        Workgroup.objects.filter(pk=desk.workgroup.pk).update(
+            reassign_after_s=2, idle_close_after_min=1, idle_close_message="Bye for now!"
+        )
+        visitor, _ = make_visitor(desk)
+        _send(visitor, "hello")
+        session = Session.objects.get(visitor=visitor)
+        services.agent_message_send(
+            user=session.agent, conversation_id=session.conversation_id, content="Hi!"
+        )
+        agent_id = session.agent_id
+    time.sleep(4)  # past the re-assignment delay: answered, so it stays
+    with schema_context("acme"):
+        assert Session.objects.get(pk=session.pk).agent_id == agent_id
+        # a minute of silence (moved back in time rather than waited for)
+        past = timezone.now() - timedelta(minutes=2)
+        Session.objects.filter(pk=session.pk).update(
+            last_visitor_at=past, last_agent_at=past, assigned_at=past, created_at=past
+        )
+    closed = _wait_for(lambda: Session.objects.filter(pk=session.pk, status="closed").first())
+    assert closed is not None
+    assert closed.closed_by == "system"
+    with schema_context("acme"):
+        assert Message.objects.filter(
+            conversation_id=session.conversation_id, content="Bye for now!"
+        ).exists()
