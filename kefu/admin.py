@@ -55,7 +55,7 @@ class WorkgroupAdmin(admin.ModelAdmin):
     filter_horizontal = ("agents",)
     actions = ["dispatch_queue"]
     fieldsets = (
-        (None, {"fields": ("name", "agents", "lead", "strategy")}),
+        (None, {"fields": ("name", "agents", "lead", "strategy", "calendar")}),
         (
             _("Queue limits"),
             {

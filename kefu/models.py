@@ -75,6 +75,18 @@ class Workgroup(models.Model):
         verbose_name=_("lead"),
         help_text=_("Gets the workgroup's SLA escalations."),
     )
+    calendar = models.ForeignKey(
+        "tickets.BusinessCalendar",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("work hours"),
+        help_text=_(
+            "Outside these hours (in their time zone, holidays included) the widget offers to "
+            "leave a message. Empty: always open."
+        ),
+    )
     max_queue_length = models.PositiveIntegerField(
         _("queue limit"), default=0, help_text=_("Visitors waiting at most (0: no limit).")
     )

@@ -46,7 +46,7 @@ from im.services import Sender
 from kbase import embeddings, llm, text
 from kbase.models import RobotQuestion
 from kbase.search import search
-from kefu.models import Channel, Session, Visitor
+from kefu.models import Channel, Session, Visitor, Workgroup
 from weiyu.errors import ServiceError
 from weiyu.realtime import publish_event_now, publish_event_on_commit
 
@@ -362,7 +362,7 @@ def handover(*, session_id: int, reason: str) -> str:
 
     Raises ``ServiceError("forbidden")`` on a robot-only channel, which never hands over.
     """
-    from kefu import selectors, services
+    from kefu import hours, selectors, services
 
     with transaction.atomic():
         session = (
@@ -376,7 +376,14 @@ def handover(*, session_id: int, reason: str) -> str:
             with translation.override(language_for(session.visitor)):
                 raise ServiceError("forbidden", _("This chat is answered by the robot only."))
         language = language_for(session.visitor)
-        if not selectors.workgroup_has_online_agent(workgroup_id=session.workgroup_id):
+        calendar_id = (
+            Workgroup.objects.filter(pk=session.workgroup_id)
+            .values_list("calendar_id", flat=True)
+            .first()
+        )
+        if not hours.workgroup_hours(calendar_id=calendar_id)[0] or not (
+            selectors.workgroup_has_online_agent(workgroup_id=session.workgroup_id)
+        ):
             with translation.override(language):
                 content = _(
                     "No colleague is available right now. Leave a message and we will get back "

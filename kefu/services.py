@@ -22,7 +22,7 @@ from django.utils.translation import gettext as _
 from im import services as im_services
 from im.models import Conversation, Message, Participant
 from im.services import Sender
-from kefu import automation, blocking, robot, routing, selectors, sensitive
+from kefu import automation, blocking, hours, robot, routing, selectors, sensitive
 from kefu.models import AgentState, Channel, Session, Visitor, Workgroup
 from org.models import User
 from weiyu.errors import ServiceError
@@ -136,7 +136,8 @@ def session_start(*, visitor: Visitor, department_id: object = None) -> Session:
 
     When the visitor already has a live session (another tab won the race) that one is returned.
     Raises ``ServiceError``: ``invalid`` (a department the channel does not offer),
-    ``queue_full`` (the queue is full and the visitor should leave a message).
+    ``queue_full`` (the queue is full and the visitor should leave a message), ``closed``
+    (outside the workgroup's work hours, :mod:`kefu.hours`).
     """
     existing = selectors.visitor_live_session(visitor_id=visitor.pk)
     if existing is not None:
@@ -146,6 +147,13 @@ def session_start(*, visitor: Visitor, department_id: object = None) -> Session:
     workgroup_id, skill_id = routing.route(
         channel=channel, visitor=visitor, department_id=department_id
     )
+    if not with_robot:
+        hours.check_open(
+            calendar_id=Workgroup.objects.filter(pk=workgroup_id)
+            .values_list("calendar_id", flat=True)
+            .first(),
+            language=_language_for(visitor),
+        )
     try:
         with transaction.atomic():
             status = Session.Status.ROBOT
@@ -200,21 +208,22 @@ def visitor_message_send(
                 "invalid", _("conversation_id must be an integer."), field="conversation_id"
             )
         with transaction.atomic():
+            # lock order is session → conversation everywhere (see agent_message_send)
+            session = (
+                Session.objects.select_for_update(of=("self",))
+                .select_related("channel", "visitor")
+                .filter(conversation_id=conversation_id)
+                .exclude(status=Session.Status.CLOSED)
+                .first()
+            )
             result = im_services.message_send(
                 conversation_id=conversation_id,
                 sender=sender,
                 content=content,
                 client_msg_id=client_msg_id,
             )
-            if result[1]:
-                session = (
-                    Session.objects.select_related("channel", "visitor")
-                    .filter(conversation_id=conversation_id)
-                    .exclude(status=Session.Status.CLOSED)
-                    .first()
-                )
-                if session is not None:
-                    _after_visitor_message(session, result[0])
+            if result[1] and session is not None:
+                _after_visitor_message(session, result[0])
         return result
     if isinstance(client_msg_id, str):
         stored = Message.objects.filter(sender_key=sender.key, client_msg_id=client_msg_id).first()
@@ -222,6 +231,7 @@ def visitor_message_send(
             return stored, False
     session = session_start(visitor=visitor, department_id=department_id)
     with transaction.atomic():
+        Session.objects.select_for_update().filter(pk=session.pk).first()  # session → conversation
         result = im_services.message_send(
             conversation_id=session.conversation_id,
             sender=sender,

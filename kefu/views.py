@@ -23,7 +23,7 @@ from rest_framework.views import APIView
 
 from im.models import MessagingSettings
 from kbase import llm
-from kefu import blocking, robot, routing, selectors, services
+from kefu import blocking, hours, robot, routing, selectors, services
 from kefu.models import Channel
 from weiyu.errors import ServiceError
 
@@ -101,9 +101,11 @@ class WidgetSessionApi(APIView):
     """``POST /api/v1/widget/session``: create or resume a visitor (docs/protocol.md §1).
 
     Body ``{"channel", "token"?, "page_url"?, "referrer"?, "language"?}``; response
-    ``{"token", "visitor", "channel", "ws_path", "agents_online", "robot"}`` (``agents_online``:
-    whether an agent of the channel's workgroup is online; when not, the widget offers to leave
-    a message; ``robot``: ``{"name", "greeting", "handover"}`` on robot channels, else null).
+    ``{"token", "visitor", "channel", "ws_path", "agents_online", "open", "opens_at", "robot",
+    "departments"}`` (``agents_online``: the channel's workgroup is within its work hours and an
+    agent of it is online; when not, the widget offers to leave a message; ``open``/``opens_at``:
+    the work hours; ``robot``: ``{"name", "greeting", "handover"}`` on robot channels, else
+    null).
     Errors: 400 ``invalid``, 404 ``not_found``.
     """
 
@@ -126,6 +128,7 @@ class WidgetSessionApi(APIView):
         )
         if blocking.is_blocked(visitor_id=visitor.pk, ip=request.META.get("REMOTE_ADDR")):
             raise ServiceError("forbidden", _("You cannot chat here."))
+        is_open, opens_at = hours.workgroup_hours(calendar_id=channel.workgroup.calendar_id)
         return Response(
             {
                 "token": token,
@@ -141,9 +144,10 @@ class WidgetSessionApi(APIView):
                 "robot": robot.widget_info(channel, robot.language_for(visitor)),
                 "departments": routing.departments(channel),
                 "ws_path": "/ws/visitor/",
-                "agents_online": selectors.workgroup_has_online_agent(
-                    workgroup_id=channel.workgroup_id
-                ),
+                "agents_online": is_open
+                and selectors.workgroup_has_online_agent(workgroup_id=channel.workgroup_id),
+                "open": is_open,
+                "opens_at": opens_at.isoformat() if opens_at and not is_open else None,
             }
         )
 

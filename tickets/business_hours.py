@@ -116,3 +116,15 @@ def between(calendar: Calendar | None, a: dt.datetime, b: dt.datetime) -> float:
             break
         total += min(end, b) - start
     return total.total_seconds()
+
+
+def open_at(calendar: Calendar | None, at: dt.datetime) -> tuple[bool, dt.datetime]:
+    """Whether ``at`` (aware) falls in business hours, and when they next begin (``at`` itself
+    when open; always open without a calendar). Raises ``ValueError`` past the horizon."""
+    if at.tzinfo is None:
+        raise ValueError("at must be timezone-aware")
+    at = at.astimezone(UTC)
+    if calendar is None:
+        return True, at
+    start, _end = next(intervals(calendar, at))
+    return start == at, start

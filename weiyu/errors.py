@@ -19,6 +19,7 @@ HTTP_STATUS = {
     "not_configured": 409,
     "nothing_to_answer": 409,
     "queue_full": 409,
+    "closed": 409,
     "unavailable_agent": 409,
     "full": 409,
     "too_large": 413,

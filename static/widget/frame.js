@@ -729,7 +729,7 @@ function onError(f) {
     }
     return;
   }
-  if (f.code === 'queue_full') {
+  if (f.code === 'queue_full' || f.code === 'closed') {
     // every agent is busy and the queue is full: the text becomes a message left for the team
     $('offline-banner').hidden = false;
     if (el) el.remove();
@@ -915,6 +915,10 @@ function applySession(data) {
   // Nobody to answer now: offer to leave a message (it becomes a ticket).
   // (the robot answers at any hour; it offers this itself when a hand-over finds nobody)
   $('offline-banner').hidden = data.agents_online !== false || !!data.robot;
+  if (data.open === false && data.opens_at) {
+    const at = new Date(data.opens_at);
+    $('offline-text').textContent = interpolate(gettext('We are closed now. We open again %(when)s.'), { when: at.toLocaleString([], { weekday: 'short', hour: '2-digit', minute: '2-digit' }) }, true);
+  }
   tickets.refresh();
   me = data.visitor.key;
   const ch = data.channel || {};
