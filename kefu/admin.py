@@ -26,6 +26,8 @@ from kefu.models import (
     Skill,
     Transfer,
     Visitor,
+    VisitorNote,
+    VisitorPageView,
     VisitorTag,
     Workgroup,
 )
@@ -176,6 +178,22 @@ class ChannelAdmin(admin.ModelAdmin):
         )
 
 
+class VisitorNoteInline(admin.TabularInline):
+    model = VisitorNote
+    extra = 0
+    fields = ("text", "author", "created_at")
+    readonly_fields = ("author", "created_at")
+
+
+class VisitorPageViewInline(admin.TabularInline):
+    model = VisitorPageView
+    extra = 0
+    fields = ("url", "title", "created_at")
+    readonly_fields = ("url", "title", "created_at")
+    max_num = 0
+    can_delete = False
+
+
 @admin.register(Visitor)
 class VisitorAdmin(admin.ModelAdmin):
     list_display = (
@@ -190,6 +208,16 @@ class VisitorAdmin(admin.ModelAdmin):
     list_filter = ("channel", "language", "tags")
     search_fields = ("name", "ip_address", "page_url")
     filter_horizontal = ("tags",)
+    inlines = [VisitorNoteInline, VisitorPageViewInline]
+
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        for note in formset.save(commit=False):
+            if isinstance(note, VisitorNote) and note.author_id is None:
+                note.author = request.user
+            note.save()
+        for obj in formset.deleted_objects:
+            obj.delete()
+
     readonly_fields = (
         "channel",
         "ip_address",

@@ -9,7 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from kefu import blocking, canned, robot, selectors, transfers
+from kefu import blocking, canned, robot, selectors, transfers, visitors
 from kefu.models import BlockedVisitor, Transfer
 from weiyu.errors import ServiceError
 
@@ -182,7 +182,48 @@ class AgentListApi(APIView):
         return Response(selectors.team_overview())
 
 
+class VisitorApi(APIView):
+    """``GET /api/v1/kefu/visitors/<id>`` → the visitor panel (shape: ``kefu.visitors.profile``):
+    browser, OS, IP, language, referrer, page trail, tags, notes, past conversations. Agents."""
+
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(visitors.profile(user=request.user, visitor_id=pk))
+
+
+class VisitorTagsApi(APIView):
+    """``POST /api/v1/kefu/visitors/<id>/tags`` ``{"name"}`` → 201 ``{"tags": [name]}``;
+    ``DELETE /api/v1/kefu/visitors/<id>/tags/<name>`` → 200 ``{"tags": [name]}``."""
+
+    def post(self, request: Request, pk: int) -> Response:
+        tags = visitors.tag_add(user=request.user, visitor_id=pk, name=_body(request).get("name"))
+        return Response({"tags": tags}, status=status.HTTP_201_CREATED)
+
+    def delete(self, request: Request, pk: int, name: str) -> Response:
+        return Response({"tags": visitors.tag_remove(user=request.user, visitor_id=pk, name=name)})
+
+
+class VisitorNotesApi(APIView):
+    """``POST /api/v1/kefu/visitors/<id>/notes`` ``{"text"}`` (1-2,000 chars) → 201 ``{"id",
+    "text", "author", "created_at"}``."""
+
+    def post(self, request: Request, pk: int) -> Response:
+        note = visitors.note_add(user=request.user, visitor_id=pk, text=_body(request).get("text"))
+        return Response(
+            {
+                "id": note.pk,
+                "text": note.text,
+                "author": request.user.name,
+                "created_at": note.created_at.isoformat(),
+            },
+            status=status.HTTP_201_CREATED,
+        )
+
+
 urlpatterns = [
+    path("visitors/<int:pk>", VisitorApi.as_view(), name="visitor"),
+    path("visitors/<int:pk>/tags", VisitorTagsApi.as_view(), name="visitor-tags"),
+    path("visitors/<int:pk>/tags/<str:name>", VisitorTagsApi.as_view(), name="visitor-tag"),
+    path("visitors/<int:pk>/notes", VisitorNotesApi.as_view(), name="visitor-notes"),
     path("transfers", TransferListApi.as_view(), name="transfers"),
     path("transfers/<int:pk>/<slug:action>", TransferActionApi.as_view(), name="transfer-action"),
     path("invites", InviteApi.as_view(), name="invites"),

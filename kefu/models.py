@@ -677,3 +677,50 @@ class AutoReply(models.Model):
 
     def __str__(self) -> str:
         return self.keyword
+
+
+class VisitorPageView(models.Model):
+    """A page of the tenant's website a visitor opened with the widget on it (the trail the
+    visitor panel shows). Recorded when the widget starts on a page, at most one row per page
+    and minute."""
+
+    visitor = models.ForeignKey(
+        Visitor, on_delete=models.CASCADE, related_name="page_views", verbose_name=_("visitor")
+    )
+    url = models.CharField(_("page"), max_length=2000)
+    title = models.CharField(_("title"), max_length=200, blank=True)
+    created_at = models.DateTimeField(_("seen at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("page view")
+        verbose_name_plural = _("page views")
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["visitor", "-created_at"], name="kefu_pageview_visitor")]
+
+    def __str__(self) -> str:
+        return self.url
+
+
+class VisitorNote(models.Model):
+    """A note agents keep about a visitor (never shown to the visitor)."""
+
+    visitor = models.ForeignKey(
+        Visitor, on_delete=models.CASCADE, related_name="notes", verbose_name=_("visitor")
+    )
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        related_name="+",
+        verbose_name=_("author"),
+    )
+    text = models.TextField(_("note"), max_length=2000)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("visitor note")
+        verbose_name_plural = _("visitor notes")
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.text[:60]

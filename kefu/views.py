@@ -23,7 +23,7 @@ from rest_framework.views import APIView
 
 from im.models import MessagingSettings
 from kbase import llm
-from kefu import blocking, hours, robot, routing, selectors, services
+from kefu import blocking, hours, robot, routing, selectors, services, visitors
 from kefu.models import Channel
 from weiyu.errors import ServiceError
 
@@ -88,6 +88,7 @@ def widget_frame(request: HttpRequest) -> HttpResponse:
         "tickets_url": "/api/v1/widget/tickets",
         "ws_path": "/ws/visitor/",
         "page_url": request.GET.get("page_url", "")[:2000],
+        "page_title": request.GET.get("page_title", "")[:200],
         "referrer": request.GET.get("referrer", "")[:2000],
         "language": request.GET.get("lang", "")[:16],
         "color": channel.color,
@@ -100,7 +101,8 @@ def widget_frame(request: HttpRequest) -> HttpResponse:
 class WidgetSessionApi(APIView):
     """``POST /api/v1/widget/session``: create or resume a visitor (docs/protocol.md §1).
 
-    Body ``{"channel", "token"?, "page_url"?, "referrer"?, "language"?}``; response
+    Body ``{"channel", "token"?, "page_url"?, "page_title"?, "referrer"?, "language"?}`` (the
+    page goes on the visitor's trail); response
     ``{"token", "visitor", "channel", "ws_path", "agents_online", "open", "opens_at", "robot",
     "departments"}`` (``agents_online``: the channel's workgroup is within its work hours and an
     agent of it is online; when not, the widget offers to leave a message; ``open``/``opens_at``:
@@ -128,6 +130,9 @@ class WidgetSessionApi(APIView):
         )
         if blocking.is_blocked(visitor_id=visitor.pk, ip=request.META.get("REMOTE_ADDR")):
             raise ServiceError("forbidden", _("You cannot chat here."))
+        visitors.page_view_record(
+            visitor=visitor, url=data.get("page_url", ""), title=data.get("page_title", "")
+        )
         is_open, opens_at = hours.workgroup_hours(calendar_id=channel.workgroup.calendar_id)
         return Response(
             {

@@ -685,7 +685,10 @@ function renderVisitor() {
   $('visitor-none').hidden = !!c;
   $('visitor-details').hidden = !c;
   $('block-form').hidden = true;
-  if (!c) return;
+  if (!c) {
+    loadProfile(null);
+    return;
+  }
   $('v-name').textContent = v.name || c.title || '';
   const page = $('v-page');
   page.replaceChildren();
@@ -717,11 +720,112 @@ function renderVisitor() {
   const csat = s.csat && s.csat.score ? s.csat : null;
   $('v-csat').textContent = csat ? '★'.repeat(csat.score) + '☆'.repeat(5 - csat.score) + (csat.comment ? ` “${csat.comment}”` : '') : '—';
   $('block-form').hidden = !!c.closed;
+  loadProfile(v.id);
   const mine = s.status === 'open' && s.agent && s.agent.id === config.user.id;
   $('transfer-form').hidden = !mine || !!c.closed;
   if (mine) loadTeam();
   suggestReplies();
 }
+
+// ---- visitor profile: device, tags, notes, trail, past conversations --------------------
+let profileFor = null;
+async function loadProfile(visitorId, force = false) {
+  const box = $('visitor-profile');
+  if (!visitorId) {
+    box.hidden = true;
+    profileFor = null;
+    return;
+  }
+  if (visitorId === profileFor && !force) return;
+  profileFor = visitorId;
+  let p;
+  try {
+    p = await api('GET', `/api/v1/kefu/visitors/${visitorId}`);
+  } catch (e) {
+    box.hidden = true;
+    return;
+  }
+  if (profileFor !== visitorId) return;
+  box.hidden = false;
+  $('v-browser').textContent = [p.browser, p.os, p.device].filter(Boolean).join(' · ') || '—';
+  $('v-ip').textContent = p.ip_address || '—';
+  $('v-referrer').textContent = p.referrer || '—';
+  const tags = $('v-tags');
+  tags.replaceChildren();
+  for (const name of p.tags) {
+    const chip = document.createElement('span');
+    chip.className = 'tag-chip';
+    chip.textContent = name;
+    const x = document.createElement('button');
+    x.type = 'button';
+    x.className = 'tag-remove';
+    x.textContent = '×';
+    x.setAttribute('aria-label', interpolate(gettext('Remove tag %(name)s'), { name }, true));
+    x.addEventListener('click', async () => {
+      try {
+        await api('DELETE', `/api/v1/kefu/visitors/${visitorId}/tags/${encodeURIComponent(name)}`);
+        loadProfile(visitorId, true);
+      } catch (err) {
+        toast(err.message);
+      }
+    });
+    chip.append(x);
+    tags.append(chip);
+  }
+  const notes = $('v-notes');
+  notes.replaceChildren();
+  for (const n of p.notes) {
+    const li = document.createElement('li');
+    li.textContent = n.text;
+    const meta = document.createElement('span');
+    meta.className = 'hint';
+    meta.textContent = ` — ${n.author}, ${fullTime(n.created_at)}`;
+    li.append(meta);
+    notes.append(li);
+  }
+  const trail = $('v-trail');
+  trail.replaceChildren();
+  for (const t of p.trail) {
+    const li = document.createElement('li');
+    li.textContent = `${hhmm(t.at)} ${t.title || t.url}`;
+    li.title = t.url;
+    trail.append(li);
+  }
+  const past = $('v-past');
+  past.replaceChildren();
+  for (const c of p.conversations) {
+    const li = document.createElement('li');
+    const stars = c.csat ? ' ' + '★'.repeat(c.csat) : '';
+    li.textContent = `${fullTime(c.created_at)} · ${c.agent || c.workgroup} · ${STATUS_TEXT[c.status] || c.status}${stars}`;
+    past.append(li);
+  }
+}
+
+$('tag-form').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const name = $('tag-name').value.trim();
+  if (!name || !profileFor) return;
+  try {
+    await api('POST', `/api/v1/kefu/visitors/${profileFor}/tags`, { name });
+    $('tag-name').value = '';
+    loadProfile(profileFor, true);
+  } catch (err) {
+    toast(err.message);
+  }
+});
+
+$('note-form').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const text = $('note-text').value.trim();
+  if (!text || !profileFor) return;
+  try {
+    await api('POST', `/api/v1/kefu/visitors/${profileFor}/notes`, { text });
+    $('note-text').value = '';
+    loadProfile(profileFor, true);
+  } catch (err) {
+    toast(err.message);
+  }
+});
 
 // ---- transfer and invite ----------------------------------------------------------------
 let teamLoadedAt = 0;
@@ -1198,6 +1302,10 @@ function onFrame(f) {
       }
       break;
     }
+
+    case 'visitor.updated':
+      if (f.visitor_id === profileFor) loadProfile(profileFor, true);
+      break;
 
     case 'csat.submitted': {
       const c = convs.get(f.conversation_id);

@@ -878,6 +878,7 @@ async function requestSession() {
   const body = {
     channel: config.channel,
     page_url: clip(config.page_url, 2000),
+    page_title: clip(config.page_title, 200),
     referrer: clip(config.referrer, 2000),
     language: clip(config.language || navigator.language, 16),
   };

@@ -99,6 +99,7 @@
   frameUrl.searchParams.set('lang', navigator.language || '');
   frameUrl.searchParams.set('page_url', location.href);
   frameUrl.searchParams.set('referrer', document.referrer || '');
+  frameUrl.searchParams.set('page_title', (document.title || '').slice(0, 200));
 
   var frame = document.createElement('iframe');
   frame.id = 'weiyu-frame';

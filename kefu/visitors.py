@@ -1,0 +1,183 @@
+"""The visitor panel (KF-11): what agents know about a visitor — browser and OS (parsed from the
+user agent with ``ua-parser``), IP address, language, referrer, the page trail, tags, notes and
+past conversations — and the changes agents make to it (tags, notes)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from functools import lru_cache
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from kefu.models import Session, Visitor, VisitorNote, VisitorPageView, VisitorTag
+from org.models import User
+from weiyu.errors import ServiceError
+from weiyu.realtime import publish_event_on_commit
+
+TRAIL_LIMIT = 30
+PAST_LIMIT = 20
+TAG_MAX = 64
+NOTE_MAX = 2000
+
+
+@lru_cache(maxsize=4096)
+def device(user_agent: str) -> dict[str, str]:
+    """``{"browser", "os", "device"}`` of a user agent, e.g. ``{"browser": "Chrome 120", "os":
+    "Windows 10", "device": "Other"}`` (empty strings when unknown)."""
+    if not user_agent:
+        return {"browser": "", "os": "", "device": ""}
+    from ua_parser import parse
+
+    result = parse(user_agent)
+
+    def label(part: Any) -> str:
+        if part is None or part.family in (None, "Other"):
+            return ""
+        return " ".join(x for x in (part.family, part.major) if x)
+
+    return {
+        "browser": label(result.user_agent),
+        "os": label(result.os),
+        "device": result.device.family if result.device and result.device.family != "Other" else "",
+    }
+
+
+def page_view_record(*, visitor: Visitor, url: object, title: object = "") -> None:
+    """Add a page to the visitor's trail (ignored when empty, or the same page within a minute)."""
+    if not isinstance(url, str) or not url.strip():
+        return
+    url = url.strip()[:2000]
+    recent = VisitorPageView.objects.filter(
+        visitor=visitor, url=url, created_at__gte=timezone.now() - timedelta(minutes=1)
+    ).exists()
+    if not recent:
+        VisitorPageView.objects.create(
+            visitor=visitor, url=url, title=title[:200] if isinstance(title, str) else ""
+        )
+
+
+def _visitor(visitor_id: object) -> Visitor:
+    if isinstance(visitor_id, bool) or not isinstance(visitor_id, int):
+        raise ServiceError("invalid", _("visitor_id must be an integer."), field="visitor_id")
+    visitor = Visitor.objects.select_related("channel").filter(pk=visitor_id).first()
+    if visitor is None:
+        raise ServiceError("not_found", _("No such visitor."), field="visitor_id")
+    return visitor
+
+
+def _require_staff(user: User) -> None:
+    if not (user.is_agent or user.is_staff):
+        raise ServiceError("forbidden", _("Only agents can see visitors."))
+
+
+def profile(*, user: User, visitor_id: object) -> dict[str, Any]:
+    """The visitor panel: ``{"id", "name", "channel", "ip_address", "language", "referrer",
+    "page_url", "user_agent", "browser", "os", "device", "first_seen", "last_seen", "tags":
+    [name], "notes": [{"id", "text", "author", "created_at"}], "trail": [{"url", "title",
+    "at"}] (newest first, ≤ 30), "conversations": [{"conversation_id", "status", "agent",
+    "workgroup", "created_at", "closed_at", "csat"}] (newest first, ≤ 20)}``.
+
+    Raises ``ServiceError``: ``invalid``, ``not_found``, ``forbidden`` (not an agent).
+    """
+    _require_staff(user)
+    visitor = _visitor(visitor_id)
+    sessions = (
+        Session.objects.filter(visitor=visitor)
+        .select_related("agent", "workgroup")
+        .order_by("-created_at")[:PAST_LIMIT]
+    )
+    return {
+        "id": visitor.pk,
+        "name": visitor.name,
+        "channel": visitor.channel.name,
+        "ip_address": visitor.ip_address,
+        "language": visitor.language,
+        "referrer": visitor.referrer,
+        "page_url": visitor.page_url,
+        "user_agent": visitor.user_agent,
+        **device(visitor.user_agent),
+        "first_seen": visitor.created_at.isoformat(),
+        "last_seen": visitor.last_seen_at.isoformat(),
+        "tags": list(visitor.tags.order_by("name").values_list("name", flat=True)),
+        "notes": [
+            {
+                "id": note.pk,
+                "text": note.text,
+                "author": note.author.name if note.author else "",
+                "created_at": note.created_at.isoformat(),
+            }
+            for note in visitor.notes.select_related("author")[:50]
+        ],
+        "trail": [
+            {"url": view.url, "title": view.title, "at": view.created_at.isoformat()}
+            for view in visitor.page_views.all()[:TRAIL_LIMIT]
+        ],
+        "conversations": [
+            {
+                "conversation_id": s.conversation_id,
+                "status": s.status,
+                "agent": s.agent.name if s.agent else None,
+                "workgroup": s.workgroup.name,
+                "created_at": s.created_at.isoformat(),
+                "closed_at": s.closed_at.isoformat() if s.closed_at else None,
+                "csat": s.csat_score,
+            }
+            for s in sessions
+        ],
+    }
+
+
+def _changed(visitor: Visitor) -> None:
+    """Tell the agents serving the visitor that the profile changed (``visitor.updated``)."""
+    agents = set(
+        Session.objects.filter(visitor=visitor, agent__isnull=False)
+        .exclude(status=Session.Status.CLOSED)
+        .values_list("agent_id", flat=True)
+    )
+    publish_event_on_commit(
+        {"type": "visitor.updated", "visitor_id": visitor.pk}, [f"u:{a}" for a in agents]
+    )
+
+
+def tag_add(*, user: User, visitor_id: object, name: object) -> list[str]:
+    """Tag the visitor (the tag is created when new; case as typed, matched case-insensitively).
+    Returns the visitor's tags. ``ServiceError("invalid")`` for an empty or too long name."""
+    _require_staff(user)
+    if not isinstance(name, str) or not name.strip() or len(name.strip()) > TAG_MAX:
+        raise ServiceError("invalid", _("A tag is 1 to 64 characters."), field="name")
+    with transaction.atomic():
+        visitor = _visitor(visitor_id)
+        clean = name.strip()
+        tag = VisitorTag.objects.filter(name__iexact=clean).first()
+        if tag is None:
+            tag, _created = VisitorTag.objects.get_or_create(name=clean)
+        visitor.tags.add(tag)
+        _changed(visitor)
+        return list(visitor.tags.order_by("name").values_list("name", flat=True))
+
+
+def tag_remove(*, user: User, visitor_id: object, name: object) -> list[str]:
+    """Take a tag off the visitor; returns the visitor's tags."""
+    _require_staff(user)
+    with transaction.atomic():
+        visitor = _visitor(visitor_id)
+        if isinstance(name, str):
+            visitor.tags.remove(*VisitorTag.objects.filter(name__iexact=name.strip()))
+        _changed(visitor)
+        return list(visitor.tags.order_by("name").values_list("name", flat=True))
+
+
+def note_add(*, user: User, visitor_id: object, text: object) -> VisitorNote:
+    """Keep a note about the visitor. ``ServiceError("invalid")`` for empty or over 2,000
+    characters."""
+    _require_staff(user)
+    if not isinstance(text, str) or not text.strip() or len(text) > NOTE_MAX:
+        raise ServiceError("invalid", _("A note is 1 to 2,000 characters."), field="text")
+    with transaction.atomic():
+        visitor = _visitor(visitor_id)
+        note = VisitorNote.objects.create(visitor=visitor, author=user, text=text.strip())
+        _changed(visitor)
+    return note

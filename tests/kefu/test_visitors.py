@@ -1,0 +1,157 @@
+"""The visitor panel: device from the user agent, page trail, tags, notes, past conversations."""
+
+from __future__ import annotations
+
+import json
+
+from django.test import Client
+from django_tenants.utils import schema_context
+
+from kefu import services
+from kefu.models import RoutingRule, Session, Workgroup
+from tenants.models import Tenant
+from tests.conftest import make_agent, make_desk, session_cookie, unique
+
+IPHONE = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_2 like Mac OS X) AppleWebKit/605.1.15 "
+    "(KHTML, like Gecko) Version/17.2 Mobile/15E148 Safari/604.1"
+)
+
+
+def _agent_client(user) -> Client:
+    client = Client(HTTP_HOST="acme.localhost", HTTP_ACCEPT_LANGUAGE="en")
+    name, value = (
+        session_cookie(Tenant.objects.get(schema_name="acme"), user).decode().split("=", 1)
+    )
+    client.cookies[name] = value
+    return client
+
+
+def test_the_panel_shows_device_trail_tags_notes_and_past_conversations(acme):
+    desk = make_desk(acme, agents=1)
+    agent = desk.agents[0]
+    web = Client(HTTP_HOST="acme.localhost", HTTP_USER_AGENT=IPHONE, REMOTE_ADDR="203.0.113.9")
+    # the visitor opens two pages with the widget on them
+    first = web.post(
+        "/api/v1/widget/session",
+        json.dumps({
+            "channel": desk.channel.public_key, "page_url": "https://shop.example/",
+            "page_title": "Shop", "referrer": "https://search.example/?q=shoes",
+        }),
+        content_type="application/json",
+    ).json()  # fmt: skip
+    web.post(
+        "/api/v1/widget/session",
+        json.dumps({
+            "channel": desk.channel.public_key, "token": first["token"],
+            "page_url": "https://shop.example/pricing", "page_title": "Pricing",
+        }),
+        content_type="application/json",
+    )  # fmt: skip
+    visitor_id = first["visitor"]["id"]
+    with schema_context("acme"):
+        from kefu.models import Visitor
+
+        visitor = Visitor.objects.get(pk=visitor_id)
+        # an earlier conversation, rated, then a current one
+        services.visitor_message_send(
+            visitor=visitor, conversation_id=None, content="hi", client_msg_id=unique("c")
+        )
+        old = Session.objects.get(visitor=visitor)
+        services.session_close(session_id=old.pk, closed_by=services.visitor_sender(visitor))
+        Session.objects.filter(pk=old.pk).update(csat_score=5)
+        services.visitor_message_send(
+            visitor=visitor, conversation_id=None, content="again", client_msg_id=unique("c")
+        )
+
+    client = _agent_client(agent)
+    # when the agent tags the visitor (twice the same, in another case) and writes a note
+    r = client.post(
+        f"/api/v1/kefu/visitors/{visitor_id}/tags",
+        json.dumps({"name": "VIP"}),
+        content_type="application/json",
+    )
+    assert (r.status_code, r.json()) == (201, {"tags": ["VIP"]})
+    client.post(
+        f"/api/v1/kefu/visitors/{visitor_id}/tags",
+        json.dumps({"name": "vip"}),
+        content_type="application/json",
+    )
+    client.post(
+        f"/api/v1/kefu/visitors/{visitor_id}/tags",
+        json.dumps({"name": "wholesale"}),
+        content_type="application/json",
+    )
+    note = client.post(
+        f"/api/v1/kefu/visitors/{visitor_id}/notes",
+        json.dumps({"text": "Prefers e-mail"}),
+        content_type="application/json",
+    )
+    assert note.status_code == 201
+    removed = client.delete(f"/api/v1/kefu/visitors/{visitor_id}/tags/wholesale")
+    assert removed.json() == {"tags": ["VIP"]}
+
+    # then the panel shows it all
+    panel = client.get(f"/api/v1/kefu/visitors/{visitor_id}").json()
+    assert (panel["browser"], panel["os"], panel["device"]) == (
+        "Mobile Safari 17",
+        "iOS 17",
+        "iPhone",
+    )
+    assert panel["ip_address"] == "203.0.113.9"
+    assert panel["referrer"] == "https://search.example/?q=shoes"
+    assert [(t["url"], t["title"]) for t in panel["trail"]] == [
+        ("https://shop.example/pricing", "Pricing"),
+        ("https://shop.example/", "Shop"),
+    ]
+    assert panel["tags"] == ["VIP"]
+    assert [(n["text"], n["author"]) for n in panel["notes"]] == [("Prefers e-mail", agent.name)]
+    assert [(c["status"], c["csat"]) for c in panel["conversations"]] == [
+        ("open", None),
+        ("closed", 5),
+    ]
+
+
+def test_a_tag_routes_the_visitors_next_conversation(acme):
+    desk = make_desk(acme, agents=1)
+    with schema_context("acme"):
+        vip_desk = Workgroup.objects.create(name=unique("vip"))
+        vip_agent = make_agent()
+        vip_desk.agents.add(vip_agent)
+        RoutingRule.objects.create(
+            channel=desk.channel, attribute="tag", operator="equals", value="vip",
+            workgroup=vip_desk,
+        )  # fmt: skip
+        visitor, _ = services.visitor_start(channel=desk.channel)
+    client = _agent_client(desk.agents[0])
+    client.post(
+        f"/api/v1/kefu/visitors/{visitor.pk}/tags",
+        json.dumps({"name": "VIP"}),
+        content_type="application/json",
+    )
+    with schema_context("acme"):
+        services.visitor_message_send(
+            visitor=visitor, conversation_id=None, content="hello", client_msg_id=unique("c")
+        )
+        assert Session.objects.get(visitor=visitor).agent_id == vip_agent.pk
+
+
+def test_bad_visitor_requests_are_refused(acme):
+    desk = make_desk(acme, agents=1)
+    client = _agent_client(desk.agents[0])
+    assert client.get("/api/v1/kefu/visitors/999999999").status_code == 404
+    with schema_context("acme"):
+        visitor, _ = services.visitor_start(channel=desk.channel)
+    for body, field in [({"name": ""}, "name"), ({"name": "x" * 65}, "name")]:
+        r = client.post(
+            f"/api/v1/kefu/visitors/{visitor.pk}/tags",
+            json.dumps(body),
+            content_type="application/json",
+        )
+        assert (r.status_code, r.json()["error"], r.json()["field"]) == (400, "invalid", field)
+    r = client.post(
+        f"/api/v1/kefu/visitors/{visitor.pk}/notes",
+        json.dumps({"text": "x" * 2001}),
+        content_type="application/json",
+    )
+    assert r.status_code == 400
