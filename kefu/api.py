@@ -9,7 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from kefu import blocking, canned, robot, selectors, transfers, visitors
+from kefu import blocking, canned, monitor, robot, selectors, transfers, visitors
 from kefu.models import BlockedVisitor, Transfer
 from weiyu.errors import ServiceError
 
@@ -219,7 +219,17 @@ class VisitorNotesApi(APIView):
         )
 
 
+class MonitorApi(APIView):
+    """``GET /api/v1/kefu/monitor`` → the live monitor (shape: ``kefu.monitor.snapshot``): per
+    workgroup the agents with status and load, queue length, longest wait, conversations in
+    progress; and every live conversation. Supervisors only (403)."""
+
+    def get(self, request: Request) -> Response:
+        return Response(monitor.snapshot(user=request.user))
+
+
 urlpatterns = [
+    path("monitor", MonitorApi.as_view(), name="monitor"),
     path("visitors/<int:pk>", VisitorApi.as_view(), name="visitor"),
     path("visitors/<int:pk>/tags", VisitorTagsApi.as_view(), name="visitor-tags"),
     path("visitors/<int:pk>/tags/<str:name>", VisitorTagsApi.as_view(), name="visitor-tag"),

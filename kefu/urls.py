@@ -10,6 +10,12 @@ urlpatterns = [
     path("widget/frame/", views.widget_frame, name="widget-frame"),
     path("api/v1/widget/session", views.WidgetSessionApi.as_view(), name="widget-session"),
     path("inbox/", views.inbox, name="inbox"),
+    path("inbox/monitor/", views.monitor_page, name="monitor"),
+    path(
+        "inbox/monitor/conversations/<int:conversation_id>/",
+        views.monitor_transcript,
+        name="monitor-transcript",
+    ),
     path("inbox/login/", views.InboxLoginView.as_view(), name="inbox-login"),
     path("inbox/logout/", views.InboxLogoutView.as_view(), name="inbox-logout"),
 ]

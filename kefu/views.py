@@ -9,6 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import translation
@@ -23,7 +24,7 @@ from rest_framework.views import APIView
 
 from im.models import MessagingSettings
 from kbase import llm
-from kefu import blocking, hours, robot, routing, selectors, services, visitors
+from kefu import blocking, hours, monitor, robot, routing, selectors, services, visitors
 from kefu.models import Channel
 from weiyu.errors import ServiceError
 
@@ -176,6 +177,7 @@ def inbox(request: HttpRequest) -> HttpResponse:
         "logout_url": "/inbox/logout/",
         "admin_url": "/admin/" if user.is_staff else None,
         "ai_drafts": llm.configured(),
+        "monitor_url": "/inbox/monitor/" if monitor.is_supervisor(user) else None,
     }
     return render(request, "kefu/inbox.html", {"config": config})
 
@@ -191,3 +193,24 @@ class InboxLogoutView(auth_views.LogoutView):
     """``POST /inbox/logout/``: sign out, back to the sign-in page."""
 
     next_page = "kefu:inbox-login"
+
+
+@login_required
+def monitor_page(request: HttpRequest) -> HttpResponse:
+    """``GET /inbox/monitor/``: the supervisors' live monitor (403 for others)."""
+    if not monitor.is_supervisor(request.user):
+        raise PermissionDenied
+    return render(request, "kefu/monitor.html", {"config": {"api": "/api/v1/kefu/monitor"}})
+
+
+@login_required
+def monitor_transcript(request: HttpRequest, conversation_id: int) -> HttpResponse:
+    """``GET /inbox/monitor/conversations/<id>/``: a customer conversation, read-only, for
+    supervisors (403 for others, 404 for an unknown conversation)."""
+    try:
+        data = monitor.transcript(user=request.user, conversation_id=conversation_id)
+    except ServiceError as exc:
+        if exc.code == "forbidden":
+            raise PermissionDenied from exc
+        raise Http404(exc.message) from exc
+    return render(request, "kefu/monitor_transcript.html", {"t": data})
