@@ -3,23 +3,27 @@ sessions. State changes that routing cares about go through ``kefu.services``.""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from django.contrib import admin, messages
 from django.db import connection
-from django.http import HttpRequest
-from django.urls import reverse
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from im.services import Sender
-from kefu import services
+from kefu import services, stats
 from kefu.models import (
     AgentState,
     AutoReply,
     BlockedVisitor,
     CannedResponse,
     Channel,
+    DailyStat,
     RoutingRule,
     SensitiveWord,
     Session,
@@ -275,6 +279,60 @@ class SessionAdmin(admin.ModelAdmin):
     list_select_related = ("visitor", "workgroup", "agent")
     readonly_fields = [f.name for f in Session._meta.fields]
     actions = ["close_sessions"]
+    change_list_template = "admin/kefu/session/change_list.html"
+
+    def get_urls(self) -> list[Any]:
+        return [
+            path(
+                "reports/",
+                self.admin_site.admin_view(self.reports_view),
+                name="kefu_session_reports",
+            ),
+            *super().get_urls(),
+        ]
+
+    def reports_view(self, request: HttpRequest) -> HttpResponse:
+        """Customer-service statistics (KF-14) with charts; ``?export=csv&part=daily|agents|
+        workgroups`` downloads one part; ``refresh=1`` recomputes the days first. ``start`` /
+        ``end``: local dates (default the last 30 days)."""
+        today = timezone.localdate()
+        workgroup = request.GET.get("workgroup") or None
+        try:
+            end = dt.date.fromisoformat(request.GET.get("end") or today.isoformat())
+            start = dt.date.fromisoformat(
+                request.GET.get("start") or (end - dt.timedelta(days=29)).isoformat()
+            )
+            workgroup_id = int(workgroup) if workgroup else None
+            if request.GET.get("refresh") == "1" and (end - start).days <= 366:
+                day = start
+                while day <= end:
+                    stats.rollup(day)
+                    day += dt.timedelta(days=1)
+            report = stats.report(start=start, end=end, workgroup_id=workgroup_id)
+        except ValueError:
+            messages.error(request, _("Give a start and an end date (at most a year apart)."))
+            end, start, workgroup_id = today, today - dt.timedelta(days=29), None
+            report = stats.report(start=start, end=end)
+        if request.GET.get("export") == "csv":
+            from kefu.api import stats_csv_response
+
+            part = request.GET.get("part", "daily")
+            if part not in ("daily", "agents", "workgroups"):
+                part = "daily"
+            return stats_csv_response(report, part, start, end)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": _("Customer-service statistics"),
+            "report": report,
+            "start": start,
+            "end": end,
+            "workgroup": workgroup_id,
+            "workgroups": Workgroup.objects.order_by("name"),
+            "parts": ["daily", "agents", "workgroups"],
+            "groups": ["agents", "workgroups"],
+        }
+        return TemplateResponse(request, "admin/kefu/session/reports.html", context)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -353,3 +411,27 @@ class AutoReplyAdmin(admin.ModelAdmin):
     list_display = ("keyword", "match", "channel", "is_active")
     list_filter = ("is_active", "match", "channel")
     search_fields = ("keyword", "reply")
+
+
+@admin.register(DailyStat)
+class DailyStatAdmin(admin.ModelAdmin):
+    """The rolled-up figures behind the statistics page (read only; recomputed by the beat or
+    ``manage.py kefu_stats``)."""
+
+    list_display = (
+        "day",
+        "workgroup",
+        "agent",
+        "conversations",
+        "abandoned",
+        "transfers",
+        "csat_count",
+    )
+    list_filter = ("workgroup",)
+    date_hierarchy = "day"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import csv
+import datetime as dt
+
+from django.http import HttpResponse
 from django.urls import path
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from kefu import blocking, canned, monitor, robot, selectors, transfers, visitors
+from kefu import blocking, canned, monitor, robot, selectors, stats, transfers, visitors
 from kefu.models import BlockedVisitor, Transfer
 from weiyu.errors import ServiceError
 
@@ -228,7 +233,46 @@ class MonitorApi(APIView):
         return Response(monitor.snapshot(user=request.user))
 
 
+class StatsApi(APIView):
+    """``GET /api/v1/kefu/stats?start=YYYY-MM-DD&end=YYYY-MM-DD&workgroup=<id>`` → the report
+    of ``kefu.stats.report`` (local days, default the last 30); ``&export=csv&part=daily|agents|
+    workgroups`` → that part as CSV. Supervisors only (403); 400 for bad dates."""
+
+    def get(self, request: Request) -> Response | HttpResponse:
+        if not monitor.is_supervisor(request.user):
+            raise ServiceError("forbidden", _("Only supervisors can see the statistics."))
+        params = request.query_params
+        today = timezone.localdate()
+        try:
+            end = dt.date.fromisoformat(params.get("end") or today.isoformat())
+            start = dt.date.fromisoformat(
+                params.get("start") or (end - dt.timedelta(days=29)).isoformat()
+            )
+            workgroup = int(params["workgroup"]) if params.get("workgroup") else None
+            data = stats.report(start=start, end=end, workgroup_id=workgroup)
+        except ValueError as exc:
+            raise ServiceError(
+                "invalid", _("Give a start and an end date (at most a year apart).")
+            ) from exc
+        if params.get("export") == "csv":
+            part = params.get("part", "daily")
+            if part not in ("daily", "agents", "workgroups"):
+                raise ServiceError("invalid", _("Unknown part."), field="part")
+            return stats_csv_response(data, part, start, end)
+        return Response(data)
+
+
+def stats_csv_response(data: dict, part: str, start: dt.date, end: dt.date) -> HttpResponse:
+    """A CSV download of one part of a statistics report (UTF-8 with a BOM, for Excel)."""
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="service-{part}-{start}-{end}.csv"'
+    response.write("\ufeff")
+    csv.writer(response).writerows(stats.csv_rows(data, part))
+    return response
+
+
 urlpatterns = [
+    path("stats", StatsApi.as_view(), name="stats"),
     path("monitor", MonitorApi.as_view(), name="monitor"),
     path("visitors/<int:pk>", VisitorApi.as_view(), name="visitor"),
     path("visitors/<int:pk>/tags", VisitorTagsApi.as_view(), name="visitor-tags"),

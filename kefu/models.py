@@ -724,3 +724,60 @@ class VisitorNote(models.Model):
 
     def __str__(self) -> str:
         return self.text[:60]
+
+
+class DailyStat(models.Model):
+    """Customer-service figures of one local day (``settings.TIME_ZONE``), workgroup and agent
+    (KF-14), written by the Celery roll-up (:mod:`kefu.stats`) from the sessions, messages and
+    transfers. Times are kept as sums (seconds) and counts, so any range or grouping averages
+    correctly. A session counts on the day it started, for its workgroup and its last agent
+    (none: it never reached one)."""
+
+    day = models.DateField(_("day"))
+    workgroup = models.ForeignKey(
+        Workgroup, on_delete=models.CASCADE, related_name="+", verbose_name=_("workgroup")
+    )
+    agent = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("agent"),
+    )
+    conversations = models.PositiveIntegerField(_("conversations"), default=0)
+    visitor_messages = models.PositiveIntegerField(_("visitor messages"), default=0)
+    agent_messages = models.PositiveIntegerField(_("agent messages"), default=0)
+    first_response_count = models.PositiveIntegerField(default=0)
+    first_response_total_s = models.FloatField(default=0)
+    response_count = models.PositiveIntegerField(default=0)
+    response_total_s = models.FloatField(default=0)
+    resolution_count = models.PositiveIntegerField(default=0)
+    resolution_total_s = models.FloatField(default=0)
+    queue_wait_count = models.PositiveIntegerField(default=0)
+    queue_wait_total_s = models.FloatField(default=0)
+    abandoned = models.PositiveIntegerField(_("abandoned in the queue"), default=0)
+    transfers = models.PositiveIntegerField(_("transfers"), default=0)
+    csat_count = models.PositiveIntegerField(default=0)
+    csat_total = models.PositiveIntegerField(default=0)
+    csat_1 = models.PositiveIntegerField(default=0)
+    csat_2 = models.PositiveIntegerField(default=0)
+    csat_3 = models.PositiveIntegerField(default=0)
+    csat_4 = models.PositiveIntegerField(default=0)
+    csat_5 = models.PositiveIntegerField(default=0)
+    computed_at = models.DateTimeField(_("computed at"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("daily statistics")
+        verbose_name_plural = _("daily statistics")
+        ordering = ["-day"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "workgroup", "agent"],
+                name="kefu_dailystat_unique",
+                nulls_distinct=False,
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.workgroup_id} {self.agent_id}"

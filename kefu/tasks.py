@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 from django_tenants.utils import get_tenant_model, schema_context
 
-from kefu import automation, robot, routing, services, transfers
+from kefu import automation, robot, routing, services, stats, transfers
 from kefu.models import Session
 
 
@@ -71,3 +71,32 @@ def timers_scan_all_task() -> None:
         .values_list("schema_name", flat=True)
     ):
         timers_scan_task.delay(schema)
+
+
+@shared_task(acks_late=True)
+def stats_rollup_task(schema: str, day: str) -> int:
+    """Recompute one tenant's statistics of one local day (ISO date); returns the rows written."""
+    import datetime as dt
+
+    with schema_context(schema):
+        return stats.rollup(dt.date.fromisoformat(day))
+
+
+@shared_task
+def stats_rollup_all_task() -> None:
+    """Beat (every ``KEFU_STATS_INTERVAL_S``, default 300 s): today's and yesterday's statistics
+    of every active tenant, one :func:`stats_rollup_task` each."""
+    import datetime as dt
+
+    from django.utils import timezone
+
+    today = timezone.localdate()
+    days = [today.isoformat(), (today - dt.timedelta(days=1)).isoformat()]
+    for schema in (
+        get_tenant_model()
+        .objects.filter(is_active=True)
+        .exclude(schema_name="public")
+        .values_list("schema_name", flat=True)
+    ):
+        for day in days:
+            stats_rollup_task.delay(schema, day)

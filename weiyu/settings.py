@@ -239,6 +239,10 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
     "kefu-queue-dispatch": {"task": "kefu.tasks.queue_dispatch_scan_task", "schedule": 15.0},
     # queue wait limits, unanswered-visitor reminders and re-assignment, idle auto-close
+    "kefu-stats": {
+        "task": "kefu.tasks.stats_rollup_all_task",
+        "schedule": float(os.environ.get("KEFU_STATS_INTERVAL_S", "300")),
+    },
     "kefu-timers": {
         "task": "kefu.tasks.timers_scan_all_task",
         "schedule": float(os.environ.get("KEFU_TIMER_INTERVAL_S", "5")),

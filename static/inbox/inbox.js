@@ -1682,19 +1682,27 @@ function renderCanned() {
   cannedList.hidden = !cannedChoices.length;
 }
 
+let cannedLoading = null; // the one request for the list, shared by the keystrokes that wait
 async function updateCanned() {
-  const q = cannedQuery();
   const c = convs.get(selected);
-  if (q == null || !c || c.kind !== 'visitor') {
+  if (cannedQuery() == null || !c || c.kind !== 'visitor') {
     hideCanned();
     return;
   }
   if (!canned) {
-    try {
-      canned = (await api('GET', '/api/v1/kefu/canned')).canned;
-    } catch (e) {
-      canned = [];
-    }
+    cannedLoading =
+      cannedLoading ||
+      api('GET', '/api/v1/kefu/canned').then(
+        (data) => data.canned,
+        () => [],
+      );
+    canned = await cannedLoading;
+  }
+  // what is typed *now*: a keystroke (or a choice) may have come while the list was loading
+  const q = cannedQuery();
+  if (q == null || convs.get(selected) !== c) {
+    hideCanned();
+    return;
   }
   cannedChoices = canned
     .filter((x) => x.shortcut.toLowerCase().startsWith(q) || x.title.toLowerCase().includes(q))

@@ -1,0 +1,213 @@
+#!/usr/bin/env python
+"""Routing benchmark: many visitors arriving at once, assigned to 100 agents.
+
+    .venv/bin/python bench/routing.py [--agents 100] [--visitors 10000] [--threads 8]
+                                      [--strategy least_busy] [--json]
+
+What it does (docs/benchmarks.md, "Routing"):
+
+1. In the tenant ``bench`` of ``$DATABASE_URL`` (default ``…/weiyu_bench``), a fresh workgroup
+   with ``--agents`` online agents whose caps add up to the visitors (so every visitor can be
+   served), using ``--strategy``; ``--visitors`` visitors of its channel.
+2. **Routing run**: ``--threads`` threads (each its own database connection, like daphne's
+   worker threads) send every visitor's *first* message through
+   ``kefu.services.visitor_message_send`` — the real path: session and conversation created,
+   message stored, the workgroup's queue dispatched under its row lock, the agent joined, system
+   line posted, ``conversation.assigned`` published to Redis. **Assignment latency** = that call's
+   duration (the visitor is assigned when it returns). Prints throughput (visitors assigned per
+   second) and p50/p99/max latency.
+3. **Baseline** in the same run: the same threads send a *second* message of each visitor to
+   their now open conversation (no routing). The ratio is what routing adds.
+4. Checks: every session open, no agent over their cap, loads match the sessions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from chat_load import ROOT, _ensure_database, bench_env, bench_tenant, pct  # bench/ is no package
+
+
+def provision(agents: int, visitors: int, strategy: str) -> dict:
+    from django_tenants.utils import schema_context
+
+    from kefu import services
+    from kefu.models import AgentState, Channel, Workgroup
+    from org.models import User
+
+    tenant = bench_tenant()
+    stamp = int(time.time())
+    with schema_context(tenant.schema_name):
+        workgroup = Workgroup.objects.create(name=f"routing-{stamp}", strategy=strategy)
+        channel = Channel.objects.create(name=f"routing-{stamp}", workgroup=workgroup)
+        cap = -(-visitors // agents)
+        staff = []
+        for n in range(agents):
+            user = User.objects.create_user(
+                username=f"rt{stamp}_{n}", password=None, role="agent", display_name=f"Agent {n}"
+            )
+            AgentState.objects.create(user=user, max_concurrent=cap)
+            staff.append(user)
+        workgroup.agents.add(*staff)
+        for user in staff:
+            services.agent_status_set(user=user, status=AgentState.Status.ONLINE)
+        people = [
+            services.visitor_start(channel=channel, language="en")[0] for _ in range(visitors)
+        ]
+    return {"schema": tenant.schema_name, "workgroup": workgroup, "visitors": people, "cap": cap}
+
+
+def run(schema: str, visitors: list, threads: int, *, second: bool) -> tuple[list[float], float]:
+    """Send one message per visitor from ``threads`` threads; (latencies ms, wall seconds)."""
+    from django.db import connection
+    from django_tenants.utils import schema_context
+
+    from kefu import services
+
+    latencies: list[float] = []
+    lock = threading.Lock()
+    chunks = [visitors[n::threads] for n in range(threads)]
+    barrier = threading.Barrier(threads + 1)
+    errors: list[BaseException] = []
+
+    def work(chunk: list) -> None:
+        mine = []
+        try:
+            with schema_context(schema):
+                barrier.wait()
+                for visitor in chunk:
+                    t = time.perf_counter()
+                    services.visitor_message_send(
+                        visitor=visitor,
+                        conversation_id=visitor.bench_cid if second else None,
+                        content="again" if second else "hello, anyone there?",
+                        client_msg_id=f"rt{'b' if second else 'a'}{visitor.pk}",
+                    )
+                    mine.append((time.perf_counter() - t) * 1000)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+            with lock:
+                latencies.extend(mine)
+
+    workers = [threading.Thread(target=work, args=(c,)) for c in chunks]
+    for w in workers:
+        w.start()
+    barrier.wait()
+    started = time.perf_counter()
+    for w in workers:
+        w.join()
+    wall = time.perf_counter() - started
+    if errors:
+        raise errors[0]
+    return latencies, wall
+
+
+def check(schema: str, workgroup, visitors: list, cap: int) -> dict:
+    from django.db.models import Count
+    from django_tenants.utils import schema_context
+
+    from kefu.models import AgentState, Session
+
+    with schema_context(schema):
+        sessions = Session.objects.filter(workgroup=workgroup)
+        by_status = dict(sessions.values_list("status").annotate(n=Count("pk")))
+        per_agent = dict(
+            sessions.filter(status="open").values_list("agent_id").annotate(n=Count("pk"))
+        )
+        states = dict(
+            AgentState.objects.filter(user_id__in=list(per_agent)).values_list(
+                "user_id", "open_count"
+            )
+        )
+        for visitor in visitors:
+            visitor.bench_cid = sessions.get(visitor=visitor).conversation_id
+    return {
+        "sessions": by_status,
+        "max_load": max(per_agent.values(), default=0),
+        "cap": cap,
+        "loads_consistent": all(states.get(a) == n for a, n in per_agent.items()),
+    }
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--agents", type=int, default=100)
+    p.add_argument("--visitors", type=int, default=10_000)
+    p.add_argument("--threads", type=int, default=8)
+    p.add_argument(
+        "--strategy", default="least_busy", choices=["round_robin", "least_busy", "skill", "sticky"]
+    )
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args()
+    env = bench_env()
+    os.environ.update(env)
+    _ensure_database(env["DATABASE_URL"])
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate_schemas", interactive=False, verbosity=0)
+    t = time.perf_counter()
+    setup = provision(args.agents, args.visitors, args.strategy)
+    setup_s = time.perf_counter() - t
+    routed, routed_wall = run(setup["schema"], setup["visitors"], args.threads, second=False)
+    checks = check(setup["schema"], setup["workgroup"], setup["visitors"], setup["cap"])
+    plain, plain_wall = run(setup["schema"], setup["visitors"], args.threads, second=True)
+    result = {
+        "agents": args.agents,
+        "visitors": args.visitors,
+        "threads": args.threads,
+        "strategy": args.strategy,
+        "setup_s": round(setup_s, 1),
+        "routing": {
+            "per_s": round(len(routed) / routed_wall, 1),
+            "p50_ms": pct(routed, 50),
+            "p99_ms": pct(routed, 99),
+            "max_ms": round(max(routed), 1),
+        },
+        "baseline_second_message": {
+            "per_s": round(len(plain) / plain_wall, 1),
+            "p50_ms": pct(plain, 50),
+            "p99_ms": pct(plain, 99),
+        },
+        "checks": checks,
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        r, b = result["routing"], result["baseline_second_message"]
+        print(
+            f"\nRouting {args.visitors} visitors to {args.agents} agents ({args.strategy}, "
+            f"{args.threads} threads, caps {setup['cap']})"
+        )
+        print(f"{'':28}{'per s':>9}{'p50':>10}{'p99':>10}{'max':>10}")
+        print(
+            f"{'first message (routed)':28}{r['per_s']:>9}{r['p50_ms']:>8}ms"
+            f"{r['p99_ms']:>8}ms{r['max_ms']:>8}ms"
+        )
+        print(
+            f"{'second message (baseline)':28}{b['per_s']:>9}{b['p50_ms']:>8}ms{b['p99_ms']:>8}ms"
+        )
+        print(
+            f"p99 ratio routed/baseline: {r['p99_ms'] / b['p99_ms']:.2f}   "
+            f"sessions {checks['sessions']}   max load {checks['max_load']} / cap {checks['cap']}"
+            f"   loads consistent: {checks['loads_consistent']}"
+        )
+    ok = checks["sessions"] == {"open": args.visitors} and checks["max_load"] <= checks["cap"]
+    return 0 if ok and checks["loads_consistent"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

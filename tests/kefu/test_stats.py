@@ -1,0 +1,162 @@
+"""Statistics (KF-14): the Celery roll-up agrees with the raw sessions, messages and transfers."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import time
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.test import Client
+from django.utils import timezone
+from django_tenants.utils import schema_context
+
+from im import services as im_services
+from im.models import Conversation, Message
+from kefu import stats
+from kefu.models import DailyStat, Session, Transfer, Visitor
+from kefu.tasks import stats_rollup_task
+from org.models import User
+from tenants.models import Tenant
+from tests.conftest import PASSWORD, make_desk, session_cookie, unique
+
+DAY = timezone.localdate() - dt.timedelta(days=3)
+
+
+def _at(hh: int, mm: int, ss: int = 0) -> dt.datetime:
+    return dt.datetime.combine(DAY, dt.time(hh, mm, ss), tzinfo=ZoneInfo(settings.TIME_ZONE))
+
+
+def _session(desk, *, agent, created, lines, **fields) -> Session:
+    """A session with its messages at given times: ``lines`` = [(sender, "hh:mm:ss", text)]."""
+    visitor = Visitor.objects.create(channel=desk.channel, name=unique("V"))
+    conversation = im_services.conversation_create(kind=Conversation.Kind.VISITOR)
+    for seq, (who, at, text) in enumerate(lines, start=1):
+        message = Message.objects.create(
+            conversation=conversation,
+            seq=seq,
+            sender_key=f"u:{agent.pk}" if who == "agent" else f"v:{visitor.pk}",
+            sender_type=who,
+            content=text,
+        )
+        # created_at is set on insert; the story needs its own clock
+        Message.objects.filter(pk=message.pk).update(created_at=_at(*map(int, at.split(":"))))
+    session = Session.objects.create(
+        conversation=conversation,
+        visitor=visitor,
+        channel=desk.channel,
+        workgroup=desk.workgroup,
+        agent=agent if fields.pop("assigned", True) else None,
+        **fields,
+    )
+    Session.objects.filter(pk=session.pk).update(created_at=created)
+    return session
+
+
+def _day_figures(desk):
+    # conversation 1: answered twice, closed, rated 4
+    a = desk.agents[0]
+    first = _session(
+        desk, agent=a, created=_at(10, 0), status="closed",
+        queued_at=_at(10, 0), assigned_at=_at(10, 0, 5), first_response_at=_at(10, 0, 35),
+        closed_at=_at(10, 5), csat_score=4,
+        lines=[("visitor", "10:00:00", "hi"), ("agent", "10:00:35", "hello"),
+               ("visitor", "10:01:00", "q1"), ("visitor", "10:01:10", "q2"),
+               ("agent", "10:01:40", "answer")],
+    )  # fmt: skip
+    # conversation 2: the visitor gave up in the queue
+    _session(
+        desk, agent=None, assigned=False, created=_at(11, 0), status="closed",
+        queued_at=_at(11, 0), closed_at=_at(11, 2),
+        lines=[("visitor", "11:00:00", "anyone?")],
+    )  # fmt: skip
+    # conversation 3: still open, rated nothing, answered once after 20 s, 4 s in the queue
+    _session(
+        desk, agent=a, created=_at(12, 0), status="open",
+        queued_at=_at(12, 0), assigned_at=_at(12, 0, 4), first_response_at=_at(12, 0, 24),
+        lines=[("visitor", "12:00:00", "price?"), ("agent", "12:00:24", "99")],
+    )  # fmt: skip
+    # a transfer started by the agent that day
+    transfer = Transfer.objects.create(session=first, from_agent=a, to_workgroup=desk.workgroup)
+    Transfer.objects.filter(pk=transfer.pk).update(created_at=_at(10, 3))
+    # and one more session the next day, which must not count
+    _session(
+        desk, agent=a, created=_at(10, 0) + dt.timedelta(days=1), status="open",
+        lines=[("visitor", "10:00:00", "tomorrow")],
+    )  # fmt: skip
+
+
+def test_the_rollup_agrees_with_the_raw_data(acme, robot_worker):
+    desk = make_desk(acme, agents=1)
+    with schema_context("acme"):
+        _day_figures(desk)
+    # the roll-up runs in a real worker
+    stats_rollup_task.delay("acme", DAY.isoformat())
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with schema_context("acme"):
+            if DailyStat.objects.filter(day=DAY, workgroup=desk.workgroup).exists():
+                break
+        time.sleep(0.2)
+    with schema_context("acme"):
+        report = stats.report(start=DAY, end=DAY, workgroup_id=desk.workgroup.pk)
+    total = report["total"]
+    assert total == {
+        "conversations": 3,
+        "visitor_messages": 5,
+        "agent_messages": 3,
+        "first_response_avg_s": 25.0,  # (30 + 20) / 2
+        "response_avg_s": 33.0,  # (35 + 40 + 24) / 3
+        "resolution_avg_s": 300.0,  # only the closed, served one
+        "queue_wait_avg_s": 4.5,  # (5 + 4) / 2
+        "abandoned": 1,
+        "transfers": 1,
+        "csat_count": 1,
+        "csat_avg": 4.0,
+        "csat_distribution": [0, 0, 0, 1, 0],
+    }
+    by_agent = {row["id"]: row for row in report["agents"]}
+    assert by_agent[desk.agents[0].pk]["conversations"] == 2
+    assert by_agent[None]["abandoned"] == 1
+    assert [d["conversations"] for d in report["daily"]] == [3]
+
+
+def test_the_api_serves_the_report_and_csv_to_supervisors_only(acme):
+    desk = make_desk(acme, agents=1)
+    with schema_context("acme"):
+        _day_figures(desk)
+        stats.rollup(DAY)
+        boss = User.objects.create_user(username=unique("boss"), password=PASSWORD, role="admin")
+    tenant = Tenant.objects.get(schema_name="acme")
+
+    def client(user) -> Client:
+        c = Client(HTTP_HOST="acme.localhost", HTTP_ACCEPT_LANGUAGE="en")
+        name, value = session_cookie(tenant, user).decode().split("=", 1)
+        c.cookies[name] = value
+        return c
+
+    query = f"start={DAY}&end={DAY}&workgroup={desk.workgroup.pk}"
+    data = client(boss).get(f"/api/v1/kefu/stats?{query}").json()
+    assert data["total"]["conversations"] == 3
+    exported = client(boss).get(f"/api/v1/kefu/stats?{query}&export=csv&part=agents")
+    assert exported["Content-Type"].startswith("text/csv")
+    rows = list(csv.reader(io.StringIO(exported.content.decode("utf-8-sig"))))
+    header, named = rows[0], {r[0]: dict(zip(rows[0], r, strict=True)) for r in rows[1:]}
+    assert header[:3] == ["name", "conversations", "visitor_messages"]
+    agent_row = named[desk.agents[0].name]
+    assert (agent_row["conversations"], agent_row["csat_4"], agent_row["transfers"]) == (
+        "2",
+        "1",
+        "1",
+    )
+    assert client(boss).get("/api/v1/kefu/stats?start=2026-13-01").status_code == 400
+    assert client(desk.agents[0]).get("/api/v1/kefu/stats").status_code == 403
+    # the admin page draws it
+    with schema_context("acme"):
+        boss.is_staff = boss.is_superuser = True
+        boss.save()
+    page = client(boss).get(f"/admin/kefu/session/reports/?{query}")
+    assert page.status_code == 200
+    assert b"chart-csat" in page.content
