@@ -160,3 +160,24 @@ def test_the_api_serves_the_report_and_csv_to_supervisors_only(acme):
     page = client(boss).get(f"/admin/kefu/session/reports/?{query}")
     assert page.status_code == 200
     assert b"chart-csat" in page.content
+
+
+def test_the_command_recomputes_a_range_and_refuses_bad_input(acme):
+    from io import StringIO
+
+    import pytest
+    from django.core.management import CommandError, call_command
+
+    desk = make_desk(acme, agents=1)
+    with schema_context("acme"):
+        _day_figures(desk)
+        DailyStat.objects.filter(day=DAY).delete()
+    out = StringIO()
+    call_command("kefu_stats", "--tenant", "acme", "--from", str(DAY), "--to", str(DAY), stdout=out)
+    assert out.getvalue().startswith(f"acme: {DAY} to {DAY},")
+    with schema_context("acme"):
+        assert DailyStat.objects.filter(day=DAY, workgroup=desk.workgroup).exists()
+    for args in (["--tenant", "nope"], ["--tenant", "acme", "--from", "yesterday"],
+                 ["--tenant", "acme", "--from", "2026-02-01", "--to", "2026-01-01"]):  # fmt: skip
+        with pytest.raises(CommandError):
+            call_command("kefu_stats", *args, stdout=StringIO())
