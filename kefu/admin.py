@@ -61,7 +61,7 @@ class WorkgroupAdmin(admin.ModelAdmin):
     filter_horizontal = ("agents",)
     actions = ["dispatch_queue"]
     fieldsets = (
-        (None, {"fields": ("name", "agents", "lead", "strategy", "calendar")}),
+        (None, {"fields": ("name", "agents", "lead", "strategy", "allow_pick", "calendar")}),
         (
             _("Queue limits"),
             {

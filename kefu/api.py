@@ -14,7 +14,17 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from kefu import blocking, canned, monitor, robot, selectors, stats, transfers, visitors
+from kefu import (
+    blocking,
+    canned,
+    monitor,
+    robot,
+    selectors,
+    services,
+    stats,
+    transfers,
+    visitors,
+)
 from kefu.models import BlockedVisitor, Transfer
 from weiyu.errors import ServiceError
 
@@ -271,7 +281,28 @@ def stats_csv_response(data: dict, part: str, start: dt.date, end: dt.date) -> H
     return response
 
 
+class QueueApi(APIView):
+    """``GET /api/v1/kefu/queue`` → ``{"workgroups": [{"id", "name", "allow_pick", "waiting":
+    [{"session_id", "conversation_id", "visitor", "queued_at", "preview"}]}]}``: the caller's
+    workgroups' waiting visitors, oldest first (agents get ``queue.changed`` when they move)."""
+
+    def get(self, request: Request) -> Response:
+        return Response({"workgroups": selectors.queue_overview(user=request.user)})
+
+
+class QueuePickApi(APIView):
+    """``POST /api/v1/kefu/queue/<session_id>/pick`` → 200 ``{"conversation_id"}``: the caller
+    takes that waiting visitor (404 not in their workgroups' queues, 403 picking off or not
+    online, 409 ``conflict`` taken meanwhile or ``full`` at their cap)."""
+
+    def post(self, request: Request, pk: int) -> Response:
+        session = services.queue_pick(user=request.user, session_id=pk)
+        return Response({"conversation_id": session.conversation_id})
+
+
 urlpatterns = [
+    path("queue", QueueApi.as_view(), name="queue"),
+    path("queue/<int:pk>/pick", QueuePickApi.as_view(), name="queue-pick"),
     path("stats", StatsApi.as_view(), name="stats"),
     path("monitor", MonitorApi.as_view(), name="monitor"),
     path("visitors/<int:pk>", VisitorApi.as_view(), name="visitor"),

@@ -87,6 +87,11 @@ class Workgroup(models.Model):
             "leave a message. Empty: always open."
         ),
     )
+    allow_pick = models.BooleanField(
+        _("agents may pick from the queue"),
+        default=True,
+        help_text=_("Agents see the waiting visitors and can take one themselves."),
+    )
     max_queue_length = models.PositiveIntegerField(
         _("queue limit"), default=0, help_text=_("Visitors waiting at most (0: no limit).")
     )

@@ -156,3 +156,45 @@ def team_overview() -> dict[str, Any]:
         )
     agents.sort(key=lambda a: (a["name"].lower(), a["id"]))
     return {"agents": agents, "workgroups": list(groups.values())}
+
+
+def queue_overview(*, user: Any) -> list[dict[str, Any]]:
+    """The queues of the agent's workgroups: ``[{"id", "name", "allow_pick", "waiting": [{"session_id",
+    "conversation_id", "visitor", "queued_at", "preview"}]}]`` (oldest first; preview: the
+    visitor's first words, ≤ 80 characters)."""
+    from im.models import Message
+    from kefu.models import Workgroup
+
+    groups = list(Workgroup.objects.filter(agents=user).order_by("name"))
+    waiting = list(
+        Session.objects.filter(workgroup__in=groups, status=Session.Status.QUEUED)
+        .select_related("visitor")
+        .order_by("queued_at", "id")[:500]
+    )
+    previews = dict(
+        Message.objects.filter(
+            conversation_id__in=[s.conversation_id for s in waiting], sender_type="visitor"
+        )
+        .order_by("conversation_id", "seq")
+        .distinct("conversation_id")
+        .values_list("conversation_id", "content")
+    )
+
+    def entry(s: Session) -> dict[str, Any]:
+        return {
+            "session_id": s.pk,
+            "conversation_id": s.conversation_id,
+            "visitor": s.visitor.name,
+            "queued_at": s.queued_at.isoformat() if s.queued_at else None,
+            "preview": (previews.get(s.conversation_id) or "")[:80],
+        }
+
+    return [
+        {
+            "id": wg.pk,
+            "name": wg.name,
+            "allow_pick": wg.allow_pick,
+            "waiting": [entry(s) for s in waiting if s.workgroup_id == wg.pk],
+        }
+        for wg in groups
+    ]

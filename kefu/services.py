@@ -363,28 +363,67 @@ def _assign_one(session_id: int) -> str:
         state = _pick_agent(workgroup, session)
         if state is None:
             return NO_AGENT
-        AgentState.objects.filter(pk=state.pk).update(
-            open_count=F("open_count") + 1, last_assigned_at=timezone.now()
-        )
-        Workgroup.objects.filter(pk=workgroup.pk).update(last_assigned_user_id=state.user_id)
-        agent = User.objects.get(pk=state.user_id)
-        session.agent = agent
-        session.status = Session.Status.OPEN
-        session.assigned_at = timezone.now()
-        session.save(update_fields=["agent", "status", "assigned_at"])
-        im_services.participant_add(
-            conversation=session.conversation,
-            member_key=agent.member_key,
-            name=agent.name,
-            role=Participant.Role.AGENT,
-            user_id=agent.pk,
-        )
-        with translation.override(_language_for(session.visitor)):
-            text = _("%(agent)s is now serving you.") % {"agent": agent.name}
-        im_services.system_message_post(conversation_id=session.conversation_id, content=text)
-        _publish_assigned(session, agent)
-        _publish_agent_state(agent.pk)
+        _give(session, workgroup, state)
     return ASSIGNED
+
+
+def _give(session: Session, workgroup: Workgroup, state: AgentState) -> User:
+    """Hand a locked queued session to the agent of a locked state row (caller's transaction):
+    load counted, the agent joins, the visitor is told, both sides get ``conversation.assigned``."""
+    AgentState.objects.filter(pk=state.pk).update(
+        open_count=F("open_count") + 1, last_assigned_at=timezone.now()
+    )
+    Workgroup.objects.filter(pk=workgroup.pk).update(last_assigned_user_id=state.user_id)
+    agent = User.objects.get(pk=state.user_id)
+    session.agent = agent
+    session.status = Session.Status.OPEN
+    session.assigned_at = timezone.now()
+    session.save(update_fields=["agent", "status", "assigned_at"])
+    im_services.participant_add(
+        conversation=session.conversation,
+        member_key=agent.member_key,
+        name=agent.name,
+        role=Participant.Role.AGENT,
+        user_id=agent.pk,
+    )
+    with translation.override(_language_for(session.visitor)):
+        text = _("%(agent)s is now serving you.") % {"agent": agent.name}
+    im_services.system_message_post(conversation_id=session.conversation_id, content=text)
+    _publish_assigned(session, agent)
+    _publish_agent_state(agent.pk)
+    return agent
+
+
+def queue_pick(*, user: User, session_id: object) -> Session:
+    """An agent takes a waiting visitor of one of their workgroups themselves (when the
+    workgroup allows it), ahead of the strategy. Raises ``ServiceError``: ``invalid``,
+    ``not_found`` (not a queued visitor of the agent's workgroups), ``forbidden`` (picking is
+    off for the workgroup, or the agent is not online), ``conflict`` (taken meanwhile),
+    ``full`` (at their cap)."""
+    if isinstance(session_id, bool) or not isinstance(session_id, int):
+        raise ServiceError("invalid", _("session_id must be an integer."), field="session_id")
+    with transaction.atomic():
+        found = Session.objects.filter(pk=session_id).only("workgroup_id").first()
+        if (
+            found is None
+            or not Workgroup.objects.filter(pk=found.workgroup_id, agents=user).exists()
+        ):
+            raise ServiceError("not_found", _("No such waiting visitor."), field="session_id")
+        workgroup = Workgroup.objects.select_for_update().get(pk=found.workgroup_id)
+        if not workgroup.allow_pick:
+            raise ServiceError("forbidden", _("Visitors of this workgroup are assigned for you."))
+        session = Session.objects.select_for_update().select_related("visitor").get(pk=session_id)
+        if session.status != Session.Status.QUEUED:
+            raise ServiceError("conflict", _("Someone else took this visitor."))
+        state = AgentState.objects.select_for_update().filter(user=user).first()
+        if state is None or state.status != AgentState.Status.ONLINE:
+            raise ServiceError("forbidden", _("Go online to take visitors."))
+        if state.open_count >= state.max_concurrent:
+            raise ServiceError("full", _("You are at your limit of conversations."))
+        _give(session, workgroup, state)
+        transaction.on_commit(lambda: queue_positions_publish(workgroup_id=workgroup.pk))
+    session.refresh_from_db()
+    return session
 
 
 def _publish_assigned(session: Session, agent: User) -> None:
@@ -413,8 +452,17 @@ def _publish_agent_state(user_id: int) -> None:
 
 
 def queue_positions_publish(*, workgroup_id: int) -> None:
-    """Send ``queue.position`` to every visitor waiting in the workgroup (1 = next)."""
-    for position, session in enumerate(selectors.queue_list(workgroup_id=workgroup_id), start=1):
+    """Send ``queue.position`` to every visitor waiting in the workgroup (1 = next), and
+    ``queue.changed`` ``{"workgroup_id", "length"}`` to the workgroup's agents."""
+    waiting = selectors.queue_list(workgroup_id=workgroup_id)
+    members = Workgroup.agents.through.objects.filter(workgroup_id=workgroup_id).values_list(
+        "user_id", flat=True
+    )
+    publish_event_on_commit(
+        {"type": "queue.changed", "workgroup_id": workgroup_id, "length": len(waiting)},
+        [f"u:{uid}" for uid in members],
+    )
+    for position, session in enumerate(waiting, start=1):
         publish_event_on_commit(
             {
                 "type": "queue.position",

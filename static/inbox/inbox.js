@@ -827,6 +827,63 @@ $('note-form').addEventListener('submit', async (e) => {
   }
 });
 
+// ---- the queues of one's workgroups: see who waits, take one ----------------------------
+let queueTimer = null;
+function queueChanged() {
+  clearTimeout(queueTimer);
+  queueTimer = setTimeout(loadQueue, 150); // one fetch for a burst of changes
+}
+
+async function loadQueue() {
+  if (!config.user.is_agent) return;
+  let data;
+  try {
+    data = await api('GET', '/api/v1/kefu/queue');
+  } catch (e) {
+    return;
+  }
+  const list = $('queue-list');
+  list.replaceChildren();
+  let count = 0;
+  for (const wg of data.workgroups) {
+    for (const w of wg.waiting) {
+      count++;
+      const li = document.createElement('li');
+      li.className = 'queue-item';
+      li.dataset.session = w.session_id;
+      const who = document.createElement('span');
+      who.className = 'who';
+      who.textContent = w.visitor;
+      const preview = document.createElement('span');
+      preview.className = 'preview';
+      preview.textContent = `${wg.name} · ${w.preview}`;
+      li.append(who, preview);
+      if (wg.allow_pick) {
+        const take = document.createElement('button');
+        take.type = 'button';
+        take.className = 'btn btn-small queue-take';
+        take.textContent = gettext('Take');
+        take.addEventListener('click', async () => {
+          take.disabled = true;
+          try {
+            const r = await api('POST', `/api/v1/kefu/queue/${w.session_id}/pick`);
+            if (convs.has(r.conversation_id)) select(r.conversation_id);
+            else selectOnArrival = r.conversation_id;
+          } catch (err) {
+            toast(err.message);
+          }
+          loadQueue();
+        });
+        li.append(take);
+      }
+      list.append(li);
+    }
+  }
+  $('queue-count').textContent = String(count);
+  $('queue-box').hidden = count === 0;
+}
+loadQueue();
+
 // ---- transfer and invite ----------------------------------------------------------------
 let teamLoadedAt = 0;
 async function loadTeam() {
@@ -1081,6 +1138,7 @@ function onFrame(f) {
       break;
 
     case 'sync.result': {
+      queueChanged(); // what moved while the socket was down
       const listed = new Set();
       for (const c of f.conversations || []) {
         updateConversation(c);
@@ -1254,7 +1312,8 @@ function onFrame(f) {
       const isNew = !convs.has(c.id);
       updateConversation(c);
       renderList();
-      if (isNew && items.has(c.id)) flash(items.get(c.id)); // a visual cue only: no sound
+      if (isNew && items.has(c.id)) flash(items.get(c.id));
+      if (isNew && c.kind === 'visitor') announceAssignment(c);
       if (c.id === selectOnArrival) {
         selectOnArrival = null;
         select(c.id);
@@ -1302,6 +1361,10 @@ function onFrame(f) {
       }
       break;
     }
+
+    case 'queue.changed':
+      queueChanged();
+      break;
 
     case 'visitor.updated':
       if (f.visitor_id === profileFor) loadProfile(profileFor, true);
@@ -1353,6 +1416,41 @@ function notify(c, m) {
 document.addEventListener('click', () => {
   if ('Notification' in window && Notification.permission === 'default') Notification.requestPermission().catch(() => {});
 }, { once: true });
+
+// A new visitor conversation: a short two-tone chime (Web Audio, no file to load) and, when the
+// inbox is in the background, a desktop notification.
+let audio = null;
+function chime() {
+  try {
+    audio = audio || new (window.AudioContext || window.webkitAudioContext)();
+    const now = audio.currentTime;
+    for (const [freq, at] of [[880, 0], [1320, 0.12]]) {
+      const osc = audio.createOscillator();
+      const gain = audio.createGain();
+      osc.frequency.value = freq;
+      gain.gain.setValueAtTime(0.0001, now + at);
+      gain.gain.exponentialRampToValueAtTime(0.2, now + at + 0.02);
+      gain.gain.exponentialRampToValueAtTime(0.0001, now + at + 0.18);
+      osc.connect(gain).connect(audio.destination);
+      osc.start(now + at);
+      osc.stop(now + at + 0.2);
+    }
+  } catch (e) { /* no audio here */ }
+}
+
+function announceAssignment(c) {
+  chime();
+  document.body.dataset.lastAssigned = c.id; // for tests and styling
+  if (!('Notification' in window) || Notification.permission !== 'granted') return;
+  if (document.visibilityState === 'visible') return;
+  try {
+    const n = new Notification(gettext('New conversation'), { body: titleOf(c), tag: 'a' + c.id });
+    n.onclick = () => {
+      window.focus();
+      select(c.id);
+    };
+  } catch (e) { /* not allowed here */ }
+}
 
 function onError(f) {
   if (f.failed) {
