@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any, ClassVar
 from urllib.parse import parse_qs
 
+from asgiref.sync import sync_to_async
 from django.utils.translation import gettext as _
 
 from im.consumers import MemberConsumer, _int_field
 from im.services import Sender
-from kefu import csat, robot, selectors, services
+from kefu import csat, presence, robot, selectors, services
 from weiyu.errors import ServiceError
 
 
@@ -32,11 +33,30 @@ class AgentConsumer(MemberConsumer):
     async def hello_extra(self) -> dict[str, Any]:
         if not self.user.is_agent:
             return {}
+        await self._seen()
         state = await self.db(selectors.agent_state_get, user_id=self.user.pk)
         return {"agent": selectors.agent_state_payload(state)}
 
     def conversation_list(self) -> list[dict[str, Any]]:
         return selectors.conversation_list_for_member(member_key=self.sender.key)
+
+    async def _seen(self) -> None:
+        await sync_to_async(presence.socket_seen, thread_sensitive=False)(
+            schema=self.tenant.schema_name, user_id=self.user.pk, channel_name=self.channel_name
+        )
+
+    async def on_ping(self, data: dict[str, Any], ref: str | None) -> None:
+        await super().on_ping(data, ref)
+        if self.user.is_agent:
+            await self._seen()
+
+    async def disconnect(self, code: int) -> None:
+        await super().disconnect(code)
+        user = getattr(self, "user", None)
+        if user is not None and user.is_agent:
+            await sync_to_async(presence.socket_closed, thread_sensitive=False)(
+                schema=self.tenant.schema_name, user_id=user.pk, channel_name=self.channel_name
+            )
 
     def send_message(self, data: dict[str, Any]) -> tuple[Any, bool]:
         return services.agent_message_send(user=self.user, **self.message_fields(data))

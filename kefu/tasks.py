@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 from django_tenants.utils import get_tenant_model, schema_context
 
-from kefu import automation, robot, routing, services, stats, transfers
+from kefu import automation, presence, robot, routing, services, stats, transfers
 from kefu.models import Session
 
 
@@ -55,9 +55,15 @@ def assist_draft_task(schema: str, user_id: int, conversation_id: int, request_i
 def timers_scan_task(schema: str) -> int:
     """One tenant's service timers: queue wait limits (:func:`kefu.routing.queue_wait_scan`),
     expired transfers (:func:`kefu.transfers.expire_scan`), reminders, re-assignments and idle
-    closes (:func:`kefu.automation.timers_scan`); returns how many were acted on."""
+    closes (:func:`kefu.automation.timers_scan`), agents whose last tab closed
+    (:func:`kefu.presence.offline_scan`); returns how many were acted on."""
     with schema_context(schema):
-        return routing.queue_wait_scan() + transfers.expire_scan() + automation.timers_scan()
+        return (
+            routing.queue_wait_scan()
+            + transfers.expire_scan()
+            + automation.timers_scan()
+            + presence.offline_scan()
+        )
 
 
 @shared_task

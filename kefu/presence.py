@@ -1,0 +1,106 @@
+"""Agents' open inbox tabs, kept in Redis, so that closing the last one sets the agent offline
+after a grace period (KF-3) — a reload or a short network drop does not.
+
+Each agent socket is a member of a sorted set ``weiyu:presence:<schema>:<user id>`` scored with
+the time it was last heard from (connect, and every ``ping`` the inbox sends each 25 s). A socket
+is alive while its score is younger than :data:`ALIVE_S`; one whose process died without closing
+simply stops being refreshed. :func:`offline_scan` (the service timers, every few seconds) sets
+agents whose sockets were all closed or silent for ``AGENT_OFFLINE_GRACE_S`` (default 60 s)
+offline. Agents who never opened the inbox (status set in the back office) are left alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from functools import lru_cache
+
+from django.conf import settings
+from django.db import connection
+
+logger = logging.getLogger(__name__)
+
+#: a socket not heard from for this long (s) is gone (the inbox pings every 25 s)
+ALIVE_S = 70.0
+
+
+def grace_s() -> float:
+    """Seconds between the last tab closing and the agent going offline."""
+    return float(os.environ.get("AGENT_OFFLINE_GRACE_S", "60"))
+
+
+@lru_cache(maxsize=1)
+def _redis():  # -> redis.Redis
+    import redis
+
+    return redis.Redis.from_url(
+        settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=5, retry_on_timeout=True
+    )
+
+
+def _key(schema: str, user_id: int) -> str:
+    return f"weiyu:presence:{schema}:{user_id}"
+
+
+def socket_seen(*, schema: str, user_id: int, channel_name: str) -> None:
+    """An agent socket connected or pinged."""
+    try:
+        key = _key(schema, user_id)
+        pipe = _redis().pipeline()
+        pipe.zadd(key, {channel_name: time.time()})
+        pipe.expire(key, 7 * 24 * 3600)
+        pipe.execute()
+    except Exception as exc:  # presence is best effort: Redis down must not break the socket
+        logger.warning("agent presence not recorded: %s", exc)
+
+
+def socket_closed(*, schema: str, user_id: int, channel_name: str) -> None:
+    """An agent socket closed: it stays in the set with the closing time, marked closed, so the
+    scan knows when the last one went."""
+    try:
+        key = _key(schema, user_id)
+        pipe = _redis().pipeline()
+        pipe.zrem(key, channel_name)
+        pipe.zadd(key, {f"closed:{channel_name}": time.time()})
+        pipe.execute()
+    except Exception as exc:
+        logger.warning("agent presence not recorded: %s", exc)
+
+
+def last_seen(*, schema: str, user_id: int) -> tuple[bool, float | None]:
+    """``(any socket alive, when the last one was last heard of or closed)``; ``(False, None)``
+    for an agent with no record."""
+    now = time.time()
+    entries = _redis().zrange(_key(schema, user_id), 0, -1, withscores=True)
+    if not entries:
+        return False, None
+    alive = any(
+        not member.startswith(b"closed:") and now - score < ALIVE_S for member, score in entries
+    )
+    return alive, max(score for _member, score in entries)
+
+
+def offline_scan() -> int:
+    """Set offline the current tenant's agents (not offline yet) whose inbox tabs were all closed,
+    or silent, for the grace period; their presence record is then cleared. Returns how many."""
+    from kefu import services
+    from kefu.models import AgentState
+
+    schema = connection.schema_name
+    grace = grace_s()
+    now = time.time()
+    done = 0
+    states = AgentState.objects.exclude(status=AgentState.Status.OFFLINE).select_related("user")
+    for state in states:
+        try:
+            alive, seen = last_seen(schema=schema, user_id=state.user_id)
+        except Exception as exc:
+            logger.warning("agent presence unreadable: %s", exc)
+            return done
+        if alive or seen is None or now - seen < grace:
+            continue
+        services.agent_status_set(user=state.user, status=AgentState.Status.OFFLINE)
+        _redis().delete(_key(schema, state.user_id))
+        done += 1
+    return done
