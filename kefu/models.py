@@ -156,6 +156,9 @@ class Workgroup(models.Model):
             )
 
 
+PRECHAT_FIELDS = ("name", "email", "phone")
+
+
 class Channel(models.Model):
     """A website widget channel: what the ``<script data-channel="…">`` snippet connects to.
 
@@ -218,6 +221,15 @@ class Channel(models.Model):
         default="人工, 转人工, 人工客服, 真人, agent, human, operator, real person",
         help_text=_("Comma-separated. A short message containing one asks for a person."),
     )
+    prechat_fields = models.CharField(
+        _("pre-chat form"),
+        max_length=64,
+        blank=True,
+        help_text=_(
+            "Comma-separated: name, email, phone. Asked (all required) before the first "
+            "message. Empty: no form."
+        ),
+    )
     csat_enabled = models.BooleanField(
         _("satisfaction survey"),
         default=True,
@@ -241,6 +253,21 @@ class Channel(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def prechat(self) -> list[str]:
+        """The pre-chat form's fields, in order (of ``name``, ``email``, ``phone``)."""
+        wanted = {f.strip().lower() for f in self.prechat_fields.split(",")}
+        return [f for f in PRECHAT_FIELDS if f in wanted]
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        unknown = {f.strip().lower() for f in self.prechat_fields.split(",") if f.strip()} - set(
+            PRECHAT_FIELDS
+        )
+        if unknown:
+            raise ValidationError({"prechat_fields": _("Use only: name, email, phone.")})
 
 
 class RoutingRule(models.Model):
@@ -310,6 +337,9 @@ class Visitor(models.Model):
         Channel, on_delete=models.CASCADE, related_name="visitors", verbose_name=_("channel")
     )
     name = models.CharField(_("name"), max_length=100)
+    email = models.EmailField(_("e-mail"), blank=True)
+    phone = models.CharField(_("phone"), max_length=32, blank=True)
+    name_given = models.BooleanField(_("name given by the visitor"), default=False, editable=False)
     ip_address = models.GenericIPAddressField(_("IP address"), null=True, blank=True)
     user_agent = models.CharField(_("user agent"), max_length=500, blank=True)
     language = models.CharField(_("language"), max_length=16, blank=True)
@@ -445,6 +475,7 @@ class Session(models.Model):
     )
     csat_comment = models.CharField(_("satisfaction comment"), max_length=1000, blank=True)
     csat_at = models.DateTimeField(_("rated at"), null=True, blank=True)
+    transcript_sent_at = models.DateTimeField(_("transcript e-mailed at"), null=True, blank=True)
     robot_misses = models.PositiveSmallIntegerField(_("robot misses"), default=0, editable=False)
     handed_over_at = models.DateTimeField(_("handed over at"), null=True, blank=True)
     handover_reason = models.CharField(_("hand-over reason"), max_length=16, blank=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 from django_tenants.utils import get_tenant_model, schema_context
 
-from kefu import automation, presence, robot, routing, services, stats, transfers
+from kefu import automation, presence, robot, routing, services, stats, transcripts, transfers
 from kefu.models import Session
 
 
@@ -106,3 +106,11 @@ def stats_rollup_all_task() -> None:
     ):
         for day in days:
             stats_rollup_task.delay(schema, day)
+
+
+@shared_task(autoretry_for=(OSError,), retry_backoff=30, max_retries=8)
+def transcript_email_task(schema: str, session_id: int, address: str) -> bool:
+    """E-mail a conversation's transcript to the visitor (:func:`kefu.transcripts.transcript_send`);
+    SMTP errors retry with back-off. Returns whether a mail was sent."""
+    with schema_context(schema):
+        return transcripts.transcript_send(session_id=session_id, address=address)

@@ -9,6 +9,8 @@ urlpatterns = [
     path("widget.js", views.widget_js, name="widget-js"),
     path("widget/frame/", views.widget_frame, name="widget-frame"),
     path("api/v1/widget/session", views.WidgetSessionApi.as_view(), name="widget-session"),
+    path("api/v1/widget/profile", views.WidgetProfileApi.as_view(), name="widget-profile"),
+    path("api/v1/widget/transcript", views.WidgetTranscriptApi.as_view(), name="widget-transcript"),
     path("inbox/", views.inbox, name="inbox"),
     path("inbox/monitor/", views.monitor_page, name="monitor"),
     path(

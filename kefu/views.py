@@ -24,7 +24,17 @@ from rest_framework.views import APIView
 
 from im.models import MessagingSettings
 from kbase import llm
-from kefu import blocking, hours, monitor, robot, routing, selectors, services, visitors
+from kefu import (
+    blocking,
+    hours,
+    monitor,
+    robot,
+    routing,
+    selectors,
+    services,
+    transcripts,
+    visitors,
+)
 from kefu.models import Channel
 from weiyu.errors import ServiceError
 
@@ -87,6 +97,8 @@ def widget_frame(request: HttpRequest) -> HttpResponse:
         "channel": channel.public_key,
         "session_url": "/api/v1/widget/session",
         "tickets_url": "/api/v1/widget/tickets",
+        "profile_url": "/api/v1/widget/profile",
+        "transcript_url": "/api/v1/widget/transcript",
         "ws_path": "/ws/visitor/",
         "page_url": request.GET.get("page_url", "")[:2000],
         "page_title": request.GET.get("page_title", "")[:200],
@@ -138,7 +150,8 @@ class WidgetSessionApi(APIView):
         return Response(
             {
                 "token": token,
-                "visitor": {"id": visitor.pk, "key": visitor.member_key, "name": visitor.name},
+                "visitor": transcripts.visitor_payload(visitor),
+                "prechat": channel.prechat,
                 "channel": {
                     "key": channel.public_key,
                     "name": channel.name,
@@ -214,3 +227,43 @@ def monitor_transcript(request: HttpRequest, conversation_id: int) -> HttpRespon
             raise PermissionDenied from exc
         raise Http404(exc.message) from exc
     return render(request, "kefu/monitor_transcript.html", {"t": data})
+
+
+class WidgetProfileApi(APIView):
+    """``POST /api/v1/widget/profile`` ``{"token", "name"?, "email"?, "phone"?}`` → 200
+    ``{"visitor": {"id", "key", "name", "email", "phone", "profile_done"}}``: the pre-chat form
+    (every field of the channel's ``prechat`` is required). 400 ``invalid`` with the field,
+    401 ``invalid_token``."""
+
+    authentication_classes: list[Any] = []
+    permission_classes = [AllowAny]
+
+    def post(self, request: Request) -> Response:
+        data = request.data
+        if not isinstance(data, dict):
+            raise ServiceError("invalid", _("The body must be a JSON object."))
+        visitor = services.visitor_from_token(data.get("token"))
+        visitor = transcripts.profile_update(
+            visitor=visitor, name=data.get("name"), email=data.get("email"), phone=data.get("phone")
+        )
+        return Response({"visitor": transcripts.visitor_payload(visitor)})
+
+
+class WidgetTranscriptApi(APIView):
+    """``POST /api/v1/widget/transcript`` ``{"token", "conversation_id", "email"?}`` → 202
+    ``{"email"}``: the conversation's transcript is e-mailed (by a worker) to ``email``, or to
+    the address the visitor gave. 400 ``invalid`` (no or bad address), 404 not the visitor's,
+    409 ``conflict`` asked again within 5 minutes, 401 ``invalid_token``."""
+
+    authentication_classes: list[Any] = []
+    permission_classes = [AllowAny]
+
+    def post(self, request: Request) -> Response:
+        data = request.data
+        if not isinstance(data, dict):
+            raise ServiceError("invalid", _("The body must be a JSON object."))
+        visitor = services.visitor_from_token(data.get("token"))
+        address = transcripts.transcript_request(
+            visitor=visitor, conversation_id=data.get("conversation_id"), email=data.get("email")
+        )
+        return Response({"email": address}, status=202)

@@ -269,6 +269,7 @@ function robotServing() {
 
 function updateRobotBar() {
   updateDepartments();
+  updateTranscriptBar();
   robotBar.hidden = !(session && session.robot && session.robot.handover && current != null && robotServing());
 }
 
@@ -911,8 +912,82 @@ const tickets = setupTickets({
   onOpen: (open) => $('chat').classList.toggle('show-tickets', open),
 });
 
+// ---- pre-chat form ------------------------------------------------------------------------
+function showPrechat() {
+  const fields = (session && session.prechat) || [];
+  const needed = fields.length > 0 && !(session.visitor && session.visitor.profile_done);
+  $('prechat-form').hidden = !needed;
+  $('composer-form').hidden = needed;
+  for (const label of $('prechat-form').querySelectorAll('label[data-field]')) {
+    label.hidden = !fields.includes(label.dataset.field);
+    label.querySelector('input').required = !label.hidden;
+  }
+  if (session && session.visitor && session.visitor.email && !$('prechat-email').value) {
+    $('prechat-email').value = session.visitor.email;
+  }
+}
+
+async function widgetPost(url, body) {
+  const headers = { 'Content-Type': 'application/json', Accept: 'application/json' };
+  const csrf = csrfToken();
+  if (csrf) headers['X-CSRFToken'] = csrf;
+  const res = await fetch(url, { method: 'POST', headers, body: JSON.stringify({ token: session.token, ...body }), credentials: 'same-origin' });
+  const data = await res.json().catch(() => ({}));
+  if (!res.ok) throw Object.assign(new Error(data.detail || gettext('Something went wrong. Try again.')), { code: data.error });
+  return data;
+}
+
+$('prechat-form').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  $('prechat-error').textContent = '';
+  try {
+    const data = await widgetPost(config.profile_url, {
+      name: $('prechat-name').value.trim(),
+      email: $('prechat-email').value.trim(),
+      phone: $('prechat-phone').value.trim(),
+    });
+    session.visitor = data.visitor;
+    showPrechat();
+    composer.focus();
+  } catch (err) {
+    $('prechat-error').textContent = err.message;
+  }
+});
+
+// ---- transcript by e-mail -----------------------------------------------------------------
+function transcriptTarget() {
+  return current != null ? current : latestShown();
+}
+
+function updateTranscriptBar() {
+  $('transcript-bar').hidden = transcriptTarget() == null;
+}
+
+$('transcript-btn').addEventListener('click', () => {
+  const form = $('transcript-form');
+  form.hidden = !form.hidden;
+  if (!form.hidden) {
+    $('transcript-email').value = $('transcript-email').value || (session && session.visitor && session.visitor.email) || '';
+    $('transcript-email').focus();
+  }
+});
+
+$('transcript-form').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const conversationId = transcriptTarget();
+  if (conversationId == null) return;
+  try {
+    const data = await widgetPost(config.transcript_url, { conversation_id: conversationId, email: $('transcript-email').value.trim() });
+    $('transcript-form').hidden = true;
+    $('transcript-status').textContent = interpolate(gettext('Sent to %(email)s.'), { email: data.email }, true);
+  } catch (err) {
+    $('transcript-status').textContent = err.message;
+  }
+});
+
 function applySession(data) {
   session = data;
+  showPrechat();
   // Nobody to answer now: offer to leave a message (it becomes a ticket).
   // (the robot answers at any hour; it offers this itself when a hand-over finds nobody)
   $('offline-banner').hidden = data.agents_online !== false || !!data.robot;

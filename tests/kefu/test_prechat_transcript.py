@@ -1,0 +1,140 @@
+"""The widget's pre-chat form, and a conversation transcript e-mailed by a real Celery worker
+to a real SMTP server (aiosmtpd) — internal notes never in it."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from aiosmtpd.controller import Controller
+from django.test import Client
+from django_tenants.utils import schema_context
+
+from im.models import Participant
+from kefu import services
+from kefu.models import Channel, Session
+from tests.conftest import make_desk, unique
+from tests.servers import celery_worker_start, free_port
+from tests.tickets.test_email import _Inbox
+from weiyu.celery import app
+
+
+def _post(path: str, body: dict) -> tuple[int, dict]:
+    r = Client(HTTP_HOST="acme.localhost", HTTP_ACCEPT_LANGUAGE="en").post(
+        path, json.dumps(body), content_type="application/json"
+    )
+    return r.status_code, r.json()
+
+
+def test_the_pre_chat_form_asks_for_what_the_channel_wants(acme):
+    desk = make_desk(acme, agents=1)
+    with schema_context("acme"):
+        Channel.objects.filter(pk=desk.channel.pk).update(prechat_fields="name, email")
+    status, session = _post("/api/v1/widget/session", {"channel": desk.channel.public_key})
+    assert status == 200
+    assert session["prechat"] == ["name", "email"]
+    assert session["visitor"]["profile_done"] is False
+    token = session["token"]
+
+    status, body = _post("/api/v1/widget/profile", {"token": token, "name": "Li Lei"})
+    assert (status, body["error"], body["field"]) == (400, "invalid", "email")
+    status, body = _post(
+        "/api/v1/widget/profile", {"token": token, "name": "Li Lei", "email": "not-an-address"}
+    )
+    assert (status, body["field"]) == (400, "email")
+    status, body = _post(
+        "/api/v1/widget/profile",
+        {"token": token, "name": "Li Lei", "email": "li.lei@example.com", "phone": "+86 138 0000"},
+    )
+    assert status == 200
+    assert body["visitor"]["name"] == "Li Lei"
+    assert body["visitor"]["email"] == "li.lei@example.com"
+    assert body["visitor"]["profile_done"] is True
+    # the chat shows the name to agents from now on
+    with schema_context("acme"):
+        visitor = services.visitor_from_token(token)
+        services.visitor_message_send(
+            visitor=visitor, conversation_id=None, content="hi", client_msg_id=unique("c")
+        )
+        assert Participant.objects.get(member_key=visitor.member_key).name == "Li Lei"
+    # and a returning visitor is not asked again
+    status, again = _post(
+        "/api/v1/widget/session", {"channel": desk.channel.public_key, "token": token}
+    )
+    assert again["visitor"]["profile_done"] is True
+    status, body = _post("/api/v1/widget/profile", {"token": "forged", "name": "x"})
+    assert status == 401
+
+
+@pytest.fixture
+def smtp():
+    inbox = _Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    yield controller.port, inbox
+    controller.stop()
+
+
+@pytest.fixture
+def mail_worker(smtp):
+    port, _inbox = smtp
+    queue = unique("transcript")
+    previous = app.conf.task_default_queue
+    app.conf.task_default_queue = queue
+    worker = celery_worker_start(
+        queue=queue, name="transcript", concurrency=1, EMAIL_HOST="127.0.0.1",
+        EMAIL_PORT=str(port), WEIYU_SEMANTIC="off",
+    )  # fmt: skip
+    yield
+    worker.stop()
+    app.conf.task_default_queue = previous
+
+
+def test_the_visitor_gets_the_transcript_by_email(acme, smtp, mail_worker):
+    _port, inbox = smtp
+    desk = make_desk(acme, agents=1)
+    agent = desk.agents[0]
+    status, session = _post(
+        "/api/v1/widget/session", {"channel": desk.channel.public_key, "language": "en"}
+    )
+    token = session["token"]
+    with schema_context("acme"):
+        visitor = services.visitor_from_token(token)
+        services.visitor_message_send(
+            visitor=visitor, conversation_id=None, content="Where is order 42?", client_msg_id="t1"
+        )
+        cid = Session.objects.get(visitor=visitor).conversation_id
+        services.agent_message_send(user=agent, conversation_id=cid, content="It ships today.")
+        services.agent_message_send(
+            user=agent, conversation_id=cid, content="late again, sigh", internal=True
+        )
+    status, body = _post(
+        "/api/v1/widget/transcript",
+        {"token": token, "conversation_id": cid, "email": "li.lei@example.com"},
+    )
+    assert (status, body) == (202, {"email": "li.lei@example.com"})
+    deadline = time.monotonic() + 30
+    while not inbox.messages and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(inbox.messages) == 1
+    recipients, mail = inbox.messages[0]
+    assert recipients == ["li.lei@example.com"]
+    assert mail["Subject"] == f"Your conversation with {desk.channel.name}"
+    text = mail.get_content()
+    assert "You: Where is order 42?" in text
+    assert f"{agent.name}: It ships today." in text
+    assert "sigh" not in text
+    # asking again at once is refused; someone else's conversation or a bad address too
+    status, body = _post("/api/v1/widget/transcript", {"token": token, "conversation_id": cid})
+    assert (status, body["error"]) == (409, "conflict")
+    _s, other = _post("/api/v1/widget/session", {"channel": desk.channel.public_key})
+    status, _b = _post(
+        "/api/v1/widget/transcript",
+        {"token": other["token"], "conversation_id": cid, "email": "x@example.com"},
+    )
+    assert status == 404
+    status, body = _post(
+        "/api/v1/widget/transcript", {"token": other["token"], "conversation_id": cid}
+    )
+    assert (status, body["field"]) == (400, "email")
