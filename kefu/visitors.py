@@ -9,9 +9,10 @@ from functools import lru_cache
 from typing import Any
 
 from django.db import transaction
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
+from kefu import geo
 from kefu.models import Session, Visitor, VisitorNote, VisitorPageView, VisitorTag
 from org.models import User
 from weiyu.errors import ServiceError
@@ -74,7 +75,8 @@ def _require_staff(user: User) -> None:
 
 
 def profile(*, user: User, visitor_id: object) -> dict[str, Any]:
-    """The visitor panel: ``{"id", "name", "channel", "ip_address", "language", "referrer",
+    """The visitor panel: ``{"id", "name", "channel", "ip_address", "location" (null, or
+    ``{"country", "country_code", "region", "city", "text"}`` with ``GEOIP_PATH``), "language", "referrer",
     "page_url", "user_agent", "browser", "os", "device", "first_seen", "last_seen", "tags":
     [name], "notes": [{"id", "text", "author", "created_at"}], "trail": [{"url", "title",
     "at"}] (newest first, ≤ 30), "conversations": [{"conversation_id", "status", "agent",
@@ -94,6 +96,7 @@ def profile(*, user: User, visitor_id: object) -> dict[str, Any]:
         "name": visitor.name,
         "channel": visitor.channel.name,
         "ip_address": visitor.ip_address,
+        "location": geo.locate(visitor.ip_address, language=translation.get_language() or "en"),
         "language": visitor.language,
         "referrer": visitor.referrer,
         "page_url": visitor.page_url,

@@ -748,7 +748,7 @@ async function loadProfile(visitorId, force = false) {
   if (profileFor !== visitorId) return;
   box.hidden = false;
   $('v-browser').textContent = [p.browser, p.os, p.device].filter(Boolean).join(' · ') || '—';
-  $('v-ip').textContent = p.ip_address || '—';
+  $('v-ip').textContent = [p.ip_address, p.location && p.location.text].filter(Boolean).join(' · ') || '—';
   $('v-referrer').textContent = p.referrer || '—';
   const tags = $('v-tags');
   tags.replaceChildren();

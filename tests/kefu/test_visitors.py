@@ -155,3 +155,46 @@ def test_bad_visitor_requests_are_refused(acme):
         content_type="application/json",
     )
     assert r.status_code == 400
+
+
+def test_the_panel_shows_an_approximate_location_with_a_geoip_database(acme, tmp_path, monkeypatch):
+    from mmdb_writer import MMDBWriter
+    from netaddr import IPSet
+
+    from kefu import geo
+
+    writer = MMDBWriter(
+        ip_version=6, database_type="GeoLite2-City", languages=["en", "zh-CN"],
+        description={"en": "test", "zh-CN": "test"}, ipv4_compatible=True,
+    )  # fmt: skip
+    writer.insert_network(
+        IPSet(["203.0.113.0/24"]),
+        {
+            "country": {"iso_code": "CN", "names": {"en": "China", "zh-CN": "中国"}},
+            "subdivisions": [{"names": {"en": "Zhejiang", "zh-CN": "浙江"}}],
+            "city": {"names": {"en": "Hangzhou", "zh-CN": "杭州"}},
+        },
+    )
+    path = tmp_path / "city.mmdb"
+    writer.to_db_file(str(path))
+    desk = make_desk(acme, agents=1)
+    with schema_context("acme"):
+        visitor, _ = services.visitor_start(channel=desk.channel, ip_address="203.0.113.50")
+        elsewhere, _ = services.visitor_start(channel=desk.channel, ip_address="198.51.100.7")
+    client = _agent_client(desk.agents[0])
+    # without a database: no location
+    assert client.get(f"/api/v1/kefu/visitors/{visitor.pk}").json()["location"] is None
+    monkeypatch.setenv("GEOIP_PATH", str(path))
+    geo._reader.cache_clear()
+    located = client.get(f"/api/v1/kefu/visitors/{visitor.pk}").json()["location"]
+    assert located == {
+        "country": "China", "country_code": "CN", "region": "Zhejiang", "city": "Hangzhou",
+        "text": "Hangzhou, Zhejiang, China",
+    }  # fmt: skip
+    chinese = Client(HTTP_HOST="acme.localhost", HTTP_ACCEPT_LANGUAGE="zh-hans")
+    chinese.cookies = client.cookies
+    assert chinese.get(f"/api/v1/kefu/visitors/{visitor.pk}").json()["location"]["text"] == (
+        "杭州, 浙江, 中国"
+    )
+    assert client.get(f"/api/v1/kefu/visitors/{elsewhere.pk}").json()["location"] is None
+    geo._reader.cache_clear()
