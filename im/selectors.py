@@ -174,6 +174,44 @@ def _discount_internal(payloads: list[dict[str, Any]], participants: list[Partic
         payload["unread"] = max(0, payload["unread"] - hidden.get(payload["id"], 0))
 
 
+def conversation_payloads_for_members(
+    *, conversation_id: int, member_keys: list[str]
+) -> dict[str, dict[str, Any]]:
+    """One (non-group) conversation as each of ``member_keys`` sees it, as
+    :func:`conversation_payloads` would show it to each, sharing the queries: ``{member key:
+    payload}`` for the keys that are active members (three or four queries in all)."""
+    everyone = list(
+        Participant.objects.select_related("conversation")
+        .filter(conversation_id=conversation_id, left_at__isnull=True)
+        .order_by("id")
+    )
+    wanted = [p for p in everyone if p.member_key in member_keys]
+    if not wanted:
+        return {}
+    staff_last = visitor_last = None
+    if any(not is_visitor_key(p.member_key) for p in wanted):
+        staff_last = last_messages(conversation_ids=[conversation_id]).get(conversation_id)
+    if any(is_visitor_key(p.member_key) for p in wanted):
+        visitor_last = last_messages(
+            conversation_ids=[conversation_id], include_internal=False
+        ).get(conversation_id)
+    out = {}
+    for p in wanted:
+        visitor = is_visitor_key(p.member_key)
+        payload = conversation_payload(
+            p,
+            peers=[q for q in everyone if q.member_key != p.member_key],
+            last_message=visitor_last if visitor else staff_last,
+            member_count=len(everyone),
+            owner=None,
+            max_members=0,
+        )
+        if visitor:
+            _discount_internal([payload], [p])
+        out[p.member_key] = payload
+    return out
+
+
 def conversation_payload_for_member(*, conversation_id: int, member_key: str) -> dict[str, Any]:
     """One conversation as :func:`conversation_payloads` shows it; ``not_found`` otherwise."""
     participant = participant_get(conversation_id=conversation_id, member_key=member_key)

@@ -104,3 +104,15 @@ def offline_scan() -> int:
         _redis().delete(_key(schema, state.user_id))
         done += 1
     return done
+
+
+def queue_length_changed(*, schema: str, workgroup_id: int, length: int) -> bool:
+    """Whether a workgroup's queue length differs from the one last announced to its agents
+    (and remember the new one). True when Redis cannot tell: better one event too many."""
+    try:
+        previous = _redis().set(
+            f"weiyu:queue-length:{schema}:{workgroup_id}", length, ex=24 * 3600, get=True
+        )
+    except Exception:
+        return True
+    return previous is None or int(previous) != length

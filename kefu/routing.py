@@ -83,6 +83,9 @@ def queue_admit(*, workgroup_id: int) -> tuple[int, str]:
     Raises ``ServiceError("queue_full")`` when the action is to leave a message (nothing is
     stored; the widget offers the leave-a-message form with the visitor's text).
     """
+    limit = Workgroup.objects.values_list("max_queue_length", flat=True).get(pk=workgroup_id)
+    if not limit:
+        return workgroup_id, Session.Status.QUEUED  # no limit: nothing to serialise
     workgroup = Workgroup.objects.select_for_update().get(pk=workgroup_id)
     if not workgroup.max_queue_length:
         return workgroup.pk, Session.Status.QUEUED

@@ -111,6 +111,18 @@ def conversation_get_for_member(*, conversation_id: int, member_key: str) -> dic
     return _with_sessions([payload])[0]
 
 
+def conversation_get_for_members(
+    *, conversation_id: int, member_keys: list[str]
+) -> dict[str, dict[str, Any]]:
+    """A visitor conversation as each of ``member_keys`` sees it (with its ``session``), sharing
+    the queries: ``{member key: payload}``."""
+    payloads = im_selectors.conversation_payloads_for_members(
+        conversation_id=conversation_id, member_keys=member_keys
+    )
+    _with_sessions(list(payloads.values()))
+    return payloads
+
+
 def visitor_live_session(*, visitor_id: int) -> Session | None:
     """The visitor's queued or open session, if any (at most one exists)."""
     return (

@@ -22,7 +22,7 @@ from django.utils.translation import gettext as _
 from im import services as im_services
 from im.models import Conversation, Message, Participant
 from im.services import Sender
-from kefu import automation, blocking, hours, robot, routing, selectors, sensitive
+from kefu import automation, blocking, hours, presence, robot, routing, selectors, sensitive
 from kefu.models import AgentState, Channel, Session, Visitor, Workgroup
 from org.models import User
 from weiyu.errors import ServiceError
@@ -289,28 +289,29 @@ def agent_message_send(
         )
 
 
-def _pick_agent(workgroup: Workgroup, session: Session) -> AgentState | None:
-    """The agent the workgroup's strategy picks for ``session`` among those available, with
-    their state rows locked (the caller holds a transaction); see :class:`Workgroup`."""
+def _ranked_agents(workgroup: Workgroup, session: Session) -> list[AgentState] | None:
+    """The available agents in the order the workgroup's strategy prefers them for ``session``
+    (see :class:`Workgroup`); ``None`` when the session must wait (skill strategy: someone has
+    the skill but is not free). Reads without locking: :func:`_claim` confirms the choice."""
     candidates = list(
-        AgentState.objects.select_for_update(of=("self",))
-        .filter(
+        AgentState.objects.filter(
             user__workgroups=workgroup,
             user__is_active=True,
             status=AgentState.Status.ONLINE,
             open_count__lt=F("max_concurrent"),
-        )
-        .order_by("user_id")
+        ).order_by("user_id")
     )
     if session.reassigned_from_id is not None:
         # re-assigned for not answering: someone else this time
         candidates = [c for c in candidates if c.user_id != session.reassigned_from_id]
     if not candidates:
-        return None
+        return []
     strategy = workgroup.strategy
     if strategy == Workgroup.Strategy.ROUND_ROBIN:
         cursor = workgroup.last_assigned_user_id or 0
-        return next((state for state in candidates if state.user_id > cursor), candidates[0])
+        after = [c for c in candidates if c.user_id > cursor]
+        return after + [c for c in candidates if c.user_id <= cursor]
+    first: list[AgentState] = []
     if strategy == Workgroup.Strategy.STICKY:
         previous = (
             Session.objects.filter(visitor_id=session.visitor_id, agent__isnull=False)
@@ -319,9 +320,7 @@ def _pick_agent(workgroup: Workgroup, session: Session) -> AgentState | None:
             .values_list("agent_id", flat=True)
             .first()
         )
-        sticky = next((state for state in candidates if state.user_id == previous), None)
-        if sticky is not None:
-            return sticky
+        first = [c for c in candidates if c.user_id == previous]
     if strategy == Workgroup.Strategy.SKILL and session.skill_id is not None:
         skilled = set(
             AgentState.skills.through.objects.filter(
@@ -335,8 +334,8 @@ def _pick_agent(workgroup: Workgroup, session: Session) -> AgentState | None:
         ).exists():
             return None  # someone has the skill but is not free: wait for them
     epoch = timezone.now().replace(year=2000)
-    return min(
-        candidates,
+    rest = sorted(
+        (c for c in candidates if c not in first),
         key=lambda s: (
             s.open_count,
             s.open_count / max(s.max_concurrent, 1),
@@ -344,35 +343,74 @@ def _pick_agent(workgroup: Workgroup, session: Session) -> AgentState | None:
             s.user_id,
         ),
     )
+    return first + rest
 
 
-ASSIGNED, GONE, NO_AGENT = "assigned", "gone", "no_agent"
-
-
-def _assign_one(session_id: int) -> str:
-    """Assign one queued session if an agent is available. Returns ``ASSIGNED``, ``GONE`` (no
-    longer queued: assigned elsewhere or closed) or ``NO_AGENT``."""
-    with transaction.atomic():
-        session = Session.objects.filter(pk=session_id).only("workgroup_id", "status").first()
-        if session is None or session.status != Session.Status.QUEUED:
-            return GONE
-        workgroup = Workgroup.objects.select_for_update().get(pk=session.workgroup_id)
-        session = Session.objects.select_for_update().select_related("visitor").get(pk=session_id)
-        if session.status != Session.Status.QUEUED:
-            return GONE
-        state = _pick_agent(workgroup, session)
-        if state is None:
-            return NO_AGENT
-        _give(session, workgroup, state)
-    return ASSIGNED
-
-
-def _give(session: Session, workgroup: Workgroup, state: AgentState) -> User:
-    """Hand a locked queued session to the agent of a locked state row (caller's transaction):
-    load counted, the agent joins, the visitor is told, both sides get ``conversation.assigned``."""
-    AgentState.objects.filter(pk=state.pk).update(
-        open_count=F("open_count") + 1, last_assigned_at=timezone.now()
+def _claim(state: AgentState) -> bool:
+    """Take one slot of the agent's cap, if they are still online and under it — one
+    conditional UPDATE, so two workgroups' dispatchers can never push an agent over the cap."""
+    return bool(
+        AgentState.objects.filter(
+            pk=state.pk,
+            status=AgentState.Status.ONLINE,
+            open_count__lt=F("max_concurrent"),
+        ).update(open_count=F("open_count") + 1, last_assigned_at=timezone.now())
     )
+
+
+def _pick_agent(workgroup: Workgroup, session: Session) -> AgentState | None:
+    """The agent who gets ``session``, with a slot of their cap already taken (:func:`_claim`);
+    None when nobody is available (or, for a skill, the skilled ones are busy)."""
+    for _attempt in range(3):
+        ranked = _ranked_agents(workgroup, session)
+        if not ranked:
+            return None
+        for state in ranked[:5]:
+            if _claim(state):
+                return state
+    return None
+
+
+ASSIGNED, EMPTY, NO_AGENT = "assigned", "empty", "no_agent"
+#: queued sessions looked at per assignment (more only matter for skills nobody free has)
+HEAD = 50
+
+
+def _assign_next(workgroup_id: int) -> tuple[str, bool]:
+    """Assign the oldest queued session of the workgroup that can be served now. Returns
+    ``(ASSIGNED | EMPTY | NO_AGENT, whether others were waiting too)``. The workgroup row lock
+    serialises assignments within the workgroup, so the queue order holds."""
+    with transaction.atomic():
+        workgroup = Workgroup.objects.select_for_update().get(pk=workgroup_id)
+        waiting = list(
+            Session.objects.select_for_update(of=("self",))
+            .select_related("visitor", "conversation")
+            .filter(workgroup_id=workgroup_id, status=Session.Status.QUEUED)
+            .order_by("queued_at", "id")[:HEAD]
+        )
+        if not waiting:
+            return EMPTY, False
+        for session in waiting:
+            state = _pick_agent(workgroup, session)
+            if state is not None:
+                _give(session, workgroup, state, counted=True)
+                return ASSIGNED, len(waiting) > 1
+            if not (workgroup.strategy == Workgroup.Strategy.SKILL and session.skill_id):
+                return NO_AGENT, True
+            # waits for a skilled agent; those behind may need nobody special
+        return NO_AGENT, True
+
+
+def _give(
+    session: Session, workgroup: Workgroup, state: AgentState, *, counted: bool = False
+) -> User:
+    """Hand a locked queued session to an agent (caller's transaction): load counted (unless
+    ``counted``: the slot was claimed already), the agent joins, the visitor is told, both sides
+    get ``conversation.assigned``."""
+    if not counted:
+        AgentState.objects.filter(pk=state.pk).update(
+            open_count=F("open_count") + 1, last_assigned_at=timezone.now()
+        )
     Workgroup.objects.filter(pk=workgroup.pk).update(last_assigned_user_id=state.user_id)
     agent = User.objects.get(pk=state.user_id)
     session.agent = agent
@@ -433,13 +471,14 @@ def _publish_assigned(session: Session, agent: User) -> None:
     def publish() -> None:
         # Serialised after commit so both sides see the committed state (receipts, last message);
         # outside a transaction publish_event_on_commit sends at once.
-        for key in (agent.member_key, visitor_key):
-            payload = selectors.conversation_get_for_member(
-                conversation_id=conversation_id, member_key=key
-            )
-            publish_event_on_commit(
-                {"type": "conversation.assigned", "conversation": payload}, [key]
-            )
+        payloads = selectors.conversation_get_for_members(
+            conversation_id=conversation_id, member_keys=[agent.member_key, visitor_key]
+        )
+        for key in (agent.member_key, visitor_key):  # the agent first, as always
+            if key in payloads:
+                publish_event_on_commit(
+                    {"type": "conversation.assigned", "conversation": payloads[key]}, [key]
+                )
 
     transaction.on_commit(publish)
 
@@ -455,13 +494,18 @@ def queue_positions_publish(*, workgroup_id: int) -> None:
     """Send ``queue.position`` to every visitor waiting in the workgroup (1 = next), and
     ``queue.changed`` ``{"workgroup_id", "length"}`` to the workgroup's agents."""
     waiting = selectors.queue_list(workgroup_id=workgroup_id)
-    members = Workgroup.agents.through.objects.filter(workgroup_id=workgroup_id).values_list(
-        "user_id", flat=True
-    )
-    publish_event_on_commit(
-        {"type": "queue.changed", "workgroup_id": workgroup_id, "length": len(waiting)},
-        [f"u:{uid}" for uid in members],
-    )
+    if presence.queue_length_changed(
+        schema=connection.schema_name, workgroup_id=workgroup_id, length=len(waiting)
+    ):
+        # only when the length agents last saw differs: a visitor assigned on arrival (the
+        # usual case) leaves it at 0, and a workgroup of 100 agents is not sent 100 events
+        members = Workgroup.agents.through.objects.filter(workgroup_id=workgroup_id).values_list(
+            "user_id", flat=True
+        )
+        publish_event_on_commit(
+            {"type": "queue.changed", "workgroup_id": workgroup_id, "length": len(waiting)},
+            [f"u:{uid}" for uid in members],
+        )
     for position, session in enumerate(waiting, start=1):
         publish_event_on_commit(
             {
@@ -483,13 +527,13 @@ def workgroup_dispatch(*, workgroup_id: int) -> int:
     Safe to call at any time and from several processes at once.
     """
     assigned = 0
-    for session in selectors.queue_list(workgroup_id=workgroup_id):
-        result = _assign_one(session.pk)
-        if result == NO_AGENT:
-            if session.skill_id is not None and session.workgroup.strategy == "skill":
-                continue  # waits for a skilled agent; those behind may need nobody special
+    while True:
+        result, more = _assign_next(workgroup_id)
+        if result != ASSIGNED:
             break
-        assigned += result == ASSIGNED
+        assigned += 1
+        if not more:
+            break
     queue_positions_publish(workgroup_id=workgroup_id)
     return assigned
 
