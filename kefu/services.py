@@ -1,11 +1,12 @@
 """Customer-service state changes: visitors, sessions, routing and the queue, agent status.
 
-Routing (KF-6, DESIGN.md §4): a new session is assigned by its workgroup's strategy (round robin)
-to an agent who is online, active and under their concurrent-chat cap; otherwise it waits in the
-workgroup's queue and the visitor is told its position. Assignment is race-free: each attempt
-locks the workgroup row (serialising assignments within the workgroup) and then the candidate
-agents' ``AgentState`` rows (so an agent in two workgroups is never pushed over the cap); the cap
-test is re-evaluated by PostgreSQL after the lock is granted.
+Routing (KF-6, DESIGN.md §4): a new session is assigned by its workgroup's strategy (round robin,
+least busy, skill, sticky — :class:`kefu.models.Workgroup`) to an agent who is online, active and
+under their concurrent-chat cap; otherwise it waits in the workgroup's queue and the visitor is
+told its position. Assignment is race-free: each attempt locks the workgroup row (serialising
+assignments within the workgroup, so the queue order holds) and claims a slot of the chosen
+agent with one conditional ``UPDATE`` (so an agent in two workgroups is never pushed over the
+cap). docs/architecture.md, "Routing".
 """
 
 from __future__ import annotations

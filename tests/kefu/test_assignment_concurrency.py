@@ -13,7 +13,7 @@ from django_tenants.utils import schema_context
 
 from im.models import Message, Participant
 from kefu import services
-from kefu.models import AgentState, Session, Visitor
+from kefu.models import AgentState, Session, Visitor, Workgroup
 from org.models import User
 from tests.conftest import Desk, make_desk, make_visitor
 from tests.threads import in_threads
@@ -236,3 +236,36 @@ def test_newcomer_does_not_overtake_a_visitor_already_waiting(acme):
         # then the free slot goes to the visitor who was waiting, and the newcomer waits
         assert Session.objects.get(visitor=waiting).status == Session.Status.OPEN
         assert Session.objects.get(visitor=newcomer).status == Session.Status.QUEUED
+
+
+def test_three_hundred_visitors_at_once_least_busy_never_double_assigned(acme):
+    # given twenty agents (cap five: a hundred slots) on the least-busy strategy
+    desk = make_desk(acme, agents=20, cap=5)
+    with schema_context("acme"):
+        Workgroup.objects.filter(pk=desk.workgroup.pk).update(strategy="least_busy")
+
+    # when three hundred visitors send their first message at once from sixteen threads
+    with capture_events():
+        visitors = _arrive(desk, 300, threads=16)
+
+    with schema_context("acme"):
+        sessions = _sessions(desk)
+        assert sorted(s.visitor_id for s in sessions) == sorted(v.pk for v in visitors)
+        # then the hundred slots are filled exactly, five each, and two hundred wait
+        status = Counter(s.status for s in sessions)
+        assert status == {Session.Status.OPEN: 100, Session.Status.QUEUED: 200}
+        per_agent = Counter(s.agent_id for s in sessions if s.status == Session.Status.OPEN)
+        assert per_agent == {agent.pk: 5 for agent in desk.agents}
+        _assert_one_agent_per_conversation(sessions)
+        _assert_loads_consistent(desk.agents)
+        # and when slots free up, the waiting are served oldest first
+        queued = sorted(
+            (s for s in sessions if s.status == Session.Status.QUEUED),
+            key=lambda s: (s.queued_at, s.pk),
+        )
+        first_open = next(s for s in sessions if s.status == Session.Status.OPEN)
+        services.session_close(
+            session_id=first_open.pk, closed_by=services.agent_sender(first_open.agent)
+        )
+        assert Session.objects.get(pk=queued[0].pk).status == Session.Status.OPEN
+        assert Session.objects.get(pk=queued[1].pk).status == Session.Status.QUEUED
