@@ -9,6 +9,16 @@ from kefu import automation, presence, robot, routing, services, stats, transcri
 from kefu.models import Session
 
 
+def _active_schemas() -> list[str]:
+    """Schemas of the active tenants (the beat tasks fan out one task per tenant)."""
+    return list(
+        get_tenant_model()
+        .objects.filter(is_active=True)
+        .exclude(schema_name="public")
+        .values_list("schema_name", flat=True)
+    )
+
+
 @shared_task
 def queue_dispatch_task(schema: str) -> int:
     """Assign what waits in every workgroup queue of one tenant; returns the number assigned."""
@@ -25,12 +35,7 @@ def queue_dispatch_task(schema: str) -> int:
 def queue_dispatch_scan_task() -> None:
     """Beat (every 15 s): a safety net behind the event-driven dispatch — e.g. an agent whose
     status was changed directly in the database — fanned out as one task per active tenant."""
-    for schema in (
-        get_tenant_model()
-        .objects.filter(is_active=True)
-        .exclude(schema_name="public")
-        .values_list("schema_name", flat=True)
-    ):
+    for schema in _active_schemas():
         queue_dispatch_task.delay(schema)
 
 
@@ -70,12 +75,7 @@ def timers_scan_task(schema: str) -> int:
 def timers_scan_all_task() -> None:
     """Beat (every ``KEFU_TIMER_INTERVAL_S``, default 5 s): one :func:`timers_scan_task` per
     active tenant."""
-    for schema in (
-        get_tenant_model()
-        .objects.filter(is_active=True)
-        .exclude(schema_name="public")
-        .values_list("schema_name", flat=True)
-    ):
+    for schema in _active_schemas():
         timers_scan_task.delay(schema)
 
 
@@ -98,12 +98,7 @@ def stats_rollup_all_task() -> None:
 
     today = timezone.localdate()
     days = [today.isoformat(), (today - dt.timedelta(days=1)).isoformat()]
-    for schema in (
-        get_tenant_model()
-        .objects.filter(is_active=True)
-        .exclude(schema_name="public")
-        .values_list("schema_name", flat=True)
-    ):
+    for schema in _active_schemas():
         for day in days:
             stats_rollup_task.delay(schema, day)
 
