@@ -834,14 +834,17 @@ function queueChanged() {
   queueTimer = setTimeout(loadQueue, 150); // one fetch for a burst of changes
 }
 
+let queueSeq = 0; // answers may arrive out of order: only the newest is drawn
 async function loadQueue() {
   if (!config.user.is_agent) return;
+  const seq = ++queueSeq;
   let data;
   try {
     data = await api('GET', '/api/v1/kefu/queue');
   } catch (e) {
     return;
   }
+  if (seq !== queueSeq) return;
   const list = $('queue-list');
   list.replaceChildren();
   let count = 0;

@@ -79,7 +79,13 @@ export function setupTickets({ toast, onActive }) {
   }
 
   // ---- list --------------------------------------------------------------------------------
+  // Answers may come back out of order (a view change while a reload is in flight): only the
+  // newest request is drawn. Rows whose ticket did not change are kept, not redrawn.
+  let listSeq = 0;
+  const rows = new Map(); // ticket id -> {sig, row}
+
   async function loadList() {
+    const seq = ++listSeq;
     const params = new URLSearchParams({ view, limit: '100' });
     const q = $('ticket-search').value.trim();
     if (q) params.set('q', q);
@@ -87,12 +93,23 @@ export function setupTickets({ toast, onActive }) {
     try {
       data = await api('GET', '/api/v1/tickets?' + params);
     } catch (e) {
-      toast(e.message);
+      if (seq === listSeq) toast(e.message);
       return;
     }
+    if (seq !== listSeq) return;
     const listEl = $('ticket-list');
-    listEl.replaceChildren();
+    const wanted = [];
+    const seen = new Set();
     for (const t of data.tickets) {
+      seen.add(t.id);
+      const sig = JSON.stringify(t);
+      const kept = rows.get(t.id);
+      if (kept && kept.sig === sig) {
+        kept.row.classList.toggle('selected', t.id === selected);
+        kept.row.querySelector('input').checked = chosen.has(t.id);
+        wanted.push(kept.row);
+        continue;
+      }
       const row = el('div', 'ticket-item');
       row.dataset.id = t.id;
       row.classList.toggle('selected', t.id === selected);
@@ -126,8 +143,13 @@ export function setupTickets({ toast, onActive }) {
       open.append(top, bottom);
       open.addEventListener('click', () => openTicket(t.id));
       row.append(pick, open);
-      listEl.append(row);
+      rows.set(t.id, { sig, row });
+      wanted.push(row);
     }
+    for (const id of [...rows.keys()]) if (!seen.has(id)) rows.delete(id);
+    const same = wanted.length === listEl.children.length
+      && wanted.every((row, i) => listEl.children[i] === row);
+    if (!same) listEl.replaceChildren(...wanted);
     $('ticket-list-empty').hidden = data.tickets.length > 0;
   }
 
