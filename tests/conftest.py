@@ -18,6 +18,7 @@ from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.sessions.backends.db import SessionStore
 from django.db import connection
+from django.test import Client
 from django_tenants.utils import schema_context
 
 from kefu import services as kefu_services
@@ -135,6 +136,16 @@ def session_cookie(tenant: Tenant, user: User) -> bytes:
         store[HASH_SESSION_KEY] = user.get_session_auth_hash()
         store.create()
     return f"{settings.SESSION_COOKIE_NAME}={store.session_key}".encode()
+
+
+def agent_client(user: User, tenant: str = "acme", language: str = "en") -> Client:
+    """A Django test client signed in as ``user`` on ``<tenant>.localhost``, asking for
+    ``language``."""
+    client = Client(HTTP_HOST=f"{tenant}.localhost", HTTP_ACCEPT_LANGUAGE=language)
+    cookie = session_cookie(Tenant.objects.get(schema_name=tenant), user).decode()
+    name, value = cookie.split("=", 1)
+    client.cookies[name] = value
+    return client
 
 
 @pytest.fixture(autouse=True)

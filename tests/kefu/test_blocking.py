@@ -13,18 +13,8 @@ from django_tenants.utils import schema_context
 
 from kefu import services
 from kefu.models import BlockedVisitor, Session
-from tenants.models import Tenant
-from tests.conftest import make_agent, make_desk, session_cookie, unique
+from tests.conftest import agent_client, make_agent, make_desk, unique
 from weiyu.errors import ServiceError
-
-
-def _agent_client(user) -> Client:
-    client = Client(HTTP_HOST="acme.localhost", HTTP_ACCEPT_LANGUAGE="en")
-    name, value = (
-        session_cookie(Tenant.objects.get(schema_name="acme"), user).decode().split("=", 1)
-    )
-    client.cookies[name] = value
-    return client
 
 
 def _start(channel_key: str, token: str | None = None, ip: str = "198.51.100.20"):
@@ -43,8 +33,8 @@ def test_an_agent_blocks_a_visitor_from_the_conversation(acme):
         first, _ = services.visitor_message_send(
             visitor=visitor, conversation_id=None, content="spam spam", client_msg_id=unique("v")
         )
-    agent = _agent_client(desk.agents[0])
-    outsider = _agent_client(_outsider())
+    agent = agent_client(desk.agents[0])
+    outsider = agent_client(_outsider())
     body = {
         "conversation_id": first.conversation_id,
         "minutes": 60,
@@ -92,7 +82,7 @@ def test_networks_and_expiry(acme):
 
 def test_bad_block_requests(acme):
     desk = make_desk(acme, agents=1)
-    agent = _agent_client(desk.agents[0])
+    agent = agent_client(desk.agents[0])
     for body, field in (
         ({"conversation_id": "x"}, "conversation_id"),
         ({"conversation_id": 1, "minutes": 0}, None),

@@ -9,17 +9,7 @@ from django.test import Client
 from django_tenants.utils import schema_context
 
 from kefu.models import CannedResponse
-from tenants.models import Tenant
-from tests.conftest import make_agent, session_cookie, unique
-
-
-def _client(user) -> Client:
-    client = Client(HTTP_HOST="acme.localhost", HTTP_ACCEPT_LANGUAGE="en")
-    name, value = (
-        session_cookie(Tenant.objects.get(schema_name="acme"), user).decode().split("=", 1)
-    )
-    client.cookies[name] = value
-    return client
+from tests.conftest import agent_client, make_agent, unique
 
 
 def _post(client: Client, body) -> tuple[int, dict]:
@@ -35,7 +25,7 @@ def test_shared_and_personal_canned_responses(acme):
         CannedResponse.objects.create(
             shortcut=shortcut, title="Refund policy", content="7 天无理由退货。", category="售后"
         )
-    ann_web, ben_web = _client(ann), _client(ben)
+    ann_web, ben_web = agent_client(ann), agent_client(ben)
     status, mine = _post(
         ann_web, {"shortcut": "/My Hello", "title": "Greeting", "content": "您好，我是 Ann。"}
     )

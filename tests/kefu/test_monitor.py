@@ -4,24 +4,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from django.test import Client
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
 from kefu import services
 from kefu.models import Session, Workgroup
 from org.models import User
-from tenants.models import Tenant
-from tests.conftest import PASSWORD, make_desk, make_visitor, session_cookie, unique
-
-
-def _client(user) -> Client:
-    client = Client(HTTP_HOST="acme.localhost", HTTP_ACCEPT_LANGUAGE="en")
-    name, value = (
-        session_cookie(Tenant.objects.get(schema_name="acme"), user).decode().split("=", 1)
-    )
-    client.cookies[name] = value
-    return client
+from tests.conftest import PASSWORD, agent_client, make_desk, make_visitor, unique
 
 
 def _send(visitor, text):
@@ -51,7 +40,7 @@ def test_a_supervisor_sees_queues_loads_and_waits_and_reads_any_conversation(acm
             content="VIP, be nice",
             internal=True,
         )
-    data = _client(boss).get("/api/v1/kefu/monitor").json()
+    data = agent_client(boss).get("/api/v1/kefu/monitor").json()
     wg = next(w for w in data["workgroups"] if w["id"] == desk.workgroup.pk)
     assert (wg["queue_length"], wg["in_progress"], wg["with_robot"]) == (1, 1, 0)
     assert 95 <= wg["longest_wait_s"] < 120
@@ -71,7 +60,7 @@ def test_a_supervisor_sees_queues_loads_and_waits_and_reads_any_conversation(acm
     assert 95 <= mine[waiting.name]["waiting_s"] < 120
 
     # the supervisor reads the conversation, internal note included, without joining it
-    page = _client(boss).get(f"/inbox/monitor/conversations/{session.conversation_id}/")
+    page = agent_client(boss).get(f"/inbox/monitor/conversations/{session.conversation_id}/")
     assert page.status_code == 200
     html = page.content.decode()
     assert "I need help" in html
@@ -82,14 +71,14 @@ def test_a_supervisor_sees_queues_loads_and_waits_and_reads_any_conversation(acm
         assert not Participant.objects.filter(
             conversation_id=session.conversation_id, member_key=boss.member_key
         ).exists()
-    assert _client(boss).get("/inbox/monitor/").status_code == 200
-    assert _client(boss).get("/inbox/monitor/conversations/999999999/").status_code == 404
+    assert agent_client(boss).get("/inbox/monitor/").status_code == 200
+    assert agent_client(boss).get("/inbox/monitor/conversations/999999999/").status_code == 404
 
 
 def test_agents_are_kept_out_unless_they_lead_a_workgroup(acme):
     desk = make_desk(acme, agents=1)
     agent = desk.agents[0]
-    client = _client(agent)
+    client = agent_client(agent)
     r = client.get("/api/v1/kefu/monitor")
     assert (r.status_code, r.json()["error"]) == (403, "forbidden")
     assert client.get("/inbox/monitor/").status_code == 403

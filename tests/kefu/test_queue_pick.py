@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-from django.test import Client
 from django_tenants.utils import schema_context
 
 from kefu import services
 from kefu.models import AgentState, Session, Workgroup
-from tenants.models import Tenant
-from tests.conftest import make_agent, make_desk, make_visitor, session_cookie, unique
+from tests.conftest import agent_client, make_agent, make_desk, make_visitor, unique
 from tests.threads import in_threads
 from weiyu.errors import ServiceError
 from weiyu.realtime import capture_events
-
-
-def _client(user) -> Client:
-    client = Client(HTTP_HOST="acme.localhost", HTTP_ACCEPT_LANGUAGE="en")
-    name, value = (
-        session_cookie(Tenant.objects.get(schema_name="acme"), user).decode().split("=", 1)
-    )
-    client.cookies[name] = value
-    return client
 
 
 def _send(visitor, text="hello"):
@@ -51,7 +40,7 @@ def test_an_agent_sees_the_queue_and_takes_a_visitor(acme):
         services.agent_status_set(user=helper, status="online")  # dispatches: takes early
         assert Session.objects.get(visitor=early).agent_id == helper.pk
         AgentState.objects.filter(user=helper).update(max_concurrent=5)
-    client = _client(helper)
+    client = agent_client(helper)
     queue = client.get("/api/v1/kefu/queue").json()["workgroups"]
     mine = next(w for w in queue if w["id"] == desk.workgroup.pk)
     assert [(w["visitor"], w["preview"]) for w in mine["waiting"]] == [(late.name, "me too")]
@@ -77,16 +66,16 @@ def test_picking_is_refused_where_not_allowed(acme):
         session = Session.objects.get(visitor=visitor)
     me = desk.agents[0]
     # away: go online first (which would assign it anyway, so stay away for the check)
-    r = _client(me).post(f"/api/v1/kefu/queue/{session.pk}/pick")
+    r = agent_client(me).post(f"/api/v1/kefu/queue/{session.pk}/pick")
     assert (r.status_code, r.json()["error"]) == (403, "forbidden")
     # not my workgroup
-    r = _client(outsider).post(f"/api/v1/kefu/queue/{session.pk}/pick")
+    r = agent_client(outsider).post(f"/api/v1/kefu/queue/{session.pk}/pick")
     assert r.status_code == 404
     # the workgroup assigns for its agents
     with schema_context("acme"):
         Workgroup.objects.filter(pk=desk.workgroup.pk).update(allow_pick=False)
         AgentState.objects.filter(user=me).update(status="online")
-    r = _client(me).post(f"/api/v1/kefu/queue/{session.pk}/pick")
+    r = agent_client(me).post(f"/api/v1/kefu/queue/{session.pk}/pick")
     assert (r.status_code, r.json()["error"]) == (403, "forbidden")
 
 

@@ -8,11 +8,10 @@ import json
 
 import pytest
 from channels.db import database_sync_to_async
-from django.test import Client
 from django_tenants.utils import schema_context
 
 from kbase.models import LlmProvider, RobotQuestion
-from tests.conftest import make_visitor, session_cookie
+from tests.conftest import agent_client, make_visitor, session_cookie
 from tests.fake_llm import GOOD_ANSWER, FakeLlm
 from tests.kefu.conftest import REFUND_A, REFUND_Q, next_from, robot_desk, send
 from tests.ws import collect_until, connect, receive_until
@@ -165,22 +164,6 @@ async def test_every_provider_down_falls_back_to_the_knowledge_base(acme, robot_
     await ws.disconnect()
 
 
-def _agent_client(user) -> Client:
-    client = Client(HTTP_HOST="acme.localhost", HTTP_ACCEPT_LANGUAGE="en")
-    name, value = session_cookie_pair(user)
-    client.cookies[name] = value
-    return client
-
-
-def session_cookie_pair(user) -> tuple[str, str]:
-    from tenants.models import Tenant
-
-    name, value = (
-        session_cookie(Tenant.objects.get(schema_name="acme"), user).decode().split("=", 1)
-    )
-    return name, value
-
-
 async def test_an_agent_gets_an_ai_draft_streamed_to_the_inbox(acme, robot_worker, fake_llm):
     # given an agent serving a visitor on a human-only channel
     from tests.conftest import make_desk
@@ -191,7 +174,7 @@ async def test_an_agent_gets_an_ai_draft_streamed_to_the_inbox(acme, robot_worke
     cookie = await database_sync_to_async(session_cookie)(acme, agent)
     agent_ws, _ = await connect("/ws/agent/", "acme.localhost", cookie=cookie)
     ws, _ = await connect(f"/ws/visitor/?token={token}", "acme.localhost")
-    client = await database_sync_to_async(_agent_client)(agent)
+    client = await database_sync_to_async(agent_client)(agent)
 
     async def draft(body) -> tuple[int, dict]:
         def post():

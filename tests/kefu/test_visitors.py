@@ -9,22 +9,12 @@ from django_tenants.utils import schema_context
 
 from kefu import services
 from kefu.models import RoutingRule, Session, Workgroup
-from tenants.models import Tenant
-from tests.conftest import make_agent, make_desk, session_cookie, unique
+from tests.conftest import agent_client, make_agent, make_desk, unique
 
 IPHONE = (
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_2 like Mac OS X) AppleWebKit/605.1.15 "
     "(KHTML, like Gecko) Version/17.2 Mobile/15E148 Safari/604.1"
 )
-
-
-def _agent_client(user) -> Client:
-    client = Client(HTTP_HOST="acme.localhost", HTTP_ACCEPT_LANGUAGE="en")
-    name, value = (
-        session_cookie(Tenant.objects.get(schema_name="acme"), user).decode().split("=", 1)
-    )
-    client.cookies[name] = value
-    return client
 
 
 def test_the_panel_shows_device_trail_tags_notes_and_past_conversations(acme):
@@ -64,7 +54,7 @@ def test_the_panel_shows_device_trail_tags_notes_and_past_conversations(acme):
             visitor=visitor, conversation_id=None, content="again", client_msg_id=unique("c")
         )
 
-    client = _agent_client(agent)
+    client = agent_client(agent)
     # when the agent tags the visitor (twice the same, in another case) and writes a note
     r = client.post(
         f"/api/v1/kefu/visitors/{visitor_id}/tags",
@@ -123,7 +113,7 @@ def test_a_tag_routes_the_visitors_next_conversation(acme):
             workgroup=vip_desk,
         )  # fmt: skip
         visitor, _ = services.visitor_start(channel=desk.channel)
-    client = _agent_client(desk.agents[0])
+    client = agent_client(desk.agents[0])
     client.post(
         f"/api/v1/kefu/visitors/{visitor.pk}/tags",
         json.dumps({"name": "VIP"}),
@@ -138,7 +128,7 @@ def test_a_tag_routes_the_visitors_next_conversation(acme):
 
 def test_bad_visitor_requests_are_refused(acme):
     desk = make_desk(acme, agents=1)
-    client = _agent_client(desk.agents[0])
+    client = agent_client(desk.agents[0])
     assert client.get("/api/v1/kefu/visitors/999999999").status_code == 404
     with schema_context("acme"):
         visitor, _ = services.visitor_start(channel=desk.channel)
@@ -181,7 +171,7 @@ def test_the_panel_shows_an_approximate_location_with_a_geoip_database(acme, tmp
     with schema_context("acme"):
         visitor, _ = services.visitor_start(channel=desk.channel, ip_address="203.0.113.50")
         elsewhere, _ = services.visitor_start(channel=desk.channel, ip_address="198.51.100.7")
-    client = _agent_client(desk.agents[0])
+    client = agent_client(desk.agents[0])
     # without a database: no location
     assert client.get(f"/api/v1/kefu/visitors/{visitor.pk}").json()["location"] is None
     monkeypatch.setenv("GEOIP_PATH", str(path))
