@@ -232,8 +232,11 @@ class MemberConsumer(AsyncJsonWebsocketConsumer):
         await super().dispatch(message)
 
     async def weiyu_event(self, message: dict[str, Any]) -> None:
-        """A published event for this member (weiyu.realtime): forward it as is."""
+        """A published event for this member (weiyu.realtime): forward it as is. After
+        ``account.disabled`` (the user was disabled or deleted) the socket closes with 4401."""
         await self.send_json(message["event"])
+        if message["event"].get("type") == "account.disabled":
+            await self.close(code=4401)
 
     # --- handlers ----------------------------------------------------------------------------
 

@@ -90,6 +90,12 @@ class WorkgroupAdmin(admin.ModelAdmin):
     def agent_count(self, obj: Workgroup) -> int:
         return obj.agents.count()
 
+    def formfield_for_dbfield(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        """Deleted users are not offered as agents or lead."""
+        if db_field.name in ("agents", "lead"):
+            kwargs["queryset"] = User.objects.filter(deleted_at__isnull=True)
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
+
     @admin.display(description=_("waiting"))
     def queued(self, obj: Workgroup) -> int:
         return obj.sessions.filter(status=Session.Status.QUEUED).count()

@@ -5,3 +5,13 @@ from django.utils.translation import gettext_lazy as _
 class KefuConfig(AppConfig):
     name = "kefu"
     verbose_name = _("Customer service")
+
+    def ready(self) -> None:
+        from org.signals import user_deactivated
+
+        def release(sender: object, user: object, deleted: bool, **kwargs: object) -> None:
+            from kefu.transfers import agent_release
+
+            agent_release(user=user, deleted=deleted)  # type: ignore[arg-type]
+
+        user_deactivated.connect(release, weak=False, dispatch_uid="kefu-agent-release")

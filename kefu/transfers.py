@@ -20,7 +20,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.db.models.functions import Greatest
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
@@ -383,3 +383,73 @@ def invite(*, user: User, conversation_id: object, agent_id: object) -> User:
 
         transaction.on_commit(publish)
     return colleague
+
+
+def agent_release(*, user: User, deleted: bool) -> int:
+    """Hand on the live work of an agent who was disabled or deleted (receiver of
+    :data:`org.signals.user_deactivated`, inside that transaction). Returns how many open
+    conversations went back to their workgroup's queue.
+
+    - every open session they serve: back to its queue (the visitor reads "connecting you to
+      another colleague"; the longest-waiting rule keeps their place by ``queued_at`` = their
+      last message), the agent leaves the conversation, the queue is dispatched after commit;
+    - visitor conversations they joined as a second agent: they leave;
+    - transfers waiting for their answer, or started by them: cancelled;
+    - their service status: offline; when ``deleted``, they also leave their workgroups and no
+      longer lead any.
+
+    Nothing of the past changes: sessions keep ``reassigned_from``, messages their sender name.
+    """
+    from kefu import services
+
+    requeued = 0
+    for pk in list(
+        Session.objects.filter(agent=user, status=Session.Status.OPEN).values_list("pk", flat=True)
+    ):
+        session = (
+            Session.objects.select_for_update()
+            .select_related("visitor")
+            .filter(pk=pk, agent=user, status=Session.Status.OPEN)
+            .first()
+        )
+        if session is None:
+            continue
+        now = timezone.now()
+        Session.objects.filter(pk=session.pk).update(
+            status=Session.Status.QUEUED,
+            agent=None,
+            queued_at=session.last_visitor_at or now,
+            assigned_at=None,
+            reassigned_from=user,
+        )
+        _leave(session, user.pk)
+        with translation.override(_language(session)):
+            text = _("Sorry for the wait. We are connecting you to another colleague.")
+        im_services.system_message_post(conversation_id=session.conversation_id, content=text)
+        transaction.on_commit(
+            lambda wid=session.workgroup_id: services.workgroup_dispatch(workgroup_id=wid)
+        )
+        requeued += 1
+    live = Session.objects.exclude(status=Session.Status.CLOSED).values("conversation_id")
+    for conversation_id in Participant.objects.filter(
+        member_key=user.member_key, left_at__isnull=True, conversation_id__in=live
+    ).values_list("conversation_id", flat=True):
+        im_services.participant_remove(conversation_id=conversation_id, member_key=user.member_key)
+        publish_event_on_commit(
+            {"type": "conversation.removed", "conversation_id": conversation_id, "reason": "left"},
+            [user.member_key],
+        )
+    for transfer in Transfer.objects.filter(
+        Q(to_agent=user) | Q(from_agent=user), status=Transfer.Status.PENDING
+    ):
+        Transfer.objects.filter(pk=transfer.pk).update(
+            status=Transfer.Status.CANCELLED, responded_at=timezone.now()
+        )
+        _publish(transfer, "transfer.updated")
+    AgentState.objects.filter(user=user).update(
+        status=AgentState.Status.OFFLINE, status_changed_at=timezone.now()
+    )
+    if deleted:
+        user.workgroups.clear()
+        Workgroup.objects.filter(lead=user).update(lead=None)
+    return requeued

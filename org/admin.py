@@ -1,12 +1,18 @@
 """Tenant back office for people and the organisation: users (admins, agents, staff) and the
 department tree with its members and heads."""
 
-from django.contrib import admin
+from typing import Any
+
+from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.db.models import QuerySet
+from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 from treebeard.admin import TreeAdmin
 from treebeard.forms import movenodeform_factory
 
+from org import services
 from org.models import Department, DepartmentMember, User
 
 
@@ -19,8 +25,53 @@ class UserDepartmentInline(admin.TabularInline):
     verbose_name_plural = _("departments")
 
 
+class DeleteKeepingHistory:
+    """For a user admin: unticking "active" disables the user and "Delete" deletes keeping
+    history (:func:`org.services.user_deactivate` / :func:`~org.services.user_delete`); nothing
+    they took part in is removed, and nobody deletes themselves."""
+
+    def save_model(self, request: HttpRequest, obj: User, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)  # type: ignore[misc]
+        if change and "is_active" in form.changed_data and not obj.is_active:
+            services.user_deactivate(user=obj)  # hands their live work on
+
+    def has_delete_permission(self, request: HttpRequest, obj: User | None = None) -> bool:
+        if obj is not None and (obj.pk == request.user.pk or obj.deleted_at is not None):
+            return False  # not yourself; a deleted user is already gone
+        return super().has_delete_permission(request, obj)  # type: ignore[misc]
+
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> tuple:
+        """The confirmation page lists only the users: nothing else is deleted with them."""
+        users = [u for u in objs if u.pk != request.user.pk and u.deleted_at is None]
+        summary = {str(User._meta.verbose_name_plural): len(users)}
+        return [str(u) for u in users], summary, set(), []
+
+    def delete_model(self, request: HttpRequest, obj: User) -> None:
+        services.user_delete(user=obj)
+        self._kept_message(request, 1)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        users = [u for u in queryset if u.pk != request.user.pk and u.deleted_at is None]
+        for user in users:
+            services.user_delete(user=user)
+        self._kept_message(request, len(users))
+
+    def _kept_message(self, request: HttpRequest, count: int) -> None:
+        messages.info(
+            request,
+            ngettext(
+                "%(n)d user deleted. Their conversations, messages, tickets and statistics are "
+                "kept under their name.",
+                "%(n)d users deleted. Their conversations, messages, tickets and statistics are "
+                "kept under their names.",
+                count,
+            )
+            % {"n": count},
+        )
+
+
 @admin.register(User)
-class UserAdmin(BaseUserAdmin):
+class UserAdmin(DeleteKeepingHistory, BaseUserAdmin):
     list_display = (
         "username",
         "display_name",
@@ -31,11 +82,19 @@ class UserAdmin(BaseUserAdmin):
         "is_staff",
         "last_login",
     )
-    list_filter = ("role", "is_active", "is_staff", "is_superuser", "departments__department")
+    list_filter = (
+        "role",
+        "is_active",
+        ("deleted_at", admin.EmptyFieldListFilter),
+        "is_staff",
+        "is_superuser",
+        "departments__department",
+    )
+    readonly_fields = ("deleted_at",)
     search_fields = ("username", "display_name", "first_name", "last_name", "email", "title")
     fieldsets = (
         *BaseUserAdmin.fieldsets,
-        (_("Weiyu"), {"fields": ("role", "display_name", "title", "phone")}),
+        (_("Weiyu"), {"fields": ("role", "display_name", "title", "phone", "deleted_at")}),
     )
     add_fieldsets = (
         (

@@ -3,11 +3,15 @@ back office and the API obey the same rules."""
 
 from __future__ import annotations
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
 from django.utils.translation import gettext as _
+from django_tenants.utils import get_public_schema_name
 
 from org.models import Department, DepartmentMember, User
+from org.signals import user_deactivated
 from weiyu.errors import ServiceError
+from weiyu.realtime import publish_event_on_commit
 
 NAME_MAX = 100
 
@@ -85,3 +89,47 @@ def department_member_add(
 def department_member_remove(*, department: Department, user: User) -> None:
     """Take ``user`` out of ``department``."""
     DepartmentMember.objects.filter(department=department, user=user).delete()
+
+
+def user_deactivate(*, user: User) -> User:
+    """Disable ``user``: they can no longer sign in (open sockets are closed with code 4401 after
+    an ``account.disabled`` frame) and get no new work; their memberships stay, so enabling them
+    again restores everything. Live work goes to others through
+    :data:`org.signals.user_deactivated` (``deleted=False``). Idempotent: the receivers only
+    act on live work, so disabling a disabled user again changes nothing."""
+    return _deactivate(user, deleted=False)
+
+
+def user_delete(*, user: User) -> User:
+    """Delete ``user`` keeping history, the way Zendesk and Chatwoot do: the account disappears
+    (inactive, password unusable, username freed as ``<username>.deleted<id>`` for reuse, out of
+    every department; receivers of :data:`org.signals.user_deactivated` with ``deleted=True``
+    remove them from workgroups and unassign their open tickets), while the conversations,
+    messages, tickets, notes and statistics they took part in stay, under their display name.
+
+    The row is kept because every record of the past points at it; ``deleted_at`` marks it.
+    Idempotent: deleting a deleted user changes nothing."""
+    return _deactivate(user, deleted=True)
+
+
+def _deactivate(user: User, *, deleted: bool) -> User:
+    with transaction.atomic():
+        user = User.objects.select_for_update().get(pk=user.pk)
+        if user.deleted_at is not None:
+            return user
+        user.is_active = False
+        fields = ["is_active"]
+        if deleted:
+            if not user.display_name:
+                user.display_name = user.name[:64]
+            suffix = f".deleted{user.pk}"
+            user.username = user.username[: 150 - len(suffix)] + suffix
+            user.set_unusable_password()
+            user.deleted_at = timezone.now()
+            fields += ["display_name", "username", "password", "deleted_at"]
+            DepartmentMember.objects.filter(user=user).delete()
+        user.save(update_fields=fields)
+        if connection.schema_name != get_public_schema_name():  # platform admins hold no work
+            user_deactivated.send(sender=User, user=user, deleted=deleted)
+        publish_event_on_commit({"type": "account.disabled", "deleted": deleted}, [user.member_key])
+    return user

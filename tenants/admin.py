@@ -13,6 +13,7 @@ from django.contrib.auth.admin import UserAdmin
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
+from org.admin import DeleteKeepingHistory
 from org.models import User
 from tenants.models import Domain, Tenant
 
@@ -72,4 +73,9 @@ class DomainAdmin(admin.ModelAdmin):
     list_select_related = ("tenant",)
 
 
-platform_admin_site.register(User, UserAdmin)
+class PlatformUserAdmin(DeleteKeepingHistory, UserAdmin):
+    """Platform admins; deleting one keeps the row (org.services.user_delete), like tenant
+    users: the admin log and tenants they created still point at it."""
+
+
+platform_admin_site.register(User, PlatformUserAdmin)

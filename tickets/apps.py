@@ -11,3 +11,13 @@ class TicketsConfig(AppConfig):
         from tickets import demo
 
         demo_tenant_ready.connect(demo.populate, dispatch_uid="tickets-demo")
+
+        from org.signals import user_deactivated
+
+        def release(sender: object, user: object, deleted: bool, **kwargs: object) -> None:
+            if deleted:
+                from tickets.services import tickets_release_user
+
+                tickets_release_user(user=user)  # type: ignore[arg-type]
+
+        user_deactivated.connect(release, weak=False, dispatch_uid="tickets-user-release")

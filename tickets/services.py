@@ -761,3 +761,23 @@ __all__ = [
     "ticket_update",
     "tickets_bulk_update",
 ]
+
+
+def tickets_release_user(*, user: User) -> int:
+    """A deleted staff member's tickets (receiver of :data:`org.signals.user_deactivated` with
+    ``deleted=True``): every ticket still being worked (not solved, closed or merged) they were
+    assigned goes back to its workgroup unassigned, with an internal note; they stop watching
+    tickets. Their comments and requests stay under their name. Returns how many tickets were
+    unassigned."""
+    live = Ticket.objects.filter(assignee=user).exclude(
+        status__in=[Ticket.Status.SOLVED, Ticket.Status.CLOSED, Ticket.Status.MERGED]
+    )
+    count = 0
+    for ticket in live.select_for_update():
+        ticket.assignee = None
+        ticket.save(update_fields=["assignee", "updated_at"])
+        _system_note(ticket, _("Unassigned: %(name)s was deleted.") % {"name": user.name})
+        _publish(ticket)
+        count += 1
+    user.watched_tickets.clear()
+    return count

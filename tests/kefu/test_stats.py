@@ -9,7 +9,6 @@ import time
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.test import Client
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
@@ -19,8 +18,7 @@ from kefu import stats
 from kefu.models import DailyStat, Session, Transfer, Visitor
 from kefu.tasks import stats_rollup_task
 from org.models import User
-from tenants.models import Tenant
-from tests.conftest import PASSWORD, make_desk, session_cookie, unique
+from tests.conftest import PASSWORD, agent_client, make_desk, unique
 
 DAY = timezone.localdate() - dt.timedelta(days=3)
 
@@ -129,13 +127,7 @@ def test_the_api_serves_the_report_and_csv_to_supervisors_only(acme):
         _day_figures(desk)
         stats.rollup(DAY)
         boss = User.objects.create_user(username=unique("boss"), password=PASSWORD, role="admin")
-    tenant = Tenant.objects.get(schema_name="acme")
-
-    def client(user) -> Client:
-        c = Client(HTTP_HOST="acme.localhost", HTTP_ACCEPT_LANGUAGE="en")
-        name, value = session_cookie(tenant, user).decode().split("=", 1)
-        c.cookies[name] = value
-        return c
+    client = agent_client
 
     query = f"start={DAY}&end={DAY}&workgroup={desk.workgroup.pk}"
     data = client(boss).get(f"/api/v1/kefu/stats?{query}").json()
