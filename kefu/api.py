@@ -54,7 +54,15 @@ class CannedListApi(APIView):
 
 
 class CannedDetailApi(APIView):
-    """``DELETE /api/v1/kefu/canned/<id>`` → 204: one's own only (404 otherwise)."""
+    """``PATCH /api/v1/kefu/canned/<id>`` ``{"shortcut"?, "title"?, "content"?, "category"?}``
+    → 200 {canned}; ``DELETE`` → 204. One's own only (404 otherwise); 400 ``invalid``, 409
+    ``conflict`` for a shortcut one already has."""
+
+    def patch(self, request: Request, pk: int) -> Response:
+        if not isinstance(request.data, dict):
+            raise ServiceError("invalid", _("A JSON object is expected."))
+        item = canned.canned_update(user=request.user, canned_id=pk, changes=request.data)
+        return Response(canned.canned_payload(item))
 
     def delete(self, request: Request, pk: int) -> Response:
         canned.canned_delete(user=request.user, canned_id=pk)

@@ -21,7 +21,8 @@ def visible_to(user: User) -> QuerySet[CannedResponse]:
 
 
 def canned_payload(item: CannedResponse) -> dict[str, Any]:
-    """``{"id", "shortcut", "category", "title", "content", "shared", "mine"}``."""
+    """``{"id", "shortcut", "category", "title", "content", "shared"}`` (``shared``: kept in the
+    back office for everyone, else the caller's own)."""
     return {
         "id": item.pk,
         "shortcut": item.shortcut,
@@ -42,11 +43,9 @@ def canned_list(*, user: User, q: str = "") -> list[CannedResponse]:
     return list(qs.order_by("shortcut", "owner_id")[:50])
 
 
-def canned_create(
-    *, user: User, shortcut: object, title: object, content: object, category: object = ""
-) -> CannedResponse:
-    """A personal canned response. Errors: ``invalid`` (with ``field``), ``conflict`` when the
-    user already has that shortcut."""
+def _clean(*, shortcut: object, title: object, content: object, category: object) -> dict[str, str]:
+    """Validated fields: title ≤ 100, content ≤ 5,000, category ≤ 64 characters; the shortcut
+    slugified (letters, digits, ``-``; a leading ``/`` dropped) to ≤ 32."""
     fields = {}
     for name, raw, limit in (
         ("title", title, 100),
@@ -71,13 +70,51 @@ def canned_create(
     )
     if not slug:
         raise ServiceError("invalid", _("A shortcut needs letters or digits."), field="shortcut")
+    fields["shortcut"] = slug
+    return fields
+
+
+def _taken(slug: str) -> ServiceError:
+    return ServiceError(
+        "conflict", _("You already have /%(shortcut)s.") % {"shortcut": slug}, field="shortcut"
+    )
+
+
+def canned_create(
+    *, user: User, shortcut: object, title: object, content: object, category: object = ""
+) -> CannedResponse:
+    """A personal canned response. Errors: ``invalid`` (with ``field``), ``conflict`` when the
+    user already has that shortcut."""
+    fields = _clean(shortcut=shortcut, title=title, content=content, category=category)
     try:
         with transaction.atomic():
-            return CannedResponse.objects.create(owner=user, shortcut=slug, **fields)
+            return CannedResponse.objects.create(owner=user, **fields)
     except IntegrityError:
-        raise ServiceError(
-            "conflict", _("You already have /%(shortcut)s.") % {"shortcut": slug}, field="shortcut"
-        ) from None
+        raise _taken(fields["shortcut"]) from None
+
+
+def canned_update(*, user: User, canned_id: object, changes: dict[str, Any]) -> CannedResponse:
+    """Change one of the user's own responses; ``changes`` holds any of ``shortcut``,
+    ``title``, ``content``, ``category`` (the others stay). Errors: ``not_found`` (not theirs:
+    shared ones are kept in the back office), ``invalid``, ``conflict`` (shortcut taken)."""
+    item = CannedResponse.objects.filter(
+        pk=canned_id if isinstance(canned_id, int) else -1, owner=user
+    ).first()
+    if item is None:
+        raise ServiceError("not_found", _("No such canned response."))
+    merged = {
+        name: changes.get(name, getattr(item, name))
+        for name in ("shortcut", "title", "content", "category")
+    }
+    fields = _clean(**merged)
+    for name, value in fields.items():
+        setattr(item, name, value)
+    try:
+        with transaction.atomic():
+            item.save(update_fields=list(fields))
+    except IntegrityError:
+        raise _taken(fields["shortcut"]) from None
+    return item
 
 
 def canned_delete(*, user: User, canned_id: object) -> None:

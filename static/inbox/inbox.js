@@ -12,6 +12,7 @@ import {
   startRecording,
   upload,
 } from './team.js';
+import { setupCanned } from './canned.js';
 import { setupTickets } from './tickets.js';
 import {
   buildMsg,
@@ -1822,6 +1823,23 @@ function chooseCanned(c) {
   hideCanned();
   composer.focus();
 }
+
+const cannedManager = setupCanned({
+  toast,
+  insert(text) {
+    const at = composer.selectionStart ?? composer.value.length;
+    const end = composer.selectionEnd ?? at;
+    composer.value = composer.value.slice(0, at) + text + composer.value.slice(end);
+    composer.selectionStart = composer.selectionEnd = at + text.length;
+    composer.dispatchEvent(new Event('input'));
+    composer.focus();
+  },
+  onChanged() {
+    canned = null;
+    cannedLoading = null;
+  },
+});
+$('canned-btn').addEventListener('click', () => cannedManager.open(composer.value));
 
 // Runs before the composer's own Enter handling (capture on the form).
 $('composer-form').addEventListener('keydown', (e) => {

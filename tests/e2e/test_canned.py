@@ -35,3 +35,66 @@ def test_slash_shortcut_in_the_inbox(daphne_server, browser, django_db_blocker):
     finally:
         visitor_ctx.close()
         agent_ctx.close()
+
+
+@pytest.mark.e2e
+def test_an_agent_keeps_their_own_canned_responses(daphne_server, browser, django_db_blocker):
+    with django_db_blocker.unblock():
+        desk = fresh_desk("mycanned")
+        with schema_context(desk.tenant.schema_name):
+            CannedResponse.objects.create(shortcut="hours", title="Opening hours", content="9-18")
+    host = f"{desk.tenant.schema_name}.localhost"
+    visitor_ctx, agent_ctx = browser.new_context(), browser.new_context(locale="en-US")
+    try:
+        inbox = agent_ctx.new_page()
+        inbox.on("dialog", lambda d: d.accept())
+        _sign_in(inbox, daphne_server.url(host, "/inbox/login/"), desk.agents[0].username)
+        _page, widget = _open_widget(visitor_ctx, daphne_server.url(host, "/"))
+        _say(widget, "谢谢你的帮助")
+        inbox.locator(".conv-item").first.click(timeout=TIMEOUT)
+
+        # given a reply the agent writes often, they save it from the composer
+        inbox.locator("#composer").fill("不客气，祝您购物愉快！")
+        inbox.click("#canned-btn")
+        dialog = inbox.locator("#canned-dialog")
+        dialog.locator(".cm-item", has_text="/hours").wait_for(timeout=TIMEOUT)
+        assert dialog.locator(".cm-item", has_text="/hours").locator(".cm-edit").count() == 0
+        assert dialog.locator("#cm-content").input_value() == "不客气，祝您购物愉快！"
+        dialog.locator("#cm-shortcut").fill("/thanks")
+        dialog.locator("#cm-title").fill("Thank you")
+        dialog.locator("#cm-save").click()
+        mine = dialog.locator(".cm-item", has_text="/thanks")
+        mine.wait_for(timeout=TIMEOUT)
+        # a second one with the same shortcut is refused with the reason
+        dialog.locator("#cm-shortcut").fill("thanks")
+        dialog.locator("#cm-title").fill("Again")
+        dialog.locator("#cm-content").fill("x")
+        dialog.locator("#cm-save").click()
+        dialog.locator("#cm-error", has_text="/thanks").wait_for(timeout=TIMEOUT)
+        # they edit it
+        mine.locator(".cm-edit").click()
+        dialog.locator("#cm-content").fill("不客气！祝您购物愉快。")
+        dialog.locator("#cm-save").click()
+        mine.locator(".cm-text", has_text="不客气！").wait_for(timeout=TIMEOUT)
+        dialog.locator("#cm-close").click()
+
+        # when they type the shortcut, their version is inserted and sent
+        inbox.locator("#composer").fill("")
+        inbox.locator("#composer").press_sequentially("/than")
+        inbox.locator("#canned-list .canned-option", has_text="/thanks").wait_for(timeout=TIMEOUT)
+        inbox.locator("#composer").press("Enter")
+        assert inbox.locator("#composer").input_value() == "不客气！祝您购物愉快。"
+        inbox.locator("#composer").press("Enter")
+        widget.locator("#messages .msg .msg-text", has_text="祝您购物愉快").wait_for(
+            timeout=TIMEOUT
+        )
+
+        # and deleting it removes it from the list
+        inbox.click("#canned-btn")
+        dialog.locator(".cm-item", has_text="/thanks").locator(".cm-delete").click()
+        dialog.locator(".cm-item", has_text="/thanks").wait_for(state="detached", timeout=TIMEOUT)
+        with django_db_blocker.unblock(), schema_context(desk.tenant.schema_name):
+            assert not CannedResponse.objects.filter(shortcut="thanks").exists()
+    finally:
+        visitor_ctx.close()
+        agent_ctx.close()

@@ -46,5 +46,18 @@ def test_shared_and_personal_canned_responses(acme):
     assert "my-hello" not in {c["shortcut"] for c in ben_list}
     found = ann_web.get("/api/v1/kefu/canned", {"q": "/my"}).json()["canned"]
     assert [c["shortcut"] for c in found] == ["my-hello"]
+    # ann edits hers; ben cannot, nor can anyone edit a shared one through the API
+    url = f"/api/v1/kefu/canned/{mine['id']}"
+    edited = ann_web.patch(url, json.dumps({"content": "您好！"}), content_type="application/json")
+    assert edited.status_code == 200
+    assert (edited.json()["shortcut"], edited.json()["content"]) == ("my-hello", "您好！")
+    _post(ann_web, {"shortcut": "bye", "title": "Bye", "content": "再见"})
+    clash = ann_web.patch(url, json.dumps({"shortcut": "/bye"}), content_type="application/json")
+    assert (clash.status_code, clash.json()["error"]) == (409, "conflict")
+    bad = ann_web.patch(url, json.dumps({"title": " "}), content_type="application/json")
+    assert (bad.status_code, bad.json()["field"]) == (400, "title")
+    assert ben_web.patch(url, "{}", content_type="application/json").status_code == 404
+    shared_id = next(c["id"] for c in ann_list if c["shortcut"] == shortcut)
+    assert ann_web.delete(f"/api/v1/kefu/canned/{shared_id}").status_code == 404
     assert ben_web.delete(f"/api/v1/kefu/canned/{mine['id']}").status_code == 404
     assert ann_web.delete(f"/api/v1/kefu/canned/{mine['id']}").status_code == 204
