@@ -5,3 +5,14 @@ from django.utils.translation import gettext_lazy as _
 class ImConfig(AppConfig):
     name = "im"
     verbose_name = _("Messaging")
+
+    def ready(self) -> None:
+        from org.signals import user_deactivated
+
+        def leave_groups(sender: object, user: object, deleted: bool, **kwargs: object) -> None:
+            if deleted:
+                from im.groups import groups_leave_deleted
+
+                groups_leave_deleted(user=user)  # type: ignore[arg-type]
+
+        user_deactivated.connect(leave_groups, weak=False, dispatch_uid="im-leave-groups")

@@ -524,3 +524,59 @@ def group_members_list(*, actor: User, conversation_id: object) -> list[Particip
     )
     rows.sort(key=lambda p: order.get(p.role, 2))
     return rows
+
+
+def groups_leave_deleted(*, user: User) -> int:
+    """Take a deleted user out of every open group (receiver of
+    :data:`org.signals.user_deactivated` with ``deleted=True``); their messages stay. A group
+    they owned passes to its longest-standing admin, else its longest-standing member (a group
+    with nobody left is closed). Members read "… left the group". 1:1 chats are kept as they are,
+    so colleagues still read them. Returns how many groups they left."""
+    left = 0
+    memberships = Participant.objects.filter(
+        user=user,
+        left_at__isnull=True,
+        conversation__kind=Conversation.Kind.GROUP,
+        conversation__closed_at__isnull=True,
+    ).values_list("conversation_id", flat=True)
+    for conversation_id in list(memberships):
+        conversation = Conversation.objects.select_for_update().get(pk=conversation_id)
+        me = Participant.objects.get(
+            conversation=conversation, member_key=user.member_key, left_at__isnull=True
+        )
+        others = Participant.objects.filter(
+            conversation=conversation, left_at__isnull=True
+        ).exclude(pk=me.pk)
+        heir = None
+        if me.role == Participant.Role.OWNER:
+            heir = (
+                others.filter(role=Participant.Role.ADMIN).order_by("joined_at", "pk").first()
+                or others.order_by("joined_at", "pk").first()
+            )
+            if heir is not None:
+                Participant.objects.filter(pk=heir.pk).update(
+                    role=Participant.Role.OWNER, muted_until=None
+                )
+        if heir is None and me.role == Participant.Role.OWNER:  # nobody left: closed
+            conversation_close(conversation_id=conversation.pk, closed_by=_user_sender(user))
+        participant_remove(conversation_id=conversation.pk, member_key=me.member_key)
+        publish_event_on_commit(
+            {"type": "conversation.removed", "conversation_id": conversation.pk, "reason": "left"},
+            [me.member_key],
+        )
+        left += 1
+        if heir is None and me.role == Participant.Role.OWNER:
+            continue
+        system_message_post(
+            conversation_id=conversation.pk,
+            content=_("%(name)s left the group") % {"name": me.name},
+        )
+        changes: dict[str, Any] = {"members": True}
+        if heir is not None:
+            changes["owner"] = heir.member_key
+            heir.refresh_from_db()
+            publish_event_on_commit(
+                {"type": "member.state", **member_state_payload(heir)}, [heir.member_key]
+            )
+        _publish_updated(conversation.pk, changes)
+    return left

@@ -11,7 +11,8 @@ from django.contrib.auth import authenticate
 from django.test import Client
 from django_tenants.utils import schema_context
 
-from im.models import Message
+from im import groups
+from im.models import Message, Participant
 from kefu import services
 from kefu.models import AgentState, DailyStat, Session
 from org import services as org_services
@@ -187,3 +188,36 @@ def test_the_platform_admin_deletes_a_platform_user(acme):
     other.refresh_from_db()
     assert not other.is_active
     assert other.deleted_at is not None
+
+
+def test_a_deleted_owner_hands_their_groups_on(acme):
+    # given a group owned by an agent, with an admin and a member, and the agent's 1:1 chat
+    with schema_context("acme"):
+        owner, deputy, member = (make_agent(status="offline") for _ in range(3))
+        group = groups.group_create(
+            creator=owner, title=unique("Team"), member_ids=[deputy.pk, member.pk]
+        )
+        groups.group_member_update(
+            actor=owner, conversation_id=group.pk, user_id=deputy.pk, role="admin"
+        )
+        solo = groups.group_create(creator=owner, title=unique("Notes"), member_ids=[])
+        direct = groups.direct_get_or_create(user=owner, other_user_id=member.pk)
+
+        # when the owner is deleted
+        org_services.user_delete(user=owner)
+
+        # then the admin owns the group, the owner is out of it and members are told
+        roles = dict(
+            Participant.objects.filter(conversation=group, left_at__isnull=True).values_list(
+                "user_id", "role"
+            )
+        )
+        assert roles == {deputy.pk: "owner", member.pk: "member"}
+        last = Message.objects.filter(conversation=group).order_by("-seq").first()
+        assert "left the group" in str(last.content)
+        # a group with nobody else is closed; the 1:1 chat stays readable for the colleague
+        solo.refresh_from_db()
+        assert solo.closed_at is not None
+        assert Participant.objects.filter(
+            conversation=direct, user=member, left_at__isnull=True
+        ).exists()
