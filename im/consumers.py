@@ -30,7 +30,7 @@ from im import selectors, services
 from im.serializers import member_payload, message_payload
 from im.services import Sender
 from weiyu.asgi_tenancy import tenant_db
-from weiyu.errors import ServiceError
+from weiyu.errors import ServiceError, contains_nul
 from weiyu.realtime import member_group
 
 logger = logging.getLogger(__name__)
@@ -191,6 +191,11 @@ class MemberConsumer(AsyncJsonWebsocketConsumer):
         if not isinstance(data, dict) or not isinstance(data.get("type"), str):
             await self.send_error(
                 ServiceError("bad_frame", _("A frame must be a JSON object with a type.")), None
+            )
+            return
+        if contains_nul(data):
+            await self.send_error(
+                ServiceError("bad_frame", _("Text may not contain NUL characters.")), None
             )
             return
         ref = (

@@ -214,12 +214,15 @@ class VisitorApi(APIView):
 
 
 class VisitorTagsApi(APIView):
-    """``POST /api/v1/kefu/visitors/<id>/tags`` ``{"name"}`` → 201 ``{"tags": [name]}``;
-    ``DELETE /api/v1/kefu/visitors/<id>/tags/<name>`` → 200 ``{"tags": [name]}``."""
+    """``POST /api/v1/kefu/visitors/<id>/tags`` ``{"name"}`` → 201 ``{"tags": [name]}``."""
 
     def post(self, request: Request, pk: int) -> Response:
         tags = visitors.tag_add(user=request.user, visitor_id=pk, name=_body(request).get("name"))
         return Response({"tags": tags}, status=status.HTTP_201_CREATED)
+
+
+class VisitorTagApi(APIView):
+    """``DELETE /api/v1/kefu/visitors/<id>/tags/<name>`` → 200 ``{"tags": [name]}``."""
 
     def delete(self, request: Request, pk: int, name: str) -> Response:
         return Response({"tags": visitors.tag_remove(user=request.user, visitor_id=pk, name=name)})
@@ -315,7 +318,7 @@ urlpatterns = [
     path("monitor", MonitorApi.as_view(), name="monitor"),
     path("visitors/<int:pk>", VisitorApi.as_view(), name="visitor"),
     path("visitors/<int:pk>/tags", VisitorTagsApi.as_view(), name="visitor-tags"),
-    path("visitors/<int:pk>/tags/<str:name>", VisitorTagsApi.as_view(), name="visitor-tag"),
+    path("visitors/<int:pk>/tags/<str:name>", VisitorTagApi.as_view(), name="visitor-tag"),
     path("visitors/<int:pk>/notes", VisitorNotesApi.as_view(), name="visitor-notes"),
     path("transfers", TransferListApi.as_view(), name="transfers"),
     path("transfers/<int:pk>/<slug:action>", TransferActionApi.as_view(), name="transfer-action"),

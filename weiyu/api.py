@@ -8,11 +8,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from rest_framework import exceptions
+from django.utils.translation import gettext as _
+from rest_framework import exceptions, parsers
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from weiyu.errors import ServiceError
+from weiyu.errors import ServiceError, contains_nul
+
+
+class JSONParser(parsers.JSONParser):
+    """DRF's JSON parser, refusing text with NUL characters (PostgreSQL cannot store them)
+    with ``400 invalid``."""
+
+    def parse(self, stream: Any, media_type: Any = None, parser_context: Any = None) -> Any:
+        data = super().parse(stream, media_type, parser_context)
+        if contains_nul(data):
+            raise ServiceError("invalid", _("Text may not contain NUL characters."))
+        return data
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:

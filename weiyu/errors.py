@@ -45,3 +45,16 @@ class ServiceError(Exception):
         if self.field:
             data["field"] = self.field
         return data
+
+
+def contains_nul(value: object) -> bool:
+    """Whether a decoded JSON value (or a string) holds a NUL character anywhere, keys included.
+    PostgreSQL text cannot store one, so input carrying it is refused as ``invalid`` at the
+    edge (API parser, websocket frames, query strings) instead of failing in the database."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(contains_nul(k) or contains_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(contains_nul(v) for v in value)
+    return False

@@ -134,6 +134,8 @@ async def test_bad_frames_get_error_frames_and_lose_nothing(acme):
         }
     )
     assert (await ws.receive_json_from())["code"] == "not_found"
+    await ws.send_json_to({"type": "message.send", "client_msg_id": "ok-n", "content": "a\x00b"})
+    assert (await ws.receive_json_from())["code"] == "bad_frame"
 
     # and a good message afterwards is stored as usual
     await ws.send_json_to(
