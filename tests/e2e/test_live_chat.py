@@ -235,3 +235,42 @@ def test_queue_position_reload_and_reconnect(daphne_server, browser, django_db_b
 def _new_conversation_of(schema: str, first_line: str) -> int:
     with schema_context(schema):
         return Message.objects.get(content=first_line).conversation_id
+
+
+def test_the_widget_on_a_phone(daphne_server, browser, django_db_blocker):
+    # given a visitor on a phone-sized screen
+    with django_db_blocker.unblock():
+        desk = fresh_desk("phone")
+    host = f"{desk.tenant.schema_name}.localhost"
+    phone = browser.new_context(
+        viewport={"width": 375, "height": 667}, is_mobile=True, has_touch=True, locale="en-US"
+    )
+    agent_ctx = browser.new_context(locale="en-US")
+    try:
+        page, widget = _open_widget(phone, daphne_server.url(host, "/"))
+        # when the chat opens, it takes the whole screen and nothing sticks out sideways
+        box = page.locator("#weiyu-frame").bounding_box()
+        assert box["width"] >= 370
+        assert box["height"] >= 600
+        composer = widget.locator("#composer").bounding_box()
+        assert composer["y"] + composer["height"] <= 667
+        overflow = widget.locator("body").evaluate(
+            "b => document.scrollingElement.scrollWidth - document.scrollingElement.clientWidth"
+        )
+        assert overflow <= 0
+        # the visitor chats as on a computer
+        _say(widget, "Hi, I am on my phone")
+        inbox = agent_ctx.new_page()
+        _sign_in(inbox, daphne_server.url(host, "/inbox/login/"), desk.agents[0].username)
+        inbox.locator(".conv-item").first.click(timeout=TIMEOUT)
+        inbox.locator("#composer").fill("Hello! How can I help?")
+        inbox.locator("#composer").press("Enter")
+        widget.locator("#messages .msg .msg-text", has_text="How can I help").wait_for(
+            timeout=TIMEOUT
+        )
+        # and closes it with the button inside the chat
+        widget.locator("#close-widget").tap()
+        page.locator("#weiyu-frame").wait_for(state="hidden", timeout=TIMEOUT)
+    finally:
+        phone.close()
+        agent_ctx.close()
