@@ -32,6 +32,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+import unicodedata
 from typing import Any
 
 import nh3
@@ -433,8 +434,24 @@ def handover_by_visitor(*, visitor: Visitor, conversation_id: object) -> str:
 # --- feedback and unanswered questions -----------------------------------------------------------
 
 
-def _normalized(question: str) -> str:
-    return " ".join(question.lower().split())[:500]
+def normalized_question(question: str) -> str:
+    """The form unanswered questions are merged by: Unicode NFKC (full-width letters and
+    punctuation become their ASCII forms), case folded, punctuation and symbols dropped, runs of
+    spaces made one — so "退货怎么办?", "退货 怎么办" and "退货怎么办!" count as one question."""
+    text = unicodedata.normalize("NFKC", question).casefold()
+    kept = "".join(" " if unicodedata.category(ch)[0] in "PSZ" else ch for ch in text)
+    words = kept.split()
+    # spaces between two CJK characters are not words apart: "退货 怎么办" = "退货怎么办"
+    out = ""
+    for word in words:
+        if out and not (_cjk(out[-1]) and _cjk(word[0])):
+            out += " "
+        out += word
+    return out[:500]
+
+
+def _cjk(ch: str) -> bool:
+    return "\u2e80" <= ch <= "\u9fff" or "\uf900" <= ch <= "\ufaff" or "\uac00" <= ch <= "\ud7af"
 
 
 def question_collect(
@@ -442,7 +459,7 @@ def question_collect(
 ) -> RobotQuestion:
     """Count a question the robot could not answer well: the open entry with the same
     normalized text gets its count raised, else a new one is made."""
-    normalized = _normalized(question)
+    normalized = normalized_question(question)
     existing = (
         RobotQuestion.objects.select_for_update()
         .filter(normalized=normalized, status=RobotQuestion.Status.OPEN)
