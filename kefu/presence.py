@@ -1,7 +1,8 @@
 """Agents' open inbox tabs, kept in Redis, so that closing the last one sets the agent offline
 after a grace period (KF-3) — a reload or a short network drop does not.
 
-Each agent socket is a member of a sorted set ``weiyu:presence:<schema>:<user id>`` scored with
+Each agent socket is a member of a sorted set ``<CHANNEL_PREFIX>:presence:<schema>:<user id>``
+(``settings.REDIS_KEY_PREFIX``, ``weiyu`` unless ``CHANNEL_PREFIX`` says otherwise) scored with
 the time it was last heard from (connect, and every ``ping`` the inbox sends each 25 s). A socket
 is alive while its score is younger than :data:`ALIVE_S`; one whose process died without closing
 simply stops being refreshed. :func:`offline_scan` (the service timers, every few seconds) sets
@@ -40,7 +41,7 @@ def _redis():  # -> redis.Redis
 
 
 def _key(schema: str, user_id: int) -> str:
-    return f"weiyu:presence:{schema}:{user_id}"
+    return f"{settings.REDIS_KEY_PREFIX}:presence:{schema}:{user_id}"
 
 
 def socket_seen(*, schema: str, user_id: int, channel_name: str) -> None:
@@ -111,7 +112,10 @@ def queue_length_changed(*, schema: str, workgroup_id: int, length: int) -> bool
     (and remember the new one). True when Redis cannot tell: better one event too many."""
     try:
         previous = _redis().set(
-            f"weiyu:queue-length:{schema}:{workgroup_id}", length, ex=24 * 3600, get=True
+            f"{settings.REDIS_KEY_PREFIX}:queue-length:{schema}:{workgroup_id}",
+            length,
+            ex=24 * 3600,
+            get=True,
         )
     except Exception:
         return True

@@ -200,6 +200,9 @@ CACHES = {
 # kept short. weiyu.channel_layer receives a process's messages in batches. channels-redis blocks
 # in BZPOPMIN for up to 5 s per receive and redis-py 8 defaults the socket read timeout to 5 s as
 # well, so an idle receive could time out as if Redis were gone: the read timeout stays above.
+#: prefix of every Redis key Weiyu writes itself (channel layer, agent presence); separate
+#: deployments or test runs sharing one Redis database use different ones
+REDIS_KEY_PREFIX = os.environ.get("CHANNEL_PREFIX", "weiyu")
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "weiyu.channel_layer.BatchingRedisChannelLayer",
@@ -220,7 +223,7 @@ CHANNEL_LAYERS = {
             "capacity": int(os.environ.get("CHANNEL_CAPACITY", "5000")),
             "expiry": 60,
             "group_expiry": 86400,
-            "prefix": os.environ.get("CHANNEL_PREFIX", "weiyu"),
+            "prefix": REDIS_KEY_PREFIX,
         },
     }
 }

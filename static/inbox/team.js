@@ -249,7 +249,9 @@ export function pickPeople({ title, multiple, exclude = new Set(), confirmText }
   let department = null;
   const chosen = new Map();
 
+  let peopleSeq = 0; // answers may arrive out of order while typing: only the newest is drawn
   async function loadPeople() {
+    const seq = ++peopleSeq;
     const params = new URLSearchParams({ limit: '100' });
     if (search.value.trim()) params.set('q', search.value.trim());
     if (department) params.set('department', department);
@@ -257,9 +259,10 @@ export function pickPeople({ title, multiple, exclude = new Set(), confirmText }
     try {
       data = await api('GET', '/api/v1/org/directory?' + params);
     } catch (e) {
-      list.replaceChildren(el('p', 'pane-empty', e.message));
+      if (seq === peopleSeq) list.replaceChildren(el('p', 'pane-empty', e.message));
       return;
     }
+    if (seq !== peopleSeq) return;
     list.replaceChildren();
     for (const u of data.users) {
       if (exclude.has(u.key)) continue;

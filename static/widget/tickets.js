@@ -139,10 +139,13 @@ export function setupTickets({ url, getToken, onOpen }) {
     renderBadge();
   }
 
+  let refreshSeq = 0; // answers may arrive out of order: only the newest is drawn
   async function refresh() {
     if (!getToken()) return;
+    const seq = ++refreshSeq;
     try {
       const data = await call('GET', `${url}?token=${encodeURIComponent(getToken())}`);
+      if (seq !== refreshSeq) return;
       tickets = data.tickets;
       if (!seen.size && panel.hidden) {
         // first load: what was there before this page was opened counts as seen
