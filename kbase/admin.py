@@ -8,6 +8,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
+from django.db import models
 from django.http import HttpRequest
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
@@ -167,6 +168,13 @@ class RobotQuestionAdmin(admin.ModelAdmin):
         queryset.update(status=RobotQuestion.Status.DISMISSED)
 
 
+def _https_urls(db_field: Any, **kwargs: Any) -> Any:
+    """Form fields of the model, URLs taking ``https://`` when the scheme is left out."""
+    if isinstance(db_field, models.URLField):
+        kwargs.setdefault("assume_scheme", "https")
+    return db_field.formfield(**kwargs)
+
+
 class LlmProviderForm(forms.ModelForm):
     base_url = forms.URLField(
         label=_("base URL"),
@@ -190,6 +198,7 @@ class LlmProviderForm(forms.ModelForm):
             "is_active",
         )
         widgets = {"api_key": forms.PasswordInput(render_value=True)}
+        formfield_callback = _https_urls
 
 
 @admin.register(LlmProvider)
@@ -198,6 +207,7 @@ class LlmProviderAdmin(admin.ModelAdmin):
     priority order."""
 
     form = LlmProviderForm
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     list_display = ("name", "preset", "endpoint_display", "priority", "timeout_s", "is_active")
     list_editable = ("priority", "is_active")
     list_filter = ("preset", "is_active")
