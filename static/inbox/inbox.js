@@ -1130,6 +1130,8 @@ function renderLoad() {
   $('agent-load').textContent = `${open}/${maxConcurrent}`;
 }
 
+let accountDisabled = false;
+
 function onFrame(f) {
   switch (f.type) {
     case 'hello':
@@ -1389,6 +1391,10 @@ function onFrame(f) {
     case 'notification.new':
     case 'ticket.updated':
       ticketsUi.onFrame(f);
+      break;
+
+    case 'account.disabled':
+      accountDisabled = true; // the socket closes next (4401): say why
       break;
 
     case 'error':
@@ -2274,7 +2280,11 @@ function onState(state) {
   if (state === 'connecting') s.textContent = gettext('Connecting…');
   else if (state === 'reconnecting' || state === 'offline') s.textContent = gettext('Reconnecting…');
   else if (state === 'unauthorized') {
-    s.append(gettext('You have been signed out.') + ' ');
+    s.append(
+      (accountDisabled
+        ? gettext('An administrator disabled your account.')
+        : gettext('You have been signed out.')) + ' ',
+    );
     const a = document.createElement('a');
     a.href = location.pathname; // the inbox page sends us to the login form
     a.textContent = gettext('Sign in again');
