@@ -22,6 +22,7 @@ export function setupCanned({ insert, onChanged, toast }) {
   const form = $('cm-form');
   let items = [];
   let editing = null; // the id of the response in the form, or null for a new one
+  let inserting = true; // opened from a reply box: each response can be inserted
   let seq = 0;
 
   async function load() {
@@ -51,13 +52,15 @@ export function setupCanned({ insert, onChanged, toast }) {
       head.append(el('span', 'cm-owner', c.shared ? gettext('shared') : gettext('mine')));
       const text = el('p', 'cm-text', c.content);
       const actions = el('div', 'cm-actions');
-      const use = el('button', 'btn btn-small cm-insert', gettext('Insert'));
-      use.type = 'button';
-      use.addEventListener('click', () => {
-        insert(c.content);
-        dialog.close();
-      });
-      actions.append(use);
+      if (inserting) {
+        const use = el('button', 'btn btn-small cm-insert', gettext('Insert'));
+        use.type = 'button';
+        use.addEventListener('click', () => {
+          insert(c.content);
+          dialog.close();
+        });
+        actions.append(use);
+      }
       if (!c.shared) {
         const edit = el('button', 'btn btn-small btn-secondary cm-edit', gettext('Edit'));
         edit.type = 'button';
@@ -125,8 +128,15 @@ export function setupCanned({ insert, onChanged, toast }) {
   $('cm-close').addEventListener('click', () => dialog.close());
 
   return {
-    /** Open the manager; `draft` (the reply being written) prefills a new response. */
-    open(draft = '') {
+    /**
+     * Open the manager; `draft` (the reply being written) prefills a new response;
+     * `canInsert`: offer "Insert" (there is a reply box to insert into).
+     */
+    open(draft = '', canInsert = true) {
+      inserting = canInsert;
+      items = [];
+      $('cm-list').replaceChildren(); // not the last opening's list while this one loads
+      $('cm-empty').hidden = true;
       $('cm-search').value = '';
       fillForm(null, draft.trim());
       dialog.showModal();

@@ -1846,6 +1846,7 @@ const cannedManager = setupCanned({
   },
 });
 $('canned-btn').addEventListener('click', () => cannedManager.open(composer.value));
+$('canned-link').addEventListener('click', () => cannedManager.open('', false));
 
 // Runs before the composer's own Enter handling (capture on the form).
 $('composer-form').addEventListener('keydown', (e) => {

@@ -89,8 +89,10 @@ def test_an_agent_keeps_their_own_canned_responses(daphne_server, browser, djang
             timeout=TIMEOUT
         )
 
-        # and deleting it removes it from the list
-        inbox.click("#canned-btn")
+        # and from the top bar (nothing to insert into there) deleting it removes it
+        inbox.click("#canned-link")
+        dialog.locator(".cm-item", has_text="/hours").wait_for(timeout=TIMEOUT)
+        assert dialog.locator(".cm-insert").count() == 0
         dialog.locator(".cm-item", has_text="/thanks").locator(".cm-delete").click()
         dialog.locator(".cm-item", has_text="/thanks").wait_for(state="detached", timeout=TIMEOUT)
         with django_db_blocker.unblock(), schema_context(desk.tenant.schema_name):
