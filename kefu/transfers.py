@@ -385,21 +385,8 @@ def invite(*, user: User, conversation_id: object, agent_id: object) -> User:
     return colleague
 
 
-def agent_release(*, user: User, deleted: bool) -> int:
-    """Hand on the live work of an agent who was disabled or deleted (receiver of
-    :data:`org.signals.user_deactivated`, inside that transaction). Returns how many open
-    conversations went back to their workgroup's queue.
-
-    - every open session they serve: back to its queue (the visitor reads "connecting you to
-      another colleague"; the longest-waiting rule keeps their place by ``queued_at`` = their
-      last message), the agent leaves the conversation, the queue is dispatched after commit;
-    - visitor conversations they joined as a second agent: they leave;
-    - transfers waiting for their answer, or started by them: cancelled;
-    - their service status: offline; when ``deleted``, they also leave their workgroups and no
-      longer lead any.
-
-    Nothing of the past changes: sessions keep ``reassigned_from``, messages their sender name.
-    """
+def _requeue_open(user: User) -> int:
+    """Every open session ``user`` serves back to its queue (see :func:`agent_release`)."""
     from kefu import services
 
     requeued = 0
@@ -430,6 +417,25 @@ def agent_release(*, user: User, deleted: bool) -> int:
             lambda wid=session.workgroup_id: services.workgroup_dispatch(workgroup_id=wid)
         )
         requeued += 1
+    return requeued
+
+
+def agent_release(*, user: User, deleted: bool) -> int:
+    """Hand on the live work of an agent who was disabled or deleted (receiver of
+    :data:`org.signals.user_deactivated`, inside that transaction). Returns how many open
+    conversations went back to their workgroup's queue.
+
+    - every open session they serve: back to its queue (the visitor reads "connecting you to
+      another colleague"; the longest-waiting rule keeps their place by ``queued_at`` = their
+      last message), the agent leaves the conversation, the queue is dispatched after commit;
+    - visitor conversations they joined as a second agent: they leave;
+    - transfers waiting for their answer, or started by them: cancelled;
+    - their service status: offline; when ``deleted``, they also leave their workgroups and no
+      longer lead any.
+
+    Nothing of the past changes: sessions keep ``reassigned_from``, messages their sender name.
+    """
+    requeued = _requeue_open(user)
     live = Session.objects.exclude(status=Session.Status.CLOSED).values("conversation_id")
     for conversation_id in Participant.objects.filter(
         member_key=user.member_key, left_at__isnull=True, conversation_id__in=live
@@ -449,6 +455,9 @@ def agent_release(*, user: User, deleted: bool) -> int:
     AgentState.objects.filter(user=user).update(
         status=AgentState.Status.OFFLINE, status_changed_at=timezone.now()
     )
+    # A dispatcher may have claimed this agent (and committed) after the first pass: with the
+    # state row now locked and offline, no claim can follow, and a second pass takes that one.
+    requeued += _requeue_open(user)
     if deleted:
         user.workgroups.clear()
         Workgroup.objects.filter(lead=user).update(lead=None)
