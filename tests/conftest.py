@@ -26,6 +26,7 @@ from kefu.models import AgentState, Channel, Visitor, Workgroup
 from org.models import User
 from tenants.models import Tenant
 from tenants.services import public_tenant_ensure, tenant_create
+from tests.mail import mail_worker, smtp  # noqa: F401 (fixtures for every test)
 
 _counter = itertools.count(1)
 PASSWORD = "correct-horse-battery"

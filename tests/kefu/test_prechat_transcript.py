@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import time
 
-import pytest
-from aiosmtpd.controller import Controller
 from django.test import Client
 from django_tenants.utils import schema_context
 
@@ -15,9 +13,6 @@ from im.models import Participant
 from kefu import services
 from kefu.models import Channel, Session
 from tests.conftest import make_desk, unique
-from tests.servers import celery_worker_start, free_port
-from tests.tickets.test_email import _Inbox
-from weiyu.celery import app
 
 
 def _post(path: str, body: dict) -> tuple[int, dict]:
@@ -65,30 +60,6 @@ def test_the_pre_chat_form_asks_for_what_the_channel_wants(acme):
     assert again["visitor"]["profile_done"] is True
     status, body = _post("/api/v1/widget/profile", {"token": "forged", "name": "x"})
     assert status == 401
-
-
-@pytest.fixture
-def smtp():
-    inbox = _Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    yield controller.port, inbox
-    controller.stop()
-
-
-@pytest.fixture
-def mail_worker(smtp):
-    port, _inbox = smtp
-    queue = unique("transcript")
-    previous = app.conf.task_default_queue
-    app.conf.task_default_queue = queue
-    worker = celery_worker_start(
-        queue=queue, name="transcript", concurrency=1, EMAIL_HOST="127.0.0.1",
-        EMAIL_PORT=str(port), WEIYU_SEMANTIC="off",
-    )  # fmt: skip
-    yield
-    worker.stop()
-    app.conf.task_default_queue = previous
 
 
 def test_the_visitor_gets_the_transcript_by_email(acme, smtp, mail_worker):
