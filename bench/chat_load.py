@@ -190,8 +190,8 @@ def provision(visitors: int, agents: int, migrate: bool) -> dict[str, Any]:
         call_command("migrate_schemas", interactive=False, verbosity=0)
 
     from im.models import Conversation
-    from kefu import services as kefu_services
     from kefu.models import AgentState, Channel, Session, Workgroup
+    from kefu.services import agents as kefu_agents
     from org.models import User
 
     tenant = bench_tenant()
@@ -226,11 +226,11 @@ def provision(visitors: int, agents: int, migrate: bool) -> dict[str, Any]:
         for user in User.objects.filter(username__startswith="bench_agent_").exclude(
             pk__in=[u.pk for u in staff]
         ):  # agents of an earlier, larger run stay out of routing
-            kefu_services.agent_status_set(user=user, status=AgentState.Status.OFFLINE)
+            kefu_agents.agent_status_set(user=user, status=AgentState.Status.OFFLINE)
         for user in staff:
             AgentState.objects.get_or_create(user=user)
             AgentState.objects.filter(user=user).update(max_concurrent=cap, open_count=0)
-            kefu_services.agent_status_set(user=user, status=AgentState.Status.ONLINE)
+            kefu_agents.agent_status_set(user=user, status=AgentState.Status.ONLINE)
             cookies.append(session_cookie(user))
     connection.set_schema_to_public()
     return {"channel": channel.public_key, "cookies": cookies, "cap": cap}

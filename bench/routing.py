@@ -12,7 +12,7 @@ What it does (docs/benchmarks.md, "Routing"):
 2. **Open loop**: for each of ``--rates`` (visitors/s), an equal share of the visitors arrive at
    that steady rate, served by ``--threads`` threads (each its own database connection, like
    daphne's worker threads) that send each visitor's *first* message through
-   ``kefu.services.visitor_message_send`` — the real path: session and conversation created,
+   ``kefu.services.messages.visitor_message_send`` — the real path: session and conversation created,
    message stored, the workgroup's queue dispatched under its row lock, the agent joined, system
    line posted, ``conversation.assigned`` published to Redis. **Assignment latency** = from the
    arrival instant to that call's return (the visitor is assigned when it returns), waiting for
@@ -48,8 +48,9 @@ def pct(values: list[float], q: float) -> float | None:
 def provision(agents: int, visitors: int, strategy: str) -> dict:
     from django_tenants.utils import schema_context
 
-    from kefu import services
     from kefu.models import AgentState, Channel, Workgroup
+    from kefu.services import agents as kefu_agents
+    from kefu.services import visitors as kefu_visitors
     from org.models import User
 
     tenant = bench_tenant()
@@ -67,9 +68,9 @@ def provision(agents: int, visitors: int, strategy: str) -> dict:
             staff.append(user)
         workgroup.agents.add(*staff)
         for user in staff:
-            services.agent_status_set(user=user, status=AgentState.Status.ONLINE)
+            kefu_agents.agent_status_set(user=user, status=AgentState.Status.ONLINE)
         people = [
-            services.visitor_start(channel=channel, language="en")[0] for _ in range(visitors)
+            kefu_visitors.visitor_start(channel=channel, language="en")[0] for _ in range(visitors)
         ]
     return {"schema": tenant.schema_name, "workgroup": workgroup, "visitors": people, "cap": cap}
 
@@ -79,7 +80,7 @@ def run(schema: str, visitors: list, threads: int, *, second: bool) -> tuple[lis
     from django.db import connection
     from django_tenants.utils import schema_context
 
-    from kefu import services
+    from kefu.services import messages
 
     latencies: list[float] = []
     lock = threading.Lock()
@@ -94,7 +95,7 @@ def run(schema: str, visitors: list, threads: int, *, second: bool) -> tuple[lis
                 barrier.wait()
                 for visitor in chunk:
                     t = time.perf_counter()
-                    services.visitor_message_send(
+                    messages.visitor_message_send(
                         visitor=visitor,
                         conversation_id=visitor.bench_cid if second else None,
                         content="again" if second else "hello, anyone there?",
@@ -131,7 +132,7 @@ def run_at_rate(
     from django.db import connection
     from django_tenants.utils import schema_context
 
-    from kefu import services
+    from kefu.services import messages
 
     latencies: list[float] = []
     lock = threading.Lock()
@@ -153,7 +154,7 @@ def run_at_rate(
                     if delay > 0:
                         time.sleep(delay)
                     visitor = visitors[i]
-                    services.visitor_message_send(
+                    messages.visitor_message_send(
                         visitor=visitor,
                         conversation_id=None,
                         content="hello, anyone there?",

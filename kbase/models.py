@@ -197,7 +197,7 @@ class RobotQuestion(models.Model):
     """A visitor question the robot could not answer, or whose answer was marked not helpful
     (KB-4): collected for admins, who answer it as a new FAQ item. The same question is
     counted, not stored twice, while it is open; questions are compared in the form
-    :func:`kefu.robot.normalized_question` gives them (width, case, punctuation and spacing
+    :func:`kbase.services.normalized_question` gives them (width, case, punctuation and spacing
     ignored)."""
 
     class Reason(models.TextChoices):

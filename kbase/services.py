@@ -3,17 +3,18 @@ articles with a version per saved text. Refusals raise :class:`weiyu.errors.Serv
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
 from django.contrib.postgres.search import SearchVector
 from django.db import transaction
-from django.db.models import Value
+from django.db.models import F, Value
 from django.utils import timezone
 from django.utils.text import slugify
 from django.utils.translation import gettext as _
 
 from kbase import indexing, text
-from kbase.models import Article, ArticleVersion, Category, FaqItem, KnowledgeBase
+from kbase.models import Article, ArticleVersion, Category, FaqItem, KnowledgeBase, RobotQuestion
 from weiyu.errors import ServiceError
 
 QUESTION_MAX = 500
@@ -138,3 +139,56 @@ def _unique_slug(kb: KnowledgeBase, slug: str, pk: int | None) -> str:
     while Article.objects.filter(kb=kb, slug=candidate).exclude(pk=pk).exists():
         candidate, n = f"{slug[:190]}-{n}", n + 1
     return candidate
+
+
+# --- questions the service robot could not answer (kefu.robot) ---------------------------------
+
+
+def normalized_question(question: str) -> str:
+    """The form unanswered questions are merged by: Unicode NFKC (full-width letters and
+    punctuation become their ASCII forms), case folded, punctuation and symbols dropped, runs of
+    spaces made one — so "退货怎么办?", "退货 怎么办" and "退货怎么办!" count as one question."""
+    text = unicodedata.normalize("NFKC", question).casefold()
+    kept = "".join(" " if unicodedata.category(ch)[0] in "PSZ" else ch for ch in text)
+    words = kept.split()
+    # spaces between two CJK characters are not words apart: "退货 怎么办" = "退货怎么办"
+    out = ""
+    for word in words:
+        if out and not (_cjk(out[-1]) and _cjk(word[0])):
+            out += " "
+        out += word
+    return out[:500]
+
+
+def _cjk(ch: str) -> bool:
+    return "\u2e80" <= ch <= "\u9fff" or "\uf900" <= ch <= "\ufaff" or "\uac00" <= ch <= "\ud7af"
+
+
+def robot_question_collect(
+    *, question: str, reason: str, conversation_id: int | None, answer_title: str = ""
+) -> RobotQuestion:
+    """Count a question the robot could not answer well: the open entry with the same
+    normalized text gets its count raised, else a new one is made."""
+    normalized = normalized_question(question)
+    existing = (
+        RobotQuestion.objects.select_for_update()
+        .filter(normalized=normalized, status=RobotQuestion.Status.OPEN)
+        .first()
+    )
+    now = timezone.now()
+    if existing is not None:
+        RobotQuestion.objects.filter(pk=existing.pk).update(
+            count=F("count") + 1,
+            last_asked_at=now,
+            conversation_id=conversation_id,
+            reason=reason if reason == RobotQuestion.Reason.NOT_HELPFUL else existing.reason,
+        )
+        existing.refresh_from_db()
+        return existing
+    return RobotQuestion.objects.create(
+        question=question[:500],
+        normalized=normalized,
+        reason=reason,
+        conversation_id=conversation_id,
+        answer_title=answer_title[:500],
+    )

@@ -16,7 +16,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from im.services import Sender
-from kefu import services, stats
+from kefu import stats
 from kefu.models import (
     AgentState,
     AutoReply,
@@ -35,6 +35,9 @@ from kefu.models import (
     VisitorTag,
     Workgroup,
 )
+from kefu.services import agents as kefu_agents
+from kefu.services import routing as kefu_routing
+from kefu.services import sessions as kefu_sessions
 from org.admin import UserAdmin
 from org.models import User
 
@@ -102,7 +105,7 @@ class WorkgroupAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Assign waiting visitors now"))
     def dispatch_queue(self, request: HttpRequest, queryset: Any) -> None:
-        total = sum(services.workgroup_dispatch(workgroup_id=wg.pk) for wg in queryset)
+        total = sum(kefu_routing.workgroup_dispatch(workgroup_id=wg.pk) for wg in queryset)
         self.message_user(
             request, _("%(count)d waiting visitors assigned.") % {"count": total}, messages.SUCCESS
         )
@@ -251,7 +254,7 @@ class AgentStateAdmin(admin.ModelAdmin):
 
     def _set(self, request: HttpRequest, queryset: Any, status: str) -> None:
         for state in queryset.select_related("user"):
-            services.agent_status_set(user=state.user, status=status)
+            kefu_agents.agent_status_set(user=state.user, status=status)
         self.message_user(request, _("Status updated."), messages.SUCCESS)
 
     @admin.action(description=_("Set online"))
@@ -355,7 +358,7 @@ class SessionAdmin(admin.ModelAdmin):
             key=f"u:{user.pk}", type="agent", name=getattr(user, "name", str(user)), user_id=user.pk
         )
         for session in queryset.exclude(status=Session.Status.CLOSED):
-            services.session_close(session_id=session.pk, closed_by=sender)
+            kefu_sessions.session_close(session_id=session.pk, closed_by=sender)
         self.message_user(request, _("Sessions closed."), messages.SUCCESS)
 
 

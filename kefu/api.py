@@ -14,18 +14,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from kefu import (
-    blocking,
-    canned,
-    monitor,
-    robot,
-    selectors,
-    services,
-    stats,
-    transfers,
-    visitors,
-)
+from kefu import canned, monitor, selectors, stats, visitors
 from kefu.models import BlockedVisitor, Transfer
+from kefu.robot import drafts as robot_drafts
+from kefu.services import blocking, transfers
+from kefu.services import queue as kefu_queue
 from weiyu.errors import ServiceError
 
 
@@ -120,7 +113,7 @@ class DraftApi(APIView):
         body = request.data
         if not isinstance(body, dict):
             raise ServiceError("invalid", _("A JSON object is expected."))
-        request_id = robot.assist_draft_request(
+        request_id = robot_drafts.assist_draft_request(
             user=request.user, conversation_id=body.get("conversation_id")
         )
         return Response({"request_id": request_id}, status=status.HTTP_202_ACCEPTED)
@@ -138,7 +131,7 @@ class TransferListApi(APIView):
     → 201 {transfer}: to a colleague it waits for their answer (``transfer.requested`` to
     them); to a workgroup it is done at once (the conversation re-enters that queue). 400
     ``invalid``, 404, 409 ``conflict`` (not the caller's open conversation, or one is pending),
-    409 ``unavailable_agent`` (the colleague is not online). Shape: ``kefu.transfers``."""
+    409 ``unavailable_agent`` (the colleague is not online). Shape: ``kefu.services.transfers``."""
 
     def get(self, request: Request) -> Response:
         return Response({"transfers": transfers.pending_for_user(user=request.user)})
@@ -307,7 +300,7 @@ class QueuePickApi(APIView):
     online, 409 ``conflict`` taken meanwhile or ``full`` at their cap)."""
 
     def post(self, request: Request, pk: int) -> Response:
-        session = services.queue_pick(user=request.user, session_id=pk)
+        session = kefu_queue.queue_pick(user=request.user, session_id=pk)
         return Response({"conversation_id": session.conversation_id})
 
 

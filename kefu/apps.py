@@ -7,11 +7,11 @@ class KefuConfig(AppConfig):
     verbose_name = _("Customer service")
 
     def ready(self) -> None:
+        # Django imports app modules that touch models only once the registry is ready, here.
+        from kefu.services.transfers import agent_release
         from org.signals import user_deactivated
 
         def release(sender: object, user: object, deleted: bool, **kwargs: object) -> None:
-            from kefu.transfers import agent_release
-
             agent_release(user=user, deleted=deleted)  # type: ignore[arg-type]
 
         user_deactivated.connect(release, weak=False, dispatch_uid="kefu-agent-release")

@@ -10,7 +10,12 @@ from django.utils.translation import gettext as _
 
 from im.consumers import MemberConsumer, _int_field
 from im.services import Sender
-from kefu import csat, presence, robot, selectors, services
+from kefu import csat, presence, selectors, senders
+from kefu.robot import feedback as robot_feedback
+from kefu.robot import handover as robot_handover
+from kefu.services import agents as kefu_agents
+from kefu.services import messages as kefu_messages
+from kefu.services import sessions, visitors
 from weiyu.errors import ServiceError
 
 
@@ -28,7 +33,7 @@ class AgentConsumer(MemberConsumer):
         if user is None or not user.is_authenticated or not user.is_active:
             raise ServiceError("unauthorized", _("Please sign in."))
         self.user = user
-        return services.agent_sender(user)
+        return senders.agent_sender(user)
 
     async def hello_extra(self) -> dict[str, Any]:
         if not self.user.is_agent:
@@ -59,18 +64,18 @@ class AgentConsumer(MemberConsumer):
             )
 
     def send_message(self, data: dict[str, Any]) -> tuple[Any, bool]:
-        return services.agent_message_send(user=self.user, **self.message_fields(data))
+        return kefu_messages.agent_message_send(user=self.user, **self.message_fields(data))
 
     async def on_conversation_close(self, data: dict[str, Any], ref: str | None) -> None:
         conversation_id = _int_field(data, "conversation_id", minimum=1)
         await self.db(
-            services.conversation_close_by_member,
+            sessions.conversation_close_by_member,
             conversation_id=conversation_id,
             sender=self.sender,
         )
 
     async def on_agent_status(self, data: dict[str, Any], ref: str | None) -> None:
-        await self.db(services.agent_status_set, user=self.user, status=data.get("status"))
+        await self.db(kefu_agents.agent_status_set, user=self.user, status=data.get("status"))
 
 
 class VisitorConsumer(MemberConsumer):
@@ -87,9 +92,9 @@ class VisitorConsumer(MemberConsumer):
     async def authenticate(self) -> Sender:
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         token = (query.get("token") or [None])[0]
-        self.visitor = await self.db(services.visitor_from_token, token)
+        self.visitor = await self.db(visitors.visitor_from_token, token)
         self.language = "en" if self.visitor.language.lower().startswith("en") else "zh-hans"
-        return services.visitor_sender(self.visitor)
+        return senders.visitor_sender(self.visitor)
 
     def conversation_list(self) -> list[dict[str, Any]]:
         return selectors.conversation_list_for_member(member_key=self.sender.key, closed_limit=20)
@@ -99,7 +104,7 @@ class VisitorConsumer(MemberConsumer):
             raise ServiceError(
                 "invalid", _("Only text messages are supported here."), field="msg_type"
             )
-        return services.visitor_message_send(
+        return kefu_messages.visitor_message_send(
             visitor=self.visitor,
             conversation_id=data.get("conversation_id"),
             content=data.get("content"),
@@ -110,14 +115,14 @@ class VisitorConsumer(MemberConsumer):
     async def on_conversation_close(self, data: dict[str, Any], ref: str | None) -> None:
         conversation_id = _int_field(data, "conversation_id", minimum=1)
         await self.db(
-            services.conversation_close_by_member,
+            sessions.conversation_close_by_member,
             conversation_id=conversation_id,
             sender=self.sender,
         )
 
     async def on_robot_handover(self, data: dict[str, Any], ref: str | None) -> None:
         result = await self.db(
-            robot.handover_by_visitor,
+            robot_handover.handover_by_visitor,
             visitor=self.visitor,
             conversation_id=data.get("conversation_id"),
         )
@@ -125,7 +130,7 @@ class VisitorConsumer(MemberConsumer):
 
     async def on_robot_feedback(self, data: dict[str, Any], ref: str | None) -> None:
         result = await self.db(
-            robot.feedback,
+            robot_feedback.feedback,
             visitor=self.visitor,
             message_id=data.get("message_id"),
             helpful=data.get("helpful"),

@@ -11,6 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from im.models import Participant
 from kefu.models import Session, Visitor
 from weiyu.errors import ServiceError
 from weiyu.realtime import publish_event_on_commit
@@ -68,8 +69,6 @@ def csat_submit(
         session.csat_comment = comment.strip()
         session.csat_at = timezone.now()
         session.save(update_fields=["csat_score", "csat_comment", "csat_at"])
-        from im.models import Participant
-
         staff = list(
             Participant.objects.filter(conversation_id=conversation_id, user__isnull=False)
             .values_list("member_key", flat=True)

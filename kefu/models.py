@@ -8,6 +8,7 @@ from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
 from im.models import Conversation
+from kefu.blocking import parse_network
 
 
 def new_public_key() -> str:
@@ -611,8 +612,6 @@ class BlockedVisitor(models.Model):
 
     def clean(self) -> None:
         from django.core.exceptions import ValidationError
-
-        from kefu.blocking import parse_network
 
         if self.network and parse_network(self.network) is None:
             raise ValidationError(

@@ -5,7 +5,7 @@ Each agent socket is a member of a sorted set ``<CHANNEL_PREFIX>:presence:<schem
 (``settings.REDIS_KEY_PREFIX``, ``weiyu`` unless ``CHANNEL_PREFIX`` says otherwise) scored with
 the time it was last heard from (connect, and every ``ping`` the inbox sends each 25 s). A socket
 is alive while its score is younger than :data:`ALIVE_S`; one whose process died without closing
-simply stops being refreshed. :func:`offline_scan` (the service timers, every few seconds) sets
+simply stops being refreshed. :func:`kefu.services.agents.offline_scan` (the service timers, every few seconds) sets
 agents whose sockets were all closed or silent for ``AGENT_OFFLINE_GRACE_S`` (default 60 s)
 offline. Agents who never opened the inbox (status set in the back office) are left alone.
 """
@@ -18,7 +18,6 @@ import time
 from functools import lru_cache
 
 from django.conf import settings
-from django.db import connection
 
 logger = logging.getLogger(__name__)
 
@@ -82,29 +81,9 @@ def last_seen(*, schema: str, user_id: int) -> tuple[bool, float | None]:
     return alive, max(score for _member, score in entries)
 
 
-def offline_scan() -> int:
-    """Set offline the current tenant's agents (not offline yet) whose inbox tabs were all closed,
-    or silent, for the grace period; their presence record is then cleared. Returns how many."""
-    from kefu import services
-    from kefu.models import AgentState
-
-    schema = connection.schema_name
-    grace = grace_s()
-    now = time.time()
-    done = 0
-    states = AgentState.objects.exclude(status=AgentState.Status.OFFLINE).select_related("user")
-    for state in states:
-        try:
-            alive, seen = last_seen(schema=schema, user_id=state.user_id)
-        except Exception as exc:
-            logger.warning("agent presence unreadable: %s", exc)
-            return done
-        if alive or seen is None or now - seen < grace:
-            continue
-        services.agent_status_set(user=state.user, status=AgentState.Status.OFFLINE)
-        _redis().delete(_key(schema, state.user_id))
-        done += 1
-    return done
+def forget(*, schema: str, user_id: int) -> None:
+    """Clear an agent's record (after the service timers set them offline)."""
+    _redis().delete(_key(schema, user_id))
 
 
 def queue_length_changed(*, schema: str, workgroup_id: int, length: int) -> bool:

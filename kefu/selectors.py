@@ -7,9 +7,11 @@ from typing import Any
 from django.utils.translation import gettext as _
 
 from im import selectors as im_selectors
+from im.models import Message
 from im.serializers import member_payload
 from kefu.csat import csat_payload
-from kefu.models import AgentState, Channel, Session, Visitor
+from kefu.models import AgentState, Channel, Session, Visitor, Workgroup
+from org.models import User
 from weiyu.errors import ServiceError
 
 
@@ -143,9 +145,6 @@ def team_overview() -> dict[str, Any]:
     """Agents with status and load, and the workgroups: ``{"agents": [{"id", "name", "status",
     "open_count", "max_concurrent", "workgroups": [{"id", "name"}]}], "workgroups": [{"id",
     "name"}]}`` (active agents, by name)."""
-    from kefu.models import Workgroup
-    from org.models import User
-
     groups = {w.pk: {"id": w.pk, "name": w.name} for w in Workgroup.objects.order_by("name")}
     memberships: dict[int, list[dict[str, Any]]] = {}
     for user_id, workgroup_id in Workgroup.agents.through.objects.values_list(
@@ -174,9 +173,6 @@ def queue_overview(*, user: Any) -> list[dict[str, Any]]:
     """The queues of the agent's workgroups: ``[{"id", "name", "allow_pick", "waiting": [{"session_id",
     "conversation_id", "visitor", "queued_at", "preview"}]}]`` (oldest first; preview: the
     visitor's first words, ≤ 80 characters)."""
-    from im.models import Message
-    from kefu.models import Workgroup
-
     groups = list(Workgroup.objects.filter(agents=user).order_by("name"))
     waiting = list(
         Session.objects.filter(workgroup__in=groups, status=Session.Status.QUEUED)

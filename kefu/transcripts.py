@@ -7,11 +7,14 @@ import re
 from datetime import timedelta
 from typing import Any
 
+from celery import shared_task
 from django.core.exceptions import ValidationError
+from django.core.mail import EmailMessage
 from django.core.validators import validate_email
 from django.db import connection, transaction
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
+from django_tenants.utils import schema_context
 
 from im.models import Message
 from kefu.models import Session, Visitor
@@ -103,8 +106,6 @@ def transcript_request(*, visitor: Visitor, conversation_id: object, email: obje
         schema, session_id = connection.schema_name, session.pk
 
         def enqueue() -> None:
-            from kefu.tasks import transcript_email_task
-
             transcript_email_task.delay(schema, session_id, address)
 
         transaction.on_commit(enqueue)
@@ -114,8 +115,6 @@ def transcript_request(*, visitor: Visitor, conversation_id: object, email: obje
 def transcript_send(*, session_id: int, address: str) -> bool:
     """Compose and send one transcript (the body of ``transcript_email_task``) in the visitor's
     language: every public message with its time and author; internal notes never."""
-    from django.core.mail import EmailMessage
-
     session = Session.objects.select_related("visitor", "channel").filter(pk=session_id).first()
     if session is None:
         return False
@@ -143,3 +142,17 @@ def transcript_send(*, session_id: int, address: str) -> bool:
             to=[address],
         ).send()
     return True
+
+
+# Defined beside the service it runs, under its historic name; kefu/tasks.py re-exports it.
+@shared_task(
+    name="kefu.tasks.transcript_email_task",
+    autoretry_for=(OSError,),
+    retry_backoff=30,
+    max_retries=8,
+)
+def transcript_email_task(schema: str, session_id: int, address: str) -> bool:
+    """E-mail a conversation's transcript to the visitor (:func:`transcript_send`); SMTP errors
+    retry with back-off. Returns whether a mail was sent."""
+    with schema_context(schema):
+        return transcript_send(session_id=session_id, address=address)

@@ -24,18 +24,11 @@ from rest_framework.views import APIView
 
 from im.models import MessagingSettings
 from kbase import llm
-from kefu import (
-    blocking,
-    hours,
-    monitor,
-    robot,
-    routing,
-    selectors,
-    services,
-    transcripts,
-    visitors,
-)
+from kefu import hours, monitor, selectors, senders, transcripts, visitors
 from kefu.models import Channel
+from kefu.robot import persona as robot_persona
+from kefu.services import blocking, routing
+from kefu.services import visitors as kefu_visitors
 from weiyu.errors import ServiceError
 
 
@@ -132,7 +125,7 @@ class WidgetSessionApi(APIView):
         if not isinstance(data, dict):
             raise ServiceError("invalid", _("The body must be a JSON object."))
         channel = selectors.channel_get_active(public_key=data.get("channel"))
-        visitor, token = services.visitor_start(
+        visitor, token = kefu_visitors.visitor_start(
             channel=channel,
             token=data.get("token"),
             ip_address=request.META.get("REMOTE_ADDR"),
@@ -160,7 +153,7 @@ class WidgetSessionApi(APIView):
                     "color": channel.color,
                     "mode": channel.mode,
                 },
-                "robot": robot.widget_info(channel, robot.language_for(visitor)),
+                "robot": robot_persona.widget_info(channel, senders.language_for(visitor)),
                 "departments": routing.departments(channel),
                 "ws_path": "/ws/visitor/",
                 "agents_online": is_open
@@ -242,7 +235,7 @@ class WidgetProfileApi(APIView):
         data = request.data
         if not isinstance(data, dict):
             raise ServiceError("invalid", _("The body must be a JSON object."))
-        visitor = services.visitor_from_token(data.get("token"))
+        visitor = kefu_visitors.visitor_from_token(data.get("token"))
         visitor = transcripts.profile_update(
             visitor=visitor, name=data.get("name"), email=data.get("email"), phone=data.get("phone")
         )
@@ -262,7 +255,7 @@ class WidgetTranscriptApi(APIView):
         data = request.data
         if not isinstance(data, dict):
             raise ServiceError("invalid", _("The body must be a JSON object."))
-        visitor = services.visitor_from_token(data.get("token"))
+        visitor = kefu_visitors.visitor_from_token(data.get("token"))
         address = transcripts.transcript_request(
             visitor=visitor, conversation_id=data.get("conversation_id"), email=data.get("email")
         )

@@ -21,8 +21,9 @@ from django.db import connection
 from django.test import Client
 from django_tenants.utils import schema_context
 
-from kefu import services as kefu_services
 from kefu.models import AgentState, Channel, Visitor, Workgroup
+from kefu.services import agents as kefu_agents
+from kefu.services import visitors
 from org.models import User
 from tenants.models import Tenant
 from tenants.services import public_tenant_ensure, tenant_create
@@ -103,7 +104,7 @@ def make_agent(*, status: str = "online", cap: int = 5, name: str | None = None)
     )
     AgentState.objects.create(user=user, max_concurrent=cap)
     if status != "offline":
-        kefu_services.agent_status_set(user=user, status=status)
+        kefu_agents.agent_status_set(user=user, status=status)
     return user
 
 
@@ -115,7 +116,7 @@ def make_desk(tenant: Tenant, *, agents: int = 1, status: str = "online", cap: i
         workgroup.agents.add(*staff)
         for user in staff:
             if status != "offline":
-                kefu_services.agent_status_set(user=user, status=status)
+                kefu_agents.agent_status_set(user=user, status=status)
         channel = Channel.objects.create(
             name=unique("site"), workgroup=workgroup, welcome_text="Hi"
         )
@@ -125,7 +126,7 @@ def make_desk(tenant: Tenant, *, agents: int = 1, status: str = "online", cap: i
 def make_visitor(desk: Desk, *, language: str = "en") -> tuple[Visitor, str]:
     """A visitor of the desk's channel and its token."""
     with schema_context(desk.tenant.schema_name):
-        return kefu_services.visitor_start(channel=desk.channel, language=language)
+        return visitors.visitor_start(channel=desk.channel, language=language)
 
 
 def session_cookie(tenant: Tenant, user: User) -> bytes:

@@ -12,7 +12,7 @@ from django.test import Client, RequestFactory
 from django.urls import reverse
 from django_tenants.utils import schema_context
 
-from kefu import services
+from kefu.services import messages
 from org.models import User
 from tenants.admin import platform_admin_site
 from tests.conftest import PASSWORD, agent_client, make_desk, make_visitor, unique
@@ -47,7 +47,7 @@ def _activity(tenant) -> User:
     desk = make_desk(tenant, agents=1)
     with schema_context(tenant.schema_name):
         visitor, _ = make_visitor(desk)
-        services.visitor_message_send(
+        messages.visitor_message_send(
             visitor=visitor, conversation_id=None, content="hello", client_msg_id=unique("m")
         )
         ticket_services.ticket_create(

@@ -24,7 +24,7 @@ from rest_framework.views import APIView
 
 from im.api_files import serve_attachment
 from kefu.models import Workgroup
-from kefu.services import visitor_from_token
+from kefu.services.visitors import visitor_from_token
 from org.models import User
 from tickets import reports, selectors, services
 from tickets.models import Category, Comment, Notification, Priority, Ticket

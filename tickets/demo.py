@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from kefu import services as kefu_services
+from kefu.services import visitors as kefu_services
 from tickets import services
 from tickets.models import BusinessCalendar, BusinessHours, Category, SlaPolicy, SlaTarget, Ticket
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from django_tenants.utils import schema_context
 
-from kefu import services
 from kefu.models import Session
+from kefu.services import agents as kefu_agents
 from org import services as org_services
 from org.models import User
 from tests.conftest import make_agent
@@ -34,7 +34,7 @@ def test_a_disabled_agent_is_signed_out_and_their_visitor_moves_on(
         with django_db_blocker.unblock(), schema_context(desk.tenant.schema_name):
             colleague = make_agent()
             desk.workgroup.agents.add(colleague)
-            services.agent_status_set(user=colleague, status="online")
+            kefu_agents.agent_status_set(user=colleague, status="online")
             org_services.user_deactivate(user=User.objects.get(pk=desk.agents[0].pk))
 
         # then the inbox says so and offers to sign in again

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from django_tenants.utils import schema_context
 
-from kefu import services
 from kefu.models import AgentState
+from kefu.services import agents as kefu_agents
 from tenants.services import tenant_create
 from tests.conftest import PASSWORD, make_desk, unique
 from tests.e2e.test_live_chat import TIMEOUT, _open_widget, _say, _sign_in
@@ -25,7 +25,7 @@ def test_an_agent_transfers_to_a_colleague_who_accepts(daphne_server, browser, d
         desk = make_desk(tenant, agents=2)
         first, colleague = sorted(desk.agents, key=lambda u: u.pk)
         with schema_context(schema):
-            services.agent_status_set(user=colleague, status="away")  # the visitor goes to first
+            kefu_agents.agent_status_set(user=colleague, status="away")  # the visitor goes to first
     host = f"{schema}.localhost"
     contexts = [browser.new_context(locale="en-US") for _ in range(3)]
     try:
@@ -39,7 +39,7 @@ def test_an_agent_transfers_to_a_colleague_who_accepts(daphne_server, browser, d
             timeout=TIMEOUT
         )
         with django_db_blocker.unblock(), schema_context(schema):
-            services.agent_status_set(user=colleague, status="online")
+            kefu_agents.agent_status_set(user=colleague, status="online")
             assert AgentState.objects.get(user=colleague).open_count == 0
 
         # when the first agent transfers to the colleague with a note

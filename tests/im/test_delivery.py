@@ -13,8 +13,10 @@ from django_tenants.utils import schema_context
 
 from im import services as im_services
 from im.models import Conversation, Message
-from kefu import services
+from kefu import senders
 from kefu.models import Session, Visitor
+from kefu.services import messages as kefu_messages
+from kefu.services import sessions
 from org.models import User
 from tests.conftest import make_desk, make_visitor, session_cookie
 from tests.threads import in_threads
@@ -39,11 +41,11 @@ def _chat(acme, *, extra_visitor_messages: int = 0, agent_messages: int = 0) -> 
     desk = make_desk(acme, agents=1)
     visitor, token = make_visitor(desk)
     with schema_context("acme"), capture_events():
-        first, _ = services.visitor_message_send(
+        first, _ = kefu_messages.visitor_message_send(
             visitor=visitor, conversation_id=None, content="hello", client_msg_id="first"
         )
         for n in range(extra_visitor_messages):
-            services.visitor_message_send(
+            kefu_messages.visitor_message_send(
                 visitor=visitor,
                 conversation_id=first.conversation_id,
                 content=f"more {n}",
@@ -51,7 +53,7 @@ def _chat(acme, *, extra_visitor_messages: int = 0, agent_messages: int = 0) -> 
             )
         assert Session.objects.get(visitor=visitor).agent_id == desk.agents[0].pk
         for n in range(agent_messages):
-            services.agent_message_send(
+            kefu_messages.agent_message_send(
                 user=desk.agents[0],
                 conversation_id=first.conversation_id,
                 content=f"answer {n}",
@@ -211,14 +213,14 @@ def test_seq_is_gap_free_when_ten_threads_send_to_one_conversation(acme):
         seqs = []
         for k in range(5):
             if n % 2:
-                message, created = services.agent_message_send(
+                message, created = kefu_messages.agent_message_send(
                     user=chat.agent,
                     conversation_id=chat.cid,
                     content="a",
                     client_msg_id=f"t{n}-{k}",
                 )
             else:
-                message, created = services.visitor_message_send(
+                message, created = kefu_messages.visitor_message_send(
                     visitor=chat.visitor,
                     conversation_id=chat.cid,
                     content="v",
@@ -249,7 +251,7 @@ def test_racing_copies_of_one_message_store_it_once_and_consume_no_seq(acme):
     def send(_n: int) -> list[tuple[str, int, int, bool]]:
         out = []
         for k in range(5):
-            message, created = services.visitor_message_send(
+            message, created = kefu_messages.visitor_message_send(
                 visitor=chat.visitor,
                 conversation_id=chat.cid,
                 content=f"copy {k}",
@@ -419,7 +421,7 @@ def test_new_message_events_go_to_exactly_the_participants(acme):
 
     with schema_context("acme"), capture_events() as events:
         # when the visitor writes first
-        first, _ = services.visitor_message_send(
+        first, _ = kefu_messages.visitor_message_send(
             visitor=visitor, conversation_id=None, content="hi", client_msg_id="ev-1"
         )
         # then only the visitor is told of its message (nobody else is in yet), then the agent
@@ -437,10 +439,10 @@ def test_new_message_events_go_to_exactly_the_participants(acme):
 
         # when the agent replies, and the visitor answers
         events.clear()
-        reply, _ = services.agent_message_send(
+        reply, _ = kefu_messages.agent_message_send(
             user=agent, conversation_id=first.conversation_id, content="hello", client_msg_id="ev-2"
         )
-        services.visitor_message_send(
+        kefu_messages.visitor_message_send(
             visitor=visitor,
             conversation_id=first.conversation_id,
             content="thanks",
@@ -472,7 +474,7 @@ def test_new_message_events_go_to_exactly_the_participants(acme):
 
         # when the visitor resends an old message, nobody is told anything
         events.clear()
-        services.visitor_message_send(
+        kefu_messages.visitor_message_send(
             visitor=visitor,
             conversation_id=first.conversation_id,
             content="thanks",
@@ -484,7 +486,7 @@ def test_new_message_events_go_to_exactly_the_participants(acme):
         im_services.participant_remove(
             conversation_id=first.conversation_id, member_key=agent.member_key
         )
-        services.visitor_message_send(
+        kefu_messages.visitor_message_send(
             visitor=visitor,
             conversation_id=first.conversation_id,
             content="still there?",
@@ -556,13 +558,13 @@ async def test_sync_messages_are_ascending_by_conversation_then_seq(acme):
         with schema_context("acme"), capture_events():
             for n in range(2):
                 visitor, _ = make_visitor(desk)
-                message, _ = services.visitor_message_send(
+                message, _ = kefu_messages.visitor_message_send(
                     visitor=visitor, conversation_id=None, content="hi", client_msg_id=f"o{n}"
                 )
                 cids.append(message.conversation_id)
             for cid in cids:
-                services.conversation_close_by_member(
-                    conversation_id=cid, sender=services.agent_sender(agent)
+                sessions.conversation_close_by_member(
+                    conversation_id=cid, sender=senders.agent_sender(agent)
                 )
         return session_cookie(acme, agent), cids[0], cids[1]
 

@@ -16,7 +16,7 @@ from django_tenants.utils import schema_context
 from im import groups, selectors, services
 from im.models import Conversation, Message, MessagingSettings, Participant
 from im.services import Sender
-from kefu import services as kefu_services
+from kefu.services import messages as kefu_messages
 from org.models import User
 from tests.conftest import PASSWORD, make_desk, make_visitor, session_cookie, unique
 from tests.ws import collect_until, connect, has_types, receive_until
@@ -387,7 +387,7 @@ def test_internal_note_never_reaches_the_visitor_and_pulls_in_a_colleague(acme):
     with schema_context("acme"), capture_events() as events:
         agent = desk.agents[0]
         colleague = _user("expert")
-        first, _ = kefu_services.visitor_message_send(
+        first, _ = kefu_messages.visitor_message_send(
             visitor=visitor,
             conversation_id=None,
             content="my order is late",
@@ -404,7 +404,7 @@ def test_internal_note_never_reaches_the_visitor_and_pulls_in_a_colleague(acme):
 
         before = visitor_unread()
         events.clear()
-        note, _ = kefu_services.agent_message_send(
+        note, _ = kefu_messages.agent_message_send(
             user=agent,
             conversation_id=cid,
             content=f"@{colleague.name} can you check the warehouse?",
@@ -432,7 +432,7 @@ def test_internal_note_never_reaches_the_visitor_and_pulls_in_a_colleague(acme):
         selectors.participant_get(conversation_id=cid, member_key=colleague.member_key)
         # a public reply still reaches the visitor
         events.clear()
-        kefu_services.agent_message_send(
+        kefu_messages.agent_message_send(
             user=agent, conversation_id=cid, content="We are checking.", client_msg_id=unique("p")
         )
         news = [g for e, g in events if e["type"] == "message.new"]

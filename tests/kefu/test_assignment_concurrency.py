@@ -12,8 +12,11 @@ from collections.abc import Sequence
 from django_tenants.utils import schema_context
 
 from im.models import Message, Participant
-from kefu import services
+from kefu import senders
 from kefu.models import AgentState, Session, Visitor, Workgroup
+from kefu.services import events as kefu_events
+from kefu.services import messages
+from kefu.services import sessions as kefu_sessions
 from org.models import User
 from tests.conftest import Desk, make_desk, make_visitor
 from tests.threads import in_threads
@@ -21,7 +24,7 @@ from weiyu.realtime import capture_events
 
 
 def _first_message(visitor: Visitor) -> Message:
-    message, created = services.visitor_message_send(
+    message, created = messages.visitor_message_send(
         visitor=visitor,
         conversation_id=None,
         content=f"hello from {visitor.name}",
@@ -33,8 +36,8 @@ def _first_message(visitor: Visitor) -> Message:
 
 def _close_as_agent(session: Session) -> None:
     agent = User.objects.get(pk=session.agent_id)
-    services.conversation_close_by_member(
-        conversation_id=session.conversation_id, sender=services.agent_sender(agent)
+    kefu_sessions.conversation_close_by_member(
+        conversation_id=session.conversation_id, sender=senders.agent_sender(agent)
     )
 
 
@@ -107,7 +110,7 @@ def test_forty_concurrent_first_messages_fill_six_slots_and_queue_the_rest(acme)
 
         # and the waiting visitors are told their places in the order they were queued
         with capture_events() as events:
-            services.queue_positions_publish(workgroup_id=desk.workgroup.pk)
+            kefu_events.queue_positions_publish(workgroup_id=desk.workgroup.pk)
         told = {
             groups[0]: event["position"]
             for event, groups in events
@@ -265,8 +268,8 @@ def test_three_hundred_visitors_at_once_least_busy_never_double_assigned(acme):
             key=lambda s: (s.queued_at, s.pk),
         )
         first_open = next(s for s in sessions if s.status == Session.Status.OPEN)
-        services.session_close(
-            session_id=first_open.pk, closed_by=services.agent_sender(first_open.agent)
+        kefu_sessions.session_close(
+            session_id=first_open.pk, closed_by=senders.agent_sender(first_open.agent)
         )
         assert Session.objects.get(pk=queued[0].pk).status == Session.Status.OPEN
         assert Session.objects.get(pk=queued[1].pk).status == Session.Status.QUEUED

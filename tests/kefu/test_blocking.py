@@ -11,8 +11,8 @@ from django.test import Client
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
-from kefu import services
 from kefu.models import BlockedVisitor, Session
+from kefu.services import messages
 from tests.conftest import agent_client, make_agent, make_desk, unique
 from weiyu.errors import ServiceError
 
@@ -30,7 +30,7 @@ def test_an_agent_blocks_a_visitor_from_the_conversation(acme):
         from kefu.models import Visitor
 
         visitor = Visitor.objects.get(pk=started["visitor"]["id"])
-        first, _ = services.visitor_message_send(
+        first, _ = messages.visitor_message_send(
             visitor=visitor, conversation_id=None, content="spam spam", client_msg_id=unique("v")
         )
     agent = agent_client(desk.agents[0])
@@ -51,7 +51,7 @@ def test_an_agent_blocks_a_visitor_from_the_conversation(acme):
         assert Session.objects.get(conversation_id=first.conversation_id).status == "closed"
         # the visitor cannot send any more
         with pytest.raises(ServiceError) as err:
-            services.visitor_message_send(
+            messages.visitor_message_send(
                 visitor=visitor, conversation_id=None, content="hello?", client_msg_id=unique("v")
             )
         assert err.value.code == "forbidden"

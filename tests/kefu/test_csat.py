@@ -109,7 +109,7 @@ async def test_a_keyword_auto_reply_answers_at_once(acme):
             AutoReply.objects.create(
                 channel=desk.channel, keyword=keyword, reply="We are open 9:00-21:00 every day."
             )
-            from kefu import automation
+            from kefu.services import automation
 
             automation._cache.clear()  # this process read the list before the rule existed
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 from channels.db import database_sync_to_async
 
-from kefu import services
 from kefu.consumers import AgentConsumer, VisitorConsumer
+from kefu.services import messages
 from tests.conftest import make_desk, make_visitor, session_cookie
 from tests.ws import connect, receive_until
 
@@ -59,7 +59,7 @@ async def test_wrongly_typed_frames_never_break_a_socket(acme):
         from django_tenants.utils import schema_context
 
         with schema_context("acme"):
-            services.visitor_message_send(
+            messages.visitor_message_send(
                 visitor=visitor, conversation_id=None, content="hello", client_msg_id="first"
             )
 

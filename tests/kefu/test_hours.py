@@ -12,8 +12,9 @@ from django.utils import timezone
 from django_tenants.utils import schema_context
 
 from im.models import Message
-from kefu import hours, services
+from kefu import hours
 from kefu.models import Session, Workgroup
+from kefu.services import messages
 from tests.conftest import make_desk, make_visitor, unique
 from tickets.models import BusinessCalendar, BusinessHours, Holiday
 from weiyu.errors import ServiceError
@@ -92,7 +93,7 @@ def test_outside_hours_the_widget_offers_a_message_and_a_chat_is_not_started(acm
     with schema_context("acme"):
         visitor, _ = make_visitor(desk)
         with pytest.raises(ServiceError) as closed:
-            services.visitor_message_send(
+            messages.visitor_message_send(
                 visitor=visitor, conversation_id=None, content="hello?", client_msg_id=unique("c")
             )
         assert closed.value.code == "closed"
@@ -102,7 +103,7 @@ def test_outside_hours_the_widget_offers_a_message_and_a_chat_is_not_started(acm
         # within hours again, the chat starts as usual
         Holiday.objects.filter(calendar=calendar).delete()
         hours._cache.clear()
-        services.visitor_message_send(
+        messages.visitor_message_send(
             visitor=visitor, conversation_id=None, content="hello?", client_msg_id=unique("c")
         )
         assert Session.objects.get(visitor=visitor).agent_id == desk.agents[0].pk

@@ -11,8 +11,8 @@ import pytest
 from django.test import Client
 from django_tenants.utils import schema_context
 
-from kefu import services
 from kefu.models import Channel, Visitor
+from kefu.services import messages, visitors
 from org.models import User
 from tests.conftest import PASSWORD, make_desk, make_visitor
 from weiyu.realtime import capture_events
@@ -74,7 +74,7 @@ def test_widget_session_creates_a_visitor_with_a_token(acme):
     assert body["robot"] is None  # a human-only channel
     assert body["ws_path"] == "/ws/visitor/"
     with schema_context("acme"):
-        stored = services.visitor_from_token(body["token"])
+        stored = visitors.visitor_from_token(body["token"])
         assert stored.pk == visitor["id"]
         assert (stored.page_url, stored.referrer, stored.language) == (
             "https://shop.example/pricing",
@@ -104,7 +104,7 @@ def test_widget_session_resumes_the_visitor_of_a_token(acme):
     with schema_context("acme"):
         assert Visitor.objects.filter(channel=desk.channel).count() == count
         assert Visitor.objects.get(pk=first["visitor"]["id"]).page_url == "/checkout"
-        assert services.visitor_from_token(again["token"]).pk == first["visitor"]["id"]
+        assert visitors.visitor_from_token(again["token"]).pk == first["visitor"]["id"]
 
 
 def test_widget_session_with_a_token_of_another_channel_or_garbage_gets_a_new_visitor(acme):
@@ -308,13 +308,13 @@ def test_tenant_admin_lists_the_customer_service_records(acme):
     desk = make_desk(acme, agents=1)
     visitor, _ = make_visitor(desk)
     with schema_context("acme"), capture_events():
-        message, _ = services.visitor_message_send(
+        message, _ = messages.visitor_message_send(
             visitor=visitor,
             conversation_id=None,
             content="Where is my parcel?",
             client_msg_id="adm-1",
         )
-        services.agent_message_send(
+        messages.agent_message_send(
             user=desk.agents[0],
             conversation_id=message.conversation_id,
             content="On its way!",

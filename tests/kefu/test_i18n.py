@@ -6,8 +6,9 @@ from django.test import Client
 from django_tenants.utils import schema_context
 
 from im.models import Message
-from kefu import services
+from kefu import senders
 from kefu.models import Session
+from kefu.services import messages, sessions
 from tests.conftest import make_desk, make_visitor
 
 
@@ -36,11 +37,11 @@ def test_chinese_visitor_gets_chinese_system_lines(acme):
     agent = desk.agents[0]
     with schema_context("acme"):
         # when the visitor writes and the agent ends the conversation
-        message, _ = services.visitor_message_send(
+        message, _ = messages.visitor_message_send(
             visitor=visitor, conversation_id=None, content="你好", client_msg_id="zh-1"
         )
         session = Session.objects.get(conversation_id=message.conversation_id)
-        services.session_close(session_id=session.pk, closed_by=services.agent_sender(agent))
+        sessions.session_close(session_id=session.pk, closed_by=senders.agent_sender(agent))
         lines = list(
             Message.objects.filter(conversation_id=message.conversation_id, msg_type="system")
             .order_by("seq")

@@ -7,14 +7,14 @@ from datetime import timedelta
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
-from kefu import services
 from kefu.models import Session, Workgroup
+from kefu.services import messages
 from org.models import User
 from tests.conftest import PASSWORD, agent_client, make_desk, make_visitor, unique
 
 
 def _send(visitor, text):
-    services.visitor_message_send(
+    messages.visitor_message_send(
         visitor=visitor, conversation_id=None, content=text, client_msg_id=unique("c")
     )
 
@@ -34,7 +34,7 @@ def test_a_supervisor_sees_queues_loads_and_waits_and_reads_any_conversation(acm
             queued_at=timezone.now() - timedelta(seconds=95)
         )
         session = Session.objects.get(visitor=served)
-        services.agent_message_send(
+        messages.agent_message_send(
             user=agent,
             conversation_id=session.conversation_id,
             content="VIP, be nice",

@@ -10,8 +10,9 @@ from django.test import Client
 from django_tenants.utils import schema_context
 
 from im.models import Participant
-from kefu import services
 from kefu.models import Channel, Session
+from kefu.services import messages as kefu_messages
+from kefu.services import visitors
 from tests.conftest import make_desk, unique
 
 
@@ -48,8 +49,8 @@ def test_the_pre_chat_form_asks_for_what_the_channel_wants(acme):
     assert body["visitor"]["profile_done"] is True
     # the chat shows the name to agents from now on
     with schema_context("acme"):
-        visitor = services.visitor_from_token(token)
-        services.visitor_message_send(
+        visitor = visitors.visitor_from_token(token)
+        kefu_messages.visitor_message_send(
             visitor=visitor, conversation_id=None, content="hi", client_msg_id=unique("c")
         )
         assert Participant.objects.get(member_key=visitor.member_key).name == "Li Lei"
@@ -71,13 +72,13 @@ def test_the_visitor_gets_the_transcript_by_email(acme, smtp, mail_worker):
     )
     token = session["token"]
     with schema_context("acme"):
-        visitor = services.visitor_from_token(token)
-        services.visitor_message_send(
+        visitor = visitors.visitor_from_token(token)
+        kefu_messages.visitor_message_send(
             visitor=visitor, conversation_id=None, content="Where is order 42?", client_msg_id="t1"
         )
         cid = Session.objects.get(visitor=visitor).conversation_id
-        services.agent_message_send(user=agent, conversation_id=cid, content="It ships today.")
-        services.agent_message_send(
+        kefu_messages.agent_message_send(user=agent, conversation_id=cid, content="It ships today.")
+        kefu_messages.agent_message_send(
             user=agent, conversation_id=cid, content="late again, sigh", internal=True
         )
     status, body = _post(

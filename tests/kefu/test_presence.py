@@ -11,6 +11,7 @@ from django_tenants.utils import schema_context
 
 from kefu import presence
 from kefu.models import AgentState
+from kefu.services import agents as kefu_agents
 from tests.conftest import make_agent, session_cookie
 from tests.ws import connect
 
@@ -22,7 +23,7 @@ def _status(user) -> str:
 
 def _scan() -> int:
     with schema_context("acme"):
-        return presence.offline_scan()
+        return kefu_agents.offline_scan()
 
 
 @pytest.mark.asyncio

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from django_tenants.utils import schema_context
 
-from kefu import services
 from kefu.models import AgentState, Session, Workgroup
+from kefu.services import agents as kefu_agents
+from kefu.services import messages
+from kefu.services import queue as kefu_queue
 from tests.conftest import agent_client, make_agent, make_desk, make_visitor, unique
 from tests.threads import in_threads
 from weiyu.errors import ServiceError
@@ -13,7 +15,7 @@ from weiyu.realtime import capture_events
 
 
 def _send(visitor, text="hello"):
-    services.visitor_message_send(
+    messages.visitor_message_send(
         visitor=visitor, conversation_id=None, content=text, client_msg_id=unique("c")
     )
 
@@ -37,7 +39,7 @@ def test_an_agent_sees_the_queue_and_takes_a_visitor(acme):
         helper = make_agent(cap=1)
         desk.workgroup.agents.add(helper)
         AgentState.objects.filter(user=helper).update(status="away")
-        services.agent_status_set(user=helper, status="online")  # dispatches: takes early
+        kefu_agents.agent_status_set(user=helper, status="online")  # dispatches: takes early
         assert Session.objects.get(visitor=early).agent_id == helper.pk
         AgentState.objects.filter(user=helper).update(max_concurrent=5)
     client = agent_client(helper)
@@ -89,7 +91,7 @@ def test_two_agents_picking_the_same_visitor_at_once_get_it_once(acme):
 
     def pick(user):
         try:
-            services.queue_pick(user=user, session_id=session.pk)
+            kefu_queue.queue_pick(user=user, session_id=session.pk)
         except ServiceError as exc:
             return exc.code
         return "taken"

@@ -5,14 +5,17 @@ from __future__ import annotations
 from django_tenants.utils import schema_context
 
 from im.models import Message
-from kefu import services
+from kefu import senders
 from kefu.models import AgentState, Session
+from kefu.services import agents as kefu_agents
+from kefu.services import messages
+from kefu.services import sessions as kefu_sessions
 from tests.conftest import make_desk, make_visitor
 from weiyu.realtime import capture_events
 
 
 def _send(visitor, text: str, cid: str):
-    return services.visitor_message_send(
+    return messages.visitor_message_send(
         visitor=visitor, conversation_id=None, content=text, client_msg_id=cid
     )
 
@@ -53,7 +56,7 @@ def test_visitor_queued_when_nobody_is_available_then_assigned_when_agent_comes_
         assert Session.objects.get(visitor=first).status == Session.Status.QUEUED
         # when the agent goes online
         events.clear()
-        services.agent_status_set(user=desk.agents[0], status="online")
+        kefu_agents.agent_status_set(user=desk.agents[0], status="online")
         # then the first in line is assigned and the second moves up
         assert Session.objects.get(visitor=first).agent_id == desk.agents[0].pk
         assert Session.objects.get(visitor=second).agent_id == desk.agents[0].pk  # cap 5: both fit
@@ -75,8 +78,8 @@ def test_cap_respected_and_queue_moves_when_a_conversation_closes(acme):
         assert s1.agent_id == agent.pk
         assert Session.objects.get(visitor=second).status == Session.Status.QUEUED
         # when the agent closes the first conversation
-        services.conversation_close_by_member(
-            conversation_id=s1.conversation_id, sender=services.agent_sender(agent)
+        kefu_sessions.conversation_close_by_member(
+            conversation_id=s1.conversation_id, sender=senders.agent_sender(agent)
         )
         # then the second visitor is assigned, and the first conversation shows it ended
         assert Session.objects.get(visitor=second).agent_id == agent.pk
@@ -92,7 +95,9 @@ def test_visitor_message_after_close_starts_a_new_conversation(acme):
     with schema_context("acme"):
         m1, _ = _send(visitor, "first chat", "n1")
         session = Session.objects.get(conversation_id=m1.conversation_id)
-        services.session_close(session_id=session.pk, closed_by=services.visitor_sender(visitor))
+        kefu_sessions.session_close(
+            session_id=session.pk, closed_by=senders.visitor_sender(visitor)
+        )
         m2, created = _send(visitor, "second chat", "n2")
         assert created
         assert m2.conversation_id != m1.conversation_id
@@ -121,7 +126,7 @@ def test_first_agent_reply_sets_first_response_time(acme):
         m1, _ = _send(visitor, "hi", "f1")
         session = Session.objects.get(conversation_id=m1.conversation_id)
         assert session.first_response_at is None
-        services.agent_message_send(
+        messages.agent_message_send(
             user=desk.agents[0],
             conversation_id=m1.conversation_id,
             content="hello!",
@@ -140,10 +145,10 @@ def test_a_busy_agent_keeps_their_chats_but_gets_no_new_ones(acme):
     with schema_context("acme"):
         _send(first, "hi", "b1")
         assert Session.objects.get(visitor=first).agent_id == agent.pk
-        state = services.agent_status_set(user=agent, status="busy")
+        state = kefu_agents.agent_status_set(user=agent, status="busy")
         assert state.status == "busy"
         _send(second, "hello", "b2")
         assert Session.objects.get(visitor=second).status == Session.Status.QUEUED
         assert Session.objects.get(visitor=first).status == Session.Status.OPEN
-        services.agent_status_set(user=agent, status="online")
+        kefu_agents.agent_status_set(user=agent, status="online")
         assert Session.objects.get(visitor=second).agent_id == agent.pk

@@ -8,8 +8,8 @@ from django_tenants.utils import schema_context
 
 from im import groups
 from im.models import Message
-from kefu import services
 from kefu.models import SensitiveWord
+from kefu.services import messages
 from tests.conftest import make_desk, make_visitor, unique
 from weiyu.errors import ServiceError
 
@@ -30,7 +30,7 @@ def test_visitors_and_agents_are_masked_and_blocked(words, acme):
     desk = make_desk(acme, agents=1)
     visitor, _token = make_visitor(desk)
     with schema_context("acme"):
-        first, _ = services.visitor_message_send(
+        first, _ = messages.visitor_message_send(
             visitor=visitor,
             conversation_id=None,
             content="你这个傻瓜, see scamlink",
@@ -40,7 +40,7 @@ def test_visitors_and_agents_are_masked_and_blocked(words, acme):
         cid = first.conversation_id
         before = Message.objects.filter(conversation_id=cid).count()
         with pytest.raises(ServiceError) as err:
-            services.visitor_message_send(
+            messages.visitor_message_send(
                 visitor=visitor,
                 conversation_id=cid,
                 content="加我微信号 abc",
@@ -49,16 +49,16 @@ def test_visitors_and_agents_are_masked_and_blocked(words, acme):
         assert err.value.code == "forbidden"
         assert Message.objects.filter(conversation_id=cid).count() == before
         agent = desk.agents[0]
-        reply, _ = services.agent_message_send(
+        reply, _ = messages.agent_message_send(
             user=agent, conversation_id=cid, content="别叫我傻瓜", client_msg_id=unique("a")
         )
         assert reply.content == "别叫我**"
         with pytest.raises(ServiceError):
-            services.agent_message_send(
+            messages.agent_message_send(
                 user=agent, conversation_id=cid, content="我的微信号是…", client_msg_id=unique("a")
             )
         # internal notes between staff are not filtered
-        note, _ = services.agent_message_send(
+        note, _ = messages.agent_message_send(
             user=agent,
             conversation_id=cid,
             content="客户说了傻瓜",
@@ -71,7 +71,7 @@ def test_visitors_and_agents_are_masked_and_blocked(words, acme):
             username=unique("x"), password="x", role="agent"
         )
         chat = groups.direct_get_or_create(user=agent, other_user_id=other.pk)
-        said, _ = services.agent_message_send(
+        said, _ = messages.agent_message_send(
             user=agent, conversation_id=chat.pk, content="傻瓜 joke", client_msg_id=unique("t")
         )
         assert said.content == "傻瓜 joke"
@@ -83,7 +83,7 @@ def test_a_change_to_the_list_applies_at_once(words, acme):
     with schema_context("acme"):
         SensitiveWord.objects.filter(word="傻瓜").update(action="block")  # bypasses signals
         SensitiveWord.objects.get(word="ScamLink").delete()  # signals: the cache is dropped
-        m, _ = services.visitor_message_send(
+        m, _ = messages.visitor_message_send(
             visitor=visitor,
             conversation_id=None,
             content="scamlink now fine",

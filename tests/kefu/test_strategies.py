@@ -7,14 +7,17 @@ import pytest
 from django_tenants.utils import schema_context
 
 from im.models import Message
-from kefu import services
+from kefu import senders
 from kefu.models import AgentState, RoutingRule, Session, Skill, VisitorTag, Workgroup
+from kefu.services import agents as kefu_agents
+from kefu.services import messages, sessions
+from kefu.services import visitors as kefu_visitors
 from tests.conftest import make_agent, make_desk, make_visitor, unique
 from weiyu.errors import ServiceError
 
 
 def _send(visitor, text: str = "hello", **extra):
-    return services.visitor_message_send(
+    return messages.visitor_message_send(
         visitor=visitor, conversation_id=None, content=text, client_msg_id=unique("c"), **extra
     )
 
@@ -87,8 +90,8 @@ def test_skill_match_waits_for_a_skilled_agent_without_holding_up_others(acme):
         _send(en)
         assert _agent_of(en) == plain.pk
         # and when the expert is free again, the French visitor is theirs
-        services.session_close(
-            session_id=Session.objects.get(visitor=fr).pk, closed_by=services.agent_sender(expert)
+        sessions.session_close(
+            session_id=Session.objects.get(visitor=fr).pk, closed_by=senders.agent_sender(expert)
         )
         assert _agent_of(fr2) == expert.pk
 
@@ -101,7 +104,7 @@ def test_sticky_brings_a_returning_visitor_back_to_their_agent(acme):
         _send(visitor, "first visit")
         first_agent = _agent_of(visitor)
         session = Session.objects.get(visitor=visitor, status="open")
-        services.session_close(session_id=session.pk, closed_by=services.visitor_sender(visitor))
+        sessions.session_close(session_id=session.pk, closed_by=senders.visitor_sender(visitor))
         # others arrive in between and load the agents
         for _ in range(4):
             _send(make_visitor(desk)[0])
@@ -110,8 +113,8 @@ def test_sticky_brings_a_returning_visitor_back_to_their_agent(acme):
         assert _agent_of(visitor) == first_agent
         # unless that agent is away: then the least busy one does
         session = Session.objects.get(visitor=visitor, status="open")
-        services.session_close(session_id=session.pk, closed_by=services.visitor_sender(visitor))
-        services.agent_status_set(
+        sessions.session_close(session_id=session.pk, closed_by=senders.visitor_sender(visitor))
+        kefu_agents.agent_status_set(
             user=next(u for u in desk.agents if u.pk == first_agent), status="away"
         )
         _send(visitor, "third time")
@@ -139,13 +142,17 @@ def test_routing_rules_send_visitors_by_page_referrer_and_tag(acme):
             channel=desk.channel, priority=3, attribute="referrer", operator="starts_with",
             value="https://partner.example", workgroup=partners,
         )  # fmt: skip
-        pricing = services.visitor_start(channel=desk.channel, page_url="https://shop/pricing")[0]
-        tagged = services.visitor_start(channel=desk.channel, page_url="https://shop/pricing")[0]
+        pricing = kefu_visitors.visitor_start(
+            channel=desk.channel, page_url="https://shop/pricing"
+        )[0]
+        tagged = kefu_visitors.visitor_start(channel=desk.channel, page_url="https://shop/pricing")[
+            0
+        ]
         tagged.tags.add(tag)
-        referred = services.visitor_start(
+        referred = kefu_visitors.visitor_start(
             channel=desk.channel, referrer="https://partner.example/deals"
         )[0]
-        other = services.visitor_start(channel=desk.channel, page_url="https://shop/")[0]
+        other = kefu_visitors.visitor_start(channel=desk.channel, page_url="https://shop/")[0]
         for v in (pricing, tagged, referred, other):
             _send(v)
         by_visitor = {

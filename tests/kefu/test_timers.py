@@ -11,8 +11,9 @@ from django.utils import timezone
 from django_tenants.utils import schema_context
 
 from im.models import Message
-from kefu import services
 from kefu.models import AgentState, Session, Workgroup
+from kefu.services import agents as kefu_agents
+from kefu.services import messages
 from tests.conftest import make_agent, make_desk, make_visitor, unique
 from weiyu.celery import app
 
@@ -34,7 +35,7 @@ def beat_worker():
 
 
 def _send(visitor, text: str = "hello"):
-    return services.visitor_message_send(
+    return messages.visitor_message_send(
         visitor=visitor, conversation_id=None, content=text, client_msg_id=unique("c")
     )
 
@@ -101,12 +102,12 @@ def test_an_unanswered_visitor_triggers_a_reminder_then_goes_to_another_agent(ac
     first, second = sorted(desk.agents, key=lambda u: u.pk)
     with schema_context("acme"):
         Workgroup.objects.filter(pk=desk.workgroup.pk).update(remind_after_s=1, reassign_after_s=3)
-        services.agent_status_set(user=second, status="away")
+        kefu_agents.agent_status_set(user=second, status="away")
         visitor, _ = make_visitor(desk)
         _send(visitor, "hello?")
         session = Session.objects.get(visitor=visitor)
         assert session.agent_id == first.pk
-        services.agent_status_set(user=second, status="online")
+        kefu_agents.agent_status_set(user=second, status="online")
 
     # then the agent is reminded once…
     reminded = _wait_for(
@@ -139,7 +140,7 @@ def test_an_answered_visitor_is_not_reassigned_and_idle_conversations_close(acme
         visitor, _ = make_visitor(desk)
         _send(visitor, "hello")
         session = Session.objects.get(visitor=visitor)
-        services.agent_message_send(
+        messages.agent_message_send(
             user=session.agent, conversation_id=session.conversation_id, content="Hi!"
         )
         agent_id = session.agent_id

@@ -11,8 +11,8 @@ from django.utils import timezone
 from django_tenants.utils import schema_context
 
 from im.models import Message, Participant
-from kefu import services, transfers
 from kefu.models import AgentState, Session, Transfer, Workgroup
+from kefu.services import messages, transfers
 from tenants.models import Tenant
 from tests.conftest import make_agent, make_desk, make_visitor, session_cookie, unique
 from weiyu.errors import ServiceError
@@ -21,7 +21,7 @@ from weiyu.realtime import capture_events
 
 def _open_session(desk, language: str = "en") -> Session:
     visitor, _ = make_visitor(desk, language=language)
-    services.visitor_message_send(
+    messages.visitor_message_send(
         visitor=visitor, conversation_id=None, content="help", client_msg_id=unique("c")
     )
     return Session.objects.get(visitor=visitor)
@@ -85,7 +85,7 @@ def test_a_colleague_accepts_a_transfer_and_the_visitor_is_told(acme):
         assert Transfer.objects.get(pk=transfer.pk).status == "accepted"
         # and the first agent can no longer write there
         with pytest.raises(ServiceError):
-            services.agent_message_send(
+            messages.agent_message_send(
                 user=first, conversation_id=session.conversation_id, content="still here?"
             )
 
@@ -206,7 +206,7 @@ def test_an_invited_colleague_joins_as_second_agent_over_the_api(acme):
         last = Message.objects.filter(conversation_id=session.conversation_id).last()
         assert last.content == f"{colleague.name} joined the conversation."
         # the colleague can write to the visitor
-        services.agent_message_send(
+        messages.agent_message_send(
             user=colleague, conversation_id=session.conversation_id, content="Hello from Bob"
         )
     again = client.post(

@@ -1,12 +1,12 @@
-"""Unanswered questions are merged the way an admin reads them (kefu.robot.normalized_question)."""
+"""Unanswered questions are merged the way an admin reads them (kbase.services.normalized_question)."""
 
 from __future__ import annotations
 
 from django.db import transaction
 from django_tenants.utils import schema_context
 
+from kbase import services as kbase_services
 from kbase.models import RobotQuestion
-from kefu import robot
 from tests.conftest import unique
 
 
@@ -18,7 +18,9 @@ def test_the_same_question_asked_differently_is_collected_once(acme):
     with schema_context("acme"):
         for question in english + chinese:
             with transaction.atomic():
-                robot.question_collect(question=question, reason="unanswered", conversation_id=None)
+                kbase_services.robot_question_collect(
+                    question=question, reason="unanswered", conversation_id=None
+                )
         # then the admins see each question once, counted three times, as first asked
         rows = RobotQuestion.objects.filter(question__contains=n, status="open").order_by("pk")
         assert [(r.question, r.count) for r in rows] == [(english[0], 3), (chinese[0], 3)]

@@ -7,8 +7,10 @@ import json
 from django.test import Client
 from django_tenants.utils import schema_context
 
-from kefu import services
+from kefu import senders
 from kefu.models import RoutingRule, Session, Workgroup
+from kefu.services import messages, sessions
+from kefu.services import visitors as kefu_visitors
 from tests.conftest import agent_client, make_agent, make_desk, unique
 
 IPHONE = (
@@ -44,13 +46,13 @@ def test_the_panel_shows_device_trail_tags_notes_and_past_conversations(acme):
 
         visitor = Visitor.objects.get(pk=visitor_id)
         # an earlier conversation, rated, then a current one
-        services.visitor_message_send(
+        messages.visitor_message_send(
             visitor=visitor, conversation_id=None, content="hi", client_msg_id=unique("c")
         )
         old = Session.objects.get(visitor=visitor)
-        services.session_close(session_id=old.pk, closed_by=services.visitor_sender(visitor))
+        sessions.session_close(session_id=old.pk, closed_by=senders.visitor_sender(visitor))
         Session.objects.filter(pk=old.pk).update(csat_score=5)
-        services.visitor_message_send(
+        messages.visitor_message_send(
             visitor=visitor, conversation_id=None, content="again", client_msg_id=unique("c")
         )
 
@@ -112,7 +114,7 @@ def test_a_tag_routes_the_visitors_next_conversation(acme):
             channel=desk.channel, attribute="tag", operator="equals", value="vip",
             workgroup=vip_desk,
         )  # fmt: skip
-        visitor, _ = services.visitor_start(channel=desk.channel)
+        visitor, _ = kefu_visitors.visitor_start(channel=desk.channel)
     client = agent_client(desk.agents[0])
     client.post(
         f"/api/v1/kefu/visitors/{visitor.pk}/tags",
@@ -120,7 +122,7 @@ def test_a_tag_routes_the_visitors_next_conversation(acme):
         content_type="application/json",
     )
     with schema_context("acme"):
-        services.visitor_message_send(
+        messages.visitor_message_send(
             visitor=visitor, conversation_id=None, content="hello", client_msg_id=unique("c")
         )
         assert Session.objects.get(visitor=visitor).agent_id == vip_agent.pk
@@ -131,7 +133,7 @@ def test_bad_visitor_requests_are_refused(acme):
     client = agent_client(desk.agents[0])
     assert client.get("/api/v1/kefu/visitors/999999999").status_code == 404
     with schema_context("acme"):
-        visitor, _ = services.visitor_start(channel=desk.channel)
+        visitor, _ = kefu_visitors.visitor_start(channel=desk.channel)
     for body, field in [({"name": ""}, "name"), ({"name": "x" * 65}, "name")]:
         r = client.post(
             f"/api/v1/kefu/visitors/{visitor.pk}/tags",
@@ -169,8 +171,8 @@ def test_the_panel_shows_an_approximate_location_with_a_geoip_database(acme, tmp
     writer.to_db_file(str(path))
     desk = make_desk(acme, agents=1)
     with schema_context("acme"):
-        visitor, _ = services.visitor_start(channel=desk.channel, ip_address="203.0.113.50")
-        elsewhere, _ = services.visitor_start(channel=desk.channel, ip_address="198.51.100.7")
+        visitor, _ = kefu_visitors.visitor_start(channel=desk.channel, ip_address="203.0.113.50")
+        elsewhere, _ = kefu_visitors.visitor_start(channel=desk.channel, ip_address="198.51.100.7")
     client = agent_client(desk.agents[0])
     # without a database: no location
     assert client.get(f"/api/v1/kefu/visitors/{visitor.pk}").json()["location"] is None

@@ -13,8 +13,9 @@ from django_tenants.utils import schema_context
 
 from im import groups
 from im.models import Message, Participant
-from kefu import services
 from kefu.models import AgentState, DailyStat, Session
+from kefu.services import agents as kefu_agents
+from kefu.services import messages
 from org import services as org_services
 from org.models import User
 from tests.conftest import (
@@ -51,12 +52,12 @@ def test_deleting_an_agent_keeps_their_history_and_hands_on_their_work(acme):
         name = leaving.name
         username = leaving.username
         visitor, _ = make_visitor(desk)
-        services.visitor_message_send(
+        messages.visitor_message_send(
             visitor=visitor, conversation_id=None, content="where is my order?", client_msg_id="a"
         )
         session = Session.objects.get(visitor=visitor)
         assert session.agent_id == leaving.pk
-        services.agent_message_send(
+        messages.agent_message_send(
             user=leaving,
             conversation_id=session.conversation_id,
             content="Let me look.",
@@ -77,7 +78,7 @@ def test_deleting_an_agent_keeps_their_history_and_hands_on_their_work(acme):
         # and a colleague who comes online later
         colleague = make_agent(status="offline")
         desk.workgroup.agents.add(colleague)
-        services.agent_status_set(user=colleague, status="online")
+        kefu_agents.agent_status_set(user=colleague, status="online")
         boss = _admin()
     admin = agent_client(boss)
 

@@ -16,8 +16,9 @@ from django.db import connection
 from django.test import Client
 from django_tenants.utils import schema_context
 
-from kefu import services
 from kefu.models import Visitor
+from kefu.services import messages as kefu_messages
+from kefu.services import visitors as kefu_visitors
 from org.models import User
 from tenants.models import Tenant
 from tests.conftest import Desk, make_desk, make_visitor, session_cookie
@@ -63,7 +64,7 @@ def _twin(tenant: Tenant) -> Twin:
     desk = make_desk(tenant, agents=1)
     visitor, token = make_visitor(desk)
     with schema_context(tenant.schema_name):
-        message, _ = services.visitor_message_send(
+        message, _ = kefu_messages.visitor_message_send(
             visitor=visitor, conversation_id=None, content="hello", client_msg_id="twin-1"
         )
     return Twin(desk, desk.agents[0], visitor, token, message.conversation_id)
@@ -197,7 +198,7 @@ def test_member_groups_are_prefixed_with_the_tenant_schema(acme, globex):
 
     # when the globex agent replies in its conversation
     with schema_context("globex"), capture_events() as events:
-        services.agent_message_send(
+        kefu_messages.agent_message_send(
             user=g.agent, conversation_id=g.conversation_id, content="hi", client_msg_id="grp-1"
         )
 
@@ -253,4 +254,4 @@ def test_widget_session_with_another_tenants_token_gets_a_new_visitor(acme, glob
     assert body["visitor"]["id"] != g.visitor.pk
     with schema_context("globex"):
         assert Visitor.objects.count() == before + 1
-        assert services.visitor_from_token(body["token"]).pk == body["visitor"]["id"]
+        assert kefu_visitors.visitor_from_token(body["token"]).pk == body["visitor"]["id"]

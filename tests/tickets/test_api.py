@@ -9,7 +9,7 @@ import json
 from django.test import Client
 from django_tenants.utils import schema_context
 
-from kefu.services import visitor_start
+from kefu.services.visitors import visitor_start
 from tenants.models import Tenant
 from tests.conftest import session_cookie
 from tickets.models import Notification, Ticket

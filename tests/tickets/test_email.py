@@ -7,7 +7,7 @@ import time
 
 from django_tenants.utils import schema_context
 
-from kefu.services import visitor_start
+from kefu.services.visitors import visitor_start
 from tickets import services
 from tickets.models import Comment
 

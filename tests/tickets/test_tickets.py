@@ -10,7 +10,7 @@ import pytest
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
-from kefu.services import visitor_start
+from kefu.services.visitors import visitor_start
 from tests.tickets.conftest import Desk, make_policy, office_hours
 from tickets import selectors, services, sla
 from tickets.models import Notification, SlaClock, Ticket
@@ -332,17 +332,17 @@ def test_the_scanner_warns_breaches_and_escalates_once(desk):
 
 
 def test_a_ticket_from_a_chat_keeps_its_transcript_and_visitor(desk):
-    from kefu import services as kefu_services
     from kefu.models import AgentState
+    from kefu.services import agents, messages
 
     with schema_context(desk.tenant.schema_name):
-        kefu_services.agent_status_set(user=desk.agent, status=AgentState.Status.ONLINE)
+        agents.agent_status_set(user=desk.agent, status=AgentState.Status.ONLINE)
         visitor, _t = visitor_start(channel=desk.channel, language="zh-CN")
-        message, _created = kefu_services.visitor_message_send(
+        message, _created = messages.visitor_message_send(
             visitor=visitor, conversation_id=None, content="发票开错了", client_msg_id="c1"
         )
         conversation_id = message.conversation_id
-        kefu_services.agent_message_send(
+        messages.agent_message_send(
             user=desk.agent,
             conversation_id=conversation_id,
             content="我来开一张新的",
@@ -355,7 +355,7 @@ def test_a_ticket_from_a_chat_keeps_its_transcript_and_visitor(desk):
             creator=desk.agent,
             conversation_id=conversation_id,
         )
-        kefu_services.agent_status_set(user=desk.agent, status=AgentState.Status.OFFLINE)
+        agents.agent_status_set(user=desk.agent, status=AgentState.Status.OFFLINE)
         assert ticket.requester_visitor == visitor
         assert ticket.conversation_id == conversation_id
         note = ticket.comments.get(public=False)

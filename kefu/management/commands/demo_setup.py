@@ -12,8 +12,8 @@ from django_tenants.utils import tenant_context
 
 from im import groups
 from im.models import Conversation
-from kefu import services
 from kefu.models import AgentState, Channel, Workgroup
+from kefu.services import agents as kefu_agents
 from kefu.signals import demo_tenant_ready
 from org import services as org_services
 from org.models import Department
@@ -71,7 +71,7 @@ class Command(BaseCommand):
                 )
             workgroup.agents.add(user)
             AgentState.objects.get_or_create(user=user, defaults={"max_concurrent": 5})
-            services.agent_status_set(user=user, status=AgentState.Status.ONLINE)
+            kefu_agents.agent_status_set(user=user, status=AgentState.Status.ONLINE)
         admin = User.objects.get(username="admin")
         AgentState.objects.get_or_create(user=admin)
         if not Channel.objects.exists():

@@ -11,7 +11,7 @@ workgroup, or brings a colleague in as a second agent.
 - Invitation: the colleague joins the conversation as a second agent (no load counted); the
   visitor reads "… joined the conversation".
 
-Lock order follows :mod:`kefu.services`: session, then agent states, then the conversation.
+Lock order follows :mod:`kefu.services.routing`: session, then agent states, then the conversation.
 """
 
 from __future__ import annotations
@@ -27,7 +27,10 @@ from django.utils.translation import gettext as _
 
 from im import services as im_services
 from im.models import Participant
+from kefu import selectors
 from kefu.models import AgentState, Session, Transfer, Workgroup
+from kefu.services.events import _publish_agent_state
+from kefu.services.routing import workgroup_dispatch
 from org.models import User
 from weiyu.errors import ServiceError
 from weiyu.realtime import publish_event_on_commit
@@ -108,10 +111,8 @@ def _own_open_session(user: User, conversation_id: object) -> Session:
 
 def _leave(session: Session, user_id: int) -> None:
     """The agent stops serving the session: load released, out of the conversation."""
-    from kefu import services
-
     AgentState.objects.filter(user_id=user_id).update(open_count=Greatest(F("open_count") - 1, 0))
-    services._publish_agent_state(user_id)
+    _publish_agent_state(user_id)
     im_services.participant_remove(
         conversation_id=session.conversation_id, member_key=f"u:{user_id}"
     )
@@ -141,8 +142,6 @@ def transfer_request(
         raise ServiceError("invalid", _("Choose a colleague or a workgroup."), field="to_agent_id")
     if not isinstance(note, str) or len(note) > 500:
         raise ServiceError("invalid", _("The note is at most 500 characters."), field="note")
-    from kefu import services
-
     with transaction.atomic():
         session = _own_open_session(user, conversation_id)
         if to_workgroup_id is not None:
@@ -171,7 +170,7 @@ def transfer_request(
                 }
             im_services.system_message_post(conversation_id=session.conversation_id, content=text)
             _publish(transfer, "transfer.updated")
-            transaction.on_commit(lambda: services.workgroup_dispatch(workgroup_id=workgroup.pk))
+            transaction.on_commit(lambda: workgroup_dispatch(workgroup_id=workgroup.pk))
             return transfer
         target = User.objects.filter(
             pk=_id(to_agent_id, "to_agent_id"), is_active=True, role="agent"
@@ -262,9 +261,7 @@ def transfer_accept(*, user: User, transfer_id: object) -> Transfer:
             text = _("%(agent)s is now serving you.") % {"agent": user.name}
         im_services.system_message_post(conversation_id=session.conversation_id, content=text)
         _publish(transfer, "transfer.updated")
-        from kefu import selectors, services
-
-        services._publish_agent_state(user.pk)
+        _publish_agent_state(user.pk)
         conversation_id = session.conversation_id
 
         def publish() -> None:
@@ -329,8 +326,6 @@ def expire_scan(*, now=None) -> int:
 
 def pending_for_user(*, user: User) -> list[dict[str, Any]]:
     """Transfers waiting for the user's answer, and the ones they are waiting on, newest first."""
-    from django.db.models import Q
-
     rows = (
         Transfer.objects.select_related(
             "session__visitor", "from_agent", "to_agent", "to_workgroup"
@@ -374,8 +369,6 @@ def invite(*, user: User, conversation_id: object, agent_id: object) -> User:
         conversation_id, key = session.conversation_id, colleague.member_key
 
         def publish() -> None:
-            from kefu import selectors
-
             payload = selectors.conversation_get_for_member(
                 conversation_id=conversation_id, member_key=key
             )
@@ -387,8 +380,6 @@ def invite(*, user: User, conversation_id: object, agent_id: object) -> User:
 
 def _requeue_open(user: User) -> int:
     """Every open session ``user`` serves back to its queue (see :func:`agent_release`)."""
-    from kefu import services
-
     requeued = 0
     for pk in list(
         Session.objects.filter(agent=user, status=Session.Status.OPEN).values_list("pk", flat=True)
@@ -413,9 +404,7 @@ def _requeue_open(user: User) -> int:
         with translation.override(_language(session)):
             text = _("Sorry for the wait. We are connecting you to another colleague.")
         im_services.system_message_post(conversation_id=session.conversation_id, content=text)
-        transaction.on_commit(
-            lambda wid=session.workgroup_id: services.workgroup_dispatch(workgroup_id=wid)
-        )
+        transaction.on_commit(lambda wid=session.workgroup_id: workgroup_dispatch(workgroup_id=wid))
         requeued += 1
     return requeued
 

@@ -1,6 +1,6 @@
 """Automation of visitor conversations (KF-12): keyword auto-replies at once, and timers that a
 Celery beat task runs every few seconds (:func:`timers_scan`, with the queue limits of
-:mod:`kefu.routing` and the transfer expiry of :mod:`kefu.transfers`):
+:mod:`kefu.services.queue` and the transfer expiry of :mod:`kefu.services.transfers`):
 
 - **reminder** — a visitor has waited ``remind_after_s`` seconds for an answer (their last message
   is newer than the agent's): the agent gets ``session.reminder`` (a toast and a desktop
@@ -27,6 +27,10 @@ from django.utils.translation import gettext as _
 
 from im import services as im_services
 from kefu.models import AgentState, AutoReply, Channel, Session, Workgroup
+from kefu.senders import robot_sender_for
+from kefu.services.routing import workgroup_dispatch
+from kefu.services.sessions import session_close
+from kefu.services.transfers import _leave
 from weiyu.realtime import publish_event_on_commit
 
 #: seconds a process keeps a tenant's auto-reply list before reading it again
@@ -68,11 +72,9 @@ def auto_reply_for(channel: Channel, content: str) -> AutoReply | None:
 
 def auto_reply_post(*, session: Session, rule: AutoReply) -> None:
     """Answer with an auto-reply, as the channel's robot name (``meta.auto_reply``: its id)."""
-    from kefu import robot
-
     im_services.message_send(
         conversation_id=session.conversation_id,
-        sender=robot.sender_for(session),
+        sender=robot_sender_for(session),
         content=rule.reply,
         meta={"auto_reply": rule.pk},
     )
@@ -133,8 +135,6 @@ def _someone_else_free(session: Session) -> bool:
 
 
 def _reassign(now: Any) -> int:
-    from kefu import services, transfers
-
     due = Session.objects.filter(_waiting(now, "reassign_after_s")).select_related("workgroup")
     done = 0
     for candidate in due:
@@ -158,21 +158,17 @@ def _reassign(now: Any) -> int:
                 assigned_at=None,
                 reassigned_from_id=previous,
             )
-            transfers._leave(session, previous)
+            _leave(session, previous)
             with translation.override(_language(session)):
                 text = _("Sorry for the wait. We are connecting you to another colleague.")
             im_services.system_message_post(conversation_id=session.conversation_id, content=text)
             workgroup_id = session.workgroup_id
-            transaction.on_commit(
-                lambda wid=workgroup_id: services.workgroup_dispatch(workgroup_id=wid)
-            )
+            transaction.on_commit(lambda wid=workgroup_id: workgroup_dispatch(workgroup_id=wid))
             done += 1
     return done
 
 
 def _idle_close(now: Any) -> int:
-    from kefu import services
-
     limits = dict(
         Workgroup.objects.filter(idle_close_after_min__gt=0).values_list(
             "pk", "idle_close_after_min"
@@ -212,7 +208,7 @@ def _idle_close(now: Any) -> int:
                 im_services.system_message_post(
                     conversation_id=session.conversation_id, content=text[:5000]
                 )
-                services.session_close(session_id=session.pk, closed_by=im_services.SYSTEM)
+                session_close(session_id=session.pk, closed_by=im_services.SYSTEM)
                 done += 1
     return done
 

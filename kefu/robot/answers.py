@@ -1,0 +1,262 @@
+"""The visitor's turn in a robot session, and the robot's answer (steps 1-3 of
+:mod:`kefu.robot`)."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+import nh3
+from celery import shared_task
+from django.db import connection, transaction
+from django.db.models import F
+from django.utils import translation
+from django.utils.translation import gettext as _
+from django_tenants.utils import schema_context
+
+from im import services as im_services
+from im.models import Message
+from kbase import embeddings, llm, text
+from kbase.models import RobotQuestion
+from kbase.search import search
+from kbase.services import robot_question_collect
+from kefu.models import Channel, Session
+from kefu.robot.handover import handover
+from kefu.robot.streaming import _Streamer
+from kefu.senders import language_for
+from kefu.senders import robot_sender_for as sender_for
+
+logger = logging.getLogger(__name__)
+
+#: hits shown to the LLM, and offered as sources
+TOP_HITS = 4
+
+
+#: characters of an article quoted when the robot answers with an excerpt
+EXCERPT_CHARS = 600
+
+
+#: a message longer than this is a question, even if it contains a hand-over phrase
+PHRASE_MAX_CHARS = 40
+
+
+def _phrases(channel: Channel) -> list[str]:
+    return [p.strip().lower() for p in channel.handover_phrases.split(",") if p.strip()]
+
+
+def asks_for_person(channel: Channel, content: str) -> bool:
+    """Whether a short message (≤ :data:`PHRASE_MAX_CHARS`) contains one of the channel's
+    hand-over phrases (whole words for Latin-script phrases)."""
+    value = content.strip().lower()
+    if not value or len(value) > PHRASE_MAX_CHARS:
+        return False
+    for phrase in _phrases(channel):
+        if phrase.isascii():
+            if re.search(rf"(?<!\w){re.escape(phrase)}(?!\w)", value):
+                return True
+        elif phrase in value:
+            return True
+    return False
+
+
+def on_visitor_message(*, session: Session, message: Message) -> None:
+    """React to a stored visitor text in a session the robot serves: hand over when the visitor
+    asks for a person on a robot-first channel, else have a worker answer it after commit."""
+    channel = session.channel
+    if channel.mode == Channel.Mode.WORKGROUP and asks_for_person(channel, message.content):
+        handover(session_id=session.pk, reason="asked")
+        return
+    schema = connection.schema_name
+    session_id, message_id = session.pk, message.pk
+
+    def enqueue() -> None:
+        robot_answer_task.delay(schema, session_id, message_id)
+
+    transaction.on_commit(enqueue)
+
+
+def confidence(question: str, hit: dict[str, Any], *, mode_score: float | None) -> float:
+    """How sure the robot is that ``hit`` answers ``question``, 0 … 1: the larger of the hybrid
+    score (``mode_score``, when semantic search ran) and the term coverage (terms in the title
+    count 1, terms only in the body ½, over the question's terms)."""
+    terms = set(text.query_terms(question))
+    coverage = 0.0
+    if terms:
+        title = set(text.tokens(hit["title"]))
+        body = set(text.tokens(hit.get("text") or ""))
+        coverage = sum(1.0 if t in title else 0.5 if t in body else 0.0 for t in terms)
+        coverage /= len(terms)
+    return round(min(1.0, max(coverage, mode_score or 0.0)), 4)
+
+
+def _plain(markdown_source: str) -> str:
+    html = text.render_markdown(markdown_source)
+    plain = nh3.clean(re.sub(r"</(p|li|h\d)>", "\n", html), tags=set())
+    return re.sub(r"\n{3,}", "\n\n", plain).strip()
+
+
+def _excerpt(hit: dict[str, Any]) -> str:
+    if hit["type"] == "faq":
+        return hit["text"]
+    body = _plain(hit.get("text") or "")
+    if len(body) > EXCERPT_CHARS:
+        cut = body.rfind(" ", 0, EXCERPT_CHARS)
+        body = body[: cut if cut > EXCERPT_CHARS // 2 else EXCERPT_CHARS].rstrip() + " …"
+    return f"{hit['title']}\n\n{body}"
+
+
+def _source(hit: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": hit["type"],
+        "id": hit["id"],
+        "title": hit["title"][:200],
+        "url": hit.get("url"),
+        "kb": hit.get("kb", {}).get("name", ""),
+    }
+
+
+def _history(conversation_id: int, before_seq: int) -> list[tuple[str, str]]:
+    rows = (
+        Message.objects.filter(
+            conversation_id=conversation_id,
+            seq__lt=before_seq,
+            msg_type=Message.Type.TEXT,
+            internal=False,
+            sender_type__in=[Message.SenderType.VISITOR, Message.SenderType.ROBOT],
+        )
+        .order_by("-seq")
+        .values_list("sender_type", "content")[:6]
+    )
+    return [
+        ("user" if kind == Message.SenderType.VISITOR else "assistant", content)
+        for kind, content in reversed(rows)
+    ]
+
+
+def answer(*, session_id: int, message_id: int) -> Message | None:
+    """Answer one visitor message (the body of ``robot_answer_task``). Returns the robot's
+    message, or None when there is nothing to answer: the session left the robot (handed over,
+    closed), the message is not the visitor's text in it, or it was answered already (a retried
+    task: the answer's ``client_msg_id`` is ``robot-<message id>``)."""
+    session = Session.objects.select_related("channel", "visitor").filter(pk=session_id).first()
+    message = Message.objects.filter(pk=message_id).first()
+    if (
+        session is None
+        or message is None
+        or session.status != Session.Status.ROBOT
+        or message.conversation_id != session.conversation_id
+        or message.sender_key != session.visitor.member_key
+        or message.msg_type != Message.Type.TEXT
+    ):
+        return None
+    stream_id = f"robot-{message.pk}"
+    if Message.objects.filter(sender_key=im_services.ROBOT_KEY, client_msg_id=stream_id).exists():
+        return None
+    channel, visitor = session.channel, session.visitor
+    language = language_for(visitor)
+    question = message.content
+    kb_ids = list(channel.knowledge_bases.values_list("pk", flat=True)) or None
+    semantic = embeddings.available()  # then scores are cosine similarity + keyword bonus
+    hits = search(
+        q=question,
+        kb_ids=kb_ids,
+        public_only=True,
+        limit=TOP_HITS,
+        mode="hybrid" if semantic else "keyword",
+    )
+    best = hits[0] if hits else None
+    sure = (
+        confidence(question, best, mode_score=best["score"] if semantic else None) if best else 0.0
+    )
+    meta: dict[str, Any] = {
+        "reply_to": message.seq,
+        "question": question[:500],
+        "confidence": sure,
+        "answered": False,
+        "sources": [],
+        "llm": None,
+        "feedback": None,
+    }
+    content = ""
+    if hits and llm.configured():
+        streamer = _Streamer(session.conversation_id, stream_id, visitor.member_key)
+        try:
+            result = llm.grounded_answer(
+                question,
+                hits,
+                language=language,
+                history=_history(session.conversation_id, message.seq),
+                on_delta=streamer,
+            )
+        except llm.LlmUnavailableError as exc:
+            logger.warning("robot: no LLM answer, using the knowledge base (%s)", exc)
+        else:
+            meta["llm"] = result.provider
+            if not result.unknown:
+                used = [hits[n - 1] for n in result.cited] or hits[:1]
+                content = result.text
+                meta.update(answered=True, sources=[_source(h) for h in used])
+            else:
+                best = None  # the model read the hits and found no answer in them
+    if not content and best is not None and sure >= channel.min_confidence:
+        content = _excerpt(best)
+        meta.update(answered=True, sources=[_source(best)])
+    return _post(session, message, content[:4900], meta, stream_id)
+
+
+def _post(
+    session: Session, message: Message, content: str, meta: dict[str, Any], stream_id: str
+) -> Message | None:
+    channel = session.channel
+    language = language_for(session.visitor)
+    hand_over = False
+    with transaction.atomic():
+        locked = Session.objects.select_for_update().get(pk=session.pk)
+        if locked.status != Session.Status.ROBOT:
+            return None
+        if meta["answered"]:
+            Session.objects.filter(pk=session.pk).update(robot_misses=0)
+        else:
+            misses = locked.robot_misses + 1
+            Session.objects.filter(pk=session.pk).update(robot_misses=F("robot_misses") + 1)
+            robot_question_collect(
+                question=message.content,
+                reason=RobotQuestion.Reason.UNANSWERED,
+                conversation_id=session.conversation_id,
+            )
+            limit = channel.handover_after_misses
+            hand_over = channel.mode == Channel.Mode.WORKGROUP and 0 < limit <= misses
+            with translation.override(language):
+                if hand_over:
+                    content = _("Sorry, I could not find an answer to that.")
+                elif channel.mode == Channel.Mode.WORKGROUP:
+                    content = _(
+                        "Sorry, I could not find an answer to that. Try asking in other words, "
+                        "or tap “Talk to a person”."
+                    )
+                else:
+                    content = _(
+                        "Sorry, I could not find an answer to that. Try asking in other words."
+                    )
+        reply, _created = im_services.message_send(
+            conversation_id=session.conversation_id,
+            sender=sender_for(session),
+            content=content,
+            client_msg_id=stream_id,
+            meta={"robot": meta},
+        )
+    if hand_over:
+        handover(session_id=session.pk, reason="misses")
+    return reply
+
+
+# Defined beside the service it runs, under its historic name (queued messages and workers keep
+# finding it); kefu/tasks.py re-exports it. Enqueued by on_visitor_message after commit.
+@shared_task(name="kefu.tasks.robot_answer_task", acks_late=True)
+def robot_answer_task(schema: str, session_id: int, message_id: int) -> int | None:
+    """The robot answers one visitor message (:func:`answer`); returns the id of its message,
+    or None when there was nothing to answer. Safe to run twice."""
+    with schema_context(schema):
+        reply = answer(session_id=session_id, message_id=message_id)
+        return reply.pk if reply is not None else None

@@ -1,0 +1,62 @@
+"""The visitor rates a robot answer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.utils.translation import gettext as _
+
+from im import services as im_services
+from im.models import Message
+from kbase.models import RobotQuestion
+from kbase.services import robot_question_collect
+from kefu.models import Visitor
+from weiyu.errors import ServiceError
+from weiyu.realtime import publish_event_on_commit
+
+
+def feedback(*, visitor: Visitor, message_id: object, helpful: object) -> dict[str, Any]:
+    """The visitor rates a robot answer. Returns ``{"message_id", "feedback"}``. Rating again
+    replaces the rating; the first "not helpful" collects the question (:func:`question_collect`).
+
+    Raises ``ServiceError``: ``invalid`` (types), ``not_found`` (not a robot answer in one of the
+    visitor's conversations).
+    """
+    if isinstance(message_id, bool) or not isinstance(message_id, int):
+        raise ServiceError("invalid", _("message_id must be an integer."), field="message_id")
+    if not isinstance(helpful, bool):
+        raise ServiceError("invalid", _("helpful must be true or false."), field="helpful")
+    with transaction.atomic():
+        message = (
+            Message.objects.select_for_update()
+            .filter(
+                pk=message_id,
+                sender_key=im_services.ROBOT_KEY,
+                conversation__participants__member_key=visitor.member_key,
+            )
+            .first()
+        )
+        robot_meta = (message.meta or {}).get("robot") if message is not None else None
+        if message is None or not robot_meta or "reply_to" not in robot_meta:
+            raise ServiceError("not_found", _("No such answer."), field="message_id")
+        value = "helpful" if helpful else "not_helpful"
+        previous = robot_meta.get("feedback")
+        robot_meta["feedback"] = value
+        Message.objects.filter(pk=message.pk).update(meta={**message.meta, "robot": robot_meta})
+        if value == "not_helpful" and previous != "not_helpful" and robot_meta.get("answered"):
+            sources = robot_meta.get("sources") or [{}]
+            robot_question_collect(
+                question=robot_meta.get("question") or "",
+                reason=RobotQuestion.Reason.NOT_HELPFUL,
+                conversation_id=message.conversation_id,
+                answer_title=sources[0].get("title", ""),
+            )
+        payload = {
+            "type": "robot.feedback",
+            "conversation_id": message.conversation_id,
+            "message_id": message.pk,
+            "feedback": value,
+        }
+        publish_event_on_commit(payload, [visitor.member_key])
+    return {"message_id": message.pk, "feedback": value}

@@ -1,0 +1,65 @@
+"""Realtime events of customer service that several services send: an agent's status, a
+conversation assigned, the queue positions. Sending only; every state change is the caller's."""
+
+from __future__ import annotations
+
+from django.db import connection, transaction
+
+from kefu import presence, selectors
+from kefu.models import AgentState, Session, Workgroup
+from org.models import User
+from weiyu.realtime import publish_event_on_commit
+
+
+def _publish_assigned(session: Session, agent: User) -> None:
+    conversation_id = session.conversation_id
+    visitor_key = session.visitor.member_key
+
+    def publish() -> None:
+        # Serialised after commit so both sides see the committed state (receipts, last message);
+        # outside a transaction publish_event_on_commit sends at once.
+        payloads = selectors.conversation_get_for_members(
+            conversation_id=conversation_id, member_keys=[agent.member_key, visitor_key]
+        )
+        for key in (agent.member_key, visitor_key):  # the agent first, as always
+            if key in payloads:
+                publish_event_on_commit(
+                    {"type": "conversation.assigned", "conversation": payloads[key]}, [key]
+                )
+
+    transaction.on_commit(publish)
+
+
+def _publish_agent_state(user_id: int) -> None:
+    state = AgentState.objects.get(user_id=user_id)
+    publish_event_on_commit(
+        {"type": "agent.status", **selectors.agent_state_payload(state)}, [f"u:{user_id}"]
+    )
+
+
+def queue_positions_publish(*, workgroup_id: int) -> None:
+    """Send ``queue.position`` to every visitor waiting in the workgroup (1 = next), and
+    ``queue.changed`` ``{"workgroup_id", "length"}`` to the workgroup's agents."""
+    waiting = selectors.queue_list(workgroup_id=workgroup_id)
+    if presence.queue_length_changed(
+        schema=connection.schema_name, workgroup_id=workgroup_id, length=len(waiting)
+    ):
+        # only when the length agents last saw differs: a visitor assigned on arrival (the
+        # usual case) leaves it at 0, and a workgroup of 100 agents is not sent 100 events
+        members = Workgroup.agents.through.objects.filter(workgroup_id=workgroup_id).values_list(
+            "user_id", flat=True
+        )
+        publish_event_on_commit(
+            {"type": "queue.changed", "workgroup_id": workgroup_id, "length": len(waiting)},
+            [f"u:{uid}" for uid in members],
+        )
+    for position, session in enumerate(waiting, start=1):
+        publish_event_on_commit(
+            {
+                "type": "queue.position",
+                "conversation_id": session.conversation_id,
+                "position": position,
+                "workgroup": {"id": session.workgroup_id, "name": session.workgroup.name},
+            },
+            [f"v:{session.visitor_id}"],
+        )

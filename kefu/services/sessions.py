@@ -1,0 +1,72 @@
+"""Ending a customer session: by an agent, the visitor, a timer or the back office."""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.db.models import F
+from django.db.models.functions import Greatest
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
+
+from im import selectors as im_selectors
+from im import services as im_services
+from im.services import Sender
+from kefu.models import AgentState, Session, Workgroup
+from kefu.senders import language_for as _language_for
+from kefu.services.events import _publish_agent_state
+from kefu.services.routing import workgroup_dispatch
+from weiyu.errors import ServiceError
+
+
+def session_close(*, session_id: int, closed_by: Sender) -> Session:
+    """End a session: a system line, the conversation closed (``conversation.closed`` to all),
+    the agent's load released, then the workgroup's queue dispatched. Idempotent.
+    """
+    with transaction.atomic():
+        session = Session.objects.select_for_update().select_related("visitor").get(pk=session_id)
+        if session.status == Session.Status.CLOSED:
+            return session
+        was_open_with = session.agent_id if session.status == Session.Status.OPEN else None
+        session.status = Session.Status.CLOSED
+        session.closed_at = timezone.now()
+        session.closed_by = closed_by.type
+        session.save(update_fields=["status", "closed_at", "closed_by"])
+        if was_open_with is not None:
+            AgentState.objects.filter(user_id=was_open_with).update(
+                open_count=Greatest(F("open_count") - 1, 0)
+            )
+            _publish_agent_state(was_open_with)
+        with translation.override(_language_for(session.visitor)):
+            text = _("The conversation has ended.")
+        im_services.system_message_post(conversation_id=session.conversation_id, content=text)
+        im_services.conversation_close(conversation_id=session.conversation_id, closed_by=closed_by)
+        workgroup_id = session.workgroup_id
+
+        def dispatch() -> None:
+            # the freed agent may serve other workgroups too, whose visitors wait as well
+            workgroup_ids = {workgroup_id}
+            if was_open_with is not None:
+                workgroup_ids.update(
+                    Workgroup.objects.filter(agents=was_open_with).values_list("id", flat=True)
+                )
+            for wid in sorted(workgroup_ids):
+                workgroup_dispatch(workgroup_id=wid)
+
+        transaction.on_commit(dispatch)
+    return session
+
+
+def conversation_close_by_member(*, conversation_id: object, sender: Sender) -> Session:
+    """Close the session of a conversation the member (agent or visitor) is in.
+
+    Raises ``ServiceError``: ``invalid``, ``not_found`` (not a participant, or not a visitor chat).
+    """
+    if isinstance(conversation_id, bool) or not isinstance(conversation_id, int):
+        raise ServiceError(
+            "invalid", _("conversation_id must be an integer."), field="conversation_id"
+        )
+    im_selectors.participant_get(conversation_id=conversation_id, member_key=sender.key)
+    session = Session.objects.filter(conversation_id=conversation_id).first()
+    if session is None:
+        raise ServiceError("not_found", _("No such conversation."), field="conversation_id")
+    return session_close(session_id=session.pk, closed_by=sender)
