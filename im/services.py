@@ -667,3 +667,21 @@ def member_settings_update(
             {"type": "member.state", **member_state_payload(participant)}, [member_key]
         )
     return participant
+
+
+# --- for apps built on conversations (kefu) --------------------------------------------------------
+
+
+def participant_rename(*, member_key: str, name: str) -> int:
+    """Show a member under a new name in every conversation they are in (a visitor who gave
+    their name in the pre-chat form). Past messages keep the ``sender_name`` they were sent with.
+    Sends no event: the caller tells whoever must know. Returns the rows changed."""
+    return Participant.objects.filter(member_key=member_key).update(name=name)
+
+
+def message_meta_update(*, message_id: int, meta: dict[str, Any]) -> None:
+    """Replace a message's ``meta`` (e.g. the visitor's rating of a robot answer in
+    ``meta["robot"]["feedback"]``). Content, sender and ``seq`` never change. The caller holds
+    the row lock when it read the old ``meta`` to build the new one, and publishes the event its
+    clients expect (none is sent here)."""
+    Message.objects.filter(pk=message_id).update(meta=meta)

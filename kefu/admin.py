@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib import admin, messages
 from django.db import connection
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
@@ -16,7 +17,9 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from im.services import Sender
+from kbase.models import KnowledgeBase
 from kefu import stats
+from kefu.api import stats_csv_response
 from kefu.models import (
     AgentState,
     AutoReply,
@@ -38,6 +41,8 @@ from kefu.models import (
 from kefu.services import agents as kefu_agents
 from kefu.services import routing as kefu_routing
 from kefu.services import sessions as kefu_sessions
+from kefu.services import visitors as visitor_services
+from kefu.services.visitors import VISITOR_EDITABLE
 from org.admin import UserAdmin
 from org.models import User
 
@@ -172,8 +177,6 @@ class ChannelAdmin(admin.ModelAdmin):
 
     def formfield_for_manytomany(self, db_field: Any, request: Any, **kwargs: Any) -> Any:
         if db_field.name == "knowledge_bases":
-            from kbase.models import KnowledgeBase
-
             kwargs["queryset"] = KnowledgeBase.objects.filter(is_public=True)
         return super().formfield_for_manytomany(db_field, request, **kwargs)
 
@@ -223,13 +226,38 @@ class VisitorAdmin(admin.ModelAdmin):
     filter_horizontal = ("tags",)
     inlines = [VisitorNoteInline, VisitorPageViewInline]
 
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # visitors come from the widget (the channel of a visitor is read only)
+
+    def save_model(self, request: HttpRequest, obj: Visitor, form: Any, change: bool) -> None:
+        changes = {f: form.cleaned_data[f] for f in form.changed_data if f in VISITOR_EDITABLE}
+        visitor_services.visitor_update(user=request.user, visitor_id=obj.pk, changes=changes)
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        """Tags and notes through the visitor services, so the agents serving the visitor get
+        ``visitor.updated`` as when they change them in the inbox."""
+        if "tags" in form.changed_data:
+            visitor_services.visitor_tags_set(
+                user=request.user,
+                visitor_id=form.instance.pk,
+                tag_ids=[tag.pk for tag in form.cleaned_data["tags"]],
+            )
+        for formset in formsets:
+            self.save_formset(request, form, formset, change=change)
+
     def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        if formset.model is not VisitorNote:
+            formset.save(commit=False)  # the page trail is read only: nothing to store
+            return
         for note in formset.save(commit=False):
-            if isinstance(note, VisitorNote) and note.author_id is None:
-                note.author = request.user
-            note.save()
-        for obj in formset.deleted_objects:
-            obj.delete()
+            if note.pk is None:
+                visitor_services.note_add(
+                    user=request.user, visitor_id=form.instance.pk, text=note.text
+                )
+            else:
+                visitor_services.note_update(user=request.user, note_id=note.pk, text=note.text)
+        for note in formset.deleted_objects:
+            visitor_services.note_delete(user=request.user, note_id=note.pk)
 
     readonly_fields = (
         "channel",
@@ -301,9 +329,12 @@ class SessionAdmin(admin.ModelAdmin):
         ]
 
     def reports_view(self, request: HttpRequest) -> HttpResponse:
-        """Customer-service statistics (KF-14) with charts; ``?export=csv&part=daily|agents|
-        workgroups`` downloads one part; ``refresh=1`` recomputes the days first. ``start`` /
-        ``end``: local dates (default the last 30 days)."""
+        """Customer-service statistics (KF-14) with charts, from the rolled-up figures (with
+        the time they were computed); ``?export=csv&part=daily|agents|workgroups`` downloads one
+        part. ``start`` / ``end``: local dates (default the last 30 days). A POST (the
+        "recompute" button) rolls the days up again first, then shows them."""
+        if request.method == "POST":
+            return self._recompute(request)
         today = timezone.localdate()
         workgroup = request.GET.get("workgroup") or None
         try:
@@ -312,19 +343,12 @@ class SessionAdmin(admin.ModelAdmin):
                 request.GET.get("start") or (end - dt.timedelta(days=29)).isoformat()
             )
             workgroup_id = int(workgroup) if workgroup else None
-            if request.GET.get("refresh") == "1" and (end - start).days <= 366:
-                day = start
-                while day <= end:
-                    stats.rollup(day)
-                    day += dt.timedelta(days=1)
             report = stats.report(start=start, end=end, workgroup_id=workgroup_id)
         except ValueError:
             messages.error(request, _("Give a start and an end date (at most a year apart)."))
             end, start, workgroup_id = today, today - dt.timedelta(days=29), None
             report = stats.report(start=start, end=end)
         if request.GET.get("export") == "csv":
-            from kefu.api import stats_csv_response
-
             part = request.GET.get("part", "daily")
             if part not in ("daily", "agents", "workgroups"):
                 part = "daily"
@@ -334,6 +358,7 @@ class SessionAdmin(admin.ModelAdmin):
             "opts": self.model._meta,
             "title": _("Customer-service statistics"),
             "report": report,
+            "computed_at": stats.computed_at(start=start, end=end, workgroup_id=workgroup_id),
             "start": start,
             "end": end,
             "workgroup": workgroup_id,
@@ -342,6 +367,20 @@ class SessionAdmin(admin.ModelAdmin):
             "groups": ["agents", "workgroups"],
         }
         return TemplateResponse(request, "admin/kefu/session/reports.html", context)
+
+    def _recompute(self, request: HttpRequest) -> HttpResponse:
+        """Roll up the chosen days again (:func:`kefu.stats.stats_refresh`), then show them."""
+        query = {k: request.POST.get(k, "") for k in ("start", "end", "workgroup")}
+        try:
+            rows = stats.stats_refresh(
+                start=dt.date.fromisoformat(query["start"]), end=dt.date.fromisoformat(query["end"])
+            )
+        except ValueError:
+            messages.error(request, _("Give a start and an end date (at most a year apart)."))
+        else:
+            messages.success(request, _("Recomputed (%(count)d rows).") % {"count": rows})
+        url = reverse("admin:kefu_session_reports")
+        return HttpResponseRedirect(f"{url}?{urlencode(query)}")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -15,10 +15,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from kefu import canned, monitor, selectors, stats, visitors
-from kefu.models import BlockedVisitor, Transfer
+from kefu.models import Transfer
 from kefu.robot import drafts as robot_drafts
 from kefu.services import blocking, transfers
 from kefu.services import queue as kefu_queue
+from kefu.services import visitors as visitor_services
 from weiyu.errors import ServiceError
 
 
@@ -94,11 +95,7 @@ class BlockDetailApi(APIView):
     """``DELETE /api/v1/kefu/blocks/<id>`` → 204: lift a block (agents)."""
 
     def delete(self, request: Request, pk: int) -> Response:
-        if not request.user.is_agent:
-            raise ServiceError("forbidden", _("Only agents can block visitors."))
-        deleted, _rows = BlockedVisitor.objects.filter(pk=pk).delete()
-        if not deleted:
-            raise ServiceError("not_found", _("No such block."))
+        blocking.block_lift(user=request.user, block_id=pk)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -210,7 +207,9 @@ class VisitorTagsApi(APIView):
     """``POST /api/v1/kefu/visitors/<id>/tags`` ``{"name"}`` → 201 ``{"tags": [name]}``."""
 
     def post(self, request: Request, pk: int) -> Response:
-        tags = visitors.tag_add(user=request.user, visitor_id=pk, name=_body(request).get("name"))
+        tags = visitor_services.tag_add(
+            user=request.user, visitor_id=pk, name=_body(request).get("name")
+        )
         return Response({"tags": tags}, status=status.HTTP_201_CREATED)
 
 
@@ -218,7 +217,9 @@ class VisitorTagApi(APIView):
     """``DELETE /api/v1/kefu/visitors/<id>/tags/<name>`` → 200 ``{"tags": [name]}``."""
 
     def delete(self, request: Request, pk: int, name: str) -> Response:
-        return Response({"tags": visitors.tag_remove(user=request.user, visitor_id=pk, name=name)})
+        return Response(
+            {"tags": visitor_services.tag_remove(user=request.user, visitor_id=pk, name=name)}
+        )
 
 
 class VisitorNotesApi(APIView):
@@ -226,7 +227,9 @@ class VisitorNotesApi(APIView):
     "text", "author", "created_at"}``."""
 
     def post(self, request: Request, pk: int) -> Response:
-        note = visitors.note_add(user=request.user, visitor_id=pk, text=_body(request).get("text"))
+        note = visitor_services.note_add(
+            user=request.user, visitor_id=pk, text=_body(request).get("text")
+        )
         return Response(
             {
                 "id": note.pk,

@@ -39,7 +39,7 @@ class AgentConsumer(MemberConsumer):
         if not self.user.is_agent:
             return {}
         await self._seen()
-        state = await self.db(selectors.agent_state_get, user_id=self.user.pk)
+        state = await self.db(kefu_agents.agent_state_ensure, user_id=self.user.pk)
         return {"agent": selectors.agent_state_payload(state)}
 
     def conversation_list(self) -> list[dict[str, Any]]:

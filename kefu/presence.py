@@ -32,7 +32,7 @@ def grace_s() -> float:
 
 @lru_cache(maxsize=1)
 def _redis():  # -> redis.Redis
-    import redis
+    import redis  # the client is built on first use, in the process that needs it
 
     return redis.Redis.from_url(
         settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=5, retry_on_timeout=True

@@ -39,12 +39,6 @@ def channel_get_active(*, public_key: object) -> Channel:
     return channel
 
 
-def agent_state_get(*, user_id: int) -> AgentState:
-    """The agent's service state, created (offline, default cap) on first use."""
-    state, _created = AgentState.objects.get_or_create(user_id=user_id)
-    return state
-
-
 def agent_state_payload(state: AgentState) -> dict[str, Any]:
     """``{"status", "open_count", "max_concurrent"}``."""
     return {

@@ -136,6 +136,32 @@ def rollup(day: dt.date) -> int:
     return len(figures)
 
 
+def stats_refresh(*, start: dt.date, end: dt.date) -> int:
+    """Recompute every local day from ``start`` to ``end`` (inclusive) now, one
+    :func:`rollup` each (the back office's "recompute" button; the beat keeps today and
+    yesterday current by itself). Returns the rows written. Raises ``ValueError`` for a range
+    over 366 days or reversed."""
+    if end < start or (end - start).days > 366:
+        raise ValueError("the range must be 1 to 366 days")
+    written = 0
+    day = start
+    while day <= end:
+        written += rollup(day)
+        day += dt.timedelta(days=1)
+    return written
+
+
+def computed_at(
+    *, start: dt.date, end: dt.date, workgroup_id: int | None = None
+) -> dt.datetime | None:
+    """When the figures of these days (of one workgroup, or all) were rolled up — the oldest
+    roll-up among them — or None when there are none."""
+    qs = DailyStat.objects.filter(day__gte=start, day__lte=end)
+    if workgroup_id is not None:
+        qs = qs.filter(workgroup_id=workgroup_id)
+    return qs.order_by("computed_at").values_list("computed_at", flat=True).first()
+
+
 def _avg(total: float, count: float) -> float | None:
     return round(total / count, 1) if count else None
 

@@ -16,6 +16,7 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from django_tenants.utils import schema_context
 
+from im import services as im_services
 from im.models import Message
 from kefu.models import Session, Visitor
 from weiyu.errors import ServiceError
@@ -73,9 +74,7 @@ def profile_update(
         visitor.phone = phone.strip()
     visitor.save(update_fields=["name", "name_given", "email", "phone"])
     # the conversations' participant name follows
-    from im.models import Participant
-
-    Participant.objects.filter(member_key=visitor.member_key).update(name=visitor.name)
+    im_services.participant_rename(member_key=visitor.member_key, name=visitor.name)
     return visitor
 
 

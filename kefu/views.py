@@ -24,7 +24,7 @@ from rest_framework.views import APIView
 
 from im.models import MessagingSettings
 from kbase import llm
-from kefu import hours, monitor, selectors, senders, transcripts, visitors
+from kefu import hours, monitor, selectors, senders, transcripts
 from kefu.models import Channel
 from kefu.robot import persona as robot_persona
 from kefu.services import blocking, routing
@@ -136,7 +136,7 @@ class WidgetSessionApi(APIView):
         )
         if blocking.is_blocked(visitor_id=visitor.pk, ip=request.META.get("REMOTE_ADDR")):
             raise ServiceError("forbidden", _("You cannot chat here."))
-        visitors.page_view_record(
+        kefu_visitors.page_view_record(
             visitor=visitor, url=data.get("page_url", ""), title=data.get("page_title", "")
         )
         is_open, opens_at = hours.workgroup_hours(calendar_id=channel.workgroup.calendar_id)

@@ -1,22 +1,20 @@
 """The visitor panel (KF-11): what agents know about a visitor — browser and OS (parsed from the
 user agent with ``ua-parser``), IP address, language, referrer, the page trail, tags, notes and
-past conversations — and the changes agents make to it (tags, notes)."""
+past conversations. The changes agents make to it (tags, notes) are in
+:mod:`kefu.services.visitors`."""
 
 from __future__ import annotations
 
-from datetime import timedelta
 from functools import lru_cache
 from typing import Any
 
-from django.db import transaction
-from django.utils import timezone, translation
+from django.utils import translation
 from django.utils.translation import gettext as _
 
 from kefu import geo
-from kefu.models import Session, Visitor, VisitorNote, VisitorPageView, VisitorTag
+from kefu.models import Session, Visitor
 from org.models import User
 from weiyu.errors import ServiceError
-from weiyu.realtime import publish_event_on_commit
 
 TRAIL_LIMIT = 30
 PAST_LIMIT = 20
@@ -46,21 +44,8 @@ def device(user_agent: str) -> dict[str, str]:
     }
 
 
-def page_view_record(*, visitor: Visitor, url: object, title: object = "") -> None:
-    """Add a page to the visitor's trail (ignored when empty, or the same page within a minute)."""
-    if not isinstance(url, str) or not url.strip():
-        return
-    url = url.strip()[:2000]
-    recent = VisitorPageView.objects.filter(
-        visitor=visitor, url=url, created_at__gte=timezone.now() - timedelta(minutes=1)
-    ).exists()
-    if not recent:
-        VisitorPageView.objects.create(
-            visitor=visitor, url=url, title=title[:200] if isinstance(title, str) else ""
-        )
-
-
-def _visitor(visitor_id: object) -> Visitor:
+def visitor_get(visitor_id: object) -> Visitor:
+    """The visitor with this id (and its channel); ``ServiceError`` ``invalid`` or ``not_found``."""
     if isinstance(visitor_id, bool) or not isinstance(visitor_id, int):
         raise ServiceError("invalid", _("visitor_id must be an integer."), field="visitor_id")
     visitor = Visitor.objects.select_related("channel").filter(pk=visitor_id).first()
@@ -69,7 +54,8 @@ def _visitor(visitor_id: object) -> Visitor:
     return visitor
 
 
-def _require_staff(user: User) -> None:
+def staff_require(user: User) -> None:
+    """``ServiceError("forbidden")`` unless ``user`` is an agent or staff."""
     if not (user.is_agent or user.is_staff):
         raise ServiceError("forbidden", _("Only agents can see visitors."))
 
@@ -84,8 +70,8 @@ def profile(*, user: User, visitor_id: object) -> dict[str, Any]:
 
     Raises ``ServiceError``: ``invalid``, ``not_found``, ``forbidden`` (not an agent).
     """
-    _require_staff(user)
-    visitor = _visitor(visitor_id)
+    staff_require(user)
+    visitor = visitor_get(visitor_id)
     sessions = (
         Session.objects.filter(visitor=visitor)
         .select_related("agent", "workgroup")
@@ -131,56 +117,3 @@ def profile(*, user: User, visitor_id: object) -> dict[str, Any]:
             for s in sessions
         ],
     }
-
-
-def _changed(visitor: Visitor) -> None:
-    """Tell the agents serving the visitor that the profile changed (``visitor.updated``)."""
-    agents = set(
-        Session.objects.filter(visitor=visitor, agent__isnull=False)
-        .exclude(status=Session.Status.CLOSED)
-        .values_list("agent_id", flat=True)
-    )
-    publish_event_on_commit(
-        {"type": "visitor.updated", "visitor_id": visitor.pk}, [f"u:{a}" for a in agents]
-    )
-
-
-def tag_add(*, user: User, visitor_id: object, name: object) -> list[str]:
-    """Tag the visitor (the tag is created when new; case as typed, matched case-insensitively).
-    Returns the visitor's tags. ``ServiceError("invalid")`` for an empty or too long name."""
-    _require_staff(user)
-    if not isinstance(name, str) or not name.strip() or len(name.strip()) > TAG_MAX:
-        raise ServiceError("invalid", _("A tag is 1 to 64 characters."), field="name")
-    with transaction.atomic():
-        visitor = _visitor(visitor_id)
-        clean = name.strip()
-        tag = VisitorTag.objects.filter(name__iexact=clean).first()
-        if tag is None:
-            tag, _created = VisitorTag.objects.get_or_create(name=clean)
-        visitor.tags.add(tag)
-        _changed(visitor)
-        return list(visitor.tags.order_by("name").values_list("name", flat=True))
-
-
-def tag_remove(*, user: User, visitor_id: object, name: object) -> list[str]:
-    """Take a tag off the visitor; returns the visitor's tags."""
-    _require_staff(user)
-    with transaction.atomic():
-        visitor = _visitor(visitor_id)
-        if isinstance(name, str):
-            visitor.tags.remove(*VisitorTag.objects.filter(name__iexact=name.strip()))
-        _changed(visitor)
-        return list(visitor.tags.order_by("name").values_list("name", flat=True))
-
-
-def note_add(*, user: User, visitor_id: object, text: object) -> VisitorNote:
-    """Keep a note about the visitor. ``ServiceError("invalid")`` for empty or over 2,000
-    characters."""
-    _require_staff(user)
-    if not isinstance(text, str) or not text.strip() or len(text) > NOTE_MAX:
-        raise ServiceError("invalid", _("A note is 1 to 2,000 characters."), field="text")
-    with transaction.atomic():
-        visitor = _visitor(visitor_id)
-        note = VisitorNote.objects.create(visitor=visitor, author=user, text=text.strip())
-        _changed(visitor)
-    return note

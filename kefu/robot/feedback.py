@@ -43,7 +43,9 @@ def feedback(*, visitor: Visitor, message_id: object, helpful: object) -> dict[s
         value = "helpful" if helpful else "not_helpful"
         previous = robot_meta.get("feedback")
         robot_meta["feedback"] = value
-        Message.objects.filter(pk=message.pk).update(meta={**message.meta, "robot": robot_meta})
+        im_services.message_meta_update(
+            message_id=message.pk, meta={**message.meta, "robot": robot_meta}
+        )
         if value == "not_helpful" and previous != "not_helpful" and robot_meta.get("answered"):
             sources = robot_meta.get("sources") or [{}]
             robot_question_collect(

@@ -10,7 +10,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from kefu import presence, selectors
+from kefu import presence
 from kefu.models import AgentState
 from kefu.services.events import _publish_agent_state
 from kefu.services.routing import agent_workgroups_dispatch
@@ -18,6 +18,12 @@ from org.models import User
 from weiyu.errors import ServiceError
 
 logger = logging.getLogger(__name__)
+
+
+def agent_state_ensure(*, user_id: int) -> AgentState:
+    """The agent's service state, created (offline, default cap) on first use."""
+    state, _created = AgentState.objects.get_or_create(user_id=user_id)
+    return state
 
 
 def agent_status_set(*, user: User, status: object) -> AgentState:
@@ -32,7 +38,7 @@ def agent_status_set(*, user: User, status: object) -> AgentState:
     if not user.is_agent:
         raise ServiceError("forbidden", _("Only agents have a service status."))
     with transaction.atomic():
-        state = selectors.agent_state_get(user_id=user.pk)
+        state = agent_state_ensure(user_id=user.pk)
         AgentState.objects.filter(pk=state.pk).update(
             status=status, status_changed_at=timezone.now()
         )

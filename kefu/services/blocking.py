@@ -130,3 +130,14 @@ def block_from_conversation(
     if session.status != Session.Status.CLOSED:
         session_close(session_id=session.pk, closed_by=agent_sender(user))
     return block
+
+
+def block_lift(*, user: User, block_id: object) -> None:
+    """Lift a block (agents). Raises ``ServiceError``: ``forbidden`` (not an agent),
+    ``not_found``. The tenant's cached list is dropped at once in this process (others within
+    :data:`TTL_S`)."""
+    if not user.is_agent:
+        raise ServiceError("forbidden", _("Only agents can block visitors."))
+    deleted, _rows = BlockedVisitor.objects.filter(pk=block_id).delete()
+    if not deleted:
+        raise ServiceError("not_found", _("No such block."))

@@ -173,3 +173,43 @@ def test_the_command_recomputes_a_range_and_refuses_bad_input(acme):
                  ["--tenant", "acme", "--from", "2026-02-01", "--to", "2026-01-01"]):  # fmt: skip
         with pytest.raises(CommandError):
             call_command("kefu_stats", *args, stdout=StringIO())
+
+
+def test_the_admin_page_reads_the_figures_and_recomputes_them_on_post_only(acme):
+    # given a day of activity that was never rolled up, and an admin
+    desk = make_desk(acme, agents=1)
+    with schema_context("acme"):
+        _day_figures(desk)
+        boss = User.objects.create_user(
+            username=unique("boss"), password=PASSWORD, role="admin", is_staff=True
+        )
+        boss.is_superuser = True
+        boss.save()
+    query = f"start={DAY}&end={DAY}&workgroup={desk.workgroup.pk}"
+    url = "/admin/kefu/session/reports/"
+
+    # when the page is opened, even with the old "refresh" parameter
+    page = agent_client(boss).get(f"{url}?{query}&refresh=1")
+
+    # then nothing was computed: a GET only reads, and says the days are not computed yet
+    assert page.status_code == 200
+    assert b'id="recompute"' in page.content
+    assert page.context["computed_at"] is None
+    assert page.context["report"]["total"]["conversations"] == 0
+    with schema_context("acme"):
+        assert not DailyStat.objects.filter(day=DAY, workgroup=desk.workgroup).exists()
+
+    # when the admin presses "recompute" (a POST)
+    done = agent_client(boss).post(
+        url, {"start": str(DAY), "end": str(DAY), "workgroup": desk.workgroup.pk}
+    )
+
+    # then the day is rolled up and the page shows it, with the time it was computed
+    assert done.status_code == 302
+    assert done["Location"].startswith(url)
+    shown = agent_client(boss).get(done["Location"])
+    assert shown.context["report"]["total"]["conversations"] == 3
+    assert shown.context["computed_at"] is not None
+    # and a bad range is refused without computing anything
+    refused = agent_client(boss).post(url, {"start": str(DAY), "end": "2020-01-01"})
+    assert refused.status_code == 302

@@ -8,10 +8,12 @@ from django.test import Client
 from django_tenants.utils import schema_context
 
 from kefu import senders
-from kefu.models import RoutingRule, Session, Workgroup
+from kefu.models import RoutingRule, Session, VisitorNote, VisitorTag, Workgroup
+from kefu.services import agents as kefu_agents
 from kefu.services import messages, sessions
 from kefu.services import visitors as kefu_visitors
-from tests.conftest import agent_client, make_agent, make_desk, unique
+from org.models import User
+from tests.conftest import PASSWORD, agent_client, make_agent, make_desk, make_visitor, unique
 
 IPHONE = (
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_2 like Mac OS X) AppleWebKit/605.1.15 "
@@ -190,3 +192,54 @@ def test_the_panel_shows_an_approximate_location_with_a_geoip_database(acme, tmp
     )
     assert client.get(f"/api/v1/kefu/visitors/{elsewhere.pk}").json()["location"] is None
     geo._reader.cache_clear()
+
+
+def test_the_back_office_edits_tags_and_notes_through_the_services(acme, monkeypatch):
+    # given a visitor served by an agent, with a note, and an admin
+    desk = make_desk(acme, agents=1)
+    visitor, _token = make_visitor(desk)
+    with schema_context("acme"):
+        agent = desk.agents[0]
+        kefu_agents.agent_status_set(user=agent, status="online")
+        messages.visitor_message_send(
+            visitor=visitor, conversation_id=None, content="hi", client_msg_id=unique("m")
+        )
+        old = kefu_visitors.note_add(user=agent, visitor_id=visitor.pk, text="first")
+        tag = VisitorTag.objects.create(name=unique("vip"))
+        boss = User.objects.create_user(
+            username=unique("boss"), password=PASSWORD, role="admin", is_staff=True
+        )
+        boss.is_superuser = True
+        boss.save()
+    published = []
+    real = kefu_visitors.publish_event_on_commit
+    monkeypatch.setattr(
+        kefu_visitors,
+        "publish_event_on_commit",
+        lambda event, keys: published.append((event, keys)) or real(event, keys),
+    )
+
+    # when the admin saves the visitor with a tag, the note corrected and a new note
+    form = {
+        "name": visitor.name, "email": "v@example.com", "phone": "", "tags": [tag.pk],
+        "notes-TOTAL_FORMS": "2", "notes-INITIAL_FORMS": "1", "notes-MIN_NUM_FORMS": "0",
+        "notes-MAX_NUM_FORMS": "1000",
+        "notes-0-id": old.pk, "notes-0-visitor": visitor.pk, "notes-0-text": "first, corrected",
+        "notes-1-id": "", "notes-1-visitor": visitor.pk, "notes-1-text": "second",
+        "page_views-TOTAL_FORMS": "0", "page_views-INITIAL_FORMS": "0",
+        "page_views-MIN_NUM_FORMS": "0", "page_views-MAX_NUM_FORMS": "0",
+    }  # fmt: skip
+    saved = agent_client(boss).post(f"/admin/kefu/visitor/{visitor.pk}/change/", form)
+
+    # then the changes are stored, the new note is the admin's
+    assert saved.status_code == 302, saved.content[:2000]
+    with schema_context("acme"):
+        visitor.refresh_from_db()
+        assert visitor.email == "v@example.com"
+        assert list(visitor.tags.values_list("pk", flat=True)) == [tag.pk]
+        notes = dict(VisitorNote.objects.filter(visitor=visitor).values_list("text", "author_id"))
+    assert notes == {"first, corrected": agent.pk, "second": boss.pk}
+    # and the agent serving the visitor was told each time, as from the inbox
+    assert published
+    assert {e["type"] for e, _keys in published} == {"visitor.updated"}
+    assert all(keys == [agent.member_key] for _e, keys in published)
