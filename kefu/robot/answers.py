@@ -23,7 +23,7 @@ from kbase.search import search
 from kbase.services import robot_question_collect
 from kefu.models import Channel, Session
 from kefu.robot.handover import handover
-from kefu.robot.streaming import _Streamer
+from kefu.robot.streaming import AnswerStreamer
 from kefu.senders import language_for
 from kefu.senders import robot_sender_for as sender_for
 
@@ -106,7 +106,8 @@ def _excerpt(hit: dict[str, Any]) -> str:
     return f"{hit['title']}\n\n{body}"
 
 
-def _source(hit: dict[str, Any]) -> dict[str, Any]:
+def source_payload(hit: dict[str, Any]) -> dict[str, Any]:
+    """A search hit as a cited source: ``{"type", "id", "title", "url", "kb"}``."""
     return {
         "type": hit["type"],
         "id": hit["id"],
@@ -180,7 +181,7 @@ def answer(*, session_id: int, message_id: int) -> Message | None:
     }
     content = ""
     if hits and llm.configured():
-        streamer = _Streamer(session.conversation_id, stream_id, visitor.member_key)
+        streamer = AnswerStreamer(session.conversation_id, stream_id, visitor.member_key)
         try:
             result = llm.grounded_answer(
                 question,
@@ -196,12 +197,12 @@ def answer(*, session_id: int, message_id: int) -> Message | None:
             if not result.unknown:
                 used = [hits[n - 1] for n in result.cited] or hits[:1]
                 content = result.text
-                meta.update(answered=True, sources=[_source(h) for h in used])
+                meta.update(answered=True, sources=[source_payload(h) for h in used])
             else:
                 best = None  # the model read the hits and found no answer in them
     if not content and best is not None and sure >= channel.min_confidence:
         content = _excerpt(best)
-        meta.update(answered=True, sources=[_source(best)])
+        meta.update(answered=True, sources=[source_payload(best)])
     return _post(session, message, content[:4900], meta, stream_id)
 
 

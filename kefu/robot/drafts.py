@@ -16,7 +16,7 @@ from im.models import Message
 from kbase import llm
 from kbase.search import search
 from kefu.models import Session
-from kefu.robot.answers import TOP_HITS, _source
+from kefu.robot.answers import TOP_HITS, source_payload
 from kefu.robot.streaming import STREAM_INTERVAL_S
 from kefu.senders import language_for
 from weiyu.errors import ServiceError
@@ -115,7 +115,7 @@ def assist_draft(*, user_id: int, conversation_id: int, request_id: str) -> None
             frame["text"] = ""
         else:
             frame["text"] = result.text
-            frame["sources"] = [_source(hits[n - 1]) for n in result.cited]
+            frame["sources"] = [source_payload(hits[n - 1]) for n in result.cited]
     frame["done"] = True
     publish_event_now(frame, [key])
 

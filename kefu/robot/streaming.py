@@ -10,7 +10,7 @@ from weiyu.realtime import publish_event_now
 STREAM_INTERVAL_S = 0.1
 
 
-class _Streamer:
+class AnswerStreamer:
     """Sends the growing answer to the visitor as ``robot.stream`` frames, at most one per
     :data:`STREAM_INTERVAL_S`."""
 

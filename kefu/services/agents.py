@@ -12,7 +12,7 @@ from django.utils.translation import gettext as _
 
 from kefu import presence
 from kefu.models import AgentState
-from kefu.services.events import _publish_agent_state
+from kefu.services.events import agent_state_publish
 from kefu.services.routing import agent_workgroups_dispatch
 from org.models import User
 from weiyu.errors import ServiceError
@@ -43,7 +43,7 @@ def agent_status_set(*, user: User, status: object) -> AgentState:
             status=status, status_changed_at=timezone.now()
         )
         state.refresh_from_db()
-        _publish_agent_state(user.pk)
+        agent_state_publish(user_id=user.pk)
         if status == AgentState.Status.ONLINE:
             transaction.on_commit(lambda: agent_workgroups_dispatch(user_id=user.pk))
     return state

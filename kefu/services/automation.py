@@ -27,19 +27,15 @@ from django.utils.translation import gettext as _
 
 from im import services as im_services
 from kefu.models import AgentState, AutoReply, Channel, Session, Workgroup
-from kefu.senders import robot_sender_for
+from kefu.senders import language_for, robot_sender_for
 from kefu.services.routing import workgroup_dispatch
 from kefu.services.sessions import session_close
-from kefu.services.transfers import _leave
+from kefu.services.transfers import agent_leave
 from weiyu.realtime import publish_event_on_commit
 
 #: seconds a process keeps a tenant's auto-reply list before reading it again
 CACHE_S = 10.0
 _cache: dict[str, tuple[float, list[AutoReply]]] = {}
-
-
-def _language(session: Session) -> str:
-    return "en" if session.visitor.language.lower().startswith("en") else "zh-hans"
 
 
 def auto_replies() -> list[AutoReply]:
@@ -158,8 +154,8 @@ def _reassign(now: Any) -> int:
                 assigned_at=None,
                 reassigned_from_id=previous,
             )
-            _leave(session, previous)
-            with translation.override(_language(session)):
+            agent_leave(session=session, user_id=previous)
+            with translation.override(language_for(session.visitor)):
                 text = _("Sorry for the wait. We are connecting you to another colleague.")
             im_services.system_message_post(conversation_id=session.conversation_id, content=text)
             workgroup_id = session.workgroup_id
@@ -192,7 +188,7 @@ def _idle_close(now: Any) -> int:
             .select_related("visitor", "workgroup")
         )
         for session in due:
-            with translation.override(_language(session)):
+            with translation.override(language_for(session.visitor)):
                 text = session.workgroup.idle_close_message or _(
                     "This conversation was closed because there has been no reply for a while. "
                     "Write again any time."

@@ -11,7 +11,9 @@ from org.models import User
 from weiyu.realtime import publish_event_on_commit
 
 
-def _publish_assigned(session: Session, agent: User) -> None:
+def conversation_assigned_publish(*, session: Session, agent: User) -> None:
+    """``conversation.assigned`` (the conversation with its session, as each sees it) to the
+    agent, then to the visitor, serialised after commit."""
     conversation_id = session.conversation_id
     visitor_key = session.visitor.member_key
 
@@ -30,7 +32,9 @@ def _publish_assigned(session: Session, agent: User) -> None:
     transaction.on_commit(publish)
 
 
-def _publish_agent_state(user_id: int) -> None:
+def agent_state_publish(*, user_id: int) -> None:
+    """``agent.status`` ``{"status", "open_count", "max_concurrent"}`` to every socket of the
+    agent (after commit, inside a transaction)."""
     state = AgentState.objects.get(user_id=user_id)
     publish_event_on_commit(
         {"type": "agent.status", **selectors.agent_state_payload(state)}, [f"u:{user_id}"]

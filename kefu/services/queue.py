@@ -12,10 +12,9 @@ from django.utils.translation import gettext as _
 from im import services as im_services
 from im.models import Message
 from kefu.models import AgentState, Session, Workgroup
-from kefu.senders import language_for as _language_for
-from kefu.senders import robot_sender_for
+from kefu.senders import language_for, robot_sender_for
 from kefu.services.events import queue_positions_publish
-from kefu.services.routing import _give, workgroup_dispatch
+from kefu.services.routing import session_assign, workgroup_dispatch
 from kefu.services.sessions import session_close
 from org.models import User
 from weiyu.errors import ServiceError
@@ -47,7 +46,7 @@ def queue_pick(*, user: User, session_id: object) -> Session:
             raise ServiceError("forbidden", _("Go online to take visitors."))
         if state.open_count >= state.max_concurrent:
             raise ServiceError("full", _("You are at your limit of conversations."))
-        _give(session, workgroup, state)
+        session_assign(session=session, workgroup=workgroup, state=state)
         transaction.on_commit(lambda: queue_positions_publish(workgroup_id=workgroup.pk))
     session.refresh_from_db()
     return session
@@ -94,7 +93,7 @@ def queue_wait_scan(*, now=None) -> int:
                     continue
                 workgroup = session.workgroup
                 action = workgroup.overflow_action
-                language = _language_for(session.visitor)
+                language = language_for(session.visitor)
                 Session.objects.filter(pk=session.pk).update(overflowed_at=now)
                 if action == Workgroup.OverflowAction.OVERFLOW and workgroup.overflow_workgroup_id:
                     Session.objects.filter(pk=session.pk).update(

@@ -28,8 +28,12 @@ from django.utils.translation import gettext as _
 from im import services as im_services
 from im.models import Participant
 from kefu.models import AgentState, Channel, RoutingRule, Session, Visitor, Workgroup
-from kefu.senders import language_for as _language_for
-from kefu.services.events import _publish_agent_state, _publish_assigned, queue_positions_publish
+from kefu.senders import language_for
+from kefu.services.events import (
+    agent_state_publish,
+    conversation_assigned_publish,
+    queue_positions_publish,
+)
 from org.models import User
 from weiyu.errors import ServiceError
 
@@ -214,7 +218,7 @@ def _assign_next(workgroup_id: int) -> tuple[str, bool]:
         for session in waiting:
             state = _pick_agent(workgroup, session)
             if state is not None:
-                _give(session, workgroup, state, counted=True)
+                session_assign(session=session, workgroup=workgroup, state=state, counted=True)
                 return ASSIGNED, len(waiting) > 1
             if not (workgroup.strategy == Workgroup.Strategy.SKILL and session.skill_id):
                 return NO_AGENT, True
@@ -222,8 +226,8 @@ def _assign_next(workgroup_id: int) -> tuple[str, bool]:
         return NO_AGENT, True
 
 
-def _give(
-    session: Session, workgroup: Workgroup, state: AgentState, *, counted: bool = False
+def session_assign(
+    *, session: Session, workgroup: Workgroup, state: AgentState, counted: bool = False
 ) -> User:
     """Hand a locked queued session to an agent (caller's transaction): load counted (unless
     ``counted``: the slot was claimed already), the agent joins, the visitor is told, both sides
@@ -245,11 +249,11 @@ def _give(
         role=Participant.Role.AGENT,
         user_id=agent.pk,
     )
-    with translation.override(_language_for(session.visitor)):
+    with translation.override(language_for(session.visitor)):
         text = _("%(agent)s is now serving you.") % {"agent": agent.name}
     im_services.system_message_post(conversation_id=session.conversation_id, content=text)
-    _publish_assigned(session, agent)
-    _publish_agent_state(agent.pk)
+    conversation_assigned_publish(session=session, agent=agent)
+    agent_state_publish(user_id=agent.pk)
     return agent
 
 

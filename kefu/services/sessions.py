@@ -12,8 +12,8 @@ from im import selectors as im_selectors
 from im import services as im_services
 from im.services import Sender
 from kefu.models import AgentState, Session, Workgroup
-from kefu.senders import language_for as _language_for
-from kefu.services.events import _publish_agent_state
+from kefu.senders import language_for
+from kefu.services.events import agent_state_publish
 from kefu.services.routing import workgroup_dispatch
 from weiyu.errors import ServiceError
 
@@ -35,8 +35,8 @@ def session_close(*, session_id: int, closed_by: Sender) -> Session:
             AgentState.objects.filter(user_id=was_open_with).update(
                 open_count=Greatest(F("open_count") - 1, 0)
             )
-            _publish_agent_state(was_open_with)
-        with translation.override(_language_for(session.visitor)):
+            agent_state_publish(user_id=was_open_with)
+        with translation.override(language_for(session.visitor)):
             text = _("The conversation has ended.")
         im_services.system_message_post(conversation_id=session.conversation_id, content=text)
         im_services.conversation_close(conversation_id=session.conversation_id, closed_by=closed_by)

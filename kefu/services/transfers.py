@@ -29,7 +29,8 @@ from im import services as im_services
 from im.models import Participant
 from kefu import selectors
 from kefu.models import AgentState, Session, Transfer, Workgroup
-from kefu.services.events import _publish_agent_state
+from kefu.senders import language_for
+from kefu.services.events import agent_state_publish
 from kefu.services.routing import workgroup_dispatch
 from org.models import User
 from weiyu.errors import ServiceError
@@ -37,10 +38,6 @@ from weiyu.realtime import publish_event_on_commit
 
 #: seconds a transfer waits for the colleague's answer
 TRANSFER_TTL_S = 120
-
-
-def _language(session: Session) -> str:
-    return "en" if session.visitor.language.lower().startswith("en") else "zh-hans"
 
 
 def _id(value: object, field: str) -> int:
@@ -109,10 +106,10 @@ def _own_open_session(user: User, conversation_id: object) -> Session:
     return session
 
 
-def _leave(session: Session, user_id: int) -> None:
+def agent_leave(*, session: Session, user_id: int) -> None:
     """The agent stops serving the session: load released, out of the conversation."""
     AgentState.objects.filter(user_id=user_id).update(open_count=Greatest(F("open_count") - 1, 0))
-    _publish_agent_state(user_id)
+    agent_state_publish(user_id=user_id)
     im_services.participant_remove(
         conversation_id=session.conversation_id, member_key=f"u:{user_id}"
     )
@@ -163,8 +160,8 @@ def transfer_request(
                 queued_at=timezone.now(),
                 assigned_at=None,
             )
-            _leave(session, user.pk)
-            with translation.override(_language(session)):
+            agent_leave(session=session, user_id=user.pk)
+            with translation.override(language_for(session.visitor)):
                 text = _("You are being transferred to %(workgroup)s. Please wait a moment.") % {
                     "workgroup": workgroup.name
                 }
@@ -256,12 +253,12 @@ def transfer_accept(*, user: User, transfer_id: object) -> Transfer:
             role=Participant.Role.AGENT,
             user_id=user.pk,
         )
-        _leave(session, transfer.from_agent_id)
-        with translation.override(_language(session)):
+        agent_leave(session=session, user_id=transfer.from_agent_id)
+        with translation.override(language_for(session.visitor)):
             text = _("%(agent)s is now serving you.") % {"agent": user.name}
         im_services.system_message_post(conversation_id=session.conversation_id, content=text)
         _publish(transfer, "transfer.updated")
-        _publish_agent_state(user.pk)
+        agent_state_publish(user_id=user.pk)
         conversation_id = session.conversation_id
 
         def publish() -> None:
@@ -363,7 +360,7 @@ def invite(*, user: User, conversation_id: object, agent_id: object) -> User:
             role=Participant.Role.AGENT,
             user_id=colleague.pk,
         )
-        with translation.override(_language(session)):
+        with translation.override(language_for(session.visitor)):
             text = _("%(agent)s joined the conversation.") % {"agent": colleague.name}
         im_services.system_message_post(conversation_id=session.conversation_id, content=text)
         conversation_id, key = session.conversation_id, colleague.member_key
@@ -400,8 +397,8 @@ def _requeue_open(user: User) -> int:
             assigned_at=None,
             reassigned_from=user,
         )
-        _leave(session, user.pk)
-        with translation.override(_language(session)):
+        agent_leave(session=session, user_id=user.pk)
+        with translation.override(language_for(session.visitor)):
             text = _("Sorry for the wait. We are connecting you to another colleague.")
         im_services.system_message_post(conversation_id=session.conversation_id, content=text)
         transaction.on_commit(lambda wid=session.workgroup_id: workgroup_dispatch(workgroup_id=wid))

@@ -12,7 +12,7 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from kefu.models import Channel, Session, Visitor, VisitorNote, VisitorPageView, VisitorTag
-from kefu.senders import language_for as _language_for
+from kefu.senders import language_for
 from kefu.visitors import NOTE_MAX, TAG_MAX, staff_require, visitor_get
 from org.models import User
 from weiyu.errors import ServiceError
@@ -84,7 +84,7 @@ def visitor_start(
     }
     if visitor is None:
         visitor = Visitor.objects.create(channel=channel, name="", **fields)
-        with translation.override(_language_for(visitor)):
+        with translation.override(language_for(visitor)):
             visitor.name = _("Visitor %(number)04d") % {"number": visitor.pk % 10000}
         visitor.save(update_fields=["name"])
     else:
