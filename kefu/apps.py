@@ -7,7 +7,12 @@ class KefuConfig(AppConfig):
     verbose_name = _("Customer service")
 
     def ready(self) -> None:
+        from im.hooks import send_hook_register
+        from im.models import Conversation
+        from kefu.services import VisitorConversationHook
         from org.signals import user_deactivated
+
+        send_hook_register(kind=Conversation.Kind.VISITOR, hook=VisitorConversationHook())
 
         def release(sender: object, user: object, deleted: bool, **kwargs: object) -> None:
             from kefu.transfers import agent_release
