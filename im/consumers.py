@@ -318,8 +318,9 @@ class MemberConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json({"type": "history.result", "ref": ref, **result})
 
     def send_message(self, data: dict[str, Any]) -> tuple[Any, bool]:
-        """Store the frame's message; endpoints route it through their service."""
-        return services.message_send(**self.message_fields(data))
+        """Store the frame's message from this socket's member (the one send path; the kind of
+        conversation adds its behaviour through its hook, im.hooks)."""
+        return services.message_send(sender=self.sender, **self.message_fields(data))
 
     @staticmethod
     def message_fields(data: dict[str, Any]) -> dict[str, Any]:

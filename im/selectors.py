@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from django.db.models import Count, F
+from django.db.models import Count, F, FilteredRelation, Q
 from django.utils.translation import gettext as _
 
 from im.models import Attachment, Conversation, Message, MessagingSettings, Participant
@@ -51,12 +51,23 @@ def participant_list_for_member(*, member_key: str, closed_limit: int = 50) -> l
     return open_ones + closed
 
 
-def active_members(*, conversation_id: int) -> dict[str, tuple[str, Any]]:
-    """``{member_key: (role, muted_until)}`` of everyone currently in a conversation, one query."""
-    rows = Participant.objects.filter(
-        conversation_id=conversation_id, left_at__isnull=True
-    ).values_list("member_key", "role", "muted_until")
-    return {key: (role, muted_until) for key, role, muted_until in rows}
+def send_context(*, conversation_id: int) -> tuple[str | None, dict[str, tuple[str, Any]]]:
+    """``(kind, {member_key: (role, muted_until)})`` of a conversation for the send path, in one
+    query; ``kind`` is None when there is no such conversation."""
+    rows = (
+        Conversation.objects.filter(pk=conversation_id)
+        .annotate(
+            active=FilteredRelation("participants", condition=Q(participants__left_at__isnull=True))
+        )
+        .values_list("kind", "active__member_key", "active__role", "active__muted_until")
+    )
+    kind = None
+    members: dict[str, tuple[str, Any]] = {}
+    for row_kind, key, role, muted_until in rows:
+        kind = row_kind
+        if key is not None:
+            members[key] = (role, muted_until)
+    return kind, members
 
 
 def active_member_keys(*, conversation_id: int) -> list[str]:

@@ -17,6 +17,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from im import selectors
+from im.hooks import send_hook_for
 from im.models import Attachment, Conversation, Message, MessagingSettings, Participant, Sticker
 from im.search import index_terms
 from im.serializers import (
@@ -53,9 +54,35 @@ def robot_sender(name: str) -> Sender:
     return Sender(key=ROBOT_KEY, type=Message.SenderType.ROBOT, name=name[:100])
 
 
-def conversation_create(*, kind: str, title: str = "") -> Conversation:
-    """Create an empty conversation (``last_seq`` 0). Members are added with :func:`participant_add`."""
-    return Conversation.objects.create(kind=kind, title=title[:200])
+@dataclass(frozen=True)
+class Member:
+    """A first member of a new conversation (:func:`conversation_create`)."""
+
+    key: str
+    name: str
+    role: str
+    user_id: int | None = None
+
+
+def conversation_create(
+    *, kind: str, title: str = "", members: tuple[Member, ...] = ()
+) -> Conversation:
+    """Create a conversation (``last_seq`` 0) with its first ``members`` (one insert for all of
+    them, none when there are none; call inside the caller's transaction). Later members are
+    added with :func:`participant_add`."""
+    conversation = Conversation.objects.create(kind=kind, title=title[:200])
+    if members:
+        Participant.objects.bulk_create(
+            Participant(
+                conversation=conversation,
+                member_key=m.key,
+                name=m.name[:100],
+                role=m.role,
+                user_id=m.user_id,
+            )
+            for m in members
+        )
+    return conversation
 
 
 def participant_add(
@@ -121,8 +148,9 @@ GROUP_ADMINS = {Participant.Role.OWNER, Participant.Role.ADMIN}
 
 
 @dataclass
-class _Draft:
-    """A validated message before it is stored."""
+class MessageDraft:
+    """A validated message before it is stored (:func:`message_draft`); a kind's send hook
+    (:mod:`im.hooks`) may rewrite ``content`` before it is written."""
 
     msg_type: str
     content: str
@@ -170,16 +198,16 @@ def _draft(
     attachment_id: object,
     sticker_id: object,
     conversation_id: int,
-) -> _Draft:
+) -> MessageDraft:
     if msg_type not in USER_TYPES:
         raise ServiceError("invalid", _("Unknown message type."), field="msg_type")
     if msg_type == Message.Type.TEXT:
-        return _Draft(msg_type=msg_type, content=_validate_text(content))
+        return MessageDraft(msg_type=msg_type, content=_validate_text(content))
     if msg_type == Message.Type.STICKER:
         sticker = _positive_id(sticker_id, "sticker_id")
         if not Sticker.objects.filter(pk=sticker, is_active=True).exists():
             raise ServiceError("invalid", _("No such sticker."), field="sticker_id")
-        return _Draft(msg_type=msg_type, content="", sticker_id=sticker)
+        return MessageDraft(msg_type=msg_type, content="", sticker_id=sticker)
     attachment = Attachment.objects.filter(
         pk=_positive_id(attachment_id, "attachment_id"),
         conversation_id=conversation_id,
@@ -196,7 +224,45 @@ def _draft(
             "invalid", _("The file does not match the message type."), field="msg_type"
         )
     caption = "" if content in (None, "") else _validate_text(content)
-    return _Draft(msg_type=msg_type, content=caption, attachment=attachment)
+    return MessageDraft(msg_type=msg_type, content=caption, attachment=attachment)
+
+
+def message_draft(
+    *,
+    sender: Sender,
+    conversation_id: int | None = None,
+    content: object = None,
+    msg_type: object = Message.Type.TEXT,
+    attachment_id: object = None,
+    sticker_id: object = None,
+    mentions: object = None,
+    internal: object = False,
+    meta: dict[str, Any] | None = None,
+) -> MessageDraft:
+    """Validate a message's fields (see :func:`message_send`) without writing anything.
+
+    A caller that must refuse bad input before it creates anything (kefu's first visitor message
+    opens a session) validates first and passes the draft to :func:`message_send`.
+    Queries: none for text; one for a sticker or an attachment (which must have been uploaded
+    by ``sender`` to ``conversation_id``). Raises ``ServiceError("invalid")``.
+    """
+    if sender.key == SYSTEM.key:
+        return MessageDraft(
+            msg_type=Message.Type.SYSTEM, content=_validate_text(content), meta=meta
+        )
+    if sender.key == ROBOT_KEY:
+        return MessageDraft(msg_type=Message.Type.TEXT, content=_validate_text(content), meta=meta)
+    draft = _draft(
+        sender=sender,
+        msg_type=msg_type,
+        content=content,
+        attachment_id=attachment_id,
+        sticker_id=sticker_id,
+        conversation_id=conversation_id,
+    )
+    draft.mentions = _validate_mentions(mentions)
+    draft.internal = internal is True
+    return draft
 
 
 def message_send(
@@ -211,8 +277,13 @@ def message_send(
     mentions: object = None,
     internal: object = False,
     meta: dict[str, Any] | None = None,
+    draft: MessageDraft | None = None,
 ) -> tuple[Message, bool]:
     """Store a message and publish ``message.new`` to every active participant after commit.
+
+    The one send path of every message: staff chats, visitor conversations, notes, robot and
+    system lines. The app that owns the conversation's kind adds its behaviour through the hook
+    it registered (:mod:`im.hooks`; kefu for ``visitor`` conversations).
 
     ``msg_type``: ``text`` (``content`` 1-5000 chars), ``image``/``voice``/``video``/``file``
     (``attachment_id`` of a file the sender uploaded to this conversation, optional caption in
@@ -222,40 +293,42 @@ def message_send(
     never sent to the visitor; a colleague mentioned in it who is not in the conversation is
     added to it (KF-13). ``meta``: server-side details kept with the message (robot answers'
     sources; never taken from a client). The robot sender (:func:`robot_sender`), like the system
-    sender, writes without being a participant.
+    sender, writes without being a participant. ``draft``: fields already validated by
+    :func:`message_draft` (the other content fields are then ignored).
 
     Returns ``(message, created)``; ``created`` is False when ``client_msg_id`` was already used by
     this sender — the stored message is returned and nothing is written or published (IM-12).
 
-    Cost of a plain text message: one participant read, one ``UPDATE … RETURNING`` on the
-    conversation row (which also serialises senders, making ``seq`` gap-free), one insert, one
-    receipt update. Attachments, stickers and mentions add one query each.
+    Cost of a plain text message without a hook: one read of the conversation's kind and active
+    members, then in one transaction one ``UPDATE … RETURNING`` on the conversation row (which
+    also serialises senders, making ``seq`` gap-free), one insert, one receipt update.
+    Attachments, stickers and mentions add one query each; tests/test_send_path_queries.py pins
+    the budget of each path.
 
     Raises ``ServiceError``: ``invalid`` (content, type, file, mentions, client_msg_id),
     ``not_found`` (no such conversation or the sender is not in it), ``conversation_closed``,
-    ``forbidden`` (the sender, or the whole group, is muted).
+    ``forbidden`` (the sender, or the whole group, is muted; or a hook's rule).
     """
-    if sender.key == SYSTEM.key:
-        draft = _Draft(msg_type=Message.Type.SYSTEM, content=_validate_text(content), meta=meta)
-    elif sender.key == ROBOT_KEY:
-        draft = _Draft(msg_type=Message.Type.TEXT, content=_validate_text(content), meta=meta)
-    else:
-        draft = _draft(
+    if draft is None:
+        draft = message_draft(
             sender=sender,
-            msg_type=msg_type,
+            conversation_id=conversation_id,
             content=content,
+            msg_type=msg_type,
             attachment_id=attachment_id,
             sticker_id=sticker_id,
-            conversation_id=conversation_id,
+            mentions=mentions,
+            internal=internal,
+            meta=meta,
         )
-        draft.mentions = _validate_mentions(mentions)
-        draft.internal = internal is True
     return _append(
         conversation_id=conversation_id, sender=sender, draft=draft, client_msg_id=client_msg_id
     )
 
 
-def _check_client_msg_id(client_msg_id: object) -> None:
+def client_msg_id_check(client_msg_id: object) -> None:
+    """``ServiceError("invalid")`` unless ``client_msg_id`` is None or 1-64 of
+    ``[A-Za-z0-9_-]`` (IM-12)."""
     if client_msg_id is not None and (
         not isinstance(client_msg_id, str) or not CLIENT_MSG_ID_RE.match(client_msg_id)
     ):
@@ -280,10 +353,10 @@ def _pull_in(mentions: list[str], members: dict[str, Any]) -> list[User]:
 
 
 def _append(  # noqa: PLR0912 - the checks of one send, in the order they must run
-    *, conversation_id: int, sender: Sender, draft: _Draft, client_msg_id: object
+    *, conversation_id: int, sender: Sender, draft: MessageDraft, client_msg_id: object
 ) -> tuple[Message, bool]:
-    _check_client_msg_id(client_msg_id)
-    members = selectors.active_members(conversation_id=conversation_id)
+    client_msg_id_check(client_msg_id)
+    kind, members = selectors.send_context(conversation_id=conversation_id)
     is_system = sender.key in (SYSTEM.key, ROBOT_KEY)
     if not is_system and sender.key not in members:
         if client_msg_id is not None and (
@@ -308,8 +381,13 @@ def _append(  # noqa: PLR0912 - the checks of one send, in the order they must r
         raise ServiceError(
             "invalid", _("Only members of this conversation can be mentioned."), field="mentions"
         )
+    hook = send_hook_for(kind)
+    hook.prepare(conversation_id=conversation_id, sender=sender, draft=draft)
     try:
         with transaction.atomic():
+            context = hook.before_append(
+                conversation_id=conversation_id, sender=sender, draft=draft, now=now
+            )
             with connection.cursor() as cursor:
                 cursor.execute(
                     "UPDATE im_conversation SET last_seq = last_seq + 1, last_message_at = %s "
@@ -376,6 +454,7 @@ def _append(  # noqa: PLR0912 - the checks of one send, in the order they must r
             )
             if pulled:
                 conversation_added_publish(conversation_id, [u.member_key for u in pulled])
+            hook.after_append(message=message, sender=sender, context=context)
     except IntegrityError:
         dup = (
             _existing(sender.key, client_msg_id, conversation_id)
@@ -388,7 +467,7 @@ def _append(  # noqa: PLR0912 - the checks of one send, in the order they must r
     return message, True
 
 
-def _check_rules(draft: _Draft, *, kind: str, all_muted: bool, role: str) -> None:
+def _check_rules(draft: MessageDraft, *, kind: str, all_muted: bool, role: str) -> None:
     """Rules that need the conversation row (checked inside the transaction; raising rolls the
     ``seq`` back)."""
     if kind == Conversation.Kind.GROUP and all_muted and role not in GROUP_ADMINS:
@@ -571,7 +650,7 @@ def message_recall(
     sender is in), ``forbidden`` (not the sender's, or the window has passed), ``conflict``
     (already recalled).
     """
-    _check_client_msg_id(client_msg_id)
+    client_msg_id_check(client_msg_id)
     if client_msg_id is not None and (dup := _existing(sender.key, client_msg_id, conversation_id)):
         return dup, False
     target_id = _positive_id(message_id, "message_id")
@@ -601,7 +680,7 @@ def message_recall(
         result = _append(
             conversation_id=conversation_id,
             sender=sender,
-            draft=_Draft(
+            draft=MessageDraft(
                 msg_type=Message.Type.RECALL,
                 content="",
                 internal=target.internal,

@@ -8,8 +8,13 @@ class KefuConfig(AppConfig):
 
     def ready(self) -> None:
         # Django imports app modules that touch models only once the registry is ready, here.
+        from im.hooks import send_hook_register
+        from im.models import Conversation
+        from kefu.services.messages import VisitorConversationHook
         from kefu.services.transfers import agent_release
         from org.signals import user_deactivated
+
+        send_hook_register(kind=Conversation.Kind.VISITOR, hook=VisitorConversationHook())
 
         def release(sender: object, user: object, deleted: bool, **kwargs: object) -> None:
             agent_release(user=user, deleted=deleted)  # type: ignore[arg-type]

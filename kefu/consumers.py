@@ -63,9 +63,6 @@ class AgentConsumer(MemberConsumer):
                 schema=self.tenant.schema_name, user_id=user.pk, channel_name=self.channel_name
             )
 
-    def send_message(self, data: dict[str, Any]) -> tuple[Any, bool]:
-        return kefu_messages.agent_message_send(user=self.user, **self.message_fields(data))
-
     async def on_conversation_close(self, data: dict[str, Any], ref: str | None) -> None:
         conversation_id = _int_field(data, "conversation_id", minimum=1)
         await self.db(

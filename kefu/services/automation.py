@@ -26,7 +26,7 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from im import services as im_services
-from kefu.models import AgentState, AutoReply, Channel, Session, Workgroup
+from kefu.models import AgentState, AutoReply, Session, Workgroup
 from kefu.senders import language_for, robot_sender_for
 from kefu.services.routing import workgroup_dispatch
 from kefu.services.sessions import session_close
@@ -49,12 +49,13 @@ def auto_replies() -> list[AutoReply]:
     return cached[1]
 
 
-def auto_reply_for(channel: Channel, content: str) -> AutoReply | None:
+def auto_reply_for(*, channel_id: int, content: str) -> AutoReply | None:
     """The first auto-reply (by keyword) of the channel, or of every channel, matching the
-    visitor's text (case-insensitive; ``equals`` ignores surrounding space)."""
+    visitor's text (case-insensitive; ``equals`` ignores surrounding space). No query while the
+    tenant's rules are cached (:func:`auto_replies`)."""
     text = content.strip().lower()
     for rule in auto_replies():
-        if rule.channel_id not in (None, channel.pk):
+        if rule.channel_id not in (None, channel_id):
             continue
         keyword = rule.keyword.strip().lower()
         if not keyword:

@@ -1,16 +1,23 @@
-"""The customer-service send path: a visitor's message (starting and routing a session when
-needed), the keyword auto-reply or robot turn after it, and an agent's reply.
+"""What customer service adds to the one send path (docs/architecture.md, "The send path"): a
+visitor's message (opening and routing a session when needed), the hook kefu registers for
+visitor conversations (sensitive words, the session's clocks, the auto-reply or robot turn), and
+an agent's reply.
 
 Lock order is session → conversation everywhere (docs/architecture.md, "Routing (kefu)")."""
 
 from __future__ import annotations
 
-from django.db import IntegrityError, transaction
+import datetime as dt
+from typing import Any
+
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from im import services as im_services
+from im.hooks import SendHook
 from im.models import Conversation, Message, Participant
+from im.services import Sender
 from kefu import hours, selectors, sensitive
 from kefu.models import Session, Visitor, Workgroup
 from kefu.robot import answers as robot
@@ -23,62 +30,53 @@ from org.models import User
 from weiyu.errors import ServiceError
 
 
-def session_start(*, visitor: Visitor, department_id: object = None) -> Session:
-    """Open a session (and its conversation) for a visitor who has none live: ``queued`` on a
-    human-only channel (the caller dispatches it), ``robot`` on a robot or robot-first channel.
-    The workgroup comes from :func:`kefu.routing.route` (the department chosen in the widget,
-    the channel's routing rules, else the channel's workgroup) and the queue limits apply
-    (:func:`kefu.routing.queue_admit`).
-
-    When the visitor already has a live session (another tab won the race) that one is returned.
-    Raises ``ServiceError``: ``invalid`` (a department the channel does not offer),
-    ``queue_full`` (the queue is full and the visitor should leave a message), ``closed``
-    (outside the workgroup's work hours, :mod:`kefu.hours`).
-    """
-    existing = selectors.visitor_live_session(visitor_id=visitor.pk)
-    if existing is not None:
-        return existing
+def _session_route(*, visitor: Visitor, department_id: object) -> tuple[int, int | None]:
+    """``(workgroup_id, skill_id)`` for a new session of ``visitor`` (reads only): the department
+    chosen in the widget, the channel's routing rules, else the channel's workgroup
+    (:func:`kefu.services.routing.route`); outside the workgroup's work hours a human-only channel refuses
+    with ``ServiceError("closed")`` (:mod:`kefu.hours`)."""
     channel = visitor.channel
-    with_robot = channel.mode in ROBOT_MODES
     workgroup_id, skill_id = routing.route(
         channel=channel, visitor=visitor, department_id=department_id
     )
-    if not with_robot:
+    if channel.mode not in ROBOT_MODES:
         hours.check_open(
             calendar_id=Workgroup.objects.filter(pk=workgroup_id)
             .values_list("calendar_id", flat=True)
             .first(),
             language=_language_for(visitor),
         )
-    try:
-        with transaction.atomic():
-            status = Session.Status.ROBOT
-            if not with_robot:
-                workgroup_id, status = routing.queue_admit(workgroup_id=workgroup_id)
-            conversation = im_services.conversation_create(
-                kind=Conversation.Kind.VISITOR, title=visitor.name
-            )
-            im_services.participant_add(
-                conversation=conversation,
-                member_key=visitor.member_key,
-                name=visitor.name,
-                role=Participant.Role.VISITOR,
-            )
-            session = Session.objects.create(
-                conversation=conversation,
-                visitor=visitor,
-                channel=channel,
-                workgroup_id=workgroup_id,
-                skill_id=skill_id,
-                status=status,
-                queued_at=timezone.now() if status == Session.Status.QUEUED else None,
-            )
-    except IntegrityError:
-        existing = selectors.visitor_live_session(visitor_id=visitor.pk)
-        if existing is None:
-            raise
-        return existing
-    return session
+    return workgroup_id, skill_id
+
+
+def _session_open(*, visitor: Visitor, workgroup_id: int, skill_id: int | None) -> Session:
+    """Write a new session and its conversation (call inside a transaction): ``queued`` on a
+    human-only channel (dispatched by the caller after commit), ``robot`` on a robot or
+    robot-first channel. The queue limits apply (:func:`kefu.services.routing.queue_admit`: raises
+    ``ServiceError("queue_full")``). Raises ``IntegrityError`` when the visitor already has a
+    live session (the partial unique index; the caller's savepoint takes it back)."""
+    channel = visitor.channel
+    status = Session.Status.ROBOT
+    if channel.mode not in ROBOT_MODES:
+        workgroup_id, status = routing.queue_admit(workgroup_id=workgroup_id)
+    conversation = im_services.conversation_create(
+        kind=Conversation.Kind.VISITOR,
+        title=visitor.name,
+        members=(
+            im_services.Member(
+                key=visitor.member_key, name=visitor.name, role=Participant.Role.VISITOR
+            ),
+        ),
+    )
+    return Session.objects.create(
+        conversation=conversation,
+        visitor=visitor,
+        channel=channel,
+        workgroup_id=workgroup_id,
+        skill_id=skill_id,
+        status=status,
+        queued_at=timezone.now() if status == Session.Status.QUEUED else None,
+    )
 
 
 def visitor_message_send(
@@ -89,97 +87,151 @@ def visitor_message_send(
     client_msg_id: object,
     department_id: object = None,
 ) -> tuple[Message, bool]:
-    """A visitor's message. Without ``conversation_id`` it goes to the live session, or starts one
-    (and routes it) when there is none. Returns ``(message, created)`` like ``message_send``.
-    The sensitive-word filter applies (:mod:`kefu.sensitive`: masked, or ``forbidden``). In a
-    session the robot serves, the robot answers it or hands over (:mod:`kefu.robot`).
-    ``department_id``: the workgroup the visitor chose, for a message that starts a session.
+    """A visitor's text message. Returns ``(message, created)`` like ``im.services.message_send``.
+
+    With ``conversation_id`` it is sent there through the one send path (``message_send``; the
+    hook kefu registers for visitor conversations, :class:`VisitorConversationHook`, applies the
+    sensitive-word filter, moves the session's clock and lets an auto-reply or the robot answer).
+    Without one it goes to the visitor's live session, or starts one: the message is validated
+    first, then the session, its conversation and the message are written in one transaction,
+    and a queued session is dispatched after commit (first come, first served: older waiting
+    visitors are assigned before this one). ``department_id``: the workgroup the visitor chose.
+
+    Raises ``ServiceError``: ``forbidden`` (blocked visitor, forbidden word), ``invalid``,
+    ``not_found``, ``conversation_closed``, and for a new session ``closed`` (outside work
+    hours) or ``queue_full`` (kefu.services.routing.queue_admit) — nothing is written then.
     """
     blocking.check(visitor=visitor)
     sender = visitor_sender(visitor)
-    content = sensitive.apply(content)
     if conversation_id is not None:
         if isinstance(conversation_id, bool) or not isinstance(conversation_id, int):
             raise ServiceError(
                 "invalid", _("conversation_id must be an integer."), field="conversation_id"
             )
-        with transaction.atomic():
-            # lock order is session → conversation everywhere (see agent_message_send)
-            session = (
-                Session.objects.select_for_update(of=("self",))
-                .select_related("channel", "visitor")
-                .filter(conversation_id=conversation_id)
-                .exclude(status=Session.Status.CLOSED)
-                .first()
-            )
-            result = im_services.message_send(
-                conversation_id=conversation_id,
-                sender=sender,
-                content=content,
-                client_msg_id=client_msg_id,
-            )
-            if result[1] and session is not None:
-                _after_visitor_message(session, result[0])
-        return result
-    if isinstance(client_msg_id, str):
-        stored = Message.objects.filter(sender_key=sender.key, client_msg_id=client_msg_id).first()
-        if stored is not None:
-            return stored, False
-    session = session_start(visitor=visitor, department_id=department_id)
-    with transaction.atomic():
-        Session.objects.select_for_update().filter(pk=session.pk).first()  # session → conversation
-        result = im_services.message_send(
-            conversation_id=session.conversation_id,
+        return im_services.message_send(
+            conversation_id=conversation_id,
             sender=sender,
             content=content,
             client_msg_id=client_msg_id,
         )
-        if result[1]:
-            _after_visitor_message(session, result[0])
-    if session.status == Session.Status.QUEUED:
-        # first come, first served: older waiting visitors are assigned before this one
-        workgroup_dispatch(workgroup_id=session.workgroup_id)
-    return result
+    im_services.client_msg_id_check(client_msg_id)
+    draft = im_services.message_draft(sender=sender, content=content)
+    draft.content = sensitive.apply(draft.content)
+    if client_msg_id is not None:
+        stored = Message.objects.filter(sender_key=sender.key, client_msg_id=client_msg_id).first()
+        if stored is not None:
+            return stored, False
+    live = selectors.visitor_live_session(visitor_id=visitor.pk)
+    if live is None:
+        workgroup_id, skill_id = _session_route(visitor=visitor, department_id=department_id)
+        with transaction.atomic():
+            opened = True
+            try:
+                with transaction.atomic():
+                    live = _session_open(
+                        visitor=visitor, workgroup_id=workgroup_id, skill_id=skill_id
+                    )
+            except IntegrityError:
+                # another tab of this visitor opened a session meanwhile: write into that one
+                opened = False
+                live = selectors.visitor_live_session(visitor_id=visitor.pk)
+                if live is None:
+                    raise
+            result = im_services.message_send(
+                conversation_id=live.conversation_id,
+                sender=sender,
+                draft=draft,
+                client_msg_id=client_msg_id,
+            )
+            if opened and live.status == Session.Status.QUEUED:
+                # after the message's own event, so the visitor sees it before "X is serving you"
+                workgroup_id = live.workgroup_id
+                transaction.on_commit(lambda: workgroup_dispatch(workgroup_id=workgroup_id))
+            return result
+    return im_services.message_send(
+        conversation_id=live.conversation_id,
+        sender=sender,
+        draft=draft,
+        client_msg_id=client_msg_id,
+    )
 
 
-def _after_visitor_message(session: Session, message: Message) -> None:
-    """A new visitor text in a live session: its clock moves, then a keyword auto-reply answers
-    it, or else the robot does when it serves the session (call inside the transaction)."""
-    Session.objects.filter(pk=session.pk).update(last_visitor_at=message.created_at)
-    if message.msg_type != Message.Type.TEXT:
-        return
-    rule = automation.auto_reply_for(session.channel, message.content)
-    if rule is not None:
-        automation.auto_reply_post(session=session, rule=rule)
-    elif session.status == Session.Status.ROBOT:
-        robot.on_visitor_message(session=session, message=message)
+class VisitorConversationHook(SendHook):
+    """What kefu adds to the send path of ``visitor`` conversations (registered in
+    ``KefuConfig.ready``; im.hooks). Only messages people write count (text, files, stickers):
+    recalls, system lines and the robot's answers pass untouched.
+
+    - the sensitive-word filter (:mod:`kefu.sensitive`) on the visitor's messages and agents'
+      public replies (masked, or ``ServiceError("forbidden")``);
+    - the session's clock, in the send's transaction and before the conversation row is locked
+      (lock order session → conversation, as assignment and closing take them): a visitor's
+      message sets ``last_visitor_at``; an agent's public reply sets ``last_agent_at`` and, the
+      first time, ``first_response_at``; one ``UPDATE`` either way;
+    - after a visitor's text: a keyword auto-reply answers it, or else the robot does when it
+      serves the session (:mod:`kefu.automation`, :mod:`kefu.robot`).
+    """
+
+    def _counts(self, sender: Sender, draft: im_services.MessageDraft) -> bool:
+        return draft.msg_type in im_services.USER_TYPES and sender.type in (
+            Message.SenderType.VISITOR,
+            Message.SenderType.AGENT,
+        )
+
+    def prepare(
+        self, *, conversation_id: int, sender: Sender, draft: im_services.MessageDraft
+    ) -> None:
+        if self._counts(sender, draft) and not draft.internal:
+            draft.content = sensitive.apply(draft.content)
+
+    def before_append(
+        self,
+        *,
+        conversation_id: int,
+        sender: Sender,
+        draft: im_services.MessageDraft,
+        now: dt.datetime,
+    ) -> tuple[int, str, int] | None:
+        if not self._counts(sender, draft) or draft.internal:
+            return None
+        with connection.cursor() as cursor:
+            if sender.type == Message.SenderType.VISITOR:
+                cursor.execute(
+                    "UPDATE kefu_session SET last_visitor_at = %s "
+                    "WHERE conversation_id = %s AND status <> %s RETURNING id, status, channel_id",
+                    [now, conversation_id, Session.Status.CLOSED],
+                )
+                return cursor.fetchone()
+            cursor.execute(
+                "UPDATE kefu_session SET last_agent_at = %s, "
+                "first_response_at = COALESCE(first_response_at, %s) WHERE conversation_id = %s",
+                [now, now, conversation_id],
+            )
+        return None
+
+    def after_append(self, *, message: Message, sender: Sender, context: Any) -> None:
+        if context is None or message.msg_type != Message.Type.TEXT:
+            return
+        session_id, status, channel_id = context
+        rule = automation.auto_reply_for(channel_id=channel_id, content=message.content)
+        if rule is None and status != Session.Status.ROBOT:
+            return
+        session = Session.objects.select_related("channel", "visitor").get(pk=session_id)
+        if rule is not None:
+            automation.auto_reply_post(session=session, rule=rule)
+        else:
+            robot.on_visitor_message(session=session, message=message)
 
 
 def agent_message_send(
     *, user: User, conversation_id: object, **fields: object
 ) -> tuple[Message, bool]:
-    """An agent's (or staff member's) message, with the fields of ``im.services.message_send``;
-    the first public reply in a session sets its ``first_response_at``. Public replies to a
-    visitor pass the sensitive-word filter (:mod:`kefu.sensitive`)."""
+    """An agent's (or staff member's) message: ``im.services.message_send`` with the user as
+    sender and the fields it takes. In a visitor conversation the hook kefu registers applies
+    (:class:`VisitorConversationHook`)."""
     if isinstance(conversation_id, bool) or not isinstance(conversation_id, int):
         raise ServiceError(
             "invalid", _("conversation_id must be an integer."), field="conversation_id"
         )
-    if (
-        sensitive.words()
-        and fields.get("internal") is not True
-        and Session.objects.filter(conversation_id=conversation_id).exists()
-    ):
-        fields["content"] = sensitive.apply(fields.get("content"))
-    with transaction.atomic():
-        # Lock order is session → conversation everywhere (assign and close do the same), so the
-        # session row is touched before message_send locks the conversation row.
-        if fields.get("internal") is not True:
-            now = timezone.now()
-            Session.objects.filter(
-                conversation_id=conversation_id, first_response_at__isnull=True
-            ).update(first_response_at=now)
-            Session.objects.filter(conversation_id=conversation_id).update(last_agent_at=now)
-        return im_services.message_send(
-            conversation_id=conversation_id, sender=agent_sender(user), **fields
-        )
+    return im_services.message_send(
+        conversation_id=conversation_id, sender=agent_sender(user), **fields
+    )

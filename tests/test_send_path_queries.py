@@ -1,0 +1,167 @@
+"""Query budgets of every path a message takes (STYLE.md "Hot paths"; docs/architecture.md,
+"The send path"). Each path calls what its websocket handler calls, in the tenant's schema;
+the budget counts every statement the database receives, BEGIN and COMMIT included."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django_tenants.utils import schema_context
+
+from im import groups
+from im import services as im_services
+from kefu.models import Session
+from kefu.senders import agent_sender
+from kefu.services import messages
+from kefu.services.visitors import visitor_from_token
+from tests.conftest import make_agent, make_desk, make_visitor, unique
+
+
+def _run(fn: Callable[..., Any], **kwargs: Any) -> tuple[Any, list[str]]:
+    with CaptureQueriesContext(connection) as ctx:
+        result = fn(**kwargs)
+    return result, [q["sql"] for q in ctx.captured_queries]
+
+
+def _show(sql: list[str]) -> str:
+    return "\n".join(s[:140] for s in sql)
+
+
+@pytest.fixture
+def chat(acme):
+    """An agent serving a visitor whose first message is already stored, inside acme."""
+    desk = make_desk(acme, agents=1)
+    visitor, _token = make_visitor(desk)
+    with schema_context("acme"):
+        visitor.refresh_from_db()
+        first, _ = messages.visitor_message_send(
+            visitor=visitor, conversation_id=None, content="hello", client_msg_id=unique("c")
+        )
+        yield desk.agents[0], visitor, first.conversation_id
+
+
+def test_visitor_first_message_writes_session_conversation_and_message_in_one_transaction(acme):
+    # given a visitor with no conversation yet, on a channel whose settings are cached (another
+    # visitor has written before)
+    desk = make_desk(acme, agents=2)
+    earlier, _token = make_visitor(desk)
+    visitor, token = make_visitor(desk)
+    with schema_context("acme"):
+        messages.visitor_message_send(
+            visitor=earlier, conversation_id=None, content="hi", client_msg_id=unique("c")
+        )
+        visitor = visitor_from_token(token)  # as the socket has it
+        # when they send their first message
+        (message, created), sql = _run(
+            messages.visitor_message_send,
+            visitor=visitor,
+            conversation_id=None,
+            content="hello",
+            client_msg_id=unique("c"),
+        )
+        # then one transaction wrote session, conversation and message; dispatch came after it
+        assert created
+        first_commit = sql.index("COMMIT")
+        writes = [s for s in sql[:first_commit] if s.startswith(("INSERT", "UPDATE"))]
+        assert [w.split()[2].strip('"') for w in writes if w.startswith("INSERT")] == [
+            "im_conversation",
+            "im_participant",
+            "kefu_session",
+            "im_message",
+        ], _show(sql)
+        assert sql[:first_commit].count("BEGIN") == 1, _show(sql)
+        # reads: resend?, live session?, routing rules, work hours; the transaction: queue
+        # limit, 3 inserts, the send (members, session clock, seq, insert, receipt), savepoints
+        assert len(sql[:first_commit]) <= 20, _show(sql[:first_commit])
+        session = Session.objects.get(conversation_id=message.conversation_id)
+        assert session.status == Session.Status.OPEN  # assigned after commit
+        assert session.agent_id in {a.pk for a in desk.agents}
+
+
+def test_an_empty_first_message_writes_nothing(acme):
+    desk = make_desk(acme, agents=1)
+    visitor, _token = make_visitor(desk)
+    with schema_context("acme"):
+        visitor.refresh_from_db()
+        with pytest.raises(im_services.ServiceError) as raised:
+            messages.visitor_message_send(
+                visitor=visitor, conversation_id=None, content="   ", client_msg_id=unique("c")
+            )
+        assert raised.value.code == "invalid"
+        assert not Session.objects.filter(visitor=visitor).exists()
+
+
+def test_visitor_next_message_budget(chat):
+    _agent, visitor, cid = chat
+    (_message, created), sql = _run(
+        messages.visitor_message_send,
+        visitor=visitor,
+        conversation_id=cid,
+        content="again",
+        client_msg_id=unique("c"),
+    )
+    assert created
+    # members read, BEGIN, session clock, seq, insert, receipt, COMMIT
+    assert len(sql) == 7, _show(sql)
+    assert Session.objects.get(conversation_id=cid).last_visitor_at == _message.created_at
+
+
+def test_agent_reply_budget(chat):
+    agent, _visitor, cid = chat
+    sender = agent_sender(agent)
+    (message, created), sql = _run(
+        im_services.message_send,
+        conversation_id=cid,
+        sender=sender,
+        content="hi",
+        client_msg_id=unique("c"),
+    )
+    assert created
+    assert len(sql) == 7, _show(sql)
+    session = Session.objects.get(conversation_id=cid)
+    assert session.first_response_at == message.created_at
+    assert session.last_agent_at == message.created_at
+    (again, _), sql = _run(
+        im_services.message_send, conversation_id=cid, sender=sender, content="more"
+    )
+    assert len(sql) == 7, _show(sql)
+    session.refresh_from_db()
+    assert session.first_response_at == message.created_at  # the first reply's time stays
+    assert session.last_agent_at == again.created_at
+
+
+def test_team_direct_message_budget(acme):
+    with schema_context("acme"):
+        me, other = make_agent(status="offline"), make_agent(status="offline")
+        direct = groups.direct_get_or_create(user=me, other_user_id=other.pk)
+        (_message, created), sql = _run(
+            im_services.message_send,
+            conversation_id=direct.pk,
+            sender=agent_sender(me),
+            content="team",
+            client_msg_id=unique("c"),
+        )
+    assert created
+    # members read, BEGIN, seq, insert, receipt, COMMIT: nothing of kefu
+    assert len(sql) == 6, _show(sql)
+    assert not any("kefu_" in s for s in sql)
+
+
+def test_group_message_budget(acme):
+    with schema_context("acme"):
+        me = make_agent(status="offline")
+        members = [make_agent(status="offline") for _ in range(20)]
+        group = groups.group_create(creator=me, title="g", member_ids=[u.pk for u in members])
+        (_message, created), sql = _run(
+            im_services.message_send,
+            conversation_id=group.pk,
+            sender=agent_sender(me),
+            content="group",
+            client_msg_id=unique("c"),
+        )
+    assert created
+    assert len(sql) == 6, _show(sql)
