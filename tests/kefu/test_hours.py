@@ -14,8 +14,8 @@ from django_tenants.utils import schema_context
 from im.models import Message
 from kefu import hours, services
 from kefu.models import Session, Workgroup
+from org.models import BusinessCalendar, BusinessHours, Holiday
 from tests.conftest import make_desk, make_visitor, unique
-from tickets.models import BusinessCalendar, BusinessHours, Holiday
 from weiyu.errors import ServiceError
 
 
