@@ -15,6 +15,7 @@ from treebeard.forms import movenodeform_factory
 
 from org import services
 from org.models import BusinessCalendar, BusinessHours, Department, DepartmentMember, Holiday, User
+from tenants.admin import platform_admin_site
 
 
 class UserDepartmentInline(admin.TabularInline):
@@ -107,6 +108,15 @@ class UserAdmin(DeleteKeepingHistory, BaseUserAdmin):
         ),
     )
     inlines = [UserDepartmentInline]
+
+
+class PlatformUserAdmin(DeleteKeepingHistory, BaseUserAdmin):
+    """Platform admins (users of the ``public`` schema) on the platform admin site that tenants
+    defines; deleting one keeps the row (org.services.user_delete), like tenant users: the admin
+    log and tenants they created still point at it."""
+
+
+platform_admin_site.register(User, PlatformUserAdmin)
 
 
 class DepartmentMemberInline(admin.TabularInline):
