@@ -8,6 +8,6 @@ class KbaseConfig(AppConfig):
 
     def ready(self) -> None:
         from kbase import demo
-        from kefu.signals import demo_tenant_ready
+        from tenants.signals import demo_tenant_ready
 
         demo_tenant_ready.connect(demo.populate, dispatch_uid="kbase-demo")

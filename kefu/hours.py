@@ -1,4 +1,4 @@
-"""Work hours of workgroups (KF-7): a workgroup with a business calendar (the tickets app's, in
+"""Work hours of workgroups (KF-7): a workgroup with a business calendar (the organisation's, in
 its own time zone, with holidays) is open only within it. Outside them the widget offers to
 leave a message instead of chatting, a visitor message that would start a chat is refused with
 ``closed`` (nothing is stored), and the robot does not hand over."""
@@ -12,8 +12,8 @@ from django.db import connection
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
-from tickets import business_hours
-from tickets.models import BusinessCalendar
+from org import business_hours
+from org.models import BusinessCalendar
 from weiyu.errors import ServiceError
 
 #: seconds a process keeps a calendar before reading it again

@@ -77,7 +77,7 @@ class Workgroup(models.Model):
         help_text=_("Gets the workgroup's SLA escalations."),
     )
     calendar = models.ForeignKey(
-        "tickets.BusinessCalendar",
+        "org.BusinessCalendar",
         on_delete=models.SET_NULL,
         null=True,
         blank=True,

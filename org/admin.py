@@ -1,5 +1,6 @@
-"""Tenant back office for people and the organisation: users (admins, agents, staff) and the
-department tree with its members and heads."""
+"""Tenant back office for people and the organisation: users (admins, agents, staff), the
+department tree with its members and heads, and business calendars (hours and holidays) that SLA
+policies and workgroups' work hours count in."""
 
 from typing import Any
 
@@ -13,7 +14,8 @@ from treebeard.admin import TreeAdmin
 from treebeard.forms import movenodeform_factory
 
 from org import services
-from org.models import Department, DepartmentMember, User
+from org.models import BusinessCalendar, BusinessHours, Department, DepartmentMember, Holiday, User
+from tenants.admin import platform_admin_site
 
 
 class UserDepartmentInline(admin.TabularInline):
@@ -108,6 +110,15 @@ class UserAdmin(DeleteKeepingHistory, BaseUserAdmin):
     inlines = [UserDepartmentInline]
 
 
+class PlatformUserAdmin(DeleteKeepingHistory, BaseUserAdmin):
+    """Platform admins (users of the ``public`` schema) on the platform admin site that tenants
+    defines; deleting one keeps the row (org.services.user_delete), like tenant users: the admin
+    log and tenants they created still point at it."""
+
+
+platform_admin_site.register(User, PlatformUserAdmin)
+
+
 class DepartmentMemberInline(admin.TabularInline):
     model = DepartmentMember
     extra = 1
@@ -127,3 +138,28 @@ class DepartmentAdmin(TreeAdmin):
     @admin.display(description=_("members"))
     def member_count(self, obj: Department) -> int:
         return obj.memberships.count()
+
+
+class BusinessHoursInline(admin.TabularInline):
+    model = BusinessHours
+    extra = 0
+
+
+class HolidayInline(admin.TabularInline):
+    model = Holiday
+    extra = 0
+
+
+@admin.register(BusinessCalendar)
+class BusinessCalendarAdmin(admin.ModelAdmin):
+    list_display = ("name", "timezone", "weekly_hours", "holiday_count")
+    inlines = [BusinessHoursInline, HolidayInline]
+
+    @admin.display(description=_("hours a week"))
+    def weekly_hours(self, obj: BusinessCalendar) -> str:
+        minutes = sum(h.end_minute - h.start_minute for h in obj.hours.all())
+        return f"{minutes / 60:g}"
+
+    @admin.display(description=_("holidays"))
+    def holiday_count(self, obj: BusinessCalendar) -> int:
+        return obj.holidays.count()

@@ -1,7 +1,9 @@
 """The platform admin (public schema, e.g. ``http://localhost:8000/admin/``): tenants and domains.
 
 It is a separate ``AdminSite`` so tenant back offices never show platform tables and the platform
-admin never shows tenant tables (which do not exist in the public schema).
+admin never shows tenant tables (which do not exist in the public schema). Apps above tenants
+register their own platform pages on :data:`platform_admin_site` (org: platform users); this
+module imports no other app. Every write goes through :mod:`tenants.services`.
 """
 
 from __future__ import annotations
@@ -9,12 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
-from django.contrib.auth.admin import UserAdmin
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
-from org.admin import DeleteKeepingHistory
-from org.models import User
+from tenants import services
 from tenants.models import Domain, Tenant
 
 
@@ -51,16 +52,34 @@ class TenantAdmin(admin.ModelAdmin):
         domain = obj.domains.filter(is_primary=True).first()
         return domain.domain if domain else "—"
 
+    def save_model(self, request: HttpRequest, obj: Tenant, form: Any, change: bool) -> None:
+        services.tenant_save(tenant=obj)
+
+    def delete_model(self, request: HttpRequest, obj: Tenant) -> None:
+        services.tenant_delete(tenant=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:
+        for tenant in queryset:
+            services.tenant_delete(tenant=tenant)
+
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        """The domains inline, saved through the domain services."""
+        domains = formset.save(commit=False)
+        for domain in formset.deleted_objects:
+            services.domain_delete(domain=domain)
+        for domain in domains:
+            services.domain_save(domain=domain)
+
     @admin.action(description=_("Suspend selected tenants"))
     def suspend(self, request: HttpRequest, queryset: Any) -> None:
-        count = queryset.exclude(schema_name="public").update(is_active=False)
+        count = services.tenants_suspend(tenant_ids=queryset.values_list("pk", flat=True))
         self.message_user(
             request, _("%(count)d tenants suspended.") % {"count": count}, messages.SUCCESS
         )
 
     @admin.action(description=_("Resume selected tenants"))
     def resume(self, request: HttpRequest, queryset: Any) -> None:
-        count = queryset.update(is_active=True)
+        count = services.tenants_resume(tenant_ids=queryset.values_list("pk", flat=True))
         self.message_user(
             request, _("%(count)d tenants resumed.") % {"count": count}, messages.SUCCESS
         )
@@ -72,10 +91,12 @@ class DomainAdmin(admin.ModelAdmin):
     search_fields = ("domain", "tenant__name")
     list_select_related = ("tenant",)
 
+    def save_model(self, request: HttpRequest, obj: Domain, form: Any, change: bool) -> None:
+        services.domain_save(domain=obj)
 
-class PlatformUserAdmin(DeleteKeepingHistory, UserAdmin):
-    """Platform admins; deleting one keeps the row (org.services.user_delete), like tenant
-    users: the admin log and tenants they created still point at it."""
+    def delete_model(self, request: HttpRequest, obj: Domain) -> None:
+        services.domain_delete(domain=obj)
 
-
-platform_admin_site.register(User, PlatformUserAdmin)
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Domain]) -> None:
+        for domain in queryset:
+            services.domain_delete(domain=domain)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -118,3 +119,51 @@ def tenant_create(
                 role="admin",
             )
     return tenant
+
+
+# Platform admin writes (tenants/admin.py calls these; it writes no rows itself).
+
+
+def tenants_suspend(*, tenant_ids: Iterable[int]) -> int:
+    """Suspend the tenants with these ids (the ``public`` tenant never): their domains answer 404
+    and their websockets are refused (open sockets within the 30 s tenant cache of
+    ``weiyu.asgi_tenancy``). Returns how many tenants were marked suspended."""
+    return (
+        Tenant.objects.filter(pk__in=list(tenant_ids))
+        .exclude(schema_name=settings.PUBLIC_SCHEMA_NAME)
+        .update(is_active=False)
+    )
+
+
+def tenants_resume(*, tenant_ids: Iterable[int]) -> int:
+    """Make the tenants with these ids reachable again. Returns how many were marked active."""
+    return Tenant.objects.filter(pk__in=list(tenant_ids)).update(is_active=True)
+
+
+def tenant_save(*, tenant: Tenant) -> Tenant:
+    """Store a tenant edited in the platform admin. A new one gets its schema created and
+    migrated (``Tenant.auto_create_schema``), inside this transaction; its first administrator
+    and domain are then added separately (:func:`tenant_create` does all of it at once)."""
+    with transaction.atomic():
+        tenant.save()
+    return tenant
+
+
+def tenant_delete(*, tenant: Tenant) -> None:
+    """Remove a tenant's row and its domains; its schema and data stay in the database
+    (``Tenant.auto_drop_schema`` is off), so nothing is lost by a wrong click."""
+    with transaction.atomic():
+        tenant.delete()
+
+
+def domain_save(*, domain: Domain) -> Domain:
+    """Store a host name of a tenant. A tenant's first domain becomes its primary one, and
+    marking one primary unmarks the tenant's others (django-tenants' ``DomainMixin.save``)."""
+    with transaction.atomic():
+        domain.save()
+    return domain
+
+
+def domain_delete(*, domain: Domain) -> None:
+    """Remove a host name: requests for it stop reaching the tenant."""
+    domain.delete()

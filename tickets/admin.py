@@ -1,5 +1,6 @@
 """Back office for tickets and SLAs: tickets with their comments and SLA clocks, SLA policies with
-targets per priority, business calendars with hours and holidays, categories, notifications.
+targets per priority (counted in the organisation's business calendars, :mod:`org.admin`),
+categories, notifications.
 
 Tickets are created and changed through :mod:`tickets.services`, so numbering, SLA clocks and
 notifications behave as in the inbox and the API.
@@ -21,11 +22,8 @@ from django.utils.translation import gettext_lazy as _
 
 from tickets import reports, services, sla
 from tickets.models import (
-    BusinessCalendar,
-    BusinessHours,
     Category,
     Comment,
-    Holiday,
     Notification,
     SlaClock,
     SlaPolicy,
@@ -33,31 +31,6 @@ from tickets.models import (
     Ticket,
 )
 from weiyu.errors import ServiceError
-
-
-class BusinessHoursInline(admin.TabularInline):
-    model = BusinessHours
-    extra = 0
-
-
-class HolidayInline(admin.TabularInline):
-    model = Holiday
-    extra = 0
-
-
-@admin.register(BusinessCalendar)
-class BusinessCalendarAdmin(admin.ModelAdmin):
-    list_display = ("name", "timezone", "weekly_hours", "holiday_count")
-    inlines = [BusinessHoursInline, HolidayInline]
-
-    @admin.display(description=_("hours a week"))
-    def weekly_hours(self, obj: BusinessCalendar) -> str:
-        minutes = sum(h.end_minute - h.start_minute for h in obj.hours.all())
-        return f"{minutes / 60:g}"
-
-    @admin.display(description=_("holidays"))
-    def holiday_count(self, obj: BusinessCalendar) -> int:
-        return obj.holidays.count()
 
 
 class SlaTargetInline(admin.TabularInline):

@@ -7,7 +7,7 @@ class TicketsConfig(AppConfig):
     verbose_name = _("Tickets")
 
     def ready(self) -> None:
-        from kefu.signals import demo_tenant_ready
+        from tenants.signals import demo_tenant_ready
         from tickets import demo
 
         demo_tenant_ready.connect(demo.populate, dispatch_uid="tickets-demo")

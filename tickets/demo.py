@@ -7,8 +7,9 @@ import datetime as dt
 from typing import Any
 
 from kefu.services import visitors as kefu_services
+from org.models import BusinessCalendar, BusinessHours
 from tickets import services
-from tickets.models import BusinessCalendar, BusinessHours, Category, SlaPolicy, SlaTarget, Ticket
+from tickets.models import Category, SlaPolicy, SlaTarget, Ticket
 
 HOURS = 3600
 

@@ -2,123 +2,20 @@
 
 A :class:`Ticket` has a requester (a visitor of the widget or a staff member), an assignee and a
 workgroup, a priority, a status and comments (public replies reach the requester; internal notes
-never do). Its :class:`SlaPolicy` sets targets per priority, counted in a :class:`BusinessCalendar`
-or around the clock; each running target is an :class:`SlaClock` with its due and warning
+never do). Its :class:`SlaPolicy` sets targets per priority, counted in a business calendar
+(:class:`org.models.BusinessCalendar`) or around the clock; each running target is an :class:`SlaClock` with its due and warning
 instants stored, so a beat scanner (``tickets.tasks``) acts on what is due (DESIGN.md §7).
 """
 
 from __future__ import annotations
 
-from zoneinfo import ZoneInfo, available_timezones
-
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
-from tickets import business_hours
-
-
-def _validate_zone(value: str) -> None:
-    if value not in available_timezones():
-        raise ValidationError(_("Unknown time zone: %(zone)s"), params={"zone": value})
-
-
-class BusinessCalendar(models.Model):
-    """Opening hours in one time zone, with holidays (:class:`Holiday`), for SLA targets."""
-
-    name = models.CharField(_("name"), max_length=100)
-    timezone = models.CharField(
-        _("time zone"), max_length=64, default="Asia/Shanghai", validators=[_validate_zone]
-    )
-
-    class Meta:
-        verbose_name = _("business calendar")
-        verbose_name_plural = _("business calendars")
-
-    def __str__(self) -> str:
-        return f"{self.name} ({self.timezone})"
-
-    def as_calendar(self) -> business_hours.Calendar:
-        """The pure :class:`tickets.business_hours.Calendar`. Raises ``ValueError`` when the
-        calendar has no hours at all."""
-        week: list[list[tuple[int, int]]] = [[] for _ in range(7)]
-        for row in self.hours.all():
-            week[row.weekday].append((row.start_minute, row.end_minute))
-        return business_hours.Calendar(
-            ZoneInfo(self.timezone),
-            tuple(tuple(sorted(day)) for day in week),
-            frozenset(self.holidays.values_list("date", flat=True)),
-        )
-
-
-class BusinessHours(models.Model):
-    """One opening interval of a weekday, local wall-clock time."""
-
-    class Weekday(models.IntegerChoices):
-        MONDAY = 0, _("Monday")
-        TUESDAY = 1, _("Tuesday")
-        WEDNESDAY = 2, _("Wednesday")
-        THURSDAY = 3, _("Thursday")
-        FRIDAY = 4, _("Friday")
-        SATURDAY = 5, _("Saturday")
-        SUNDAY = 6, _("Sunday")
-
-    calendar = models.ForeignKey(
-        BusinessCalendar, on_delete=models.CASCADE, related_name="hours", verbose_name=_("calendar")
-    )
-    weekday = models.PositiveSmallIntegerField(_("weekday"), choices=Weekday.choices)
-    opens = models.TimeField(_("opens"))
-    closes = models.TimeField(
-        _("closes"), help_text=_("00:00 means midnight at the end of the day.")
-    )
-
-    class Meta:
-        verbose_name = _("business hours")
-        verbose_name_plural = _("business hours")
-        ordering = ["weekday", "opens"]
-
-    def __str__(self) -> str:
-        return f"{self.get_weekday_display()} {self.opens:%H:%M}-{self.closes:%H:%M}"
-
-    @property
-    def start_minute(self) -> int:
-        return self.opens.hour * 60 + self.opens.minute
-
-    @property
-    def end_minute(self) -> int:
-        minute = self.closes.hour * 60 + self.closes.minute
-        return minute or 1440
-
-    def clean(self) -> None:
-        if self.end_minute <= self.start_minute:
-            raise ValidationError(_("Closing time must be after opening time."))
-
-
-class Holiday(models.Model):
-    """A local date on which a calendar has no business hours."""
-
-    calendar = models.ForeignKey(
-        BusinessCalendar,
-        on_delete=models.CASCADE,
-        related_name="holidays",
-        verbose_name=_("calendar"),
-    )
-    date = models.DateField(_("date"))
-    name = models.CharField(_("name"), max_length=100, blank=True)
-
-    class Meta:
-        verbose_name = _("holiday")
-        verbose_name_plural = _("holidays")
-        ordering = ["date"]
-        constraints = [
-            models.UniqueConstraint(fields=["calendar", "date"], name="tickets_holiday_unique")
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.date} {self.name}".strip()
+from org.models import BusinessCalendar
 
 
 class Priority(models.TextChoices):
@@ -547,11 +444,8 @@ class Notification(models.Model):
 
 
 __all__ = [
-    "BusinessCalendar",
-    "BusinessHours",
     "Category",
     "Comment",
-    "Holiday",
     "Notification",
     "Priority",
     "SlaClock",

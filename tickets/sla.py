@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from tickets import business_hours
+from org import business_hours
+from org.models import BusinessCalendar
 from tickets.models import SlaClock, SlaPolicy, SlaTarget, Ticket
 
 PAUSED = frozenset({Ticket.Status.PENDING, Ticket.Status.ON_HOLD})
@@ -65,8 +66,6 @@ class _Context:
 def _calendar(calendar_id: int | None) -> business_hours.Calendar | None:
     if calendar_id is None:
         return None
-    from tickets.models import BusinessCalendar
-
     return (
         BusinessCalendar.objects.prefetch_related("hours", "holidays")
         .get(pk=calendar_id)

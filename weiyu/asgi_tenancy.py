@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from http.cookies import SimpleCookie
 from types import SimpleNamespace
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from channels.db import database_sync_to_async
@@ -24,9 +24,13 @@ from django.contrib.auth import get_user
 from django.contrib.auth.models import AnonymousUser
 from django.db import connection
 from django.utils.module_loading import import_string
+from django_tenants.utils import get_tenant_domain_model
 
-from tenants.models import Domain, Tenant
 from weiyu import realtime
+
+if TYPE_CHECKING:
+    # weiyu/ imports no app (docs/architecture.md): the tenant model comes from settings
+    from django_tenants.models import TenantMixin as Tenant
 
 CACHE_SECONDS = 30.0
 _tenant_cache: dict[str, tuple[float, Tenant | None]] = {}
@@ -46,7 +50,7 @@ def host_from_scope(scope: dict[str, Any]) -> str:
 
 def _lookup_tenant(host: str) -> Tenant | None:
     connection.set_schema_to_public()
-    domain = Domain.objects.select_related("tenant").filter(domain=host).first()
+    domain = get_tenant_domain_model().objects.select_related("tenant").filter(domain=host).first()
     if domain is None or not domain.tenant.is_active:
         return None
     return domain.tenant

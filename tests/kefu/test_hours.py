@@ -15,8 +15,8 @@ from im.models import Message
 from kefu import hours
 from kefu.models import Session, Workgroup
 from kefu.services import messages
+from org.models import BusinessCalendar, BusinessHours, Holiday
 from tests.conftest import make_desk, make_visitor, unique
-from tickets.models import BusinessCalendar, BusinessHours, Holiday
 from weiyu.errors import ServiceError
 
 

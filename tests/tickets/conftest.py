@@ -12,10 +12,10 @@ from django.db import connection
 from django_tenants.utils import schema_context
 
 from kefu.models import Channel, Workgroup
-from org.models import User
+from org.models import BusinessCalendar, BusinessHours, User
 from tenants.models import Tenant
 from tests.conftest import make_agent, make_visitor, unique
-from tickets.models import BusinessCalendar, BusinessHours, SlaPolicy, SlaTarget
+from tickets.models import SlaPolicy, SlaTarget
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 import django.core.validators
 import django.db.models.deletion
-import tickets.models
+import org.models
 from django.conf import settings
 from django.db import migrations, models
 
@@ -23,7 +23,7 @@ class Migration(migrations.Migration):
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('name', models.CharField(max_length=100, verbose_name='name')),
-                ('timezone', models.CharField(default='Asia/Shanghai', max_length=64, validators=[tickets.models._validate_zone], verbose_name='time zone')),
+                ('timezone', models.CharField(default='Asia/Shanghai', max_length=64, validators=[org.models.validate_zone], verbose_name='time zone')),
             ],
             options={
                 'verbose_name': 'business calendar',

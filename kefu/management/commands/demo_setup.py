@@ -14,11 +14,11 @@ from im import groups
 from im.models import Conversation
 from kefu.models import AgentState, Channel, Workgroup
 from kefu.services import agents as kefu_agents
-from kefu.signals import demo_tenant_ready
 from org import services as org_services
 from org.models import Department
 from tenants.models import Domain, Tenant
 from tenants.services import public_tenant_ensure, tenant_create
+from tenants.signals import demo_tenant_ready
 
 DEMO_AGENTS = [("alice", "Alice 王"), ("bob", "Bob 李"), ("carol", "Carol 张")]
 

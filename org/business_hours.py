@@ -1,4 +1,4 @@
-"""Business-hours arithmetic for SLA targets (TK-2): pure functions, no database.
+"""Business-hours arithmetic for SLA targets (TK-2) and work hours (KF-7): pure, no database.
 
 A :class:`Calendar` is a time zone, weekly opening hours in local wall-clock time and a set of
 holidays (local dates). :func:`add` answers "when is ``seconds`` of business time after

@@ -1,4 +1,4 @@
-"""The business-hours calculator (tickets/business_hours.py): examples across a weekend, a
+"""The business-hours calculator (org/business_hours.py): examples across a weekend, a
 holiday and both daylight-saving changes, then properties checked by hypothesis on random
 calendars, zones and instants."""
 
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from tickets.business_hours import Calendar, add, between
+from org.business_hours import Calendar, add, between
 
 UTC = dt.UTC
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -165,7 +165,7 @@ def test_holidays_and_closed_days_never_count(cal, start, seconds):
 
 
 def _intervals_between(cal, start, end):
-    from tickets.business_hours import intervals
+    from org.business_hours import intervals
 
     for a, b in intervals(cal, start):
         if a >= end:
