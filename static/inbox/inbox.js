@@ -1519,6 +1519,7 @@ async function sendFile(file, kind, durationMs) {
   try {
     attachment = await upload(file, { conversationId: id, kind, durationMs, onProgress });
   } catch (e) {
+    let error = e;
     // The browser's guess of the type can be wrong (say, an audio file that is not a clip):
     // anything can still go as a plain file.
     if (kind !== 'file' && e.status === 400) {
@@ -1526,12 +1527,12 @@ async function sendFile(file, kind, durationMs) {
         attachment = await upload(file, { conversationId: id, kind: 'file', onProgress });
         kind = 'file';
       } catch (e2) {
-        e = e2;
+        error = e2;
       }
     }
     if (!attachment) {
       uploadStatus.textContent = '';
-      toast(e.message);
+      toast(error.message);
       return;
     }
   }

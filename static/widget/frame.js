@@ -6,7 +6,6 @@ import {
   kindOf as kindOfMsg,
   receiptOf,
   setMsgState as setState,
-  setMsgTime as setTime,
 } from '../weiyu/render.js';
 import { setupTickets } from './tickets.js';
 
