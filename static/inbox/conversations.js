@@ -1,7 +1,7 @@
 // The conversation list (customers and team tabs, the tickets tab beside them), which
 // conversation is selected, and the frames that add, change or remove conversations.
 import { api } from '../weiyu/api.js';
-import { $ } from '../weiyu/dom.js';
+import { $, el } from '../weiyu/dom.js';
 import { gettext, interpolate } from '../weiyu/i18n.js';
 import { previewText } from '../weiyu/render.js';
 import { fullTime, shortTime } from '../weiyu/time.js';
@@ -53,11 +53,7 @@ function showConversationPane() {
 }
 
 // ---- the list -----------------------------------------------------------------------------
-function span(cls) {
-  const s = document.createElement('span');
-  s.className = cls;
-  return s;
-}
+const span = (cls) => el('span', cls);
 
 function renderItem(c) {
   let el = items.get(c.id);
