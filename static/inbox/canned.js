@@ -1,17 +1,9 @@
 // The inbox's canned-response manager (⚡ beside the composer): search the shared responses and
 // one's own, insert one into the reply, and add, edit or delete one's own. REST: docs/api.md
 // "Canned responses"; shared ones are kept in the back office.
-import { api } from './team.js';
-
-const { gettext, interpolate } = window;
-const $ = (id) => document.getElementById(id);
-
-function el(tag, cls, text) {
-  const e = document.createElement(tag);
-  if (cls) e.className = cls;
-  if (text != null) e.textContent = text;
-  return e;
-}
+import { api } from '../weiyu/api.js';
+import { $, el } from '../weiyu/dom.js';
+import { gettext, interpolate } from '../weiyu/i18n.js';
 
 /**
  * `insert(text)` puts a response into the reply being written; `onChanged()` tells the

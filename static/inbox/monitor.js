@@ -1,7 +1,8 @@
 // The supervisors' live monitor: the snapshot API, read every few seconds.
-const { gettext, interpolate } = window;
-const config = JSON.parse(document.getElementById('weiyu-config').textContent);
-const $ = (id) => document.getElementById(id);
+import { $, pageConfig } from '../weiyu/dom.js';
+import { gettext, interpolate } from '../weiyu/i18n.js';
+
+const config = pageConfig();
 const REFRESH_MS = 3000;
 
 const STATUS = {

@@ -1,235 +1,272 @@
-// Team messaging parts of the inbox: REST calls, message bodies (files, images, voice, video,
-// stickers, mentions), the people picker, group details, uploads, voice recording and search.
-// Everything from the server goes into the DOM as text or as attributes of media elements.
-const { gettext, interpolate } = window;
+// The team side of the inbox: new 1:1 chats and groups, the people picker, the colleague of a
+// 1:1 chat and the group panel (settings, members, roles, mutes) in the side panel.
+import { api, upload } from '../weiyu/api.js';
+import { $, el } from '../weiyu/dom.js';
+import { gettext, interpolate } from '../weiyu/i18n.js';
+import { fullTime } from '../weiyu/time.js';
+import { dropConversation, refreshConversation, select } from './conversations.js';
+import { toast } from './notifications.js';
+import { config, emit, isStaff, on, putConversation, selectedConversation, state, titleOf } from './store.js';
 
-// ---- REST ----------------------------------------------------------------------------------
-function csrfToken() {
-  const m = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
-  return m ? decodeURIComponent(m[1]) : '';
+on('side', (reload) => {
+  const c = selectedConversation();
+  const kind = c ? c.kind : null;
+  $('peer-panel').hidden = kind !== 'direct';
+  $('group-panel').hidden = kind !== 'group';
+  if (kind === 'direct') $('peer-names').textContent = titleOf(c);
+  else if (kind === 'group') renderGroup(c, reload);
+});
+
+/** The selected group's members (fetched once per selection). */
+export async function groupMembersOf(c) {
+  if (!state.groupMembers) {
+    const data = await api('GET', `/api/v1/im/groups/${c.id}/members`);
+    state.groupMembers = data.members;
+    for (const gm of state.groupMembers) state.names.set(gm.member.key, gm.member.name);
+  }
+  return state.groupMembers;
 }
 
-/** JSON API call; rejects with an Error carrying the server's `detail` as message. */
-export async function api(method, path, body) {
-  const opts = { method, headers: { Accept: 'application/json' }, credentials: 'same-origin' };
-  if (body instanceof FormData) {
-    opts.body = body;
-    opts.headers['X-CSRFToken'] = csrfToken();
-  } else if (body !== undefined) {
-    opts.body = JSON.stringify(body);
-    opts.headers['Content-Type'] = 'application/json';
-    opts.headers['X-CSRFToken'] = csrfToken();
-  } else if (method !== 'GET') {
-    opts.headers['X-CSRFToken'] = csrfToken();
-  }
-  const r = await fetch(path, opts);
-  if (r.status === 204) return null;
-  let data = null;
+// ---- new chats and groups -----------------------------------------------------------------
+function openConversation(c) {
+  putConversation(c);
+  emit('list');
+  select(c.id);
+}
+
+$('new-chat').addEventListener('click', async () => {
+  const [person] = await pickPeople({ title: gettext('Chat with a colleague'), multiple: false, exclude: new Set([state.me]) });
+  if (!person) return;
   try {
-    data = await r.json();
-  } catch (e) { /* not JSON */ }
-  if (!r.ok) {
-    const detail = data && (typeof data.detail === 'string' ? data.detail : JSON.stringify(data.detail));
-    throw Object.assign(new Error(detail || gettext('Something went wrong. Try again.')), {
-      code: data && data.error,
-      status: r.status,
-    });
+    openConversation(await api('POST', '/api/v1/im/conversations/direct', { user_id: person.id }));
+  } catch (e) {
+    toast(e.message);
   }
-  return data;
-}
+});
 
-/** Upload with progress; resolves with the attachment. `onProgress(0..1)`. */
-export function upload(file, { conversationId, kind, durationMs, onProgress }) {
-  return new Promise((resolve, reject) => {
-    const form = new FormData();
-    form.append('file', file, file.name || 'file');
-    form.append('kind', kind);
-    if (conversationId != null) form.append('conversation_id', String(conversationId));
-    if (durationMs != null) form.append('duration_ms', String(Math.round(durationMs)));
-    const xhr = new XMLHttpRequest();
-    xhr.open('POST', '/api/v1/im/files');
-    xhr.setRequestHeader('X-CSRFToken', csrfToken());
-    xhr.setRequestHeader('Accept', 'application/json');
-    xhr.upload.onprogress = (e) => e.lengthComputable && onProgress && onProgress(e.loaded / e.total);
-    xhr.onload = () => {
-      let data = null;
-      try {
-        data = JSON.parse(xhr.responseText);
-      } catch (e) { /* not JSON */ }
-      if (xhr.status === 201) resolve(data);
-      else {
-        reject(Object.assign(new Error((data && data.detail) || gettext('The upload failed.')), {
-          status: xhr.status,
-          code: data && data.error,
-        }));
-      }
-    };
-    xhr.onerror = () => reject(new Error(gettext('The upload failed.')));
-    xhr.send(form);
+let newGroupPeople = [];
+$('new-group').addEventListener('click', () => {
+  newGroupPeople = [];
+  $('new-group-form').reset();
+  $('ng-members').textContent = '';
+  $('ng-error').textContent = '';
+  $('group-dialog').showModal();
+  $('ng-title').focus();
+});
+$('ng-cancel').addEventListener('click', () => $('group-dialog').close());
+$('ng-pick').addEventListener('click', async () => {
+  const chosen = await pickPeople({
+    title: gettext('Choose members'),
+    multiple: true,
+    exclude: new Set([state.me]),
+    confirmText: gettext('Add'),
   });
-}
-
-/** The message type for a chosen file, from its MIME type (the server checks the content). */
-export function kindForFile(file) {
-  const t = file.type || '';
-  if (/^image\/(png|jpeg|gif|webp)$/.test(t)) return 'image';
-  if (t.startsWith('video/')) return 'video';
-  if (t.startsWith('audio/')) return 'voice';
-  return 'file';
-}
-
-export function formatSize(bytes) {
-  if (bytes == null) return '';
-  if (bytes < 1024) return interpolate(gettext('%(n)s B'), { n: bytes }, true);
-  if (bytes < 1024 * 1024) return interpolate(gettext('%(n)s KB'), { n: (bytes / 1024).toFixed(1) }, true);
-  return interpolate(gettext('%(n)s MB'), { n: (bytes / 1024 / 1024).toFixed(1) }, true);
-}
-
-function formatDuration(ms) {
-  const s = Math.round((ms || 0) / 1000);
-  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
-}
-
-function el(tag, cls, text) {
-  const e = document.createElement(tag);
-  if (cls) e.className = cls;
-  if (text != null) e.textContent = text;
-  return e;
-}
-
-// ---- message bodies -----------------------------------------------------------------------
-const preview = () => document.getElementById('image-preview');
-
-export function openPreview(url, name) {
-  const dlg = preview();
-  const img = dlg.querySelector('img');
-  img.src = url;
-  img.alt = name || '';
-  dlg.querySelector('.preview-name').textContent = name || '';
-  dlg.querySelector('.preview-download').href = url;
-  dlg.showModal();
-}
-
-/** Text with @mentions of `names` (member key -> name) highlighted. */
-function mentionText(container, content, names) {
-  const parts = [];
-  const wanted = [...names].filter(Boolean).map((n) => '@' + n);
-  if (!wanted.length) {
-    container.textContent = content;
-    return;
+  if (chosen.length) newGroupPeople = chosen;
+  $('ng-members').textContent = newGroupPeople.map((u) => u.name).join(', ');
+});
+$('new-group-form').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  $('ng-create').disabled = true;
+  try {
+    const c = await api('POST', '/api/v1/im/groups', {
+      title: $('ng-title').value.trim(),
+      category: $('ng-category').value.trim(),
+      announcement: $('ng-announcement').value.trim(),
+      member_ids: newGroupPeople.map((u) => u.id),
+    });
+    $('group-dialog').close();
+    openConversation(c);
+  } catch (err) {
+    $('ng-error').textContent = err.message;
+  } finally {
+    $('ng-create').disabled = false;
   }
-  let rest = content;
-  while (rest) {
-    let at = -1;
-    let hit = '';
-    for (const w of wanted) {
-      const i = rest.indexOf(w);
-      if (i >= 0 && (at < 0 || i < at)) {
-        at = i;
-        hit = w;
+});
+
+// ---- group panel --------------------------------------------------------------------------
+const ROLE_TEXT = { owner: gettext('owner'), admin: gettext('admin'), member: gettext('member') };
+const MUTE_CHOICES = [
+  [10, gettext('Mute 10 minutes')],
+  [60, gettext('Mute 1 hour')],
+  [24 * 60, gettext('Mute 1 day')],
+];
+
+function renderGroup(c, reload) {
+  const mine = c.role;
+  const editable = isStaff(mine) && !c.closed;
+  const g = c.group || {};
+  if (reload || document.activeElement === document.body || !$('group-form').contains(document.activeElement)) {
+    $('g-title').value = c.title || '';
+    $('g-category').value = g.category || '';
+    $('g-announcement').value = g.announcement || '';
+    $('g-all-muted').checked = !!g.all_muted;
+  }
+  for (const id of ['g-title', 'g-category', 'g-announcement', 'g-all-muted', 'g-avatar', 'g-save']) $(id).disabled = !editable;
+  $('g-save').hidden = !editable;
+  $('g-count').textContent = interpolate(gettext('%(n)s members'), { n: c.member_count || 0 }, true);
+  $('g-invite').hidden = !editable;
+  $('g-leave').hidden = mine === 'owner' || !!c.closed;
+  $('g-dissolve').hidden = mine !== 'owner' || !!c.closed;
+  if (reload || !state.groupMembers) {
+    state.groupMembers = null;
+    groupMembersOf(c)
+      .then(() => {
+        if (c.id !== state.selected) return;
+        renderMembers(c);
+        emit('members'); // @mentions shown before the names were known get their highlight now
+      })
+      .catch((e) => toast(e.message));
+  } else {
+    renderMembers(c);
+  }
+}
+
+function memberButton(text, onClick, cls = '') {
+  const b = document.createElement('button');
+  b.type = 'button';
+  b.className = 'link-btn ' + cls;
+  b.textContent = text;
+  b.addEventListener('click', onClick);
+  return b;
+}
+
+async function memberAction(c, userId, method, body) {
+  try {
+    await api(method, `/api/v1/im/groups/${c.id}/members/${userId}`, body);
+  } catch (e) {
+    toast(e.message);
+  }
+  if (c.id === state.selected) renderGroup(c, true);
+}
+
+function renderMembers(c) {
+  const ul = $('g-members');
+  ul.replaceChildren();
+  const mine = c.role;
+  for (const gm of state.groupMembers || []) {
+    const li = document.createElement('li');
+    li.className = 'member';
+    li.dataset.key = gm.member.key;
+    const name = document.createElement('span');
+    name.className = 'member-name';
+    name.textContent = gm.member.name + (gm.member.key === state.me ? ' ' + gettext('(you)') : '');
+    const role = document.createElement('span');
+    role.className = 'member-role';
+    role.dataset.role = gm.role;
+    role.textContent = gm.role === 'member' ? '' : ROLE_TEXT[gm.role];
+    li.append(name, role);
+    const muted = gm.muted_until && Date.parse(gm.muted_until) > Date.now();
+    if (muted) {
+      const m = document.createElement('span');
+      m.className = 'member-muted';
+      m.textContent = '🔇';
+      m.title = interpolate(gettext('Muted until %(time)s'), { time: fullTime(gm.muted_until) }, true);
+      li.append(m);
+    }
+    const actions = document.createElement('span');
+    actions.className = 'member-actions';
+    const userId = gm.member.id;
+    const other = gm.member.key !== state.me && !c.closed;
+    if (other && mine === 'owner') {
+      actions.append(gm.role === 'admin'
+        ? memberButton(gettext('Remove admin'), () => memberAction(c, userId, 'PATCH', { role: 'member' }))
+        : memberButton(gettext('Make admin'), () => memberAction(c, userId, 'PATCH', { role: 'admin' })));
+      actions.append(memberButton(gettext('Make owner'), async () => {
+        if (!confirm(interpolate(gettext('Make %(name)s the owner of this group?'), { name: gm.member.name }, true))) return;
+        try {
+          putConversation(await api('POST', `/api/v1/im/groups/${c.id}/owner`, { user_id: userId }));
+        } catch (e) {
+          toast(e.message);
+        }
+        refreshConversation(c.id);
+      }));
+    }
+    const canManage = other && (mine === 'owner' || (mine === 'admin' && gm.role === 'member'));
+    if (canManage) {
+      if (muted) {
+        actions.append(memberButton(gettext('Unmute'), () => memberAction(c, userId, 'PATCH', { muted_minutes: 0 })));
+      } else {
+        const sel = document.createElement('select');
+        sel.className = 'member-mute';
+        sel.setAttribute('aria-label', gettext('Mute'));
+        const first = new Option(gettext('Mute…'), '');
+        sel.append(first, ...MUTE_CHOICES.map(([min, label]) => new Option(label, String(min))));
+        sel.addEventListener('change', () => sel.value && memberAction(c, userId, 'PATCH', { muted_minutes: Number(sel.value) }));
+        actions.append(sel);
       }
+      actions.append(memberButton(gettext('Remove'), () => {
+        if (confirm(interpolate(gettext('Remove %(name)s from the group?'), { name: gm.member.name }, true))) {
+          memberAction(c, userId, 'DELETE');
+        }
+      }, 'danger'));
     }
-    if (at < 0) {
-      parts.push(document.createTextNode(rest));
-      break;
-    }
-    if (at > 0) parts.push(document.createTextNode(rest.slice(0, at)));
-    parts.push(el('span', 'mention', hit));
-    rest = rest.slice(at + hit.length);
+    li.append(actions);
+    ul.append(li);
   }
-  container.replaceChildren(...parts);
 }
 
-/**
- * Fill `.msg-text` of a message element for any message type. `ctx.nameOf(key)` gives member
- * names (for @mentions), `ctx.me` our key.
- */
-export function fillBody(msgEl, m, ctx) {
-  const box = msgEl.querySelector('.msg-text');
-  box.replaceChildren();
-  msgEl.classList.toggle('internal', !!m.internal);
-  msgEl.classList.toggle('recalled', !!m.recalled);
-  msgEl.dataset.type = m.msg_type;
-  if (m.recalled) {
-    box.textContent = m.sender && m.sender.key === ctx.me
-      ? gettext('You recalled a message')
-      : interpolate(gettext('%(name)s recalled a message'), { name: (m.sender && m.sender.name) || '' }, true);
-    return;
+$('group-form').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const c = selectedConversation();
+  if (!c) return;
+  const body = {
+    title: $('g-title').value.trim(),
+    category: $('g-category').value.trim(),
+    announcement: $('g-announcement').value.trim(),
+    all_muted: $('g-all-muted').checked,
+  };
+  const file = $('g-avatar').files[0];
+  try {
+    if (file) body.avatar_id = (await upload(file, { kind: 'image' })).id;
+    putConversation(await api('PATCH', `/api/v1/im/groups/${c.id}`, body));
+    $('g-avatar').value = '';
+    toast(gettext('Saved.'));
+  } catch (err) {
+    toast(err.message);
   }
-  const a = m.attachment;
-  if (m.msg_type === 'image' && a) {
-    const img = el('img', 'msg-image');
-    img.src = a.thumbnail_url || a.url;
-    img.alt = a.name;
-    img.loading = 'lazy';
-    if (a.width && a.height) {
-      const scale = Math.min(1, 240 / Math.max(a.width, a.height));
-      img.width = Math.round(a.width * scale);
-      img.height = Math.round(a.height * scale);
-    }
-    const btn = el('button', 'msg-image-btn');
-    btn.type = 'button';
-    btn.title = gettext('View the picture');
-    btn.append(img);
-    btn.addEventListener('click', () => openPreview(a.url, a.name));
-    box.append(btn);
-  } else if (m.msg_type === 'voice' && a) {
-    const audio = el('audio', 'msg-audio');
-    audio.controls = true;
-    audio.preload = 'none';
-    audio.src = a.url;
-    box.append(audio, el('span', 'msg-duration', formatDuration(a.duration_ms)));
-  } else if (m.msg_type === 'video' && a) {
-    const video = el('video', 'msg-video');
-    video.controls = true;
-    video.preload = 'metadata';
-    video.src = a.url;
-    box.append(video);
-  } else if (m.msg_type === 'file' && a) {
-    const card = el('a', 'file-card');
-    card.href = a.url;
-    card.download = a.name;
-    card.append(el('span', 'file-icon', '📄'), el('span', 'file-name', a.name), el('span', 'file-size', formatSize(a.size)));
-    box.append(card);
-  } else if (m.msg_type === 'sticker' && m.sticker) {
-    const img = el('img', 'msg-sticker');
-    img.src = m.sticker.url;
-    img.alt = m.sticker.name;
-    img.title = m.sticker.name;
-    box.append(img);
-  }
-  if (m.content) {
-    const text = el('div', 'msg-caption');
-    const names = new Set();
-    for (const key of m.mentions || []) {
-      if (key === 'all') names.add(gettext('all'));
-      else names.add(ctx.nameOf(key));
-    }
-    mentionText(text, m.content, names);
-    if (box.childNodes.length) box.append(text);
-    else mentionText(box, m.content, names);
-  }
-  const mentioned = (m.mentions || []).includes(ctx.me) || (m.mentions || []).includes('all');
-  msgEl.classList.toggle('mentions-me', mentioned && !(m.sender && m.sender.key === ctx.me));
-}
+  emit('list');
+  if (c.id === state.selected) emit('header');
+});
 
-/** A one-line preview of a message for the conversation list. */
-export function previewText(m, me) {
-  if (!m) return '';
-  if (m.recalled || m.msg_type === 'recall') return gettext('A message was recalled');
-  const label = {
-    image: gettext('[Picture]'),
-    voice: gettext('[Voice]'),
-    video: gettext('[Video]'),
-    file: gettext('[File]'),
-    sticker: gettext('[Sticker]'),
-  }[m.msg_type];
-  const text = label ? (label + ' ' + (m.content || (m.attachment && m.attachment.name) || '')).trim() : m.content;
-  if (m.internal) return interpolate(gettext('Note: %(text)s'), { text }, true);
-  if (m.sender && m.sender.key === me) return interpolate(gettext('You: %(text)s'), { text }, true);
-  if (m.sender && m.sender.type === 'agent' && m.conversation_kind === 'group') return `${m.sender.name}: ${text}`;
-  return text;
-}
+$('g-invite').addEventListener('click', async () => {
+  const c = selectedConversation();
+  if (!c) return;
+  const members = await groupMembersOf(c);
+  const chosen = await pickPeople({
+    title: gettext('Invite people'),
+    multiple: true,
+    exclude: new Set(members.map((gm) => gm.member.key)),
+    confirmText: gettext('Invite'),
+  });
+  if (!chosen.length) return;
+  try {
+    await api('POST', `/api/v1/im/groups/${c.id}/members`, { user_ids: chosen.map((u) => u.id) });
+  } catch (e) {
+    toast(e.message);
+  }
+  refreshConversation(c.id);
+});
+
+$('g-leave').addEventListener('click', async () => {
+  const c = selectedConversation();
+  if (!c || !confirm(gettext('Leave this group?'))) return;
+  try {
+    await api('DELETE', `/api/v1/im/groups/${c.id}/members/${config.user.id}`);
+    dropConversation(c.id);
+  } catch (e) {
+    toast(e.message);
+  }
+});
+
+$('g-dissolve').addEventListener('click', async () => {
+  const c = selectedConversation();
+  if (!c || !confirm(gettext('Dissolve this group for everyone? Its history stays readable.'))) return;
+  try {
+    await api('DELETE', `/api/v1/im/groups/${c.id}`);
+  } catch (e) {
+    toast(e.message);
+  }
+});
 
 // ---- people picker -----------------------------------------------------------------------
 /**
@@ -324,30 +361,3 @@ export function pickPeople({ title, multiple, exclude = new Set(), confirmText }
   search.focus();
   return done;
 }
-
-// ---- voice recording ----------------------------------------------------------------------
-/** Start recording; resolves with a stop() that resolves with {blob, durationMs}. */
-export async function startRecording() {
-  if (!navigator.mediaDevices || !window.MediaRecorder) {
-    throw new Error(gettext('This browser cannot record voice.'));
-  }
-  const stream = await navigator.mediaDevices.getUserMedia({ audio: true });
-  const type = ['audio/webm;codecs=opus', 'audio/ogg;codecs=opus', 'audio/mp4'].find((t) => MediaRecorder.isTypeSupported(t)) || '';
-  const rec = new MediaRecorder(stream, type ? { mimeType: type } : {});
-  const chunks = [];
-  const started = performance.now();
-  rec.ondataavailable = (e) => e.data.size && chunks.push(e.data);
-  rec.start();
-  return () =>
-    new Promise((resolve) => {
-      rec.onstop = () => {
-        stream.getTracks().forEach((t) => t.stop());
-        const blob = new Blob(chunks, { type: rec.mimeType || 'audio/webm' });
-        resolve({ blob, durationMs: performance.now() - started });
-      };
-      rec.stop();
-    });
-}
-
-// ---- emoji --------------------------------------------------------------------------------
-export const EMOJI = '😀 😂 😊 😍 🤔 😅 😭 😡 👍 👎 👏 🙏 💪 🎉 ❤️ 🔥 ✅ ❌ ⭐ 🚀 ☕ 🍵 🌹 🤝 👀 💡 📌 📎 ⏰ 🙂'.split(' ');

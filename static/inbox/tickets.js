@@ -1,10 +1,11 @@
 // The inbox's Tickets tab: views (mine, unassigned, SLA at risk…), the ticket with its SLA
 // targets, replies and internal notes, bulk changes, merge, new tickets, and the notification
 // bell. REST: docs/api.md §6; live: `ticket.updated` and `notification.new` frames.
-import { api, formatSize } from './team.js';
-
-const { gettext, interpolate } = window;
-const $ = (id) => document.getElementById(id);
+import { api, formatSize } from '../weiyu/api.js';
+import { $, el } from '../weiyu/dom.js';
+import { gettext, interpolate } from '../weiyu/i18n.js';
+import { dayTime as when, relative } from '../weiyu/time.js';
+import { config } from './store.js';
 
 const SLA_TEXT = {
   ok: gettext('on track'),
@@ -18,33 +19,6 @@ const KIND_TEXT = {
   next_response: gettext('Next response'),
   resolution: gettext('Resolution'),
 };
-
-function el(tag, cls, text) {
-  const e = document.createElement(tag);
-  if (cls) e.className = cls;
-  if (text != null) e.textContent = text;
-  return e;
-}
-
-function when(iso) {
-  if (!iso) return '';
-  const d = new Date(iso);
-  return d.toLocaleString(undefined, { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' });
-}
-
-/** "in 25 min", "3 h ago": how far ``iso`` is from now. */
-function relative(iso) {
-  const ms = Date.parse(iso) - Date.now();
-  const minutes = Math.round(Math.abs(ms) / 60000);
-  const text = minutes < 60
-    ? interpolate(gettext('%(n)s min'), { n: minutes }, true)
-    : minutes < 48 * 60
-      ? interpolate(gettext('%(n)s h'), { n: Math.round(minutes / 60) }, true)
-      : interpolate(gettext('%(n)s d'), { n: Math.round(minutes / 1440) }, true);
-  return ms >= 0
-    ? interpolate(gettext('in %(t)s'), { t: text }, true)
-    : interpolate(gettext('%(t)s ago'), { t: text }, true);
-}
 
 /** An ISO instant as the value of a datetime-local input (local wall time, minutes). */
 function localInput(iso) {
@@ -173,7 +147,7 @@ export function setupTickets({ toast, onActive }) {
     e.target.value = '';
     if (!action || !chosen.size) return;
     const changes = {};
-    if (action === 'assign_me') changes.assignee_id = window.weiyuUserId;
+    if (action === 'assign_me') changes.assignee_id = config.user.id;
     else {
       const [field, value] = action.split(':');
       changes[field] = value;
@@ -229,7 +203,7 @@ export function setupTickets({ toast, onActive }) {
     fillSelect($('t-category'), meta.categories, t.category && t.category.id, gettext('— none —'));
     $('t-due').value = t.due_at ? localInput(t.due_at) : '';
     $('t-tags').value = t.tags.join(', ');
-    const watching = t.watchers.some((w) => w.id === window.weiyuUserId);
+    const watching = t.watchers.some((w) => w.id === config.user.id);
     $('watch-btn').setAttribute('aria-pressed', String(watching));
     $('watch-btn').textContent = watching ? gettext('Stop watching') : gettext('Watch');
     for (const f of $('ticket-fields').elements) f.disabled = done;
@@ -421,7 +395,7 @@ export function setupTickets({ toast, onActive }) {
     $('nt-error').textContent = '';
     fillSelect($('nt-priority'), meta.priorities, 'normal');
     fillSelect($('nt-workgroup'), meta.workgroups, null, gettext('— none —'));
-    fillSelect($('nt-assignee'), meta.agents, window.weiyuUserId, gettext('— nobody —'));
+    fillSelect($('nt-assignee'), meta.agents, config.user.id, gettext('— nobody —'));
     fillSelect($('nt-category'), meta.categories, null, gettext('— none —'));
     $('ticket-dialog').showModal();
     $('nt-subject').focus();

@@ -31,19 +31,6 @@ export function newClientMsgId() {
   return 'c-' + Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
 }
 
-/** Local "HH:MM" for an ISO timestamp ('' if unparsable). */
-export function hhmm(iso) {
-  const d = iso ? new Date(iso) : null;
-  if (!d || isNaN(d)) return '';
-  return String(d.getHours()).padStart(2, '0') + ':' + String(d.getMinutes()).padStart(2, '0');
-}
-
-/** Full local timestamp, for title attributes. */
-export function fullTime(iso) {
-  const d = iso ? new Date(iso) : null;
-  return !d || isNaN(d) ? '' : d.toLocaleString();
-}
-
 /**
  * Wire a composer: Enter sends (Shift+Enter is a newline; Enter that confirms an IME candidate,
  * e.g. pinyin, does not send), submit sends, and every edit calls onInput (typing indicator).

@@ -1,14 +1,11 @@
 // Message rendering shared by the widget and the inbox: the same DOM for a message, its time,
-// sender and delivery state. Everything from the server goes in as text, never as HTML.
-import { hhmm, fullTime } from './client.js';
-
-// The JS catalog (/jsi18n/) defines gettext/interpolate; keep working without it.
-if (typeof window.gettext !== 'function') window.gettext = (s) => s;
-if (typeof window.interpolate !== 'function') {
-  window.interpolate = (fmt, obj, named) =>
-    named ? fmt.replace(/%\((\w+)\)s/g, (_, k) => String(obj[k])) : fmt.replace(/%s/g, () => String(obj.shift()));
-}
-const { gettext } = window;
+// sender and delivery state, and the bodies of every message type (files, images, voice, video,
+// stickers, @mentions). Everything from the server goes in as text or as attributes of media
+// elements, never as HTML.
+import { formatSize } from './api.js';
+import { el } from './dom.js';
+import { gettext, interpolate } from './i18n.js';
+import { formatDuration, fullTime, hhmm } from './time.js';
 
 const STATE_TEXT = {
   pending: gettext('sending…'),
@@ -85,4 +82,138 @@ export function receiptOf(marks, seq) {
   if (marks && marks.r >= seq) return 'read';
   if (marks && marks.d >= seq) return 'delivered';
   return 'sent';
+}
+
+// ---- message bodies -----------------------------------------------------------------------
+const preview = () => document.getElementById('image-preview');
+
+export function openPreview(url, name) {
+  const dlg = preview();
+  const img = dlg.querySelector('img');
+  img.src = url;
+  img.alt = name || '';
+  dlg.querySelector('.preview-name').textContent = name || '';
+  dlg.querySelector('.preview-download').href = url;
+  dlg.showModal();
+}
+
+/** Text with @mentions of `names` (member key -> name) highlighted. */
+function mentionText(container, content, names) {
+  const parts = [];
+  const wanted = [...names].filter(Boolean).map((n) => '@' + n);
+  if (!wanted.length) {
+    container.textContent = content;
+    return;
+  }
+  let rest = content;
+  while (rest) {
+    let at = -1;
+    let hit = '';
+    for (const w of wanted) {
+      const i = rest.indexOf(w);
+      if (i >= 0 && (at < 0 || i < at)) {
+        at = i;
+        hit = w;
+      }
+    }
+    if (at < 0) {
+      parts.push(document.createTextNode(rest));
+      break;
+    }
+    if (at > 0) parts.push(document.createTextNode(rest.slice(0, at)));
+    parts.push(el('span', 'mention', hit));
+    rest = rest.slice(at + hit.length);
+  }
+  container.replaceChildren(...parts);
+}
+
+/**
+ * Fill `.msg-text` of a message element for any message type. `ctx.nameOf(key)` gives member
+ * names (for @mentions), `ctx.me` our key.
+ */
+export function fillBody(msgEl, m, ctx) {
+  const box = msgEl.querySelector('.msg-text');
+  box.replaceChildren();
+  msgEl.classList.toggle('internal', !!m.internal);
+  msgEl.classList.toggle('recalled', !!m.recalled);
+  msgEl.dataset.type = m.msg_type;
+  if (m.recalled) {
+    box.textContent = m.sender && m.sender.key === ctx.me
+      ? gettext('You recalled a message')
+      : interpolate(gettext('%(name)s recalled a message'), { name: (m.sender && m.sender.name) || '' }, true);
+    return;
+  }
+  const a = m.attachment;
+  if (m.msg_type === 'image' && a) {
+    const img = el('img', 'msg-image');
+    img.src = a.thumbnail_url || a.url;
+    img.alt = a.name;
+    img.loading = 'lazy';
+    if (a.width && a.height) {
+      const scale = Math.min(1, 240 / Math.max(a.width, a.height));
+      img.width = Math.round(a.width * scale);
+      img.height = Math.round(a.height * scale);
+    }
+    const btn = el('button', 'msg-image-btn');
+    btn.type = 'button';
+    btn.title = gettext('View the picture');
+    btn.append(img);
+    btn.addEventListener('click', () => openPreview(a.url, a.name));
+    box.append(btn);
+  } else if (m.msg_type === 'voice' && a) {
+    const audio = el('audio', 'msg-audio');
+    audio.controls = true;
+    audio.preload = 'none';
+    audio.src = a.url;
+    box.append(audio, el('span', 'msg-duration', formatDuration(a.duration_ms)));
+  } else if (m.msg_type === 'video' && a) {
+    const video = el('video', 'msg-video');
+    video.controls = true;
+    video.preload = 'metadata';
+    video.src = a.url;
+    box.append(video);
+  } else if (m.msg_type === 'file' && a) {
+    const card = el('a', 'file-card');
+    card.href = a.url;
+    card.download = a.name;
+    card.append(el('span', 'file-icon', '📄'), el('span', 'file-name', a.name), el('span', 'file-size', formatSize(a.size)));
+    box.append(card);
+  } else if (m.msg_type === 'sticker' && m.sticker) {
+    const img = el('img', 'msg-sticker');
+    img.src = m.sticker.url;
+    img.alt = m.sticker.name;
+    img.title = m.sticker.name;
+    box.append(img);
+  }
+  if (m.content) {
+    const text = el('div', 'msg-caption');
+    const names = new Set();
+    for (const key of m.mentions || []) {
+      if (key === 'all') names.add(gettext('all'));
+      else names.add(ctx.nameOf(key));
+    }
+    mentionText(text, m.content, names);
+    if (box.childNodes.length) box.append(text);
+    else mentionText(box, m.content, names);
+  }
+  const mentioned = (m.mentions || []).includes(ctx.me) || (m.mentions || []).includes('all');
+  msgEl.classList.toggle('mentions-me', mentioned && !(m.sender && m.sender.key === ctx.me));
+}
+
+/** A one-line preview of a message for the conversation list. */
+export function previewText(m, me) {
+  if (!m) return '';
+  if (m.recalled || m.msg_type === 'recall') return gettext('A message was recalled');
+  const label = {
+    image: gettext('[Picture]'),
+    voice: gettext('[Voice]'),
+    video: gettext('[Video]'),
+    file: gettext('[File]'),
+    sticker: gettext('[Sticker]'),
+  }[m.msg_type];
+  const text = label ? (label + ' ' + (m.content || (m.attachment && m.attachment.name) || '')).trim() : m.content;
+  if (m.internal) return interpolate(gettext('Note: %(text)s'), { text }, true);
+  if (m.sender && m.sender.key === me) return interpolate(gettext('You: %(text)s'), { text }, true);
+  if (m.sender && m.sender.type === 'agent' && m.conversation_kind === 'group') return `${m.sender.name}: ${text}`;
+  return text;
 }

@@ -1,5 +1,8 @@
 // The visitor chat, running inside the widget iframe on the tenant's domain.
-import { WeiyuClient, bindComposer, hhmm, fullTime } from '../weiyu/client.js';
+import { api } from '../weiyu/api.js';
+import { WeiyuClient, bindComposer } from '../weiyu/client.js';
+import { $, pageConfig } from '../weiyu/dom.js';
+import { gettext, interpolate } from '../weiyu/i18n.js';
 import {
   buildMsg,
   fillMsg as fill,
@@ -8,14 +11,22 @@ import {
   setMsgState as setState,
   setMsgTime as setTime,
 } from '../weiyu/render.js';
+import {
+  Typers,
+  connectionText,
+  floorOf,
+  keepMessage,
+  mergePeerMarks,
+  nearBottom as nearBottomOf,
+  olderLoader,
+  placeMsg,
+  scrollToBottom as scrollToBottomOf,
+  typingText,
+} from '../weiyu/thread.js';
 import { setupTickets } from './tickets.js';
 
-// The JS catalog normally defines these; keep the widget usable if it failed to load.
-const { gettext, interpolate } = window;
-
-const config = JSON.parse(document.getElementById('weiyu-config').textContent);
+const config = pageConfig();
 const TOKEN_KEY = 'weiyu.token.' + config.channel;
-const $ = (id) => document.getElementById(id);
 const list = $('messages');
 const composer = $('composer');
 const sendBtn = $('send');
@@ -71,7 +82,6 @@ let client = null;
 let me = null; // own member key, "v:12"
 let synced = false;
 let current = null; // conversation new messages go to; null = the next send starts one
-let loadingOlder = false;
 let lastUnread = -1;
 let tie = 0;
 const convs = new Map(); // id -> conversation
@@ -83,7 +93,7 @@ const peerMarks = new Map(); // conv -> {d, r}: furthest any other participant g
 const myRead = new Map(); // conv -> read_seq
 const notices = new Map(); // local system lines shown ("ended:9", "…") -> element or null
 const closedAt = new Map(); // conv -> ms timestamp of its end
-const typers = new Map(); // member key -> {name, timer}
+const typers = new Typers(renderTyping); // who is typing in the conversations shown
 
 function conv(id) {
   return convs.get(id) || null;
@@ -102,33 +112,10 @@ function receiptState(conversationId, seq) {
   return receiptOf(peerMarks.get(conversationId), seq);
 }
 
-function cmp(a, b) {
-  // NaN (Infinity - Infinity) is falsy: equal parts fall through to the next one.
-  return a[0] - b[0] || a[1] - b[1] || a[2] - b[2];
-}
-
-// Messages sort by (conversation, seq); pending ones go last. Scan from the end: almost every
-// insert is an append.
-function place(el, key) {
-  el._key = key;
-  const items = list.querySelectorAll(':scope > .msg');
-  for (let i = items.length - 1; i >= 0; i--) {
-    if (items[i] === el) continue;
-    if (cmp(items[i]._key, key) <= 0) {
-      items[i].after(el);
-      return;
-    }
-  }
-  loader.after(el);
-}
-
-function nearBottom() {
-  return list.scrollHeight - list.scrollTop - list.clientHeight < 80;
-}
-
-function scrollToBottom() {
-  list.scrollTop = list.scrollHeight;
-}
+// Messages sort by (conversation, seq); pending ones go last.
+const place = (el, key) => placeMsg(list, loader, el, key);
+const nearBottom = () => nearBottomOf(list);
+const scrollToBottom = () => scrollToBottomOf(list);
 
 function showMessage(m) {
   const key = m.conversation_id + ':' + m.seq;
@@ -151,7 +138,7 @@ function showMessage(m) {
   elBySeq.set(key, el);
   place(el, [m.conversation_id, m.seq, 0]);
   seen.observe(el);
-  if (kind !== 'mine' && m.sender) clearTyper(m.sender.key);
+  if (kind !== 'mine' && m.sender) typers.stop(m.conversation_id, m.sender.key);
   if (kind === 'system' && isClosingMessage(m)) {
     // The server's own "conversation ended" line arrived after ours: keep just the server's.
     const local = notices.get('ended:' + m.conversation_id);
@@ -416,9 +403,7 @@ function refreshStates(conversationId) {
 }
 
 function ingest(m) {
-  let msgs = store.get(m.conversation_id);
-  if (!msgs) store.set(m.conversation_id, (msgs = new Map()));
-  msgs.set(m.seq, m);
+  keepMessage(store, m);
 }
 
 function display(conversationId) {
@@ -444,10 +429,7 @@ function adopt(conversationId) {
 }
 
 function setPeer(conversationId, delivered, read) {
-  const p = peerMarks.get(conversationId) || { d: 0, r: 0 };
-  p.d = Math.max(p.d, delivered || 0, read || 0);
-  p.r = Math.max(p.r, read || 0);
-  peerMarks.set(conversationId, p);
+  mergePeerMarks(peerMarks, conversationId, delivered, read);
 }
 
 function updateConversation(c) {
@@ -477,18 +459,7 @@ function updateQueue(position) {
 }
 
 function renderTyping() {
-  const names = [...typers.values()].map((t) => t.name);
-  typingLine.textContent = names.length
-    ? interpolate(gettext('%(name)s is typing…'), { name: names.join(', ') }, true)
-    : '';
-}
-
-function clearTyper(key) {
-  const t = typers.get(key);
-  if (!t) return;
-  clearTimeout(t.timer);
-  typers.delete(key);
-  renderTyping();
+  typingLine.textContent = typingText(typers.names());
 }
 
 // ---- receipts and unread ------------------------------------------------------------------
@@ -622,10 +593,7 @@ function onFrame(f) {
         el.dataset.conversation = f.conversation_id;
         el.dataset.seq = f.seq;
         elBySeq.set(f.conversation_id + ':' + f.seq, el);
-        const time = el.querySelector('.msg-time');
-        time.textContent = hhmm(f.created_at);
-        time.dateTime = f.created_at;
-        time.title = fullTime(f.created_at);
+        setTime(el, f.created_at);
         place(el, [f.conversation_id, f.seq, 0]);
         seen.observe(el);
       }
@@ -648,13 +616,7 @@ function onFrame(f) {
 
     case 'typing': {
       if (!f.member || f.member.key === me || !shown.has(f.conversation_id)) break;
-      const key = f.member.key;
-      clearTyper(key);
-      if (f.state === 'start') {
-        // A lost typing.stop must not leave the line up forever.
-        typers.set(key, { name: f.member.name, timer: setTimeout(() => clearTyper(key), 6000) });
-        renderTyping();
-      }
+      typers.frame(f);
       break;
     }
 
@@ -684,7 +646,8 @@ function onFrame(f) {
         showEnded(f.conversation_id);
         showCsat(f.conversation_id);
       }
-      for (const key of [...typers.keys()]) clearTyper(key);
+      typers.clear();
+      renderTyping();
       updateQueue();
       break;
     }
@@ -748,32 +711,13 @@ function onError(f) {
 }
 
 // ---- older history ------------------------------------------------------------------------
-// Oldest seq of the unbroken run that ends at the newest message we hold.
-function floorOf(conversationId) {
-  const msgs = store.get(conversationId);
-  if (!msgs || !msgs.size) return null;
-  let s = Math.max(...msgs.keys());
-  while (msgs.has(s - 1)) s--;
-  return s;
-}
 
-function loadOlder(conversationId, beforeSeq) {
-  if (loadingOlder || !client || !client.connected) return;
-  loadingOlder = true;
-  loader.hidden = false;
-  client
-    .fetchHistory(conversationId, beforeSeq, 50)
-    .catch(() => null)
-    .finally(() => {
-      loadingOlder = false;
-      loader.hidden = true;
-    });
-}
+const loadOlder = olderLoader({ indicator: loader, getClient: () => client });
 
 function maybeLoadOlder() {
   if (list.scrollTop > 40 || !shown.size) return;
   const oldest = Math.min(...shown);
-  const floor = floorOf(oldest);
+  const floor = floorOf(store.get(oldest));
   if (floor != null && floor > 1) loadOlder(oldest, floor);
 }
 
@@ -839,12 +783,8 @@ function showConn(state, text) {
 let renewals = 0;
 
 function onState(state) {
-  if (state === 'open') {
-    showConn('open', '');
-  } else if (state === 'connecting') {
-    showConn(state, gettext('Connecting…'));
-  } else if (state === 'reconnecting' || state === 'offline') {
-    showConn(state, gettext('Reconnecting…'));
+  if (state === 'open' || state === 'connecting' || state === 'reconnecting' || state === 'offline') {
+    showConn(state, connectionText(state));
   } else if (state === 'unauthorized') {
     showConn(state, gettext('Reconnecting…'));
     setTimeout(renewSession, 0);
@@ -868,11 +808,6 @@ function saveToken(token) {
   }
 }
 
-function csrfToken() {
-  const m = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
-  return m ? decodeURIComponent(m[1]) : null;
-}
-
 const clip = (s, n) => String(s || '').slice(0, n);
 
 async function requestSession() {
@@ -885,21 +820,7 @@ async function requestSession() {
   };
   const token = loadToken();
   if (token) body.token = token;
-  const headers = { 'Content-Type': 'application/json', Accept: 'application/json' };
-  const csrf = csrfToken();
-  if (csrf) headers['X-CSRFToken'] = csrf;
-  const res = await fetch(config.session_url, {
-    method: 'POST',
-    headers,
-    body: JSON.stringify(body),
-    credentials: 'same-origin',
-  });
-  if (!res.ok) {
-    const err = new Error('session ' + res.status);
-    err.status = res.status;
-    throw err;
-  }
-  const data = await res.json();
+  const data = await api('POST', config.session_url, body);
   saveToken(data.token);
   return data;
 }
@@ -927,14 +848,8 @@ function showPrechat() {
   }
 }
 
-async function widgetPost(url, body) {
-  const headers = { 'Content-Type': 'application/json', Accept: 'application/json' };
-  const csrf = csrfToken();
-  if (csrf) headers['X-CSRFToken'] = csrf;
-  const res = await fetch(url, { method: 'POST', headers, body: JSON.stringify({ token: session.token, ...body }), credentials: 'same-origin' });
-  const data = await res.json().catch(() => ({}));
-  if (!res.ok) throw Object.assign(new Error(data.detail || gettext('Something went wrong. Try again.')), { code: data.error });
-  return data;
+function widgetPost(url, body) {
+  return api('POST', url, { token: session.token, ...body });
 }
 
 $('prechat-form').addEventListener('submit', async (e) => {

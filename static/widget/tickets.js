@@ -1,7 +1,10 @@
 // The widget's "Your messages" panel: leave a message when nobody is online (it becomes a
 // ticket), and follow the replies to one's tickets (docs/api.md §6, widget endpoints).
 // Everything from the server goes into the DOM as text.
-const { gettext, interpolate } = window;
+import { api } from '../weiyu/api.js';
+import { $, el } from '../weiyu/dom.js';
+import { gettext, interpolate } from '../weiyu/i18n.js';
+import { dayTime as when } from '../weiyu/time.js';
 
 const STATUS = {
   new: gettext('received'),
@@ -13,24 +16,11 @@ const STATUS = {
   merged: gettext('merged'),
 };
 
-function el(tag, cls, text) {
-  const e = document.createElement(tag);
-  if (cls) e.className = cls;
-  if (text != null) e.textContent = text;
-  return e;
-}
-
-function when(iso) {
-  const d = new Date(iso);
-  return isNaN(d) ? '' : d.toLocaleString(undefined, { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' });
-}
-
 /**
  * Wire the panel. `getToken()` gives the visitor's token (null before the session exists),
  * `url` the widget tickets endpoint, `onOpen(open)` tells the chat to hide or show itself.
  */
 export function setupTickets({ url, getToken, onOpen }) {
-  const $ = (id) => document.getElementById(id);
   const panel = $('tickets-panel');
   const button = $('tickets-btn');
   const badge = $('tickets-badge');
@@ -40,20 +30,7 @@ export function setupTickets({ url, getToken, onOpen }) {
   let seen = new Map(); // ticket id -> number of comments the visitor has seen
   let openTicket = null;
 
-  async function call(method, path, body) {
-    const opts = { method, headers: { Accept: 'application/json' }, credentials: 'same-origin' };
-    if (body) {
-      opts.headers['Content-Type'] = 'application/json';
-      opts.body = JSON.stringify({ ...body, token: getToken() });
-    }
-    const res = await fetch(path, opts);
-    let data = null;
-    try {
-      data = await res.json();
-    } catch (e) { /* not JSON */ }
-    if (!res.ok) throw new Error((data && data.detail) || gettext('Something went wrong. Try again.'));
-    return data;
-  }
+  const call = (method, path, body) => api(method, path, body && { ...body, token: getToken() });
 
   function unreadCount() {
     let n = 0;
