@@ -11,7 +11,6 @@ from django.db import connection
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
@@ -37,6 +36,7 @@ from kefu.models import (
 )
 from org.admin import UserAdmin
 from org.models import User
+from weiyu import reports
 
 
 class AgentStateInline(admin.StackedInline):
@@ -301,13 +301,9 @@ class SessionAdmin(admin.ModelAdmin):
         """Customer-service statistics (KF-14) with charts; ``?export=csv&part=daily|agents|
         workgroups`` downloads one part; ``refresh=1`` recomputes the days first. ``start`` /
         ``end``: local dates (default the last 30 days)."""
-        today = timezone.localdate()
         workgroup = request.GET.get("workgroup") or None
         try:
-            end = dt.date.fromisoformat(request.GET.get("end") or today.isoformat())
-            start = dt.date.fromisoformat(
-                request.GET.get("start") or (end - dt.timedelta(days=29)).isoformat()
-            )
+            start, end = reports.date_range(request.GET)
             workgroup_id = int(workgroup) if workgroup else None
             if request.GET.get("refresh") == "1" and (end - start).days <= 366:
                 day = start
@@ -316,16 +312,14 @@ class SessionAdmin(admin.ModelAdmin):
                     day += dt.timedelta(days=1)
             report = stats.report(start=start, end=end, workgroup_id=workgroup_id)
         except ValueError:
-            messages.error(request, _("Give a start and an end date (at most a year apart)."))
-            end, start, workgroup_id = today, today - dt.timedelta(days=29), None
+            messages.error(request, reports.range_message())
+            (start, end), workgroup_id = reports.default_range(), None
             report = stats.report(start=start, end=end)
-        if request.GET.get("export") == "csv":
-            from kefu.api import stats_csv_response
-
-            part = request.GET.get("part", "daily")
-            if part not in ("daily", "agents", "workgroups"):
-                part = "daily"
-            return stats_csv_response(report, part, start, end)
+        part = reports.csv_part(request.GET, ("daily", "agents", "workgroups"))
+        if part is not None:
+            return reports.csv_response(
+                stats.csv_rows(report, part), f"service-{part}-{start}-{end}.csv"
+            )
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
