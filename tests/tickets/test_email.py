@@ -8,9 +8,12 @@ import time
 from django_tenants.utils import schema_context
 
 from kefu.services import visitor_start
+from tickets import tasks
 from tickets.models import Comment
 from tickets.services import comments as ticket_comments
+from tickets.services import email
 from tickets.services import tickets as ticket_services
+from weiyu.celery import app
 
 
 def test_a_public_reply_is_emailed_once_and_a_note_never(desk, smtp, mail_worker):
@@ -39,3 +42,9 @@ def test_a_public_reply_is_emailed_once_and_a_note_never(desk, smtp, mail_worker
     assert "VIP" not in text
     with schema_context(desk.tenant.schema_name):
         assert Comment.objects.get(pk=reply.pk).emailed_at is not None
+
+
+def test_the_reply_is_queued_under_the_name_of_its_task():
+    # the comment service queues the e-mail by name (tickets.tasks imports the services)
+    assert tasks.reply_email_task.name == email.REPLY_EMAIL_TASK
+    assert email.REPLY_EMAIL_TASK in app.tasks
