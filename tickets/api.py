@@ -275,14 +275,14 @@ class NotificationListApi(APIView):
     ``{"marked": n}`` (all unread when ``ids`` is absent)."""
 
     def get(self, request: Request) -> Response:
-        notifications_, unread = selectors.notification_list_for_user(
+        rows, unread = selectors.notification_list_for_user(
             user=request.user,
             unread_only=request.query_params.get("unread") in ("1", "true"),
             limit=_int(request, "limit", 50, 1, 200),
         )
         return Response(
             {
-                "notifications": [selectors.notification_payload(n) for n in notifications_],
+                "notifications": [selectors.notification_payload(n) for n in rows],
                 "unread": unread,
             }
         )
