@@ -12,7 +12,7 @@ What it does (docs/benchmarks.md, "SLA scanner"):
    at a random instant in the ``--window`` seconds starting ``--lead`` seconds after provisioning
    ends (warning ``--lead``/2 s before); the others are due in 30 days. So the scanner watches
    every open ticket while a steady stream of breaches happens.
-2. **Idle pass** (in this process, before anything is due): one :func:`tickets.tasks.sla_scan`
+2. **Idle pass** (in this process, before anything is due): one :func:`tickets.services.sla.sla_scan`
    per tenant, timed, next to the **baseline**: the bare visit of each tenant schema (switch the
    search path, ``SELECT 1``). The ratio is what the scanner's own queries cost.
 3. **Live run**: starts ``celery beat`` (``SLA_SCAN_INTERVAL_S`` = ``--interval``, default 10 s)
@@ -165,9 +165,10 @@ def provision(args: argparse.Namespace) -> list[str]:
 def idle_pass(schemas: list[str], rounds: int) -> dict[str, float]:
     """Time a scan of every tenant with nothing due, against visiting every schema bare."""
     from django.db import connection
+    from django.utils import timezone
     from django_tenants.utils import schema_context
 
-    from tickets.tasks import sla_scan
+    from tickets.services.sla import sla_scan
 
     def bare() -> None:
         for schema in schemas:
@@ -177,7 +178,7 @@ def idle_pass(schemas: list[str], rounds: int) -> dict[str, float]:
     def scan() -> None:
         for schema in schemas:
             with schema_context(schema):
-                done = sla_scan()
+                done = sla_scan(now=timezone.now())
                 assert not any(done.values()), f"{schema}: something was due already"
 
     result = {}

@@ -30,6 +30,7 @@ from im.services import (
 )
 from im.services import Sender as _Sender
 from org.models import User
+from weiyu import parsing
 from weiyu.errors import ServiceError
 from weiyu.realtime import publish_event_on_commit
 
@@ -58,18 +59,9 @@ def _active_users(user_ids: object, *, field: str = "user_ids") -> list[User]:
 def _text(value: object, *, field: str, limit: int, required: bool = False) -> str:
     if value is None and not required:
         return ""
-    if not isinstance(value, str):
+    if not isinstance(value, str):  # a missing required value is "must be text" here
         raise ServiceError("invalid", _("%(field)s must be text.") % {"field": field}, field=field)
-    text = value.strip()
-    if required and not text:
-        raise ServiceError("invalid", _("%(field)s is required.") % {"field": field}, field=field)
-    if len(text) > limit:
-        raise ServiceError(
-            "invalid",
-            _("%(field)s is longer than %(limit)d characters.") % {"field": field, "limit": limit},
-            field=field,
-        )
-    return text
+    return parsing.text(value, field, limit, required=required)
 
 
 def _names(users: list[User]) -> str:
@@ -297,11 +289,7 @@ def group_update(*, actor: User, conversation_id: object, changes: dict[str, Any
             done["avatar_id"] = avatar.pk if avatar else None
             lines.append(_("%(actor)s changed the group picture") % {"actor": actor.name})
         if "all_muted" in changes:
-            if not isinstance(changes["all_muted"], bool):
-                raise ServiceError(
-                    "invalid", _("all_muted must be true or false."), field="all_muted"
-                )
-            conversation.all_muted = changes["all_muted"]
+            conversation.all_muted = parsing.boolean(changes["all_muted"], "all_muted")
             fields.append("all_muted")
             done["all_muted"] = conversation.all_muted
             lines.append(

@@ -27,6 +27,7 @@ from im.serializers import (
     receipt_payload,
 )
 from org.models import User
+from weiyu import parsing
 from weiyu.errors import ServiceError
 from weiyu.realtime import publish_event_now, publish_event_on_commit
 
@@ -162,14 +163,6 @@ class MessageDraft:
     meta: dict[str, Any] | None = None
 
 
-def _positive_id(value: object, field: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ServiceError(
-            "invalid", _("%(field)s must be a positive integer.") % {"field": field}, field=field
-        )
-    return value
-
-
 def _validate_mentions(value: object) -> list[str]:
     if value is None:
         return []
@@ -204,12 +197,12 @@ def _draft(
     if msg_type == Message.Type.TEXT:
         return MessageDraft(msg_type=msg_type, content=_validate_text(content))
     if msg_type == Message.Type.STICKER:
-        sticker = _positive_id(sticker_id, "sticker_id")
+        sticker = parsing.positive_int(sticker_id, "sticker_id")
         if not Sticker.objects.filter(pk=sticker, is_active=True).exists():
             raise ServiceError("invalid", _("No such sticker."), field="sticker_id")
         return MessageDraft(msg_type=msg_type, content="", sticker_id=sticker)
     attachment = Attachment.objects.filter(
-        pk=_positive_id(attachment_id, "attachment_id"),
+        pk=parsing.positive_int(attachment_id, "attachment_id"),
         conversation_id=conversation_id,
         uploader_key=sender.key,
     ).first()
@@ -653,7 +646,7 @@ def message_recall(
     client_msg_id_check(client_msg_id)
     if client_msg_id is not None and (dup := _existing(sender.key, client_msg_id, conversation_id)):
         return dup, False
-    target_id = _positive_id(message_id, "message_id")
+    target_id = parsing.positive_int(message_id, "message_id")
     selectors.participant_get(conversation_id=conversation_id, member_key=sender.key)
     target = Message.objects.filter(pk=target_id, conversation_id=conversation_id).first()
     if target is None or target.msg_type in (Message.Type.SYSTEM, Message.Type.RECALL):
@@ -725,10 +718,7 @@ def member_settings_update(
     ):
         if value is None:
             continue
-        if not isinstance(value, bool):
-            raise ServiceError(
-                "invalid", _("%(field)s must be true or false.") % {"field": name}, field=name
-            )
+        parsing.boolean(value, name)
         if name == "pinned":
             participant.pinned_at = (participant.pinned_at or now) if value else None
             fields.append("pinned_at")

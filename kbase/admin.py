@@ -1,6 +1,6 @@
 """Back office for knowledge bases: bases, categories, articles (Markdown, versions, draft or
-published) and FAQ items. Saves go through :mod:`kbase.services`, so HTML, versions and the
-search index stay in step."""
+published) and FAQ items. Saves, deletions and actions go through :mod:`kbase.services`, so HTML,
+versions and the search index stay in step."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin
 from django.db import models
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
@@ -36,6 +37,25 @@ class KnowledgeBaseAdmin(admin.ModelAdmin):
     list_display = ("name", "kind", "is_public", "article_count", "faq_count")
     list_filter = ("kind", "is_public")
     inlines = [CategoryInline]
+
+    def save_model(self, request: HttpRequest, obj: KnowledgeBase, form: Any, change: bool) -> None:
+        """Saved with its categories in one service call (:meth:`save_related`)."""
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        categories: list[Category] = []
+        deleted: list[Category] = []
+        for formset in formsets:
+            categories += formset.save(commit=False)
+            deleted += formset.deleted_objects
+        services.knowledge_base_save(
+            kb=form.instance, categories=categories, deleted_categories=deleted
+        )
+
+    def delete_model(self, request: HttpRequest, obj: KnowledgeBase) -> None:
+        services.knowledge_bases_delete(kb_ids=[obj.pk])
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[KnowledgeBase]) -> None:
+        services.knowledge_bases_delete(kb_ids=queryset.values_list("pk", flat=True))
 
     @admin.display(description=_("articles"))
     def article_count(self, obj: KnowledgeBase) -> int:
@@ -94,6 +114,12 @@ class ArticleAdmin(admin.ModelAdmin):
         )
         obj.pk = saved.pk
 
+    def delete_model(self, request: HttpRequest, obj: Article) -> None:
+        services.articles_delete(article_ids=[obj.pk])
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Article]) -> None:
+        services.articles_delete(article_ids=queryset.values_list("pk", flat=True))
+
 
 @admin.register(FaqItem)
 class FaqItemAdmin(admin.ModelAdmin):
@@ -102,8 +128,13 @@ class FaqItemAdmin(admin.ModelAdmin):
     search_fields = ("question", "answer", "external_id")
 
     def save_model(self, request: HttpRequest, obj: FaqItem, form: Any, change: bool) -> None:
-        super().save_model(request, obj, form, change)
-        services.faq_reindex(obj)
+        services.faq_save(item=obj)
+
+    def delete_model(self, request: HttpRequest, obj: FaqItem) -> None:
+        services.faq_items_delete(item_ids=[obj.pk])
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[FaqItem]) -> None:
+        services.faq_items_delete(item_ids=queryset.values_list("pk", flat=True))
 
 
 class RobotQuestionForm(forms.ModelForm):
@@ -154,18 +185,21 @@ class RobotQuestionAdmin(admin.ModelAdmin):
         return False
 
     def save_model(self, request: HttpRequest, obj: RobotQuestion, form: Any, change: bool) -> None:
-        answer = form.cleaned_data.get("answer")
-        if answer:
-            item, _state = services.faq_upsert(
-                kb=form.cleaned_data["target_kb"], question=obj.question, answer=answer
-            )
-            obj.faq_item = item
-            obj.status = RobotQuestion.Status.ANSWERED
-        super().save_model(request, obj, form, change)
+        services.robot_question_save(
+            question=obj,
+            answer=form.cleaned_data.get("answer"),
+            kb=form.cleaned_data.get("target_kb"),
+        )
+
+    def delete_model(self, request: HttpRequest, obj: RobotQuestion) -> None:
+        services.robot_questions_delete(question_ids=[obj.pk])
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[RobotQuestion]) -> None:
+        services.robot_questions_delete(question_ids=queryset.values_list("pk", flat=True))
 
     @admin.action(description=_("Dismiss the selected questions"))
     def dismiss(self, request: HttpRequest, queryset: Any) -> None:
-        queryset.update(status=RobotQuestion.Status.DISMISSED)
+        services.robot_questions_dismiss(question_ids=queryset.values_list("pk", flat=True))
 
 
 def _https_urls(db_field: Any, **kwargs: Any) -> Any:
@@ -211,6 +245,15 @@ class LlmProviderAdmin(admin.ModelAdmin):
     list_display = ("name", "preset", "endpoint_display", "priority", "timeout_s", "is_active")
     list_editable = ("priority", "is_active")
     list_filter = ("preset", "is_active")
+
+    def save_model(self, request: HttpRequest, obj: LlmProvider, form: Any, change: bool) -> None:
+        services.llm_provider_save(provider=obj)
+
+    def delete_model(self, request: HttpRequest, obj: LlmProvider) -> None:
+        services.llm_providers_delete(provider_ids=[obj.pk])
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[LlmProvider]) -> None:
+        services.llm_providers_delete(provider_ids=queryset.values_list("pk", flat=True))
 
     @admin.display(description=_("endpoint"))
     def endpoint_display(self, obj: LlmProvider) -> str:

@@ -4,17 +4,26 @@ articles with a version per saved text. Refusals raise :class:`weiyu.errors.Serv
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Iterable
 from typing import Any
 
 from django.contrib.postgres.search import SearchVector
-from django.db import transaction
+from django.db import models, transaction
 from django.db.models import F, Value
 from django.utils import timezone
 from django.utils.text import slugify
 from django.utils.translation import gettext as _
 
 from kbase import indexing, text
-from kbase.models import Article, ArticleVersion, Category, FaqItem, KnowledgeBase, RobotQuestion
+from kbase.models import (
+    Article,
+    ArticleVersion,
+    Category,
+    FaqItem,
+    KnowledgeBase,
+    LlmProvider,
+    RobotQuestion,
+)
 from weiyu.errors import ServiceError
 
 QUESTION_MAX = 500
@@ -86,10 +95,103 @@ def faq_upsert(
     return item, outcome
 
 
-def faq_reindex(item: FaqItem) -> None:
-    """Recompute one item's search vector (after an edit in the back office)."""
+@transaction.atomic
+def faq_save(*, item: FaqItem) -> FaqItem:
+    """Save a FAQ item edited in the back office (fields validated by its form) and recompute
+    its search vector; its semantic vector is computed by a worker after commit."""
+    item.save()
     FaqItem.objects.filter(pk=item.pk).update(search_vector=_vector(item.question, item.answer))
     indexing.embed_later("faq", [item.pk])
+    return item
+
+
+@transaction.atomic
+def robot_question_save(
+    *, question: RobotQuestion, answer: object = None, kb: KnowledgeBase | None = None
+) -> RobotQuestion:
+    """Save a question the robot could not answer, as edited in the back office. With an
+    ``answer`` (and the ``kb`` it goes to) the question becomes a FAQ item (:func:`faq_upsert`,
+    same question text) and is marked *answered*, linked to that item. Errors: ``invalid`` for
+    an answer without a knowledge base or an empty/too long question or answer."""
+    if answer:
+        if kb is None:
+            raise ServiceError("invalid", _("Choose where the new FAQ item goes."), field="kb")
+        item, _state = faq_upsert(kb=kb, question=question.question, answer=answer)
+        question.faq_item = item
+        question.status = RobotQuestion.Status.ANSWERED
+    question.save()
+    return question
+
+
+def robot_questions_dismiss(*, question_ids: Iterable[int]) -> int:
+    """Mark questions *dismissed* (the robot's unanswered list hides them). Returns how many."""
+    return RobotQuestion.objects.filter(pk__in=list(question_ids)).update(
+        status=RobotQuestion.Status.DISMISSED
+    )
+
+
+@transaction.atomic
+def knowledge_base_save(
+    *,
+    kb: KnowledgeBase,
+    categories: Iterable[Category] = (),
+    deleted_categories: Iterable[Category] = (),
+) -> KnowledgeBase:
+    """Create or change a knowledge base with its categories in one transaction: drop
+    ``deleted_categories`` (their articles and items keep no category), then save
+    ``categories`` (each attached to this base)."""
+    kb.save()
+    Category.objects.filter(
+        kb=kb, pk__in=[c.pk for c in deleted_categories if c.pk is not None]
+    ).delete()
+    for category in categories:
+        category.kb = kb
+        category.save()
+    return kb
+
+
+def llm_provider_save(*, provider: LlmProvider) -> LlmProvider:
+    """Create or change an AI provider (fields validated by its form)."""
+    provider.save()
+    return provider
+
+
+def _delete(model: type[models.Model], ids: Iterable[int]) -> int:
+    qs = model.objects.filter(pk__in=list(ids))
+    count = qs.count()
+    qs.delete()
+    return count
+
+
+@transaction.atomic
+def knowledge_bases_delete(*, kb_ids: Iterable[int]) -> int:
+    """Delete knowledge bases with their categories, articles (and versions) and FAQ items.
+    Returns how many bases."""
+    return _delete(KnowledgeBase, kb_ids)
+
+
+@transaction.atomic
+def articles_delete(*, article_ids: Iterable[int]) -> int:
+    """Delete articles with their versions. Returns how many articles."""
+    return _delete(Article, article_ids)
+
+
+@transaction.atomic
+def faq_items_delete(*, item_ids: Iterable[int]) -> int:
+    """Delete FAQ items; questions answered by one keep no FAQ item. Returns how many."""
+    return _delete(FaqItem, item_ids)
+
+
+@transaction.atomic
+def robot_questions_delete(*, question_ids: Iterable[int]) -> int:
+    """Delete unanswered-question rows. Returns how many."""
+    return _delete(RobotQuestion, question_ids)
+
+
+@transaction.atomic
+def llm_providers_delete(*, provider_ids: Iterable[int]) -> int:
+    """Delete AI providers. Returns how many."""
+    return _delete(LlmProvider, provider_ids)
 
 
 @transaction.atomic

@@ -3,7 +3,6 @@ sessions. State changes that routing cares about go through ``kefu.services``.""
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 from urllib.parse import urlencode
 
@@ -12,14 +11,12 @@ from django.db import connection
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from im.services import Sender
 from kbase.models import KnowledgeBase
 from kefu import stats
-from kefu.api import stats_csv_response
 from kefu.models import (
     AgentState,
     AutoReply,
@@ -45,6 +42,7 @@ from kefu.services import visitors as visitor_services
 from kefu.services.visitors import VISITOR_EDITABLE
 from org.admin import UserAdmin
 from org.models import User
+from weiyu import reports
 
 
 class AgentStateInline(admin.StackedInline):
@@ -335,24 +333,20 @@ class SessionAdmin(admin.ModelAdmin):
         "recompute" button) rolls the days up again first, then shows them."""
         if request.method == "POST":
             return self._recompute(request)
-        today = timezone.localdate()
         workgroup = request.GET.get("workgroup") or None
         try:
-            end = dt.date.fromisoformat(request.GET.get("end") or today.isoformat())
-            start = dt.date.fromisoformat(
-                request.GET.get("start") or (end - dt.timedelta(days=29)).isoformat()
-            )
+            start, end = reports.date_range(request.GET)
             workgroup_id = int(workgroup) if workgroup else None
             report = stats.report(start=start, end=end, workgroup_id=workgroup_id)
         except ValueError:
-            messages.error(request, _("Give a start and an end date (at most a year apart)."))
-            end, start, workgroup_id = today, today - dt.timedelta(days=29), None
+            messages.error(request, reports.range_message())
+            (start, end), workgroup_id = reports.default_range(), None
             report = stats.report(start=start, end=end)
-        if request.GET.get("export") == "csv":
-            part = request.GET.get("part", "daily")
-            if part not in ("daily", "agents", "workgroups"):
-                part = "daily"
-            return stats_csv_response(report, part, start, end)
+        part = reports.csv_part(request.GET, ("daily", "agents", "workgroups"))
+        if part is not None:
+            return reports.csv_response(
+                stats.csv_rows(report, part), f"service-{part}-{start}-{end}.csv"
+            )
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
@@ -372,11 +366,10 @@ class SessionAdmin(admin.ModelAdmin):
         """Roll up the chosen days again (:func:`kefu.stats.stats_refresh`), then show them."""
         query = {k: request.POST.get(k, "") for k in ("start", "end", "workgroup")}
         try:
-            rows = stats.stats_refresh(
-                start=dt.date.fromisoformat(query["start"]), end=dt.date.fromisoformat(query["end"])
-            )
+            start, end = reports.date_range(request.POST)
+            rows = stats.stats_refresh(start=start, end=end)
         except ValueError:
-            messages.error(request, _("Give a start and an end date (at most a year apart)."))
+            messages.error(request, reports.range_message())
         else:
             messages.success(request, _("Recomputed (%(count)d rows).") % {"count": rows})
         url = reverse("admin:kefu_session_reports")

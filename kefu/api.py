@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import csv
-import datetime as dt
-
 from django.http import HttpResponse
 from django.urls import path
-from django.utils import timezone
 from django.utils.translation import gettext as _
 from rest_framework import status
 from rest_framework.request import Request
@@ -20,6 +16,7 @@ from kefu.robot import drafts as robot_drafts
 from kefu.services import blocking, transfers
 from kefu.services import queue as kefu_queue
 from kefu.services import visitors as visitor_services
+from weiyu import reports
 from weiyu.errors import ServiceError
 
 
@@ -259,33 +256,20 @@ class StatsApi(APIView):
         if not monitor.is_supervisor(request.user):
             raise ServiceError("forbidden", _("Only supervisors can see the statistics."))
         params = request.query_params
-        today = timezone.localdate()
         try:
-            end = dt.date.fromisoformat(params.get("end") or today.isoformat())
-            start = dt.date.fromisoformat(
-                params.get("start") or (end - dt.timedelta(days=29)).isoformat()
-            )
+            start, end = reports.date_range(params)
             workgroup = int(params["workgroup"]) if params.get("workgroup") else None
             data = stats.report(start=start, end=end, workgroup_id=workgroup)
         except ValueError as exc:
-            raise ServiceError(
-                "invalid", _("Give a start and an end date (at most a year apart).")
-            ) from exc
-        if params.get("export") == "csv":
-            part = params.get("part", "daily")
-            if part not in ("daily", "agents", "workgroups"):
-                raise ServiceError("invalid", _("Unknown part."), field="part")
-            return stats_csv_response(data, part, start, end)
+            raise reports.range_error() from exc
+        part = reports.csv_part(
+            params, ("daily", "agents", "workgroups"), unknown=_("Unknown part.")
+        )
+        if part is not None:
+            return reports.csv_response(
+                stats.csv_rows(data, part), f"service-{part}-{start}-{end}.csv"
+            )
         return Response(data)
-
-
-def stats_csv_response(data: dict, part: str, start: dt.date, end: dt.date) -> HttpResponse:
-    """A CSV download of one part of a statistics report (UTF-8 with a BOM, for Excel)."""
-    response = HttpResponse(content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="service-{part}-{start}-{end}.csv"'
-    response.write("\ufeff")
-    csv.writer(response).writerows(stats.csv_rows(data, part))
-    return response
 
 
 class QueueApi(APIView):

@@ -16,7 +16,7 @@ from kefu.services import messages
 from org.models import User
 from tenants.admin import platform_admin_site
 from tests.conftest import PASSWORD, agent_client, make_desk, make_visitor, unique
-from tickets import services as ticket_services
+from tickets.services import tickets as ticket_services
 
 
 def _pages(

@@ -2,25 +2,25 @@
 targets per priority (counted in the organisation's business calendars, :mod:`org.admin`),
 categories, notifications.
 
-Tickets are created and changed through :mod:`tickets.services`, so numbering, SLA clocks and
-notifications behave as in the inbox and the API.
+Every save and delete goes through :mod:`tickets.services` (tickets through
+:mod:`tickets.services.tickets`, so numbering, SLA clocks and notifications behave as in the inbox
+and the API; categories, policies and deletions through :mod:`tickets.services.config`).
 """
 
 from __future__ import annotations
 
-import csv
-import datetime as dt
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from tickets import reports, services, sla
+from tickets import reports, selectors
 from tickets.models import (
     Category,
     Comment,
@@ -30,6 +30,9 @@ from tickets.models import (
     SlaTarget,
     Ticket,
 )
+from tickets.services import config
+from tickets.services import tickets as ticket_services
+from weiyu import reports as report_params
 from weiyu.errors import ServiceError
 
 
@@ -44,10 +47,41 @@ class SlaPolicyAdmin(admin.ModelAdmin):
     filter_horizontal = ("workgroups",)
     inlines = [SlaTargetInline]
 
+    def save_model(self, request: HttpRequest, obj: SlaPolicy, form: Any, change: bool) -> None:
+        """Saved with its workgroups and targets in one service call (:meth:`save_related`)."""
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        targets: list[SlaTarget] = []
+        deleted: list[SlaTarget] = []
+        for formset in formsets:
+            targets += formset.save(commit=False)
+            deleted += formset.deleted_objects
+        config.sla_policy_save(
+            policy=form.instance,
+            workgroups=form.cleaned_data.get("workgroups"),
+            targets=targets,
+            deleted_targets=deleted,
+        )
+
+    def delete_model(self, request: HttpRequest, obj: SlaPolicy) -> None:
+        config.sla_policies_delete(policy_ids=[obj.pk])
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[SlaPolicy]) -> None:
+        config.sla_policies_delete(policy_ids=queryset.values_list("pk", flat=True))
+
 
 @admin.register(Category)
 class CategoryAdmin(admin.ModelAdmin):
     search_fields = ("name",)
+
+    def save_model(self, request: HttpRequest, obj: Category, form: Any, change: bool) -> None:
+        config.category_save(category=obj)
+
+    def delete_model(self, request: HttpRequest, obj: Category) -> None:
+        config.categories_delete(category_ids=[obj.pk])
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Category]) -> None:
+        config.categories_delete(category_ids=queryset.values_list("pk", flat=True))
 
 
 class CommentInline(admin.StackedInline):
@@ -73,7 +107,7 @@ class SlaClockInline(admin.TabularInline):
 
     @admin.display(description=_("state"))
     def state(self, obj: SlaClock) -> str:
-        return str(sla.clock_state(obj, timezone.now()))
+        return str(selectors.clock_state(obj, timezone.now()))
 
 
 class TicketForm(forms.ModelForm):
@@ -134,28 +168,18 @@ class TicketAdmin(admin.ModelAdmin):
     def reports_view(self, request: HttpRequest) -> HttpResponse:
         """Ticket reports (TK-4) with charts; ``?export=csv&part=<daily|agents|…>`` exports one
         part. ``start``/``end`` are local dates (default: the last 30 days)."""
-        today = timezone.localdate()
         try:
-            end = dt.date.fromisoformat(request.GET.get("end") or today.isoformat())
-            start = dt.date.fromisoformat(
-                request.GET.get("start") or (end - dt.timedelta(days=29)).isoformat()
-            )
+            start, end = report_params.date_range(request.GET)
             report = reports.build(start=start, end=end)
         except ValueError:
-            messages.error(request, _("Give a start and an end date (at most a year apart)."))
-            end, start = today, today - dt.timedelta(days=29)
+            messages.error(request, report_params.range_message())
+            start, end = report_params.default_range()
             report = reports.build(start=start, end=end)
-        if request.GET.get("export") == "csv":
-            part = request.GET.get("part", "daily")
-            if part not in reports.CSV_COLUMNS:
-                part = "daily"
-            response = HttpResponse(content_type="text/csv; charset=utf-8")
-            response["Content-Disposition"] = (
-                f'attachment; filename="tickets-{part}-{start}-{end}.csv"'
+        part = report_params.csv_part(request.GET, reports.CSV_COLUMNS)
+        if part is not None:
+            return report_params.csv_response(
+                reports.csv_rows(report, part), f"tickets-{part}-{start}-{end}.csv"
             )
-            response.write("\ufeff")  # Excel opens UTF-8 (Chinese names) correctly with a BOM
-            csv.writer(response).writerows(reports.csv_rows(report, part))
-            return response
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
@@ -171,7 +195,7 @@ class TicketAdmin(admin.ModelAdmin):
         data = form.cleaned_data
         try:
             if not change:
-                ticket = services.ticket_create(
+                ticket = ticket_services.ticket_create(
                     subject=data["subject"],
                     body=data.get("body") or data["subject"],
                     source=Ticket.Source.ADMIN,
@@ -203,16 +227,25 @@ class TicketAdmin(admin.ModelAdmin):
                     changes[ids[name]] = value.pk if value is not None else None
                 elif name == "due_at":
                     changes[name] = value.isoformat() if value else None
-                elif name in services.EDITABLE:
+                elif name in ticket_services.EDITABLE:
                     changes[name] = value
             if changes:
-                services.ticket_update(ticket_id=obj.pk, actor=request.user, changes=changes)
+                ticket_services.ticket_update(ticket_id=obj.pk, actor=request.user, changes=changes)
         except ServiceError as exc:
             messages.error(request, exc.message)
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        """Writes nothing: the service saved the ticket, the form has no many-to-many fields and
+        the inlines (comments, clocks) are read-only; the formsets' save only records for the
+        admin's history that nothing in them changed."""
         if form.instance.pk:
             super().save_related(request, form, formsets, change)
+
+    def delete_model(self, request: HttpRequest, obj: Ticket) -> None:
+        config.tickets_delete(ticket_ids=[obj.pk])
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Ticket]) -> None:
+        config.tickets_delete(ticket_ids=queryset.values_list("pk", flat=True))
 
 
 @admin.register(Notification)
@@ -223,3 +256,12 @@ class NotificationAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+    def save_model(self, request: HttpRequest, obj: Notification, form: Any, change: bool) -> None:
+        """Every field is read-only: there is nothing to save."""
+
+    def delete_model(self, request: HttpRequest, obj: Notification) -> None:
+        config.notifications_delete(notification_ids=[obj.pk])
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Notification]) -> None:
+        config.notifications_delete(notification_ids=queryset.values_list("pk", flat=True))

@@ -7,13 +7,9 @@ returned it: in the JSON body, or ``?token=`` on GET.
 
 from __future__ import annotations
 
-import csv
-import datetime as dt
 from typing import Any
 
-from django.http import HttpResponse
 from django.urls import path
-from django.utils import timezone
 from django.utils.translation import gettext as _
 from rest_framework import status
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -26,9 +22,11 @@ from im.api_files import serve_attachment
 from kefu.models import Workgroup
 from kefu.services.visitors import visitor_from_token
 from org.models import User
-from tickets import reports, selectors, services
-from tickets.models import Category, Comment, Notification, Priority, Ticket
-from tickets.notify import notification_payload
+from tickets import reports, selectors
+from tickets.models import Category, Comment, Priority, Ticket
+from tickets.services import comments, notifications
+from tickets.services import tickets as ticket_services
+from weiyu import reports as report_params
 from weiyu.errors import ServiceError
 
 
@@ -96,7 +94,7 @@ class TicketListApi(APIView):
         source = Ticket.Source.CONVERSATION if body.get("conversation_id") else Ticket.Source.API
         if request.headers.get("X-Weiyu-Client") == "inbox" and source == Ticket.Source.API:
             source = Ticket.Source.INBOX
-        ticket = services.ticket_create(
+        ticket = ticket_services.ticket_create(
             subject=body.get("subject"),
             body=body.get("body"),
             source=source,
@@ -121,10 +119,12 @@ class TicketDetailApi(APIView):
     409 ``conflict`` for a status change the rules do not allow (docs/api.md §6)."""
 
     def get(self, request: Request, pk: int) -> Response:
-        return _detail(services.ticket_get(ticket_id=pk, user=request.user), request)
+        return _detail(selectors.ticket_get(ticket_id=pk, user=request.user), request)
 
     def patch(self, request: Request, pk: int) -> Response:
-        ticket = services.ticket_update(ticket_id=pk, actor=request.user, changes=_body(request))
+        ticket = ticket_services.ticket_update(
+            ticket_id=pk, actor=request.user, changes=_body(request)
+        )
         return _detail(ticket, request)
 
 
@@ -135,7 +135,7 @@ class TicketCommentApi(APIView):
 
     def post(self, request: Request, pk: int) -> Response:
         body = _body(request)
-        comment = services.comment_add(
+        comment = comments.comment_add(
             ticket_id=pk,
             user=request.user,
             body=body.get("body"),
@@ -158,7 +158,7 @@ class TicketAttachmentUploadApi(APIView):
         upload = request.FILES.get("file")
         if upload is None:
             raise ServiceError("invalid", _("Choose a file."), field="file")
-        attachment = services.attachment_add(
+        attachment = comments.attachment_add(
             ticket_id=pk, upload=upload, kind=request.data.get("kind") or "file", user=request.user
         )
         return Response(selectors.attachment_payload(attachment), status=status.HTTP_201_CREATED)
@@ -169,7 +169,7 @@ class TicketAttachmentApi(APIView):
     comment's file, to staff who can see the ticket (404 otherwise)."""
 
     def get(self, request: Request, pk: int) -> Any:
-        attachment = services.attachment_for(attachment_id=pk, user=request.user)
+        attachment = selectors.comment_attachment_get(attachment_id=pk, user=request.user)
         return serve_attachment(attachment, thumbnail=bool(request.query_params.get("thumb")))
 
 
@@ -177,7 +177,7 @@ class TicketWatchApi(APIView):
     """``POST /api/v1/tickets/<id>/watch`` ``{"watching": true|false}`` → {ticket detail}."""
 
     def post(self, request: Request, pk: int) -> Response:
-        ticket = services.ticket_watch(
+        ticket = ticket_services.ticket_watch(
             ticket_id=pk, user=request.user, watching=_body(request).get("watching")
         )
         return _detail(ticket, request)
@@ -187,7 +187,7 @@ class TicketMergeApi(APIView):
     """``POST /api/v1/tickets/<id>/merge`` ``{"into_id": 12}`` → {the target ticket}."""
 
     def post(self, request: Request, pk: int) -> Response:
-        target = services.ticket_merge(
+        target = ticket_services.ticket_merge(
             source_id=pk, target_id=_body(request).get("into_id"), actor=request.user
         )
         return _detail(target, request)
@@ -197,7 +197,7 @@ class CommentSplitApi(APIView):
     """``POST /api/v1/tickets/comments/<id>/split`` ``{"subject"?}`` → 201 {new ticket}."""
 
     def post(self, request: Request, pk: int) -> Response:
-        ticket = services.ticket_split(
+        ticket = ticket_services.ticket_split(
             comment_id=pk, actor=request.user, subject=_body(request).get("subject")
         )
         return _detail(ticket, request, status.HTTP_201_CREATED)
@@ -213,7 +213,7 @@ class TicketBulkApi(APIView):
         if not isinstance(changes, dict):
             raise ServiceError("invalid", _("changes must be an object."), field="changes")
         return Response(
-            services.tickets_bulk_update(
+            ticket_services.tickets_bulk_update(
                 ticket_ids=body.get("ticket_ids"), actor=request.user, changes=changes
             )
         )
@@ -254,29 +254,18 @@ class TicketReportApi(APIView):
     def get(self, request: Request) -> Any:
         if not request.user.is_agent:
             raise ServiceError("forbidden", _("Only agents can see reports."))
-        today = timezone.localdate()
         try:
-            end = dt.date.fromisoformat(request.query_params.get("end") or today.isoformat())
-            start = dt.date.fromisoformat(
-                request.query_params.get("start") or (end - dt.timedelta(days=29)).isoformat()
-            )
+            start, end = report_params.date_range(request.query_params)
             report = reports.build(start=start, end=end)
         except ValueError:
-            raise ServiceError(
-                "invalid",
-                _("Give a start and an end date (at most a year apart)."),
-                field="start",
-            ) from None
-        if request.query_params.get("export") == "csv":
-            part = request.query_params.get("part", "daily")
-            if part not in reports.CSV_COLUMNS:
-                raise ServiceError("invalid", _("Unknown report part."), field="part")
-            response = HttpResponse(content_type="text/csv; charset=utf-8")
-            response["Content-Disposition"] = (
-                f'attachment; filename="tickets-{part}-{start}-{end}.csv"'
+            raise report_params.range_error(field="start") from None
+        part = report_params.csv_part(
+            request.query_params, reports.CSV_COLUMNS, unknown=_("Unknown report part.")
+        )
+        if part is not None:
+            return report_params.csv_response(
+                reports.csv_rows(report, part), f"tickets-{part}-{start}-{end}.csv", bom=False
             )
-            csv.writer(response).writerows(reports.csv_rows(report, part))
-            return response
         return Response(report)
 
 
@@ -286,22 +275,24 @@ class NotificationListApi(APIView):
     ``{"marked": n}`` (all unread when ``ids`` is absent)."""
 
     def get(self, request: Request) -> Response:
-        qs = Notification.objects.filter(recipient=request.user).select_related("ticket")
-        unread = qs.filter(read_at__isnull=True)
-        if request.query_params.get("unread") in ("1", "true"):
-            qs = unread
-        limit = _int(request, "limit", 50, 1, 200)
+        rows, unread = selectors.notification_list_for_user(
+            user=request.user,
+            unread_only=request.query_params.get("unread") in ("1", "true"),
+            limit=_int(request, "limit", 50, 1, 200),
+        )
         return Response(
             {
-                "notifications": [notification_payload(n) for n in qs[:limit]],
-                "unread": unread.count(),
+                "notifications": [selectors.notification_payload(n) for n in rows],
+                "unread": unread,
             }
         )
 
 
 class NotificationReadApi(APIView):
     def post(self, request: Request) -> Response:
-        marked = services.notifications_mark_read(user=request.user, ids=_body(request).get("ids"))
+        marked = notifications.notifications_mark_read(
+            user=request.user, ids=_body(request).get("ids")
+        )
         return Response({"marked": marked})
 
 
@@ -353,7 +344,7 @@ class WidgetTicketsApi(APIView):
     def post(self, request: Request) -> Response:
         body = _body(request)
         visitor = visitor_from_token(body.get("token"))
-        ticket = services.leave_message(
+        ticket = ticket_services.ticket_leave_message(
             visitor=visitor,
             body=body.get("body"),
             subject=body.get("subject"),
@@ -373,7 +364,7 @@ class WidgetTicketCommentApi(APIView):
     def post(self, request: Request, pk: int) -> Response:
         body = _body(request)
         visitor = visitor_from_token(body.get("token"))
-        comment: Comment = services.comment_add(
+        comment: Comment = comments.comment_add(
             ticket_id=pk,
             visitor=visitor,
             body=body.get("body"),
@@ -396,7 +387,7 @@ class WidgetAttachmentUploadApi(APIView):
         upload = request.FILES.get("file")
         if upload is None:
             raise ServiceError("invalid", _("Choose a file."), field="file")
-        attachment = services.attachment_add(
+        attachment = comments.attachment_add(
             ticket_id=pk, upload=upload, kind=request.data.get("kind") or "file", visitor=visitor
         )
         return Response(
@@ -414,7 +405,7 @@ class WidgetAttachmentApi(APIView):
 
     def get(self, request: Request, pk: int) -> Any:
         visitor = visitor_from_token(request.query_params.get("token"))
-        attachment = services.attachment_for(attachment_id=pk, visitor=visitor)
+        attachment = selectors.comment_attachment_get(attachment_id=pk, visitor=visitor)
         return serve_attachment(attachment, thumbnail=bool(request.query_params.get("thumb")))
 
 

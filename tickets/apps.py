@@ -9,6 +9,7 @@ class TicketsConfig(AppConfig):
     def ready(self) -> None:
         from tenants.signals import demo_tenant_ready
         from tickets import demo
+        from tickets.services import tickets as ticket_services
 
         demo_tenant_ready.connect(demo.populate, dispatch_uid="tickets-demo")
 
@@ -16,8 +17,6 @@ class TicketsConfig(AppConfig):
 
         def release(sender: object, user: object, deleted: bool, **kwargs: object) -> None:
             if deleted:
-                from tickets.services import tickets_release_user
-
-                tickets_release_user(user=user)  # type: ignore[arg-type]
+                ticket_services.tickets_release_user(user=user)  # type: ignore[arg-type]
 
         user_deactivated.connect(release, weak=False, dispatch_uid="tickets-user-release")

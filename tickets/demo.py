@@ -8,8 +8,8 @@ from typing import Any
 
 from kefu.services import visitors as kefu_services
 from org.models import BusinessCalendar, BusinessHours
-from tickets import services
 from tickets.models import Category, SlaPolicy, SlaTarget, Ticket
+from tickets.services import tickets as ticket_services
 
 HOURS = 3600
 
@@ -46,7 +46,7 @@ def populate(*, admin: Any, workgroup: Any, channel: Any, **_: Any) -> None:
         Category.objects.get_or_create(name=name)
     if channel is not None and not Ticket.objects.exists():
         visitor, _token = kefu_services.visitor_start(channel=channel, language="zh-CN")
-        services.leave_message(
+        ticket_services.ticket_leave_message(
             visitor=visitor,
             name="王芳 Wang Fang",
             email="wang.fang@example.com",

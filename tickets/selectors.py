@@ -1,5 +1,5 @@
-"""Reading tickets: the payloads of docs/api.md §6 and the inbox's views (my tickets, by status,
-by priority, by SLA risk)."""
+"""Reading tickets: who may see a ticket, the payloads of docs/api.md §6 and the inbox's views
+(my tickets, by status, by priority, by SLA risk). Nothing here writes."""
 
 from __future__ import annotations
 
@@ -8,10 +8,13 @@ from typing import Any
 
 from django.db.models import Exists, Min, OuterRef, Prefetch, Q, QuerySet
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
+from im.models import Attachment
 from org.models import User
-from tickets import sla
-from tickets.models import Comment, SlaClock, Ticket
+from tickets.models import Comment, Notification, SlaClock, Ticket
+from weiyu import parsing
+from weiyu.errors import ServiceError
 
 VIEWS = (
     "all",
@@ -37,6 +40,100 @@ def _person(user: User | None) -> dict[str, Any] | None:
     return None if user is None else {"id": user.pk, "key": user.member_key, "name": user.name}
 
 
+def can_see(user: User, ticket: Ticket) -> bool:
+    """Agents and admins see every ticket of their tenant; other staff the ones they asked for,
+    are assigned or watch."""
+    if user.is_agent:
+        return True
+    return user.pk in (ticket.requester_user_id, ticket.assignee_id) or (
+        ticket.watchers.filter(pk=user.pk).exists()
+    )
+
+
+def ticket_get(*, ticket_id: object, user: User, lock: bool = False) -> Ticket:
+    """The ticket if ``user`` may see it; ``not_found`` otherwise (same answer for both).
+    ``lock``: ``SELECT … FOR UPDATE`` of the ticket row, for a service about to change it (inside
+    its transaction)."""
+    qs = Ticket.objects.select_for_update(of=("self",)) if lock else Ticket.objects
+    ticket = (
+        qs.select_related("assignee", "workgroup", "requester_user", "requester_visitor")
+        .filter(pk=parsing.pk(ticket_id, "ticket_id"))
+        .first()
+    )
+    if ticket is None or not can_see(user, ticket):
+        raise ServiceError("not_found", _("No such ticket."))
+    return ticket
+
+
+def comment_attachment_get(
+    *, attachment_id: object, user: User | None = None, visitor: Any = None
+) -> Attachment:
+    """A ticket comment's file, if the caller may see that comment (staff: the ticket; visitor:
+    public comments of their own tickets). ``not_found`` otherwise."""
+    comment = (
+        Comment.objects.select_related("ticket")
+        .filter(attachments=parsing.pk(attachment_id, "attachment_id"))
+        .first()
+    )
+    allowed = comment is not None and (
+        (user is not None and can_see(user, comment.ticket))
+        or (
+            visitor is not None
+            and comment.public
+            and comment.ticket.requester_visitor_id == visitor.pk
+        )
+    )
+    if not allowed:
+        raise ServiceError("not_found", _("No such file."))
+    return comment.attachments.get(pk=attachment_id)
+
+
+def clock_state(clock: SlaClock, now: dt.datetime) -> str:
+    """``met``, ``breached`` (late, met or not), ``paused``, ``warning`` (past the warning
+    instant), ``ok`` or ``cancelled`` — what the inbox colours green, red, grey and amber."""
+    if clock.cancelled:
+        return "cancelled"
+    if clock.breached_at is not None or (
+        clock.met_at is None and clock.due_at is not None and now >= clock.due_at
+    ):
+        return "breached"
+    if clock.met_at is not None:
+        return "met"
+    if clock.running_since is None:
+        return "paused"
+    if clock.warned_at is not None or (clock.warn_at is not None and now >= clock.warn_at):
+        return "warning"
+    return "ok"
+
+
+def notification_payload(n: Notification) -> dict[str, Any]:
+    """``{"id", "kind", "text", "ticket": {"id", "number", "subject"} | null, "created_at",
+    "read_at"}`` — the REST shape, also the ``notification.new`` event's."""
+    ticket = n.ticket
+    return {
+        "id": n.pk,
+        "kind": n.kind,
+        "text": n.text,
+        "ticket": (
+            {"id": ticket.pk, "number": ticket.number, "subject": ticket.subject}
+            if ticket is not None
+            else None
+        ),
+        "created_at": n.created_at.isoformat(),
+        "read_at": n.read_at.isoformat() if n.read_at else None,
+    }
+
+
+def notification_list_for_user(
+    *, user: User, unread_only: bool = False, limit: int = 50
+) -> tuple[list[Notification], int]:
+    """``(the user's notifications, newest first, at most limit; how many are unread)``; only the
+    unread ones when ``unread_only``."""
+    qs = Notification.objects.filter(recipient=user).select_related("ticket")
+    unread = qs.filter(read_at__isnull=True)
+    return list((unread if unread_only else qs)[:limit]), unread.count()
+
+
 def clock_payload(clock: SlaClock, now: dt.datetime) -> dict[str, Any]:
     """``{"kind", "state": ok|warning|breached|met|paused|cancelled, "target_s", "elapsed_s",
     "due_at", "warn_at", "met_at", "breached_at"}`` (times ISO or null; seconds of business
@@ -47,7 +144,7 @@ def clock_payload(clock: SlaClock, now: dt.datetime) -> dict[str, Any]:
     iso = lambda v: v.isoformat() if v else None  # noqa: E731
     return {
         "kind": clock.kind,
-        "state": sla.clock_state(clock, now),
+        "state": clock_state(clock, now),
         "target_s": clock.target_s,
         "elapsed_s": round(clock.elapsed_s, 3),
         "due_at": iso(clock.due_at),
@@ -62,7 +159,7 @@ def ticket_payload(ticket: Ticket, now: dt.datetime | None = None) -> dict[str, 
     """One ticket as lists show it (no comments)."""
     now = now or timezone.now()
     clocks = [c for c in ticket.clocks.all() if not c.cancelled]
-    states = [sla.clock_state(c, now) for c in clocks if c.met_at is None or c.breached_at]
+    states = [clock_state(c, now) for c in clocks if c.met_at is None or c.breached_at]
     sla_state = (
         "breached"
         if "breached" in states

@@ -12,6 +12,7 @@ from im.models import Message
 from kbase.models import RobotQuestion
 from kbase.services import robot_question_collect
 from kefu.models import Visitor
+from weiyu import parsing
 from weiyu.errors import ServiceError
 from weiyu.realtime import publish_event_on_commit
 
@@ -25,8 +26,7 @@ def feedback(*, visitor: Visitor, message_id: object, helpful: object) -> dict[s
     """
     if isinstance(message_id, bool) or not isinstance(message_id, int):
         raise ServiceError("invalid", _("message_id must be an integer."), field="message_id")
-    if not isinstance(helpful, bool):
-        raise ServiceError("invalid", _("helpful must be true or false."), field="helpful")
+    helpful = parsing.boolean(helpful, "helpful")
     with transaction.atomic():
         message = (
             Message.objects.select_for_update()

@@ -33,19 +33,12 @@ from kefu.senders import language_for
 from kefu.services.events import agent_state_publish
 from kefu.services.routing import workgroup_dispatch
 from org.models import User
+from weiyu import parsing
 from weiyu.errors import ServiceError
 from weiyu.realtime import publish_event_on_commit
 
 #: seconds a transfer waits for the colleague's answer
 TRANSFER_TTL_S = 120
-
-
-def _id(value: object, field: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ServiceError(
-            "invalid", _("%(field)s must be a positive integer.") % {"field": field}, field=field
-        )
-    return value
 
 
 def transfer_payload(transfer: Transfer) -> dict[str, Any]:
@@ -85,7 +78,7 @@ def _publish(transfer: Transfer, event_type: str) -> None:
 
 
 def _own_open_session(user: User, conversation_id: object) -> Session:
-    conversation_id = _id(conversation_id, "conversation_id")
+    conversation_id = parsing.positive_int(conversation_id, "conversation_id")
     session = (
         Session.objects.select_for_update(of=("self",))
         .select_related("visitor")
@@ -142,7 +135,9 @@ def transfer_request(
     with transaction.atomic():
         session = _own_open_session(user, conversation_id)
         if to_workgroup_id is not None:
-            workgroup = Workgroup.objects.filter(pk=_id(to_workgroup_id, "to_workgroup_id")).first()
+            workgroup = Workgroup.objects.filter(
+                pk=parsing.positive_int(to_workgroup_id, "to_workgroup_id")
+            ).first()
             if workgroup is None:
                 raise ServiceError("invalid", _("No such workgroup."), field="to_workgroup_id")
             transfer = Transfer.objects.create(
@@ -170,7 +165,7 @@ def transfer_request(
             transaction.on_commit(lambda: workgroup_dispatch(workgroup_id=workgroup.pk))
             return transfer
         target = User.objects.filter(
-            pk=_id(to_agent_id, "to_agent_id"), is_active=True, role="agent"
+            pk=parsing.positive_int(to_agent_id, "to_agent_id"), is_active=True, role="agent"
         ).first()
         if target is None or target.pk == user.pk:
             raise ServiceError("invalid", _("Choose another agent."), field="to_agent_id")
@@ -193,7 +188,7 @@ def transfer_request(
 
 
 def _pending_for(user: User, transfer_id: object, *, as_target: bool) -> Transfer:
-    transfer_id = _id(transfer_id, "transfer_id")
+    transfer_id = parsing.positive_int(transfer_id, "transfer_id")
     transfer = (
         Transfer.objects.select_for_update(of=("self",))
         .select_related("session__visitor", "from_agent", "to_agent")
@@ -340,7 +335,7 @@ def invite(*, user: User, conversation_id: object, agent_id: object) -> User:
     with transaction.atomic():
         session = _own_open_session(user, conversation_id)
         colleague = User.objects.filter(
-            pk=_id(agent_id, "agent_id"), is_active=True, role="agent"
+            pk=parsing.positive_int(agent_id, "agent_id"), is_active=True, role="agent"
         ).first()
         if (
             colleague is None

@@ -28,8 +28,9 @@ from tests.conftest import (
     unique,
 )
 from tests.ws import connect, receive_until
-from tickets import services as ticket_services
 from tickets.models import Comment
+from tickets.services import comments as ticket_comments
+from tickets.services import tickets as ticket_services
 
 
 def _admin() -> User:
@@ -71,7 +72,7 @@ def test_deleting_an_agent_keeps_their_history_and_hands_on_their_work(acme):
             assignee_id=leaving.pk,
             workgroup_id=desk.workgroup.pk,
         )
-        ticket_services.comment_add(ticket_id=ticket.pk, body="On it.", user=leaving)
+        ticket_comments.comment_add(ticket_id=ticket.pk, body="On it.", user=leaving)
         DailyStat.objects.create(
             day=dt.date(2026, 11, 2), workgroup=desk.workgroup, agent=leaving, conversations=4
         )

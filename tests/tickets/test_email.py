@@ -8,21 +8,25 @@ import time
 from django_tenants.utils import schema_context
 
 from kefu.services.visitors import visitor_start
-from tickets import services
+from tickets import tasks
 from tickets.models import Comment
+from tickets.services import comments as ticket_comments
+from tickets.services import email
+from tickets.services import tickets as ticket_services
+from weiyu.celery import app
 
 
 def test_a_public_reply_is_emailed_once_and_a_note_never(desk, smtp, mail_worker):
     _port, inbox = smtp
     with schema_context(desk.tenant.schema_name):
         visitor, _token = visitor_start(channel=desk.channel, language="en-GB")
-        ticket = services.leave_message(
+        ticket = ticket_services.ticket_leave_message(
             visitor=visitor, body="Where is my refund?", email="li.lei@example.com"
         )
-        services.comment_add(
+        ticket_comments.comment_add(
             ticket_id=ticket.pk, user=desk.agent, body="VIP customer", public=False
         )
-        reply = services.comment_add(
+        reply = ticket_comments.comment_add(
             ticket_id=ticket.pk, user=desk.agent, body="您的退款已于今天退回。Refunded today."
         )
     deadline = time.monotonic() + 30
@@ -38,3 +42,9 @@ def test_a_public_reply_is_emailed_once_and_a_note_never(desk, smtp, mail_worker
     assert "VIP" not in text
     with schema_context(desk.tenant.schema_name):
         assert Comment.objects.get(pk=reply.pk).emailed_at is not None
+
+
+def test_the_reply_is_queued_under_the_name_of_its_task():
+    # the comment service queues the e-mail by name (tickets.tasks imports the services)
+    assert tasks.reply_email_task.name == email.REPLY_EMAIL_TASK
+    assert email.REPLY_EMAIL_TASK in app.tasks

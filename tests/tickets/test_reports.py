@@ -17,8 +17,10 @@ from kefu.models import Workgroup
 from tenants.models import Tenant
 from tests.conftest import make_agent, session_cookie, unique
 from tests.tickets.conftest import make_policy
-from tickets import reports, services
+from tickets import reports
 from tickets.models import Ticket
+from tickets.services import comments as ticket_comments
+from tickets.services import tickets as ticket_services
 
 SH = ZoneInfo("Asia/Shanghai")  # settings.TIME_ZONE in the tests
 
@@ -51,7 +53,7 @@ def _world(month: int):
         ("t4", at(3, 9), b),
     ]:
         with _when(created):
-            made[key] = services.ticket_create(
+            made[key] = ticket_services.ticket_create(
                 subject=key,
                 body="help",
                 source=Ticket.Source.API,
@@ -62,17 +64,21 @@ def _world(month: int):
             )
     # t1: answered after 30 min, solved after 2 h (both on time)
     with _when(at(2, 9, 30)):
-        services.comment_add(ticket_id=made["t1"].pk, user=a, body="looking")
+        ticket_comments.comment_add(ticket_id=made["t1"].pk, user=a, body="looking")
     with _when(at(2, 11)):
-        services.ticket_update(ticket_id=made["t1"].pk, actor=a, changes={"status": "solved"})
+        ticket_services.ticket_update(
+            ticket_id=made["t1"].pk, actor=a, changes={"status": "solved"}
+        )
     # t2: answered after 3 h (first response breached), solved on the 3rd at 12:00 (26 h: late)
     with _when(at(2, 13)):
-        services.comment_add(ticket_id=made["t2"].pk, user=a, body="sorry")
+        ticket_comments.comment_add(ticket_id=made["t2"].pk, user=a, body="sorry")
     with _when(at(3, 12)):
-        services.ticket_update(ticket_id=made["t2"].pk, actor=a, changes={"status": "solved"})
+        ticket_services.ticket_update(
+            ticket_id=made["t2"].pk, actor=a, changes={"status": "solved"}
+        )
     # t3 and t4 stay open; t4 is answered after 10 min
     with _when(at(3, 9, 10)):
-        services.comment_add(ticket_id=made["t4"].pk, user=b, body="on it")
+        ticket_comments.comment_add(ticket_id=made["t4"].pk, user=b, body="on it")
     return workgroup, a, b, made
 
 

@@ -12,9 +12,11 @@ from django_tenants.utils import schema_context
 
 from kefu.services.visitors import visitor_start
 from tests.tickets.conftest import Desk, make_policy, office_hours
-from tickets import selectors, services, sla
+from tickets import selectors
 from tickets.models import Notification, SlaClock, Ticket
-from tickets.tasks import sla_scan
+from tickets.services import comments as ticket_comments
+from tickets.services import tickets as ticket_services
+from tickets.services.sla import sla_scan
 from weiyu.errors import ServiceError
 
 S = Ticket.Status
@@ -27,7 +29,7 @@ def _new(desk: Desk, **kw) -> Ticket:
     kw.setdefault("creator", desk.agent)
     kw.setdefault("workgroup_id", desk.workgroup.pk)
     kw.setdefault("requester_user_id", desk.staff.pk)
-    return services.ticket_create(**kw)
+    return ticket_services.ticket_create(**kw)
 
 
 def _clock(ticket: Ticket, kind: str) -> SlaClock:
@@ -78,40 +80,44 @@ def test_the_status_machine(desk):
     with schema_context(desk.tenant.schema_name):
         ticket = _new(desk)
         for status in (S.OPEN, S.PENDING, S.ON_HOLD, S.SOLVED, S.OPEN, S.SOLVED, S.CLOSED):
-            ticket = services.ticket_update(
+            ticket = ticket_services.ticket_update(
                 ticket_id=ticket.pk, actor=desk.agent, changes={"status": status}
             )
             assert ticket.status == status
         with pytest.raises(ServiceError) as err:
-            services.ticket_update(
+            ticket_services.ticket_update(
                 ticket_id=ticket.pk, actor=desk.agent, changes={"status": "open"}
             )
         assert err.value.code == "conflict"
         other = _new(desk)
         with pytest.raises(ServiceError) as err:
-            services.ticket_update(
+            ticket_services.ticket_update(
                 ticket_id=other.pk, actor=desk.agent, changes={"status": "closed"}
             )
         assert err.value.code == "conflict"
         assert err.value.field == "status"
         with pytest.raises(ServiceError) as err:
-            services.ticket_update(ticket_id=other.pk, actor=desk.staff, changes={"status": "open"})
+            ticket_services.ticket_update(
+                ticket_id=other.pk, actor=desk.staff, changes={"status": "open"}
+            )
         assert err.value.code == "forbidden"
 
 
 def test_a_staff_reply_meets_first_response_and_opens_the_ticket(desk):
     with schema_context(desk.tenant.schema_name):
         ticket = _new(desk)
-        services.comment_add(ticket_id=ticket.pk, user=desk.agent, body="internal", public=False)
+        ticket_comments.comment_add(
+            ticket_id=ticket.pk, user=desk.agent, body="internal", public=False
+        )
         assert _clock(ticket, SlaClock.Kind.FIRST_RESPONSE).met_at is None  # notes do not count
-        services.comment_add(ticket_id=ticket.pk, user=desk.agent, body="On my way.")
+        ticket_comments.comment_add(ticket_id=ticket.pk, user=desk.agent, body="On my way.")
         ticket.refresh_from_db()
         assert ticket.status == S.OPEN
         assert ticket.first_responded_at is not None
         clock = _clock(ticket, SlaClock.Kind.FIRST_RESPONSE)
         assert clock.met_at is not None
         assert clock.breached_at is None
-        assert sla.clock_state(clock, timezone.now()) == "met"
+        assert selectors.clock_state(clock, timezone.now()) == "met"
 
 
 def test_pending_pauses_every_clock_and_open_resumes_with_what_was_counted(desk):
@@ -120,7 +126,7 @@ def test_pending_pauses_every_clock_and_open_resumes_with_what_was_counted(desk)
         with _at(t0):
             ticket = _new(desk)
         with _at(t0 + dt.timedelta(minutes=20)):
-            services.ticket_update(
+            ticket_services.ticket_update(
                 ticket_id=ticket.pk, actor=desk.agent, changes={"status": "pending"}
             )
         clock = _clock(ticket, SlaClock.Kind.FIRST_RESPONSE)
@@ -130,12 +136,12 @@ def test_pending_pauses_every_clock_and_open_resumes_with_what_was_counted(desk)
         # three days later the requester's clock still has its 40 minutes left
         later = t0 + dt.timedelta(days=3)
         with _at(later):
-            services.ticket_update(
+            ticket_services.ticket_update(
                 ticket_id=ticket.pk, actor=desk.agent, changes={"status": "open"}
             )
         clock.refresh_from_db()
         assert clock.due_at == later + dt.timedelta(minutes=40)
-        assert sla.clock_state(clock, later) == "ok"  # 20 of 60 min counted: not yet 75 %
+        assert selectors.clock_state(clock, later) == "ok"  # 20 of 60 min counted: not yet 75 %
         # the warning instant (45 min counted) lies 25 min ahead
         assert clock.warn_at == later + dt.timedelta(minutes=25)
 
@@ -146,7 +152,7 @@ def test_solve_meets_resolution_and_reopening_runs_it_on(desk):
         with _at(t0):
             ticket = _new(desk)
         with _at(t0 + dt.timedelta(hours=1)):
-            services.ticket_update(
+            ticket_services.ticket_update(
                 ticket_id=ticket.pk, actor=desk.agent, changes={"status": "solved"}
             )
         resolution = _clock(ticket, SlaClock.Kind.RESOLUTION)
@@ -154,7 +160,7 @@ def test_solve_meets_resolution_and_reopening_runs_it_on(desk):
         # the requester writes back: the ticket reopens, resolution runs on from 1 h counted
         visitorless = t0 + dt.timedelta(hours=5)
         with _at(visitorless):
-            services.ticket_update(
+            ticket_services.ticket_update(
                 ticket_id=ticket.pk, actor=desk.agent, changes={"status": "open"}
             )
         resolution.refresh_from_db()
@@ -166,22 +172,24 @@ def test_solve_meets_resolution_and_reopening_runs_it_on(desk):
 def test_a_requester_reply_after_an_answer_starts_next_response(desk):
     with schema_context(desk.tenant.schema_name):
         visitor, _token = visitor_start(channel=desk.channel, language="en")
-        ticket = services.leave_message(visitor=visitor, body="Where is my order #123?")
+        ticket = ticket_services.ticket_leave_message(
+            visitor=visitor, body="Where is my order #123?"
+        )
         assert ticket.source == Ticket.Source.WIDGET
         assert ticket.workgroup == desk.workgroup
         assert ticket.subject == "Where is my order #123?"
-        services.comment_add(ticket_id=ticket.pk, visitor=visitor, body="Hello?")
+        ticket_comments.comment_add(ticket_id=ticket.pk, visitor=visitor, body="Hello?")
         assert not SlaClock.objects.filter(ticket=ticket, kind="next_response").exists()
-        services.comment_add(ticket_id=ticket.pk, user=desk.agent, body="It ships today.")
-        services.comment_add(ticket_id=ticket.pk, visitor=visitor, body="Which carrier?")
+        ticket_comments.comment_add(ticket_id=ticket.pk, user=desk.agent, body="It ships today.")
+        ticket_comments.comment_add(ticket_id=ticket.pk, visitor=visitor, body="Which carrier?")
         following = _clock(ticket, SlaClock.Kind.NEXT_RESPONSE)
         assert following.target_s == 1800
         assert following.met_at is None
-        services.comment_add(ticket_id=ticket.pk, user=desk.agent, body="SF Express.")
+        ticket_comments.comment_add(ticket_id=ticket.pk, user=desk.agent, body="SF Express.")
         following.refresh_from_db()
         assert following.met_at is not None
         # the visitor sees the public conversation only, with their own lines marked
-        services.comment_add(ticket_id=ticket.pk, user=desk.agent, body="VIP", public=False)
+        ticket_comments.comment_add(ticket_id=ticket.pk, user=desk.agent, body="VIP", public=False)
         detail = selectors.ticket_detail(ticket, include_internal=False)
         assert [c["body"] for c in detail["comments"]] == [
             "Where is my order #123?",
@@ -196,9 +204,9 @@ def test_a_visitor_cannot_write_on_someone_elses_ticket(desk):
     with schema_context(desk.tenant.schema_name):
         owner, _t = visitor_start(channel=desk.channel)
         stranger, _t = visitor_start(channel=desk.channel)
-        ticket = services.leave_message(visitor=owner, body="My data")
+        ticket = ticket_services.ticket_leave_message(visitor=owner, body="My data")
         with pytest.raises(ServiceError) as err:
-            services.comment_add(ticket_id=ticket.pk, visitor=stranger, body="me too")
+            ticket_comments.comment_add(ticket_id=ticket.pk, visitor=stranger, body="me too")
         assert err.value.code == "not_found"
 
 
@@ -223,7 +231,7 @@ def test_raising_the_priority_retargets_open_clocks(desk):
         with _at(t0):
             ticket = _new(desk)
         with _at(t0 + dt.timedelta(minutes=5)):
-            services.ticket_update(
+            ticket_services.ticket_update(
                 ticket_id=ticket.pk, actor=desk.agent, changes={"priority": "urgent"}
             )
         clock = _clock(ticket, SlaClock.Kind.FIRST_RESPONSE)
@@ -235,7 +243,7 @@ def test_merge_moves_the_conversation_and_closes_the_source(desk):
     with schema_context(desk.tenant.schema_name):
         a = _new(desk, subject="Login fails")
         b = _new(desk, subject="Cannot sign in", creator=desk.other)
-        target = services.ticket_merge(source_id=b.pk, target_id=a.pk, actor=desk.agent)
+        target = ticket_services.ticket_merge(source_id=b.pk, target_id=a.pk, actor=desk.agent)
         b.refresh_from_db()
         assert b.status == S.MERGED
         assert b.merged_into == a
@@ -245,17 +253,19 @@ def test_merge_moves_the_conversation_and_closes_the_source(desk):
         assert desk.other in target.watchers.all()
         assert not SlaClock.objects.filter(ticket=b, met_at__isnull=True, cancelled=False).exists()
         with pytest.raises(ServiceError) as err:
-            services.ticket_merge(source_id=a.pk, target_id=b.pk, actor=desk.agent)
+            ticket_services.ticket_merge(source_id=a.pk, target_id=b.pk, actor=desk.agent)
         assert err.value.code == "conflict"
 
 
 def test_split_makes_a_new_ticket_from_one_comment(desk):
     with schema_context(desk.tenant.schema_name):
         ticket = _new(desk)
-        comment = services.comment_add(
+        comment = ticket_comments.comment_add(
             ticket_id=ticket.pk, user=desk.agent, body="Also: the fax is broken"
         )
-        new = services.ticket_split(comment_id=comment.pk, actor=desk.agent, subject="Fax broken")
+        new = ticket_services.ticket_split(
+            comment_id=comment.pk, actor=desk.agent, subject="Fax broken"
+        )
         assert new.subject == "Fax broken"
         assert new.number == ticket.number + 1
         assert new.comments.filter(public=True).first().body == "Also: the fax is broken"
@@ -271,7 +281,7 @@ def test_assignment_and_mentions_notify(desk):
             ).count()
             == 1
         )
-        services.comment_add(
+        ticket_comments.comment_add(
             ticket_id=ticket.pk,
             user=desk.agent,
             body="@Lena look",
@@ -295,7 +305,7 @@ def test_views_for_agents_and_for_other_staff(desk):
         page, _total = selectors.ticket_list(user=desk.staff, view="all")
         assert [t.pk for t in page] == [asked.pk]
         with pytest.raises(ServiceError):
-            services.ticket_get(ticket_id=mine.pk, user=desk.staff)
+            selectors.ticket_get(ticket_id=mine.pk, user=desk.staff)
 
 
 def test_the_scanner_warns_breaches_and_escalates_once(desk):
@@ -312,18 +322,18 @@ def test_the_scanner_warns_breaches_and_escalates_once(desk):
                 )
             )
 
-        sla_scan(t0 + dt.timedelta(minutes=5))
+        sla_scan(now=t0 + dt.timedelta(minutes=5))
         assert kinds(desk.agent) == []
-        sla_scan(t0 + dt.timedelta(minutes=8))  # past 75 % of 10 min
-        sla_scan(t0 + dt.timedelta(minutes=9))
+        sla_scan(now=t0 + dt.timedelta(minutes=8))  # past 75 % of 10 min
+        sla_scan(now=t0 + dt.timedelta(minutes=9))
         assert kinds(desk.agent) == ["sla_warning"]
-        sla_scan(t0 + dt.timedelta(minutes=11))  # breached: assignee, and the lead at once
-        sla_scan(t0 + dt.timedelta(minutes=12))
+        sla_scan(now=t0 + dt.timedelta(minutes=11))  # breached: assignee, and the lead at once
+        sla_scan(now=t0 + dt.timedelta(minutes=12))
         assert kinds(desk.agent) == ["sla_breach", "sla_warning"]
         assert kinds(desk.lead) == ["sla_escalation"]
         assert kinds(desk.supervisor) == []
-        sla_scan(t0 + dt.timedelta(minutes=41))  # 30 min after the breach: the supervisor
-        sla_scan(t0 + dt.timedelta(hours=5))
+        sla_scan(now=t0 + dt.timedelta(minutes=41))  # 30 min after the breach: the supervisor
+        sla_scan(now=t0 + dt.timedelta(hours=5))
         assert kinds(desk.supervisor) == ["sla_escalation"]
         clock.refresh_from_db()
         assert clock.breached_at == clock.due_at
@@ -348,7 +358,7 @@ def test_a_ticket_from_a_chat_keeps_its_transcript_and_visitor(desk):
             content="我来开一张新的",
             client_msg_id="a1",
         )
-        ticket = services.ticket_create(
+        ticket = ticket_services.ticket_create(
             subject="重开发票",
             body="Customer needs a new invoice",
             source=Ticket.Source.CONVERSATION,
@@ -363,7 +373,7 @@ def test_a_ticket_from_a_chat_keeps_its_transcript_and_visitor(desk):
         assert "我来开一张新的" in note.body
         # someone outside the chat cannot file a ticket on it
         with pytest.raises(ServiceError) as err:
-            services.ticket_create(
+            ticket_services.ticket_create(
                 subject="x",
                 body="y",
                 source="conversation",

@@ -9,32 +9,21 @@ clock and notify" is one atomic step), and ``notification.new`` goes to the reci
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+
+from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from org.models import User
 from tickets.models import Notification, SlaClock, Ticket
+from tickets.selectors import notification_payload
+from weiyu import parsing
+from weiyu.errors import ServiceError
 from weiyu.realtime import publish_event_on_commit
 
-
-def notification_payload(n: Notification) -> dict[str, Any]:
-    """``{"id", "kind", "text", "ticket": {"id", "number", "subject"} | null, "created_at",
-    "read_at"}``."""
-    ticket = n.ticket
-    return {
-        "id": n.pk,
-        "kind": n.kind,
-        "text": n.text,
-        "ticket": (
-            {"id": ticket.pk, "number": ticket.number, "subject": ticket.subject}
-            if ticket is not None
-            else None
-        ),
-        "created_at": n.created_at.isoformat(),
-        "read_at": n.read_at.isoformat() if n.read_at else None,
-    }
+IDS_MAX = 500
 
 
-def notify(
+def notifications_create(
     *,
     recipients: Iterable[User | None],
     kind: str,
@@ -43,7 +32,9 @@ def notify(
     clock: SlaClock | None = None,
     exclude: User | None = None,
 ) -> list[Notification]:
-    """One notification per distinct active recipient (``None`` and ``exclude`` skipped)."""
+    """One notification per distinct active recipient (``None`` and ``exclude`` skipped; ``text``
+    cut at 500 characters), inserted in one statement; each recipient gets ``notification.new``
+    on their own sockets after commit. Returns the rows."""
     seen: dict[int, User] = {}
     for user in recipients:
         if user is not None and user.is_active and (exclude is None or user.pk != exclude.pk):
@@ -60,3 +51,14 @@ def notify(
             [user.member_key],
         )
     return rows
+
+
+def notifications_mark_read(*, user: User, ids: object = None) -> int:
+    """Mark the user's notifications read: the given ids (a list of at most 500), or all when
+    ``ids`` is None. Returns how many changed. Errors: ``invalid``."""
+    qs = Notification.objects.filter(recipient=user, read_at__isnull=True)
+    if ids is not None:
+        if not isinstance(ids, list) or len(ids) > IDS_MAX:
+            raise ServiceError("invalid", _("ids must be a list of at most 500 ids."), field="ids")
+        qs = qs.filter(pk__in=[parsing.pk(i, "ids") for i in ids])
+    return qs.update(read_at=timezone.now())

@@ -1,5 +1,9 @@
 """SLA clocks (TK-2): start, pause, resume, meet and re-target the targets of a ticket.
 
+Called by the ticket and comment services (:mod:`tickets.services.tickets`,
+:mod:`tickets.services.comments`) inside their transaction; the scanner that acts on what is due
+is :mod:`tickets.services.sla`.
+
 Rules (after Zendesk's SLA policies, "Defining SLA policies"):
 
 * **First response** starts when the ticket is created and is met by the first public reply of a
@@ -9,7 +13,7 @@ Rules (after Zendesk's SLA policies, "Defining SLA policies"):
 * Every running clock pauses while the ticket is *pending* or *on hold* and resumes, with what
   it had counted, when it leaves those states. Closing or merging cancels what has not been met.
 * Time is counted in the policy's business calendar (or around the clock); ``due_at`` and
-  ``warn_at`` are stored when a run starts, so the scanner (:mod:`tickets.tasks`) needs only the
+  ``warn_at`` are stored when a run starts, so the scanner (:mod:`tickets.services.sla`) needs only the
   database. The warning comes at ``warning_percent`` of the target.
 * A clock met after its due instant counts as breached (``breached_at`` = ``due_at``), whether or
   not the scanner had seen it yet.
@@ -134,7 +138,7 @@ def _new_clock(ticket: Ticket, kind: str, ctx: _Context, now: dt.datetime) -> Sl
     return clock
 
 
-def clocks_start(ticket: Ticket, now: dt.datetime) -> list[SlaClock]:
+def sla_clocks_start(*, ticket: Ticket, now: dt.datetime) -> list[SlaClock]:
     """A new ticket: pick its policy and start first response and resolution."""
     ticket.sla_policy = policy_for(ticket)
     Ticket.objects.filter(pk=ticket.pk).update(sla_policy=ticket.sla_policy)
@@ -146,7 +150,7 @@ def clocks_start(ticket: Ticket, now: dt.datetime) -> list[SlaClock]:
     return [c for c in started if c is not None]
 
 
-def on_status(ticket: Ticket, old: str, now: dt.datetime) -> None:  # noqa: PLR0912
+def sla_clocks_status_changed(*, ticket: Ticket, old: str, now: dt.datetime) -> None:  # noqa: PLR0912
     """``ticket.status`` changed from ``old``: pause, resume, meet or cancel clocks."""
     new = ticket.status
     ctx = _Context(ticket)
@@ -188,7 +192,7 @@ def on_status(ticket: Ticket, old: str, now: dt.datetime) -> None:  # noqa: PLR0
     _save(changed)
 
 
-def on_staff_reply(ticket: Ticket, now: dt.datetime) -> None:
+def sla_clocks_staff_replied(*, ticket: Ticket, now: dt.datetime) -> None:
     """A public reply by staff meets first response and any running next response."""
     ctx = _Context(ticket)
     met = [
@@ -201,7 +205,7 @@ def on_staff_reply(ticket: Ticket, now: dt.datetime) -> None:
     _save(met)
 
 
-def on_requester_reply(ticket: Ticket, now: dt.datetime) -> None:
+def sla_clocks_requester_replied(*, ticket: Ticket, now: dt.datetime) -> None:
     """The requester wrote after a staff reply: a next-response clock starts (one at a time)."""
     if ticket.first_responded_at is None or ticket.status in DONE:
         return
@@ -212,7 +216,7 @@ def on_requester_reply(ticket: Ticket, now: dt.datetime) -> None:
         _new_clock(ticket, SlaClock.Kind.NEXT_RESPONSE, _Context(ticket), now)
 
 
-def on_retarget(ticket: Ticket, now: dt.datetime) -> None:
+def sla_clocks_retarget(*, ticket: Ticket, now: dt.datetime) -> None:
     """Priority or workgroup changed: take the (maybe new) policy's targets for the clocks that
     are still open, keeping what they have counted; a clock whose target disappears is
     cancelled."""
@@ -240,32 +244,3 @@ def on_retarget(ticket: Ticket, now: dt.datetime) -> None:
                 kind == SlaClock.Kind.FIRST_RESPONSE and ticket.first_responded_at
             ):
                 _new_clock(ticket, kind, ctx, now)
-
-
-def clock_state(clock: SlaClock, now: dt.datetime) -> str:
-    """``met``, ``breached`` (late, met or not), ``paused``, ``warning`` (past the warning
-    instant), ``ok`` or ``cancelled`` — what the inbox colours green, red, grey and amber."""
-    if clock.cancelled:
-        return "cancelled"
-    if clock.breached_at is not None or (
-        clock.met_at is None and clock.due_at is not None and now >= clock.due_at
-    ):
-        return "breached"
-    if clock.met_at is not None:
-        return "met"
-    if clock.running_since is None:
-        return "paused"
-    if clock.warned_at is not None or (clock.warn_at is not None and now >= clock.warn_at):
-        return "warning"
-    return "ok"
-
-
-__all__ = [
-    "clock_state",
-    "clocks_start",
-    "on_requester_reply",
-    "on_retarget",
-    "on_staff_reply",
-    "on_status",
-    "policy_for",
-]

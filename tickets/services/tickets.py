@@ -1,9 +1,11 @@
-"""Ticket services (TK-1, TK-3): create, update, comment, merge, split, bulk changes.
+"""Ticket services (TK-1, TK-3): create, update, bulk changes, merge, split, watch, a visitor's
+left message, and releasing a deleted staff member's tickets.
 
 Every function validates its input, runs in one transaction, keeps the SLA clocks in step
-(:mod:`tickets.sla`), writes notifications (:mod:`tickets.notify`) and publishes
-``ticket.updated`` after commit. Refusals raise :class:`weiyu.errors.ServiceError` with nothing
-written.
+(:mod:`tickets.services.clocks`), writes notifications (:mod:`tickets.services.notifications`)
+and publishes ``ticket.updated`` after commit (:mod:`tickets.services.events`). Refusals raise
+:class:`weiyu.errors.ServiceError` with nothing written. Comments and their files are
+:mod:`tickets.services.comments`.
 
 Status rules (after Zendesk's ticket statuses): ``new → open/pending/on_hold/solved``;
 ``open ↔ pending ↔ on_hold``, any of them ``→ solved``; ``solved → open`` (reopen) or
@@ -13,23 +15,28 @@ Status rules (after Zendesk's ticket statuses): ``new → open/pending/on_hold/s
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
-from django.db import connection, transaction
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db import transaction
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 
-from im.attachments import attachment_upload
-from im.models import Attachment, Conversation, Message
+from im.models import Conversation, Message
 from kefu.models import Visitor, Workgroup
 from org.models import User
-from tickets import sla
 from tickets.models import Category, Comment, Notification, Priority, Ticket, TicketCounter
-from tickets.notify import notify
+from tickets.selectors import can_see, ticket_get
+from tickets.services.clocks import (
+    sla_clocks_retarget,
+    sla_clocks_start,
+    sla_clocks_status_changed,
+)
+from tickets.services.events import ticket_updated_publish
+from tickets.services.notifications import notifications_create
+from weiyu import parsing
 from weiyu.errors import ServiceError
-from weiyu.realtime import publish_event_on_commit
 
 S = Ticket.Status
 SUBJECT_MAX = 200
@@ -57,49 +64,10 @@ EDITABLE = (
 )
 
 
-# --- validation helpers ------------------------------------------------------------------------
-
-
-def _text(value: object, field: str, limit: int, *, required: bool = True) -> str:
-    if value is None:
-        value = ""
-    if not isinstance(value, str):
-        raise ServiceError("invalid", _("%(field)s must be text.") % {"field": field}, field=field)
-    value = value.strip()
-    if required and not value:
-        raise ServiceError("invalid", _("%(field)s is required.") % {"field": field}, field=field)
-    if len(value) > limit:
-        raise ServiceError(
-            "invalid",
-            _("%(field)s is longer than %(limit)d characters.") % {"field": field, "limit": limit},
-            field=field,
-        )
-    return value
-
-
-def _choice(value: object, field: str, choices: Any) -> str:
-    if value not in choices.values:
-        raise ServiceError(
-            "invalid",
-            _("%(field)s must be one of: %(values)s.")
-            % {"field": field, "values": ", ".join(choices.values)},
-            field=field,
-        )
-    return str(value)
-
-
-def _pk(value: object, field: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ServiceError(
-            "invalid", _("%(field)s must be a positive integer.") % {"field": field}, field=field
-        )
-    return value
-
-
 def _user(value: object, field: str, *, agents_only: bool = False) -> User | None:
     if value is None:
         return None
-    user = User.objects.filter(pk=_pk(value, field), is_active=True).first()
+    user = User.objects.filter(pk=parsing.pk(value, field), is_active=True).first()
     if user is None or (agents_only and not user.is_agent):
         raise ServiceError(
             "invalid", _("No such agent.") if agents_only else _("No such person."), field=field
@@ -110,7 +78,7 @@ def _user(value: object, field: str, *, agents_only: bool = False) -> User | Non
 def _workgroup(value: object) -> Workgroup | None:
     if value is None:
         return None
-    workgroup = Workgroup.objects.filter(pk=_pk(value, "workgroup_id")).first()
+    workgroup = Workgroup.objects.filter(pk=parsing.pk(value, "workgroup_id")).first()
     if workgroup is None:
         raise ServiceError("invalid", _("No such workgroup."), field="workgroup_id")
     return workgroup
@@ -119,7 +87,7 @@ def _workgroup(value: object) -> Workgroup | None:
 def _category(value: object) -> Category | None:
     if value is None:
         return None
-    category = Category.objects.filter(pk=_pk(value, "category_id")).first()
+    category = Category.objects.filter(pk=parsing.pk(value, "category_id")).first()
     if category is None:
         raise ServiceError("invalid", _("No such category."), field="category_id")
     return category
@@ -136,21 +104,10 @@ def _tags(value: object) -> list[str]:
         )
     tags: list[str] = []
     for raw in value:
-        tag = _text(raw, "tags", TAG_MAX).lower()
+        tag = parsing.text(raw, "tags", TAG_MAX).lower()
         if tag not in tags:
             tags.append(tag)
     return tags
-
-
-def _due(value: object) -> dt.datetime | None:
-    if value in (None, ""):
-        return None
-    parsed = parse_datetime(value) if isinstance(value, str) else None
-    if parsed is None or parsed.tzinfo is None:
-        raise ServiceError(
-            "invalid", _("due_at must be an ISO 8601 date-time with a time zone."), field="due_at"
-        )
-    return parsed
 
 
 def _next_number() -> int:
@@ -158,50 +115,6 @@ def _next_number() -> int:
     counter.last += 1
     counter.save(update_fields=["last"])
     return counter.last
-
-
-def can_see(user: User, ticket: Ticket) -> bool:
-    """Agents and admins see every ticket of their tenant; other staff the ones they asked for,
-    are assigned or watch."""
-    if user.is_agent:
-        return True
-    return user.pk in (ticket.requester_user_id, ticket.assignee_id) or (
-        ticket.watchers.filter(pk=user.pk).exists()
-    )
-
-
-def ticket_get(*, ticket_id: object, user: User, lock: bool = False) -> Ticket:
-    """The ticket if ``user`` may see it; ``not_found`` otherwise (same answer for both)."""
-    qs = Ticket.objects.select_for_update(of=("self",)) if lock else Ticket.objects
-    ticket = (
-        qs.select_related("assignee", "workgroup", "requester_user", "requester_visitor")
-        .filter(pk=_pk(ticket_id, "ticket_id"))
-        .first()
-    )
-    if ticket is None or not can_see(user, ticket):
-        raise ServiceError("not_found", _("No such ticket."))
-    return ticket
-
-
-def _publish(ticket: Ticket, *extra_keys: str) -> None:
-    """``ticket.updated`` to the assignee, watchers, workgroup agents and the requester."""
-    keys = {f"u:{pk}" for pk in ticket.watchers.values_list("pk", flat=True)}
-    if ticket.assignee_id:
-        keys.add(f"u:{ticket.assignee_id}")
-    if ticket.workgroup_id:
-        keys |= {f"u:{pk}" for pk in ticket.workgroup.agents.values_list("pk", flat=True)}
-    if ticket.requester_user_id:
-        keys.add(f"u:{ticket.requester_user_id}")
-    if ticket.requester_visitor_id:
-        keys.add(f"v:{ticket.requester_visitor_id}")
-    keys.update(extra_keys)
-    publish_event_on_commit(
-        {
-            "type": "ticket.updated",
-            "ticket": {"id": ticket.pk, "number": ticket.number, "status": ticket.status},
-        },
-        sorted(keys),
-    )
 
 
 def _system_note(ticket: Ticket, text: str) -> Comment:
@@ -251,17 +164,17 @@ def ticket_create(
     Errors: ``invalid`` (with ``field``), ``not_found`` for a conversation the creator is not in.
     """
     now = timezone.now()
-    subject = _text(subject, "subject", SUBJECT_MAX)
-    body = _text(body, "body", BODY_MAX)
-    priority = _choice(priority, "priority", Priority)
+    subject = parsing.text(subject, "subject", SUBJECT_MAX)
+    body = parsing.text(body, "body", BODY_MAX)
+    priority = parsing.choice(priority, "priority", Priority)
     requester_user = _user(requester_user_id, "requester_user_id")
     if requester_visitor is None and requester_user is None and creator is not None:
         requester_user = creator
-    email = _text(requester_email, "requester_email", 254, required=False)
+    email = parsing.text(requester_email, "requester_email", 254, required=False)
     conversation = None
     if conversation_id is not None:
         conversation = Conversation.objects.filter(
-            pk=_pk(conversation_id, "conversation_id")
+            pk=parsing.pk(conversation_id, "conversation_id")
         ).first()
         member = (
             creator is not None
@@ -288,7 +201,7 @@ def ticket_create(
         workgroup=_workgroup(workgroup_id),
         category=_category(category_id),
         tags=_tags(tags),
-        due_at=_due(due_at),
+        due_at=parsing.optional_datetime(due_at, "due_at"),
         conversation=conversation,
     )
     by_requester = requester_visitor is not None and creator is None
@@ -303,11 +216,11 @@ def ticket_create(
         transcript = _transcript(conversation)
         if transcript:
             _system_note(ticket, _("Conversation transcript:") + "\n" + transcript)
-    sla.clocks_start(ticket, now)
+    sla_clocks_start(ticket=ticket, now=now)
     if creator is not None:
         ticket.watchers.add(creator)
     if ticket.assignee is not None:
-        notify(
+        notifications_create(
             recipients=[ticket.assignee],
             kind=Notification.Kind.ASSIGNED,
             text=_("#%(number)s %(subject)s was assigned to you")
@@ -315,12 +228,12 @@ def ticket_create(
             ticket=ticket,
             exclude=creator,
         )
-    _publish(ticket)
+    ticket_updated_publish(ticket=ticket)
     return ticket
 
 
 @transaction.atomic
-def leave_message(
+def ticket_leave_message(
     *,
     visitor: Visitor,
     body: object,
@@ -331,19 +244,16 @@ def leave_message(
     """A widget visitor leaves a message (KF-4, TK-3): a ticket of the channel's workgroup with the
     visitor as requester. ``subject`` defaults to the start of the message; ``name`` renames the
     visitor; ``email`` is kept for replies by e-mail. Errors: ``invalid`` (with ``field``)."""
-    text = _text(body, "body", BODY_MAX)
+    text = parsing.text(body, "body", BODY_MAX)
     if subject in (None, ""):
         first = text.splitlines()[0]
         subject = first if len(first) <= 60 else first[:59] + "…"
-    new_name = _text(name, "name", 100, required=False)
+    new_name = parsing.text(name, "name", 100, required=False)
     if new_name and new_name != visitor.name:
         visitor.name = new_name
         visitor.save(update_fields=["name"])
-    address = _text(email, "email", 254, required=False)
+    address = parsing.text(email, "email", 254, required=False)
     if address:
-        from django.core.exceptions import ValidationError
-        from django.core.validators import validate_email
-
         try:
             validate_email(address)
         except ValidationError:
@@ -384,9 +294,9 @@ def ticket_update(*, ticket_id: object, actor: User, changes: dict[str, Any]) ->
     old_status, old_priority, old_workgroup = ticket.status, ticket.priority, ticket.workgroup_id
     old_assignee = ticket.assignee_id
     if "subject" in changes:
-        ticket.subject = _text(changes["subject"], "subject", SUBJECT_MAX)
+        ticket.subject = parsing.text(changes["subject"], "subject", SUBJECT_MAX)
     if "priority" in changes:
-        ticket.priority = _choice(changes["priority"], "priority", Priority)
+        ticket.priority = parsing.choice(changes["priority"], "priority", Priority)
     if "assignee_id" in changes:
         ticket.assignee = _user(changes["assignee_id"], "assignee_id", agents_only=True)
     if "workgroup_id" in changes:
@@ -396,9 +306,9 @@ def ticket_update(*, ticket_id: object, actor: User, changes: dict[str, Any]) ->
     if "tags" in changes:
         ticket.tags = _tags(changes["tags"])
     if "due_at" in changes:
-        ticket.due_at = _due(changes["due_at"])
+        ticket.due_at = parsing.optional_datetime(changes["due_at"], "due_at")
     if "status" in changes:
-        status = _choice(changes["status"], "status", S)
+        status = parsing.choice(changes["status"], "status", S)
         if status != ticket.status:
             if status not in TRANSITIONS[ticket.status]:
                 raise ServiceError(
@@ -416,11 +326,11 @@ def ticket_update(*, ticket_id: object, actor: User, changes: dict[str, Any]) ->
                 ticket.solved_at = None
     ticket.save()
     if ticket.priority != old_priority or ticket.workgroup_id != old_workgroup:
-        sla.on_retarget(ticket, now)
+        sla_clocks_retarget(ticket=ticket, now=now)
     if ticket.status != old_status:
-        sla.on_status(ticket, old_status, now)
+        sla_clocks_status_changed(ticket=ticket, old=old_status, now=now)
     if ticket.assignee_id and ticket.assignee_id != old_assignee:
-        notify(
+        notifications_create(
             recipients=[ticket.assignee],
             kind=Notification.Kind.ASSIGNED,
             text=_("#%(number)s %(subject)s was assigned to you")
@@ -428,7 +338,7 @@ def ticket_update(*, ticket_id: object, actor: User, changes: dict[str, Any]) ->
             ticket=ticket,
             exclude=actor,
         )
-    _publish(ticket)
+    ticket_updated_publish(ticket=ticket)
     return ticket
 
 
@@ -451,201 +361,6 @@ def tickets_bulk_update(*, ticket_ids: object, actor: User, changes: dict[str, A
     return {"updated": updated, "failed": failed}
 
 
-# --- comments ----------------------------------------------------------------------------------
-
-
-@transaction.atomic
-def comment_add(  # noqa: PLR0912
-    *,
-    ticket_id: object,
-    body: object,
-    user: User | None = None,
-    visitor: Visitor | None = None,
-    public: object = True,
-    mentions: object = None,
-    attachment_ids: object = None,
-) -> Comment:
-    """A reply or an internal note, by a staff member (``user``) or the requesting visitor.
-
-    Visitors reply publicly on their own tickets only. ``mentions``: user ids to notify (staff
-    only). ``attachment_ids``: up to 10 files the author uploaded for this ticket
-    (:func:`attachment_add`) and not yet on a comment. Errors: ``invalid``, ``not_found``,
-    ``conflict`` on a closed or merged ticket.
-    """
-    now = timezone.now()
-    body = _text(body, "body", BODY_MAX)
-    if not isinstance(public, bool):
-        raise ServiceError("invalid", _("public must be true or false."), field="public")
-    if visitor is not None:
-        ticket = Ticket.objects.select_for_update().filter(pk=_pk(ticket_id, "ticket_id")).first()
-        if ticket is None or ticket.requester_visitor_id != visitor.pk:
-            raise ServiceError("not_found", _("No such ticket."))
-        public = True
-    elif user is not None:
-        ticket = ticket_get(ticket_id=ticket_id, user=user, lock=True)
-    else:
-        raise ServiceError("invalid", _("A comment needs an author."))
-    if ticket.status in (S.CLOSED, S.MERGED):
-        raise ServiceError("conflict", _("A closed or merged ticket takes no more comments."))
-    mentioned = []
-    if mentions:
-        if user is None or not isinstance(mentions, list) or len(mentions) > 20:
-            raise ServiceError(
-                "invalid", _("mentions must be a list of user ids."), field="mentions"
-            )
-        mentioned = list(
-            User.objects.filter(pk__in=[_pk(m, "mentions") for m in mentions], is_active=True)
-        )
-    files = _uploaded_files(attachment_ids, uploader_key=(user or visitor).member_key)
-    comment = Comment.objects.create(
-        ticket=ticket,
-        author_user=user,
-        author_visitor=visitor,
-        public=public,
-        body=body,
-        mentions=[u.pk for u in mentioned],
-    )
-    if files:
-        comment.attachments.add(*files)
-    by_requester = visitor is not None or (user is not None and user.pk == ticket.requester_user_id)
-    if public:
-        _public_reply_effects(ticket, comment, by_requester=by_requester, now=now)
-    if user is not None and not by_requester:
-        ticket.watchers.add(user)  # staff who write on a ticket follow it
-    label = {"number": ticket.number, "subject": ticket.subject}
-    if mentioned:
-        notify(
-            recipients=mentioned,
-            kind=Notification.Kind.MENTION,
-            text=_("%(name)s mentioned you on #%(number)s %(subject)s")
-            % {**label, "name": user.name if user else ""},
-            ticket=ticket,
-            exclude=user,
-        )
-    if by_requester:
-        notify(
-            recipients=[ticket.assignee, *ticket.watchers.all()],
-            kind=Notification.Kind.REPLY,
-            text=_("New reply on #%(number)s %(subject)s") % label,
-            ticket=ticket,
-            exclude=user,
-        )
-    _publish(ticket)
-    return comment
-
-
-def _public_reply_effects(
-    ticket: Ticket, comment: Comment, *, by_requester: bool, now: dt.datetime
-) -> None:
-    """Status and SLA after a public comment; a staff reply is also e-mailed to the requester."""
-    old_status = ticket.status
-    if not by_requester:  # staff answered the requester
-        if requester_address(ticket):
-            schema = connection.schema_name
-            transaction.on_commit(lambda: _email_later(schema, comment.pk))
-        if ticket.first_responded_at is None:
-            ticket.first_responded_at = now
-        if ticket.status == S.NEW:
-            ticket.status = S.OPEN
-        ticket.save(update_fields=["first_responded_at", "status", "updated_at"])
-        sla.on_staff_reply(ticket, now)
-    else:
-        if ticket.status in (S.PENDING, S.SOLVED):
-            ticket.status = S.OPEN
-            ticket.solved_at = None
-            ticket.save(update_fields=["status", "solved_at", "updated_at"])
-        sla.on_requester_reply(ticket, now)
-    if ticket.status != old_status:
-        sla.on_status(ticket, old_status, now)
-
-
-def requester_address(ticket: Ticket) -> str:
-    """Where e-mail replies go: the address given with the ticket, else the staff requester's."""
-    if ticket.requester_email:
-        return ticket.requester_email
-    if ticket.requester_user_id and ticket.requester_user.email:
-        return ticket.requester_user.email
-    return ""
-
-
-def _email_later(schema: str, comment_id: int) -> None:
-    from tickets.tasks import reply_email_task
-
-    reply_email_task.delay(schema, comment_id)
-
-
-def _uploaded_files(ids: object, *, uploader_key: str) -> list[Attachment]:
-    if ids in (None, []):
-        return []
-    if not isinstance(ids, list) or len(ids) > 10:
-        raise ServiceError(
-            "invalid", _("attachment_ids must be a list of at most 10 ids."), field="attachment_ids"
-        )
-    wanted = {_pk(i, "attachment_ids") for i in ids}
-    files = list(
-        Attachment.objects.filter(
-            pk__in=wanted, uploader_key=uploader_key, conversation__isnull=True
-        ).exclude(pk__in=Comment.attachments.through.objects.values("attachment_id"))
-    )
-    if len(files) != len(wanted):
-        raise ServiceError(
-            "invalid", _("Upload the files to this ticket first."), field="attachment_ids"
-        )
-    return files
-
-
-def attachment_add(
-    *,
-    ticket_id: object,
-    upload: Any,
-    kind: object = "file",
-    user: User | None = None,
-    visitor: Visitor | None = None,
-) -> Attachment:
-    """Store a file for a comment about to be written on a ticket the uploader may see (staff)
-    or asked for (visitor). Same checks as chat files (``im.attachments.attachment_upload``:
-    type by content, the tenant's size limits and blocked types). Errors: ``not_found``,
-    ``invalid``, ``too_large``, ``conflict`` on a closed ticket."""
-    if visitor is not None:
-        ticket = Ticket.objects.filter(pk=_pk(ticket_id, "ticket_id")).first()
-        if ticket is None or ticket.requester_visitor_id != visitor.pk:
-            raise ServiceError("not_found", _("No such ticket."))
-        key = visitor.member_key
-    elif user is not None:
-        ticket = ticket_get(ticket_id=ticket_id, user=user)
-        key = user.member_key
-    else:
-        raise ServiceError("invalid", _("A file needs an uploader."))
-    if ticket.status in (S.CLOSED, S.MERGED):
-        raise ServiceError("conflict", _("A closed or merged ticket takes no more comments."))
-    return attachment_upload(
-        conversation_id=None, uploader_key=key, upload=upload, kind=kind, standalone=True
-    )
-
-
-def attachment_for(
-    *, attachment_id: object, user: User | None = None, visitor: Visitor | None = None
-) -> Attachment:
-    """A ticket comment's file, if the caller may see that comment (staff: the ticket; visitor:
-    public comments of their own tickets). ``not_found`` otherwise."""
-    comment = (
-        Comment.objects.select_related("ticket")
-        .filter(attachments=_pk(attachment_id, "attachment_id"))
-        .first()
-    )
-    allowed = comment is not None and (
-        (user is not None and can_see(user, comment.ticket))
-        or (
-            visitor is not None
-            and comment.public
-            and comment.ticket.requester_visitor_id == visitor.pk
-        )
-    )
-    if not allowed:
-        raise ServiceError("not_found", _("No such file."))
-    return comment.attachments.get(pk=attachment_id)
-
-
 # --- merge and split ---------------------------------------------------------------------------
 
 
@@ -657,7 +372,7 @@ def ticket_merge(*, source_id: object, target_id: object, actor: User) -> Ticket
     the same ticket or a closed/merged one."""
     if not actor.is_agent:
         raise ServiceError("forbidden", _("Only agents can merge tickets."))
-    first, second = sorted([_pk(source_id, "source_id"), _pk(target_id, "target_id")])
+    first, second = sorted([parsing.pk(source_id, "source_id"), parsing.pk(target_id, "target_id")])
     if first == second:
         raise ServiceError("conflict", _("A ticket cannot be merged into itself."))
     # lock in id order so two opposite merges cannot deadlock
@@ -689,9 +404,9 @@ def ticket_merge(*, source_id: object, target_id: object, actor: User) -> Ticket
     source.merged_into = target
     source.closed_at = now
     source.save(update_fields=["status", "merged_into", "closed_at", "updated_at"])
-    sla.on_status(source, old, now)
-    _publish(source)
-    _publish(target)
+    sla_clocks_status_changed(ticket=source, old=old, now=now)
+    ticket_updated_publish(ticket=source)
+    ticket_updated_publish(ticket=target)
     return target
 
 
@@ -702,7 +417,9 @@ def ticket_split(*, comment_id: object, actor: User, subject: object = None) -> 
     if not actor.is_agent:
         raise ServiceError("forbidden", _("Only agents can split tickets."))
     comment = (
-        Comment.objects.select_related("ticket").filter(pk=_pk(comment_id, "comment_id")).first()
+        Comment.objects.select_related("ticket")
+        .filter(pk=parsing.pk(comment_id, "comment_id"))
+        .first()
     )
     if comment is None or not can_see(actor, comment.ticket):
         raise ServiceError("not_found", _("No such comment."))
@@ -726,41 +443,13 @@ def ticket_split(*, comment_id: object, actor: User, subject: object = None) -> 
 def ticket_watch(*, ticket_id: object, user: User, watching: object) -> Ticket:
     """Follow (``watching`` true) or stop following a ticket the user can see: watchers hear of
     requester replies and SLA breaches. Errors: ``invalid``, ``not_found``."""
-    if not isinstance(watching, bool):
-        raise ServiceError("invalid", _("watching must be true or false."), field="watching")
+    watching = parsing.boolean(watching, "watching")
     ticket = ticket_get(ticket_id=ticket_id, user=user)
     if watching:
         ticket.watchers.add(user)
     else:
         ticket.watchers.remove(user)
     return ticket
-
-
-# --- notifications -----------------------------------------------------------------------------
-
-
-def notifications_mark_read(*, user: User, ids: object = None) -> int:
-    """Mark the user's notifications read: the given ids, or all when ``ids`` is None. Returns
-    how many changed."""
-    qs = Notification.objects.filter(recipient=user, read_at__isnull=True)
-    if ids is not None:
-        if not isinstance(ids, list) or len(ids) > 500:
-            raise ServiceError("invalid", _("ids must be a list of at most 500 ids."), field="ids")
-        qs = qs.filter(pk__in=[_pk(i, "ids") for i in ids])
-    return qs.update(read_at=timezone.now())
-
-
-__all__ = [
-    "can_see",
-    "comment_add",
-    "notifications_mark_read",
-    "ticket_create",
-    "ticket_get",
-    "ticket_merge",
-    "ticket_split",
-    "ticket_update",
-    "tickets_bulk_update",
-]
 
 
 def tickets_release_user(*, user: User) -> int:
@@ -777,7 +466,7 @@ def tickets_release_user(*, user: User) -> int:
         ticket.assignee = None
         ticket.save(update_fields=["assignee", "updated_at"])
         _system_note(ticket, _("Unassigned: %(name)s was deleted.") % {"name": user.name})
-        _publish(ticket)
+        ticket_updated_publish(ticket=ticket)
         count += 1
     user.watched_tickets.clear()
     return count
