@@ -21,6 +21,7 @@ from kefu.models import Visitor
 from org.models import User
 from tenants.models import Tenant
 from tests.conftest import Desk, make_desk, make_visitor, session_cookie
+from tests.waits import WAIT_S
 from tests.ws import collect_until, connect, has_types, receive_until
 from weiyu.asgi import application
 from weiyu.realtime import capture_events, member_group
@@ -85,7 +86,7 @@ def make_twins(acme: Tenant, globex: Tenant) -> tuple[Twin, Twin]:
 
 async def _refused(communicator: WebsocketCommunicator) -> int:
     """The close code of a socket that must be closed right after its error frame."""
-    output = await communicator.receive_output(timeout=5)
+    output = await communicator.receive_output(timeout=WAIT_S)
     assert output["type"] == "websocket.close"
     return output["code"]
 
