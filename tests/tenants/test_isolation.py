@@ -142,7 +142,7 @@ async def test_socket_on_a_host_without_tenant_is_refused_at_the_handshake(acme,
     )
 
     # when a socket is opened there
-    connected, code = await communicator.connect(timeout=10)
+    connected, code = await communicator.connect(timeout=WAIT_S)
 
     # then the handshake is refused
     assert connected is False
