@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import uuid
 
+from django.core.management import call_command
 from django.db import connection, transaction
 from django.test import override_settings
 from django_tenants.utils import schema_context
@@ -22,6 +23,7 @@ from tests.conftest import PASSWORD
 from tests.tenants.schemas import schema_snapshot
 
 TEMPLATE = "_tenant_template"
+SAVED = "_saved_template"  # the template moved aside by a test
 
 
 def _provision(prefix: str) -> Tenant:
@@ -135,3 +137,26 @@ def test_with_a_stale_template_a_tenant_is_migrated_and_the_log_says_why(caplog)
             assert Workgroup.objects.count() == 0
         transaction.set_rollback(True)
     assert template.template_stale_reason() is None
+
+
+def test_migrate_schemas_builds_the_template_again_identical(caplog):
+    # given no template (the real one moved aside, restored at the end): tenants are migrated
+    with connection.cursor() as cursor:
+        cursor.execute(f'ALTER SCHEMA "{TEMPLATE}" RENAME TO "{SAVED}"')
+    try:
+        assert "does not exist" in template.template_stale_reason()
+
+        # when a deploy migrates every schema
+        call_command("migrate_schemas", tenant=True, interactive=False, verbosity=0)
+
+        # then the template is back, current, and the same as the one built with the database
+        assert template.template_stale_reason() is None
+        assert _differences(schema_snapshot(SAVED), schema_snapshot(TEMPLATE)) == {}
+        # and new tenants are copied from it again
+        with caplog.at_level(logging.INFO, logger="tenants.services"):
+            tenant = _provision("again")
+        assert f"tenant {tenant.schema_name}: schema cloned from {TEMPLATE}" in caplog.text
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f'DROP SCHEMA IF EXISTS "{TEMPLATE}" CASCADE')
+            cursor.execute(f'ALTER SCHEMA "{SAVED}" RENAME TO "{TEMPLATE}"')
