@@ -209,10 +209,10 @@ def _sequence_options(row: tuple) -> str:
     )
 
 
-def _clone_script(cursor, *, source: str, target: str) -> list[str]:  # noqa: PLR0912, PLR0915 - one ordered pass over the catalog reads best whole
-    """The statements that rebuild ``source`` in ``target`` (run with search_path = target).
+def _clone_script(cursor, *, source: str) -> list[str]:  # noqa: PLR0912, PLR0915 - one ordered pass over the catalog reads best whole
+    """The statements that rebuild ``source`` in the schema they run in (search_path = target).
 
-    Must run with search_path = source only: the catalog functions then print names of the
+    Must be called with search_path = source only: the catalog functions then print names of the
     source's own objects unqualified (so they resolve in the target) and everything else
     qualified (``public.tenants_tenant`` stays a reference to the public schema).
     """
@@ -333,7 +333,7 @@ def schema_clone(*, source: str, target: str) -> None:
         cursor.execute("SELECT current_setting('search_path')")
         (search_path,) = cursor.fetchone()
         cursor.execute("SELECT set_config('search_path', %s, false)", [quote(source)])
-        script = _clone_script(cursor, source=source, target=target)
+        script = _clone_script(cursor, source=source)
         cursor.execute(f"CREATE SCHEMA {quote(target)}")
         cursor.execute("SELECT set_config('search_path', %s, false)", [quote(target)])
         cursor.execute(";\n".join(script))

@@ -9,8 +9,9 @@ from __future__ import annotations
 import logging
 import uuid
 
+import pytest
 from django.core.management import call_command
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.test import override_settings
 from django_tenants.utils import schema_context
 
@@ -160,3 +161,22 @@ def test_migrate_schemas_builds_the_template_again_identical(caplog):
         with connection.cursor() as cursor:
             cursor.execute(f'DROP SCHEMA IF EXISTS "{TEMPLATE}" CASCADE')
             cursor.execute(f'ALTER SCHEMA "{SAVED}" RENAME TO "{TEMPLATE}"')
+
+
+def test_a_failed_copy_leaves_the_connection_as_it_was(acme):
+    # given a target schema that exists
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting('search_path')")
+        (before,) = cursor.fetchone()
+
+    # when the template is copied onto it
+    with pytest.raises(DatabaseError):
+        template.schema_clone(source=TEMPLATE, target="acme")
+
+    # then nothing changed: same search path, acme's tables untouched
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting('search_path')")
+        assert cursor.fetchone() == (before,)
+    assert Tenant.objects.filter(schema_name="acme").exists()
+    with schema_context("acme"):
+        assert User.objects.filter(username="bob").exists()
