@@ -1,6 +1,9 @@
 """Shared test set-up: two tenants on real PostgreSQL and Redis, personas and factories.
 
-Tenant schemas are created once per run (``acme`` and ``globex``, whose row ids overlap). Tests do
+Tenant schemas are created once per run (``acme`` and ``globex``, whose row ids overlap), the way
+production provisions them: creating the test database runs ``migrate`` (our ``migrate_schemas``),
+which migrates the public schema and the template schema, and ``tenant_create`` copies the
+template (tenants/template.py) instead of migrating each tenant again. Tests do
 not run inside a rolled-back transaction: websocket consumers and concurrent routing use their
 own connections and threads, so every test creates the data it needs with unique names and
 asserts only on that data.
@@ -39,7 +42,8 @@ def unique(prefix: str) -> str:
 
 @pytest.fixture(scope="session")
 def django_db_setup(django_test_environment: None, django_db_blocker: Any) -> Iterator[None]:
-    """Create the test database (public schema migrated) and the two tenants; drop it at the end."""
+    """Create the test database (public and template schemas migrated) and the two tenants,
+    copied from the template as in production; drop it at the end."""
     from django.test.utils import setup_databases, teardown_databases
 
     with django_db_blocker.unblock():

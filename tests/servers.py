@@ -15,6 +15,8 @@ from urllib.parse import quote
 from django.conf import settings
 from django.db import connection
 
+from tests.waits import WAIT_S
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -95,7 +97,7 @@ def daphne_start(*, name: str = "daphne", redis_url: str | None = None, **env: s
         stderr=subprocess.STDOUT,
     )
     server = LiveServer(port=port, process=process, log=log, _log_file=log_file)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + WAIT_S  # imports and Django set-up on a busy machine
     while True:
         try:
             request = urllib.request.Request(
@@ -146,7 +148,7 @@ class PrivateRedis:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + WAIT_S
         while time.monotonic() < deadline:
             try:
                 if redis.Redis(port=self.port, socket_connect_timeout=0.5).ping():
@@ -246,7 +248,7 @@ def celery_worker_start(
         start_new_session=True,
     )
     worker = CeleryWorker(process=process, log=log, _log_file=log_file)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + WAIT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"celery worker exited; see {log}")

@@ -9,6 +9,8 @@ from typing import Any
 from django.db import connection
 from django_tenants.utils import schema_context
 
+from tests.waits import WAIT_S
+
 
 def in_threads(
     schema: str, fn: Callable[[Any], Any], items: Sequence[Any], threads: int
@@ -26,7 +28,7 @@ def in_threads(
 
     def work(chunk: list[Any]) -> None:
         try:
-            barrier.wait(timeout=30)
+            barrier.wait(timeout=WAIT_S)
             with schema_context(schema):
                 results.extend(fn(item) for item in chunk)
         except BaseException as exc:  # reported in the calling thread
@@ -38,7 +40,7 @@ def in_threads(
     for worker in workers:
         worker.start()
     for worker in workers:
-        worker.join(timeout=60)
+        worker.join(timeout=2 * WAIT_S)
     assert not any(worker.is_alive() for worker in workers), "a worker thread hung"
     if errors:
         raise errors[0]

@@ -8,6 +8,7 @@ from typing import Any
 
 from channels.testing import WebsocketCommunicator
 
+from tests.waits import WAIT_S
 from weiyu.asgi import application
 
 
@@ -19,14 +20,14 @@ async def connect(
     if cookie:
         headers.append((b"cookie", cookie))
     communicator = WebsocketCommunicator(application, path, headers=headers)
-    connected, _code = await communicator.connect(timeout=10)
+    connected, _code = await communicator.connect(timeout=WAIT_S)
     assert connected
-    first = await communicator.receive_json_from(timeout=10)
+    first = await communicator.receive_json_from(timeout=WAIT_S)
     return communicator, first
 
 
 async def receive_until(
-    communicator: WebsocketCommunicator, frame_type: str, timeout: float = 10
+    communicator: WebsocketCommunicator, frame_type: str, timeout: float = WAIT_S
 ) -> dict[str, Any]:
     """Frames are read until one of ``frame_type`` arrives (others are dropped)."""
     deadline = asyncio.get_running_loop().time() + timeout
@@ -50,7 +51,7 @@ async def collect(communicator: WebsocketCommunicator, quiet: float = 0.3) -> li
 async def collect_until(
     communicator: WebsocketCommunicator,
     done: Callable[[list[dict[str, Any]]], bool],
-    timeout: float = 15,
+    timeout: float = WAIT_S,
     quiet: float = 0.3,
 ) -> list[dict[str, Any]]:
     """Frames read until ``done(frames)`` holds (failing after ``timeout`` s), plus whatever

@@ -95,6 +95,9 @@ TENANT_MODEL = "tenants.Tenant"
 TENANT_DOMAIN_MODEL = "tenants.Domain"
 PUBLIC_SCHEMA_NAME = "public"
 PUBLIC_SCHEMA_URLCONF = "weiyu.urls_public"
+# New tenants are copies of this schema, kept migrated by `migrate_schemas` (tenants/template.py,
+# docs/operations.md). Never a tenant: tenant schemas start with a letter. Empty: always migrate.
+TENANT_TEMPLATE_SCHEMA = os.environ.get("WEIYU_TENANT_TEMPLATE_SCHEMA", "_tenant_template")
 ROOT_URLCONF = "weiyu.urls"
 AUTH_USER_MODEL = "org.User"
 if os.environ.get("WEIYU_FAST_PASSWORD_HASHER") == "1":  # the test suite only (scripts/test.py)

@@ -19,9 +19,10 @@ from im.models import Message
 from kefu.models import Session, Visitor
 from tenants.services import tenant_create
 from tests.conftest import PASSWORD, make_desk, unique
+from tests.waits import WAIT_MS, wait_until
 
 pytestmark = pytest.mark.e2e
-TIMEOUT = 15_000  # ms, for any one thing to show up on a screen
+TIMEOUT = WAIT_MS  # ms, for any one thing to show up on a screen
 
 
 def corpus(language: str) -> list[list[str]]:
@@ -56,14 +57,10 @@ def _texts(locator) -> list[str]:
 
 def _wait_texts(page_or_frame, selector: str, expected: list[str]) -> None:
     """Wait until the texts under ``selector`` equal ``expected``, then assert it."""
+    from playwright.sync_api import expect
+
     locator = page_or_frame.locator(selector)
-    if expected:
-        locator.nth(len(expected) - 1).wait_for(timeout=TIMEOUT)
-    page = getattr(page_or_frame, "page", page_or_frame)
-    for _ in range(100):
-        if _texts(locator) == expected:
-            return
-        page.wait_for_timeout(100)
+    expect(locator).to_have_text(expected, use_inner_text=True, timeout=TIMEOUT)
     assert _texts(locator) == expected
 
 
@@ -138,17 +135,13 @@ def test_visitor_and_agent_replay_corpus_dialogues(daphne_server, browser, shop)
 
 def _new_conversation(desk, number: int) -> int:
     """The id of the conversation the visitor's latest message opened (waits for it)."""
-    import time
-
-    deadline = time.monotonic() + TIMEOUT / 1000
     with schema_context(desk.tenant.schema_name):
         visitor = Visitor.objects.filter(channel=desk.channel).order_by("-id").first()
-        while time.monotonic() < deadline:
-            session = Session.objects.filter(visitor=visitor).exclude(status="closed").first()
-            if session is not None:
-                return session.conversation_id
-            time.sleep(0.05)
-    raise AssertionError(f"dialogue {number}: no conversation was opened")
+        session = wait_until(
+            lambda: Session.objects.filter(visitor=visitor).exclude(status="closed").first(),
+            what=f"dialogue {number}'s conversation",
+        )
+    return session.conversation_id
 
 
 def _open_widget(context, url: str):

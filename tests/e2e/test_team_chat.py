@@ -12,9 +12,10 @@ from PIL import Image
 from im.models import Conversation, Message
 from tenants.services import tenant_create
 from tests.conftest import PASSWORD, make_agent, unique
+from tests.waits import WAIT_MS
 
 pytestmark = pytest.mark.e2e
-TIMEOUT = 15_000  # ms, for any one thing to show up on a screen
+TIMEOUT = WAIT_MS  # ms, for any one thing to show up on a screen
 
 
 @pytest.fixture(scope="module")

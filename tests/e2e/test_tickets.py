@@ -10,10 +10,11 @@ from django_tenants.utils import schema_context
 from kefu.models import AgentState
 from tenants.services import tenant_create
 from tests.conftest import PASSWORD, make_desk, unique
+from tests.waits import WAIT_MS
 from tickets.models import SlaClock, SlaPolicy, SlaTarget, Ticket
 
 pytestmark = pytest.mark.e2e
-TIMEOUT = 15_000
+TIMEOUT = WAIT_MS
 
 
 @pytest.fixture(scope="module")

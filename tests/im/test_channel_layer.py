@@ -10,6 +10,7 @@ import pytest
 from django.conf import settings
 
 from tests.conftest import unique
+from tests.waits import WAIT_S
 from weiyu.channel_layer import BatchingRedisChannelLayer
 
 
@@ -21,7 +22,7 @@ def _layer(**config) -> BatchingRedisChannelLayer:
 async def _receive(layer, channel: str, count: int) -> list[int]:
     got = []
     for _ in range(count):
-        message = await asyncio.wait_for(layer.receive(channel), 10)
+        message = await asyncio.wait_for(layer.receive(channel), WAIT_S)
         got.append(message["n"])
     return got
 
@@ -58,7 +59,7 @@ async def test_a_closed_socket_does_not_take_the_others_messages_with_it():
         await asyncio.sleep(0.1)
         await layer.send(staying, {"type": "weiyu.event", "n": 1})
         # then the other socket still gets it
-        message = await asyncio.wait_for(second, 10)
+        message = await asyncio.wait_for(second, WAIT_S)
         assert message["n"] == 1
     finally:
         await layer.flush()

@@ -20,6 +20,7 @@ from kefu.services import sessions
 from org.models import User
 from tests.conftest import make_desk, make_visitor, session_cookie
 from tests.threads import in_threads
+from tests.waits import WAIT_S
 from tests.ws import collect, collect_until, connect, receive_until
 from weiyu.realtime import capture_events
 
@@ -285,7 +286,7 @@ async def test_message_to_a_conversation_the_sender_is_not_in_is_not_found(acme)
 
     # when both try to write into that conversation
     await stranger.send_json_to(_send_frame(chat.cid, "intrude-1", "let me in", ref="s"))
-    stranger_error = await stranger.receive_json_from(timeout=10)
+    stranger_error = await stranger.receive_json_from(timeout=WAIT_S)
     await outsider.send_json_to(_send_frame(chat.cid, "intrude-2", "me too", ref="o"))
     outsider_error = await receive_until(outsider, "error")
 

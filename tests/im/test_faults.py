@@ -23,6 +23,7 @@ from im.models import Message
 from org.models import User
 from tests.conftest import PASSWORD, session_cookie, unique
 from tests.servers import PrivateRedis, daphne_start, free_port
+from tests.waits import WAIT_S, wait_until_async
 
 HOST = "acme.localhost"
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -65,9 +66,9 @@ class Client:
             origin=f"http://{HOST}",
             additional_headers={"Cookie": self.cookie},
             proxy=None,
-            open_timeout=20,
+            open_timeout=WAIT_S,
         )
-        hello = json.loads(await asyncio.wait_for(self.ws.recv(), 20))
+        hello = json.loads(await asyncio.wait_for(self.ws.recv(), WAIT_S))
         assert hello["type"] == "hello"
         self.closed_with = None
         self._reader = asyncio.create_task(self._read())
@@ -84,21 +85,19 @@ class Client:
     async def send(self, frame: dict[str, Any]) -> None:
         await self.ws.send(json.dumps(frame))
 
-    async def wait_for(self, predicate: Any, timeout: float = 20) -> dict[str, Any]:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while asyncio.get_running_loop().time() < deadline:
-            for frame in self.frames:
-                if predicate(frame):
-                    return frame
-            await asyncio.sleep(0.05)
-        raise AssertionError(
-            f"no matching frame in {timeout}s; got {[f['type'] for f in self.frames]}"
-        )
+    async def wait_for(self, predicate: Any, timeout: float = WAIT_S) -> dict[str, Any]:
+        try:
+            return await wait_until_async(
+                lambda: next((f for f in self.frames if predicate(f)), None), timeout=timeout
+            )
+        except AssertionError:
+            raise AssertionError(
+                f"no matching frame in {timeout}s; got {[f['type'] for f in self.frames]}"
+            ) from None
 
-    async def wait_closed(self, timeout: float = 20) -> int | None:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while self.closed_with is None and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.05)
+    async def wait_closed(self, timeout: float = WAIT_S) -> int | None:
+        with contextlib.suppress(AssertionError):
+            await wait_until_async(lambda: self.closed_with is not None, timeout=timeout)
         return self.closed_with
 
     async def close(self) -> None:
@@ -182,7 +181,7 @@ async def test_sends_are_stored_while_redis_is_down_and_the_peer_catches_up(acme
         assert stored == 1
         # when Redis comes back, Ben's tab is asked to reconnect and its sync brings the message
         redis.start()
-        assert await ben.wait_closed(timeout=30) == 4503
+        assert await ben.wait_closed() == 4503
         await ben.close()
         ben.frames.clear()
         await ben.open()
@@ -275,7 +274,7 @@ async def test_no_ack_without_storage_when_postgresql_refuses_connections(acme):
             # when she sends
             await ann.send(_text(cid, "pg1", "is anyone there"))
             # then she gets an error frame and no ack
-            error = await ann.wait_for(lambda f: f["type"] == "error", timeout=30)
+            error = await ann.wait_for(lambda f: f["type"] == "error")
             assert error["code"] == "unavailable"
             assert error["client_msg_id"] == "pg1"
             assert not [f for f in ann.frames if f["type"] == "message.ack"]

@@ -20,6 +20,7 @@ from org.models import User
 from tenants.models import Tenant
 from tests.conftest import PASSWORD, session_cookie, unique
 from tests.servers import free_port
+from tests.waits import WAIT_S
 from weiyu.errors import ServiceError
 
 HOST = "acme.localhost"
@@ -255,7 +256,7 @@ def test_files_go_to_s3_under_the_tenant_prefix_and_download_redirects(pair, s3_
         assert location.startswith(endpoint)
         import urllib.request
 
-        with urllib.request.urlopen(location, timeout=10) as fetched:  # noqa: S310 - loopback
+        with urllib.request.urlopen(location, timeout=WAIT_S) as fetched:  # noqa: S310 - loopback
             assert fetched.read().startswith(b"\x89PNG")
         stranger_status = _browser(_stranger()).get(body["url"]).status_code
         assert stranger_status == 404

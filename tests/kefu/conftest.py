@@ -9,6 +9,7 @@ from kbase import services as kb_services
 from kbase.models import KnowledgeBase
 from kefu.models import Channel
 from tests.conftest import Desk, make_desk, unique
+from tests.waits import WAIT_S
 from tests.ws import receive_until
 from weiyu.celery import app
 
@@ -58,7 +59,7 @@ async def send(ws, content: str, cid: int | None = None, ref: str | None = None)
     return await receive_until(ws, "message.ack")
 
 
-async def next_from(ws, sender_type: str, timeout: float = 30) -> dict:
+async def next_from(ws, sender_type: str, timeout: float = WAIT_S) -> dict:
     """The next ``message.new`` whose sender is of ``sender_type``."""
     while True:
         frame = await receive_until(ws, "message.new", timeout=timeout)

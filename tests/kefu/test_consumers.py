@@ -6,6 +6,7 @@ import pytest
 from channels.db import database_sync_to_async
 
 from tests.conftest import make_desk, make_visitor, session_cookie
+from tests.waits import WAIT_S
 from tests.ws import collect, connect, receive_until
 
 
@@ -116,14 +117,14 @@ async def test_bad_frames_get_error_frames_and_lose_nothing(acme):
     ws, _ = await connect(f"/ws/visitor/?token={token}", "acme.localhost")
 
     await ws.send_to(text_data="not json")
-    assert (await ws.receive_json_from())["code"] == "bad_frame"
+    assert (await ws.receive_json_from(timeout=WAIT_S))["code"] == "bad_frame"
     await ws.send_json_to({"type": "nope", "ref": "x"})
-    err = await ws.receive_json_from()
+    err = await ws.receive_json_from(timeout=WAIT_S)
     assert (err["code"], err["ref"]) == ("unknown_type", "x")
     await ws.send_to(text_data='{"type":"message.send","content":"' + "a" * 70000 + '"}')
-    assert (await ws.receive_json_from())["code"] == "frame_too_large"
+    assert (await ws.receive_json_from(timeout=WAIT_S))["code"] == "frame_too_large"
     await ws.send_json_to({"type": "message.send", "client_msg_id": "ok-1", "content": "   "})
-    err = await ws.receive_json_from()
+    err = await ws.receive_json_from(timeout=WAIT_S)
     assert (err["code"], err["field"], err["client_msg_id"]) == ("invalid", "content", "ok-1")
     await ws.send_json_to(
         {
@@ -133,9 +134,9 @@ async def test_bad_frames_get_error_frames_and_lose_nothing(acme):
             "content": "hi",
         }
     )
-    assert (await ws.receive_json_from())["code"] == "not_found"
+    assert (await ws.receive_json_from(timeout=WAIT_S))["code"] == "not_found"
     await ws.send_json_to({"type": "message.send", "client_msg_id": "ok-n", "content": "a\x00b"})
-    assert (await ws.receive_json_from())["code"] == "bad_frame"
+    assert (await ws.receive_json_from(timeout=WAIT_S))["code"] == "bad_frame"
 
     # and a good message afterwards is stored as usual
     await ws.send_json_to(
@@ -150,4 +151,4 @@ async def test_bad_frames_get_error_frames_and_lose_nothing(acme):
 async def test_agent_socket_without_session_is_refused(acme):
     ws, frame = await connect("/ws/agent/", "acme.localhost")
     assert frame == {"type": "error", "code": "unauthorized", "message": frame["message"]}
-    assert (await ws.receive_output())["code"] == 4401
+    assert (await ws.receive_output(timeout=WAIT_S))["code"] == 4401

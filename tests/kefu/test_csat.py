@@ -117,7 +117,7 @@ async def test_a_keyword_auto_reply_answers_at_once(acme):
     _visitor, token = await database_sync_to_async(make_visitor)(desk)
     ws, _ = await connect(f"/ws/visitor/?token={token}", "acme.localhost")
     await send(ws, f"What are your {keyword.upper()} hours?")
-    reply = await next_from(ws, "robot", timeout=10)
+    reply = await next_from(ws, "robot")
     assert reply["content"] == "We are open 9:00-21:00 every day."
     assert "auto_reply" in reply["meta"]
     await ws.disconnect()

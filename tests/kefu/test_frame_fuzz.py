@@ -47,7 +47,7 @@ def _frames(types: list[str]) -> list[dict]:
 async def _answered(ws, frame: dict) -> None:
     await ws.send_json_to(frame)
     await ws.send_json_to({"type": "ping", "ref": "alive"})
-    await receive_until(ws, "pong", timeout=10)
+    await receive_until(ws, "pong")
 
 
 @pytest.mark.asyncio

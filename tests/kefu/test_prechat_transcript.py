@@ -4,7 +4,6 @@ to a real SMTP server (aiosmtpd) — internal notes never in it."""
 from __future__ import annotations
 
 import json
-import time
 
 from django.test import Client
 from django_tenants.utils import schema_context
@@ -14,6 +13,7 @@ from kefu.models import Channel, Session
 from kefu.services import messages as kefu_messages
 from kefu.services import visitors
 from tests.conftest import make_desk, unique
+from tests.waits import wait_until
 
 
 def _post(path: str, body: dict) -> tuple[int, dict]:
@@ -86,9 +86,7 @@ def test_the_visitor_gets_the_transcript_by_email(acme, smtp, mail_worker):
         {"token": token, "conversation_id": cid, "email": "li.lei@example.com"},
     )
     assert (status, body) == (202, {"email": "li.lei@example.com"})
-    deadline = time.monotonic() + 30
-    while not inbox.messages and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(lambda: inbox.messages, what="the transcript mail")
     assert len(inbox.messages) == 1
     recipients, mail = inbox.messages[0]
     assert recipients == ["li.lei@example.com"]

@@ -80,7 +80,7 @@ async def test_robot_first_answers_with_source_then_hands_over_with_the_transcri
     # then they are told, and the agent gets the conversation
     line = await next_from(ws, "system")
     assert line["meta"] == {"handover": "asked"}
-    assigned = await receive_until(agent_ws, "conversation.assigned", timeout=15)
+    assigned = await receive_until(agent_ws, "conversation.assigned")
     assert assigned["conversation"]["id"] == cid
     assert assigned["conversation"]["session"]["handover_reason"] == "asked"
 
@@ -133,7 +133,7 @@ async def test_the_robot_hands_over_by_itself_after_misses(acme, robot_worker):
     # then the conversation goes to the agent without the visitor asking
     second = await next_from(ws, "robot")
     assert second["meta"]["robot"]["answered"] is False
-    assigned = await receive_until(agent_ws, "conversation.assigned", timeout=15)
+    assigned = await receive_until(agent_ws, "conversation.assigned")
     assert assigned["conversation"]["id"] == cid
     assert assigned["conversation"]["session"]["handover_reason"] == "misses"
 

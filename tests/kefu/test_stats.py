@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-import time
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -19,6 +18,7 @@ from kefu.models import DailyStat, Session, Transfer, Visitor
 from kefu.tasks import stats_rollup_task
 from org.models import User
 from tests.conftest import PASSWORD, agent_client, make_desk, unique
+from tests.waits import wait_until
 
 DAY = timezone.localdate() - dt.timedelta(days=3)
 
@@ -92,12 +92,12 @@ def test_the_rollup_agrees_with_the_raw_data(acme, robot_worker):
         _day_figures(desk)
     # the roll-up runs in a real worker
     stats_rollup_task.delay("acme", DAY.isoformat())
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+
+    def rolled_up() -> bool:
         with schema_context("acme"):
-            if DailyStat.objects.filter(day=DAY, workgroup=desk.workgroup).exists():
-                break
-        time.sleep(0.2)
+            return DailyStat.objects.filter(day=DAY, workgroup=desk.workgroup).exists()
+
+    wait_until(rolled_up, interval=0.2, what="the day's roll-up")
     with schema_context("acme"):
         report = stats.report(start=DAY, end=DAY, workgroup_id=desk.workgroup.pk)
     total = report["total"]

@@ -15,6 +15,7 @@ from kefu.models import AgentState, Session, Workgroup
 from kefu.services import agents as kefu_agents
 from kefu.services import messages
 from tests.conftest import make_agent, make_desk, make_visitor, unique
+from tests.waits import WAIT_S, wait_until
 from weiyu.celery import app
 
 
@@ -40,16 +41,14 @@ def _send(visitor, text: str = "hello"):
     )
 
 
-def _wait_for(predicate, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+def _wait_for(predicate, timeout: float = WAIT_S):
+    """The first truthy ``predicate()`` (run in acme), waiting for the worker's beat."""
+
+    def in_acme():
         with schema_context("acme"):
-            value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    with schema_context("acme"):
-        return predicate()
+            return predicate()
+
+    return wait_until(in_acme, timeout=timeout, interval=0.2)
 
 
 def test_a_visitor_waiting_too_long_overflows_to_the_backup_workgroup(acme, beat_worker):
@@ -75,7 +74,7 @@ def test_a_visitor_waiting_too_long_overflows_to_the_backup_workgroup(acme, beat
     assert session is not None
     assert session.workgroup_id == backup.pk
     assert session.overflowed_at is not None
-    assert 2 <= waited < 10
+    assert waited >= 2  # not before the wait limit (how soon after depends on the machine)
 
 
 def test_a_visitor_waiting_too_long_is_asked_to_leave_a_message(acme, beat_worker):
@@ -109,18 +108,15 @@ def test_an_unanswered_visitor_triggers_a_reminder_then_goes_to_another_agent(ac
         assert session.agent_id == first.pk
         kefu_agents.agent_status_set(user=second, status="online")
 
-    # then the agent is reminded once…
-    reminded = _wait_for(
-        lambda: Session.objects.filter(pk=session.pk, reminded_at__isnull=False).first()
-    )
-    assert reminded is not None
-    assert reminded.agent_id == first.pk
-    # …and then the visitor goes to the other agent, with a line telling them
+    # then the visitor goes to the other agent, with a line telling them…
     moved = _wait_for(
         lambda: Session.objects.filter(pk=session.pk, agent=second, status="open").first()
     )
     assert moved is not None
     assert moved.reassigned_from_id == first.pk
+    # …after the first agent was reminded (a slow beat may do both in one pass: reminders first)
+    assert moved.reminded_at is not None
+    assert moved.reminded_at <= moved.assigned_at
     with schema_context("acme"):
         texts = list(
             Message.objects.filter(
@@ -144,10 +140,9 @@ def test_an_answered_visitor_is_not_reassigned_and_idle_conversations_close(acme
             user=session.agent, conversation_id=session.conversation_id, content="Hi!"
         )
         agent_id = session.agent_id
-    time.sleep(4)  # past the re-assignment delay: answered, so it stays
     with schema_context("acme"):
-        assert Session.objects.get(pk=session.pk).agent_id == agent_id
-        # a minute of silence (moved back in time rather than waited for)
+        # past the re-assignment delay and a minute of silence (moved back in time rather than
+        # waited for): one beat pass looks at re-assignment, then at idle conversations
         past = timezone.now() - timedelta(minutes=2)
         Session.objects.filter(pk=session.pk).update(
             last_visitor_at=past, last_agent_at=past, assigned_at=past, created_at=past
@@ -155,6 +150,8 @@ def test_an_answered_visitor_is_not_reassigned_and_idle_conversations_close(acme
     closed = _wait_for(lambda: Session.objects.filter(pk=session.pk, status="closed").first())
     assert closed is not None
     assert closed.closed_by == "system"
+    # answered, so it was closed by the same agent rather than re-assigned first
+    assert (closed.agent_id, closed.reassigned_from_id) == (agent_id, None)
     with schema_context("acme"):
         assert Message.objects.filter(
             conversation_id=session.conversation_id, content="Bye for now!"

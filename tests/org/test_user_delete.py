@@ -27,6 +27,7 @@ from tests.conftest import (
     session_cookie,
     unique,
 )
+from tests.waits import WAIT_S
 from tests.ws import connect, receive_until
 from tickets.models import Comment
 from tickets.services import comments as ticket_comments
@@ -164,7 +165,7 @@ async def test_a_disabled_agent_is_signed_out_of_the_inbox(acme):
     # then the inbox is told and the socket closes as unauthorised
     frame = await receive_until(ws, "account.disabled")
     assert frame["deleted"] is False
-    closed = await ws.receive_output(timeout=5)
+    closed = await ws.receive_output(timeout=WAIT_S)
     assert closed == {"type": "websocket.close", "code": 4401}
     # and a new connection is refused
     again, first = await connect("/ws/agent/", "acme.localhost", cookie=cookie)

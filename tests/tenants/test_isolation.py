@@ -22,6 +22,7 @@ from kefu.services import visitors as kefu_visitors
 from org.models import User
 from tenants.models import Tenant
 from tests.conftest import Desk, make_desk, make_visitor, session_cookie
+from tests.waits import WAIT_S
 from tests.ws import collect_until, connect, has_types, receive_until
 from weiyu.asgi import application
 from weiyu.realtime import capture_events, member_group
@@ -86,7 +87,7 @@ def make_twins(acme: Tenant, globex: Tenant) -> tuple[Twin, Twin]:
 
 async def _refused(communicator: WebsocketCommunicator) -> int:
     """The close code of a socket that must be closed right after its error frame."""
-    output = await communicator.receive_output(timeout=5)
+    output = await communicator.receive_output(timeout=WAIT_S)
     assert output["type"] == "websocket.close"
     return output["code"]
 
@@ -142,7 +143,7 @@ async def test_socket_on_a_host_without_tenant_is_refused_at_the_handshake(acme,
     )
 
     # when a socket is opened there
-    connected, code = await communicator.connect(timeout=10)
+    connected, code = await communicator.connect(timeout=WAIT_S)
 
     # then the handshake is refused
     assert connected is False

@@ -10,6 +10,7 @@ from django.test import Client
 from tenants.models import Tenant
 from tenants.services import tenant_create
 from tests.conftest import PASSWORD, unique
+from tests.waits import WAIT_S
 from weiyu import asgi_tenancy
 from weiyu.asgi import application
 
@@ -47,7 +48,7 @@ async def test_suspended_tenant_answers_404_and_refuses_websockets(initech):
         ws = WebsocketCommunicator(
             application, "/ws/visitor/?token=x", headers=[(b"host", host.encode())]
         )
-        connected, code = await ws.connect(timeout=5)
+        connected, code = await ws.connect(timeout=WAIT_S)
         assert not connected
         assert code == 4404
     finally:
