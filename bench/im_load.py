@@ -74,8 +74,8 @@ def provision(members: int, pairs: int, migrate: bool) -> dict[str, Any]:
     if migrate:
         call_command("migrate_schemas", interactive=False, verbosity=0)
 
-    from im import groups
     from im.models import Conversation, MessagingSettings, Participant
+    from im.services import groups
     from org.models import User
 
     tenant = bench_tenant()

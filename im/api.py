@@ -12,8 +12,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from im import groups, selectors, services
+from im import selectors
 from im.serializers import group_member_payload
+from im.services import conversations, groups
 from weiyu.errors import ServiceError
 
 
@@ -56,7 +57,7 @@ class ConversationSettingsApi(APIView):
 
     def patch(self, request: Request, pk: int) -> Response:
         body = _body(request)
-        services.member_settings_update(
+        conversations.member_settings_update(
             conversation_id=pk,
             member_key=request.user.member_key,
             pinned=body.get("pinned"),

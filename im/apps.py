@@ -11,7 +11,7 @@ class ImConfig(AppConfig):
 
         def leave_groups(sender: object, user: object, deleted: bool, **kwargs: object) -> None:
             if deleted:
-                from im.groups import groups_leave_deleted
+                from im.services.groups import groups_leave_deleted
 
                 groups_leave_deleted(user=user)  # type: ignore[arg-type]
 

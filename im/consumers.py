@@ -26,9 +26,11 @@ from django.utils.translation import gettext as _
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from im import selectors, services
+from im import selectors
+from im.senders import Sender
 from im.serializers import member_payload, message_payload
-from im.services import Sender
+from im.services import messages as im_messages
+from im.services import receipts as im_receipts
 from weiyu.asgi_tenancy import tenant_db
 from weiyu.errors import ServiceError, contains_nul
 from weiyu.realtime import member_group
@@ -320,7 +322,7 @@ class MemberConsumer(AsyncJsonWebsocketConsumer):
     def send_message(self, data: dict[str, Any]) -> tuple[Any, bool]:
         """Store the frame's message from this socket's member (the one send path; the kind of
         conversation adds its behaviour through its hook, im.hooks)."""
-        return services.message_send(sender=self.sender, **self.message_fields(data))
+        return im_messages.message_send(sender=self.sender, **self.message_fields(data))
 
     @staticmethod
     def message_fields(data: dict[str, Any]) -> dict[str, Any]:
@@ -360,7 +362,7 @@ class MemberConsumer(AsyncJsonWebsocketConsumer):
         if not isinstance(data.get("client_msg_id"), str):
             raise ServiceError("invalid", _("client_msg_id is required."), field="client_msg_id")
         message, created = await self.db(
-            services.message_recall,
+            im_messages.message_recall,
             conversation_id=_int_field(data, "conversation_id", minimum=1),
             message_id=data.get("message_id"),
             sender=self.sender,
@@ -399,7 +401,7 @@ class MemberConsumer(AsyncJsonWebsocketConsumer):
         conversation_id = _int_field(data, "conversation_id", minimum=1)
         state = "start" if data["type"] == "typing.start" else "stop"
         await self.db(
-            services.typing_notify,
+            im_receipts.typing_notify,
             conversation_id=conversation_id,
             member_key=self.sender.key,
             state=state,
@@ -408,7 +410,7 @@ class MemberConsumer(AsyncJsonWebsocketConsumer):
     async def on_read_update(self, data: dict[str, Any], ref: str | None) -> None:
         conversation_id = _int_field(data, "conversation_id", minimum=1)
         await self.db(
-            services.receipt_update,
+            im_receipts.receipt_update,
             conversation_id=conversation_id,
             member_key=self.sender.key,
             delivered_seq=data.get("delivered_seq"),

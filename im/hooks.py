@@ -1,10 +1,11 @@
 """Per-kind behaviour of the send path, registered by the apps that own a conversation kind.
 
-The messaging core stores every message the same way (:func:`im.services.message_send`); an app
-that owns a kind of conversation adds its behaviour through a :class:`SendHook` registered for
-that kind, so there is one send path and no upward import (docs/architecture.md, "The send
-path"). kefu registers one for ``visitor`` conversations in its ``AppConfig.ready``: the
-sensitive-word filter, the session's clocks, keyword auto-replies and the robot.
+The messaging core stores every message the same way
+(:func:`im.services.messages.message_send`); an app that owns a kind of conversation adds its
+behaviour through a :class:`SendHook` registered for that kind, so there is one send path and no
+upward import (docs/architecture.md, "The send path"). kefu registers one for ``visitor``
+conversations in its ``AppConfig.ready``: the sensitive-word filter, the session's clocks, keyword
+auto-replies and the robot.
 
 A hook's methods run in this order for each new message (never for a resend of a stored
 ``client_msg_id``):
@@ -23,9 +24,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:  # type names only: im.services imports this module
+if TYPE_CHECKING:  # type names only: im.services.messages imports this module
     from im.models import Message
-    from im.services import MessageDraft, Sender
+    from im.senders import Sender
+    from im.services.messages import MessageDraft
 
 
 class SendHook:

@@ -261,7 +261,7 @@ class Message(models.Model):
     search_vector = SearchVectorField(_("search index"), null=True, editable=False)
     client_msg_id = models.CharField(_("client message id"), max_length=64, null=True, blank=True)
     #: set by the send path to the instant it also gives the conversation's ``last_message_at``
-    #: and the session's clocks (im.services.message_send)
+    #: and the session's clocks (im.services.messages.message_send)
     created_at = models.DateTimeField(
         _("created at"), default=timezone.now, editable=False, blank=True
     )

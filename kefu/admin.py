@@ -14,7 +14,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
-from im.services import Sender
+from im.senders import Sender
 from kbase.models import KnowledgeBase
 from kefu import stats
 from kefu.models import (

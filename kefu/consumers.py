@@ -9,7 +9,7 @@ from asgiref.sync import sync_to_async
 from django.utils.translation import gettext as _
 
 from im.consumers import MemberConsumer, _int_field
-from im.services import Sender
+from im.senders import Sender
 from kefu import csat, presence, selectors, senders
 from kefu.robot import feedback as robot_feedback
 from kefu.robot import handover as robot_handover

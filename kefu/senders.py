@@ -6,9 +6,8 @@ from __future__ import annotations
 from django.utils import translation
 from django.utils.translation import gettext as _
 
-from im import services as im_services
 from im.models import Message
-from im.services import Sender
+from im.senders import Sender, robot_sender
 from kefu.models import Channel, Session, Visitor
 from org.models import User
 
@@ -39,4 +38,4 @@ def robot_name(channel: Channel, language: str) -> str:
 
 def robot_sender_for(session: Session) -> Sender:
     """The robot's sender in ``session``: the channel's robot name in the visitor's language."""
-    return im_services.robot_sender(robot_name(session.channel, language_for(session.visitor)))
+    return robot_sender(robot_name(session.channel, language_for(session.visitor)))

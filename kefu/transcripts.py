@@ -16,8 +16,8 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from django_tenants.utils import schema_context
 
-from im import services as im_services
 from im.models import Message
+from im.services import conversations as im_conversations
 from kefu.models import Session, Visitor
 from weiyu.errors import ServiceError
 
@@ -74,7 +74,7 @@ def profile_update(
         visitor.phone = phone.strip()
     visitor.save(update_fields=["name", "name_given", "email", "phone"])
     # the conversations' participant name follows
-    im_services.participant_rename(member_key=visitor.member_key, name=visitor.name)
+    im_conversations.participant_rename(member_key=visitor.member_key, name=visitor.name)
     return visitor
 
 

@@ -12,13 +12,14 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django_tenants.utils import schema_context
 
-from im import groups
-from im import services as im_services
+from im.services import groups
+from im.services import messages as im_messages
 from kefu.models import Session
 from kefu.senders import agent_sender
 from kefu.services import messages
 from kefu.services.visitors import visitor_from_token
 from tests.conftest import make_agent, make_desk, make_visitor, unique
+from weiyu.errors import ServiceError
 
 
 def _run(fn: Callable[..., Any], **kwargs: Any) -> tuple[Any, list[str]]:
@@ -87,7 +88,7 @@ def test_an_empty_first_message_writes_nothing(acme):
     visitor, _token = make_visitor(desk)
     with schema_context("acme"):
         visitor.refresh_from_db()
-        with pytest.raises(im_services.ServiceError) as raised:
+        with pytest.raises(ServiceError) as raised:
             messages.visitor_message_send(
                 visitor=visitor, conversation_id=None, content="   ", client_msg_id=unique("c")
             )
@@ -114,7 +115,7 @@ def test_agent_reply_budget(chat):
     agent, _visitor, cid = chat
     sender = agent_sender(agent)
     (message, created), sql = _run(
-        im_services.message_send,
+        im_messages.message_send,
         conversation_id=cid,
         sender=sender,
         content="hi",
@@ -126,7 +127,7 @@ def test_agent_reply_budget(chat):
     assert session.first_response_at == message.created_at
     assert session.last_agent_at == message.created_at
     (again, _), sql = _run(
-        im_services.message_send, conversation_id=cid, sender=sender, content="more"
+        im_messages.message_send, conversation_id=cid, sender=sender, content="more"
     )
     assert len(sql) == 7, _show(sql)
     session.refresh_from_db()
@@ -139,7 +140,7 @@ def test_team_direct_message_budget(acme):
         me, other = make_agent(status="offline"), make_agent(status="offline")
         direct = groups.direct_get_or_create(user=me, other_user_id=other.pk)
         (_message, created), sql = _run(
-            im_services.message_send,
+            im_messages.message_send,
             conversation_id=direct.pk,
             sender=agent_sender(me),
             content="team",
@@ -157,7 +158,7 @@ def test_group_message_budget(acme):
         members = [make_agent(status="offline") for _ in range(20)]
         group = groups.group_create(creator=me, title="g", member_ids=[u.pk for u in members])
         (_message, created), sql = _run(
-            im_services.message_send,
+            im_messages.message_send,
             conversation_id=group.pk,
             sender=agent_sender(me),
             content="group",

@@ -15,8 +15,9 @@ from django.utils import translation
 from django.utils.translation import gettext as _
 from django_tenants.utils import schema_context
 
-from im import services as im_services
+from im import senders as im_senders
 from im.models import Message
+from im.services import messages as im_messages
 from kbase import embeddings, llm, text
 from kbase.models import RobotQuestion
 from kbase.search import search
@@ -152,7 +153,7 @@ def answer(*, session_id: int, message_id: int) -> Message | None:
     ):
         return None
     stream_id = f"robot-{message.pk}"
-    if Message.objects.filter(sender_key=im_services.ROBOT_KEY, client_msg_id=stream_id).exists():
+    if Message.objects.filter(sender_key=im_senders.ROBOT_KEY, client_msg_id=stream_id).exists():
         return None
     channel, visitor = session.channel, session.visitor
     language = language_for(visitor)
@@ -240,7 +241,7 @@ def _post(
                     content = _(
                         "Sorry, I could not find an answer to that. Try asking in other words."
                     )
-        reply, _created = im_services.message_send(
+        reply, _created = im_messages.message_send(
             conversation_id=session.conversation_id,
             sender=sender_for(session),
             content=content,

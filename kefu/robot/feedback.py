@@ -7,8 +7,9 @@ from typing import Any
 from django.db import transaction
 from django.utils.translation import gettext as _
 
-from im import services as im_services
+from im import senders as im_senders
 from im.models import Message
+from im.services import messages as im_messages
 from kbase.models import RobotQuestion
 from kbase.services import robot_question_collect
 from kefu.models import Visitor
@@ -32,7 +33,7 @@ def feedback(*, visitor: Visitor, message_id: object, helpful: object) -> dict[s
             Message.objects.select_for_update()
             .filter(
                 pk=message_id,
-                sender_key=im_services.ROBOT_KEY,
+                sender_key=im_senders.ROBOT_KEY,
                 conversation__participants__member_key=visitor.member_key,
             )
             .first()
@@ -43,7 +44,7 @@ def feedback(*, visitor: Visitor, message_id: object, helpful: object) -> dict[s
         value = "helpful" if helpful else "not_helpful"
         previous = robot_meta.get("feedback")
         robot_meta["feedback"] = value
-        im_services.message_meta_update(
+        im_messages.message_meta_update(
             message_id=message.pk, meta={**message.meta, "robot": robot_meta}
         )
         if value == "not_helpful" and previous != "not_helpful" and robot_meta.get("answered"):

@@ -6,8 +6,9 @@ from django.db import transaction
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
-from im import services as im_services
+from im import senders as im_senders
 from im.models import Message
+from im.services import messages as im_messages
 from kefu import hours, selectors
 from kefu.models import Channel, Session, Visitor, Workgroup
 from kefu.senders import language_for
@@ -50,7 +51,7 @@ def handover(*, session_id: int, reason: str) -> str:
                     "No colleague is available right now. Leave a message and we will get back "
                     "to you, or keep asking me."
                 )
-            im_services.message_send(
+            im_messages.message_send(
                 conversation_id=session.conversation_id,
                 sender=sender_for(session),
                 content=content,
@@ -66,9 +67,9 @@ def handover(*, session_id: int, reason: str) -> str:
         )
         with translation.override(language):
             text_line = _("Connecting you to a colleague…")
-        im_services.message_send(
+        im_messages.message_send(
             conversation_id=session.conversation_id,
-            sender=im_services.SYSTEM,
+            sender=im_senders.SYSTEM,
             content=text_line,
             msg_type=Message.Type.SYSTEM,
             meta={"handover": reason},

@@ -25,7 +25,8 @@ from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
-from im import services as im_services
+from im import senders as im_senders
+from im.services import messages as im_messages
 from kefu.models import AgentState, AutoReply, Session, Workgroup
 from kefu.senders import language_for, robot_sender_for
 from kefu.services.routing import workgroup_dispatch
@@ -69,7 +70,7 @@ def auto_reply_for(*, channel_id: int, content: str) -> AutoReply | None:
 
 def auto_reply_post(*, session: Session, rule: AutoReply) -> None:
     """Answer with an auto-reply, as the channel's robot name (``meta.auto_reply``: its id)."""
-    im_services.message_send(
+    im_messages.message_send(
         conversation_id=session.conversation_id,
         sender=robot_sender_for(session),
         content=rule.reply,
@@ -158,7 +159,7 @@ def _reassign(now: Any) -> int:
             agent_leave(session=session, user_id=previous)
             with translation.override(language_for(session.visitor)):
                 text = _("Sorry for the wait. We are connecting you to another colleague.")
-            im_services.system_message_post(conversation_id=session.conversation_id, content=text)
+            im_messages.system_message_post(conversation_id=session.conversation_id, content=text)
             workgroup_id = session.workgroup_id
             transaction.on_commit(lambda wid=workgroup_id: workgroup_dispatch(workgroup_id=wid))
             done += 1
@@ -202,10 +203,10 @@ def _idle_close(now: Any) -> int:
                 )
                 if locked is None:
                     continue
-                im_services.system_message_post(
+                im_messages.system_message_post(
                     conversation_id=session.conversation_id, content=text[:5000]
                 )
-                session_close(session_id=session.pk, closed_by=im_services.SYSTEM)
+                session_close(session_id=session.pk, closed_by=im_senders.SYSTEM)
                 done += 1
     return done
 

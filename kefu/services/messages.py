@@ -14,10 +14,11 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from im import services as im_services
 from im.hooks import SendHook
 from im.models import Conversation, Message, Participant
-from im.services import Sender
+from im.senders import Sender
+from im.services import conversations as im_conversations
+from im.services import messages as im_messages
 from kefu import hours, selectors, sensitive
 from kefu.models import Session, Visitor, Workgroup
 from kefu.robot import answers as robot
@@ -59,11 +60,11 @@ def _session_open(*, visitor: Visitor, workgroup_id: int, skill_id: int | None) 
     status = Session.Status.ROBOT
     if channel.mode not in ROBOT_MODES:
         workgroup_id, status = routing.queue_admit(workgroup_id=workgroup_id)
-    conversation = im_services.conversation_create(
+    conversation = im_conversations.conversation_create(
         kind=Conversation.Kind.VISITOR,
         title=visitor.name,
         members=(
-            im_services.Member(
+            im_conversations.Member(
                 key=visitor.member_key, name=visitor.name, role=Participant.Role.VISITOR
             ),
         ),
@@ -87,7 +88,8 @@ def visitor_message_send(
     client_msg_id: object,
     department_id: object = None,
 ) -> tuple[Message, bool]:
-    """A visitor's text message. Returns ``(message, created)`` like ``im.services.message_send``.
+    """A visitor's text message. Returns ``(message, created)`` like
+    ``im.services.messages.message_send``.
 
     With ``conversation_id`` it is sent there through the one send path (``message_send``; the
     hook kefu registers for visitor conversations, :class:`VisitorConversationHook`, applies the
@@ -108,14 +110,14 @@ def visitor_message_send(
             raise ServiceError(
                 "invalid", _("conversation_id must be an integer."), field="conversation_id"
             )
-        return im_services.message_send(
+        return im_messages.message_send(
             conversation_id=conversation_id,
             sender=sender,
             content=content,
             client_msg_id=client_msg_id,
         )
-    im_services.client_msg_id_check(client_msg_id)
-    draft = im_services.message_draft(sender=sender, content=content)
+    im_messages.client_msg_id_check(client_msg_id)
+    draft = im_messages.message_draft(sender=sender, content=content)
     draft.content = sensitive.apply(draft.content)
     if client_msg_id is not None:
         stored = Message.objects.filter(sender_key=sender.key, client_msg_id=client_msg_id).first()
@@ -137,7 +139,7 @@ def visitor_message_send(
                 live = selectors.visitor_live_session(visitor_id=visitor.pk)
                 if live is None:
                     raise
-            result = im_services.message_send(
+            result = im_messages.message_send(
                 conversation_id=live.conversation_id,
                 sender=sender,
                 draft=draft,
@@ -148,7 +150,7 @@ def visitor_message_send(
                 workgroup_id = live.workgroup_id
                 transaction.on_commit(lambda: workgroup_dispatch(workgroup_id=workgroup_id))
             return result
-    return im_services.message_send(
+    return im_messages.message_send(
         conversation_id=live.conversation_id,
         sender=sender,
         draft=draft,
@@ -171,14 +173,14 @@ class VisitorConversationHook(SendHook):
       serves the session (:mod:`kefu.automation`, :mod:`kefu.robot`).
     """
 
-    def _counts(self, sender: Sender, draft: im_services.MessageDraft) -> bool:
-        return draft.msg_type in im_services.USER_TYPES and sender.type in (
+    def _counts(self, sender: Sender, draft: im_messages.MessageDraft) -> bool:
+        return draft.msg_type in im_messages.USER_TYPES and sender.type in (
             Message.SenderType.VISITOR,
             Message.SenderType.AGENT,
         )
 
     def prepare(
-        self, *, conversation_id: int, sender: Sender, draft: im_services.MessageDraft
+        self, *, conversation_id: int, sender: Sender, draft: im_messages.MessageDraft
     ) -> None:
         if self._counts(sender, draft) and not draft.internal:
             draft.content = sensitive.apply(draft.content)
@@ -188,7 +190,7 @@ class VisitorConversationHook(SendHook):
         *,
         conversation_id: int,
         sender: Sender,
-        draft: im_services.MessageDraft,
+        draft: im_messages.MessageDraft,
         now: dt.datetime,
     ) -> tuple[int, str, int] | None:
         if not self._counts(sender, draft) or draft.internal:
@@ -225,13 +227,13 @@ class VisitorConversationHook(SendHook):
 def agent_message_send(
     *, user: User, conversation_id: object, **fields: object
 ) -> tuple[Message, bool]:
-    """An agent's (or staff member's) message: ``im.services.message_send`` with the user as
-    sender and the fields it takes. In a visitor conversation the hook kefu registers applies
+    """An agent's (or staff member's) message: ``im.services.messages.message_send`` with the
+    user as sender and the fields it takes. In a visitor conversation the hook kefu registers applies
     (:class:`VisitorConversationHook`)."""
     if isinstance(conversation_id, bool) or not isinstance(conversation_id, int):
         raise ServiceError(
             "invalid", _("conversation_id must be an integer."), field="conversation_id"
         )
-    return im_services.message_send(
+    return im_messages.message_send(
         conversation_id=conversation_id, sender=agent_sender(user), **fields
     )

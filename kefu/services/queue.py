@@ -9,8 +9,9 @@ from django.db import transaction
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
-from im import services as im_services
+from im import senders as im_senders
 from im.models import Message
+from im.services import messages as im_messages
 from kefu.models import AgentState, Session, Workgroup
 from kefu.senders import language_for, robot_sender_for
 from kefu.services.events import queue_positions_publish
@@ -53,9 +54,9 @@ def queue_pick(*, user: User, session_id: object) -> Session:
 
 
 def _post_system(session: Session, text: str, meta: dict[str, object]) -> None:
-    im_services.message_send(
+    im_messages.message_send(
         conversation_id=session.conversation_id,
-        sender=im_services.SYSTEM,
+        sender=im_senders.SYSTEM,
         content=text,
         msg_type=Message.Type.SYSTEM,
         meta=meta,
@@ -107,7 +108,7 @@ def queue_wait_scan(*, now=None) -> int:
                             "Sorry for the wait: all our agents are busy. Meanwhile I will try "
                             "to help."
                         )
-                    im_services.message_send(
+                    im_messages.message_send(
                         conversation_id=session.conversation_id,
                         sender=robot_sender_for(session),
                         content=text,
@@ -121,7 +122,7 @@ def queue_wait_scan(*, now=None) -> int:
                             "message and we will get back to you."
                         )
                     _post_system(session, text, {"leave_message": True})
-                    session_close(session_id=session.pk, closed_by=im_services.SYSTEM)
+                    session_close(session_id=session.pk, closed_by=im_senders.SYSTEM)
                     dispatch.add(workgroup.pk)
                 else:
                     continue

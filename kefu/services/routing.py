@@ -25,8 +25,9 @@ from django.db.models import F
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
-from im import services as im_services
 from im.models import Participant
+from im.services import conversations as im_conversations
+from im.services import messages as im_messages
 from kefu.models import AgentState, Channel, RoutingRule, Session, Visitor, Workgroup
 from kefu.senders import language_for
 from kefu.services.events import (
@@ -242,7 +243,7 @@ def session_assign(
     session.status = Session.Status.OPEN
     session.assigned_at = timezone.now()
     session.save(update_fields=["agent", "status", "assigned_at"])
-    im_services.participant_add(
+    im_conversations.participant_add(
         conversation=session.conversation,
         member_key=agent.member_key,
         name=agent.name,
@@ -251,7 +252,7 @@ def session_assign(
     )
     with translation.override(language_for(session.visitor)):
         text = _("%(agent)s is now serving you.") % {"agent": agent.name}
-    im_services.system_message_post(conversation_id=session.conversation_id, content=text)
+    im_messages.system_message_post(conversation_id=session.conversation_id, content=text)
     conversation_assigned_publish(session=session, agent=agent)
     agent_state_publish(user_id=agent.pk)
     return agent

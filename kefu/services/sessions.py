@@ -9,8 +9,9 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from im import selectors as im_selectors
-from im import services as im_services
-from im.services import Sender
+from im.senders import Sender
+from im.services import conversations as im_conversations
+from im.services import messages as im_messages
 from kefu.models import AgentState, Session, Workgroup
 from kefu.senders import language_for
 from kefu.services.events import agent_state_publish
@@ -38,8 +39,10 @@ def session_close(*, session_id: int, closed_by: Sender) -> Session:
             agent_state_publish(user_id=was_open_with)
         with translation.override(language_for(session.visitor)):
             text = _("The conversation has ended.")
-        im_services.system_message_post(conversation_id=session.conversation_id, content=text)
-        im_services.conversation_close(conversation_id=session.conversation_id, closed_by=closed_by)
+        im_messages.system_message_post(conversation_id=session.conversation_id, content=text)
+        im_conversations.conversation_close(
+            conversation_id=session.conversation_id, closed_by=closed_by
+        )
         workgroup_id = session.workgroup_id
 
         def dispatch() -> None:

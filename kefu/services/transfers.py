@@ -25,8 +25,9 @@ from django.db.models.functions import Greatest
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
-from im import services as im_services
 from im.models import Participant
+from im.services import conversations as im_conversations
+from im.services import messages as im_messages
 from kefu import selectors
 from kefu.models import AgentState, Session, Transfer, Workgroup
 from kefu.senders import language_for
@@ -103,7 +104,7 @@ def agent_leave(*, session: Session, user_id: int) -> None:
     """The agent stops serving the session: load released, out of the conversation."""
     AgentState.objects.filter(user_id=user_id).update(open_count=Greatest(F("open_count") - 1, 0))
     agent_state_publish(user_id=user_id)
-    im_services.participant_remove(
+    im_conversations.participant_remove(
         conversation_id=session.conversation_id, member_key=f"u:{user_id}"
     )
     publish_event_on_commit(
@@ -160,7 +161,7 @@ def transfer_request(
                 text = _("You are being transferred to %(workgroup)s. Please wait a moment.") % {
                     "workgroup": workgroup.name
                 }
-            im_services.system_message_post(conversation_id=session.conversation_id, content=text)
+            im_messages.system_message_post(conversation_id=session.conversation_id, content=text)
             _publish(transfer, "transfer.updated")
             transaction.on_commit(lambda: workgroup_dispatch(workgroup_id=workgroup.pk))
             return transfer
@@ -241,7 +242,7 @@ def transfer_accept(*, user: User, transfer_id: object) -> Transfer:
             status=Transfer.Status.ACCEPTED, responded_at=now
         )
         Session.objects.filter(pk=session.pk).update(agent=user, assigned_at=now)
-        im_services.participant_add(
+        im_conversations.participant_add(
             conversation_id=session.conversation_id,
             member_key=user.member_key,
             name=user.name,
@@ -251,7 +252,7 @@ def transfer_accept(*, user: User, transfer_id: object) -> Transfer:
         agent_leave(session=session, user_id=transfer.from_agent_id)
         with translation.override(language_for(session.visitor)):
             text = _("%(agent)s is now serving you.") % {"agent": user.name}
-        im_services.system_message_post(conversation_id=session.conversation_id, content=text)
+        im_messages.system_message_post(conversation_id=session.conversation_id, content=text)
         _publish(transfer, "transfer.updated")
         agent_state_publish(user_id=user.pk)
         conversation_id = session.conversation_id
@@ -348,7 +349,7 @@ def invite(*, user: User, conversation_id: object, agent_id: object) -> User:
             raise ServiceError(
                 "invalid", _("Choose a colleague who is not in the conversation."), field="agent_id"
             )
-        im_services.participant_add(
+        im_conversations.participant_add(
             conversation_id=session.conversation_id,
             member_key=colleague.member_key,
             name=colleague.name,
@@ -357,7 +358,7 @@ def invite(*, user: User, conversation_id: object, agent_id: object) -> User:
         )
         with translation.override(language_for(session.visitor)):
             text = _("%(agent)s joined the conversation.") % {"agent": colleague.name}
-        im_services.system_message_post(conversation_id=session.conversation_id, content=text)
+        im_messages.system_message_post(conversation_id=session.conversation_id, content=text)
         conversation_id, key = session.conversation_id, colleague.member_key
 
         def publish() -> None:
@@ -395,7 +396,7 @@ def _requeue_open(user: User) -> int:
         agent_leave(session=session, user_id=user.pk)
         with translation.override(language_for(session.visitor)):
             text = _("Sorry for the wait. We are connecting you to another colleague.")
-        im_services.system_message_post(conversation_id=session.conversation_id, content=text)
+        im_messages.system_message_post(conversation_id=session.conversation_id, content=text)
         transaction.on_commit(lambda wid=session.workgroup_id: workgroup_dispatch(workgroup_id=wid))
         requeued += 1
     return requeued
@@ -421,7 +422,9 @@ def agent_release(*, user: User, deleted: bool) -> int:
     for conversation_id in Participant.objects.filter(
         member_key=user.member_key, left_at__isnull=True, conversation_id__in=live
     ).values_list("conversation_id", flat=True):
-        im_services.participant_remove(conversation_id=conversation_id, member_key=user.member_key)
+        im_conversations.participant_remove(
+            conversation_id=conversation_id, member_key=user.member_key
+        )
         publish_event_on_commit(
             {"type": "conversation.removed", "conversation_id": conversation_id, "reason": "left"},
             [user.member_key],

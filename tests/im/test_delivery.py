@@ -11,8 +11,8 @@ import pytest
 from channels.db import database_sync_to_async
 from django_tenants.utils import schema_context
 
-from im import services as im_services
 from im.models import Conversation, Message
+from im.services import conversations as im_conversations
 from kefu import senders
 from kefu.models import Session, Visitor
 from kefu.services import messages as kefu_messages
@@ -484,7 +484,7 @@ def test_new_message_events_go_to_exactly_the_participants(acme):
         assert events == []
 
         # and once a member has left, events no longer go to them
-        im_services.participant_remove(
+        im_conversations.participant_remove(
             conversation_id=first.conversation_id, member_key=agent.member_key
         )
         kefu_messages.visitor_message_send(

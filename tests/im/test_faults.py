@@ -18,8 +18,8 @@ from django.db import connection
 from django_tenants.utils import schema_context
 from websockets.asyncio.client import connect as ws_connect
 
-from im import groups
 from im.models import Message
+from im.services import groups
 from org.models import User
 from tests.conftest import PASSWORD, session_cookie, unique
 from tests.servers import PrivateRedis, daphne_start, free_port

@@ -13,9 +13,10 @@ from django.test import Client, override_settings
 from django_tenants.utils import schema_context
 from PIL import Image
 
-from im import groups, services
 from im.models import Attachment, Message, MessagingSettings
-from im.services import Sender
+from im.senders import Sender
+from im.services import groups
+from im.services import messages as im_messages
 from org.models import User
 from tenants.models import Tenant
 from tests.conftest import PASSWORD, session_cookie, unique
@@ -89,7 +90,7 @@ def test_image_upload_gets_size_and_thumbnail_and_is_sent_and_shown_inline(pair)
     )
     assert body["thumbnail_url"].endswith("?thumb=1")
     with schema_context("acme"):
-        message, _ = services.message_send(
+        message, _ = im_messages.message_send(
             conversation_id=cid,
             sender=Sender(key=ann.member_key, type="agent", name=ann.name, user_id=ann.pk),
             msg_type="image",
@@ -195,7 +196,7 @@ def test_sending_someone_elses_upload_or_a_mismatched_kind_is_refused(pair):
         before = Message.objects.filter(conversation_id=cid).count()
         for sender, msg_type in ((ben, "file"), (ann, "image")):
             with pytest.raises(ServiceError) as exc:
-                services.message_send(
+                im_messages.message_send(
                     conversation_id=cid,
                     sender=Sender(key=sender.member_key, type="agent", name="x", user_id=sender.pk),
                     msg_type=msg_type,

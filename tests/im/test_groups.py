@@ -13,9 +13,13 @@ from django.test import Client
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
-from im import groups, selectors, services
+from im import selectors
 from im.models import Conversation, Message, MessagingSettings, Participant
-from im.services import Sender
+from im.senders import Sender
+from im.services import conversations as im_conversations
+from im.services import groups
+from im.services import messages as im_messages
+from im.services import receipts as im_receipts
 from kefu.services import messages as kefu_messages
 from org.models import User
 from tests.conftest import PASSWORD, make_desk, make_visitor, session_cookie, unique
@@ -38,7 +42,7 @@ def _sender(user: User) -> Sender:
 
 
 def _send(user: User, cid: int, content: str, **extra) -> Message:
-    message, _created = services.message_send(
+    message, _created = im_messages.message_send(
         conversation_id=cid, sender=_sender(user), content=content, **extra
     )
     return message
@@ -248,14 +252,14 @@ def test_recall_own_message_within_window_and_replay_on_sync(acme):
         chat = groups.direct_get_or_create(user=ann, other_user_id=ben.pk)
         original = _send(ann, chat.pk, "wrong secret 口令")
         with pytest.raises(ServiceError) as exc:
-            services.message_recall(
+            im_messages.message_recall(
                 conversation_id=chat.pk,
                 message_id=original.pk,
                 sender=_sender(ben),
                 client_msg_id=unique("r"),
             )
         assert exc.value.code == "forbidden"
-        recall, created = services.message_recall(
+        recall, created = im_messages.message_recall(
             conversation_id=chat.pk,
             message_id=original.pk,
             sender=_sender(ann),
@@ -264,7 +268,7 @@ def test_recall_own_message_within_window_and_replay_on_sync(acme):
         assert created
         assert recall.msg_type == "recall"
         assert recall.ref_seq == original.seq
-        again, created = services.message_recall(
+        again, created = im_messages.message_recall(
             conversation_id=chat.pk,
             message_id=original.pk,
             sender=_sender(ann),
@@ -281,7 +285,7 @@ def test_recall_own_message_within_window_and_replay_on_sync(acme):
         stale = _send(ann, chat.pk, "old one")
         Message.objects.filter(pk=stale.pk).update(created_at=timezone.now() - timedelta(minutes=3))
         with pytest.raises(ServiceError) as exc:
-            services.message_recall(
+            im_messages.message_recall(
                 conversation_id=chat.pk,
                 message_id=stale.pk,
                 sender=_sender(ann),
@@ -356,7 +360,7 @@ def test_mentions_mark_the_mentioned_and_all_is_for_admins(acme):
             )["mentioned"]
             is False
         )
-        services.receipt_update(
+        im_receipts.receipt_update(
             conversation_id=group.pk, member_key=b.member_key, read_seq=message.seq
         )
         assert (
@@ -454,7 +458,7 @@ def test_group_read_counts_and_read_state_goes_only_to_the_reader_and_senders(ac
         m1 = _send(owner, group.pk, "one")
         m2 = _send(a, group.pk, "two")
         with capture_events() as events:
-            services.receipt_update(
+            im_receipts.receipt_update(
                 conversation_id=group.pk, member_key=b.member_key, read_seq=m2.seq
             )
         ((event, recipients),) = events
@@ -481,7 +485,7 @@ def test_pin_mute_archive_are_personal_and_reach_all_my_tabs(acme):
         ann, ben = _user(), _user()
         chat = groups.direct_get_or_create(user=ann, other_user_id=ben.pk)
         with capture_events() as events:
-            services.member_settings_update(
+            im_conversations.member_settings_update(
                 conversation_id=chat.pk,
                 member_key=ann.member_key,
                 pinned=True,
@@ -498,14 +502,14 @@ def test_pin_mute_archive_are_personal_and_reach_all_my_tabs(acme):
         )
         assert (mine["pinned"], mine["notifications_off"]) == (True, True)
         assert (theirs["pinned"], theirs["notifications_off"]) == (False, False)
-        services.member_settings_update(
+        im_conversations.member_settings_update(
             conversation_id=chat.pk, member_key=ann.member_key, archived=True
         )
         assert selectors.conversation_payload_for_member(
             conversation_id=chat.pk, member_key=ann.member_key
         )["archived_at"]
         with pytest.raises(ServiceError):
-            services.member_settings_update(
+            im_conversations.member_settings_update(
                 conversation_id=chat.pk, member_key=ann.member_key, pinned="yes"
             )
 

@@ -11,10 +11,11 @@ from django.core.management.base import CommandError
 from django.test import Client
 from django_tenants.utils import schema_context
 
-from im import groups, services
 from im.models import Message
 from im.search import index_terms, message_search
-from im.services import Sender
+from im.senders import Sender
+from im.services import groups
+from im.services import messages as im_messages
 from org.models import User
 from tenants.models import Tenant
 from tests.conftest import PASSWORD, session_cookie, unique
@@ -29,7 +30,7 @@ def _user() -> User:
 
 
 def _send(user: User, cid: int, text: str) -> Message:
-    message, _ = services.message_send(
+    message, _ = im_messages.message_send(
         conversation_id=cid,
         sender=Sender(key=user.member_key, type="agent", name=user.name, user_id=user.pk),
         content=text,
@@ -103,7 +104,7 @@ def test_recalled_and_system_messages_are_not_found(chat):
     word = unique("password").lower()
     with schema_context("acme"):
         oops = _send(ann, cid, f"my {word} is hunter2")
-        services.message_recall(
+        im_messages.message_recall(
             conversation_id=cid,
             message_id=oops.pk,
             sender=Sender(key=ann.member_key, type="agent", name=ann.name, user_id=ann.pk),

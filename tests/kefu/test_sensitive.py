@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from django_tenants.utils import schema_context
 
-from im import groups
 from im.models import Message
+from im.services import groups
 from kefu.models import SensitiveWord
 from kefu.services import messages
 from tests.conftest import make_desk, make_visitor, unique

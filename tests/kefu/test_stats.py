@@ -11,8 +11,8 @@ from django.conf import settings
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
-from im import services as im_services
 from im.models import Conversation, Message
+from im.services import conversations as im_conversations
 from kefu import stats
 from kefu.models import DailyStat, Session, Transfer, Visitor
 from kefu.tasks import stats_rollup_task
@@ -30,7 +30,7 @@ def _at(hh: int, mm: int, ss: int = 0) -> dt.datetime:
 def _session(desk, *, agent, created, lines, **fields) -> Session:
     """A session with its messages at given times: ``lines`` = [(sender, "hh:mm:ss", text)]."""
     visitor = Visitor.objects.create(channel=desk.channel, name=unique("V"))
-    conversation = im_services.conversation_create(kind=Conversation.Kind.VISITOR)
+    conversation = im_conversations.conversation_create(kind=Conversation.Kind.VISITOR)
     for seq, (who, at, text) in enumerate(lines, start=1):
         message = Message.objects.create(
             conversation=conversation,

@@ -11,8 +11,8 @@ from django.contrib.auth import authenticate
 from django.test import Client
 from django_tenants.utils import schema_context
 
-from im import groups
 from im.models import Message, Participant
+from im.services import groups
 from kefu.models import AgentState, DailyStat, Session
 from kefu.services import agents as kefu_agents
 from kefu.services import messages

@@ -10,8 +10,8 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db import connection
 from django_tenants.utils import tenant_context
 
-from im import groups
 from im.models import Conversation
+from im.services import groups
 from kefu.models import AgentState, Channel, Workgroup
 from kefu.services import agents as kefu_agents
 from org import services as org_services

@@ -18,17 +18,16 @@ from django.utils.translation import gettext as _
 
 from im import selectors
 from im.models import Attachment, Conversation, MessagingSettings, Participant
+from im.senders import Sender as _Sender
 from im.serializers import member_state_payload
-from im.services import (
-    GROUP_ADMINS,
+from im.services.conversations import (
     conversation_added_publish,
     conversation_close,
     conversation_create,
     participant_add,
     participant_remove,
-    system_message_post,
 )
-from im.services import Sender as _Sender
+from im.services.messages import GROUP_ADMINS, system_message_post
 from org.models import User
 from weiyu import parsing
 from weiyu.errors import ServiceError

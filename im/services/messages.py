@@ -1,5 +1,7 @@
-"""Every state change of the messaging core. Views, consumers and tasks call these; they validate,
-write in one transaction, and publish realtime events after commit (weiyu/realtime.py).
+"""Messages: validation, the one send path (:func:`message_send`), system lines, recall, and a
+message's server-side ``meta``. Writes in one transaction and publishes ``message.new`` after
+commit (weiyu/realtime.py); the app that owns a conversation kind adds its behaviour through
+:mod:`im.hooks`.
 """
 
 from __future__ import annotations
@@ -20,101 +22,15 @@ from im import selectors
 from im.hooks import send_hook_for
 from im.models import Attachment, Conversation, Message, MessagingSettings, Participant, Sticker
 from im.search import index_terms
-from im.serializers import (
-    member_payload,
-    member_state_payload,
-    message_payload,
-    receipt_payload,
-)
+from im.senders import ROBOT_KEY, SYSTEM, Sender
+from im.serializers import message_payload
+from im.services.conversations import conversation_added_publish, participant_add
 from org.models import User
 from weiyu import parsing
 from weiyu.errors import ServiceError
-from weiyu.realtime import publish_event_now, publish_event_on_commit
+from weiyu.realtime import publish_event_on_commit
 
 CLIENT_MSG_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-
-
-@dataclass(frozen=True)
-class Sender:
-    """Who sends: ``key`` (``u:7``, ``v:12`` or ``system``), ``type`` (Message.SenderType), name."""
-
-    key: str
-    type: str
-    name: str
-    user_id: int | None = None
-
-
-SYSTEM = Sender(key="system", type=Message.SenderType.SYSTEM, name="")
-#: the member key of the service robot (KF-1): it writes into visitor conversations without
-#: being a participant, like the system sender
-ROBOT_KEY = "robot"
-
-
-def robot_sender(name: str) -> Sender:
-    """The robot, shown to readers under ``name`` (the channel's robot name)."""
-    return Sender(key=ROBOT_KEY, type=Message.SenderType.ROBOT, name=name[:100])
-
-
-@dataclass(frozen=True)
-class Member:
-    """A first member of a new conversation (:func:`conversation_create`)."""
-
-    key: str
-    name: str
-    role: str
-    user_id: int | None = None
-
-
-def conversation_create(
-    *, kind: str, title: str = "", members: tuple[Member, ...] = ()
-) -> Conversation:
-    """Create a conversation (``last_seq`` 0) with its first ``members`` (one insert for all of
-    them, none when there are none; call inside the caller's transaction). Later members are
-    added with :func:`participant_add`."""
-    conversation = Conversation.objects.create(kind=kind, title=title[:200])
-    if members:
-        Participant.objects.bulk_create(
-            Participant(
-                conversation=conversation,
-                member_key=m.key,
-                name=m.name[:100],
-                role=m.role,
-                user_id=m.user_id,
-            )
-            for m in members
-        )
-    return conversation
-
-
-def participant_add(
-    *,
-    conversation: Conversation | None = None,
-    conversation_id: int | None = None,
-    member_key: str,
-    name: str,
-    role: str,
-    user_id: int | None = None,
-) -> Participant:
-    """Add a member, or bring back one who left. A new member's cursors start at 0, so what was
-    said before they joined counts as unread (an agent taking a visitor chat must read it)."""
-    participant, created = Participant.objects.get_or_create(
-        conversation_id=conversation.pk if conversation is not None else conversation_id,
-        member_key=member_key,
-        defaults={"name": name, "role": role, "user_id": user_id},
-    )
-    if not created and participant.left_at is not None:
-        participant.left_at = None
-        participant.role = role
-        participant.muted_until = None
-        participant.save(update_fields=["left_at", "role", "muted_until"])
-    return participant
-
-
-def participant_remove(*, conversation_id: int, member_key: str) -> None:
-    """Mark a member as gone: they stop receiving events at once and can no longer send."""
-    Participant.objects.filter(
-        conversation_id=conversation_id, member_key=member_key, left_at__isnull=True
-    ).update(left_at=timezone.now())
 
 
 def _validate_text(content: object) -> str:
@@ -486,16 +402,6 @@ def _mark_mentioned(conversation_id: int, mentions: list[str], sender_key: str, 
     targets.exclude(member_key=sender_key).update(mention_seq=Greatest(F("mention_seq"), seq))
 
 
-def conversation_added_publish(conversation_id: int, member_keys: list[str]) -> None:
-    """``conversation.added`` to each new member after commit, with the conversation as they see
-    it (call inside the transaction that added them)."""
-    for key in member_keys:
-        payload = selectors.conversation_payload_for_member(
-            conversation_id=conversation_id, member_key=key
-        )
-        publish_event_on_commit({"type": "conversation.added", "conversation": payload}, [key])
-
-
 def _existing(sender_key: str, client_msg_id: str, conversation_id: int) -> Message | None:
     message = Message.objects.filter(sender_key=sender_key, client_msg_id=client_msg_id).first()
     if message is not None and message.conversation_id != conversation_id:
@@ -516,115 +422,6 @@ def system_message_post(*, conversation_id: int, content: str) -> Message:
         msg_type=Message.Type.SYSTEM,
     )
     return message
-
-
-def _parse_seq(value: object, field: str) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ServiceError(
-            "invalid",
-            _("%(field)s must be a non-negative integer.") % {"field": field},
-            field=field,
-        )
-    return value
-
-
-def receipt_update(
-    *, conversation_id: int, member_key: str, delivered_seq: object = None, read_seq: object = None
-) -> Participant:
-    """Move a member's ``delivered_seq``/``read_seq`` forward (never back, never past ``last_seq``)
-    and publish ``read.state`` when something moved: to every participant, except in groups,
-    where only the reader's sockets and the senders of the newly read messages get it.
-
-    Raises ``ServiceError``: ``invalid`` (not integers, or neither given), ``not_found``.
-    """
-    delivered = _parse_seq(delivered_seq, "delivered_seq")
-    read = _parse_seq(read_seq, "read_seq")
-    if delivered is None and read is None:
-        raise ServiceError("invalid", _("Give delivered_seq or read_seq."), field="read_seq")
-    participant = selectors.participant_get(conversation_id=conversation_id, member_key=member_key)
-    last_seq = participant.conversation.last_seq
-    read = min(read, last_seq) if read is not None else None
-    delivered = max(min(delivered, last_seq) if delivered is not None else 0, read or 0)
-    if delivered <= participant.delivered_seq and (read is None or read <= participant.read_seq):
-        return participant
-    updates = {"delivered_seq": Greatest(F("delivered_seq"), delivered)}
-    if read is not None:
-        updates["read_seq"] = Greatest(F("read_seq"), read)
-    old_read = participant.read_seq
-    with transaction.atomic():
-        Participant.objects.filter(pk=participant.pk).update(**updates)
-        participant.refresh_from_db(fields=["delivered_seq", "read_seq"])
-        if participant.conversation.kind == Conversation.Kind.GROUP:
-            # "read by N" concerns only the senders of the newly read messages (and the reader's
-            # other tabs); telling all 500 members about every read would be 500 x 500 events.
-            recipients = [member_key]
-            if participant.read_seq > old_read:
-                recipients += list(
-                    Message.objects.filter(
-                        conversation_id=conversation_id,
-                        seq__gt=old_read,
-                        seq__lte=participant.read_seq,
-                    )
-                    .exclude(sender_key__in=[member_key, SYSTEM.key])
-                    .values_list("sender_key", flat=True)
-                    .distinct()
-                )
-        else:
-            recipients = selectors.active_member_keys(conversation_id=conversation_id)
-        publish_event_on_commit(
-            {
-                "type": "read.state",
-                "conversation_id": conversation_id,
-                **receipt_payload(participant),
-            },
-            recipients,
-        )
-    return participant
-
-
-def typing_notify(*, conversation_id: int, member_key: str, state: str) -> None:
-    """Relay ``typing`` (``state`` ``start``/``stop``) to the other participants. Not stored."""
-    if state not in ("start", "stop"):
-        raise ServiceError("invalid", _("Unknown typing state."), field="state")
-    participant = selectors.participant_get(conversation_id=conversation_id, member_key=member_key)
-    others = [
-        k for k in selectors.active_member_keys(conversation_id=conversation_id) if k != member_key
-    ]
-    publish_event_now(
-        {
-            "type": "typing",
-            "conversation_id": conversation_id,
-            "member": member_payload(member_key, participant.name),
-            "state": state,
-        },
-        others,
-    )
-
-
-def conversation_close(*, conversation_id: int, closed_by: Sender) -> Conversation:
-    """Close a conversation: no further messages are accepted. Publishes ``conversation.closed``
-    to every participant after commit. Closing a closed conversation is a no-op.
-    """
-    with transaction.atomic():
-        conversation = Conversation.objects.select_for_update().get(pk=conversation_id)
-        if conversation.closed_at is not None:
-            return conversation
-        conversation.closed_at = timezone.now()
-        conversation.save(update_fields=["closed_at"])
-        by = member_payload(closed_by.key, closed_by.name)
-        by["type"] = closed_by.type
-        publish_event_on_commit(
-            {
-                "type": "conversation.closed",
-                "conversation_id": conversation_id,
-                "closed_by": by,
-                "closed_at": conversation.closed_at.isoformat(),
-            },
-            selectors.active_member_keys(conversation_id=conversation_id),
-        )
-    return conversation
 
 
 def message_recall(
@@ -695,57 +492,7 @@ def _attachment_delete(attachment_id: int) -> None:
     attachment.delete()
 
 
-def member_settings_update(
-    *,
-    conversation_id: int,
-    member_key: str,
-    pinned: object = None,
-    notifications_off: object = None,
-    archived: object = None,
-) -> Participant:
-    """Change the member's own view of a conversation (IM-8): pin, do-not-disturb, archive.
-
-    Each argument is ``True``/``False`` or ``None`` (unchanged). Publishes ``member.state`` to the
-    member's sockets (all tabs) after commit. Raises ``ServiceError("invalid"|"not_found")``.
-    """
-    participant = selectors.participant_get(conversation_id=conversation_id, member_key=member_key)
-    now = timezone.now()
-    fields: list[str] = []
-    for name, value in (
-        ("pinned", pinned),
-        ("notifications_off", notifications_off),
-        ("archived", archived),
-    ):
-        if value is None:
-            continue
-        parsing.boolean(value, name)
-        if name == "pinned":
-            participant.pinned_at = (participant.pinned_at or now) if value else None
-            fields.append("pinned_at")
-        elif name == "archived":
-            participant.archived_at = now if value else None
-            fields.append("archived_at")
-        else:
-            participant.notifications_off = value
-            fields.append("notifications_off")
-    if not fields:
-        raise ServiceError("invalid", _("Nothing to change."))
-    with transaction.atomic():
-        participant.save(update_fields=fields)
-        publish_event_on_commit(
-            {"type": "member.state", **member_state_payload(participant)}, [member_key]
-        )
-    return participant
-
-
 # --- for apps built on conversations (kefu) --------------------------------------------------------
-
-
-def participant_rename(*, member_key: str, name: str) -> int:
-    """Show a member under a new name in every conversation they are in (a visitor who gave
-    their name in the pre-chat form). Past messages keep the ``sender_name`` they were sent with.
-    Sends no event: the caller tells whoever must know. Returns the rows changed."""
-    return Participant.objects.filter(member_key=member_key).update(name=name)
 
 
 def message_meta_update(*, message_id: int, meta: dict[str, Any]) -> None:
