@@ -75,7 +75,10 @@ export class WeiyuClient {
     this._refN = 0;
     this._requests = new Map(); // ref -> {resolve, reject, timer}
     this._held = new Map(); // conversation id (string) -> Set(seq)
-    this._cursors = new Map(); // conversation id (string) -> highest seq held without a gap below it
+    // conversation id (string) -> highest seq held without a gap below it, counted from where this
+    // client first learned of the conversation (what came before is history: history.fetch)
+    this._cursors = new Map();
+    this._synced = false; // a sync.result has arrived since this client was made
     this._outbox = new Map(); // client_msg_id -> pending item (insertion order = send order)
     this._receipts = new Map(); // conversation id -> {d, r, sentD, sentR}
     this._receiptTimer = null;
@@ -256,10 +259,28 @@ export class WeiyuClient {
         this.me = f.member || null;
         break;
       case 'message.new':
-        if (!f.message || !this._remember(f.message)) return; // already handed out
+        if (!f.message) return;
+        this._learn(f.message.conversation_id, 0);
+        if (!this._remember(f.message)) return; // already handed out
         this._advance(f.message.conversation_id);
         break;
+      case 'conversation.added':
+      case 'conversation.assigned':
+        if (f.conversation) this._learn(f.conversation.id, 0);
+        break;
       case 'sync.result': {
+        // Conversations this client did not send a cursor for. In the first sync of its life
+        // they are what the user had before this page: history, paged in with history.fetch.
+        // In a later one they came while it was away: the next sync brings all of them.
+        let missed = false;
+        for (const conv of f.conversations || []) {
+          if (this._synced && !this._cursors.has(String(conv.id)) && conv.last_seq > 0) {
+            missed = true;
+          }
+          this._learn(conv.id, this._synced ? 0 : conv.last_seq);
+        }
+        this._synced = true;
+        if (missed) setTimeout(() => this.sync(), 0); // fetch what they hold, now
         const msgs = this._fresh(f.messages);
         // The server sent everything after our cursors (or, if truncated, the newest part):
         // either way nothing newer than its last message is missing.
@@ -325,6 +346,19 @@ export class WeiyuClient {
     return (list || []).filter((m) => this._remember(m));
   }
 
+  // The first time this client hears of a conversation, its cursor starts at `seq`: 0 for one
+  // that appeared while the page was open (assigned, added, a first live message), so the next
+  // sync brings every message of it this client missed, older ones included; the conversation's
+  // last seq for those listed by the page's first sync (history until opened). Before, a
+  // conversation whose first messages this client never held kept cursor 0 and was left out of
+  // every sync, so what it missed while reconnecting never came.
+  _learn(conversationId, seq) {
+    const c = String(conversationId);
+    if (this._cursors.has(c) || typeof seq !== 'number' || seq < 0) return;
+    this._cursors.set(c, seq);
+    this._advance(c);
+  }
+
   _raise(conversationId, seq) {
     const c = String(conversationId);
     if ((this._cursors.get(c) || 0) < seq) this._cursors.set(c, seq);
@@ -356,8 +390,9 @@ export class WeiyuClient {
   // ---- requests ---------------------------------------------------------------------------
 
   sync() {
+    // every conversation this client knows, 0 included (docs/protocol.md §3)
     const cursors = {};
-    for (const [c, seq] of this._cursors) if (seq > 0) cursors[c] = seq;
+    for (const [c, seq] of this._cursors) cursors[c] = seq;
     return this.request({ type: 'sync', cursors }).catch(() => null);
   }
 
