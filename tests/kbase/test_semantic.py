@@ -119,8 +119,13 @@ def test_the_default_mode_is_hybrid_through_the_service(panel_kb):
 
 
 def test_the_service_vector_is_the_in_process_one():
-    # the service's packed floats are the very vector encode() gives (rounded to 6 decimals)
+    # the service's packed floats are the vector encode() gives here (both rounded to 6
+    # decimals; another process may differ in the last digit)
     from kbase import embed_service
 
     query = "Can I lay tiles on a wooden floor?"
-    assert embed_service.query_vector(text=query) == embeddings.encode([query])[0]
+    served = embed_service.query_vector(text=query)
+    local = embeddings.encode([query])[0]
+    assert served is not None
+    assert len(served) == embeddings.DIMENSIONS
+    assert all(abs(a - b) < 1e-5 for a, b in zip(served, local, strict=True))
