@@ -41,6 +41,24 @@ def wait_for(condition, what: str, timeout: float = 300) -> None:
         time.sleep(0.2)
 
 
+def start_embed_server(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """``manage.py embed_server`` with ``env`` (not yet ready: :func:`wait_for_embed_server`)."""
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "embed_server"],
+        cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+
+
+def wait_for_embed_server(server: subprocess.Popen[bytes]) -> None:
+    """Wait until ``server`` has loaded the model and announced itself (Django set up)."""
+    import redis
+    from django.conf import settings
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    alive = f"{settings.REDIS_KEY_PREFIX}:embed:alive"
+    wait_for(lambda: client.get(alive) == str(server.pid).encode(), "embed_server")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--runs", type=int, default=300, help="queries per way (default 300)")
@@ -52,9 +70,6 @@ def main() -> int:
     import django
 
     django.setup()
-    import redis
-    from django.conf import settings
-
     from kbase import embed_service, embeddings
 
     if not embeddings.available():
@@ -65,11 +80,7 @@ def main() -> int:
     logs.mkdir(exist_ok=True)
     procs = []
     try:
-        server = subprocess.Popen(
-            [sys.executable, "manage.py", "embed_server"],
-            cwd=ROOT, env=env, stdout=(logs / "bench-embed.log").open("wb"),
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        server = start_embed_server(env, logs / "bench-embed.log")
         procs.append(server)
         worker = subprocess.Popen(
             [
@@ -81,9 +92,7 @@ def main() -> int:
             stdout=(logs / "bench-embed-celery.log").open("wb"), stderr=subprocess.STDOUT,
         )  # fmt: skip
         procs.append(worker)
-        client = redis.Redis.from_url(settings.REDIS_URL)
-        alive = f"{settings.REDIS_KEY_PREFIX}:embed:alive"
-        wait_for(lambda: client.get(alive) == str(server.pid).encode(), "embed_server")
+        wait_for_embed_server(server)
         from embed_celery import encode_task
 
         encode_task.delay("warm-up").get(timeout=300)  # the worker loads its model
