@@ -18,13 +18,13 @@ from weiyu.errors import ServiceError
 class KbSearchApi(APIView):
     """``GET /api/v1/kbase/search?q=…&kb=…&limit=…`` → ``{"results": [{"type": "faq" |
     "article", "id", "external_id", "title", "snippet", "text", "score", "kb": {"id", "name"},
-    "url"}], "mode"}``,
-    best first; ``mode`` is the one that ranked them (``keyword`` when semantic search is
-    unavailable: not installed, or the embedding service down or late). ``q``: 1 to 200 characters, Chinese or other languages; ``kb``: knowledge base ids,
+    "url"}], "mode"}``, best first; ``mode`` is the one that ranked them (``keyword`` when
+    semantic search is unavailable: not installed, or the embedding service down or late).
+    ``q``: 1 to 200 characters, Chinese or other languages; ``kb``: knowledge base ids,
     comma-separated (default all); ``limit`` 1 to 50 (10); ``mode`` ``keyword`` | ``semantic`` |
-    ``hybrid`` (default hybrid). Signed-in staff search every knowledge base
-    and draft articles; anyone else public knowledge bases and published articles only. 400
-    ``invalid`` for a bad parameter."""
+    ``hybrid`` (default hybrid). Signed-in staff search every knowledge base and draft articles;
+    anyone else public knowledge bases and published articles only. 400 ``invalid`` for a bad
+    parameter."""
 
     permission_classes = [AllowAny]
 
