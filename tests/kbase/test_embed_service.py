@@ -154,3 +154,35 @@ def test_a_silent_service_costs_the_deadline_then_keywords(fresh_prefix, fuse_kb
     # and the request expires for a service that wakes up later (it will not encode it)
     queued = client.lrange(f"{fresh_prefix}:embed:requests", 0, -1)
     assert [json.loads(r)["expires"] < time.time() for r in queued] == [True]
+
+
+def test_without_semantic_search_the_service_idles_until_stopped(tmp_path):
+    # given semantic search turned off for the service (as on a machine without the extra)
+    log = tmp_path / "embed.log"
+    environment = {
+        "DJANGO_SETTINGS_MODULE": "weiyu.settings",
+        "DATABASE_URL": database_url(),
+        "REDIS_URL": settings.REDIS_URL,
+        "SECRET_KEY": settings.SECRET_KEY,
+        "WEIYU_SEMANTIC": "off",
+        "PATH": "/usr/bin:/bin",
+    }
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "manage.py", "embed_server"],
+            cwd=ROOT, env=environment, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            # when it has started, it says so and stays up (honcho stops everything when one exits)
+            deadline = time.monotonic() + 60
+            while "idling" not in log.read_text() and time.monotonic() < deadline:
+                assert process.poll() is None, log.read_text()
+                time.sleep(0.1)
+            assert process.poll() is None
+            # then SIGTERM stops it promptly
+            process.terminate()
+            assert process.wait(timeout=10) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=10)

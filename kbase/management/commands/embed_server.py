@@ -41,7 +41,8 @@ class Command(BaseCommand):
                 ending="\n",
             )
             self.stdout.flush()
-            stop.wait()
+            while not stop.wait(1.0):  # a bare wait() would not see the signal handler run
+                pass
             return
         if opts["threads"]:
             os.environ["WEIYU_TORCH_THREADS"] = str(opts["threads"])
