@@ -18,12 +18,13 @@ from weiyu.errors import ServiceError
 class KbSearchApi(APIView):
     """``GET /api/v1/kbase/search?q=…&kb=…&limit=…`` → ``{"results": [{"type": "faq" |
     "article", "id", "external_id", "title", "snippet", "text", "score", "kb": {"id", "name"},
-    "url"}]}``,
-    best first. ``q``: 1 to 200 characters, Chinese or other languages; ``kb``: knowledge base ids,
+    "url"}], "mode"}``, best first; ``mode`` is the one that ranked them (``keyword`` when
+    semantic search is unavailable: not installed, or the embedding service down or late).
+    ``q``: 1 to 200 characters, Chinese or other languages; ``kb``: knowledge base ids,
     comma-separated (default all); ``limit`` 1 to 50 (10); ``mode`` ``keyword`` | ``semantic`` |
-    ``hybrid`` (default: hybrid when embeddings are installed, else keyword). Signed-in staff search every knowledge base
-    and draft articles; anyone else public knowledge bases and published articles only. 400
-    ``invalid`` for a bad parameter."""
+    ``hybrid`` (default hybrid). Signed-in staff search every knowledge base and draft articles;
+    anyone else public knowledge bases and published articles only. 400 ``invalid`` for a bad
+    parameter."""
 
     permission_classes = [AllowAny]
 
@@ -47,10 +48,11 @@ class KbSearchApi(APIView):
                 "invalid", _("mode must be keyword, semantic or hybrid."), field="mode"
             )
         staff = bool(request.user and request.user.is_authenticated)
-        results: list[dict[str, Any]] = search.search(
+        found = search.search_run(
             q=q, kb_ids=kb_ids, public_only=not staff, limit=int(raw_limit), mode=mode
         )
-        return Response({"results": results})
+        results: list[dict[str, Any]] = found.results
+        return Response({"results": results, "mode": found.mode})
 
 
 urlpatterns = [path("search", KbSearchApi.as_view(), name="kbase-search")]

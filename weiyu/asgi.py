@@ -1,4 +1,7 @@
-"""ASGI entry point: HTTP through Django, websockets through the tenant-aware stack."""
+"""ASGI entry point: HTTP through Django, websockets through the tenant-aware stack.
+
+A web process never loads the sentence model (torch): query vectors come from the embedding
+service (kbase.embed_service); tests/kbase/test_embed_service.py checks the imports."""
 
 import os
 
@@ -9,16 +12,12 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-from kbase import embeddings  # noqa: E402
 from weiyu.asgi_tenancy import (  # noqa: E402
     SameOriginMiddleware,
     SessionUserMiddleware,
     TenantWebsocketMiddleware,
 )
 from weiyu.routing import websocket_urlpatterns  # noqa: E402
-
-# load the sentence model now rather than in the middle of the first search that needs it
-embeddings.warm_in_background()
 
 application = ProtocolTypeRouter(
     {

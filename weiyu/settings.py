@@ -232,6 +232,9 @@ CHANNEL_LAYERS = {
 }
 WEIYU_WS_MAX_FRAME_BYTES = 64 * 1024
 WEIYU_MESSAGE_MAX_CHARS = 5000
+#: seconds a knowledge-base search waits for its query vector from the embedding service
+#: (manage.py embed_server) before it answers by keywords (kbase.embed_service)
+WEIYU_EMBED_TIMEOUT_S = float(os.environ.get("WEIYU_EMBED_TIMEOUT_S", "1.5"))
 WEIYU_SYNC_MAX_MESSAGES = 500
 
 # --- Celery: long timers live in the database and a beat scanner acts on them (DESIGN.md §7);

@@ -18,9 +18,9 @@ from django_tenants.utils import schema_context
 from im import senders as im_senders
 from im.models import Message
 from im.services import messages as im_messages
-from kbase import embeddings, llm, text
+from kbase import llm, text
 from kbase.models import RobotQuestion
-from kbase.search import search
+from kbase.search import search_run
 from kbase.services import robot_question_collect
 from kefu.models import Channel, Session
 from kefu.robot.handover import handover
@@ -159,14 +159,11 @@ def answer(*, session_id: int, message_id: int) -> Message | None:
     language = language_for(visitor)
     question = message.content
     kb_ids = list(channel.knowledge_bases.values_list("pk", flat=True)) or None
-    semantic = embeddings.available()  # then scores are cosine similarity + keyword bonus
-    hits = search(
-        q=question,
-        kb_ids=kb_ids,
-        public_only=True,
-        limit=TOP_HITS,
-        mode="hybrid" if semantic else "keyword",
-    )
+    found = search_run(q=question, kb_ids=kb_ids, public_only=True, limit=TOP_HITS)
+    hits = found.results
+    # hybrid scores are cosine similarity + keyword bonus; when the embedding service did not
+    # answer, the search fell back to keyword scores, which are no similarity
+    semantic = found.mode != "keyword"
     best = hits[0] if hits else None
     sure = (
         confidence(question, best, mode_score=best["score"] if semantic else None) if best else 0.0

@@ -1,5 +1,7 @@
 """Semantic and hybrid knowledge-base search with the bundled all-MiniLM-L6-v2 model (loaded
-offline), and the keyword-only fallback when it is turned off."""
+offline): item vectors computed here (as the Celery worker does), query vectors by the embedding
+service in a process of its own (``manage.py embed_server``), and the keyword-only fallback when
+it is turned off."""
 
 from __future__ import annotations
 
@@ -17,9 +19,12 @@ from kbase import embeddings, indexing, search, services
 from kbase.models import FaqItem, KnowledgeBase
 from tests.conftest import unique
 
-pytestmark = pytest.mark.skipif(
-    not embeddings.available(), reason="requirements-semantic.txt is not installed"
-)
+pytestmark = [
+    pytest.mark.skipif(
+        not embeddings.available(), reason="requirements-semantic.txt is not installed"
+    ),
+    pytest.mark.usefixtures("embed_server"),
+]
 
 
 @pytest.fixture
@@ -99,17 +104,28 @@ def test_vectors_are_ranked_by_pgvector_when_the_database_has_it(panel_kb, monke
     assert all(abs(a - b) < 1e-4 for (_p, a), (_q, b) in zip(found, exact, strict=True))
 
 
-def test_the_default_mode_never_waits_for_the_model(panel_kb, monkeypatch):
-    # a process whose model is not in memory yet answers by keywords and starts loading it
-    started = []
-    monkeypatch.setattr(embeddings, "loaded", lambda: False)
-    monkeypatch.setattr(embeddings, "warm_in_background", lambda: started.append(True))
+def test_the_default_mode_is_hybrid_through_the_service(panel_kb):
+    # given the embedding service (the module's fixture) is up
     with schema_context("acme"):
         query = "what kind of fuse box do I need"
-        default = search.search(q=query, kb_ids=[panel_kb.pk])
-        keyword = search.search(q=query, kb_ids=[panel_kb.pk], mode="keyword")
-        # an explicit mode waits for the model instead
-        semantic = search.search(q=query, kb_ids=[panel_kb.pk], mode="semantic")
-    assert started
-    assert [h["id"] for h in default] == [h["id"] for h in keyword]
-    assert semantic[0]["external_id"] == "panel"
+        # when searching without a mode
+        found = search.search_run(q=query, kb_ids=[panel_kb.pk])
+        keyword = search.search_run(q=query, kb_ids=[panel_kb.pk], mode="keyword")
+    # then the hybrid ranks it, with the service's vector
+    assert found.mode == "hybrid"
+    assert found.results[0]["external_id"] == "panel"
+    assert keyword.mode == "keyword"
+    assert [h["id"] for h in found.results] != [h["id"] for h in keyword.results]
+
+
+def test_the_service_vector_is_the_in_process_one():
+    # the service's packed floats are the vector encode() gives here (both rounded to 6
+    # decimals; another process may differ in the last digit)
+    from kbase import embed_service
+
+    query = "Can I lay tiles on a wooden floor?"
+    served = embed_service.query_vector(text=query)
+    local = embeddings.encode([query])[0]
+    assert served is not None
+    assert len(served) == embeddings.DIMENSIONS
+    assert all(abs(a - b) < 1e-5 for a, b in zip(served, local, strict=True))
