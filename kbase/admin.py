@@ -16,6 +16,7 @@ from django.utils.safestring import mark_safe
 from django.utils.translation import gettext_lazy as _
 
 from kbase import services
+from kbase.llm import endpoint
 from kbase.models import (
     Article,
     ArticleVersion,
@@ -257,7 +258,5 @@ class LlmProviderAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("endpoint"))
     def endpoint_display(self, obj: LlmProvider) -> str:
-        from kbase.llm import endpoint
-
         base_url, model = endpoint(obj)
         return f"{base_url} · {model}"

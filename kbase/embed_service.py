@@ -38,6 +38,8 @@ from typing import Any
 
 from django.conf import settings
 
+from kbase import embeddings
+
 logger = logging.getLogger(__name__)
 
 #: seconds the ``alive`` key outlives the service's last heartbeat
@@ -164,8 +166,6 @@ def serve(*, stop: threading.Event, ready: threading.Event | None = None) -> Non
     Raises ``RuntimeError`` when semantic search is not available in this process.
     """
     import redis
-
-    from kbase import embeddings
 
     if not embeddings.available():
         raise RuntimeError("semantic search is not available in this process")

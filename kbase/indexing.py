@@ -1,11 +1,13 @@
 """Keeping semantic vectors in step with the knowledge base (when :mod:`kbase.embeddings` is
-available): an edit enqueues :func:`kbase.tasks.embed_task` after commit; imports compute them in
-batches directly."""
+available): an edit enqueues :func:`embed_task` (registered as ``kbase.tasks.embed_task``) after
+commit; imports compute them in batches directly."""
 
 from __future__ import annotations
 
+from celery import shared_task
 from django.db import connection, transaction
 from django.utils import timezone
+from django_tenants.utils import schema_context
 
 from kbase import embeddings
 from kbase.models import Article, FaqItem
@@ -46,8 +48,14 @@ def embed_later(kind: str, ids: list[int]) -> None:
     schema = connection.schema_name
 
     def send() -> None:
-        from kbase.tasks import embed_task
-
         embed_task.delay(schema, kind, list(ids))
 
     transaction.on_commit(send)
+
+
+@shared_task(name="kbase.tasks.embed_task", acks_late=True)
+def embed_task(schema: str, kind: str, ids: list[int]) -> int:
+    """Compute the sentence vectors of FAQ items (``kind`` ``faq``) or articles (``article``)
+    of one tenant; returns how many were stored (0 when semantic search is not installed)."""
+    with schema_context(schema):
+        return embed(kind, ids)
