@@ -14,7 +14,6 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
-from im.senders import Sender
 from kbase.models import KnowledgeBase
 from kefu import stats
 from kefu.models import (
@@ -35,6 +34,7 @@ from kefu.models import (
     VisitorTag,
     Workgroup,
 )
+from kefu.senders import agent_sender
 from kefu.services import agents as kefu_agents
 from kefu.services import routing as kefu_routing
 from kefu.services import sessions as kefu_sessions
@@ -385,10 +385,7 @@ class SessionAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Close selected sessions"))
     def close_sessions(self, request: HttpRequest, queryset: Any) -> None:
-        user = request.user
-        sender = Sender(
-            key=f"u:{user.pk}", type="agent", name=getattr(user, "name", str(user)), user_id=user.pk
-        )
+        sender = agent_sender(request.user)
         for session in queryset.exclude(status=Session.Status.CLOSED):
             kefu_sessions.session_close(session_id=session.pk, closed_by=sender)
         self.message_user(request, _("Sessions closed."), messages.SUCCESS)
