@@ -11,7 +11,9 @@ What it does (see docs/benchmarks.md for the reading of the figures):
    (cap ``ceil(N/M)+1``, so nobody queues), one workgroup, one widget channel and one session
    cookie per agent — through the project's own services, in a subprocess (``--provision``).
    Leftover open sessions of earlier runs are closed first. The tenant is reused between runs.
-2. Starts ``daphne weiyu.asgi:application`` on a free loopback port and waits for ``/healthz``.
+2. Starts ``daphne weiyu.asgi:application`` on a free loopback port and waits for ``/healthz``
+   (``--processes 1,2``: through the production launcher ``python -m weiyu.serve -w <n>``, once
+   per count, re-provisioning between runs; the ratios against the first count are printed).
 3. Connects M agent sockets (session cookie) and N visitors (``POST /api/v1/widget/session``,
    then ``/ws/visitor/?token=…``). Each visitor *opens* its chat with one message without
    ``conversation_id`` and waits for ``conversation.assigned`` (routing puts the agent in the
@@ -236,10 +238,12 @@ def provision(visitors: int, agents: int, migrate: bool) -> dict[str, Any]:
     return {"channel": channel.public_key, "cookies": cookies, "cap": cap}
 
 
-def run_provision(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
+def run_provision(
+    args: argparse.Namespace, env: dict[str, str], *, migrate: bool = True
+) -> dict[str, Any]:
     cmd = [PYTHON, __file__, "--provision", "--visitors", str(args.visitors)]
     cmd += ["--agents", str(args.agents)]
-    if args.skip_migrate:
+    if args.skip_migrate or not migrate:
         cmd.append("--skip-migrate")
     proc = subprocess.run(
         cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False
@@ -302,12 +306,20 @@ class Server:
             return ""
 
 
-def start_daphne(name: str, app: str, env: dict[str, str], logdir: Path) -> Server:
+def start_daphne(
+    name: str, app: str, env: dict[str, str], logdir: Path, processes: int | None = None
+) -> Server:
+    """``daphne <app>`` on a free loopback port; with ``processes``, the production launcher
+    ``python -m weiyu.serve -w <processes>`` (that many daphnes on the one port) instead."""
     port = free_port()
     log = logdir / f"daphne-{name}.log"
+    command = [DAPHNE, "-b", "127.0.0.1", "-p", str(port), app]
+    if processes is not None:
+        command = [PYTHON, "-m", "weiyu.serve", "-b", "127.0.0.1", "-p", str(port)]
+        command += ["-w", str(processes), app]
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [DAPHNE, "-b", "127.0.0.1", "-p", str(port), app],
+            command,
             cwd=ROOT,
             env=env,
             stdout=out,
@@ -408,8 +420,28 @@ async def wait_quiet(limit_s: float, threshold: float) -> float:
     return busy
 
 
+def _descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it (the launcher's daphnes)."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as fh:
+                    ppid = int(fh.read().rsplit(b")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            parents.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        out.append(current)
+        todo.extend(parents.get(current, []))
+    return out
+
+
 class CpuSampler:
-    """CPU seconds per process group between :meth:`start` and :meth:`stop`."""
+    """CPU seconds per process group between :meth:`start` and :meth:`stop` (``daphne``: the
+    server process and its children, i.e. every daphne of a ``weiyu.serve`` launcher)."""
 
     def __init__(self, daphne_pid: int, dbname: str, redis_port: int) -> None:
         self.daphne_pid = daphne_pid
@@ -417,7 +449,8 @@ class CpuSampler:
         self.redis_port = redis_port
 
     def _groups(self) -> dict[str, list[int]]:
-        groups: dict[str, list[int]] = {"daphne": [self.daphne_pid], "client": [os.getpid()]}
+        daphnes = _descendants(self.daphne_pid)
+        groups: dict[str, list[int]] = {"daphne": daphnes, "client": [os.getpid()]}
         groups["postgres"] = []
         groups["redis"] = []
         for entry in os.listdir("/proc"):
@@ -822,11 +855,13 @@ async def bench_server(
     world: dict[str, Any],
     args: argparse.Namespace,
     logdir: Path,
+    processes: int | None = None,
 ) -> dict[str, Any]:
     busy_before = (
         await wait_quiet(args.wait_quiet, args.quiet_threshold) if args.wait_quiet else None
     )
-    server = start_daphne(name, app, env, logdir)
+    load_before = os.getloadavg()
+    server = start_daphne(name, app, env, logdir, processes)
     try:
         await wait_healthy(server)
         dbname = urlsplit(env["DATABASE_URL"]).path.lstrip("/")
@@ -841,6 +876,9 @@ async def bench_server(
             sampler_factory=lambda: CpuSampler(server.proc.pid, dbname, redis_port),
         )
         result["machine_busy_before"] = busy_before
+        result["web_processes"] = processes or 1
+        result["loadavg_before"] = [round(v, 2) for v in load_before]
+        result["loadavg_after"] = [round(v, 2) for v in os.getloadavg()]
         if server.proc.poll() is not None:
             result["daphne_exited"] = server.proc.returncode
         errors: Counter[str] = Counter()
@@ -883,6 +921,11 @@ ROWS = [
     ("CPU %: redis-server", lambda r: r.get("cpu_pct_of_core", {}).get("redis")),
     ("CPU %: this client", lambda r: r.get("cpu_pct_of_core", {}).get("client")),
     ("machine busy % before start", lambda r: r.get("machine_busy_before")),
+    ("web processes", lambda r: r.get("web_processes")),
+    (
+        "load average 1 min before / after",
+        lambda r: f"{r['loadavg_before'][0]} / {r['loadavg_after'][0]}",
+    ),
     (
         "CPU %: whole machine (100/core) / other",
         lambda r: "{} / {}".format(
@@ -915,10 +958,10 @@ def print_table(
             except (KeyError, TypeError):
                 cells.append(f"{'-':>18}")
         print(f"{label:{width}}  " + "  ".join(cells))
-    if ratios:
+    for pair, values in ratios.items():
         print(
-            "ratio weiyu/echo: throughput {throughput}x, p50 latency {lat_p50}x, "
-            "p99 latency {lat_p99}x".format(**ratios)
+            f"ratio {pair}: throughput {values['throughput']}x, p50 latency "
+            f"{values['lat_p50']}x, p99 latency {values['lat_p99']}x"
         )
     for n in names:
         for key in ("errors", "failures"):
@@ -974,12 +1017,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--log-dir", help="keep the daphne logs here (default: a temporary directory)")
     p.add_argument("--connect-concurrency", type=int, default=50)
     p.add_argument("--only", choices=["weiyu", "echo"], help="skip the other server")
+    p.add_argument(
+        "--processes",
+        metavar="LIST",
+        help="serve weiyu through the launcher (python -m weiyu.serve) once per count in this "
+        "comma-separated list, e.g. 1,2 — same code, same client, one after the other; "
+        "prints the ratios against the first",
+    )
     p.add_argument("--skip-migrate", action="store_true")
     p.add_argument("--json", action="store_true", help="also print one JSON line")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--trace", metavar="PATH", help="write per-message CSV to PATH.<server>.csv")
     p.add_argument("--provision", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    try:
+        args.process_counts = [int(v) for v in args.processes.split(",")] if args.processes else []
+    except ValueError:
+        p.error("--processes takes comma-separated positive integers, e.g. 1,2")
+    if any(n < 1 for n in args.process_counts):
+        p.error("--processes takes comma-separated positive integers, e.g. 1,2")
     if args.visitors < 1 or args.agents < 1 or args.messages < 1:
         p.error("N, M and K must be positive")
     return args
@@ -1002,9 +1058,22 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
             if args.variant != "weiyu":
                 app = "bench.whatif_asgi:application"
                 app_env = dict(env, WEIYU_BENCH_PATCHES=args.variant)
-            results["weiyu"] = await bench_server(
-                name="weiyu", app=app, env=app_env, world=world, args=args, logdir=logdir
-            )
+            if not args.process_counts:
+                results["weiyu"] = await bench_server(
+                    name="weiyu", app=app, env=app_env, world=world, args=args, logdir=logdir
+                )
+            for i, count in enumerate(args.process_counts):
+                if i:  # a clean desk again: the previous run's chats count against the caps
+                    world = await asyncio.to_thread(run_provision, args, env, migrate=False)
+                results[f"weiyu-{count}p"] = await bench_server(
+                    name=f"weiyu-{count}p",
+                    app=app,
+                    env=app_env,
+                    world=world,
+                    args=args,
+                    logdir=logdir,
+                    processes=count,
+                )
         if args.only != "weiyu":
             echo_world = {"channel": "echo", "cookies": []}
             results["echo"] = await bench_server(
@@ -1017,13 +1086,19 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
             )
     with contextlib.suppress(Exception):
         await asyncio.to_thread(redis_cleanup, env)
-    ratios = {}
+    pairs = []
     if "weiyu" in results and "echo" in results:
-        a, b = results["weiyu"], results["echo"]
-        ratios = {
-            "throughput": ratio(a["delivered_msg_s"], b["delivered_msg_s"]),
-            "lat_p50": ratio(a["lat_ms_p50"], b["lat_ms_p50"]),
-            "lat_p99": ratio(a["lat_ms_p99"], b["lat_ms_p99"]),
+        pairs.append(("weiyu", "echo"))
+    names = [f"weiyu-{count}p" for count in args.process_counts]
+    pairs += [(other, names[0]) for other in names[1:]]
+    pairs += [(name, "echo") for name in names if "echo" in results]
+    ratios = {}
+    for a_name, b_name in pairs:
+        a, b = results[a_name], results[b_name]
+        ratios[f"{a_name}/{b_name}"] = {
+            "throughput": ratio(a.get("delivered_msg_s"), b.get("delivered_msg_s")),
+            "lat_p50": ratio(a.get("lat_ms_p50"), b.get("lat_ms_p50")),
+            "lat_p99": ratio(a.get("lat_ms_p99"), b.get("lat_ms_p99")),
         }
     summary = {
         "n": args.visitors,
@@ -1036,6 +1111,13 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
         "fd_limit": fd_soft,
         "provision_s": provision_s,
         "cpus": os.cpu_count(),
+        "commit": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],  # noqa: S607
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip(),
         "results": results,
         "ratio": ratios,
     }

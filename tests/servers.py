@@ -59,14 +59,8 @@ class LiveServer:
             self._log_file.close()  # type: ignore[attr-defined]
 
 
-def daphne_start(*, name: str = "daphne", redis_url: str | None = None, **env: str) -> LiveServer:
-    """Start ``daphne weiyu.asgi:application`` on the test database and wait for ``/healthz``.
-
-    ``redis_url`` overrides the channel layer's Redis; ``env`` adds environment variables. The
-    log goes to ``.data/<name>.log``. Raises ``RuntimeError`` when it does not answer in 30 s.
-    """
-    port = free_port()
-    environment = {
+def _server_environment(redis_url: str | None, env: dict[str, str]) -> dict[str, str]:
+    return {
         **os.environ,
         # semantic search is tested in-process (tests/kbase); loading the sentence model in
         # every test server would only compete for the CPU with the browser
@@ -77,24 +71,16 @@ def daphne_start(*, name: str = "daphne", redis_url: str | None = None, **env: s
         "SECRET_KEY": settings.SECRET_KEY,
         **env,
     }
+
+
+def _start_and_wait(command: list[str], *, name: str, port: int, environment: dict[str, str]):
+    """Start ``command`` logging to ``.data/<name>.log`` and wait until ``/healthz`` on ``port``
+    answers 200; ``RuntimeError`` when it does not within ``WAIT_S`` or the process exits."""
     log = ROOT / ".data" / f"{name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     log_file = log.open("wb")
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "daphne",
-            "-b",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "weiyu.asgi:application",
-        ],
-        cwd=ROOT,
-        env=environment,
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
+        command, cwd=ROOT, env=environment, stdout=log_file, stderr=subprocess.STDOUT
     )
     server = LiveServer(port=port, process=process, log=log, _log_file=log_file)
     deadline = time.monotonic() + WAIT_S  # imports and Django set-up on a busy machine
@@ -110,8 +96,44 @@ def daphne_start(*, name: str = "daphne", redis_url: str | None = None, **env: s
             pass
         if time.monotonic() > deadline or process.poll() is not None:
             server.stop()
-            raise RuntimeError(f"daphne did not start; see {log}")
+            raise RuntimeError(f"{command[2]} did not start; see {log}")
         time.sleep(0.2)
+
+
+def daphne_start(*, name: str = "daphne", redis_url: str | None = None, **env: str) -> LiveServer:
+    """Start ``daphne weiyu.asgi:application`` on the test database and wait for ``/healthz``.
+
+    ``redis_url`` overrides the channel layer's Redis; ``env`` adds environment variables. The
+    log goes to ``.data/<name>.log``. Raises ``RuntimeError`` when it does not answer in 30 s.
+    """
+    port = free_port()
+    command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]
+    return _start_and_wait(
+        [*command, "weiyu.asgi:application"],
+        name=name,
+        port=port,
+        environment=_server_environment(redis_url, env),
+    )
+
+
+def serve_start(
+    *, workers: int = 2, name: str = "serve", redis_url: str | None = None, **env: str
+) -> LiveServer:
+    """Start the production launcher ``python -m weiyu.serve`` (``workers`` daphne processes on
+    one port) on the test database and wait until one of them answers ``/healthz``.
+
+    The launcher's log (its ``serve: daphne pid …`` lines and the daphnes' output) goes to
+    ``.data/<name>.log``; :meth:`LiveServer.stop` SIGTERMs the launcher, which stops its
+    children. Raises ``RuntimeError`` when nothing answers within ``WAIT_S``.
+    """
+    port = free_port()
+    command = [sys.executable, "-m", "weiyu.serve", "-b", "127.0.0.1", "-p", str(port)]
+    return _start_and_wait(
+        [*command, "-w", str(workers), "weiyu.asgi:application"],
+        name=name,
+        port=port,
+        environment=_server_environment(redis_url, env),
+    )
 
 
 @dataclass

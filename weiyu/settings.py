@@ -14,7 +14,7 @@ import dj_database_url
 from django.utils.translation import gettext_lazy as _
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from weiyu import devservices
+from weiyu import devservices, serve
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -135,6 +135,9 @@ TEMPLATES = [
 
 WSGI_APPLICATION = None
 ASGI_APPLICATION = "weiyu.asgi.application"
+# Number of daphne processes `python -m weiyu.serve` (the Procfile's `web`) runs on one port:
+# $WEB_CONCURRENCY, else the machine's cores. Each has its own DB pool of DB_POOL_MAX connections.
+WEB_CONCURRENCY = serve.web_concurrency()
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
