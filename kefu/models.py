@@ -34,7 +34,7 @@ class Skill(models.Model):
 class Workgroup(models.Model):
     """A team of agents that shares a waiting queue (KF-6, KF-7).
 
-    Routing strategies (:func:`kefu.services._pick_agent`) among agents who are online, active
+    Routing strategies (:mod:`kefu.services.routing`) among agents who are online, active
     and under their cap: ``round_robin`` — the next agent after the last one assigned (by user
     id, ``last_assigned_user_id`` is the cursor); ``least_busy`` — fewest open conversations,
     then the lowest share of their cap, then the longest since their last assignment; ``skill``
@@ -167,7 +167,7 @@ class Channel(models.Model):
     the robot answers from the knowledge bases and never hands over; ``workgroup`` — the robot
     answers first and hands over to the workgroup when the visitor asks for a person (a button,
     or a phrase from ``handover_phrases``) or after ``handover_after_misses`` questions in a row
-    it could not answer with at least ``min_confidence`` (:mod:`kefu.robot`).
+    it could not answer with at least ``min_confidence`` (:mod:`kefu.robot.answers`).
     """
 
     class Mode(models.TextChoices):
@@ -624,7 +624,7 @@ class BlockedVisitor(models.Model):
 class Transfer(models.Model):
     """An agent hands a conversation to a colleague, who accepts or declines (KF-8). A transfer
     to a workgroup puts the conversation back in that workgroup's queue at once. Pending
-    transfers expire after ``TRANSFER_TTL_S`` (:mod:`kefu.transfers`)."""
+    transfers expire after ``TRANSFER_TTL_S`` (:mod:`kefu.services.transfers`)."""
 
     class Status(models.TextChoices):
         PENDING = "pending", _("Waiting for an answer")

@@ -4,7 +4,7 @@ A :class:`Ticket` has a requester (a visitor of the widget or a staff member), a
 workgroup, a priority, a status and comments (public replies reach the requester; internal notes
 never do). Its :class:`SlaPolicy` sets targets per priority, counted in a business calendar
 (:class:`org.models.BusinessCalendar`) or around the clock; each running target is an :class:`SlaClock` with its due and warning
-instants stored, so a beat scanner (``tickets.tasks``) acts on what is due (DESIGN.md §7).
+instants stored, so a beat scanner (``tickets.services.sla``, run by ``tickets.tasks``) acts on what is due (DESIGN.md §7).
 """
 
 from __future__ import annotations
