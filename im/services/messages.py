@@ -6,14 +6,15 @@ commit (weiyu/realtime.py); the app that owns a conversation kind adds its behav
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.contrib.postgres.search import SearchVector
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Value
+from django.db.models import F
 from django.db.models.functions import Greatest
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -209,8 +210,9 @@ def message_send(
     this sender — the stored message is returned and nothing is written or published (IM-12).
 
     Cost of a plain text message without a hook: one read of the conversation's kind and active
-    members, then in one transaction one ``UPDATE … RETURNING`` on the conversation row (which
-    also serialises senders, making ``seq`` gap-free), one insert, one receipt update.
+    members, then in one transaction one statement (:data:`_WRITE_SQL`) that takes the next
+    ``seq`` from the conversation row (whose lock serialises senders, making ``seq`` gap-free),
+    inserts the message and moves the sender's receipt — 4 statements with BEGIN and COMMIT.
     Attachments, stickers and mentions add one query each; tests/test_send_path_queries.py pins
     the budget of each path.
 
@@ -290,37 +292,36 @@ def _append(  # noqa: PLR0912 - the checks of one send, in the order they must r
         raise ServiceError(
             "invalid", _("Only members of this conversation can be mentioned."), field="mentions"
         )
+    if not is_system:
+        _check_rules(draft, kind=kind, role=role)
     hook = send_hook_for(kind)
     hook.prepare(conversation_id=conversation_id, sender=sender, draft=draft)
+    # a non-admin cannot write while the whole group is muted: checked in the write's WHERE, so
+    # a mute that lands first is never overtaken
+    muted_applies = not is_system and kind == Conversation.Kind.GROUP and role not in GROUP_ADMINS
     try:
         with transaction.atomic():
             context = hook.before_append(
                 conversation_id=conversation_id, sender=sender, draft=draft, now=now
             )
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "UPDATE im_conversation SET last_seq = last_seq + 1, last_message_at = %s "
-                    "WHERE id = %s AND closed_at IS NULL RETURNING last_seq, kind, all_muted",
-                    [now, conversation_id],
-                )
-                row = cursor.fetchone()
+            row = _write(
+                conversation_id=conversation_id,
+                sender=sender,
+                draft=draft,
+                client_msg_id=client_msg_id,
+                now=now,
+                muted_applies=muted_applies,
+                receipt=not is_system,
+            )
             if row is None:
                 if client_msg_id is not None and (
                     dup := _existing(sender.key, client_msg_id, conversation_id)
                 ):
                     return dup, False
-                raise ServiceError(
-                    "conversation_closed",
-                    _("This conversation has ended."),
-                    field="conversation_id",
-                )
-            seq, kind, all_muted = row
-            if not is_system:
-                _check_rules(draft, kind=kind, all_muted=all_muted, role=role)
-            terms = index_terms(
-                draft.attachment.name if draft.attachment and not draft.content else draft.content
-            )
-            message = Message.objects.create(
+                _refused(conversation_id)
+            message_id, seq = row
+            message = Message(
+                id=message_id,
                 conversation_id=conversation_id,
                 seq=seq,
                 sender_key=sender.key,
@@ -335,15 +336,11 @@ def _append(  # noqa: PLR0912 - the checks of one send, in the order they must r
                 internal=draft.internal,
                 ref_seq=draft.ref_seq,
                 meta=draft.meta or {},
-                search_vector=SearchVector(Value(terms), config="simple") if terms else None,
                 client_msg_id=client_msg_id,
                 created_at=now,
             )
-            if not is_system:
-                # sending implies having read everything before it
-                Participant.objects.filter(
-                    conversation_id=conversation_id, member_key=sender.key
-                ).update(read_seq=message.seq, delivered_seq=message.seq)
+            message._state.adding = False
+            message._state.db = "default"
             recipients = list(members)
             for user in pulled:
                 participant_add(
@@ -376,11 +373,98 @@ def _append(  # noqa: PLR0912 - the checks of one send, in the order they must r
     return message, True
 
 
-def _check_rules(draft: MessageDraft, *, kind: str, all_muted: bool, role: str) -> None:
-    """Rules that need the conversation row (checked inside the transaction; raising rolls the
-    ``seq`` back)."""
-    if kind == Conversation.Kind.GROUP and all_muted and role not in GROUP_ADMINS:
+#: One round trip for a message: take the next ``seq`` (the conversation row's lock serialises
+#: senders, so ``seq`` is gap-free), insert the message, and move the sender's receipt cursors
+#: (sending implies having read everything before it). Nothing is written when the conversation
+#: is closed, absent, or muted for this sender: the statement then returns no row.
+_WRITE_SQL = """
+WITH c AS (
+    UPDATE im_conversation SET last_seq = last_seq + 1, last_message_at = %(now)s
+    WHERE id = %(conversation_id)s AND closed_at IS NULL
+      AND NOT (all_muted AND %(muted_applies)s)
+    RETURNING last_seq
+), m AS (
+    INSERT INTO im_message (
+        conversation_id, seq, sender_key, sender_type, sender_user_id, sender_name, msg_type,
+        content, attachment_id, sticker_id, mentions, internal, ref_seq, meta, search_vector,
+        client_msg_id, created_at
+    )
+    SELECT %(conversation_id)s, c.last_seq, %(sender_key)s, %(sender_type)s, %(sender_user_id)s,
+        %(sender_name)s, %(msg_type)s, %(content)s, %(attachment_id)s, %(sticker_id)s,
+        %(mentions)s::jsonb, %(internal)s, %(ref_seq)s, %(meta)s::jsonb,
+        CASE WHEN %(terms)s = '' THEN NULL ELSE to_tsvector('simple'::regconfig, %(terms)s) END,
+        %(client_msg_id)s, %(now)s
+    FROM c
+    RETURNING id, seq
+), r AS (
+    UPDATE im_participant SET read_seq = c.last_seq, delivered_seq = c.last_seq
+    FROM c
+    WHERE %(receipt)s AND conversation_id = %(conversation_id)s AND member_key = %(sender_key)s
+)
+SELECT id, seq FROM m
+"""
+
+
+def _write(
+    *,
+    conversation_id: int,
+    sender: Sender,
+    draft: MessageDraft,
+    client_msg_id: object,
+    now: Any,
+    muted_applies: bool,
+    receipt: bool,
+) -> tuple[int, int] | None:
+    """Run :data:`_WRITE_SQL`; ``(id, seq)`` of the new message, or None when nothing was
+    written. Raises ``IntegrityError`` when this sender's ``client_msg_id`` is taken."""
+    terms = index_terms(
+        draft.attachment.name if draft.attachment and not draft.content else draft.content
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _WRITE_SQL,
+            {
+                "conversation_id": conversation_id,
+                "now": now,
+                "muted_applies": muted_applies,
+                "sender_key": sender.key,
+                "sender_type": sender.type,
+                "sender_user_id": sender.user_id,
+                "sender_name": sender.name,
+                "msg_type": draft.msg_type,
+                "content": draft.content,
+                "attachment_id": draft.attachment.pk if draft.attachment else None,
+                "sticker_id": draft.sticker_id,
+                "mentions": json.dumps(draft.mentions or []),
+                "internal": draft.internal,
+                "ref_seq": draft.ref_seq,
+                "meta": json.dumps(draft.meta or {}, cls=DjangoJSONEncoder),
+                "terms": terms or "",
+                "client_msg_id": client_msg_id,
+                "receipt": receipt,
+            },
+        )
+        return cursor.fetchone()
+
+
+def _refused(conversation_id: int) -> None:
+    """Why :func:`_write` wrote nothing: ``conversation_closed`` (closed or absent) or
+    ``forbidden`` (the whole group is muted)."""
+    state = (
+        Conversation.objects.filter(pk=conversation_id)
+        .values_list("closed_at", "all_muted")
+        .first()
+    )
+    if state is not None and state[0] is None and state[1]:
         raise ServiceError("forbidden", _("Only the group owner and admins can send right now."))
+    raise ServiceError(
+        "conversation_closed", _("This conversation has ended."), field="conversation_id"
+    )
+
+
+def _check_rules(draft: MessageDraft, *, kind: str | None, role: str) -> None:
+    """Rules that depend on the kind of conversation and the sender's role in it (the whole
+    group's mute is checked by the write itself, :data:`_WRITE_SQL`)."""
     if draft.internal and kind != Conversation.Kind.VISITOR:
         raise ServiceError(
             "invalid", _("Internal notes belong in customer conversations."), field="internal"
