@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # type names only: im.services.messages imports this module
     from im.models import Message
     from im.senders import Sender
-    from im.services.messages import MessageDraft
+    from im.services.drafts import MessageDraft
 
 
 class SendHook:

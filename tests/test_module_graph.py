@@ -157,7 +157,12 @@ def test_no_function_level_import_of_an_app_module(app):
 def test_the_module_graphs_are_read_whole():
     # given the parsed modules / then the packages and their parts are all there
     im, kefu, tickets = _graph("im"), _graph("kefu"), _graph("tickets")
-    assert {"im.senders", "im.services.messages", "im.services.groups"} <= set(im)
+    assert {
+        "im.senders",
+        "im.services.drafts",
+        "im.services.messages",
+        "im.services.groups",
+    } <= set(im)
     assert {"kefu.services.messages", "kefu.services.routing", "kefu.robot.answers"} <= set(kefu)
     assert {"tickets.services.sla", "tickets.services.comments"} <= set(tickets)
     assert "im.services.conversations" in im["im.services.messages"]

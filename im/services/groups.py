@@ -27,7 +27,8 @@ from im.services.conversations import (
     participant_add,
     participant_remove,
 )
-from im.services.messages import GROUP_ADMINS, system_message_post
+from im.services.drafts import GROUP_ADMINS
+from im.services.messages import system_message_post
 from org.models import User
 from weiyu import parsing
 from weiyu.errors import ServiceError

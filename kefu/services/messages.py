@@ -18,6 +18,7 @@ from im.hooks import SendHook
 from im.models import Conversation, Message, Participant
 from im.senders import Sender
 from im.services import conversations as im_conversations
+from im.services import drafts as im_drafts
 from im.services import messages as im_messages
 from kefu import hours, selectors, sensitive
 from kefu.models import Session, Visitor, Workgroup
@@ -116,8 +117,8 @@ def visitor_message_send(
             content=content,
             client_msg_id=client_msg_id,
         )
-    im_messages.client_msg_id_check(client_msg_id)
-    draft = im_messages.message_draft(sender=sender, content=content)
+    im_drafts.client_msg_id_check(client_msg_id)
+    draft = im_drafts.message_draft(sender=sender, content=content)
     draft.content = sensitive.apply(draft.content)
     if client_msg_id is not None:
         stored = Message.objects.filter(sender_key=sender.key, client_msg_id=client_msg_id).first()
@@ -173,14 +174,14 @@ class VisitorConversationHook(SendHook):
       serves the session (:mod:`kefu.automation`, :mod:`kefu.robot`).
     """
 
-    def _counts(self, sender: Sender, draft: im_messages.MessageDraft) -> bool:
-        return draft.msg_type in im_messages.USER_TYPES and sender.type in (
+    def _counts(self, sender: Sender, draft: im_drafts.MessageDraft) -> bool:
+        return draft.msg_type in im_drafts.USER_TYPES and sender.type in (
             Message.SenderType.VISITOR,
             Message.SenderType.AGENT,
         )
 
     def prepare(
-        self, *, conversation_id: int, sender: Sender, draft: im_messages.MessageDraft
+        self, *, conversation_id: int, sender: Sender, draft: im_drafts.MessageDraft
     ) -> None:
         if self._counts(sender, draft) and not draft.internal:
             draft.content = sensitive.apply(draft.content)
@@ -190,7 +191,7 @@ class VisitorConversationHook(SendHook):
         *,
         conversation_id: int,
         sender: Sender,
-        draft: im_messages.MessageDraft,
+        draft: im_drafts.MessageDraft,
         now: dt.datetime,
     ) -> tuple[int, str, int] | None:
         if not self._counts(sender, draft) or draft.internal:
