@@ -220,16 +220,21 @@ def ticket_create(
     if creator is not None:
         ticket.watchers.add(creator)
     if ticket.assignee is not None:
-        notifications_create(
-            recipients=[ticket.assignee],
-            kind=Notification.Kind.ASSIGNED,
-            text=_("#%(number)s %(subject)s was assigned to you")
-            % {"number": ticket.number, "subject": ticket.subject},
-            ticket=ticket,
-            exclude=creator,
-        )
+        _assigned_notify(ticket, by=creator)
     ticket_updated_publish(ticket=ticket)
     return ticket
+
+
+def _assigned_notify(ticket: Ticket, *, by: User | None) -> None:
+    """Tell the ticket's new assignee (unless they assigned it to themselves)."""
+    notifications_create(
+        recipients=[ticket.assignee],
+        kind=Notification.Kind.ASSIGNED,
+        text=_("#%(number)s %(subject)s was assigned to you")
+        % {"number": ticket.number, "subject": ticket.subject},
+        ticket=ticket,
+        exclude=by,
+    )
 
 
 @transaction.atomic
@@ -330,14 +335,7 @@ def ticket_update(*, ticket_id: object, actor: User, changes: dict[str, Any]) ->
     if ticket.status != old_status:
         sla_clocks_status_changed(ticket=ticket, old=old_status, now=now)
     if ticket.assignee_id and ticket.assignee_id != old_assignee:
-        notifications_create(
-            recipients=[ticket.assignee],
-            kind=Notification.Kind.ASSIGNED,
-            text=_("#%(number)s %(subject)s was assigned to you")
-            % {"number": ticket.number, "subject": ticket.subject},
-            ticket=ticket,
-            exclude=actor,
-        )
+        _assigned_notify(ticket, by=actor)
     ticket_updated_publish(ticket=ticket)
     return ticket
 
