@@ -91,6 +91,14 @@ def department_member_remove(*, department: Department, user: User) -> None:
     DepartmentMember.objects.filter(department=department, user=user).delete()
 
 
+def user_password_set(*, user: User, password: str) -> User:
+    """Give ``user`` a new password (hashed by the configured hasher). Sessions signed in with
+    the old one end at their next request (Django's session hash changes with the password)."""
+    user.set_password(password)
+    user.save(update_fields=["password"])
+    return user
+
+
 def user_deactivate(*, user: User) -> User:
     """Disable ``user``: they can no longer sign in (open sockets are closed with code 4401 after
     an ``account.disabled`` frame) and get no new work; their memberships stay, so enabling them

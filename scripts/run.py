@@ -23,7 +23,7 @@ def main() -> int:
     print(f"PostgreSQL: {urls['DATABASE_URL']}\nRedis:      {urls['REDIS_URL']}", flush=True)
     manage("migrate_schemas", "--executor", "standard")
     manage("demo_setup")
-    password = os.environ.get("WEIYU_DEMO_PASSWORD", "weiyu-demo")
+    password, _new = devservices.demo_password()  # made by demo_setup on the first run
     print(
         "\n"
         "  Weiyu is starting.\n"

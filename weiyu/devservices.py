@@ -37,6 +37,24 @@ def dev_secret_key() -> str:
     return key
 
 
+def demo_password() -> tuple[str, bool]:
+    """The password of this checkout's demo accounts and whether it is new: ``$WEIYU_DEMO_PASSWORD``
+    when set, else the one kept in ``.data/demo_password`` (readable by the owner only), else a
+    random one written there now. No install shares a known password (SEC-1)."""
+    given = os.environ.get("WEIYU_DEMO_PASSWORD", "")
+    if given:
+        return given, False
+    path = DATA_DIR / "demo_password"
+    if path.exists():
+        return path.read_text().strip(), False
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    password = secrets.token_urlsafe(12)
+    path.touch(mode=0o600)
+    path.write_text(password)
+    path.chmod(0o600)
+    return password, True
+
+
 def service_urls() -> dict[str, str]:
     """URLs written by a running :func:`start`, or ``{}`` when none is recorded."""
     try:

@@ -19,8 +19,10 @@ from org.models import Department
 from tenants.models import Domain, Tenant
 from tenants.services import public_tenant_ensure, tenant_create
 from tenants.signals import demo_tenant_ready
+from weiyu import devservices
 
 DEMO_AGENTS = [("alice", "Alice 王"), ("bob", "Bob 李"), ("carol", "Carol 张")]
+DEMO_USERNAMES = [username for username, _display in DEMO_AGENTS]
 
 
 class Command(BaseCommand):
@@ -32,18 +34,27 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--password",
-            default=os.environ.get("WEIYU_DEMO_PASSWORD", "weiyu-demo"),
-            help="Password of every demo account (default: $WEIYU_DEMO_PASSWORD or 'weiyu-demo').",
+            help=(
+                "Password of every demo account (default: $WEIYU_DEMO_PASSWORD, else a random "
+                "one kept in .data/demo_password, made on the first run)."
+            ),
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        password = options["password"]
+        password, reset = options["password"], True
+        if not password:
+            # a password that is new here is also given to accounts an older run created
+            password, reset = devservices.demo_password()
+            reset = reset or bool(os.environ.get("WEIYU_DEMO_PASSWORD"))
         domain = options["domain"]
         User = get_user_model()
         connection.set_schema_to_public()
         public_tenant_ensure(domains=["localhost", "127.0.0.1"])
-        if not User.objects.filter(username="platform").exists():
+        platform = User.objects.filter(username="platform").first()
+        if platform is None:
             User.objects.create_superuser(username="platform", password=password, role="admin")
+        elif reset:
+            org_services.user_password_set(user=platform, password=password)
 
         existing = Domain.objects.filter(domain=domain).select_related("tenant").first()
         if existing is None:
@@ -58,6 +69,9 @@ class Command(BaseCommand):
             tenant = existing.tenant
         with tenant_context(tenant):
             self._populate(tenant, password)
+            if reset and existing is not None:
+                for user in User.objects.filter(username__in=["admin", *DEMO_USERNAMES]):
+                    org_services.user_password_set(user=user, password=password)
         self.stdout.write(self.style.SUCCESS(f"Demo tenant {tenant.name!r} ready at {domain}"))
 
     def _populate(self, tenant: Tenant, password: str) -> None:
