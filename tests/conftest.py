@@ -31,6 +31,7 @@ from org.models import User
 from tenants.models import Tenant
 from tenants.services import public_tenant_ensure, tenant_create
 from tests.mail import mail_worker, smtp  # noqa: F401 (fixtures for every test)
+from weiyu import dbthreads
 
 _counter = itertools.count(1)
 PASSWORD = "correct-horse-battery"
@@ -60,6 +61,7 @@ def django_db_setup(django_test_environment: None, django_db_blocker: Any) -> It
         connection.set_schema_to_public()
     yield
     with django_db_blocker.unblock():
+        dbthreads.close_all()  # the websocket database threads give their connections back
         connection.close()  # a fault test may have killed it; take a fresh one from the pool
         connection.set_schema_to_public()
         with connection.cursor() as cursor:  # worker threads of consumers keep connections open

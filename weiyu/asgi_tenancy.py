@@ -6,7 +6,8 @@ Channels has no tenant support of its own: without this the session and user loo
 (cached for :data:`CACHE_SECONDS` in-process) and puts it in ``scope["tenant"]``; an unknown or
 suspended host is refused at the handshake. ``SessionUserMiddleware`` loads the Django session and
 user *inside the tenant's schema*. Consumers then run every database call through
-:func:`tenant_db`, which enters the tenant in the worker thread.
+:func:`tenant_db`, which enters the tenant in one of the process's database threads
+(:mod:`weiyu.dbthreads`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth import get_user
 from django.contrib.auth.models import AnonymousUser
@@ -26,7 +26,7 @@ from django.db import connection
 from django.utils.module_loading import import_string
 from django_tenants.utils import get_tenant_domain_model
 
-from weiyu import realtime
+from weiyu import dbthreads, realtime
 
 if TYPE_CHECKING:
     # weiyu/ imports no app (docs/architecture.md): the tenant model comes from settings
@@ -62,7 +62,7 @@ async def resolve_tenant(host: str) -> Tenant | None:
     hit = _tenant_cache.get(host)
     if hit and hit[0] > now:
         return hit[1]
-    tenant = await database_sync_to_async(_lookup_tenant)(host)
+    tenant = await dbthreads.run(_lookup_tenant, host)
     _tenant_cache[host] = (now + CACHE_SECONDS, tenant)
     return tenant
 
@@ -70,20 +70,24 @@ async def resolve_tenant(host: str) -> Tenant | None:
 def _run_in_tenant(
     tenant: Tenant, batch: realtime.Batch, fn: Callable[..., T], *args: Any, **kwargs: Any
 ) -> T:
-    # Every call sets its tenant first, so the thread may keep it afterwards; with
-    # TENANT_LIMIT_SET_CALLS the search_path is only sent when the tenant changes.
-    connection.set_tenant(tenant)
+    # The thread keeps its connection between calls (weiyu.dbthreads); with
+    # TENANT_LIMIT_SET_CALLS django-tenants sends `SET search_path` once after set_tenant, so it
+    # is called only when the schema differs (set_tenant also empties the content-type cache).
+    if connection.schema_name != tenant.schema_name or not connection.search_path_set_schemas:
+        connection.set_tenant(tenant)
+    else:
+        connection.tenant = tenant
     with realtime.deferred(batch):
         return fn(*args, **kwargs)
 
 
 async def tenant_db(tenant: Tenant, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run ``fn`` in a database worker thread inside ``tenant``'s schema; the realtime events
-    it publishes are sent from the event loop afterwards (also when ``fn`` raises, since parts
-    of it may have committed)."""
+    """Run ``fn`` on a database thread (:func:`weiyu.dbthreads.run`) inside ``tenant``'s schema;
+    the realtime events it publishes are sent from the event loop afterwards (also when ``fn``
+    raises, since parts of it may have committed)."""
     batch: realtime.Batch = []
     try:
-        return await database_sync_to_async(_run_in_tenant)(tenant, batch, fn, *args, **kwargs)
+        return await dbthreads.run(_run_in_tenant, tenant, batch, fn, *args, **kwargs)
     finally:
         if batch:
             await realtime.send_batch(batch)

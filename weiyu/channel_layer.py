@@ -2,26 +2,59 @@
 
 channels-redis delivers every message for the sockets of one process through one Redis sorted
 set, and pops it one message at a time: ``BZPOPMIN`` plus a backup-queue write and two clean-up
-commands, four round trips per message, in series for the whole process. A message to a
-500-member group thus cost about 2,000 round trips before the last socket had it
-(docs/benchmarks.md, "Team chat").
+commands, four round trips per message, in series for the whole process; and each waiting socket
+races two new tasks for a lock or its buffer on every receive. A message to a 500-member group
+thus cost about 2,000 round trips before the last socket had it (docs/benchmarks.md, "Team chat").
 
-:class:`BatchingRedisChannelLayer` drains that sorted set with one ``BZPOPMIN`` followed by one
-``ZPOPMIN`` of up to :attr:`~BatchingRedisChannelLayer.receive_batch` more, and keeps what it
-popped in memory until the process's receivers take it. The pop runs as a task of its own, so a
-receiver that is cancelled (its socket closed) while the pop is in flight does not lose the
-messages meant for the other sockets. Without the backup queue, a message popped by a process
-that dies before handing it over is lost; the protocol already allows for that — the layer only
-rings the doorbell and clients resynchronise from the database on reconnect (docs/protocol.md §3).
+:class:`BatchingRedisChannelLayer` runs one *pump* task per process channel (while any socket of
+the process receives): it drains the sorted set with one ``BZPOPMIN`` followed by one ``ZPOPMIN``
+of up to :attr:`~BatchingRedisChannelLayer.receive_batch` more, and puts each message straight
+into the in-memory inbox of every socket it names; a socket's ``receive`` only waits on its inbox.
+A socket that closes drops its inbox, never the messages meant for the other sockets. Without the
+backup queue, a message popped by a process that dies before handing it over is lost; the protocol
+already allows for that — the layer only rings the doorbell and clients resynchronise from the
+database on reconnect (docs/protocol.md §3). When Redis cannot be reached the pump hands the error
+to every waiting socket (``im.consumers.MemberConsumer.layer_receive`` then keeps the socket open,
+retries and finally asks the client to resynchronise).
+
+:meth:`BatchingRedisChannelLayer.group_send_many` sends one message to many groups (every member
+of a conversation) in two round trips per Redis server, whatever the number of groups: one
+pipeline reads the groups' channels, one script queues the message once per receiving process
+(channels-redis keeps all sockets of a process behind one key). ``group_send`` costs four round
+trips per group, so a 500-member conversation took 2,000 (docs/benchmarks.md, "Team chat").
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import logging
+import time
 from typing import Any
 
 from channels_redis.core import RedisChannelLayer
+
+logger = logging.getLogger(__name__)
+
+#: queue ``ARGV[i]`` on ``KEYS[i]`` unless it holds ``ARGV[#KEYS + i]`` messages already, after
+#: dropping the messages older than the expiry; returns how many keys were over capacity.
+#: ARGV ends with the current time (s) and the expiry (s). channels-redis's group-send script plus
+#: the expiry clean-up it sends in a pipeline before it.
+_SEND_LUA = """
+local over_capacity = 0
+local now = tonumber(ARGV[#ARGV - 1])
+local expiry = tonumber(ARGV[#ARGV])
+for i = 1, #KEYS do
+    redis.call('ZREMRANGEBYSCORE', KEYS[i], 0, math.floor(now) - expiry)
+    if redis.call('ZCOUNT', KEYS[i], '-inf', '+inf') < tonumber(ARGV[i + #KEYS]) then
+        redis.call('ZADD', KEYS[i], ARGV[#ARGV - 1], ARGV[i])
+        redis.call('EXPIRE', KEYS[i], expiry)
+    else
+        over_capacity = over_capacity + 1
+    end
+end
+return over_capacity
+"""
 
 
 class BatchingRedisChannelLayer(RedisChannelLayer):
@@ -34,50 +67,151 @@ class BatchingRedisChannelLayer(RedisChannelLayer):
     def __init__(self, *args: Any, receive_batch: int = 200, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.receive_batch = max(1, int(receive_batch))
-        self._prefetched: collections.defaultdict[str, collections.deque[bytes]] = (
-            collections.defaultdict(collections.deque)
-        )
-        self._popping: dict[str, asyncio.Task[None]] = {}
+        #: local channel name → its socket's inbox (messages, or a _Failure)
+        self._inboxes: dict[str, asyncio.Queue[Any]] = {}
+        #: (event loop, process channel) → its pump task
+        self._pumps: dict[tuple[asyncio.AbstractEventLoop, str], asyncio.Task[None]] = {}
 
-    async def receive_single(self, channel: str) -> tuple[Any, dict[str, Any]]:
-        """One message of ``channel``: ``(channel name or list of names, message)``.
+    async def new_channel(self, prefix: str = "specific") -> str:
+        """A new channel name of this process (``specific.<process>!<id>``), with its inbox ready
+        so that nothing sent to it after this returns is missed."""
+        name = await super().new_channel(prefix)
+        self._inboxes[name] = asyncio.Queue()
+        return name
 
-        Process channels (``…!``) are served from the batch popped earlier, popping the next
-        batch when it is empty; other channels go to channels-redis unchanged. Raises what
-        redis-py raises when Redis cannot be reached.
-        """
+    async def receive(self, channel: str) -> dict[str, Any]:
+        """The next message of ``channel``. Channels of this process (``…!…``) wait on their
+        inbox, filled by the process's pump; others go to channels-redis unchanged. Raises what
+        redis-py raises when Redis cannot be reached; cancelling it (the socket closed) drops the
+        channel's inbox."""
         if "!" not in channel:
-            return await super().receive_single(channel)
-        queue = self._prefetched[channel]
-        while not queue:
-            task = self._popping.get(channel)
-            if task is None or task.done():
-                task = asyncio.ensure_future(self._pop_batch(channel))
-                task.add_done_callback(_retrieve)
-                self._popping[channel] = task
-            # shielded: a cancelled receiver leaves the pop to finish for the other sockets
-            await asyncio.shield(task)
-        message = self.deserialize(queue.popleft())
-        if "__asgi_channel__" in message:
-            channel = message.pop("__asgi_channel__")
-        return channel, message
+            return await super().receive(channel)
+        self.require_valid_channel_name(channel)
+        inbox = self._inboxes.get(channel)
+        if inbox is None:
+            inbox = self._inboxes[channel] = asyncio.Queue()
+        if inbox.empty():
+            self._ensure_pump(self.non_local_name(channel))
+        try:
+            item = await inbox.get()
+        except asyncio.CancelledError:
+            self._inboxes.pop(channel, None)
+            raise
+        if isinstance(item, _Failure):
+            raise item.error
+        return item
 
-    async def _pop_batch(self, channel: str) -> None:
-        key = self.prefix + channel
-        connection = self.connection(self.consistent_hash(channel))
-        first = await connection.bzpopmin(key, timeout=self.brpop_timeout)
-        if first is None:
-            return
-        batch = [first[1]]
-        if self.receive_batch > 1:
-            batch.extend(
-                member for member, _score in await connection.zpopmin(key, self.receive_batch - 1)
+    def _ensure_pump(self, process_channel: str) -> None:
+        loop = asyncio.get_running_loop()
+        key = (loop, process_channel)
+        task = self._pumps.get(key)
+        if task is None or task.done():
+            for stale in [k for k, t in self._pumps.items() if t.done()]:
+                del self._pumps[stale]
+            self._pumps[key] = loop.create_task(self._pump(process_channel))
+
+    async def _pump(self, process_channel: str) -> None:
+        """Pop the process channel's messages in batches into the inboxes they name, while any
+        inbox exists; on a Redis error, hand it to every inbox and stop (the next receive starts
+        a new pump)."""
+        key = self.prefix + process_channel
+        try:
+            while self._inboxes:
+                connection = self.connection(self.consistent_hash(process_channel))
+                first = await connection.bzpopmin(key, timeout=self.brpop_timeout)
+                if first is None:
+                    continue
+                batch = [first[1]]
+                if self.receive_batch > 1:
+                    batch.extend(
+                        member
+                        for member, _score in await connection.zpopmin(key, self.receive_batch - 1)
+                    )
+                for raw in batch:
+                    self._deliver(self.deserialize(raw))
+        except Exception as exc:
+            failure = _Failure(exc)
+            for inbox in self._inboxes.values():
+                inbox.put_nowait(failure)
+
+    def _deliver(self, message: dict[str, Any]) -> None:
+        names = message.pop("__asgi_channel__", None)
+        for name in names if isinstance(names, list) else [names]:
+            inbox = self._inboxes.get(name)
+            if inbox is not None:  # else its socket has closed
+                inbox.put_nowait(message)
+
+    async def group_send_many(self, groups: list[str], message: dict[str, Any]) -> None:
+        """Send ``message`` to every channel of every group in ``groups`` (a channel in several
+        of them gets it once).
+
+        Two round trips per Redis server holding any of the groups or receiving processes,
+        tried on every server even when one fails; then raises the first failure (what redis-py
+        raises when a server cannot be reached). A receiving process whose queue already holds
+        ``capacity`` messages does not get this one (logged as a warning; its sockets catch up
+        with ``sync``).
+        """
+        by_server: collections.defaultdict[int, list[str]] = collections.defaultdict(list)
+        for group in dict.fromkeys(groups):
+            self.require_valid_group_name(group)  # raises TypeError when it is not
+            by_server[self.consistent_hash(group)].append(group)
+        found = await asyncio.gather(
+            *(self._group_channels(index, names) for index, names in by_server.items()),
+            return_exceptions=True,
+        )
+        channels: dict[str, None] = {}
+        errors: list[BaseException] = []
+        for result in found:
+            if isinstance(result, BaseException):
+                errors.append(result)
+            else:
+                channels.update(dict.fromkeys(result))
+        if channels:
+            keys_by_server, key_message, key_capacity = self._map_channel_keys_to_connection(
+                list(channels), message
             )
-        self._prefetched[channel].extend(batch)
+            sent = await asyncio.gather(
+                *(
+                    self._queue(index, keys, key_message, key_capacity)
+                    for index, keys in keys_by_server.items()
+                ),
+                return_exceptions=True,
+            )
+            errors.extend(result for result in sent if isinstance(result, BaseException))
+        if errors:
+            raise errors[0]
+
+    async def _group_channels(self, index: int, groups: list[str]) -> list[str]:
+        """The live channels of ``groups`` (all on server ``index``), expired ones dropped."""
+        pipe = self.connection(index).pipeline(transaction=False)
+        cutoff = int(time.time()) - self.group_expiry
+        for group in groups:
+            key = self._group_key(group)
+            pipe.zremrangebyscore(key, min=0, max=cutoff)
+            pipe.zrange(key, 0, -1)
+        replies = await pipe.execute()
+        return [name.decode("utf8") for names in replies[1::2] for name in names]
+
+    async def _queue(
+        self,
+        index: int,
+        keys: list[str],
+        key_message: dict[str, bytes],
+        key_capacity: dict[str, int],
+    ) -> None:
+        args = [key_message[key] for key in keys] + [key_capacity[key] for key in keys]
+        args += [time.time(), self.expiry]
+        over = await self.connection(index).eval(_SEND_LUA, len(keys), *keys, *args)
+        if over:
+            logger.warning(
+                "%d of %d process queues over capacity: message dropped", over, len(keys)
+            )
 
 
-def _retrieve(task: asyncio.Task[None]) -> None:
-    """Mark a pop's failure as seen when nobody awaited it (its receiver was cancelled); the
-    next receive tries again and raises it if Redis is still unreachable."""
-    if not task.cancelled():
-        task.exception()
+class _Failure:
+    """An error of the pump, queued for each waiting socket."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error

@@ -151,9 +151,13 @@ _gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] 
 
 
 async def _group_send_many(layer: Any, groups: list[str], message: dict[str, Any]) -> None:
-    """Send ``message`` to every group, overlapping the sends (at most
-    :data:`FAN_OUT_CONCURRENCY` in flight in this process). Raises the first failure once every
-    group was tried."""
+    """Send ``message`` to every group: in one step where the layer can
+    (``weiyu.channel_layer.BatchingRedisChannelLayer.group_send_many``), else one ``group_send``
+    per group, overlapped (at most :data:`FAN_OUT_CONCURRENCY` in flight in this process).
+    Raises the first failure once every group was tried."""
+    if hasattr(layer, "group_send_many"):
+        await layer.group_send_many(groups, message)
+        return
     loop = asyncio.get_running_loop()
     gate = _gates.get(loop)
     if gate is None:
