@@ -243,7 +243,12 @@ class MemberConsumer(AsyncJsonWebsocketConsumer):
     async def weiyu_event(self, message: dict[str, Any]) -> None:
         """A published event for this member (weiyu.realtime): forward it as is. After
         ``account.disabled`` (the user was disabled or deleted) the socket closes with 4401."""
-        await self.send_json(message["event"])
+        # the pump hands one message object to every socket of this process that it names:
+        # encode the frame once for all of them
+        text = message.get("text")
+        if text is None:
+            text = message["text"] = await self.encode_json(message["event"])
+        await self.send(text_data=text)
         if message["event"].get("type") == "account.disabled":
             await self.close(code=4401)
 

@@ -19,7 +19,7 @@ retries and finally asks the client to resynchronise).
 
 :meth:`BatchingRedisChannelLayer.group_send_many` sends one message to many groups (every member
 of a conversation) in two round trips per Redis server, whatever the number of groups: one
-pipeline reads the groups' channels, one script queues the message once per receiving process
+script reads the groups' channels, one script queues the message once per receiving process
 (channels-redis keeps all sockets of a process behind one key). ``group_send`` costs four round
 trips per group, so a 500-member conversation took 2,000 (docs/benchmarks.md, "Team chat").
 """
@@ -35,6 +35,19 @@ from typing import Any
 from channels_redis.core import RedisChannelLayer
 
 logger = logging.getLogger(__name__)
+
+#: the members of every group key in KEYS (a flat list), after dropping those older than ARGV[1]
+_CHANNELS_LUA = """
+local out = {}
+for i = 1, #KEYS do
+    redis.call('ZREMRANGEBYSCORE', KEYS[i], 0, ARGV[1])
+    local names = redis.call('ZRANGE', KEYS[i], 0, -1)
+    for j = 1, #names do
+        out[#out + 1] = names[j]
+    end
+end
+return out
+"""
 
 #: queue ``ARGV[i]`` on ``KEYS[i]`` unless it holds ``ARGV[#KEYS + i]`` messages already, after
 #: dropping the messages older than the expiry; returns how many keys were over capacity.
@@ -182,15 +195,12 @@ class BatchingRedisChannelLayer(RedisChannelLayer):
             raise errors[0]
 
     async def _group_channels(self, index: int, groups: list[str]) -> list[str]:
-        """The live channels of ``groups`` (all on server ``index``), expired ones dropped."""
-        pipe = self.connection(index).pipeline(transaction=False)
+        """The live channels of ``groups`` (all on server ``index``), expired ones dropped: one
+        script, one flat reply (a pipeline would parse two replies per group)."""
         cutoff = int(time.time()) - self.group_expiry
-        for group in groups:
-            key = self._group_key(group)
-            pipe.zremrangebyscore(key, min=0, max=cutoff)
-            pipe.zrange(key, 0, -1)
-        replies = await pipe.execute()
-        return [name.decode("utf8") for names in replies[1::2] for name in names]
+        keys = [self._group_key(group) for group in groups]
+        names = await self.connection(index).eval(_CHANNELS_LUA, len(keys), *keys, cutoff)
+        return [name.decode("utf8") for name in names]
 
     async def _queue(
         self,
