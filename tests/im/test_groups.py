@@ -640,3 +640,59 @@ async def test_new_member_gets_the_group_live_and_sends_over_websocket(acme):
         assert (error["code"], error["field"]) == ("invalid", "seqs")
     finally:
         await ws.disconnect()
+
+
+async def test_group_message_reaches_every_socket_once_and_a_removed_member_gets_nothing_more(acme):
+    # given: a group of four; every member connected, Cai on two devices
+    def setup():
+        with schema_context("acme"):
+            owner, ann, ben, cai = _user(), _user(), _user(), _user()
+            return owner, ann, ben, cai, _group(owner, ann, ben, cai).pk
+
+    owner, ann, ben, cai, gid = await database_sync_to_async(setup)()
+    sockets = {}
+    for name, user in (("owner", owner), ("ann", ann), ("ben", ben), ("cai", cai), ("cai2", cai)):
+        sockets[name], _ = await connect("/ws/agent/", HOST, cookie=await _cookie(acme, user))
+
+    async def say(ref: str, content: str) -> int:
+        await sockets["owner"].send_json_to(
+            {
+                "type": "message.send",
+                "conversation_id": gid,
+                "client_msg_id": ref,
+                "content": content,
+            }
+        )
+        return (await receive_until(sockets["owner"], "message.ack"))["seq"]
+
+    def news(frames: list[dict]) -> list[str]:
+        return [f["message"]["content"] for f in frames if f["type"] == "message.new"]
+
+    try:
+        # when the owner writes to the group
+        await say("g-1", "早上好")
+        # then each socket of every member has it, once
+        for name in ("ann", "ben", "cai", "cai2"):
+            frames = await collect_until(sockets[name], lambda fs: "早上好" in news(fs))
+            assert news(frames).count("早上好") == 1, name
+
+        # when Cai is removed and the owner writes twice more
+        def remove():
+            with schema_context("acme"):
+                groups.group_member_remove(actor=owner, conversation_id=gid, user_id=cai.pk)
+
+        await database_sync_to_async(remove)()
+        await say("g-2", "after Cai left")
+        await say("g-3", "still here?")
+        # then the others get both, and neither of Cai's devices gets either
+        for name in ("ann", "ben"):
+            frames = await collect_until(sockets[name], lambda fs: "still here?" in news(fs))
+            assert news(frames)[-2:] == ["after Cai left", "still here?"], name
+        for name in ("cai", "cai2"):
+            frames = await collect_until(
+                sockets[name], lambda fs: any(f["type"] == "conversation.removed" for f in fs)
+            )
+            assert not {"after Cai left", "still here?"} & set(news(frames)), name
+    finally:
+        for ws in sockets.values():
+            await ws.disconnect()
