@@ -946,7 +946,6 @@ def print_table(
     print(
         f"\nchat_load: N={args.visitors} visitors, M={args.agents} agents, K={args.messages} msgs "
         f"each, pace={args.pace} {args.interval_ms[0]:g}-{args.interval_ms[1]:g} ms"
-        + ("" if args.variant == "weiyu" else f", weiyu variant: {args.variant} (diagnostic)")
     )
     width = max(len(label) for label, _ in ROWS)
     print(f"{'':{width}}  " + "  ".join(f"{n:>18}" for n in names))
@@ -994,13 +993,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--open-timeout", type=float, default=30.0)
     p.add_argument("--timeout", type=float, default=120.0, help="bound of one server's run (s)")
-    p.add_argument(
-        "--variant",
-        default="weiyu",
-        choices=["weiyu", "nohop", "dbpool", "nohop,dbpool"],
-        help="diagnostic: serve bench/whatif_asgi.py with these runtime patches "
-        "instead of the plain product (see that file)",
-    )
     p.add_argument(
         "--wait-quiet",
         type=float,
@@ -1055,9 +1047,6 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
         logdir.mkdir(parents=True, exist_ok=True)
         if args.only != "echo":
             app, app_env = "weiyu.asgi:application", env
-            if args.variant != "weiyu":
-                app = "bench.whatif_asgi:application"
-                app_env = dict(env, WEIYU_BENCH_PATCHES=args.variant)
             if not args.process_counts:
                 results["weiyu"] = await bench_server(
                     name="weiyu", app=app, env=app_env, world=world, args=args, logdir=logdir
@@ -1105,7 +1094,6 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
         "m": args.agents,
         "k": args.messages,
         "pace": args.pace,
-        "variant": args.variant,
         "grace_s": args.grace,
         "interval_ms": args.interval_ms,
         "fd_limit": fd_soft,
