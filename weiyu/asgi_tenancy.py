@@ -11,6 +11,7 @@ user *inside the tenant's schema*. Consumers then run every database call throug
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from http.cookies import SimpleCookie
@@ -80,13 +81,18 @@ def _run_in_tenant(
 async def tenant_db(tenant: Tenant, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run ``fn`` in a database worker thread inside ``tenant``'s schema; the realtime events
     it publishes are sent from the event loop afterwards (also when ``fn`` raises, since parts
-    of it may have committed)."""
+    of it may have committed, and when the caller is cancelled: daphne cancels a consumer 10 s
+    after its socket closed, and the thread commits regardless — its events must still go)."""
     batch: realtime.Batch = []
-    try:
-        return await database_sync_to_async(_run_in_tenant)(tenant, batch, fn, *args, **kwargs)
-    finally:
-        if batch:
-            await realtime.send_batch(batch)
+
+    async def call_then_publish() -> T:
+        try:
+            return await database_sync_to_async(_run_in_tenant)(tenant, batch, fn, *args, **kwargs)
+        finally:
+            if batch:
+                await realtime.send_batch(batch)
+
+    return await asyncio.shield(call_then_publish())
 
 
 def _header(scope: dict[str, Any], name: bytes) -> str | None:
