@@ -668,6 +668,7 @@ async def run_cluster(
             balancer = Balancer([web.port or 0 for web in cluster.web])
             await balancer.start()
             log(f"[{result['run']}] cluster up: {shape.web} web, {shape.shards} shards")
+            result["rss_kib_idle"] = _rss_kib(cluster)
             pg.start()
 
             # agents, then visitors (each opens its chat and waits for its agent)
@@ -703,7 +704,10 @@ async def run_cluster(
             visitors = await asyncio.gather(*(open_visitor(i) for i in range(shape.visitors)))
             result["setup_s"] = round(time.monotonic() - t_setup, 2)
             result["sockets_per_web"] = dict(sorted(balancer.open_per_backend.items()))
+            result["rss_kib_with_sockets"] = _rss_kib(cluster)
             cpu0 = _cpu_now(cluster)
+            cpu0[os.getpid()] = chat_load._cpu_seconds(os.getpid()) or 0.0
+            machine0 = chat_load._machine_jiffies()
 
             # the send phase, with the faults on a clock of its own
             loop = asyncio.get_running_loop()
@@ -741,7 +745,16 @@ async def run_cluster(
                     progress, quiet_since = now_progress, time.monotonic()
                 await asyncio.sleep(0.05)
             t_drained = time.monotonic()
-            result["cpu_pct_of_core_per_web"] = _cpu_since(cluster, cpu0, t_drained - t0)
+            result["cpu_pct_of_core"] = _cpu_since(cluster, cpu0, t_drained - t0)
+            client = (chat_load._cpu_seconds(os.getpid()) or 0.0) - cpu0[os.getpid()]
+            result["cpu_pct_of_core"]["client+balancer"] = round(100 * client / (t_drained - t0), 1)
+            busy, total = (
+                b - a for a, b in zip(machine0, chat_load._machine_jiffies(), strict=True)
+            )
+            result["machine_busy_pct"] = round(
+                100 * (os.cpu_count() or 1) * busy / max(total, 1), 1
+            )
+            result["loadavg_1min"] = round(os.getloadavg()[0], 2)
             # what a reload would show: one more sync per agent
             tally.final_sync = True
             await asyncio.wait_for(asyncio.gather(*(a.sync() for a in agents)), 60)
@@ -796,15 +809,34 @@ async def _faults(
 
 
 def _cpu_now(cluster: Cluster) -> dict[int, float]:
-    return {web.process.pid: chat_load._cpu_seconds(web.process.pid) or 0.0 for web in cluster.web}
+    return {
+        proc.process.pid: chat_load._cpu_seconds(proc.process.pid) or 0.0
+        for proc in [*cluster.web, *cluster.shards]
+    }
 
 
 def _cpu_since(cluster: Cluster, before: dict[int, float], wall: float) -> dict[str, float]:
+    """CPU % of one core of each web process and shard alive since ``before`` was taken (a
+    restarted shard counts from its restart)."""
+    out = {}
+    for proc in [*cluster.web, *cluster.shards]:
+        now = chat_load._cpu_seconds(proc.process.pid)
+        if now is not None:
+            out[proc.name] = round(100 * (now - before.get(proc.process.pid, 0.0)) / wall, 1)
+    return out
+
+
+def _rss_kib(cluster: Cluster) -> dict[str, int]:
+    """Resident memory of each live web process (KiB, from /proc/<pid>/status)."""
     out = {}
     for web in cluster.web:
-        now = chat_load._cpu_seconds(web.process.pid)
-        if now is not None:
-            out[web.name] = round(100 * (now - before.get(web.process.pid, 0.0)) / wall, 1)
+        with (
+            contextlib.suppress(OSError, ValueError, IndexError),
+            open(f"/proc/{web.process.pid}/status") as status,
+        ):
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    out[web.name] = int(line.split()[1])
     return out
 
 
@@ -960,15 +992,30 @@ ROWS = [
     ("drop → synced p50 / p99 / max (ms)",
      lambda r: f"{r['resume_ms_p50']} / {r['resume_ms_p99']} / {r['resume_ms_max']}"),
     ("not resumed", lambda r: r["not_resumed"]),
-    ("delivered msg/s before", lambda r: r["rates"]["before"]["delivered_msg_s"]),
-    ("delivered msg/s during faults", lambda r: r["rates"]["faults"]["delivered_msg_s"]),
-    ("delivered msg/s after", lambda r: r["rates"]["after"]["delivered_msg_s"]),
-    ("offered msg/s (before)", lambda r: r["rates"]["before"]["offered_msg_s"]),
+    ("offered / delivered msg/s before", lambda r: _rate(r, "before")),
+    ("offered / delivered msg/s during faults", lambda r: _rate(r, "faults")),
+    ("offered / delivered msg/s after", lambda r: _rate(r, "after")),
     ("v→a latency p50 / p99 (ms, live)", lambda r: f"{r['lat_ms_p50']} / {r['lat_ms_p99']}"),
     ("peak sockets per web process", lambda r: r["peak_sockets_per_web"]),
-    ("CPU % of a core per web process", lambda r: r["cpu_pct_of_core_per_web"]),
+    ("CPU % of a core per web process",
+     lambda r: {k: v for k, v in r["cpu_pct_of_core"].items() if k.startswith("web")}),
+    ("CPU % of a core per shard",
+     lambda r: {k: v for k, v in r["cpu_pct_of_core"].items() if k.startswith("shard")}),
+    ("RSS per web process idle (MiB)",
+     lambda r: {k: round(v / 1024) for k, v in r["rss_kib_idle"].items()}),
+    ("RSS per web process with sockets (MiB)",
+     lambda r: {k: round(v / 1024) for k, v in r["rss_kib_with_sockets"].items()}),
+    ("CPU % of a core: this client + balancer",
+     lambda r: r["cpu_pct_of_core"]["client+balancer"]),
+    ("machine busy % (100 per core) / load 1 min",
+     lambda r: f"{r['machine_busy_pct']} / {r['loadavg_1min']}"),
     ("PostgreSQL connections (peak, db)", lambda r: r["pg_connections_peak"]),
 ]  # fmt: skip
+
+
+def _rate(result: dict[str, Any], window: str) -> str:
+    rates = result["rates"][window]
+    return f"{rates['offered_msg_s']} / {rates['delivered_msg_s']}"
 
 
 def print_table(results: dict[str, dict[str, Any]]) -> None:
