@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -84,3 +86,34 @@ def test_a_web_process_and_a_shard_die_and_no_acked_message_is_lost(acme, tmp_pa
     assert causes["web process killed"]["clients"] >= 1, result
     assert causes["shard lost"]["clients"] >= 1, result
     assert result["not_resumed"] == 0, result
+
+
+def _hosts_with(urls: str) -> subprocess.CompletedProcess[str]:
+    code = (
+        "from weiyu import settings; "
+        "print([h['address'] for h in settings.CHANNEL_LAYERS['default']['CONFIG']['hosts']])"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={**_environment(), "CHANNEL_REDIS_URLS": urls},
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S,
+        check=False,
+    )
+
+
+def test_channel_redis_urls_list_the_shards_in_order():
+    # a list, spaces allowed, order kept (the position decides where a group lives)
+    done = _hosts_with("redis://r2:6379/0, redis://r1:6379/0")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['redis://r2:6379/0', 'redis://r1:6379/0']"
+    # unset: the one REDIS_URL
+    done = _hosts_with("")
+    assert done.stdout.strip() == repr([settings.REDIS_URL])
+    # something else than a Redis URL is refused at start, naming it
+    done = _hosts_with("redis://r1:6379/0,r2:6379")
+    assert done.returncode != 0
+    assert "CHANNEL_REDIS_URLS takes comma-separated redis://" in done.stderr
+    assert "'r2:6379'" in done.stderr

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 from redis.exceptions import ConnectionError as RedisConnectionError
 
@@ -215,6 +216,12 @@ REDIS_KEY_PREFIX = os.environ.get("CHANNEL_PREFIX", "weiyu")
 CHANNEL_REDIS_URLS = [
     url.strip() for url in os.environ.get("CHANNEL_REDIS_URLS", "").split(",") if url.strip()
 ] or [REDIS_URL]
+for _url in CHANNEL_REDIS_URLS:
+    if not _url.startswith(("redis://", "rediss://", "unix://")):
+        raise ImproperlyConfigured(
+            f"CHANNEL_REDIS_URLS takes comma-separated redis://, rediss:// or unix:// URLs, "
+            f"not {_url!r}"
+        )
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "weiyu.channel_layer.BatchingRedisChannelLayer",
