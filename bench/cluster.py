@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Several machines on loopback: web processes, Redis shards and a worker behind a balancer.
 
-    .venv/bin/python bench/cluster.py --visitors 200 --agents 20 --messages 40 [--json]
+    .venv/bin/python bench/cluster.py --visitors 200 --agents 20 --messages 20 [--json]
 
 What it does (docs/benchmarks.md, "Several machines"; docs/deploy.md for the real deployment):
 
@@ -26,12 +26,14 @@ What it does (docs/benchmarks.md, "Several machines"; docs/deploy.md for the rea
    reload would show). Reported per run: acked-then-lost (acked, and its agent never had it, not
    even after that last sync: must be 0), messages its agent got only from that last sync (stored
    and acked, but their live event died with its process and no reconnect fetched them), stored
-   twice (one ``client_msg_id``, two ids: must be 0), repeated frames (the same
-   ``(conversation, seq)`` again: clients drop them), misrouted, sends without an ack on the
+   twice (one ``client_msg_id``, two ids: must be 0), repeated live frames (the same
+   ``(conversation, seq)`` pushed twice; a ``sync`` overlapping live frames is expected and not
+   counted), misrouted, sends without an ack on the
    socket they were written to (the client resent them after reconnecting), the clients each kill
    disconnected and the time from their drop to their next ``sync.result`` (p50/p99/max),
-   delivered msgs/s before / during / after the faults beside the baseline's in the same windows,
-   and per-process figures (sockets, CPU, PostgreSQL connections) for docs/deploy.md's plan.
+   offered and delivered msgs/s before / during / after the faults beside the baseline's in the
+   same windows, and per-process figures (sockets, CPU and memory of each web process, CPU of
+   each shard and of this client, PostgreSQL connections) for docs/deploy.md's plan.
 
 :func:`run_cluster` is also what tests/test_cluster.py runs, at small sizes, on the test database.
 Every process it starts is stopped on exit, Ctrl-C and errors.
@@ -955,9 +957,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--visitors", "-n", type=int, default=200)
     p.add_argument("--agents", "-m", type=int, default=20)
-    p.add_argument("--messages", "-k", type=int, default=40)
+    p.add_argument("--messages", "-k", type=int, default=20)
     p.add_argument(
-        "--interval-ms", type=float, nargs=2, default=[500.0, 1500.0], metavar=("LOW", "HIGH")
+        "--interval-ms", type=float, nargs=2, default=[1500.0, 3500.0], metavar=("LOW", "HIGH")
     )
     p.add_argument("--web", type=int, default=3, help="web (daphne) processes")
     p.add_argument("--shards", type=int, default=2, help="channel-layer Redis servers")
@@ -1037,6 +1039,10 @@ def print_table(results: dict[str, dict[str, Any]]) -> None:
 
 
 async def amain(args: argparse.Namespace) -> dict[str, Any]:
+    # SIGTERM cancels the run like Ctrl-C does, so every run's `finally` stops its processes
+    main_task = asyncio.current_task()
+    if main_task is not None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
     env = chat_load.bench_env()
     env.setdefault("WEIYU_SEMANTIC", "off")
     chat_load.raise_fd_limit()
@@ -1094,12 +1100,14 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> int:
     args = parse_args()
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         summary = asyncio.run(amain(args))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except asyncio.CancelledError:
+        print("terminated", file=sys.stderr)
+        return 143
     bad = any(
         r.get("timed_out") or r.get("acked_then_lost") or r.get("stored_twice")
         for r in summary["results"].values()
