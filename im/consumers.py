@@ -86,8 +86,12 @@ class MemberConsumer(AsyncJsonWebsocketConsumer):
         self.channel_name = await self.channel_layer.new_channel()
         self.base_send = send
         self.layer_down = False
+        self.layer_joined = asyncio.Event()
+        self.resyncing = False
         with contextlib.suppress(StopConsumer):
-            await await_many_dispatch([receive, self.layer_receive], self.dispatch)
+            await await_many_dispatch(
+                [receive, self.layer_receive, self.layer_watch], self.dispatch
+            )
 
     async def layer_receive(self) -> dict[str, Any]:
         """The next channel-layer message for this socket. While Redis is unreachable, retry
@@ -104,9 +108,24 @@ class MemberConsumer(AsyncJsonWebsocketConsumer):
             if await self._layer_rejoin():
                 return {"type": "weiyu.resync"}
 
+    async def layer_watch(self) -> dict[str, Any]:
+        """``weiyu.resync`` once a Redis server holding this socket's group or its process's
+        queue was unreachable or lost its keys, and answers again (weiyu.channel_layer.ShardWatch:
+        a membership forgotten by a restarted server would otherwise go unnoticed)."""
+        await self.layer_joined.wait()
+        watch = getattr(self.channel_layer, "shard_watch", None)
+        if watch is None or self.group is None:
+            await asyncio.Future()  # nothing to watch: wait until the socket closes
+        watch = watch()
+        await watch.wait_changed(watch.shards(self.group, self.channel_name), self.layer_since)
+        return {"type": "weiyu.resync"}
+
     async def _layer_rejoin(self) -> bool:
         if not self.group:
             return False
+        watch = getattr(self.channel_layer, "shard_watch", None)
+        if watch is not None and not watch().all_up(watch().shards(self.group, self.channel_name)):
+            return False  # the process's queue may still be unreachable: no reconnect loop
         try:
             await self.channel_layer.group_add(self.group, self.channel_name)
         except Exception:
@@ -116,7 +135,9 @@ class MemberConsumer(AsyncJsonWebsocketConsumer):
 
     async def weiyu_resync(self, message: dict[str, Any]) -> None:
         """After a channel-layer outage: the client reconnects and resynchronises."""
-        await self.close(code=CLOSE_RESYNC)
+        if not self.resyncing:
+            self.resyncing = True
+            await self.close(code=CLOSE_RESYNC)
 
     async def connect(self) -> None:
         self.tenant = self.scope["tenant"]
@@ -130,11 +151,14 @@ class MemberConsumer(AsyncJsonWebsocketConsumer):
             return
         self.sender = sender
         self.group = member_group(self.tenant.schema_name, sender.key)
+        watch = getattr(self.channel_layer, "shard_watch", None)
+        self.layer_since = watch().snapshot() if watch is not None else ()
         try:
             await self.channel_layer.group_add(self.group, self.channel_name)
         except Exception:  # Redis down: serve the socket from the database, rejoin later
             logger.warning("channel layer unreachable at connect; socket served without it")
             self.layer_down = True
+        self.layer_joined.set()
         await self.accept()
         await self.send_json(
             {

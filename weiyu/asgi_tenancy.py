@@ -12,6 +12,7 @@ user *inside the tenant's schema*. Consumers then run every database call throug
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from http.cookies import SimpleCookie
@@ -84,13 +85,19 @@ def _run_in_tenant(
 async def tenant_db(tenant: Tenant, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run ``fn`` on a database thread (:func:`weiyu.dbthreads.run`) inside ``tenant``'s schema;
     the realtime events it publishes are sent from the event loop afterwards (also when ``fn``
-    raises, since parts of it may have committed)."""
+    raises, since parts of it may have committed, and when the caller is cancelled: daphne
+    cancels a consumer 10 s after its socket closed, and the thread commits regardless — its
+    events must still go)."""
     batch: realtime.Batch = []
-    try:
-        return await dbthreads.run(_run_in_tenant, tenant, batch, fn, *args, **kwargs)
-    finally:
-        if batch:
-            await realtime.send_batch(batch)
+
+    async def call_then_publish() -> T:
+        try:
+            return await dbthreads.run(_run_in_tenant, tenant, batch, fn, *args, **kwargs)
+        finally:
+            if batch:
+                await realtime.send_batch(batch)
+
+    return await asyncio.shield(call_then_publish())
 
 
 def _header(scope: dict[str, Any], name: bytes) -> str | None:

@@ -22,6 +22,10 @@ of a conversation) in two round trips per Redis server, whatever the number of g
 script reads the groups' channels, one script queues the message once per receiving process
 (channels-redis keeps all sockets of a process behind one key). ``group_send`` costs four round
 trips per group, so a 500-member conversation took 2,000 (docs/benchmarks.md, "Team chat").
+
+With several Redis servers (``CHANNEL_REDIS_URLS``, docs/deploy.md), :class:`ShardWatch` tells a
+socket when a server holding its group or its process's queue was lost, so that it asks its
+client to resynchronise once the server is back.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ import asyncio
 import collections
 import logging
 import time
+import uuid
+import weakref
 from typing import Any
 
 from channels_redis.core import RedisChannelLayer
@@ -84,6 +90,17 @@ class BatchingRedisChannelLayer(RedisChannelLayer):
         self._inboxes: dict[str, asyncio.Queue[Any]] = {}
         #: (event loop, process channel) → its pump task
         self._pumps: dict[tuple[asyncio.AbstractEventLoop, str], asyncio.Task[None]] = {}
+        self._watches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ShardWatch] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def shard_watch(self) -> ShardWatch:
+        """This event loop's :class:`ShardWatch` over the layer's Redis servers."""
+        loop = asyncio.get_running_loop()
+        watch = self._watches.get(loop)
+        if watch is None:
+            watch = self._watches[loop] = ShardWatch(self)
+        return watch
 
     async def new_channel(self, prefix: str = "specific") -> str:
         """A new channel name of this process (``specific.<process>!<id>``), with its inbox ready
@@ -225,3 +242,105 @@ class _Failure:
 
     def __init__(self, error: BaseException) -> None:
         self.error = error
+
+
+class ShardWatch:
+    """Which of the layer's Redis servers are up, and which lost their keys, seen by one process.
+
+    channels-redis keeps a socket's group membership on the server its group name hashes to and
+    the process's queue on the server its channel prefix hashes to. A socket whose process queue
+    lives on a server that goes away notices (its receive fails), but one whose *group* lives
+    there does not: publishes to it fail, and a server that comes back empty (a restart without
+    persistence, a promoted replica that lagged) has forgotten the membership, so the socket
+    would get nothing live until it happened to reconnect.
+
+    One task per process and event loop checks every server each :attr:`interval` seconds (one
+    Lua call: set a marker key unless present, read it back). A server gets a new *generation*
+    when a check fails after one succeeded, and when its marker changed (it lost its keys). A
+    socket notes the generations when it joins (:meth:`snapshot`) and waits in
+    :meth:`wait_changed` until a server it depends on moved to a new generation and is up again;
+    then it closes ``4503`` and the client reconnects and ``sync``s (docs/protocol.md §3). The
+    task runs only while some socket waits.
+    """
+
+    MARKER_SCRIPT = "redis.call('SET', KEYS[1], ARGV[1], 'NX') return redis.call('GET', KEYS[1])"
+
+    def __init__(self, layer: RedisChannelLayer, *, interval: float = 1.0) -> None:
+        self.layer = layer
+        self.interval = interval
+        self.timeout = max(interval, 2.0)
+        size = layer.ring_size
+        self.up = [True] * size
+        self.generation = [0] * size
+        self.marker: list[bytes | None] = [None] * size
+        self.waiters = 0
+        self._task: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()
+        self._token = uuid.uuid4().hex.encode()
+
+    def shards(self, group: str, channel: str) -> tuple[int, ...]:
+        """Indexes of the servers holding ``group``'s membership and ``channel``'s queue."""
+        return tuple(
+            sorted({self.layer.consistent_hash(group), self.layer.consistent_hash(_queue(channel))})
+        )
+
+    def snapshot(self) -> tuple[int, ...]:
+        """The current generation of every server (pass it to :meth:`wait_changed`)."""
+        return tuple(self.generation)
+
+    def all_up(self, shards: tuple[int, ...]) -> bool:
+        """True when the last check of each of ``shards`` succeeded."""
+        return all(self.up[i] for i in shards)
+
+    async def wait_changed(self, shards: tuple[int, ...], since: tuple[int, ...]) -> None:
+        """Return once one of ``shards`` moved past its generation in ``since`` (it was
+        unreachable or lost its keys) and all of them answer again. Cancel to stop waiting."""
+        self.waiters += 1
+        if self._task is None or self._task.done():
+            self._task = asyncio.ensure_future(self._run())
+        try:
+            while not (any(self.generation[i] != since[i] for i in shards) and self.all_up(shards)):
+                await self._changed.wait()
+        finally:
+            self.waiters -= 1
+
+    async def _run(self) -> None:
+        while self.waiters:
+            for index in range(len(self.up)):
+                await self._check(index)
+            await asyncio.sleep(self.interval)
+
+    async def _check(self, index: int) -> None:
+        key = f"{self.layer.prefix}:shard-marker"
+        try:
+            connection = self.layer.connection(index)
+            marker = await asyncio.wait_for(
+                connection.eval(self.MARKER_SCRIPT, 1, key, self._token), self.timeout
+            )
+        except Exception:  # unreachable, refused, timed out: all the same to a socket
+            if self.up[index]:
+                self.up[index] = False
+                self.generation[index] += 1
+                logger.warning("channel layer: Redis server %d unreachable", index)
+                self._notify()
+            return
+        lost = self.marker[index] is not None and marker != self.marker[index]
+        self.marker[index] = marker
+        back = not self.up[index]
+        if lost:
+            self.generation[index] += 1
+            logger.warning("channel layer: Redis server %d lost its keys", index)
+        if back:
+            self.up[index] = True
+            logger.warning("channel layer: Redis server %d answers again", index)
+        if lost or back:
+            self._notify()
+
+    def _notify(self) -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+
+def _queue(channel: str) -> str:
+    """The part of a channel name channels-redis hashes to pick its server (``specific.ab!``)."""
+    return channel.split("!", 1)[0] + "!" if "!" in channel else channel

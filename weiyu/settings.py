@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 from redis.exceptions import ConnectionError as RedisConnectionError
 
@@ -209,13 +210,25 @@ CACHES = {
 #: prefix of every Redis key Weiyu writes itself (channel layer, agent presence); separate
 #: deployments or test runs sharing one Redis database use different ones
 REDIS_KEY_PREFIX = os.environ.get("CHANNEL_PREFIX", "weiyu")
+#: the channel layer's Redis servers (comma-separated URLs, the same list in the same order on
+#: every process): channels-redis spreads groups and process queues over them by consistent
+#: hashing (docs/deploy.md). Presence, the cache and Celery stay on REDIS_URL.
+CHANNEL_REDIS_URLS = [
+    url.strip() for url in os.environ.get("CHANNEL_REDIS_URLS", "").split(",") if url.strip()
+] or [REDIS_URL]
+for _url in CHANNEL_REDIS_URLS:
+    if not _url.startswith(("redis://", "rediss://", "unix://")):
+        raise ImproperlyConfigured(
+            f"CHANNEL_REDIS_URLS takes comma-separated redis://, rediss:// or unix:// URLs, "
+            f"not {_url!r}"
+        )
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "weiyu.channel_layer.BatchingRedisChannelLayer",
         "CONFIG": {
             "hosts": [
                 {
-                    "address": REDIS_URL,
+                    "address": url,
                     "socket_timeout": 15,
                     "socket_connect_timeout": 5,
                     # a pooled connection that died with an earlier Redis is reopened once
@@ -225,6 +238,7 @@ CHANNEL_LAYERS = {
                     # sends are capped at weiyu.realtime.FAN_OUT_CONCURRENCY per process
                     "max_connections": 256,
                 }
+                for url in CHANNEL_REDIS_URLS
             ],
             "capacity": int(os.environ.get("CHANNEL_CAPACITY", "5000")),
             "expiry": 60,

@@ -1,6 +1,7 @@
 """The batching channel layer (weiyu/channel_layer.py) against the real Redis: every message
-reaches its socket's channel, in order, and a receiver that goes away mid-pop loses nothing
-meant for the others."""
+reaches its socket's channel, in order, a receiver that goes away mid-pop loses nothing
+meant for the others, and with several Redis servers a socket learns that one it depends on
+lost its keys."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import pytest
 from django.conf import settings
 
 from tests.conftest import unique
-from tests.waits import WAIT_S
+from tests.servers import PrivateRedis, free_port
+from tests.waits import WAIT_S, wait_until_async
 from weiyu.channel_layer import BatchingRedisChannelLayer
 
 
@@ -77,3 +79,41 @@ async def test_groups_reach_every_member_socket():
         assert got == [[7]] * 50
     finally:
         await layer.flush()
+
+
+@pytest.mark.asyncio
+async def test_a_socket_learns_that_a_shard_it_depends_on_lost_its_keys(tmp_path):
+    # given: a layer over two Redis servers, and a group whose membership lives on the second
+    shards = [PrivateRedis(port=free_port(), workdir=tmp_path / f"r{i}") for i in range(2)]
+    for shard in shards:
+        shard.start()
+    layer = BatchingRedisChannelLayer(
+        hosts=[{"address": shard.url} for shard in shards], prefix=unique("shards")
+    )
+    layer.shard_watch().interval = 0.1
+    group = next(g for g in (unique("acme.u.") for _ in range(100)) if layer.consistent_hash(g))
+    channel = await layer.new_channel()
+    watch = layer.shard_watch()
+    shards_of_socket = watch.shards(group, channel)
+    assert 1 in shards_of_socket
+    await layer.group_add(group, channel)
+    since = watch.snapshot()
+    waiting = asyncio.ensure_future(watch.wait_changed(shards_of_socket, since))
+    try:
+        await asyncio.sleep(0.5)  # the watch has seen both servers up
+        assert not waiting.done()
+        # when: the second server dies and comes back empty (a restart without persistence)
+        shards[1].stop()
+        await wait_until_async(lambda: not watch.all_up(shards_of_socket), what="seen down")
+        await asyncio.sleep(0.3)
+        assert not waiting.done()  # not while it is down: the socket could not rejoin yet
+        shards[1].start()
+        # then: the socket is told, once the server answers again
+        await asyncio.wait_for(waiting, WAIT_S)
+        assert watch.all_up(shards_of_socket)
+        assert watch.snapshot()[1] != since[1]
+        assert watch.snapshot()[0] == since[0]
+    finally:
+        waiting.cancel()
+        for shard in shards:
+            shard.stop()
