@@ -68,7 +68,9 @@ def message_send(
     :func:`message_draft` (the other content fields are then ignored).
 
     Returns ``(message, created)``; ``created`` is False when ``client_msg_id`` was already used by
-    this sender — the stored message is returned and nothing is written or published (IM-12).
+    this sender — the stored message is returned, nothing is written, and its ``message.new`` is
+    published again (:func:`message_republish`): a resend usually means the ack was lost, and the
+    publish may have been lost with it (IM-12; docs/protocol.md §3).
 
     Cost of a plain text message without a hook: one read of the conversation's kind and active
     members, then in one transaction one statement (:data:`_WRITE_SQL`) that takes the next
@@ -118,9 +120,7 @@ def _append(  # noqa: PLR0912 - the checks of one send, in the order they must r
     kind, members = selectors.send_context(conversation_id=conversation_id)
     is_system = sender.key in (SYSTEM.key, ROBOT_KEY)
     if not is_system and sender.key not in members:
-        if client_msg_id is not None and (
-            dup := _existing(sender.key, client_msg_id, conversation_id)
-        ):
+        if dup := _resent(sender.key, client_msg_id, conversation_id, members):
             return dup, False
         raise ServiceError("not_found", _("No such conversation."), field="conversation_id")
     role, muted_until = members.get(sender.key, ("", None))
@@ -162,9 +162,7 @@ def _append(  # noqa: PLR0912 - the checks of one send, in the order they must r
                 receipt=not is_system,
             )
             if row is None:
-                if client_msg_id is not None and (
-                    dup := _existing(sender.key, client_msg_id, conversation_id)
-                ):
+                if dup := _resent(sender.key, client_msg_id, conversation_id, members):
                     return dup, False
                 _refused(conversation_id)
             message_id, seq = row
@@ -210,14 +208,9 @@ def _append(  # noqa: PLR0912 - the checks of one send, in the order they must r
                 conversation_added_publish(conversation_id, [u.member_key for u in pulled])
             hook.after_append(message=message, sender=sender, context=context)
     except IntegrityError:
-        dup = (
-            _existing(sender.key, client_msg_id, conversation_id)
-            if client_msg_id is not None
-            else None
-        )
-        if dup is None:
-            raise
-        return dup, False
+        if dup := _resent(sender.key, client_msg_id, conversation_id, members):
+            return dup, False
+        raise
     return message, True
 
 
@@ -334,6 +327,37 @@ def _mark_mentioned(conversation_id: int, mentions: list[str], sender_key: str, 
     targets.exclude(member_key=sender_key).update(mention_seq=Greatest(F("mention_seq"), seq))
 
 
+def message_republish(message: Message) -> None:
+    """Publish ``message.new`` for a stored ``message`` again, after commit, to the conversation's
+    active participants now (staff only for an internal note). For a resend of a stored message
+    whose first publish may have been lost with its ack (a web process that died between its
+    commit and its publish); clients ignore a ``seq`` they hold (docs/protocol.md §3)."""
+    _kind, members = selectors.send_context(conversation_id=message.conversation_id)
+    _republish(message, members)
+
+
+def _republish(message: Message, members: dict[str, Any]) -> None:
+    recipients = [
+        key for key in members if not (message.internal and selectors.is_visitor_key(key))
+    ]
+    publish_event_on_commit(
+        {"type": "message.new", "message": message_payload(message)}, recipients
+    )
+
+
+def _resent(
+    sender_key: str, client_msg_id: object, conversation_id: int, members: dict[str, Any]
+) -> Message | None:
+    """The message this sender already stored under ``client_msg_id`` (published again), or
+    None."""
+    if client_msg_id is None:
+        return None
+    message = _existing(sender_key, str(client_msg_id), conversation_id)
+    if message is not None:
+        _republish(message, members)
+    return message
+
+
 def _existing(sender_key: str, client_msg_id: str, conversation_id: int) -> Message | None:
     message = Message.objects.filter(sender_key=sender_key, client_msg_id=client_msg_id).first()
     if message is not None and message.conversation_id != conversation_id:
@@ -374,6 +398,7 @@ def message_recall(
     """
     client_msg_id_check(client_msg_id)
     if client_msg_id is not None and (dup := _existing(sender.key, client_msg_id, conversation_id)):
+        message_republish(dup)
         return dup, False
     target_id = parsing.positive_int(message_id, "message_id")
     selectors.participant_get(conversation_id=conversation_id, member_key=sender.key)

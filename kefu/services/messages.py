@@ -123,6 +123,7 @@ def visitor_message_send(
     if client_msg_id is not None:
         stored = Message.objects.filter(sender_key=sender.key, client_msg_id=client_msg_id).first()
         if stored is not None:
+            im_messages.message_republish(stored)
             return stored, False
     live = selectors.visitor_live_session(visitor_id=visitor.pk)
     if live is None:
