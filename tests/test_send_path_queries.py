@@ -76,12 +76,12 @@ def test_visitor_first_message_writes_session_conversation_and_message_in_one_tr
         assert len(sql[:first_commit]) <= 15, _show(sql[:first_commit])
         # the dispatch after it: under the workgroup's lock the queue's head, one statement
         # claiming the agent's slot and giving them the session, the agent joining, the system
-        # line (members, the write in a savepoint); then one read for conversation.assigned
+        # line (members, the write); then one read for conversation.assigned
         routed = sql[first_commit + 1 :]
         locked = next(i for i, s in enumerate(routed) if "FOR UPDATE" in s)
         held = routed[locked : routed.index("COMMIT", locked)]
-        assert len(held) <= 8, _show(held)
-        assert len(routed) <= 11, _show(routed)
+        assert len(held) <= 6, _show(held)
+        assert len(routed) <= 9, _show(routed)
         session = Session.objects.get(conversation_id=message.conversation_id)
         assert session.status == Session.Status.OPEN  # assigned after commit
         assert session.agent_id in {a.pk for a in desk.agents}
