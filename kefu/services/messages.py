@@ -36,8 +36,8 @@ def _session_route(*, visitor: Visitor, department_id: object) -> tuple[int, int
     """``(workgroup_id, skill_id, queue limit)`` for a new session of ``visitor`` (reads only):
     the department chosen in the widget, the channel's routing rules, else the channel's
     workgroup (:func:`kefu.services.routing.route`), and that workgroup's ``max_queue_length``
-    (read with its work hours; 0 on a robot channel). Outside the workgroup's work hours a human-only channel refuses
-    with ``ServiceError("closed")`` (:mod:`kefu.hours`)."""
+    (read with its work hours; 0 on a robot channel). Outside the workgroup's work hours a
+    human-only channel refuses with ``ServiceError("closed")`` (:mod:`kefu.hours`)."""
     channel = visitor.channel
     workgroup_id, skill_id = routing.route(
         channel=channel, visitor=visitor, department_id=department_id
