@@ -6,7 +6,8 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from django.db.models import Count, F, FilteredRelation, Q
+from django.db.models import Count, F, FilteredRelation, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 from django.utils.translation import gettext as _
 
 from im.models import Attachment, Conversation, Message, MessagingSettings, Participant
@@ -186,26 +187,46 @@ def _discount_internal(payloads: list[dict[str, Any]], participants: list[Partic
 
 
 def conversation_payloads_for_members(
-    *, conversation_id: int, member_keys: list[str]
+    *, conversation_id: int, member_keys: list[str], last_message: Message | None = None
 ) -> dict[str, dict[str, Any]]:
     """One (non-group) conversation as each of ``member_keys`` sees it, as
     :func:`conversation_payloads` would show it to each, sharing the queries: ``{member key:
-    payload}`` for the keys that are active members (three or four queries in all)."""
+    payload}`` for the keys that are active members. ``last_message``: a message the caller
+    just wrote into the conversation; when it is still the newest and not internal it is the
+    last message of every payload and nothing more is read — one query in all, else two or three.
+    """
+    hidden = (
+        Message.objects.filter(
+            conversation_id=OuterRef("conversation_id"), internal=True, seq__gt=OuterRef("read_seq")
+        )
+        .order_by()
+        .values("conversation_id")
+        .annotate(n=Count("id"))
+        .values("n")
+    )
     everyone = list(
         Participant.objects.select_related("conversation")
         .filter(conversation_id=conversation_id, left_at__isnull=True)
+        .annotate(hidden_notes=Coalesce(Subquery(hidden), 0))
         .order_by("id")
     )
     wanted = [p for p in everyone if p.member_key in member_keys]
     if not wanted:
         return {}
     staff_last = visitor_last = None
-    if any(not is_visitor_key(p.member_key) for p in wanted):
-        staff_last = last_messages(conversation_ids=[conversation_id]).get(conversation_id)
-    if any(is_visitor_key(p.member_key) for p in wanted):
-        visitor_last = last_messages(
-            conversation_ids=[conversation_id], include_internal=False
-        ).get(conversation_id)
+    if (
+        last_message is not None
+        and not last_message.internal
+        and last_message.seq == wanted[0].conversation.last_seq
+    ):
+        staff_last = visitor_last = last_message
+    else:
+        if any(not is_visitor_key(p.member_key) for p in wanted):
+            staff_last = last_messages(conversation_ids=[conversation_id]).get(conversation_id)
+        if any(is_visitor_key(p.member_key) for p in wanted):
+            visitor_last = last_messages(
+                conversation_ids=[conversation_id], include_internal=False
+            ).get(conversation_id)
     out = {}
     for p in wanted:
         visitor = is_visitor_key(p.member_key)
@@ -218,7 +239,8 @@ def conversation_payloads_for_members(
             max_members=0,
         )
         if visitor:
-            _discount_internal([payload], [p])
+            # a visitor's unread count leaves out the internal notes they never receive
+            payload["unread"] = max(0, payload["unread"] - p.hidden_notes)
         out[p.member_key] = payload
     return out
 

@@ -108,14 +108,24 @@ def conversation_get_for_member(*, conversation_id: int, member_key: str) -> dic
 
 
 def conversation_get_for_members(
-    *, conversation_id: int, member_keys: list[str]
+    *,
+    conversation_id: int,
+    member_keys: list[str],
+    session: Session | None = None,
+    last_message: Message | None = None,
 ) -> dict[str, dict[str, Any]]:
     """A visitor conversation as each of ``member_keys`` sees it (with its ``session``), sharing
-    the queries: ``{member key: payload}``."""
+    the queries: ``{member key: payload}``. ``session``: the conversation's session with its
+    visitor, agent, workgroup and channel loaded, when the caller holds it (not read again);
+    ``last_message``: see ``im.selectors.conversation_payloads_for_members``."""
     payloads = im_selectors.conversation_payloads_for_members(
-        conversation_id=conversation_id, member_keys=member_keys
+        conversation_id=conversation_id, member_keys=member_keys, last_message=last_message
     )
-    _with_sessions(list(payloads.values()))
+    if session is None:
+        _with_sessions(list(payloads.values()))
+    else:
+        for payload in payloads.values():
+            payload["session"] = session_payload(session)
     return payloads
 
 

@@ -71,9 +71,17 @@ def test_visitor_first_message_writes_session_conversation_and_message_in_one_tr
         assert inserts == ["im_conversation", "im_participant", "kefu_session"], _show(sql)
         assert any("INSERT INTO im_message" in s for s in sql[:first_commit]), _show(sql)
         assert sql[:first_commit].count("BEGIN") == 1, _show(sql)
-        # reads: resend?, live session?, routing rules, work hours; the transaction: queue
-        # limit, 3 inserts, the send (members, session clock, the message), savepoints
-        assert len(sql[:first_commit]) <= 18, _show(sql[:first_commit])
+        # reads: resend?, live session?, routing rules, work hours with the queue limit; the
+        # transaction: 3 inserts, the send (members, session clock, the message), savepoints
+        assert len(sql[:first_commit]) <= 15, _show(sql[:first_commit])
+        # the dispatch after it: under the workgroup's lock the queue's head, one statement
+        # claiming the agent's slot and giving them the session, the agent joining, the system
+        # line (members, the write); then one read for conversation.assigned
+        routed = sql[first_commit + 1 :]
+        locked = next(i for i, s in enumerate(routed) if "FOR UPDATE" in s)
+        held = routed[locked : routed.index("COMMIT", locked)]
+        assert len(held) <= 6, _show(held)
+        assert len(routed) <= 9, _show(routed)
         session = Session.objects.get(conversation_id=message.conversation_id)
         assert session.status == Session.Status.OPEN  # assigned after commit
         assert session.agent_id in {a.pk for a in desk.agents}

@@ -148,7 +148,11 @@ def _append(  # noqa: PLR0912 - the checks of one send, in the order they must r
     # a mute that lands first is never overtaken
     muted_applies = not is_system and kind == Conversation.Kind.GROUP and role not in GROUP_ADMINS
     try:
-        with transaction.atomic():
+        # A savepoint only where a failure is taken back and the send goes on: a resent
+        # client_msg_id (the stored message is returned). System and robot lines carry none;
+        # inside a caller's transaction (an assignment, a close) they then cost two statements
+        # less, and any failure rolls back to the caller's own savepoint or transaction.
+        with transaction.atomic(savepoint=client_msg_id is not None):
             context = hook.before_append(
                 conversation_id=conversation_id, sender=sender, draft=draft, now=now
             )

@@ -5,15 +5,21 @@ from __future__ import annotations
 
 from django.db import connection, transaction
 
+from im.models import Message
 from kefu import presence, selectors
 from kefu.models import AgentState, Session, Workgroup
 from org.models import User
 from weiyu.realtime import publish_event_on_commit
 
 
-def conversation_assigned_publish(*, session: Session, agent: User) -> None:
+def conversation_assigned_publish(
+    *, session: Session, agent: User, last_message: Message | None = None
+) -> None:
     """``conversation.assigned`` (the conversation with its session, as each sees it) to the
-    agent, then to the visitor, serialised after commit."""
+    agent, then to the visitor, serialised after commit. ``session``: as just assigned, with its
+    visitor, channel and workgroup loaded (its part of the payload is built from it);
+    ``last_message``: the message the caller just wrote into the conversation, if any (then
+    not read again)."""
     conversation_id = session.conversation_id
     visitor_key = session.visitor.member_key
 
@@ -21,7 +27,10 @@ def conversation_assigned_publish(*, session: Session, agent: User) -> None:
         # Serialised after commit so both sides see the committed state (receipts, last message);
         # outside a transaction publish_event_on_commit sends at once.
         payloads = selectors.conversation_get_for_members(
-            conversation_id=conversation_id, member_keys=[agent.member_key, visitor_key]
+            conversation_id=conversation_id,
+            member_keys=[agent.member_key, visitor_key],
+            session=session,
+            last_message=last_message,
         )
         for key in (agent.member_key, visitor_key):  # the agent first, as always
             if key in payloads:
@@ -32,19 +41,24 @@ def conversation_assigned_publish(*, session: Session, agent: User) -> None:
     transaction.on_commit(publish)
 
 
-def agent_state_publish(*, user_id: int) -> None:
+def agent_state_publish(*, user_id: int, state: AgentState | None = None) -> None:
     """``agent.status`` ``{"status", "open_count", "max_concurrent"}`` to every socket of the
-    agent (after commit, inside a transaction)."""
-    state = AgentState.objects.get(user_id=user_id)
+    agent (after commit, inside a transaction). ``state``: the agent's state as the caller just
+    wrote it (read otherwise)."""
+    if state is None:
+        state = AgentState.objects.get(user_id=user_id)
     publish_event_on_commit(
         {"type": "agent.status", **selectors.agent_state_payload(state)}, [f"u:{user_id}"]
     )
 
 
-def queue_positions_publish(*, workgroup_id: int) -> None:
+def queue_positions_publish(*, workgroup_id: int, waiting: list[Session] | None = None) -> None:
     """Send ``queue.position`` to every visitor waiting in the workgroup (1 = next), and
-    ``queue.changed`` ``{"workgroup_id", "length"}`` to the workgroup's agents."""
-    waiting = selectors.queue_list(workgroup_id=workgroup_id)
+    ``queue.changed`` ``{"workgroup_id", "length"}`` to the workgroup's agents. ``waiting``: the
+    whole queue in order, with each session's workgroup loaded, when the caller has just read
+    it under the workgroup's lock (read otherwise)."""
+    if waiting is None:
+        waiting = selectors.queue_list(workgroup_id=workgroup_id)
     if presence.queue_length_changed(
         schema=connection.schema_name, workgroup_id=workgroup_id, length=len(waiting)
     ):

@@ -32,35 +32,40 @@ from org.models import User
 from weiyu.errors import ServiceError
 
 
-def _session_route(*, visitor: Visitor, department_id: object) -> tuple[int, int | None]:
-    """``(workgroup_id, skill_id)`` for a new session of ``visitor`` (reads only): the department
-    chosen in the widget, the channel's routing rules, else the channel's workgroup
-    (:func:`kefu.services.routing.route`); outside the workgroup's work hours a human-only channel refuses
-    with ``ServiceError("closed")`` (:mod:`kefu.hours`)."""
+def _session_route(*, visitor: Visitor, department_id: object) -> tuple[int, int | None, int]:
+    """``(workgroup_id, skill_id, queue limit)`` for a new session of ``visitor`` (reads only):
+    the department chosen in the widget, the channel's routing rules, else the channel's
+    workgroup (:func:`kefu.services.routing.route`), and that workgroup's ``max_queue_length``
+    (read with its work hours; 0 on a robot channel). Outside the workgroup's work hours a
+    human-only channel refuses with ``ServiceError("closed")`` (:mod:`kefu.hours`)."""
     channel = visitor.channel
     workgroup_id, skill_id = routing.route(
         channel=channel, visitor=visitor, department_id=department_id
     )
-    if channel.mode not in ROBOT_MODES:
-        hours.check_open(
-            calendar_id=Workgroup.objects.filter(pk=workgroup_id)
-            .values_list("calendar_id", flat=True)
-            .first(),
-            language=_language_for(visitor),
-        )
-    return workgroup_id, skill_id
+    if channel.mode in ROBOT_MODES:
+        return workgroup_id, skill_id, 0  # the robot answers at any hour, nobody queues yet
+    calendar_id, queue_limit = (
+        Workgroup.objects.filter(pk=workgroup_id)
+        .values_list("calendar_id", "max_queue_length")
+        .first()
+    ) or (None, 0)
+    hours.check_open(calendar_id=calendar_id, language=_language_for(visitor))
+    return workgroup_id, skill_id, queue_limit
 
 
-def _session_open(*, visitor: Visitor, workgroup_id: int, skill_id: int | None) -> Session:
+def _session_open(
+    *, visitor: Visitor, workgroup_id: int, skill_id: int | None, queue_limit: int
+) -> Session:
     """Write a new session and its conversation (call inside a transaction): ``queued`` on a
     human-only channel (dispatched by the caller after commit), ``robot`` on a robot or
     robot-first channel. The queue limits apply (:func:`kefu.services.routing.queue_admit`: raises
-    ``ServiceError("queue_full")``). Raises ``IntegrityError`` when the visitor already has a
-    live session (the partial unique index; the caller's savepoint takes it back)."""
+    ``ServiceError("queue_full")``; ``queue_limit``: the workgroup's, as read before). Raises
+    ``IntegrityError`` when the visitor already has a live session (the partial unique index;
+    the caller's savepoint takes it back)."""
     channel = visitor.channel
     status = Session.Status.ROBOT
     if channel.mode not in ROBOT_MODES:
-        workgroup_id, status = routing.queue_admit(workgroup_id=workgroup_id)
+        workgroup_id, status = routing.queue_admit(workgroup_id=workgroup_id, limit=queue_limit)
     conversation = im_conversations.conversation_create(
         kind=Conversation.Kind.VISITOR,
         title=visitor.name,
@@ -127,13 +132,18 @@ def visitor_message_send(
             return stored, False
     live = selectors.visitor_live_session(visitor_id=visitor.pk)
     if live is None:
-        workgroup_id, skill_id = _session_route(visitor=visitor, department_id=department_id)
+        workgroup_id, skill_id, queue_limit = _session_route(
+            visitor=visitor, department_id=department_id
+        )
         with transaction.atomic():
             opened = True
             try:
                 with transaction.atomic():
                     live = _session_open(
-                        visitor=visitor, workgroup_id=workgroup_id, skill_id=skill_id
+                        visitor=visitor,
+                        workgroup_id=workgroup_id,
+                        skill_id=skill_id,
+                        queue_limit=queue_limit,
                     )
             except IntegrityError:
                 # another tab of this visitor opened a session meanwhile: write into that one

@@ -39,7 +39,11 @@ def queue_pick(*, user: User, session_id: object) -> Session:
         workgroup = Workgroup.objects.select_for_update().get(pk=found.workgroup_id)
         if not workgroup.allow_pick:
             raise ServiceError("forbidden", _("Visitors of this workgroup are assigned for you."))
-        session = Session.objects.select_for_update().select_related("visitor").get(pk=session_id)
+        session = (
+            Session.objects.select_for_update(of=("self",))
+            .select_related("visitor", "channel")
+            .get(pk=session_id)
+        )
         if session.status != Session.Status.QUEUED:
             raise ServiceError("conflict", _("Someone else took this visitor."))
         state = AgentState.objects.select_for_update().filter(user=user).first()
@@ -47,7 +51,7 @@ def queue_pick(*, user: User, session_id: object) -> Session:
             raise ServiceError("forbidden", _("Go online to take visitors."))
         if state.open_count >= state.max_concurrent:
             raise ServiceError("full", _("You are at your limit of conversations."))
-        session_assign(session=session, workgroup=workgroup, state=state)
+        session_assign(session=session, workgroup=workgroup, agent=user)
         transaction.on_commit(lambda: queue_positions_publish(workgroup_id=workgroup.pk))
     session.refresh_from_db()
     return session

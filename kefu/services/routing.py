@@ -20,7 +20,7 @@ over the cap). docs/architecture.md, "Routing (kefu)".
 
 from __future__ import annotations
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
@@ -82,16 +82,18 @@ def route(
     return channel.workgroup_id, None
 
 
-def queue_admit(*, workgroup_id: int) -> tuple[int, str]:
+def queue_admit(*, workgroup_id: int, limit: int | None = None) -> tuple[int, str]:
     """Whether one more visitor may wait in the workgroup's queue. Returns ``(workgroup id,
     status)``: the same workgroup or its overflow one, and ``queued`` or ``robot``. Call inside
     the transaction that creates the session: the workgroup row is locked, so the limit holds
-    under concurrent arrivals.
+    under concurrent arrivals. ``limit``: the workgroup's ``max_queue_length`` when the caller
+    has just read it (read otherwise); 0 takes no lock.
 
     Raises ``ServiceError("queue_full")`` when the action is to leave a message (nothing is
     stored; the widget offers the leave-a-message form with the visitor's text).
     """
-    limit = Workgroup.objects.values_list("max_queue_length", flat=True).get(pk=workgroup_id)
+    if limit is None:
+        limit = Workgroup.objects.values_list("max_queue_length", flat=True).get(pk=workgroup_id)
     if not limit:
         return workgroup_id, Session.Status.QUEUED  # no limit: nothing to serialise
     workgroup = Workgroup.objects.select_for_update().get(pk=workgroup_id)
@@ -113,138 +115,190 @@ def queue_admit(*, workgroup_id: int) -> tuple[int, str]:
     return workgroup.pk, Session.Status.QUEUED
 
 
-def _ranked_agents(workgroup: Workgroup, session: Session) -> list[AgentState] | None:
-    """The available agents in the order the workgroup's strategy prefers them for ``session``
-    (see :class:`Workgroup`); ``None`` when the session must wait (skill strategy: someone has
-    the skill but is not free). Reads without locking: :func:`_claim` confirms the choice."""
-    candidates = list(
-        AgentState.objects.filter(
-            user__workgroups=workgroup,
-            user__is_active=True,
-            status=AgentState.Status.ONLINE,
-            open_count__lt=F("max_concurrent"),
-        ).order_by("user_id")
+#: The order each strategy prefers available agents in (see :class:`Workgroup`): ``round_robin``
+#: takes the next user id after the cursor, wrapping round; the others the least busy — fewest
+#: open conversations, then the lowest share of their cap, then the longest since their last
+#: assignment (never assigned first), then the lower user id — and ``sticky`` a returning
+#: visitor's agent of their latest earlier session before anyone.
+_ROUND_ROBIN = "(a.user_id <= %(cursor)s), a.user_id"
+_LEAST_BUSY = (
+    "a.open_count, a.open_count::float / GREATEST(a.max_concurrent, 1), "
+    "a.last_assigned_at ASC NULLS FIRST, a.user_id"
+)
+_STICKY_FIRST = (
+    "(a.user_id = COALESCE((SELECT agent_id FROM kefu_session WHERE visitor_id = %(visitor_id)s "
+    "AND agent_id IS NOT NULL AND id <> %(session_id)s ORDER BY created_at DESC LIMIT 1), 0)) "
+    "DESC, "
+)
+
+#: skill strategy, a session asking for a skill: agents who have it; agents without it only
+#: when no active member of the workgroup has it (when someone has it but is busy, or offline,
+#: the session waits for them)
+_SKILL_FILTER = """
+    AND (
+        EXISTS (SELECT 1 FROM kefu_agentstate_skills k
+                WHERE k.agentstate_id = a.id AND k.skill_id = %(skill_id)s)
+        OR NOT EXISTS (
+            SELECT 1 FROM kefu_agentstate_skills k
+            JOIN kefu_agentstate s ON s.id = k.agentstate_id
+            JOIN org_user su ON su.id = s.user_id AND su.is_active
+            JOIN kefu_workgroup_agents sm ON sm.user_id = s.user_id
+            WHERE k.skill_id = %(skill_id)s AND sm.workgroup_id = %(workgroup_id)s
+        )
     )
-    if session.reassigned_from_id is not None:
-        # re-assigned for not answering: someone else this time
-        candidates = [c for c in candidates if c.user_id != session.reassigned_from_id]
-    if not candidates:
-        return []
+"""
+
+#: One round trip picks and claims an agent for a (locked, queued) session: the best available
+#: agent of the workgroup by its strategy (online, active, under their cap; not the one it is
+#: being taken from) is locked, a slot of their cap taken, the workgroup's round-robin cursor
+#: moved and the session given to them (``open``).
+#: Under concurrency the row lock re-checks the conditions on the newest row version and moves
+#: on to the next agent when they no longer hold, so two workgroups' dispatchers can never push
+#: an agent over the cap. Returns the agent's new state and name fields, or no row.
+_CLAIM_SQL = """
+WITH pick AS (
+    SELECT a.id FROM kefu_agentstate a
+    JOIN org_user u ON u.id = a.user_id AND u.is_active
+    JOIN kefu_workgroup_agents m ON m.user_id = a.user_id AND m.workgroup_id = %(workgroup_id)s
+    WHERE a.status = %(online)s AND a.open_count < a.max_concurrent
+      AND a.user_id <> %(not_user_id)s {skill}
+    ORDER BY {prefer}{order}
+    LIMIT 1
+    FOR UPDATE OF a
+), claimed AS (
+    UPDATE kefu_agentstate a SET open_count = a.open_count + 1, last_assigned_at = %(now)s
+    FROM pick
+    WHERE a.id = pick.id AND a.status = %(online)s AND a.open_count < a.max_concurrent
+    RETURNING a.user_id, a.status, a.open_count, a.max_concurrent
+), moved AS (
+    UPDATE kefu_workgroup SET last_assigned_user_id = claimed.user_id
+    FROM claimed WHERE kefu_workgroup.id = %(workgroup_id)s
+), assigned AS (
+    UPDATE kefu_session SET agent_id = claimed.user_id, status = %(open)s, assigned_at = %(now)s
+    FROM claimed WHERE kefu_session.id = %(session_id)s
+)
+SELECT c.status, c.open_count, c.max_concurrent, {user_columns}
+FROM claimed c JOIN org_user u ON u.id = c.user_id
+"""
+
+#: the user fields an assignment needs (the agent's name, key and payload)
+_USER_FIELDS = ("id", "username", "first_name", "last_name", "display_name")
+
+
+def _claim_agent(workgroup: Workgroup, session: Session) -> tuple[User, AgentState] | None:
+    """The agent who gets ``session``, and their new state, with a slot of their cap taken and
+    the session theirs (:data:`_CLAIM_SQL`; ``session`` is updated in memory too); None when
+    nobody is available (or, for a skill, the agents who have it are not). ``User`` carries
+    only the fields of :data:`_USER_FIELDS`."""
     strategy = workgroup.strategy
-    if strategy == Workgroup.Strategy.ROUND_ROBIN:
-        cursor = workgroup.last_assigned_user_id or 0
-        after = [c for c in candidates if c.user_id > cursor]
-        return after + [c for c in candidates if c.user_id <= cursor]
-    first: list[AgentState] = []
-    if strategy == Workgroup.Strategy.STICKY:
-        previous = (
-            Session.objects.filter(visitor_id=session.visitor_id, agent__isnull=False)
-            .exclude(pk=session.pk)
-            .order_by("-created_at")
-            .values_list("agent_id", flat=True)
-            .first()
-        )
-        first = [c for c in candidates if c.user_id == previous]
-    if strategy == Workgroup.Strategy.SKILL and session.skill_id is not None:
-        skilled = set(
-            AgentState.skills.through.objects.filter(
-                skill_id=session.skill_id, agentstate_id__in=[c.pk for c in candidates]
-            ).values_list("agentstate_id", flat=True)
-        )
-        if skilled:
-            candidates = [c for c in candidates if c.pk in skilled]
-        elif AgentState.objects.filter(
-            user__workgroups=workgroup, user__is_active=True, skills=session.skill_id
-        ).exists():
-            return None  # someone has the skill but is not free: wait for them
-    epoch = timezone.now().replace(year=2000)
-    rest = sorted(
-        (c for c in candidates if c not in first),
-        key=lambda s: (
-            s.open_count,
-            s.open_count / max(s.max_concurrent, 1),
-            s.last_assigned_at or epoch,
-            s.user_id,
-        ),
+    skill = strategy == Workgroup.Strategy.SKILL and session.skill_id is not None
+    user_columns = ", ".join(f"u.{User._meta.get_field(name).column}" for name in _USER_FIELDS)
+    sql = _CLAIM_SQL.format(
+        skill=_SKILL_FILTER if skill else "",
+        order=_ROUND_ROBIN if strategy == Workgroup.Strategy.ROUND_ROBIN else _LEAST_BUSY,
+        prefer=_STICKY_FIRST if strategy == Workgroup.Strategy.STICKY else "",
+        user_columns=user_columns,
     )
-    return first + rest
-
-
-def _claim(state: AgentState) -> bool:
-    """Take one slot of the agent's cap, if they are still online and under it — one
-    conditional UPDATE, so two workgroups' dispatchers can never push an agent over the cap."""
-    return bool(
-        AgentState.objects.filter(
-            pk=state.pk,
-            status=AgentState.Status.ONLINE,
-            open_count__lt=F("max_concurrent"),
-        ).update(open_count=F("open_count") + 1, last_assigned_at=timezone.now())
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql,
+            {
+                "workgroup_id": workgroup.pk,
+                "online": AgentState.Status.ONLINE,
+                "open": Session.Status.OPEN,
+                "not_user_id": session.reassigned_from_id or 0,
+                "skill_id": session.skill_id,
+                "cursor": workgroup.last_assigned_user_id or 0,
+                "visitor_id": session.visitor_id,
+                "session_id": session.pk,
+                "now": now,
+            },
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    status, open_count, max_concurrent, *user_values = row
+    agent = User.from_db(connection.alias, list(_USER_FIELDS), user_values)
+    state = AgentState(
+        user_id=agent.pk, status=status, open_count=open_count, max_concurrent=max_concurrent
     )
-
-
-def _pick_agent(workgroup: Workgroup, session: Session) -> AgentState | None:
-    """The agent who gets ``session``, with a slot of their cap already taken (:func:`_claim`);
-    None when nobody is available (or, for a skill, the skilled ones are busy)."""
-    for _attempt in range(3):
-        ranked = _ranked_agents(workgroup, session)
-        if not ranked:
-            return None
-        for state in ranked[:5]:
-            if _claim(state):
-                return state
-    return None
+    workgroup.last_assigned_user_id = agent.pk
+    session.agent = agent
+    session.status = Session.Status.OPEN
+    session.assigned_at = now
+    return agent, state
 
 
 ASSIGNED, EMPTY, NO_AGENT = "assigned", "empty", "no_agent"
 
 
-#: queued sessions looked at per assignment (more only matter for skills nobody free has)
+#: queued sessions looked at per assignment with the skill strategy (more only matter for
+#: skills nobody free has); the other strategies serve the head or nobody
 HEAD = 50
 
 
-def _assign_next(workgroup_id: int) -> tuple[str, bool]:
+def _assign_next(workgroup_id: int) -> tuple[str, bool, list[Session] | None]:
     """Assign the oldest queued session of the workgroup that can be served now. Returns
-    ``(ASSIGNED | EMPTY | NO_AGENT, whether others were waiting too)``. The workgroup row lock
-    serialises assignments within the workgroup, so the queue order holds."""
+    ``(ASSIGNED | EMPTY | NO_AGENT, whether others were waiting too, the sessions still waiting
+    when all of them were read — else None)``. The workgroup row lock serialises assignments
+    within the workgroup, so the queue order holds; what runs under it is a fixed handful of
+    statements (tests/test_send_path_queries.py counts them)."""
     with transaction.atomic():
         workgroup = Workgroup.objects.select_for_update().get(pk=workgroup_id)
+        skill = workgroup.strategy == Workgroup.Strategy.SKILL
+        limit = HEAD if skill else 2
         waiting = list(
             Session.objects.select_for_update(of=("self",))
-            .select_related("visitor", "conversation")
+            .select_related("visitor", "channel")
             .filter(workgroup_id=workgroup_id, status=Session.Status.QUEUED)
-            .order_by("queued_at", "id")[:HEAD]
+            .order_by("queued_at", "id")[:limit]
         )
+        complete = len(waiting) < limit
         if not waiting:
-            return EMPTY, False
+            return EMPTY, False, []
         for session in waiting:
-            state = _pick_agent(workgroup, session)
-            if state is not None:
-                session_assign(session=session, workgroup=workgroup, state=state, counted=True)
-                return ASSIGNED, len(waiting) > 1
-            if not (workgroup.strategy == Workgroup.Strategy.SKILL and session.skill_id):
-                return NO_AGENT, True
+            session.workgroup = workgroup
+        for session in waiting:
+            claimed = _claim_agent(workgroup, session)
+            if claimed is not None:
+                agent, state = claimed
+                session_assign(session=session, workgroup=workgroup, agent=agent, state=state)
+                rest = [s for s in waiting if s is not session] if complete else None
+                return ASSIGNED, len(waiting) > 1, rest
+            if not (skill and session.skill_id):
+                return NO_AGENT, True, waiting if complete else None
             # waits for a skilled agent; those behind may need nobody special
-        return NO_AGENT, True
+        return NO_AGENT, True, waiting if complete else None
 
 
 def session_assign(
-    *, session: Session, workgroup: Workgroup, state: AgentState, counted: bool = False
+    *,
+    session: Session,
+    workgroup: Workgroup,
+    agent: User,
+    state: AgentState | None = None,
 ) -> User:
-    """Hand a locked queued session to an agent (caller's transaction): load counted (unless
-    ``counted``: the slot was claimed already), the agent joins, the visitor is told, both sides
-    get ``conversation.assigned``."""
-    if not counted:
-        AgentState.objects.filter(pk=state.pk).update(
-            open_count=F("open_count") + 1, last_assigned_at=timezone.now()
+    """Hand a locked queued session to an agent (caller's transaction): the agent joins, the
+    visitor is told, both sides get ``conversation.assigned`` and the agent ``agent.status``.
+    ``session`` comes with its visitor and channel loaded. ``state``: the agent's state when
+    :func:`_claim_agent` has taken their slot and given them the session already; without it
+    both happen here, under the caller's lock of the agent's row."""
+    if state is None:
+        now = timezone.now()
+        AgentState.objects.filter(user_id=agent.pk).update(
+            open_count=F("open_count") + 1, last_assigned_at=now
         )
-    Workgroup.objects.filter(pk=workgroup.pk).update(last_assigned_user_id=state.user_id)
-    agent = User.objects.get(pk=state.user_id)
-    session.agent = agent
-    session.status = Session.Status.OPEN
-    session.assigned_at = timezone.now()
-    session.save(update_fields=["agent", "status", "assigned_at"])
+        Workgroup.objects.filter(pk=workgroup.pk).update(last_assigned_user_id=agent.pk)
+        Session.objects.filter(pk=session.pk).update(
+            agent_id=agent.pk, status=Session.Status.OPEN, assigned_at=now
+        )
+        session.agent = agent
+        session.status = Session.Status.OPEN
+        session.assigned_at = now
+    session.workgroup = workgroup
     im_conversations.participant_add(
-        conversation=session.conversation,
+        conversation_id=session.conversation_id,
         member_key=agent.member_key,
         name=agent.name,
         role=Participant.Role.AGENT,
@@ -252,9 +306,9 @@ def session_assign(
     )
     with translation.override(language_for(session.visitor)):
         text = _("%(agent)s is now serving you.") % {"agent": agent.name}
-    im_messages.system_message_post(conversation_id=session.conversation_id, content=text)
-    conversation_assigned_publish(session=session, agent=agent)
-    agent_state_publish(user_id=agent.pk)
+    line = im_messages.system_message_post(conversation_id=session.conversation_id, content=text)
+    conversation_assigned_publish(session=session, agent=agent, last_message=line)
+    agent_state_publish(user_id=agent.pk, state=state)
     return agent
 
 
@@ -268,13 +322,13 @@ def workgroup_dispatch(*, workgroup_id: int) -> int:
     """
     assigned = 0
     while True:
-        result, more = _assign_next(workgroup_id)
+        result, more, waiting = _assign_next(workgroup_id)
         if result != ASSIGNED:
             break
         assigned += 1
         if not more:
             break
-    queue_positions_publish(workgroup_id=workgroup_id)
+    queue_positions_publish(workgroup_id=workgroup_id, waiting=waiting)
     return assigned
 
 

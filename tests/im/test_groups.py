@@ -696,3 +696,55 @@ async def test_group_message_reaches_every_socket_once_and_a_removed_member_gets
     finally:
         for ws in sockets.values():
             await ws.disconnect()
+
+
+def test_participant_add_brings_back_a_member_who_left_and_leaves_an_active_one_as_is(acme):
+    with schema_context("acme"):
+        # given a group with an admin and a muted member who then left
+        owner, admin, gone = _user(), _user(), _user()
+        group = _group(owner, admin, gone)
+        Participant.objects.filter(conversation=group, member_key=admin.member_key).update(
+            role=Participant.Role.ADMIN
+        )
+        muted = timezone.now() + timedelta(hours=1)
+        Participant.objects.filter(conversation=group, member_key=gone.member_key).update(
+            muted_until=muted
+        )
+        im_conversations.participant_remove(conversation_id=group.pk, member_key=gone.member_key)
+        joined = Participant.objects.get(conversation=group, member_key=gone.member_key).joined_at
+        # when both are added again as plain members, and a newcomer too
+        back = im_conversations.participant_add(
+            conversation_id=group.pk,
+            member_key=gone.member_key,
+            name=gone.name,
+            role=Participant.Role.MEMBER,
+            user_id=gone.pk,
+        )
+        kept = im_conversations.participant_add(
+            conversation_id=group.pk,
+            member_key=admin.member_key,
+            name=admin.name,
+            role=Participant.Role.MEMBER,
+            user_id=admin.pk,
+        )
+        newcomer = _user()
+        new = im_conversations.participant_add(
+            conversation_id=group.pk,
+            member_key=newcomer.member_key,
+            name=newcomer.name,
+            role=Participant.Role.MEMBER,
+            user_id=newcomer.pk,
+        )
+        # then the one who left is back, unmuted, with the role given and their first join time
+        assert (back.left_at, back.muted_until, back.role) == (None, None, "member")
+        assert back.joined_at == joined
+        # the active admin stays an admin, and the newcomer starts with nothing read
+        assert kept.role == Participant.Role.ADMIN
+        assert (new.role, new.read_seq, new.delivered_seq, new.left_at) == ("member", 0, 0, None)
+        stored = {
+            p.member_key: p.role
+            for p in Participant.objects.filter(conversation=group, left_at__isnull=True)
+        }
+        assert stored[gone.member_key] == "member"
+        assert stored[admin.member_key] == "admin"
+        assert stored[newcomer.member_key] == "member"
