@@ -268,7 +268,15 @@ class ShardWatch:
     def __init__(self, layer: RedisChannelLayer, *, interval: float = 1.0) -> None:
         self.layer = layer
         self.interval = interval
-        self.timeout = max(interval, 2.0)
+        # a check answered late is not a lost server: publishes wait for Redis up to the
+        # connection's read timeout, so only a check failing within that counts as down (a
+        # shorter bound would close every socket of the process whenever the machine is busy)
+        timeouts = [
+            host.get("socket_timeout")
+            for host in getattr(layer, "hosts", [])
+            if isinstance(host, dict)
+        ]
+        self.timeout = max([interval, 2.0] + [t for t in timeouts if t])
         size = layer.ring_size
         self.up = [True] * size
         self.generation = [0] * size

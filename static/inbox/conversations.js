@@ -143,6 +143,7 @@ on('list', renderList);
 /** A conversation that just came: into the list, flashed if new; `true` when it is new. */
 function arrived(c) {
   const isNew = !state.convs.has(c.id);
+  state.arrivedAt.set(c.id, Date.now());
   putConversation(c);
   emit('list');
   if (isNew && items.has(c.id)) flash(items.get(c.id));

@@ -248,8 +248,14 @@ handle('sync.result', (f) => {
     putConversation(c);
     listed.add(c.id);
   }
-  // Conversations no longer ours (transferred, purged) leave the list, unless on screen.
-  for (const id of [...state.convs.keys()]) if (!listed.has(id) && id !== state.selected) state.convs.delete(id);
+  // Conversations no longer ours (transferred, purged) leave the list, unless on screen or
+  // brought by a live frame after this sync was sent (the reply predates them).
+  const since = f.sent_at ?? Infinity;
+  for (const id of [...state.convs.keys()]) {
+    if (!listed.has(id) && id !== state.selected && !((state.arrivedAt.get(id) ?? -Infinity) >= since)) {
+      state.convs.delete(id);
+    }
+  }
   const top = new Map();
   const stick = nearBottom();
   for (const m of f.messages) {

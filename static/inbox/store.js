@@ -34,6 +34,7 @@ export const state = {
   accountDisabled: false, // an account.disabled frame came: the socket closes next
   selectOnArrival: null, // a conversation to open as soon as it arrives (taken, transferred)
   convs: new Map(), // id -> conversation (REST shape)
+  arrivedAt: new Map(), // conversation id -> Date.now() when a live frame brought it
   messages: new Map(), // conversation id -> Map(seq -> message)
   peerMarks: new Map(), // conversation id -> {d, r}: furthest any other participant got
   names: new Map([[config.user.key, config.user.name]]), // member key -> name, for @mentions

@@ -283,6 +283,8 @@ export function pickPeople({ title, multiple, exclude = new Set(), confirmText }
   ok.textContent = confirmText || gettext('OK');
   ok.hidden = !multiple;
   search.value = '';
+  // rows left from the previous picker belong to its choices (and its finish): never clickable here
+  list.replaceChildren();
   let department = null;
   const chosen = new Map();
 

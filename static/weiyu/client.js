@@ -285,7 +285,8 @@ export class WeiyuClient {
         // The server sent everything after our cursors (or, if truncated, the newest part):
         // either way nothing newer than its last message is missing.
         for (const m of f.messages || []) this._raise(m.conversation_id, m.seq);
-        f = { ...f, messages: msgs };
+        const req = f.ref != null && this._requests.get(f.ref);
+        f = { ...f, messages: msgs, sent_at: req ? req.sentAt : undefined };
         this._attempt = 0; // only now is the connection proven useful
         break;
       }
@@ -393,7 +394,9 @@ export class WeiyuClient {
     // every conversation this client knows, 0 included (docs/protocol.md §3)
     const cursors = {};
     for (const [c, seq] of this._cursors) cursors[c] = seq;
-    return this.request({ type: 'sync', cursors }).catch(() => null);
+    // sentAt: a sync.result describes the server as it was after this moment; frames that came
+    // live in between (a conversation.added) are newer than it (sync.result carries sent_at)
+    return this.request({ type: 'sync', cursors }, { sentAt: Date.now() }).catch(() => null);
   }
 
   /** history.fetch; beforeSeq null/undefined = the newest page. Resolves with history.result. */
