@@ -15,6 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
+from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.layers import get_channel_layer
@@ -230,13 +231,20 @@ class MemberConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json(frame)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
-        # Channels closes stale database connections before *every* handler, a hop onto the
-        # process's one database thread; a pushed event touches no database, so under load it
-        # would wait behind every queued query before reaching the socket (docs/benchmarks.md).
-        if message.get("type") == "weiyu.event":
-            await self.weiyu_event(message)
-            return
-        await super().dispatch(message)
+        """Call the handler of ``message`` (``ValueError`` when there is none), without Channels'
+        ``aclose_old_connections()`` before it.
+
+        That call is a hop onto the process's database thread before *every* handler: a pushed
+        event (which touches no database) waited behind every queued query before reaching its
+        socket, and the handshake, each frame and the disconnect each queued once more — three
+        extra turns per socket in a reconnect storm (docs/benchmarks.md, "Connections"). Every
+        database call of these consumers goes through :func:`weiyu.asgi_tenancy.tenant_db`,
+        whose worker closes stale connections itself before and after the call.
+        """
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def weiyu_event(self, message: dict[str, Any]) -> None:
         """A published event for this member (weiyu.realtime): forward it as is. After
