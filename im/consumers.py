@@ -119,12 +119,21 @@ class MemberConsumer(AsyncJsonWebsocketConsumer):
         await self.close(code=CLOSE_RESYNC)
 
     async def connect(self) -> None:
+        """Accept, authenticate, join the member's group, send ``hello``.
+
+        The handshake is accepted first, so it completes however long the database takes to
+        authenticate: daphne drops a handshake not accepted within 5 s
+        (``websocket_handshake_timeout``), which in a reconnect storm failed most clients
+        (docs/benchmarks.md, "Connections"). Frames the client sends meanwhile wait until
+        ``hello`` has gone (Channels handles one message of a socket at a time). A bad credential
+        still gets its ``error`` frame and close code 4401 (docs/protocol.md §2).
+        """
         self.tenant = self.scope["tenant"]
         self.group: str | None = None
+        await self.accept()
         try:
             sender = await self.authenticate()
         except ServiceError as exc:
-            await self.accept()
             await self.send_json({"type": "error", **exc.as_dict()})
             await self.close(code=4401)
             return
@@ -135,7 +144,6 @@ class MemberConsumer(AsyncJsonWebsocketConsumer):
         except Exception:  # Redis down: serve the socket from the database, rejoin later
             logger.warning("channel layer unreachable at connect; socket served without it")
             self.layer_down = True
-        await self.accept()
         await self.send_json(
             {
                 "type": "hello",
