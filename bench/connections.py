@@ -392,9 +392,11 @@ class Sender:
 # --- 2. servers and /proc sampling --------------------------------------------------------------
 
 
-def start_server(name: str, app: str, env: dict[str, str], logdir: Path) -> Server:
-    """One daphne behind the production launcher (``python -m weiyu.serve -w 1``)."""
-    return start_daphne(name, app, env, logdir, processes=1)
+def start_server(
+    name: str, app: str, env: dict[str, str], logdir: Path, processes: int = 1
+) -> Server:
+    """``processes`` daphnes behind the production launcher (``python -m weiyu.serve -w N``)."""
+    return start_daphne(name, app, env, logdir, processes=processes)
 
 
 def daphne_pid(server: Server) -> int:
@@ -476,12 +478,12 @@ class Cpu:
     ``daphne``, ``postgres`` (backends of the bench database), ``redis``, ``client`` (this
     process), ``machine`` (100 per core)."""
 
-    def __init__(self, pid: int, dbname: str, redis_port: int) -> None:
-        self.pid, self.dbname, self.redis_port = pid, dbname, redis_port
+    def __init__(self, pids: list[int], dbname: str, redis_port: int) -> None:
+        self.pids, self.dbname, self.redis_port = pids, dbname, redis_port
 
     def _groups(self) -> dict[str, list[int]]:
         groups: dict[str, list[int]] = {
-            "daphne": [self.pid],
+            "daphne": list(self.pids),
             "client": [os.getpid()],
             "postgres": [],
             "redis": [],
@@ -544,6 +546,7 @@ class Client:
     ws: Any = None
     reader: asyncio.Task[None] | None = None
     closing: bool = False
+    failed: bool = False  # the last open() raised (refused, timed out)
     t_start: float = 0.0
     t_hello: float | None = None
     t_sync: float | None = None
@@ -558,7 +561,7 @@ class Client:
         Raises on a refused or failed handshake, a missing ``hello`` or ``timeout``."""
         from websockets.asyncio.client import connect
 
-        self.closing = False
+        self.closing = self.failed = False
         self.t_hello = self.t_sync = None
         self.synced.clear()
         self.live.clear()
@@ -706,9 +709,10 @@ def _ms(value: float | None) -> float | None:
     return None if value is None else round(value * 1000, 1)
 
 
-def _cpu_of(server: Server, pid: int, env: dict[str, str]) -> Cpu:
+def _cpu_of(server: Server, pid: int | list[int], env: dict[str, str]) -> Cpu:
     dbname = urlsplit(env["DATABASE_URL"]).path.lstrip("/")
-    return Cpu(pid, dbname, urlsplit(env["REDIS_URL"]).port or 6379)
+    pids = pid if isinstance(pid, list) else [pid]
+    return Cpu(pids, dbname, urlsplit(env["REDIS_URL"]).port or 6379)
 
 
 def _server_errors(server: Server) -> dict[str, int]:
@@ -852,7 +856,8 @@ def _client_outcome(
         if seq > cursor
     }
     got = set(client.first_seen)
-    missing = want - got
+    # a client that could not reconnect is a failure, counted apart, not a gap
+    missing = set() if client.failed else want - got
     dup = sum(
         1
         for key in got
@@ -871,6 +876,7 @@ def _client_outcome(
         "overlap": overlap,
         "unexpected": unexpected,
         "done": done,
+        "failed": client.failed,
         "via_sync": sum(1 for k in want & got if client.in_sync[k] and not client.live[k]),
     }
 
@@ -897,10 +903,10 @@ async def run_storm(
             client.syncs = False
     result: dict[str, Any] = {"server": name, "clients": len(clients)}
     load_before = os.getloadavg()
-    server = start_server(f"{name}-storm", app, env, args.logdir)
+    server = start_server(f"{name}-storm", app, env, args.logdir, args.storm_processes)
     try:
         await wait_healthy(server)
-        pid = daphne_pid(server)
+        pid = [p for p in _descendants(server.proc.pid) if "daphne" in _cmdline(p)]
         t0 = time.perf_counter()
         latencies, failures = await open_all(
             clients, server.port, args.connect_concurrency, args.timeout
@@ -934,6 +940,7 @@ async def run_storm(
             try:
                 await client.open(server.port, args.timeout)
             except Exception as exc:
+                client.failed = True
                 reconnect_failures[f"{type(exc).__name__}: {str(exc)[:80]}"] += 1
 
         cpu = _cpu_of(server, pid, env)
@@ -959,7 +966,8 @@ async def run_storm(
         deadline = time.perf_counter() + args.timeout
         while True:
             rows = outcomes()
-            if all(r["done"] is not None for r in rows) or time.perf_counter() > deadline:
+            settled = all(r["done"] is not None or r["failed"] for r in rows)
+            if settled or time.perf_counter() > deadline:
                 break
             await asyncio.sleep(0.2)
         await asyncio.sleep(args.quiet)  # a late duplicate would still be seen
@@ -1124,7 +1132,8 @@ def print_report(args: argparse.Namespace, summary: dict[str, Any]) -> None:
             )
     if storm:
         _table(
-            f"P6 reconnect storm: {args.storm} visitors + agent tabs, {args.share:.0%} of the "
+            f"P6 reconnect storm: {args.storm} visitors + agent tabs on {args.storm_processes} "
+            f"web process(es), {args.share:.0%} of the "
             f"conversations get {args.per_conv} replies while down, {args.live_share:.0%} one "
             f"while resuming; goal: all resumed within 5 s, 0 gaps, 0 duplicates",
             STORM_ROWS,
@@ -1141,6 +1150,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--storm", type=int, default=5000, help="P6: visitors (each with a chat)")
     p.add_argument("--agents", type=int, default=50, help="agents serving the storm's chats")
     p.add_argument("--storm-agent-tabs", type=int, default=1, help="P6: sockets per agent")
+    p.add_argument(
+        "--storm-processes",
+        type=int,
+        default=1,
+        help="P6: web processes on the one port (production runs one per core)",
+    )
     p.add_argument("--share", type=float, default=0.2, help="P6: share of chats written to")
     p.add_argument("--per-conv", type=int, default=2, help="P6: replies per chat while down")
     p.add_argument(
@@ -1253,6 +1268,7 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
         "share": args.share,
         "per_conv": args.per_conv,
         "live_share": args.live_share,
+        "storm_processes": args.storm_processes,
         "fd_limit": fd_soft,
         "provision_s": provision_s,
         "made": world.get("made"),
