@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
@@ -43,6 +44,24 @@ Handler = Callable[[Any, dict[str, Any]], Awaitable[None]]
 CLOSE_RESYNC = 4503
 LAYER_RETRY_S = 1.0
 LAYER_ERRORS = (OSError, TimeoutError, RedisConnectionError, RedisTimeoutError)
+#: most group joins and leaves of one process in flight at once. Thousands of sockets closing
+#: together (a reconnect storm) sent as many ``group_discard`` calls at once; redis-py refuses a
+#: command past its pool (256 connections) instead of waiting, and a failed discard leaves a dead
+#: channel in the member's group for a day (``group_expiry``), which every later event to that
+#: member is sent to (docs/benchmarks.md, "Connections").
+GROUP_OPS_CONCURRENCY = 64
+_group_gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _group_gate() -> asyncio.Semaphore:
+    """This event loop's gate for group joins and leaves (:data:`GROUP_OPS_CONCURRENCY`)."""
+    loop = asyncio.get_running_loop()
+    gate = _group_gates.get(loop)
+    if gate is None:
+        gate = _group_gates[loop] = asyncio.Semaphore(GROUP_OPS_CONCURRENCY)
+    return gate
 
 
 def _int_field(
@@ -127,7 +146,8 @@ class MemberConsumer(AsyncJsonWebsocketConsumer):
         if watch is not None and not watch().all_up(watch().shards(self.group, self.channel_name)):
             return False  # the process's queue may still be unreachable: no reconnect loop
         try:
-            await self.channel_layer.group_add(self.group, self.channel_name)
+            async with _group_gate():
+                await self.channel_layer.group_add(self.group, self.channel_name)
         except Exception:
             return False
         self.layer_down = False
@@ -140,12 +160,21 @@ class MemberConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_RESYNC)
 
     async def connect(self) -> None:
+        """Accept, authenticate, join the member's group, send ``hello``.
+
+        The handshake is accepted first, so it completes however long the database takes to
+        authenticate: daphne drops a handshake not accepted within 5 s
+        (``websocket_handshake_timeout``), which in a reconnect storm failed most clients
+        (docs/benchmarks.md, "Connections"). Frames the client sends meanwhile wait until
+        ``hello`` has gone (Channels handles one message of a socket at a time). A bad credential
+        still gets its ``error`` frame and close code 4401 (docs/protocol.md §2).
+        """
         self.tenant = self.scope["tenant"]
         self.group: str | None = None
+        await self.accept()
         try:
             sender = await self.authenticate()
         except ServiceError as exc:
-            await self.accept()
             await self.send_json({"type": "error", **exc.as_dict()})
             await self.close(code=4401)
             return
@@ -154,12 +183,12 @@ class MemberConsumer(AsyncJsonWebsocketConsumer):
         watch = getattr(self.channel_layer, "shard_watch", None)
         self.layer_since = watch().snapshot() if watch is not None else ()
         try:
-            await self.channel_layer.group_add(self.group, self.channel_name)
+            async with _group_gate():
+                await self.channel_layer.group_add(self.group, self.channel_name)
         except Exception:  # Redis down: serve the socket from the database, rejoin later
             logger.warning("channel layer unreachable at connect; socket served without it")
             self.layer_down = True
         self.layer_joined.set()
-        await self.accept()
         await self.send_json(
             {
                 "type": "hello",
@@ -172,7 +201,8 @@ class MemberConsumer(AsyncJsonWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if self.group and not self.layer_down:
             try:
-                await self.channel_layer.group_discard(self.group, self.channel_name)
+                async with _group_gate():
+                    await self.channel_layer.group_discard(self.group, self.channel_name)
             except Exception:  # the group entry expires by itself (group_expiry)
                 logger.warning("channel layer unreachable at disconnect")
 
@@ -255,10 +285,15 @@ class MemberConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json(frame)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
-        """Channels' dispatch without its ``aclose_old_connections()`` before every handler: a hop
-        onto the process's thread-sensitive thread, where a pushed event would wait behind
-        queued work. No handler touches the database on the event loop; database calls run on
-        :mod:`weiyu.dbthreads`, which looks after its own connections."""
+        """Call the handler of ``message`` (``ValueError`` when there is none), without Channels'
+        ``aclose_old_connections()`` before it.
+
+        That call is a hop onto the process's thread-sensitive thread before *every* handler: a
+        pushed event (which touches no database) waited behind queued work before reaching its
+        socket, and the handshake, each frame and the disconnect each queued once more
+        (docs/benchmarks.md, "Connections"). No handler touches the database on the event loop;
+        database calls run on :mod:`weiyu.dbthreads`, which looks after its own connections.
+        """
         handler = getattr(self, get_handler_name(message), None)
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")

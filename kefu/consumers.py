@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from http.cookies import CookieError, SimpleCookie
+from types import SimpleNamespace
 from typing import Any, ClassVar
 from urllib.parse import parse_qs
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.contrib.auth import get_user
+from django.contrib.auth.models import AnonymousUser
+from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 
 from im.consumers import MemberConsumer, _int_field
@@ -19,8 +25,37 @@ from kefu.services import sessions, visitors
 from weiyu.errors import ServiceError
 
 
+def session_key_from_scope(scope: dict[str, Any]) -> str | None:
+    """The Django session key in the handshake's ``Cookie`` header, or None."""
+    for name, value in scope.get("headers", []):
+        if name == b"cookie":
+            cookie: SimpleCookie = SimpleCookie()
+            try:
+                cookie.load(value.decode("latin-1"))
+            except CookieError:
+                return None
+            morsel = cookie.get(settings.SESSION_COOKIE_NAME)
+            return morsel.value if morsel else None
+    return None
+
+
+def session_user(session_key: str | None) -> Any:
+    """The user signed in by that session in the current schema (``AnonymousUser`` when there
+    is none); call it inside the tenant (:meth:`MemberConsumer.db`)."""
+    if not session_key:
+        return AnonymousUser()
+    store_class = import_string(settings.SESSION_ENGINE + ".SessionStore")
+    return get_user(SimpleNamespace(session=store_class(session_key)))
+
+
 class AgentConsumer(MemberConsumer):
-    """An agent's (or staff member's) inbox socket, authenticated by the session cookie."""
+    """An agent's (or staff member's) inbox socket, authenticated by the session cookie.
+
+    The session is read after the handshake is accepted, in the tenant's schema (not by a
+    middleware before it): in a reconnect storm the lookup waits behind every other socket's
+    database work, and daphne drops a handshake still unaccepted after 5 s (docs/benchmarks.md,
+    "Connections").
+    """
 
     handlers: ClassVar[dict[str, str]] = {
         **MemberConsumer.handlers,
@@ -29,7 +64,7 @@ class AgentConsumer(MemberConsumer):
     }
 
     async def authenticate(self) -> Sender:
-        user = self.scope.get("user")
+        user = await self.db(session_user, session_key_from_scope(self.scope))
         if user is None or not user.is_authenticated or not user.is_active:
             raise ServiceError("unauthorized", _("Please sign in."))
         self.user = user

@@ -12,18 +12,14 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-from weiyu.asgi_tenancy import (  # noqa: E402
-    SameOriginMiddleware,
-    SessionUserMiddleware,
-    TenantWebsocketMiddleware,
-)
+from weiyu.asgi_tenancy import SameOriginMiddleware, TenantWebsocketMiddleware  # noqa: E402
 from weiyu.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         "websocket": SameOriginMiddleware(
-            TenantWebsocketMiddleware(SessionUserMiddleware(URLRouter(websocket_urlpatterns)))
+            TenantWebsocketMiddleware(URLRouter(websocket_urlpatterns))
         ),
     }
 )

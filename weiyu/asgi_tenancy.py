@@ -1,13 +1,12 @@
-"""Tenant resolution and session authentication for websockets (DESIGN.md §2).
+"""Tenant resolution for websockets and the tenant's database calls (DESIGN.md §2).
 
 Channels has no tenant support of its own: without this the session and user lookups land in the
 ``public`` schema and every agent comes back anonymous (django-tenants #767, #1143, #1168).
 ``TenantWebsocketMiddleware`` resolves the tenant from the ``Host`` header once per connection
 (cached for :data:`CACHE_SECONDS` in-process) and puts it in ``scope["tenant"]``; an unknown or
-suspended host is refused at the handshake. ``SessionUserMiddleware`` loads the Django session and
-user *inside the tenant's schema*. Consumers then run every database call through
-:func:`tenant_db`, which enters the tenant in one of the process's database threads
-(:mod:`weiyu.dbthreads`).
+suspended host is refused at the handshake. Consumers authenticate after accepting (agents by
+their session cookie, ``kefu.consumers``) and run every database call through :func:`tenant_db`,
+which enters the tenant in one of the process's database threads (:mod:`weiyu.dbthreads`).
 """
 
 from __future__ import annotations
@@ -15,16 +14,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from http.cookies import SimpleCookie
-from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.contrib.auth import get_user
-from django.contrib.auth.models import AnonymousUser
 from django.db import connection
-from django.utils.module_loading import import_string
 from django_tenants.utils import get_tenant_domain_model
 
 from weiyu import dbthreads, realtime
@@ -35,6 +29,7 @@ if TYPE_CHECKING:
 
 CACHE_SECONDS = 30.0
 _tenant_cache: dict[str, tuple[float, Tenant | None]] = {}
+_refreshing: dict[str, asyncio.Task[Any]] = {}
 T = TypeVar("T")
 
 
@@ -58,14 +53,37 @@ def _lookup_tenant(host: str) -> Tenant | None:
 
 
 async def resolve_tenant(host: str) -> Tenant | None:
-    """The active tenant serving ``host``, or None."""
+    """The active tenant serving ``host``, or None.
+
+    Cached per host for :data:`CACHE_SECONDS`. An expired entry is still answered while one
+    lookup per host refreshes it, so the sockets arriving at that moment do not all queue for the
+    database before their handshake (docs/benchmarks.md, "Connections"); only a host never seen
+    waits, for that one shared lookup. Raises what the lookup raises when there is no entry."""
     now = time.monotonic()
     hit = _tenant_cache.get(host)
     if hit and hit[0] > now:
         return hit[1]
+    loop = asyncio.get_running_loop()
+    task = _refreshing.get(host)
+    if task is None or task.done() or task.get_loop() is not loop:
+        task = _refreshing[host] = loop.create_task(_refresh(host))
+        task.add_done_callback(_seen)
+    if hit is not None:
+        return hit[1]
+    return await asyncio.shield(task)
+
+
+async def _refresh(host: str) -> Tenant | None:
     tenant = await dbthreads.run(_lookup_tenant, host)
-    _tenant_cache[host] = (now + CACHE_SECONDS, tenant)
+    _tenant_cache[host] = (time.monotonic() + CACHE_SECONDS, tenant)
     return tenant
+
+
+def _seen(task: asyncio.Task[Any]) -> None:
+    """A refresh nobody awaited (a stale entry was answered) fails quietly; the next expired
+    lookup tries again."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _run_in_tenant(
@@ -138,29 +156,3 @@ class TenantWebsocketMiddleware:
             await send({"type": "websocket.close", "code": 4404})
             return None
         return await self.app(dict(scope, tenant=tenant), receive, send)
-
-
-def _load_user(session_key: str | None) -> Any:
-    if not session_key:
-        return AnonymousUser()
-    store_class = import_string(settings.SESSION_ENGINE + ".SessionStore")
-    request = SimpleNamespace(session=store_class(session_key))
-    return get_user(request)
-
-
-class SessionUserMiddleware:
-    """Set ``scope["user"]`` from the session cookie, looked up in the tenant's schema."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
-        session_key = None
-        for name, value in scope.get("headers", []):
-            if name == b"cookie":
-                cookie = SimpleCookie()
-                cookie.load(value.decode("latin-1"))
-                morsel = cookie.get(settings.SESSION_COOKIE_NAME)
-                session_key = morsel.value if morsel else None
-        user = await tenant_db(scope["tenant"], _load_user, session_key)
-        return await self.app(dict(scope, user=user), receive, send)

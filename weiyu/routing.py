@@ -1,4 +1,7 @@
-"""Websocket URLs (docs/protocol.md §2)."""
+"""Websocket URLs (docs/protocol.md §2).
+
+Each consumer authenticates its socket itself once the handshake is accepted: agents by the
+session cookie, visitors by the token in the URL (docs/benchmarks.md, "Connections")."""
 
 from django.urls import path
 
