@@ -239,6 +239,12 @@ WEIYU_MESSAGE_MAX_CHARS = 5000
 #: (manage.py embed_server) before it answers by keywords (kbase.embed_service)
 WEIYU_EMBED_TIMEOUT_S = float(os.environ.get("WEIYU_EMBED_TIMEOUT_S", "1.5"))
 WEIYU_SYNC_MAX_MESSAGES = 500
+#: ``ip:port`` pairs (comma-separated, IPv6 in brackets) that requests to tenant-chosen URLs may
+#: reach although they are not public, e.g. a self-hosted model: "127.0.0.1:11434" for Ollama
+#: (weiyu.outbound; docs/security.md)
+WEIYU_OUTBOUND_ALLOW = os.environ.get("WEIYU_OUTBOUND_ALLOW", "")
+#: bytes of response read at most from a tenant-chosen URL
+WEIYU_OUTBOUND_MAX_BYTES = int(os.environ.get("WEIYU_OUTBOUND_MAX_BYTES", str(10 * 1024 * 1024)))
 
 # --- Celery: long timers live in the database and a beat scanner acts on them (DESIGN.md §7);
 # late acks so a killed worker's task is redelivered.
