@@ -28,6 +28,7 @@ from tests.conftest import make_agent, make_desk, make_visitor, session_cookie, 
 from tests.waits import WAIT_S
 from tests.ws import connect, receive_until
 from tickets.models import Ticket
+from weiyu.realtime import capture_events
 
 HOST = "acme.localhost"
 SECRET = "the launch date is the 14th"
@@ -216,3 +217,32 @@ async def test_a_former_member_gets_an_error_frame_on_the_socket(acme, frame):
 def _in_acme(make):
     with schema_context("acme"):
         return make()
+
+
+def test_the_rating_goes_to_the_agent_serving_not_to_the_one_who_transferred_away(acme):
+    desk = make_desk(acme, agents=2)
+    first, colleague = sorted(desk.agents, key=lambda u: u.pk)
+    visitor, _token = make_visitor(desk)
+    with schema_context("acme"):
+        from kefu import csat
+        from kefu.models import AgentState
+        from kefu.senders import agent_sender
+        from kefu.services import sessions
+
+        AgentState.objects.filter(user=colleague).update(status="away")
+        message, _ = kefu_messages.visitor_message_send(
+            visitor=visitor, conversation_id=None, content="hello", client_msg_id=unique("v")
+        )
+        AgentState.objects.filter(user=colleague).update(status="online")
+        cid = message.conversation_id
+        transfer = transfers.transfer_request(
+            user=first, conversation_id=cid, to_agent_id=colleague.pk
+        )
+        transfers.transfer_accept(user=colleague, transfer_id=transfer.pk)
+        session = Session.objects.get(conversation_id=cid)
+        sessions.session_close(session_id=session.pk, closed_by=agent_sender(colleague))
+        with capture_events() as events:
+            csat.csat_submit(visitor=visitor, conversation_id=cid, score=2, comment="slow")
+    submitted = [set(g) for event, g in events if event["type"] == "csat.submitted"]
+    # the serving agent and the visitor's own sockets, not the agent who left
+    assert submitted == [{f"acme.u.{colleague.pk}", f"acme.v.{visitor.pk}"}]
