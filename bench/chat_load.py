@@ -170,7 +170,7 @@ def session_cookie(user: Any) -> str:
 
     store = SessionStore()
     store[SESSION_KEY] = str(user.pk)
-    store[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+    store[BACKEND_SESSION_KEY] = "org.backends.PasswordBackend"
     store[HASH_SESSION_KEY] = user.get_session_auth_hash()
     store.create()
     return f"{settings.SESSION_COOKIE_NAME}={store.session_key}"
@@ -533,11 +533,11 @@ class Run:
     trace: list[tuple[str, float, int]] = field(default_factory=list)
 
 
-def _ws_kwargs() -> dict[str, Any]:
+def _ws_kwargs(port: int) -> dict[str, Any]:
     return {
         "proxy": None,
         "host": "127.0.0.1",
-        "origin": f"http://{DOMAIN}",
+        "origin": f"http://{DOMAIN}:{port}",  # a browser on that page sends the port
         "compression": None,
         "open_timeout": 20,
         "close_timeout": 2,
@@ -557,7 +557,7 @@ async def _agent(run: Run, idx: int, port: int, cookie: str, sockets: list[Any])
         f"ws://{DOMAIN}:{port}/ws/agent/",
         port=port,
         additional_headers={"Cookie": cookie},
-        **_ws_kwargs(),
+        **_ws_kwargs(port),
     )
     sockets.append(ws)
     hello = await _recv_json(ws, 20)
@@ -622,7 +622,7 @@ async def _visitor(
         ws = await connect(
             f"ws://{DOMAIN}:{port}/ws/visitor/?token={quote(body['token'])}",
             port=port,
-            **_ws_kwargs(),
+            **_ws_kwargs(port),
         )
         sockets.append(ws)
         hello = await _recv_json(ws, 20)

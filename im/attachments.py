@@ -56,12 +56,57 @@ def _clean_name(name: str | None) -> str:
     return base[:255] or "file"
 
 
+#: extensions refused in every tenant, whatever its own list (MessagingSettings.blocked_extensions)
+#: adds: programs, scripts and shortcuts Windows runs or opens on a double click
+ALWAYS_BLOCKED = frozenset(
+    [
+        "exe",
+        "msi",
+        "msp",
+        "bat",
+        "cmd",
+        "com",
+        "scr",
+        "pif",
+        "cpl",
+        "hta",
+        "lnk",
+        "reg",
+        "inf",
+        "scf",
+        "url",
+        "js",
+        "jse",
+        "vbs",
+        "vbe",
+        "wsf",
+        "wsh",
+        "ps1",
+        "psm1",
+        "psd1",
+        "msc",
+        "jar",
+        "apk",
+        "dll",
+        "sys",
+        "sh",
+    ]
+)
+
+
 def _blocked(settings_row: MessagingSettings) -> set[str]:
-    return {
+    return ALWAYS_BLOCKED | {
         e.strip().lower().lstrip(".")
         for e in settings_row.blocked_extensions.split(",")
         if e.strip()
     }
+
+
+def _extension(name: str) -> str:
+    """The extension as Windows sees it: trailing dots and spaces dropped (``x.exe.`` and
+    ``x.exe `` open as ``x.exe``), NTFS streams (``x.exe::$DATA``) cut, lower case."""
+    name = name.split(":", 1)[0].rstrip(". ")
+    return PurePosixPath(name).suffix.lower().lstrip(".")
 
 
 def _invalid(message: str) -> ServiceError:
@@ -115,7 +160,7 @@ def _check_type(
     if kind == Attachment.Kind.VIDEO and content_type not in VIDEO_TYPES:
         raise _invalid(_("Only MP4, WebM and QuickTime videos can be sent as videos."))
     blocked = _blocked(limits)
-    extension = PurePosixPath(name).suffix.lower().lstrip(".")
+    extension = _extension(name)
     if content_type in EXECUTABLE_TYPES or extension in blocked or detected_ext in blocked:
         raise _invalid(_("Files of this type cannot be sent."))
 

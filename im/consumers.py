@@ -243,14 +243,15 @@ class MemberConsumer(AsyncJsonWebsocketConsumer):
             return
         try:
             data = json.loads(raw)
-        except ValueError:
-            data = None
+            nul = isinstance(data, dict) and contains_nul(data)
+        except (ValueError, RecursionError):  # deep nesting is a bad frame, not a broken socket
+            data, nul = None, False
         if not isinstance(data, dict) or not isinstance(data.get("type"), str):
             await self.send_error(
                 ServiceError("bad_frame", _("A frame must be a JSON object with a type.")), None
             )
             return
-        if contains_nul(data):
+        if nul:
             await self.send_error(
                 ServiceError("bad_frame", _("Text may not contain NUL characters.")), None
             )

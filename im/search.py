@@ -15,7 +15,8 @@ from django.db import transaction
 from django.db.models import Value
 from django.utils.translation import gettext as _
 
-from im.models import Message, Participant
+from im import selectors
+from im.models import Message
 from weiyu.errors import ServiceError
 
 _WORD = re.compile(
@@ -97,7 +98,7 @@ def message_search(
     if not terms:
         raise ServiceError("invalid", _("Search for words or characters."), field="q")
     tsquery = " & ".join(_tsquery_literal(t) for t in terms)
-    visible = Participant.objects.filter(member_key=member_key, left_at__isnull=True)
+    visible = selectors.active_memberships(member_key=member_key)
     if conversation_id is not None:
         visible = visible.filter(conversation_id=conversation_id)
     qs = (

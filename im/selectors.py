@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from django.db.models import Count, F, FilteredRelation, OuterRef, Q, Subquery
+from django.db.models import Count, F, FilteredRelation, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.utils.translation import gettext as _
 
@@ -22,6 +22,17 @@ def is_visitor_key(member_key: str) -> bool:
     return member_key.startswith("v:")
 
 
+def active_memberships(*, member_key: str) -> QuerySet[Participant]:
+    """The member's current memberships: rows whose ``left_at`` is unset.
+
+    The one rule of who is in a conversation. Every access check goes through this (or
+    :func:`participant_get`, built on it): a member removed from a group, an agent who
+    transferred a visitor away or a member who left keeps their row, with ``left_at`` set, and
+    must see nothing of the conversation any more (docs/security.md, "Participation").
+    """
+    return Participant.objects.filter(member_key=member_key, left_at__isnull=True)
+
+
 def participant_get(*, conversation_id: int, member_key: str) -> Participant:
     """The active membership of ``member_key`` in a conversation, with the conversation loaded.
 
@@ -29,8 +40,9 @@ def participant_get(*, conversation_id: int, member_key: str) -> Participant:
     (or no longer) in it; the two are indistinguishable on purpose.
     """
     participant = (
-        Participant.objects.select_related("conversation")
-        .filter(conversation_id=conversation_id, member_key=member_key, left_at__isnull=True)
+        active_memberships(member_key=member_key)
+        .select_related("conversation")
+        .filter(conversation_id=conversation_id)
         .first()
     )
     if participant is None:
@@ -40,9 +52,7 @@ def participant_get(*, conversation_id: int, member_key: str) -> Participant:
 
 def participant_list_for_member(*, member_key: str, closed_limit: int = 50) -> list[Participant]:
     """The member's memberships: every open conversation plus the ``closed_limit`` newest closed."""
-    base = Participant.objects.select_related("conversation").filter(
-        member_key=member_key, left_at__isnull=True
-    )
+    base = active_memberships(member_key=member_key).select_related("conversation")
     open_ones = list(base.filter(conversation__closed_at__isnull=True))
     closed = list(
         base.filter(conversation__closed_at__isnull=False).order_by("-conversation__closed_at")[

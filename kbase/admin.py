@@ -235,6 +235,19 @@ class LlmProviderForm(forms.ModelForm):
         widgets = {"api_key": forms.PasswordInput(render_value=True)}
         formfield_callback = _https_urls
 
+    def clean_base_url(self) -> str:
+        """Refuse an address the worker may not call (weiyu.outbound: public http(s) hosts,
+        or the platform's WEIYU_OUTBOUND_ALLOW), with the reason."""
+        from weiyu import outbound  # the HTTP client library, loaded when a form is checked
+
+        url = self.cleaned_data.get("base_url") or ""
+        if url:
+            try:
+                outbound.check_url(url)
+            except outbound.OutboundRefusedError as exc:
+                raise forms.ValidationError(str(exc), code="refused") from exc
+        return url
+
 
 @admin.register(LlmProvider)
 class LlmProviderAdmin(admin.ModelAdmin):

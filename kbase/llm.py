@@ -144,14 +144,20 @@ def _complete(
     cannot be the start of :data:`UNKNOWN`. Raises on HTTP errors and on the timeout."""
     import openai
 
+    from weiyu import outbound
+
     base_url, model = endpoint(provider)
     if not base_url or not model:
         raise ValueError("base URL and model are required")
+    # the base URL is the tenant's choice: checked here for a clear message, and again on
+    # every connection by the guarded client (weiyu.outbound)
+    outbound.check_url(base_url)
     client = openai.OpenAI(
         base_url=base_url,
         api_key=provider.api_key or "none",
         timeout=float(provider.timeout_s),
         max_retries=0,
+        http_client=outbound.guarded_client(timeout_s=float(provider.timeout_s)),
     )
     deadline = time.monotonic() + provider.timeout_s
     stream = client.chat.completions.create(

@@ -70,7 +70,9 @@ def csat_submit(
         session.csat_at = timezone.now()
         session.save(update_fields=["csat_score", "csat_comment", "csat_at"])
         staff = list(
-            Participant.objects.filter(conversation_id=conversation_id, user__isnull=False)
+            Participant.objects.filter(
+                conversation_id=conversation_id, user__isnull=False, left_at__isnull=True
+            )
             .values_list("member_key", flat=True)
             .distinct()
         )

@@ -11,8 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.auth import REDIRECT_FIELD_NAME
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 
 from tenants import services
@@ -23,6 +25,19 @@ class PlatformAdminSite(admin.AdminSite):
     site_header = _("Weiyu platform administration")
     site_title = _("Weiyu platform")
     index_title = _("Tenants and platform users")
+
+    def login(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        """The admin's sign-in; a POST without ``next`` (a script, a password manager) lands on
+        this site's index. Without one Django would redirect to ``LOGIN_REDIRECT_URL``, the
+        tenants' inbox, which public domains do not serve (it answered 500)."""
+        if (
+            request.method == "POST"
+            and REDIRECT_FIELD_NAME not in request.POST
+            and REDIRECT_FIELD_NAME not in request.GET
+        ):
+            request.GET = request.GET.copy()
+            request.GET[REDIRECT_FIELD_NAME] = reverse("admin:index", current_app=self.name)
+        return super().login(request, extra_context)
 
 
 platform_admin_site = PlatformAdminSite(name="platform_admin")

@@ -140,7 +140,7 @@ def session_cookie(tenant: Tenant, user: User) -> bytes:
     with schema_context(tenant.schema_name):
         store = SessionStore()
         store[SESSION_KEY] = str(user.pk)
-        store[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+        store[BACKEND_SESSION_KEY] = "org.backends.PasswordBackend"
         store[HASH_SESSION_KEY] = user.get_session_auth_hash()
         store.create()
     return f"{settings.SESSION_COOKIE_NAME}={store.session_key}".encode()

@@ -18,12 +18,17 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.servers import free_port
+
+#: the port the fake listens on, the same for every instance of a run: workers are started with
+#: ``WEIYU_OUTBOUND_ALLOW=127.0.0.1:<port>`` so the outbound guard lets them reach it
+PORT = free_port()
 GOOD_ANSWER = "You can ask for a refund under My orders: pick the order, then Request refund [1]."
 SLOW_S = 5.0
 
 
 class FakeLlm:
-    def __init__(self) -> None:
+    def __init__(self, port: int = PORT) -> None:
         self.requests: list[dict[str, Any]] = []
         fake = self
 
@@ -80,7 +85,7 @@ class FakeLlm:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 

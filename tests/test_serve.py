@@ -156,7 +156,7 @@ async def _open(port: int, path: str, **extra: Any) -> tuple[ClientConnection, l
         f"ws://{HOST}:{port}{path}",
         host="127.0.0.1",
         port=port,
-        origin=f"http://{HOST}",
+        origin=f"http://{HOST}:{port}",
         proxy=None,
         open_timeout=WAIT_S,
         **extra,

@@ -125,6 +125,25 @@ def _header(scope: dict[str, Any], name: bytes) -> str | None:
     return None
 
 
+def _same_origin(origin: str, scope: dict[str, Any]) -> bool:
+    """Whether ``Origin`` names the host and port the socket was opened on: same host name, and
+    the ``Host`` header's explicit port equal to the origin's (default ports: 80/443); a
+    ``Host`` without a port (the default one, or a TLS proxy in front) accepts only an origin
+    on its scheme's default port."""
+    try:
+        parts = urlsplit(origin)
+        origin_port = parts.port
+        host_port = urlsplit("//" + (_header(scope, b"host") or "")).port
+    except ValueError:
+        return False
+    if (parts.hostname or "").lower() != host_from_scope(scope):
+        return False
+    default = {"http": 80, "https": 443}.get(parts.scheme)
+    if host_port is None:
+        return origin_port in (None, default)
+    return (origin_port or default) == host_port
+
+
 class SameOriginMiddleware:
     """Refuse a browser handshake whose ``Origin`` is another site (cross-site websocket
     hijacking of the agent's session cookie). Clients that send no ``Origin`` (not browsers, so
@@ -136,11 +155,9 @@ class SameOriginMiddleware:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
         origin = _header(scope, b"origin")
-        if origin is not None:
-            origin_host = (urlsplit(origin).hostname or "").lower()
-            if origin_host != host_from_scope(scope):
-                await send({"type": "websocket.close", "code": 4403})
-                return None
+        if origin is not None and not _same_origin(origin, scope):
+            await send({"type": "websocket.close", "code": 4403})
+            return None
         return await self.app(scope, receive, send)
 
 

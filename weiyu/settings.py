@@ -8,6 +8,7 @@ are kept in ``.data/services.json``, see ``weiyu/devservices.py``).
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -79,6 +80,7 @@ SHARED_APPS = [
     "treebeard",
     "channels",
     "rest_framework",
+    "axes",  # sign-in failures of the platform admin (public schema)
 ]
 TENANT_APPS = [
     "django.contrib.contenttypes",
@@ -90,6 +92,9 @@ TENANT_APPS = [
     "kefu",
     "tickets",
     "kbase",
+    # sign-in failures where the sign-in happens: in each tenant's schema, so a username locked
+    # out in one tenant is not locked out in another that has the same one
+    "axes",
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
 TENANT_MODEL = "tenants.Tenant"
@@ -116,6 +121,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # turns a locked-out sign-in into weiyu.views.login_locked_out (429); last, as axes asks
+    "axes.middleware.AxesMiddleware",
 ]
 
 TEMPLATES = [
@@ -146,7 +153,21 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+AUTHENTICATION_BACKENDS = ["org.backends.LockoutBackend", "org.backends.PasswordBackend"]
 LOGIN_URL = "kefu:inbox-login"
+
+# --- sign-in throttling (django-axes; docs/security.md): after AXES_FAILURE_LIMIT failures an
+# account (username) is locked, and separately the client address, for AXES_COOLOFF_TIME; a
+# success clears the account's failures. Counted per tenant schema (and the public one).
+AXES_FAILURE_LIMIT = int(os.environ.get("WEIYU_LOGIN_FAILURE_LIMIT", "5"))
+AXES_COOLOFF_TIME = timedelta(minutes=int(os.environ.get("WEIYU_LOGIN_LOCKOUT_MINUTES", "15")))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "weiyu.views.login_locked_out"
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_ENABLED = env_bool("WEIYU_LOGIN_THROTTLE", default=True)
+# the client address is REMOTE_ADDR as the server gives it (django-ipware is not installed);
+# which forwarded headers to trust is the proxy set-up's (docs/security.md, "Behind a proxy")
 LOGIN_REDIRECT_URL = "kefu:inbox"
 
 # --- i18n: every user-facing string ships in Simplified Chinese and English.
@@ -253,6 +274,12 @@ WEIYU_MESSAGE_MAX_CHARS = 5000
 #: (manage.py embed_server) before it answers by keywords (kbase.embed_service)
 WEIYU_EMBED_TIMEOUT_S = float(os.environ.get("WEIYU_EMBED_TIMEOUT_S", "1.5"))
 WEIYU_SYNC_MAX_MESSAGES = 500
+#: ``ip:port`` pairs (comma-separated, IPv6 in brackets) that requests to tenant-chosen URLs may
+#: reach although they are not public, e.g. a self-hosted model: "127.0.0.1:11434" for Ollama
+#: (weiyu.outbound; docs/security.md)
+WEIYU_OUTBOUND_ALLOW = os.environ.get("WEIYU_OUTBOUND_ALLOW", "")
+#: bytes of response read at most from a tenant-chosen URL
+WEIYU_OUTBOUND_MAX_BYTES = int(os.environ.get("WEIYU_OUTBOUND_MAX_BYTES", str(10 * 1024 * 1024)))
 
 # --- Celery: long timers live in the database and a beat scanner acts on them (DESIGN.md §7);
 # late acks so a killed worker's task is redelivered.

@@ -1,10 +1,15 @@
-"""Project-level views: health check and the public landing page."""
+"""Project-level views: health check, the public landing page, the sign-in lock-out answer."""
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
+from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.utils.translation import gettext as _
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
@@ -21,3 +26,29 @@ def healthz(request: HttpRequest) -> JsonResponse:
 def landing(request: HttpRequest) -> HttpResponse:
     """The public site's home page."""
     return render(request, "public/landing.html")
+
+
+def login_locked_out(
+    request: HttpRequest, original_response: HttpResponse | None, credentials: Any
+) -> HttpResponse:
+    """What a locked-out sign-in gets (django-axes' ``AXES_LOCKOUT_CALLABLE``): 429 with
+    ``Retry-After`` (s) — JSON ``{"error": "locked_out", "detail", "retry_after"}`` for API and
+    script clients, a page with the same message for browsers. The wait is the whole cool-off
+    (``settings.AXES_COOLOFF_TIME``): a lock-out is not told how far it has run."""
+    seconds = int(settings.AXES_COOLOFF_TIME.total_seconds())
+    minutes = max(1, math.ceil(seconds / 60))
+    detail = _(
+        "Too many failed sign-in attempts. Sign-in is locked for %(minutes)d minutes; "
+        "try again later."
+    ) % {"minutes": minutes}
+    wants_json = request.path.startswith("/api/") or "application/json" in request.headers.get(
+        "Accept", ""
+    )
+    if wants_json:
+        response: HttpResponse = JsonResponse(
+            {"error": "locked_out", "detail": detail, "retry_after": seconds}, status=429
+        )
+    else:
+        response = render(request, "login_locked.html", {"detail": detail}, status=429)
+    response["Retry-After"] = str(seconds)
+    return response

@@ -7,6 +7,7 @@ from typing import Any
 from django.db import transaction
 from django.utils.translation import gettext as _
 
+from im import selectors as im_selectors
 from im import senders as im_senders
 from im.models import Message
 from im.services import messages as im_messages
@@ -34,7 +35,9 @@ def feedback(*, visitor: Visitor, message_id: object, helpful: object) -> dict[s
             .filter(
                 pk=message_id,
                 sender_key=im_senders.ROBOT_KEY,
-                conversation__participants__member_key=visitor.member_key,
+                conversation_id__in=im_selectors.active_memberships(
+                    member_key=visitor.member_key
+                ).values("conversation_id"),
             )
             .first()
         )

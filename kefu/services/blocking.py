@@ -18,6 +18,7 @@ from django.dispatch import receiver
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from im import selectors as im_selectors
 from kefu.blocking import parse_network
 from kefu.models import BlockedVisitor, Session, Visitor
 from kefu.senders import agent_sender
@@ -103,7 +104,10 @@ def block_from_conversation(
     session = (
         Session.objects.select_related("visitor")
         .filter(
-            conversation_id=conversation_id, conversation__participants__member_key=user.member_key
+            conversation_id=conversation_id,
+            conversation_id__in=im_selectors.active_memberships(member_key=user.member_key).values(
+                "conversation_id"
+            ),
         )
         .first()
     )

@@ -63,7 +63,7 @@ class Client:
             f"ws://{HOST}:{self.port}/ws/agent/",
             host="127.0.0.1",
             port=self.port,
-            origin=f"http://{HOST}",
+            origin=f"http://{HOST}:{self.port}",
             additional_headers={"Cookie": self.cookie},
             proxy=None,
             open_timeout=WAIT_S,

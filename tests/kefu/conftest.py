@@ -8,6 +8,7 @@ from django_tenants.utils import schema_context
 from kbase import services as kb_services
 from kbase.models import KnowledgeBase
 from kefu.models import Channel
+from tests import fake_llm
 from tests.conftest import Desk, make_desk, unique
 from tests.waits import WAIT_S
 from tests.ws import receive_until
@@ -26,7 +27,13 @@ def robot_worker():
     previous = app.conf.task_default_queue
     app.conf.task_default_queue = queue
     # keyword search only: the worker need not load the sentence model for these tests
-    worker = celery_worker_start(queue=queue, name="robot", concurrency=2, WEIYU_SEMANTIC="off")
+    worker = celery_worker_start(
+        queue=queue,
+        name="robot",
+        concurrency=2,
+        WEIYU_SEMANTIC="off",
+        WEIYU_OUTBOUND_ALLOW=f"127.0.0.1:{fake_llm.PORT}",  # the fake LLM vendor, on loopback
+    )
     yield worker
     worker.stop()
     app.conf.task_default_queue = previous

@@ -23,6 +23,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from im import selectors as im_selectors
 from im.models import Conversation, Message
 from kefu.models import Visitor, Workgroup
 from org.models import User
@@ -173,16 +174,13 @@ def ticket_create(
     email = parsing.text(requester_email, "requester_email", 254, required=False)
     conversation = None
     if conversation_id is not None:
-        conversation = Conversation.objects.filter(
-            pk=parsing.pk(conversation_id, "conversation_id")
-        ).first()
-        member = (
-            creator is not None
-            and conversation is not None
-            and conversation.participants.filter(member_key=creator.member_key).exists()
-        )
-        if not member:
+        pk = parsing.pk(conversation_id, "conversation_id")
+        if creator is None:
             raise ServiceError("not_found", _("No such conversation."), field="conversation_id")
+        # active members only: a former member must not get the transcript through a ticket
+        conversation = im_selectors.participant_get(
+            conversation_id=pk, member_key=creator.member_key
+        ).conversation
         if requester_visitor is None and requester_user_id is None:
             session = getattr(conversation, "kefu_session", None)
             visitor_id = session.visitor_id if session is not None else None

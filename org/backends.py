@@ -1,0 +1,73 @@
+"""Authentication backends: the lock-out check of django-axes and a password check that does not
+keep a database connection while the password is hashed.
+
+Order in ``settings.AUTHENTICATION_BACKENDS``: :class:`LockoutBackend` first (a locked-out
+account or address is refused before any hashing), then :class:`PasswordBackend`.
+docs/security.md, "Sign-in throttling".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from axes.backends import AxesStandaloneBackend
+from django.contrib.auth import get_user_model
+from django.contrib.auth.backends import ModelBackend
+from django.db import connection
+from django.http import HttpRequest
+
+
+class LockoutBackend(AxesStandaloneBackend):
+    """django-axes' check for every sign-in that comes with a request (the inbox, the tenant
+    admin, the platform admin: Django's login forms pass it). ``authenticate()`` without a
+    request — the shell, management commands — has no client to lock out and is let through to
+    the next backend."""
+
+    def authenticate(
+        self,
+        request: HttpRequest | None,
+        username: str | None = None,
+        password: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        if request is None:
+            return None
+        return super().authenticate(request, username, password, **kwargs)
+
+
+def _release_connection() -> None:
+    """Give the request's database connection back to the pool (the next query takes one
+    again; django-tenants sets the schema on it). Not inside a transaction, which owns it."""
+    if not connection.in_atomic_block:
+        connection.close()
+
+
+class PasswordBackend(ModelBackend):
+    """Django's ``ModelBackend`` with one difference: the user row is read, the connection goes
+    back to the pool, then the password is hashed (PBKDF2, hundreds of ms of CPU). Holding a
+    pooled connection while hashing let 32 parallel wrong-password requests empty a 16-connection
+    pool and fail everyone else's requests with HTTP 500 (issue 12, finding 2)."""
+
+    def authenticate(
+        self,
+        request: HttpRequest | None,
+        username: str | None = None,
+        password: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        user_model = get_user_model()
+        if username is None:
+            username = kwargs.get(user_model.USERNAME_FIELD)
+        if username is None or password is None:
+            return None
+        try:
+            user = user_model._default_manager.get_by_natural_key(username)
+        except user_model.DoesNotExist:
+            _release_connection()
+            # hash anyway, as ModelBackend does, so timing does not tell which usernames exist
+            user_model().set_password(password)
+            return None
+        _release_connection()
+        if user.check_password(password) and self.user_can_authenticate(user):
+            return user
+        return None
