@@ -42,15 +42,17 @@ def _limits() -> tuple[int, int]:
     )
 
 
-def _rate_take(*, visitor_id: int, size: int) -> tuple[str, str]:
+def _rate_take(*, visitor: Visitor, size: int) -> tuple[str, str]:
     """Count one upload of ``size`` bytes for the visitor in the current clock hour, or raise
     ``RateLimitedError`` (counting nothing) when it would pass a limit. Returns the two cache keys,
     so a refused upload can give its bytes back (:func:`_rate_give_back`)."""
     now = time.time()
     window = int(now // WINDOW_S)
     retry_after = int((window + 1) * WINDOW_S - now) + 1
-    count_key = f"widget-upload:n:{visitor_id}:{window}"
-    bytes_key = f"widget-upload:b:{visitor_id}:{window}"
+    # the visitor's creation time joins its id: a restored or recreated database reuses ids
+    who = f"{visitor.pk}.{int(visitor.created_at.timestamp())}"
+    count_key = f"widget-upload:n:{who}:{window}"
+    bytes_key = f"widget-upload:b:{who}:{window}"
     max_count, max_bytes = _limits()
     cache.add(count_key, 0, WINDOW_S + 60)
     cache.add(bytes_key, 0, WINDOW_S + 60)
@@ -101,7 +103,7 @@ def visitor_attachment_upload(
             "invalid", _("conversation_id must be an integer."), field="conversation_id"
         )
     size = upload.size or 0
-    keys = _rate_take(visitor_id=visitor.pk, size=size)
+    keys = _rate_take(visitor=visitor, size=size)
     try:
         return attachment_upload(
             conversation_id=conversation,

@@ -104,8 +104,9 @@ def visitor_message_send(
     first, then the session, its conversation and the message are written in one transaction,
     and a queued session is dispatched after commit (first come, first served: older waiting
     visitors are assigned before this one). ``department_id``: the workgroup the visitor chose.
-    A file uploaded before the visitor had a conversation joins the one its message goes to
-    (:func:`kefu.services.files.attachment_claim`, one more ``UPDATE``).
+    A file uploaded before the visitor had a conversation is sent without ``conversation_id`` and
+    joins the conversation its message goes to (:func:`kefu.services.files.attachment_claim`, one
+    more ``UPDATE``); with ``conversation_id`` a file costs what a staff member's does.
 
     Raises ``ServiceError``: ``forbidden`` (blocked visitor, forbidden word), ``invalid``,
     ``not_found``, ``conversation_closed``, and for a new session ``closed`` (outside work
@@ -117,7 +118,9 @@ def visitor_message_send(
     if not is_text and msg_type not in im_drafts.MEDIA_TYPES:
         raise ServiceError("invalid", _("Unknown message type."), field="msg_type")
 
-    def send(target: int, draft: im_drafts.MessageDraft | None) -> tuple[Message, bool]:
+    def send(
+        target: int, draft: im_drafts.MessageDraft | None, *, claim: bool = True
+    ) -> tuple[Message, bool]:
         if is_text:
             return im_messages.message_send(
                 conversation_id=target,
@@ -125,6 +128,15 @@ def visitor_message_send(
                 content=content,
                 client_msg_id=client_msg_id,
                 draft=draft,
+            )
+        fields = {"msg_type": msg_type, "attachment_id": attachment_id}
+        if not claim:
+            return im_messages.message_send(
+                conversation_id=target,
+                sender=sender,
+                content=content,
+                client_msg_id=client_msg_id,
+                **fields,
             )
         with transaction.atomic():
             files.attachment_claim(
@@ -135,8 +147,7 @@ def visitor_message_send(
                 sender=sender,
                 content=content,
                 client_msg_id=client_msg_id,
-                msg_type=msg_type,
-                attachment_id=attachment_id,
+                **fields,
             )
 
     if conversation_id is not None:
@@ -144,7 +155,8 @@ def visitor_message_send(
             raise ServiceError(
                 "invalid", _("conversation_id must be an integer."), field="conversation_id"
             )
-        return send(conversation_id, None)
+        # the widget uploaded into this conversation: the staff path's cost, nothing claimed
+        return send(conversation_id, None, claim=False)
     im_drafts.client_msg_id_check(client_msg_id)
     draft = None
     if is_text:

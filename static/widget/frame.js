@@ -841,11 +841,14 @@ async function sendFile(file) {
   place(el, [current == null ? Infinity : current, Infinity, ++tie]);
   updateEmpty();
   scrollToBottom();
+  // the message goes where the file went: a file uploaded before the first message is sent
+  // without a conversation and joins the one its message opens (or the live one)
+  const target = current;
   let attachment;
   try {
     attachment = await upload(file, {
       kind,
-      conversationId: current,
+      conversationId: target,
       url: config.files_url,
       fields: { token: session.token },
       onProgress: (p) => {
@@ -864,8 +867,8 @@ async function sendFile(file) {
   progress.remove();
   el.classList.remove('uploading');
   const extra = { msg_type: attachment.kind, attachment_id: attachment.id };
-  if (current == null && departmentSelect.value) extra.workgroup_id = Number(departmentSelect.value);
-  const item = client.send(current, '', extra);
+  if (target == null && departmentSelect.value) extra.workgroup_id = Number(departmentSelect.value);
+  const item = client.send(target, '', extra);
   fillBody(el, forWidget({ msg_type: attachment.kind, attachment, content: '' }), { me, nameOf: () => '' });
   pendingEls.set(item.client_msg_id, el);
 }

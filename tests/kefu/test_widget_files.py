@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import time
 
 import pytest
-from django.core.cache import cache
 from django.core.files.storage import default_storage
 from django.test import Client, override_settings
 from django.utils import timezone
@@ -49,15 +47,6 @@ def _named(data: bytes, name: str) -> io.BytesIO:
     return upload
 
 
-def _fresh_limits(visitor_id: int) -> None:
-    """Forget this visitor's hourly counters (visitor ids repeat between test databases)."""
-    window = int(time.time() // WINDOW_S)
-    with schema_context("acme"):
-        for part in ("n", "b"):
-            for w in (window, window + 1):
-                cache.delete(f"widget-upload:{part}:{visitor_id}:{w}")
-
-
 def _upload(token: str | None, data: bytes, name: str, kind: str, cid: int | None = None):
     body = {"file": _named(data, name), "kind": kind}
     if token is not None:
@@ -78,7 +67,6 @@ def chat(acme):
     """A visitor served by an agent, with one text message already in their conversation."""
     desk = make_desk(acme, agents=1)
     visitor, token = make_visitor(desk)
-    _fresh_limits(visitor.pk)
     with schema_context("acme"):
         message, _ = messages.visitor_message_send(
             visitor=visitor, conversation_id=None, content="hello", client_msg_id=unique("c")
@@ -92,7 +80,6 @@ def test_visitor_uploads_a_picture_before_its_first_message_and_the_agent_gets_i
     # given a visitor who has not written yet
     desk = make_desk(acme, agents=1)
     visitor, token = make_visitor(desk)
-    _fresh_limits(visitor.pk)
 
     # when it uploads a picture and sends it as its first message
     response = _upload(token, _png(), "receipt.png", "image")
@@ -313,8 +300,7 @@ def test_bytes_per_visitor_and_hour_are_limited(chat, acme):
     assert refused.json()["error"] == "rate_limited"
     assert refused.has_header("Retry-After")
     # another visitor has its own allowance
-    other, other_token = make_visitor(make_desk(acme, agents=1))
-    _fresh_limits(other.pk)
+    _other, other_token = make_visitor(make_desk(acme, agents=1))
     assert _upload(other_token, PDF, "d.pdf", "file").status_code == 201
 
 
@@ -356,8 +342,7 @@ def test_orphan_uploads_expire_and_sent_ones_stay(chat):
 def test_ticket_comment_files_are_not_orphans(acme):
     # given an old file on a ticket comment (the widget's "leave a message"), and an old loose one
     desk = make_desk(acme, agents=1)
-    visitor, token = make_visitor(desk)
-    _fresh_limits(visitor.pk)
+    _visitor, token = make_visitor(desk)
     client = _client()
     ticket = client.post(
         "/api/v1/widget/tickets",
