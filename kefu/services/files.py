@@ -23,11 +23,12 @@ import time
 from django.conf import settings
 from django.core.cache import cache
 from django.core.files.uploadedfile import UploadedFile
+from django.db.models import Exists
 from django.utils.translation import gettext as _
 
 from im import selectors as im_selectors
 from im.attachments import attachment_upload
-from im.models import Attachment
+from im.models import Attachment, Participant
 from kefu.models import Visitor
 from kefu.services import blocking
 from weiyu.errors import RateLimitedError, ServiceError
@@ -146,13 +147,21 @@ def visitor_attachment_get(*, visitor: Visitor, attachment_id: int) -> Attachmen
     return attachment
 
 
-def attachment_claim(*, visitor: Visitor, attachment_id: object, conversation_id: int) -> None:
-    """Move a file the visitor uploaded before it had a conversation into ``conversation_id``
-    (the one its message goes to); files already in a conversation are left as they are, and
-    the send's own checks refuse a file that is not the visitor's or not in that conversation.
-    One ``UPDATE``; call it inside the send's transaction."""
+def attachment_claim(*, visitor: Visitor, attachment_id: object, conversation_id: int) -> bool:
+    """Move a file the visitor uploaded before it had a conversation into ``conversation_id``,
+    provided the visitor is an active participant of it. One ``UPDATE``, safe outside a
+    transaction: files already in a conversation, other people's files and conversations the
+    visitor is not in are left alone. Returns whether the file moved."""
     if isinstance(attachment_id, bool) or not isinstance(attachment_id, int):
-        return
-    Attachment.objects.filter(
-        pk=attachment_id, uploader_key=visitor.member_key, conversation_id__isnull=True
-    ).update(conversation_id=conversation_id)
+        return False
+    member = Participant.objects.filter(
+        conversation_id=conversation_id, member_key=visitor.member_key, left_at__isnull=True
+    )
+    moved = (
+        Attachment.objects.filter(
+            pk=attachment_id, uploader_key=visitor.member_key, conversation_id__isnull=True
+        )
+        .filter(Exists(member))
+        .update(conversation_id=conversation_id)
+    )
+    return moved == 1

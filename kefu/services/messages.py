@@ -104,9 +104,10 @@ def visitor_message_send(
     first, then the session, its conversation and the message are written in one transaction,
     and a queued session is dispatched after commit (first come, first served: older waiting
     visitors are assigned before this one). ``department_id``: the workgroup the visitor chose.
-    A file uploaded before the visitor had a conversation is sent without ``conversation_id`` and
-    joins the conversation its message goes to (:func:`kefu.services.files.attachment_claim`, one
-    more ``UPDATE``); with ``conversation_id`` a file costs what a staff member's does.
+    A file uploaded before the visitor had a conversation joins the conversation its message goes
+    to: the send refuses it before writing anything, :func:`kefu.services.files.attachment_claim`
+    moves it (one ``UPDATE``) and the send is made again; a file already in the conversation costs
+    what a staff member's does.
 
     Raises ``ServiceError``: ``forbidden`` (blocked visitor, forbidden word), ``invalid``,
     ``not_found``, ``conversation_closed``, and for a new session ``closed`` (outside work
@@ -118,9 +119,7 @@ def visitor_message_send(
     if not is_text and msg_type not in im_drafts.MEDIA_TYPES:
         raise ServiceError("invalid", _("Unknown message type."), field="msg_type")
 
-    def send(
-        target: int, draft: im_drafts.MessageDraft | None, *, claim: bool = True
-    ) -> tuple[Message, bool]:
+    def send(target: int, draft: im_drafts.MessageDraft | None) -> tuple[Message, bool]:
         if is_text:
             return im_messages.message_send(
                 conversation_id=target,
@@ -129,34 +128,34 @@ def visitor_message_send(
                 client_msg_id=client_msg_id,
                 draft=draft,
             )
-        fields = {"msg_type": msg_type, "attachment_id": attachment_id}
-        if not claim:
+
+        def attempt() -> tuple[Message, bool]:
             return im_messages.message_send(
                 conversation_id=target,
                 sender=sender,
                 content=content,
                 client_msg_id=client_msg_id,
-                **fields,
+                msg_type=msg_type,
+                attachment_id=attachment_id,
             )
-        with transaction.atomic():
-            files.attachment_claim(
+
+        try:
+            return attempt()
+        except ServiceError as exc:
+            # refused before any write: the file may still wait for its conversation (uploaded
+            # before the widget knew one); claim it and send again
+            if exc.field != "attachment_id" or not files.attachment_claim(
                 visitor=visitor, attachment_id=attachment_id, conversation_id=target
-            )
-            return im_messages.message_send(
-                conversation_id=target,
-                sender=sender,
-                content=content,
-                client_msg_id=client_msg_id,
-                **fields,
-            )
+            ):
+                raise
+            return attempt()
 
     if conversation_id is not None:
         if isinstance(conversation_id, bool) or not isinstance(conversation_id, int):
             raise ServiceError(
                 "invalid", _("conversation_id must be an integer."), field="conversation_id"
             )
-        # the widget uploaded into this conversation: the staff path's cost, nothing claimed
-        return send(conversation_id, None, claim=False)
+        return send(conversation_id, None)
     im_drafts.client_msg_id_check(client_msg_id)
     draft = None
     if is_text:

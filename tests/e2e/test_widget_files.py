@@ -1,8 +1,8 @@
 """Files in the widget and the embed snippet, in real Chromium (issue 11, items 1 and 5).
 
-A visitor sends a picture (the attach button) and a PDF (dropped on the chat) and the agent sees
-both in the inbox; the agent sends a picture and the visitor sees it — a picture, not an empty
-bubble — and downloads it; a file over the limit and a refused type are explained in the widget;
+A visitor sends a picture (the attach button), a PDF (dropped on the chat) and a pasted picture,
+and the agent sees them in the inbox; the agent sends a picture and the visitor sees it — a
+picture, not an empty bubble — and downloads it; an agent's voice clip gets a player; a file over the limit and a refused type are explained in the widget;
 the download URL refuses another visitor's token and no token. The snippet copied from the back
 office, pasted into a page of another origin, loads the widget and chats.
 """
@@ -16,14 +16,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django_tenants.utils import schema_context
 from PIL import Image
 
+from im.attachments import attachment_upload
 from im.models import Message, MessagingSettings
 from kefu.models import Session, Visitor
 from kefu.services import messages
 from tests.conftest import PASSWORD, make_visitor, unique
 from tests.e2e.test_live_chat import _sign_in, fresh_desk
+from tests.im.test_files import _ogg_voice
 from tests.servers import free_port
 from tests.waits import WAIT_MS, wait_until
 
@@ -108,7 +111,20 @@ def test_visitor_and_agent_exchange_pictures_and_files(daphne_server, browser, d
         expect(widget.locator("#messages .msg.mine[data-type='file'] .file-name")).to_have_text(
             "invoice.pdf", timeout=TIMEOUT
         )
-        expect(widget.locator("#messages .msg.mine[data-state='failed']")).to_have_count(0)
+        # and pastes a picture into the message box
+        frame.locator("#composer").evaluate(
+            """(box, bytes) => {
+                const data = new DataTransfer();
+                data.items.add(new File([new Uint8Array(bytes)], 'pasted.png',
+                                        {type: 'image/png'}));
+                box.dispatchEvent(new ClipboardEvent('paste', {clipboardData: data,
+                                                               bubbles: true, cancelable: true}));
+            }""",
+            list(_png((40, 160, 40))),
+        )
+        expect(mine).to_have_count(2, timeout=TIMEOUT)
+        failed = widget.locator("#messages .msg.mine[data-state='failed']")
+        expect(failed).to_have_count(0)
 
         # then the agent sees both in the inbox
         conversation_id = _live_session(desk).conversation_id
@@ -116,12 +132,12 @@ def test_visitor_and_agent_exchange_pictures_and_files(daphne_server, browser, d
         picture = inbox.locator(
             f'#messages .msg[data-conversation="{conversation_id}"] img.msg-image'
         )
-        expect(picture).to_have_count(1, timeout=TIMEOUT)
-        wait_until(lambda: _loaded(picture), what="the visitor's picture in the inbox")
+        expect(picture).to_have_count(2, timeout=TIMEOUT)
+        wait_until(lambda: _loaded(picture.first), what="the visitor's picture in the inbox")
         expect(
             inbox.locator(f'#messages .msg[data-conversation="{conversation_id}"] .file-name')
         ).to_have_text("invoice.pdf", timeout=TIMEOUT)
-        wait_until(lambda: _loaded(mine), what="the visitor's own picture in the widget")
+        wait_until(lambda: _loaded(mine.first), what="the visitor's own picture in the widget")
 
         # when the agent sends a picture
         inbox.locator("#attach-input").set_input_files(
@@ -152,6 +168,26 @@ def test_visitor_and_agent_exchange_pictures_and_files(daphne_server, browser, d
         assert status(f"{path}?token={other_token}") == 404
         assert status(src) == 200
 
+        # when the agent sends a voice clip, the visitor gets a player fed by its token
+        with schema_context(desk.tenant.schema_name):
+            clip = attachment_upload(
+                conversation_id=conversation_id,
+                uploader_key=desk.agents[0].member_key,
+                upload=SimpleUploadedFile("clip.ogg", _ogg_voice(), content_type="audio/ogg"),
+                kind="voice",
+                duration_ms=3000,
+            )
+            messages.agent_message_send(
+                user=desk.agents[0],
+                conversation_id=conversation_id,
+                msg_type="voice",
+                attachment_id=clip.pk,
+                client_msg_id=unique("v"),
+            )
+        player = widget.locator("#messages .msg.theirs[data-type='voice'] audio.msg-audio")
+        expect(player).to_have_count(1, timeout=TIMEOUT)
+        assert status(player.get_attribute("src")) == 200
+
         # when the visitor picks a file over the limit, or one of a refused type
         widget.locator("#file-input").set_input_files(
             files=[
@@ -178,7 +214,13 @@ def test_visitor_and_agent_exchange_pictures_and_files(daphne_server, browser, d
                 .order_by("seq")
                 .values_list("sender_type", "msg_type")
             )
-        assert kinds == [("visitor", "image"), ("visitor", "file"), ("agent", "image")]
+        assert kinds == [
+            ("visitor", "image"),
+            ("visitor", "file"),
+            ("visitor", "image"),
+            ("agent", "image"),
+            ("agent", "voice"),
+        ]
     finally:
         visitor_ctx.close()
         agent_ctx.close()

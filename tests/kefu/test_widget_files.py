@@ -145,6 +145,55 @@ def test_visitor_sends_a_pdf_into_its_conversation(chat):
     assert fetched["Content-Type"] == "application/octet-stream"
 
 
+def test_a_file_uploaded_before_the_conversation_was_known_joins_it(chat, acme):
+    # given a file uploaded while the widget knew no conversation, then sent into the one the
+    # visitor's first message opened meanwhile
+    _desk, visitor, token, cid = chat
+    up = _upload(token, PDF, "early.pdf", "file")
+    assert up.status_code == 201
+    # when another visitor tries to send it into its own conversation, nothing moves
+    other, _ = make_visitor(make_desk(acme, agents=1))
+    with schema_context("acme"):
+        theirs, _ = messages.visitor_message_send(
+            visitor=other, conversation_id=None, content="hi", client_msg_id=unique("c")
+        )
+        with pytest.raises(ServiceError):
+            messages.visitor_message_send(
+                visitor=other,
+                conversation_id=theirs.conversation_id,
+                content=None,
+                client_msg_id=unique("c"),
+                msg_type="file",
+                attachment_id=up.json()["id"],
+            )
+        assert Attachment.objects.get(pk=up.json()["id"]).conversation_id is None
+        # nor can the visitor push it into a conversation it is not in
+        with pytest.raises(ServiceError):
+            messages.visitor_message_send(
+                visitor=visitor,
+                conversation_id=theirs.conversation_id,
+                content=None,
+                client_msg_id=unique("c"),
+                msg_type="file",
+                attachment_id=up.json()["id"],
+            )
+        assert Attachment.objects.get(pk=up.json()["id"]).conversation_id is None
+        # when the visitor sends it into its own conversation
+        message, created = messages.visitor_message_send(
+            visitor=visitor,
+            conversation_id=cid,
+            content=None,
+            client_msg_id=unique("c"),
+            msg_type="file",
+            attachment_id=up.json()["id"],
+        )
+    # then it is sent there and belongs to it
+    assert created
+    assert message.conversation_id == cid
+    with schema_context("acme"):
+        assert Attachment.objects.get(pk=up.json()["id"]).conversation_id == cid
+
+
 def test_agents_picture_reaches_the_visitor_but_not_others_nor_anonymous(chat, acme):
     # given an agent who sends a picture to the visitor
     desk, _visitor, token, cid = chat
