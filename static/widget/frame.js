@@ -816,7 +816,10 @@ function uploadFailure(file, err) {
 // One file: checked here for size (the server checks again, and the type by content), shown as
 // a pending bubble with its progress, uploaded with the visitor's token, then sent.
 async function sendFile(file) {
-  if (!client || !session) return;
+  if (!client || !session) {
+    showUploadError(gettext('The chat is still connecting. Try again in a moment.'));
+    return;
+  }
   const kind = kindForFile(file);
   const limit = kind === 'image' ? config.max_image_bytes : config.max_file_bytes;
   if (limit && file.size > limit) {
@@ -1164,7 +1167,7 @@ async function start(attempt = 0) {
   } catch (e) {
     if (e.status === 404) {
       showConn('error', gettext('This chat is not available.'));
-      composer.disabled = sendBtn.disabled = true;
+      composer.disabled = sendBtn.disabled = $('attach-btn').disabled = $('emoji-btn').disabled = true;
       return;
     }
     if (e.status === 400) {
@@ -1173,7 +1176,7 @@ async function start(attempt = 0) {
     }
     if (e.status === 403) {
       showConn('error', gettext('You cannot chat here.'));
-      composer.disabled = sendBtn.disabled = true;
+      composer.disabled = sendBtn.disabled = $('attach-btn').disabled = $('emoji-btn').disabled = true;
       return;
     }
     showConn('error', gettext('Cannot reach the server. Retrying…'));

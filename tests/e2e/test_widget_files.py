@@ -22,7 +22,7 @@ from PIL import Image
 
 from im.attachments import attachment_upload
 from im.models import Message, MessagingSettings
-from kefu.models import Session, Visitor
+from kefu.models import Session
 from kefu.services import messages
 from tests.conftest import PASSWORD, make_visitor, unique
 from tests.e2e.test_live_chat import _sign_in, fresh_desk
@@ -59,7 +59,7 @@ def _open_widget(context, url: str):
     page.goto(url)
     page.click("#weiyu-launcher")
     widget = page.frame_locator("#weiyu-frame")
-    widget.locator("#composer").wait_for(timeout=TIMEOUT)
+    widget.locator("#conn-status[data-state='open']").wait_for(state="attached", timeout=TIMEOUT)
     return page, widget
 
 
@@ -68,12 +68,17 @@ def _loaded(locator) -> bool:
     return locator.evaluate("img => img.complete && img.naturalWidth > 0")
 
 
-def _live_session(desk) -> Session:
+def _served_session(desk, *, conversation_id: int | None = None) -> Session:
+    """The newest session of the desk's channel (or the one of ``conversation_id``) once an agent
+    serves it (assignment follows the first message's commit)."""
     with schema_context(desk.tenant.schema_name):
-        visitor = Visitor.objects.filter(channel=desk.channel).order_by("-id").first()
+        sessions = Session.objects.filter(channel=desk.channel, agent__isnull=False).exclude(
+            status="closed"
+        )
+        if conversation_id is not None:
+            sessions = sessions.filter(conversation_id=conversation_id)
         return wait_until(
-            lambda: Session.objects.filter(visitor=visitor).exclude(status="closed").first(),
-            what="the visitor's conversation",
+            lambda: sessions.order_by("-id").first(), what="the visitor's conversation served"
         )
 
 
@@ -127,7 +132,7 @@ def test_visitor_and_agent_exchange_pictures_and_files(daphne_server, browser, d
         expect(failed).to_have_count(0)
 
         # then the agent sees both in the inbox
-        conversation_id = _live_session(desk).conversation_id
+        conversation_id = _served_session(desk).conversation_id
         inbox.locator(f'.conv-item[data-id="{conversation_id}"]').click(timeout=TIMEOUT)
         picture = inbox.locator(
             f'#messages .msg[data-conversation="{conversation_id}"] img.msg-image'
@@ -291,18 +296,20 @@ def test_snippet_copied_from_the_back_office_works_on_another_origin(
         page.goto(f"{site_url}/index.html")
         page.click("#weiyu-launcher", timeout=TIMEOUT)
         widget = page.frame_locator("#weiyu-frame")
+        widget.locator("#conn-status[data-state='open']").wait_for(
+            state="attached", timeout=TIMEOUT
+        )
         widget.locator("#composer").fill("Hello from the shop page")
         widget.locator("#send").click()
 
         # then the visitor chats: the message is stored, the agent's answer shows
-        session = _live_session(desk)
         with schema_context(desk.tenant.schema_name):
-            assert wait_until(
-                lambda: Message.objects.filter(
-                    conversation_id=session.conversation_id, content="Hello from the shop page"
-                ).exists(),
+            said = wait_until(
+                lambda: Message.objects.filter(content="Hello from the shop page").first(),
                 what="the visitor's message",
             )
+        session = _served_session(desk, conversation_id=said.conversation_id)
+        with schema_context(desk.tenant.schema_name):
             messages.agent_message_send(
                 user=desk.agents[0],
                 conversation_id=session.conversation_id,

@@ -428,3 +428,20 @@ def test_beat_schedule_runs_the_purge():
     entry = settings.CELERY_BEAT_SCHEDULE["im-orphan-uploads"]
     assert entry["task"] == "im.tasks.attachment_orphans_purge_all_task"
     assert attachment_orphans_purge_task.name == "im.tasks.attachment_orphans_purge_task"
+
+
+def test_the_widget_offers_files_and_emoji_in_both_languages(acme):
+    # given a channel
+    desk = make_desk(acme, agents=1)
+    url = f"/widget/frame/?channel={desk.channel.public_key}&lang="
+    # when the frame opens in Chinese and in English
+    zh = _client().get(url + "zh-CN").content.decode()
+    en = _client().get(url + "en-US").content.decode()
+    catalog = _client().get("/jsi18n/", HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
+    # then the attach button, the emoji button and the upload limits are there
+    assert 'aria-label="发送图片或文件"' in zh
+    assert 'aria-label="Send a picture or file"' in en
+    assert 'id="emoji-btn"' in en
+    assert '"files_url": "/api/v1/widget/files"' in en
+    # and the widget's messages about files are translated
+    assert "正在上传".encode("unicode_escape").decode() in catalog
