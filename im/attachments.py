@@ -8,19 +8,23 @@ S3 when configured) under the tenant's prefix (``im.models.tenant_upload_to``).
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import io
 import unicodedata
+from collections.abc import Callable
 from pathlib import PurePosixPath
 
 import filetype
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import UploadedFile
+from django.db.models import Q, QuerySet
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from im import selectors
-from im.models import Attachment, MessagingSettings
+from im.models import Attachment, Conversation, MessagingSettings
 from weiyu.errors import ServiceError
 
 THUMBNAIL_PX = 320
@@ -269,3 +273,38 @@ def is_inline(content_type: str) -> bool:
     """Whether a stored type may be shown in the browser (images, audio, video); everything
     else, SVG and HTML included, is served as a download."""
     return content_type in INLINE_TYPES
+
+
+#: functions returning the ids of attachments another app keeps (a ticket comment's files),
+#: registered by that app in its ``AppConfig.ready`` (im imports no app above it)
+_keepers: dict[str, Callable[[], QuerySet]] = {}
+
+
+def attachment_keeper_register(*, name: str, ids: Callable[[], QuerySet]) -> None:
+    """Declare that ``ids()`` (a ``values("attachment_id")``-style queryset of one column) names
+    attachments in use elsewhere, so :func:`attachment_orphans_purge` never deletes them. One per
+    ``name``; registering again replaces it."""
+    _keepers[name] = ids
+
+
+def attachment_orphans_purge(*, older_than: dt.timedelta, now: dt.datetime | None = None) -> int:
+    """Delete uploads nobody sent: created more than ``older_than`` ago and in no message, no
+    group picture and nothing a registered keeper names (ticket comments). Their files and
+    thumbnails leave the storage too. Call inside the tenant's schema. Returns how many went.
+
+    Source: issue 11 ("orphan uploads expire"); a visitor who closes the widget after choosing
+    a file, or an agent who never sends what they uploaded, would otherwise keep it forever.
+    """
+    cutoff = (now or timezone.now()) - older_than
+    in_use = Q(messages__isnull=False)
+    for ids in _keepers.values():
+        in_use |= Q(pk__in=ids())
+    avatars = Conversation.objects.filter(avatar__isnull=False).values("avatar_id")
+    in_use |= Q(pk__in=avatars)
+    orphans = list(Attachment.objects.filter(created_at__lt=cutoff).exclude(in_use).distinct())
+    for attachment in orphans:
+        for field in (attachment.file, attachment.thumbnail):
+            if field:
+                field.delete(save=False)
+        attachment.delete()
+    return len(orphans)

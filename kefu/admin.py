@@ -15,7 +15,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from kbase.models import KnowledgeBase
-from kefu import stats
+from kefu import embed, stats
 from kefu.models import (
     AgentState,
     AutoReply,
@@ -178,18 +178,36 @@ class ChannelAdmin(admin.ModelAdmin):
             kwargs["queryset"] = KnowledgeBase.objects.filter(is_public=True)
         return super().formfield_for_manytomany(db_field, request, **kwargs)
 
+    def get_object(self, request: HttpRequest, object_id: str, from_field: Any = None) -> Any:
+        obj = super().get_object(request, object_id, from_field)
+        if obj is not None:
+            domain = connection.tenant.get_primary_domain()
+            obj.public_base_url = embed.public_base_url(
+                request=request, domain=domain.domain if domain else None
+            )
+        return obj
+
     @admin.display(description=_("embed snippet"))
     def snippet(self, obj: Channel) -> str:
-        if not obj.pk:
+        """The snippet to paste (built by :mod:`kefu.embed` from ``WEIYU_PUBLIC_URL`` or this
+        request), a copy button and a link to a page carrying it."""
+        base = getattr(obj, "public_base_url", None)
+        if not obj.pk or base is None:
             return "—"
-        domain = connection.tenant.get_primary_domain()
-        host = domain.domain if domain else "localhost"
-        src = f"https://{host}{reverse('kefu:widget-js')}"
         return format_html(
-            '<code>&lt;script src="{}" data-channel="{}" async&gt;&lt;/script&gt;</code>',
-            src,
-            obj.public_key,
+            '<div class="weiyu-snippet"><code id="weiyu-snippet">{}</code><br>'
+            '<button type="button" class="button" data-copy="weiyu-snippet" '
+            'data-done="{}">{}</button> <a href="{}" target="_blank" rel="noopener" '
+            'id="weiyu-snippet-preview">{}</a></div>',
+            embed.snippet(base_url=base, channel_key=obj.public_key),
+            _("Copied"),
+            _("Copy"),
+            embed.preview_url(base_url=base, channel_key=obj.public_key),
+            _("Open a page with this widget"),
         )
+
+    class Media:
+        js = ("kefu/snippet_copy.js",)
 
 
 class VisitorNoteInline(admin.TabularInline):

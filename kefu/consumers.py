@@ -132,16 +132,14 @@ class VisitorConsumer(MemberConsumer):
         return selectors.conversation_list_for_member(member_key=self.sender.key, closed_limit=20)
 
     def send_message(self, data: dict[str, Any]) -> tuple[Any, bool]:
-        if data.get("msg_type", "text") != "text":
-            raise ServiceError(
-                "invalid", _("Only text messages are supported here."), field="msg_type"
-            )
         return kefu_messages.visitor_message_send(
             visitor=self.visitor,
             conversation_id=data.get("conversation_id"),
             content=data.get("content"),
             client_msg_id=data.get("client_msg_id"),
             department_id=data.get("workgroup_id"),
+            msg_type=data.get("msg_type", "text"),
+            attachment_id=data.get("attachment_id"),
         )
 
     async def on_conversation_close(self, data: dict[str, Any], ref: str | None) -> None:

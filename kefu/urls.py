@@ -11,6 +11,8 @@ urlpatterns = [
     path("api/v1/widget/session", views.WidgetSessionApi.as_view(), name="widget-session"),
     path("api/v1/widget/profile", views.WidgetProfileApi.as_view(), name="widget-profile"),
     path("api/v1/widget/transcript", views.WidgetTranscriptApi.as_view(), name="widget-transcript"),
+    path("api/v1/widget/files", views.WidgetFileUploadApi.as_view(), name="widget-files"),
+    path("api/v1/widget/files/<int:pk>", views.WidgetFileApi.as_view(), name="widget-file"),
     path("inbox/", views.inbox, name="inbox"),
     path("inbox/monitor/", views.monitor_page, name="monitor"),
     path(

@@ -12,22 +12,27 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.urls import reverse
 from django.utils import translation
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import cache_control
 from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.http import require_GET
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from im.models import MessagingSettings
+from im.api_files import serve_attachment
+from im.models import Attachment, MessagingSettings
+from im.serializers import attachment_payload
 from kbase import llm
 from kefu import hours, monitor, selectors, senders, transcripts
 from kefu.models import Channel
 from kefu.robot import persona as robot_persona
 from kefu.services import blocking, routing
+from kefu.services import files as visitor_files
 from kefu.services import visitors as kefu_visitors
 from weiyu.errors import ServiceError
 
@@ -84,6 +89,7 @@ def widget_frame(request: HttpRequest) -> HttpResponse:
     except ServiceError as exc:
         raise Http404(exc.message) from exc
     language = _language_from(request.GET.get("lang", ""))
+    limits = MessagingSettings.current()
     translation.activate(language)
     request.LANGUAGE_CODE = language
     config = {
@@ -93,6 +99,9 @@ def widget_frame(request: HttpRequest) -> HttpResponse:
         "profile_url": "/api/v1/widget/profile",
         "transcript_url": "/api/v1/widget/transcript",
         "ws_path": "/ws/visitor/",
+        "files_url": reverse("kefu:widget-files"),
+        "max_file_bytes": limits.max_file_bytes,
+        "max_image_bytes": limits.max_image_bytes,
         "page_url": request.GET.get("page_url", "")[:2000],
         "page_title": request.GET.get("page_title", "")[:200],
         "referrer": request.GET.get("referrer", "")[:2000],
@@ -260,3 +269,60 @@ class WidgetTranscriptApi(APIView):
             visitor=visitor, conversation_id=data.get("conversation_id"), email=data.get("email")
         )
         return Response({"email": address}, status=202)
+
+
+class WidgetFileUploadApi(APIView):
+    """``POST /api/v1/widget/files`` (multipart): ``token``, ``file``, ``kind`` (``image`` |
+    ``voice`` | ``video`` | ``file``), ``conversation_id``? (omit before the first message) →
+    201 {attachment} (``im.serializers.attachment_payload`` with ``url``/``thumbnail_url`` of
+    :class:`WidgetFileApi`); then send it with ``message.send`` (``msg_type`` = ``kind``,
+    ``attachment_id``). The size limits, type checks and storage of staff uploads apply
+    (``kefu.services.files``).
+
+    Errors: 400 ``invalid``, 401 ``invalid_token``, 403 ``forbidden`` (blocked), 404
+    ``not_found``, 409 ``conversation_closed``, 413 ``too_large``, 429 ``rate_limited`` (files
+    or bytes per visitor and hour; ``Retry-After`` header and ``retry_after`` in seconds).
+    """
+
+    authentication_classes: list[Any] = []
+    permission_classes = [AllowAny]
+    parser_classes = [MultiPartParser, FormParser]
+
+    def post(self, request: Request) -> Response:
+        visitor = kefu_visitors.visitor_from_token(request.data.get("token"))
+        upload = request.FILES.get("file")
+        if upload is None:
+            raise ServiceError("invalid", _("Choose a file."), field="file")
+        attachment = visitor_files.visitor_attachment_upload(
+            visitor=visitor,
+            upload=upload,
+            kind=request.data.get("kind") or "file",
+            conversation_id=request.data.get("conversation_id"),
+        )
+        return Response(widget_attachment_payload(attachment), status=201)
+
+
+class WidgetFileApi(APIView):
+    """``GET /api/v1/widget/files/<id>?token=`` (``&thumb=1`` for an image's thumbnail): a file
+    of a conversation the visitor is in, that it sent or received in a public message (never an
+    internal note's). Served like staff downloads (``nosniff``, sandboxing CSP; a download
+    unless image, audio or video). 401 ``invalid_token`` without a valid token, 404 otherwise.
+    """
+
+    authentication_classes: list[Any] = []
+    permission_classes = [AllowAny]
+
+    def get(self, request: Request, pk: int) -> HttpResponse:
+        visitor = kefu_visitors.visitor_from_token(request.query_params.get("token"))
+        attachment = visitor_files.visitor_attachment_get(visitor=visitor, attachment_id=pk)
+        return serve_attachment(attachment, thumbnail=bool(request.query_params.get("thumb")))
+
+
+def widget_attachment_payload(attachment: Attachment) -> dict[str, Any]:
+    """``attachment_payload`` with the widget's URLs (without the token, which the widget
+    appends: ``?token=…``)."""
+    data = attachment_payload(attachment)
+    url = reverse("kefu:widget-file", args=[attachment.pk])
+    data["url"] = url
+    data["thumbnail_url"] = f"{url}?thumb=1" if attachment.thumbnail else None
+    return data

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django_tenants.utils import schema_context
@@ -16,6 +17,7 @@ from im.services import groups
 from im.services import messages as im_messages
 from kefu.models import Session
 from kefu.senders import agent_sender
+from kefu.services import files as visitor_files
 from kefu.services import messages
 from kefu.services.visitors import visitor_from_token
 from tests.conftest import make_agent, make_desk, make_visitor, unique
@@ -171,3 +173,54 @@ def test_group_message_budget(acme):
         )
     assert created
     assert len(sql) == 4, _show(sql)
+
+
+def _pdf(name: str) -> SimpleUploadedFile:
+    return SimpleUploadedFile(name, b"%PDF-1.4\n%%EOF\n", content_type="application/pdf")
+
+
+def test_visitor_file_message_budget(chat):
+    # given a file the widget uploaded into the visitor's conversation
+    _agent, visitor, cid = chat
+    attachment = visitor_files.visitor_attachment_upload(
+        visitor=visitor, upload=_pdf("a.pdf"), kind="file", conversation_id=cid
+    )
+    # when the visitor sends it
+    (message, created), sql = _run(
+        messages.visitor_message_send,
+        visitor=visitor,
+        conversation_id=cid,
+        content=None,
+        client_msg_id=unique("c"),
+        msg_type="file",
+        attachment_id=attachment.pk,
+    )
+    # then it costs the text path plus the attachment's read (as a staff member's file)
+    assert created
+    assert message.attachment_id == attachment.pk
+    assert len(sql) == 6, _show(sql)
+
+
+def test_visitor_file_sent_before_a_conversation_is_claimed_with_one_update(chat):
+    # given a file uploaded while the widget knew no conversation (the live one exists)
+    _agent, visitor, cid = chat
+    attachment = visitor_files.visitor_attachment_upload(
+        visitor=visitor, upload=_pdf("b.pdf"), kind="file"
+    )
+    # when it is sent without conversation_id
+    (message, created), sql = _run(
+        messages.visitor_message_send,
+        visitor=visitor,
+        conversation_id=None,
+        content=None,
+        client_msg_id=unique("c"),
+        msg_type="file",
+        attachment_id=attachment.pk,
+    )
+    # then it goes to the live conversation. Reads: resend?, the file is the visitor's, live
+    # session; the send refused at its draft (the file is in no conversation yet), the claim's
+    # UPDATE, the send again (the file, members, BEGIN, session clock, the message, COMMIT)
+    assert created
+    assert message.conversation_id == cid
+    assert sum(s.startswith("UPDATE") and "im_attachment" in s for s in sql) == 1, _show(sql)
+    assert len(sql) == 11, _show(sql)

@@ -13,6 +13,14 @@ class TicketsConfig(AppConfig):
 
         demo_tenant_ready.connect(demo.populate, dispatch_uid="tickets-demo")
 
+        from im.attachments import attachment_keeper_register
+        from tickets.models import Comment
+
+        attachment_keeper_register(
+            name="tickets.comment",
+            ids=lambda: Comment.attachments.through.objects.values("attachment_id"),
+        )
+
         from org.signals import user_deactivated
 
         def release(sender: object, user: object, deleted: bool, **kwargs: object) -> None:

@@ -1,7 +1,8 @@
 """API plumbing shared by every app: the JSON error shape.
 
 Every API error is ``{"error": <code>, "detail": <human-readable message>, "field": <name>?}``
-with an HTTP 4xx/5xx status.
+with an HTTP 4xx/5xx status; a 429 ``rate_limited`` adds ``"retry_after"`` (seconds) and the
+``Retry-After`` header.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from rest_framework import exceptions, parsers
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from weiyu.errors import ServiceError, contains_nul
+from weiyu.errors import RateLimitedError, ServiceError, contains_nul
 
 
 class JSONParser(parsers.JSONParser):
@@ -33,6 +34,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         body = {"error": exc.code, "detail": exc.message}
         if exc.field:
             body["field"] = exc.field
+        if isinstance(exc, RateLimitedError):
+            body["retry_after"] = exc.retry_after_s
+            return Response(
+                body, status=exc.http_status, headers={"Retry-After": str(exc.retry_after_s)}
+            )
         return Response(body, status=exc.http_status)
     response = drf_exception_handler(exc, context)
     if response is not None:

@@ -23,6 +23,7 @@ HTTP_STATUS = {
     "unavailable_agent": 409,
     "full": 409,
     "too_large": 413,
+    "rate_limited": 429,
     "unavailable": 503,
 }
 
@@ -45,6 +46,15 @@ class ServiceError(Exception):
         if self.field:
             data["field"] = self.field
         return data
+
+
+class RateLimitedError(ServiceError):
+    """``rate_limited`` (HTTP 429): too many requests; ``retry_after_s`` (whole seconds) is when
+    the caller may try again, sent as the ``Retry-After`` header and ``retry_after`` in the body."""
+
+    def __init__(self, message: str, *, retry_after_s: int, field: str | None = None) -> None:
+        super().__init__("rate_limited", message, field=field)
+        self.retry_after_s = max(1, int(retry_after_s))
 
 
 def contains_nul(value: object) -> bool:

@@ -269,6 +269,27 @@ CHANNEL_LAYERS = {
     }
 }
 WEIYU_WS_MAX_FRAME_BYTES = 64 * 1024
+#: the widget's anonymous upload path (kefu.services.files): files and bytes per visitor per hour
+WEIYU_VISITOR_UPLOADS_PER_HOUR = int(os.environ.get("WEIYU_VISITOR_UPLOADS_PER_HOUR", "30"))
+WEIYU_VISITOR_UPLOAD_BYTES_PER_HOUR = int(
+    os.environ.get("WEIYU_VISITOR_UPLOAD_BYTES_PER_HOUR", str(50 * 1024 * 1024))
+)
+#: hours an uploaded file may stay unsent (in no message, ticket comment or group picture)
+#: before the beat task im.tasks.attachment_orphans_purge_all_task deletes it
+WEIYU_ORPHAN_UPLOAD_HOURS = float(os.environ.get("WEIYU_ORPHAN_UPLOAD_HOURS", "24"))
+#: the address the public reaches tenants at, for the widget's embed snippet: ``https://{domain}``
+#: (``{domain}``: each tenant's primary domain) or one fixed ``scheme://host[:port]``; unset: the
+#: scheme, host and port of the back-office request (kefu.embed)
+WEIYU_PUBLIC_URL = os.environ.get("WEIYU_PUBLIC_URL", "").strip().rstrip("/")
+if WEIYU_PUBLIC_URL and (
+    not WEIYU_PUBLIC_URL.startswith(("http://", "https://"))
+    or "/" in WEIYU_PUBLIC_URL.split("://", 1)[1]
+    or any(c in WEIYU_PUBLIC_URL for c in "?#")
+):
+    raise ImproperlyConfigured(
+        f"WEIYU_PUBLIC_URL must look like https://host[:port] or https://{{domain}}, "
+        f"not {WEIYU_PUBLIC_URL!r}"
+    )
 WEIYU_MESSAGE_MAX_CHARS = 5000
 #: seconds a knowledge-base search waits for its query vector from the embedding service
 #: (manage.py embed_server) before it answers by keywords (kbase.embed_service)
@@ -291,6 +312,8 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
+    # uploads never sent (a closed widget, a changed mind) are deleted after a day
+    "im-orphan-uploads": {"task": "im.tasks.attachment_orphans_purge_all_task", "schedule": 3600.0},
     "kefu-queue-dispatch": {"task": "kefu.tasks.queue_dispatch_scan_task", "schedule": 15.0},
     # queue wait limits, unanswered-visitor reminders and re-assignment, idle auto-close
     "kefu-stats": {

@@ -15,7 +15,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from im.hooks import SendHook
-from im.models import Conversation, Message, Participant
+from im.models import Attachment, Conversation, Message, Participant
 from im.senders import Sender
 from im.services import conversations as im_conversations
 from im.services import drafts as im_drafts
@@ -26,9 +26,10 @@ from kefu.robot import answers as robot
 from kefu.robot.persona import ROBOT_MODES
 from kefu.senders import agent_sender, visitor_sender
 from kefu.senders import language_for as _language_for
-from kefu.services import automation, blocking, routing
+from kefu.services import automation, blocking, files, routing
 from kefu.services.routing import workgroup_dispatch
 from org.models import User
+from weiyu import parsing
 from weiyu.errors import ServiceError
 
 
@@ -93,8 +94,12 @@ def visitor_message_send(
     content: object,
     client_msg_id: object,
     department_id: object = None,
+    msg_type: object = Message.Type.TEXT,
+    attachment_id: object = None,
 ) -> tuple[Message, bool]:
-    """A visitor's text message. Returns ``(message, created)`` like
+    """A visitor's message: text, or a file it uploaded (``msg_type`` ``image``/``voice``/
+    ``video``/``file`` with ``attachment_id`` from ``POST /api/v1/widget/files``, ``content`` an
+    optional caption). Returns ``(message, created)`` like
     ``im.services.messages.message_send``.
 
     With ``conversation_id`` it is sent there through the one send path (``message_send``; the
@@ -104,6 +109,10 @@ def visitor_message_send(
     first, then the session, its conversation and the message are written in one transaction,
     and a queued session is dispatched after commit (first come, first served: older waiting
     visitors are assigned before this one). ``department_id``: the workgroup the visitor chose.
+    A file uploaded before the visitor had a conversation joins the conversation its message goes
+    to: the send refuses it before writing anything, :func:`kefu.services.files.attachment_claim`
+    moves it (one ``UPDATE``) and the send is made again; a file already in the conversation costs
+    what a staff member's does.
 
     Raises ``ServiceError``: ``forbidden`` (blocked visitor, forbidden word), ``invalid``,
     ``not_found``, ``conversation_closed``, and for a new session ``closed`` (outside work
@@ -111,20 +120,60 @@ def visitor_message_send(
     """
     blocking.check(visitor=visitor)
     sender = visitor_sender(visitor)
+    is_text = msg_type in (None, Message.Type.TEXT)
+    if not is_text and msg_type not in im_drafts.MEDIA_TYPES:
+        raise ServiceError("invalid", _("Unknown message type."), field="msg_type")
+
+    def send(target: int, draft: im_drafts.MessageDraft | None) -> tuple[Message, bool]:
+        if is_text:
+            return im_messages.message_send(
+                conversation_id=target,
+                sender=sender,
+                content=content,
+                client_msg_id=client_msg_id,
+                draft=draft,
+            )
+
+        def attempt() -> tuple[Message, bool]:
+            return im_messages.message_send(
+                conversation_id=target,
+                sender=sender,
+                content=content,
+                client_msg_id=client_msg_id,
+                msg_type=msg_type,
+                attachment_id=attachment_id,
+            )
+
+        try:
+            return attempt()
+        except ServiceError as exc:
+            # refused before any write: the file may still wait for its conversation (uploaded
+            # before the widget knew one); claim it and send again
+            if exc.field != "attachment_id" or not files.attachment_claim(
+                visitor=visitor, attachment_id=attachment_id, conversation_id=target
+            ):
+                raise
+            return attempt()
+
     if conversation_id is not None:
         if isinstance(conversation_id, bool) or not isinstance(conversation_id, int):
             raise ServiceError(
                 "invalid", _("conversation_id must be an integer."), field="conversation_id"
             )
-        return im_messages.message_send(
-            conversation_id=conversation_id,
-            sender=sender,
-            content=content,
-            client_msg_id=client_msg_id,
-        )
+        return send(conversation_id, None)
     im_drafts.client_msg_id_check(client_msg_id)
-    draft = im_drafts.message_draft(sender=sender, content=content)
-    draft.content = sensitive.apply(draft.content)
+    draft = None
+    if is_text:
+        draft = im_drafts.message_draft(sender=sender, content=content)
+        draft.content = sensitive.apply(draft.content)
+    elif not Attachment.objects.filter(
+        pk=parsing.positive_int(attachment_id, "attachment_id"),
+        uploader_key=sender.key,
+        kind=msg_type,
+    ).exists():
+        raise ServiceError(
+            "invalid", _("Upload the file to this conversation first."), field="attachment_id"
+        )
     if client_msg_id is not None:
         stored = Message.objects.filter(sender_key=sender.key, client_msg_id=client_msg_id).first()
         if stored is not None:
@@ -151,23 +200,13 @@ def visitor_message_send(
                 live = selectors.visitor_live_session(visitor_id=visitor.pk)
                 if live is None:
                     raise
-            result = im_messages.message_send(
-                conversation_id=live.conversation_id,
-                sender=sender,
-                draft=draft,
-                client_msg_id=client_msg_id,
-            )
+            result = send(live.conversation_id, draft)
             if opened and live.status == Session.Status.QUEUED:
                 # after the message's own event, so the visitor sees it before "X is serving you"
                 workgroup_id = live.workgroup_id
                 transaction.on_commit(lambda: workgroup_dispatch(workgroup_id=workgroup_id))
             return result
-    return im_messages.message_send(
-        conversation_id=live.conversation_id,
-        sender=sender,
-        draft=draft,
-        client_msg_id=client_msg_id,
-    )
+    return send(live.conversation_id, draft)
 
 
 class VisitorConversationHook(SendHook):

@@ -41,19 +41,23 @@ export async function api(method, path, body) {
 }
 
 /**
- * Upload a file to /api/v1/im/files; resolves with the attachment. `kind`: 'image', 'voice',
- * 'video' or 'file'; `onProgress(0..1)` while it goes; rejects like api().
+ * Upload a file; resolves with the attachment. `kind`: 'image', 'voice', 'video' or 'file';
+ * `onProgress(0..1)` while it goes; `url`: the endpoint (staff: /api/v1/im/files, the widget:
+ * /api/v1/widget/files), `fields`: more form fields (the widget's token). Rejects like api(),
+ * plus `retryAfter` (seconds) on a 429.
  */
-export function upload(file, { conversationId, kind, durationMs, onProgress }) {
+export function upload(file, { conversationId, kind, durationMs, onProgress, url = '/api/v1/im/files', fields = {} }) {
   return new Promise((resolve, reject) => {
     const form = new FormData();
+    for (const [name, value] of Object.entries(fields)) form.append(name, value);
     form.append('file', file, file.name || 'file');
     form.append('kind', kind);
     if (conversationId != null) form.append('conversation_id', String(conversationId));
     if (durationMs != null) form.append('duration_ms', String(Math.round(durationMs)));
     const xhr = new XMLHttpRequest();
-    xhr.open('POST', '/api/v1/im/files');
-    xhr.setRequestHeader('X-CSRFToken', csrfToken());
+    xhr.open('POST', url);
+    const csrf = csrfToken();
+    if (csrf) xhr.setRequestHeader('X-CSRFToken', csrf);
     xhr.setRequestHeader('Accept', 'application/json');
     xhr.upload.onprogress = (e) => e.lengthComputable && onProgress && onProgress(e.loaded / e.total);
     xhr.onload = () => {
@@ -61,8 +65,13 @@ export function upload(file, { conversationId, kind, durationMs, onProgress }) {
       try {
         data = JSON.parse(xhr.responseText);
       } catch (e) { /* not JSON */ }
-      if (xhr.status === 201) resolve(data);
-      else reject(failure((data && data.detail) || gettext('The upload failed.'), xhr.status, data && data.error));
+      if (xhr.status === 201) {
+        resolve(data);
+        return;
+      }
+      const error = failure((data && data.detail) || gettext('The upload failed.'), xhr.status, data && data.error);
+      if (xhr.status === 429) error.retryAfter = Number(xhr.getResponseHeader('Retry-After')) || null;
+      reject(error);
     };
     xhr.onerror = () => reject(new Error(gettext('The upload failed.')));
     xhr.send(form);

@@ -1,10 +1,11 @@
 // The visitor chat, running inside the widget iframe on the tenant's domain.
-import { api } from '../weiyu/api.js';
+import { api, formatSize, kindForFile, upload } from '../weiyu/api.js';
 import { WeiyuClient, bindComposer } from '../weiyu/client.js';
 import { $, pageConfig } from '../weiyu/dom.js';
 import { gettext, interpolate } from '../weiyu/i18n.js';
 import {
   buildMsg,
+  fillBody,
   fillMsg as fill,
   kindOf as kindOfMsg,
   receiptOf,
@@ -133,6 +134,7 @@ function showMessage(m) {
     created_at: m.created_at,
     name: kind === 'mine' ? gettext('You') : (m.sender && m.sender.name) || '',
   });
+  if (MEDIA_TYPES.has(m.msg_type)) fillBody(el, forWidget(m), { me, nameOf: () => '' });
   if (kind === 'mine') setState(el, receiptState(m.conversation_id, m.seq));
   if (m.sender && m.sender.type === 'robot') renderRobot(el, m);
   elBySeq.set(key, el);
@@ -146,6 +148,27 @@ function showMessage(m) {
     notices.set('ended:' + m.conversation_id, null);
     el.classList.add('ended');
   }
+}
+
+// ---- files ------------------------------------------------------------------------------
+const MEDIA_TYPES = new Set(['image', 'voice', 'video', 'file']);
+
+// Files are fetched with the visitor's token (the widget has no staff login).
+function widgetFileUrl(attachment, thumb) {
+  const params = new URLSearchParams();
+  if (thumb) params.set('thumb', '1');
+  params.set('token', session ? session.token : '');
+  return `${config.files_url}/${attachment.id}?${params}`;
+}
+
+/** The message with its attachment's URLs pointing at the widget's download endpoint. */
+function forWidget(m) {
+  const a = m.attachment;
+  if (!a) return m;
+  return {
+    ...m,
+    attachment: { ...a, url: widgetFileUrl(a, false), thumbnail_url: a.thumbnail_url ? widgetFileUrl(a, true) : null },
+  };
 }
 
 // ---- robot ------------------------------------------------------------------------------
@@ -686,7 +709,7 @@ function onError(f) {
     if (c) c.closed = true;
     if (!closedAt.has(item.conversation_id)) closedAt.set(item.conversation_id, Date.now());
     if (shown.has(item.conversation_id)) showEnded(item.conversation_id);
-    const again = client.send(current, item.content);
+    const again = client.send(current, item.content, item.extra);
     if (el) {
       pendingEls.set(again.client_msg_id, el);
       place(el, [Infinity, Infinity, ++tie]);
@@ -771,6 +794,169 @@ bindComposer({
     autosize();
     if (client && current != null && composer.value.trim()) client.typing(current);
   },
+});
+
+// ---- attachments: button, paste, drag and drop --------------------------------------------
+const uploadError = $('upload-error');
+const fileInput = $('file-input');
+
+function showUploadError(text) {
+  uploadError.textContent = text || '';
+  uploadError.hidden = !text;
+}
+
+function uploadFailure(file, err) {
+  if (err.status === 429 && err.retryAfter) {
+    const minutes = Math.max(1, Math.ceil(err.retryAfter / 60));
+    return interpolate(gettext('%(message)s Try again in %(n)s min.'), { message: err.message, n: minutes }, true);
+  }
+  return interpolate(gettext('%(name)s was not sent: %(message)s'), { name: file.name, message: err.message }, true);
+}
+
+// One file: checked here for size (the server checks again, and the type by content), shown as
+// a pending bubble with its progress, uploaded with the visitor's token, then sent.
+async function sendFile(file) {
+  if (!client || !session) {
+    showUploadError(gettext('The chat is still connecting. Try again in a moment.'));
+    return;
+  }
+  const kind = kindForFile(file);
+  const limit = kind === 'image' ? config.max_image_bytes : config.max_file_bytes;
+  if (limit && file.size > limit) {
+    showUploadError(interpolate(gettext('%(name)s is larger than %(size)s.'), { name: file.name, size: formatSize(limit) }, true));
+    return;
+  }
+  if (!file.size) {
+    showUploadError(interpolate(gettext('%(name)s is empty.'), { name: file.name }, true));
+    return;
+  }
+  showUploadError('');
+  const el = buildMsg('mine', current);
+  el.classList.add('uploading');
+  fill(el, { content: file.name, created_at: new Date().toISOString(), name: gettext('You') });
+  const progress = document.createElement('progress');
+  progress.className = 'upload-progress';
+  progress.max = 1;
+  progress.value = 0;
+  progress.setAttribute('aria-label', interpolate(gettext('Uploading %(name)s'), { name: file.name }, true));
+  el.querySelector('.msg-bubble').append(progress);
+  setState(el, 'pending');
+  place(el, [current == null ? Infinity : current, Infinity, ++tie]);
+  updateEmpty();
+  scrollToBottom();
+  // the message goes where the file went: a file uploaded before the first message is sent
+  // without a conversation and joins the one its message opens (or the live one)
+  const target = current;
+  let attachment;
+  try {
+    attachment = await upload(file, {
+      kind,
+      conversationId: target,
+      url: config.files_url,
+      fields: { token: session.token },
+      onProgress: (p) => {
+        progress.value = p;
+      },
+    });
+  } catch (err) {
+    progress.remove();
+    el.classList.remove('uploading');
+    setState(el, 'failed');
+    const text = uploadFailure(file, err);
+    el.querySelector('.msg-state').textContent = `${gettext('not sent')} · ${err.message}`;
+    showUploadError(text);
+    return;
+  }
+  progress.remove();
+  el.classList.remove('uploading');
+  const extra = { msg_type: attachment.kind, attachment_id: attachment.id };
+  if (target == null && departmentSelect.value) extra.workgroup_id = Number(departmentSelect.value);
+  const item = client.send(target, '', extra);
+  fillBody(el, forWidget({ msg_type: attachment.kind, attachment, content: '' }), { me, nameOf: () => '' });
+  pendingEls.set(item.client_msg_id, el);
+}
+
+async function sendFiles(files) {
+  for (const file of Array.from(files || [])) await sendFile(file);
+}
+
+$('attach-btn').addEventListener('click', () => fileInput.click());
+fileInput.addEventListener('change', () => {
+  const files = Array.from(fileInput.files || []);
+  fileInput.value = '';
+  sendFiles(files);
+});
+
+composer.addEventListener('paste', (e) => {
+  const files = e.clipboardData && e.clipboardData.files;
+  if (!files || !files.length) return;
+  e.preventDefault();
+  sendFiles(files);
+});
+
+const chatBox = $('chat');
+const dropHint = $('drop-hint');
+let dragDepth = 0;
+const carriesFiles = (e) => e.dataTransfer && Array.from(e.dataTransfer.types || []).includes('Files');
+
+chatBox.addEventListener('dragenter', (e) => {
+  if (!carriesFiles(e)) return;
+  e.preventDefault();
+  dragDepth++;
+  dropHint.hidden = false;
+});
+chatBox.addEventListener('dragover', (e) => {
+  if (!carriesFiles(e)) return;
+  e.preventDefault();
+  e.dataTransfer.dropEffect = 'copy';
+});
+chatBox.addEventListener('dragleave', () => {
+  dragDepth = Math.max(0, dragDepth - 1);
+  if (!dragDepth) dropHint.hidden = true;
+});
+chatBox.addEventListener('drop', (e) => {
+  if (!carriesFiles(e)) return;
+  e.preventDefault();
+  dragDepth = 0;
+  dropHint.hidden = true;
+  sendFiles(e.dataTransfer.files);
+});
+
+// ---- emoji --------------------------------------------------------------------------------
+const EMOJI = [
+  '😀', '😁', '😂', '😊', '😍', '😘', '😉', '😎', '🤔', '😅', '😢', '😭', '😡', '😮', '😴', '🙄',
+  '👍', '👎', '👌', '👏', '🙏', '💪', '🤝', '👋', '❤️', '💔', '🎉', '🔥', '⭐', '✅', '❌', '❓',
+  '📦', '🚚', '💰', '🧾', '📷', '📎', '⏰', '☕',
+];
+const emojiPanel = $('emoji-panel');
+const emojiBtn = $('emoji-btn');
+
+function setEmojiOpen(open) {
+  emojiPanel.hidden = !open;
+  emojiBtn.setAttribute('aria-expanded', String(open));
+}
+
+for (const symbol of EMOJI) {
+  const b = document.createElement('button');
+  b.type = 'button';
+  b.textContent = symbol;
+  b.addEventListener('click', () => {
+    const start = composer.selectionStart ?? composer.value.length;
+    const end = composer.selectionEnd ?? composer.value.length;
+    composer.setRangeText(symbol, start, end, 'end');
+    composer.dispatchEvent(new Event('input'));
+    setEmojiOpen(false);
+    composer.focus();
+  });
+  emojiPanel.append(b);
+}
+emojiBtn.addEventListener('click', () => setEmojiOpen(emojiPanel.hidden));
+emojiPanel.addEventListener('keydown', (e) => {
+  if (e.key === 'Escape') {
+    e.stopPropagation();
+    setEmojiOpen(false);
+    emojiBtn.focus();
+  }
 });
 
 // ---- connection status --------------------------------------------------------------------
@@ -981,7 +1167,7 @@ async function start(attempt = 0) {
   } catch (e) {
     if (e.status === 404) {
       showConn('error', gettext('This chat is not available.'));
-      composer.disabled = sendBtn.disabled = true;
+      composer.disabled = sendBtn.disabled = $('attach-btn').disabled = $('emoji-btn').disabled = true;
       return;
     }
     if (e.status === 400) {
@@ -990,7 +1176,7 @@ async function start(attempt = 0) {
     }
     if (e.status === 403) {
       showConn('error', gettext('You cannot chat here.'));
-      composer.disabled = sendBtn.disabled = true;
+      composer.disabled = sendBtn.disabled = $('attach-btn').disabled = $('emoji-btn').disabled = true;
       return;
     }
     showConn('error', gettext('Cannot reach the server. Retrying…'));

@@ -3,12 +3,13 @@ admin sites (tenant back office on ``acme.localhost``, platform admin on ``local
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import uuid
 
 import pytest
-from django.test import Client
+from django.test import Client, override_settings
 from django_tenants.utils import schema_context
 
 from kefu.models import Channel, Visitor
@@ -350,7 +351,11 @@ def test_tenant_admin_lists_the_customer_service_records(acme):
     assert "Where is my parcel?" in conversation.content.decode()
     assert "On its way!" in conversation.content.decode()
     channel_page = pages[f"/admin/kefu/channel/{desk.channel.pk}/change/"].content.decode()
-    assert f'data-channel="{desk.channel.public_key}"' in channel_page
+    key = desk.channel.public_key
+    # the embed snippet keeps the scheme and port the back office was reached with
+    snippet = f'<script src="http://acme.localhost/widget.js" data-channel="{key}" async></script>'
+    assert html.escape(snippet) in channel_page
+    assert f'href="http://acme.localhost/?channel={key}"' in channel_page
     # and the platform's tables are not part of it
     assert client.get("/admin/tenants/tenant/").status_code == 404
 
@@ -379,3 +384,31 @@ def test_platform_admin_lists_tenants_and_domains_only(acme):
         "/admin/login/?next=/admin/", {"username": "bob", "password": PASSWORD}
     )
     assert response.status_code == 200  # the login form again, with an error
+
+
+def test_embed_snippet_keeps_port_or_follows_the_public_url_setting(acme):
+    # given a channel and its tenant admin
+    desk = make_desk(acme, agents=1)
+    url = f"/admin/kefu/channel/{desk.channel.pk}/change/"
+    key = desk.channel.public_key
+
+    def snippet_on(page: str) -> str:
+        match = re.search(r'<code id="weiyu-snippet">(.*?)</code>', page)
+        assert match, "no snippet on the page"
+        return html.unescape(match.group(1))
+
+    # when the back office is opened on a non-default port, the snippet keeps it
+    client = _admin_client("acme.localhost:8443", "bob")
+    page = client.get(url).content.decode()
+    assert snippet_on(page) == (
+        f'<script src="http://acme.localhost:8443/widget.js" data-channel="{key}" async></script>'
+    )
+    assert 'data-copy="weiyu-snippet"' in page  # the copy button
+    # and with WEIYU_PUBLIC_URL the configured address wins, {domain} being the tenant's domain
+    with override_settings(WEIYU_PUBLIC_URL="https://{domain}:9443"):
+        page = client.get(url).content.decode()
+    domain = acme.get_primary_domain().domain
+    assert snippet_on(page) == (
+        f'<script src="https://{domain}:9443/widget.js" data-channel="{key}" async></script>'
+    )
+    assert f'href="https://{domain}:9443/?channel={key}"' in page

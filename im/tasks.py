@@ -1,0 +1,34 @@
+"""Celery tasks of the messaging core. Thin: they enter a tenant and call one function."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from celery import shared_task
+from django.conf import settings
+from django_tenants.utils import get_tenant_model, schema_context
+
+from im.attachments import attachment_orphans_purge
+
+
+@shared_task
+def attachment_orphans_purge_task(schema: str) -> int:
+    """One tenant's uploads never sent, older than ``settings.WEIYU_ORPHAN_UPLOAD_HOURS``
+    (:func:`im.attachments.attachment_orphans_purge`); returns how many were deleted."""
+    with schema_context(schema):
+        return attachment_orphans_purge(
+            older_than=dt.timedelta(hours=settings.WEIYU_ORPHAN_UPLOAD_HOURS)
+        )
+
+
+@shared_task
+def attachment_orphans_purge_all_task() -> None:
+    """Beat (hourly): one :func:`attachment_orphans_purge_task` per active tenant."""
+    schemas = (
+        get_tenant_model()
+        .objects.filter(is_active=True)
+        .exclude(schema_name="public")
+        .values_list("schema_name", flat=True)
+    )
+    for schema in schemas:
+        attachment_orphans_purge_task.delay(schema)
