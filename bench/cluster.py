@@ -411,7 +411,7 @@ class Member:
                     self.url,
                     host="127.0.0.1",
                     port=self.port,
-                    origin=f"http://{self.host}",
+                    origin=f"http://{self.host}:{self.port}",  # a browser sends the port
                     additional_headers=headers,
                     proxy=None,
                     compression=None,

@@ -573,7 +573,7 @@ class Client:
             f"ws://{DOMAIN}:{port}{self.path}",
             host="127.0.0.1",
             port=port,
-            origin=f"http://{DOMAIN}",
+            origin=f"http://{DOMAIN}:{port}",  # a browser sends the port
             additional_headers=headers,
             proxy=None,
             compression=None,

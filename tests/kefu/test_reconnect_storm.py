@@ -62,7 +62,7 @@ class Tab:
             f"ws://{HOST}:{port}{self.path}",
             host="127.0.0.1",
             port=port,
-            origin=f"http://{HOST}",
+            origin=f"http://{HOST}:{port}",  # a browser sends the port
             additional_headers={"Cookie": self.cookie} if self.cookie else {},
             proxy=None,
             open_timeout=WAIT_S,
