@@ -331,12 +331,19 @@ def start_daphne(
 
 
 async def http_request(
-    port: int, method: str, path: str, body: dict[str, Any] | None = None, timeout: float = 15
+    port: int,
+    method: str,
+    path: str,
+    body: dict[str, Any] | None = None,
+    *,
+    timeout: float = 15,
+    host: str = DOMAIN,
 ) -> tuple[int, Any]:
-    """A minimal HTTP/1.0 client (loopback only): returns (status, parsed JSON body or None)."""
+    """A minimal HTTP/1.0 client for 127.0.0.1:``port`` with ``Host: host``: returns (status,
+    parsed JSON body or None). Raises ``OSError``/``TimeoutError`` when the connection fails."""
     raw = json.dumps(body).encode() if body is not None else b""
     head = (
-        f"{method} {path} HTTP/1.0\r\nHost: {DOMAIN}\r\nContent-Type: application/json\r\n"
+        f"{method} {path} HTTP/1.0\r\nHost: {host}\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(raw)}\r\nConnection: close\r\n\r\n"
     ).encode()
 

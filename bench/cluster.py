@@ -287,30 +287,9 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 async def http(
     port: int, host: str, method: str, path: str, body: dict[str, Any] | None = None
 ) -> tuple[int, Any]:
-    """A minimal HTTP/1.0 request to 127.0.0.1:``port`` with ``Host: host``: (status, JSON body
+    """chat_load's HTTP/1.0 client for 127.0.0.1:``port`` with ``Host: host``: (status, JSON body
     or None). Raises ``OSError``/``TimeoutError`` when the connection fails."""
-    raw = json.dumps(body).encode() if body is not None else b""
-    head = (
-        f"{method} {path} HTTP/1.0\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(raw)}\r\nConnection: close\r\n\r\n"
-    ).encode()
-
-    async def go() -> tuple[int, Any]:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        try:
-            writer.write(head + raw)
-            await writer.drain()
-            data = await reader.read()
-        finally:
-            writer.close()
-        header, _, payload = data.partition(b"\r\n\r\n")
-        status = int(header.split(b" ", 2)[1])
-        try:
-            return status, json.loads(payload)
-        except ValueError:
-            return status, None
-
-    return await asyncio.wait_for(go(), 20)
+    return await chat_load.http_request(port, method, path, body, timeout=20, host=host)
 
 
 @dataclass

@@ -87,6 +87,7 @@ from chat_load import (  # bench/ is not a package: found through sys.path
     session_cookie,
     start_daphne,
 )
+from chat_load import http_request as chat_load_http
 
 SCHEMA = "conns"
 DOMAIN = "conns.localhost"
@@ -435,29 +436,8 @@ def open_fds(pid: int) -> int:
 async def http_request(
     port: int, method: str, path: str, body: dict[str, Any] | None = None, timeout: float = 30
 ) -> tuple[int, Any]:
-    """A minimal HTTP/1.0 client for ``conns.localhost`` on loopback: (status, JSON or None)."""
-    raw = json.dumps(body).encode() if body is not None else b""
-    head = (
-        f"{method} {path} HTTP/1.0\r\nHost: {DOMAIN}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(raw)}\r\nConnection: close\r\n\r\n"
-    ).encode()
-
-    async def go() -> tuple[int, Any]:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        try:
-            writer.write(head + raw)
-            await writer.drain()
-            data = await reader.read()
-        finally:
-            writer.close()
-        header, _, payload = data.partition(b"\r\n\r\n")
-        status = int(header.split(b" ", 2)[1])
-        try:
-            return status, json.loads(payload)
-        except ValueError:
-            return status, None
-
-    return await asyncio.wait_for(go(), timeout)
+    """chat_load's HTTP/1.0 client for ``conns.localhost``: (status, JSON or None)."""
+    return await chat_load_http(port, method, path, body, timeout=timeout, host=DOMAIN)
 
 
 async def wait_healthy(server: Server, timeout: float = 90) -> None:
