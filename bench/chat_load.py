@@ -140,9 +140,12 @@ def _ensure_database(database_url: str) -> None:
             conn.execute(f'CREATE DATABASE "{dbname}"')
 
 
-def bench_tenant() -> Any:
-    """The tenant ``bench`` on ``bench.localhost`` (created on first use), shared by the
-    benchmarks; needs Django set up. Leaves the connection on the public schema."""
+def bench_tenant(
+    *, schema: str = SCHEMA, domain: str = DOMAIN, name: str = "Bench", admin: str = "bench_admin"
+) -> Any:
+    """The tenant ``schema`` on ``domain`` (default ``bench`` on ``bench.localhost``, shared by
+    the benchmarks), created on first use with an administrator of a random password; needs
+    Django set up. Leaves the connection on the public schema."""
     from django.db import connection
 
     from tenants.models import Domain
@@ -150,14 +153,14 @@ def bench_tenant() -> Any:
 
     connection.set_schema_to_public()
     public_tenant_ensure(domains=["localhost", "127.0.0.1"])
-    existing = Domain.objects.filter(domain=DOMAIN).select_related("tenant").first()
+    existing = Domain.objects.filter(domain=domain).select_related("tenant").first()
     if existing is not None:
         return existing.tenant
     return tenant_create(
-        name="Bench",
-        schema_name=SCHEMA,
-        domain=DOMAIN,
-        admin_username="bench_admin",
+        name=name,
+        schema_name=schema,
+        domain=domain,
+        admin_username=admin,
         admin_password=os.urandom(16).hex(),
     )
 

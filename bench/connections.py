@@ -81,6 +81,7 @@ from chat_load import (  # bench/ is not a package: found through sys.path
     _ensure_database,
     _kill_children,
     bench_env,
+    bench_tenant,
     pct,
     raise_fd_limit,
     redis_cleanup,
@@ -98,23 +99,7 @@ DOMAIN = "conns.localhost"
 
 def _tenant() -> Any:
     """The tenant ``conns`` on ``conns.localhost`` (created on first use)."""
-    from django.db import connection
-
-    from tenants.models import Domain
-    from tenants.services import public_tenant_ensure, tenant_create
-
-    connection.set_schema_to_public()
-    public_tenant_ensure(domains=["localhost", "127.0.0.1"])
-    existing = Domain.objects.filter(domain=DOMAIN).select_related("tenant").first()
-    if existing is not None:
-        return existing.tenant
-    return tenant_create(
-        name="Connections bench",
-        schema_name=SCHEMA,
-        domain=DOMAIN,
-        admin_username="conns_admin",
-        admin_password=os.urandom(16).hex(),
-    )
+    return bench_tenant(schema=SCHEMA, domain=DOMAIN, name="Connections bench", admin="conns_admin")
 
 
 def _django(migrate: bool) -> None:
