@@ -10,6 +10,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from im.models import Attachment, Conversation, Message, MessagingSettings, Participant, Sticker
+from im.syslines import message_text
 
 
 class ReadOnlyInline(admin.TabularInline):
@@ -46,13 +47,18 @@ class MessageInline(ReadOnlyInline):
         "sender_type",
         "sender_name",
         "msg_type",
-        "content",
+        "text",
         "attachment",
         "internal",
         "recalled_at",
     )
     readonly_fields = fields
     ordering = ("seq",)
+
+    @admin.display(description=Message._meta.get_field("content").verbose_name)
+    def text(self, obj: Message) -> str:
+        """The content, an automatic line in the reader's language (im/syslines.py)."""
+        return message_text(obj)
 
 
 @admin.register(Conversation)
@@ -104,7 +110,8 @@ class MessageAdmin(admin.ModelAdmin):
 
     @admin.display(description=Message._meta.get_field("content").verbose_name)
     def short_content(self, obj: Message) -> str:
-        return obj.content[:80]
+        """The content (an automatic line in the reader's language), cut at 80 characters."""
+        return message_text(obj)[:80]
 
 
 @admin.register(MessagingSettings)

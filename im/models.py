@@ -258,6 +258,23 @@ class Message(models.Model):
             "(docs/protocol.md §2.1)."
         ),
     )
+    code = models.CharField(
+        _("line code"),
+        max_length=64,
+        blank=True,
+        default="",
+        help_text=_(
+            "For an automatic line: what happened (kefu.assigned, group.invited…), rendered in "
+            "each reader's language from the code and its parameters (im/syslines.py); the "
+            "content holds it in the tenant's default language."
+        ),
+    )
+    params = models.JSONField(
+        _("line parameters"),
+        default=dict,
+        blank=True,
+        help_text=_("The names and numbers the automatic line is rendered with."),
+    )
     search_vector = SearchVectorField(_("search index"), null=True, editable=False)
     client_msg_id = models.CharField(_("client message id"), max_length=64, null=True, blank=True)
     #: set by the send path to the instant it also gives the conversation's ``last_message_at``

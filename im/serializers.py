@@ -55,7 +55,9 @@ def sticker_payload(sticker: Sticker) -> dict[str, Any]:
 
 def message_payload(message: Message) -> dict[str, Any]:
     """A message as clients see it (docs/protocol.md §2.1, docs/api.md §1). A recalled message
-    keeps its place (``seq``) but loses its content, attachment and mentions."""
+    keeps its place (``seq``) but loses its content, attachment and mentions. ``code``/``params``:
+    an automatic line's code and parameters, rendered in the reader's language (im/syslines.py;
+    ``""``/``{}`` for other messages)."""
     sender = member_payload(message.sender_key, message.sender_name)
     sender["type"] = message.sender_type
     recalled = message.recalled_at is not None
@@ -78,6 +80,8 @@ def message_payload(message: Message) -> dict[str, Any]:
         "recalled": recalled,
         "ref_seq": message.ref_seq,
         "meta": message.meta or {},
+        "code": message.code,
+        "params": message.params or {},
         "created_at": message.created_at.isoformat(),
     }
 

@@ -10,6 +10,7 @@ class KefuConfig(AppConfig):
         # Django imports app modules that touch models only once the registry is ready, here.
         from im.hooks import send_hook_register
         from im.models import Conversation
+        from kefu import syslines  # registers the service's automatic lines  # noqa: F401
         from kefu.services.messages import VisitorConversationHook
         from kefu.services.transfers import agent_release
         from org.signals import user_deactivated

@@ -12,7 +12,9 @@ from django.conf import settings
 from django.contrib.auth import get_user
 from django.contrib.auth.models import AnonymousUser
 from django.utils.module_loading import import_string
+from django.utils.translation import get_supported_language_variant
 from django.utils.translation import gettext as _
+from django.utils.translation.trans_real import parse_accept_lang_header
 
 from im.consumers import MemberConsumer, _int_field
 from im.senders import Sender
@@ -48,6 +50,21 @@ def session_user(session_key: str | None) -> Any:
     return get_user(SimpleNamespace(session=store_class(session_key)))
 
 
+def _browser_language(scope: dict[str, Any]) -> str:
+    """The first of ``settings.LANGUAGES`` the handshake's Accept-Language asks for (as Django's
+    LocaleMiddleware picks for pages), else ``settings.LANGUAGE_CODE``."""
+    headers = dict(scope.get("headers") or [])
+    header = headers.get(b"accept-language", b"").decode("latin-1")[:500]
+    for code, _q in parse_accept_lang_header(header):
+        if code == "*":
+            break
+        try:
+            return get_supported_language_variant(code)
+        except LookupError:
+            continue
+    return settings.LANGUAGE_CODE
+
+
 class AgentConsumer(MemberConsumer):
     """An agent's (or staff member's) inbox socket, authenticated by the session cookie.
 
@@ -68,6 +85,7 @@ class AgentConsumer(MemberConsumer):
         if user is None or not user.is_authenticated or not user.is_active:
             raise ServiceError("unauthorized", _("Please sign in."))
         self.user = user
+        self.language = user.language or _browser_language(self.scope)
         return senders.agent_sender(user)
 
     async def hello_extra(self) -> dict[str, Any]:

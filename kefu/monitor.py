@@ -12,6 +12,7 @@ from django.utils.translation import gettext as _
 
 from im.models import Message
 from im.serializers import message_payload
+from im.syslines import message_text
 from kefu.models import AgentState, Session, Workgroup
 from org.models import User
 from weiyu.errors import ServiceError
@@ -130,5 +131,13 @@ def transcript(*, user: User, conversation_id: int) -> dict[str, Any]:
         "agent": session.agent.name if session.agent else None,
         "workgroup": session.workgroup.name,
         "status": session.status,
-        "messages": [message_payload(m) for m in messages if m.msg_type != Message.Type.RECALL],
+        "messages": [
+            _read(message_payload(m)) for m in messages if m.msg_type != Message.Type.RECALL
+        ],
     }
+
+
+def _read(payload: dict[str, Any]) -> dict[str, Any]:
+    """A message for the supervisor reading it: an automatic line in their language."""
+    payload["content"] = message_text(payload)
+    return payload

@@ -18,6 +18,7 @@ from django_tenants.utils import schema_context
 
 from im.models import Message
 from im.services import conversations as im_conversations
+from im.syslines import message_text
 from kefu.models import Session, Visitor
 from weiyu.errors import ServiceError
 
@@ -113,7 +114,8 @@ def transcript_request(*, visitor: Visitor, conversation_id: object, email: obje
 
 def transcript_send(*, session_id: int, address: str) -> bool:
     """Compose and send one transcript (the body of ``transcript_email_task``) in the visitor's
-    language: every public message with its time and author; internal notes never."""
+    language: every public message with its time and author (automatic lines in the visitor's
+    language too); internal notes never."""
     session = Session.objects.select_related("visitor", "channel").filter(pk=session_id).first()
     if session is None:
         return False
@@ -130,7 +132,7 @@ def transcript_send(*, session_id: int, address: str) -> bool:
             who = (
                 _("You") if m.sender_type == Message.SenderType.VISITOR else (m.sender_name or "—")
             )
-            text = _("(recalled)") if m.recalled_at else m.content
+            text = _("(recalled)") if m.recalled_at else message_text(m)
             if m.attachment_id and not m.recalled_at:
                 text = f"{text} [{_('file')}: {m.attachment.name}]".strip()
             lines.append(f"[{when}] {who}: {text}")

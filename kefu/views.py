@@ -188,6 +188,7 @@ def inbox(request: HttpRequest) -> HttpResponse:
             "key": user.member_key,
             "name": user.name,
             "is_agent": user.is_agent,
+            "language": user.language,
         },
         "logout_url": "/inbox/logout/",
         "admin_url": "/admin/" if user.is_staff else None,

@@ -8,7 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from org import selectors
+from org import selectors, services
 from org.models import Department
 from weiyu.errors import ServiceError
 
@@ -25,6 +25,17 @@ def _number(request: Request, name: str, default: int, low: int, high: int) -> i
             field=name,
         )
     return int(raw)
+
+
+class MyLanguageApi(APIView):
+    """``PUT /api/v1/org/me/language`` ``{"language": "" | "zh-hans" | "en"}`` → ``{"language"}``:
+    the language the signed-in person reads the inbox and automatic lines in (``""``: their
+    browser's). 400 ``invalid`` for another value; 403 when not signed in."""
+
+    def put(self, request: Request) -> Response:
+        data = request.data if isinstance(request.data, dict) else {}
+        user = services.user_language_set(user=request.user, language=data.get("language"))
+        return Response({"language": user.language})
 
 
 class DepartmentTreeApi(APIView):

@@ -7,6 +7,7 @@ organisation's opening hours; tickets count SLA targets in one and workgroups op
 
 from zoneinfo import ZoneInfo, available_timezones
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -32,6 +33,16 @@ class User(AbstractUser):
     display_name = models.CharField(_("display name"), max_length=64, blank=True)
     title = models.CharField(_("job title"), max_length=64, blank=True)
     phone = models.CharField(_("phone"), max_length=32, blank=True)
+    language = models.CharField(
+        _("language"),
+        max_length=16,
+        blank=True,
+        choices=settings.LANGUAGES,
+        help_text=_(
+            "The language of the inbox and of automatic lines for this person; empty: the "
+            "browser's (Accept-Language)."
+        ),
+    )
     deleted_at = models.DateTimeField(
         _("deleted at"),
         null=True,

@@ -3,6 +3,7 @@ back office and the API obey the same rules."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -96,6 +97,24 @@ def user_password_set(*, user: User, password: str) -> User:
     the old one end at their next request (Django's session hash changes with the password)."""
     user.set_password(password)
     user.save(update_fields=["password"])
+    return user
+
+
+def user_language_set(*, user: User, language: object) -> User:
+    """Remember the language ``user`` reads the inbox in: ``""`` (auto: the browser's
+    Accept-Language) or one of ``settings.LANGUAGES`` (``"zh-hans"``, ``"en"``). Applied to their
+    pages and API answers by :class:`org.middleware.UserLanguageMiddleware` from their next
+    request. Raises ``ServiceError("invalid")`` for anything else."""
+    codes = [code for code, _name in settings.LANGUAGES]
+    if not isinstance(language, str) or language not in ("", *codes):
+        raise ServiceError(
+            "invalid",
+            _("language must be one of: %(choices)s (empty for the browser's).")
+            % {"choices": ", ".join(codes)},
+            field="language",
+        )
+    user.language = language
+    user.save(update_fields=["language"])
     return user
 
 

@@ -3,7 +3,6 @@
 from django.contrib import admin
 from django.urls import include, path
 from django.utils.translation import gettext_lazy as _
-from django.views.i18n import JavaScriptCatalog
 
 from kbase import api as kbase_api
 from kefu import api as kefu_api
@@ -15,7 +14,7 @@ admin.site.index_title = _("Customer service administration")
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("jsi18n/", JavaScriptCatalog.as_view(), name="javascript-catalog"),
+    path("jsi18n/", views.JavaScriptCatalogView.as_view(), name="javascript-catalog"),
     path("healthz", views.healthz, name="healthz"),
     path("api/v1/im/", include("im.urls")),
     path("api/v1/org/", include("org.urls")),

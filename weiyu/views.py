@@ -9,7 +9,23 @@ from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.utils import translation
 from django.utils.translation import gettext as _
+from django.views.i18n import JavaScriptCatalog
+
+
+class JavaScriptCatalogView(JavaScriptCatalog):
+    """``GET /jsi18n/?lang=<zh-hans|en>``: Django's JavaScript catalogue in ``lang`` when it is
+    one of ``settings.LANGUAGES`` (the widget frame's language, chosen by the visitor or their
+    browser; the inbox passes its page's), else in the request's language. A distinct URL per
+    language, so a cached catalogue never answers for another."""
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        lang = request.GET.get("lang", "")
+        if lang not in dict(settings.LANGUAGES):
+            return super().get(request, *args, **kwargs)
+        with translation.override(lang):
+            return super().get(request, *args, **kwargs)
 
 
 def healthz(request: HttpRequest) -> JsonResponse:

@@ -64,6 +64,9 @@ class MessageDraft:
     internal: bool = False
     ref_seq: int | None = None
     meta: dict[str, Any] | None = None
+    #: a system line's code and parameters (im/syslines.py); ``content`` is its default rendering
+    code: str = ""
+    params: dict[str, Any] | None = None
 
 
 def _validate_mentions(value: object) -> list[str]:

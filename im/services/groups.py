@@ -64,10 +64,6 @@ def _text(value: object, *, field: str, limit: int, required: bool = False) -> s
     return parsing.text(value, field, limit, required=required)
 
 
-def _names(users: list[User]) -> str:
-    return _(", ").join(u.name for u in users)
-
-
 # --- 1:1 -----------------------------------------------------------------------------------------
 
 
@@ -225,8 +221,8 @@ def group_create(
             )
         system_message_post(
             conversation_id=conversation.pk,
-            content=_("%(actor)s created the group %(title)s")
-            % {"actor": creator.name, "title": name},
+            code="group.created",
+            params={"actor": creator.name, "title": name},
         )
         conversation_added_publish(
             conversation.pk, [creator.member_key] + [u.member_key for u in members]
@@ -249,7 +245,7 @@ def group_update(*, actor: User, conversation_id: object, changes: dict[str, Any
         conversation, me = _group_for(actor, conversation_id, lock=True)
         _require_open(conversation)
         _require(me, GROUP_ADMINS, _("Only the group owner and admins can change the group."))
-        lines: list[str] = []
+        lines: list[tuple[str, dict[str, Any]]] = []
         done: dict[str, Any] = {}
         fields: list[str] = []
         if "title" in changes:
@@ -258,10 +254,7 @@ def group_update(*, actor: User, conversation_id: object, changes: dict[str, Any
             )
             fields.append("title")
             done["title"] = conversation.title
-            lines.append(
-                _("%(actor)s renamed the group to %(title)s")
-                % {"actor": actor.name, "title": conversation.title}
-            )
+            lines.append(("group.renamed", {"actor": actor.name, "title": conversation.title}))
         if "category" in changes:
             conversation.category = _text(changes["category"], field="category", limit=CATEGORY_MAX)
             fields.append("category")
@@ -275,10 +268,9 @@ def group_update(*, actor: User, conversation_id: object, changes: dict[str, Any
             done["announcement"] = conversation.announcement
             done["announcement_at"] = conversation.announcement_at.isoformat()
             lines.append(
-                _("%(actor)s updated the announcement: %(text)s")
-                % {"actor": actor.name, "text": conversation.announcement}
+                ("group.announcement", {"actor": actor.name, "text": conversation.announcement})
                 if conversation.announcement
-                else _("%(actor)s removed the announcement") % {"actor": actor.name}
+                else ("group.announcement_removed", {"actor": actor.name})
             )
         if "avatar_id" in changes:
             avatar = _avatar(changes["avatar_id"], actor, conversation.pk)
@@ -287,19 +279,20 @@ def group_update(*, actor: User, conversation_id: object, changes: dict[str, Any
             conversation.avatar = avatar
             fields.append("avatar")
             done["avatar_id"] = avatar.pk if avatar else None
-            lines.append(_("%(actor)s changed the group picture") % {"actor": actor.name})
+            lines.append(("group.avatar", {"actor": actor.name}))
         if "all_muted" in changes:
             conversation.all_muted = parsing.boolean(changes["all_muted"], "all_muted")
             fields.append("all_muted")
             done["all_muted"] = conversation.all_muted
             lines.append(
-                _("%(actor)s muted everyone") % {"actor": actor.name}
-                if conversation.all_muted
-                else _("%(actor)s unmuted everyone") % {"actor": actor.name}
+                (
+                    "group.all_muted" if conversation.all_muted else "group.all_unmuted",
+                    {"actor": actor.name},
+                )
             )
         conversation.save(update_fields=fields)
-        for line in lines:
-            system_message_post(conversation_id=conversation.pk, content=line[:5000])
+        for code, params in lines:
+            system_message_post(conversation_id=conversation.pk, code=code, params=params)
         _publish_updated(conversation.pk, done)
     return conversation
 
@@ -313,7 +306,8 @@ def group_dissolve(*, actor: User, conversation_id: object) -> Conversation:
         _require(me, {Participant.Role.OWNER}, _("Only the group owner can dissolve the group."))
         system_message_post(
             conversation_id=conversation.pk,
-            content=_("%(actor)s dissolved the group") % {"actor": actor.name},
+            code="group.dissolved",
+            params={"actor": actor.name},
         )
     return conversation_close(conversation_id=conversation.pk, closed_by=_user_sender(actor))
 
@@ -351,7 +345,8 @@ def group_members_add(
         ]
         system_message_post(
             conversation_id=conversation.pk,
-            content=_("%(actor)s invited %(names)s") % {"actor": actor.name, "names": _names(new)},
+            code="group.invited",
+            params={"actor": actor.name, "names": [u.name for u in new]},
         )
         _publish_updated(conversation.pk, {"members": True})
         conversation_added_publish(conversation.pk, [u.member_key for u in new])
@@ -386,9 +381,8 @@ def group_member_remove(*, actor: User, conversation_id: object, user_id: object
         )
         system_message_post(
             conversation_id=conversation.pk,
-            content=_("%(name)s left the group") % {"name": target.name}
-            if leaving
-            else _("%(actor)s removed %(name)s") % {"actor": actor.name, "name": target.name},
+            code="group.left" if leaving else "group.removed",
+            params={"name": target.name} if leaving else {"actor": actor.name, "name": target.name},
         )
         _publish_updated(conversation.pk, {"members": True})
 
@@ -432,11 +426,7 @@ def group_member_update(
             if target.role != role:
                 target.role = role
                 fields.append("role")
-                lines.append(
-                    _("%(actor)s made %(name)s an admin")
-                    if role == Participant.Role.ADMIN
-                    else _("%(actor)s made %(name)s a member")
-                )
+                lines.append("group.admin" if role == Participant.Role.ADMIN else "group.member")
         if muted_minutes is not None:
             _require(me, GROUP_ADMINS, _("Only the group owner and admins can mute people."))
             if target.role == Participant.Role.ADMIN and me.role != Participant.Role.OWNER:
@@ -455,19 +445,14 @@ def group_member_update(
                 timezone.now() + timedelta(minutes=muted_minutes) if muted_minutes else None
             )
             fields.append("muted_until")
-            lines.append(
-                _("%(actor)s muted %(name)s for %(minutes)d minutes")
-                if muted_minutes
-                else _("%(actor)s unmuted %(name)s")
-            )
+            lines.append("group.muted" if muted_minutes else "group.unmuted")
         if fields:
             target.save(update_fields=fields)
-            for line in lines:
-                system_message_post(
-                    conversation_id=conversation.pk,
-                    content=line
-                    % {"actor": actor.name, "name": target.name, "minutes": muted_minutes or 0},
-                )
+            for code in lines:
+                params: dict[str, Any] = {"actor": actor.name, "name": target.name}
+                if code == "group.muted":
+                    params["minutes"] = muted_minutes
+                system_message_post(conversation_id=conversation.pk, code=code, params=params)
             publish_event_on_commit(
                 {"type": "member.state", **member_state_payload(target)}, [target.member_key]
             )
@@ -490,8 +475,8 @@ def group_owner_transfer(*, actor: User, conversation_id: object, user_id: objec
         )
         system_message_post(
             conversation_id=conversation.pk,
-            content=_("%(actor)s made %(name)s the group owner")
-            % {"actor": actor.name, "name": target.name},
+            code="group.owner",
+            params={"actor": actor.name, "name": target.name},
         )
         for p in Participant.objects.filter(pk__in=[me.pk, target.pk]):
             publish_event_on_commit(
@@ -557,7 +542,8 @@ def groups_leave_deleted(*, user: User) -> int:
             continue
         system_message_post(
             conversation_id=conversation.pk,
-            content=_("%(name)s left the group") % {"name": me.name},
+            code="group.left",
+            params={"name": me.name},
         )
         changes: dict[str, Any] = {"members": True}
         if heir is not None:

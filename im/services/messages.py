@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
@@ -16,7 +17,7 @@ from django.db.models.functions import Greatest
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from im import selectors
+from im import selectors, syslines
 from im.hooks import send_hook_for
 from im.models import Attachment, Conversation, Message, MessagingSettings, Participant
 from im.search import index_terms
@@ -186,6 +187,8 @@ def _append(  # noqa: PLR0912 - the checks of one send, in the order they must r
                 internal=draft.internal,
                 ref_seq=draft.ref_seq,
                 meta=draft.meta or {},
+                code=draft.code,
+                params=draft.params or {},
                 client_msg_id=client_msg_id,
                 created_at=now,
             )
@@ -231,12 +234,13 @@ WITH c AS (
 ), m AS (
     INSERT INTO im_message (
         conversation_id, seq, sender_key, sender_type, sender_user_id, sender_name, msg_type,
-        content, attachment_id, sticker_id, mentions, internal, ref_seq, meta, search_vector,
-        client_msg_id, created_at
+        content, attachment_id, sticker_id, mentions, internal, ref_seq, meta, code, params,
+        search_vector, client_msg_id, created_at
     )
     SELECT %(conversation_id)s, c.last_seq, %(sender_key)s, %(sender_type)s, %(sender_user_id)s,
         %(sender_name)s, %(msg_type)s, %(content)s, %(attachment_id)s, %(sticker_id)s,
-        %(mentions)s::jsonb, %(internal)s, %(ref_seq)s, %(meta)s::jsonb,
+        %(mentions)s::jsonb, %(internal)s, %(ref_seq)s, %(meta)s::jsonb, %(code)s,
+        %(params)s::jsonb,
         CASE WHEN %(terms)s = '' THEN NULL ELSE to_tsvector('simple'::regconfig, %(terms)s) END,
         %(client_msg_id)s, %(now)s
     FROM c
@@ -284,6 +288,8 @@ def _write(
                 "internal": draft.internal,
                 "ref_seq": draft.ref_seq,
                 "meta": json.dumps(draft.meta or {}, cls=DjangoJSONEncoder),
+                "code": draft.code,
+                "params": json.dumps(draft.params or {}, cls=DjangoJSONEncoder),
                 "terms": terms or "",
                 "client_msg_id": client_msg_id,
                 "receipt": receipt,
@@ -373,13 +379,34 @@ def _existing(sender_key: str, client_msg_id: str, conversation_id: int) -> Mess
     return message
 
 
-def system_message_post(*, conversation_id: int, content: str) -> Message:
-    """Post a system line (joined, ended, …) into a conversation, open or just closing."""
+def system_message_post(
+    *,
+    conversation_id: int,
+    code: str = "",
+    params: dict[str, Any] | None = None,
+    content: str = "",
+    meta: dict[str, Any] | None = None,
+) -> Message:
+    """Post a system line (joined, ended, …) into a conversation, open or just closing, and
+    publish ``message.new`` like :func:`message_send`.
+
+    ``code``/``params``: a line registered in :mod:`im.syslines` and its parameters; readers
+    render it in their own language, ``content`` stores it in the tenant's default language.
+    Without a code, ``content`` is the line as written (a tenant's own text, which has no
+    translation). ``meta``: server-side details (docs/protocol.md §2.1). Raises ``KeyError`` for
+    an unknown code or a missing parameter, ``ServiceError`` as :func:`message_send`.
+    """
+    text = syslines.system_line_default(code, params or {}) if code else content
     message, _created = message_send(
         conversation_id=conversation_id,
         sender=SYSTEM,
-        content=content,
-        msg_type=Message.Type.SYSTEM,
+        draft=MessageDraft(
+            msg_type=Message.Type.SYSTEM,
+            content=text[: settings.WEIYU_MESSAGE_MAX_CHARS],
+            meta=meta,
+            code=code,
+            params=params or {},
+        ),
     )
     return message
 

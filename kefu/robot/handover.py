@@ -6,10 +6,8 @@ from django.db import transaction
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
-from im import senders as im_senders
-from im.models import Message
 from im.services import messages as im_messages
-from kefu import hours, selectors
+from kefu import hours, selectors, syslines
 from kefu.models import Channel, Session, Visitor, Workgroup
 from kefu.senders import language_for
 from kefu.senders import robot_sender_for as sender_for
@@ -65,13 +63,9 @@ def handover(*, session_id: int, reason: str) -> str:
             handed_over_at=now,
             handover_reason=reason[:16],
         )
-        with translation.override(language):
-            text_line = _("Connecting you to a colleague…")
-        im_messages.message_send(
+        im_messages.system_message_post(
             conversation_id=session.conversation_id,
-            sender=im_senders.SYSTEM,
-            content=text_line,
-            msg_type=Message.Type.SYSTEM,
+            code=syslines.HANDOVER,
             meta={"handover": reason},
         )
         workgroup_id = session.workgroup_id

@@ -22,13 +22,13 @@ from typing import Any
 from django.db import connection, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Coalesce, Greatest
-from django.utils import timezone, translation
-from django.utils.translation import gettext as _
+from django.utils import timezone
 
 from im import senders as im_senders
 from im.services import messages as im_messages
+from kefu import syslines
 from kefu.models import AgentState, AutoReply, Session, Workgroup
-from kefu.senders import language_for, robot_sender_for
+from kefu.senders import robot_sender_for
 from kefu.services.routing import workgroup_dispatch
 from kefu.services.sessions import session_close
 from kefu.services.transfers import agent_leave
@@ -157,9 +157,9 @@ def _reassign(now: Any) -> int:
                 reassigned_from_id=previous,
             )
             agent_leave(session=session, user_id=previous)
-            with translation.override(language_for(session.visitor)):
-                text = _("Sorry for the wait. We are connecting you to another colleague.")
-            im_messages.system_message_post(conversation_id=session.conversation_id, content=text)
+            im_messages.system_message_post(
+                conversation_id=session.conversation_id, code=syslines.REQUEUED
+            )
             workgroup_id = session.workgroup_id
             transaction.on_commit(lambda wid=workgroup_id: workgroup_dispatch(workgroup_id=wid))
             done += 1
@@ -190,11 +190,8 @@ def _idle_close(now: Any) -> int:
             .select_related("visitor", "workgroup")
         )
         for session in due:
-            with translation.override(language_for(session.visitor)):
-                text = session.workgroup.idle_close_message or _(
-                    "This conversation was closed because there has been no reply for a while. "
-                    "Write again any time."
-                )
+            # the workgroup's own text is the tenant's words, in their language: posted as is
+            own_text = session.workgroup.idle_close_message
             with transaction.atomic():
                 locked = (
                     Session.objects.select_for_update(skip_locked=True)
@@ -204,7 +201,9 @@ def _idle_close(now: Any) -> int:
                 if locked is None:
                     continue
                 im_messages.system_message_post(
-                    conversation_id=session.conversation_id, content=text[:5000]
+                    conversation_id=session.conversation_id,
+                    code="" if own_text else syslines.IDLE_CLOSED,
+                    content=own_text,
                 )
                 session_close(session_id=session.pk, closed_by=im_senders.SYSTEM)
                 done += 1

@@ -10,8 +10,8 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from im import senders as im_senders
-from im.models import Message
 from im.services import messages as im_messages
+from kefu import syslines
 from kefu.models import AgentState, Session, Workgroup
 from kefu.senders import language_for, robot_sender_for
 from kefu.services.events import queue_positions_publish
@@ -55,16 +55,6 @@ def queue_pick(*, user: User, session_id: object) -> Session:
         transaction.on_commit(lambda: queue_positions_publish(workgroup_id=workgroup.pk))
     session.refresh_from_db()
     return session
-
-
-def _post_system(session: Session, text: str, meta: dict[str, object]) -> None:
-    im_messages.message_send(
-        conversation_id=session.conversation_id,
-        sender=im_senders.SYSTEM,
-        content=text,
-        msg_type=Message.Type.SYSTEM,
-        meta=meta,
-    )
 
 
 def queue_wait_scan(*, now=None) -> int:
@@ -120,12 +110,11 @@ def queue_wait_scan(*, now=None) -> int:
                     )
                     dispatch.add(workgroup.pk)
                 elif action == Workgroup.OverflowAction.LEAVE_MESSAGE:
-                    with translation.override(language):
-                        text = _(
-                            "Sorry for the wait: all our agents are busy. Please leave a "
-                            "message and we will get back to you."
-                        )
-                    _post_system(session, text, {"leave_message": True})
+                    im_messages.system_message_post(
+                        conversation_id=session.conversation_id,
+                        code=syslines.OVERFLOW_LEAVE_MESSAGE,
+                        meta={"leave_message": True},
+                    )
                     session_close(session_id=session.pk, closed_by=im_senders.SYSTEM)
                     dispatch.add(workgroup.pk)
                 else:

@@ -22,14 +22,14 @@ from __future__ import annotations
 
 from django.db import connection, transaction
 from django.db.models import F
-from django.utils import timezone, translation
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from im.models import Participant
 from im.services import conversations as im_conversations
 from im.services import messages as im_messages
+from kefu import syslines
 from kefu.models import AgentState, Channel, RoutingRule, Session, Visitor, Workgroup
-from kefu.senders import language_for
 from kefu.services.events import (
     agent_state_publish,
     conversation_assigned_publish,
@@ -304,9 +304,11 @@ def session_assign(
         role=Participant.Role.AGENT,
         user_id=agent.pk,
     )
-    with translation.override(language_for(session.visitor)):
-        text = _("%(agent)s is now serving you.") % {"agent": agent.name}
-    line = im_messages.system_message_post(conversation_id=session.conversation_id, content=text)
+    line = im_messages.system_message_post(
+        conversation_id=session.conversation_id,
+        code=syslines.ASSIGNED,
+        params={"agent": agent.name},
+    )
     conversation_assigned_publish(session=session, agent=agent, last_message=line)
     agent_state_publish(user_id=agent.pk, state=state)
     return agent

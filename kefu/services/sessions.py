@@ -5,15 +5,15 @@ from __future__ import annotations
 from django.db import transaction
 from django.db.models import F
 from django.db.models.functions import Greatest
-from django.utils import timezone, translation
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from im import selectors as im_selectors
 from im.senders import Sender
 from im.services import conversations as im_conversations
 from im.services import messages as im_messages
+from kefu import syslines
 from kefu.models import AgentState, Session, Workgroup
-from kefu.senders import language_for
 from kefu.services.events import agent_state_publish
 from kefu.services.routing import workgroup_dispatch
 from weiyu.errors import ServiceError
@@ -37,9 +37,9 @@ def session_close(*, session_id: int, closed_by: Sender) -> Session:
                 open_count=Greatest(F("open_count") - 1, 0)
             )
             agent_state_publish(user_id=was_open_with)
-        with translation.override(language_for(session.visitor)):
-            text = _("The conversation has ended.")
-        im_messages.system_message_post(conversation_id=session.conversation_id, content=text)
+        im_messages.system_message_post(
+            conversation_id=session.conversation_id, code=syslines.ENDED
+        )
         im_conversations.conversation_close(
             conversation_id=session.conversation_id, closed_by=closed_by
         )

@@ -22,15 +22,14 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Greatest
-from django.utils import timezone, translation
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from im.models import Participant
 from im.services import conversations as im_conversations
 from im.services import messages as im_messages
-from kefu import selectors
+from kefu import selectors, syslines
 from kefu.models import AgentState, Session, Transfer, Workgroup
-from kefu.senders import language_for
 from kefu.services.events import agent_state_publish
 from kefu.services.routing import workgroup_dispatch
 from org.models import User
@@ -157,11 +156,11 @@ def transfer_request(
                 assigned_at=None,
             )
             agent_leave(session=session, user_id=user.pk)
-            with translation.override(language_for(session.visitor)):
-                text = _("You are being transferred to %(workgroup)s. Please wait a moment.") % {
-                    "workgroup": workgroup.name
-                }
-            im_messages.system_message_post(conversation_id=session.conversation_id, content=text)
+            im_messages.system_message_post(
+                conversation_id=session.conversation_id,
+                code=syslines.TRANSFERRED,
+                params={"workgroup": workgroup.name},
+            )
             _publish(transfer, "transfer.updated")
             transaction.on_commit(lambda: workgroup_dispatch(workgroup_id=workgroup.pk))
             return transfer
@@ -250,9 +249,11 @@ def transfer_accept(*, user: User, transfer_id: object) -> Transfer:
             user_id=user.pk,
         )
         agent_leave(session=session, user_id=transfer.from_agent_id)
-        with translation.override(language_for(session.visitor)):
-            text = _("%(agent)s is now serving you.") % {"agent": user.name}
-        im_messages.system_message_post(conversation_id=session.conversation_id, content=text)
+        im_messages.system_message_post(
+            conversation_id=session.conversation_id,
+            code=syslines.ASSIGNED,
+            params={"agent": user.name},
+        )
         _publish(transfer, "transfer.updated")
         agent_state_publish(user_id=user.pk)
         conversation_id = session.conversation_id
@@ -356,9 +357,11 @@ def invite(*, user: User, conversation_id: object, agent_id: object) -> User:
             role=Participant.Role.AGENT,
             user_id=colleague.pk,
         )
-        with translation.override(language_for(session.visitor)):
-            text = _("%(agent)s joined the conversation.") % {"agent": colleague.name}
-        im_messages.system_message_post(conversation_id=session.conversation_id, content=text)
+        im_messages.system_message_post(
+            conversation_id=session.conversation_id,
+            code=syslines.JOINED,
+            params={"agent": colleague.name},
+        )
         conversation_id, key = session.conversation_id, colleague.member_key
 
         def publish() -> None:
@@ -394,9 +397,9 @@ def _requeue_open(user: User) -> int:
             reassigned_from=user,
         )
         agent_leave(session=session, user_id=user.pk)
-        with translation.override(language_for(session.visitor)):
-            text = _("Sorry for the wait. We are connecting you to another colleague.")
-        im_messages.system_message_post(conversation_id=session.conversation_id, content=text)
+        im_messages.system_message_post(
+            conversation_id=session.conversation_id, code=syslines.REQUEUED
+        )
         transaction.on_commit(lambda wid=session.workgroup_id: workgroup_dispatch(workgroup_id=wid))
         requeued += 1
     return requeued

@@ -15,6 +15,7 @@ import './transfer.js'; // transfers, invites and offers
 import './queue.js'; // the workgroups' waiting visitors
 import './search.js'; // message search
 import './status.js'; // the agent's status and load
+import './language.js'; // the language switch
 import { connect } from './connection.js';
 
 connect();

@@ -5,6 +5,7 @@
 import { formatSize } from './api.js';
 import { el } from './dom.js';
 import { gettext, interpolate } from './i18n.js';
+import { lineText } from './syslines.js';
 import { formatDuration, fullTime, hhmm } from './time.js';
 
 const STATE_TEXT = {
@@ -185,16 +186,17 @@ export function fillBody(msgEl, m, ctx) {
     img.title = m.sticker.name;
     box.append(img);
   }
-  if (m.content) {
+  const content = m.msg_type === 'system' ? lineText(m) : m.content;
+  if (content) {
     const text = el('div', 'msg-caption');
     const names = new Set();
     for (const key of m.mentions || []) {
       if (key === 'all') names.add(gettext('all'));
       else names.add(ctx.nameOf(key));
     }
-    mentionText(text, m.content, names);
+    mentionText(text, content, names);
     if (box.childNodes.length) box.append(text);
-    else mentionText(box, m.content, names);
+    else mentionText(box, content, names);
   }
   const mentioned = (m.mentions || []).includes(ctx.me) || (m.mentions || []).includes('all');
   msgEl.classList.toggle('mentions-me', mentioned && !(m.sender && m.sender.key === ctx.me));
@@ -211,7 +213,7 @@ export function previewText(m, me) {
     file: gettext('[File]'),
     sticker: gettext('[Sticker]'),
   }[m.msg_type];
-  const text = label ? (label + ' ' + (m.content || (m.attachment && m.attachment.name) || '')).trim() : m.content;
+  const text = label ? (label + ' ' + (m.content || (m.attachment && m.attachment.name) || '')).trim() : lineText(m);
   if (m.internal) return interpolate(gettext('Note: %(text)s'), { text }, true);
   if (m.sender && m.sender.key === me) return interpolate(gettext('You: %(text)s'), { text }, true);
   if (m.sender && m.sender.type === 'agent' && m.conversation_kind === 'group') return `${m.sender.name}: ${text}`;

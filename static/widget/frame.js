@@ -24,6 +24,7 @@ import {
   scrollToBottom as scrollToBottomOf,
   typingText,
 } from '../weiyu/thread.js';
+import { lineText } from '../weiyu/syslines.js';
 import { setupTickets } from './tickets.js';
 
 const config = pageConfig();
@@ -130,7 +131,7 @@ function showMessage(m) {
   el.dataset.conversation = m.conversation_id;
   el.dataset.seq = m.seq;
   fill(el, {
-    content: m.content,
+    content: lineText(m),
     created_at: m.created_at,
     name: kind === 'mine' ? gettext('You') : (m.sender && m.sender.name) || '',
   });
@@ -1160,6 +1161,49 @@ function makeClient() {
   return new WeiyuClient({ url: socketUrl, onFrame, onState });
 }
 
+// ---- language ------------------------------------------------------------------------------
+// The visitor's choice (the switch in the header) is kept in this frame's storage; "" is auto
+// (the browser's). The page, its catalogue and the visitor's language on the server come from
+// the frame URL's `lang`, so a choice that differs from it reloads the frame with it.
+const LANG_KEY = 'weiyu.lang';
+const languageSwitch = $('language-switch');
+
+function chosenLanguage() {
+  let chosen = '';
+  try {
+    chosen = localStorage.getItem(LANG_KEY) || '';
+  } catch (e) {
+    return '';
+  }
+  // only a language this page offers (anything else would reload for ever)
+  return [...languageSwitch.options].some((o) => o.value === chosen) ? chosen : '';
+}
+
+function reloadIn(language) {
+  const url = new URL(window.location.href);
+  url.searchParams.set('lang', language || navigator.language || '');
+  window.location.replace(url.href);
+}
+
+languageSwitch.value = chosenLanguage();
+languageSwitch.addEventListener('change', () => {
+  try {
+    if (languageSwitch.value) localStorage.setItem(LANG_KEY, languageSwitch.value);
+    else localStorage.removeItem(LANG_KEY);
+  } catch (e) {
+    /* storage blocked: the choice holds for this page only */
+  }
+  reloadIn(languageSwitch.value);
+});
+
+/** Whether the frame must reload in the visitor's chosen language before it starts. */
+function followChosenLanguage() {
+  const chosen = chosenLanguage();
+  if (!chosen || chosen === document.documentElement.lang) return false;
+  reloadIn(chosen);
+  return true;
+}
+
 async function start(attempt = 0) {
   showConn('connecting', gettext('Connecting…'));
   try {
@@ -1186,4 +1230,4 @@ async function start(attempt = 0) {
   client = makeClient();
 }
 
-start();
+if (!followChosenLanguage()) start();

@@ -473,6 +473,8 @@ def test_new_message_events_go_to_exactly_the_participants(acme):
             "recalled": False,
             "ref_seq": None,
             "meta": {},
+            "code": "",
+            "params": {},
             "created_at": reply.created_at.isoformat(),
         }
 

@@ -94,6 +94,9 @@ def test_the_visitor_gets_the_transcript_by_email(acme, smtp, mail_worker):
     text = mail.get_content()
     assert "You: Where is order 42?" in text
     assert f"{agent.name}: It ships today." in text
+    # the automatic lines too are in the visitor's language (stored in the tenant's Chinese)
+    assert f"{agent.name} is now serving you." in text
+    assert "正在为您服务" not in text
     assert "sigh" not in text
     # asking again at once is refused; someone else's conversation or a bad address too
     status, body = _post("/api/v1/widget/transcript", {"token": token, "conversation_id": cid})

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django_tenants.utils import schema_context
 
 from im.models import Message
+from im.syslines import message_text
 from kefu import senders
 from kefu.models import AgentState, Session
 from kefu.services import agents as kefu_agents
@@ -86,7 +87,7 @@ def test_cap_respected_and_queue_moves_when_a_conversation_closes(acme):
         assert AgentState.objects.get(user=agent).open_count == 1
         last = Message.objects.filter(conversation_id=s1.conversation_id).order_by("-seq").first()
         assert last.msg_type == "system"
-        assert last.content == "The conversation has ended."
+        assert message_text(last, language="en") == "The conversation has ended."
 
 
 def test_visitor_message_after_close_starts_a_new_conversation(acme):

@@ -11,6 +11,7 @@ from django.utils import timezone
 from django_tenants.utils import schema_context
 
 from im.models import Message
+from im.syslines import message_text
 from kefu.models import AgentState, Session, Workgroup
 from kefu.services import agents as kefu_agents
 from kefu.services import messages
@@ -118,11 +119,12 @@ def test_an_unanswered_visitor_triggers_a_reminder_then_goes_to_another_agent(ac
     assert moved.reminded_at is not None
     assert moved.reminded_at <= moved.assigned_at
     with schema_context("acme"):
-        texts = list(
-            Message.objects.filter(
+        texts = [
+            message_text(m, language="en")
+            for m in Message.objects.filter(
                 conversation_id=session.conversation_id, msg_type="system"
-            ).values_list("content", flat=True)
-        )
+            )
+        ]
         assert "Sorry for the wait. We are connecting you to another colleague." in texts
         assert AgentState.objects.get(user=first).open_count == 0
 

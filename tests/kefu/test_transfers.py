@@ -11,6 +11,7 @@ from django.utils import timezone
 from django_tenants.utils import schema_context
 
 from im.models import Message, Participant
+from im.syslines import message_text
 from kefu.models import AgentState, Session, Transfer, Workgroup
 from kefu.services import messages, transfers
 from tenants.models import Tenant
@@ -78,7 +79,7 @@ def test_a_colleague_accepts_a_transfer_and_the_visitor_is_told(acme):
         assert _in_conversation(session) == {session.visitor.member_key, colleague.member_key}
         # and the visitor reads who serves them now
         last = Message.objects.filter(conversation_id=session.conversation_id).last()
-        assert last.content == f"{colleague.name} is now serving you."
+        assert message_text(last, language="en") == f"{colleague.name} is now serving you."
         types = {(e["type"], tuple(g)) for e, g in events}
         assert ("conversation.removed", (f"acme.u.{first.pk}",)) in types
         assert ("conversation.assigned", (f"acme.u.{colleague.pk}",)) in types
@@ -205,7 +206,7 @@ def test_an_invited_colleague_joins_as_second_agent_over_the_api(acme):
         assert colleague.member_key in _in_conversation(session)
         assert _load(colleague) == 0  # a helper, not the owner
         last = Message.objects.filter(conversation_id=session.conversation_id).last()
-        assert last.content == f"{colleague.name} joined the conversation."
+        assert message_text(last, language="en") == f"{colleague.name} joined the conversation."
         # the colleague can write to the visitor
         messages.agent_message_send(
             user=colleague, conversation_id=session.conversation_id, content="Hello from Bob"

@@ -1,0 +1,35 @@
+"""The automatic lines customer service posts into visitor conversations, by code (see
+:mod:`im.syslines`: stored as code + parameters, rendered in each reader's language — the visitor
+in theirs, the agents in theirs). static/weiyu/syslines.js carries the same codes and texts."""
+
+from django.utils.translation import gettext_noop as _
+
+from im.syslines import system_lines_register
+
+ASSIGNED = "kefu.assigned"
+JOINED = "kefu.joined"
+TRANSFERRED = "kefu.transferred"
+REQUEUED = "kefu.requeued"
+HANDOVER = "kefu.handover"
+OVERFLOW_LEAVE_MESSAGE = "kefu.overflow_leave_message"
+IDLE_CLOSED = "kefu.idle_closed"
+ENDED = "kefu.ended"
+
+system_lines_register(
+    {
+        ASSIGNED: _("%(agent)s is now serving you."),
+        JOINED: _("%(agent)s joined the conversation."),
+        TRANSFERRED: _("You are being transferred to %(workgroup)s. Please wait a moment."),
+        REQUEUED: _("Sorry for the wait. We are connecting you to another colleague."),
+        HANDOVER: _("Connecting you to a colleague…"),
+        OVERFLOW_LEAVE_MESSAGE: _(
+            "Sorry for the wait: all our agents are busy. Please leave a message and we will get "
+            "back to you."
+        ),
+        IDLE_CLOSED: _(
+            "This conversation was closed because there has been no reply for a while. Write "
+            "again any time."
+        ),
+        ENDED: _("The conversation has ended."),
+    }
+)
