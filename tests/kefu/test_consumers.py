@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import pytest
 from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django_tenants.utils import schema_context
 
+from org import services as org_services
 from tests.conftest import make_desk, make_visitor, session_cookie
 from tests.waits import WAIT_S
 from tests.ws import collect, connect, receive_until
+from weiyu.asgi import application
 
 
 @pytest.mark.asyncio
@@ -152,3 +156,41 @@ async def test_agent_socket_without_session_is_refused(acme):
     ws, frame = await connect("/ws/agent/", "acme.localhost")
     assert frame == {"type": "error", "code": "unauthorized", "message": frame["message"]}
     assert (await ws.receive_output(timeout=WAIT_S))["code"] == 4401
+
+
+async def _not_found_message(cookie: bytes, accept_language: bytes) -> str:
+    headers = [
+        (b"host", b"acme.localhost"),
+        (b"origin", b"http://acme.localhost"),
+        (b"cookie", cookie),
+        (b"accept-language", accept_language),
+    ]
+    ws = WebsocketCommunicator(application, "/ws/agent/", headers=headers)
+    connected, _code = await ws.connect(timeout=WAIT_S)
+    assert connected
+    await receive_until(ws, "hello")
+    await ws.send_json_to(
+        {"type": "message.send", "conversation_id": 999999, "client_msg_id": "l-1", "content": "x"}
+    )
+    error = await receive_until(ws, "error")
+    await ws.disconnect()
+    return error["message"]
+
+
+@pytest.mark.asyncio
+async def test_the_agent_socket_speaks_the_agents_language(acme):
+    # given an agent in a browser that asks for Chinese
+    desk = await database_sync_to_async(make_desk)(acme, agents=1)
+    agent = desk.agents[0]
+    cookie = await database_sync_to_async(session_cookie)(acme, agent)
+    # then by default their socket's errors are in Chinese, as their pages are
+    assert await _not_found_message(cookie, b"zh-CN,zh;q=0.9,en;q=0.5") == "会话不存在。"
+    assert await _not_found_message(cookie, b"en-GB") == "No such conversation."
+
+    # and once they chose English in the inbox, in English whatever the browser asks for
+    def choose_english() -> None:
+        with schema_context("acme"):
+            org_services.user_language_set(user=agent, language="en")
+
+    await database_sync_to_async(choose_english)()
+    assert await _not_found_message(cookie, b"zh-CN") == "No such conversation."
