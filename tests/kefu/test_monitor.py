@@ -65,6 +65,7 @@ def test_a_supervisor_sees_queues_loads_and_waits_and_reads_any_conversation(acm
     html = page.content.decode()
     assert "I need help" in html
     assert "VIP, be nice" in html
+    assert f"{agent.name} is now serving you." in html  # automatic lines in the reader's language
     with schema_context("acme"):
         from im.models import Participant
 

@@ -99,6 +99,22 @@ def test_lines_without_a_known_code_show_their_text(acme):
     assert message_text(own, language="en") == "Bye for now"
 
 
+def test_the_admin_shows_lines_in_the_readers_language(acme):
+    desk = make_desk(acme, agents=1)
+    visitor, _token = make_visitor(desk)
+    with schema_context("acme"):
+        message, _ = messages.visitor_message_send(
+            visitor=visitor, conversation_id=None, content="Hi", client_msg_id=unique("c")
+        )
+        admin = User.objects.get(username="bob")
+    agent = desk.agents[0]
+    path = f"/admin/im/message/?conversation__id__exact={message.conversation_id}"
+    english = agent_client(admin, language="en").get(path).content.decode()
+    chinese = agent_client(admin, language="zh-CN").get(path).content.decode()
+    assert f"{agent.name} is now serving you." in english
+    assert f"客服 {agent.name} 正在为您服务。" in chinese
+
+
 def _js_lines() -> dict[str, str]:
     source = JS_LINES.read_text(encoding="utf-8")
     found = re.findall(r"'([a-z_.]+)': \(\) =>\s+gettext\('((?:[^'\\]|\\.)*)'\)", source)
