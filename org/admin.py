@@ -96,7 +96,10 @@ class UserAdmin(DeleteKeepingHistory, BaseUserAdmin):
     search_fields = ("username", "display_name", "first_name", "last_name", "email", "title")
     fieldsets = (
         *BaseUserAdmin.fieldsets,
-        (_("Weiyu"), {"fields": ("role", "display_name", "title", "phone", "deleted_at")}),
+        (
+            _("Weiyu"),
+            {"fields": ("role", "display_name", "title", "phone", "language", "deleted_at")},
+        ),
     )
     add_fieldsets = (
         (
