@@ -213,6 +213,11 @@ def test_help_center_lists_searches_and_shows_safe_articles(shop_kb):
     assert "退款政策 Refund policy" in index
     found = web.get("/help/", {"q": "退款"}).content.decode()
     assert "如何申请退款？" in found
+    # the article's snippet is its text, not its Markdown, and never its script
+    assert "退款 收到商品 7 天内 可以申请退款。" in found
+    assert "##" not in found
+    assert "**" not in found
+    assert "alert(1)" not in found
     with schema_context("acme"):
         article = Article.objects.get(kb=public)
     page = web.get(f"/help/{public.pk}/{article.slug}")
