@@ -11,6 +11,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils.crypto import get_random_string
 from django.utils.translation import gettext as _
 from django_tenants.utils import tenant_context
 
@@ -156,6 +157,42 @@ def tenant_create(
                 role="admin",
             )
     return tenant
+
+
+#: length of the one-time password :func:`tenant_provision` makes (letters and digits, ~119 bits)
+ONE_TIME_PASSWORD_LENGTH = 20
+
+
+def schema_name_for(domain: str) -> str:
+    """A schema name derived from a host name: its first label, lower case, ``-`` → ``_``, with a
+    ``t`` in front when it does not start with a letter (``acme-shop.example.com`` →
+    ``acme_shop``). Not checked for being free: :func:`tenant_create` does that."""
+    label = domain.strip().lower().split(".")[0].replace("-", "_")
+    label = re.sub(r"[^a-z0-9_]", "", label)[:62]
+    if not label[:1].isalpha():
+        label = f"t{label}"[:62]
+    return label
+
+
+def tenant_provision(
+    *, name: str, domain: str, admin_username: str, admin_email: str = "", schema_name: str = ""
+) -> tuple[Tenant, str]:
+    """Create a tenant as the platform admin's add form does: :func:`tenant_create` with a
+    one-time password for its first administrator, made here and returned so it can be shown
+    once (it is stored only as a hash). ``schema_name`` defaults to :func:`schema_name_for`
+    ``domain``. Returns ``(tenant, password)``; raises ``ServiceError`` as :func:`tenant_create`
+    (``invalid`` or ``conflict``, with ``field`` one of ``name``, ``schema_name``, ``domain``,
+    ``admin_username``), nothing left behind."""
+    password = get_random_string(ONE_TIME_PASSWORD_LENGTH)
+    tenant = tenant_create(
+        name=name,
+        schema_name=schema_name.strip() or schema_name_for(domain),
+        domain=domain,
+        admin_username=admin_username,
+        admin_password=password,
+        admin_email=admin_email.strip(),
+    )
+    return tenant, password
 
 
 # Platform admin writes (tenants/admin.py calls these; it writes no rows itself).
