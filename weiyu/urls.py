@@ -7,13 +7,22 @@ from django.views.i18n import JavaScriptCatalog
 
 from kbase import api as kbase_api
 from kefu import api as kefu_api
+from kefu import onboarding
 from weiyu import views
 
 admin.site.site_header = _("Weiyu back office")
 admin.site.site_title = _("Weiyu")
 admin.site.index_title = _("Customer service administration")
+admin.site.index_template = "admin/backoffice_index.html"
 
 urlpatterns = [
+    # before the admin's own URLs: its index with the getting-started checklist (kefu.onboarding)
+    path("admin/", admin.site.admin_view(onboarding.backoffice_index), name="backoffice-index"),
+    path(
+        "admin/onboarding/",
+        admin.site.admin_view(onboarding.onboarding_page),
+        name="backoffice-onboarding",
+    ),
     path("admin/", admin.site.urls),
     path("jsi18n/", JavaScriptCatalog.as_view(), name="javascript-catalog"),
     path("healthz", views.healthz, name="healthz"),

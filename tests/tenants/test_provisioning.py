@@ -79,6 +79,9 @@ def test_create_tenant_makes_a_tenant_that_is_reachable_at_once():
     login = client.post("/inbox/login/", {"username": "peter", "password": PASSWORD})
     assert login.status_code == 302
     assert login["Location"] == "/inbox/"
+    # (a company with nothing set up yet starts on the getting-started page, kefu.onboarding)
+    assert client.get("/admin/")["Location"] == "/admin/onboarding/"
+    assert client.get("/admin/onboarding/").status_code == 200
     assert client.get("/admin/").status_code == 200
     assert client.get("/admin/kefu/workgroup/").status_code == 200
 
