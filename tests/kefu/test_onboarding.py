@@ -12,6 +12,7 @@ from django_tenants.utils import schema_context
 from kbase import services as kbase_services
 from kbase.models import KnowledgeBase
 from kefu.models import Channel
+from kefu.services.channels import channel_start
 from kefu.services.visitors import visitor_start
 from org.models import User
 from tenants.services import tenant_create
@@ -112,3 +113,37 @@ def test_only_the_administrators_see_the_checklist():
     # and nobody signed out gets it
     anonymous = Client(HTTP_HOST=host)
     assert anonymous.get("/admin/onboarding/")["Location"].startswith("/admin/login/")
+
+
+def test_a_new_company_home_page_links_its_help_center_inbox_and_back_office():
+    schema, host = _new_company()
+    web = Client(HTTP_HOST=host, HTTP_ACCEPT_LANGUAGE="en")
+    # given no channel yet: a real page with the company's name and no widget
+    html = web.get("/").content.decode()
+    assert "<title>Newco 新公司</title>" in html
+    assert "Welcome to Newco 新公司." in html
+    for link in ('href="/help/"', 'href="/inbox/"', 'href="/admin/"'):
+        assert link in html
+    assert "widget.js" not in html
+    assert web.get("/help/").status_code == 200
+    # when a channel exists, the page carries its widget
+    with schema_context(schema):
+        channel = channel_start(name="Site", user=User.objects.get(username="boss"))
+    html = web.get("/").content.decode()
+    assert f'<script src="/widget.js" data-channel="{channel.public_key}" async></script>' in html
+    assert 'href="/help/"' in html
+
+
+def test_every_page_has_the_favicon_and_every_domain_serves_it(acme):
+    for host in ("acme.localhost", "localhost"):
+        icon = Client(HTTP_HOST=host).get("/favicon.ico")
+        assert icon.status_code == 200
+        assert icon["Content-Type"] == "image/svg+xml"
+        assert icon.content.startswith(b"<svg")
+    link = '<link rel="icon" href="/favicon.ico" type="image/svg+xml">'
+    tenant = Client(HTTP_HOST="acme.localhost", HTTP_ACCEPT_LANGUAGE="en")
+    for path in ("/", "/help/", "/inbox/login/", "/admin/login/"):
+        assert link in tenant.get(path).content.decode(), path
+    public = Client(HTTP_HOST="localhost", HTTP_ACCEPT_LANGUAGE="en")
+    for path in ("/", "/admin/login/"):
+        assert link in public.get(path).content.decode(), path
