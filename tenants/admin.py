@@ -20,6 +20,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils import translation
 from django.utils.translation import gettext_lazy as _
 
 from tenants import services
@@ -110,7 +111,9 @@ class TenantAdmin(admin.ModelAdmin):
         """``/admin/tenants/tenant/add/``: a company with its schema, domain and first
         administrator (:func:`tenants.services.tenant_provision`, a second or two), then a page
         showing the administrator's one-time password, once, with the link to sign in (never
-        cached: ``admin_view`` marks every admin page so)."""
+        cached: ``admin_view`` marks every admin page so); with an e-mail address, the
+        administrator is also sent an invitation with a set-password link
+        (:func:`tenants.services.tenant_admin_invite`)."""
         if not self.has_add_permission(request):
             raise PermissionDenied
         form = TenantCreateForm(request.POST if request.method == "POST" else None)
@@ -129,6 +132,13 @@ class TenantAdmin(admin.ModelAdmin):
             else:
                 self.log_addition(request, tenant, [{"added": {}}])
                 base = tenant_public_url(request=request, domain=tenant.domains.get().domain)
+                if data["admin_email"]:
+                    services.tenant_admin_invite(
+                        tenant=tenant,
+                        username=data["admin_username"].strip(),
+                        base_url=base,
+                        language=translation.get_language() or settings.LANGUAGE_CODE,
+                    )
                 sign_in = f"{base}/admin/login/?{urlencode({'next': '/admin/onboarding/'})}"
                 context = {
                     **self.admin_site.each_context(request),
@@ -139,6 +149,7 @@ class TenantAdmin(admin.ModelAdmin):
                     "sign_in_url": sign_in,
                     "admin_username": data["admin_username"].strip(),
                     "password": password,
+                    "admin_email": data["admin_email"],
                 }
                 return TemplateResponse(request, "admin/tenants/tenant/created.html", context)
         context = {

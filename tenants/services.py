@@ -9,11 +9,16 @@ from collections.abc import Iterable
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.tokens import default_token_generator
 from django.core.exceptions import ValidationError
+from django.core.mail import EmailMessage
 from django.db import transaction
+from django.utils import translation
 from django.utils.crypto import get_random_string
+from django.utils.encoding import force_bytes
+from django.utils.http import urlsafe_base64_encode
 from django.utils.translation import gettext as _
-from django_tenants.utils import tenant_context
+from django_tenants.utils import schema_context, tenant_context
 
 from tenants import template
 from tenants.models import Domain, Tenant
@@ -195,6 +200,60 @@ def tenant_provision(
     return tenant, password
 
 
+#: where a set-password link points, under the tenant's address (weiyu/urls.py serves it)
+INVITATION_PATH = "/admin/set-password/{uid}/{token}/"
+
+
+def tenant_admin_invite(*, tenant: Tenant, username: str, base_url: str, language: str) -> None:
+    """E-mail the tenant's administrator ``username`` an invitation with a link to set their
+    password in the tenant's back office (``base_url`` = ``scheme://host[:port]`` of the tenant),
+    in ``language``; a worker sends it once the current transaction commits
+    (``tenants.tasks.admin_invitation_email_task``). Nothing is sent to a user without an
+    e-mail address."""
+    from tenants.tasks import admin_invitation_email_task  # the task module imports this one
+
+    args = (tenant.schema_name, username, base_url, language)
+    transaction.on_commit(lambda: admin_invitation_email_task.delay(*args))
+
+
+def admin_invitation_send(*, schema: str, username: str, base_url: str, language: str) -> bool:
+    """Compose and send one invitation (the body of ``admin_invitation_email_task``): the
+    set-password link is made now, with Django's password-reset tokens (valid
+    ``PASSWORD_RESET_TIMEOUT`` seconds, three days by default, and only until the password
+    changes or the user signs in). Returns whether a mail was sent (no user or no address:
+    False)."""
+    with schema_context(schema):
+        tenant = Tenant.objects.get(schema_name=schema)
+        user = get_user_model().objects.filter(username=username, is_active=True).first()
+        if user is None or not user.email:
+            return False
+        link = base_url.rstrip("/") + INVITATION_PATH.format(
+            uid=urlsafe_base64_encode(force_bytes(user.pk)),
+            token=default_token_generator.make_token(user),
+        )
+        with translation.override(language):
+            body = _(
+                "You are the administrator of %(company)s on Weiyu.\n\n"
+                "Choose your password here (the link works once, for %(days)d days):\n"
+                "%(link)s\n\n"
+                "Then sign in to your back office at %(admin)s with the username "
+                "%(username)s. It shows you how to put a chat on your website, invite your "
+                "agents and add answers to common questions."
+            ) % {
+                "company": tenant.name,
+                "days": max(1, settings.PASSWORD_RESET_TIMEOUT // 86400),
+                "link": link,
+                "admin": f"{base_url.rstrip('/')}/admin/",
+                "username": user.username,
+            }
+            EmailMessage(
+                subject=_("Your Weiyu back office for %(company)s") % {"company": tenant.name},
+                body=body,
+                to=[user.email],
+            ).send()
+    return True
+
+
 # Platform admin writes (tenants/admin.py calls these; it writes no rows itself).
 
 
@@ -215,9 +274,10 @@ def tenants_resume(*, tenant_ids: Iterable[int]) -> int:
 
 
 def tenant_save(*, tenant: Tenant) -> Tenant:
-    """Store a tenant edited in the platform admin. A new one gets its schema created and
-    migrated (``Tenant.auto_create_schema``), inside this transaction; its first administrator
-    and domain are then added separately (:func:`tenant_create` does all of it at once)."""
+    """Store a tenant edited in the platform admin (its add form uses :func:`tenant_provision`).
+    A new one would get its schema created and migrated (``Tenant.auto_create_schema``), inside
+    this transaction, without domain or administrator: create tenants with
+    :func:`tenant_create`."""
     with transaction.atomic():
         tenant.save()
     return tenant

@@ -14,6 +14,7 @@ from org.models import User
 from tenants.admin import platform_admin_site
 from tenants.models import Domain, Tenant
 from tests.conftest import PASSWORD, unique
+from tests.waits import wait_until
 
 ADD = "/admin/tenants/tenant/add/"
 
@@ -198,3 +199,58 @@ def test_the_add_form_says_what_is_wrong_and_leaves_nothing_behind():
         == 403
     )
     assert not Tenant.objects.filter(domains__domain="y.localhost").exists()
+
+
+def test_the_new_administrator_is_invited_to_choose_a_password(smtp, mail_worker):
+    _port, inbox = smtp
+    client = _platform_client()
+    schema = unique("umbrella")
+    domain = f"{schema}.localhost"
+    # given a company added with its administrator's e-mail address
+    response = client.post(
+        ADD,
+        {
+            "name": "Umbrella",
+            "domain": domain,
+            "admin_username": "alice",
+            "admin_email": "alice@umbrella.example",
+        },
+    )
+    assert response.status_code == 200
+    assert "is on its way to alice@umbrella.example" in response.content.decode()
+
+    # then an invitation with a set-password link reaches them
+    wait_until(lambda: inbox.messages, what="the invitation mail")
+    recipients, mail = inbox.messages[0]
+    assert recipients == ["alice@umbrella.example"]
+    assert mail["Subject"] == "Your Weiyu back office for Umbrella"
+    body = mail.get_content()
+    assert f"http://{domain}/admin/" in body
+    assert "alice" in body
+    link = re.search(rf"http://{re.escape(domain)}(/admin/set-password/\S+/)", body).group(1)
+
+    # when they follow it and choose a password
+    tenant_web = Client(HTTP_HOST=domain, HTTP_ACCEPT_LANGUAGE="en")
+    form_url = tenant_web.get(link)["Location"]
+    page = tenant_web.get(form_url)
+    assert "new_password1" in page.content.decode()
+    new_password = "umbrella-brolly-42-rain"
+    done = tenant_web.post(form_url, {"new_password1": new_password, "new_password2": new_password})
+    assert done["Location"] == "/admin/set-password/done/"
+    assert (
+        'href="/admin/login/?next=/admin/onboarding/"'
+        in tenant_web.get(done["Location"]).content.decode()
+    )
+
+    # then they sign in with it and land on the getting-started page
+    signed_in = tenant_web.post(
+        "/admin/login/?next=/admin/onboarding/", {"username": "alice", "password": new_password}
+    )
+    assert signed_in["Location"] == "/admin/onboarding/"
+    assert tenant_web.get("/admin/onboarding/").status_code == 200
+    # and the link works only once
+    again = Client(HTTP_HOST=domain, HTTP_ACCEPT_LANGUAGE="en").get(link, follow=True)
+    assert "This link has expired or has been used already" in again.content.decode()
+    # and no e-mail address, no invitation: only the one-time password
+    client.post(ADD, {"name": "Quiet", "domain": f"q{domain}", "admin_username": "q"})
+    assert len(inbox.messages) == 1
