@@ -126,6 +126,9 @@ def test_a_new_company_home_page_links_its_help_center_inbox_and_back_office():
         assert link in html
     assert "widget.js" not in html
     assert web.get("/help/").status_code == 200
+    chinese = Client(HTTP_HOST=host, HTTP_ACCEPT_LANGUAGE="zh-CN").get("/").content.decode()
+    assert "欢迎来到 Newco 新公司。" in chinese
+    assert "管理后台登录" in chinese
     # when a channel exists, the page carries its widget
     with schema_context(schema):
         channel = channel_start(name="Site", user=User.objects.get(username="boss"))
