@@ -7,6 +7,7 @@ import re
 import time
 from collections.abc import Iterable
 
+from celery import shared_task
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.tokens import default_token_generator
@@ -210,8 +211,6 @@ def tenant_admin_invite(*, tenant: Tenant, username: str, base_url: str, languag
     in ``language``; a worker sends it once the current transaction commits
     (``tenants.tasks.admin_invitation_email_task``). Nothing is sent to a user without an
     e-mail address."""
-    from tenants.tasks import admin_invitation_email_task  # the task module imports this one
-
     args = (tenant.schema_name, username, base_url, language)
     transaction.on_commit(lambda: admin_invitation_email_task.delay(*args))
 
@@ -252,6 +251,23 @@ def admin_invitation_send(*, schema: str, username: str, base_url: str, language
                 to=[user.email],
             ).send()
     return True
+
+
+# Defined beside the service it runs, so this module enqueues it without importing tenants.tasks
+# (which re-exports it under this name).
+@shared_task(
+    name="tenants.tasks.admin_invitation_email_task",
+    autoretry_for=(OSError,),
+    retry_backoff=30,
+    max_retries=8,
+)
+def admin_invitation_email_task(schema: str, username: str, base_url: str, language: str) -> bool:
+    """E-mail a new tenant's administrator their set-password invitation
+    (:func:`admin_invitation_send`); SMTP errors retry with back-off. Returns whether a mail was
+    sent."""
+    return admin_invitation_send(
+        schema=schema, username=username, base_url=base_url, language=language
+    )
 
 
 # Platform admin writes (tenants/admin.py calls these; it writes no rows itself).
