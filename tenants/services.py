@@ -13,6 +13,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.tokens import default_token_generator
 from django.core.exceptions import ValidationError
 from django.core.mail import EmailMessage
+from django.core.validators import validate_email
 from django.db import transaction
 from django.utils import translation
 from django.utils.crypto import get_random_string
@@ -96,8 +97,13 @@ def _validate(name: str, schema_name: str, domain: str) -> None:
         )
 
 
-def _validate_admin(username: str, password: str) -> None:
+def _validate_admin(username: str, password: str, email: str = "") -> None:
     user_model = get_user_model()
+    if email:
+        try:
+            validate_email(email)
+        except ValidationError as exc:
+            raise ServiceError("invalid", " ".join(exc.messages), field="admin_email") from exc
     if not username or not password:
         raise ServiceError(
             "invalid", _("The first administrator needs a username and a password."), field="admin"
@@ -144,13 +150,14 @@ def tenant_create(
 
     ``schema_name`` must match ``[a-z][a-z0-9_]{1,62}``; ``domain`` is a bare host name
     (``acme.localhost``, no port). Raises ``ServiceError``: ``invalid`` (bad name, schema, domain,
-    or admin credentials) or ``conflict`` (schema or domain taken). On any error nothing is left
-    behind.
+    admin credentials or e-mail address) or ``conflict`` (schema or domain taken). On any error
+    nothing is left behind.
     """
     schema_name = schema_name.strip().lower()
     domain = domain.strip().lower()
     _validate(name, schema_name, domain)
-    _validate_admin(admin_username.strip(), admin_password)
+    admin_email = admin_email.strip()
+    _validate_admin(admin_username.strip(), admin_password, admin_email)
     with transaction.atomic():
         tenant = Tenant(name=name.strip(), schema_name=schema_name)
         _tenant_schema_provision(tenant=tenant)
