@@ -125,6 +125,7 @@ def test_a_new_company_home_page_links_its_help_center_inbox_and_back_office():
     for link in ('href="/help/"', 'href="/inbox/"', 'href="/admin/"'):
         assert link in html
     assert "widget.js" not in html
+    assert "{#" not in html
     assert web.get("/help/").status_code == 200
     chinese = Client(HTTP_HOST=host, HTTP_ACCEPT_LANGUAGE="zh-CN").get("/").content.decode()
     assert "欢迎来到 Newco 新公司。" in chinese
