@@ -8,7 +8,7 @@ query's vector comes from the embedding service (:mod:`kbase.embed_service`), ne
 in this process.
 Hybrid: the cosine similarity plus a bonus for the keyword match (at most
 :data:`KEYWORD_WEIGHT`), so exact words still count where the embeddings are weak (Chinese). Results are plain dicts:
-``{"type": "faq" | "article", "id", "external_id", "title", "snippet", "text" (the whole answer,
+``{"type": "faq" | "article", "id", "external_id", "title", "snippet" (plain text, Markdown rendered and stripped), "text" (the whole answer,
 or the article's Markdown), "score", "kb": {"id", "name"}, "url"}`` (``url``: the help-center
 page of a published public article, else null).
 """
@@ -187,7 +187,7 @@ def _result(kind: str, row: Any, score: float, terms: list[str]) -> dict[str, An
         "id": row.pk,
         "external_id": row.external_id,
         "title": title,
-        "snippet": text.snippet(body, terms),
+        "snippet": text.snippet(text.markdown_text(body), terms),
         "text": body,
         "score": round(score, 6),
         "kb": {"id": row.kb_id, "name": row.kb.name},

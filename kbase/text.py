@@ -9,6 +9,7 @@ split into lower-case words. Queries are cut the same way.
 
 from __future__ import annotations
 
+import html as html_lib
 import logging
 import re
 from functools import lru_cache
@@ -93,6 +94,21 @@ def render_markdown(source: str) -> str:
         url_schemes={"http", "https", "mailto"},
         link_rel="noopener noreferrer",
     )
+
+
+#: closing tags of blocks (and line breaks): a space goes there, so words of two paragraphs,
+#: list items or table cells do not run together once the tags are gone
+_BLOCK_END = re.compile(r"</(?:p|h[1-6]|li|td|th|tr|pre|blockquote)>|<br\s*/?>|<hr\s*/?>", re.I)
+
+
+def markdown_text(source: str) -> str:
+    """The text a reader sees of Markdown ``source``, without markup (``## 退货 **7 天内**`` →
+    ``退货 7 天内``): rendered by :func:`render_markdown`, then every tag dropped by nh3 (script
+    and style with their content) and entities decoded. Plain text: escape it before putting it
+    in HTML (templates do)."""
+    rendered = _BLOCK_END.sub(lambda m: m.group(0) + " ", render_markdown(source))
+    stripped = nh3.clean(rendered, tags=set(), attributes={})
+    return re.sub(r"\s+", " ", html_lib.unescape(stripped)).strip()
 
 
 def snippet(text: str, terms: list[str], width: int = 160) -> str:

@@ -43,20 +43,22 @@ def _language_from(value: str) -> str:
 
 @require_GET
 def demo_site(request: HttpRequest) -> HttpResponse:
-    """``GET /?channel=<public key>``: a demo page of "the tenant's website" carrying the widget
-    snippet of that channel, or of the tenant's first active channel (404 when it has none).
-    The page links to the tenant's other channels, so each service mode can be tried."""
+    """``GET /`` (``?channel=<public key>``): the tenant's home page — its name, links to the
+    help center, the agent inbox and the back office — carrying the widget of that channel, or
+    of the tenant's first active channel, with its snippet; without any active channel, the
+    same page without a widget. The page links to the tenant's other channels, so each service
+    mode can be tried (it is also the channel's preview page, :func:`kefu.embed.preview_url`)."""
     channels = list(Channel.objects.filter(is_active=True).order_by("id"))
-    if not channels:
-        raise Http404
     wanted = request.GET.get("channel", "")
-    channel = next((c for c in channels if c.public_key == wanted), channels[0])
+    channel = next(
+        (c for c in channels if c.public_key == wanted), channels[0] if channels else None
+    )
     return render(
         request,
         "kefu/demo_site.html",
         {
             "tenant_name": request.tenant.name,
-            "channel_key": channel.public_key,
+            "channel_key": channel.public_key if channel else "",
             "channel": channel,
             "channels": channels if len(channels) > 1 else [],
             "widget_src": "/widget.js",

@@ -9,16 +9,23 @@ module imports no other app. Every write goes through :mod:`tenants.services`.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
+from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.auth import REDIRECT_FIELD_NAME
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils import translation
 from django.utils.translation import gettext_lazy as _
 
 from tenants import services
 from tenants.models import Domain, Tenant
+from weiyu.errors import ServiceError
 
 
 class PlatformAdminSite(admin.AdminSite):
@@ -43,6 +50,43 @@ class PlatformAdminSite(admin.AdminSite):
 platform_admin_site = PlatformAdminSite(name="platform_admin")
 
 
+class TenantCreateForm(forms.Form):
+    """The platform admin's "Add tenant" form: what :func:`tenants.services.tenant_provision`
+    needs. Lengths are checked here; everything else by the service."""
+
+    name = forms.CharField(label=_("Company name"), max_length=100)
+    domain = forms.CharField(
+        label=_("Domain"),
+        max_length=253,
+        help_text=_("The host name the company's back office, inbox and widget answer on, e.g. "
+                    "acme.localhost or support.acme.com (no port)."),
+    )  # fmt: skip
+    schema_name = forms.CharField(
+        label=_("Schema name"),
+        max_length=63,
+        required=False,
+        help_text=_("Optional: made from the domain's first part when left empty."),
+    )
+    admin_username = forms.CharField(label=_("Administrator's username"), max_length=150)
+    admin_email = forms.EmailField(label=_("Administrator's e-mail"), required=False)
+
+
+#: a service error's ``field`` → the form field it belongs to
+_FORM_FIELDS = {"admin": "admin_username", "admin_username": "admin_username"}
+
+
+def tenant_public_url(*, request: HttpRequest, domain: str) -> str:
+    """``scheme://domain[:port]`` at which people reach a tenant, seen from the platform admin:
+    ``WEIYU_PUBLIC_URL`` with its ``{domain}`` filled in when set (docs/operations.md), else this
+    request's scheme and port with the tenant's host name."""
+    configured = getattr(settings, "WEIYU_PUBLIC_URL", "")
+    if configured:
+        return configured.replace("{domain}", domain).rstrip("/")
+    host = request.get_host()
+    port = host.rsplit(":", 1)[1] if ":" in host and not host.endswith("]") else ""
+    return f"{request.scheme}://{domain}{':' + port if port else ''}"
+
+
 class DomainInline(admin.TabularInline):
     model = Domain
     extra = 1
@@ -56,6 +100,69 @@ class TenantAdmin(admin.ModelAdmin):
     inlines = [DomainInline]
     actions = ["suspend", "resume"]
 
+    add_form_template = "admin/tenants/tenant/add_form.html"
+
+    def get_inlines(self, request: HttpRequest, obj: Tenant | None) -> list[Any]:
+        return self.inlines if obj else []
+
+    def add_view(
+        self, request: HttpRequest, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        """``/admin/tenants/tenant/add/``: a company with its schema, domain and first
+        administrator (:func:`tenants.services.tenant_provision`, a second or two), then a page
+        showing the administrator's one-time password, once, with the link to sign in (never
+        cached: ``admin_view`` marks every admin page so); with an e-mail address, the
+        administrator is also sent an invitation with a set-password link
+        (:func:`tenants.services.tenant_admin_invite`)."""
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = TenantCreateForm(request.POST if request.method == "POST" else None)
+        if form.is_valid():
+            data = form.cleaned_data
+            try:
+                tenant, password = services.tenant_provision(
+                    name=data["name"],
+                    domain=data["domain"],
+                    schema_name=data["schema_name"],
+                    admin_username=data["admin_username"],
+                    admin_email=data["admin_email"],
+                )
+            except ServiceError as exc:
+                form.add_error(_FORM_FIELDS.get(exc.field or "", exc.field), exc.message)
+            else:
+                self.log_addition(request, tenant, [{"added": {}}])
+                base = tenant_public_url(request=request, domain=tenant.domains.get().domain)
+                if data["admin_email"]:
+                    services.tenant_admin_invite(
+                        tenant=tenant,
+                        username=data["admin_username"].strip(),
+                        base_url=base,
+                        language=translation.get_language() or settings.LANGUAGE_CODE,
+                    )
+                sign_in = f"{base}/admin/login/?{urlencode({'next': '/admin/onboarding/'})}"
+                context = {
+                    **self.admin_site.each_context(request),
+                    "opts": self.opts,
+                    "title": _("Tenant created"),
+                    "tenant": tenant,
+                    "base_url": base,
+                    "sign_in_url": sign_in,
+                    "admin_username": data["admin_username"].strip(),
+                    "password": password,
+                    "admin_email": data["admin_email"],
+                }
+                return TemplateResponse(request, "admin/tenants/tenant/created.html", context)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": _("Add tenant"),
+            "form": form,
+            "add": True,
+            "has_view_permission": self.has_view_permission(request),
+            **(extra_context or {}),
+        }
+        return TemplateResponse(request, self.add_form_template, context)
+
     def get_readonly_fields(
         self, request: HttpRequest, obj: Tenant | None = None
     ) -> tuple[str, ...]:
@@ -68,6 +175,7 @@ class TenantAdmin(admin.ModelAdmin):
         return domain.domain if domain else "—"
 
     def save_model(self, request: HttpRequest, obj: Tenant, form: Any, change: bool) -> None:
+        # a change: new tenants come from add_view, through tenant_provision
         services.tenant_save(tenant=obj)
 
     def delete_model(self, request: HttpRequest, obj: Tenant) -> None:

@@ -7,12 +7,20 @@ import re
 import time
 from collections.abc import Iterable
 
+from celery import shared_task
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.tokens import default_token_generator
 from django.core.exceptions import ValidationError
+from django.core.mail import EmailMessage
+from django.core.validators import validate_email
 from django.db import transaction
+from django.utils import translation
+from django.utils.crypto import get_random_string
+from django.utils.encoding import force_bytes
+from django.utils.http import urlsafe_base64_encode
 from django.utils.translation import gettext as _
-from django_tenants.utils import tenant_context
+from django_tenants.utils import schema_context, tenant_context
 
 from tenants import template
 from tenants.models import Domain, Tenant
@@ -89,8 +97,13 @@ def _validate(name: str, schema_name: str, domain: str) -> None:
         )
 
 
-def _validate_admin(username: str, password: str) -> None:
+def _validate_admin(username: str, password: str, email: str = "") -> None:
     user_model = get_user_model()
+    if email:
+        try:
+            validate_email(email)
+        except ValidationError as exc:
+            raise ServiceError("invalid", " ".join(exc.messages), field="admin_email") from exc
     if not username or not password:
         raise ServiceError(
             "invalid", _("The first administrator needs a username and a password."), field="admin"
@@ -137,13 +150,14 @@ def tenant_create(
 
     ``schema_name`` must match ``[a-z][a-z0-9_]{1,62}``; ``domain`` is a bare host name
     (``acme.localhost``, no port). Raises ``ServiceError``: ``invalid`` (bad name, schema, domain,
-    or admin credentials) or ``conflict`` (schema or domain taken). On any error nothing is left
-    behind.
+    admin credentials or e-mail address) or ``conflict`` (schema or domain taken). On any error
+    nothing is left behind.
     """
     schema_name = schema_name.strip().lower()
     domain = domain.strip().lower()
     _validate(name, schema_name, domain)
-    _validate_admin(admin_username.strip(), admin_password)
+    admin_email = admin_email.strip()
+    _validate_admin(admin_username.strip(), admin_password, admin_email)
     with transaction.atomic():
         tenant = Tenant(name=name.strip(), schema_name=schema_name)
         _tenant_schema_provision(tenant=tenant)
@@ -156,6 +170,111 @@ def tenant_create(
                 role="admin",
             )
     return tenant
+
+
+#: length of the one-time password :func:`tenant_provision` makes (letters and digits, ~119 bits)
+ONE_TIME_PASSWORD_LENGTH = 20
+
+
+def schema_name_for(domain: str) -> str:
+    """A schema name derived from a host name: its first label, lower case, ``-`` → ``_``, with a
+    ``t`` in front when it does not start with a letter (``acme-shop.example.com`` →
+    ``acme_shop``). Not checked for being free: :func:`tenant_create` does that."""
+    label = domain.strip().lower().split(".")[0].replace("-", "_")
+    label = re.sub(r"[^a-z0-9_]", "", label)[:62]
+    if not label[:1].isalpha():
+        label = f"t{label}"[:62]
+    return label
+
+
+def tenant_provision(
+    *, name: str, domain: str, admin_username: str, admin_email: str = "", schema_name: str = ""
+) -> tuple[Tenant, str]:
+    """Create a tenant as the platform admin's add form does: :func:`tenant_create` with a
+    one-time password for its first administrator, made here and returned so it can be shown
+    once (it is stored only as a hash). ``schema_name`` defaults to :func:`schema_name_for`
+    ``domain``. Returns ``(tenant, password)``; raises ``ServiceError`` as :func:`tenant_create`
+    (``invalid`` or ``conflict``, with ``field`` one of ``name``, ``schema_name``, ``domain``,
+    ``admin_username``), nothing left behind."""
+    password = get_random_string(ONE_TIME_PASSWORD_LENGTH)
+    tenant = tenant_create(
+        name=name,
+        schema_name=schema_name.strip() or schema_name_for(domain),
+        domain=domain,
+        admin_username=admin_username,
+        admin_password=password,
+        admin_email=admin_email.strip(),
+    )
+    return tenant, password
+
+
+#: where a set-password link points, under the tenant's address (weiyu/urls.py serves it)
+INVITATION_PATH = "/admin/set-password/{uid}/{token}/"
+
+
+def tenant_admin_invite(*, tenant: Tenant, username: str, base_url: str, language: str) -> None:
+    """E-mail the tenant's administrator ``username`` an invitation with a link to set their
+    password in the tenant's back office (``base_url`` = ``scheme://host[:port]`` of the tenant),
+    in ``language``; a worker sends it once the current transaction commits
+    (``tenants.tasks.admin_invitation_email_task``). Nothing is sent to a user without an
+    e-mail address."""
+    args = (tenant.schema_name, username, base_url, language)
+    transaction.on_commit(lambda: admin_invitation_email_task.delay(*args))
+
+
+def admin_invitation_send(*, schema: str, username: str, base_url: str, language: str) -> bool:
+    """Compose and send one invitation (the body of ``admin_invitation_email_task``): the
+    set-password link is made now, with Django's password-reset tokens (valid
+    ``PASSWORD_RESET_TIMEOUT`` seconds, three days by default, and only until the password
+    changes or the user signs in). Returns whether a mail was sent (no user or no address:
+    False)."""
+    with schema_context(schema):
+        tenant = Tenant.objects.get(schema_name=schema)
+        user = get_user_model().objects.filter(username=username, is_active=True).first()
+        if user is None or not user.email:
+            return False
+        link = base_url.rstrip("/") + INVITATION_PATH.format(
+            uid=urlsafe_base64_encode(force_bytes(user.pk)),
+            token=default_token_generator.make_token(user),
+        )
+        with translation.override(language):
+            body = _(
+                "You are the administrator of %(company)s on Weiyu.\n\n"
+                "Choose your password here (the link works once, for %(days)d days):\n"
+                "%(link)s\n\n"
+                "Then sign in to your back office at %(admin)s with the username "
+                "%(username)s. It shows you how to put a chat on your website, invite your "
+                "agents and add answers to common questions."
+            ) % {
+                "company": tenant.name,
+                "days": max(1, settings.PASSWORD_RESET_TIMEOUT // 86400),
+                "link": link,
+                "admin": f"{base_url.rstrip('/')}/admin/",
+                "username": user.username,
+            }
+            EmailMessage(
+                subject=_("Your Weiyu back office for %(company)s") % {"company": tenant.name},
+                body=body,
+                to=[user.email],
+            ).send()
+    return True
+
+
+# Defined beside the service it runs, so this module enqueues it without importing tenants.tasks
+# (which re-exports it under this name).
+@shared_task(
+    name="tenants.tasks.admin_invitation_email_task",
+    autoretry_for=(OSError,),
+    retry_backoff=30,
+    max_retries=8,
+)
+def admin_invitation_email_task(schema: str, username: str, base_url: str, language: str) -> bool:
+    """E-mail a new tenant's administrator their set-password invitation
+    (:func:`admin_invitation_send`); SMTP errors retry with back-off. Returns whether a mail was
+    sent."""
+    return admin_invitation_send(
+        schema=schema, username=username, base_url=base_url, language=language
+    )
 
 
 # Platform admin writes (tenants/admin.py calls these; it writes no rows itself).
@@ -178,9 +297,10 @@ def tenants_resume(*, tenant_ids: Iterable[int]) -> int:
 
 
 def tenant_save(*, tenant: Tenant) -> Tenant:
-    """Store a tenant edited in the platform admin. A new one gets its schema created and
-    migrated (``Tenant.auto_create_schema``), inside this transaction; its first administrator
-    and domain are then added separately (:func:`tenant_create` does all of it at once)."""
+    """Store a tenant edited in the platform admin (its add form uses :func:`tenant_provision`).
+    A new one would get its schema created and migrated (``Tenant.auto_create_schema``), inside
+    this transaction, without domain or administrator: create tenants with
+    :func:`tenant_create`."""
     with transaction.atomic():
         tenant.save()
     return tenant

@@ -1,21 +1,50 @@
 """URLs served on a tenant's domain."""
 
 from django.contrib import admin
-from django.urls import include, path
+from django.contrib.auth import views as auth_views
+from django.urls import include, path, reverse_lazy
 from django.utils.translation import gettext_lazy as _
 
 from kbase import api as kbase_api
 from kefu import api as kefu_api
+from kefu import onboarding
 from weiyu import views
 
 admin.site.site_header = _("Weiyu back office")
 admin.site.site_title = _("Weiyu")
 admin.site.index_title = _("Customer service administration")
+admin.site.index_template = "admin/backoffice_index.html"
+_SITE = {"site_header": admin.site.site_header, "site_title": admin.site.site_title}
 
 urlpatterns = [
+    # before the admin's own URLs: its index with the getting-started checklist (kefu.onboarding)
+    path("admin/", admin.site.admin_view(onboarding.backoffice_index), name="backoffice-index"),
+    path(
+        "admin/onboarding/",
+        admin.site.admin_view(onboarding.onboarding_page),
+        name="backoffice-onboarding",
+    ),
+    # the set-password link of a new administrator's invitation (tenants.services)
+    path(
+        "admin/set-password/<uidb64>/<token>/",
+        auth_views.PasswordResetConfirmView.as_view(
+            template_name="admin/set_password.html",
+            success_url=reverse_lazy("password-set-done"),
+            extra_context=_SITE,
+        ),
+        name="password-set",
+    ),
+    path(
+        "admin/set-password/done/",
+        auth_views.PasswordResetCompleteView.as_view(
+            template_name="admin/set_password_done.html", extra_context=_SITE
+        ),
+        name="password-set-done",
+    ),
     path("admin/", admin.site.urls),
     path("jsi18n/", views.JavaScriptCatalogView.as_view(), name="javascript-catalog"),
     path("healthz", views.healthz, name="healthz"),
+    path("favicon.ico", views.favicon, name="favicon"),
     path("api/v1/im/", include("im.urls")),
     path("api/v1/org/", include("org.urls")),
     path("api/v1/", include("tickets.urls")),

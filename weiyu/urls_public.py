@@ -10,5 +10,6 @@ urlpatterns = [
     path("admin/", platform_admin_site.urls),
     path("jsi18n/", JavaScriptCatalog.as_view(), name="javascript-catalog"),
     path("healthz", views.healthz, name="healthz"),
+    path("favicon.ico", views.favicon, name="favicon"),
     path("", views.landing, name="landing"),
 ]

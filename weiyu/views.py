@@ -1,8 +1,11 @@
-"""Project-level views: health check, the public landing page, the sign-in lock-out answer."""
+"""Project-level views: health check, favicon, the public landing page, the sign-in lock-out
+answer."""
 
 from __future__ import annotations
 
 import math
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -37,6 +40,19 @@ def healthz(request: HttpRequest) -> JsonResponse:
     except Exception:
         return JsonResponse({"status": "unavailable"}, status=503)
     return JsonResponse({"status": "ok", "schema": connection.schema_name})
+
+
+@cache
+def _favicon() -> bytes:
+    return (Path(settings.BASE_DIR) / "static" / "favicon.svg").read_bytes()
+
+
+def favicon(request: HttpRequest) -> HttpResponse:
+    """``GET /favicon.ico`` on every domain (tenants and public): Weiyu's icon, an SVG
+    (``image/svg+xml``; every page's ``<link rel="icon">`` points here), cached for a day."""
+    response = HttpResponse(_favicon(), content_type="image/svg+xml")
+    response["Cache-Control"] = "public, max-age=86400"
+    return response
 
 
 def landing(request: HttpRequest) -> HttpResponse:

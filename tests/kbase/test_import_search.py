@@ -213,6 +213,11 @@ def test_help_center_lists_searches_and_shows_safe_articles(shop_kb):
     assert "退款政策 Refund policy" in index
     found = web.get("/help/", {"q": "退款"}).content.decode()
     assert "如何申请退款？" in found
+    # the article's snippet is its text, not its Markdown, and never its script
+    assert "退款 收到商品 7 天内 可以申请退款。" in found
+    assert "##" not in found
+    assert "**" not in found
+    assert "alert(1)" not in found
     with schema_context("acme"):
         article = Article.objects.get(kb=public)
     page = web.get(f"/help/{public.pk}/{article.slug}")
@@ -226,3 +231,17 @@ def test_help_center_lists_searches_and_shows_safe_articles(shop_kb):
         )
         assert list(article.versions.values_list("number", flat=True)) == [1, 2]
     assert web.get(f"/help/{public.pk}/{article.slug}").status_code == 404
+
+
+def test_snippets_are_the_text_a_reader_sees():
+    from kbase.text import markdown_text
+
+    assert markdown_text("## 退款\n\n收到商品 **7 天内** 可以申请退款。") == (
+        "退款 收到商品 7 天内 可以申请退款。"
+    )
+    assert markdown_text("- one\n- two\n\n| a | b |\n|---|---|\n| 1 | 2 |") == "one two a b 1 2"
+    # links keep their words, code its text; scripts and event handlers vanish
+    assert markdown_text("[our shop](https://x.example) `pip install`") == ("our shop pip install")
+    assert markdown_text('<img src=x onerror="alert(1)"><script>alert(2)</script>ok') == "ok"
+    # an escaped tag in the source is text, left for the template to escape
+    assert markdown_text("1 &lt; 2 and &lt;b&gt;") == "1 < 2 and <b>"

@@ -14,13 +14,15 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test import Client
 from django.utils import translation
-from django_tenants.utils import schema_context
+from django_tenants.utils import schema_context, schema_exists
 
 from kefu.models import Workgroup
 from org.models import User
 from tenants.models import Domain, Tenant
-from tests.conftest import PASSWORD, session_cookie
+from tenants.services import tenant_create
+from tests.conftest import PASSWORD, session_cookie, unique
 from tests.ws import connect
+from weiyu.errors import ServiceError
 
 
 def _fresh(prefix: str = "prov") -> tuple[str, str]:
@@ -79,6 +81,9 @@ def test_create_tenant_makes_a_tenant_that_is_reachable_at_once():
     login = client.post("/inbox/login/", {"username": "peter", "password": PASSWORD})
     assert login.status_code == 302
     assert login["Location"] == "/inbox/"
+    # (a company with nothing set up yet starts on the getting-started page, kefu.onboarding)
+    assert client.get("/admin/")["Location"] == "/admin/onboarding/"
+    assert client.get("/admin/onboarding/").status_code == 200
     assert client.get("/admin/").status_code == 200
     assert client.get("/admin/kefu/workgroup/").status_code == 200
 
@@ -161,3 +166,19 @@ def test_create_tenant_with_an_unusable_admin_name_is_refused_and_leaves_nothing
     # and the operator gets a plain error message, not a traceback
     if not isinstance(error.value, CommandError):
         raise error.value
+
+
+def test_a_bad_administrator_address_is_refused_before_anything_is_made():
+    schema = unique("badmail")
+    with pytest.raises(ServiceError) as caught:
+        tenant_create(
+            name="Badmail",
+            schema_name=schema,
+            domain=f"{schema}.localhost",
+            admin_username="admin",
+            admin_password=PASSWORD,
+            admin_email="not an address",
+        )
+    assert (caught.value.code, caught.value.field) == ("invalid", "admin_email")
+    assert not Tenant.objects.filter(schema_name=schema).exists()
+    assert not schema_exists(schema)
