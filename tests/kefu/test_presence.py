@@ -23,7 +23,7 @@ from kefu.models import AgentState, Session, Workgroup
 from kefu.services import agents as kefu_agents
 from kefu.services import messages
 from org.models import User
-from tests.conftest import make_agent, make_desk, make_visitor, session_cookie
+from tests.conftest import agent_client, make_agent, make_desk, make_visitor, session_cookie
 from tests.waits import wait_until, wait_until_async
 from tests.ws import connect, receive_until
 
@@ -319,3 +319,28 @@ def test_load_counts_customer_conversations_only_everywhere(acme):
         )
         assert [(a["open_count"], a["max_concurrent"]) for a in group["agents"]] == [(2, 5)]
         assert group["in_progress"] == 2
+
+
+def test_administrators_turn_the_requeue_off_and_on_through_the_api(acme):
+    desk = make_desk(acme, agents=1)
+    url = f"/api/v1/kefu/workgroups/{desk.workgroup.pk}"
+    with schema_context("acme"):
+        admin = User.objects.get(username="bob")
+    client = agent_client(admin)
+    # on by default
+    assert client.get(url).json()["requeue_on_leave"] is True
+    r = client.patch(url, {"requeue_on_leave": False}, content_type="application/json")
+    assert r.status_code == 200
+    assert r.json()["requeue_on_leave"] is False
+    with schema_context("acme"):
+        assert not Workgroup.objects.get(pk=desk.workgroup.pk).requeue_on_leave
+    # not a boolean, or not a setting: 400; an agent: 403
+    r = client.patch(url, {"requeue_on_leave": "no"}, content_type="application/json")
+    assert r.status_code == 400
+    assert r.json()["error"] == "invalid"
+    r = client.patch(url, {"strategy": "sticky"}, content_type="application/json")
+    assert r.status_code == 400
+    r = agent_client(desk.agents[0]).patch(
+        url, {"requeue_on_leave": True}, content_type="application/json"
+    )
+    assert r.status_code == 403
