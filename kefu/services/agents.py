@@ -95,20 +95,24 @@ def agent_disconnected(*, user: User) -> int:
     that ``requeue_on_leave`` go back to the queue — the visitor reads that the agent had to
     leave — and the queues of their workgroups are dispatched after commit (those waiting learn
     whether anyone is still available). Returns how many went back (0 as well when the agent
-    was not connected)."""
+    was not connected, or came back meanwhile).
+
+    Two transactions, each taking its locks in the routing order (session before agent state):
+    the first makes the agent unavailable, so no assignment can follow; the second hands back
+    what they serve, unless they are connected again by then.
+    """
+    # a tab may have opened since the scan looked: then the agent stays
+    if not _gone(connection.schema_name, user.pk, presence.grace_s()):
+        return 0
+    if not AgentState.objects.filter(user=user, connected=True).update(connected=False):
+        return 0
+    presence.forget(schema=connection.schema_name, user_id=user.pk)
     with transaction.atomic():
-        state = AgentState.objects.select_for_update().filter(user=user, connected=True).first()
-        if state is None:
-            return 0
-        # a tab may have opened since the scan looked: then the agent stays
-        if not _gone(connection.schema_name, user.pk, presence.grace_s()):
-            return 0
-        AgentState.objects.filter(pk=state.pk).update(connected=False)
-        requeued = requeue_open(user=user, leaving=True)
         agent_state_publish(user_id=user.pk)
         transaction.on_commit(lambda: agent_workgroups_dispatch(user_id=user.pk))
-    presence.forget(schema=connection.schema_name, user_id=user.pk)
-    return requeued
+        if AgentState.objects.filter(user=user, connected=True).exists():
+            return 0
+        return requeue_open(user=user, leaving=True)
 
 
 def offline_scan() -> int:

@@ -151,8 +151,8 @@ _SKILL_FILTER = """
 
 #: One round trip picks and claims an agent for a (locked, queued) session: the best available
 #: agent of the workgroup by its strategy (online with an inbox open, active, under their cap;
-#: not the one it is being taken from) is locked, a slot of their cap taken, the workgroup's round-robin cursor
-#: moved and the session given to them (``open``).
+#: not the one it is being taken from) is locked, a slot of their cap taken, the workgroup's
+#: round-robin cursor moved and the session given to them (``open``).
 #: Under concurrency the row lock re-checks the conditions on the newest row version and moves
 #: on to the next agent when they no longer hold, so two workgroups' dispatchers can never push
 #: an agent over the cap. Returns the agent's new state and name fields, or no row.
