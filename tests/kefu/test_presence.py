@@ -23,9 +23,17 @@ from kefu.models import AgentState, Session, Workgroup
 from kefu.services import agents as kefu_agents
 from kefu.services import messages
 from org.models import User
-from tests.conftest import agent_client, make_agent, make_desk, make_visitor, session_cookie
+from tests.conftest import (
+    agent_client,
+    inbox_open,
+    make_agent,
+    make_desk,
+    make_visitor,
+    session_cookie,
+)
 from tests.waits import wait_until, wait_until_async
 from tests.ws import connect, receive_until
+from weiyu.realtime import capture_events
 
 LONG_GRACE = "600"  # s: "within the grace", however slow the machine
 
@@ -344,3 +352,30 @@ def test_administrators_turn_the_requeue_off_and_on_through_the_api(acme):
         url, {"requeue_on_leave": True}, content_type="application/json"
     )
     assert r.status_code == 403
+
+
+def test_a_waiting_visitor_is_told_whether_anyone_is_available(acme):
+    # given a workgroup whose only agent chose "online" but has no inbox open
+    desk = make_desk(acme, agents=1, cap=1, inbox=False)
+    first, _ = make_visitor(desk)
+    second, _ = make_visitor(desk)
+    with capture_events() as events:
+        _send(first, "hello?")
+
+    def positions(visitor) -> list[tuple[int, bool]]:
+        return [
+            (event["position"], event["agents_online"])
+            for event, groups in events
+            if event["type"] == "queue.position" and groups == [f"acme.v.{visitor.pk}"]
+        ]
+
+    # then the visitor waits and is told nobody is there
+    assert positions(first) == [(1, False)]
+    # when the agent opens the inbox, they take the first visitor; the next one waits, told
+    # that someone is there but busy
+    with schema_context("acme"):
+        inbox_open(desk.agents[0])
+        assert Session.objects.get(visitor=first).agent_id == desk.agents[0].pk
+    with capture_events() as events:
+        _send(second, "me too")
+    assert positions(second) == [(1, True)]
