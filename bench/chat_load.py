@@ -165,6 +165,21 @@ def bench_tenant(
     )
 
 
+def agent_present(user: Any) -> None:
+    """Mark ``user`` as having an inbox open (inside their tenant), as the inbox socket does on
+    connect: an agent is assigned visitors only then (kefu.presence). The benchmarks run no
+    service timers, so nobody is found gone later."""
+    from django.db import connection
+
+    from kefu import presence
+    from kefu.services import agents as kefu_agents
+
+    presence.socket_seen(
+        schema=connection.schema_name, user_id=user.pk, channel_name=f"bench.inbox!{user.pk}"
+    )
+    kefu_agents.agent_connected(user_id=user.pk)
+
+
 def session_cookie(user: Any) -> str:
     """A ``Cookie`` value signing ``user`` in (inside their tenant), as tests/conftest.py does."""
     from django.conf import settings
@@ -235,6 +250,7 @@ def provision(visitors: int, agents: int, migrate: bool) -> dict[str, Any]:
         for user in staff:
             AgentState.objects.get_or_create(user=user)
             AgentState.objects.filter(user=user).update(max_concurrent=cap, open_count=0)
+            agent_present(user)
             kefu_agents.agent_status_set(user=user, status=AgentState.Status.ONLINE)
             cookies.append(session_cookie(user))
     connection.set_schema_to_public()

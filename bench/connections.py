@@ -80,6 +80,7 @@ from chat_load import (  # bench/ is not a package: found through sys.path
     _descendants,
     _ensure_database,
     _kill_children,
+    agent_present,
     bench_env,
     bench_tenant,
     pct,
@@ -196,6 +197,7 @@ def provision(*, visitors: int, storm: int, agents: int, migrate: bool) -> dict[
         for user in staff:
             AgentState.objects.get_or_create(user=user)
             AgentState.objects.filter(user=user, max_concurrent__lt=cap).update(max_concurrent=cap)
+            agent_present(user)
             kefu_agents.agent_status_set(user=user, status=AgentState.Status.ONLINE)
 
         people = list(Visitor.objects.filter(channel=channel).order_by("pk")[:visitors])

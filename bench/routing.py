@@ -36,7 +36,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from chat_load import ROOT, _ensure_database, bench_env, bench_tenant  # bench/ is no package
+from chat_load import (  # bench/ is no package
+    ROOT,
+    _ensure_database,
+    agent_present,
+    bench_env,
+    bench_tenant,
+)
 from chat_load import pct as _pct
 
 
@@ -68,6 +74,7 @@ def provision(agents: int, visitors: int, strategy: str) -> dict:
             staff.append(user)
         workgroup.agents.add(*staff)
         for user in staff:
+            agent_present(user)
             kefu_agents.agent_status_set(user=user, status=AgentState.Status.ONLINE)
         people = [
             kefu_visitors.visitor_start(channel=channel, language="en")[0] for _ in range(visitors)

@@ -48,8 +48,8 @@ from weiyu import reports
 class AgentStateInline(admin.StackedInline):
     model = AgentState
     can_delete = False
-    fields = ("status", "max_concurrent", "open_count")
-    readonly_fields = ("open_count",)
+    fields = ("status", "connected", "max_concurrent", "open_count")
+    readonly_fields = ("connected", "open_count")
 
 
 class AgentUserAdmin(UserAdmin):
@@ -83,6 +83,7 @@ class WorkgroupAdmin(admin.ModelAdmin):
             _("Automation"),
             {
                 "fields": (
+                    "requeue_on_leave",
                     "remind_after_s",
                     "reassign_after_s",
                     "idle_close_after_min",
@@ -289,10 +290,17 @@ class VisitorAdmin(admin.ModelAdmin):
 
 @admin.register(AgentState)
 class AgentStateAdmin(admin.ModelAdmin):
-    list_display = ("user", "status", "open_count", "max_concurrent", "status_changed_at")
-    list_filter = ("status", "skills")
+    list_display = (
+        "user",
+        "status",
+        "connected",
+        "open_count",
+        "max_concurrent",
+        "status_changed_at",
+    )
+    list_filter = ("status", "connected", "skills")
     list_editable = ("max_concurrent",)
-    readonly_fields = ("open_count", "status_changed_at", "last_assigned_at")
+    readonly_fields = ("connected", "open_count", "status_changed_at", "last_assigned_at")
     filter_horizontal = ("skills",)
     actions = ["set_online", "set_away", "set_offline"]
 

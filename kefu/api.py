@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 from kefu import canned, monitor, selectors, stats, visitors
 from kefu.models import Transfer
 from kefu.robot import drafts as robot_drafts
-from kefu.services import blocking, transfers
+from kefu.services import blocking, transfers, workgroups
 from kefu.services import queue as kefu_queue
 from kefu.services import visitors as visitor_services
 from weiyu import reports
@@ -291,7 +291,24 @@ class QueuePickApi(APIView):
         return Response({"conversation_id": session.conversation_id})
 
 
+class WorkgroupApi(APIView):
+    """``GET /api/v1/kefu/workgroups/<id>`` → ``{"id", "name", "strategy", "allow_pick",
+    "requeue_on_leave"}``; ``PATCH`` ``{"requeue_on_leave"?: bool, "allow_pick"?: bool}`` → the
+    same. Administrators only (403); 400 ``invalid``, 404."""
+
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(workgroups.workgroup_settings_get(user=request.user, workgroup_id=pk))
+
+    def patch(self, request: Request, pk: int) -> Response:
+        return Response(
+            workgroups.workgroup_settings_update(
+                user=request.user, workgroup_id=pk, changes=request.data
+            )
+        )
+
+
 urlpatterns = [
+    path("workgroups/<int:pk>", WorkgroupApi.as_view(), name="workgroup"),
     path("queue", QueueApi.as_view(), name="queue"),
     path("queue/<int:pk>/pick", QueuePickApi.as_view(), name="queue-pick"),
     path("stats", StatsApi.as_view(), name="stats"),

@@ -91,22 +91,25 @@ class AgentConsumer(MemberConsumer):
     async def hello_extra(self) -> dict[str, Any]:
         if not self.user.is_agent:
             return {}
+        # recorded before the agent is marked connected, so the grace scan never sees them
+        # connected without this socket
         await self._seen()
-        state = await self.db(kefu_agents.agent_state_ensure, user_id=self.user.pk)
+        state = await self.db(kefu_agents.agent_connected, user_id=self.user.pk)
         return {"agent": selectors.agent_state_payload(state)}
 
     def conversation_list(self) -> list[dict[str, Any]]:
         return selectors.conversation_list_for_member(member_key=self.sender.key)
 
-    async def _seen(self) -> None:
-        await sync_to_async(presence.socket_seen, thread_sensitive=False)(
+    async def _seen(self) -> bool:
+        return await sync_to_async(presence.socket_seen, thread_sensitive=False)(
             schema=self.tenant.schema_name, user_id=self.user.pk, channel_name=self.channel_name
         )
 
     async def on_ping(self, data: dict[str, Any], ref: str | None) -> None:
         await super().on_ping(data, ref)
-        if self.user.is_agent:
-            await self._seen()
+        if self.user.is_agent and await self._seen():
+            # the record had lost this socket (the agent was found gone meanwhile): back
+            await self.db(kefu_agents.agent_connected, user_id=self.user.pk)
 
     async def disconnect(self, code: int) -> None:
         await super().disconnect(code)

@@ -34,8 +34,8 @@ class Skill(models.Model):
 class Workgroup(models.Model):
     """A team of agents that shares a waiting queue (KF-6, KF-7).
 
-    Routing strategies (:mod:`kefu.services.routing`) among agents who are online, active
-    and under their cap: ``round_robin`` — the next agent after the last one assigned (by user
+    Routing strategies (:mod:`kefu.services.routing`) among agents who are available (online
+    with an inbox open, see :class:`AgentState`), active and under their cap: ``round_robin`` — the next agent after the last one assigned (by user
     id, ``last_assigned_user_id`` is the cursor); ``least_busy`` — fewest open conversations,
     then the lowest share of their cap, then the longest since their last assignment; ``skill``
     — agents with the conversation's skill (all, when it asks for none or nobody has it), least
@@ -46,6 +46,10 @@ class Workgroup(models.Model):
     waiting (0: no limit), ``overflow_action`` applies: ``wait`` (nothing), ``overflow`` (move to
     ``overflow_workgroup``), ``leave_message`` (the conversation ends with an offer to leave a
     message, which becomes a ticket) or ``robot`` (the robot takes over).
+
+    ``requeue_on_leave`` (on by default): when an agent's last inbox has been gone for the grace
+    period, their open conversations of the workgroup go back to its queue (the visitor is
+    told); off, they stay with the agent until they come back.
     """
 
     class Strategy(models.TextChoices):
@@ -133,6 +137,14 @@ class Workgroup(models.Model):
         max_length=500,
         blank=True,
         help_text=_("Posted when an idle conversation is closed. Empty: a standard line."),
+    )
+    requeue_on_leave = models.BooleanField(
+        _("return conversations to the queue when the agent leaves"),
+        default=True,
+        help_text=_(
+            "When an agent's last inbox has been closed for the grace period, their open "
+            "conversations of this workgroup go back to its queue for a colleague."
+        ),
     )
     last_assigned_user_id = models.BigIntegerField(
         _("last assigned agent id"), null=True, blank=True, editable=False
@@ -366,8 +378,18 @@ class Visitor(models.Model):
 
 
 class AgentState(models.Model):
-    """An agent's service state (KF-3). ``open_count`` is the number of open sessions assigned to
-    the agent, kept under a row lock by the routing service; it never exceeds ``max_concurrent``.
+    """An agent's service state (KF-3).
+
+    ``status`` is the status the agent chose last (kept while they are away from the inbox, so
+    opening it again restores it; online for an agent who never chose); ``connected`` says whether an inbox socket of theirs is open
+    (set on the first one, cleared by :func:`kefu.services.agents.offline_scan` once the last one
+    has been gone for the grace period). The agent is *available* — assigned new conversations —
+    only while both hold: ``status`` online and ``connected``; :attr:`shown_status` is what
+    colleagues and supervisors see (offline while not connected).
+
+    ``open_count`` is the number of open customer (visitor) sessions assigned to the agent —
+    never team chats — kept under a row lock by the routing service; it never exceeds
+    ``max_concurrent``.
     """
 
     class Status(models.TextChoices):
@@ -383,7 +405,17 @@ class AgentState(models.Model):
         verbose_name=_("agent"),
     )
     status = models.CharField(
-        _("status"), max_length=16, choices=Status.choices, default=Status.OFFLINE
+        _("status"),
+        max_length=16,
+        choices=Status.choices,
+        default=Status.ONLINE,
+        help_text=_("The status the agent chose; it applies while an inbox of theirs is open."),
+    )
+    connected = models.BooleanField(
+        _("inbox open"),
+        default=False,
+        editable=False,
+        help_text=_("An inbox of the agent is connected (or was, less than the grace period ago)."),
     )
     max_concurrent = models.PositiveSmallIntegerField(_("concurrent chat cap"), default=5)
     open_count = models.PositiveSmallIntegerField(
@@ -403,6 +435,16 @@ class AgentState(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} ({self.get_status_display()})"
+
+    @property
+    def shown_status(self) -> str:
+        """The status others see: the chosen one while an inbox is connected, else offline."""
+        return self.status if self.connected else self.Status.OFFLINE
+
+    @property
+    def available(self) -> bool:
+        """Whether new conversations may be assigned to the agent (online and connected)."""
+        return self.connected and self.status == self.Status.ONLINE
 
 
 class Session(models.Model):

@@ -36,7 +36,9 @@ def snapshot(*, user: User) -> dict[str, Any]:
     """``{"at", "workgroups": [{"id", "name", "strategy", "queue_length", "longest_wait_s",
     "in_progress", "with_robot", "agents": [{"id", "name", "status", "open_count",
     "max_concurrent"}]}], "conversations": [{"conversation_id", "visitor", "agent", "workgroup",
-    "status", "started_at", "waiting_s"}]}`` — ``waiting_s``: seconds since the visitor's last
+    "status", "started_at", "waiting_s"}]}`` — an agent's ``status`` is offline while no inbox
+    of theirs is open, ``open_count`` counts open customer conversations only (as the inbox
+    header and the admin do); ``waiting_s``: seconds since the visitor's last
     unanswered message (or since queued), null when nobody waits. Raises
     ``ServiceError("forbidden")`` for non-supervisors."""
     _require(user)
@@ -69,7 +71,7 @@ def snapshot(*, user: User) -> dict[str, Any]:
                 {
                     "id": uid,
                     "name": agent.name,
-                    "status": state.status if state else AgentState.Status.OFFLINE,
+                    "status": state.shown_status if state else AgentState.Status.OFFLINE,
                     "open_count": state.open_count if state else 0,
                     "max_concurrent": state.max_concurrent if state else 0,
                 }

@@ -1,13 +1,17 @@
-"""Agents' open inbox tabs, kept in Redis, so that closing the last one sets the agent offline
-after a grace period (KF-3) — a reload or a short network drop does not.
+"""Agents' open inbox tabs, kept in Redis, so that an agent is available only while an inbox
+of theirs is connected, and closing the last one ends that after a grace period (KF-3) — a
+reload or a short network drop does not.
 
 Each agent socket is a member of a sorted set ``<CHANNEL_PREFIX>:presence:<schema>:<user id>``
 (``settings.REDIS_KEY_PREFIX``, ``weiyu`` unless ``CHANNEL_PREFIX`` says otherwise) scored with
 the time it was last heard from (connect, and every ``ping`` the inbox sends each 25 s). A socket
 is alive while its score is younger than :data:`ALIVE_S`; one whose process died without closing
-simply stops being refreshed. :func:`kefu.services.agents.offline_scan` (the service timers, every few seconds) sets
-agents whose sockets were all closed or silent for ``AGENT_OFFLINE_GRACE_S`` (default 60 s)
-offline. Agents who never opened the inbox (status set in the back office) are left alone.
+simply stops being refreshed. The first socket sets ``AgentState.connected``
+(:func:`kefu.services.agents.agent_connected`); :func:`kefu.services.agents.offline_scan` (the
+service timers, every few seconds) clears it for agents whose sockets were all closed or silent
+for ``AGENT_OFFLINE_GRACE_S`` (default 60 s), returns their open conversations to the queue, and
+clears their record. A socket that pings after its record was cleared (a laptop waking up)
+connects the agent again.
 """
 
 from __future__ import annotations
@@ -43,16 +47,19 @@ def _key(schema: str, user_id: int) -> str:
     return f"{settings.REDIS_KEY_PREFIX}:presence:{schema}:{user_id}"
 
 
-def socket_seen(*, schema: str, user_id: int, channel_name: str) -> None:
-    """An agent socket connected or pinged."""
+def socket_seen(*, schema: str, user_id: int, channel_name: str) -> bool:
+    """An agent socket connected or pinged. Returns whether the socket was new to the record
+    (False when Redis could not be reached)."""
     try:
         key = _key(schema, user_id)
         pipe = _redis().pipeline()
         pipe.zadd(key, {channel_name: time.time()})
         pipe.expire(key, 7 * 24 * 3600)
-        pipe.execute()
+        added, _expire = pipe.execute()
     except Exception as exc:  # presence is best effort: Redis down must not break the socket
         logger.warning("agent presence not recorded: %s", exc)
+        return False
+    return bool(added)
 
 
 def socket_closed(*, schema: str, user_id: int, channel_name: str) -> None:
@@ -81,8 +88,14 @@ def last_seen(*, schema: str, user_id: int) -> tuple[bool, float | None]:
     return alive, max(score for _member, score in entries)
 
 
+def grace_starts(*, schema: str, user_id: int) -> None:
+    """Start the grace now for a connected agent with no record (Redis lost it): their live
+    sockets add themselves back at their next ping, well within the grace."""
+    _redis().zadd(_key(schema, user_id), {"closed:unknown": time.time()}, nx=True)
+
+
 def forget(*, schema: str, user_id: int) -> None:
-    """Clear an agent's record (after the service timers set them offline)."""
+    """Clear an agent's record (after the service timers found them gone)."""
     _redis().delete(_key(schema, user_id))
 
 

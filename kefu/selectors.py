@@ -16,12 +16,15 @@ from weiyu.errors import ServiceError
 
 
 def workgroup_has_online_agent(*, workgroup_id: int | None) -> bool:
-    """Whether an agent of the workgroup is online now (the widget offers to leave a message
-    when nobody is)."""
+    """Whether an agent of the workgroup is available now: online, with an inbox open, active
+    (the widget offers to leave a message when nobody is, instead of a queue position)."""
     if workgroup_id is None:
         return False
     return AgentState.objects.filter(
-        user__workgroups=workgroup_id, status=AgentState.Status.ONLINE, user__is_active=True
+        user__workgroups=workgroup_id,
+        status=AgentState.Status.ONLINE,
+        connected=True,
+        user__is_active=True,
     ).exists()
 
 
@@ -40,9 +43,11 @@ def channel_get_active(*, public_key: object) -> Channel:
 
 
 def agent_state_payload(state: AgentState) -> dict[str, Any]:
-    """``{"status", "open_count", "max_concurrent"}``."""
+    """The agent's own view: ``{"status" (the one they chose), "connected" (an inbox of theirs
+    is open), "open_count" (open customer conversations), "max_concurrent"}``."""
     return {
         "status": state.status,
+        "connected": state.connected,
         "open_count": state.open_count,
         "max_concurrent": state.max_concurrent,
     }
@@ -148,7 +153,8 @@ def queue_list(*, workgroup_id: int) -> list[Session]:
 def team_overview() -> dict[str, Any]:
     """Agents with status and load, and the workgroups: ``{"agents": [{"id", "name", "status",
     "open_count", "max_concurrent", "workgroups": [{"id", "name"}]}], "workgroups": [{"id",
-    "name"}]}`` (active agents, by name)."""
+    "name"}]}`` (active agents, by name). ``status``: offline while no inbox of theirs is open
+    (:attr:`AgentState.shown_status`); ``open_count``: open customer conversations."""
     groups = {w.pk: {"id": w.pk, "name": w.name} for w in Workgroup.objects.order_by("name")}
     memberships: dict[int, list[dict[str, Any]]] = {}
     for user_id, workgroup_id in Workgroup.agents.through.objects.values_list(
@@ -163,7 +169,7 @@ def team_overview() -> dict[str, Any]:
             {
                 "id": user.pk,
                 "name": user.name,
-                "status": state.status if state else AgentState.Status.OFFLINE,
+                "status": state.shown_status if state else AgentState.Status.OFFLINE,
                 "open_count": state.open_count if state else 0,
                 "max_concurrent": state.max_concurrent if state else 0,
                 "workgroups": memberships.get(user.pk, []),

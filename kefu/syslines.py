@@ -10,6 +10,7 @@ ASSIGNED = "kefu.assigned"
 JOINED = "kefu.joined"
 TRANSFERRED = "kefu.transferred"
 REQUEUED = "kefu.requeued"
+AGENT_LEFT = "kefu.agent_left"
 HANDOVER = "kefu.handover"
 OVERFLOW_LEAVE_MESSAGE = "kefu.overflow_leave_message"
 IDLE_CLOSED = "kefu.idle_closed"
@@ -21,6 +22,9 @@ system_lines_register(
         JOINED: _("%(agent)s joined the conversation."),
         TRANSFERRED: _("You are being transferred to %(workgroup)s. Please wait a moment."),
         REQUEUED: _("Sorry for the wait. We are connecting you to another colleague."),
+        AGENT_LEFT: _(
+            "%(agent)s had to leave. You are back in the queue for the next colleague available."
+        ),
         HANDOVER: _("Connecting you to a colleague…"),
         OVERFLOW_LEAVE_MESSAGE: _(
             "Sorry for the wait: all our agents are busy. Please leave a message and we will get "

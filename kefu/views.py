@@ -122,7 +122,7 @@ class WidgetSessionApi(APIView):
     page goes on the visitor's trail); response
     ``{"token", "visitor", "channel", "ws_path", "agents_online", "open", "opens_at", "robot",
     "departments"}`` (``agents_online``: the channel's workgroup is within its work hours and an
-    agent of it is online; when not, the widget offers to leave a message; ``open``/``opens_at``:
+    agent of it is online with an inbox open; when not, the widget offers to leave a message; ``open``/``opens_at``:
     the work hours; ``robot``: ``{"name", "greeting", "handover"}`` on robot channels, else
     null).
     Errors: 400 ``invalid``, 404 ``not_found``.

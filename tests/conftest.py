@@ -24,6 +24,7 @@ from django.db import connection
 from django.test import Client
 from django_tenants.utils import schema_context
 
+from kefu import presence
 from kefu.models import AgentState, Channel, Visitor, Workgroup
 from kefu.services import agents as kefu_agents
 from kefu.services import visitors
@@ -102,23 +103,41 @@ class Desk:
     agents: list[User]
 
 
-def make_agent(*, status: str = "online", cap: int = 5, name: str | None = None) -> User:
-    """An agent (call inside the tenant's schema)."""
+def inbox_open(user: User) -> None:
+    """Record an inbox socket of the agent as the socket itself does on connect (a Redis entry,
+    alive for ``presence.ALIVE_S``, then ``agent_connected``), for tests about something else
+    than presence (call inside the tenant's schema)."""
+    presence.socket_seen(
+        schema=connection.schema_name, user_id=user.pk, channel_name=f"tests.inbox!{user.pk}"
+    )
+    kefu_agents.agent_connected(user_id=user.pk)
+
+
+def make_agent(
+    *, status: str = "online", cap: int = 5, name: str | None = None, inbox: bool = True
+) -> User:
+    """An agent who chose ``status`` (call inside the tenant's schema). ``inbox``: with an inbox
+    open (:func:`inbox_open`), so available when online; False: one who has not opened it."""
     username = unique(name or "alice")
     user = User.objects.create_user(
         username=username, password=PASSWORD, role="agent", display_name=username.title()
     )
-    AgentState.objects.create(user=user, max_concurrent=cap)
+    AgentState.objects.create(user=user, max_concurrent=cap, status=AgentState.Status.OFFLINE)
+    if inbox:
+        inbox_open(user)
     if status != "offline":
         kefu_agents.agent_status_set(user=user, status=status)
     return user
 
 
-def make_desk(tenant: Tenant, *, agents: int = 1, status: str = "online", cap: int = 5) -> Desk:
-    """A workgroup, a channel and ``agents`` agents, created in ``tenant``."""
+def make_desk(
+    tenant: Tenant, *, agents: int = 1, status: str = "online", cap: int = 5, inbox: bool = True
+) -> Desk:
+    """A workgroup, a channel and ``agents`` agents who chose ``status``, created in ``tenant``
+    (``inbox``: see :func:`make_agent`)."""
     with schema_context(tenant.schema_name):
         workgroup = Workgroup.objects.create(name=unique("wg"))
-        staff = [make_agent(status="offline", cap=cap) for _ in range(agents)]
+        staff = [make_agent(status="offline", cap=cap, inbox=inbox) for _ in range(agents)]
         workgroup.agents.add(*staff)
         for user in staff:
             if status != "offline":

@@ -125,6 +125,7 @@ def _someone_else_free(session: Session) -> bool:
             user__workgroups=session.workgroup_id,
             user__is_active=True,
             status=AgentState.Status.ONLINE,
+            connected=True,
             open_count__lt=F("max_concurrent"),
         )
         .exclude(user_id=session.agent_id)

@@ -53,7 +53,9 @@ def agent_state_publish(*, user_id: int, state: AgentState | None = None) -> Non
 
 
 def queue_positions_publish(*, workgroup_id: int, waiting: list[Session] | None = None) -> None:
-    """Send ``queue.position`` to every visitor waiting in the workgroup (1 = next), and
+    """Send ``queue.position`` to every visitor waiting in the workgroup (1 = next; with
+    ``agents_online``: whether any agent of the workgroup is online with an inbox open — when
+    nobody is, the widget says so instead of the position), and
     ``queue.changed`` ``{"workgroup_id", "length"}`` to the workgroup's agents. ``waiting``: the
     whole queue in order, with each session's workgroup loaded, when the caller has just read
     it under the workgroup's lock (read otherwise)."""
@@ -71,12 +73,14 @@ def queue_positions_publish(*, workgroup_id: int, waiting: list[Session] | None 
             {"type": "queue.changed", "workgroup_id": workgroup_id, "length": len(waiting)},
             [f"u:{uid}" for uid in members],
         )
+    available = bool(waiting) and selectors.workgroup_has_online_agent(workgroup_id=workgroup_id)
     for position, session in enumerate(waiting, start=1):
         publish_event_on_commit(
             {
                 "type": "queue.position",
                 "conversation_id": session.conversation_id,
                 "position": position,
+                "agents_online": available,
                 "workgroup": {"id": session.workgroup_id, "name": session.workgroup.name},
             },
             [f"v:{session.visitor_id}"],

@@ -47,7 +47,7 @@ def queue_pick(*, user: User, session_id: object) -> Session:
         if session.status != Session.Status.QUEUED:
             raise ServiceError("conflict", _("Someone else took this visitor."))
         state = AgentState.objects.select_for_update().filter(user=user).first()
-        if state is None or state.status != AgentState.Status.ONLINE:
+        if state is None or not state.available:
             raise ServiceError("forbidden", _("Go online to take visitors."))
         if state.open_count >= state.max_concurrent:
             raise ServiceError("full", _("You are at your limit of conversations."))

@@ -10,9 +10,10 @@ already waiting; both act by the workgroup's ``overflow_action`` (see
 :class:`kefu.models.Workgroup`). A session overflows at most once.
 
 Assignment (KF-6, DESIGN.md §4): a queued session is assigned by its workgroup's strategy (round
-robin, least busy, skill, sticky — :class:`kefu.models.Workgroup`) to an agent who is online,
-active and under their concurrent-chat cap; otherwise it waits in the workgroup's queue and the
-visitor is told its position. Assignment is race-free: each attempt locks the workgroup row
+robin, least busy, skill, sticky — :class:`kefu.models.Workgroup`) to an agent who is online
+with an inbox open (``AgentState.connected``), active and under their concurrent-chat cap;
+otherwise it waits in the workgroup's queue and the visitor is told its position (and whether
+anyone is available at all). Assignment is race-free: each attempt locks the workgroup row
 (serialising assignments within the workgroup, so the queue order holds) and claims a slot of
 the chosen agent with one conditional ``UPDATE`` (so an agent in two workgroups is never pushed
 over the cap). docs/architecture.md, "Routing (kefu)".
@@ -149,9 +150,9 @@ _SKILL_FILTER = """
 """
 
 #: One round trip picks and claims an agent for a (locked, queued) session: the best available
-#: agent of the workgroup by its strategy (online, active, under their cap; not the one it is
-#: being taken from) is locked, a slot of their cap taken, the workgroup's round-robin cursor
-#: moved and the session given to them (``open``).
+#: agent of the workgroup by its strategy (online with an inbox open, active, under their cap;
+#: not the one it is being taken from) is locked, a slot of their cap taken, the workgroup's
+#: round-robin cursor moved and the session given to them (``open``).
 #: Under concurrency the row lock re-checks the conditions on the newest row version and moves
 #: on to the next agent when they no longer hold, so two workgroups' dispatchers can never push
 #: an agent over the cap. Returns the agent's new state and name fields, or no row.
@@ -160,7 +161,7 @@ WITH pick AS (
     SELECT a.id FROM kefu_agentstate a
     JOIN org_user u ON u.id = a.user_id AND u.is_active
     JOIN kefu_workgroup_agents m ON m.user_id = a.user_id AND m.workgroup_id = %(workgroup_id)s
-    WHERE a.status = %(online)s AND a.open_count < a.max_concurrent
+    WHERE a.status = %(online)s AND a.connected AND a.open_count < a.max_concurrent
       AND a.user_id <> %(not_user_id)s {skill}
     ORDER BY {prefer}{order}
     LIMIT 1
@@ -168,7 +169,8 @@ WITH pick AS (
 ), claimed AS (
     UPDATE kefu_agentstate a SET open_count = a.open_count + 1, last_assigned_at = %(now)s
     FROM pick
-    WHERE a.id = pick.id AND a.status = %(online)s AND a.open_count < a.max_concurrent
+    WHERE a.id = pick.id AND a.status = %(online)s AND a.connected
+      AND a.open_count < a.max_concurrent
     RETURNING a.user_id, a.status, a.open_count, a.max_concurrent
 ), moved AS (
     UPDATE kefu_workgroup SET last_assigned_user_id = claimed.user_id

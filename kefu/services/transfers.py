@@ -126,7 +126,7 @@ def transfer_request(
     Raises ``ServiceError``: ``invalid`` (neither or both targets, yourself, an unknown or
     inactive agent or workgroup, a note over 500 characters), ``not_found``, ``conflict`` (not
     yours or not open, or a transfer is already pending), ``unavailable_agent`` (the colleague
-    is not online).
+    is not online with an inbox open).
     """
     if (to_agent_id is None) == (to_workgroup_id is None):
         raise ServiceError("invalid", _("Choose a colleague or a workgroup."), field="to_agent_id")
@@ -170,7 +170,7 @@ def transfer_request(
         if target is None or target.pk == user.pk:
             raise ServiceError("invalid", _("Choose another agent."), field="to_agent_id")
         state = AgentState.objects.filter(user=target).first()
-        if state is None or state.status != AgentState.Status.ONLINE:
+        if state is None or not state.available:
             raise ServiceError(
                 "unavailable_agent", _("%(name)s is not online.") % {"name": target.name}
             )
@@ -374,12 +374,22 @@ def invite(*, user: User, conversation_id: object, agent_id: object) -> User:
     return colleague
 
 
-def _requeue_open(user: User) -> int:
-    """Every open session ``user`` serves back to its queue (see :func:`agent_release`)."""
+def requeue_open(*, user: User, leaving: bool = False) -> int:
+    """Every open session ``user`` serves back to its queue (caller's transaction); returns how
+    many. Each visitor keeps their place by ``queued_at`` = their last message and reads a
+    system line; the agent leaves the conversation; the queues are dispatched after commit.
+
+    ``leaving``: the agent's last inbox has been gone past the grace period
+    (:func:`kefu.services.agents.offline_scan`) — only sessions of workgroups with
+    ``requeue_on_leave`` move, the visitor reads that the agent had to leave, and the agent may
+    be assigned them again when they come back; otherwise (disabled or deleted, see
+    :func:`agent_release`) every open session moves and never goes back to them.
+    """
     requeued = 0
-    for pk in list(
-        Session.objects.filter(agent=user, status=Session.Status.OPEN).values_list("pk", flat=True)
-    ):
+    serving = Session.objects.filter(agent=user, status=Session.Status.OPEN)
+    if leaving:
+        serving = serving.filter(workgroup__requeue_on_leave=True)
+    for pk in list(serving.values_list("pk", flat=True)):
         session = (
             Session.objects.select_for_update()
             .select_related("visitor")
@@ -394,12 +404,19 @@ def _requeue_open(user: User) -> int:
             agent=None,
             queued_at=session.last_visitor_at or now,
             assigned_at=None,
-            reassigned_from=user,
+            reassigned_from=None if leaving else user,
         )
         agent_leave(session=session, user_id=user.pk)
-        im_messages.system_message_post(
-            conversation_id=session.conversation_id, code=syslines.REQUEUED
-        )
+        if leaving:
+            im_messages.system_message_post(
+                conversation_id=session.conversation_id,
+                code=syslines.AGENT_LEFT,
+                params={"agent": user.name},
+            )
+        else:
+            im_messages.system_message_post(
+                conversation_id=session.conversation_id, code=syslines.REQUEUED
+            )
         transaction.on_commit(lambda wid=session.workgroup_id: workgroup_dispatch(workgroup_id=wid))
         requeued += 1
     return requeued
@@ -420,7 +437,7 @@ def agent_release(*, user: User, deleted: bool) -> int:
 
     Nothing of the past changes: sessions keep ``reassigned_from``, messages their sender name.
     """
-    requeued = _requeue_open(user)
+    requeued = requeue_open(user=user)
     live = Session.objects.exclude(status=Session.Status.CLOSED).values("conversation_id")
     for conversation_id in Participant.objects.filter(
         member_key=user.member_key, left_at__isnull=True, conversation_id__in=live
@@ -444,7 +461,7 @@ def agent_release(*, user: User, deleted: bool) -> int:
     )
     # A dispatcher may have claimed this agent (and committed) after the first pass: with the
     # state row now locked and offline, no claim can follow, and a second pass takes that one.
-    requeued += _requeue_open(user)
+    requeued += requeue_open(user=user)
     if deleted:
         user.workgroups.clear()
         Workgroup.objects.filter(lead=user).update(lead=None)

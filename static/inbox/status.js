@@ -1,11 +1,12 @@
-// The agent's own status in the top bar (online, busy, offline…) and their load (open
-// conversations / maximum).
+// The agent's own status in the top bar (online, busy, offline…) and their load: open customer
+// conversations / maximum — the server's count (hello, then agent.status on every change), the
+// same number the monitor and the back office show; team chats are not load.
 import { $ } from '../weiyu/dom.js';
 import { gettext } from '../weiyu/i18n.js';
 import { client } from './connection.js';
 import { handle } from './frames.js';
 import { toast } from './notifications.js';
-import { on, state, statusOf } from './store.js';
+import { on, state } from './store.js';
 
 const statusSelect = $('agent-status');
 
@@ -15,15 +16,13 @@ function setAgentStatus(f) {
   statusSelect.value = f.status;
   $('status-wrap').dataset.status = f.status;
   if (f.max_concurrent != null) state.maxConcurrent = f.max_concurrent;
+  if (f.open_count != null) state.openCount = f.open_count;
   renderLoad();
 }
 
-// Counted from the list rather than taken from agent.status, which only comes on status changes.
 function renderLoad() {
-  if (state.maxConcurrent == null) return;
-  let open = 0;
-  for (const c of state.convs.values()) if (statusOf(c) === 'open') open++;
-  $('agent-load').textContent = `${open}/${state.maxConcurrent}`;
+  if (state.maxConcurrent == null || state.openCount == null) return;
+  $('agent-load').textContent = `${state.openCount}/${state.maxConcurrent}`;
 }
 
 handle('hello', (f) => {
@@ -31,7 +30,6 @@ handle('hello', (f) => {
   setAgentStatus(f.agent);
 });
 handle('agent.status', setAgentStatus);
-on('list', renderLoad);
 on('connection', (connState) => {
   statusSelect.disabled = connState !== 'open';
 });

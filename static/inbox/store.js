@@ -31,6 +31,7 @@ export const state = {
   showArchived: false,
   agentStatus: null, // 'online' | 'busy' | 'offline' ...
   maxConcurrent: null,
+  openCount: null, // open customer conversations (agent.status)
   accountDisabled: false, // an account.disabled frame came: the socket closes next
   selectOnArrival: null, // a conversation to open as soon as it arrives (taken, transferred)
   convs: new Map(), // id -> conversation (REST shape)

@@ -26,6 +26,8 @@ const LINES = {
   'kefu.joined': () => gettext('%(agent)s joined the conversation.'),
   'kefu.transferred': () => gettext('You are being transferred to %(workgroup)s. Please wait a moment.'),
   'kefu.requeued': () => gettext('Sorry for the wait. We are connecting you to another colleague.'),
+  'kefu.agent_left': () =>
+    gettext('%(agent)s had to leave. You are back in the queue for the next colleague available.'),
   'kefu.handover': () => gettext('Connecting you to a colleague…'),
   'kefu.overflow_leave_message': () =>
     gettext('Sorry for the wait: all our agents are busy. Please leave a message and we will get back to you.'),

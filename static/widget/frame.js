@@ -466,11 +466,24 @@ function updateConversation(c) {
 }
 
 // ---- queue banner, typing -----------------------------------------------------------------
+// Whether an agent is available (online with an inbox open): from the session, then from each
+// queue.position. While waiting, the visitor reads either their place in the queue or that
+// nobody is available (with the offer to leave a message) — never both.
+let agentsOnline = true;
+
 function updateQueue(position) {
   if (position != null && current != null) handedOver.add(current);
   updateRobotBar();
   const c = current != null ? conv(current) : null;
   const queued = c && !c.closed && c.session && c.session.status === 'queued';
+  const waiting = queued || (position != null && current != null);
+  if (waiting && !agentsOnline) {
+    queueBanner.hidden = true;
+    $('offline-banner').hidden = false;
+    return;
+  }
+  if (waiting) $('offline-banner').hidden = true;
+  else if (c && !c.closed && c.session && c.session.status === 'open') $('offline-banner').hidden = true;
   if (position != null && current != null) {
     queueBanner.textContent = interpolate(gettext('You are number %(position)s in the queue'), { position }, true);
     queueBanner.hidden = false;
@@ -645,7 +658,10 @@ function onFrame(f) {
     }
 
     case 'queue.position':
-      if (f.conversation_id === current || adopt(f.conversation_id)) updateQueue(f.position);
+      if (f.conversation_id === current || adopt(f.conversation_id)) {
+        if (typeof f.agents_online === 'boolean') agentsOnline = f.agents_online;
+        updateQueue(f.position);
+      }
       break;
 
     case 'conversation.assigned': {
@@ -1093,6 +1109,7 @@ function applySession(data) {
   // Nobody to answer now: offer to leave a message (it becomes a ticket).
   // (the robot answers at any hour; it offers this itself when a hand-over finds nobody)
   $('offline-banner').hidden = data.agents_online !== false || !!data.robot;
+  agentsOnline = data.agents_online !== false;
   if (data.open === false && data.opens_at) {
     const at = new Date(data.opens_at);
     $('offline-text').textContent = interpolate(gettext('We are closed now. We open again %(when)s.'), { when: at.toLocaleString([], { weekday: 'short', hour: '2-digit', minute: '2-digit' }) }, true);

@@ -9,6 +9,8 @@ from django.contrib.auth import authenticate
 from django.core.management import call_command
 from django_tenants.utils import schema_context
 
+from kefu import selectors
+from kefu.models import AgentState, Workgroup
 from weiyu import devservices
 
 
@@ -41,3 +43,14 @@ def test_demo_accounts_get_a_random_password_kept_for_the_owner_only(tmp_path, m
     assert kept.read_text().strip() == password
     with schema_context("demo"):
         assert authenticate(username="alice", password=password) is not None
+
+
+def test_the_demo_marks_nobody_available_until_they_open_the_inbox(tmp_path, monkeypatch):
+    monkeypatch.setattr(devservices, "DATA_DIR", tmp_path)
+    call_command("demo_setup", password="a-demo-password", stdout=io.StringIO())
+    with schema_context("demo"):
+        # nobody has an inbox open, so a visitor is offered to leave a message, not told that
+        # an agent is serving them
+        assert not AgentState.objects.filter(connected=True).exists()
+        for workgroup in Workgroup.objects.all():
+            assert not selectors.workgroup_has_online_agent(workgroup_id=workgroup.pk)

@@ -13,7 +13,6 @@ from django_tenants.utils import tenant_context
 from im.models import Conversation
 from im.services import groups
 from kefu.models import AgentState, Channel, Workgroup
-from kefu.services import agents as kefu_agents
 from org import services as org_services
 from org.models import Department
 from tenants.models import Domain, Tenant
@@ -84,8 +83,8 @@ class Command(BaseCommand):
                     username=username, password=password, display_name=display, role="agent"
                 )
             workgroup.agents.add(user)
+            # nobody is marked online here: an agent is available once they open the inbox
             AgentState.objects.get_or_create(user=user, defaults={"max_concurrent": 5})
-            kefu_agents.agent_status_set(user=user, status=AgentState.Status.ONLINE)
         admin = User.objects.get(username="admin")
         AgentState.objects.get_or_create(user=admin)
         if not Channel.objects.exists():
