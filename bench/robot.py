@@ -33,6 +33,7 @@ import atexit
 import json
 import os
 import sys
+import time
 from collections import defaultdict
 from importlib import resources
 from io import StringIO
@@ -40,11 +41,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from chat_load import ROOT, _ensure_database, bench_env, bench_tenant  # bench/ is not a package
+from chat_load import (
+    ROOT,
+    _ensure_database,
+    bench_env,
+    bench_tenant,
+    pct,
+)  # bench/ is not a package
 
 DATA = Path(__file__).resolve().parent / "data"
 #: the channel default of ``Channel.min_confidence`` (the decision before)
 BEFORE_MIN_CONFIDENCE = 0.5
+#: milliseconds per question: the search alone (before) and search + re-rank + decision (after)
+TIMINGS: dict[tuple[str, str], list[float]] = defaultdict(list)
 
 
 def load(which: str) -> list[dict]:
@@ -119,11 +128,15 @@ def evaluate(queries: list[dict], kb_ids: dict[str, int], mode: str, dump: bool)
     with schema_context("bench"):
         for query in queries:
             kb = [kb_ids[query["kb"]]]
+            started = time.perf_counter()
             plain = search_run(q=query["q"], kb_ids=kb, public_only=True, limit=TOP_HITS, mode=mode)
+            middle = time.perf_counter()
             found, decided = consider(
                 query["q"], kb_ids=kb, min_confidence=BEFORE_MIN_CONFIDENCE, mode=mode
             )
             assert plain.mode == found.mode == mode, "the embedding service did not answer"
+            TIMINGS[(mode, "before")].append((middle - started) * 1000)
+            TIMINGS[(mode, "after")].append((time.perf_counter() - middle) * 1000)
             outcomes = {
                 "before": before(query["q"], plain.results, mode != "keyword"),
                 "after": (decided.action, decided.hits),
@@ -206,6 +219,13 @@ def main() -> int:
     atexit.register(server.terminate)
     wait_for_embed_server(server)
     kb_ids = setup()
+    # a cold start: the pieces' vectors kept by earlier runs are dropped (their timing included)
+    import redis
+    from django.conf import settings
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    for key in client.scan_iter(f"{settings.REDIS_KEY_PREFIX}:embed:text:*", count=1000):
+        client.delete(key)
     queries = load(args.set)
     results = {}
     for mode in ("keyword", "hybrid"):
@@ -221,6 +241,11 @@ def main() -> int:
             f"{key:26} {r['answered']:>8} {r['precision']:>9.0%} {r['ans_declined']:>12.0%} "
             f"{r['ans_choices']:>11.0%} {r['oos_declined']:>12.0%} {r['oos_silent']:>10.0%}"
         )
+    print(
+        "\nmilliseconds per question (p50 / p95): before = search, after = search + re-rank + decide"
+    )
+    for (mode, name), values in sorted(TIMINGS.items()):
+        print(f"{mode:8} {name:7} {pct(values, 50):7.1f} {pct(values, 95):7.1f}")
     rss = next(
         (
             int(line.split()[1]) // 1024
