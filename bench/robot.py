@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Is the robot right when it answers? Precision and recall of its decision on a held-out set.
 
-    .venv/bin/python bench/robot.py [--set heldout|tuning] [--json] [--dump]
+    .venv/bin/python bench/robot.py [--set heldout|tuning] [--json] [--dump] [--warm]
 
 1. Imports the English zaragoza-construction-faq (503 items) and the demo FAQ of kbase/demo.py
    (Chinese + English) into two knowledge bases of the tenant ``bench`` (``$DATABASE_URL``,
@@ -199,6 +199,9 @@ def main() -> int:
     p.add_argument("--set", choices=["heldout", "tuning"], default="heldout")
     p.add_argument("--json", action="store_true")
     p.add_argument("--dump", action="store_true", help="print each question's outcome")
+    p.add_argument(
+        "--warm", action="store_true", help="time a second pass (the pieces' vectors kept)"
+    )
     args = p.parse_args()
     env = bench_env()
     # quality, not latency: a busy machine must not turn a question into a keyword search
@@ -219,18 +222,23 @@ def main() -> int:
     atexit.register(server.terminate)
     wait_for_embed_server(server)
     kb_ids = setup()
-    # a cold start: the pieces' vectors kept by earlier runs are dropped (their timing included)
+    queries = load(args.set)
+    if args.warm:
+        # every question once, untimed: the pieces' vectors are then kept (Redis, this process)
+        for mode in ("keyword", "hybrid"):
+            evaluate(queries, kb_ids, mode, dump=False)
+        TIMINGS.clear()
+    results = {}
+    for mode in ("keyword", "hybrid"):
+        for (kb, name), counts in evaluate(queries, kb_ids, mode, args.dump).items():
+            results[f"{kb}/{mode}/{name}"] = summary(counts)
+    # the run's pieces' vectors (under its own key prefix) are not left in Redis
     import redis
     from django.conf import settings
 
     client = redis.Redis.from_url(settings.REDIS_URL)
     for key in client.scan_iter(f"{settings.REDIS_KEY_PREFIX}:embed:text:*", count=1000):
         client.delete(key)
-    queries = load(args.set)
-    results = {}
-    for mode in ("keyword", "hybrid"):
-        for (kb, name), counts in evaluate(queries, kb_ids, mode, args.dump).items():
-            results[f"{kb}/{mode}/{name}"] = summary(counts)
     print(f"\nThe robot's decision on {args.set} ({len(queries)} questions)")
     print(
         f"{'kb/mode/decision':26} {'answered':>8} {'precision':>9} {'ans-declined':>12} "
@@ -242,7 +250,12 @@ def main() -> int:
             f"{r['ans_choices']:>11.0%} {r['oos_declined']:>12.0%} {r['oos_silent']:>10.0%}"
         )
     print(
-        "\nmilliseconds per question (p50 / p95): before = search, after = search + re-rank + decide"
+        "\nms per question, p50 / p95 (before: the search; after: search, re-rank, decision; "
+        + (
+            "the pieces' vectors kept from a first pass)"
+            if args.warm
+            else "pieces encoded on first use)"
+        )
     )
     for (mode, name), values in sorted(TIMINGS.items()):
         print(f"{mode:8} {name:7} {pct(values, 50):7.1f} {pct(values, 95):7.1f}")
