@@ -1,5 +1,6 @@
 """The robot's decision (kefu/robot/decision.py) on a small FAQ, through the real search: the
-embedding service in a process of its own for the semantic cases, keywords alone for the rest."""
+embedding service in a process of its own for the semantic cases, keywords alone for the rest;
+the language the robot speaks to a visitor; the demo FAQ's vectors."""
 
 from __future__ import annotations
 
@@ -181,3 +182,20 @@ def test_the_robot_introduces_itself_in_the_visitor_language(acme):
             info = persona.widget_info(desk.channel, robot_language(visitor))
             assert info["name"] == name, language
             assert info["greeting"].startswith(greeting), language
+
+
+@semantic_only
+def test_the_demo_faq_gets_the_vectors_it_lacks(acme):
+    # given the demo knowledge base made before semantic search was installed (no vectors)
+    with schema_context("acme"):
+        demo.populate()
+        kb = KnowledgeBase.objects.get(name="帮助中心 Help center")
+        try:
+            kb.faq_items.update(embedding=None)
+            # when the demo is set up again
+            demo.populate()
+            # then every item has its vector, and the robot can judge paraphrases by meaning
+            assert not kb.faq_items.filter(embedding__isnull=True).exists()
+            assert kb.faq_items.count() == len(demo.FAQ)
+        finally:
+            kb.delete()
