@@ -165,7 +165,8 @@ def answer(*, session_id: int, message_id: int) -> Message | None:
         "feedback": None,
     }
     content = ""
-    if hits and llm.configured():
+    # a question in a language the robot does not read found its hits by accident: no LLM either
+    if hits and llm.configured() and decision.reason != "language":
         streamer = AnswerStreamer(session.conversation_id, stream_id, visitor.member_key)
         try:
             result = llm.grounded_answer(
