@@ -75,7 +75,8 @@ LANGUAGE_PROBABILITY = 0.85
 _KANA = re.compile(r"[\u3040-\u30ff]")
 _HANGUL = re.compile(r"[\uac00-\ud7af\u1100-\u11ff]")
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-_LATIN_WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
+_LETTERS = re.compile(r"[^\W\d_]+", re.UNICODE)
+_LATIN = re.compile(r"[A-Za-z\u00c0-\u024f]")
 _lock = threading.Lock()
 _SENTENCE_END = re.compile(r"(?<=[.!?？！。])\s+|(?<=[？！。])")
 _parts_cache: OrderedDict[str, list[float]] = OrderedDict()
@@ -110,17 +111,19 @@ def _identifier() -> Any:
 def question_language(question: str) -> str | None:
     """The language a question is written in, as far as it can be told: ``zh`` for Chinese
     characters without kana or hangul, ``ja`` / ``ko`` with them, else what py3langid finds
-    among :data:`LANGUAGES` with a probability of at least :data:`LANGUAGE_PROBABILITY` in a
-    question of three or more words; None when it cannot be told (short keyword questions such
-    as "refund" or "ID06")."""
+    among :data:`LANGUAGES` with a probability of at least :data:`LANGUAGE_PROBABILITY` — in a
+    question of three or more words when it is written in Latin letters; None when it cannot be
+    told (short keyword questions such as "refund" or "ID06")."""
     if _KANA.search(question):
         return "ja"
     if _HANGUL.search(question):
         return "ko"
     if _CJK.search(question):
         return "zh"
-    words = _LATIN_WORD.findall(question)
-    if len(words) < 3:
+    words = _LETTERS.findall(question)
+    # a short question is often a keyword of the knowledge base, whatever py3langid thinks —
+    # unless it has no Latin letter at all (Cyrillic, Arabic, Thai …)
+    if not words or (len(words) < 3 and _LATIN.search(question)):
         return None
     language, probability = _identifier().classify(question)
     return language if probability >= LANGUAGE_PROBABILITY else None

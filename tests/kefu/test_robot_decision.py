@@ -162,6 +162,8 @@ def test_the_language_of_a_question():
     assert question_language("多久发货") == "zh"
     assert question_language("Hur lång tid tar det att få bygglov?") == "sv"
     assert question_language("パスワードを忘れました") == "ja"
+    # another script says it even in two words
+    assert question_language("Возврат денег") == "ru"
     # too short to tell: keywords are left to the search
     assert question_language("refund") is None
     assert question_language("demolition permit") is None
