@@ -17,8 +17,8 @@ from weiyu.errors import ServiceError
 
 class KbSearchApi(APIView):
     """``GET /api/v1/kbase/search?q=…&kb=…&limit=…`` → ``{"results": [{"type": "faq" |
-    "article", "id", "external_id", "title", "snippet", "text", "score", "kb": {"id", "name"},
-    "url"}], "mode"}``, best first; ``mode`` is the one that ranked them (``keyword`` when
+    "article", "id", "external_id", "title", "snippet", "text", "score", "similarity",
+    "keyword", "kb": {"id", "name"}, "url"}], "mode"}`` (fields: :mod:`kbase.search`), best first; ``mode`` is the one that ranked them (``keyword`` when
     semantic search is unavailable: not installed, or the embedding service down or late).
     ``q``: 1 to 200 characters, Chinese or other languages; ``kb``: knowledge base ids,
     comma-separated (default all); ``limit`` 1 to 50 (10); ``mode`` ``keyword`` | ``semantic`` |

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from kbase import services
-from kbase.models import Article, KnowledgeBase
+from kbase import indexing, services
+from kbase.models import Article, FaqItem, KnowledgeBase
 
 FAQ = [
     ("refund", "售后 After-sales", "如何申请退款？ How do I get a refund?",
@@ -31,8 +31,14 @@ Unused goods can be returned within **7 days** of delivery, no questions asked.
 
 
 def populate(**_: Any) -> None:
-    """Idempotent: does nothing once the demo knowledge base exists."""
-    if KnowledgeBase.objects.filter(name="帮助中心 Help center").exists():
+    """Idempotent: once the demo knowledge base exists, only computes the vectors its items lack
+    (semantic search installed after the first run; ``manage.py demo_setup`` loads the model for
+    that), so the robot understands paraphrases from then on."""
+    existing = KnowledgeBase.objects.filter(name="帮助中心 Help center").first()
+    if existing is not None:
+        for kind, model in (("faq", FaqItem), ("article", Article)):
+            missing = model.objects.filter(kb=existing, embedding__isnull=True)
+            indexing.embed(kind, list(missing.values_list("pk", flat=True)))
         return
     kb = KnowledgeBase.objects.create(
         name="帮助中心 Help center", kind=KnowledgeBase.Kind.HELP_CENTER, is_public=True

@@ -25,6 +25,7 @@ drops those whose client has given up.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -48,6 +49,8 @@ ALIVE_TTL_S = 5
 REPLY_TTL_S = 30
 #: requests encoded together at most
 BATCH = 32
+#: seconds the vector of an item's piece is kept in Redis (:func:`vectors`)
+TEXT_TTL_S = 7 * 24 * 3600
 _state_lock = threading.Lock()
 _down_reason: str | None = None
 
@@ -156,6 +159,54 @@ def query_vector(*, text: str) -> list[float] | None:
     :func:`query_vector_request`). Never raises."""
     pending = query_vector_request(text=text)
     return pending.result() if pending is not None else None
+
+
+def vectors(*, texts: list[str], wait_s: float | None = None) -> list[list[float]] | None:
+    """The vectors of several ``texts`` (pieces of knowledge-base items), asked for together so
+    the service encodes them in one batch. Vectors are kept in Redis for :data:`TEXT_TTL_S`
+    (``<prefix>:embed:text:<sha1 of the text>``), shared by every process, so an item's pieces
+    are encoded once, not per question. Waits at most ``wait_s`` seconds (default
+    :func:`timeout_s`) for those not kept; ``None`` when any is missing (service off, absent,
+    late, Redis failing). Never raises."""
+    if _turned_off() or not texts:
+        return None if texts else []
+    keys = [_key("text:" + hashlib.sha1(t.encode()).hexdigest()) for t in texts]  # noqa: S324 - a cache key
+    try:
+        client = _redis()
+        kept = client.mget(keys)
+        if any(v is None for v in kept) and not client.exists(_key("alive")):
+            _mark_down("the embedding service is not running")
+            return None
+    except Exception as exc:  # any Redis trouble means no vectors
+        _mark_down(f"Redis error: {exc}")
+        return None
+    wanted = [n for n, v in enumerate(kept) if v is None]
+    deadline = time.monotonic() + (wait_s if wait_s is not None else timeout_s())
+    expires = time.time() + (deadline - time.monotonic())
+    replies = {}
+    try:
+        with client.pipeline(transaction=False) as pipe:
+            for n in wanted:
+                request_id = uuid.uuid4().hex
+                replies[n] = _key(f"reply:{request_id}")
+                payload = {"id": request_id, "text": texts[n], "expires": expires}
+                pipe.lpush(_key("requests"), json.dumps(payload))
+            pipe.expire(_key("requests"), REPLY_TTL_S)
+            pipe.execute()
+    except Exception as exc:  # any Redis trouble means no vectors
+        _mark_down(f"Redis error: {exc}")
+        return None
+    out = [array("d", v).tolist() if v is not None else None for v in kept]
+    for n in wanted:
+        vector = Pending(reply_key=replies[n], deadline=deadline).result()
+        if vector is None:
+            return None
+        out[n] = vector
+        try:
+            client.set(keys[n], array("d", vector).tobytes(), ex=TEXT_TTL_S)
+        except Exception as exc:  # the vector is good; only keeping it failed
+            _mark_down(f"Redis error: {exc}")
+    return out  # type: ignore[return-value]
 
 
 def serve(*, stop: threading.Event, ready: threading.Event | None = None) -> None:

@@ -8,9 +8,12 @@ query's vector comes from the embedding service (:mod:`kbase.embed_service`), ne
 in this process.
 Hybrid: the cosine similarity plus a bonus for the keyword match (at most
 :data:`KEYWORD_WEIGHT`), so exact words still count where the embeddings are weak (Chinese). Results are plain dicts:
-``{"type": "faq" | "article", "id", "external_id", "title", "snippet" (plain text, Markdown rendered and stripped), "text" (the whole answer,
-or the article's Markdown), "score", "kb": {"id", "name"}, "url"}`` (``url``: the help-center
-page of a published public article, else null).
+``{"type": "faq" | "article", "id", "external_id", "title", "snippet" (plain text, Markdown
+rendered and stripped), "text" (the whole answer,
+or the article's Markdown), "score", "similarity", "keyword", "kb": {"id", "name"}, "url"}``
+(``url``: the help-center page of a published public article, else null; ``similarity``: the
+cosine similarity -1 … 1 when the semantic or hybrid mode ran and the item had a vector, else
+null; ``keyword``: the full-text rank, null when the keyword query did not find the item).
 """
 
 from __future__ import annotations
@@ -47,10 +50,12 @@ KEYWORD_WEIGHT = 0.1
 @dataclass
 class SearchResult:
     """What :func:`search_run` found: ``results`` (the dicts of the module docstring, best first)
-    and the ``mode`` that ranked them (``keyword`` when semantic search was unavailable)."""
+    and the ``mode`` that ranked them (``keyword`` when semantic search was unavailable);
+    ``vector``: the query's vector (384 floats, normalised) when the embedding service gave one."""
 
     results: list[dict[str, Any]]
     mode: str
+    vector: list[float] | None = None
 
 
 def search(
@@ -96,12 +101,12 @@ def search_run(
     for kind, model, qs in (("faq", FaqItem, faq), ("article", Article, articles)):
         semantic += [(kind, pk, score) for pk, score in embeddings.nearest(model, vector, qs, POOL)]
     semantic.sort(key=lambda hit: -hit[2])
+    cosine = {(kind, pk): score for kind, pk, score in semantic}
     if mode == "semantic":
         fused = [((kind, pk), score) for kind, pk, score in semantic]
     else:
         # similarity plus a keyword bonus: the keyword score scaled to 0..KEYWORD_WEIGHT
         # (items outside the semantic pool get the pool's lowest similarity)
-        cosine = {(kind, pk): score for kind, pk, score in semantic}
         floor = min(cosine.values(), default=0.0)
         best = max((r["score"] for r in keyword), default=0.0) or 1.0
         scores = dict(cosine)
@@ -123,9 +128,12 @@ def search_run(
         if row is None:
             continue
         result = dict(known.get((kind, pk)) or _result(kind, row, score, terms))
+        result["keyword"] = known[(kind, pk)]["score"] if (kind, pk) in known else None
+        similarity = cosine.get((kind, pk))
+        result["similarity"] = round(similarity, 6) if similarity is not None else None
         result["score"] = round(score, 6)
         out.append(result)
-    return SearchResult(results=out, mode=mode)
+    return SearchResult(results=out, mode=mode, vector=vector)
 
 
 def _scope(*, kb_ids: list[int] | None, public_only: bool) -> tuple[QuerySet, QuerySet]:
@@ -190,6 +198,8 @@ def _result(kind: str, row: Any, score: float, terms: list[str]) -> dict[str, An
         "snippet": text.snippet(text.markdown_text(body), terms),
         "text": body,
         "score": round(score, 6),
+        "similarity": None,
+        "keyword": round(score, 6),
         "kb": {"id": row.kb_id, "name": row.kb.name},
         "url": url,
     }

@@ -13,9 +13,18 @@ from org.models import User
 
 
 def language_for(visitor: Visitor) -> str:
-    """The language system lines and robot answers use for ``visitor``: ``en`` when their
+    """The language system lines use for ``visitor`` (the robot: :func:`robot_language`): ``en`` when their
     browser asks for English, else ``zh-hans``."""
     return "en" if visitor.language.lower().startswith("en") else "zh-hans"
+
+
+def robot_language(visitor: Visitor) -> str:
+    """The language the robot speaks to ``visitor`` in (its name, greeting and replies): ``en``
+    when their browser asks for English — or for a language the robot has no words in (Spanish,
+    Japanese …: English is the one they are likelier to read) — and ``zh-hans`` for Chinese or
+    an unknown language (the site's default)."""
+    language = visitor.language.lower()
+    return "zh-hans" if not language or language.startswith("zh") else "en"
 
 
 def visitor_sender(visitor: Visitor) -> Sender:
@@ -38,4 +47,4 @@ def robot_name(channel: Channel, language: str) -> str:
 
 def robot_sender_for(session: Session) -> Sender:
     """The robot's sender in ``session``: the channel's robot name in the visitor's language."""
-    return robot_sender(robot_name(session.channel, language_for(session.visitor)))
+    return robot_sender(robot_name(session.channel, robot_language(session.visitor)))

@@ -164,7 +164,7 @@ class WidgetSessionApi(APIView):
                     "color": channel.color,
                     "mode": channel.mode,
                 },
-                "robot": robot_persona.widget_info(channel, senders.language_for(visitor)),
+                "robot": robot_persona.widget_info(channel, senders.robot_language(visitor)),
                 "departments": routing.departments(channel),
                 "ws_path": "/ws/visitor/",
                 "agents_online": is_open

@@ -20,18 +20,19 @@ from im.models import Message
 from im.services import messages as im_messages
 from kbase import llm, text
 from kbase.models import RobotQuestion
-from kbase.search import search_run
 from kbase.services import robot_question_collect
 from kefu.models import Channel, Session
+from kefu.robot import decision as decision_module
+from kefu.robot.decision import Decision, consider
 from kefu.robot.handover import handover
 from kefu.robot.streaming import AnswerStreamer
-from kefu.senders import language_for
+from kefu.senders import robot_language
 from kefu.senders import robot_sender_for as sender_for
 
 logger = logging.getLogger(__name__)
 
 #: hits shown to the LLM, and offered as sources
-TOP_HITS = 4
+TOP_HITS = decision_module.TOP_HITS
 
 
 #: characters of an article quoted when the robot answers with an excerpt
@@ -77,20 +78,6 @@ def on_visitor_message(*, session: Session, message: Message) -> None:
     transaction.on_commit(enqueue)
 
 
-def confidence(question: str, hit: dict[str, Any], *, mode_score: float | None) -> float:
-    """How sure the robot is that ``hit`` answers ``question``, 0 … 1: the larger of the hybrid
-    score (``mode_score``, when semantic search ran) and the term coverage (terms in the title
-    count 1, terms only in the body ½, over the question's terms)."""
-    terms = set(text.query_terms(question))
-    coverage = 0.0
-    if terms:
-        title = set(text.tokens(hit["title"]))
-        body = set(text.tokens(hit.get("text") or ""))
-        coverage = sum(1.0 if t in title else 0.5 if t in body else 0.0 for t in terms)
-        coverage /= len(terms)
-    return round(min(1.0, max(coverage, mode_score or 0.0)), 4)
-
-
 def _plain(markdown_source: str) -> str:
     html = text.render_markdown(markdown_source)
     plain = nh3.clean(re.sub(r"</(p|li|h\d)>", "\n", html), tags=set())
@@ -105,6 +92,12 @@ def _excerpt(hit: dict[str, Any]) -> str:
         cut = body.rfind(" ", 0, EXCERPT_CHARS)
         body = body[: cut if cut > EXCERPT_CHARS // 2 else EXCERPT_CHARS].rstrip() + " …"
     return f"{hit['title']}\n\n{body}"
+
+
+def suggestion_payload(hit: dict[str, Any]) -> dict[str, Any]:
+    """A search hit offered as a "Did you mean" choice: ``{"type", "id", "title"}`` (the title
+    is what the widget sends back as the visitor's question when it is chosen)."""
+    return {"type": hit["type"], "id": hit["id"], "title": hit["title"][:200]}
 
 
 def source_payload(hit: dict[str, Any]) -> dict[str, Any]:
@@ -156,29 +149,24 @@ def answer(*, session_id: int, message_id: int) -> Message | None:
     if Message.objects.filter(sender_key=im_senders.ROBOT_KEY, client_msg_id=stream_id).exists():
         return None
     channel, visitor = session.channel, session.visitor
-    language = language_for(visitor)
+    language = robot_language(visitor)
     question = message.content
     kb_ids = list(channel.knowledge_bases.values_list("pk", flat=True)) or None
-    found = search_run(q=question, kb_ids=kb_ids, public_only=True, limit=TOP_HITS)
+    found, decision = consider(question, kb_ids=kb_ids, min_confidence=channel.min_confidence)
     hits = found.results
-    # hybrid scores are cosine similarity + keyword bonus; when the embedding service did not
-    # answer, the search fell back to keyword scores, which are no similarity
-    semantic = found.mode != "keyword"
-    best = hits[0] if hits else None
-    sure = (
-        confidence(question, best, mode_score=best["score"] if semantic else None) if best else 0.0
-    )
     meta: dict[str, Any] = {
         "reply_to": message.seq,
         "question": question[:500],
-        "confidence": sure,
+        "confidence": decision.confidence,
         "answered": False,
         "sources": [],
+        "suggestions": [],
         "llm": None,
         "feedback": None,
     }
     content = ""
-    if hits and llm.configured():
+    # a question in a language the robot does not read found its hits by accident: no LLM either
+    if hits and llm.configured() and decision.reason != "language":
         streamer = AnswerStreamer(session.conversation_id, stream_id, visitor.member_key)
         try:
             result = llm.grounded_answer(
@@ -197,10 +185,14 @@ def answer(*, session_id: int, message_id: int) -> Message | None:
                 content = result.text
                 meta.update(answered=True, sources=[source_payload(h) for h in used])
             else:
-                best = None  # the model read the hits and found no answer in them
-    if not content and best is not None and sure >= channel.min_confidence:
-        content = _excerpt(best)
-        meta.update(answered=True, sources=[source_payload(best)])
+                # the model read the hits and found no answer in them
+                decision = Decision("decline", language=decision.language)
+    if not content and decision.action == "answer":
+        content = _excerpt(decision.hits[0])
+        meta.update(answered=True, sources=[source_payload(decision.hits[0])])
+    elif not content and decision.action == "suggest":
+        meta["suggestions"] = [suggestion_payload(h) for h in decision.hits]
+    meta["declined"] = None if meta["answered"] or meta["suggestions"] else decision.reason
     return _post(session, message, content[:4900], meta, stream_id)
 
 
@@ -208,14 +200,19 @@ def _post(
     session: Session, message: Message, content: str, meta: dict[str, Any], stream_id: str
 ) -> Message | None:
     channel = session.channel
-    language = language_for(session.visitor)
+    language = robot_language(session.visitor)
     hand_over = False
     with transaction.atomic():
         locked = Session.objects.select_for_update().get(pk=session.pk)
         if locked.status != Session.Status.ROBOT:
             return None
+        workgroup = channel.mode == Channel.Mode.WORKGROUP
         if meta["answered"]:
             Session.objects.filter(pk=session.pk).update(robot_misses=0)
+        elif meta["suggestions"]:
+            # choices are neither an answer nor a miss: the visitor picks one or asks again
+            with translation.override(language):
+                content = _("I am not sure I understood. Did you mean one of these?")
         else:
             misses = locked.robot_misses + 1
             Session.objects.filter(pk=session.pk).update(robot_misses=F("robot_misses") + 1)
@@ -225,11 +222,20 @@ def _post(
                 conversation_id=session.conversation_id,
             )
             limit = channel.handover_after_misses
-            hand_over = channel.mode == Channel.Mode.WORKGROUP and 0 < limit <= misses
+            # a question in a language the robot does not read goes to a person at once
+            foreign = meta["declined"] == "language"
+            hand_over = workgroup and (foreign or 0 < limit <= misses)
             with translation.override(language):
-                if hand_over:
+                if foreign and hand_over:
+                    content = _("Sorry, I can only answer questions in English or Chinese.")
+                elif foreign:
+                    content = _(
+                        "Sorry, I can only answer questions in English or Chinese. Please ask "
+                        "again in one of them."
+                    )
+                elif hand_over:
                     content = _("Sorry, I could not find an answer to that.")
-                elif channel.mode == Channel.Mode.WORKGROUP:
+                elif workgroup:
                     content = _(
                         "Sorry, I could not find an answer to that. Try asking in other words, "
                         "or tap “Talk to a person”."
@@ -246,7 +252,9 @@ def _post(
             meta={"robot": meta},
         )
     if hand_over:
-        handover(session_id=session.pk, reason="misses")
+        handover(
+            session_id=session.pk, reason="language" if meta["declined"] == "language" else "misses"
+        )
     return reply
 
 

@@ -9,7 +9,7 @@ from django.utils.translation import gettext as _
 from im.services import messages as im_messages
 from kefu import hours, selectors, syslines
 from kefu.models import Channel, Session, Visitor, Workgroup
-from kefu.senders import language_for
+from kefu.senders import robot_language
 from kefu.senders import robot_sender_for as sender_for
 from kefu.services.routing import workgroup_dispatch
 from weiyu.errors import ServiceError
@@ -33,9 +33,9 @@ def handover(*, session_id: int, reason: str) -> str:
         if session.status != Session.Status.ROBOT:
             return "already"
         if session.channel.mode != Channel.Mode.WORKGROUP:
-            with translation.override(language_for(session.visitor)):
+            with translation.override(robot_language(session.visitor)):
                 raise ServiceError("forbidden", _("This chat is answered by the robot only."))
-        language = language_for(session.visitor)
+        language = robot_language(session.visitor)
         calendar_id = (
             Workgroup.objects.filter(pk=session.workgroup_id)
             .values_list("calendar_id", flat=True)

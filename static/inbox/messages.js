@@ -87,6 +87,8 @@ function markRobot(el, m) {
   const parts = [];
   if (meta.sources && meta.sources.length) {
     parts.push(gettext('Source:') + ' ' + meta.sources.map((s) => s.title).join(', '));
+  } else if (meta.suggestions && meta.suggestions.length) {
+    parts.push(gettext('Offered:') + ' ' + meta.suggestions.map((s) => s.title).join(' | '));
   } else if (meta.reply_to && !meta.answered) {
     parts.push(gettext('Not answered'));
   }

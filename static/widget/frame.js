@@ -216,6 +216,23 @@ function renderRobot(el, m) {
     });
     extra.append(src);
   }
+  if (meta.suggestions && meta.suggestions.length) {
+    // "Did you mean": a choice sends its question, which the robot then answers
+    const choices = document.createElement('div');
+    choices.className = 'robot-suggestions';
+    for (const s of meta.suggestions) {
+      const b = document.createElement('button');
+      b.type = 'button';
+      b.className = 'suggestion-btn';
+      b.textContent = s.title;
+      b.addEventListener('click', () => {
+        if (!client || current !== m.conversation_id || !robotServing()) return;
+        sendText(s.title);
+      });
+      choices.append(b);
+    }
+    extra.append(choices);
+  }
   if (meta.answered) {
     const rate = document.createElement('div');
     rate.className = 'robot-rate';
@@ -789,6 +806,13 @@ function autosize() {
 function sendNow() {
   const content = composer.value.trim();
   if (!content || !client) return;
+  sendText(content);
+  composer.value = '';
+  autosize();
+}
+
+// Send a text to the current conversation (or start one), shown at once as pending.
+function sendText(content) {
   const extra = {};
   if (current == null && departmentSelect.value) extra.workgroup_id = Number(departmentSelect.value);
   const item = client.send(current, content, extra);
@@ -797,8 +821,6 @@ function sendNow() {
   setState(el, 'pending');
   pendingEls.set(item.client_msg_id, el);
   place(el, [current == null ? Infinity : current, Infinity, ++tie]);
-  composer.value = '';
-  autosize();
   updateEmpty();
   scrollToBottom();
 }

@@ -1,5 +1,6 @@
 """A visitor on the demo page talks to the robot (answers from the imported zaragoza FAQ), then
-asks for a person; the agent gets the whole transcript. Real Chromium, daphne and a Celery worker.
+asks for a person; the agent gets the whole transcript. When unsure, the robot offers "Did you
+mean" choices, and a click on one is answered. Real Chromium, daphne and a Celery worker.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import pytest
 from django.core.management import call_command
 from django_tenants.utils import schema_context
 
+from kbase import services as kb_services
+from kbase.models import KnowledgeBase
 from kefu.models import Channel
 from tests.conftest import unique
 from tests.e2e.test_live_chat import TIMEOUT, _open_widget, _say, _sign_in, fresh_desk
@@ -102,3 +105,54 @@ def test_visitor_asks_the_robot_then_a_person_who_sees_the_transcript(browser, r
     finally:
         visitor_ctx.close()
         agent_ctx.close()
+
+
+PARCELS = [
+    ("Europe", "Parcels to Europe arrive in five to eight working days."),
+    ("Asia", "Parcels to Asia arrive in four to six working days."),
+]
+
+
+def test_an_unsure_robot_offers_choices_and_answers_the_one_clicked(browser, robot_site):
+    desk, server = robot_site
+    with schema_context(desk.tenant.schema_name):
+        kb = KnowledgeBase.objects.create(name="Parcels", is_public=True)
+        for region, answer in PARCELS:
+            kb_services.faq_upsert(
+                kb=kb,
+                question=f"How long does parcel delivery to {region} take?",
+                answer=answer,
+                index_later=False,
+            )
+    host = f"{desk.tenant.schema_name}.localhost"
+    visitor_ctx = browser.new_context(locale="en-US")
+    try:
+        _page, widget = _open_widget(visitor_ctx, server.url(host, "/"))
+
+        # when the visitor asks something two items answer equally well
+        _say(widget, "parcel delivery abroad")
+
+        # then the robot asks which one they mean, with a button for each
+        unsure = widget.locator("#messages .msg.robot", has_text="Did you mean one of these?")
+        unsure.wait_for(timeout=TIMEOUT)
+        asia = unsure.locator(".suggestion-btn", has_text="to Asia")
+        asia.wait_for(timeout=TIMEOUT)
+        assert unsure.locator(".suggestion-btn", has_text="to Europe").count() == 1
+        # and no rating buttons: nothing was answered yet
+        assert unsure.locator(".rate-btn").count() == 0
+
+        # when the visitor clicks one
+        asia.click()
+
+        # then it is sent as their question and the robot answers it, with its source
+        widget.locator(
+            "#messages .msg.mine", has_text="How long does parcel delivery to Asia take?"
+        ).wait_for(timeout=TIMEOUT)
+        answer = widget.locator("#messages .msg.robot", has_text=PARCELS[1][1])
+        answer.wait_for(timeout=TIMEOUT)
+        assert answer.locator(".robot-sources").inner_text() == (
+            "Source: How long does parcel delivery to Asia take?"
+        )
+        answer.locator(".rate-btn", has_text="Helpful").first.wait_for(timeout=TIMEOUT)
+    finally:
+        visitor_ctx.close()

@@ -186,3 +186,23 @@ def test_without_semantic_search_the_service_idles_until_stopped(tmp_path):
             if process.poll() is None:
                 process.kill()
                 process.wait(timeout=10)
+
+
+def test_pieces_are_encoded_once_and_kept_in_redis(fresh_prefix):
+    # given a service under this test's prefix
+    server = embed_server_start(name="embed-pieces")
+    try:
+        # when the vectors of two texts are asked for together
+        texts = ["Which electrical panel should I have?", "A modern consumer unit with RCDs."]
+        first = embed_service.vectors(texts=texts)
+        # then each is the vector a query of the same text gets
+        assert first is not None
+        assert len(first) == 2
+        alone = embed_service.query_vector(text=texts[0])
+        assert sum(a * b for a, b in zip(first[0], alone, strict=True)) > 0.999
+    finally:
+        server.stop()
+    # and with the service gone they are still there, kept in Redis
+    assert embed_service.vectors(texts=texts) == first
+    # while a text never encoded gets none
+    assert embed_service.vectors(texts=[*texts, "Something new"]) is None

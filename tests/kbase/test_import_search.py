@@ -189,7 +189,8 @@ def test_search_api_for_visitors_and_staff(shop_kb):
     assert all(h["kb"]["id"] != internal.pk for h in results)
     first = results[0]
     assert set(first) == {
-        "type", "id", "external_id", "title", "snippet", "text", "score", "kb", "url",
+        "type", "id", "external_id", "title", "snippet", "text", "score", "similarity",
+        "keyword", "kb", "url",
     }  # fmt: skip
     with schema_context("acme"):
         from org.models import User

@@ -8,6 +8,7 @@ import pytest
 from channels.db import database_sync_to_async
 from django_tenants.utils import schema_context
 
+from kbase import services as kb_services
 from kbase.models import RobotQuestion
 from kefu.models import Session
 from tests.conftest import make_visitor, session_cookie
@@ -240,3 +241,78 @@ async def test_bad_robot_frames_get_errors(acme, robot_worker):
         assert error["code"] == code, frame
     await ws.disconnect()
     await other_ws.disconnect()
+
+
+def _delivery_items(desk) -> None:
+    """Two items that a vague question about delivery matches equally (half its words)."""
+    with schema_context("acme"):
+        kb = desk.channel.knowledge_bases.get()
+        for region, days in (("Europe", "five to eight"), ("Asia", "four to six")):
+            kb_services.faq_upsert(
+                kb=kb,
+                question=f"How long does delivery to {region} take?",
+                answer=f"Parcels to {region} arrive in {days} working days.",
+                index_later=False,
+            )
+
+
+async def test_when_unsure_the_robot_offers_choices_and_answers_the_one_chosen(acme, robot_worker):
+    # given a robot-first channel whose FAQ has two items about delivery
+    desk = await database_sync_to_async(robot_desk)(acme, mode="workgroup", misses=1)
+    await database_sync_to_async(_delivery_items)(desk)
+    _visitor, token = await database_sync_to_async(make_visitor)(desk)
+    ws, _ = await connect(f"/ws/visitor/?token={token}", "acme.localhost")
+
+    # when the visitor asks something both could answer
+    ack = await send(ws, "delivery abroad")
+    cid = ack["conversation_id"]
+
+    # then the robot does not pick one: it offers both, and it is no miss
+    unsure = await next_from(ws, "robot")
+    robot = unsure["meta"]["robot"]
+    assert robot["answered"] is False
+    assert unsure["content"] == "I am not sure I understood. Did you mean one of these?"
+    titles = [s["title"] for s in robot["suggestions"]]
+    assert set(titles) == {
+        "How long does delivery to Europe take?",
+        "How long does delivery to Asia take?",
+    }
+
+    # when the visitor chooses one (the widget sends its question)
+    await send(ws, "How long does delivery to Asia take?", cid)
+
+    # then the robot answers with that item, and the session stayed with the robot
+    answer = await next_from(ws, "robot")
+    assert answer["content"] == "Parcels to Asia arrive in four to six working days."
+    assert answer["meta"]["robot"]["answered"] is True
+    assert answer["meta"]["robot"]["suggestions"] == []
+
+    def status():
+        with schema_context("acme"):
+            return Session.objects.get(conversation_id=cid).status
+
+    assert await database_sync_to_async(status)() == "robot"
+    await ws.disconnect()
+
+
+async def test_a_question_in_a_language_the_robot_cannot_read_goes_to_a_person(acme, robot_worker):
+    # given a robot-first channel with an online agent, and a Spanish-speaking visitor
+    desk = await database_sync_to_async(robot_desk)(acme, mode="workgroup", misses=3)
+    cookie = await database_sync_to_async(session_cookie)(acme, desk.agents[0])
+    agent_ws, _ = await connect("/ws/agent/", "acme.localhost", cookie=cookie)
+    _visitor, token = await database_sync_to_async(make_visitor)(desk, language="es-ES")
+    ws, _ = await connect(f"/ws/visitor/?token={token}", "acme.localhost")
+
+    # when they ask in Spanish (about a refund, which the FAQ answers in English)
+    ack = await send(ws, "¿Cómo puedo obtener un reembolso de mi pedido?")
+
+    # then the robot does not guess: it says so in English (it has no Spanish), and hands over
+    reply = await next_from(ws, "robot")
+    assert reply["meta"]["robot"]["answered"] is False
+    assert reply["meta"]["robot"]["declined"] == "language"
+    assert reply["content"] == "Sorry, I can only answer questions in English or Chinese."
+    assigned = await receive_until(agent_ws, "conversation.assigned")
+    assert assigned["conversation"]["id"] == ack["conversation_id"]
+    assert assigned["conversation"]["session"]["handover_reason"] == "language"
+    await agent_ws.disconnect()
+    await ws.disconnect()
