@@ -17,6 +17,12 @@ from weiyu.errors import ServiceError
 MESSAGE_RELATED = ("attachment", "sticker")
 
 
+def _columns(model: type, alias: str) -> tuple[list[str], str]:
+    fields = model._meta.concrete_fields
+    quote = connection.ops.quote_name
+    return [f.attname for f in fields], ", ".join(f"{alias}.{quote(f.column)}" for f in fields)
+
+
 def is_visitor_key(member_key: str) -> bool:
     """Visitors (``v:<id>``) never see internal notes."""
     return member_key.startswith("v:")
@@ -60,6 +66,24 @@ def participant_list_for_member(*, member_key: str, closed_limit: int = 50) -> l
         ]
     )
     return open_ones + closed
+
+
+_MESSAGE_FIELDS, _MESSAGE_COLUMNS = _columns(Message, "m")
+_MESSAGE_BY_CLIENT_ID_SQL_TEMPLATE = (
+    "SELECT {columns} FROM im_message m WHERE m.sender_key = %s AND m.client_msg_id = %s "
+    "ORDER BY m.id LIMIT 1"
+)
+_MESSAGE_BY_CLIENT_ID_SQL = _MESSAGE_BY_CLIENT_ID_SQL_TEMPLATE.format(columns=_MESSAGE_COLUMNS)
+
+
+def message_by_client_id(*, sender_key: str, client_msg_id: str) -> Message | None:
+    """The message ``sender_key`` stored under ``client_msg_id`` (a resend), or None; one
+    written-out query (each first message asks: the ORM cost more CPU building it than
+    PostgreSQL answering)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_MESSAGE_BY_CLIENT_ID_SQL, [sender_key, client_msg_id])
+        row = cursor.fetchone()
+    return None if row is None else Message.from_db(connection.alias, _MESSAGE_FIELDS, row)
 
 
 #: a conversation's kind and its active members (none: a row of NULLs), for the send path;
@@ -200,12 +224,6 @@ def _discount_internal(payloads: list[dict[str, Any]], participants: list[Partic
             hidden[conversation_id] = hidden.get(conversation_id, 0) + 1
     for payload in payloads:
         payload["unread"] = max(0, payload["unread"] - hidden.get(payload["id"], 0))
-
-
-def _columns(model: type, alias: str) -> tuple[list[str], str]:
-    fields = model._meta.concrete_fields
-    quote = connection.ops.quote_name
-    return [f.attname for f in fields], ", ".join(f"{alias}.{quote(f.column)}" for f in fields)
 
 
 _PARTICIPANT_FIELDS, _PARTICIPANT_COLUMNS = _columns(Participant, "p")

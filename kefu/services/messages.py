@@ -14,6 +14,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from im import selectors as im_selectors
 from im.hooks import SendHook
 from im.models import Attachment, Conversation, Message, Participant
 from im.senders import Sender
@@ -48,7 +49,7 @@ def _session_route(
     )
     if channel.mode in ROBOT_MODES:
         return workgroup_id, skill_id, None  # the robot answers at any hour
-    workgroup = Workgroup.objects.filter(pk=workgroup_id).first()
+    workgroup = selectors.workgroup_get(workgroup_id=workgroup_id)
     hours.check_open(
         calendar_id=workgroup.calendar_id if workgroup else None, language=_language_for(visitor)
     )
@@ -178,7 +179,9 @@ def visitor_message_send(
             "invalid", _("Upload the file to this conversation first."), field="attachment_id"
         )
     if client_msg_id is not None:
-        stored = Message.objects.filter(sender_key=sender.key, client_msg_id=client_msg_id).first()
+        stored = im_selectors.message_by_client_id(
+            sender_key=sender.key, client_msg_id=str(client_msg_id)
+        )
         if stored is not None:
             im_messages.message_republish(stored)
             return stored, False

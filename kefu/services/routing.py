@@ -35,6 +35,7 @@ from django.utils.translation import gettext as _
 from im.models import Participant
 from im.services import conversations as im_conversations
 from im.services import messages as im_messages
+from kefu import selectors
 from kefu.models import AgentState, Channel, RoutingRule, Session, Visitor, Workgroup
 from kefu.senders import language_for
 from kefu.services.events import (
@@ -80,7 +81,7 @@ def route(
         if not channel.departments.filter(pk=department_id).exists():
             raise ServiceError("invalid", _("Choose one of the departments."), field="workgroup_id")
         return department_id, None
-    rules = list(channel.routing_rules.all())
+    rules = selectors.routing_rules(channel_id=channel.pk)
     if rules:
         tags = [t.lower() for t in visitor.tags.values_list("name", flat=True)]
         for rule in rules:
