@@ -8,10 +8,12 @@ directly when nobody waits (kefu.services.routing.session_claim), so the tests r
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from collections.abc import Sequence
 
 import pytest
+from django.db import connection, transaction
 from django_tenants.utils import schema_context
 
 from im.models import Message, Participant
@@ -23,6 +25,7 @@ from kefu.services import sessions as kefu_sessions
 from org.models import User
 from tests.conftest import Desk, make_desk, make_visitor
 from tests.threads import in_threads
+from tests.waits import WAIT_S, wait_until
 from weiyu.realtime import capture_events
 
 
@@ -326,4 +329,54 @@ def test_newcomers_arriving_while_slots_free_up_never_overtake_those_waiting(acm
         status = Counter(sessions[v.pk].status for v in newcomers)
         assert status == {Session.Status.OPEN: 5, Session.Status.QUEUED: 15}
         _assert_one_agent_per_conversation(list(sessions.values()))
+        _assert_loads_consistent([agent])
+
+
+def test_an_agent_another_transaction_holds_is_not_waited_for_and_the_visitor_still_served(acme):
+    # given a least-busy workgroup whose one free agent's row another transaction holds
+    desk = _desk(acme, "least_busy", agents=1, cap=2)
+    agent = desk.agents[0]
+    visitor, _ = make_visitor(desk)
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        try:
+            with schema_context("acme"), transaction.atomic():
+                AgentState.objects.select_for_update().get(user=agent)
+                held.set()
+                release.wait(WAIT_S)
+        finally:
+            connection.close()
+
+    def write() -> None:
+        try:
+            with schema_context("acme"), capture_events():
+                _first_message(visitor)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert held.wait(WAIT_S)
+
+    # when the visitor writes: the claim on arrival passes the held agent over
+    writer = threading.Thread(target=write)
+    writer.start()
+    with schema_context("acme"):
+        # then their session and message are committed as waiting, and the queue's dispatch
+        # waits for the agent's row
+        wait_until(
+            lambda: Session.objects.filter(visitor=visitor, status="queued").exists(),
+            what="the session committed as queued",
+        )
+        release.set()
+        holder.join(WAIT_S)
+        writer.join(WAIT_S)
+        assert not writer.is_alive()
+        # and once the agent is free again the visitor is served by them, nothing lost
+        session = Session.objects.get(visitor=visitor)
+        assert session.status == Session.Status.OPEN
+        assert session.agent_id == agent.pk
+        first = Message.objects.get(conversation_id=session.conversation_id, seq=1)
+        assert first.client_msg_id == f"first-{visitor.pk}"
         _assert_loads_consistent([agent])
