@@ -13,10 +13,13 @@ What it does (docs/benchmarks.md, "Routing"):
    that steady rate, served by ``--threads`` threads (each its own database connection, like
    daphne's worker threads) that send each visitor's *first* message through
    ``kefu.services.messages.visitor_message_send`` — the real path: session and conversation created,
-   message stored, the workgroup's queue dispatched under its row lock, the agent joined, system
-   line posted, ``conversation.assigned`` published to Redis. **Assignment latency** = from the
-   arrival instant to that call's return (the visitor is assigned when it returns), waiting for
-   a free thread included. Prints p50/p99 per rate and the highest rate whose p99 is under
+   message stored, an agent claimed (directly, or by the queue's dispatch under the workgroup's
+   row lock), the agent joined, system line posted, ``conversation.assigned`` published to
+   Redis. Each call is made as the widget's socket makes it (``weiyu.asgi_tenancy``): its events
+   are collected (``weiyu.realtime.deferred``) and sent in order once it returns, here through
+   the process's publisher loop. **Assignment latency** = from the arrival instant to those
+   events having been sent (the visitor is assigned and told), waiting for a free thread
+   included. Prints p50/p99 per rate and the highest rate whose p99 is under
    100 ms.
 3. **Closed loop**: the last share arrives all at once (``--threads`` in flight): the most the
    router assigns per second. **Baseline** in the same run: the same threads send a *second*
@@ -82,12 +85,30 @@ def provision(agents: int, visitors: int, strategy: str) -> dict:
     return {"schema": tenant.schema_name, "workgroup": workgroup, "visitors": people, "cap": cap}
 
 
+def send_as_socket(**kwargs):
+    """``visitor_message_send(**kwargs)`` as the widget's socket calls it: the events it
+    publishes are collected and sent together, in order, once it returns (also when it raised:
+    parts may have committed)."""
+    import asyncio
+
+    from kefu.services import messages
+    from weiyu import realtime
+
+    batch: realtime.Batch = []
+    try:
+        with realtime.deferred(batch):
+            return messages.visitor_message_send(**kwargs)
+    finally:
+        if batch:
+            asyncio.run_coroutine_threadsafe(
+                realtime.send_batch(batch), realtime._publisher_loop()
+            ).result()
+
+
 def run(schema: str, visitors: list, threads: int, *, second: bool) -> tuple[list[float], float]:
     """Send one message per visitor from ``threads`` threads; (latencies ms, wall seconds)."""
     from django.db import connection
     from django_tenants.utils import schema_context
-
-    from kefu.services import messages
 
     latencies: list[float] = []
     lock = threading.Lock()
@@ -102,7 +123,7 @@ def run(schema: str, visitors: list, threads: int, *, second: bool) -> tuple[lis
                 barrier.wait()
                 for visitor in chunk:
                     t = time.perf_counter()
-                    messages.visitor_message_send(
+                    send_as_socket(
                         visitor=visitor,
                         conversation_id=visitor.bench_cid if second else None,
                         content="again" if second else "hello, anyone there?",
@@ -139,8 +160,6 @@ def run_at_rate(
     from django.db import connection
     from django_tenants.utils import schema_context
 
-    from kefu.services import messages
-
     latencies: list[float] = []
     lock = threading.Lock()
     next_index = [0]
@@ -161,7 +180,7 @@ def run_at_rate(
                     if delay > 0:
                         time.sleep(delay)
                     visitor = visitors[i]
-                    messages.visitor_message_send(
+                    send_as_socket(
                         visitor=visitor,
                         conversation_id=None,
                         content="hello, anyone there?",

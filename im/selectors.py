@@ -6,8 +6,8 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from django.db.models import Count, F, FilteredRelation, OuterRef, Q, QuerySet, Subquery
-from django.db.models.functions import Coalesce
+from django.db import connection
+from django.db.models import Count, F, QuerySet
 from django.utils.translation import gettext as _
 
 from im.models import Attachment, Conversation, Message, MessagingSettings, Participant
@@ -15,6 +15,12 @@ from im.serializers import conversation_payload
 from weiyu.errors import ServiceError
 
 MESSAGE_RELATED = ("attachment", "sticker")
+
+
+def _columns(model: type, alias: str) -> tuple[list[str], str]:
+    fields = model._meta.concrete_fields
+    quote = connection.ops.quote_name
+    return [f.attname for f in fields], ", ".join(f"{alias}.{quote(f.column)}" for f in fields)
 
 
 def is_visitor_key(member_key: str) -> bool:
@@ -62,16 +68,40 @@ def participant_list_for_member(*, member_key: str, closed_limit: int = 50) -> l
     return open_ones + closed
 
 
+_MESSAGE_FIELDS, _MESSAGE_COLUMNS = _columns(Message, "m")
+_MESSAGE_BY_CLIENT_ID_SQL_TEMPLATE = (
+    "SELECT {columns} FROM im_message m WHERE m.sender_key = %s AND m.client_msg_id = %s "
+    "ORDER BY m.id LIMIT 1"
+)
+_MESSAGE_BY_CLIENT_ID_SQL = _MESSAGE_BY_CLIENT_ID_SQL_TEMPLATE.format(columns=_MESSAGE_COLUMNS)
+
+
+def message_by_client_id(*, sender_key: str, client_msg_id: str) -> Message | None:
+    """The message ``sender_key`` stored under ``client_msg_id`` (a resend), or None; one
+    written-out query (each first message asks: the ORM cost more CPU building it than
+    PostgreSQL answering)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_MESSAGE_BY_CLIENT_ID_SQL, [sender_key, client_msg_id])
+        row = cursor.fetchone()
+    return None if row is None else Message.from_db(connection.alias, _MESSAGE_FIELDS, row)
+
+
+#: a conversation's kind and its active members (none: a row of NULLs), for the send path;
+#: written out because the ORM spent more CPU building it than PostgreSQL answering it
+_SEND_CONTEXT_SQL = """
+SELECT c.kind, p.member_key, p.role, p.muted_until
+FROM im_conversation c
+LEFT JOIN im_participant p ON p.conversation_id = c.id AND p.left_at IS NULL
+WHERE c.id = %s
+"""
+
+
 def send_context(*, conversation_id: int) -> tuple[str | None, dict[str, tuple[str, Any]]]:
     """``(kind, {member_key: (role, muted_until)})`` of a conversation for the send path, in one
     query; ``kind`` is None when there is no such conversation."""
-    rows = (
-        Conversation.objects.filter(pk=conversation_id)
-        .annotate(
-            active=FilteredRelation("participants", condition=Q(participants__left_at__isnull=True))
-        )
-        .values_list("kind", "active__member_key", "active__role", "active__muted_until")
-    )
+    with connection.cursor() as cursor:
+        cursor.execute(_SEND_CONTEXT_SQL, [conversation_id])
+        rows = cursor.fetchall()
     kind = None
     members: dict[str, tuple[str, Any]] = {}
     for row_kind, key, role, muted_until in rows:
@@ -196,6 +226,46 @@ def _discount_internal(payloads: list[dict[str, Any]], participants: list[Partic
         payload["unread"] = max(0, payload["unread"] - hidden.get(payload["id"], 0))
 
 
+_PARTICIPANT_FIELDS, _PARTICIPANT_COLUMNS = _columns(Participant, "p")
+_CONVERSATION_FIELDS, _CONVERSATION_COLUMNS = _columns(Conversation, "c")
+
+#: a conversation's active members, each with the conversation and the number of internal notes
+#: after their read cursor (what a visitor's unread count leaves out); written out because
+#: building it with the ORM cost ~1 ms of CPU per call on the routing path (bench/routing.py)
+_MEMBERS_SQL_TEMPLATE = """
+SELECT {participant_columns}, {conversation_columns},
+       (SELECT COUNT(*) FROM im_message m
+        WHERE m.conversation_id = p.conversation_id AND m.internal AND m.seq > p.read_seq)
+FROM im_participant p JOIN im_conversation c ON c.id = p.conversation_id
+WHERE p.conversation_id = %s AND p.left_at IS NULL
+ORDER BY p.id
+"""
+_MEMBERS_SQL = _MEMBERS_SQL_TEMPLATE.format(
+    participant_columns=_PARTICIPANT_COLUMNS, conversation_columns=_CONVERSATION_COLUMNS
+)
+
+
+def _members_with_hidden_notes(conversation_id: int) -> list[Participant]:
+    """Active participants of a conversation, oldest first, with ``conversation`` loaded and
+    ``hidden_notes`` (int) set (:data:`_MEMBERS_SQL`)."""
+    width = len(_PARTICIPANT_FIELDS)
+    out = []
+    with connection.cursor() as cursor:
+        cursor.execute(_MEMBERS_SQL, [conversation_id])
+        rows = cursor.fetchall()
+    conversation = None
+    for row in rows:
+        participant = Participant.from_db(connection.alias, _PARTICIPANT_FIELDS, row[:width])
+        if conversation is None:
+            conversation = Conversation.from_db(
+                connection.alias, _CONVERSATION_FIELDS, row[width:-1]
+            )
+        participant.conversation = conversation
+        participant.hidden_notes = row[-1]
+        out.append(participant)
+    return out
+
+
 def conversation_payloads_for_members(
     *, conversation_id: int, member_keys: list[str], last_message: Message | None = None
 ) -> dict[str, dict[str, Any]]:
@@ -205,21 +275,7 @@ def conversation_payloads_for_members(
     just wrote into the conversation; when it is still the newest and not internal it is the
     last message of every payload and nothing more is read — one query in all, else two or three.
     """
-    hidden = (
-        Message.objects.filter(
-            conversation_id=OuterRef("conversation_id"), internal=True, seq__gt=OuterRef("read_seq")
-        )
-        .order_by()
-        .values("conversation_id")
-        .annotate(n=Count("id"))
-        .values("n")
-    )
-    everyone = list(
-        Participant.objects.select_related("conversation")
-        .filter(conversation_id=conversation_id, left_at__isnull=True)
-        .annotate(hidden_notes=Coalesce(Subquery(hidden), 0))
-        .order_by("id")
-    )
+    everyone = _members_with_hidden_notes(conversation_id)
     wanted = [p for p in everyone if p.member_key in member_keys]
     if not wanted:
         return {}

@@ -40,7 +40,9 @@ class Workgroup(models.Model):
     then the lowest share of their cap, then the longest since their last assignment; ``skill``
     — agents with the conversation's skill (all, when it asks for none or nobody has it), least
     busy first; ``sticky`` — a returning visitor's previous agent when available, else least
-    busy.
+    busy. Except with round robin (whose cursor is this row, moved under its lock), a visitor
+    arriving while nobody waits is served in the transaction of their first message, without
+    the workgroup's lock (``kefu.services.routing.session_claim``).
 
     Queue limits: past ``max_queue_length`` waiting visitors, or ``max_wait_s`` seconds of
     waiting (0: no limit), ``overflow_action`` applies: ``wait`` (nothing), ``overflow`` (move to

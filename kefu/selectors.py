@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db import connection
 from django.utils.translation import gettext as _
 
 from im import selectors as im_selectors
 from im.models import Message
 from im.serializers import member_payload
 from kefu.csat import csat_payload
-from kefu.models import AgentState, Channel, Session, Visitor, Workgroup
+from kefu.models import AgentState, Channel, RoutingRule, Session, Visitor, Workgroup
 from org.models import User
 from weiyu.errors import ServiceError
 
@@ -134,11 +135,57 @@ def conversation_get_for_members(
     return payloads
 
 
+_SESSION_FIELDS = [f.attname for f in Session._meta.concrete_fields]
+#: the visitor's live session; written out because the ORM spent more CPU building the query
+#: than PostgreSQL answering it, on every first message (bench/routing.py)
+_LIVE_SESSION_SQL_TEMPLATE = (
+    "SELECT {columns} FROM kefu_session WHERE visitor_id = %s AND status <> %s ORDER BY id LIMIT 1"
+)
+_LIVE_SESSION_SQL = _LIVE_SESSION_SQL_TEMPLATE.format(
+    columns=", ".join(connection.ops.quote_name(f.column) for f in Session._meta.concrete_fields)
+)
+
+
+def _columns(model: type) -> tuple[list[str], str]:
+    fields = model._meta.concrete_fields
+    return [f.attname for f in fields], ", ".join(
+        connection.ops.quote_name(f.column) for f in fields
+    )
+
+
+_WORKGROUP_FIELDS, _WORKGROUP_COLUMNS = _columns(Workgroup)
+_RULE_FIELDS, _RULE_COLUMNS = _columns(RoutingRule)
+_WORKGROUP_SQL_TEMPLATE = "SELECT {columns} FROM kefu_workgroup WHERE id = %s"
+_WORKGROUP_SQL = _WORKGROUP_SQL_TEMPLATE.format(columns=_WORKGROUP_COLUMNS)
+_RULES_SQL_TEMPLATE = (
+    "SELECT {columns} FROM kefu_routingrule WHERE channel_id = %s ORDER BY priority, id"
+)
+_RULES_SQL = _RULES_SQL_TEMPLATE.format(columns=_RULE_COLUMNS)
+
+
+def workgroup_get(*, workgroup_id: int) -> Workgroup | None:
+    """A workgroup by id, or None; one written-out query (every new session reads it)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_WORKGROUP_SQL, [workgroup_id])
+        row = cursor.fetchone()
+    return None if row is None else Workgroup.from_db(connection.alias, _WORKGROUP_FIELDS, row)
+
+
+def routing_rules(*, channel_id: int) -> list[RoutingRule]:
+    """A channel's routing rules in the order they are tried (priority, then age); one
+    written-out query (every new session reads them)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_RULES_SQL, [channel_id])
+        rows = cursor.fetchall()
+    return [RoutingRule.from_db(connection.alias, _RULE_FIELDS, row) for row in rows]
+
+
 def visitor_live_session(*, visitor_id: int) -> Session | None:
     """The visitor's queued or open session, if any (at most one exists)."""
-    return (
-        Session.objects.filter(visitor_id=visitor_id).exclude(status=Session.Status.CLOSED).first()
-    )
+    with connection.cursor() as cursor:
+        cursor.execute(_LIVE_SESSION_SQL, [visitor_id, Session.Status.CLOSED])
+        row = cursor.fetchone()
+    return None if row is None else Session.from_db(connection.alias, _SESSION_FIELDS, row)
 
 
 def queue_list(*, workgroup_id: int) -> list[Session]:

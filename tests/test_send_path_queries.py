@@ -15,7 +15,7 @@ from django_tenants.utils import schema_context
 
 from im.services import groups
 from im.services import messages as im_messages
-from kefu.models import Session
+from kefu.models import Session, Workgroup
 from kefu.senders import agent_sender
 from kefu.services import files as visitor_files
 from kefu.services import messages
@@ -86,6 +86,46 @@ def test_visitor_first_message_writes_session_conversation_and_message_in_one_tr
         assert len(routed) <= 9, _show(routed)
         session = Session.objects.get(conversation_id=message.conversation_id)
         assert session.status == Session.Status.OPEN  # assigned after commit
+        assert session.agent_id in {a.pk for a in desk.agents}
+
+
+def test_visitor_first_message_served_at_once_is_one_transaction(acme):
+    # given a least-busy workgroup with two free agents and nobody waiting, and a visitor with
+    # no conversation yet (the channel's settings cached: another visitor has written before)
+    desk = make_desk(acme, agents=2)
+    earlier, _token = make_visitor(desk)
+    visitor, token = make_visitor(desk)
+    with schema_context("acme"):
+        Workgroup.objects.filter(pk=desk.workgroup.pk).update(strategy="least_busy")
+        messages.visitor_message_send(
+            visitor=earlier, conversation_id=None, content="hi", client_msg_id=unique("c")
+        )
+        visitor = visitor_from_token(token)
+        # when they send their first message
+        (message, created), sql = _run(
+            messages.visitor_message_send,
+            visitor=visitor,
+            conversation_id=None,
+            content="hello",
+            client_msg_id=unique("c"),
+        )
+        # then one transaction wrote session, conversation and message, and gave the session to
+        # an agent with one statement, without the workgroup's lock; conversation.assigned read
+        # once after it
+        assert created
+        assert sql.count("BEGIN") == 1, _show(sql)
+        assert sql.count("COMMIT") == 1, _show(sql)
+        assert not any("FOR NO KEY UPDATE" in s for s in sql), _show(sql)
+        claims = [s for s in sql if "SKIP LOCKED" in s]
+        assert len(claims) == 1, _show(sql)
+        assert "UPDATE kefu_session" in claims[0], _show(sql)
+        # reads: resend?, live session?, routing rules, the workgroup; the transaction: 3 inserts,
+        # the send (members, session clock, the message), savepoints, the claim, the agent
+        # joining, the system line (members, the write); then the read for conversation.assigned
+        # (24 statements in two transactions when the dispatch followed the commit)
+        assert len(sql) <= 21, _show(sql)
+        session = Session.objects.get(conversation_id=message.conversation_id)
+        assert session.status == Session.Status.OPEN
         assert session.agent_id in {a.pk for a in desk.agents}
 
 

@@ -369,7 +369,7 @@ def _resent(
 
 
 def _existing(sender_key: str, client_msg_id: str, conversation_id: int) -> Message | None:
-    message = Message.objects.filter(sender_key=sender_key, client_msg_id=client_msg_id).first()
+    message = selectors.message_by_client_id(sender_key=sender_key, client_msg_id=client_msg_id)
     if message is not None and message.conversation_id != conversation_id:
         raise ServiceError(
             "invalid",

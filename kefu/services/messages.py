@@ -14,6 +14,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from im import selectors as im_selectors
 from im.hooks import SendHook
 from im.models import Attachment, Conversation, Message, Participant
 from im.senders import Sender
@@ -33,25 +34,26 @@ from weiyu import parsing
 from weiyu.errors import ServiceError
 
 
-def _session_route(*, visitor: Visitor, department_id: object) -> tuple[int, int | None, int]:
-    """``(workgroup_id, skill_id, queue limit)`` for a new session of ``visitor`` (reads only):
+def _session_route(
+    *, visitor: Visitor, department_id: object
+) -> tuple[int, int | None, Workgroup | None]:
+    """``(workgroup_id, skill_id, workgroup)`` for a new session of ``visitor`` (reads only):
     the department chosen in the widget, the channel's routing rules, else the channel's
-    workgroup (:func:`kefu.services.routing.route`), and that workgroup's ``max_queue_length``
-    (read with its work hours; 0 on a robot channel). Outside the workgroup's work hours a
-    human-only channel refuses with ``ServiceError("closed")`` (:mod:`kefu.hours`)."""
+    workgroup (:func:`kefu.services.routing.route`), and that workgroup's row (its work hours,
+    queue limit and strategy; None on a robot channel, where nobody queues yet). Outside the
+    workgroup's work hours a human-only channel refuses with ``ServiceError("closed")``
+    (:mod:`kefu.hours`)."""
     channel = visitor.channel
     workgroup_id, skill_id = routing.route(
         channel=channel, visitor=visitor, department_id=department_id
     )
     if channel.mode in ROBOT_MODES:
-        return workgroup_id, skill_id, 0  # the robot answers at any hour, nobody queues yet
-    calendar_id, queue_limit = (
-        Workgroup.objects.filter(pk=workgroup_id)
-        .values_list("calendar_id", "max_queue_length")
-        .first()
-    ) or (None, 0)
-    hours.check_open(calendar_id=calendar_id, language=_language_for(visitor))
-    return workgroup_id, skill_id, queue_limit
+        return workgroup_id, skill_id, None  # the robot answers at any hour
+    workgroup = selectors.workgroup_get(workgroup_id=workgroup_id)
+    hours.check_open(
+        calendar_id=workgroup.calendar_id if workgroup else None, language=_language_for(visitor)
+    )
+    return workgroup_id, skill_id, workgroup
 
 
 def _session_open(
@@ -106,9 +108,11 @@ def visitor_message_send(
     hook kefu registers for visitor conversations, :class:`VisitorConversationHook`, applies the
     sensitive-word filter, moves the session's clock and lets an auto-reply or the robot answer).
     Without one it goes to the visitor's live session, or starts one: the message is validated
-    first, then the session, its conversation and the message are written in one transaction,
-    and a queued session is dispatched after commit (first come, first served: older waiting
-    visitors are assigned before this one). ``department_id``: the workgroup the visitor chose.
+    first, then the session, its conversation and the message are written in one transaction;
+    when nobody else of the workgroup waits, an available agent is given the session in that
+    transaction too (:func:`kefu.services.routing.session_claim`), otherwise the queue is
+    dispatched after commit (first come, first served: older waiting visitors are assigned
+    before this one). ``department_id``: the workgroup the visitor chose.
     A file uploaded before the visitor had a conversation joins the conversation its message goes
     to: the send refuses it before writing anything, :func:`kefu.services.files.attachment_claim`
     moves it (one ``UPDATE``) and the send is made again; a file already in the conversation costs
@@ -175,13 +179,15 @@ def visitor_message_send(
             "invalid", _("Upload the file to this conversation first."), field="attachment_id"
         )
     if client_msg_id is not None:
-        stored = Message.objects.filter(sender_key=sender.key, client_msg_id=client_msg_id).first()
+        stored = im_selectors.message_by_client_id(
+            sender_key=sender.key, client_msg_id=str(client_msg_id)
+        )
         if stored is not None:
             im_messages.message_republish(stored)
             return stored, False
     live = selectors.visitor_live_session(visitor_id=visitor.pk)
     if live is None:
-        workgroup_id, skill_id, queue_limit = _session_route(
+        workgroup_id, skill_id, workgroup = _session_route(
             visitor=visitor, department_id=department_id
         )
         with transaction.atomic():
@@ -192,7 +198,7 @@ def visitor_message_send(
                         visitor=visitor,
                         workgroup_id=workgroup_id,
                         skill_id=skill_id,
-                        queue_limit=queue_limit,
+                        queue_limit=workgroup.max_queue_length if workgroup else 0,
                     )
             except IntegrityError:
                 # another tab of this visitor opened a session meanwhile: write into that one
@@ -201,8 +207,16 @@ def visitor_message_send(
                 if live is None:
                     raise
             result = send(live.conversation_id, draft)
-            if opened and live.status == Session.Status.QUEUED:
-                # after the message's own event, so the visitor sees it before "X is serving you"
+            # after the message, so the visitor sees it before "X is serving you": an agent now,
+            # in this transaction, when nobody else waits; else the queue, after commit
+            if (
+                opened
+                and live.status == Session.Status.QUEUED
+                and (
+                    workgroup is None
+                    or routing.session_claim(session=live, workgroup=workgroup) is None
+                )
+            ):
                 workgroup_id = live.workgroup_id
                 transaction.on_commit(lambda: workgroup_dispatch(workgroup_id=workgroup_id))
             return result

@@ -36,7 +36,7 @@ def queue_pick(*, user: User, session_id: object) -> Session:
             or not Workgroup.objects.filter(pk=found.workgroup_id, agents=user).exists()
         ):
             raise ServiceError("not_found", _("No such waiting visitor."), field="session_id")
-        workgroup = Workgroup.objects.select_for_update().get(pk=found.workgroup_id)
+        workgroup = Workgroup.objects.select_for_update(no_key=True).get(pk=found.workgroup_id)
         if not workgroup.allow_pick:
             raise ServiceError("forbidden", _("Visitors of this workgroup are assigned for you."))
         session = (

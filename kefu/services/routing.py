@@ -16,10 +16,17 @@ otherwise it waits in the workgroup's queue and the visitor is told its position
 anyone is available at all). Assignment is race-free: each attempt locks the workgroup row
 (serialising assignments within the workgroup, so the queue order holds) and claims a slot of
 the chosen agent with one conditional ``UPDATE`` (so an agent in two workgroups is never pushed
-over the cap). docs/architecture.md, "Routing (kefu)".
+over the cap). A visitor arriving while nobody of the workgroup waits (the usual case) is served
+by the same ``UPDATE`` in the transaction of their first message, without the workgroup's lock
+(:func:`session_claim`). The workgroup's lock is ``FOR NO KEY UPDATE``: it serialises
+dispatchers, but not the foreign-key checks of sessions being written (``FOR KEY SHARE`` on the
+workgroup row), so a direct claim holding an agent's row never waits for a dispatcher waiting
+for that agent. docs/architecture.md, "Routing (kefu)".
 """
 
 from __future__ import annotations
+
+import functools
 
 from django.db import connection, transaction
 from django.db.models import F
@@ -29,7 +36,7 @@ from django.utils.translation import gettext as _
 from im.models import Participant
 from im.services import conversations as im_conversations
 from im.services import messages as im_messages
-from kefu import syslines
+from kefu import selectors, syslines
 from kefu.models import AgentState, Channel, RoutingRule, Session, Visitor, Workgroup
 from kefu.services.events import (
     agent_state_publish,
@@ -74,7 +81,7 @@ def route(
         if not channel.departments.filter(pk=department_id).exists():
             raise ServiceError("invalid", _("Choose one of the departments."), field="workgroup_id")
         return department_id, None
-    rules = list(channel.routing_rules.all())
+    rules = selectors.routing_rules(channel_id=channel.pk)
     if rules:
         tags = [t.lower() for t in visitor.tags.values_list("name", flat=True)]
         for rule in rules:
@@ -97,7 +104,7 @@ def queue_admit(*, workgroup_id: int, limit: int | None = None) -> tuple[int, st
         limit = Workgroup.objects.values_list("max_queue_length", flat=True).get(pk=workgroup_id)
     if not limit:
         return workgroup_id, Session.Status.QUEUED  # no limit: nothing to serialise
-    workgroup = Workgroup.objects.select_for_update().get(pk=workgroup_id)
+    workgroup = Workgroup.objects.select_for_update(no_key=True).get(pk=workgroup_id)
     if not workgroup.max_queue_length:
         return workgroup.pk, Session.Status.QUEUED
     waiting = Session.objects.filter(workgroup=workgroup, status=Session.Status.QUEUED).count()
@@ -149,33 +156,34 @@ _SKILL_FILTER = """
     )
 """
 
-#: One round trip picks and claims an agent for a (locked, queued) session: the best available
-#: agent of the workgroup by its strategy (online with an inbox open, active, under their cap;
-#: not the one it is being taken from) is locked, a slot of their cap taken, the workgroup's
-#: round-robin cursor moved and the session given to them (``open``).
+#: One round trip picks and claims an agent for a queued session: the best available agent of
+#: the workgroup by its strategy (online with an inbox open, active, under their cap; not the one
+#: it is being taken from) is locked, a slot of their cap taken, the workgroup's round-robin cursor moved and the
+#: session given to them (``open``).
 #: Under concurrency the row lock re-checks the conditions on the newest row version and moves
-#: on to the next agent when they no longer hold, so two workgroups' dispatchers can never push
-#: an agent over the cap. Returns the agent's new state and name fields, or no row.
+#: on to the next agent when they no longer hold, so two dispatchers can never push an agent over
+#: the cap. Returns the agent's new state and name fields, or no row.
+#: ``{direct}`` (:func:`session_claim`, without the workgroup's lock) adds a condition and
+#: ``SKIP LOCKED``: nobody else of the workgroup may be waiting (the statement's snapshot shows
+#: every visitor queued before it began), and an agent another claim holds this instant is passed
+#: over instead of waited for; the cursor, which only the workgroup's lock may move, stays.
 _CLAIM_SQL = """
 WITH pick AS (
     SELECT a.id FROM kefu_agentstate a
     JOIN org_user u ON u.id = a.user_id AND u.is_active
     JOIN kefu_workgroup_agents m ON m.user_id = a.user_id AND m.workgroup_id = %(workgroup_id)s
     WHERE a.status = %(online)s AND a.connected AND a.open_count < a.max_concurrent
-      AND a.user_id <> %(not_user_id)s {skill}
+      AND a.user_id <> %(not_user_id)s {skill}{queue_empty}
     ORDER BY {prefer}{order}
     LIMIT 1
-    FOR UPDATE OF a
+    FOR UPDATE OF a{skip_locked}
 ), claimed AS (
     UPDATE kefu_agentstate a SET open_count = a.open_count + 1, last_assigned_at = %(now)s
     FROM pick
     WHERE a.id = pick.id AND a.status = %(online)s AND a.connected
       AND a.open_count < a.max_concurrent
     RETURNING a.user_id, a.status, a.open_count, a.max_concurrent
-), moved AS (
-    UPDATE kefu_workgroup SET last_assigned_user_id = claimed.user_id
-    FROM claimed WHERE kefu_workgroup.id = %(workgroup_id)s
-), assigned AS (
+), {moved}assigned AS (
     UPDATE kefu_session SET agent_id = claimed.user_id, status = %(open)s, assigned_at = %(now)s
     FROM claimed WHERE kefu_session.id = %(session_id)s
 )
@@ -183,24 +191,48 @@ SELECT c.status, c.open_count, c.max_concurrent, {user_columns}
 FROM claimed c JOIN org_user u ON u.id = c.user_id
 """
 
+#: the cursor of round robin, moved under the workgroup's lock (:data:`_CLAIM_SQL`)
+_MOVED = """moved AS (
+    UPDATE kefu_workgroup SET last_assigned_user_id = claimed.user_id
+    FROM claimed WHERE kefu_workgroup.id = %(workgroup_id)s
+), """
+
+#: a direct claim (:data:`_CLAIM_SQL`): only while nobody else waits in the workgroup
+_QUEUE_EMPTY = """
+      AND NOT EXISTS (SELECT 1 FROM kefu_session q WHERE q.workgroup_id = %(workgroup_id)s
+                      AND q.status = %(queued)s AND q.id <> %(session_id)s)"""
+
 #: the user fields an assignment needs (the agent's name, key and payload)
 _USER_FIELDS = ("id", "username", "first_name", "last_name", "display_name")
 
 
-def _claim_agent(workgroup: Workgroup, session: Session) -> tuple[User, AgentState] | None:
+_USER_COLUMNS = ", ".join(f"u.{User._meta.get_field(name).column}" for name in _USER_FIELDS)
+
+
+@functools.cache
+def _claim_sql(strategy: str, skill: bool, direct: bool) -> str:
+    """:data:`_CLAIM_SQL` for a strategy, with the skill filter or not, direct or not."""
+    return _CLAIM_SQL.format(
+        skill=_SKILL_FILTER if skill else "",
+        queue_empty=_QUEUE_EMPTY if direct else "",
+        order=_ROUND_ROBIN if strategy == Workgroup.Strategy.ROUND_ROBIN else _LEAST_BUSY,
+        prefer=_STICKY_FIRST if strategy == Workgroup.Strategy.STICKY else "",
+        skip_locked=" SKIP LOCKED" if direct else "",
+        moved="" if direct else _MOVED,
+        user_columns=_USER_COLUMNS,
+    )
+
+
+def _claim_agent(
+    workgroup: Workgroup, session: Session, *, direct: bool = False
+) -> tuple[User, AgentState] | None:
     """The agent who gets ``session``, and their new state, with a slot of their cap taken and
     the session theirs (:data:`_CLAIM_SQL`; ``session`` is updated in memory too); None when
     nobody is available (or, for a skill, the agents who have it are not). ``User`` carries
-    only the fields of :data:`_USER_FIELDS`."""
+    only the fields of :data:`_USER_FIELDS`. ``direct``: see :func:`session_claim`."""
     strategy = workgroup.strategy
     skill = strategy == Workgroup.Strategy.SKILL and session.skill_id is not None
-    user_columns = ", ".join(f"u.{User._meta.get_field(name).column}" for name in _USER_FIELDS)
-    sql = _CLAIM_SQL.format(
-        skill=_SKILL_FILTER if skill else "",
-        order=_ROUND_ROBIN if strategy == Workgroup.Strategy.ROUND_ROBIN else _LEAST_BUSY,
-        prefer=_STICKY_FIRST if strategy == Workgroup.Strategy.STICKY else "",
-        user_columns=user_columns,
-    )
+    sql = _claim_sql(strategy, skill, direct)
     now = timezone.now()
     with connection.cursor() as cursor:
         cursor.execute(
@@ -209,6 +241,7 @@ def _claim_agent(workgroup: Workgroup, session: Session) -> tuple[User, AgentSta
                 "workgroup_id": workgroup.pk,
                 "online": AgentState.Status.ONLINE,
                 "open": Session.Status.OPEN,
+                "queued": Session.Status.QUEUED,
                 "not_user_id": session.reassigned_from_id or 0,
                 "skill_id": session.skill_id,
                 "cursor": workgroup.last_assigned_user_id or 0,
@@ -225,7 +258,8 @@ def _claim_agent(workgroup: Workgroup, session: Session) -> tuple[User, AgentSta
     state = AgentState(
         user_id=agent.pk, status=status, open_count=open_count, max_concurrent=max_concurrent
     )
-    workgroup.last_assigned_user_id = agent.pk
+    if not direct:
+        workgroup.last_assigned_user_id = agent.pk
     session.agent = agent
     session.status = Session.Status.OPEN
     session.assigned_at = now
@@ -247,7 +281,7 @@ def _assign_next(workgroup_id: int) -> tuple[str, bool, list[Session] | None]:
     within the workgroup, so the queue order holds; what runs under it is a fixed handful of
     statements (tests/test_send_path_queries.py counts them)."""
     with transaction.atomic():
-        workgroup = Workgroup.objects.select_for_update().get(pk=workgroup_id)
+        workgroup = Workgroup.objects.select_for_update(no_key=True).get(pk=workgroup_id)
         skill = workgroup.strategy == Workgroup.Strategy.SKILL
         limit = HEAD if skill else 2
         waiting = list(
@@ -272,6 +306,30 @@ def _assign_next(workgroup_id: int) -> tuple[str, bool, list[Session] | None]:
                 return NO_AGENT, True, waiting if complete else None
             # waits for a skilled agent; those behind may need nobody special
         return NO_AGENT, True, waiting if complete else None
+
+
+def session_claim(*, session: Session, workgroup: Workgroup) -> User | None:
+    """Serve a visitor on arrival, without the workgroup's lock: in the transaction that wrote
+    the new ``queued`` session (with its visitor and channel loaded) and its first message, give
+    it to the workgroup's best available agent (:data:`_CLAIM_SQL`, direct) when nobody else of
+    the workgroup is waiting — the agent joins, the visitor is told, ``conversation.assigned``
+    and ``agent.status`` follow the commit (:func:`session_assign`). Returns the agent, or None
+    when the session must queue: someone was waiting already (first come, first served: the
+    caller dispatches the queue after commit, under the lock), nobody is free (or free this
+    instant: an agent another claim holds is not waited for), or the workgroup is round robin
+    (its cursor moves only under the lock).
+
+    The agent's row lock keeps their cap exact against every other claim; a visitor who queued
+    before this statement began is seen by it, so a newcomer never overtakes someone already
+    waiting. Returns without writing anything when it returns None."""
+    if workgroup.strategy == Workgroup.Strategy.ROUND_ROBIN or session.workgroup_id != workgroup.pk:
+        return None
+    claimed = _claim_agent(workgroup, session, direct=True)
+    if claimed is None:
+        return None
+    agent, state = claimed
+    session_assign(session=session, workgroup=workgroup, agent=agent, state=state)
+    return agent
 
 
 def session_assign(

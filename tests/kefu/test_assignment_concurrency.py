@@ -2,24 +2,30 @@
 
 Every thread enters the tenant itself and closes its own database connection, as a worker would.
 Events are captured (weiyu.realtime.capture_events) so what visitors are told can be checked.
+Round robin assigns under the workgroup's lock only; the other strategies serve an arrival
+directly when nobody waits (kefu.services.routing.session_claim), so the tests run both.
 """
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from collections.abc import Sequence
 
+import pytest
+from django.db import connection, transaction
 from django_tenants.utils import schema_context
 
 from im.models import Message, Participant
 from kefu import senders
 from kefu.models import AgentState, Session, Visitor, Workgroup
 from kefu.services import events as kefu_events
-from kefu.services import messages
+from kefu.services import messages, routing
 from kefu.services import sessions as kefu_sessions
 from org.models import User
 from tests.conftest import Desk, make_desk, make_visitor
 from tests.threads import in_threads
+from tests.waits import WAIT_S, wait_until
 from weiyu.realtime import capture_events
 
 
@@ -79,15 +85,27 @@ def _assert_one_agent_per_conversation(sessions: Sequence[Session]) -> None:
             assert agents_in == [session.agent_id], session.pk
 
 
+#: the workgroup lock only, and the direct claim with the lock behind it
+STRATEGIES = pytest.mark.parametrize("strategy", ["round_robin", "least_busy"])
+
+
+def _desk(tenant, strategy: str, **kwargs) -> Desk:
+    desk = make_desk(tenant, **kwargs)
+    with schema_context(tenant.schema_name):
+        Workgroup.objects.filter(pk=desk.workgroup.pk).update(strategy=strategy)
+    return desk
+
+
 def _arrive(desk: Desk, count: int, threads: int) -> list[Visitor]:
     visitors = [make_visitor(desk)[0] for _ in range(count)]
     in_threads(desk.tenant.schema_name, _first_message, visitors, threads)
     return visitors
 
 
-def test_forty_concurrent_first_messages_fill_six_slots_and_queue_the_rest(acme):
+@STRATEGIES
+def test_forty_concurrent_first_messages_fill_six_slots_and_queue_the_rest(acme, strategy):
     # given three online agents with a cap of two each in one workgroup, and forty visitors
-    desk = make_desk(acme, agents=3, cap=2)
+    desk = _desk(acme, strategy, agents=3, cap=2)
 
     # when all forty send their first message at the same time from twelve threads
     with capture_events():
@@ -120,9 +138,10 @@ def test_forty_concurrent_first_messages_fill_six_slots_and_queue_the_rest(acme)
         assert told == {f"acme.v.{s.visitor_id}": n for n, s in enumerate(queued, start=1)}
 
 
-def test_concurrent_closes_drain_the_queue_first_come_first_served(acme):
+@STRATEGIES
+def test_concurrent_closes_drain_the_queue_first_come_first_served(acme, strategy):
     # given three agents with a cap of two, six visitors served and thirty-four waiting
-    desk = make_desk(acme, agents=3, cap=2)
+    desk = _desk(acme, strategy, agents=3, cap=2)
     with capture_events():
         _arrive(desk, 40, threads=16)
         with schema_context("acme"):
@@ -157,10 +176,11 @@ def test_concurrent_closes_drain_the_queue_first_come_first_served(acme):
         assert AgentState.objects.filter(user__in=desk.agents, open_count=0).count() == 3
 
 
-def test_agent_in_two_workgroups_with_cap_one_never_gets_two_chats(acme):
+@STRATEGIES
+def test_agent_in_two_workgroups_with_cap_one_never_gets_two_chats(acme, strategy):
     # given an online agent with a cap of one serving two workgroups
-    sales = make_desk(acme, agents=1, cap=1)
-    support = make_desk(acme, agents=0)
+    sales = _desk(acme, strategy, agents=1, cap=1)
+    support = _desk(acme, strategy, agents=0)
     agent = sales.agents[0]
     with schema_context("acme"):
         support.workgroup.agents.add(agent)
@@ -220,9 +240,10 @@ def test_agent_freed_in_one_workgroup_serves_a_visitor_waiting_in_the_other(acme
         assert waiting.agent_id == agent.pk
 
 
-def test_newcomer_does_not_overtake_a_visitor_already_waiting(acme):
+@STRATEGIES
+def test_newcomer_does_not_overtake_a_visitor_already_waiting(acme, strategy):
     # given an agent with a cap of one, serving one visitor while a second waits
-    desk = make_desk(acme, agents=1, cap=1)
+    desk = _desk(acme, strategy, agents=1, cap=1)
     served, _ = make_visitor(desk)
     waiting, _ = make_visitor(desk)
     newcomer, _ = make_visitor(desk)
@@ -273,3 +294,89 @@ def test_three_hundred_visitors_at_once_least_busy_never_double_assigned(acme):
         )
         assert Session.objects.get(pk=queued[0].pk).status == Session.Status.OPEN
         assert Session.objects.get(pk=queued[1].pk).status == Session.Status.QUEUED
+
+
+@STRATEGIES
+def test_newcomers_arriving_while_slots_free_up_never_overtake_those_waiting(acme, strategy):
+    # given an agent with a cap of one, serving one visitor while ten wait
+    desk = _desk(acme, strategy, agents=1, cap=1)
+    agent = desk.agents[0]
+    earlier = [make_visitor(desk)[0] for _ in range(11)]
+    newcomers = [make_visitor(desk)[0] for _ in range(20)]
+    with capture_events():
+        with schema_context("acme"):
+            for visitor in earlier:
+                _first_message(visitor)
+            assert Session.objects.filter(workgroup=desk.workgroup, status="queued").count() == 10
+
+        # when twenty newcomers write from eight threads while, among them, the agent's cap is
+        # raised to sixteen (five slots more than the eleven earlier visitors need) and the
+        # queues dispatched
+        def act(item: Visitor | None) -> None:
+            if item is None:
+                AgentState.objects.filter(user=agent).update(max_concurrent=16)
+                routing.agent_workgroups_dispatch(user_id=agent.pk)
+            else:
+                _first_message(item)
+
+        in_threads("acme", act, [*newcomers[:6], None, *newcomers[6:]], threads=8)
+
+    with schema_context("acme"):
+        # then all ten who were waiting are served; the five slots left went to newcomers, and
+        # the other fifteen newcomers wait
+        sessions = {s.visitor_id: s for s in _sessions(desk)}
+        assert all(sessions[v.pk].status == Session.Status.OPEN for v in earlier)
+        status = Counter(sessions[v.pk].status for v in newcomers)
+        assert status == {Session.Status.OPEN: 5, Session.Status.QUEUED: 15}
+        _assert_one_agent_per_conversation(list(sessions.values()))
+        _assert_loads_consistent([agent])
+
+
+def test_an_agent_another_transaction_holds_is_not_waited_for_and_the_visitor_still_served(acme):
+    # given a least-busy workgroup whose one free agent's row another transaction holds
+    desk = _desk(acme, "least_busy", agents=1, cap=2)
+    agent = desk.agents[0]
+    visitor, _ = make_visitor(desk)
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        try:
+            with schema_context("acme"), transaction.atomic():
+                AgentState.objects.select_for_update().get(user=agent)
+                held.set()
+                release.wait(WAIT_S)
+        finally:
+            connection.close()
+
+    def write() -> None:
+        try:
+            with schema_context("acme"), capture_events():
+                _first_message(visitor)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert held.wait(WAIT_S)
+
+    # when the visitor writes: the claim on arrival passes the held agent over
+    writer = threading.Thread(target=write)
+    writer.start()
+    with schema_context("acme"):
+        # then their session and message are committed as waiting, and the queue's dispatch
+        # waits for the agent's row
+        wait_until(
+            lambda: Session.objects.filter(visitor=visitor, status="queued").exists(),
+            what="the session committed as queued",
+        )
+        release.set()
+        holder.join(WAIT_S)
+        writer.join(WAIT_S)
+        assert not writer.is_alive()
+        # and once the agent is free again the visitor is served by them, nothing lost
+        session = Session.objects.get(visitor=visitor)
+        assert session.status == Session.Status.OPEN
+        assert session.agent_id == agent.pk
+        first = Message.objects.get(conversation_id=session.conversation_id, seq=1)
+        assert first.client_msg_id == f"first-{visitor.pk}"
+        _assert_loads_consistent([agent])
