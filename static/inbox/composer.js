@@ -410,7 +410,7 @@ function renderCanned(q) {
 
 let cannedLoading = null; // the one request for the list, shared by the keystrokes that wait
 async function updateCanned() {
-  const c = selectedConversation();
+  const id = state.selected;
   if (!cannedPending()) {
     hideCanned();
     return;
@@ -425,9 +425,10 @@ async function updateCanned() {
       );
     canned = await cannedLoading;
   }
-  // what is typed *now*: a keystroke (or a choice) may have come while the list was loading
+  // what is typed *now*: a keystroke (or a choice) may have come while the list was loading, and
+  // another conversation may be on screen (by id: a frame replaces the conversation's object)
   const q = cannedQuery();
-  if (!cannedPending() || selectedConversation() !== c) {
+  if (!cannedPending() || state.selected !== id) {
     hideCanned();
     return;
   }
