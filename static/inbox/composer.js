@@ -7,6 +7,7 @@ import { gettext, interpolate } from '../weiyu/i18n.js';
 import { previewText } from '../weiyu/render.js';
 import { setupCanned } from './canned.js';
 import { client } from './connection.js';
+import { closeDetails } from './layout.js';
 import { scrollToBottom, showPending } from './messages.js';
 import { toast } from './notifications.js';
 import { config, isStaff, mutedNow, on, selectedConversation, state } from './store.js';
@@ -15,9 +16,13 @@ import { groupMembersOf } from './team.js';
 const composer = $('composer');
 const sendBtn = $('send');
 
-/** Add `text` on a line of its own at the end of the composer (a suggested answer, a draft). */
+/**
+ * Add `text` on a line of its own at the end of the composer (a suggested answer, a draft); on a
+ * narrow screen the side panel's drawer it came from closes, so the reply is in view.
+ */
 export function appendToComposer(text) {
   composer.value = composer.value ? composer.value + '\n' + text : text;
+  closeDetails();
   composer.focus();
 }
 

@@ -24,6 +24,7 @@ def test_slash_shortcut_in_the_inbox(daphne_server, browser, django_db_blocker):
     try:
         inbox = agent_ctx.new_page()
         _sign_in(inbox, daphne_server.url(host, "/inbox/login/"), desk.agents[0].username)
+        inbox.locator("#conn-status[data-state='open']").wait_for(state="attached", timeout=TIMEOUT)
         _page, widget = _open_widget(visitor_ctx, daphne_server.url(host, "/"))
         _say(widget, "什么时候发货？")
         inbox.locator(".conv-item").first.click(timeout=TIMEOUT)
@@ -50,6 +51,7 @@ def test_an_agent_keeps_their_own_canned_responses(daphne_server, browser, djang
         inbox = agent_ctx.new_page()
         inbox.on("dialog", lambda d: d.accept())
         _sign_in(inbox, daphne_server.url(host, "/inbox/login/"), desk.agents[0].username)
+        inbox.locator("#conn-status[data-state='open']").wait_for(state="attached", timeout=TIMEOUT)
         _page, widget = _open_widget(visitor_ctx, daphne_server.url(host, "/"))
         _say(widget, "谢谢你的帮助")
         inbox.locator(".conv-item").first.click(timeout=TIMEOUT)
@@ -116,6 +118,7 @@ def test_slash_with_no_match_shows_a_hint_and_sends_nothing(
     try:
         inbox = agent_ctx.new_page()
         _sign_in(inbox, daphne_server.url(host, "/inbox/login/"), desk.agents[0].username)
+        inbox.locator("#conn-status[data-state='open']").wait_for(state="attached", timeout=TIMEOUT)
         _page, widget = _open_widget(visitor_ctx, daphne_server.url(host, "/"))
         _say(widget, "在吗？")
         inbox.locator(".conv-item").first.click(timeout=TIMEOUT)
@@ -157,6 +160,7 @@ def test_slash_without_any_canned_response_says_how_to_add_one(
     try:
         inbox = agent_ctx.new_page()
         _sign_in(inbox, daphne_server.url(host, "/inbox/login/"), desk.agents[0].username)
+        inbox.locator("#conn-status[data-state='open']").wait_for(state="attached", timeout=TIMEOUT)
         _page, widget = _open_widget(visitor_ctx, daphne_server.url(host, "/"))
         _say(widget, "你好")
         inbox.locator(".conv-item").first.click(timeout=TIMEOUT)
