@@ -7,6 +7,7 @@ import { gettext, interpolate } from '../weiyu/i18n.js';
 import { previewText } from '../weiyu/render.js';
 import { setupCanned } from './canned.js';
 import { client } from './connection.js';
+import { closeDetails } from './layout.js';
 import { scrollToBottom, showPending } from './messages.js';
 import { toast } from './notifications.js';
 import { config, isStaff, mutedNow, on, selectedConversation, state } from './store.js';
@@ -15,9 +16,13 @@ import { groupMembersOf } from './team.js';
 const composer = $('composer');
 const sendBtn = $('send');
 
-/** Add `text` on a line of its own at the end of the composer (a suggested answer, a draft). */
+/**
+ * Add `text` on a line of its own at the end of the composer (a suggested answer, a draft); on a
+ * narrow screen the side panel's drawer it came from closes, so the reply is in view.
+ */
 export function appendToComposer(text) {
   composer.value = composer.value ? composer.value + '\n' + text : text;
+  closeDetails();
   composer.focus();
 }
 
@@ -39,6 +44,7 @@ function renderComposer() {
 on('header', renderComposer);
 on('switch', () => {
   closePickers();
+  cannedDismissed = false;
   $('internal-toggle').checked = false;
   composer.value = '';
 });
@@ -52,6 +58,10 @@ function sendNow() {
   const c = selectedConversation();
   const content = composer.value.trim();
   if (!c || mutedNow(c) || !content) return;
+  if (cannedPending()) {
+    updateCanned(); // Send with the canned picker open picks nothing and sends nothing
+    return;
+  }
   const extra = {};
   const mentions = [...state.mentionPicks].filter(([at]) => content.includes(at)).map(([, key]) => key);
   if (mentions.length) extra.mentions = [...new Set(mentions)];
@@ -342,10 +352,14 @@ function selectedIsVisitor() {
 }
 
 // ---- canned responses: "/shortcut" at the start of a line ---------------------------------
+// While "/word" is being typed in a visitor conversation the picker is open: it lists what
+// matches, or says that nothing does. Enter then picks (or keeps the hint up) and never sends;
+// Esc dismisses the picker, after which the line is plain text again ("/" alone may be sent).
 const cannedList = $('canned-list');
 let canned = null; // all the agent may use, loaded on first "/"
 let cannedChoices = [];
 let cannedActive = 0;
+let cannedDismissed = false; // Esc on this "/word": it is text, not a shortcut
 
 function cannedQuery() {
   const upto = composer.value.slice(0, composer.selectionStart);
@@ -353,12 +367,25 @@ function cannedQuery() {
   return hit ? hit[1].toLowerCase() : null;
 }
 
+/** Whether Enter belongs to the canned picker: a "/word" is typed and was not dismissed. */
+function cannedPending() {
+  return !cannedDismissed && selectedIsVisitor() && cannedQuery() != null;
+}
+
 function hideCanned() {
   cannedList.hidden = true;
   cannedChoices = [];
 }
 
-function renderCanned() {
+function cannedHint(q) {
+  if (canned == null) return gettext('Loading canned responses…');
+  if (!canned.length) {
+    return gettext('No canned responses yet: add one with ⚡ beside the reply. Esc to cancel.');
+  }
+  return interpolate(gettext('No canned response matches “/%(q)s”. Esc to cancel.'), { q }, true);
+}
+
+function renderCanned(q) {
   cannedList.replaceChildren();
   cannedChoices.forEach((c, i) => {
     const li = document.createElement('li');
@@ -376,17 +403,25 @@ function renderCanned() {
     });
     cannedList.append(li);
   });
-  cannedList.hidden = !cannedChoices.length;
+  if (!cannedChoices.length) {
+    const hint = document.createElement('li');
+    hint.className = 'canned-hint';
+    hint.id = 'canned-hint';
+    hint.textContent = cannedHint(q);
+    cannedList.append(hint);
+  }
+  cannedList.hidden = false;
 }
 
 let cannedLoading = null; // the one request for the list, shared by the keystrokes that wait
 async function updateCanned() {
-  const c = selectedConversation();
-  if (cannedQuery() == null || !c || c.kind !== 'visitor') {
+  const id = state.selected;
+  if (!cannedPending()) {
     hideCanned();
     return;
   }
   if (!canned) {
+    renderCanned(cannedQuery()); // "loading", so that Enter meanwhile visibly does not send
     cannedLoading =
       cannedLoading ||
       api('GET', '/api/v1/kefu/canned').then(
@@ -395,9 +430,10 @@ async function updateCanned() {
       );
     canned = await cannedLoading;
   }
-  // what is typed *now*: a keystroke (or a choice) may have come while the list was loading
+  // what is typed *now*: a keystroke (or a choice) may have come while the list was loading, and
+  // another conversation may be on screen (by id: a frame replaces the conversation's object)
   const q = cannedQuery();
-  if (q == null || selectedConversation() !== c) {
+  if (!cannedPending() || state.selected !== id) {
     hideCanned();
     return;
   }
@@ -405,7 +441,7 @@ async function updateCanned() {
     .filter((x) => x.shortcut.toLowerCase().startsWith(q) || x.title.toLowerCase().includes(q))
     .slice(0, 8);
   cannedActive = 0;
-  renderCanned();
+  renderCanned(q);
 }
 
 function chooseCanned(c) {
@@ -439,13 +475,17 @@ $('canned-link').addEventListener('click', () => cannedManager.open('', false));
 
 // Runs before the composer's own Enter handling (capture on the form).
 $('composer-form').addEventListener('keydown', (e) => {
-  if (!cannedList.hidden && cannedChoices.length) {
-    if (e.key === 'ArrowDown' || e.key === 'ArrowUp') {
+  if (e.target === composer && !e.isComposing && cannedPending()) {
+    const picking = !cannedList.hidden && cannedChoices.length > 0;
+    if (picking && (e.key === 'ArrowDown' || e.key === 'ArrowUp')) {
       cannedActive = (cannedActive + (e.key === 'ArrowDown' ? 1 : -1) + cannedChoices.length) % cannedChoices.length;
-      renderCanned();
-    } else if (e.key === 'Enter' || e.key === 'Tab') {
+      renderCanned(cannedQuery());
+    } else if (picking && (e.key === 'Enter' || e.key === 'Tab')) {
       chooseCanned(cannedChoices[cannedActive]);
+    } else if (e.key === 'Enter' && !e.shiftKey) {
+      updateCanned(); // nothing to pick: the hint stays (or comes back), nothing is sent
     } else if (e.key === 'Escape') {
+      cannedDismissed = true;
       hideCanned();
     } else {
       return;
@@ -469,8 +509,12 @@ $('composer-form').addEventListener('keydown', (e) => {
   e.stopPropagation();
 }, true);
 composer.addEventListener('input', updateMentions);
-composer.addEventListener('input', updateCanned);
-composer.addEventListener('blur', () => setTimeout(hideCanned, 150));
+composer.addEventListener('input', () => {
+  if (cannedQuery() == null) cannedDismissed = false; // the "/word" is gone: the next "/" is one
+  updateCanned();
+});
+// (a click on Send blurs and refocuses the composer: the picker stays for what Send said)
+composer.addEventListener('blur', () => setTimeout(() => document.activeElement !== composer && hideCanned(), 150));
 composer.addEventListener('blur', () => setTimeout(hideMentions, 150));
 
 bindComposer({

@@ -11,6 +11,7 @@ import './header.js'; // the selected conversation's header and its actions
 import './composer.js'; // writing: text, mentions, canned responses, files, voice, stickers
 import './team.js'; // new chats and groups, the group panel
 import './visitor.js'; // the visitor panel, suggested answers, AI draft, blocking
+import './layout.js'; // the side panel as a drawer on narrow screens
 import './transfer.js'; // transfers, invites and offers
 import './queue.js'; // the workgroups' waiting visitors
 import './search.js'; // message search

@@ -12,7 +12,7 @@ from django_tenants.utils import tenant_context
 
 from im.models import Conversation
 from im.services import groups
-from kefu.models import AgentState, Channel, Workgroup
+from kefu.models import AgentState, CannedResponse, Channel, Workgroup
 from org import services as org_services
 from org.models import Department
 from tenants.models import Domain, Tenant
@@ -23,9 +23,26 @@ from weiyu import devservices
 DEMO_AGENTS = [("alice", "Alice 王"), ("bob", "Bob 李"), ("carol", "Carol 张")]
 DEMO_USERNAMES = [username for username, _display in DEMO_AGENTS]
 
+# Shared canned responses for the demo shop, typed as "/shortcut" in the inbox: each in Chinese
+# and, with "-en", in English, so "/ship" offers both. (shortcut, category, title, text)
+DEMO_CANNED = [
+    ("hello", "中文", "问候", "您好！我是客服，很高兴为您服务，请问有什么可以帮您？"),
+    ("order", "中文", "请提供订单号", "麻烦您提供一下订单号，我马上为您查询。"),
+    ("ship", "中文", "发货时间", "付款后 24 小时内发货，节假日顺延；订单满 ¥99 包邮。"),
+    ("refund", "中文", "退款", "在“我的订单”中选择订单，点击“申请退款”，款项三个工作日内退回。"),
+    ("wait", "中文", "请稍等", "请稍等，我帮您查一下，马上回复您。"),
+    ("bye", "中文", "结束语", "感谢您的咨询，祝您购物愉快！还有问题随时联系我们。"),
+    ("hello-en", "English", "Greeting", "Hello! Thanks for getting in touch. How can I help you today?"),
+    ("order-en", "English", "Ask for the order number", "Could you send me your order number? I'll look it up right away."),
+    ("ship-en", "English", "Shipping time", "Orders ship within 24 hours of payment (later on public holidays), and delivery is free over ¥99."),
+    ("refund-en", "English", "Refunds", "Open the order under My orders and click Request refund; the money is back within three working days."),
+    ("wait-en", "English", "One moment", "One moment please, I'm checking that for you."),
+    ("bye-en", "English", "Goodbye", "Thanks for chatting with us, and have a great day! Write any time if anything else comes up."),
+]  # fmt: skip
+
 
 class Command(BaseCommand):
-    help = "Create the public site, a platform admin, and the demo tenant (admin, 3 agents, a workgroup, a human-only and a robot-first widget channel)."
+    help = "Create the public site, a platform admin, and the demo tenant (admin, 3 agents, a workgroup, a human-only and a robot-first widget channel, shared canned responses)."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
@@ -101,6 +118,12 @@ class Command(BaseCommand):
                 workgroup=workgroup,
                 title="Demo 智能助理 Assistant",
                 robot_name="小微 Weiwei",
+            )
+        for shortcut, category, title, content in DEMO_CANNED:
+            CannedResponse.objects.get_or_create(
+                owner=None,
+                shortcut=shortcut,
+                defaults={"category": category, "title": title, "content": content},
             )
         self._organisation(admin)
         demo_tenant_ready.send(
