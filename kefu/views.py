@@ -6,6 +6,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from csp.decorators import csp_update
 from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
@@ -34,6 +35,8 @@ from kefu.robot import persona as robot_persona
 from kefu.services import blocking, routing
 from kefu.services import files as visitor_files
 from kefu.services import visitors as kefu_visitors
+from org import limits
+from weiyu import ratelimit
 from weiyu.errors import ServiceError
 
 
@@ -79,10 +82,12 @@ def widget_js(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @xframe_options_exempt
+@csp_update({"frame-ancestors": ["*"]})
 def widget_frame(request: HttpRequest) -> HttpResponse:
     """``GET /widget/frame/?channel=…&lang=…&page_url=…&referrer=…``: the chat UI in the iframe.
 
-    Framable by any site (the widget lives on the tenant's own website).
+    Framable by any site (the widget lives on the tenant's own website): no ``X-Frame-Options``,
+    and its Content-Security-Policy lets any page frame it.
     """
     try:
         channel = selectors.channel_get_active(public_key=request.GET.get("channel"))
@@ -123,13 +128,17 @@ class WidgetSessionApi(APIView):
     agent of it is online; when not, the widget offers to leave a message; ``open``/``opens_at``:
     the work hours; ``robot``: ``{"name", "greeting", "handover"}`` on robot channels, else
     null).
-    Errors: 400 ``invalid``, 404 ``not_found``.
+    Errors: 400 ``invalid``, 404 ``not_found``, 429 ``rate_limited`` (sessions per address, or
+    the tenant's, per minute: ``org.limits.session_start``; ``Retry-After``).
     """
 
     authentication_classes: list[Any] = []
     permission_classes = [AllowAny]
 
     def post(self, request: Request) -> Response:
+        ratelimit.check(
+            limits.session_start(limits.effective(), ip=request.META.get("REMOTE_ADDR", ""))
+        )
         data = request.data
         if not isinstance(data, dict):
             raise ServiceError("invalid", _("The body must be a JSON object."))
@@ -255,7 +264,8 @@ class WidgetTranscriptApi(APIView):
     """``POST /api/v1/widget/transcript`` ``{"token", "conversation_id", "email"?}`` → 202
     ``{"email"}``: the conversation's transcript is e-mailed (by a worker) to ``email``, or to
     the address the visitor gave. 400 ``invalid`` (no or bad address), 404 not the visitor's,
-    409 ``conflict`` asked again within 5 minutes, 401 ``invalid_token``."""
+    409 ``conflict`` asked again within 5 minutes, 401 ``invalid_token``, 429 ``rate_limited``
+    (e-mails per visitor or per address per day: ``org.limits.transcript_email``)."""
 
     authentication_classes: list[Any] = []
     permission_classes = [AllowAny]
@@ -281,7 +291,8 @@ class WidgetFileUploadApi(APIView):
 
     Errors: 400 ``invalid``, 401 ``invalid_token``, 403 ``forbidden`` (blocked), 404
     ``not_found``, 409 ``conversation_closed``, 413 ``too_large``, 429 ``rate_limited`` (files
-    or bytes per visitor and hour; ``Retry-After`` header and ``retry_after`` in seconds).
+    or bytes per visitor or per address and hour; ``Retry-After`` header and ``retry_after`` in
+    seconds).
     """
 
     authentication_classes: list[Any] = []
@@ -298,6 +309,7 @@ class WidgetFileUploadApi(APIView):
             upload=upload,
             kind=request.data.get("kind") or "file",
             conversation_id=request.data.get("conversation_id"),
+            ip=request.META.get("REMOTE_ADDR", ""),
         )
         return Response(widget_attachment_payload(attachment), status=201)
 

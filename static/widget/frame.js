@@ -725,6 +725,11 @@ function onError(f) {
     if (!body.value) body.value = item.content || '';
     return;
   }
+  if (f.code === 'rate_limited' && f.retry_after) {
+    // sending too fast: the message was not stored; say how long to wait
+    const wait = interpolate(gettext('try again in %(s)s s'), { s: f.retry_after }, true);
+    f = { ...f, message: `${f.message} (${wait})` };
+  }
   if (el) {
     setState(el, 'failed');
     el.title = f.message || '';
@@ -1177,6 +1182,12 @@ async function start(attempt = 0) {
     if (e.status === 403) {
       showConn('error', gettext('You cannot chat here.'));
       composer.disabled = sendBtn.disabled = $('attach-btn').disabled = $('emoji-btn').disabled = true;
+      return;
+    }
+    if (e.status === 429) {
+      // too many new chats from here (or the site is flooded): say so, try again when allowed
+      showConn('error', e.message);
+      setTimeout(() => start(attempt + 1), 1000 * (e.retryAfter || 60));
       return;
     }
     showConn('error', gettext('Cannot reach the server. Retrying…'));
