@@ -22,6 +22,8 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -45,6 +47,12 @@ def parse_networks(value: str) -> tuple[Network, ...]:
 @lru_cache(maxsize=1)
 def _trusted() -> tuple[Network, ...]:
     return parse_networks(settings.WEIYU_TRUSTED_PROXIES)
+
+
+@receiver(setting_changed)
+def _proxies_changed(*, setting: str, **kwargs: object) -> None:
+    if setting == "WEIYU_TRUSTED_PROXIES":
+        _trusted.cache_clear()
 
 
 def _address(value: str) -> Address | None:
