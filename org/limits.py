@@ -24,8 +24,8 @@ from dataclasses import dataclass, fields
 
 from django.conf import settings
 from django.core.signals import setting_changed
-from django.dispatch import receiver
 from django.db import connection
+from django.dispatch import receiver
 from django.utils.translation import gettext as _
 
 from org.models import VisitorLimits
