@@ -58,10 +58,11 @@ def provision_flood() -> dict[str, Any]:
     import django
 
     django.setup()
+    from django.utils import timezone
     from django_tenants.utils import tenant_context
 
-    from im.models import Message
-    from kefu.models import AgentState, Channel, Workgroup
+    from im.models import Conversation, Message
+    from kefu.models import AgentState, Channel, Session, Workgroup
     from kefu.services import agents as kefu_agents
     from org import models as org_models
     from org.models import User
@@ -78,6 +79,11 @@ def provision_flood() -> dict[str, Any]:
     )
     with tenant_context(tenant):
         org_models.VisitorLimits.current()  # the platform defaults
+        live = Session.objects.exclude(status=Session.Status.CLOSED)  # a clean desk
+        Conversation.objects.filter(
+            pk__in=live.values("conversation_id"), closed_at__isnull=True
+        ).update(closed_at=timezone.now())
+        live.update(status=Session.Status.CLOSED, closed_at=timezone.now(), closed_by="system")
         workgroup, _ = Workgroup.objects.get_or_create(name="flood")
         channel, _ = Channel.objects.get_or_create(name="flood", defaults={"workgroup": workgroup})
         agent = User.objects.filter(username="flood_agent").first()
@@ -87,7 +93,7 @@ def provision_flood() -> dict[str, Any]:
             )
         workgroup.agents.add(agent)
         AgentState.objects.get_or_create(user=agent)
-        AgentState.objects.filter(user=agent).update(max_concurrent=100000, open_count=0)
+        AgentState.objects.filter(user=agent).update(max_concurrent=30000, open_count=0)
         kefu_agents.agent_status_set(user=agent, status=AgentState.Status.ONLINE)
         stored = Message.objects.filter(sender_type="visitor").count()
     return {"channel": channel.public_key, "stored": stored}

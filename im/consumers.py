@@ -173,7 +173,7 @@ class MemberConsumer(AsyncJsonWebsocketConsumer):
         """
         self.tenant = self.scope["tenant"]
         self.group: str | None = None
-        await self.accept()
+        await self.accept(self.accept_subprotocol())
         try:
             sender = await self.authenticate()
         except ServiceError as exc:
@@ -207,6 +207,10 @@ class MemberConsumer(AsyncJsonWebsocketConsumer):
                     await self.channel_layer.group_discard(self.group, self.channel_name)
             except Exception:  # the group entry expires by itself (group_expiry)
                 logger.warning("channel layer unreachable at disconnect")
+
+    def accept_subprotocol(self) -> str | None:
+        """The subprotocol to answer the handshake with (one the client offered), or None."""
+        return None
 
     async def authenticate(self) -> Sender:
         """Return who this socket is, or raise ``ServiceError('unauthorized'|'invalid_token')``."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 from http.cookies import CookieError, SimpleCookie
 from types import SimpleNamespace
 from typing import Any, ClassVar
-from urllib.parse import parse_qs
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -17,7 +16,7 @@ from django.utils.translation import gettext as _
 
 from im.consumers import MemberConsumer, _int_field
 from im.senders import Sender
-from kefu import csat, presence, selectors, senders
+from kefu import csat, presence, selectors, senders, widget_auth
 from kefu.robot import feedback as robot_feedback
 from kefu.robot import handover as robot_handover
 from kefu.services import agents as kefu_agents
@@ -119,8 +118,9 @@ def _visitor_and_limits(token: object) -> tuple[Any, limits.Effective]:
 
 
 class VisitorConsumer(MemberConsumer):
-    """A visitor's widget socket, authenticated by the signed token in ``?token=``; its frames
-    are rate-limited (:meth:`admit`)."""
+    """A visitor's widget socket, authenticated by the signed token of its ``weiyu.token.…``
+    subprotocol (or ``?token=``, :mod:`kefu.widget_auth`); its frames are rate-limited
+    (:meth:`admit`)."""
 
     handlers: ClassVar[dict[str, str]] = {
         **MemberConsumer.handlers,
@@ -135,8 +135,7 @@ class VisitorConsumer(MemberConsumer):
         known = limits.cached(self.tenant.schema_name)
         if known is not None:  # refused before any database work
             await ratelimit.acheck(limits.socket_connect(known, ip=self.ip))
-        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
-        token = (query.get("token") or [None])[0]
+        token = widget_auth.socket_token(self.scope)
         self.visitor, self.limits = await self.db(_visitor_and_limits, token)
         if known is None:
             await ratelimit.acheck(limits.socket_connect(self.limits, ip=self.ip))
@@ -145,6 +144,9 @@ class VisitorConsumer(MemberConsumer):
 
     def conversation_list(self) -> list[dict[str, Any]]:
         return selectors.conversation_list_for_member(member_key=self.sender.key, closed_limit=20)
+
+    def accept_subprotocol(self) -> str | None:
+        return widget_auth.accepted_subprotocol(self.scope)
 
     async def admit(self, frame_type: str) -> None:
         """Rate limits, one Redis call per frame and before any database work: ``message.send``

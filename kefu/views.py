@@ -29,7 +29,7 @@ from im.api_files import serve_attachment
 from im.models import Attachment, MessagingSettings
 from im.serializers import attachment_payload
 from kbase import llm
-from kefu import hours, monitor, selectors, senders, transcripts
+from kefu import hours, monitor, selectors, senders, transcripts, widget_auth
 from kefu.models import Channel
 from kefu.robot import persona as robot_persona
 from kefu.services import blocking, routing
@@ -253,7 +253,7 @@ class WidgetProfileApi(APIView):
         data = request.data
         if not isinstance(data, dict):
             raise ServiceError("invalid", _("The body must be a JSON object."))
-        visitor = kefu_visitors.visitor_from_token(data.get("token"))
+        visitor = kefu_visitors.visitor_from_token(widget_auth.request_token(request))
         visitor = transcripts.profile_update(
             visitor=visitor, name=data.get("name"), email=data.get("email"), phone=data.get("phone")
         )
@@ -274,7 +274,7 @@ class WidgetTranscriptApi(APIView):
         data = request.data
         if not isinstance(data, dict):
             raise ServiceError("invalid", _("The body must be a JSON object."))
-        visitor = kefu_visitors.visitor_from_token(data.get("token"))
+        visitor = kefu_visitors.visitor_from_token(widget_auth.request_token(request))
         address = transcripts.transcript_request(
             visitor=visitor, conversation_id=data.get("conversation_id"), email=data.get("email")
         )
@@ -300,7 +300,7 @@ class WidgetFileUploadApi(APIView):
     parser_classes = [MultiPartParser, FormParser]
 
     def post(self, request: Request) -> Response:
-        visitor = kefu_visitors.visitor_from_token(request.data.get("token"))
+        visitor = kefu_visitors.visitor_from_token(widget_auth.request_token(request))
         upload = request.FILES.get("file")
         if upload is None:
             raise ServiceError("invalid", _("Choose a file."), field="file")
@@ -325,7 +325,7 @@ class WidgetFileApi(APIView):
     permission_classes = [AllowAny]
 
     def get(self, request: Request, pk: int) -> HttpResponse:
-        visitor = kefu_visitors.visitor_from_token(request.query_params.get("token"))
+        visitor = kefu_visitors.visitor_from_token(widget_auth.request_token(request, query=True))
         attachment = visitor_files.visitor_attachment_get(visitor=visitor, attachment_id=pk)
         return serve_attachment(attachment, thumbnail=bool(request.query_params.get("thumb")))
 

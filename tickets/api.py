@@ -2,7 +2,8 @@
 
 Staff endpoints use the session cookie (CSRF on unsafe methods). The widget endpoints
 (``/api/v1/widget/tickets…``) take the visitor's token instead, as ``POST /api/v1/widget/session``
-returned it: in the JSON body, or ``?token=`` on GET.
+returned it: in the ``X-Visitor-Token`` header (or the JSON body of a POST); file downloads also
+take ``?token=`` (kefu.widget_auth).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from rest_framework.views import APIView
 from im.api_files import serve_attachment
 from kefu.models import Visitor, Workgroup
 from kefu.services.visitors import visitor_from_token
+from kefu.widget_auth import request_token
 from org import limits
 from org.models import User
 from tickets import reports, selectors
@@ -333,7 +335,7 @@ def _ticket_limit(request: Request, visitor: Visitor) -> None:
 
 
 class WidgetTicketsApi(APIView):
-    """``GET /api/v1/widget/tickets?token=`` → ``{"tickets": [{"id", "number", "subject",
+    """``GET /api/v1/widget/tickets`` (``X-Visitor-Token`` header) → ``{"tickets": [{"id", "number", "subject",
     "status", "created_at", "updated_at", "solved_at", "comments": [comment + "mine"]}]}`` (public
     replies only). ``POST`` ``{"token", "body", "subject"?, "name"?, "email"?}`` → 201 {that
     ticket}: leave a message (KF-4), which becomes a ticket of the channel's workgroup.
@@ -344,7 +346,7 @@ class WidgetTicketsApi(APIView):
     permission_classes = [AllowAny]
 
     def get(self, request: Request) -> Response:
-        visitor = visitor_from_token(request.query_params.get("token"))
+        visitor = visitor_from_token(request_token(request))
         return Response(
             {
                 "tickets": [
@@ -355,7 +357,7 @@ class WidgetTicketsApi(APIView):
 
     def post(self, request: Request) -> Response:
         body = _body(request)
-        visitor = visitor_from_token(body.get("token"))
+        visitor = visitor_from_token(request_token(request))
         _ticket_limit(request, visitor)
         ticket = ticket_services.ticket_leave_message(
             visitor=visitor,
@@ -377,7 +379,7 @@ class WidgetTicketCommentApi(APIView):
 
     def post(self, request: Request, pk: int) -> Response:
         body = _body(request)
-        visitor = visitor_from_token(body.get("token"))
+        visitor = visitor_from_token(request_token(request))
         _ticket_limit(request, visitor)
         comment: Comment = comments.comment_add(
             ticket_id=pk,
@@ -399,7 +401,7 @@ class WidgetAttachmentUploadApi(APIView):
     parser_classes = [MultiPartParser, FormParser]
 
     def post(self, request: Request, pk: int) -> Response:
-        visitor = visitor_from_token(request.data.get("token"))
+        visitor = visitor_from_token(request_token(request))
         upload = request.FILES.get("file")
         if upload is None:
             raise ServiceError("invalid", _("Choose a file."), field="file")
@@ -435,7 +437,7 @@ class WidgetAttachmentApi(APIView):
     permission_classes = [AllowAny]
 
     def get(self, request: Request, pk: int) -> Any:
-        visitor = visitor_from_token(request.query_params.get("token"))
+        visitor = visitor_from_token(request_token(request, query=True))
         attachment = selectors.comment_attachment_get(attachment_id=pk, visitor=visitor)
         return serve_attachment(attachment, thumbnail=bool(request.query_params.get("thumb")))
 

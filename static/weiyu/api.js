@@ -13,13 +13,14 @@ function failure(message, status, code) {
 }
 
 /**
- * JSON API call, same-origin with cookies. `body`: an object (sent as JSON) or FormData.
+ * JSON API call, same-origin with cookies. `body`: an object (sent as JSON) or FormData;
+ * `headers`: more request headers (the widget's X-Visitor-Token).
  * Resolves with the parsed answer (null for 204); rejects with an Error whose message is the
  * server's `detail`, with `code` (the `error` field) and `status`, plus `retryAfter` (seconds)
  * on a 429.
  */
-export async function api(method, path, body) {
-  const opts = { method, headers: { Accept: 'application/json' }, credentials: 'same-origin' };
+export async function api(method, path, body, headers = {}) {
+  const opts = { method, headers: { Accept: 'application/json', ...headers }, credentials: 'same-origin' };
   const csrf = csrfToken();
   if (body instanceof FormData) {
     opts.body = body;

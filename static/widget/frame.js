@@ -1121,7 +1121,14 @@ function applySession(data) {
 function socketUrl() {
   const scheme = location.protocol === 'https:' ? 'wss://' : 'ws://';
   const path = (session && session.ws_path) || config.ws_path;
-  return scheme + location.host + path + '?token=' + encodeURIComponent(session.token);
+  return scheme + location.host + path;
+}
+
+// The token travels as a subprotocol, never in the URL (access logs keep URLs): base64url of it.
+function socketProtocols() {
+  const bytes = new TextEncoder().encode(session.token);
+  const b64 = btoa(String.fromCharCode(...bytes)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+  return ['weiyu', 'weiyu.token.' + b64];
 }
 
 function resetConversationState() {
@@ -1162,7 +1169,7 @@ async function renewSession() {
 }
 
 function makeClient() {
-  return new WeiyuClient({ url: socketUrl, onFrame, onState });
+  return new WeiyuClient({ url: socketUrl, protocols: socketProtocols, onFrame, onState });
 }
 
 async function start(attempt = 0) {

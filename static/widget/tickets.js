@@ -121,7 +121,7 @@ export function setupTickets({ url, getToken, onOpen }) {
     if (!getToken()) return;
     const seq = ++refreshSeq;
     try {
-      const data = await call('GET', `${url}?token=${encodeURIComponent(getToken())}`);
+      const data = await api('GET', url, undefined, { 'X-Visitor-Token': getToken() });
       if (seq !== refreshSeq) return;
       tickets = data.tickets;
       if (!seen.size && panel.hidden) {
