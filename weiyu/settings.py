@@ -174,8 +174,8 @@ AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_CALLABLE = "weiyu.views.login_locked_out"
 AXES_HTTP_RESPONSE_CODE = 429
 AXES_ENABLED = env_bool("WEIYU_LOGIN_THROTTLE", default=True)
-# the client address is REMOTE_ADDR as the server gives it (django-ipware is not installed);
-# which forwarded headers to trust is the proxy set-up's (docs/security.md, "Behind a proxy")
+# the client address is REMOTE_ADDR, which weiyu.clientaddr sets from the peer or, behind
+# WEIYU_TRUSTED_PROXIES, the right-most untrusted X-Forwarded-For hop (docs/security.md)
 LOGIN_REDIRECT_URL = "kefu:inbox"
 
 # --- i18n: every user-facing string ships in Simplified Chinese and English.
