@@ -7,9 +7,9 @@
 What it does (docs/benchmarks.md, "Widget flood"; docs/security.md, "Rate limits"):
 
 1. Provisions the tenant ``bench`` like bench/chat_load.py (same database, Redis and agents),
-   whose visitors all come from 127.0.0.1: its own per-address limits are turned off in its
-   back-office row (a tenant whose visitors share one proxy), the per-visitor and per-tenant ones
-   stay. A second tenant ``flood`` on ``flood.localhost`` (one channel, one online agent) is the
+   whose visitors all come from 127.0.0.1: its own per-address and per-visitor limits are
+   turned off in its back-office row (a tenant whose visitors share one proxy, chatting from a
+   script); the per-tenant budgets stay. A second tenant ``flood`` on ``flood.localhost`` (one channel, one online agent) is the
    target of the flood, with the platform defaults.
 2. Starts one daphne with the limits on (``--unlimited``: also a run with
    ``WEIYU_RATE_LIMITS=0``, the situation of issue 12) and ``WEIYU_TRUSTED_PROXIES=127.0.0.1``,
@@ -69,10 +69,12 @@ def provision_flood() -> dict[str, Any]:
 
     with tenant_context(chat_load.bench_tenant()):
         org_models.VisitorLimits.current()
-        org_models.VisitorLimits.objects.update(
+        org_models.VisitorLimits.objects.update(  # a scripted chat: 40 messages in seconds
             sessions_per_ip_minute=0,
             connects_per_ip_minute=0,
             messages_per_ip_minute=0,
+            messages_per_visitor_minute=0,
+            frames_per_visitor_minute=0,
         )
     tenant = chat_load.bench_tenant(
         schema=FLOOD_SCHEMA, domain=FLOOD_DOMAIN, name="Flood", admin="flood_admin"

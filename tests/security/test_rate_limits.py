@@ -9,6 +9,7 @@ each test here turns them on with its own small values and its own client addres
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import itertools
 import time
@@ -18,6 +19,7 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
+from django.db import connection
 from django.test import Client, override_settings
 from django.utils import timezone
 from django_tenants.utils import schema_context
@@ -31,7 +33,9 @@ from tests.conftest import make_desk, make_visitor, unique
 from tests.waits import WAIT_S, wait_until
 from tests.ws import receive_until
 from tickets.models import Ticket
+from weiyu import dbthreads
 from weiyu.asgi import application
+from weiyu.asgi_tenancy import TENANT_SHARE, tenant_db
 
 _addresses = itertools.count(1)
 PDF = b"%PDF-1.4\n1 0 obj\n<<>>\nendobj\ntrailer\n<<>>\n%%EOF\n"
@@ -480,3 +484,21 @@ def test_limits_are_off_when_the_platform_turns_them_off(desk):
         web = client(address())
         for _ in range(3):
             assert _session(web, desk.channel.public_key).status_code == 200
+
+
+async def test_one_tenants_database_calls_leave_threads_for_the_other_tenants(acme, globex):
+    # given a tenant whose sockets keep every database thread busy (slow calls, three per thread)
+    def slow() -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_sleep(0.5)")
+
+    flood = [asyncio.ensure_future(tenant_db(acme, slow)) for _ in range(dbthreads.THREADS * 3)]
+    for _ in range(5):
+        await asyncio.sleep(0)  # the flood's calls are taken first
+    # when another tenant's socket needs the database
+    schema = await tenant_db(globex, lambda: connection.schema_name)
+    # then it is served in its schema while most of the flood still waits for its share
+    pending = sum(not f.done() for f in flood)
+    assert schema == "globex"
+    assert pending > len(flood) // 2, (pending, TENANT_SHARE)
+    await asyncio.gather(*flood)
