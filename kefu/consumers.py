@@ -148,6 +148,10 @@ class VisitorConsumer(MemberConsumer):
     def accept_subprotocol(self) -> str | None:
         return widget_auth.accepted_subprotocol(self.scope)
 
+    async def hello_extra(self) -> dict[str, Any]:
+        """A fresh files token for the widget's downloads (``?ft=``, kefu.widget_auth)."""
+        return {"files_token": widget_auth.files_token(self.visitor, self.tenant.schema_name)}
+
     async def admit(self, frame_type: str) -> None:
         """Rate limits, one Redis call per frame and before any database work: ``message.send``
         counts against the visitor's, its address's and the tenant's messages per minute, every

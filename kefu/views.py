@@ -174,6 +174,7 @@ class WidgetSessionApi(APIView):
                 "robot": robot_persona.widget_info(channel, senders.language_for(visitor)),
                 "departments": routing.departments(channel),
                 "ws_path": "/ws/visitor/",
+                "files_token": widget_auth.files_token(visitor),
                 "agents_online": is_open
                 and selectors.workgroup_has_online_agent(workgroup_id=channel.workgroup_id),
                 "open": is_open,
@@ -315,7 +316,8 @@ class WidgetFileUploadApi(APIView):
 
 
 class WidgetFileApi(APIView):
-    """``GET /api/v1/widget/files/<id>?token=`` (``&thumb=1`` for an image's thumbnail): a file
+    """``GET /api/v1/widget/files/<id>?ft=<files token>`` (or ``?token=``; ``&thumb=1`` for an
+    image's thumbnail): a file
     of a conversation the visitor is in, that it sent or received in a public message (never an
     internal note's). Served like staff downloads (``nosniff``, sandboxing CSP; a download
     unless image, audio or video). 401 ``invalid_token`` without a valid token, 404 otherwise.
@@ -325,14 +327,14 @@ class WidgetFileApi(APIView):
     permission_classes = [AllowAny]
 
     def get(self, request: Request, pk: int) -> HttpResponse:
-        visitor = kefu_visitors.visitor_from_token(widget_auth.request_token(request, query=True))
+        visitor = widget_auth.download_visitor(request)
         attachment = visitor_files.visitor_attachment_get(visitor=visitor, attachment_id=pk)
         return serve_attachment(attachment, thumbnail=bool(request.query_params.get("thumb")))
 
 
 def widget_attachment_payload(attachment: Attachment) -> dict[str, Any]:
-    """``attachment_payload`` with the widget's URLs (without the token, which the widget
-    appends: ``?token=…``)."""
+    """``attachment_payload`` with the widget's URLs (without a token, which the widget
+    appends: ``?ft=<files token>``)."""
     data = attachment_payload(attachment)
     url = reverse("kefu:widget-file", args=[attachment.pk])
     data["url"] = url

@@ -22,7 +22,7 @@ from rest_framework.views import APIView
 from im.api_files import serve_attachment
 from kefu.models import Visitor, Workgroup
 from kefu.services.visitors import visitor_from_token
-from kefu.widget_auth import request_token
+from kefu.widget_auth import download_visitor, request_token
 from org import limits
 from org.models import User
 from tickets import reports, selectors
@@ -430,14 +430,15 @@ class WidgetAttachmentUploadApi(APIView):
 
 
 class WidgetAttachmentApi(APIView):
-    """``GET /api/v1/widget/tickets/attachments/<id>?token=`` (``&thumb=1``): a file of a public
+    """``GET /api/v1/widget/tickets/attachments/<id>?ft=<files token>`` (or ``?token=``;
+    ``&thumb=1``): a file of a public
     comment on one's own ticket (404 otherwise)."""
 
     authentication_classes: list[Any] = []
     permission_classes = [AllowAny]
 
     def get(self, request: Request, pk: int) -> Any:
-        visitor = visitor_from_token(request_token(request, query=True))
+        visitor = download_visitor(request)
         attachment = selectors.comment_attachment_get(attachment_id=pk, visitor=visitor)
         return serve_attachment(attachment, thumbnail=bool(request.query_params.get("thumb")))
 

@@ -153,11 +153,13 @@ function showMessage(m) {
 // ---- files ------------------------------------------------------------------------------
 const MEDIA_TYPES = new Set(['image', 'voice', 'video', 'file']);
 
-// Files are fetched with the visitor's token (the widget has no staff login).
+// Files are fetched with a short-lived files token (`ft`, from the session and every hello), not
+// the visitor's year-long token: an <img src> cannot send a header, and URLs end up in logs.
+let filesToken = '';
 function widgetFileUrl(attachment, thumb) {
   const params = new URLSearchParams();
   if (thumb) params.set('thumb', '1');
-  params.set('token', session ? session.token : '');
+  params.set('ft', filesToken);
   return `${config.files_url}/${attachment.id}?${params}`;
 }
 
@@ -537,6 +539,7 @@ function onFrame(f) {
   switch (f.type) {
     case 'hello':
       if (f.member) me = f.member.key;
+      if (f.files_token) filesToken = f.files_token;
       break;
 
     case 'sync.result': {
@@ -1021,6 +1024,7 @@ let session = null;
 const tickets = setupTickets({
   url: config.tickets_url,
   getToken: () => (session ? session.token : null),
+  getFilesToken: () => filesToken,
   onOpen: (open) => $('chat').classList.toggle('show-tickets', open),
 });
 
@@ -1093,6 +1097,7 @@ $('transcript-form').addEventListener('submit', async (e) => {
 
 function applySession(data) {
   session = data;
+  if (data.files_token) filesToken = data.files_token;
   showPrechat();
   // Nobody to answer now: offer to leave a message (it becomes a ticket).
   // (the robot answers at any hour; it offers this itself when a hand-over finds nobody)

@@ -21,6 +21,18 @@ def _protocol(token: str) -> str:
     return "weiyu.token." + base64.urlsafe_b64encode(token.encode()).decode().rstrip("=")
 
 
+def _files_visitor(files_token: str) -> int:
+    from types import SimpleNamespace
+
+    from django_tenants.utils import schema_context
+
+    from kefu.widget_auth import download_visitor
+
+    request = SimpleNamespace(query_params={"ft": files_token}, META={})
+    with schema_context("acme"):
+        return download_visitor(request).pk
+
+
 async def _open(subprotocols: list[str]) -> tuple[WebsocketCommunicator, bool, object]:
     communicator = WebsocketCommunicator(
         application,
@@ -42,6 +54,8 @@ async def test_the_socket_takes_the_token_as_a_subprotocol_and_answers_weiyu(acm
         hello = await ws.receive_json_from(timeout=WAIT_S)
         assert hello["type"] == "hello"
         assert hello["member"]["key"] == visitor.member_key
+        # with a files token of this tenant's visitor, for the widget's downloads
+        assert await database_sync_to_async(_files_visitor)(hello["files_token"]) == visitor.pk
     finally:
         await ws.disconnect()
 
@@ -70,3 +84,40 @@ def test_the_widgets_http_calls_take_the_token_in_a_header_not_the_url(acme):
     )
     assert profile.status_code == 200
     assert profile.json()["visitor"]["name"] == "Ann"
+
+
+def test_file_links_carry_a_short_lived_files_token_not_the_visitor_token(acme):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    desk = make_desk(acme, agents=1)
+    web = Client(HTTP_HOST=HOST, HTTP_ACCEPT_LANGUAGE="en")
+    started = web.post(
+        "/api/v1/widget/session",
+        {"channel": desk.channel.public_key},
+        content_type="application/json",
+    ).json()
+    token, files_token = started["token"], started["files_token"]
+    pdf = b"%PDF-1.4\n1 0 obj\n<<>>\nendobj\ntrailer\n<<>>\n%%EOF\n"
+    uploaded = web.post(
+        "/api/v1/widget/files",
+        {"kind": "file", "file": SimpleUploadedFile("a.pdf", pdf)},
+        HTTP_X_VISITOR_TOKEN=token,
+    )
+    assert uploaded.status_code == 201
+    url = uploaded.json()["url"]
+    # the files token downloads the visitor's file
+    assert web.get(url, {"ft": files_token}).status_code == 200
+    # it is no visitor token: the API refuses it
+    assert web.get("/api/v1/widget/tickets", HTTP_X_VISITOR_TOKEN=files_token).status_code == 401
+    # a forged one, or one of another tenant's visitor, downloads nothing
+    assert web.get(url, {"ft": files_token + "x"}).status_code == 401
+    other = Client(HTTP_HOST="globex.localhost").get(url, {"ft": files_token})
+    assert other.status_code == 401
+    # another visitor's files token gets a 404 for this file
+    _stranger, stranger_token = make_visitor(desk)
+    stranger = web.post(
+        "/api/v1/widget/session",
+        {"channel": desk.channel.public_key, "token": stranger_token},
+        content_type="application/json",
+    ).json()
+    assert web.get(url, {"ft": stranger["files_token"]}).status_code == 404
