@@ -14,6 +14,8 @@ from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 from django.db import DatabaseError, connection
 
+from tenants.models import Tenant
+
 #: the schema ``manage.py demo_setup`` creates its demo tenant in
 DEMO_SCHEMA = "demo"
 
@@ -31,8 +33,6 @@ def demo_tenant_in_production(app_configs: Any = None, **kwargs: Any) -> list[Er
                 id="tenants.W001",
             )
         ]
-    from tenants.models import Tenant
-
     try:
         connection.set_schema_to_public()
         demo = Tenant.objects.filter(schema_name=DEMO_SCHEMA).first()
