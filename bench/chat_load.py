@@ -83,6 +83,9 @@ def bench_env() -> dict[str, str]:
     env["SECRET_KEY"] = BENCH_SECRET_KEY
     env["DEBUG"] = "0"
     env.setdefault("LOG_LEVEL", "WARNING")
+    # every bench visitor comes from 127.0.0.1, far past the anonymous rate limits of one address
+    # (docs/security.md); bench/widget_flood.py turns them on again
+    env.setdefault("WEIYU_RATE_LIMITS", "0")
     # A channel-layer prefix of this run only: group memberships left behind by an earlier,
     # killed daphne (group_expiry is a day) would otherwise receive — and slow — our sends.
     env.setdefault("CHANNEL_PREFIX", f"wbench{os.getpid()}x")

@@ -42,6 +42,8 @@ Handler = Callable[[Any, dict[str, Any]], Awaitable[None]]
 
 #: close code after a channel-layer outage: reconnect and ``sync`` (events may have been lost)
 CLOSE_RESYNC = 4503
+#: close code of a socket refused by a rate limit (its `error` frame says when to come back)
+CLOSE_RATE_LIMITED = 4429
 LAYER_RETRY_S = 1.0
 LAYER_ERRORS = (OSError, TimeoutError, RedisConnectionError, RedisTimeoutError)
 #: most group joins and leaves of one process in flight at once. Thousands of sockets closing
@@ -171,12 +173,12 @@ class MemberConsumer(AsyncJsonWebsocketConsumer):
         """
         self.tenant = self.scope["tenant"]
         self.group: str | None = None
-        await self.accept()
+        await self.accept(self.accept_subprotocol())
         try:
             sender = await self.authenticate()
         except ServiceError as exc:
             await self.send_json({"type": "error", **exc.as_dict()})
-            await self.close(code=4401)
+            await self.close(code=CLOSE_RATE_LIMITED if exc.code == "rate_limited" else 4401)
             return
         self.sender = sender
         self.group = member_group(self.tenant.schema_name, sender.key)
@@ -205,6 +207,10 @@ class MemberConsumer(AsyncJsonWebsocketConsumer):
                     await self.channel_layer.group_discard(self.group, self.channel_name)
             except Exception:  # the group entry expires by itself (group_expiry)
                 logger.warning("channel layer unreachable at disconnect")
+
+    def accept_subprotocol(self) -> str | None:
+        """The subprotocol to answer the handshake with (one the client offered), or None."""
+        return None
 
     async def authenticate(self) -> Sender:
         """Return who this socket is, or raise ``ServiceError('unauthorized'|'invalid_token')``."""
@@ -264,6 +270,7 @@ class MemberConsumer(AsyncJsonWebsocketConsumer):
             await self.send_error(ServiceError("unknown_type", _("Unknown frame type.")), ref)
             return
         try:
+            await self.admit(data["type"])
             await getattr(self, method)(data, ref)
         except ServiceError as exc:
             await self.send_error(exc, ref, data)
@@ -276,6 +283,10 @@ class MemberConsumer(AsyncJsonWebsocketConsumer):
                 ref,
                 data,
             )
+
+    async def admit(self, frame_type: str) -> None:
+        """Called before each known frame is handled: raise ``ServiceError`` (e.g.
+        ``RateLimitedError``) to refuse it with an ``error`` frame, nothing done. Allows all."""
 
     async def send_error(
         self, exc: ServiceError, ref: str | None, data: dict[str, Any] | None = None

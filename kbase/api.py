@@ -12,6 +12,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from kbase import search
+from org import limits
+from weiyu import ratelimit
 from weiyu.errors import ServiceError
 
 
@@ -24,7 +26,8 @@ class KbSearchApi(APIView):
     comma-separated (default all); ``limit`` 1 to 50 (10); ``mode`` ``keyword`` | ``semantic`` |
     ``hybrid`` (default hybrid). Signed-in staff search every knowledge base and draft articles;
     anyone else public knowledge bases and published articles only. 400 ``invalid`` for a bad
-    parameter."""
+    parameter; 429 ``rate_limited`` for anonymous callers past the help-center searches per
+    address and minute (``org.limits.help_search``; ``Retry-After``)."""
 
     permission_classes = [AllowAny]
 
@@ -48,6 +51,10 @@ class KbSearchApi(APIView):
                 "invalid", _("mode must be keyword, semantic or hybrid."), field="mode"
             )
         staff = bool(request.user and request.user.is_authenticated)
+        if not staff:
+            ratelimit.check(
+                limits.help_search(limits.effective(), ip=request.META.get("REMOTE_ADDR", ""))
+            )
         found = search.search_run(
             q=q, kb_ids=kb_ids, public_only=not staff, limit=int(raw_limit), mode=mode
         )

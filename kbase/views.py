@@ -8,13 +8,26 @@ from django.shortcuts import render
 
 from kbase import search
 from kbase.models import Article, KnowledgeBase
+from org import limits
+from weiyu import ratelimit
+from weiyu.errors import RateLimitedError
 
 
 def help_index(request: HttpRequest) -> HttpResponse:
     """``GET /help/`` (``?q=`` searches): every public knowledge base with its published
-    articles by category."""
+    articles by category. Searches per address and minute are limited
+    (``org.limits.help_search``): past the limit the page says so, with status 429 and
+    ``Retry-After``, and lists the articles without searching."""
     q = (request.GET.get("q") or "").strip()[:200]
-    results = search.search(q=q, public_only=True, limit=20) if q else []
+    refused: RateLimitedError | None = None
+    if q:
+        try:
+            ratelimit.check(
+                limits.help_search(limits.effective(), ip=request.META.get("REMOTE_ADDR", ""))
+            )
+        except RateLimitedError as exc:
+            refused = exc
+    results = search.search(q=q, public_only=True, limit=20) if q and not refused else []
     kbs = []
     for kb in KnowledgeBase.objects.filter(is_public=True):
         articles = kb.articles.filter(status=Article.Status.PUBLISHED).select_related("category")
@@ -23,7 +36,12 @@ def help_index(request: HttpRequest) -> HttpResponse:
             groups.setdefault(article.category.name if article.category else "", []).append(article)
         if groups:
             kbs.append({"kb": kb, "groups": sorted(groups.items())})
-    return render(request, "kbase/help_index.html", {"kbs": kbs, "q": q, "results": results})
+    context = {"kbs": kbs, "q": q, "results": results, "refused": refused}
+    if refused is None:
+        return render(request, "kbase/help_index.html", context)
+    response = render(request, "kbase/help_index.html", context, status=429)
+    response["Retry-After"] = str(refused.retry_after_s)
+    return response
 
 
 def help_article(request: HttpRequest, kb_id: int, slug: str) -> HttpResponse:

@@ -5,12 +5,12 @@ from __future__ import annotations
 from http.cookies import CookieError, SimpleCookie
 from types import SimpleNamespace
 from typing import Any, ClassVar
-from urllib.parse import parse_qs
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth import get_user
 from django.contrib.auth.models import AnonymousUser
+from django.utils import translation
 from django.utils.module_loading import import_string
 from django.utils.translation import get_supported_language_variant
 from django.utils.translation import gettext as _
@@ -18,12 +18,15 @@ from django.utils.translation.trans_real import parse_accept_lang_header
 
 from im.consumers import MemberConsumer, _int_field
 from im.senders import Sender
-from kefu import csat, presence, selectors, senders
+from kefu import csat, presence, selectors, senders, widget_auth
 from kefu.robot import feedback as robot_feedback
 from kefu.robot import handover as robot_handover
 from kefu.services import agents as kefu_agents
 from kefu.services import messages as kefu_messages
 from kefu.services import sessions, visitors
+from org import limits
+from weiyu import ratelimit
+from weiyu.clientaddr import client_ip
 from weiyu.errors import ServiceError
 
 
@@ -131,8 +134,14 @@ class AgentConsumer(MemberConsumer):
         await self.db(kefu_agents.agent_status_set, user=self.user, status=data.get("status"))
 
 
+def _visitor_and_limits(token: object) -> tuple[Any, limits.Effective]:
+    return visitors.visitor_from_token(token), limits.effective()
+
+
 class VisitorConsumer(MemberConsumer):
-    """A visitor's widget socket, authenticated by the signed token in ``?token=``."""
+    """A visitor's widget socket, authenticated by the signed token of its ``weiyu.token.…``
+    subprotocol (or ``?token=``, :mod:`kefu.widget_auth`); its frames are rate-limited
+    (:meth:`admit`)."""
 
     handlers: ClassVar[dict[str, str]] = {
         **MemberConsumer.handlers,
@@ -143,14 +152,40 @@ class VisitorConsumer(MemberConsumer):
     }
 
     async def authenticate(self) -> Sender:
-        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
-        token = (query.get("token") or [None])[0]
-        self.visitor = await self.db(visitors.visitor_from_token, token)
+        self.ip = client_ip(self.scope)
+        known = limits.cached(self.tenant.schema_name)
+        if known is not None:  # refused before any database work
+            await ratelimit.acheck(limits.socket_connect(known, ip=self.ip))
+        token = widget_auth.socket_token(self.scope)
+        self.visitor, self.limits = await self.db(_visitor_and_limits, token)
+        if known is None:
+            await ratelimit.acheck(limits.socket_connect(self.limits, ip=self.ip))
         self.language = "en" if self.visitor.language.lower().startswith("en") else "zh-hans"
         return senders.visitor_sender(self.visitor)
 
     def conversation_list(self) -> list[dict[str, Any]]:
         return selectors.conversation_list_for_member(member_key=self.sender.key, closed_limit=20)
+
+    def accept_subprotocol(self) -> str | None:
+        return widget_auth.accepted_subprotocol(self.scope)
+
+    async def hello_extra(self) -> dict[str, Any]:
+        """A fresh files token for the widget's downloads (``?ft=``, kefu.widget_auth)."""
+        return {"files_token": widget_auth.files_token(self.visitor, self.tenant.schema_name)}
+
+    async def admit(self, frame_type: str) -> None:
+        """Rate limits, one Redis call per frame and before any database work: ``message.send``
+        counts against the visitor's, its address's and the tenant's messages per minute, every
+        other frame but ``ping`` against the visitor's frames per minute (the tenant's values
+        when the socket opened, ``org.limits``). Refused: an ``error`` frame ``rate_limited``
+        with ``retry_after`` (s); the message is not stored."""
+        with translation.override(self.language):  # the refusal in the visitor's language
+            if frame_type == "message.send":
+                await ratelimit.acheck(
+                    limits.message_send(self.limits, visitor_id=self.visitor.pk, ip=self.ip)
+                )
+            elif frame_type != "ping":
+                await ratelimit.acheck(limits.socket_frame(self.limits, visitor_id=self.visitor.pk))
 
     def send_message(self, data: dict[str, Any]) -> tuple[Any, bool]:
         return kefu_messages.visitor_message_send(

@@ -20,6 +20,8 @@ from im.models import Message
 from im.services import conversations as im_conversations
 from im.syslines import message_text
 from kefu.models import Session, Visitor
+from org import limits
+from weiyu import ratelimit
 from weiyu.errors import ServiceError
 
 PHONE_RE = re.compile(r"^[0-9+()\-. ]{5,32}$")
@@ -82,7 +84,9 @@ def profile_update(
 def transcript_request(*, visitor: Visitor, conversation_id: object, email: object = None) -> str:
     """Have a worker e-mail the transcript of one of the visitor's conversations to ``email``
     (default: the address they gave). Returns the address. Raises ``ServiceError``: ``invalid``
-    (no or bad address, bad id), ``not_found``, ``conflict`` (asked less than 5 minutes ago)."""
+    (no or bad address, bad id), ``not_found``, ``conflict`` (asked less than 5 minutes ago);
+    ``RateLimitedError`` past the e-mails per visitor or per address and day
+    (:func:`org.limits.transcript_email`)."""
     if isinstance(conversation_id, bool) or not isinstance(conversation_id, int):
         raise ServiceError(
             "invalid", _("conversation_id must be an integer."), field="conversation_id"
@@ -99,6 +103,9 @@ def transcript_request(*, visitor: Visitor, conversation_id: object, email: obje
         now = timezone.now()
         if session.transcript_sent_at and now - session.transcript_sent_at < RESEND_AFTER:
             raise ServiceError("conflict", _("The transcript is on its way. Try again later."))
+        ratelimit.check(
+            limits.transcript_email(limits.effective(), visitor_id=visitor.pk, address=address)
+        )
         session.transcript_sent_at = now
         session.save(update_fields=["transcript_sent_at"])
         if not visitor.email:

@@ -6,6 +6,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from csp.decorators import csp_update
 from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
@@ -28,12 +29,14 @@ from im.api_files import serve_attachment
 from im.models import Attachment, MessagingSettings
 from im.serializers import attachment_payload
 from kbase import llm
-from kefu import hours, monitor, selectors, senders, transcripts
+from kefu import hours, monitor, selectors, senders, transcripts, widget_auth
 from kefu.models import Channel
 from kefu.robot import persona as robot_persona
 from kefu.services import blocking, routing
 from kefu.services import files as visitor_files
 from kefu.services import visitors as kefu_visitors
+from org import limits
+from weiyu import ratelimit
 from weiyu.errors import ServiceError
 
 
@@ -81,10 +84,12 @@ def widget_js(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @xframe_options_exempt
+@csp_update({"frame-ancestors": ["*"]})
 def widget_frame(request: HttpRequest) -> HttpResponse:
     """``GET /widget/frame/?channel=…&lang=…&page_url=…&referrer=…``: the chat UI in the iframe.
 
-    Framable by any site (the widget lives on the tenant's own website).
+    Framable by any site (the widget lives on the tenant's own website): no ``X-Frame-Options``,
+    and its Content-Security-Policy lets any page frame it.
     """
     try:
         channel = selectors.channel_get_active(public_key=request.GET.get("channel"))
@@ -125,13 +130,17 @@ class WidgetSessionApi(APIView):
     agent of it is online with an inbox open; when not, the widget offers to leave a message; ``open``/``opens_at``:
     the work hours; ``robot``: ``{"name", "greeting", "handover"}`` on robot channels, else
     null).
-    Errors: 400 ``invalid``, 404 ``not_found``.
+    Errors: 400 ``invalid``, 404 ``not_found``, 429 ``rate_limited`` (sessions per address, or
+    the tenant's, per minute: ``org.limits.session_start``; ``Retry-After``).
     """
 
     authentication_classes: list[Any] = []
     permission_classes = [AllowAny]
 
     def post(self, request: Request) -> Response:
+        ratelimit.check(
+            limits.session_start(limits.effective(), ip=request.META.get("REMOTE_ADDR", ""))
+        )
         data = request.data
         if not isinstance(data, dict):
             raise ServiceError("invalid", _("The body must be a JSON object."))
@@ -167,6 +176,7 @@ class WidgetSessionApi(APIView):
                 "robot": robot_persona.widget_info(channel, senders.robot_language(visitor)),
                 "departments": routing.departments(channel),
                 "ws_path": "/ws/visitor/",
+                "files_token": widget_auth.files_token(visitor),
                 "agents_online": is_open
                 and selectors.workgroup_has_online_agent(workgroup_id=channel.workgroup_id),
                 "open": is_open,
@@ -247,7 +257,7 @@ class WidgetProfileApi(APIView):
         data = request.data
         if not isinstance(data, dict):
             raise ServiceError("invalid", _("The body must be a JSON object."))
-        visitor = kefu_visitors.visitor_from_token(data.get("token"))
+        visitor = kefu_visitors.visitor_from_token(widget_auth.request_token(request))
         visitor = transcripts.profile_update(
             visitor=visitor, name=data.get("name"), email=data.get("email"), phone=data.get("phone")
         )
@@ -258,7 +268,8 @@ class WidgetTranscriptApi(APIView):
     """``POST /api/v1/widget/transcript`` ``{"token", "conversation_id", "email"?}`` → 202
     ``{"email"}``: the conversation's transcript is e-mailed (by a worker) to ``email``, or to
     the address the visitor gave. 400 ``invalid`` (no or bad address), 404 not the visitor's,
-    409 ``conflict`` asked again within 5 minutes, 401 ``invalid_token``."""
+    409 ``conflict`` asked again within 5 minutes, 401 ``invalid_token``, 429 ``rate_limited``
+    (e-mails per visitor or per address per day: ``org.limits.transcript_email``)."""
 
     authentication_classes: list[Any] = []
     permission_classes = [AllowAny]
@@ -267,7 +278,7 @@ class WidgetTranscriptApi(APIView):
         data = request.data
         if not isinstance(data, dict):
             raise ServiceError("invalid", _("The body must be a JSON object."))
-        visitor = kefu_visitors.visitor_from_token(data.get("token"))
+        visitor = kefu_visitors.visitor_from_token(widget_auth.request_token(request))
         address = transcripts.transcript_request(
             visitor=visitor, conversation_id=data.get("conversation_id"), email=data.get("email")
         )
@@ -284,7 +295,8 @@ class WidgetFileUploadApi(APIView):
 
     Errors: 400 ``invalid``, 401 ``invalid_token``, 403 ``forbidden`` (blocked), 404
     ``not_found``, 409 ``conversation_closed``, 413 ``too_large``, 429 ``rate_limited`` (files
-    or bytes per visitor and hour; ``Retry-After`` header and ``retry_after`` in seconds).
+    or bytes per visitor or per address and hour; ``Retry-After`` header and ``retry_after`` in
+    seconds).
     """
 
     authentication_classes: list[Any] = []
@@ -292,7 +304,7 @@ class WidgetFileUploadApi(APIView):
     parser_classes = [MultiPartParser, FormParser]
 
     def post(self, request: Request) -> Response:
-        visitor = kefu_visitors.visitor_from_token(request.data.get("token"))
+        visitor = kefu_visitors.visitor_from_token(widget_auth.request_token(request))
         upload = request.FILES.get("file")
         if upload is None:
             raise ServiceError("invalid", _("Choose a file."), field="file")
@@ -301,12 +313,14 @@ class WidgetFileUploadApi(APIView):
             upload=upload,
             kind=request.data.get("kind") or "file",
             conversation_id=request.data.get("conversation_id"),
+            ip=request.META.get("REMOTE_ADDR", ""),
         )
         return Response(widget_attachment_payload(attachment), status=201)
 
 
 class WidgetFileApi(APIView):
-    """``GET /api/v1/widget/files/<id>?token=`` (``&thumb=1`` for an image's thumbnail): a file
+    """``GET /api/v1/widget/files/<id>?ft=<files token>`` (or ``?token=``; ``&thumb=1`` for an
+    image's thumbnail): a file
     of a conversation the visitor is in, that it sent or received in a public message (never an
     internal note's). Served like staff downloads (``nosniff``, sandboxing CSP; a download
     unless image, audio or video). 401 ``invalid_token`` without a valid token, 404 otherwise.
@@ -316,14 +330,14 @@ class WidgetFileApi(APIView):
     permission_classes = [AllowAny]
 
     def get(self, request: Request, pk: int) -> HttpResponse:
-        visitor = kefu_visitors.visitor_from_token(request.query_params.get("token"))
+        visitor = widget_auth.download_visitor(request)
         attachment = visitor_files.visitor_attachment_get(visitor=visitor, attachment_id=pk)
         return serve_attachment(attachment, thumbnail=bool(request.query_params.get("thumb")))
 
 
 def widget_attachment_payload(attachment: Attachment) -> dict[str, Any]:
-    """``attachment_payload`` with the widget's URLs (without the token, which the widget
-    appends: ``?token=…``)."""
+    """``attachment_payload`` with the widget's URLs (without a token, which the widget
+    appends: ``?ft=<files token>``)."""
     data = attachment_payload(attachment)
     url = reverse("kefu:widget-file", args=[attachment.pk])
     data["url"] = url

@@ -4,8 +4,10 @@ policies and workgroups' work hours count in."""
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.db import connection
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
@@ -13,8 +15,16 @@ from django.utils.translation import ngettext
 from treebeard.admin import TreeAdmin
 from treebeard.forms import movenodeform_factory
 
-from org import services
-from org.models import BusinessCalendar, BusinessHours, Department, DepartmentMember, Holiday, User
+from org import limits, services
+from org.models import (
+    BusinessCalendar,
+    BusinessHours,
+    Department,
+    DepartmentMember,
+    Holiday,
+    User,
+    VisitorLimits,
+)
 from tenants.admin import platform_admin_site
 
 
@@ -166,3 +176,35 @@ class BusinessCalendarAdmin(admin.ModelAdmin):
     @admin.display(description=_("holidays"))
     def holiday_count(self, obj: BusinessCalendar) -> int:
         return obj.holidays.count()
+
+
+@admin.register(VisitorLimits)
+class VisitorLimitsAdmin(admin.ModelAdmin):
+    """The tenant's rate limits on anonymous visitors: one row; an empty field is the platform
+    default, shown beside it (docs/security.md, "Rate limits")."""
+
+    list_display = ("__str__", "sessions_per_ip_minute", "messages_per_visitor_minute")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return not VisitorLimits.objects.exists()
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> Any:
+        VisitorLimits.current()
+        return super().changelist_view(request, extra_context)
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any):
+        form = super().get_form(request, obj, change, **kwargs)
+        for name, field in form.base_fields.items():
+            default = settings.WEIYU_VISITOR_LIMITS.get(name)
+            if default is not None:
+                field.help_text = _("Empty: the platform default, %(n)s. 0 turns it off.") % {
+                    "n": default
+                }
+        return form
+
+    def save_model(self, request: HttpRequest, obj: VisitorLimits, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        limits.forget(connection.schema_name)

@@ -219,3 +219,66 @@ class Holiday(models.Model):
 
     def __str__(self) -> str:
         return f"{self.date} {self.name}".strip()
+
+
+class VisitorLimits(models.Model):
+    """The tenant's rate limits on anonymous visitors (the widget, "leave a message", the help
+    center): one row, edited by the tenant admin. An empty field takes the platform default
+    (``settings.WEIYU_VISITOR_LIMITS``, from the environment); 0 turns that limit off.
+    Effective values: :func:`org.limits.effective` (docs/security.md, "Rate limits")."""
+
+    sessions_per_ip_minute = models.PositiveIntegerField(
+        _("chat sessions per address per minute"), null=True, blank=True
+    )
+    connects_per_ip_minute = models.PositiveIntegerField(
+        _("widget connections per address per minute"), null=True, blank=True
+    )
+    frames_per_visitor_minute = models.PositiveIntegerField(
+        _("socket frames per visitor per minute"), null=True, blank=True
+    )
+    messages_per_visitor_minute = models.PositiveIntegerField(
+        _("messages per visitor per minute"), null=True, blank=True
+    )
+    messages_per_ip_minute = models.PositiveIntegerField(
+        _("messages per address per minute"), null=True, blank=True
+    )
+    uploads_per_visitor_hour = models.PositiveIntegerField(
+        _("files per visitor per hour"), null=True, blank=True
+    )
+    upload_mb_per_visitor_hour = models.PositiveIntegerField(
+        _("file megabytes per visitor per hour"), null=True, blank=True
+    )
+    uploads_per_ip_hour = models.PositiveIntegerField(
+        _("files per address per hour"), null=True, blank=True
+    )
+    upload_mb_per_ip_hour = models.PositiveIntegerField(
+        _("file megabytes per address per hour"), null=True, blank=True
+    )
+    tickets_per_visitor_hour = models.PositiveIntegerField(
+        _("left messages (tickets) per visitor per hour"), null=True, blank=True
+    )
+    tickets_per_ip_hour = models.PositiveIntegerField(
+        _("left messages (tickets) per address per hour"), null=True, blank=True
+    )
+    transcripts_per_visitor_day = models.PositiveIntegerField(
+        _("transcript e-mails per visitor per day"), null=True, blank=True
+    )
+    transcripts_per_address_day = models.PositiveIntegerField(
+        _("transcript e-mails per e-mail address per day"), null=True, blank=True
+    )
+    searches_per_ip_minute = models.PositiveIntegerField(
+        _("help center searches per address per minute"), null=True, blank=True
+    )
+
+    class Meta:
+        verbose_name = _("visitor rate limits")
+        verbose_name_plural = _("visitor rate limits")
+
+    def __str__(self) -> str:
+        return str(_("Visitor rate limits"))
+
+    @classmethod
+    def current(cls) -> "VisitorLimits":
+        """The tenant's row (created empty, i.e. with the platform defaults, on first use)."""
+        row = cls.objects.order_by("pk").first()
+        return row if row is not None else cls.objects.create()

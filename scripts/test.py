@@ -11,6 +11,9 @@ os.environ.setdefault("WEIYU_DATA_DIR", str(ROOT / ".data" / "test"))
 os.environ.setdefault("CHANNEL_PREFIX", f"weiyutest{os.getpid()}")
 # the suite creates hundreds of users; a cheap hash keeps that fast (servers it starts inherit it)
 os.environ.setdefault("WEIYU_FAST_PASSWORD_HASHER", "1")
+# the suite makes hundreds of visitors from one address (127.0.0.1): the anonymous rate limits
+# are off, and tests/security/test_rate_limits.py turns them on where it floods them
+os.environ.setdefault("WEIYU_RATE_LIMITS", "off")
 
 from weiyu import devservices
 

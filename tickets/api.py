@@ -2,7 +2,8 @@
 
 Staff endpoints use the session cookie (CSRF on unsafe methods). The widget endpoints
 (``/api/v1/widget/tickets…``) take the visitor's token instead, as ``POST /api/v1/widget/session``
-returned it: in the JSON body, or ``?token=`` on GET.
+returned it: in the ``X-Visitor-Token`` header (or the JSON body of a POST); file downloads also
+take ``?token=`` (kefu.widget_auth).
 """
 
 from __future__ import annotations
@@ -19,13 +20,16 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from im.api_files import serve_attachment
-from kefu.models import Workgroup
+from kefu.models import Visitor, Workgroup
 from kefu.services.visitors import visitor_from_token
+from kefu.widget_auth import download_visitor, request_token
+from org import limits
 from org.models import User
 from tickets import reports, selectors
 from tickets.models import Category, Comment, Priority, Ticket
 from tickets.services import comments, notifications
 from tickets.services import tickets as ticket_services
+from weiyu import ratelimit
 from weiyu import reports as report_params
 from weiyu.errors import ServiceError
 
@@ -321,18 +325,28 @@ def _visitor_payload(ticket: Ticket) -> dict[str, Any]:
     return out
 
 
+def _ticket_limit(request: Request, visitor: Visitor) -> None:
+    """Count a ticket or comment of an anonymous visitor, or raise ``RateLimitedError``."""
+    ratelimit.check(
+        limits.ticket_create(
+            limits.effective(), visitor_id=visitor.pk, ip=request.META.get("REMOTE_ADDR", "")
+        )
+    )
+
+
 class WidgetTicketsApi(APIView):
-    """``GET /api/v1/widget/tickets?token=`` → ``{"tickets": [{"id", "number", "subject",
+    """``GET /api/v1/widget/tickets`` (``X-Visitor-Token`` header) → ``{"tickets": [{"id", "number", "subject",
     "status", "created_at", "updated_at", "solved_at", "comments": [comment + "mine"]}]}`` (public
     replies only). ``POST`` ``{"token", "body", "subject"?, "name"?, "email"?}`` → 201 {that
     ticket}: leave a message (KF-4), which becomes a ticket of the channel's workgroup.
-    401 ``invalid_token``."""
+    401 ``invalid_token``; 429 ``rate_limited`` (tickets and comments per visitor or per address
+    and hour: ``org.limits.ticket_create``; ``Retry-After``)."""
 
     authentication_classes: list[Any] = []
     permission_classes = [AllowAny]
 
     def get(self, request: Request) -> Response:
-        visitor = visitor_from_token(request.query_params.get("token"))
+        visitor = visitor_from_token(request_token(request))
         return Response(
             {
                 "tickets": [
@@ -343,7 +357,8 @@ class WidgetTicketsApi(APIView):
 
     def post(self, request: Request) -> Response:
         body = _body(request)
-        visitor = visitor_from_token(body.get("token"))
+        visitor = visitor_from_token(request_token(request))
+        _ticket_limit(request, visitor)
         ticket = ticket_services.ticket_leave_message(
             visitor=visitor,
             body=body.get("body"),
@@ -356,14 +371,16 @@ class WidgetTicketsApi(APIView):
 
 class WidgetTicketCommentApi(APIView):
     """``POST /api/v1/widget/tickets/<id>/comments`` ``{"token", "body", "attachment_ids"?}`` →
-    201 {ticket}: the requester answers; a pending or solved ticket opens again."""
+    201 {ticket}: the requester answers; a pending or solved ticket opens again. 429
+    ``rate_limited`` as a new ticket (the same hourly count)."""
 
     authentication_classes: list[Any] = []
     permission_classes = [AllowAny]
 
     def post(self, request: Request, pk: int) -> Response:
         body = _body(request)
-        visitor = visitor_from_token(body.get("token"))
+        visitor = visitor_from_token(request_token(request))
+        _ticket_limit(request, visitor)
         comment: Comment = comments.comment_add(
             ticket_id=pk,
             visitor=visitor,
@@ -376,20 +393,36 @@ class WidgetTicketCommentApi(APIView):
 
 class WidgetAttachmentUploadApi(APIView):
     """``POST /api/v1/widget/tickets/<id>/attachments`` (multipart: ``token``, ``file``,
-    ``kind``?) → 201 {attachment} on one's own ticket; then name it in ``attachment_ids``."""
+    ``kind``?) → 201 {attachment} on one's own ticket; then name it in ``attachment_ids``. 429
+    ``rate_limited``: the widget's upload limits (``org.limits.upload``) count these too."""
 
     authentication_classes: list[Any] = []
     permission_classes = [AllowAny]
     parser_classes = [MultiPartParser, FormParser]
 
     def post(self, request: Request, pk: int) -> Response:
-        visitor = visitor_from_token(request.data.get("token"))
+        visitor = visitor_from_token(request_token(request))
         upload = request.FILES.get("file")
         if upload is None:
             raise ServiceError("invalid", _("Choose a file."), field="file")
-        attachment = comments.attachment_add(
-            ticket_id=pk, upload=upload, kind=request.data.get("kind") or "file", visitor=visitor
+        who = f"{visitor.pk}.{int(visitor.created_at.timestamp())}"
+        counted = limits.upload(
+            limits.effective(),
+            visitor_id=who,
+            ip=request.META.get("REMOTE_ADDR", ""),
+            size=upload.size or 0,
         )
+        at = ratelimit.check(counted)
+        try:
+            attachment = comments.attachment_add(
+                ticket_id=pk,
+                upload=upload,
+                kind=request.data.get("kind") or "file",
+                visitor=visitor,
+            )
+        except ServiceError:
+            ratelimit.give_back(counted, at=at)
+            raise
         return Response(
             selectors.attachment_payload(attachment, base=WIDGET_FILES),
             status=status.HTTP_201_CREATED,
@@ -397,14 +430,15 @@ class WidgetAttachmentUploadApi(APIView):
 
 
 class WidgetAttachmentApi(APIView):
-    """``GET /api/v1/widget/tickets/attachments/<id>?token=`` (``&thumb=1``): a file of a public
+    """``GET /api/v1/widget/tickets/attachments/<id>?ft=<files token>`` (or ``?token=``;
+    ``&thumb=1``): a file of a public
     comment on one's own ticket (404 otherwise)."""
 
     authentication_classes: list[Any] = []
     permission_classes = [AllowAny]
 
     def get(self, request: Request, pk: int) -> Any:
-        visitor = visitor_from_token(request.query_params.get("token"))
+        visitor = download_visitor(request)
         attachment = selectors.comment_attachment_get(attachment_id=pk, visitor=visitor)
         return serve_attachment(attachment, thumbnail=bool(request.query_params.get("thumb")))
 

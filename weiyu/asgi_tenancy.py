@@ -12,7 +12,9 @@ which enters the tenant in one of the process's database threads (:mod:`weiyu.db
 from __future__ import annotations
 
 import asyncio
+import os
 import time
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
@@ -100,17 +102,38 @@ def _run_in_tenant(
         return fn(*args, **kwargs)
 
 
+#: at most this many of a process's database threads work for one tenant at a time
+#: (``WEIYU_DB_THREADS_PER_TENANT``, default two thirds of them): a tenant's flood queues behind
+#: its own calls while the other tenants' calls still find a free thread (docs/security.md,
+#: "Rate limits")
+TENANT_SHARE = max(
+    1, int(os.environ.get("WEIYU_DB_THREADS_PER_TENANT", "0")) or dbthreads.THREADS * 2 // 3
+)
+_gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Semaphore]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _tenant_gate(schema: str) -> asyncio.Semaphore:
+    per_loop = _gates.setdefault(asyncio.get_running_loop(), {})
+    gate = per_loop.get(schema)
+    if gate is None:
+        gate = per_loop[schema] = asyncio.Semaphore(TENANT_SHARE)
+    return gate
+
+
 async def tenant_db(tenant: Tenant, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run ``fn`` on a database thread (:func:`weiyu.dbthreads.run`) inside ``tenant``'s schema;
-    the realtime events it publishes are sent from the event loop afterwards (also when ``fn``
-    raises, since parts of it may have committed, and when the caller is cancelled: daphne
-    cancels a consumer 10 s after its socket closed, and the thread commits regardless — its
-    events must still go)."""
+    """Run ``fn`` on a database thread (:func:`weiyu.dbthreads.run`) inside ``tenant``'s schema,
+    at most :data:`TENANT_SHARE` calls of one tenant at a time; the realtime events it publishes
+    are sent from the event loop afterwards (also when ``fn`` raises, since parts of it may have
+    committed, and when the caller is cancelled: daphne cancels a consumer 10 s after its socket
+    closed, and the thread commits regardless — its events must still go)."""
     batch: realtime.Batch = []
 
     async def call_then_publish() -> T:
         try:
-            return await dbthreads.run(_run_in_tenant, tenant, batch, fn, *args, **kwargs)
+            async with _tenant_gate(tenant.schema_name):
+                return await dbthreads.run(_run_in_tenant, tenant, batch, fn, *args, **kwargs)
         finally:
             if batch:
                 await realtime.send_batch(batch)

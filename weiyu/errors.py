@@ -41,8 +41,8 @@ class ServiceError(Exception):
     def http_status(self) -> int:
         return HTTP_STATUS.get(self.code, 400)
 
-    def as_dict(self) -> dict[str, str]:
-        data = {"code": self.code, "message": self.message}
+    def as_dict(self) -> dict[str, str | int]:
+        data: dict[str, str | int] = {"code": self.code, "message": self.message}
         if self.field:
             data["field"] = self.field
         return data
@@ -55,6 +55,10 @@ class RateLimitedError(ServiceError):
     def __init__(self, message: str, *, retry_after_s: int, field: str | None = None) -> None:
         super().__init__("rate_limited", message, field=field)
         self.retry_after_s = max(1, int(retry_after_s))
+
+    def as_dict(self) -> dict[str, str | int]:
+        """The error frame's fields, with ``retry_after`` (seconds)."""
+        return {**super().as_dict(), "retry_after": self.retry_after_s}
 
 
 def contains_nul(value: object) -> bool:

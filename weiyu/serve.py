@@ -6,7 +6,7 @@ One Python process runs one event loop and one database thread, so one daphne us
 one core. This launcher binds the TCP socket once (``SO_REUSEADDR``) and starts ``N`` children
 ``python -m daphne --fd <fd> …`` that all accept on that same socket (socket activation; the kernel
 hands each new connection to whichever child accepts first). Everything after the launcher's own
-options is passed to every daphne unchanged (``--proxy-headers``, the application path…).
+options is passed to every daphne unchanged (the application path, daphne options…).
 
 ``N`` is ``--workers``, else ``$WEB_CONCURRENCY``, else ``os.cpu_count()`` (see
 :func:`web_concurrency`). The children share channels-redis and PostgreSQL; nothing one of them
@@ -216,7 +216,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
     parser = argparse.ArgumentParser(
         prog="python -m weiyu.serve",
         description="Run N daphne processes sharing one listening socket.",
-        epilog="Other arguments (e.g. --proxy-headers weiyu.asgi:application) go to daphne.",
+        epilog="Other arguments (e.g. --access-log - weiyu.asgi:application) go to daphne.",
     )
     parser.add_argument("-b", "--bind", default="127.0.0.1", help="address (default 127.0.0.1)")
     parser.add_argument("-p", "--port", type=int, default=8000, help="TCP port (default 8000)")

@@ -12,6 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONCE
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -29,7 +30,13 @@ def env_bool(name: str, default: bool = False) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
+#: ``production`` turns on the production profile below (Secure cookies, HSTS, CSP, the deploy
+#: checks of tenants.checks); anything else (default ``development``) is a developer's machine
+WEIYU_ENV = os.environ.get("WEIYU_ENV", "development").strip().lower()
+PRODUCTION = WEIYU_ENV == "production"
 DEBUG = env_bool("DEBUG", default=False)
+if PRODUCTION and not os.environ.get("SECRET_KEY"):
+    raise ImproperlyConfigured("WEIYU_ENV=production needs SECRET_KEY in the environment")
 SECRET_KEY = os.environ.get("SECRET_KEY") or devservices.dev_secret_key()
 ALLOWED_HOSTS = [
     h for h in os.environ.get("ALLOWED_HOSTS", ".localhost,localhost,127.0.0.1").split(",") if h
@@ -81,6 +88,7 @@ SHARED_APPS = [
     "channels",
     "rest_framework",
     "axes",  # sign-in failures of the platform admin (public schema)
+    "csp",  # Content-Security-Policy (the production profile)
 ]
 TENANT_APPS = [
     "django.contrib.contenttypes",
@@ -168,8 +176,8 @@ AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_CALLABLE = "weiyu.views.login_locked_out"
 AXES_HTTP_RESPONSE_CODE = 429
 AXES_ENABLED = env_bool("WEIYU_LOGIN_THROTTLE", default=True)
-# the client address is REMOTE_ADDR as the server gives it (django-ipware is not installed);
-# which forwarded headers to trust is the proxy set-up's (docs/security.md, "Behind a proxy")
+# the client address is REMOTE_ADDR, which weiyu.clientaddr sets from the peer or, behind
+# WEIYU_TRUSTED_PROXIES, the right-most untrusted X-Forwarded-For hop (docs/security.md)
 LOGIN_REDIRECT_URL = "kefu:inbox"
 
 # --- i18n: every user-facing string ships in Simplified Chinese and English.
@@ -271,11 +279,38 @@ CHANNEL_LAYERS = {
     }
 }
 WEIYU_WS_MAX_FRAME_BYTES = 64 * 1024
-#: the widget's anonymous upload path (kefu.services.files): files and bytes per visitor per hour
-WEIYU_VISITOR_UPLOADS_PER_HOUR = int(os.environ.get("WEIYU_VISITOR_UPLOADS_PER_HOUR", "30"))
-WEIYU_VISITOR_UPLOAD_BYTES_PER_HOUR = int(
-    os.environ.get("WEIYU_VISITOR_UPLOAD_BYTES_PER_HOUR", str(50 * 1024 * 1024))
-)
+# --- rate limits of the anonymous paths (org.limits, docs/security.md "Rate limits"): platform
+# defaults of every tenant's VisitorLimits row (WEIYU_LIMIT_<NAME>; 0 turns one off), and the
+# per-tenant budgets that keep one tenant's flood from starving the others (platform only).
+WEIYU_RATE_LIMITS = env_bool("WEIYU_RATE_LIMITS", default=True)
+_VISITOR_LIMIT_DEFAULTS = {
+    "sessions_per_ip_minute": 20,
+    "connects_per_ip_minute": 60,
+    "frames_per_visitor_minute": 240,
+    "messages_per_visitor_minute": 30,
+    "messages_per_ip_minute": 120,
+    "uploads_per_visitor_hour": 30,
+    "upload_mb_per_visitor_hour": 50,
+    "uploads_per_ip_hour": 100,
+    "upload_mb_per_ip_hour": 200,
+    "tickets_per_visitor_hour": 5,
+    "tickets_per_ip_hour": 20,
+    "transcripts_per_visitor_day": 5,
+    "transcripts_per_address_day": 3,
+    "searches_per_ip_minute": 30,
+}
+WEIYU_VISITOR_LIMITS = {
+    name: int(os.environ.get(f"WEIYU_LIMIT_{name.upper()}", str(default)))
+    for name, default in _VISITOR_LIMIT_DEFAULTS.items()
+}
+WEIYU_TENANT_LIMITS = {
+    "sessions_per_minute": int(os.environ.get("WEIYU_TENANT_SESSIONS_PER_MINUTE", "600")),
+    "messages_per_minute": int(os.environ.get("WEIYU_TENANT_MESSAGES_PER_MINUTE", "3000")),
+}
+#: addresses or CIDRs of the reverse proxies / load balancers in front of daphne (comma-separated);
+#: only from them are X-Forwarded-For / X-Forwarded-Proto believed (weiyu.clientaddr). Empty: the
+#: TCP peer is the client.
+WEIYU_TRUSTED_PROXIES = os.environ.get("WEIYU_TRUSTED_PROXIES", "")
 #: hours an uploaded file may stay unsent (in no message, ticket comment or group picture)
 #: before the beat task im.tasks.attachment_orphans_purge_all_task deletes it
 WEIYU_ORPHAN_UPLOAD_HOURS = float(os.environ.get("WEIYU_ORPHAN_UPLOAD_HOURS", "24"))
@@ -365,6 +400,52 @@ REST_FRAMEWORK = {
 SESSION_COOKIE_NAME = "weiyu_session"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
+
+# --- production profile (WEIYU_ENV=production; docs/deploy.md, docs/security.md). Behind a TLS
+# proxy, name it in WEIYU_TRUSTED_PROXIES so that its X-Forwarded-Proto makes requests https.
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = PRODUCTION
+SECURE_HSTS_SECONDS = int(os.environ.get("WEIYU_HSTS_SECONDS", "31536000")) if PRODUCTION else 0
+#: tenants are sub-domains of the platform's domain, all served over https by this service
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("WEIYU_HSTS_INCLUDE_SUBDOMAINS", default=True)
+SECURE_HSTS_PRELOAD = env_bool("WEIYU_HSTS_PRELOAD", default=False)
+#: usually the proxy redirects http to https; WEIYU_SSL_REDIRECT=1 makes Django do it too
+SECURE_SSL_REDIRECT = env_bool("WEIYU_SSL_REDIRECT", default=False)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # the load balancer's health check speaks plain http
+X_FRAME_OPTIONS = "DENY"  # the widget's frame is the one page others may frame
+SILENCED_SYSTEM_CHECKS = [
+    # HSTS preload is a commitment an operator opts into (WEIYU_HSTS_PRELOAD=1)
+    *(["security.W021"] if not SECURE_HSTS_PRELOAD else []),
+    # the redirect to https is the proxy's job unless WEIYU_SSL_REDIRECT=1
+    *(["security.W008"] if not SECURE_SSL_REDIRECT else []),
+]
+
+# --- Content-Security-Policy (django-csp): on in production, or with WEIYU_CSP=1. One policy for
+# the inbox, the admin and the help center; the widget's frame may be framed by any site
+# (kefu.views.widget_frame). Inline scripts need the request's nonce; inline styles are allowed
+# (the admin and the pages' own <style> blocks). WEIYU_CSP_MEDIA_SOURCES: origins files are served
+# from besides this one (the S3 endpoint of signed download URLs), space-separated.
+WEIYU_CSP = env_bool("WEIYU_CSP", default=PRODUCTION)
+_MEDIA_SOURCES = os.environ.get("WEIYU_CSP_MEDIA_SOURCES", "").split()
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'", NONCE],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:", "blob:", *_MEDIA_SOURCES],
+        "media-src": ["'self'", "blob:", *_MEDIA_SOURCES],
+        "connect-src": ["'self'", *_MEDIA_SOURCES],
+        "font-src": ["'self'", "data:"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'self'"],
+    }
+}
+if WEIYU_CSP:
+    MIDDLEWARE.insert(
+        MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+        "csp.middleware.CSPMiddleware",
+    )
 
 LOGGING = {
     "version": 1,

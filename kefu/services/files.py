@@ -4,10 +4,10 @@ Uploads go through the same service as staff uploads (:func:`im.attachments.atta
 the same size limits (``MessagingSettings``), the same checks of the content's real type and the
 same storage path (the tenant's prefix, local disk or S3). What the anonymous path adds:
 
-- a rate limit per visitor and hour, on the number of uploads and on their total bytes
-  (``settings.WEIYU_VISITOR_UPLOADS_PER_HOUR``, ``settings.WEIYU_VISITOR_UPLOAD_BYTES_PER_HOUR``),
-  counted in Redis (the Django cache) over fixed clock hours; over it: ``RateLimitedError`` (429 with
-  ``Retry-After``);
+- rate limits per visitor and per client address and hour, on the number of uploads and on their
+  total bytes (:func:`org.limits.upload`: the tenant's ``VisitorLimits`` over the platform
+  defaults), counted in Redis over fixed clock hours; over one: ``RateLimitedError`` (429 with
+  ``Retry-After``), before the file is checked and stored;
 - a visitor downloads only files of conversations it is (still) a participant of, and of those
   only the ones it uploaded or that were sent to it in a public message: never the files of
   internal notes, nor a file an agent uploaded and did not send.
@@ -18,10 +18,6 @@ conversation until :func:`attachment_claim` moves it into the conversation its m
 
 from __future__ import annotations
 
-import time
-
-from django.conf import settings
-from django.core.cache import cache
 from django.core.files.uploadedfile import UploadedFile
 from django.db.models import Exists
 from django.utils.translation import gettext as _
@@ -31,63 +27,26 @@ from im.attachments import attachment_upload
 from im.models import Attachment, Participant
 from kefu.models import Visitor
 from kefu.services import blocking
-from weiyu.errors import RateLimitedError, ServiceError
-
-WINDOW_S = 3600
-
-
-def _limits() -> tuple[int, int]:
-    return (
-        int(getattr(settings, "WEIYU_VISITOR_UPLOADS_PER_HOUR", 30)),
-        int(getattr(settings, "WEIYU_VISITOR_UPLOAD_BYTES_PER_HOUR", 50 * 1024 * 1024)),
-    )
-
-
-def _rate_take(*, visitor: Visitor, size: int) -> tuple[str, str]:
-    """Count one upload of ``size`` bytes for the visitor in the current clock hour, or raise
-    ``RateLimitedError`` (counting nothing) when it would pass a limit. Returns the two cache keys,
-    so a refused upload can give its bytes back (:func:`_rate_give_back`)."""
-    now = time.time()
-    window = int(now // WINDOW_S)
-    retry_after = int((window + 1) * WINDOW_S - now) + 1
-    # the visitor's creation time joins its id: a restored or recreated database reuses ids
-    who = f"{visitor.pk}.{int(visitor.created_at.timestamp())}"
-    count_key = f"widget-upload:n:{who}:{window}"
-    bytes_key = f"widget-upload:b:{who}:{window}"
-    max_count, max_bytes = _limits()
-    cache.add(count_key, 0, WINDOW_S + 60)
-    cache.add(bytes_key, 0, WINDOW_S + 60)
-    count = cache.incr(count_key)
-    used = cache.incr(bytes_key, size)
-    if count > max_count or used > max_bytes:
-        cache.decr(count_key)
-        cache.decr(bytes_key, size)
-        if count > max_count:
-            message = _("You have sent %(n)d files this hour; please wait before sending more.") % {
-                "n": max_count
-            }
-        else:
-            message = _("You have sent %(mb).0f MB of files this hour; please wait.") % {
-                "mb": max_bytes / 1024 / 1024
-            }
-        raise RateLimitedError(message, retry_after_s=retry_after, field="file")
-    return count_key, bytes_key
-
-
-def _rate_give_back(keys: tuple[str, str], size: int) -> None:
-    cache.decr(keys[0])
-    cache.decr(keys[1], size)
+from org import limits
+from weiyu import ratelimit
+from weiyu.errors import ServiceError
 
 
 def visitor_attachment_upload(
-    *, visitor: Visitor, upload: UploadedFile, kind: object, conversation_id: object = None
+    *,
+    visitor: Visitor,
+    upload: UploadedFile,
+    kind: object,
+    conversation_id: object = None,
+    ip: str = "",
 ) -> Attachment:
     """Store a file the visitor is about to send.
 
     ``conversation_id``: one of the visitor's open conversations, or None before its first
     message (the file then waits for :func:`attachment_claim`). ``kind``: ``image``, ``voice``,
     ``video`` or ``file`` (checks and limits of :func:`im.attachments.attachment_upload`).
-    A refused file does not count towards the hourly limits.
+    ``ip``: the client's address, for the per-address limits. A refused file does not count
+    towards the hourly limits.
 
     Raises ``ServiceError``: ``forbidden`` (blocked visitor), ``invalid``, ``not_found`` (not the
     visitor's conversation), ``conversation_closed``, ``too_large``; ``RateLimitedError`` (429).
@@ -103,8 +62,10 @@ def visitor_attachment_upload(
         raise ServiceError(
             "invalid", _("conversation_id must be an integer."), field="conversation_id"
         )
-    size = upload.size or 0
-    keys = _rate_take(visitor=visitor, size=size)
+    # the visitor's creation time joins its id: a restored or recreated database reuses ids
+    who = f"{visitor.pk}.{int(visitor.created_at.timestamp())}"
+    counted = limits.upload(limits.effective(), visitor_id=who, ip=ip, size=upload.size or 0)
+    at = ratelimit.check(counted)
     try:
         return attachment_upload(
             conversation_id=conversation,
@@ -114,7 +75,7 @@ def visitor_attachment_upload(
             standalone=True,
         )
     except ServiceError:
-        _rate_give_back(keys, size)
+        ratelimit.give_back(counted, at=at)
         raise
 
 

@@ -13,12 +13,14 @@ function failure(message, status, code) {
 }
 
 /**
- * JSON API call, same-origin with cookies. `body`: an object (sent as JSON) or FormData.
+ * JSON API call, same-origin with cookies. `body`: an object (sent as JSON) or FormData;
+ * `headers`: more request headers (the widget's X-Visitor-Token).
  * Resolves with the parsed answer (null for 204); rejects with an Error whose message is the
- * server's `detail`, with `code` (the `error` field) and `status`.
+ * server's `detail`, with `code` (the `error` field) and `status`, plus `retryAfter` (seconds)
+ * on a 429.
  */
-export async function api(method, path, body) {
-  const opts = { method, headers: { Accept: 'application/json' }, credentials: 'same-origin' };
+export async function api(method, path, body, headers = {}) {
+  const opts = { method, headers: { Accept: 'application/json', ...headers }, credentials: 'same-origin' };
   const csrf = csrfToken();
   if (body instanceof FormData) {
     opts.body = body;
@@ -35,7 +37,9 @@ export async function api(method, path, body) {
   } catch (e) { /* not JSON */ }
   if (!r.ok) {
     const detail = data && data.detail != null && (typeof data.detail === 'string' ? data.detail : JSON.stringify(data.detail));
-    throw failure(detail || gettext('Something went wrong. Try again.'), r.status, data && data.error);
+    const error = failure(detail || gettext('Something went wrong. Try again.'), r.status, data && data.error);
+    if (r.status === 429) error.retryAfter = Number(r.headers.get('Retry-After')) || null;
+    throw error;
   }
   return data;
 }

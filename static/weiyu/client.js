@@ -60,8 +60,9 @@ export class WeiyuClient {
    *        'unauthorized' | 'closed'
    * @param {boolean} [o.autoConnect=true]
    */
-  constructor({ url, onFrame = () => {}, onState = () => {}, autoConnect = true }) {
+  constructor({ url, protocols = null, onFrame = () => {}, onState = () => {}, autoConnect = true }) {
     this.url = url;
+    this.protocols = protocols; // subprotocols (or a function giving them), e.g. a credential
     this.onFrame = onFrame;
     this.onState = onState;
     this.state = 'closed';
@@ -108,7 +109,9 @@ export class WeiyuClient {
     this._setState(this._attempt ? 'reconnecting' : 'connecting');
     let ws;
     try {
-      ws = new WebSocket(typeof this.url === 'function' ? this.url() : this.url);
+      const protocols = typeof this.protocols === 'function' ? this.protocols() : this.protocols;
+      const url = typeof this.url === 'function' ? this.url() : this.url;
+      ws = protocols ? new WebSocket(url, protocols) : new WebSocket(url);
     } catch (e) {
       this._scheduleReconnect();
       return;

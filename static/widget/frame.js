@@ -154,11 +154,13 @@ function showMessage(m) {
 // ---- files ------------------------------------------------------------------------------
 const MEDIA_TYPES = new Set(['image', 'voice', 'video', 'file']);
 
-// Files are fetched with the visitor's token (the widget has no staff login).
+// Files are fetched with a short-lived files token (`ft`, from the session and every hello), not
+// the visitor's year-long token: an <img src> cannot send a header, and URLs end up in logs.
+let filesToken = '';
 function widgetFileUrl(attachment, thumb) {
   const params = new URLSearchParams();
   if (thumb) params.set('thumb', '1');
-  params.set('token', session ? session.token : '');
+  params.set('ft', filesToken);
   return `${config.files_url}/${attachment.id}?${params}`;
 }
 
@@ -568,6 +570,7 @@ function onFrame(f) {
   switch (f.type) {
     case 'hello':
       if (f.member) me = f.member.key;
+      if (f.files_token) filesToken = f.files_token;
       break;
 
     case 'sync.result': {
@@ -758,6 +761,11 @@ function onError(f) {
     const body = $('leave-body');
     if (!body.value) body.value = item.content || '';
     return;
+  }
+  if (f.code === 'rate_limited' && f.retry_after) {
+    // sending too fast: the message was not stored; say how long to wait
+    const wait = interpolate(gettext('try again in %(s)s s'), { s: f.retry_after }, true);
+    f = { ...f, message: `${f.message} (${wait})` };
   }
   if (el) {
     setState(el, 'failed');
@@ -1055,6 +1063,7 @@ let session = null;
 const tickets = setupTickets({
   url: config.tickets_url,
   getToken: () => (session ? session.token : null),
+  getFilesToken: () => filesToken,
   onOpen: (open) => $('chat').classList.toggle('show-tickets', open),
 });
 
@@ -1127,6 +1136,7 @@ $('transcript-form').addEventListener('submit', async (e) => {
 
 function applySession(data) {
   session = data;
+  if (data.files_token) filesToken = data.files_token;
   showPrechat();
   // Nobody to answer now: offer to leave a message (it becomes a ticket).
   // (the robot answers at any hour; it offers this itself when a hand-over finds nobody)
@@ -1156,7 +1166,14 @@ function applySession(data) {
 function socketUrl() {
   const scheme = location.protocol === 'https:' ? 'wss://' : 'ws://';
   const path = (session && session.ws_path) || config.ws_path;
-  return scheme + location.host + path + '?token=' + encodeURIComponent(session.token);
+  return scheme + location.host + path;
+}
+
+// The token travels as a subprotocol, never in the URL (access logs keep URLs): base64url of it.
+function socketProtocols() {
+  const bytes = new TextEncoder().encode(session.token);
+  const b64 = btoa(String.fromCharCode(...bytes)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+  return ['weiyu', 'weiyu.token.' + b64];
 }
 
 function resetConversationState() {
@@ -1197,7 +1214,7 @@ async function renewSession() {
 }
 
 function makeClient() {
-  return new WeiyuClient({ url: socketUrl, onFrame, onState });
+  return new WeiyuClient({ url: socketUrl, protocols: socketProtocols, onFrame, onState });
 }
 
 // ---- language ------------------------------------------------------------------------------
@@ -1260,6 +1277,12 @@ async function start(attempt = 0) {
     if (e.status === 403) {
       showConn('error', gettext('You cannot chat here.'));
       composer.disabled = sendBtn.disabled = $('attach-btn').disabled = $('emoji-btn').disabled = true;
+      return;
+    }
+    if (e.status === 429) {
+      // too many new chats from here (or the site is flooded): say so, try again when allowed
+      showConn('error', e.message);
+      setTimeout(() => start(attempt + 1), 1000 * (e.retryAfter || 60));
       return;
     }
     showConn('error', gettext('Cannot reach the server. Retrying…'));

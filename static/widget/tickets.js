@@ -18,9 +18,10 @@ const STATUS = {
 
 /**
  * Wire the panel. `getToken()` gives the visitor's token (null before the session exists),
+ * `getFilesToken()` the short-lived token of its file links (`?ft=`),
  * `url` the widget tickets endpoint, `onOpen(open)` tells the chat to hide or show itself.
  */
-export function setupTickets({ url, getToken, onOpen }) {
+export function setupTickets({ url, getToken, getFilesToken, onOpen }) {
   const panel = $('tickets-panel');
   const button = $('tickets-btn');
   const badge = $('tickets-badge');
@@ -75,7 +76,7 @@ export function setupTickets({ url, getToken, onOpen }) {
           item.append(el('div', 'ticket-body', c.body));
           for (const a of c.attachments || []) {
             const link = el('a', 'ticket-file', a.name);
-            link.href = `${a.url}?token=${encodeURIComponent(getToken())}`;
+            link.href = `${a.url}?ft=${encodeURIComponent(getFilesToken())}`;
             link.target = '_blank';
             link.rel = 'noopener';
             item.append(link);
@@ -121,7 +122,7 @@ export function setupTickets({ url, getToken, onOpen }) {
     if (!getToken()) return;
     const seq = ++refreshSeq;
     try {
-      const data = await call('GET', `${url}?token=${encodeURIComponent(getToken())}`);
+      const data = await api('GET', url, undefined, { 'X-Visitor-Token': getToken() });
       if (seq !== refreshSeq) return;
       tickets = data.tickets;
       if (!seen.size && panel.hidden) {

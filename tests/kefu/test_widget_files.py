@@ -9,6 +9,7 @@ import datetime as dt
 import io
 
 import pytest
+from django.conf import settings
 from django.core.files.storage import default_storage
 from django.test import Client, override_settings
 from django.utils import timezone
@@ -20,7 +21,6 @@ from im.models import Attachment, MessagingSettings
 from im.tasks import attachment_orphans_purge_task
 from kefu.models import Session
 from kefu.services import messages
-from kefu.services.files import WINDOW_S
 from tests.conftest import agent_client, make_desk, make_visitor, unique
 from weiyu.errors import ServiceError
 
@@ -321,7 +321,10 @@ def test_refused_types_sizes_and_conversations(chat, acme):
     assert refused.value.code == "invalid"
 
 
-@override_settings(WEIYU_VISITOR_UPLOADS_PER_HOUR=2)
+@override_settings(
+    WEIYU_RATE_LIMITS=True,
+    WEIYU_VISITOR_LIMITS={**settings.WEIYU_VISITOR_LIMITS, "uploads_per_visitor_hour": 2},
+)
 def test_uploads_per_visitor_and_hour_are_limited_with_retry_after(chat):
     _desk, _visitor, token, cid = chat
     # given two uploads this hour (a refused one does not count)
@@ -335,22 +338,26 @@ def test_uploads_per_visitor_and_hour_are_limited_with_retry_after(chat):
     body = response.json()
     assert body["error"] == "rate_limited"
     assert "2 files this hour" in body["detail"]
-    assert 1 <= int(response["Retry-After"]) <= WINDOW_S + 1
+    assert 1 <= int(response["Retry-After"]) <= 3600 + 1
     assert body["retry_after"] == int(response["Retry-After"])
 
 
-@override_settings(WEIYU_VISITOR_UPLOAD_BYTES_PER_HOUR=len(PDF) * 2 + 10)
+@override_settings(
+    WEIYU_RATE_LIMITS=True,
+    WEIYU_VISITOR_LIMITS={**settings.WEIYU_VISITOR_LIMITS, "upload_mb_per_visitor_hour": 1},
+)
 def test_bytes_per_visitor_and_hour_are_limited(chat, acme):
     _desk, _visitor, token, cid = chat
-    assert _upload(token, PDF, "a.pdf", "file", cid).status_code == 201
-    assert _upload(token, PDF, "b.pdf", "file", cid).status_code == 201
-    refused = _upload(token, PDF, "c.pdf", "file", cid)
+    big = PDF + b"%" * (400 * 1024)  # 0.4 MB: two fit in the hour's megabyte, not three
+    assert _upload(token, big, "a.pdf", "file", cid).status_code == 201
+    assert _upload(token, big, "b.pdf", "file", cid).status_code == 201
+    refused = _upload(token, big, "c.pdf", "file", cid)
     assert refused.status_code == 429
     assert refused.json()["error"] == "rate_limited"
     assert refused.has_header("Retry-After")
     # another visitor has its own allowance
     _other, other_token = make_visitor(make_desk(acme, agents=1))
-    assert _upload(other_token, PDF, "d.pdf", "file").status_code == 201
+    assert _upload(other_token, big, "d.pdf", "file").status_code == 201
 
 
 def test_orphan_uploads_expire_and_sent_ones_stay(chat):

@@ -163,13 +163,15 @@ def test_the_widget_leaves_messages_and_follows_replies_with_its_token(desk):
     agent = _browser(desk.agent)
     _post(agent, f"/api/v1/tickets/{ticket['id']}/comments", {"body": "VIP", "public": False})
     _post(agent, f"/api/v1/tickets/{ticket['id']}/comments", {"body": "Refunded."})
-    seen = web.get(f"/api/v1/widget/tickets?token={token}").json()["tickets"][0]
+    seen = web.get("/api/v1/widget/tickets", HTTP_X_VISITOR_TOKEN=token).json()["tickets"][0]
     assert [(c["body"], c["mine"]) for c in seen["comments"]] == [
         ("Refund please", True),
         ("Refunded.", False),
     ]
     # another visitor sees nothing of it and cannot write on it
-    assert web.get(f"/api/v1/widget/tickets?token={other_token}").json()["tickets"] == []
+    assert (
+        web.get("/api/v1/widget/tickets", HTTP_X_VISITOR_TOKEN=other_token).json()["tickets"] == []
+    )
     status, _b = _post(
         web, f"/api/v1/widget/tickets/{ticket['id']}/comments", {"token": other_token, "body": "hi"}
     )
@@ -240,7 +242,7 @@ def test_files_on_comments_reach_only_who_may_read_them(desk):
     assert status == 400
     assert body["field"] == "attachment_ids"
     # the visitor downloads the public file with the token, never the note's
-    seen = web.get(f"/api/v1/widget/tickets?token={token}").json()["tickets"][0]
+    seen = web.get("/api/v1/widget/tickets", HTTP_X_VISITOR_TOKEN=token).json()["tickets"][0]
     invoice = seen["comments"][-1]["attachments"][0]
     got = web.get(f"{invoice['url']}?token={token}")
     assert got.status_code == 200
