@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('org', '0004_business_calendars'),
+        ('org', '0005_user_language'),
     ]
 
     operations = [
