@@ -33,8 +33,11 @@ def _production(
 ) -> subprocess.CompletedProcess:
     """Run ``manage.py <args>`` in a production environment. The database does not exist, so
     the checks that read it are skipped; the settings alone are checked."""
+    # the real-browser tests' conftest allows sync database calls in this process; a deployment
+    # would not have that switch (and check --deploy rightly flags it)
+    inherited = {k: v for k, v in os.environ.items() if k != "DJANGO_ALLOW_ASYNC_UNSAFE"}
     env = {
-        **os.environ,
+        **inherited,
         "WEIYU_ENV": "production",
         "SECRET_KEY": secrets.token_urlsafe(50),
         "DATABASE_URL": f"postgresql://postgres@127.0.0.1:5432/{database}",
