@@ -12,6 +12,7 @@ asserts only on that data.
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -45,7 +46,9 @@ def unique(prefix: str) -> str:
 @pytest.fixture(scope="session")
 def django_db_setup(django_test_environment: None, django_db_blocker: Any) -> Iterator[None]:
     """Create the test database (public and template schemas migrated) and the two tenants,
-    copied from the template as in production; drop it at the end."""
+    copied from the template as in production; drop it at the end, unless
+    ``WEIYU_TEST_KEEP_DB`` is set (a run inside a throwaway PostgreSQL cluster, removed whole
+    afterwards: tests/kbase/test_pgvector.py)."""
     from django.test.utils import setup_databases, teardown_databases
 
     with django_db_blocker.unblock():
@@ -70,7 +73,8 @@ def django_db_setup(django_test_environment: None, django_db_blocker: Any) -> It
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                 "WHERE datname = current_database() AND pid <> pg_backend_pid()"
             )
-        teardown_databases(db_cfg, verbosity=0)
+        if not os.environ.get("WEIYU_TEST_KEEP_DB"):
+            teardown_databases(db_cfg, verbosity=0)
 
 
 @pytest.fixture(autouse=True)
