@@ -20,11 +20,9 @@ from urllib.parse import parse_qs
 
 from django.core import signing
 from django.db import connection
-from django.utils.translation import gettext as _
 
 from kefu.models import Visitor
-from kefu.services.visitors import visitor_from_token
-from weiyu.errors import ServiceError
+from kefu.services.visitors import visitor_from_signed, visitor_from_token
 
 HEADER = "HTTP_X_VISITOR_TOKEN"
 SUBPROTOCOL = "weiyu"
@@ -79,16 +77,4 @@ def download_visitor(request: Any) -> Visitor:
     if value is None:
         token = request.META.get(HEADER) or request.query_params.get("token")
         return visitor_from_token(token)
-    error = ServiceError(
-        "invalid_token", _("Your chat session is not valid here. Please reload the page.")
-    )
-    try:
-        data = signing.loads(value, salt=FILES_SALT, max_age=FILES_MAX_AGE)
-    except signing.BadSignature as exc:
-        raise error from exc
-    if not isinstance(data, dict) or data.get("s") != connection.schema_name:
-        raise error
-    visitor = Visitor.objects.select_related("channel").filter(pk=data.get("v")).first()
-    if visitor is None:
-        raise error
-    return visitor
+    return visitor_from_signed(value, salt=FILES_SALT, max_age=FILES_MAX_AGE)

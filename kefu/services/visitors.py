@@ -32,13 +32,21 @@ def visitor_token_make(visitor: Visitor) -> str:
 def visitor_from_token(token: object) -> Visitor:
     """The visitor a token names. Raises ``ServiceError("invalid_token")`` for a malformed,
     tampered, expired (1 year) or other-tenant token, or a visitor that no longer exists."""
+    return visitor_from_signed(token, salt=VISITOR_TOKEN_SALT, max_age=VISITOR_TOKEN_MAX_AGE)
+
+
+def visitor_from_signed(token: object, *, salt: str, max_age: int) -> Visitor:
+    """The visitor a signed ``{"v": visitor id, "s": schema}`` token names (``salt`` tells
+    which kind of token; ``max_age`` in s). Raises ``ServiceError("invalid_token")`` for a
+    malformed (not a string, or over 512 characters), tampered, expired or other-tenant token,
+    or a visitor that no longer exists."""
     error = ServiceError(
         "invalid_token", _("Your chat session is not valid here. Please reload the page.")
     )
     if not isinstance(token, str) or len(token) > 512:
         raise error
     try:
-        data = signing.loads(token, salt=VISITOR_TOKEN_SALT, max_age=VISITOR_TOKEN_MAX_AGE)
+        data = signing.loads(token, salt=salt, max_age=max_age)
     except signing.BadSignature as exc:
         raise error from exc
     if not isinstance(data, dict) or data.get("s") != connection.schema_name:
