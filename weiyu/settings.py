@@ -129,6 +129,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # a signed-in person's chosen language over the browser's (the inbox's language switch)
     "org.middleware.UserLanguageMiddleware",
+    # a POST repeated with the same Idempotency-Key and API key gets the first answer again
+    "org.apikeys.IdempotencyMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # turns a locked-out sign-in into weiyu.views.login_locked_out (429); last, as axes asks
@@ -385,7 +387,11 @@ EMAIL_BACKEND = (
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Weiyu <no-reply@localhost>")
 
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    # API keys first (Authorization: Bearer, org.apikeys), then the inbox's session cookie
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "org.apikeys.ApiKeyAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": [
