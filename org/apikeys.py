@@ -35,6 +35,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from redis.exceptions import RedisError
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
@@ -424,3 +425,19 @@ class IdempotencyMiddleware:
         )
         response["Idempotent-Replayed"] = "true"
         return response
+
+
+class ApiKeySchemeExtension(OpenApiAuthenticationExtension):
+    """The ``bearerAuth`` security scheme of the OpenAPI schema (weiyu/schema.py)."""
+
+    target_class = ApiKeyAuthentication
+    name = "bearerAuth"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        """HTTP bearer, formatted ``wy_<prefix>_<secret>``."""
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "wy_<prefix>_<secret>",
+            "description": "An API key or personal token (docs/api.md, Authentication).",
+        }

@@ -7,6 +7,7 @@ import re
 from datetime import timedelta
 
 import pytest
+from django.core.management import call_command
 from django.test import Client
 from django.utils import timezone
 from django_tenants.utils import schema_context
@@ -300,3 +301,44 @@ def test_rate_limit_per_key(acme, rate: int) -> None:
     # another key is not affected
     _k2, other = _key(rate_per_minute=rate)
     assert _api(other).get("/api/v1/org/departments").status_code == 200
+
+
+def test_openapi_schema_validates_and_names_the_bearer_scheme(acme, tmp_path) -> None:
+    # the generator warns about nothing and the result validates (OpenAPI 3)
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(tmp_path / "s.yaml"))
+
+    answer = Client(HTTP_HOST=HOST).get("/api/v1/schema/?format=json")  # no sign-in needed
+    assert answer.status_code == 200
+    schema = answer.json()
+    assert schema["openapi"].startswith("3.")
+    assert schema["components"]["securitySchemes"]["bearerAuth"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "wy_<prefix>_<secret>",
+        "description": "An API key or personal token (docs/api.md, Authentication).",
+    }
+    paths = schema["paths"]
+    for path in (
+        "/api/v1/im/conversations/{id}/messages",
+        "/api/v1/kefu/visitors/{id}",
+        "/api/v1/tickets",
+        "/api/v1/kbase/search",
+        "/api/v1/org/directory",
+        "/api/v1/kefu/stats",
+        "/api/v1/org/tokens",
+    ):
+        assert {"bearerAuth": []} in next(iter(paths[path].values()))["security"], path
+    assert paths["/api/v1/tickets"]["post"]["operationId"] == "tickets_post"
+    # anonymous widget endpoints take no key
+    assert {"bearerAuth": []} not in paths["/api/v1/widget/session"]["post"].get("security", [])
+
+
+def test_documentation_page_is_served_from_here(acme) -> None:
+    page = Client(HTTP_HOST=HOST).get("/api/v1/docs/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in html
+    assert "cdn" not in html.lower()
+    script = Client(HTTP_HOST=HOST).get("/api/v1/docs/?script=")
+    assert script.status_code == 200
+    assert "/api/v1/schema/" in script.content.decode()
