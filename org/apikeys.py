@@ -32,7 +32,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
@@ -290,7 +290,8 @@ class ApiKeyAuthentication(BaseAuthentication):
     """DRF authentication by ``Authorization: Bearer wy_<prefix>_<secret>``: the request acts as
     the key's person (``request.auth`` is the :class:`~org.models.ApiKey`). Also checks, here so
     that no view can skip it, the scope of the path's family for the method and the key's rate
-    limit. Without the header it does nothing (the session cookie is tried next). Raises
+    limit. The answer is in the person's chosen language, if any (else ``Accept-Language``).
+    Without the header it does nothing (the session cookie is tried next). Raises
     ``ServiceError`` → 401 / 403 / 429 JSON (module docstring)."""
 
     def authenticate(self, request: Request) -> tuple[User, ApiKey] | None:
@@ -298,6 +299,9 @@ class ApiKeyAuthentication(BaseAuthentication):
         if token is None:
             return None
         key = api_key_check(token=token, ip=request.META.get("REMOTE_ADDR", ""))
+        if key.user.language:  # as org.middleware.UserLanguageMiddleware does for a session
+            translation.activate(key.user.language)
+            request._request.LANGUAGE_CODE = key.user.language
         if not scope_allows(key.scopes, family_of(request.path), request.method or "GET"):
             raise ServiceError("forbidden", _("This API key's scopes do not cover this request."))
         ratelimit.check([rate_limit(key)])

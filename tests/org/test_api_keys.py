@@ -125,6 +125,18 @@ def test_bad_expired_and_other_tenants_keys_are_401(acme, globex) -> None:
     assert expired.status_code == 401
     assert expired.json()["detail"] == "This API key has expired."
 
+    # a person's chosen language is the one their key's answers are in
+    with schema_context("acme"):
+        chinese_agent = make_agent(status="offline", inbox=False)
+        User.objects.filter(pk=chinese_agent.pk).update(language="zh-hans")
+        chinese_agent.refresh_from_db()
+    _k, zh_token = _key(kind=ApiKey.Kind.PERSONAL, user=chinese_agent, scopes=["tickets:read"])
+    refused = _api(zh_token).post("/api/v1/tickets", {}, content_type="application/json")
+    assert refused.json()["detail"] == "此 API 密钥的权限范围不包括该请求。"
+    invalid = _api(zh_token).get("/api/v1/tickets?limit=0")
+    assert invalid.status_code == 400
+    assert re.search(r"[\u4e00-\u9fff]", invalid.json()["detail"])
+
     # the person deactivated: the key stops working
     with schema_context("acme"):
         agent = make_agent(status="offline", inbox=False)
