@@ -306,6 +306,13 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: ApiKey | None = None) -> bool:
         return False
 
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        """Administrators (``role`` admin, or superusers): a system key acts as its creator."""
+        user = request.user
+        return super().has_add_permission(request) and (
+            user.is_superuser or getattr(user, "role", "") == User.Role.ADMIN
+        )
+
     def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
         key, token = apikeys.api_key_create(
             kind=ApiKey.Kind.SYSTEM,

@@ -15,6 +15,7 @@ from django_tenants.utils import schema_context
 from org import apikeys
 from org.models import ApiKey, User
 from tests.conftest import PASSWORD, agent_client, make_agent, unique
+from weiyu.errors import ServiceError
 
 HOST = "acme.localhost"
 
@@ -222,6 +223,11 @@ def test_personal_tokens(acme) -> None:
     assert agent_client(staff).delete(f"/api/v1/org/tokens/{body['id']}").status_code == 404
     assert browser.delete(f"/api/v1/org/tokens/{body['id']}").status_code == 204
     assert _api(token).get("/api/v1/tickets").status_code == 401
+
+    # only administrators make system keys
+    with pytest.raises(ServiceError) as refused:
+        _key(user=agent)
+    assert refused.value.code == "forbidden"
 
     # staff members do not get tokens; bad input is 400 with the field
     no = agent_client(staff).post(
