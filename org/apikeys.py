@@ -78,6 +78,7 @@ NAME_MAX = 100
 IDEMPOTENCY_TTL_S = 24 * 3600
 _IDEMPOTENCY_PENDING_S = 300
 _IDEMPOTENCY_KEY_MAX = 255
+_IDEMPOTENCY_BODY_MAX = 1_000_000  # bytes of an answer kept for a replay
 
 
 def token_hash(token: str) -> str:
@@ -361,7 +362,7 @@ def _error(status: int, code: str, detail: str) -> JsonResponse:
 
 class IdempotencyMiddleware:
     """``Idempotency-Key: <1-255 printable characters>`` on a ``POST /api/v1/…`` made with an API
-    key: the first answer (any status but 429 and 5xx) is kept in Redis for 24 hours under
+    key: the first answer (any status but 429 and 5xx, up to 1 MB) is kept in Redis for 24 hours under
     (tenant, key, Idempotency-Key) and a repeat gets it again — same status and body, with
     ``Idempotent-Replayed: true`` — without running the request twice. A repeat with another
     path or body → ``409 conflict``; one while the first still runs → ``409 conflict``; a bad
@@ -399,7 +400,12 @@ class IdempotencyMiddleware:
             return self.get_response(request)
         response = self.get_response(request)
         try:
-            if response.status_code >= 500 or response.status_code == 429 or response.streaming:
+            if (
+                response.status_code >= 500
+                or response.status_code == 429
+                or response.streaming
+                or len(response.content) > _IDEMPOTENCY_BODY_MAX
+            ):
                 _redis().delete(name)
             else:
                 stored = {

@@ -12,9 +12,11 @@ from django.test import Client
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
+from kefu.models import CannedResponse
 from org import apikeys
 from org.models import ApiKey, User
 from tests.conftest import PASSWORD, agent_client, make_agent, unique
+from tests.threads import in_threads
 from weiyu.errors import ServiceError
 
 HOST = "acme.localhost"
@@ -265,8 +267,6 @@ def test_idempotent_post_replays_the_first_answer(acme) -> None:
     assert again.json() == first.json()
     assert again["Idempotent-Replayed"] == "true"
     with schema_context("acme"):
-        from kefu.models import CannedResponse
-
         assert CannedResponse.objects.filter(shortcut=shortcut).count() == 1
     # without the header the same POST runs again (and conflicts: the shortcut exists)
     assert (
@@ -299,6 +299,28 @@ def test_idempotent_post_replays_the_first_answer(acme) -> None:
         HTTP_IDEMPOTENCY_KEY="x" * 256,
     )
     assert too_long.status_code == 400
+
+
+def test_the_same_idempotent_post_at_once_runs_once(acme) -> None:
+    _k, token = _key()
+    shortcut, idem = unique("race"), unique("race-")
+    payload = {"shortcut": shortcut, "title": "Hi", "content": "Hello"}
+
+    def post(_n: int) -> tuple[int, str]:
+        answer = _api(token).post(
+            "/api/v1/kefu/canned",
+            payload,
+            content_type="application/json",
+            HTTP_IDEMPOTENCY_KEY=idem,
+        )
+        return answer.status_code, answer.json().get("error", "")
+
+    results = in_threads("acme", post, range(4), threads=4)
+    # one ran; the others got its answer again, or were told it was still running
+    assert (201, "") in results
+    assert set(results) <= {(201, ""), (409, "conflict")}
+    with schema_context("acme"):
+        assert CannedResponse.objects.filter(shortcut=shortcut).count() == 1
 
 
 @pytest.mark.parametrize("rate", [3])
