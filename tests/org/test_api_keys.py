@@ -382,3 +382,52 @@ def test_documentation_page_is_served_from_here(acme) -> None:
     script = Client(HTTP_HOST=HOST).get("/api/v1/docs/?script=")
     assert script.status_code == 200
     assert "/api/v1/schema/" in script.content.decode()
+
+
+def test_the_inbox_tokens_page(acme) -> None:
+    with schema_context("acme"):
+        agent = make_agent(status="offline", inbox=False)
+        staff = User.objects.create_user(username=unique("staff"), password=PASSWORD)
+    browser = agent_client(agent)
+    assert 'id="tokens-link"' in browser.get("/inbox/").content.decode()
+    page = browser.get("/inbox/tokens/")
+    assert page.status_code == 200
+    assert "No tokens yet." in page.content.decode()
+    chinese = agent_client(agent, language="zh-hans").get("/inbox/tokens/").content.decode()
+    assert "API 令牌" in chinese
+    assert "还没有令牌。" in chinese
+
+    made = browser.post(
+        "/inbox/tokens/",
+        {"action": "create", "name": "report script", "scopes": ["tickets:read"], "days": "30"},
+    )
+    assert made.status_code == 200
+    assert "no-store" in made["Cache-Control"]
+    token = re.search(r"wy_[0-9a-f]{10}_[A-Za-z0-9_-]{43}", made.content.decode()).group(0)
+    assert "shown only once" in made.content.decode()
+    assert _api(token).get("/api/v1/tickets").status_code == 200
+    assert _api(token).get("/api/v1/org/directory").status_code == 403  # not in its scopes
+
+    listed = browser.get("/inbox/tokens/").content.decode()
+    assert "report script" in listed
+    assert token not in listed
+    with schema_context("acme"):
+        key = ApiKey.objects.get(user=agent)
+        assert key.expires_at is not None
+    assert f"wy_{key.prefix}_…" in listed
+
+    bad = browser.post("/inbox/tokens/", {"action": "create", "name": "x", "days": "0"})
+    assert bad.status_code == 400
+    assert "Expires after 1 to 3650 days." in bad.content.decode()
+    # another person's token cannot be revoked from here
+    other = agent_client(make_agent_in_acme())
+    assert other.post("/inbox/tokens/", {"action": "revoke", "id": key.pk}).status_code == 404
+    assert browser.post("/inbox/tokens/", {"action": "revoke", "id": key.pk}).status_code == 200
+    assert _api(token).get("/api/v1/tickets").status_code == 401
+
+    assert agent_client(staff).get("/inbox/tokens/").status_code == 403
+
+
+def make_agent_in_acme() -> User:
+    with schema_context("acme"):
+        return make_agent(status="offline", inbox=False)
