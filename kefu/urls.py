@@ -20,6 +20,7 @@ urlpatterns = [
         views.monitor_transcript,
         name="monitor-transcript",
     ),
+    path("inbox/tokens/", views.tokens_page, name="tokens"),
     path("inbox/login/", views.InboxLoginView.as_view(), name="inbox-login"),
     path("inbox/logout/", views.InboxLogoutView.as_view(), name="inbox-logout"),
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
-from django.utils import translation
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import cache_control
 from django.views.decorators.clickjacking import xframe_options_exempt
@@ -35,7 +36,8 @@ from kefu.robot import persona as robot_persona
 from kefu.services import blocking, routing
 from kefu.services import files as visitor_files
 from kefu.services import visitors as kefu_visitors
-from org import limits
+from org import apikeys, limits
+from org.models import ApiKey
 from weiyu import ratelimit
 from weiyu.errors import ServiceError
 
@@ -206,6 +208,7 @@ def inbox(request: HttpRequest) -> HttpResponse:
         "admin_url": "/admin/" if user.is_staff else None,
         "ai_drafts": llm.configured(),
         "monitor_url": "/inbox/monitor/" if monitor.is_supervisor(user) else None,
+        "tokens_url": "/inbox/tokens/" if user.is_agent or user.is_superuser else None,
     }
     return render(request, "kefu/inbox.html", {"config": config})
 
@@ -343,3 +346,67 @@ def widget_attachment_payload(attachment: Attachment) -> dict[str, Any]:
     data["url"] = url
     data["thumbnail_url"] = f"{url}?thumb=1" if attachment.thumbnail else None
     return data
+
+
+@login_required
+def tokens_page(request: HttpRequest) -> HttpResponse:
+    """``/inbox/tokens/``: an agent's personal API tokens (docs/api.md §0), without JavaScript.
+
+    GET lists them; POST ``action=create`` with ``name``, ``scopes`` (repeated), ``days``
+    (optional: expires after that many days, 1-3650) and ``allowed_ips`` makes one and shows its
+    token on the answer, once (``no-store``); POST ``action=revoke`` with ``id`` revokes one of
+    the caller's. 403 for staff who are not agents; form errors are shown on the page (400)."""
+    user = request.user
+    if not (user.is_agent or user.is_superuser):
+        raise PermissionDenied
+    created, error, status = None, None, 200
+    if request.method == "POST":
+        action = request.POST.get("action")
+        try:
+            if action == "create":
+                created = _token_create(request)
+            elif action == "revoke":
+                key = ApiKey.objects.filter(
+                    pk=_int(request.POST.get("id")), user=user, kind=ApiKey.Kind.PERSONAL
+                ).first()
+                if key is None:
+                    raise ServiceError("not_found", _("No such token."))
+                apikeys.api_key_revoke(key=key)
+        except ServiceError as exc:
+            error, status = exc.message, exc.http_status
+    keys = ApiKey.objects.filter(user=user, kind=ApiKey.Kind.PERSONAL)
+    scopes = [
+        (f"{family}:{access}", label, access_label)
+        for family, label in apikeys.FAMILIES.items()
+        for access, access_label in apikeys.ACCESS.items()
+    ]
+    response = render(
+        request,
+        "kefu/tokens.html",
+        {"keys": keys, "created": created, "error": error, "scopes": scopes},
+        status=status,
+    )
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def _int(value: str | None) -> int:
+    return int(value) if value and value.isdigit() else 0
+
+
+def _token_create(request: HttpRequest) -> dict[str, Any]:
+    days = (request.POST.get("days") or "").strip()
+    expires_at = None
+    if days:
+        if not days.isdigit() or not 1 <= int(days) <= 3650:
+            raise ServiceError("invalid", _("Expires after 1 to 3650 days."), field="days")
+        expires_at = timezone.now() + timedelta(days=int(days))
+    key, token = apikeys.api_key_create(
+        kind=ApiKey.Kind.PERSONAL,
+        user=request.user,
+        name=request.POST.get("name", ""),
+        scopes=request.POST.getlist("scopes"),
+        expires_at=expires_at,
+        allowed_ips=request.POST.get("allowed_ips", ""),
+    )
+    return {"key": key, "token": token}

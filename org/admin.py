@@ -4,19 +4,22 @@ policies and workgroups' work hours count in."""
 
 from typing import Any
 
+from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.db import connection
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.template.response import TemplateResponse
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 from treebeard.admin import TreeAdmin
 from treebeard.forms import movenodeform_factory
 
-from org import limits, services
+from org import apikeys, limits, services
 from org.models import (
+    ApiKey,
     BusinessCalendar,
     BusinessHours,
     Department,
@@ -26,6 +29,7 @@ from org.models import (
     VisitorLimits,
 )
 from tenants.admin import platform_admin_site
+from weiyu.errors import ServiceError
 
 
 class UserDepartmentInline(admin.TabularInline):
@@ -208,3 +212,148 @@ class VisitorLimitsAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: VisitorLimits, form: Any, change: bool) -> None:
         super().save_model(request, obj, form, change)
         limits.forget(connection.schema_name)
+
+
+class ApiKeyAddForm(forms.ModelForm):
+    """A new system key: its name, scopes, expiry, allowed addresses and rate limit."""
+
+    scopes = forms.MultipleChoiceField(
+        label=_("scopes"),
+        widget=forms.CheckboxSelectMultiple,
+        help_text=_("Write includes read."),
+    )
+
+    class Meta:
+        model = ApiKey
+        fields = ("name", "scopes", "expires_at", "allowed_ips", "rate_per_minute")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["scopes"].choices = [
+            (f"{family}:{access}", f"{label} — {access_label}")
+            for family, label in apikeys.FAMILIES.items()
+            for access, access_label in apikeys.ACCESS.items()
+        ]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        try:
+            self.cleaned_fields = apikeys.api_key_validate(
+                name=data.get("name"),
+                scopes=data.get("scopes") or [],
+                expires_at=data.get("expires_at"),
+                allowed_ips=data.get("allowed_ips") or "",
+                rate=data.get("rate_per_minute"),
+            )
+        except ServiceError as exc:
+            raise forms.ValidationError({exc.field or "__all__": exc.message}) from None
+        return data
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    """System API keys (created here; the token is shown once, on the page after saving) and
+    everyone's personal tokens: listed with their last use, revoked with the list's action.
+    Keys are never edited or deleted: revoke one and create another."""
+
+    list_display = (
+        "name",
+        "kind",
+        "user",
+        "token_prefix",
+        "scope_list",
+        "expires_at",
+        "last_used_at",
+        "revoked_at",
+    )
+    list_filter = ("kind",)
+    search_fields = ("name", "prefix", "user__username")
+    actions = ("revoke",)
+    form = ApiKeyAddForm
+    readonly_fields = ("token_prefix", "kind", "user", "created_at", "last_used_at", "revoked_at")
+
+    @admin.display(description=_("token"))
+    def token_prefix(self, obj: ApiKey) -> str:
+        return f"wy_{obj.prefix}_…"
+
+    @admin.display(description=_("scopes"))
+    def scope_list(self, obj: ApiKey) -> str:
+        return ", ".join(obj.scopes)
+
+    def get_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> Any:
+        if obj is None:
+            return ApiKeyAddForm.Meta.fields
+        return (
+            "name",
+            "kind",
+            "user",
+            "token_prefix",
+            "scope_list",
+            "expires_at",
+            "allowed_ips",
+            "rate_per_minute",
+            "created_at",
+            "last_used_at",
+            "revoked_at",
+        )
+
+    def get_readonly_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> Any:
+        return () if obj is None else self.get_fields(request, obj)
+
+    def has_change_permission(self, request: HttpRequest, obj: ApiKey | None = None) -> bool:
+        return obj is None and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: ApiKey | None = None) -> bool:
+        return False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        """Administrators (``role`` admin, or superusers): a system key acts as its creator."""
+        user = request.user
+        return super().has_add_permission(request) and (
+            user.is_superuser or getattr(user, "role", "") == User.Role.ADMIN
+        )
+
+    def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
+        key, token = apikeys.api_key_create(
+            kind=ApiKey.Kind.SYSTEM,
+            user=request.user,
+            name=form.cleaned_fields["name"],
+            scopes=form.cleaned_fields["scopes"],
+            expires_at=form.cleaned_fields["expires_at"],
+            allowed_ips=form.cleaned_fields["allowed_ips"],
+            rate_per_minute=form.cleaned_fields["rate_per_minute"],
+        )
+        obj.pk, obj.prefix, obj.user, obj.kind = key.pk, key.prefix, key.user, key.kind
+        obj.scopes, obj.created_at = key.scopes, key.created_at
+        obj._state.adding = False
+        request._api_key_token = token  # type: ignore[attr-defined]
+
+    def response_add(self, request: HttpRequest, obj: ApiKey, post_url_continue: Any = None):
+        """The page showing the token, once (never stored, never in a message cookie)."""
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "key": obj,
+            "token": request._api_key_token,  # type: ignore[attr-defined]
+            "title": obj.name,
+        }
+        response = TemplateResponse(request, "admin/org/apikey/created.html", context)
+        response["Cache-Control"] = "no-store"
+        return response
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any):
+        if obj is not None:
+            kwargs["form"] = forms.ModelForm
+        return super().get_form(request, obj, change, **kwargs)
+
+    @admin.action(description=_("Revoke the selected keys"))
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        count = 0
+        for key in queryset.filter(revoked_at__isnull=True):
+            apikeys.api_key_revoke(key=key)
+            count += 1
+        self.message_user(
+            request,
+            ngettext("%(n)d key revoked.", "%(n)d keys revoked.", count) % {"n": count},
+            messages.SUCCESS,
+        )

@@ -3,13 +3,14 @@ that the inbox uses to start chats. Session-cookie auth, signed-in people of the
 
 from __future__ import annotations
 
+from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from org import selectors, services
-from org.models import Department
+from org import apikeys, selectors, services
+from org.models import ApiKey, Department
 from weiyu.errors import ServiceError
 
 
@@ -72,3 +73,65 @@ class DirectoryListApi(APIView):
                 "count": total,
             }
         )
+
+
+def _session_only(request: Request) -> None:
+    if isinstance(request.auth, ApiKey):
+        raise ServiceError("forbidden", _("Tokens are managed while signed in, not with a key."))
+
+
+class TokenListApi(APIView):
+    """``GET /api/v1/org/tokens`` → ``{"tokens": [api key]}``: the caller's personal tokens,
+    newest first (``org.apikeys.api_key_payload``; never a secret).
+
+    ``POST /api/v1/org/tokens`` ``{"name" (1-100), "scopes"? (list of "<family>:read|write",
+    default every scope), "expires_at"? (ISO 8601 with a zone), "allowed_ips"? (list of
+    addresses/CIDRs), "rate_per_minute"? (0-1,000,000, default 600)}`` → ``201 {…api key,
+    "token": "wy_<prefix>_<secret>"}``: the only time the token is shown. Agents and
+    administrators, signed in with the session (``403`` with a key or for other staff);
+    ``400 invalid`` with ``field``."""
+
+    def get(self, request: Request) -> Response:
+        _session_only(request)
+        keys = ApiKey.objects.filter(user=request.user, kind=ApiKey.Kind.PERSONAL)
+        return Response({"tokens": [apikeys.api_key_payload(k) for k in keys]})
+
+    def post(self, request: Request) -> Response:
+        _session_only(request)
+        data = request.data if isinstance(request.data, dict) else {}
+        expires_at = data.get("expires_at")
+        if expires_at is not None:
+            parsed = parse_datetime(expires_at) if isinstance(expires_at, str) else None
+            if parsed is None:
+                raise ServiceError(
+                    "invalid", _("expires_at is an ISO 8601 time."), field="expires_at"
+                )
+            expires_at = parsed
+        allowed = data.get("allowed_ips", [])
+        if not isinstance(allowed, list) or any(not isinstance(a, str) for a in allowed):
+            raise ServiceError(
+                "invalid", _("allowed_ips is a list of addresses."), field="allowed_ips"
+            )
+        key, token = apikeys.api_key_create(
+            kind=ApiKey.Kind.PERSONAL,
+            user=request.user,
+            name=data.get("name"),
+            scopes=data.get("scopes", list(apikeys.ALL_SCOPES)),
+            expires_at=expires_at,
+            allowed_ips=",".join(allowed),
+            rate_per_minute=data.get("rate_per_minute", 600),
+        )
+        return Response({**apikeys.api_key_payload(key), "token": token}, status=201)
+
+
+class TokenDetailApi(APIView):
+    """``DELETE /api/v1/org/tokens/<id>`` → ``204``: revoke one of the caller's personal tokens
+    (``404`` for anyone else's; ``403`` with a key)."""
+
+    def delete(self, request: Request, pk: int) -> Response:
+        _session_only(request)
+        key = ApiKey.objects.filter(pk=pk, user=request.user, kind=ApiKey.Kind.PERSONAL).first()
+        if key is None:
+            raise ServiceError("not_found", _("No such token."))
+        apikeys.api_key_revoke(key=key)
+        return Response(status=204)

@@ -282,3 +282,61 @@ class VisitorLimits(models.Model):
         """The tenant's row (created empty, i.e. with the platform defaults, on first use)."""
         row = cls.objects.order_by("pk").first()
         return row if row is not None else cls.objects.create()
+
+
+class ApiKey(models.Model):
+    """A credential for the REST API (docs/api.md, "Authentication"): ``Authorization: Bearer
+    wy_<prefix>_<secret>``.
+
+    ``kind`` ``system``: created by a tenant administrator in the back office for another system;
+    it acts as that administrator, narrowed to its ``scopes``. ``personal``: an agent's own token
+    (``POST /api/v1/org/tokens``), acting as the agent with their permissions, narrowed to its
+    ``scopes``. Either stops working when its person is deactivated or deleted.
+
+    The secret (32 random bytes, URL-safe base64) is shown once and never stored: ``secret_hash``
+    is HMAC-SHA256 of the whole token keyed with ``SECRET_KEY`` (:func:`org.apikeys.token_hash`).
+    The token carries full entropy, so a slow password hash adds nothing; the key makes a leaked
+    table useless without the settings. ``prefix`` (10 hex characters, shown) finds the row.
+
+    ``scopes``: a list of ``"<family>:read"`` / ``"<family>:write"`` (``org.apikeys.FAMILIES``);
+    ``write`` includes ``read``. ``allowed_ips``: addresses or CIDRs, comma- or line-separated;
+    empty allows any. ``rate_per_minute``: requests per clock minute (0: no limit).
+    ``last_used_at`` is written at most once a minute.
+    """
+
+    class Kind(models.TextChoices):
+        SYSTEM = "system", _("System key")
+        PERSONAL = "personal", _("Personal token")
+
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
+    name = models.CharField(_("name"), max_length=100)
+    prefix = models.CharField(_("prefix"), max_length=16, unique=True, editable=False)
+    secret_hash = models.CharField(max_length=64, editable=False)
+    user = models.ForeignKey(
+        User,
+        on_delete=models.CASCADE,
+        related_name="api_keys",
+        verbose_name=_("acts as"),
+        editable=False,
+    )
+    scopes = models.JSONField(_("scopes"), default=list, blank=True)
+    expires_at = models.DateTimeField(_("expires at"), null=True, blank=True)
+    allowed_ips = models.TextField(
+        _("allowed addresses"),
+        blank=True,
+        help_text=_("Addresses or networks (CIDR), one per line; empty: any address."),
+    )
+    rate_per_minute = models.PositiveIntegerField(
+        _("requests per minute"), default=600, help_text=_("0: no limit.")
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    last_used_at = models.DateTimeField(_("last used at"), null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(_("revoked at"), null=True, blank=True, editable=False)
+
+    class Meta:
+        verbose_name = _("API key")
+        verbose_name_plural = _("API keys")
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} (wy_{self.prefix}_…)"

@@ -87,6 +87,9 @@ SHARED_APPS = [
     "treebeard",
     "channels",
     "rest_framework",
+    # the OpenAPI 3 schema of the API and its documentation page, served offline (weiyu/api.py)
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "axes",  # sign-in failures of the platform admin (public schema)
     "csp",  # Content-Security-Policy (the production profile)
 ]
@@ -129,6 +132,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # a signed-in person's chosen language over the browser's (the inbox's language switch)
     "org.middleware.UserLanguageMiddleware",
+    # a POST repeated with the same Idempotency-Key and API key gets the first answer again
+    "org.apikeys.IdempotencyMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # turns a locked-out sign-in into weiyu.views.login_locked_out (429); last, as axes asks
@@ -385,7 +390,11 @@ EMAIL_BACKEND = (
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Weiyu <no-reply@localhost>")
 
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    # API keys first (Authorization: Bearer, org.apikeys), then the inbox's session cookie
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "org.apikeys.ApiKeyAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": [
@@ -394,7 +403,29 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.MultiPartParser",
     ],
     "EXCEPTION_HANDLER": "weiyu.api.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "weiyu.schema.AutoSchema",
     "UNAUTHENTICATED_USER": None,
+}
+
+# The OpenAPI 3 schema (GET /api/v1/schema/) and its Swagger UI page (/api/v1/docs/), docs/api.md
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Weiyu API",
+    "DESCRIPTION": (
+        "The REST API of a Weiyu tenant, served on the tenant's domain. Authenticate with an API "
+        "key (Authorization: Bearer wy_<prefix>_<secret>) or the inbox's session cookie. Errors "
+        'are {"error": code, "detail": message, "field"?: name}. The websocket protocol is in '
+        "docs/protocol.md."
+    ),
+    "VERSION": "1",
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    # Swagger UI's files come from drf-spectacular-sidecar (static files), not from a CDN
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
 }
 
 SESSION_COOKIE_NAME = "weiyu_session"

@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path, reverse_lazy
 from django.utils.translation import gettext_lazy as _
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from kbase import api as kbase_api
 from kefu import api as kefu_api
@@ -45,6 +46,13 @@ urlpatterns = [
     path("jsi18n/", views.JavaScriptCatalogView.as_view(), name="javascript-catalog"),
     path("healthz", views.healthz, name="healthz"),
     path("favicon.ico", views.favicon, name="favicon"),
+    # the OpenAPI 3 schema (weiyu/schema.py) and Swagger UI over it; public, like docs/api.md
+    path("api/v1/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path(
+        "api/v1/docs/",
+        SpectacularSwaggerSplitView.as_view(url_name="api-schema", title="Weiyu API"),
+        name="api-docs",
+    ),
     path("api/v1/im/", include("im.urls")),
     path("api/v1/org/", include("org.urls")),
     path("api/v1/", include("tickets.urls")),
