@@ -15,13 +15,30 @@ from django_tenants.utils import schema_context
 
 from im.services import groups
 from im.services import messages as im_messages
+from kefu import hours, sensitive
 from kefu.models import Session, Workgroup
 from kefu.senders import agent_sender
+from kefu.services import automation, blocking, messages
 from kefu.services import files as visitor_files
-from kefu.services import messages
 from kefu.services.visitors import visitor_from_token
 from tests.conftest import make_agent, make_desk, make_visitor, unique
 from weiyu.errors import ServiceError
+
+
+@pytest.fixture(autouse=True)
+def _caches_stay_fresh(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The budgets are per message in the steady state: the per-process caches a send reads
+    (blocks, sensitive words, auto-replies, work hours; refreshed every 10 s) stay fresh for
+    the whole test, however slowly a loaded machine runs it."""
+    for module, name in (
+        (blocking, "TTL_S"),
+        (sensitive, "TTL_S"),
+        (automation, "CACHE_S"),
+        (hours, "CACHE_S"),
+    ):
+        monkeypatch.setattr(module, name, 3600.0)
+        # an entry filled by an earlier test carries that test's expiry: start empty
+        monkeypatch.setattr(module, "_cache", {})
 
 
 def _run(fn: Callable[..., Any], **kwargs: Any) -> tuple[Any, list[str]]:
