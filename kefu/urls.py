@@ -1,6 +1,7 @@
 from django.urls import path
 
 from kefu import views
+from org.account_views import SignInCodeView
 
 app_name = "kefu"
 
@@ -21,5 +22,6 @@ urlpatterns = [
         name="monitor-transcript",
     ),
     path("inbox/login/", views.InboxLoginView.as_view(), name="inbox-login"),
+    path("inbox/login/code/", SignInCodeView.as_view(), name="inbox-login-code"),
     path("inbox/logout/", views.InboxLogoutView.as_view(), name="inbox-logout"),
 ]

@@ -15,13 +15,14 @@ from django.utils.translation import ngettext
 from treebeard.admin import TreeAdmin
 from treebeard.forms import movenodeform_factory
 
-from org import limits, services
+from org import limits, services, twofactor
 from org.models import (
     BusinessCalendar,
     BusinessHours,
     Department,
     DepartmentMember,
     Holiday,
+    SecuritySettings,
     User,
     VisitorLimits,
 )
@@ -208,3 +209,26 @@ class VisitorLimitsAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: VisitorLimits, form: Any, change: bool) -> None:
         super().save_model(request, obj, form, change)
         limits.forget(connection.schema_name)
+
+
+@admin.register(SecuritySettings)
+class SecuritySettingsAdmin(admin.ModelAdmin):
+    """The tenant's sign-in rules: who must use two-factor sign-in (docs/security.md,
+    "Two-factor authentication"). One row."""
+
+    list_display = ("__str__", "two_factor_required")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return not SecuritySettings.objects.exists()
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> Any:
+        SecuritySettings.current()
+        return super().changelist_view(request, extra_context)
+
+    def save_model(
+        self, request: HttpRequest, obj: SecuritySettings, form: Any, change: bool
+    ) -> None:
+        twofactor.settings_save(obj)
