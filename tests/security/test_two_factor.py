@@ -301,3 +301,15 @@ async def test_log_out_everywhere_ends_the_other_sessions_and_closes_their_socke
 
 def _cookie_of(client: Client) -> str:
     return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
+
+
+def test_the_code_step_speaks_the_users_language(acme):
+    user = _agent()
+    _enrol("acme", "acme.localhost", user)
+    client = Client(
+        HTTP_HOST="acme.localhost", REMOTE_ADDR=_address(), HTTP_ACCEPT_LANGUAGE="zh-CN"
+    )
+    client.post("/inbox/login/", {"username": user.username, "password": PASSWORD})
+    assert "请输入验证码" in client.get("/inbox/login/code/").content.decode()
+    wrong = client.post("/inbox/login/code/", {"code": "000000"})
+    assert "验证码不正确。" in wrong.content.decode()
