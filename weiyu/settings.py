@@ -198,6 +198,9 @@ OTP_TOTP_ISSUER = os.environ.get("WEIYU_TOTP_ISSUER", "Weiyu")
 # django-axes, which locks the account and the address like wrong passwords
 OTP_TOTP_THROTTLE_FACTOR = 0
 OTP_STATIC_THROTTLE_FACTOR = 0
+# the back office lists and deletes users' devices (a lost phone) but never shows a TOTP key, its
+# QR code or recovery codes
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 WEIYU_TWO_FACTOR_STEP_SECONDS = int(os.environ.get("WEIYU_TWO_FACTOR_STEP_SECONDS", "300"))
 
 # --- i18n: every user-facing string ships in Simplified Chinese and English.

@@ -313,3 +313,24 @@ def test_the_code_step_speaks_the_users_language(acme):
     assert "请输入验证码" in client.get("/inbox/login/code/").content.decode()
     wrong = client.post("/inbox/login/code/", {"code": "000000"})
     assert "验证码不正确。" in wrong.content.decode()
+
+
+def test_an_admin_removes_a_lost_authenticator_without_seeing_its_key(acme):
+    # given an agent with two factors, and an administrator in the back office
+    user = _agent()
+    _enrol("acme", "acme.localhost", user)
+    with schema_context("acme"):
+        device = TOTPDevice.objects.get(user=user)
+    key = device.key
+    boss = agent_client(_admin("acme"))
+    # then the device's page does not show its key, nor its QR code
+    page = boss.get(f"/admin/otp_totp/totpdevice/{device.pk}/change/")
+    assert page.status_code == 200
+    assert key not in page.content.decode()
+    assert boss.get(f"/admin/otp_totp/totpdevice/{device.pk}/qrcode/").status_code == 403
+    # when the administrator deletes it (a lost phone)
+    boss.post(f"/admin/otp_totp/totpdevice/{device.pk}/delete/", {"post": "yes"})
+    # then the agent signs in with the password alone
+    client = _client()
+    signed = client.post("/inbox/login/", {"username": user.username, "password": PASSWORD})
+    assert signed["Location"] == "/inbox/"
