@@ -232,3 +232,7 @@ class SecuritySettingsAdmin(admin.ModelAdmin):
         self, request: HttpRequest, obj: SecuritySettings, form: Any, change: bool
     ) -> None:
         twofactor.settings_save(obj)
+
+
+# the platform's own rule, for the platform admins (public schema)
+platform_admin_site.register(SecuritySettings, SecuritySettingsAdmin)

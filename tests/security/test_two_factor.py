@@ -334,3 +334,21 @@ def test_an_admin_removes_a_lost_authenticator_without_seeing_its_key(acme):
     client = _client()
     signed = client.post("/inbox/login/", {"username": user.username, "password": PASSWORD})
     assert signed["Location"] == "/inbox/"
+
+
+def test_the_back_office_sets_who_must_use_two_factors(acme, rule):
+    # given a tenant administrator (with two factors: the rule will cover them too)
+    boss = _admin("acme")
+    _enrol("acme", "acme.localhost", boss)
+    client = _client()
+    client.post("/admin/login/", {"username": boss.username, "password": PASSWORD})
+    client.post("/admin/login/code/", {"code": _code("acme", boss, steps=1)})
+    # when they require two factors of everyone in the back office
+    with schema_context("acme"):
+        row = SecuritySettings.current()
+    url = f"/admin/org/securitysettings/{row.pk}/change/"
+    assert client.get(url).status_code == 200
+    saved = client.post(url, {"two_factor_required": "everyone"})
+    assert saved.status_code == 302
+    # then an agent without two factors is sent to enrolment at once
+    assert agent_client(_agent()).get("/inbox/")["Location"] == "/account/security/"
