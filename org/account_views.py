@@ -102,16 +102,18 @@ def admin_login(site: admin.AdminSite) -> Callable[[HttpRequest], HttpResponse]:
         index = reverse("admin:index", current_app=site.name)
         if request.method == "GET" and site.has_permission(request):
             return HttpResponseRedirect(index)
-        if REDIRECT_FIELD_NAME not in request.GET and REDIRECT_FIELD_NAME not in request.POST:
+        app_path = request.get_full_path()
+        if REDIRECT_FIELD_NAME not in request.GET:
             request.GET = request.GET.copy()
             request.GET[REDIRECT_FIELD_NAME] = index
         context = {
             **site.each_context(request),
             "title": _("Log in"),
             "subtitle": None,
-            "app_path": request.get_full_path(),
+            "app_path": app_path,
             "username": request.user.get_username(),
-            REDIRECT_FIELD_NAME: request.GET[REDIRECT_FIELD_NAME],
+            REDIRECT_FIELD_NAME: request.POST.get(REDIRECT_FIELD_NAME)
+            or request.GET[REDIRECT_FIELD_NAME],
         }
         request.current_app = site.name
         return AdminLoginView.as_view(extra_context=context)(request)

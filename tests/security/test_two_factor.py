@@ -352,3 +352,16 @@ def test_the_back_office_sets_who_must_use_two_factors(acme, rule):
     assert saved.status_code == 302
     # then an agent without two factors is sent to enrolment at once
     assert agent_client(_agent()).get("/inbox/")["Location"] == "/account/security/"
+
+
+def test_the_admin_sign_in_form_goes_where_its_next_field_says(acme):
+    # as the back office's form posts it: the password with the hidden "next" field
+    boss = _admin("acme")
+    client = _client()
+    form = client.get("/admin/login/").content.decode()
+    assert 'name="next" value="/admin/"' in form
+    signed = client.post(
+        "/admin/login/", {"username": boss.username, "password": PASSWORD, "next": "/admin/org/"}
+    )
+    assert signed["Location"] == "/admin/org/"
+    assert client.get("/admin/org/").status_code == 200
