@@ -365,3 +365,8 @@ def test_the_admin_sign_in_form_goes_where_its_next_field_says(acme):
     )
     assert signed["Location"] == "/admin/org/"
     assert client.get("/admin/org/").status_code == 200
+
+
+def test_the_back_office_links_to_the_security_page(acme):
+    page = agent_client(_admin("acme")).get("/admin/").content.decode()
+    assert 'href="/account/security/"' in page
