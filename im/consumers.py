@@ -109,6 +109,8 @@ class MemberConsumer(AsyncJsonWebsocketConsumer):
         self.layer_down = False
         self.layer_joined = asyncio.Event()
         self.resyncing = False
+        #: hash of the session key for sockets signed in by a session (org.twofactor)
+        self.session_fingerprint: str | None = None
         with contextlib.suppress(StopConsumer):
             await await_many_dispatch(
                 [receive, self.layer_receive, self.layer_watch], self.dispatch
@@ -313,7 +315,16 @@ class MemberConsumer(AsyncJsonWebsocketConsumer):
 
     async def weiyu_event(self, message: dict[str, Any]) -> None:
         """A published event for this member (weiyu.realtime): forward it as is. After
-        ``account.disabled`` (the user was disabled or deleted) the socket closes with 4401."""
+        ``account.disabled`` (the user was disabled or deleted) the socket closes with 4401, and
+        so after ``session.ended`` ("log out everywhere") unless the socket belongs to the
+        session that asked (``keep``, a hash of its session key; not forwarded)."""
+        event = message["event"]
+        if event.get("type") == "session.ended":
+            # "log out everywhere": every socket of the user but those of the session that asked
+            if event.get("keep") != self.session_fingerprint:
+                await self.send_json({"type": "session.ended"})
+                await self.close(code=4401)
+            return
         # the pump hands one message object to every socket of this process that it names:
         # encode the frame once for all of them
         text = message.get("text")

@@ -24,7 +24,7 @@ from kefu.robot import handover as robot_handover
 from kefu.services import agents as kefu_agents
 from kefu.services import messages as kefu_messages
 from kefu.services import sessions, visitors
-from org import limits
+from org import limits, twofactor
 from weiyu import ratelimit
 from weiyu.clientaddr import client_ip
 from weiyu.errors import ServiceError
@@ -44,13 +44,16 @@ def session_key_from_scope(scope: dict[str, Any]) -> str | None:
     return None
 
 
-def session_user(session_key: str | None) -> Any:
+def session_member(session_key: str | None) -> tuple[Any, bool]:
     """The user signed in by that session in the current schema (``AnonymousUser`` when there
-    is none); call it inside the tenant (:meth:`MemberConsumer.db`)."""
+    is none) and whether the session may use the inbox: False when the tenant requires two factors of the user and the session gave none
+    (``org.twofactor.session_allowed``). Call it inside the tenant (:meth:`MemberConsumer.db`)."""
     if not session_key:
-        return AnonymousUser()
-    store_class = import_string(settings.SESSION_ENGINE + ".SessionStore")
-    return get_user(SimpleNamespace(session=store_class(session_key)))
+        return AnonymousUser(), False
+    store = import_string(settings.SESSION_ENGINE + ".SessionStore")(session_key)
+    user = get_user(SimpleNamespace(session=store))
+    allowed = user.is_authenticated and twofactor.session_allowed(store, user)
+    return user, allowed
 
 
 def _browser_language(scope: dict[str, Any]) -> str:
@@ -84,9 +87,16 @@ class AgentConsumer(MemberConsumer):
     }
 
     async def authenticate(self) -> Sender:
-        user = await self.db(session_user, session_key_from_scope(self.scope))
+        session_key = session_key_from_scope(self.scope)
+        user, allowed = await self.db(session_member, session_key)
         if user is None or not user.is_authenticated or not user.is_active:
             raise ServiceError("unauthorized", _("Please sign in."))
+        if not allowed:
+            raise ServiceError(
+                "two_factor_required",
+                _("Turn on two-factor sign-in first (your account's security page)."),
+            )
+        self.session_fingerprint = twofactor.session_fingerprint(session_key)
         self.user = user
         self.language = user.language or _browser_language(self.scope)
         return senders.agent_sender(user)

@@ -1,6 +1,7 @@
 from django.urls import path
 
 from kefu import views
+from org.account_views import SignInCodeView
 
 app_name = "kefu"
 
@@ -22,5 +23,6 @@ urlpatterns = [
     ),
     path("inbox/tokens/", views.tokens_page, name="tokens"),
     path("inbox/login/", views.InboxLoginView.as_view(), name="inbox-login"),
+    path("inbox/login/code/", SignInCodeView.as_view(), name="inbox-login-code"),
     path("inbox/logout/", views.InboxLogoutView.as_view(), name="inbox-logout"),
 ]

@@ -37,6 +37,7 @@ from kefu.services import blocking, routing
 from kefu.services import files as visitor_files
 from kefu.services import visitors as kefu_visitors
 from org import apikeys, limits
+from org.account_views import SECURITY_PATH, TwoFactorLoginView
 from org.models import ApiKey
 from weiyu import ratelimit
 from weiyu.errors import ServiceError
@@ -205,6 +206,7 @@ def inbox(request: HttpRequest) -> HttpResponse:
             "language": user.language,
         },
         "logout_url": "/inbox/logout/",
+        "security_url": SECURITY_PATH,
         "admin_url": "/admin/" if user.is_staff else None,
         "ai_drafts": llm.configured(),
         "monitor_url": "/inbox/monitor/" if monitor.is_supervisor(user) else None,
@@ -213,8 +215,9 @@ def inbox(request: HttpRequest) -> HttpResponse:
     return render(request, "kefu/inbox.html", {"config": config})
 
 
-class InboxLoginView(auth_views.LoginView):
-    """``/inbox/login/``: sign in (Django auth)."""
+class InboxLoginView(TwoFactorLoginView):
+    """``/inbox/login/``: sign in (Django auth; then ``/inbox/login/code/`` when the user has
+    two-factor sign-in on, org.account_views)."""
 
     template_name = "kefu/inbox_login.html"
     redirect_authenticated_user = True

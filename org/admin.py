@@ -17,7 +17,7 @@ from django.utils.translation import ngettext
 from treebeard.admin import TreeAdmin
 from treebeard.forms import movenodeform_factory
 
-from org import apikeys, limits, services
+from org import apikeys, limits, services, twofactor
 from org.models import (
     ApiKey,
     BusinessCalendar,
@@ -25,6 +25,7 @@ from org.models import (
     Department,
     DepartmentMember,
     Holiday,
+    SecuritySettings,
     User,
     VisitorLimits,
 )
@@ -357,3 +358,30 @@ class ApiKeyAdmin(admin.ModelAdmin):
             ngettext("%(n)d key revoked.", "%(n)d keys revoked.", count) % {"n": count},
             messages.SUCCESS,
         )
+
+
+@admin.register(SecuritySettings)
+class SecuritySettingsAdmin(admin.ModelAdmin):
+    """The tenant's sign-in rules: who must use two-factor sign-in (docs/security.md,
+    "Two-factor authentication"). One row."""
+
+    list_display = ("__str__", "two_factor_required")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return not SecuritySettings.objects.exists()
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> Any:
+        SecuritySettings.current()
+        return super().changelist_view(request, extra_context)
+
+    def save_model(
+        self, request: HttpRequest, obj: SecuritySettings, form: Any, change: bool
+    ) -> None:
+        twofactor.settings_save(obj)
+
+
+# the platform's own rule, for the platform admins (public schema)
+platform_admin_site.register(SecuritySettings, SecuritySettingsAdmin)

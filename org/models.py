@@ -11,6 +11,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.utils.crypto import salted_hmac
 from django.utils.translation import gettext_lazy as _
 from treebeard.mp_tree import MP_Node
 
@@ -50,6 +51,12 @@ class User(AbstractUser):
         editable=False,
         help_text=_("When the user was deleted: the account is gone, what they did stays."),
     )
+    sessions_epoch = models.PositiveIntegerField(
+        _("sign-out generation"),
+        default=0,
+        editable=False,
+        help_text=_('Raised by "log out everywhere": every session signed in before it ends.'),
+    )
 
     class Meta:
         verbose_name = _("user")
@@ -67,6 +74,23 @@ class User(AbstractUser):
     def member_key(self) -> str:
         """The user's key in conversations (``u:<id>``), see ``im.models.Participant``."""
         return f"u:{self.pk}"
+
+    def _get_session_auth_hash(self, secret: str | None = None) -> str:
+        """Django's session check (an HMAC over the password hash), also over
+        ``sessions_epoch`` once "log out everywhere" raised it: a session stored with an older
+        hash is ended on its next request (``org.twofactor.end_other_sessions``). At 0 it is
+        Django's own, so existing sessions survive the upgrade."""
+        if not self.sessions_epoch:
+            return super()._get_session_auth_hash(secret=secret)
+        key_salt = "org.models.User.get_session_auth_hash"
+        return salted_hmac(
+            key_salt, f"{self.password}:{self.sessions_epoch}", secret=secret, algorithm="sha256"
+        ).hexdigest()
+
+    @property
+    def is_admin(self) -> bool:
+        """Whether the user administers the tenant (the admin role, or back-office access)."""
+        return self.role == self.Role.ADMIN or self.is_staff or self.is_superuser
 
     @property
     def is_agent(self) -> bool:
@@ -340,3 +364,38 @@ class ApiKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} (wy_{self.prefix}_…)"
+
+
+class SecuritySettings(models.Model):
+    """The tenant's sign-in rules: one row, edited by the tenant admin (Organisation → Security
+    settings). ``two_factor_required`` says who must sign in with a second factor; a user it
+    covers who has none is sent to enrolment and can use nothing else (org.twofactor)."""
+
+    class TwoFactorRequired(models.TextChoices):
+        NOBODY = "nobody", _("Nobody")
+        ADMINS = "admins", _("Administrators only")
+        EVERYONE = "everyone", _("Everyone")
+
+    two_factor_required = models.CharField(
+        _("require two-factor sign-in for"),
+        max_length=16,
+        choices=TwoFactorRequired.choices,
+        default=TwoFactorRequired.NOBODY,
+        help_text=_(
+            "Administrators: the admin role and everyone with back-office access. Applies at "
+            "each person's next page or connection."
+        ),
+    )
+
+    class Meta:
+        verbose_name = _("security settings")
+        verbose_name_plural = _("security settings")
+
+    def __str__(self) -> str:
+        return str(_("Security settings"))
+
+    @classmethod
+    def current(cls) -> "SecuritySettings":
+        """The tenant's row (created with nobody required on first use)."""
+        row = cls.objects.order_by("pk").first()
+        return row if row is not None else cls.objects.create()

@@ -14,12 +14,10 @@ from urllib.parse import urlencode
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
-from django.contrib.auth import REDIRECT_FIELD_NAME
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
-from django.urls import reverse
 from django.utils import translation
 from django.utils.translation import gettext_lazy as _
 
@@ -29,22 +27,12 @@ from weiyu.errors import ServiceError
 
 
 class PlatformAdminSite(admin.AdminSite):
+    """The platform admin (public schema). Its sign-in page, ``/admin/login/``, is
+    ``org.account_views.admin_login`` (with the two-factor code step; weiyu/urls_public.py)."""
+
     site_header = _("Weiyu platform administration")
     site_title = _("Weiyu platform")
     index_title = _("Tenants and platform users")
-
-    def login(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
-        """The admin's sign-in; a POST without ``next`` (a script, a password manager) lands on
-        this site's index. Without one Django would redirect to ``LOGIN_REDIRECT_URL``, the
-        tenants' inbox, which public domains do not serve (it answered 500)."""
-        if (
-            request.method == "POST"
-            and REDIRECT_FIELD_NAME not in request.POST
-            and REDIRECT_FIELD_NAME not in request.GET
-        ):
-            request.GET = request.GET.copy()
-            request.GET[REDIRECT_FIELD_NAME] = reverse("admin:index", current_app=self.name)
-        return super().login(request, extra_context)
 
 
 platform_admin_site = PlatformAdminSite(name="platform_admin")

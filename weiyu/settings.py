@@ -91,6 +91,10 @@ SHARED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "axes",  # sign-in failures of the platform admin (public schema)
+    # two-factor devices (TOTP, recovery codes) of platform admins; tenants have their own
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "csp",  # Content-Security-Policy (the production profile)
 ]
 TENANT_APPS = [
@@ -106,6 +110,10 @@ TENANT_APPS = [
     # sign-in failures where the sign-in happens: in each tenant's schema, so a username locked
     # out in one tenant is not locked out in another that has the same one
     "axes",
+    # two-factor devices live with the users they belong to (org.twofactor)
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
 TENANT_MODEL = "tenants.Tenant"
@@ -132,6 +140,9 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # a signed-in person's chosen language over the browser's (the inbox's language switch)
     "org.middleware.UserLanguageMiddleware",
+    # a user whom the tenant requires to use two factors and who has none reaches only the
+    # enrolment page (org.account_views, docs/security.md "Two-factor authentication")
+    "org.account_views.TwoFactorRequiredMiddleware",
     # a POST repeated with the same Idempotency-Key and API key gets the first answer again
     "org.apikeys.IdempotencyMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -184,6 +195,18 @@ AXES_ENABLED = env_bool("WEIYU_LOGIN_THROTTLE", default=True)
 # the client address is REMOTE_ADDR, which weiyu.clientaddr sets from the peer or, behind
 # WEIYU_TRUSTED_PROXIES, the right-most untrusted X-Forwarded-For hop (docs/security.md)
 LOGIN_REDIRECT_URL = "kefu:inbox"
+
+# --- two-factor authentication (django-otp; org.twofactor): the issuer shown in authenticator
+# apps, and how long (s) a password stays good for the code step of a sign-in
+OTP_TOTP_ISSUER = os.environ.get("WEIYU_TOTP_ISSUER", "Weiyu")
+# django-otp's own delay after a wrong code is off: wrong codes count as failed sign-ins in
+# django-axes, which locks the account and the address like wrong passwords
+OTP_TOTP_THROTTLE_FACTOR = 0
+OTP_STATIC_THROTTLE_FACTOR = 0
+# the back office lists and deletes users' devices (a lost phone) but never shows a TOTP key, its
+# QR code or recovery codes
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
+WEIYU_TWO_FACTOR_STEP_SECONDS = int(os.environ.get("WEIYU_TWO_FACTOR_STEP_SECONDS", "300"))
 
 # --- i18n: every user-facing string ships in Simplified Chinese and English.
 LANGUAGE_CODE = "zh-hans"

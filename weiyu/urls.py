@@ -9,6 +9,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from kbase import api as kbase_api
 from kefu import api as kefu_api
 from kefu import onboarding
+from org import account_views
 from weiyu import views
 
 admin.site.site_header = _("Weiyu back office")
@@ -42,7 +43,16 @@ urlpatterns = [
         ),
         name="password-set-done",
     ),
+    # the back office's sign-in with the code step (org.account_views), before Django's own
+    path("admin/login/", account_views.admin_login(admin.site), name="admin-login"),
+    path("admin/login/code/", account_views.AdminSignInCodeView.as_view(), name="admin-login-code"),
     path("admin/", admin.site.urls),
+    path("account/security/", account_views.security_page, name="account-security"),
+    path(
+        "account/security/sessions/end/",
+        account_views.end_other_sessions,
+        name="account-end-sessions",
+    ),
     path("jsi18n/", views.JavaScriptCatalogView.as_view(), name="javascript-catalog"),
     path("healthz", views.healthz, name="healthz"),
     path("favicon.ico", views.favicon, name="favicon"),

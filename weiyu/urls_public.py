@@ -3,11 +3,21 @@
 from django.urls import path
 from django.views.i18n import JavaScriptCatalog
 
+from org import account_views
 from tenants.admin import platform_admin_site
 from weiyu import views
 
 urlpatterns = [
+    # the platform admin's sign-in with the code step (org.account_views), before Django's own
+    path("admin/login/", account_views.admin_login(platform_admin_site), name="admin-login"),
+    path("admin/login/code/", account_views.AdminSignInCodeView.as_view(), name="admin-login-code"),
     path("admin/", platform_admin_site.urls),
+    path("account/security/", account_views.security_page, name="account-security"),
+    path(
+        "account/security/sessions/end/",
+        account_views.end_other_sessions,
+        name="account-end-sessions",
+    ),
     path("jsi18n/", JavaScriptCatalog.as_view(), name="javascript-catalog"),
     path("healthz", views.healthz, name="healthz"),
     path("favicon.ico", views.favicon, name="favicon"),

@@ -42,3 +42,8 @@ function onState(connState) {
 handle('account.disabled', () => {
   state.accountDisabled = true; // the socket closes next (4401): say why
 });
+
+handle('session.ended', () => {
+  // "log out everywhere" from another session: this one is over, go to the sign-in page
+  location.assign(location.pathname);
+});

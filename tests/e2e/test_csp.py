@@ -72,6 +72,7 @@ def test_widget_inbox_help_center_and_admin_work_under_the_policy(
         admin.fill("#id_username", "bob")
         admin.fill("#id_password", PASSWORD)
         admin.click("input[type=submit]")
+        admin.wait_for_url("**/admin/", timeout=WAIT_MS)
         admin.goto(csp_server.url(host, "/admin/kefu/session/reports/"))
         admin.locator("canvas").first.wait_for(timeout=WAIT_MS)
         admin.wait_for_load_state("networkidle")

@@ -1,0 +1,272 @@
+"""Sign-in with a second factor, the account's security page, and the middleware that keeps a
+user who must use two factors (and has none) on the enrolment page. Services: ``org.twofactor``;
+docs/security.md, "Two-factor authentication".
+
+Pages (tenant domains and the platform's):
+
+- ``/inbox/login/`` and ``/admin/login/`` (:class:`TwoFactorLoginView`): the password; when the
+  user has an authenticator they are not signed in yet but sent to the code step;
+- ``/inbox/login/code/`` and ``/admin/login/code/`` (:class:`SignInCodeView`): six digits or a
+  recovery code; a wrong one counts as a failed sign-in (django-axes) and locks like one;
+- ``/account/security/`` (:func:`security_page`): turn two-factor sign-in on (QR code or the
+  secret as text, a code to confirm, the recovery codes shown once), and "log out everywhere".
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from axes.handlers.proxy import AxesProxyHandler
+from django.conf import settings
+from django.contrib import admin, messages
+from django.contrib.admin.forms import AdminAuthenticationForm
+from django.contrib.auth import REDIRECT_FIELD_NAME, login, logout
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.signals import user_login_failed
+from django.contrib.auth.views import redirect_to_login
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.decorators import method_decorator
+from django.utils.module_loading import import_string
+from django.utils.translation import gettext as _
+from django.views import View
+from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_protect
+from django.views.decorators.http import require_POST
+from django_tenants.utils import get_public_schema_name
+
+from org import twofactor
+from weiyu.errors import ServiceError
+
+SECURITY_PATH = "/account/security/"
+
+
+def _public() -> bool:
+    return connection.schema_name == get_public_schema_name()
+
+
+def _signed_in(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """``login_required`` to the sign-in page of the domain: the platform admin's on the
+    platform's domains (they serve no inbox), the inbox's on a tenant's."""
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not request.user.is_authenticated:
+            login_url = reverse("admin:login" if _public() else "kefu:inbox-login")
+            return redirect_to_login(request.get_full_path(), login_url)
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+class TwoFactorLoginView(auth_views.LoginView):
+    """The password step of every sign-in. A user with an authenticator is not signed in here:
+    the session remembers them for ``WEIYU_TWO_FACTOR_STEP_SECONDS`` and the browser goes to
+    ``code_url_name``; a user without one is signed in as before."""
+
+    code_url_name = "kefu:inbox-login-code"
+
+    def form_valid(self, form: Any) -> HttpResponse:
+        user = form.get_user()
+        if not twofactor.has_device(user):
+            return super().form_valid(form)
+        self.request.session[twofactor.SESSION_PENDING] = {
+            "uid": user.pk,
+            "backend": user.backend,
+            "at": time.time(),
+            "next": self.get_success_url(),
+        }
+        return HttpResponseRedirect(reverse(self.code_url_name))
+
+
+class AdminLoginView(TwoFactorLoginView):
+    """``/admin/login/`` of the tenant's back office and of the platform admin."""
+
+    code_url_name = "admin-login-code"
+    authentication_form = AdminAuthenticationForm
+    template_name = "admin/login.html"
+
+
+def admin_login(site: admin.AdminSite) -> Callable[[HttpRequest], HttpResponse]:
+    """The sign-in view of ``site`` (Django's ``AdminSite.login`` with the code step). A POST
+    without ``next`` lands on the site's index (``LOGIN_REDIRECT_URL`` is the inbox, which the
+    platform's domains do not serve)."""
+
+    @never_cache
+    def view(request: HttpRequest) -> HttpResponse:
+        index = reverse("admin:index", current_app=site.name)
+        if request.method == "GET" and site.has_permission(request):
+            return HttpResponseRedirect(index)
+        app_path = request.get_full_path()
+        if REDIRECT_FIELD_NAME not in request.GET:
+            request.GET = request.GET.copy()
+            request.GET[REDIRECT_FIELD_NAME] = index
+        context = {
+            **site.each_context(request),
+            "title": _("Log in"),
+            "subtitle": None,
+            "app_path": app_path,
+            "username": request.user.get_username(),
+            REDIRECT_FIELD_NAME: request.POST.get(REDIRECT_FIELD_NAME)
+            or request.GET[REDIRECT_FIELD_NAME],
+        }
+        request.current_app = site.name
+        return AdminLoginView.as_view(extra_context=context)(request)
+
+    return view
+
+
+def _locked_out(request: HttpRequest, username: str) -> HttpResponse | None:
+    credentials = {"username": username}
+    if not AxesProxyHandler.is_locked(request, credentials):
+        return None
+    locked: Any = import_string(settings.AXES_LOCKOUT_CALLABLE)
+    return locked(request, None, credentials)
+
+
+@method_decorator([csrf_protect, never_cache], name="dispatch")
+class SignInCodeView(View):
+    """``GET/POST …/login/code/`` ``code=<6 digits or a recovery code>``: the second step of a
+    sign-in. Without a pending sign-in (none, or too old) → back to ``login_url_name``. A wrong
+    code → 200 with the form and an error, counted as a failed sign-in of the username; when
+    the account or address is locked → 429 (``weiyu.views.login_locked_out``). The right code →
+    signed in, redirected to where the password step was going."""
+
+    login_url_name = "kefu:inbox-login"
+
+    def _form(self, request: HttpRequest, user: Any, error: str = "", status: int = 200):
+        return render(
+            request,
+            "org/login_code.html",
+            {"username": user.get_username(), "error": error},
+            status=status,
+        )
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        found = twofactor.pending_user(request)
+        if found is None:
+            return redirect(self.login_url_name)
+        return self._form(request, found[0])
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        found = twofactor.pending_user(request)
+        if found is None:
+            return redirect(self.login_url_name)
+        user, pending = found
+        locked = _locked_out(request, user.get_username())
+        if locked is not None:
+            return locked
+        if not twofactor.verify_code(user, request.POST.get("code")):
+            user_login_failed.send(
+                sender=__name__, credentials={"username": user.get_username()}, request=request
+            )
+            locked = _locked_out(request, user.get_username())
+            if locked is not None:
+                request.session.pop(twofactor.SESSION_PENDING, None)
+                return locked
+            return self._form(request, user, _("That code is not right."))
+        request.session.pop(twofactor.SESSION_PENDING, None)
+        login(request, user, backend=pending["backend"])
+        request.session[twofactor.SESSION_VERIFIED] = "ok"
+        return HttpResponseRedirect(pending["next"])
+
+
+class AdminSignInCodeView(SignInCodeView):
+    """``/admin/login/code/``: the code step of the back office's and platform admin's sign-in."""
+
+    login_url_name = "admin:login"
+
+
+@never_cache
+@_signed_in
+def security_page(request: HttpRequest) -> HttpResponse:
+    """``GET/POST /account/security/``: the signed-in user's two-factor sign-in and sessions.
+
+    GET shows whether two-factor sign-in is on (and the recovery codes left) or, when off, an
+    authenticator to set up: its QR code and secret. POST ``code`` confirms it; the answer shows
+    the 10 recovery codes once (never stored in the page's cache). A wrong code → 400 with the
+    form and the reason."""
+    user = request.user
+    context: dict[str, Any] = {
+        "required": twofactor.is_required(user),
+        "inbox_url": None if _public() else reverse("kefu:inbox"),
+        "admin_url": "/admin/" if user.is_staff else None,
+    }
+    status = 200
+    if request.method == "POST":
+        try:
+            context["recovery_codes"] = twofactor.enrolment_confirm(
+                request, user, request.POST.get("code")
+            )
+        except ServiceError as exc:
+            context["error"] = exc.message
+            status = 400
+    enabled = twofactor.has_device(user)
+    context["enabled"] = enabled
+    if enabled:
+        context["codes_left"] = twofactor.recovery_codes_left(user)
+    else:
+        device = twofactor.enrolment_start(user)
+        context["qr_svg"] = twofactor.enrolment_qr_svg(device)
+        context["secret"] = twofactor.secret_text(device)
+    return render(request, "org/security.html", context, status=status)
+
+
+@require_POST
+@_signed_in
+def end_other_sessions(request: HttpRequest) -> HttpResponse:
+    """``POST /account/security/sessions/end/``: "log out everywhere" — every other session of
+    the user ends and its sockets close; back to the security page with a confirmation."""
+    twofactor.end_other_sessions(request)
+    messages.success(request, _("You are signed out everywhere else."))
+    return HttpResponseRedirect(SECURITY_PATH)
+
+
+_EXEMPT = (SECURITY_PATH, "/inbox/logout/", "/admin/logout/", "/jsi18n/", "/static/", "/healthz")
+
+
+class TwoFactorRequiredMiddleware:
+    """After ``AuthenticationMiddleware``: a signed-in user whom the tenant requires to use two
+    factors, in a session that gave none, reaches only the security page (to enrol) and sign-out.
+    Pages redirect there; ``/api/`` answers 403 ``{"error": "two_factor_required", "detail"}``.
+    A user who has an authenticator but whose session predates the rule is signed out (the
+    next sign-in asks for the code). Sockets check the same (``kefu.consumers``)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        user = getattr(request, "user", None)
+        if (
+            user is not None
+            and user.is_authenticated
+            and not request.path.startswith(_EXEMPT)
+            and not twofactor.session_allowed(request.session, user)
+        ):
+            return self._refuse(request, user)
+        return self.get_response(request)
+
+    def _refuse(self, request: HttpRequest, user: Any) -> HttpResponse:
+        api = request.path.startswith("/api/")
+        if twofactor.has_device(user):
+            logout(request)
+            if api:
+                return JsonResponse(
+                    {"error": "unauthorized", "detail": _("Please sign in.")}, status=401
+                )
+            admin_path = request.path.startswith("/admin/") or _public()
+            return redirect("admin:login" if admin_path else "kefu:inbox-login")
+        if api:
+            return JsonResponse(
+                {
+                    "error": "two_factor_required",
+                    "detail": _("Turn on two-factor sign-in first (your account's security page)."),
+                },
+                status=403,
+            )
+        return HttpResponseRedirect(SECURITY_PATH)

@@ -1,0 +1,215 @@
+"""Two-factor sign-in (django-otp) and "log out everywhere": the services behind
+``org.account_views`` (docs/security.md, "Two-factor authentication").
+
+A user has at most one confirmed TOTP device (an authenticator app) and one static device holding
+:data:`RECOVERY_CODES` single-use recovery codes. The session records the sign-in's state:
+
+- ``SESSION_PENDING`` — the password was right and the code is awaited; the user is *not* signed
+  in yet (``{"uid": int, "backend": str, "at": float (epoch s), "next": str}``);
+- ``SESSION_VERIFIED`` = ``"ok"`` — this session gave a code (or enrolled a device in it).
+
+Who must use two factors is the tenant's :class:`org.models.SecuritySettings`; the answer is
+cached per process for :data:`CACHE_S` seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from base64 import b32encode
+from typing import Any
+
+import qrcode
+import qrcode.image.svg
+from django.conf import settings
+from django.contrib.auth import update_session_auth_hash
+from django.db import connection, transaction
+from django.http import HttpRequest
+from django.utils.translation import gettext as _
+from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from org.models import SecuritySettings, User
+from weiyu.errors import ServiceError
+from weiyu.realtime import publish_event_on_commit
+
+SESSION_PENDING = "weiyu_2fa_pending"
+SESSION_VERIFIED = "weiyu_2fa"
+#: recovery codes made at enrolment (each works once)
+RECOVERY_CODES = 10
+#: seconds a tenant's rule is cached per process
+CACHE_S = 30.0
+_TOTP_NAME = "authenticator"
+_cache: dict[str, tuple[float, str]] = {}
+
+
+# --- who must ------------------------------------------------------------------------------
+
+
+def required_rule() -> str:
+    """The current tenant's ``SecuritySettings.two_factor_required`` (``"nobody"``,
+    ``"admins"`` or ``"everyone"``), cached per process for :data:`CACHE_S` s; one query on a
+    miss. Call inside the tenant's schema (the public one for the platform admin)."""
+    schema = connection.schema_name
+    now = time.monotonic()
+    hit = _cache.get(schema)
+    if hit and hit[0] > now:
+        return hit[1]
+    rule = SecuritySettings.current().two_factor_required
+    _cache[schema] = (now + CACHE_S, rule)
+    return rule
+
+
+def settings_save(row: SecuritySettings) -> None:
+    """Save the tenant's security settings; this process applies them at once, others within
+    :data:`CACHE_S` s."""
+    row.save()
+    _cache.pop(connection.schema_name, None)
+
+
+def is_required(user: User) -> bool:
+    """Whether the tenant requires ``user`` to sign in with a second factor."""
+    rule = required_rule()
+    if rule == SecuritySettings.TwoFactorRequired.EVERYONE:
+        return True
+    return rule == SecuritySettings.TwoFactorRequired.ADMINS and user.is_admin
+
+
+def has_device(user: User) -> bool:
+    """Whether ``user`` has a confirmed authenticator (then every sign-in asks for a code)."""
+    return TOTPDevice.objects.filter(user=user, confirmed=True).exists()
+
+
+def recovery_codes_left(user: User) -> int:
+    """How many unused recovery codes ``user`` has."""
+    return StaticToken.objects.filter(device__user=user, device__confirmed=True).count()
+
+
+def session_verified(session: Any) -> bool:
+    """Whether this session gave a second factor (or enrolled one)."""
+    return session.get(SESSION_VERIFIED) == "ok"
+
+
+def session_allowed(session: Any, user: User) -> bool:
+    """Whether a signed-in session may use the inbox, the API and sockets: it gave a second
+    factor, or the tenant does not require one of ``user``."""
+    return session_verified(session) or not is_required(user)
+
+
+# --- codes -----------------------------------------------------------------------------------
+
+
+def _normalise(code: Any) -> str:
+    if not isinstance(code, str):
+        return ""
+    return re.sub(r"[\s-]", "", code)[:32].lower()
+
+
+def verify_code(user: User, code: Any) -> bool:
+    """Check a code of ``user``: six digits from the authenticator (each accepted once, within a
+    30 s step either side), or a recovery code, which is used up. False for anything else —
+    never raises for bad input."""
+    token = _normalise(code)
+    if not token:
+        return False
+    if re.fullmatch(r"\d{6}", token):
+        device = TOTPDevice.objects.filter(user=user, confirmed=True).first()
+        return device is not None and device.verify_token(token)
+    # one DELETE: of two requests racing with the same code only one removes its row
+    deleted, _rows = StaticToken.objects.filter(
+        device__user=user, device__confirmed=True, token=token
+    ).delete()
+    return deleted > 0
+
+
+# --- enrolment -------------------------------------------------------------------------------
+
+
+def enrolment_start(user: User) -> TOTPDevice:
+    """The unconfirmed authenticator ``user`` is setting up (made on first call, the same one
+    until confirmed, so reloading the page keeps the QR code). Raises ``ServiceError
+    ('conflict')`` when the user already has a confirmed one."""
+    if has_device(user):
+        raise ServiceError("conflict", _("Two-factor sign-in is already on."))
+    device = TOTPDevice.objects.filter(user=user, confirmed=False).first()
+    if device is None:
+        device = TOTPDevice.objects.create(user=user, name=_TOTP_NAME, confirmed=False)
+    return device
+
+
+def enrolment_qr_svg(device: TOTPDevice) -> str:
+    """The device's ``otpauth://`` URI as an SVG QR code (markup made here, safe to inline)."""
+    image = qrcode.make(device.config_url, image_factory=qrcode.image.svg.SvgPathImage)
+    return image.to_string(encoding="unicode")
+
+
+def secret_text(device: TOTPDevice) -> str:
+    """The device's secret in base32, in groups of four, for typing into an authenticator app."""
+    text = b32encode(device.bin_key).decode().rstrip("=")
+    return " ".join(text[i : i + 4] for i in range(0, len(text), 4))
+
+
+@transaction.atomic
+def enrolment_confirm(request: HttpRequest, user: User, code: Any) -> list[str]:
+    """Confirm ``user``'s pending authenticator with a code from it: the device is confirmed,
+    :data:`RECOVERY_CODES` new recovery codes replace any old ones, and ``request``'s session
+    counts as verified. Returns the recovery codes (shown once; stored as given, like the TOTP
+    secret). Raises ``ServiceError('invalid')`` for a wrong code, ``('conflict')`` when there is
+    nothing to confirm."""
+    device = TOTPDevice.objects.select_for_update().filter(user=user, confirmed=False).first()
+    if device is None or has_device(user):
+        raise ServiceError("conflict", _("There is no authenticator waiting to be confirmed."))
+    token = _normalise(code)
+    if not re.fullmatch(r"\d{6}", token) or not device.verify_token(token):
+        raise ServiceError("invalid", _("That code is not right. Enter the current code."))
+    device.confirmed = True
+    device.save(update_fields=["confirmed"])
+    StaticDevice.objects.filter(user=user).delete()
+    static = StaticDevice.objects.create(user=user, name="recovery", confirmed=True)
+    codes = []
+    while len(codes) < RECOVERY_CODES:
+        value = StaticToken.random_token()
+        if value not in codes:
+            codes.append(value)
+    StaticToken.objects.bulk_create([StaticToken(device=static, token=c) for c in codes])
+    request.session[SESSION_VERIFIED] = "ok"
+    return codes
+
+
+# --- sessions --------------------------------------------------------------------------------
+
+
+def session_fingerprint(session_key: str | None) -> str:
+    """A short hash of a session key, safe to send to sockets (never the key itself)."""
+    return hashlib.sha256((session_key or "").encode()).hexdigest()[:24]
+
+
+@transaction.atomic
+def end_other_sessions(request: HttpRequest) -> None:
+    """ "Log out everywhere": every session of ``request.user`` except this one ends. Their
+    next request is signed out (the session check of :class:`org.models.User` changes), and
+    their open sockets get ``session.ended`` and are closed with 4401; this session and its
+    sockets stay."""
+    user = User.objects.select_for_update().get(pk=request.user.pk)
+    kept = session_fingerprint(request.session.session_key)
+    user.sessions_epoch += 1
+    user.save(update_fields=["sessions_epoch"])
+    verified = session_verified(request.session)
+    update_session_auth_hash(request, user)
+    if verified:
+        request.session[SESSION_VERIFIED] = "ok"
+    publish_event_on_commit({"type": "session.ended", "keep": kept}, [user.member_key])
+
+
+def pending_user(request: HttpRequest) -> tuple[User, dict[str, Any]] | None:
+    """The user whose password was right and whose code is awaited in this session, with the
+    pending record, or None (none, or older than ``WEIYU_TWO_FACTOR_STEP_SECONDS``)."""
+    pending = request.session.get(SESSION_PENDING)
+    if not isinstance(pending, dict):
+        return None
+    if time.time() - float(pending.get("at", 0)) > settings.WEIYU_TWO_FACTOR_STEP_SECONDS:
+        request.session.pop(SESSION_PENDING, None)
+        return None
+    user = User.objects.filter(pk=pending.get("uid"), is_active=True).first()
+    return (user, pending) if user is not None else None
