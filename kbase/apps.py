@@ -11,3 +11,11 @@ class KbaseConfig(AppConfig):
         from tenants.signals import demo_tenant_ready
 
         demo_tenant_ready.connect(demo.populate, dispatch_uid="kbase-demo")
+
+        # the audit log (org.audit): knowledge bases and LLM providers — never the API key
+        from auditlog.registry import auditlog
+
+        from kbase.models import KnowledgeBase, LlmProvider
+
+        auditlog.register(KnowledgeBase)
+        auditlog.register(LlmProvider, exclude_fields=["api_key"])

@@ -21,3 +21,21 @@ class KefuConfig(AppConfig):
             agent_release(user=user, deleted=deleted)  # type: ignore[arg-type]
 
         user_deactivated.connect(release, weak=False, dispatch_uid="kefu-agent-release")
+
+        # the audit log (org.audit): changes of the service's configuration, before and after
+        from auditlog.registry import auditlog
+
+        from kefu import models as kefu_models
+
+        auditlog.register(kefu_models.Workgroup, m2m_fields={"agents"})
+        auditlog.register(kefu_models.Channel, m2m_fields={"knowledge_bases", "departments"})
+        for model in (
+            kefu_models.Skill,
+            kefu_models.RoutingRule,
+            kefu_models.VisitorTag,
+            kefu_models.CannedResponse,
+            kefu_models.SensitiveWord,
+            kefu_models.BlockedVisitor,
+            kefu_models.AutoReply,
+        ):
+            auditlog.register(model)

@@ -7,6 +7,7 @@ organisation's opening hours; tickets count SLA targets in one and workgroups op
 
 from zoneinfo import ZoneInfo, available_timezones
 
+from auditlog.models import LogEntry
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.core.exceptions import ValidationError
@@ -282,3 +283,20 @@ class VisitorLimits(models.Model):
         """The tenant's row (created empty, i.e. with the platform defaults, on first use)."""
         row = cls.objects.order_by("pk").first()
         return row if row is not None else cls.objects.create()
+
+
+class AuditEntry(LogEntry):
+    """An entry of the tenant's audit log (django-auditlog's ``LogEntry``, shown under
+    Organisation): a model change with its before/after, or an event of :mod:`org.audit`.
+    Append-only: written by signals and services, never edited."""
+
+    class Meta:
+        proxy = True
+        verbose_name = _("audit log entry")
+        verbose_name_plural = _("audit log")
+        ordering = ("-timestamp",)
+
+    def __str__(self) -> str:
+        from org.audit import event_label
+
+        return f"{event_label(self)}: {self.object_repr}"

@@ -28,3 +28,12 @@ class TicketsConfig(AppConfig):
                 ticket_services.tickets_release_user(user=user)  # type: ignore[arg-type]
 
         user_deactivated.connect(release, weak=False, dispatch_uid="tickets-user-release")
+
+        # the audit log (org.audit): SLA policies and categories, before and after
+        from auditlog.registry import auditlog
+
+        from tickets.models import Category, SlaPolicy, SlaTarget
+
+        auditlog.register(SlaPolicy, m2m_fields={"workgroups"})
+        auditlog.register(SlaTarget)
+        auditlog.register(Category)

@@ -89,6 +89,7 @@ SHARED_APPS = [
     "rest_framework",
     "axes",  # sign-in failures of the platform admin (public schema)
     "csp",  # Content-Security-Policy (the production profile)
+    "auditlog",  # the platform admin's own audit log (public schema)
 ]
 TENANT_APPS = [
     "django.contrib.contenttypes",
@@ -103,6 +104,8 @@ TENANT_APPS = [
     # sign-in failures where the sign-in happens: in each tenant's schema, so a username locked
     # out in one tenant is not locked out in another that has the same one
     "axes",
+    # the audit log (org.audit, docs/security.md): each tenant's entries in its own schema
+    "auditlog",
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
 TENANT_MODEL = "tenants.Tenant"
@@ -130,6 +133,8 @@ MIDDLEWARE = [
     # a signed-in person's chosen language over the browser's (the inbox's language switch)
     "org.middleware.UserLanguageMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # who and from where, for the audit log's entries written during the request (org.audit)
+    "org.middleware.AuditMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # turns a locked-out sign-in into weiyu.views.login_locked_out (429); last, as axes asks
     "axes.middleware.AxesMiddleware",
@@ -179,6 +184,12 @@ AXES_ENABLED = env_bool("WEIYU_LOGIN_THROTTLE", default=True)
 # the client address is REMOTE_ADDR, which weiyu.clientaddr sets from the peer or, behind
 # WEIYU_TRUSTED_PROXIES, the right-most untrusted X-Forwarded-For hop (docs/security.md)
 LOGIN_REDIRECT_URL = "kefu:inbox"
+
+# --- audit log (django-auditlog; org.audit, docs/security.md "Audit log"): changes as JSON; the
+# client address is set by org.middleware.AuditMiddleware from REMOTE_ADDR (weiyu.clientaddr),
+# never from a header the client wrote.
+AUDITLOG_STORE_JSON_CHANGES = True
+AUDITLOG_DISABLE_ON_RAW_SAVE = True
 
 # --- i18n: every user-facing string ships in Simplified Chinese and English.
 LANGUAGE_CODE = "zh-hans"
