@@ -18,9 +18,8 @@ class ImConfig(AppConfig):
         user_deactivated.connect(leave_groups, weak=False, dispatch_uid="im-leave-groups")
 
         # the audit log (org.audit): the tenant's messaging settings and stickers
-        from auditlog.registry import auditlog
-
         from im.models import MessagingSettings, Sticker
+        from org.audit import track
 
-        auditlog.register(MessagingSettings)
-        auditlog.register(Sticker)
+        track(MessagingSettings)
+        track(Sticker)

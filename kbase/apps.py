@@ -13,9 +13,8 @@ class KbaseConfig(AppConfig):
         demo_tenant_ready.connect(demo.populate, dispatch_uid="kbase-demo")
 
         # the audit log (org.audit): knowledge bases and LLM providers — never the API key
-        from auditlog.registry import auditlog
-
         from kbase.models import KnowledgeBase, LlmProvider
+        from org.audit import track
 
-        auditlog.register(KnowledgeBase)
-        auditlog.register(LlmProvider, exclude_fields=["api_key"])
+        track(KnowledgeBase)
+        track(LlmProvider, exclude=("api_key",))

@@ -23,12 +23,11 @@ class KefuConfig(AppConfig):
         user_deactivated.connect(release, weak=False, dispatch_uid="kefu-agent-release")
 
         # the audit log (org.audit): changes of the service's configuration, before and after
-        from auditlog.registry import auditlog
-
         from kefu import models as kefu_models
+        from org.audit import track
 
-        auditlog.register(kefu_models.Workgroup, m2m_fields={"agents"})
-        auditlog.register(kefu_models.Channel, m2m_fields={"knowledge_bases", "departments"})
+        track(kefu_models.Workgroup, m2m=("agents",))
+        track(kefu_models.Channel, m2m=("knowledge_bases", "departments"))
         for model in (
             kefu_models.Skill,
             kefu_models.RoutingRule,
@@ -38,4 +37,4 @@ class KefuConfig(AppConfig):
             kefu_models.BlockedVisitor,
             kefu_models.AutoReply,
         ):
-            auditlog.register(model)
+            track(model)

@@ -325,7 +325,7 @@ class AuditEntryAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("action"))
     def what(self, obj: AuditEntry) -> str:
-        return audit.event_label(obj)
+        return obj.label
 
     @admin.display(description=_("object type"))
     def object_type(self, obj: AuditEntry) -> str:

@@ -31,7 +31,17 @@ from django.db import models
 from django.db.models.signals import pre_save
 from django.dispatch import receiver
 from django.http import HttpRequest
-from django.utils.translation import gettext_lazy as _
+
+from org.models import (
+    AUDIT_EVENTS,
+    BusinessCalendar,
+    BusinessHours,
+    Department,
+    DepartmentMember,
+    Holiday,
+    User,
+    VisitorLimits,
+)
 
 SIGN_IN = "sign_in"
 SIGN_IN_FAILED = "sign_in_failed"
@@ -43,16 +53,7 @@ BLOCK = "block"
 EXPORT = "export"
 
 #: event name → its label in the back office
-EVENTS: dict[str, Any] = {
-    SIGN_IN: _("Signed in"),
-    SIGN_IN_FAILED: _("Sign-in failed"),
-    LOCKED_OUT: _("Locked out"),
-    SIGN_OUT: _("Signed out"),
-    TRANSFER: _("Conversation transferred"),
-    CLOSE: _("Conversation closed"),
-    BLOCK: _("Visitor blocked"),
-    EXPORT: _("Exported"),
-}
+EVENTS = AUDIT_EVENTS
 
 #: django-auditlog's coarse action of each event (create / update / delete / access)
 _ACTIONS = {
@@ -116,14 +117,6 @@ def audit_record(
     )
 
 
-def event_label(entry: LogEntry) -> str:
-    """What happened, for people: the event's label, or create / update / delete."""
-    event = (entry.additional_data or {}).get("event") if entry.additional_data else None
-    if event in EVENTS:
-        return str(EVENTS[event])
-    return str(entry.get_action_display())
-
-
 @receiver(pre_save, sender=LogEntry, dispatch_uid="org-audit-request")
 def _from_request(sender: type[LogEntry], instance: LogEntry, **kwargs: Any) -> None:
     """Fill an entry's actor and address from the request being served, where unset. The user
@@ -140,26 +133,24 @@ def _from_request(sender: type[LogEntry], instance: LogEntry, **kwargs: Any) -> 
             instance.actor_email = user.email or None
 
 
-def register_models() -> None:
-    """Register org's models (and auth groups) with django-auditlog: users without their
-    password, their groups and permissions; departments and memberships; business calendars;
-    the visitor limits."""
-    from org.models import (
-        BusinessCalendar,
-        BusinessHours,
-        Department,
-        DepartmentMember,
-        Holiday,
-        User,
-        VisitorLimits,
+def track(
+    model: type[models.Model], *, exclude: tuple[str, ...] = (), m2m: tuple[str, ...] = ()
+) -> None:
+    """Record every create / update / delete of ``model`` in the audit log with its before and
+    after: its own columns (never reverse relations, which would cost a query each) except
+    ``exclude`` (secrets), and the many-to-many fields ``m2m`` (added / removed objects)."""
+    fields = [f.name for f in model._meta.concrete_fields if f.name not in exclude]
+    auditlog.register(
+        model, include_fields=fields, exclude_fields=list(exclude), m2m_fields=set(m2m)
     )
 
-    auditlog.register(
-        User,
-        exclude_fields=["password", "last_login"],
-        m2m_fields={"groups", "user_permissions"},
-    )
-    auditlog.register(Group, m2m_fields={"permissions"})
+
+def register_models() -> None:
+    """Register org's models (and auth groups) with the audit log: users without their password
+    (nor the time of their last sign-in, which the sign-in event records), their groups and
+    permissions; departments and memberships; business calendars; the visitor limits."""
+    track(User, exclude=("password", "last_login"), m2m=("groups", "user_permissions"))
+    track(Group, m2m=("permissions",))
     for model in (
         Department,
         DepartmentMember,
@@ -168,13 +159,11 @@ def register_models() -> None:
         Holiday,
         VisitorLimits,
     ):
-        auditlog.register(model)
+        track(model)
 
 
 def _username_target(username: object) -> models.Model | type[models.Model]:
     """The user a sign-in named, if there is one; else the user model (an unknown name)."""
-    from org.models import User
-
     if isinstance(username, str) and username:
         user = User.objects.filter(username=username[:150]).first()
         if user is not None:

@@ -30,10 +30,9 @@ class TicketsConfig(AppConfig):
         user_deactivated.connect(release, weak=False, dispatch_uid="tickets-user-release")
 
         # the audit log (org.audit): SLA policies and categories, before and after
-        from auditlog.registry import auditlog
-
+        from org.audit import track
         from tickets.models import Category, SlaPolicy, SlaTarget
 
-        auditlog.register(SlaPolicy, m2m_fields={"workgroups"})
-        auditlog.register(SlaTarget)
-        auditlog.register(Category)
+        track(SlaPolicy, m2m=("workgroups",))
+        track(SlaTarget)
+        track(Category)
