@@ -23,12 +23,13 @@ from django.urls import path
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
-from django.utils.translation import ngettext
+from django.utils.translation import ngettext, pgettext_lazy
 from treebeard.admin import TreeAdmin
 from treebeard.forms import movenodeform_factory
 
 from org import audit, limits, services
 from org.models import (
+    ACTION_LABELS,
     AuditEntry,
     BusinessCalendar,
     BusinessHours,
@@ -226,12 +227,15 @@ class VisitorLimitsAdmin(admin.ModelAdmin):
 class AuditEventFilter(admin.SimpleListFilter):
     """What happened: a model created, changed or deleted, or one of the events of org.audit."""
 
-    title = _("action")
+    title = pgettext_lazy("audit log", "action")
     parameter_name = "event"
     _changes = {
-        "create": (LogEntry.Action.CREATE, _("Created")),
-        "update": (LogEntry.Action.UPDATE, _("Changed")),
-        "delete": (LogEntry.Action.DELETE, _("Deleted")),
+        name: (action, ACTION_LABELS[action])
+        for name, action in (
+            ("create", LogEntry.Action.CREATE),
+            ("update", LogEntry.Action.UPDATE),
+            ("delete", LogEntry.Action.DELETE),
+        )
     }
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
@@ -269,6 +273,22 @@ class AuditObjectTypeFilter(admin.SimpleListFilter):
         return queryset.filter(content_type_id=int(value))
 
 
+class AuditActorFilter(admin.RelatedOnlyFieldListFilter):
+    """The people who appear in the log."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.title = _("who")
+
+
+class AuditDateFilter(admin.DateFieldListFilter):
+    """Today, the past 7 days, this month, this year."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.title = pgettext_lazy("audit log", "when")
+
+
 class AuditEntryAdmin(admin.ModelAdmin):
     """The tenant's audit log (:mod:`org.audit`): every change of the registered models with its
     before and after, and the sign-ins, transfers, closes, blocks and exports; who, when and
@@ -277,12 +297,12 @@ class AuditEntryAdmin(admin.ModelAdmin):
     here, superusers included (403)."""
 
     date_hierarchy = "timestamp"
-    list_display = ("timestamp", "who", "what", "object_type", "object_repr", "remote_addr")
+    list_display = ("when", "who", "what", "object_type", "target", "address")
     list_filter = (
         AuditEventFilter,
-        ("actor", admin.RelatedOnlyFieldListFilter),
+        ("actor", AuditActorFilter),
         AuditObjectTypeFilter,
-        ("timestamp", admin.DateFieldListFilter),
+        ("timestamp", AuditDateFilter),
     )
     search_fields = (
         "object_repr",
@@ -294,13 +314,13 @@ class AuditEntryAdmin(admin.ModelAdmin):
     )
     list_select_related = ("actor", "content_type")
     fields = (
-        "timestamp",
+        "when",
         "who",
-        "remote_addr",
+        "address",
         "what",
         "object_type",
-        "object_pk",
-        "object_repr",
+        "object_id_text",
+        "target",
         "changes_table",
         "details",
     )
@@ -317,13 +337,29 @@ class AuditEntryAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
+    @admin.display(description=pgettext_lazy("audit log", "when"), ordering="timestamp")
+    def when(self, obj: AuditEntry) -> Any:
+        return timezone.localtime(obj.timestamp)
+
+    @admin.display(description=_("address"))
+    def address(self, obj: AuditEntry) -> str:
+        return obj.remote_addr or "-"
+
+    @admin.display(description=_("object"))
+    def target(self, obj: AuditEntry) -> str:
+        return obj.object_repr
+
+    @admin.display(description=_("object ID"))
+    def object_id_text(self, obj: AuditEntry) -> str:
+        return obj.object_pk or "-"
+
     @admin.display(description=_("who"), ordering="actor__username")
     def who(self, obj: AuditEntry) -> str:
         if obj.actor is not None:
             return obj.actor.username
         return obj.actor_email or str(_("(nobody signed in)"))
 
-    @admin.display(description=_("action"))
+    @admin.display(description=pgettext_lazy("audit log", "action"))
     def what(self, obj: AuditEntry) -> str:
         return obj.label
 

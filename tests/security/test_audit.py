@@ -8,7 +8,10 @@ import io
 import itertools
 import json
 
+import pytest
 from auditlog.models import LogEntry
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
 from django.test import Client
 from django_tenants.utils import schema_context
 
@@ -16,7 +19,17 @@ from kefu.models import Session, Workgroup
 from kefu.services import messages
 from org import audit
 from org.models import AuditEntry, User, VisitorLimits
-from tests.conftest import PASSWORD, agent_client, make_desk, make_visitor, unique
+from tests.conftest import (
+    PASSWORD,
+    agent_client,
+    make_desk,
+    make_visitor,
+    session_cookie,
+    unique,
+)
+from tests.waits import WAIT_S
+from tests.ws import receive_until
+from weiyu.asgi import application
 
 _addresses = itertools.count(10)
 
@@ -175,6 +188,37 @@ def test_transfer_close_and_block_are_recorded(acme):
     with schema_context("acme"):
         (close,) = _events(audit.CLOSE, object_pk=str(other.pk))
         assert (close.actor_id, close.remote_addr) == (boss.pk, boss_ip)
+
+
+@pytest.mark.asyncio
+async def test_an_agent_closing_on_the_socket_is_recorded_with_the_sockets_address(acme):
+    desk = await database_sync_to_async(make_desk)(acme, agents=1)
+    agent = desk.agents[0]
+    session = await database_sync_to_async(_open_session)(desk)
+    cookie = await database_sync_to_async(session_cookie)(acme, agent)
+    ip = _address()
+    headers = [
+        (b"host", b"acme.localhost"),
+        (b"origin", b"http://acme.localhost"),
+        (b"cookie", cookie),
+    ]
+    ws = WebsocketCommunicator(application, "/ws/agent/", headers=headers)
+    ws.scope["client"] = (ip, 50000)  # the peer, as daphne reports it
+    connected, _code = await ws.connect(timeout=WAIT_S)
+    assert connected
+    await ws.send_json_to(
+        {"type": "conversation.close", "conversation_id": session.conversation_id}
+    )
+    await receive_until(ws, "conversation.closed")
+    await ws.disconnect()
+
+    def recorded() -> list[LogEntry]:
+        with schema_context("acme"):
+            return _events(audit.CLOSE, object_pk=str(session.pk))
+
+    (close,) = await database_sync_to_async(recorded)()
+    assert (close.actor_id, close.remote_addr) == (agent.pk, ip)
+    assert close.additional_data["conversation_id"] == session.conversation_id
 
 
 def test_no_one_adds_changes_or_deletes_an_entry_not_even_a_superuser(acme):
