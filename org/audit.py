@@ -6,8 +6,8 @@ Two kinds of entries share one table (django-auditlog's ``auditlog_logentry``):
   their ``AppConfig.ready``): create / update / delete with every changed field's before and
   after, written by django-auditlog's signals — never secret fields (passwords, API keys);
 - **events** that are not plain model edits, written by :func:`audit_record` from the services:
-  sign-in, failed sign-in, lock-out, sign-out, conversation transfer and close, visitor block,
-  exports. Their name is ``additional_data["event"]`` (one of :data:`EVENTS`).
+  sign-in, failed sign-in, lock-out, sign-out, a password set (never the password),
+  conversation transfer and close, visitor block, exports. Their name is ``additional_data["event"]`` (one of :data:`EVENTS`).
 
 The actor and the client address of an entry written while a request is served come from that
 request (:class:`org.middleware.AuditMiddleware`): ``request.user`` when signed in, and
@@ -28,7 +28,7 @@ from auditlog.registry import auditlog
 from django.contrib.auth.models import Group
 from django.contrib.contenttypes.models import ContentType
 from django.db import models
-from django.db.models.signals import pre_save
+from django.db.models.signals import post_save, pre_save
 from django.dispatch import receiver
 from django.http import HttpRequest
 
@@ -47,6 +47,7 @@ SIGN_IN = "sign_in"
 SIGN_IN_FAILED = "sign_in_failed"
 LOCKED_OUT = "locked_out"
 SIGN_OUT = "sign_out"
+PASSWORD_SET = "password_set"  # noqa: S105 (an event name)
 TRANSFER = "transfer"
 CLOSE = "close"
 BLOCK = "block"
@@ -61,6 +62,7 @@ _ACTIONS = {
     SIGN_IN_FAILED: LogEntry.Action.ACCESS,
     LOCKED_OUT: LogEntry.Action.ACCESS,
     SIGN_OUT: LogEntry.Action.ACCESS,
+    PASSWORD_SET: LogEntry.Action.UPDATE,
     TRANSFER: LogEntry.Action.UPDATE,
     CLOSE: LogEntry.Action.UPDATE,
     BLOCK: LogEntry.Action.CREATE,
@@ -207,9 +209,17 @@ def _locked_out(
     )
 
 
+def _password_saved(sender: type[User], instance: User, **kwargs: Any) -> None:
+    """A user saved after ``set_password`` (by themselves, an admin, a command, or at creation):
+    Django keeps the new password in ``_password`` until ``save()`` returns. Recorded without
+    it."""
+    if getattr(instance, "_password", None) is not None and not kwargs.get("raw"):
+        audit_record(actor=None, action=PASSWORD_SET, target=instance)
+
+
 def connect_signals() -> None:
-    """Record sign-in, sign-out and failed sign-in (Django's auth signals) and lock-outs
-    (django-axes' ``user_locked_out``). Called once from ``OrgConfig.ready``."""
+    """Record sign-in, sign-out and failed sign-in (Django's auth signals), lock-outs
+    (django-axes' ``user_locked_out``) and passwords set. Called once from ``OrgConfig.ready``."""
     from axes.signals import user_locked_out
     from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 
@@ -217,3 +227,4 @@ def connect_signals() -> None:
     user_logged_out.connect(_signed_out, dispatch_uid="org-audit-sign-out")
     user_login_failed.connect(_sign_in_failed, dispatch_uid="org-audit-sign-in-failed")
     user_locked_out.connect(_locked_out, dispatch_uid="org-audit-locked-out")
+    post_save.connect(_password_saved, sender=User, dispatch_uid="org-audit-password-set")

@@ -292,6 +292,7 @@ AUDIT_EVENTS = {
     "sign_in_failed": _("Sign-in failed"),
     "locked_out": _("Locked out"),
     "sign_out": _("Signed out"),
+    "password_set": _("Password set"),
     "transfer": _("Conversation transferred"),
     "close": _("Conversation closed"),
     "block": _("Visitor blocked"),

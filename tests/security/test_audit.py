@@ -314,3 +314,21 @@ def test_one_tenants_log_is_not_visible_in_another(acme, globex):
     assert marker not in b"".join(export.streaming_content).decode("utf-8-sig")
     with schema_context("globex"):
         assert not LogEntry.objects.filter(additional_data__report=marker).exists()
+
+
+def test_a_password_set_by_an_admin_is_recorded_without_the_password(acme):
+    boss = _admin()
+    ip = _address()
+    with schema_context("acme"):
+        user = User.objects.create_user(username=unique("erin"), password=PASSWORD)
+    new = "An0ther-long-passphrase"
+    r = _client(boss, ip).post(
+        f"/admin/org/user/{user.pk}/password/",
+        {"password1": new, "password2": new, "usable_password": "true"},
+    )
+    assert r.status_code == 302
+    with schema_context("acme"):
+        entries = _events(audit.PASSWORD_SET, object_pk=str(user.pk), actor=boss)
+        assert [e.remote_addr for e in entries] == [ip]
+        for entry in LogEntry.objects.filter(object_pk=str(user.pk)):
+            assert new not in json.dumps([entry.changes, entry.additional_data])
