@@ -27,7 +27,7 @@ from auditlog.models import LogEntry
 from auditlog.registry import auditlog
 from django.contrib.auth.models import Group
 from django.contrib.contenttypes.models import ContentType
-from django.db import models
+from django.db import connection, models
 from django.db.models.signals import post_save, pre_save
 from django.dispatch import receiver
 from django.http import HttpRequest
@@ -122,17 +122,23 @@ def audit_record(
 @receiver(pre_save, sender=LogEntry, dispatch_uid="org-audit-request")
 def _from_request(sender: type[LogEntry], instance: LogEntry, **kwargs: Any) -> None:
     """Fill an entry's actor and address from the request being served, where unset. The user
-    is read here, when an entry is written, so requests that write none load nothing."""
+    is read here, when an entry is written, so requests that write none load nothing. The
+    request's user lives in the request's schema: an entry written in another one (the platform
+    admin creating a tenant and its administrator) names them in ``actor_email`` instead."""
     request = current_request.get()
     if request is None or instance.pk is not None:
         return
     if instance.remote_addr is None:
         instance.remote_addr = request_ip(request)
-    if instance.actor_id is None:
+    if instance.actor_id is None and not instance.actor_email:
         user = getattr(request, "user", None)
         if user is not None and user.is_authenticated:
-            instance.actor = user
-            instance.actor_email = user.email or None
+            tenant = getattr(request, "tenant", None)
+            if tenant is None or tenant.schema_name == connection.schema_name:
+                instance.actor = user
+                instance.actor_email = user.email or None
+            else:  # a platform admin acting in a tenant's schema: not a user of that tenant
+                instance.actor_email = f"{user.email or user.username} ({tenant.schema_name})"[:254]
 
 
 def track(
@@ -210,9 +216,8 @@ def _locked_out(
 
 
 def _password_saved(sender: type[User], instance: User, **kwargs: Any) -> None:
-    """A user saved after ``set_password`` (by themselves, an admin, a command, or at creation):
-    Django keeps the new password in ``_password`` until ``save()`` returns. Recorded without
-    it."""
+    """A user saved after ``set_password`` (by themselves, an admin or a command): Django keeps
+    the new password in ``_password`` until ``save()`` returns. Recorded without it."""
     if getattr(instance, "_password", None) is not None and not kwargs.get("raw"):
         audit_record(actor=None, action=PASSWORD_SET, target=instance)
 

@@ -15,7 +15,7 @@ from channels.testing import WebsocketCommunicator
 from django.test import Client
 from django_tenants.utils import schema_context
 
-from kefu.models import Session, Workgroup
+from kefu.models import Session, Skill, Workgroup
 from kefu.services import messages
 from org import audit
 from org.models import AuditEntry, User, VisitorLimits
@@ -75,30 +75,29 @@ def test_an_admin_edit_is_recorded_with_before_after_actor_and_the_real_address(
     boss = _admin()
     ip = _address()
     client = _client(boss, ip)
+    old, new = unique("Billing"), unique("Refunds")
     with schema_context("acme"):
-        row = VisitorLimits.current()
-        before = row.sessions_per_ip_minute
-    # when the admin changes a limit, from behind an X-Forwarded-For the client wrote itself
+        skill = Skill.objects.create(name=old)
+    # when the admin renames a skill, from behind an X-Forwarded-For the client wrote itself
     r = client.post(
-        f"/admin/org/visitorlimits/{row.pk}/change/",
-        {"sessions_per_ip_minute": "7"},
+        f"/admin/kefu/skill/{skill.pk}/change/",
+        {"name": new},
         HTTP_X_FORWARDED_FOR="203.0.113.66",
     )
     assert r.status_code == 302
     with schema_context("acme"):
-        entry = LogEntry.objects.filter(
-            content_type__model="visitorlimits", action=LogEntry.Action.UPDATE
-        ).latest("pk")
+        entry = LogEntry.objects.get(
+            content_type__model="skill", object_pk=str(skill.pk), action=LogEntry.Action.UPDATE
+        )
         # then the log holds who, from where (not the forged header), and before → after
         assert entry.actor_id == boss.pk
         assert entry.remote_addr == ip
-        assert entry.changes_dict["sessions_per_ip_minute"] == [before, 7]
+        assert entry.changes_dict == {"name": [old, new]}
         # and the admin reads it so on the entry's page
         page = client.get(f"/admin/org/auditentry/{entry.pk}/change/").content.decode()
     assert boss.username in page
     assert ip in page
-    assert "<td>Chat sessions per address per minute</td>" in page
-    assert "<td>7</td>" in page
+    assert f"<tr><td>Name</td><td>{old}</td><td>{new}</td></tr>" in page
 
 
 def test_secrets_are_never_logged(acme):
