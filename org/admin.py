@@ -405,8 +405,9 @@ class AuditEntryAdmin(admin.ModelAdmin):
 
     def export_view(self, request: HttpRequest) -> Any:
         """``GET …/export/?<the list's filters and search>`` → the entries shown, as a UTF-8 CSV
-        (newest first, as they were when asked), streamed; the export itself is recorded in the log. 403 without the view
-        permission; 400 ``{"error": "invalid"}`` for filters the list refuses."""
+        (newest first, as they were when asked), streamed; the export itself is recorded in the
+        log. 403 without the view permission; 400 ``{"error": "invalid"}`` for filters the list
+        refuses."""
         if not self.has_view_permission(request):
             raise PermissionDenied
         try:

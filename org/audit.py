@@ -7,7 +7,8 @@ Two kinds of entries share one table (django-auditlog's ``auditlog_logentry``):
   after, written by django-auditlog's signals — never secret fields (passwords, API keys);
 - **events** that are not plain model edits, written by :func:`audit_record` from the services:
   sign-in, failed sign-in, lock-out, sign-out, a password set (never the password),
-  conversation transfer and close, visitor block, exports. Their name is ``additional_data["event"]`` (one of :data:`EVENTS`).
+  conversation transfer and close, visitor block, exports. Their name is
+  ``additional_data["event"]`` (one of :data:`EVENTS`).
 
 The actor and the client address of an entry written while a request is served come from that
 request (:class:`org.middleware.AuditMiddleware`): ``request.user`` when signed in, and
@@ -91,10 +92,11 @@ def audit_record(
     """Write one event to the tenant's audit log (in the current schema) and return it.
 
     ``actor``: the ``org.User`` who acted (or their id), or None (a failed sign-in, the
-    system); during a request None means the signed-in user, if any. ``action``: one of :data:`EVENTS`.
-    ``target``: the object acted on, or a model class when there is no single object (an
-    export). ``data``: JSON-serialisable details, shown and exported with the entry (never a
-    secret). ``ip``: the client address; None: the current request's (``REMOTE_ADDR``).
+    system); during a request None means the signed-in user, if any. ``action``: one of
+    :data:`EVENTS`. ``target``: the object acted on, or a model class when there is no single
+    object (an export). ``data``: JSON-serialisable details, shown and exported with the entry
+    (never a secret). ``ip``: the client address; None: the current request's
+    (``REMOTE_ADDR``).
 
     Raises ``ValueError`` for an unknown ``action``.
     """
