@@ -331,3 +331,27 @@ def test_a_password_set_by_an_admin_is_recorded_without_the_password(acme):
         assert [e.remote_addr for e in entries] == [ip]
         for entry in LogEntry.objects.filter(object_pk=str(user.pk)):
             assert new not in json.dumps([entry.changes, entry.additional_data])
+
+
+def test_a_platform_admin_creating_a_tenant_is_named_in_its_log_and_theirs(acme):
+    root = User.objects.create_user(
+        username=unique("root"), password=PASSWORD, is_staff=True, is_superuser=True
+    )
+    ip = _address()
+    client = Client(HTTP_HOST="localhost", HTTP_ACCEPT_LANGUAGE="en", REMOTE_ADDR=ip)
+    assert client.login(username=root.username, password=PASSWORD)
+    schema = unique("hooli")
+    r = client.post(
+        "/admin/tenants/tenant/add/",
+        {"name": "Hooli", "domain": f"{schema}.localhost", "admin_username": "gavin"},
+    )
+    assert r.status_code == 200
+    # the new tenant's log names the platform admin, who is not one of its users
+    with schema_context(schema):
+        created = LogEntry.objects.get(content_type__model="user", action=LogEntry.Action.CREATE)
+        assert created.object_repr == "gavin"
+        assert created.actor_id is None
+        assert created.actor_email == f"{root.username} (public)"
+        assert created.remote_addr == ip
+    # and the public schema's own log has the platform admin's sign-in
+    assert LogEntry.objects.filter(additional_data__event=audit.SIGN_IN, actor=root).exists()
