@@ -16,3 +16,10 @@ class ImConfig(AppConfig):
                 groups_leave_deleted(user=user)  # type: ignore[arg-type]
 
         user_deactivated.connect(leave_groups, weak=False, dispatch_uid="im-leave-groups")
+
+        # the audit log (org.audit): the tenant's messaging settings and stickers
+        from im.models import MessagingSettings, Sticker
+        from org.audit import track
+
+        track(MessagingSettings)
+        track(Sticker)

@@ -11,3 +11,10 @@ class KbaseConfig(AppConfig):
         from tenants.signals import demo_tenant_ready
 
         demo_tenant_ready.connect(demo.populate, dispatch_uid="kbase-demo")
+
+        # the audit log (org.audit): knowledge bases and LLM providers — never the API key
+        from kbase.models import KnowledgeBase, LlmProvider
+        from org.audit import track
+
+        track(KnowledgeBase)
+        track(LlmProvider, exclude=("api_key",))

@@ -370,6 +370,7 @@ class SessionAdmin(admin.ModelAdmin):
             report = stats.report(start=start, end=end)
         part = reports.csv_part(request.GET, ("daily", "agents", "workgroups"))
         if part is not None:
+            stats.export_record(user=request.user, part=part, start=start, end=end)
             return reports.csv_response(
                 stats.csv_rows(report, part), f"service-{part}-{start}-{end}.csv"
             )

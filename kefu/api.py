@@ -266,6 +266,7 @@ class StatsApi(APIView):
             params, ("daily", "agents", "workgroups"), unknown=_("Unknown part.")
         )
         if part is not None:
+            stats.export_record(user=request.user, part=part, start=start, end=end)
             return reports.csv_response(
                 stats.csv_rows(data, part), f"service-{part}-{start}-{end}.csv"
             )

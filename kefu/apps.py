@@ -21,3 +21,20 @@ class KefuConfig(AppConfig):
             agent_release(user=user, deleted=deleted)  # type: ignore[arg-type]
 
         user_deactivated.connect(release, weak=False, dispatch_uid="kefu-agent-release")
+
+        # the audit log (org.audit): changes of the service's configuration, before and after
+        from kefu import models as kefu_models
+        from org.audit import track
+
+        track(kefu_models.Workgroup, m2m=("agents",))
+        track(kefu_models.Channel, m2m=("knowledge_bases", "departments"))
+        for model in (
+            kefu_models.Skill,
+            kefu_models.RoutingRule,
+            kefu_models.VisitorTag,
+            kefu_models.CannedResponse,
+            kefu_models.SensitiveWord,
+            kefu_models.BlockedVisitor,
+            kefu_models.AutoReply,
+        ):
+            track(model)

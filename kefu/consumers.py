@@ -138,6 +138,7 @@ class AgentConsumer(MemberConsumer):
             sessions.conversation_close_by_member,
             conversation_id=conversation_id,
             sender=self.sender,
+            ip=client_ip(self.scope) or None,
         )
 
     async def on_agent_status(self, data: dict[str, Any], ref: str | None) -> None:

@@ -30,6 +30,7 @@ from django.db import transaction
 
 from im.models import Message
 from kefu.models import DailyStat, Session, Transfer
+from org import audit
 
 FIELDS = [
     "conversations", "visitor_messages", "agent_messages", "first_response_count",
@@ -256,3 +257,14 @@ def csv_rows(data: dict[str, Any], part: str) -> list[list[Any]]:
         ]
         rows.append([item[key], *("" if v is None else v for v in values)])
     return rows
+
+
+def export_record(*, user: Any, part: str, start: dt.date, end: dt.date) -> None:
+    """Record a CSV export of the statistics (``part``, local days ``start`` to ``end``) by
+    ``user`` in the audit log, with the request's address (:func:`org.audit.audit_record`)."""
+    audit.audit_record(
+        actor=user,
+        action=audit.EXPORT,
+        target=DailyStat,
+        data={"report": "service_statistics", "part": part, "start": str(start), "end": str(end)},
+    )

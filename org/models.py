@@ -7,6 +7,7 @@ organisation's opening hours; tickets count SLA targets in one and workgroups op
 
 from zoneinfo import ZoneInfo, available_timezones
 
+from auditlog.models import LogEntry
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.core.exceptions import ValidationError
@@ -399,3 +400,50 @@ class SecuritySettings(models.Model):
         """The tenant's row (created with nobody required on first use)."""
         row = cls.objects.order_by("pk").first()
         return row if row is not None else cls.objects.create()
+
+
+#: the events of the audit log that are not plain model changes (written by org.audit), with
+#: their labels in the back office
+AUDIT_EVENTS = {
+    "sign_in": _("Signed in"),
+    "sign_in_failed": _("Sign-in failed"),
+    "locked_out": _("Locked out"),
+    "sign_out": _("Signed out"),
+    "password_set": _("Password set"),
+    "transfer": _("Conversation transferred"),
+    "close": _("Conversation closed"),
+    "block": _("Visitor blocked"),
+    "export": _("Exported"),
+}
+
+
+class AuditEntry(LogEntry):
+    """An entry of the tenant's audit log (django-auditlog's ``LogEntry``, shown under
+    Organisation): a model change with its before/after, or an event of :mod:`org.audit`
+    (``additional_data["event"]``, one of :data:`AUDIT_EVENTS`). Append-only: written by
+    signals and services, never edited."""
+
+    class Meta:
+        proxy = True
+        verbose_name = _("audit log entry")
+        verbose_name_plural = _("audit log")
+        ordering = ("-timestamp",)
+
+    def __str__(self) -> str:
+        return f"{self.label}: {self.object_repr}"
+
+    @property
+    def label(self) -> str:
+        """What happened, for people: the event's label, or created / changed / deleted."""
+        event = (self.additional_data or {}).get("event")
+        if event in AUDIT_EVENTS:
+            return str(AUDIT_EVENTS[event])
+        return str(ACTION_LABELS.get(self.action, self.get_action_display()))
+
+
+#: the labels of model changes in the log
+ACTION_LABELS = {
+    LogEntry.Action.CREATE: _("Created"),
+    LogEntry.Action.UPDATE: _("Changed"),
+    LogEntry.Action.DELETE: _("Deleted"),
+}

@@ -177,6 +177,7 @@ class TicketAdmin(admin.ModelAdmin):
             report = reports.build(start=start, end=end)
         part = report_params.csv_part(request.GET, reports.CSV_COLUMNS)
         if part is not None:
+            reports.export_record(user=request.user, part=part, start=start, end=end)
             return report_params.csv_response(
                 reports.csv_rows(report, part), f"tickets-{part}-{start}-{end}.csv"
             )

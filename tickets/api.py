@@ -267,6 +267,7 @@ class TicketReportApi(APIView):
             request.query_params, reports.CSV_COLUMNS, unknown=_("Unknown report part.")
         )
         if part is not None:
+            reports.export_record(user=request.user, part=part, start=start, end=end)
             return report_params.csv_response(
                 reports.csv_rows(report, part), f"tickets-{part}-{start}-{end}.csv", bom=False
             )

@@ -28,3 +28,11 @@ class TicketsConfig(AppConfig):
                 ticket_services.tickets_release_user(user=user)  # type: ignore[arg-type]
 
         user_deactivated.connect(release, weak=False, dispatch_uid="tickets-user-release")
+
+        # the audit log (org.audit): SLA policies and categories, before and after
+        from org.audit import track
+        from tickets.models import Category, SlaPolicy, SlaTarget
+
+        track(SlaPolicy, m2m=("workgroups",))
+        track(SlaTarget)
+        track(Category)

@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.db.models import Q
 
+from org import audit
 from tickets.models import SlaClock, Ticket
 
 #: distribution buckets, upper bounds in seconds (the last one is open-ended)
@@ -202,3 +203,14 @@ def csv_rows(report: dict[str, Any], part: str) -> list[list[Any]]:
     return [columns] + [
         [row.get(c) if row.get(c) is not None else "" for c in columns] for row in report[part]
     ]
+
+
+def export_record(*, user: Any, part: str, start: dt.date, end: dt.date) -> None:
+    """Record a CSV export of the ticket report (``part``, local days ``start`` to ``end``) by
+    ``user`` in the audit log, with the request's address (:func:`org.audit.audit_record`)."""
+    audit.audit_record(
+        actor=user,
+        action=audit.EXPORT,
+        target=Ticket,
+        data={"report": "ticket_report", "part": part, "start": str(start), "end": str(end)},
+    )

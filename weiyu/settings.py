@@ -96,6 +96,7 @@ SHARED_APPS = [
     "django_otp.plugins.otp_totp",
     "django_otp.plugins.otp_static",
     "csp",  # Content-Security-Policy (the production profile)
+    "auditlog",  # the platform admin's own audit log (public schema)
 ]
 TENANT_APPS = [
     "django.contrib.contenttypes",
@@ -114,6 +115,8 @@ TENANT_APPS = [
     "django_otp",
     "django_otp.plugins.otp_totp",
     "django_otp.plugins.otp_static",
+    # the audit log (org.audit, docs/security.md): each tenant's entries in its own schema
+    "auditlog",
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
 TENANT_MODEL = "tenants.Tenant"
@@ -146,6 +149,8 @@ MIDDLEWARE = [
     # a POST repeated with the same Idempotency-Key and API key gets the first answer again
     "org.apikeys.IdempotencyMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # who and from where, for the audit log's entries written during the request (org.audit)
+    "org.middleware.AuditMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # turns a locked-out sign-in into weiyu.views.login_locked_out (429); last, as axes asks
     "axes.middleware.AxesMiddleware",
@@ -207,6 +212,11 @@ OTP_STATIC_THROTTLE_FACTOR = 0
 # QR code or recovery codes
 OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 WEIYU_TWO_FACTOR_STEP_SECONDS = int(os.environ.get("WEIYU_TWO_FACTOR_STEP_SECONDS", "300"))
+# --- audit log (django-auditlog; org.audit, docs/security.md "Audit log"): changes as JSON; the
+# client address is set by org.middleware.AuditMiddleware from REMOTE_ADDR (weiyu.clientaddr),
+# never from a header the client wrote.
+AUDITLOG_STORE_JSON_CHANGES = True
+AUDITLOG_DISABLE_ON_RAW_SAVE = True
 
 # --- i18n: every user-facing string ships in Simplified Chinese and English.
 LANGUAGE_CODE = "zh-hans"

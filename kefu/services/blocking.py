@@ -23,6 +23,7 @@ from kefu.blocking import parse_network
 from kefu.models import BlockedVisitor, Session, Visitor
 from kefu.senders import agent_sender
 from kefu.services.sessions import session_close
+from org import audit
 from org.models import User
 from weiyu.errors import ServiceError
 
@@ -93,7 +94,8 @@ def block_from_conversation(
     by_ip: object = False,
 ) -> BlockedVisitor:
     """Block the visitor of a customer conversation the agent is in (and their IP address when
-    ``by_ip``), for ``minutes`` (None: for good), and close the conversation. Agents only.
+    ``by_ip``), for ``minutes`` (None: for good), and close the conversation (both recorded in
+    the audit log with the request's address). Agents only.
     Errors: ``forbidden``, ``not_found``, ``invalid``."""  # fmt: skip
     if not user.is_agent:
         raise ServiceError("forbidden", _("Only agents can block visitors."))
@@ -130,6 +132,18 @@ def block_from_conversation(
         reason=reason.strip(),
         expires_at=timezone.now() + dt.timedelta(minutes=minutes) if minutes else None,
         created_by=user,
+    )
+    audit.audit_record(
+        actor=user,
+        action=audit.BLOCK,
+        target=visitor,
+        data={
+            "block_id": block.pk,
+            "conversation_id": session.conversation_id,
+            "minutes": minutes,
+            "by_ip": bool(block.network),
+            "reason": block.reason,
+        },
     )
     if session.status != Session.Status.CLOSED:
         session_close(session_id=session.pk, closed_by=agent_sender(user))

@@ -16,12 +16,15 @@ from kefu import syslines
 from kefu.models import AgentState, Session, Workgroup
 from kefu.services.events import agent_state_publish
 from kefu.services.routing import workgroup_dispatch
+from org import audit
 from weiyu.errors import ServiceError
 
 
-def session_close(*, session_id: int, closed_by: Sender) -> Session:
+def session_close(*, session_id: int, closed_by: Sender, ip: str | None = None) -> Session:
     """End a session: a system line, the conversation closed (``conversation.closed`` to all),
-    the agent's load released, then the workgroup's queue dispatched. Idempotent.
+    the agent's load released, then the workgroup's queue dispatched. Idempotent. Closed by a
+    person of the tenant (``closed_by.user_id``): recorded in the audit log with ``ip`` (None:
+    the current request's address, :func:`org.audit.audit_record`).
     """
     with transaction.atomic():
         session = Session.objects.select_for_update().select_related("visitor").get(pk=session_id)
@@ -43,6 +46,14 @@ def session_close(*, session_id: int, closed_by: Sender) -> Session:
         im_conversations.conversation_close(
             conversation_id=session.conversation_id, closed_by=closed_by
         )
+        if closed_by.user_id is not None:
+            audit.audit_record(
+                actor=closed_by.user_id,
+                action=audit.CLOSE,
+                target=session,
+                data={"conversation_id": session.conversation_id},
+                ip=ip,
+            )
         workgroup_id = session.workgroup_id
 
         def dispatch() -> None:
@@ -59,8 +70,11 @@ def session_close(*, session_id: int, closed_by: Sender) -> Session:
     return session
 
 
-def conversation_close_by_member(*, conversation_id: object, sender: Sender) -> Session:
-    """Close the session of a conversation the member (agent or visitor) is in.
+def conversation_close_by_member(
+    *, conversation_id: object, sender: Sender, ip: str | None = None
+) -> Session:
+    """Close the session of a conversation the member (agent or visitor) is in (``ip``: the
+    client's address, for the audit log of an agent's close).
 
     Raises ``ServiceError``: ``invalid``, ``not_found`` (not a participant, or not a visitor chat).
     """
@@ -72,4 +86,4 @@ def conversation_close_by_member(*, conversation_id: object, sender: Sender) -> 
     session = Session.objects.filter(conversation_id=conversation_id).first()
     if session is None:
         raise ServiceError("not_found", _("No such conversation."), field="conversation_id")
-    return session_close(session_id=session.pk, closed_by=sender)
+    return session_close(session_id=session.pk, closed_by=sender, ip=ip)

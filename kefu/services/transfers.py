@@ -32,6 +32,7 @@ from kefu import selectors, syslines
 from kefu.models import AgentState, Session, Transfer, Workgroup
 from kefu.services.events import agent_state_publish
 from kefu.services.routing import workgroup_dispatch
+from org import audit
 from org.models import User
 from weiyu import parsing
 from weiyu.errors import ServiceError
@@ -75,6 +76,24 @@ def _publish(transfer: Transfer, event_type: str) -> None:
     ).get(pk=transfer.pk)
     keys = [f"u:{uid}" for uid in {transfer.from_agent_id, transfer.to_agent_id} if uid]
     publish_event_on_commit({"type": event_type, "transfer": transfer_payload(transfer)}, keys)
+
+
+def _audit(user: User, session: Session, transfer: Transfer, step: str) -> None:
+    """The transfer in the audit log: ``step`` is ``requested`` (to a colleague), ``accepted``
+    (by them) or ``done`` (to a workgroup, at once); the address is the request's."""
+    audit.audit_record(
+        actor=user,
+        action=audit.TRANSFER,
+        target=session,
+        data={
+            "step": step,
+            "transfer_id": transfer.pk,
+            "conversation_id": session.conversation_id,
+            "from_agent_id": transfer.from_agent_id,
+            "to_agent_id": transfer.to_agent_id,
+            "to_workgroup_id": transfer.to_workgroup_id,
+        },
+    )
 
 
 def _own_open_session(user: User, conversation_id: object) -> Session:
@@ -162,6 +181,7 @@ def transfer_request(
                 params={"workgroup": workgroup.name},
             )
             _publish(transfer, "transfer.updated")
+            _audit(user, session, transfer, "done")
             transaction.on_commit(lambda: workgroup_dispatch(workgroup_id=workgroup.pk))
             return transfer
         target = User.objects.filter(
@@ -184,6 +204,7 @@ def transfer_request(
                 "conflict", _("A transfer of this conversation is already waiting for an answer.")
             ) from exc
         _publish(transfer, "transfer.requested")
+        _audit(user, session, transfer, "requested")
     return transfer
 
 
@@ -256,6 +277,7 @@ def transfer_accept(*, user: User, transfer_id: object) -> Transfer:
         )
         _publish(transfer, "transfer.updated")
         agent_state_publish(user_id=user.pk)
+        _audit(user, session, transfer, "accepted")
         conversation_id = session.conversation_id
 
         def publish() -> None:
