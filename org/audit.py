@@ -53,6 +53,8 @@ TRANSFER = "transfer"
 CLOSE = "close"
 BLOCK = "block"
 EXPORT = "export"
+TWO_FACTOR_ON = "two_factor_on"
+SESSIONS_ENDED = "sessions_ended"
 
 #: event name → its label in the back office
 EVENTS = AUDIT_EVENTS
@@ -68,6 +70,8 @@ _ACTIONS = {
     CLOSE: LogEntry.Action.UPDATE,
     BLOCK: LogEntry.Action.CREATE,
     EXPORT: LogEntry.Action.ACCESS,
+    TWO_FACTOR_ON: LogEntry.Action.UPDATE,
+    SESSIONS_ENDED: LogEntry.Action.UPDATE,
 }
 
 #: the request being served in this context (set by org.middleware.AuditMiddleware)
@@ -161,6 +165,18 @@ def register_models() -> None:
     permissions; departments and memberships; business calendars; the visitor limits."""
     track(User, exclude=("password", "last_login"), m2m=("groups", "user_permissions"))
     track(Group, m2m=("permissions",))
+    from django_otp.plugins.otp_totp.models import TOTPDevice  # an app's models: after loading
+
+    # authenticators: added, confirmed, renamed or removed (a lost phone) — never their key, nor
+    # the counters every sign-in moves
+    track(
+        TOTPDevice,
+        exclude=tuple(
+            f.name
+            for f in TOTPDevice._meta.concrete_fields
+            if f.name not in ("id", "user", "name", "confirmed")
+        ),
+    )
     for model in (
         Department,
         DepartmentMember,

@@ -410,6 +410,8 @@ AUDIT_EVENTS = {
     "locked_out": _("Locked out"),
     "sign_out": _("Signed out"),
     "password_set": _("Password set"),
+    "two_factor_on": _("Two-factor sign-in turned on"),
+    "sessions_ended": _("Logged out everywhere else"),
     "transfer": _("Conversation transferred"),
     "close": _("Conversation closed"),
     "block": _("Visitor blocked"),

@@ -30,6 +30,7 @@ from django.utils.translation import gettext as _
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from org import audit
 from org.models import SecuritySettings, User
 from weiyu.errors import ServiceError
 from weiyu.realtime import publish_event_on_commit
@@ -174,6 +175,7 @@ def enrolment_confirm(request: HttpRequest, user: User, code: Any) -> list[str]:
             codes.append(value)
     StaticToken.objects.bulk_create([StaticToken(device=static, token=c) for c in codes])
     request.session[SESSION_VERIFIED] = "ok"
+    audit.audit_record(actor=user, action=audit.TWO_FACTOR_ON, target=user)
     return codes
 
 
@@ -199,6 +201,7 @@ def end_other_sessions(request: HttpRequest) -> None:
     update_session_auth_hash(request, user)
     if verified:
         request.session[SESSION_VERIFIED] = "ok"
+    audit.audit_record(actor=user, action=audit.SESSIONS_ENDED, target=user)
     publish_event_on_commit({"type": "session.ended", "keep": kept}, [user.member_key])
 
 

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
+from auditlog.models import LogEntry
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.test import Client
@@ -17,7 +18,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from django_tenants.utils import schema_context
 
 from org import twofactor
-from org.models import SecuritySettings, User
+from org.models import AuditEntry, SecuritySettings, User
 from tests.conftest import PASSWORD, agent_client, make_agent, unique
 from tests.waits import WAIT_S
 from tests.ws import connect, receive_until
@@ -322,7 +323,8 @@ def test_an_admin_removes_a_lost_authenticator_without_seeing_its_key(acme):
     with schema_context("acme"):
         device = TOTPDevice.objects.get(user=user)
     key = device.key
-    boss = agent_client(_admin("acme"))
+    admin = _admin("acme")
+    boss = agent_client(admin)
     # then the device's page does not show its key, nor its QR code
     page = boss.get(f"/admin/otp_totp/totpdevice/{device.pk}/change/")
     assert page.status_code == 200
@@ -334,6 +336,17 @@ def test_an_admin_removes_a_lost_authenticator_without_seeing_its_key(acme):
     client = _client()
     signed = client.post("/inbox/login/", {"username": user.username, "password": PASSWORD})
     assert signed["Location"] == "/inbox/"
+    # and the audit log says who turned it on, and who removed the authenticator
+    with schema_context("acme"):
+        events = [
+            (e.actor_id, e.additional_data and e.additional_data.get("event"), e.action)
+            for e in AuditEntry.objects.filter(
+                content_type__model__in=("user", "totpdevice"),
+                object_pk__in=[str(user.pk), str(device.pk)],
+            ).order_by("timestamp", "pk")
+        ]
+    assert any(e[:2] == (user.pk, "two_factor_on") for e in events)
+    assert any(e[0] == admin.pk and e[2] == LogEntry.Action.DELETE for e in events)
 
 
 def test_the_back_office_sets_who_must_use_two_factors(acme, rule):
