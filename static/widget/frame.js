@@ -811,9 +811,18 @@ function autosize() {
   composer.style.height = Math.min(composer.scrollHeight, 140) + 'px';
 }
 
+// Send pressed before the chat session exists (a slow first load): the text stays in the box
+// and goes as soon as the session starts.
+let sendWhenReady = false;
+
 function sendNow() {
   const content = composer.value.trim();
-  if (!content || !client) return;
+  if (!content) return;
+  if (!client) {
+    sendWhenReady = true;
+    return;
+  }
+  sendWhenReady = false;
   sendText(content);
   composer.value = '';
   autosize();
@@ -1290,6 +1299,7 @@ async function start(attempt = 0) {
     return;
   }
   client = makeClient();
+  if (sendWhenReady) sendNow();
 }
 
 if (!followChosenLanguage()) start();

@@ -267,3 +267,44 @@ def test_the_widget_on_a_phone(daphne_server, browser, django_db_blocker):
     finally:
         phone.close()
         agent_ctx.close()
+
+
+def test_a_message_sent_before_the_chat_session_starts_is_not_lost(
+    daphne_server, browser, django_db_blocker
+):
+    # given a visitor whose chat session is slow to start (the first request held back)
+    with django_db_blocker.unblock():
+        desk = fresh_desk("early")
+    host = f"{desk.tenant.schema_name}.localhost"
+    held = []
+
+    def hold(route):
+        held.append(route)
+
+    context = browser.new_context(locale="en-US")
+    context.route("**/api/v1/widget/session", hold)
+    try:
+        page = context.new_page()
+        page.goto(daphne_server.url(host, "/"))
+        page.click("#weiyu-launcher")
+        widget = page.frame_locator("#weiyu-frame")
+        widget.locator("#composer").wait_for(timeout=TIMEOUT)
+        # (each call into the browser lets the held request reach the list)
+        wait_until(lambda: held or (page.title() and held), what="the session request")
+        # when they write and press Send before it has started
+        widget.locator("#composer").fill("Hello, anyone there?")
+        widget.locator("#send").click()
+        held[0].continue_()
+        # then the message goes once the session exists, and reaches the agent
+        widget.locator("#messages .msg.mine .msg-text", has_text="Hello, anyone there?").wait_for(
+            timeout=TIMEOUT
+        )
+        with django_db_blocker.unblock(), schema_context(desk.tenant.schema_name):
+            sent = wait_until(
+                lambda: Message.objects.filter(content="Hello, anyone there?").first(),
+                what="the message stored",
+            )
+        assert widget.locator("#composer").input_value() == ""
+        assert sent.sender_type == "visitor"
+    finally:
+        context.close()
