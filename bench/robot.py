@@ -1,22 +1,31 @@
 #!/usr/bin/env python
 """Is the robot right when it answers? Precision and recall of its decision on a held-out set.
 
-    .venv/bin/python bench/robot.py [--set heldout|tuning] [--json] [--dump] [--warm]
+    .venv/bin/python bench/robot.py [--set heldout|tuning] [--kb all|demo|zaragoza] [--json]
+        [--dump] [--warm]
 
 1. Imports the English zaragoza-construction-faq (503 items) and the demo FAQ of kbase/demo.py
    (Chinese + English) into two knowledge bases of the tenant ``bench`` (``$DATABASE_URL``,
    default ``…/weiyu_bench``), with their vectors, and starts ``manage.py embed_server``.
-2. Asks every question of the set (default ``bench/data/robot_heldout.jsonl``: paraphrased,
-   situational, keyword, out-of-scope and other-language questions, written for this benchmark
-   and never tuned on; ``--set tuning``: the 40 queries of ``zaragoza_queries.jsonl`` plus
-   ``robot_tuning.jsonl``, what the thresholds were tuned on) the way the robot does: the search
+2. Asks every question of the set (default ``bench/data/robot_heldout.jsonl`` and
+   ``robot_heldout_zh.jsonl``: paraphrased, situational, keyword, out-of-scope and
+   other-language questions, written for this benchmark and never tuned on; ``--set tuning``:
+   the 40 queries of ``zaragoza_queries.jsonl`` plus ``robot_tuning.jsonl`` and
+   ``robot_tuning_zh.jsonl``, what the thresholds were tuned on) the way the robot does: the search
    of its knowledge base, then a decision, in two search modes — ``keyword`` (no embedding
    service: what ``run.sh`` installed before) and ``hybrid`` (the embedding service answers).
-3. Two decisions on the same hits: **before** (the best hit when ``max(hybrid score, term
-   coverage) ≥ 0.5``, the channel default) and **after** (:func:`kefu.robot.decision.decide`:
-   answer, "Did you mean" choices, or decline).
+3. Three decisions: **before** (the best hit when ``max(hybrid score, term coverage) ≥ 0.5``,
+   the channel default), **words** (:func:`kefu.robot.decision.consider` with Chinese questions
+   judged by their words, as before the multilingual model) and **after**
+   (:func:`kefu.robot.decision.consider`: answer, "Did you mean" choices, or decline; Chinese
+   questions compared by the multilingual model of :mod:`kbase.multilingual` when installed).
 
-Printed per knowledge base, mode and decision: ``answered`` (questions answered outright);
+Rows are per knowledge base, language of the question (``zh``: Chinese; ``en``: English and
+keywords; ``other``: the other-language questions), mode and decision.
+
+Printed per row: ``right`` / ``wrong`` (questions answered outright with a right / a wrong
+item; an out-of-scope question answered is wrong), ``declined`` (answerable questions neither
+answered nor offered the right item); ``answered`` (questions answered outright);
 ``precision``: of those, the share answered with the right item (an out-of-scope question
 answered is wrong); ``ans-declined``: of the answerable questions, the share the robot did not
 answer and did not offer the right item for (declined, or choices without it) — wrong answers
@@ -64,16 +73,25 @@ def load(which: str) -> list[dict]:
         return [json.loads(line) for line in lines if line.strip()]
 
     if which == "heldout":
-        return read("robot_heldout.jsonl")
+        return read("robot_heldout.jsonl") + read("robot_heldout_zh.jsonl")
     tuned = [
         {"kb": "zaragoza", "kind": "paraphrase", "q": q["q"], "ids": [q["id"]]}
         for q in read("zaragoza_queries.jsonl")
     ]
-    return tuned + read("robot_tuning.jsonl")
+    return tuned + read("robot_tuning.jsonl") + read("robot_tuning_zh.jsonl")
 
 
-def setup() -> dict[str, int]:
-    """The two knowledge bases (created or refreshed, with vectors); their ids by name."""
+def language(query: dict) -> str:
+    """The row a question is counted in: ``zh`` (Chinese characters), ``other`` (the
+    other-language questions) or ``en``."""
+    if query["kind"] == "other_language":
+        return "other"
+    return "zh" if any("\u4e00" <= ch <= "\u9fff" for ch in query["q"]) else "en"
+
+
+def setup(zaragoza: bool = True) -> dict[str, int]:
+    """The two knowledge bases (created or refreshed, with vectors; the zaragoza FAQ only when
+    ``zaragoza``); their ids by name."""
     from django.core.management import call_command
     from django_tenants.utils import schema_context
 
@@ -82,10 +100,11 @@ def setup() -> dict[str, int]:
 
     bench_tenant()
     path = resources.files("zaragoza_construction_faq") / "data" / "faq-en.json"
-    call_command(
-        "kbase_import", str(path), "--tenant", "bench", "--kb", "bench-zaragoza", "--create",
-        "--no-progress", stdout=StringIO(),
-    )  # fmt: skip
+    if zaragoza:
+        call_command(
+            "kbase_import", str(path), "--tenant", "bench", "--kb", "bench-zaragoza", "--create",
+            "--no-progress", stdout=StringIO(),
+        )  # fmt: skip
     with schema_context("bench"):
         kb, _ = KnowledgeBase.objects.get_or_create(name="bench-demo-faq")
         KnowledgeBase.objects.filter(name__in=["bench-zaragoza", kb.name]).update(is_public=True)
@@ -98,10 +117,10 @@ def setup() -> dict[str, int]:
             FaqItem.objects.filter(kb=kb, embedding__isnull=True).values_list("pk", flat=True)
         )
         indexing.embed("faq", missing)
-        return {
-            "zaragoza": KnowledgeBase.objects.get(name="bench-zaragoza").pk,
-            "demo": kb.pk,
-        }
+        ids = {"demo": kb.pk}
+        if zaragoza:
+            ids["zaragoza"] = KnowledgeBase.objects.get(name="bench-zaragoza").pk
+        return ids
 
 
 def before(question: str, hits: list[dict], semantic: bool) -> tuple[str, list[dict]]:
@@ -124,7 +143,7 @@ def evaluate(queries: list[dict], kb_ids: dict[str, int], mode: str, dump: bool)
     from kbase.search import search_run
     from kefu.robot.decision import TOP_HITS, consider, coverage
 
-    counts: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    counts: dict[tuple[str, str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
     with schema_context("bench"):
         for query in queries:
             kb = [kb_ids[query["kb"]]]
@@ -134,15 +153,22 @@ def evaluate(queries: list[dict], kb_ids: dict[str, int], mode: str, dump: bool)
             found, decided = consider(
                 query["q"], kb_ids=kb, min_confidence=BEFORE_MIN_CONFIDENCE, mode=mode
             )
+            done = time.perf_counter()
+            _words_found, by_words = consider(
+                query["q"], kb_ids=kb, min_confidence=BEFORE_MIN_CONFIDENCE, mode=mode,
+                meaning=False,
+            )  # fmt: skip
             assert plain.mode == found.mode == mode, "the embedding service did not answer"
-            TIMINGS[(mode, "before")].append((middle - started) * 1000)
-            TIMINGS[(mode, "after")].append((time.perf_counter() - middle) * 1000)
+            lang = language(query)
+            TIMINGS[(mode, lang, "before")].append((middle - started) * 1000)
+            TIMINGS[(mode, lang, "after")].append((done - middle) * 1000)
             outcomes = {
                 "before": before(query["q"], plain.results, mode != "keyword"),
+                "words": (by_words.action, by_words.hits),
                 "after": (decided.action, decided.hits),
             }
             for name, (action, hits) in outcomes.items():
-                c = counts[(query["kb"], name)]
+                c = counts[(query["kb"], lang, name)]
                 ids = [h["external_id"] for h in hits]
                 right = bool(set(ids) & set(query["ids"]))
                 answerable = bool(query["ids"])
@@ -165,7 +191,7 @@ def evaluate(queries: list[dict], kb_ids: dict[str, int], mode: str, dump: bool)
                             "language": decided.language,
                             "top": [
                                 [h["external_id"], h.get("similarity"), h["score"],
-                                 round(coverage(query["q"], h), 3)]
+                                 round(coverage(query["q"], h), 3), h.get("meaning")]
                                 for h in found.results
                             ],
                         },
@@ -180,6 +206,9 @@ def summary(c: dict[str, int]) -> dict[str, float | int]:
     answered = c["answer_right"] + c["answer_wrong"]
     answerable, oos = c["answerable"], c["oos"]
     return {
+        "right": c["answer_right"],
+        "wrong": c["answer_wrong"],
+        "declined": c["ans_decline_right"] + c["ans_decline_wrong"] + c["ans_suggest_wrong"],
         "answered": answered,
         "precision": c["answer_right"] / answered if answered else 1.0,
         "ans_declined": (c["ans_decline_right"] + c["ans_decline_wrong"] + c["ans_suggest_wrong"])
@@ -202,6 +231,10 @@ def main() -> int:
     p.add_argument(
         "--warm", action="store_true", help="time a second pass (the pieces' vectors kept)"
     )
+    p.add_argument(
+        "--kb", choices=["all", "demo", "zaragoza"], default="all",
+        help="only the questions of one knowledge base",
+    )  # fmt: skip
     args = p.parse_args()
     env = bench_env()
     # quality, not latency: a busy machine must not turn a question into a keyword search
@@ -221,8 +254,8 @@ def main() -> int:
     server = start_embed_server(env, ROOT / ".data" / "bench-embed.log")
     atexit.register(server.terminate)
     wait_for_embed_server(server)
-    kb_ids = setup()
-    queries = load(args.set)
+    kb_ids = setup(zaragoza=args.kb != "demo")
+    queries = [q for q in load(args.set) if args.kb in ("all", q["kb"])]
     if args.warm:
         # every question once, untimed: the pieces' vectors are then kept (Redis, this process)
         for mode in ("keyword", "hybrid"):
@@ -230,24 +263,29 @@ def main() -> int:
         TIMINGS.clear()
     results = {}
     for mode in ("keyword", "hybrid"):
-        for (kb, name), counts in evaluate(queries, kb_ids, mode, args.dump).items():
-            results[f"{kb}/{mode}/{name}"] = summary(counts)
+        counted = evaluate(queries, kb_ids, mode, args.dump)
+        for (kb, lang, name), counts in sorted(counted.items(), key=lambda kv: kv[0][:2]):
+            results[f"{kb}/{lang}/{mode}/{name}"] = summary(counts)
     # the run's pieces' vectors (under its own key prefix) are not left in Redis
     import redis
     from django.conf import settings
 
     client = redis.Redis.from_url(settings.REDIS_URL)
-    for key in client.scan_iter(f"{settings.REDIS_KEY_PREFIX}:embed:text:*", count=1000):
-        client.delete(key)
+    for kind in ("text", "e5"):
+        for key in client.scan_iter(f"{settings.REDIS_KEY_PREFIX}:embed:{kind}:*", count=1000):
+            client.delete(key)
     print(f"\nThe robot's decision on {args.set} ({len(queries)} questions)")
     print(
-        f"{'kb/mode/decision':26} {'answered':>8} {'precision':>9} {'ans-declined':>12} "
+        f"{'kb/language/mode/decision':32} {'ans':>4} {'oos':>4} {'right':>5} {'wrong':>5} "
+        f"{'declined':>8} {'answered':>8} {'precision':>9} {'ans-declined':>12} "
         f"{'ans-choices':>11} {'oos-declined':>12} {'oos-silent':>10}"
     )
     for key, r in results.items():
         print(
-            f"{key:26} {r['answered']:>8} {r['precision']:>9.0%} {r['ans_declined']:>12.0%} "
-            f"{r['ans_choices']:>11.0%} {r['oos_declined']:>12.0%} {r['oos_silent']:>10.0%}"
+            f"{key:32} {r['answerable']:>4} {r['oos']:>4} {r['right']:>5} {r['wrong']:>5} "
+            f"{r['declined']:>8} {r['answered']:>8} {r['precision']:>9.0%} "
+            f"{r['ans_declined']:>12.0%} {r['ans_choices']:>11.0%} {r['oos_declined']:>12.0%} "
+            f"{r['oos_silent']:>10.0%}"
         )
     print(
         "\nms per question, p50 / p95 (before: the search; after: search, re-rank, decision; "
@@ -257,8 +295,8 @@ def main() -> int:
             else "pieces encoded on first use)"
         )
     )
-    for (mode, name), values in sorted(TIMINGS.items()):
-        print(f"{mode:8} {name:7} {pct(values, 50):7.1f} {pct(values, 95):7.1f}")
+    for (mode, lang, name), values in sorted(TIMINGS.items()):
+        print(f"{mode:8} {lang:5} {name:7} {pct(values, 50):7.1f} {pct(values, 95):7.1f}")
     rss = next(
         (
             int(line.split()[1]) // 1024

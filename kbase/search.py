@@ -136,6 +136,28 @@ def search_run(
     return SearchResult(results=out, mode=mode, vector=vector)
 
 
+def scope_items(
+    *, kb_ids: list[int] | None, public_only: bool, exclude: set[tuple[str, int]], limit: int
+) -> list[dict[str, Any]]:
+    """Up to ``limit`` FAQ items, then articles, of the scope (as :func:`search_run`'s
+    ``kb_ids`` / ``public_only``) that are not in ``exclude`` (``(type, id)`` pairs), oldest
+    first, as result dicts with ``score`` 0 and no ``keyword`` / ``similarity``: candidates for a
+    comparison that the search's ranking cannot make (the robot's Chinese questions,
+    :mod:`kefu.robot.decision`)."""
+    faq, articles = _scope(kb_ids=kb_ids, public_only=public_only)
+    out: list[dict[str, Any]] = []
+    for kind, qs in (("faq", faq), ("article", articles)):
+        left = limit - len(out)
+        if left <= 0:
+            break
+        skip = [pk for k, pk in exclude if k == kind]
+        for row in qs.exclude(pk__in=skip).order_by("pk")[:left]:
+            result = _result(kind, row, 0.0, [])
+            result["keyword"] = None
+            out.append(result)
+    return out
+
+
 def _scope(*, kb_ids: list[int] | None, public_only: bool) -> tuple[QuerySet, QuerySet]:
     kbs: QuerySet[KnowledgeBase] = KnowledgeBase.objects.all()
     if kb_ids is not None:

@@ -19,12 +19,21 @@ question often score alike. The decision reads more of what the search found:
   lead → answer; a plausible similarity but a close second → *suggest* the top three ("Did you
   mean…" choices); below → decline. A close second is common and not an error: the knowledge
   base often holds near-duplicate items.
-- **Keywords** (no embedding service, or a Chinese question — the English model does not read
-  Chinese): the share of the question's words found in an item (question words fully,
-  answer-only words half). Every word, and more than the next item → answer; half → suggest.
+- **Meaning, Chinese** (a Chinese question, the multilingual model of
+  :mod:`kbase.multilingual` installed): the English model reads no Chinese, so the question is
+  compared by multilingual-e5-small with the pieces of the items the search found plus, up to
+  :data:`ZH_CANDIDATES`, the other items of the knowledge bases (a paraphrase often shares no
+  word with its item: "下单后几天能发出" / "多久发货"). The best piece's similarity of at least
+  :data:`ZH_ANSWER_SIMILARITY` with a lead of :data:`ZH_ANSWER_MARGIN` over the next item →
+  answer; at least :data:`ZH_SUGGEST_SIMILARITY` → suggest; below → decline.
+- **Keywords** (no embedding service, ``WEIYU_SEMANTIC=off``, or a Chinese question without the
+  multilingual model): the share of the question's words found in an item (question words
+  fully, answer-only words half). Every word, and more than the next item → answer; half →
+  suggest.
 
 The thresholds were tuned on the 40 queries of bench/data/zaragoza_queries.jsonl and on
-bench/data/robot_tuning.jsonl only; bench/data/robot_heldout.jsonl measures them.
+bench/data/robot_tuning.jsonl only (the Chinese ones on bench/data/robot_tuning_zh.jsonl);
+bench/data/robot_heldout.jsonl and bench/data/robot_heldout_zh.jsonl measure them.
 """
 
 from __future__ import annotations
@@ -36,8 +45,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from kbase import embed_service, text
-from kbase.search import SearchResult, search_run
+from kbase import embed_service, multilingual, text
+from kbase.search import SearchResult, scope_items, search_run
 
 #: hits offered as "Did you mean…" choices at most
 SUGGESTIONS = 3
@@ -60,6 +69,19 @@ SUGGEST_SIMILARITY = 0.45
 #: questions, which the English embedding model does not read), and to offer choices
 ANSWER_COVERAGE = 1.0
 SUGGEST_COVERAGE = 0.5
+
+#: Chinese questions (multilingual model): items compared besides the search's hits, at most —
+#: each piece is encoded once (then kept), ~15 ms on one core
+ZH_CANDIDATES = 40
+#: … the best piece's e5 cosine similarity an answer needs (e5 similarities are compressed:
+#: unrelated short Chinese questions score 0.80-0.88 against an FAQ, bench/robot.py)
+ZH_ANSWER_SIMILARITY = 0.89
+#: … and its lead over the next item's
+ZH_ANSWER_MARGIN = 0.02
+#: … and from which the top items are offered as choices
+ZH_SUGGEST_SIMILARITY = 0.88
+#: e5 similarity that maps to a confidence of 0 (:func:`meaning_confidence`)
+ZH_FLOOR = 0.74
 
 #: languages the robot understands (embedding model and keyword tokens)
 UNDERSTOOD = ("en", "zh")
@@ -174,9 +196,37 @@ def decide(
     exact = _exact(question, hits)
     if exact is not None:
         return Decision("answer", [exact], 1.0, "exact", language)
+    if language == "zh" and hits[0].get("meaning") is not None:
+        return _by_meaning(hits, min_confidence, language)
     if semantic and language != "zh" and hits[0].get("similarity") is not None:
         return _by_similarity(hits, min_confidence, language)
     return _by_words(question, hits, min_confidence, language)
+
+
+def meaning_confidence(similarity: float) -> float:
+    """A multilingual-e5 cosine similarity as a confidence 0 … 1 on the English model's
+    scale: :data:`ZH_ANSWER_SIMILARITY` maps to :data:`ANSWER_SCORE` (0.6), 0.99 to 1.0,
+    :data:`ZH_FLOOR` and below to 0 — so a channel's ``min_confidence`` means about the same for
+    both."""
+    scale = ANSWER_SCORE / (ZH_ANSWER_SIMILARITY - ZH_FLOOR)
+    return round(max(0.0, min(1.0, (similarity - ZH_FLOOR) * scale)), 4)
+
+
+def _by_meaning(
+    hits: list[dict[str, Any]], min_confidence: float, language: str | None
+) -> Decision:
+    best, choices = hits[0], hits[:SUGGESTIONS]
+    lead = best["meaning"] - (hits[1]["meaning"] if len(hits) > 1 else ZH_FLOOR)
+    sure = meaning_confidence(best["meaning"])
+    if (
+        best["meaning"] >= ZH_ANSWER_SIMILARITY
+        and sure >= min_confidence
+        and lead >= ZH_ANSWER_MARGIN
+    ):
+        return Decision("answer", [best], sure, "sure", language)
+    if best["meaning"] >= ZH_SUGGEST_SIMILARITY:
+        return Decision("suggest", choices, sure, "unsure", language)
+    return Decision("decline", confidence=sure, language=language)
 
 
 def _by_similarity(
@@ -269,15 +319,61 @@ def rerank(found: SearchResult) -> list[dict[str, Any]]:
     return out
 
 
+def rank_by_meaning(
+    question: str, hits: list[dict[str, Any]], *, kb_ids: list[int] | None
+) -> list[dict[str, Any]]:
+    """The :data:`TOP_HITS` best of ``hits`` plus, up to :data:`ZH_CANDIDATES` in all, the
+    other public items of ``kb_ids`` (None: all), ranked by ``meaning``: the highest
+    multilingual-e5 cosine similarity (-1 … 1) of ``question`` with one of the item's
+    :func:`parts` (:mod:`kbase.multilingual`; pieces' vectors kept). Each returned hit gains
+    ``meaning``; the rest of it is as the search gave it."""
+    import numpy as np
+
+    seen = {(h["type"], h["id"]) for h in hits}
+    candidates = list(hits[:ZH_CANDIDATES])
+    if len(candidates) < ZH_CANDIDATES:
+        candidates += scope_items(
+            kb_ids=kb_ids, public_only=True, exclude=seen, limit=ZH_CANDIDATES - len(candidates)
+        )
+    if not candidates:
+        return []
+    pieces = [parts(h) for h in candidates]
+    known = multilingual.vectors([p for group in pieces for p in group])
+    query = multilingual.encode([question])[0]
+    out = []
+    for hit, group in zip(candidates, pieces, strict=True):
+        if not group:
+            continue
+        matrix = np.asarray([known[p] for p in group], dtype=np.float32)
+        out.append({**hit, "meaning": round(float((matrix @ query).max()), 6)})
+    out.sort(key=lambda h: -h["meaning"])
+    return out[:TOP_HITS]
+
+
 def consider(
-    question: str, *, kb_ids: list[int] | None, min_confidence: float, mode: str | None = None
+    question: str,
+    *,
+    kb_ids: list[int] | None,
+    min_confidence: float,
+    mode: str | None = None,
+    meaning: bool = True,
 ) -> tuple[SearchResult, Decision]:
     """Search the public knowledge bases ``kb_ids`` (None: all) for ``question`` as the robot
-    does (:data:`TOP_HITS` hits, :func:`rerank` unless the question is Chinese), then
-    :func:`decide`. Returns the search (its
-    ``results`` re-ranked) and the decision. ``mode``: as :func:`kbase.search.search_run`."""
-    found = search_run(q=question, kb_ids=kb_ids, public_only=True, limit=TOP_HITS, mode=mode)
-    if question_language(question) != "zh":
+    does (:data:`TOP_HITS` hits, :func:`rerank` unless the question is Chinese; a Chinese one is
+    ranked by :func:`rank_by_meaning` when the multilingual model is installed and ``mode`` is
+    not ``keyword``), then :func:`decide`. Returns the search (its ``results`` re-ranked) and the
+    decision. ``mode``: as :func:`kbase.search.search_run`; ``meaning=False`` judges Chinese
+    questions by their words even with the multilingual model (what bench/robot.py compares)."""
+    chinese = question_language(question) == "zh"
+    if chinese and meaning and mode != "keyword" and multilingual.available():
+        found = search_run(
+            q=question, kb_ids=kb_ids, public_only=True, limit=ZH_CANDIDATES, mode=mode
+        )
+        ranked = rank_by_meaning(question, found.results, kb_ids=kb_ids)
+        found = SearchResult(results=ranked, mode=found.mode, vector=found.vector)
+    else:
+        found = search_run(q=question, kb_ids=kb_ids, public_only=True, limit=TOP_HITS, mode=mode)
+    if not chinese:
         # the English model finds any two Chinese sentences alike: no re-ranking by pieces
         found = SearchResult(results=rerank(found), mode=found.mode, vector=found.vector)
     semantic = found.mode != "keyword"
