@@ -183,7 +183,8 @@ WEB_CONCURRENCY = serve.web_concurrency()
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    # the tenant's minimum length and character kinds (Organisation → Security settings)
+    {"NAME": "org.passwords.TenantPasswordPolicyValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
