@@ -49,6 +49,7 @@ SIGN_IN_FAILED = "sign_in_failed"
 LOCKED_OUT = "locked_out"
 SIGN_OUT = "sign_out"
 PASSWORD_SET = "password_set"  # noqa: S105 (an event name)
+PASSWORD_RESET_REQUESTED = "password_reset_requested"  # noqa: S105 (an event name)
 TRANSFER = "transfer"
 CLOSE = "close"
 BLOCK = "block"
@@ -66,6 +67,7 @@ _ACTIONS = {
     LOCKED_OUT: LogEntry.Action.ACCESS,
     SIGN_OUT: LogEntry.Action.ACCESS,
     PASSWORD_SET: LogEntry.Action.UPDATE,
+    PASSWORD_RESET_REQUESTED: LogEntry.Action.ACCESS,
     TRANSFER: LogEntry.Action.UPDATE,
     CLOSE: LogEntry.Action.UPDATE,
     BLOCK: LogEntry.Action.CREATE,

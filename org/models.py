@@ -11,6 +11,7 @@ from auditlog.models import LogEntry
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils.crypto import salted_hmac
 from django.utils.translation import gettext_lazy as _
@@ -370,7 +371,9 @@ class ApiKey(models.Model):
 class SecuritySettings(models.Model):
     """The tenant's sign-in rules: one row, edited by the tenant admin (Organisation → Security
     settings). ``two_factor_required`` says who must sign in with a second factor; a user it
-    covers who has none is sent to enrolment and can use nothing else (org.twofactor)."""
+    covers who has none is sent to enrolment and can use nothing else (org.twofactor).
+    ``password_min_length`` (characters) and ``password_character_classes`` (1 to 4 kinds mixed)
+    are the password policy, applied whenever a password is set (org.passwords)."""
 
     class TwoFactorRequired(models.TextChoices):
         NOBODY = "nobody", _("Nobody")
@@ -385,6 +388,22 @@ class SecuritySettings(models.Model):
         help_text=_(
             "Administrators: the admin role and everyone with back-office access. Applies at "
             "each person's next page or connection."
+        ),
+    )
+
+    password_min_length = models.PositiveSmallIntegerField(
+        _("minimum password length"),
+        default=8,
+        validators=[MinValueValidator(8), MaxValueValidator(128)],
+        help_text=_("Characters, 8 to 128. Applies when a password is set or changed."),
+    )
+    password_character_classes = models.PositiveSmallIntegerField(
+        _("character kinds required"),
+        default=1,
+        validators=[MinValueValidator(1), MaxValueValidator(4)],
+        help_text=_(
+            "How many of these a password must mix: lower-case letters, upper-case letters, "
+            "digits, other characters (1 to 4)."
         ),
     )
 
@@ -410,6 +429,7 @@ AUDIT_EVENTS = {
     "locked_out": _("Locked out"),
     "sign_out": _("Signed out"),
     "password_set": _("Password set"),
+    "password_reset_requested": _("Password reset requested"),
     "two_factor_on": _("Two-factor sign-in turned on"),
     "sessions_ended": _("Logged out everywhere else"),
     "transfer": _("Conversation transferred"),
