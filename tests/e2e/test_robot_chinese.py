@@ -23,7 +23,7 @@ pytestmark = [
     ),
 ]
 
-#: the demo FAQ's shipping item: "多久发货？ When will my order ship?"
+#: the demo FAQ's shipping item: "多久发货 / When will my order ship?"
 SHIPPING_ANSWER = "付款后 24 小时内发货"
 
 
@@ -58,7 +58,7 @@ def test_a_chinese_paraphrase_gets_the_faq_answer_in_the_widget(browser, shop_si
     try:
         _page, widget = _open_widget(visitor_ctx, server.url(host, "/"))
 
-        # when the visitor asks, in other words than the FAQ's "多久发货？"
+        # when the visitor asks, in other words than the FAQ's "多久发货"
         _say(widget, "付完款多长时间寄出")
 
         # then the robot answers with the shipping item, names its source, and offers a rating
