@@ -9,7 +9,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
-from kbase import embeddings
+from kbase import embeddings, multilingual, text
 from kbase.models import Article, FaqItem
 
 BATCH = 64
@@ -32,6 +32,7 @@ def embed(kind: str, ids: list[int], *, progress=None) -> int:
             for item in chunk
         ]  # fmt: skip
         vectors = embeddings.encode(texts) if texts else []
+        warm(kind, chunk)
         now = timezone.now()
         for item, vector in zip(chunk, vectors, strict=True):
             model.objects.filter(pk=item.pk).update(embedding=vector, updated_at=now)
@@ -39,6 +40,23 @@ def embed(kind: str, ids: list[int], *, progress=None) -> int:
         if progress is not None:
             progress(len(chunk))
     return done
+
+
+def warm(kind: str, items: list) -> int:
+    """Encode the robot's multilingual piece vectors (:func:`kbase.text.item_parts`, kept in
+    Redis by :func:`kbase.multilingual.vectors`) of those ``items`` (FaqItem or Article rows)
+    that contain Chinese, so the first Chinese question about them does not wait for it (~15 ms
+    a piece). Returns how many pieces; 0 when the multilingual model is not installed."""
+    if not multilingual.available():
+        return 0
+    pieces: list[str] = []
+    for item in items:
+        title, body = (item.question, item.answer) if kind == "faq" else (item.title, item.body)
+        if text.has_cjk(title) or text.has_cjk(body):
+            pieces += text.item_parts(title, body)
+    if pieces:
+        multilingual.vectors(pieces)
+    return len(pieces)
 
 
 def embed_later(kind: str, ids: list[int]) -> None:

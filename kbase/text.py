@@ -78,6 +78,27 @@ def query_terms(text: str) -> list[str]:
     return kept or terms
 
 
+_SENTENCE_END = re.compile(r"(?<=[.!?？！。])\s+|(?<=[？！。])")
+
+
+def item_parts(title: str, body: str, *, sentences: int = 8) -> list[str]:
+    """The pieces of an item a question is compared with one by one (the robot,
+    :mod:`kefu.robot.decision`): its question or title, its answer or body (the first 1,000
+    characters), and their sentences (the body's first ``sentences``) — so a bilingual item, or
+    a long answer whose one sentence is the point, is not diluted in a single vector. Distinct,
+    in that order, none shorter than two characters."""
+    title, body = title.strip(), body[:1000].strip()
+    pieces = [title, body]
+    pieces += [p.strip() for p in _SENTENCE_END.split(title)]
+    pieces += [p.strip() for p in _SENTENCE_END.split(body)][:sentences]
+    return [p for p in dict.fromkeys(pieces) if len(p) > 1]
+
+
+def has_cjk(value: str) -> bool:
+    """Whether ``value`` contains a Chinese character."""
+    return _CJK_RUN.search(value) is not None
+
+
 def document(text: str) -> str:
     """``text`` as space-separated tokens, for ``to_tsvector('simple', …)``."""
     return " ".join(tokens(text))

@@ -100,7 +100,6 @@ _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _LETTERS = re.compile(r"[^\W\d_]+", re.UNICODE)
 _LATIN = re.compile(r"[A-Za-z\u00c0-\u024f]")
 _lock = threading.Lock()
-_SENTENCE_END = re.compile(r"(?<=[.!?？！。])\s+|(?<=[？！。])")
 _parts_cache: OrderedDict[str, list[float]] = OrderedDict()
 
 
@@ -263,11 +262,7 @@ def parts(hit: dict[str, Any]) -> list[str]:
     """The pieces of an item the question is compared with one by one: its question (title), its
     answer (the first 1,000 characters), and their sentences — so a bilingual item, or a long
     answer whose one sentence is the point, is not diluted in a single vector."""
-    title, body = hit["title"].strip(), (hit.get("text") or "")[:1000].strip()
-    pieces = [title, body]
-    pieces += [p.strip() for p in _SENTENCE_END.split(title)]
-    pieces += [p.strip() for p in _SENTENCE_END.split(body)][:PART_SENTENCES]
-    return [p for p in dict.fromkeys(pieces) if len(p) > 1]
+    return text.item_parts(hit["title"], hit.get("text") or "", sentences=PART_SENTENCES)
 
 
 def _part_vectors(texts: list[str]) -> dict[str, list[float]] | None:

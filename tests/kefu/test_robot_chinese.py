@@ -135,3 +135,37 @@ def test_pieces_are_encoded_once_and_kept(shop_kb):
         multilingual._model.cache_clear()
     # the question only: every piece of the FAQ came from the cache
     assert calls == [["退款多久到账"]]
+
+
+def test_indexing_a_chinese_item_keeps_its_pieces_for_the_first_question(shop_kb):
+    from kbase import indexing, text
+    from kbase.models import FaqItem
+
+    with schema_context("acme"):
+        items = list(FaqItem.objects.filter(kb=shop_kb))
+    keys = [multilingual._key(p) for i in items for p in text.item_parts(i.question, i.answer)]
+    redis = multilingual._redis()
+    redis.delete(*keys)
+    multilingual._cache.clear()
+    # what the worker does after an edit (indexing.embed, with the English vectors)
+    assert indexing.warm("faq", items) >= 4 * 3
+    assert redis.exists(*keys) == len(set(keys))
+    multilingual._cache.clear()  # another worker process: only Redis has them
+    before = multilingual._model().query
+    calls = []
+
+    class Counting:
+        def query(self, texts):
+            calls.append(list(texts))
+            return before(texts)
+
+    try:
+        import unittest.mock
+
+        with unittest.mock.patch.object(multilingual, "_model", return_value=Counting()):
+            decision = _decide(shop_kb, "付完款多长时间寄出")
+    finally:
+        multilingual._model.cache_clear()
+    assert calls == [["付完款多长时间寄出"]]
+    assert decision.action == "answer"
+    assert decision.hits[0]["external_id"] == "shipping"
