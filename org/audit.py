@@ -56,6 +56,7 @@ BLOCK = "block"
 EXPORT = "export"
 TWO_FACTOR_ON = "two_factor_on"
 SESSIONS_ENDED = "sessions_ended"
+SESSION_ENDED = "session_ended"
 
 #: event name → its label in the back office
 EVENTS = AUDIT_EVENTS
@@ -74,6 +75,7 @@ _ACTIONS = {
     EXPORT: LogEntry.Action.ACCESS,
     TWO_FACTOR_ON: LogEntry.Action.UPDATE,
     SESSIONS_ENDED: LogEntry.Action.UPDATE,
+    SESSION_ENDED: LogEntry.Action.UPDATE,
 }
 
 #: the request being served in this context (set by org.middleware.AuditMiddleware)

@@ -146,6 +146,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # a signed-in person's chosen language over the browser's (the inbox's language switch)
     "org.middleware.UserLanguageMiddleware",
+    # "last active" of the signed-in session, at most every 5 minutes (org.sessions)
+    "org.sessions.SessionActivityMiddleware",
     # a user whom the tenant requires to use two factors and who has none reaches only the
     # enrolment page (org.account_views, docs/security.md "Two-factor authentication")
     "org.account_views.TwoFactorRequiredMiddleware",
