@@ -54,6 +54,8 @@ TRANSFER = "transfer"
 CLOSE = "close"
 BLOCK = "block"
 EXPORT = "export"
+ERASE = "erase"
+RETENTION = "retention"
 TWO_FACTOR_ON = "two_factor_on"
 SESSIONS_ENDED = "sessions_ended"
 SESSION_ENDED = "session_ended"
@@ -73,6 +75,8 @@ _ACTIONS = {
     CLOSE: LogEntry.Action.UPDATE,
     BLOCK: LogEntry.Action.CREATE,
     EXPORT: LogEntry.Action.ACCESS,
+    ERASE: LogEntry.Action.UPDATE,
+    RETENTION: LogEntry.Action.DELETE,
     TWO_FACTOR_ON: LogEntry.Action.UPDATE,
     SESSIONS_ENDED: LogEntry.Action.UPDATE,
     SESSION_ENDED: LogEntry.Action.UPDATE,

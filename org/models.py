@@ -461,6 +461,8 @@ AUDIT_EVENTS = {
     "close": _("Conversation closed"),
     "block": _("Visitor blocked"),
     "export": _("Exported"),
+    "erase": _("Personal data erased"),
+    "retention": _("Retention applied"),
 }
 
 

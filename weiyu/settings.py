@@ -396,6 +396,8 @@ CELERY_BEAT_SCHEDULE = {
     # uploads never sent (a closed widget, a changed mind) are deleted after a day
     "im-orphan-uploads": {"task": "im.tasks.attachment_orphans_purge_all_task", "schedule": 3600.0},
     "kefu-queue-dispatch": {"task": "kefu.tasks.queue_dispatch_scan_task", "schedule": 15.0},
+    # each tenant's data retention (Customer service → Data retention), once a day
+    "kefu-retention": {"task": "kefu.tasks.retention_all_task", "schedule": 86400.0},
     # queue wait limits, unanswered-visitor reminders and re-assignment, idle auto-close
     "kefu-stats": {
         "task": "kefu.tasks.stats_rollup_all_task",
