@@ -43,7 +43,7 @@ from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.http import require_POST
 from django_tenants.utils import get_public_schema_name
 
-from org import passwords, twofactor
+from org import passwords, sessions, twofactor
 from weiyu.errors import RateLimitedError, ServiceError
 
 SECURITY_PATH = "/account/security/"
@@ -188,7 +188,8 @@ class AdminSignInCodeView(SignInCodeView):
 @never_cache
 @_signed_in
 def security_page(request: HttpRequest) -> HttpResponse:
-    """``GET/POST /account/security/``: the signed-in user's two-factor sign-in and sessions.
+    """``GET/POST /account/security/``: the signed-in user's two-factor sign-in and sessions
+    (each live session with its browser, address and times; :mod:`org.sessions`).
 
     GET shows whether two-factor sign-in is on (and the recovery codes left) or, when off, an
     authenticator to set up: its QR code and secret. POST ``code`` confirms it; the answer shows
@@ -211,6 +212,7 @@ def security_page(request: HttpRequest) -> HttpResponse:
             status = 400
     enabled = twofactor.has_device(user)
     context["enabled"] = enabled
+    context["sessions"] = sessions.sessions_of(user, current_key=request.session.session_key)
     if enabled:
         context["codes_left"] = twofactor.recovery_codes_left(user)
     else:
@@ -227,6 +229,23 @@ def end_other_sessions(request: HttpRequest) -> HttpResponse:
     the user ends and its sockets close; back to the security page with a confirmation."""
     twofactor.end_other_sessions(request)
     messages.success(request, _("You are signed out everywhere else."))
+    return HttpResponseRedirect(SECURITY_PATH)
+
+
+@require_POST
+@_signed_in
+def end_session(request: HttpRequest, session_id: int) -> HttpResponse:
+    """``POST /account/security/sessions/<id>/end/``: end one other session of the signed-in
+    user (:func:`org.sessions.session_end`); back to the security page with a confirmation.
+    Another user's session, or one already ended → 404; the current one → 400."""
+    try:
+        sessions.session_end(
+            user=request.user, session_id=session_id, current_key=request.session.session_key
+        )
+    except ServiceError as exc:
+        status = 404 if exc.code == "not_found" else 400
+        return HttpResponse(exc.message, status=status, content_type="text/plain; charset=utf-8")
+    messages.success(request, _("That session has ended."))
     return HttpResponseRedirect(SECURITY_PATH)
 
 

@@ -54,8 +54,11 @@ TRANSFER = "transfer"
 CLOSE = "close"
 BLOCK = "block"
 EXPORT = "export"
+ERASE = "erase"
+RETENTION = "retention"
 TWO_FACTOR_ON = "two_factor_on"
 SESSIONS_ENDED = "sessions_ended"
+SESSION_ENDED = "session_ended"
 
 #: event name → its label in the back office
 EVENTS = AUDIT_EVENTS
@@ -72,8 +75,11 @@ _ACTIONS = {
     CLOSE: LogEntry.Action.UPDATE,
     BLOCK: LogEntry.Action.CREATE,
     EXPORT: LogEntry.Action.ACCESS,
+    ERASE: LogEntry.Action.UPDATE,
+    RETENTION: LogEntry.Action.DELETE,
     TWO_FACTOR_ON: LogEntry.Action.UPDATE,
     SESSIONS_ENDED: LogEntry.Action.UPDATE,
+    SESSION_ENDED: LogEntry.Action.UPDATE,
 }
 
 #: the request being served in this context (set by org.middleware.AuditMiddleware)

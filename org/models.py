@@ -421,6 +421,30 @@ class SecuritySettings(models.Model):
         return row if row is not None else cls.objects.create()
 
 
+class UserSession(models.Model):
+    """A signed-in session of a user (browser, address, when), listed on the account's security
+    page where each can be ended (org.sessions). Created at sign-in, deleted at sign-out or when
+    ended; ``last_seen_at`` is refreshed at most every ``org.sessions.TOUCH_S`` seconds. The
+    session itself is Django's (``django_session``); ``session_key`` points at it."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="signed_in_sessions"
+    )
+    session_key = models.CharField(max_length=40, unique=True)
+    created_at = models.DateTimeField(_("signed in at"), auto_now_add=True)
+    last_seen_at = models.DateTimeField(_("last active"), auto_now_add=True)
+    ip = models.GenericIPAddressField(_("address"), null=True, blank=True)
+    user_agent = models.CharField(_("browser"), max_length=300, blank=True)
+
+    class Meta:
+        verbose_name = _("signed-in session")
+        verbose_name_plural = _("signed-in sessions")
+        ordering = ["-last_seen_at"]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} @ {self.ip or '?'}"
+
+
 #: the events of the audit log that are not plain model changes (written by org.audit), with
 #: their labels in the back office
 AUDIT_EVENTS = {
@@ -432,10 +456,13 @@ AUDIT_EVENTS = {
     "password_reset_requested": _("Password reset requested"),
     "two_factor_on": _("Two-factor sign-in turned on"),
     "sessions_ended": _("Logged out everywhere else"),
+    "session_ended": _("Session ended"),
     "transfer": _("Conversation transferred"),
     "close": _("Conversation closed"),
     "block": _("Visitor blocked"),
     "export": _("Exported"),
+    "erase": _("Personal data erased"),
+    "retention": _("Retention applied"),
 }
 
 

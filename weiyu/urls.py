@@ -53,6 +53,11 @@ urlpatterns = [
         account_views.end_other_sessions,
         name="account-end-sessions",
     ),
+    path(
+        "account/security/sessions/<int:session_id>/end/",
+        account_views.end_session,
+        name="account-end-session",
+    ),
     # "forgot your password?" (org.passwords); the second name puts the link on the back
     # office's sign-in page (Django's admin shows it when the name exists)
     path("account/password/reset/", account_views.password_reset, name="account-password-reset"),
