@@ -12,6 +12,7 @@ key).
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -24,7 +25,6 @@ from django.utils.translation import gettext as _
 
 from org import audit
 from org.models import User, UserSession
-from org.twofactor import session_fingerprint
 from weiyu.errors import ServiceError
 from weiyu.realtime import publish_event_on_commit
 
@@ -33,6 +33,11 @@ TOUCH_S = 300
 #: session key → monotonic time of its last refresh in this process (bounded: cleared when big)
 _touched: dict[str, float] = {}
 _TOUCHED_MAX = 50_000
+
+
+def session_fingerprint(session_key: str | None) -> str:
+    """A short hash of a session key, safe to send to sockets (never the key itself)."""
+    return hashlib.sha256((session_key or "").encode()).hexdigest()[:24]
 
 
 def session_started(request: HttpRequest, user: User) -> None:

@@ -14,7 +14,6 @@ cached per process for :data:`CACHE_S` seconds.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import time
 from base64 import b32encode
@@ -30,8 +29,9 @@ from django.utils.translation import gettext as _
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from org import audit
+from org import audit, sessions
 from org.models import SecuritySettings, User
+from org.sessions import session_fingerprint
 from weiyu.errors import ServiceError
 from weiyu.realtime import publish_event_on_commit
 
@@ -182,19 +182,12 @@ def enrolment_confirm(request: HttpRequest, user: User, code: Any) -> list[str]:
 # --- sessions --------------------------------------------------------------------------------
 
 
-def session_fingerprint(session_key: str | None) -> str:
-    """A short hash of a session key, safe to send to sockets (never the key itself)."""
-    return hashlib.sha256((session_key or "").encode()).hexdigest()[:24]
-
-
 @transaction.atomic
 def end_other_sessions(request: HttpRequest) -> None:
     """ "Log out everywhere": every session of ``request.user`` except this one ends. Their
     next request is signed out (the session check of :class:`org.models.User` changes), and
     their open sockets get ``session.ended`` and are closed with 4401; this session and its
     sockets stay."""
-    from org import sessions
-
     user = User.objects.select_for_update().get(pk=request.user.pk)
     kept = session_fingerprint(request.session.session_key)
     sessions.sessions_end_others(user=user, current_key=request.session.session_key)

@@ -43,6 +43,7 @@ from django.utils import timezone
 from django_tenants.utils import schema_context
 
 from tenants.models import Domain, Tenant
+from tenants.services import _tenant_schema_provision, _validate
 from weiyu.errors import ServiceError
 
 FORMAT = 1
@@ -162,8 +163,6 @@ def tenant_restore(*, archive: Path, schema: str, domain: str, name: str = "") -
     (its name from the backup unless ``name``). Raises ``ServiceError``: ``invalid`` (not a
     backup, another format, other migrations, bad schema or domain), ``conflict`` (schema or
     domain taken). On error nothing is left behind (files copied are removed)."""
-    from tenants.services import _tenant_schema_provision, _validate
-
     try:
         tar = tarfile.open(archive, "r:gz")  # noqa: SIM115 - closed by the with below
     except (OSError, tarfile.TarError) as exc:
