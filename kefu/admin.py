@@ -518,8 +518,8 @@ class SavedViewForm(forms.ModelForm):
         fields = ("name", "owner", "filters")
         help_texts = {
             "filters": _(
-                'e.g. {"view": "waiting", "label": 3, "workgroup": 1, "channel": null, '
-                '"sort": "waiting"}; views: mine, unassigned, open, waiting, closed.'
+                "Filters as JSON: view (mine, unassigned, open, waiting, closed), workgroup, "
+                "label and channel (ids), sort (newest or waiting)."
             )
         }
 
