@@ -87,6 +87,8 @@ on('list', () => {
 on('resync', viewsDirty);
 on('dirty', viewsDirty);
 
+handle('views.changed', viewsDirty); // a colleague's conversation of our workgroups changed
+
 handle('conversation.labels', (f) => {
   state.convLabels.set(f.conversation_id, f.labels);
   for (const row of state.viewRows || []) if (row.conversation_id === f.conversation_id) row.labels = f.labels;

@@ -265,10 +265,16 @@ def test_the_list_costs_the_same_queries_for_3_or_15_conversations(acme, view):
     client = agent_client(agent)
     client.get("/api/v1/kefu/conversations", {"view": view})  # session and user read once
 
+    queries: list[list[str]] = []
+
     def cost():
+        # warmed just before: the per-process caches of the request path (10 s) may have
+        # expired while a loaded machine created the conversations
+        client.get("/api/v1/kefu/conversations", {"view": view})
         with schema_context("acme"), CaptureQueriesContext(connection) as ctx:
             r = client.get("/api/v1/kefu/conversations", {"view": view})
         assert r.status_code == 200
+        queries.append([q["sql"][:160] for q in ctx.captured_queries])
         return len(ctx.captured_queries), len(r.json()["conversations"])
 
     # when 12 more arrive
@@ -279,8 +285,8 @@ def test_the_list_costs_the_same_queries_for_3_or_15_conversations(acme, view):
 
     # then the list costs the same, whatever its length
     assert (few[1], many[1]) == (3, 15)
-    assert many[0] == few[0]
-    assert many[0] <= 8
+    assert many[0] == few[0], queries
+    assert many[0] <= 8, queries
 
 
 def test_the_view_bar_costs_the_same_queries_for_more_conversations(
@@ -291,14 +297,15 @@ def test_the_view_bar_costs_the_same_queries_for_more_conversations(
         for _ in range(5):
             _visit(desk).labels.add(_label())
     client = agent_client(desk.agents[0])
-    client.get("/api/v1/kefu/views")
     # signing in (2), the counts (4), workgroups, channels, labels, saved views: whatever the
     # number of conversations
+    client.get("/api/v1/kefu/views")  # warm the request path's caches
     with django_assert_max_num_queries(13):
         assert client.get("/api/v1/kefu/views").status_code == 200
     with schema_context("acme"):
         for _ in range(10):
             _visit(desk).labels.add(_label())
+    client.get("/api/v1/kefu/views")
     with django_assert_max_num_queries(13):
         assert client.get("/api/v1/kefu/views").status_code == 200
 
@@ -370,3 +377,22 @@ def test_statistics_api_counts_conversations_per_label(acme):
         {"start": str(today), "end": str(today), "export": "csv", "part": "labels"},
     )
     assert f"{label.name},1" in csv.content.decode()
+
+
+def test_closing_rings_the_whole_workgroup_so_counts_move(acme):
+    # given a conversation served by one of two agents of a workgroup
+    desk = make_desk(acme, agents=2)
+    with schema_context("acme"):
+        session = _visit(desk)
+        server = next(a for a in desk.agents if a.pk == session.agent_id)
+
+        # when the agent closes it
+        with capture_events() as events:
+            kefu_sessions.session_close(session_id=session.pk, closed_by=agent_sender(server))
+
+    # then both agents of the workgroup are told to fetch their counts again
+    rings = [(e, g) for e, g in events if e["type"] == "views.changed"]
+    assert len(rings) == 1
+    event, groups = rings[0]
+    assert event == {"type": "views.changed", "workgroup_id": desk.workgroup.pk}
+    assert sorted(groups) == sorted(f"acme.u.{a.pk}" for a in desk.agents)
