@@ -190,6 +190,18 @@ def test_labels_from_the_panel_reach_a_colleague_live_and_label_many_at_once(
         expect(row.locator(".label-chip")).to_have_text(["Refund"], timeout=TIMEOUT)
         other.select_option("#view-more", f"label:{refund.pk}")
         expect(other.locator("#conv-list .conv-item")).to_have_count(2, timeout=TIMEOUT)
+        # the colleague saves that view, sorted by waiting time, and finds it again later
+        other.select_option("#view-sort", "waiting")
+        other.click("#view-save")
+        other.fill("#vd-name", "Refunds to do")
+        other.click("#vd-save")
+        saved = other.locator("#view-more optgroup option", has_text="Refunds to do")
+        expect(saved).to_have_text("Refunds to do (2)", timeout=TIMEOUT)
+        other.keyboard.press("1")  # back to their own: none
+        expect(other.locator("#view-list-empty")).to_be_hidden(timeout=TIMEOUT)
+        other.select_option("#view-more", label="Refunds to do (2)")
+        expect(other.locator("#conv-list .conv-item")).to_have_count(2, timeout=TIMEOUT)
+        expect(other.locator("#view-sort")).to_have_value("waiting")
         with django_db_blocker.unblock(), schema_context(schema):
             assert Session.objects.filter(labels=refund).count() == 2
             assert not Session.objects.filter(labels=vip).exists()
