@@ -377,6 +377,11 @@ def test_statistics_api_counts_conversations_per_label(acme):
         {"start": str(today), "end": str(today), "export": "csv", "part": "labels"},
     )
     assert f"{label.name},1" in csv.content.decode()
+    # and the back office's statistics page has a table per label
+    page = agent_client(boss).get(f"/admin/kefu/session/reports/?start={today}&end={today}")
+    assert page.status_code == 200
+    table = page.content.decode().split('id="table-labels"')[1].split("</table>")[0]
+    assert label.name in table
 
 
 def test_closing_rings_the_whole_workgroup_so_counts_move(acme):
