@@ -7,8 +7,11 @@ import json
 from typing import Any
 from urllib.parse import urlencode
 
+from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.db import connection
+from django.db.models import Count
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -17,7 +20,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from kbase.models import KnowledgeBase
-from kefu import embed, privacy, stats
+from kefu import embed, inbox_views, privacy, stats
 from kefu.models import (
     AgentState,
     AutoReply,
@@ -25,8 +28,11 @@ from kefu.models import (
     CannedResponse,
     Channel,
     DailyStat,
+    Label,
+    LabelRule,
     RetentionPolicy,
     RoutingRule,
+    SavedView,
     SensitiveWord,
     Session,
     Skill,
@@ -431,7 +437,7 @@ class SessionAdmin(admin.ModelAdmin):
         "closed_at",
         "transcript",
     )
-    list_filter = ("status", "workgroup", "agent")
+    list_filter = ("status", "workgroup", "agent", "labels")
     search_fields = ("visitor__name", "agent__username")
     list_select_related = ("visitor", "workgroup", "agent")
     readonly_fields = [f.name for f in Session._meta.fields]
@@ -450,7 +456,7 @@ class SessionAdmin(admin.ModelAdmin):
 
     def reports_view(self, request: HttpRequest) -> HttpResponse:
         """Customer-service statistics (KF-14) with charts, from the rolled-up figures (with
-        the time they were computed); ``?export=csv&part=daily|agents|workgroups`` downloads one
+        the time they were computed); ``?export=csv&part=daily|agents|workgroups|labels`` downloads one
         part. ``start`` / ``end``: local dates (default the last 30 days). A POST (the
         "recompute" button) rolls the days up again first, then shows them."""
         if request.method == "POST":
@@ -464,7 +470,7 @@ class SessionAdmin(admin.ModelAdmin):
             messages.error(request, reports.range_message())
             (start, end), workgroup_id = reports.default_range(), None
             report = stats.report(start=start, end=end)
-        part = reports.csv_part(request.GET, ("daily", "agents", "workgroups"))
+        part = reports.csv_part(request.GET, ("daily", "agents", "workgroups", "labels"))
         if part is not None:
             stats.export_record(user=request.user, part=part, start=start, end=end)
             return reports.csv_response(
@@ -480,7 +486,7 @@ class SessionAdmin(admin.ModelAdmin):
             "end": end,
             "workgroup": workgroup_id,
             "workgroups": Workgroup.objects.order_by("name"),
-            "parts": ["daily", "agents", "workgroups"],
+            "parts": ["daily", "agents", "workgroups", "labels"],
             "groups": ["agents", "workgroups"],
         }
         return TemplateResponse(request, "admin/kefu/session/reports.html", context)
@@ -572,6 +578,66 @@ class AutoReplyAdmin(admin.ModelAdmin):
     list_display = ("keyword", "match", "channel", "is_active")
     list_filter = ("is_active", "match", "channel")
     search_fields = ("keyword", "reply")
+
+
+@admin.register(Label)
+class LabelAdmin(admin.ModelAdmin):
+    """Conversation labels (KF-13): agents set them in the inbox, label rules by themselves."""
+
+    list_display = ("name", "color", "description", "conversation_count")
+    search_fields = ("name", "description")
+
+    def get_queryset(self, request: HttpRequest) -> Any:
+        return super().get_queryset(request).annotate(n=Count("sessions"))
+
+    @admin.display(description=_("conversations"), ordering="n")
+    def conversation_count(self, obj: Label) -> int:
+        return obj.n
+
+
+@admin.register(LabelRule)
+class LabelRuleAdmin(admin.ModelAdmin):
+    """When a visitor's message contains a keyword (in a channel, or any), add a label."""
+
+    list_display = ("label", "keyword", "channel", "is_active")
+    list_filter = ("is_active", "label", "channel")
+    search_fields = ("keyword", "label__name")
+    list_select_related = ("label", "channel")
+
+
+class SavedViewForm(forms.ModelForm):
+    """Checks the filters as the inbox reads them (kefu.inbox_views.filters_clean)."""
+
+    class Meta:
+        model = SavedView
+        fields = ("name", "owner", "filters")
+        help_texts = {
+            "filters": _(
+                "Filters as JSON: view (mine, unassigned, open, waiting, closed), workgroup, "
+                "label and channel (ids), sort (newest or waiting)."
+            )
+        }
+
+    def clean_filters(self) -> dict[str, Any]:
+        value = self.cleaned_data.get("filters")
+        if not isinstance(value, dict):
+            raise ValidationError(_("A JSON object is expected."))
+        try:
+            return inbox_views.filters_clean(value)
+        except ServiceError as exc:
+            raise ValidationError(exc.message) from exc
+
+
+@admin.register(SavedView)
+class SavedViewAdmin(admin.ModelAdmin):
+    """Saved views of the inbox's list; an empty owner shares the view with every agent."""
+
+    list_display = ("name", "owner", "filters")
+    list_filter = (("owner", admin.EmptyFieldListFilter),)
+    search_fields = ("name",)
+    list_select_related = ("owner",)
+
+    form = SavedViewForm
 
 
 @admin.register(DailyStat)

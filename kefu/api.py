@@ -10,10 +10,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from kefu import canned, monitor, privacy, selectors, stats, visitors
-from kefu.models import Transfer
+from kefu import canned, inbox_views, monitor, privacy, selectors, stats, visitors
+from kefu.models import Label, Transfer
 from kefu.robot import drafts as robot_drafts
 from kefu.services import blocking, transfers, workgroups
+from kefu.services import labels as label_services
 from kefu.services import queue as kefu_queue
 from kefu.services import visitors as visitor_services
 from weiyu import reports
@@ -249,8 +250,8 @@ class MonitorApi(APIView):
 
 class StatsApi(APIView):
     """``GET /api/v1/kefu/stats?start=YYYY-MM-DD&end=YYYY-MM-DD&workgroup=<id>`` → the report
-    of ``kefu.stats.report`` (local days, default the last 30); ``&export=csv&part=daily|agents|
-    workgroups`` → that part as CSV. Supervisors only (403); 400 for bad dates."""
+    of ``kefu.stats.report`` (local days, default the last 30; ``labels``: conversations per
+    label); ``&export=csv&part=daily|agents|workgroups|labels`` → that part as CSV. Supervisors only (403); 400 for bad dates."""
 
     def get(self, request: Request) -> Response | HttpResponse:
         if not monitor.is_supervisor(request.user):
@@ -263,7 +264,7 @@ class StatsApi(APIView):
         except ValueError as exc:
             raise reports.range_error() from exc
         part = reports.csv_part(
-            params, ("daily", "agents", "workgroups"), unknown=_("Unknown part.")
+            params, ("daily", "agents", "workgroups", "labels"), unknown=_("Unknown part.")
         )
         if part is not None:
             stats.export_record(user=request.user, part=part, start=start, end=end)
@@ -308,6 +309,147 @@ class WorkgroupApi(APIView):
         )
 
 
+class LabelListApi(APIView):
+    """``GET /api/v1/kefu/labels`` → ``{"labels": [{"id", "name", "color", "description"}]}``
+    (by name; every agent). ``POST`` ``{"name", "color"?, "description"?}`` → 201 {label}:
+    administrators only (403); 400 ``invalid``, 409 ``conflict`` for a name in use."""
+
+    def get(self, request: Request) -> Response:
+        return Response({"labels": [inbox_views.label_payload(lb) for lb in Label.objects.all()]})
+
+    def post(self, request: Request) -> Response:
+        body = _body(request)
+        label = label_services.label_create(
+            user=request.user,
+            name=body.get("name"),
+            color=body.get("color", "#6e7781"),
+            description=body.get("description", ""),
+        )
+        return Response(inbox_views.label_payload(label), status=status.HTTP_201_CREATED)
+
+
+class LabelDetailApi(APIView):
+    """``PATCH /api/v1/kefu/labels/<id>`` ``{"name"?, "color"?, "description"?}`` → {label};
+    ``DELETE`` → 204 (it leaves every conversation). Administrators only (403); 404."""
+
+    def patch(self, request: Request, pk: int) -> Response:
+        label = label_services.label_update(user=request.user, label_id=pk, changes=_body(request))
+        return Response(inbox_views.label_payload(label))
+
+    def delete(self, request: Request, pk: int) -> Response:
+        label_services.label_delete(user=request.user, label_id=pk)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+def _labels_answer(sessions: list) -> Response:
+    return Response(
+        {
+            "conversations": [
+                {
+                    "conversation_id": s.conversation_id,
+                    "labels": [inbox_views.label_payload(lb) for lb in s.labels.all()],
+                }
+                for s in sessions
+            ]
+        }
+    )
+
+
+class ConversationLabelsApi(APIView):
+    """``POST /api/v1/kefu/conversations/<id>/labels`` ``{"add"?: [label id], "remove"?: [label
+    id]}`` → ``{"conversations": [{"conversation_id", "labels": [label]}]}``. Agents of the
+    conversation's workgroup, its agent, its participants and administrators (404 otherwise);
+    400 ``invalid``. Everyone concerned gets ``conversation.labels``."""
+
+    def post(self, request: Request, pk: int) -> Response:
+        body = _body(request)
+        sessions = label_services.labels_change(
+            user=request.user,
+            conversation_ids=[pk],
+            add=body.get("add"),
+            remove=body.get("remove"),
+        )
+        return _labels_answer(sessions)
+
+
+class ConversationLabelsBulkApi(APIView):
+    """``POST /api/v1/kefu/conversations/labels`` ``{"conversation_ids": [id] (1-100), "add"?,
+    "remove"?}`` → as for one conversation, for each. All or nothing: one conversation the
+    caller may not label → 404 and nothing changes."""
+
+    def post(self, request: Request) -> Response:
+        body = _body(request)
+        sessions = label_services.labels_change(
+            user=request.user,
+            conversation_ids=body.get("conversation_ids"),
+            add=body.get("add"),
+            remove=body.get("remove"),
+        )
+        return _labels_answer(sessions)
+
+
+class ConversationViewListApi(APIView):
+    """``GET /api/v1/kefu/conversations?view=mine|unassigned|open|waiting|closed&workgroup=<id>&
+    label=<id>&channel=<id>&sort=newest|waiting&limit=1-200`` → ``{"filters", "conversations":
+    [row]}``: one view of the inbox's list (rows: ``kefu.inbox_views.conversation_list_for_view``;
+    ``closed``: the last 7 days). Administrators see the whole tenant, agents their workgroups'
+    conversations and the ones they serve. 400 ``invalid`` for an unknown view or sort."""
+
+    def get(self, request: Request) -> Response:
+        params = request.query_params
+        filters = inbox_views.filters_clean(
+            {k: params.get(k) for k in ("view", "workgroup", "label", "channel", "sort")}
+        )
+        limit = inbox_views.int_or_none(params.get("limit"), "limit") or 100
+        return Response(
+            {
+                "filters": filters,
+                "conversations": inbox_views.conversation_list_for_view(
+                    user=request.user, filters=filters, limit=limit
+                ),
+            }
+        )
+
+
+class ViewCountsApi(APIView):
+    """``GET /api/v1/kefu/views`` → the view bar with live counts (shape:
+    ``kefu.inbox_views.view_counts``): the built-in views, the caller's workgroups, the
+    channels, the labels and the saved views, each with how many conversations it holds."""
+
+    def get(self, request: Request) -> Response:
+        return Response(inbox_views.view_counts(user=request.user))
+
+
+class SavedViewListApi(APIView):
+    """``GET /api/v1/kefu/saved-views`` → ``{"saved_views": [{"id", "name", "filters",
+    "shared"}]}`` (one's own and the shared ones). ``POST`` ``{"name", "filters": {"view",
+    "workgroup"?, "label"?, "channel"?, "sort"?}, "shared"?: bool}`` → 201 {saved view};
+    ``shared`` is for administrators (403). 400 ``invalid``, 409 ``conflict`` past 50 views."""
+
+    def get(self, request: Request) -> Response:
+        views = inbox_views.saved_views_for(request.user)
+        return Response({"saved_views": [inbox_views.saved_view_payload(v) for v in views]})
+
+    def post(self, request: Request) -> Response:
+        body = _body(request)
+        view = label_services.saved_view_create(
+            user=request.user,
+            name=body.get("name"),
+            filters=body.get("filters"),
+            shared=body.get("shared", False),
+        )
+        return Response(inbox_views.saved_view_payload(view), status=status.HTTP_201_CREATED)
+
+
+class SavedViewDetailApi(APIView):
+    """``DELETE /api/v1/kefu/saved-views/<id>`` → 204: one's own, or a shared one
+    (administrators); 404 otherwise."""
+
+    def delete(self, request: Request, pk: int) -> Response:
+        label_services.saved_view_delete(user=request.user, view_id=pk)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
 class VisitorExportApi(APIView):
     """``GET /api/v1/kefu/visitors/<id>/export`` → 200 everything held about the visitor, as
     one JSON document (shape: ``kefu.privacy.visitor_export``), sent as a download
@@ -331,6 +473,14 @@ class VisitorEraseApi(APIView):
 
 
 urlpatterns = [
+    path("labels", LabelListApi.as_view(), name="labels"),
+    path("labels/<int:pk>", LabelDetailApi.as_view(), name="label"),
+    path("conversations", ConversationViewListApi.as_view(), name="conversation-views"),
+    path("conversations/labels", ConversationLabelsBulkApi.as_view(), name="labels-bulk"),
+    path("conversations/<int:pk>/labels", ConversationLabelsApi.as_view(), name="conv-labels"),
+    path("views", ViewCountsApi.as_view(), name="views"),
+    path("saved-views", SavedViewListApi.as_view(), name="saved-views"),
+    path("saved-views/<int:pk>", SavedViewDetailApi.as_view(), name="saved-view"),
     path("workgroups/<int:pk>", WorkgroupApi.as_view(), name="workgroup"),
     path("queue", QueueApi.as_view(), name="queue"),
     path("queue/<int:pk>/pick", QueuePickApi.as_view(), name="queue-pick"),

@@ -3,6 +3,7 @@
 import secrets
 
 from django.conf import settings
+from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
@@ -452,6 +453,32 @@ class AgentState(models.Model):
         return self.connected and self.status == self.Status.ONLINE
 
 
+class Label(models.Model):
+    """A coloured label the tenant defines for conversations (KF-13: "billing", "bug", "VIP").
+    Agents set and unset labels in the inbox, one conversation or many at once; label rules
+    (:class:`LabelRule`) set them automatically; the inbox views, the API and the statistics
+    filter and count by them."""
+
+    name = models.CharField(_("name"), max_length=50, unique=True)
+    color = models.CharField(
+        _("colour"),
+        max_length=7,
+        default="#6e7781",
+        validators=[RegexValidator(r"^#[0-9a-fA-F]{6}$", _("Use a hex colour like #1f6feb."))],
+        help_text=_("Hex colour, e.g. #1f6feb."),
+    )
+    description = models.CharField(_("description"), max_length=200, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("label")
+        verbose_name_plural = _("labels")
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class Session(models.Model):
     """One visitor conversation with the service: ``queued`` → ``open`` → ``closed``, or, on a
     robot channel, ``robot`` first (→ ``queued`` on hand-over).
@@ -527,6 +554,9 @@ class Session(models.Model):
     robot_misses = models.PositiveSmallIntegerField(_("robot misses"), default=0, editable=False)
     handed_over_at = models.DateTimeField(_("handed over at"), null=True, blank=True)
     handover_reason = models.CharField(_("hand-over reason"), max_length=16, blank=True)
+    labels = models.ManyToManyField(
+        Label, blank=True, related_name="sessions", verbose_name=_("labels")
+    )
     anonymised_at = models.DateTimeField(_("anonymised at"), null=True, blank=True, editable=False)
 
     class Meta:
@@ -864,6 +894,68 @@ class DailyStat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.day} {self.workgroup_id} {self.agent_id}"
+
+
+class LabelRule(models.Model):
+    """Adds a label to a visitor conversation by itself (KF-12, KF-13): when a visitor's message
+    contains ``keyword`` (case-insensitive; empty: any message) in a conversation of ``channel``
+    (empty: every channel), ``label`` is added. Tried on every text the visitor writes, after it
+    is stored (:mod:`kefu.services.labels`); a label already there stays as it is."""
+
+    channel = models.ForeignKey(
+        Channel,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("channel"),
+        help_text=_("Empty: every channel."),
+    )
+    keyword = models.CharField(
+        _("message contains"),
+        max_length=100,
+        blank=True,
+        help_text=_("Empty: any message."),
+    )
+    label = models.ForeignKey(
+        Label, on_delete=models.CASCADE, related_name="rules", verbose_name=_("add label")
+    )
+    is_active = models.BooleanField(_("active"), default=True)
+
+    class Meta:
+        verbose_name = _("label rule")
+        verbose_name_plural = _("label rules")
+        ordering = ["label__name", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.keyword or '*'} → {self.label}"
+
+
+class SavedView(models.Model):
+    """A view of the inbox's conversation list that someone saved: a combination of filters
+    (``{"view", "workgroup", "label", "channel", "sort"}``, see :mod:`kefu.inbox_views`) under a
+    name. ``owner`` empty: shared by an administrator with every agent."""
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="saved_views",
+        verbose_name=_("owner"),
+        help_text=_("Empty: shared with every agent."),
+    )
+    name = models.CharField(_("name"), max_length=60)
+    filters = models.JSONField(_("filters"), default=dict)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("saved view")
+        verbose_name_plural = _("saved views")
+        ordering = ["name", "pk"]
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class RetentionPolicy(models.Model):

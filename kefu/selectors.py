@@ -10,6 +10,7 @@ from django.utils.translation import gettext as _
 from im import selectors as im_selectors
 from im.models import Message
 from im.serializers import member_payload
+from kefu import inbox_views
 from kefu.csat import csat_payload
 from kefu.models import AgentState, Channel, RoutingRule, Session, Visitor, Workgroup
 from org.models import User
@@ -55,7 +56,9 @@ def agent_state_payload(state: AgentState) -> dict[str, Any]:
 
 
 def session_payload(session: Session) -> dict[str, Any]:
-    """The ``session`` part of a conversation (docs/protocol.md §2.1)."""
+    """The ``session`` part of a conversation (docs/protocol.md §2.1). ``labels`` and
+    ``customer_message`` (the visitor's last words, for the list preview) are there when the
+    caller loaded them (the conversation list and sync do; a live assignment does not)."""
     visitor: Visitor = session.visitor
     agent = session.agent
     return {
@@ -75,17 +78,32 @@ def session_payload(session: Session) -> dict[str, Any]:
         "handed_over_at": session.handed_over_at.isoformat() if session.handed_over_at else None,
         "handover_reason": session.handover_reason or None,
         "csat": csat_payload(session),
+        "waiting_since": inbox_views.waiting_since(session),
+        **_session_extras(session),
     }
+
+
+def _session_extras(session: Session) -> dict[str, Any]:
+    # only what the caller loaded: the send and assignment paths do not pay a query for them
+    extras: dict[str, Any] = {}
+    if "labels" in getattr(session, "_prefetched_objects_cache", {}):
+        extras["labels"] = [inbox_views.label_payload(label) for label in session.labels.all()]
+    if hasattr(session, "customer_message"):
+        extras["customer_message"] = inbox_views.customer_message_payload(session.customer_message)
+    return extras
 
 
 def _with_sessions(payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ids = [p["id"] for p in payloads]
     sessions = {
         s.conversation_id: s
-        for s in Session.objects.select_related("visitor", "workgroup", "agent", "channel").filter(
-            conversation_id__in=ids
-        )
+        for s in Session.objects.select_related("visitor", "workgroup", "agent", "channel")
+        .prefetch_related("labels")
+        .filter(conversation_id__in=ids)
     }
+    customer = inbox_views.customer_messages(list(sessions))
+    for conversation_id, session in sessions.items():
+        session.customer_message = customer.get(conversation_id)
     for payload in payloads:
         session = sessions.get(payload["id"])
         payload["session"] = session_payload(session) if session else None

@@ -27,9 +27,10 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Count, Q
 
 from im.models import Message
-from kefu.models import DailyStat, Session, Transfer
+from kefu.models import DailyStat, Label, Session, Transfer
 from org import audit
 
 FIELDS = [
@@ -195,7 +196,7 @@ def report(*, start: dt.date, end: dt.date, workgroup_id: int | None = None) -> 
     ``visitor_messages``, ``agent_messages``, ``first_response_avg_s``, ``response_avg_s``,
     ``resolution_avg_s``, ``queue_wait_avg_s`` (seconds or null), ``abandoned``,
     ``transfers``, ``csat_count``, ``csat_avg`` (1-5 or null) and ``csat_distribution`` (counts of
-    1…5 stars). Raises ``ValueError`` for a range over 366 days or reversed."""
+    1…5 stars); ``labels``: see :func:`label_counts`. Raises ``ValueError`` for a range over 366 days or reversed."""
     if end < start or (end - start).days > 366:
         raise ValueError("the range must be 1 to 366 days")
     qs = DailyStat.objects.filter(day__gte=start, day__lte=end).select_related("agent", "workgroup")
@@ -233,7 +234,24 @@ def report(*, start: dt.date, end: dt.date, workgroup_id: int | None = None) -> 
             ({"id": k, "name": n, **_summary(v)} for k, (n, v) in groups.items()),
             key=lambda r: r["name"],
         ),
+        "labels": label_counts(start=start, end=end, workgroup_id=workgroup_id),
     }
+
+
+def label_counts(
+    *, start: dt.date, end: dt.date, workgroup_id: int | None = None
+) -> list[dict[str, Any]]:
+    """Conversations started from ``start`` to ``end`` (local days, inclusive) per label they
+    carry now: ``[{"id", "name", "color", "conversations"}]``, every label, most used first.
+    Read from the sessions (labels change after the day's roll-up), one query."""
+    zone = ZoneInfo(settings.TIME_ZONE)
+    since = dt.datetime.combine(start, dt.time.min, tzinfo=zone)
+    until = dt.datetime.combine(end + dt.timedelta(days=1), dt.time.min, tzinfo=zone)
+    sessions = Q(sessions__created_at__gte=since, sessions__created_at__lt=until)
+    if workgroup_id is not None:
+        sessions &= Q(sessions__workgroup_id=workgroup_id)
+    rows = Label.objects.annotate(n=Count("sessions", filter=sessions)).order_by("-n", "name")
+    return [{"id": lb.pk, "name": lb.name, "color": lb.color, "conversations": lb.n} for lb in rows]
 
 
 CSV_COLUMNS = [
@@ -244,7 +262,12 @@ CSV_COLUMNS = [
 
 
 def csv_rows(data: dict[str, Any], part: str) -> list[list[Any]]:
-    """One part of a report (``daily``, ``agents`` or ``workgroups``) as CSV rows, header first."""
+    """One part of a report (``daily``, ``agents``, ``workgroups`` or ``labels``) as CSV rows,
+    header first."""
+    if part == "labels":
+        return [["label", "conversations"]] + [
+            [row["name"], row["conversations"]] for row in data["labels"]
+        ]
     key = {"daily": "date", "agents": "name", "workgroups": "name"}[part]
     rows: list[list[Any]] = [[key, *CSV_COLUMNS]]
     for item in data[part]:

@@ -203,6 +203,7 @@ def inbox(request: HttpRequest) -> HttpResponse:
             "key": user.member_key,
             "name": user.name,
             "is_agent": user.is_agent,
+            "is_admin": user.is_admin,
             "language": user.language,
         },
         "logout_url": "/inbox/logout/",

@@ -27,27 +27,40 @@ from django.utils import timezone
 from im import senders as im_senders
 from im.services import messages as im_messages
 from kefu import syslines
-from kefu.models import AgentState, AutoReply, Session, Workgroup
+from kefu.models import AgentState, AutoReply, LabelRule, Session, Workgroup
 from kefu.senders import robot_sender_for
 from kefu.services.routing import workgroup_dispatch
 from kefu.services.sessions import session_close
 from kefu.services.transfers import agent_leave
 from weiyu.realtime import publish_event_on_commit
 
-#: seconds a process keeps a tenant's auto-reply list before reading it again
+#: seconds a process keeps a tenant's auto-reply and label-rule lists before reading them again
 CACHE_S = 10.0
-_cache: dict[str, tuple[float, list[AutoReply]]] = {}
+_cache: dict[str, tuple[float, list[AutoReply], list[LabelRule]]] = {}
 
 
-def auto_replies() -> list[AutoReply]:
-    """The current tenant's active auto-replies (cached per process for :data:`CACHE_S`)."""
+def _rules() -> tuple[float, list[AutoReply], list[LabelRule]]:
     schema = connection.schema_name
     cached = _cache.get(schema)
     now = time.monotonic()
     if cached is None or now - cached[0] > CACHE_S:
-        cached = (now, list(AutoReply.objects.filter(is_active=True)))
+        cached = (
+            now,
+            list(AutoReply.objects.filter(is_active=True)),
+            list(LabelRule.objects.filter(is_active=True)),
+        )
         _cache[schema] = cached
-    return cached[1]
+    return cached
+
+
+def auto_replies() -> list[AutoReply]:
+    """The current tenant's active auto-replies (cached per process for :data:`CACHE_S`)."""
+    return _rules()[1]
+
+
+def label_rules() -> list[LabelRule]:
+    """The current tenant's active label rules (cached with the auto-replies)."""
+    return _rules()[2]
 
 
 def auto_reply_for(*, channel_id: int, content: str) -> AutoReply | None:

@@ -85,3 +85,16 @@ def queue_positions_publish(*, workgroup_id: int, waiting: list[Session] | None 
             },
             [f"v:{session.visitor_id}"],
         )
+
+
+def views_changed_publish(*, workgroup_id: int) -> None:
+    """``views.changed`` ``{"workgroup_id"}`` to every agent of the workgroup after commit: a
+    conversation of theirs changed in a way their list's views count (closed by a colleague,
+    the visitor or a timer), so open inboxes fetch their counts again. A doorbell without
+    data: what each agent may see is decided when they fetch (kefu.inbox_views)."""
+    members = Workgroup.agents.through.objects.filter(workgroup_id=workgroup_id).values_list(
+        "user_id", flat=True
+    )
+    publish_event_on_commit(
+        {"type": "views.changed", "workgroup_id": workgroup_id}, [f"u:{uid}" for uid in members]
+    )

@@ -27,7 +27,7 @@ from kefu.robot import answers as robot
 from kefu.robot.persona import ROBOT_MODES
 from kefu.senders import agent_sender, visitor_sender
 from kefu.senders import language_for as _language_for
-from kefu.services import automation, blocking, files, routing
+from kefu.services import automation, blocking, files, labels, routing
 from kefu.services.routing import workgroup_dispatch
 from org.models import User
 from weiyu import parsing
@@ -234,7 +234,8 @@ class VisitorConversationHook(SendHook):
       (lock order session → conversation, as assignment and closing take them): a visitor's
       message sets ``last_visitor_at``; an agent's public reply sets ``last_agent_at`` and, the
       first time, ``first_response_at``; one ``UPDATE`` either way;
-    - after a visitor's text: a keyword auto-reply answers it, or else the robot does when it
+    - after a visitor's text: the label rules that match add their labels
+      (:func:`kefu.services.labels.label_rules_apply`); a keyword auto-reply answers it, or else the robot does when it
       serves the session (:mod:`kefu.automation`, :mod:`kefu.robot`).
     """
 
@@ -279,6 +280,14 @@ class VisitorConversationHook(SendHook):
         if context is None or message.msg_type != Message.Type.TEXT:
             return
         session_id, status, channel_id = context
+        label_rules = automation.label_rules()
+        if label_rules:
+            labels.label_rules_apply(
+                session_id=session_id,
+                channel_id=channel_id,
+                content=message.content,
+                rules=label_rules,
+            )
         rule = automation.auto_reply_for(channel_id=channel_id, content=message.content)
         if rule is None and status != Session.Status.ROBOT:
             return

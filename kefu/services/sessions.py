@@ -14,15 +14,15 @@ from im.services import conversations as im_conversations
 from im.services import messages as im_messages
 from kefu import syslines
 from kefu.models import AgentState, Session, Workgroup
-from kefu.services.events import agent_state_publish
+from kefu.services.events import agent_state_publish, views_changed_publish
 from kefu.services.routing import workgroup_dispatch
 from org import audit
 from weiyu.errors import ServiceError
 
 
 def session_close(*, session_id: int, closed_by: Sender, ip: str | None = None) -> Session:
-    """End a session: a system line, the conversation closed (``conversation.closed`` to all),
-    the agent's load released, then the workgroup's queue dispatched. Idempotent. Closed by a
+    """End a session: a system line, the conversation closed (``conversation.closed`` to all,
+    ``views.changed`` to the workgroup's agents), the agent's load released, then the workgroup's queue dispatched. Idempotent. Closed by a
     person of the tenant (``closed_by.user_id``): recorded in the audit log with ``ip`` (None:
     the current request's address, :func:`org.audit.audit_record`).
     """
@@ -55,6 +55,7 @@ def session_close(*, session_id: int, closed_by: Sender, ip: str | None = None) 
                 ip=ip,
             )
         workgroup_id = session.workgroup_id
+        views_changed_publish(workgroup_id=workgroup_id)
 
         def dispatch() -> None:
             # the freed agent may serve other workgroups too, whose visitors wait as well

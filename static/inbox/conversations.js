@@ -11,6 +11,7 @@ import { announceAssignment, flash, toast } from './notifications.js';
 import {
   STATUS_TEXT,
   archivedAway,
+  config,
   emit,
   lastAt,
   on,
@@ -26,7 +27,6 @@ import { setupTickets } from './tickets.js';
 const app = $('app');
 const convList = $('conv-list');
 const baseTitle = document.title;
-const items = new Map(); // conversation id -> its .conv-item button
 
 // While a ticket is on screen the conversation pane steps aside, and comes back after.
 export const ticketsUi = setupTickets({
@@ -53,59 +53,172 @@ function showConversationPane() {
 }
 
 // ---- the list -----------------------------------------------------------------------------
+// The customers tab shows either the agent's own conversations (the view "mine", from the
+// store) or the rows of another view (views.js fetches them); both draw through renderItem.
+// Visitor conversations get a tick box for bulk changes, their labels and how long the customer
+// has waited; the preview is the customer's last words, not the lines about who serves them.
 const span = (cls) => el('span', cls);
+const rows = new Map(); // conversation id -> its .conv-row (tick box + .conv-item button)
 
-function renderItem(c) {
-  let el = items.get(c.id);
-  if (!el) {
+/** "waiting 5 min" from an ISO time (ticks: views.js redraws these every few seconds). */
+export function waitText(since) {
+  const minutes = Math.max(0, Math.floor((Date.now() - Date.parse(since)) / 60000));
+  const t = minutes < 1
+    ? gettext('under a minute')
+    : minutes < 60
+      ? interpolate(gettext('%(n)s min'), { n: minutes }, true)
+      : interpolate(gettext('%(h)s h %(m)s min'), { h: Math.floor(minutes / 60), m: minutes % 60 }, true);
+  return interpolate(gettext('waiting %(t)s'), { t }, true);
+}
+
+/** What a row of a server view or a conversation of ours says in the list. */
+function entryOf(id, row) {
+  const c = state.convs.get(id);
+  if (c) return { id, c, row };
+  return { id, c: null, row };
+}
+
+function renderItem({ id, c, row }) {
+  let wrap = rows.get(id);
+  let el = wrap && wrap.querySelector('.conv-item');
+  if (!wrap) {
+    wrap = document.createElement('div');
+    wrap.className = 'conv-row';
+    wrap.dataset.id = id;
+    const check = document.createElement('input');
+    check.type = 'checkbox';
+    check.className = 'conv-check';
+    check.addEventListener('change', () => {
+      if (check.checked) state.checked.add(id);
+      else state.checked.delete(id);
+      emit('checked');
+    });
     el = document.createElement('button');
     el.type = 'button';
     el.className = 'conv-item';
-    el.dataset.id = c.id;
+    el.dataset.id = id;
     const top = span('conv-top');
     const time = document.createElement('time');
     time.className = 'conv-time';
     top.append(span('conv-title'), span('conv-marks'), time);
     const bottom = span('conv-bottom');
     bottom.append(span('conv-mention'), span('conv-preview'), span('conv-unread'));
-    el.append(top, bottom, span('conv-status'));
-    el.addEventListener('click', () => select(c.id));
-    items.set(c.id, el);
+    const meta = span('conv-meta');
+    meta.append(span('conv-status'), span('conv-wait'), span('conv-agent'), span('conv-labels'));
+    el.append(top, bottom, meta);
+    el.addEventListener('click', () => openEntry(id));
+    wrap.append(check, el);
+    rows.set(id, wrap);
   }
-  const status = statusOf(c);
+  const isVisitor = c ? c.kind === 'visitor' : true;
+  const status = c ? statusOf(c) : row.status;
+  const title = c ? titleOf(c) : row.visitor.name;
+  const check = wrap.querySelector('.conv-check');
+  check.hidden = !isVisitor;
+  check.checked = state.checked.has(id);
+  check.setAttribute('aria-label', interpolate(gettext('Select %(name)s'), { name: title }, true));
   el.dataset.status = status;
+  el.dataset.member = c ? 'yes' : 'no';
   el.classList.toggle('closed', status === 'closed');
-  el.classList.toggle('selected', c.id === state.selected);
-  if (c.id === state.selected) el.setAttribute('aria-current', 'true');
+  el.classList.toggle('selected', id === state.selected);
+  if (id === state.selected) el.setAttribute('aria-current', 'true');
   else el.removeAttribute('aria-current');
-  el.dataset.kind = c.kind;
-  el.querySelector('.conv-title').textContent = titleOf(c);
-  el.querySelector('.conv-marks').textContent =
-    (c.pinned ? '📌' : '') + (c.notifications_off ? '🔕' : '') + (c.archived ? '🗄' : '');
+  el.dataset.kind = c ? c.kind : 'visitor';
+  el.querySelector('.conv-title').textContent = title;
+  el.querySelector('.conv-marks').textContent = c
+    ? (c.pinned ? '📌' : '') + (c.notifications_off ? '🔕' : '') + (c.archived ? '🗄' : '')
+    : '';
   const mention = el.querySelector('.conv-mention');
-  mention.textContent = c.mentioned && c.unread ? gettext('[@you]') : '';
+  mention.textContent = c && c.mentioned && c.unread ? gettext('[@you]') : '';
   mention.hidden = !mention.textContent;
-  const at = c.last_message_at || (c.last_message && c.last_message.created_at);
+  const customer = isVisitor ? state.customerMsgs.get(id) : null;
+  const at = c
+    ? c.last_message_at || (c.last_message && c.last_message.created_at)
+    : (customer && customer.created_at) || row.created_at;
   const time = el.querySelector('.conv-time');
   time.textContent = shortTime(at);
   time.title = fullTime(at);
-  const lm = c.last_message;
-  el.querySelector('.conv-preview').textContent = lm ? previewText({ ...lm, conversation_kind: c.kind }, state.me) : '';
+  const preview = el.querySelector('.conv-preview');
+  if (customer) preview.textContent = previewText({ ...customer, sender: { type: 'visitor' } }, state.me);
+  else {
+    const lm = c && c.last_message;
+    preview.textContent = lm ? previewText({ ...lm, conversation_kind: c.kind }, state.me) : '';
+  }
   const unread = el.querySelector('.conv-unread');
-  const n = c.unread || 0; // zeroed on selection; counts on while the tab is hidden
+  const n = (c && c.unread) || 0; // zeroed on selection; counts on while the tab is hidden
   unread.textContent = n > 99 ? '99+' : String(n);
   unread.hidden = n === 0;
-  unread.classList.toggle('quiet', !!c.notifications_off);
+  unread.classList.toggle('quiet', !!(c && c.notifications_off));
   unread.setAttribute('aria-label', interpolate(gettext('%(count)s unread'), { count: n }, true));
   const st = el.querySelector('.conv-status');
-  st.textContent = c.kind === 'visitor' ? STATUS_TEXT[status] || status : c.closed ? gettext('dissolved') : '';
+  st.textContent = isVisitor ? STATUS_TEXT[status] || status : c.closed ? gettext('dissolved') : '';
   st.dataset.status = status;
   st.hidden = !st.textContent;
-  return el;
+  const wait = el.querySelector('.conv-wait');
+  const since = isVisitor && status === 'open' ? state.waitingSince.get(id) : null;
+  if (since) {
+    wait.dataset.since = since;
+    wait.textContent = waitText(since);
+    wait.title = fullTime(since);
+  } else {
+    delete wait.dataset.since;
+    wait.textContent = '';
+  }
+  wait.hidden = !since;
+  const agent = el.querySelector('.conv-agent');
+  const serving = row && row.agent && row.agent.id !== config.user.id ? row.agent.name : '';
+  agent.textContent = serving ? interpolate(gettext('with %(name)s'), { name: serving }, true) : '';
+  agent.hidden = !serving;
+  const labelsEl = el.querySelector('.conv-labels');
+  labelsEl.replaceChildren(...(isVisitor ? state.convLabels.get(id) || [] : []).map(labelChip));
+  return wrap;
 }
 
-function renderList() {
-  const shown = [...state.convs.values()]
+/** A label as a small coloured chip (its colour on its border and dot). */
+export function labelChip(label) {
+  const chip = span('label-chip');
+  chip.dataset.labelId = label.id;
+  chip.style.setProperty('--label-color', label.color);
+  chip.textContent = label.name;
+  return chip;
+}
+
+/** Click on a list entry: open a conversation of ours; take a waiting one; otherwise say who has it. */
+async function openEntry(id) {
+  if (state.convs.has(id)) {
+    select(id);
+    return;
+  }
+  const row = (state.viewRows || []).find((r) => r.conversation_id === id);
+  if (!row) return;
+  if (row.status === 'queued') {
+    await takeRow(row);
+  } else if (config.monitor_url) {
+    window.open(`${config.monitor_url}conversations/${id}/`, '_blank', 'noopener');
+  } else {
+    toast(row.agent
+      ? interpolate(gettext('%(name)s is serving this conversation.'), { name: row.agent.name }, true)
+      : gettext('This conversation is not yours.'));
+  }
+}
+
+/** Take a waiting conversation of a view (assign it to oneself) and open it when it comes. */
+export async function takeRow(row) {
+  try {
+    const r = await api('POST', `/api/v1/kefu/queue/${row.session_id}/pick`);
+    selectWhenHere(r.conversation_id);
+  } catch (err) {
+    toast(err.message);
+  }
+  emit('dirty');
+}
+
+/** The list entries in the order they are shown. */
+export function shownEntries() {
+  if (state.tab === 'customers' && state.viewRows) {
+    return state.viewRows.map((row) => entryOf(row.conversation_id, row));
+  }
+  return [...state.convs.values()]
     .filter((c) => tabOf(c) === state.tab && (state.showArchived || !archivedAway(c) || c.id === state.selected))
     .sort((a, b) => {
       const pa = a.pinned ? 0 : 1;
@@ -113,18 +226,27 @@ function renderList() {
       const ca = a.closed ? 1 : 0;
       const cb = b.closed ? 1 : 0;
       return pa - pb || ca - cb || lastAt(b) - lastAt(a) || b.id - a.id;
-    });
+    })
+    .map((c) => entryOf(c.id, null));
+}
+
+function renderList() {
+  const shown = state.tab === 'tickets' ? [] : shownEntries();
   // Re-appending existing nodes only moves them, so focus and hover survive.
-  shown.forEach((c, i) => {
-    const el = renderItem(c);
+  shown.forEach((entry, i) => {
+    const el = renderItem(entry);
     if (convList.children[i] !== el) convList.insertBefore(el, convList.children[i] || null);
   });
-  const keep = new Set(shown.map((c) => c.id));
-  for (const [id, el] of items) {
-    if (!state.convs.has(id)) items.delete(id);
-    if (!keep.has(id)) el.remove();
+  const keep = new Set(shown.map((e) => e.id));
+  for (const [id, el] of rows) {
+    if (!keep.has(id)) {
+      el.remove();
+      rows.delete(id);
+    }
   }
-  $('conv-list-empty').hidden = shown.length > 0 || !state.synced;
+  const inView = state.tab === 'customers' && !!state.viewRows;
+  $('conv-list-empty').hidden = inView || shown.length > 0 || !state.synced;
+  $('view-list-empty').hidden = !inView || shown.length > 0;
   // Unread per tab; do-not-disturb conversations count only when they @mention us.
   const unread = { customers: 0, team: 0 };
   for (const c of state.convs.values()) {
@@ -146,7 +268,7 @@ function arrived(c) {
   state.arrivedAt.set(c.id, Date.now());
   putConversation(c);
   emit('list');
-  if (isNew && items.has(c.id)) flash(items.get(c.id));
+  if (isNew && rows.has(c.id)) flash(rows.get(c.id).querySelector('.conv-item'));
   return isNew;
 }
 

@@ -14,6 +14,8 @@ import './visitor.js'; // the visitor panel, suggested answers, AI draft, blocki
 import './layout.js'; // the side panel as a drawer on narrow screens
 import './transfer.js'; // transfers, invites and offers
 import './queue.js'; // the workgroups' waiting visitors
+import './views.js'; // the list's views and live counts, labels
+import './shortcuts.js'; // keyboard shortcuts, and the ? list of them
 import './search.js'; // message search
 import './status.js'; // the agent's status and load
 import './language.js'; // the language switch

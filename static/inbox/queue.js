@@ -5,10 +5,11 @@ import { gettext } from '../weiyu/i18n.js';
 import { selectWhenHere } from './conversations.js';
 import { handle } from './frames.js';
 import { toast } from './notifications.js';
-import { config, on } from './store.js';
+import { config, emit, on } from './store.js';
 
 let queueTimer = null;
 function queueChanged() {
+  emit('dirty'); // the views' counts too
   clearTimeout(queueTimer);
   queueTimer = setTimeout(loadQueue, 150); // one fetch for a burst of changes
 }
@@ -54,8 +55,6 @@ async function loadQueue() {
             toast(err.message);
           }
           loadQueue();
-handle('queue.changed', queueChanged);
-on('resync', queueChanged); // what moved while the socket was down
         });
         li.append(take);
       }

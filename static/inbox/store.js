@@ -17,6 +17,8 @@
 //   'closed' (id)       the selected conversation was closed
 //   'resync'            a sync.result came (the socket was down: queues may have moved)
 //   'connection' (s)    the websocket's state ('open', 'reconnecting', …)
+//   'labels'            labels changed (the tenant's, or a conversation's: convLabels)
+//   'view'              another view of the list was chosen (state.filters)
 import { pageConfig } from '../weiyu/dom.js';
 import { gettext } from '../weiyu/i18n.js';
 import { Typers, keepMessage, mergePeerMarks } from '../weiyu/thread.js';
@@ -43,6 +45,17 @@ export const state = {
   mentionPicks: new Map(), // "@name" -> member key, chosen in the composer
   groupMembers: null, // the selected group's members, [{member, role, muted_until}]
   typers: new Typers((id) => id === state.selected && emit('typing')),
+  // the list's views (views.js): 'mine' is the agent's own conversations, held above; any other
+  // view's rows come from GET /api/v1/kefu/conversations and are redrawn on push events
+  filters: { view: 'mine', workgroup: null, label: null, channel: null, sort: '' },
+  savedView: null, // id of the saved view on screen, if any
+  viewRows: null, // rows of the current server view (null: the 'mine' list)
+  viewCounts: null, // GET /api/v1/kefu/views
+  labels: [], // the tenant's labels [{id, name, color, description}]
+  convLabels: new Map(), // conversation id -> [label]
+  customerMsgs: new Map(), // conversation id -> the visitor's last message {content, msg_type, created_at}
+  waitingSince: new Map(), // conversation id -> ISO time the customer's unanswered message came (null: none)
+  checked: new Set(), // conversation ids ticked for a bulk change
 };
 
 // ---- changes ------------------------------------------------------------------------------
@@ -75,12 +88,43 @@ export function ingest(m) {
       if (m.conversation_id === state.selected) emit('message', original);
     }
   }
+  noteCustomerClock(m);
   const c = state.convs.get(m.conversation_id);
   if (c && m.seq >= (c.last_seq || 0)) {
     c.last_seq = m.seq;
     c.last_message = m;
     c.last_message_at = m.created_at;
   }
+}
+
+const USER_TYPES = new Set(['text', 'image', 'voice', 'video', 'file', 'sticker']);
+
+/** The list preview's clock: a visitor's message is the customer's last words and starts their
+ * wait (unless they already wait); an agent's public reply ends it (as the server counts it). */
+function noteCustomerClock(m) {
+  if (!m.sender || !USER_TYPES.has(m.msg_type || 'text')) return;
+  const id = m.conversation_id;
+  if (m.sender.type === 'visitor') {
+    const known = state.customerMsgs.get(id);
+    if (!known || (known.seq || 0) <= m.seq) {
+      state.customerMsgs.set(id, { seq: m.seq, content: m.recalled ? '' : m.content, msg_type: m.msg_type, created_at: m.created_at });
+    }
+    if (!state.waitingSince.get(id)) state.waitingSince.set(id, m.created_at);
+  } else if (m.sender.type === 'agent' && !m.internal) {
+    const since = state.waitingSince.get(id);
+    if (since && Date.parse(m.created_at) >= Date.parse(since)) state.waitingSince.set(id, null);
+  }
+}
+
+/** Keep what a session payload or a view row tells about the list preview and labels. */
+export function noteSession(conversationId, s) {
+  if (!s) return;
+  if (s.labels) state.convLabels.set(conversationId, s.labels);
+  if (s.customer_message) {
+    const known = state.customerMsgs.get(conversationId);
+    if (!known || (known.seq || 0) <= (s.customer_message.seq || 0)) state.customerMsgs.set(conversationId, s.customer_message);
+  }
+  if ('waiting_since' in s) state.waitingSince.set(conversationId, s.status === 'closed' ? null : s.waiting_since);
 }
 
 export function setPeer(conversationId, delivered, read) {
@@ -99,6 +143,7 @@ export function putConversation(c) {
   if (c.id === state.selected && document.visibilityState === 'visible') c.unread = 0;
   if (c.id === state.selected) c.mentioned = false;
   state.convs.set(c.id, c);
+  if (c.session) noteSession(c.id, c.session);
   for (const peer of c.peers || []) {
     if (peer.member) state.names.set(peer.member.key, peer.member.name);
     if (peer.member && peer.member.key !== state.me) setPeer(c.id, peer.delivered_seq, peer.read_seq);
