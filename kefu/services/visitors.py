@@ -11,6 +11,7 @@ from django.db import connection, transaction
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
+from kefu import webhooks
 from kefu.models import Channel, Session, Visitor, VisitorNote, VisitorPageView, VisitorTag
 from kefu.senders import language_for
 from kefu.visitors import NOTE_MAX, TAG_MAX, staff_require, visitor_get
@@ -95,6 +96,7 @@ def visitor_start(
         with translation.override(language_for(visitor)):
             visitor.name = _("Visitor %(number)04d") % {"number": visitor.pk % 10000}
         visitor.save(update_fields=["name"])
+        webhooks.contact_emit("contact.created", visitor_id=visitor.pk)
     else:
         for key, value in fields.items():
             if value or key == "ip_address":
@@ -127,6 +129,7 @@ def visitor_changed_publish(visitor: Visitor) -> None:
     publish_event_on_commit(
         {"type": "visitor.updated", "visitor_id": visitor.pk}, [f"u:{a}" for a in agents]
     )
+    webhooks.contact_emit("contact.updated", visitor_id=visitor.pk)
 
 
 def tag_add(*, user: User, visitor_id: object, name: object) -> list[str]:
