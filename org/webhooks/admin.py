@@ -34,6 +34,7 @@ def _is_admin(request: HttpRequest) -> bool:
 class EndpointForm(forms.ModelForm):
     """URL, description, events (checkboxes) and whether it is on; checked by the service."""
 
+    url = forms.URLField(label=_("URL"), max_length=2000, assume_scheme="https")
     events = forms.MultipleChoiceField(
         label=_("events"), widget=forms.CheckboxSelectMultiple, choices=list(EVENTS.items())
     )

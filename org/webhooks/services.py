@@ -138,7 +138,9 @@ def _changed() -> None:
 def _clean(*, url: object, events: object, description: object) -> tuple[str, list[str], str]:
     if not isinstance(url, str) or not url.strip() or len(url.strip()) > URL_MAX:
         raise ServiceError(
-            "invalid", _("A URL of at most %(n)d characters is needed.") % {"n": URL_MAX}, "url"
+            "invalid",
+            _("A URL of at most %(n)d characters is needed.") % {"n": URL_MAX},
+            field="url",
         )
     url = url.strip()
     try:
