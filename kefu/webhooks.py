@@ -15,16 +15,19 @@ from org.webhooks.services import webhook_emit
 
 
 def contact_payload(visitor: Visitor) -> dict[str, Any]:
-    """A contact (visitor) in webhook payloads: ``{"id", "name", "email", "phone", "language",
-    "channel_id", "page_url", "tags": [name], "created_at"}``."""
+    """A contact (visitor) in webhook payloads: ``{"id", "external_id" (the tenant's customer id
+    given with a verified ``Weiyu.identify``, else ""), "name", "email", "phone", "language",
+    "channel_id", "page_url", "attributes", "tags": [name], "created_at"}``."""
     return {
         "id": visitor.pk,
+        "external_id": visitor.external_id,
         "name": visitor.name,
         "email": visitor.email,
         "phone": visitor.phone,
         "language": visitor.language,
         "channel_id": visitor.channel_id,
         "page_url": visitor.page_url,
+        "attributes": visitor.attributes or {},
         "tags": sorted(visitor.tags.values_list("name", flat=True)),
         "created_at": visitor.created_at.isoformat(),
     }
