@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('kefu', '0019_agent_presence'),
+        ('kefu', '0020_privacy_retention'),
     ]
 
     operations = [
