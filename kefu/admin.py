@@ -268,6 +268,7 @@ class VisitorPageViewInline(admin.TabularInline):
 class VisitorAdmin(admin.ModelAdmin):
     list_display = (
         "name",
+        "external_id",
         "channel",
         "ip_address",
         "language",
@@ -276,7 +277,7 @@ class VisitorAdmin(admin.ModelAdmin):
         "last_seen_at",
     )
     list_filter = ("channel", "language", "tags")
-    search_fields = ("name", "ip_address", "page_url")
+    search_fields = ("name", "ip_address", "page_url", "external_id", "email")
     filter_horizontal = ("tags",)
     inlines = [VisitorNoteInline, VisitorPageViewInline]
     actions = ["export_personal_data", "erase_personal_data"]
@@ -381,6 +382,9 @@ class VisitorAdmin(admin.ModelAdmin):
         "created_at",
         "last_seen_at",
         "erased_at",
+        # who a verified Weiyu.identify says the contact is (kefu.services.visitors)
+        "external_id",
+        "attributes",
     )
 
 

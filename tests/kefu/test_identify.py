@@ -154,6 +154,47 @@ def test_bad_identities_are_400_with_the_field(verified, identity, field) -> Non
     assert body["field"] == field
 
 
+def test_identified_contact_in_webhooks_back_office_and_erasure(verified) -> None:
+    from django.test import override_settings
+
+    from kefu.privacy import visitor_erase
+    from org.models import User
+    from org.webhooks import services as webhooks
+    from org.webhooks.models import WebhookEndpoint, WebhookEvent
+    from tests.conftest import agent_client
+
+    desk, secret = verified
+    customer = unique("crm-")
+    with schema_context("acme"), override_settings(WEIYU_OUTBOUND_ALLOW="127.0.0.1:9"):
+        endpoint, _secret = webhooks.endpoint_create(
+            url="http://127.0.0.1:9/hook", events=["contact.updated"]
+        )
+    try:
+        # given a webhook for contact changes, when a browser identifies the customer
+        client = _widget()
+        token = _session(client, desk.channel)["token"]
+        mac = identity_hmac(secret=secret, external_id=customer)
+        status, body = _identify(client, token, {"id": customer, "name": "Kim"}, mac)
+        assert status == 200
+        # then the contact.updated event carries the customer id
+        with schema_context("acme"):
+            event = WebhookEvent.objects.filter(type="contact.updated").order_by("-id").first()
+            assert event.data["contact"]["external_id"] == customer
+            assert event.data["contact"]["name"] == "Kim"
+            bob = User.objects.get(username="bob")
+        # and the back office finds the contact by it
+        listing = agent_client(bob).get(f"/admin/kefu/visitor/?q={customer}")
+        assert listing.status_code == 200
+        assert customer.encode() in listing.content
+        # and erasing the visitor's personal data forgets the customer id
+        with schema_context("acme"):
+            visitor_erase(user=bob, visitor_id=body["visitor"]["id"])
+            assert not Visitor.objects.filter(external_id=customer).exists()
+    finally:
+        with schema_context("acme"):
+            webhooks.endpoint_delete(endpoint=WebhookEndpoint.objects.get(pk=endpoint.pk))
+
+
 def test_identify_needs_a_visitor_token(verified) -> None:
     status, body = _identify(_widget(), "forged", {"id": "a"}, "00")
     assert status == 401
