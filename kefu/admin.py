@@ -147,8 +147,37 @@ class VisitorTagAdmin(admin.ModelAdmin):
 class ChannelAdmin(admin.ModelAdmin):
     list_display = ("name", "mode", "workgroup", "is_active", "public_key")
     list_filter = ("is_active", "mode")
-    readonly_fields = ("public_key", "snippet", "created_at")
+    readonly_fields = ("public_key", "snippet", "created_at", "identity_secret_state")
     filter_horizontal = ("knowledge_bases", "departments")
+    actions = ("identity_secret_generate",)
+
+    @admin.display(description=_("identity verification secret"))
+    def identity_secret_state(self, obj: Channel) -> str:
+        if obj.pk and obj.identity_secret:
+            return _("Set (kept encrypted; generate a new one with the list's action).")
+        return _("None yet: generate one with the list's action.")
+
+    @admin.action(description=_("Generate a new identity verification secret (shows it once)"))
+    def identity_secret_generate(self, request: HttpRequest, queryset: Any) -> Any:
+        channels = list(queryset[:2])
+        if len(channels) != 1:
+            self.message_user(request, _("Choose one channel."), messages.WARNING)
+            return None
+        secret = visitor_services.channel_identity_secret_rotate(channel=channels[0])
+        response = TemplateResponse(
+            request,
+            "admin/kefu/channel/identity_secret.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "channel": channels[0],
+                "secret": secret,
+                "title": channels[0].name,
+            },
+        )
+        response["Cache-Control"] = "no-store"
+        return response
+
     inlines = [RoutingRuleInline]
     fieldsets = (
         (
@@ -168,6 +197,10 @@ class ChannelAdmin(admin.ModelAdmin):
                     "snippet",
                 )
             },
+        ),
+        (
+            _("Identity verification (Weiyu.identify)"),
+            {"fields": ("identity_required", "identity_secret_state")},
         ),
         (
             _("Robot (robot-only and robot-first modes)"),
@@ -241,6 +274,7 @@ class VisitorPageViewInline(admin.TabularInline):
 class VisitorAdmin(admin.ModelAdmin):
     list_display = (
         "name",
+        "external_id",
         "channel",
         "ip_address",
         "language",
@@ -249,7 +283,7 @@ class VisitorAdmin(admin.ModelAdmin):
         "last_seen_at",
     )
     list_filter = ("channel", "language", "tags")
-    search_fields = ("name", "ip_address", "page_url")
+    search_fields = ("name", "ip_address", "page_url", "external_id", "email")
     filter_horizontal = ("tags",)
     inlines = [VisitorNoteInline, VisitorPageViewInline]
     actions = ["export_personal_data", "erase_personal_data"]
@@ -354,6 +388,9 @@ class VisitorAdmin(admin.ModelAdmin):
         "created_at",
         "last_seen_at",
         "erased_at",
+        # who a verified Weiyu.identify says the contact is (kefu.services.visitors)
+        "external_id",
+        "attributes",
     )
 
 

@@ -12,6 +12,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from im.models import Participant
+from kefu import webhooks
 from kefu.models import Session, Visitor
 from weiyu.errors import ServiceError
 from weiyu.realtime import publish_event_on_commit
@@ -82,4 +83,7 @@ def csat_submit(
             "csat": csat_payload(session),
         }
         publish_event_on_commit(event, [*staff, visitor.member_key])
+        webhooks.conversation_emit(
+            "csat.submitted", session_id=session.pk, conversation_id=conversation_id
+        )
     return session

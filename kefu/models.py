@@ -10,6 +10,7 @@ from django.utils.translation import gettext_lazy as _
 
 from im.models import Conversation
 from kefu.blocking import parse_network
+from weiyu.fields import EncryptedTextField
 
 
 def new_public_key() -> str:
@@ -261,6 +262,18 @@ class Channel(models.Model):
         help_text=_("Visitors choose one of these in the widget before their first message."),
     )
     is_active = models.BooleanField(_("active"), default=True)
+    #: identity verification (docs/protocol.md, "Known customers"): the HMAC-SHA256 key of
+    #: ``Weiyu.identify``; generated in the back office, shown once
+    identity_secret = EncryptedTextField(_("identity verification secret"), blank=True)
+    identity_required = models.BooleanField(
+        _("identity verification"),
+        default=False,
+        help_text=_(
+            "Customers identified with Weiyu.identify must come with the HMAC-SHA256 of their id "
+            "under this channel's secret; an identity without a valid one is refused. Only "
+            "verified identities share one contact and history across browsers."
+        ),
+    )
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:
@@ -364,6 +377,10 @@ class Visitor(models.Model):
     tags = models.ManyToManyField(
         VisitorTag, blank=True, related_name="visitors", verbose_name=_("tags")
     )
+    #: the tenant's own id of a verified, logged-in customer (``Weiyu.identify``): one visitor
+    #: (contact) per id and channel, whatever the browser
+    external_id = models.CharField(_("customer id"), max_length=128, blank=True, editable=False)
+    attributes = models.JSONField(_("attributes"), default=dict, blank=True)
     created_at = models.DateTimeField(_("first seen"), auto_now_add=True)
     last_seen_at = models.DateTimeField(_("last seen"), auto_now=True)
     erased_at = models.DateTimeField(
@@ -373,6 +390,13 @@ class Visitor(models.Model):
     class Meta:
         verbose_name = _("visitor")
         verbose_name_plural = _("visitors")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["channel", "external_id"],
+                condition=~models.Q(external_id=""),
+                name="kefu_visitor_external_id",
+            )
+        ]
 
     def __str__(self) -> str:
         return self.name

@@ -120,6 +120,8 @@ def visitor_export(*, user: User, visitor_id: object) -> dict[str, Any]:
             "last_seen": _iso(visitor.last_seen_at),
             "channel": visitor.channel.name,
             "tags": list(visitor.tags.order_by("name").values_list("name", flat=True)),
+            "customer_id": visitor.external_id,
+            "attributes": visitor.attributes or {},
         },
         "notes": [
             {
@@ -192,6 +194,9 @@ def visitor_erase(*, user: User | None, visitor_id: object) -> dict[str, int]:
     visitor.name = _("Erased visitor #%(id)d") % {"id": visitor.pk}
     visitor.name_given = False
     visitor.email = visitor.phone = visitor.user_agent = visitor.referrer = visitor.page_url = ""
+    # the customer id of Weiyu.identify and its attributes identify the person too
+    visitor.external_id = ""
+    visitor.attributes = {}
     visitor.ip_address = None
     visitor.erased_at = timezone.now()
     visitor.save()

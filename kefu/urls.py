@@ -11,6 +11,7 @@ urlpatterns = [
     path("widget/frame/", views.widget_frame, name="widget-frame"),
     path("api/v1/widget/session", views.WidgetSessionApi.as_view(), name="widget-session"),
     path("api/v1/widget/profile", views.WidgetProfileApi.as_view(), name="widget-profile"),
+    path("api/v1/widget/identify", views.WidgetIdentifyApi.as_view(), name="widget-identify"),
     path("api/v1/widget/transcript", views.WidgetTranscriptApi.as_view(), name="widget-transcript"),
     path("api/v1/widget/files", views.WidgetFileUploadApi.as_view(), name="widget-files"),
     path("api/v1/widget/files/<int:pk>", views.WidgetFileApi.as_view(), name="widget-file"),

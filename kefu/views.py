@@ -107,6 +107,7 @@ def widget_frame(request: HttpRequest) -> HttpResponse:
         "session_url": "/api/v1/widget/session",
         "tickets_url": "/api/v1/widget/tickets",
         "profile_url": "/api/v1/widget/profile",
+        "identify_url": "/api/v1/widget/identify",
         "transcript_url": "/api/v1/widget/transcript",
         "ws_path": "/ws/visitor/",
         "files_url": reverse("kefu:widget-files"),
@@ -162,30 +163,61 @@ class WidgetSessionApi(APIView):
         kefu_visitors.page_view_record(
             visitor=visitor, url=data.get("page_url", ""), title=data.get("page_title", "")
         )
-        is_open, opens_at = hours.workgroup_hours(calendar_id=channel.workgroup.calendar_id)
-        return Response(
-            {
-                "token": token,
-                "visitor": transcripts.visitor_payload(visitor),
-                "prechat": channel.prechat,
-                "channel": {
-                    "key": channel.public_key,
-                    "name": channel.name,
-                    "title": channel.title or channel.name,
-                    "welcome_text": channel.welcome_text,
-                    "color": channel.color,
-                    "mode": channel.mode,
-                },
-                "robot": robot_persona.widget_info(channel, senders.robot_language(visitor)),
-                "departments": routing.departments(channel),
-                "ws_path": "/ws/visitor/",
-                "files_token": widget_auth.files_token(visitor),
-                "agents_online": is_open
-                and selectors.workgroup_has_online_agent(workgroup_id=channel.workgroup_id),
-                "open": is_open,
-                "opens_at": opens_at.isoformat() if opens_at and not is_open else None,
-            }
+        return Response(_session_answer(channel, visitor, token))
+
+
+def _session_answer(channel: Any, visitor: Any, token: str) -> dict[str, Any]:
+    """The answer of ``POST /api/v1/widget/session`` (and of ``identify``) for ``visitor``."""
+    is_open, opens_at = hours.workgroup_hours(calendar_id=channel.workgroup.calendar_id)
+    return {
+        "token": token,
+        "visitor": transcripts.visitor_payload(visitor),
+        "prechat": channel.prechat,
+        "channel": {
+            "key": channel.public_key,
+            "name": channel.name,
+            "title": channel.title or channel.name,
+            "welcome_text": channel.welcome_text,
+            "color": channel.color,
+            "mode": channel.mode,
+        },
+        "robot": robot_persona.widget_info(channel, senders.robot_language(visitor)),
+        "departments": routing.departments(channel),
+        "ws_path": "/ws/visitor/",
+        "files_token": widget_auth.files_token(visitor),
+        "agents_online": is_open
+        and selectors.workgroup_has_online_agent(workgroup_id=channel.workgroup_id),
+        "open": is_open,
+        "opens_at": opens_at.isoformat() if opens_at and not is_open else None,
+    }
+
+
+class WidgetIdentifyApi(APIView):
+    """``POST /api/v1/widget/identify`` ``{"token", "identity": {"id", "name"?, "email"?,
+    "phone"?, "attributes"?}, "hmac"?}`` (``Weiyu.identify`` on the host page; docs/protocol.md,
+    "Known customers") → the answer of ``/api/v1/widget/session`` for the contact this browser
+    now is: with a valid ``hmac`` (hex HMAC-SHA256 of ``id`` under the channel's identity
+    secret) the channel's one contact of that customer, with its token and history. Errors:
+    401 ``invalid_token``; 403 ``forbidden`` (``field`` = ``hmac``: the HMAC does not verify, or
+    the channel requires one); 400 ``invalid`` with ``field``; 429 as the session."""
+
+    authentication_classes: list[Any] = []
+    permission_classes = [AllowAny]
+
+    def post(self, request: Request) -> Response:
+        ratelimit.check(
+            limits.session_start(limits.effective(), ip=request.META.get("REMOTE_ADDR", ""))
         )
+        data = request.data
+        if not isinstance(data, dict):
+            raise ServiceError("invalid", _("The body must be a JSON object."))
+        visitor = kefu_visitors.visitor_from_token(widget_auth.request_token(request))
+        contact, token = kefu_visitors.visitor_identify(
+            visitor=visitor, identity=data.get("identity"), hmac_hex=data.get("hmac")
+        )
+        if blocking.is_blocked(visitor_id=contact.pk, ip=request.META.get("REMOTE_ADDR")):
+            raise ServiceError("forbidden", _("You cannot chat here."))
+        return Response(_session_answer(contact.channel, contact, token))
 
 
 @login_required

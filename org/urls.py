@@ -1,6 +1,7 @@
 from django.urls import path
 
 from org import api
+from org.webhooks import api as webhooks
 
 app_name = "org"
 
@@ -10,4 +11,22 @@ urlpatterns = [
     path("tokens", api.TokenListApi.as_view(), name="tokens"),
     path("tokens/<int:pk>", api.TokenDetailApi.as_view(), name="token"),
     path("me/language", api.MyLanguageApi.as_view(), name="my-language"),
+    # signed webhooks: endpoints, the delivery log, replay (docs/webhooks.md)
+    path("webhooks", webhooks.WebhookListApi.as_view(), name="webhooks"),
+    path("webhooks/<int:pk>", webhooks.WebhookDetailApi.as_view(), name="webhook"),
+    path(
+        "webhooks/<int:pk>/rotate-secret",
+        webhooks.WebhookSecretRotateApi.as_view(),
+        name="webhook-rotate-secret",
+    ),
+    path(
+        "webhooks/<int:pk>/deliveries",
+        webhooks.WebhookDeliveryListApi.as_view(),
+        name="webhook-deliveries",
+    ),
+    path(
+        "webhooks/deliveries/<int:pk>/replay",
+        webhooks.WebhookDeliveryReplayApi.as_view(),
+        name="webhook-replay",
+    ),
 ]

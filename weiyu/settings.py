@@ -120,6 +120,8 @@ TENANT_APPS = [
     "django_otp.plugins.otp_static",
     # the audit log (org.audit, docs/security.md): each tenant's entries in its own schema
     "auditlog",
+    # signed webhooks (org/webhooks, docs/webhooks.md): endpoints, events, the delivery log
+    "org.webhooks",
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
 TENANT_MODEL = "tenants.Tenant"
@@ -412,7 +414,17 @@ CELERY_BEAT_SCHEDULE = {
         "task": "tickets.tasks.sla_scan_all_task",
         "schedule": float(os.environ.get("SLA_SCAN_INTERVAL_S", "10")),
     },
+    # webhook deliveries a lost task or a restarted worker left behind (org/webhooks)
+    "webhooks-due": {"task": "org.webhooks.tasks.webhook_due_scan_all_task", "schedule": 60.0},
 }
+
+# --- webhooks (org/webhooks, docs/webhooks.md): attempts per delivery, the first included; the
+# delay after failed attempt n is BASE * 4^(n-1) seconds; an endpoint is disabled after this many
+# deliveries in a row failed; seconds to wait for an answer
+WEIYU_WEBHOOK_MAX_ATTEMPTS = int(os.environ.get("WEIYU_WEBHOOK_MAX_ATTEMPTS", "6"))
+WEIYU_WEBHOOK_RETRY_BASE_S = float(os.environ.get("WEIYU_WEBHOOK_RETRY_BASE_S", "10"))
+WEIYU_WEBHOOK_DISABLE_AFTER = int(os.environ.get("WEIYU_WEBHOOK_DISABLE_AFTER", "5"))
+WEIYU_WEBHOOK_TIMEOUT_S = float(os.environ.get("WEIYU_WEBHOOK_TIMEOUT_S", "10"))
 
 # --- e-mail: replies to ticket requesters. Without EMAIL_HOST the messages go to the worker's
 # log (console backend), so nothing is lost silently in development.

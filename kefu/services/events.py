@@ -6,7 +6,7 @@ from __future__ import annotations
 from django.db import connection, transaction
 
 from im.models import Message
-from kefu import presence, selectors
+from kefu import presence, selectors, webhooks
 from kefu.models import AgentState, Session, Workgroup
 from org.models import User
 from weiyu.realtime import publish_event_on_commit
@@ -22,6 +22,9 @@ def conversation_assigned_publish(
     not read again)."""
     conversation_id = session.conversation_id
     visitor_key = session.visitor.member_key
+    webhooks.conversation_emit(
+        "conversation.assigned", session_id=session.pk, conversation_id=conversation_id
+    )
 
     def publish() -> None:
         # Serialised after commit so both sides see the committed state (receipts, last message);

@@ -21,7 +21,7 @@ from im.senders import Sender
 from im.services import conversations as im_conversations
 from im.services import drafts as im_drafts
 from im.services import messages as im_messages
-from kefu import hours, selectors, sensitive
+from kefu import hours, selectors, sensitive, webhooks
 from kefu.models import Session, Visitor, Workgroup
 from kefu.robot import answers as robot
 from kefu.robot.persona import ROBOT_MODES
@@ -78,7 +78,7 @@ def _session_open(
             ),
         ),
     )
-    return Session.objects.create(
+    session = Session.objects.create(
         conversation=conversation,
         visitor=visitor,
         channel=channel,
@@ -87,6 +87,10 @@ def _session_open(
         status=status,
         queued_at=timezone.now() if status == Session.Status.QUEUED else None,
     )
+    webhooks.conversation_emit(
+        "conversation.created", session_id=session.pk, conversation_id=conversation.pk
+    )
+    return session
 
 
 def visitor_message_send(
@@ -277,6 +281,7 @@ class VisitorConversationHook(SendHook):
         return None
 
     def after_append(self, *, message: Message, sender: Sender, context: Any) -> None:
+        webhooks.message_emit(message)  # nothing but a set look-up without a subscription
         if context is None or message.msg_type != Message.Type.TEXT:
             return
         session_id, status, channel_id = context

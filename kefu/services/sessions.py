@@ -12,7 +12,7 @@ from im import selectors as im_selectors
 from im.senders import Sender
 from im.services import conversations as im_conversations
 from im.services import messages as im_messages
-from kefu import syslines
+from kefu import syslines, webhooks
 from kefu.models import AgentState, Session, Workgroup
 from kefu.services.events import agent_state_publish, views_changed_publish
 from kefu.services.routing import workgroup_dispatch
@@ -45,6 +45,9 @@ def session_close(*, session_id: int, closed_by: Sender, ip: str | None = None) 
         )
         im_conversations.conversation_close(
             conversation_id=session.conversation_id, closed_by=closed_by
+        )
+        webhooks.conversation_emit(
+            "conversation.closed", session_id=session.pk, conversation_id=session.conversation_id
         )
         if closed_by.user_id is not None:
             audit.audit_record(

@@ -28,7 +28,7 @@ from django.utils.translation import gettext as _
 from im.models import Participant
 from im.services import conversations as im_conversations
 from im.services import messages as im_messages
-from kefu import selectors, syslines
+from kefu import selectors, syslines, webhooks
 from kefu.models import AgentState, Session, Transfer, Workgroup
 from kefu.services.events import agent_state_publish
 from kefu.services.routing import workgroup_dispatch
@@ -279,6 +279,17 @@ def transfer_accept(*, user: User, transfer_id: object) -> Transfer:
         agent_state_publish(user_id=user.pk)
         _audit(user, session, transfer, "accepted")
         conversation_id = session.conversation_id
+        from_agent = User.objects.filter(pk=transfer.from_agent_id).first()
+        webhooks.conversation_emit(
+            "conversation.transferred",
+            session_id=session.pk,
+            conversation_id=conversation_id,
+            extra={
+                "from_agent": {"id": from_agent.pk, "name": from_agent.name}
+                if from_agent
+                else None,
+            },
+        )
 
         def publish() -> None:
             payload = selectors.conversation_get_for_member(

@@ -4,13 +4,20 @@ notes, each followed by ``visitor.updated`` to the agents serving the visitor.""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import secrets
 from datetime import timedelta
+from typing import Any
 
 from django.core import signing
-from django.db import connection, transaction
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
+from kefu import webhooks
 from kefu.models import Channel, Session, Visitor, VisitorNote, VisitorPageView, VisitorTag
 from kefu.senders import language_for
 from kefu.visitors import NOTE_MAX, TAG_MAX, staff_require, visitor_get
@@ -95,6 +102,7 @@ def visitor_start(
         with translation.override(language_for(visitor)):
             visitor.name = _("Visitor %(number)04d") % {"number": visitor.pk % 10000}
         visitor.save(update_fields=["name"])
+        webhooks.contact_emit("contact.created", visitor_id=visitor.pk)
     else:
         for key, value in fields.items():
             if value or key == "ip_address":
@@ -127,6 +135,7 @@ def visitor_changed_publish(visitor: Visitor) -> None:
     publish_event_on_commit(
         {"type": "visitor.updated", "visitor_id": visitor.pk}, [f"u:{a}" for a in agents]
     )
+    webhooks.contact_emit("contact.updated", visitor_id=visitor.pk)
 
 
 def tag_add(*, user: User, visitor_id: object, name: object) -> list[str]:
@@ -233,3 +242,187 @@ def note_delete(*, user: User, note_id: object) -> None:
         note = _note(user, note_id)
         note.delete()
         visitor_changed_publish(note.visitor)
+
+
+# --- known customers: Weiyu.identify (docs/protocol.md, "Known customers") --------------------
+
+IDENTITY_ID_MAX = 128
+ATTRIBUTES_MAX = 50
+ATTRIBUTE_KEY_MAX = 64
+ATTRIBUTE_VALUE_MAX = 500
+
+
+def identity_hmac(*, secret: str, external_id: str) -> str:
+    """Hex HMAC-SHA256 of the customer's id (UTF-8) under the channel's identity secret: what
+    the tenant's server computes and passes to ``Weiyu.identify(identity, hmac)``."""
+    return hmac.new(secret.encode(), external_id.encode(), hashlib.sha256).hexdigest()
+
+
+def channel_identity_secret_rotate(*, channel: Channel) -> str:
+    """A new identity verification secret for the channel (returned to be shown once); HMACs
+    made with the old one stop verifying at once."""
+    secret = secrets.token_hex(32)
+    channel.identity_secret = secret
+    channel.save(update_fields=["identity_secret"])
+    return secret
+
+
+def _identity_fields(identity: object) -> dict[str, Any]:
+    if not isinstance(identity, dict):
+        raise ServiceError("invalid", _("The identity must be an object."), field="identity")
+    raw_id = identity.get("id")
+    if isinstance(raw_id, int) and not isinstance(raw_id, bool):
+        raw_id = str(raw_id)
+    if not isinstance(raw_id, str) or not raw_id.strip() or len(raw_id) > IDENTITY_ID_MAX:
+        raise ServiceError(
+            "invalid",
+            _("The identity needs an id of 1 to %(n)d characters.") % {"n": IDENTITY_ID_MAX},
+            field="id",
+        )
+    fields: dict[str, Any] = {"external_id": raw_id}
+    for name in ("name", "email", "phone"):
+        value = identity.get(name)
+        if value in (None, ""):
+            continue
+        limit = Visitor._meta.get_field(name).max_length
+        if not isinstance(value, str) or len(value.strip()) > limit:
+            raise ServiceError("invalid", _("Please check this field."), field=name)
+        fields[name] = value.strip()
+    if "email" in fields:
+        try:
+            validate_email(fields["email"])
+        except ValidationError:
+            raise ServiceError(
+                "invalid", _("Please enter a valid e-mail address."), field="email"
+            ) from None
+    attributes = identity.get("attributes")
+    if attributes is not None:
+        if not isinstance(attributes, dict) or len(attributes) > ATTRIBUTES_MAX:
+            raise ServiceError(
+                "invalid",
+                _("attributes is an object of at most %(n)d entries.") % {"n": ATTRIBUTES_MAX},
+                field="attributes",
+            )
+        for key, value in attributes.items():
+            ok_value = (
+                value is None
+                or isinstance(value, bool | int | float)
+                or (isinstance(value, str) and len(value) <= ATTRIBUTE_VALUE_MAX)
+            )
+            if not isinstance(key, str) or not key or len(key) > ATTRIBUTE_KEY_MAX or not ok_value:
+                raise ServiceError(
+                    "invalid",
+                    _(
+                        "Each attribute is a name of at most %(k)d characters with a number, a "
+                        "true/false, or a text of at most %(v)d characters."
+                    )
+                    % {"k": ATTRIBUTE_KEY_MAX, "v": ATTRIBUTE_VALUE_MAX},
+                    field="attributes",
+                )
+        fields["attributes"] = attributes
+    return fields
+
+
+def _profile_apply(contact: Visitor, fields: dict[str, Any]) -> list[str]:
+    changed = []
+    for name in ("name", "email", "phone"):
+        if name in fields and getattr(contact, name) != fields[name]:
+            setattr(contact, name, fields[name])
+            changed.append(name)
+    if "name" in fields and not contact.name_given:
+        contact.name_given = True
+        changed.append("name_given")
+    if "attributes" in fields:
+        merged = {**(contact.attributes or {}), **fields["attributes"]}
+        if merged != contact.attributes:
+            contact.attributes = merged
+            changed.append("attributes")
+    return changed
+
+
+def visitor_identify(
+    *, visitor: Visitor, identity: object, hmac_hex: object = None
+) -> tuple[Visitor, str]:
+    """The host page says who its logged-in customer is (``Weiyu.identify({id, name, email,
+    phone, attributes}, hmac)``). Returns the contact this browser now is, and its token.
+
+    With a valid ``hmac_hex`` (hex HMAC-SHA256 of ``id`` under the channel's identity secret,
+    :func:`identity_hmac`) the identity is *verified*: the channel's contact with that id is
+    returned (the same on every browser and device, with its conversations); when there is none
+    yet, this browser's anonymous visitor becomes it. Without one, on a channel whose
+    ``identity_required`` is off, only this browser's visitor gets the name, e-mail, phone and
+    attributes (nobody can take over another customer's history by naming their id).
+
+    Raises ``ServiceError``: ``forbidden`` (``field`` = ``hmac``) for an HMAC that does not
+    verify, or none on a channel that requires it; ``invalid`` with ``field`` for bad input
+    (id 1-128 characters, name ≤ 100, e-mail, phone ≤ 32, at most 50 attributes). The rule
+    follows Chatwoot's identity validation (``setUser`` + ``identifier_hash``)."""
+    fields = _identity_fields(identity)
+    channel = Channel.objects.get(pk=visitor.channel_id)
+    external_id = fields.pop("external_id")
+    verified = False
+    if hmac_hex not in (None, ""):
+        expected = identity_hmac(secret=channel.identity_secret, external_id=external_id)
+        verified = (
+            bool(channel.identity_secret)
+            and isinstance(hmac_hex, str)
+            and hmac.compare_digest(expected, hmac_hex.strip().lower())
+        )
+        if not verified:
+            raise ServiceError(
+                "forbidden", _("The customer's identity could not be verified."), field="hmac"
+            )
+    if channel.identity_required and not verified:
+        raise ServiceError(
+            "forbidden",
+            _("This chat requires a verified identity (an HMAC of the customer's id)."),
+            field="hmac",
+        )
+    for _attempt in range(2):  # a second browser of a new customer may create it at the same time
+        try:
+            with transaction.atomic():
+                return _identify(visitor, channel, external_id, fields, verified=verified)
+        except IntegrityError:
+            continue
+    raise ServiceError("conflict", _("Please try again."))
+
+
+def _identify(
+    visitor: Visitor, channel: Channel, external_id: str, fields: dict[str, Any], *, verified: bool
+) -> tuple[Visitor, str]:
+    contact = visitor
+    created = False
+    if verified:
+        found = (
+            Visitor.objects.select_for_update()
+            .filter(channel=channel, external_id=external_id)
+            .first()
+        )
+        if found is not None:
+            contact = found
+        elif visitor.external_id and visitor.external_id != external_id:
+            # another customer signs in on this browser: a contact of their own
+            contact = Visitor.objects.create(
+                channel=channel,
+                name=fields.get("name") or external_id[:100],
+                external_id=external_id,
+                ip_address=visitor.ip_address,
+                user_agent=visitor.user_agent,
+                language=visitor.language,
+                page_url=visitor.page_url,
+                referrer=visitor.referrer,
+            )
+            created = True
+        else:
+            contact = Visitor.objects.select_for_update().get(pk=visitor.pk)
+            contact.external_id = external_id  # the anonymous visitor becomes the contact
+    changed = _profile_apply(contact, fields)
+    if contact.external_id != visitor.external_id and contact.pk == visitor.pk:
+        changed.append("external_id")
+    if changed:
+        contact.save(update_fields=changed)
+    if created:
+        webhooks.contact_emit("contact.created", visitor_id=contact.pk)
+    elif changed:
+        visitor_changed_publish(contact)
+    return contact, visitor_token_make(contact)

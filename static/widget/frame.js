@@ -64,6 +64,11 @@ function toHost(msg) {
 
 window.addEventListener('message', (e) => {
   if (e.source !== window.parent || !e.data || e.data.source !== 'weiyu-host') return;
+  if (e.data.event === 'identify') {
+    identity = { identity: e.data.identity, hmac: e.data.hmac };
+    if (client) identify();
+    return;
+  }
   if (e.data.event === 'visibility') {
     hostOpen = !!e.data.open;
     if (hostOpen && window.matchMedia('(pointer: fine)').matches) composer.focus();
@@ -1222,6 +1227,41 @@ async function renewSession() {
   }
 }
 
+// ---- known customers (Weiyu.identify on the host page; docs/protocol.md) ---------------------
+// The identity is sent once the session exists; the answer is the contact this browser now is
+// (with a valid HMAC: the customer's one contact, with their history from other browsers).
+let identity = null;
+let identifiedAs = null;
+
+async function identify() {
+  if (!identity || !session) return;
+  const asked = JSON.stringify(identity);
+  if (asked === identifiedAs) return;
+  identifiedAs = asked;
+  const shown = $('identity-error');
+  try {
+    const data = await api('POST', config.identify_url, {
+      token: session.token,
+      identity: identity.identity,
+      hmac: identity.hmac,
+    });
+    shown.hidden = true;
+    saveToken(data.token);
+    const sameVisitor = data.visitor.key === me;
+    applySession(data);
+    if (!sameVisitor) {
+      client.close();
+      resetConversationState();
+      client = makeClient();
+    }
+    toHost({ event: 'identified' });
+  } catch (err) {
+    shown.textContent = err.message;
+    shown.hidden = false;
+    toHost({ event: 'identify_failed', message: err.message });
+  }
+}
+
 function makeClient() {
   return new WeiyuClient({ url: socketUrl, protocols: socketProtocols, onFrame, onState });
 }
@@ -1300,6 +1340,7 @@ async function start(attempt = 0) {
   }
   client = makeClient();
   if (sendWhenReady) sendNow();
+  identify();
 }
 
 if (!followChosenLanguage()) start();

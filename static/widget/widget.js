@@ -35,6 +35,8 @@
   var isOpen = false;
   var unread = 0;
   var listeners = {};
+  var identity = null; // what Weiyu.identify gave: {identity, hmac}, sent to each frame load
+  var identitySent = false;
   var narrow = window.matchMedia('(max-width: 479px)');
 
   function css(el, styles) {
@@ -159,6 +161,12 @@
     emit(open ? 'open' : 'close');
   }
 
+  function sendIdentity() {
+    if (!identity || identitySent) return;
+    identitySent = true;
+    tellFrame({ source: 'weiyu-host', event: 'identify', identity: identity.identity, hmac: identity.hmac });
+  }
+
   function setUnread(n) {
     unread = Math.max(0, n | 0);
     badge.textContent = unread > 99 ? '99+' : String(unread);
@@ -168,7 +176,10 @@
   }
 
   launcher.addEventListener('click', function () { setOpen(!isOpen); });
+  var frameReady = false;
   frame.addEventListener('load', function () {
+    frameReady = false;
+    identitySent = false; // a reloaded frame (language switch) is told again
     tellFrame({ source: 'weiyu-host', event: 'visibility', open: isOpen });
   });
   if (narrow.addEventListener) narrow.addEventListener('change', layout);
@@ -181,6 +192,8 @@
     if (d.event === 'unread') setUnread(d.count);
     else if (d.event === 'close') setOpen(false);
     else if (d.event === 'open') setOpen(true);
+    else if (d.event === 'identified') emit('identified');
+    else if (d.event === 'identify_failed') emit('identify_failed', String(d.message || ''));
     else if (d.event === 'ready') {
       // Only a plain #rgb/#rrggbb colour; anything else stays the default.
       if (typeof d.color === 'string' && /^#[0-9a-f]{3}([0-9a-f]{3})?$/i.test(d.color)) {
@@ -188,6 +201,8 @@
         css(launcher, { background: accent });
       }
       tellFrame({ source: 'weiyu-host', event: 'visibility', open: isOpen });
+      frameReady = true;
+      sendIdentity();
       emit('ready');
     }
   });
@@ -207,7 +222,19 @@
     toggle: function () { setOpen(!isOpen); },
     isOpen: function () { return isOpen; },
     unread: function () { return unread; },
-    /** Events: 'open', 'close', 'unread' (count), 'ready'. Returns an unsubscribe function. */
+    /**
+     * Say who the logged-in customer is: identity {id, name?, email?, phone?, attributes?} and
+     * hmac, the hex HMAC-SHA256 of id under the channel's identity secret, computed by your
+     * server. With a valid hmac every browser of the customer shares one contact and history.
+     * Events 'identified' or 'identify_failed' (message) follow.
+     */
+    identify: function (who, hmac) {
+      if (!who || typeof who !== 'object') return;
+      identity = { identity: who, hmac: typeof hmac === 'string' ? hmac : '' };
+      identitySent = false;
+      if (frameReady) sendIdentity();
+    },
+    /** Events: 'open', 'close', 'unread' (count), 'ready', 'identified', 'identify_failed'. */
     on: function (event, fn) {
       if (typeof fn !== 'function') return function () {};
       (listeners[event] = listeners[event] || []).push(fn);

@@ -22,6 +22,7 @@ from django.utils.translation import gettext as _
 
 from org.models import User
 from tickets.models import Notification, SlaClock
+from tickets.services.events import sla_breached_emit
 from tickets.services.notifications import notifications_create
 from weiyu import realtime
 
@@ -104,6 +105,7 @@ def sla_clock_breach(*, clock: SlaClock, now: dt.datetime) -> None:
         ticket=clock.ticket,
         clock=clock,
     )
+    sla_breached_emit(clock=clock)
 
 
 def sla_clock_escalate(*, clock: SlaClock, now: dt.datetime) -> None:

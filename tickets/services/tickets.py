@@ -219,7 +219,7 @@ def ticket_create(
         ticket.watchers.add(creator)
     if ticket.assignee is not None:
         _assigned_notify(ticket, by=creator)
-    ticket_updated_publish(ticket=ticket)
+    ticket_updated_publish(ticket=ticket, webhook_event="ticket.created")
     return ticket
 
 
