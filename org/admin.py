@@ -19,9 +19,15 @@ from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied
 from django.db import connection
 from django.db.models import Q, QuerySet
-from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseRedirect,
+    JsonResponse,
+    StreamingHttpResponse,
+)
 from django.template.response import TemplateResponse
-from django.urls import path
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
@@ -43,6 +49,7 @@ from org.models import (
     User,
     VisitorLimits,
 )
+from tenants import quotas
 from tenants.admin import platform_admin_site
 from weiyu.errors import ServiceError
 
@@ -140,6 +147,18 @@ class UserAdmin(DeleteKeepingHistory, BaseUserAdmin):
         ),
     )
     inlines = [UserDepartmentInline]
+
+    def add_view(
+        self, request: HttpRequest, form_url: str = "", extra_context: dict | None = None
+    ) -> HttpResponse:
+        """The plan's seats (tenants.quotas): when every seat is taken, "Add user" goes back to
+        the list with a message saying so instead of showing the form."""
+        try:
+            quotas.check_total("seats")
+        except ServiceError as exc:
+            messages.error(request, exc.message)
+            return HttpResponseRedirect(reverse("admin:org_user_changelist"))
+        return super().add_view(request, form_url, extra_context)
 
 
 class PlatformUserAdmin(DeleteKeepingHistory, BaseUserAdmin):

@@ -21,6 +21,7 @@ from kefu.senders import agent_sender
 from kefu.services import automation, blocking, messages
 from kefu.services import files as visitor_files
 from kefu.services.visitors import visitor_from_token
+from tenants import quotas
 from tests.conftest import make_agent, make_desk, make_visitor, unique
 from weiyu.errors import ServiceError
 
@@ -35,6 +36,7 @@ def _caches_stay_fresh(monkeypatch: pytest.MonkeyPatch) -> None:
         (sensitive, "TTL_S"),
         (automation, "CACHE_S"),
         (hours, "CACHE_S"),
+        (quotas, "CACHE_S"),  # the tenant's plan (the conversations quota of a first message)
     ):
         monkeypatch.setattr(module, name, 3600.0)
         # an entry filled by an earlier test carries that test's expiry: start empty
