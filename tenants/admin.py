@@ -174,7 +174,10 @@ class TenantAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("usage this month"))
     def usage_this_month(self, obj: Tenant) -> str:
-        """The tenant's use of each quota beside its plan's limit (tenants.quotas)."""
+        """The tenant's use of each quota beside its plan's limit (tenants.quotas); the
+        platform's own (public) tenant has no usage."""
+        if obj.schema_name == settings.PUBLIC_SCHEMA_NAME:
+            return "—"
         with tenant_context(obj):
             rows = quotas.usage_report(obj)
         return format_html(
