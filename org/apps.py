@@ -7,10 +7,11 @@ class OrgConfig(AppConfig):
     verbose_name = _("Organisation")
 
     def ready(self) -> None:
-        from org import audit
+        from org import audit, sessions
 
         audit.register_models()
         audit.connect_signals()
+        sessions.connect_signals()
 
         # the plan's seats (tenants.quotas): users who can sign in
         from org.models import User
