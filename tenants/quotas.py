@@ -33,6 +33,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
+from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -182,6 +183,16 @@ def used(quota: str, *, schema: str | None = None) -> int:
 
 
 def _refusal(quota: str, limits: Limits, limit: int) -> ServiceError:
+    if quota == "storage_bytes":
+        return ServiceError(
+            "quota_exceeded",
+            _(
+                "Your plan %(plan)s allows %(size)s of stored files, and this file does not fit. "
+                "An administrator can change the plan or delete old files."
+            )
+            % {"plan": limits.plan, "size": filesizeformat(limit)},
+            field=quota,
+        )
     return ServiceError(
         "quota_exceeded",
         _(
