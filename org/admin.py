@@ -15,6 +15,7 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.contrib.auth.forms import UserChangeForm
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied
 from django.db import connection
@@ -108,8 +109,29 @@ class DeleteKeepingHistory:
         )
 
 
+class SeatCheckedUserChangeForm(UserChangeForm):
+    """The back office's user form: ticking "active" again for a disabled user takes a seat of
+    the plan (tenants.quotas), refused beside the field when none is free."""
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        user = self.instance
+        reactivated = (
+            user.pk is not None
+            and data.get("is_active")
+            and not User.objects.filter(pk=user.pk, is_active=True).exists()
+        )
+        if reactivated:
+            try:
+                quotas.check_total("seats")
+            except ServiceError as exc:
+                self.add_error("is_active", exc.message)
+        return data
+
+
 @admin.register(User)
 class UserAdmin(DeleteKeepingHistory, BaseUserAdmin):
+    form = SeatCheckedUserChangeForm
     list_display = (
         "username",
         "display_name",

@@ -89,6 +89,34 @@ def test_seats_add_user_goes_back_to_the_list_saying_the_plan_is_full(small):
     assert web.get("/admin/org/user/add/").status_code == 200
 
 
+def test_seats_a_disabled_user_made_active_again_takes_a_seat(small):
+    with schema_context(small.schema_name):
+        former = User.objects.create_user(username=unique("former"), is_active=False)
+        seats = User.objects.filter(is_active=True).count()
+    web = boss(small)
+    plan_set(small, seats=seats)
+    page = web.get(f"/admin/org/user/{former.pk}/change/")
+    form = page.context["adminform"].form
+    data = {k: v for k, v in form.initial.items() if v is not None and k != "password"}
+    data.update(
+        {
+            "is_active": "on",
+            "user_permissions": [],
+            "groups": [],
+            "date_joined_0": "2026-01-01",
+            "date_joined_1": "00:00:00",
+        }
+    )
+    for prefix in ("departments", "agentstate"):
+        data.update({f"{prefix}-TOTAL_FORMS": "0", f"{prefix}-INITIAL_FORMS": "0"})
+    response = web.post(f"/admin/org/user/{former.pk}/change/", data)
+    assert response.status_code == 200
+    assert "seats (active users), and they are used up" in response.content.decode()
+    with schema_context(small.schema_name):
+        assert not User.objects.get(pk=former.pk).is_active
+    plan_set(small)
+
+
 def test_widget_channels_refused_at_the_limit_in_the_getting_started_page_and_admin(small):
     web = boss(small)
     plan_set(small, widget_channels=0)
