@@ -415,6 +415,18 @@ def signup_verify(*, token: str) -> Signup:
     return signup
 
 
+def signups_purge(*, now: dt.datetime | None = None) -> int:
+    """Delete the sign-ups never verified whose link has expired (``WEIYU_SIGNUP_LINK_MAX_AGE_S``
+    old): their e-mail address and password hash are kept no longer than they can be used
+    (beat: ``tenants.tasks.signups_purge_task``, hourly). Returns how many were deleted."""
+    now = now or timezone.now()
+    cutoff = now - dt.timedelta(seconds=settings.WEIYU_SIGNUP_LINK_MAX_AGE_S)
+    deleted, _by_model = Signup.objects.filter(
+        verified_at__isnull=True, created_at__lt=cutoff
+    ).delete()
+    return deleted
+
+
 def welcome_token(*, tenant: Tenant, username: str) -> str:
     """A one-time sign-in token for the new administrator ``username`` of ``tenant``, used at
     ``/signup/welcome/<token>/`` on the tenant's domain: valid :data:`WELCOME_MAX_AGE_S` seconds

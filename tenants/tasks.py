@@ -11,7 +11,7 @@ from celery import shared_task
 from django.conf import settings
 from django_tenants.utils import tenant_context
 
-from tenants import quotas, services
+from tenants import quotas, services, signup
 from tenants.models import Tenant
 from tenants.services import admin_invitation_email_task
 from tenants.signup import signup_verification_email_task
@@ -19,6 +19,7 @@ from tenants.signup import signup_verification_email_task
 __all__ = [
     "admin_invitation_email_task",
     "signup_verification_email_task",
+    "signups_purge_task",
     "trials_expire_task",
     "usage_rollup_all_task",
 ]
@@ -31,6 +32,13 @@ def trials_expire_task() -> int:
     """Beat, every minute: suspend the tenants whose trial has ended
     (:func:`tenants.services.trials_expire`). Returns how many."""
     return services.trials_expire()
+
+
+@shared_task(name="tenants.tasks.signups_purge_task")
+def signups_purge_task() -> int:
+    """Beat, hourly: delete sign-ups never verified whose link has expired
+    (:func:`tenants.signup.signups_purge`). Returns how many."""
+    return signup.signups_purge()
 
 
 @shared_task(name="tenants.tasks.usage_rollup_all_task")

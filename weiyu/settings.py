@@ -557,6 +557,10 @@ CELERY_BEAT_SCHEDULE["tenants-usage-rollup"] = {
     "task": "tenants.tasks.usage_rollup_all_task",
     "schedule": float(os.environ.get("WEIYU_USAGE_ROLLUP_INTERVAL_S", "300")),
 }
+CELERY_BEAT_SCHEDULE["tenants-signups-purge"] = {
+    "task": "tenants.tasks.signups_purge_task",
+    "schedule": 3600.0,
+}
 CELERY_BEAT_SCHEDULE["tenants-trials-expire"] = {
     "task": "tenants.tasks.trials_expire_task",
     "schedule": 60.0,

@@ -144,6 +144,23 @@ def test_the_platform_can_close_sign_up():
     assert "Sign-up is closed" in page.content.decode()
 
 
+def test_sign_ups_never_verified_are_deleted_once_their_link_has_expired():
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from tenants.tasks import signups_purge_task
+
+    old = Signup.objects.create(company="Old", subdomain=unique("old"), email="o@corp.example.com")
+    fresh = Signup.objects.create(
+        company="Fresh", subdomain=unique("fresh"), email="f@corp.example.com"
+    )
+    Signup.objects.filter(pk=old.pk).update(created_at=timezone.now() - dt.timedelta(days=3))
+    assert signups_purge_task() >= 1
+    assert not Signup.objects.filter(pk=old.pk).exists()
+    assert Signup.objects.filter(pk=fresh.pk).exists()
+
+
 def test_forged_or_expired_links_create_nothing():
     pending = Signup.objects.create(
         company="Late", subdomain=unique("late"), email="late@corp.example.com"
