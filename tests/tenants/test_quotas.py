@@ -294,3 +294,16 @@ def test_a_trial_that_ended_suspends_the_tenant_and_resuming_lifts_it(small):
     small.refresh_from_db()
     assert small.is_active
     assert small.trial_ends_at is None
+
+
+def test_ai_answers_follow_the_plans_switch_and_monthly_limit(small):
+    usage_reset(small.schema_name)
+    with schema_context(small.schema_name):
+        plan_set(small, ai_answers_per_month=2)
+        assert quotas.ai_allowed()
+        quotas.count("ai_answers", 2)
+        assert not quotas.ai_allowed()  # the month's answers are used up
+        usage_reset(small.schema_name)
+        plan_set(small, feature_ai=False)
+        assert not quotas.ai_allowed()  # the plan has no AI answers at all
+    plan_set(small)
