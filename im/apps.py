@@ -23,3 +23,14 @@ class ImConfig(AppConfig):
 
         track(MessagingSettings)
         track(Sticker)
+
+        # the plan's storage (tenants.quotas): bytes of the files uploaded, thumbnails aside
+        from django.db.models import Sum
+
+        from im.models import Attachment
+        from tenants import quotas
+
+        quotas.meter_register(
+            "storage_bytes",
+            lambda: Attachment.objects.aggregate(total=Sum("size"))["total"] or 0,
+        )

@@ -25,6 +25,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from im import selectors
 from im.models import Attachment, Conversation, MessagingSettings
+from tenants import quotas
 from weiyu.errors import ServiceError
 
 THUMBNAIL_PX = 320
@@ -191,7 +192,8 @@ def attachment_upload(
     otherwise.
 
     Raises ``ServiceError``: ``not_found`` (not a member), ``invalid`` (wrong or empty content,
-    blocked type, bad ``kind``/``duration_ms``), ``too_large``.
+    blocked type, bad ``kind``/``duration_ms``), ``too_large``, ``quota_exceeded`` (the file
+    would pass the plan's storage, ``field="storage_bytes"``: :mod:`tenants.quotas`).
     """
     if kind not in Attachment.Kind.values:
         raise ServiceError("invalid", _("Unknown file kind."), field="kind")
@@ -218,6 +220,7 @@ def attachment_upload(
             _("The file is larger than %(mb).1f MB.") % {"mb": limit / 1024 / 1024},
             field="file",
         )
+    quotas.check_total("storage_bytes", size)  # the plan's storage (tenants.quotas)
     upload.seek(0)
     head = upload.read(SNIFF_BYTES)
     detected = filetype.guess(head)

@@ -51,6 +51,7 @@ from kefu.services import visitors as visitor_services
 from kefu.services.visitors import VISITOR_EDITABLE
 from org.admin import UserAdmin
 from org.models import User
+from tenants import quotas
 from weiyu import reports
 from weiyu.errors import ServiceError
 
@@ -216,6 +217,18 @@ class ChannelAdmin(admin.ModelAdmin):
             },
         ),
     )
+
+    def add_view(
+        self, request: HttpRequest, form_url: str = "", extra_context: dict | None = None
+    ) -> HttpResponse:
+        """The plan's widget channels (tenants.quotas): when they are used up, "Add channel"
+        goes back to the list with a message saying so."""
+        try:
+            quotas.check_total("widget_channels")
+        except ServiceError as exc:
+            messages.error(request, exc.message)
+            return HttpResponseRedirect(reverse("admin:kefu_channel_changelist"))
+        return super().add_view(request, form_url, extra_context)
 
     def formfield_for_manytomany(self, db_field: Any, request: Any, **kwargs: Any) -> Any:
         if db_field.name == "knowledge_bases":

@@ -17,6 +17,14 @@ class KefuConfig(AppConfig):
 
         send_hook_register(kind=Conversation.Kind.VISITOR, hook=VisitorConversationHook())
 
+        # the plan's widget channels (tenants.quotas): the active ones
+        from kefu.models import Channel
+        from tenants import quotas
+
+        quotas.meter_register(
+            "widget_channels", lambda: Channel.objects.filter(is_active=True).count()
+        )
+
         def release(sender: object, user: object, deleted: bool, **kwargs: object) -> None:
             agent_release(user=user, deleted=deleted)  # type: ignore[arg-type]
 

@@ -39,6 +39,7 @@ from kefu.services import visitors as kefu_visitors
 from org import apikeys, limits
 from org.account_views import SECURITY_PATH, TwoFactorLoginView
 from org.models import ApiKey
+from tenants import quotas
 from weiyu import ratelimit
 from weiyu.errors import ServiceError
 
@@ -131,7 +132,9 @@ class WidgetSessionApi(APIView):
     page goes on the visitor's trail); response
     ``{"token", "visitor", "channel", "ws_path", "agents_online", "open", "opens_at", "robot",
     "departments"}`` (``agents_online``: the channel's workgroup is within its work hours and an
-    agent of it is online with an inbox open; when not, the widget offers to leave a message; ``open``/``opens_at``:
+    agent of it is online with an inbox open, and the tenant takes conversations — not suspended,
+    its plan's conversations of the month not used up; when not, the widget offers to leave a
+    message; ``open``/``opens_at``:
     the work hours; ``robot``: ``{"name", "greeting", "handover"}`` on robot channels, else
     null).
     Errors: 400 ``invalid``, 404 ``not_found``, 429 ``rate_limited`` (sessions per address, or
@@ -163,12 +166,15 @@ class WidgetSessionApi(APIView):
         kefu_visitors.page_view_record(
             visitor=visitor, url=data.get("page_url", ""), title=data.get("page_title", "")
         )
-        return Response(_session_answer(channel, visitor, token))
+        return Response(_session_answer(request, channel, visitor, token))
 
 
-def _session_answer(channel: Any, visitor: Any, token: str) -> dict[str, Any]:
+def _session_answer(request: Request, channel: Any, visitor: Any, token: str) -> dict[str, Any]:
     """The answer of ``POST /api/v1/widget/session`` (and of ``identify``) for ``visitor``."""
     is_open, opens_at = hours.workgroup_hours(calendar_id=channel.workgroup.calendar_id)
+    # a suspended tenant, or one whose plan takes no more conversations this month: nobody
+    # answers, the widget offers the leave-a-message form (tenants.middleware, quotas)
+    accepting = request.tenant.is_active and quotas.remaining("conversations") != 0
     return {
         "token": token,
         "visitor": transcripts.visitor_payload(visitor),
@@ -181,11 +187,14 @@ def _session_answer(channel: Any, visitor: Any, token: str) -> dict[str, Any]:
             "color": channel.color,
             "mode": channel.mode,
         },
-        "robot": robot_persona.widget_info(channel, senders.robot_language(visitor)),
+        "robot": robot_persona.widget_info(channel, senders.robot_language(visitor))
+        if accepting
+        else None,
         "departments": routing.departments(channel),
         "ws_path": "/ws/visitor/",
         "files_token": widget_auth.files_token(visitor),
-        "agents_online": is_open
+        "agents_online": accepting
+        and is_open
         and selectors.workgroup_has_online_agent(workgroup_id=channel.workgroup_id),
         "open": is_open,
         "opens_at": opens_at.isoformat() if opens_at and not is_open else None,
@@ -217,7 +226,7 @@ class WidgetIdentifyApi(APIView):
         )
         if blocking.is_blocked(visitor_id=contact.pk, ip=request.META.get("REMOTE_ADDR")):
             raise ServiceError("forbidden", _("You cannot chat here."))
-        return Response(_session_answer(contact.channel, contact, token))
+        return Response(_session_answer(request, contact.channel, contact, token))
 
 
 @login_required

@@ -15,13 +15,20 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.contrib.auth.forms import UserChangeForm
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied
 from django.db import connection
 from django.db.models import Q, QuerySet
-from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseRedirect,
+    JsonResponse,
+    StreamingHttpResponse,
+)
 from django.template.response import TemplateResponse
-from django.urls import path
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
@@ -43,6 +50,7 @@ from org.models import (
     User,
     VisitorLimits,
 )
+from tenants import quotas
 from tenants.admin import platform_admin_site
 from weiyu.errors import ServiceError
 
@@ -101,8 +109,29 @@ class DeleteKeepingHistory:
         )
 
 
+class SeatCheckedUserChangeForm(UserChangeForm):
+    """The back office's user form: ticking "active" again for a disabled user takes a seat of
+    the plan (tenants.quotas), refused beside the field when none is free."""
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        user = self.instance
+        reactivated = (
+            user.pk is not None
+            and data.get("is_active")
+            and not User.objects.filter(pk=user.pk, is_active=True).exists()
+        )
+        if reactivated:
+            try:
+                quotas.check_total("seats")
+            except ServiceError as exc:
+                self.add_error("is_active", exc.message)
+        return data
+
+
 @admin.register(User)
 class UserAdmin(DeleteKeepingHistory, BaseUserAdmin):
+    form = SeatCheckedUserChangeForm
     list_display = (
         "username",
         "display_name",
@@ -140,6 +169,18 @@ class UserAdmin(DeleteKeepingHistory, BaseUserAdmin):
         ),
     )
     inlines = [UserDepartmentInline]
+
+    def add_view(
+        self, request: HttpRequest, form_url: str = "", extra_context: dict | None = None
+    ) -> HttpResponse:
+        """The plan's seats (tenants.quotas): when every seat is taken, "Add user" goes back to
+        the list with a message saying so instead of showing the form."""
+        try:
+            quotas.check_total("seats")
+        except ServiceError as exc:
+            messages.error(request, exc.message)
+            return HttpResponseRedirect(reverse("admin:org_user_changelist"))
+        return super().add_view(request, form_url, extra_context)
 
 
 class PlatformUserAdmin(DeleteKeepingHistory, BaseUserAdmin):

@@ -12,3 +12,12 @@ class OrgConfig(AppConfig):
         audit.register_models()
         audit.connect_signals()
         sessions.connect_signals()
+
+        # the plan's seats (tenants.quotas): users who can sign in
+        from org.models import User
+        from tenants import quotas
+
+        quotas.meter_register(
+            "seats",
+            lambda: User.objects.filter(is_active=True, deleted_at__isnull=True).count(),
+        )

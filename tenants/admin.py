@@ -19,10 +19,12 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils import translation
+from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
+from django_tenants.utils import tenant_context
 
-from tenants import services
-from tenants.models import Domain, Tenant
+from tenants import quotas, services
+from tenants.models import Domain, Plan, Signup, Tenant
 from weiyu.errors import ServiceError
 
 
@@ -82,8 +84,17 @@ class DomainInline(admin.TabularInline):
 
 @admin.register(Tenant, site=platform_admin_site)
 class TenantAdmin(admin.ModelAdmin):
-    list_display = ("name", "schema_name", "primary_domain", "is_active", "created_at")
-    list_filter = ("is_active",)
+    list_display = (
+        "name",
+        "schema_name",
+        "primary_domain",
+        "plan",
+        "trial_ends_at",
+        "is_active",
+        "suspended_reason",
+        "created_at",
+    )
+    list_filter = ("is_active", "plan", "suspended_reason")
     search_fields = ("name", "schema_name", "domains__domain")
     inlines = [DomainInline]
     actions = ["suspend", "resume"]
@@ -155,7 +166,36 @@ class TenantAdmin(admin.ModelAdmin):
         self, request: HttpRequest, obj: Tenant | None = None
     ) -> tuple[str, ...]:
         # a schema cannot be renamed once created
-        return ("schema_name", "created_at") if obj else ("created_at",)
+        return (
+            ("schema_name", "created_at", "suspended_reason", "usage_this_month")
+            if obj
+            else ("created_at",)
+        )
+
+    @admin.display(description=_("usage this month"))
+    def usage_this_month(self, obj: Tenant) -> str:
+        """The tenant's use of each quota beside its plan's limit (tenants.quotas); the
+        platform's own (public) tenant has no usage."""
+        if obj.schema_name == settings.PUBLIC_SCHEMA_NAME:
+            return "—"
+        with tenant_context(obj):
+            rows = quotas.usage_report(obj)
+        return format_html(
+            '<table id="tenant-usage"><tbody>{}</tbody></table>',
+            format_html_join(
+                "",
+                '<tr data-quota="{}"><th>{}</th><td class="used">{}</td><td>/ {}</td></tr>',
+                (
+                    (
+                        r["quota"],
+                        r["label"],
+                        r["used"],
+                        _("unlimited") if r["limit"] is None else r["limit"],
+                    )
+                    for r in rows
+                ),
+            ),
+        )
 
     @admin.display(description=_("primary domain"))
     def primary_domain(self, obj: Tenant) -> str:
@@ -194,6 +234,44 @@ class TenantAdmin(admin.ModelAdmin):
         self.message_user(
             request, _("%(count)d tenants resumed.") % {"count": count}, messages.SUCCESS
         )
+
+
+@admin.register(Plan, site=platform_admin_site)
+class PlanAdmin(admin.ModelAdmin):
+    """Plans (TEN-3): limits left empty are unlimited; a tenant's plan is set on the tenant.
+    Processes read a changed plan within ``tenants.quotas.CACHE_S`` seconds."""
+
+    list_display = (
+        "name",
+        "code",
+        "seats",
+        "widget_channels",
+        "conversations_per_month",
+        "storage_bytes",
+        "ai_answers_per_month",
+        "feature_ai",
+        "trial_days",
+    )
+
+    def save_model(self, request: HttpRequest, obj: Plan, form: Any, change: bool) -> None:
+        services.plan_save(plan=obj)
+
+
+@admin.register(Signup, site=platform_admin_site)
+class SignupAdmin(admin.ModelAdmin):
+    """Sign-ups on the public site (TEN-4), read-only: who, when, from where, and the tenant
+    made once the e-mail was verified."""
+
+    list_display = ("company", "subdomain", "email", "ip_address", "created_at", "verified_at")
+    list_filter = ("verified_at",)
+    search_fields = ("company", "subdomain", "email")
+    exclude = ("password_hash",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 @admin.register(Domain, site=platform_admin_site)

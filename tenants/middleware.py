@@ -1,17 +1,63 @@
-"""HTTP tenant resolution: django-tenants' middleware, refusing suspended tenants (TEN-3)."""
+"""HTTP tenant resolution: django-tenants' middleware, with suspended tenants (TEN-3).
+
+A suspended tenant (``Tenant.is_active`` false: by the platform, or its trial ended) keeps only
+what its website visitors need to leave a message: the widget's script, frame and session
+(which then says nobody is online, so the widget offers the leave-a-message form), the widget's
+tickets endpoints, its translations and static files. Its staff get a page saying the account
+is suspended and why (403), the API ``403 {"error": "suspended", "detail"}``; websockets are refused
+(``weiyu.asgi_tenancy``, close code 4404).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.http import HttpRequest, JsonResponse
+from django.utils import translation
+from django.utils.translation import gettext as _
 from django_tenants.middleware.main import TenantMainMiddleware
+
+#: paths a suspended tenant still serves (prefixes): what the widget's leave-a-message form uses
+SUSPENDED_OPEN = (
+    "/widget.js",
+    "/widget/frame/",
+    "/api/v1/widget/session",
+    "/api/v1/widget/tickets",
+    "/jsi18n/",
+    "/static/",
+    "/favicon.ico",
+)
+
+
+def suspension_message(reason: str) -> str:
+    """What staff of a suspended tenant are told, by ``Tenant.suspended_reason``."""
+    if reason == "trial_ended":
+        return _(
+            "The trial of this workspace has ended, so it is suspended. Your data is kept: "
+            "contact the platform to choose a plan and it comes back as it was."
+        )
+    return _(
+        "This workspace is suspended by the platform. Your data is kept: contact the platform "
+        "to have it resumed."
+    )
 
 
 class ActiveTenantMiddleware(TenantMainMiddleware):
-    """Like ``TenantMainMiddleware``; a suspended tenant's domains answer 404 as unknown ones do."""
+    """Like ``TenantMainMiddleware``; on a suspended tenant's domains only
+    :data:`SUSPENDED_OPEN` is served, everything else answers the suspension (403)."""
 
-    def get_tenant(self, domain_model: Any, hostname: str) -> Any:
-        tenant = super().get_tenant(domain_model, hostname)
-        if not tenant.is_active:
-            raise domain_model.DoesNotExist
-        return tenant
+    def process_request(self, request: HttpRequest) -> Any:
+        response = super().process_request(request)
+        tenant = getattr(request, "tenant", None)
+        if response is not None or tenant is None or tenant.is_active:
+            return response
+        if request.path.startswith(SUSPENDED_OPEN):
+            return None
+        with translation.override(translation.get_language_from_request(request)):
+            message = suspension_message(tenant.suspended_reason)
+            if request.path.startswith("/api/"):
+                return JsonResponse({"error": "suspended", "detail": message}, status=403)
+            from tenants.views import suspended_page
+
+            response = suspended_page(request, reason=message)
+        return response

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import re
 import time
@@ -15,15 +16,15 @@ from django.core.exceptions import ValidationError
 from django.core.mail import EmailMessage
 from django.core.validators import validate_email
 from django.db import transaction
-from django.utils import translation
+from django.utils import timezone, translation
 from django.utils.crypto import get_random_string
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 from django.utils.translation import gettext as _
 from django_tenants.utils import schema_context, tenant_context
 
-from tenants import template
-from tenants.models import Domain, Tenant
+from tenants import quotas, template
+from tenants.models import Domain, Plan, Tenant
 from weiyu.errors import ServiceError
 
 logger = logging.getLogger(__name__)
@@ -280,20 +281,45 @@ def admin_invitation_email_task(schema: str, username: str, base_url: str, langu
 # Platform admin writes (tenants/admin.py calls these; it writes no rows itself).
 
 
-def tenants_suspend(*, tenant_ids: Iterable[int]) -> int:
-    """Suspend the tenants with these ids (the ``public`` tenant never): their domains answer 404
-    and their websockets are refused (open sockets within the 30 s tenant cache of
-    ``weiyu.asgi_tenancy``). Returns how many tenants were marked suspended."""
+def tenants_suspend(*, tenant_ids: Iterable[int], reason: str = "platform") -> int:
+    """Suspend the tenants with these ids (the ``public`` tenant never), ``reason`` being
+    ``platform`` or ``trial_ended`` (``Tenant.suspended_reason``): their staff see a page saying
+    so, their API answers ``403 suspended``, their websockets are refused (open sockets within
+    the 30 s tenant cache of ``weiyu.asgi_tenancy``), and their widget offers only the
+    leave-a-message form (tenants.middleware). Returns how many tenants were marked
+    suspended."""
     return (
         Tenant.objects.filter(pk__in=list(tenant_ids))
         .exclude(schema_name=settings.PUBLIC_SCHEMA_NAME)
-        .update(is_active=False)
+        .update(is_active=False, suspended_reason=reason)
     )
 
 
 def tenants_resume(*, tenant_ids: Iterable[int]) -> int:
-    """Make the tenants with these ids reachable again. Returns how many were marked active."""
-    return Tenant.objects.filter(pk__in=list(tenant_ids)).update(is_active=True)
+    """Make the tenants with these ids reachable again. A trial that has ended is lifted
+    (``trial_ends_at`` cleared), else the trial beat would suspend the tenant again. Returns how
+    many were marked active."""
+    ids = list(tenant_ids)
+    with transaction.atomic():
+        Tenant.objects.filter(pk__in=ids, trial_ends_at__lte=timezone.now()).update(
+            trial_ends_at=None
+        )
+        return Tenant.objects.filter(pk__in=ids).update(is_active=True, suspended_reason="")
+
+
+def trials_expire(*, now: dt.datetime | None = None) -> int:
+    """Suspend every active tenant whose trial has ended (``trial_ends_at`` passed) with reason
+    ``trial_ended`` (beat: ``tenants.tasks.trials_expire_task``, every minute). Returns how many
+    were suspended."""
+    now = now or timezone.now()
+    ids = list(
+        Tenant.objects.filter(is_active=True, trial_ends_at__lte=now)
+        .exclude(schema_name=settings.PUBLIC_SCHEMA_NAME)
+        .values_list("pk", flat=True)
+    )
+    if ids:
+        logger.info("trials ended: suspending %d tenants", len(ids))
+    return tenants_suspend(tenant_ids=ids, reason="trial_ended") if ids else 0
 
 
 def tenant_save(*, tenant: Tenant) -> Tenant:
@@ -303,7 +329,17 @@ def tenant_save(*, tenant: Tenant) -> Tenant:
     :func:`tenant_create`."""
     with transaction.atomic():
         tenant.save()
+    quotas.forget(tenant.schema_name)
     return tenant
+
+
+def plan_save(*, plan: Plan) -> Plan:
+    """Store a plan edited in the platform admin; this process reads it at once, the others
+    within ``tenants.quotas.CACHE_S`` seconds."""
+    with transaction.atomic():
+        plan.save()
+    quotas.forget()
+    return plan
 
 
 def tenant_delete(*, tenant: Tenant) -> None:

@@ -1,9 +1,57 @@
-"""Celery tasks of the tenants app. The invitation task is defined beside its service
-(:func:`tenants.services.admin_invitation_email_task`, which enqueues it) under its name here,
-and re-exported, as kefu does with its own."""
+"""Celery tasks of the tenants app. The e-mail tasks are defined beside their services
+(:func:`tenants.services.admin_invitation_email_task`,
+:func:`tenants.signup.signup_verification_email_task`, which enqueue them) under their names
+here, and re-exported, as kefu does with its own."""
 
 from __future__ import annotations
 
-from tenants.services import admin_invitation_email_task
+import logging
 
-__all__ = ["admin_invitation_email_task"]
+from celery import shared_task
+from django.conf import settings
+from django_tenants.utils import tenant_context
+
+from tenants import quotas, services, signup
+from tenants.models import Tenant
+from tenants.services import admin_invitation_email_task
+from tenants.signup import signup_verification_email_task
+
+__all__ = [
+    "admin_invitation_email_task",
+    "signup_verification_email_task",
+    "signups_purge_task",
+    "trials_expire_task",
+    "usage_rollup_all_task",
+]
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(name="tenants.tasks.trials_expire_task")
+def trials_expire_task() -> int:
+    """Beat, every minute: suspend the tenants whose trial has ended
+    (:func:`tenants.services.trials_expire`). Returns how many."""
+    return services.trials_expire()
+
+
+@shared_task(name="tenants.tasks.signups_purge_task")
+def signups_purge_task() -> int:
+    """Beat, hourly: delete sign-ups never verified whose link has expired
+    (:func:`tenants.signup.signups_purge`). Returns how many."""
+    return signup.signups_purge()
+
+
+@shared_task(name="tenants.tasks.usage_rollup_all_task")
+def usage_rollup_all_task() -> int:
+    """Beat (``WEIYU_USAGE_ROLLUP_INTERVAL_S``, 300 s): copy every tenant's usage counters of
+    this month into its ``Usage`` row (:func:`tenants.quotas.usage_rollup`). A tenant that fails
+    is logged and the others go on. Returns how many tenants were rolled up."""
+    done = 0
+    for tenant in Tenant.objects.exclude(schema_name=settings.PUBLIC_SCHEMA_NAME).iterator():
+        try:
+            with tenant_context(tenant):
+                quotas.usage_rollup(tenant)
+            done += 1
+        except Exception:
+            logger.exception("usage roll-up of %s failed", tenant.schema_name)
+    return done

@@ -22,6 +22,7 @@ from kefu.services import automation, blocking, messages
 from kefu.services import files as visitor_files
 from kefu.services.visitors import visitor_from_token
 from org.webhooks import services as webhooks
+from tenants import quotas
 from tests.conftest import make_agent, make_desk, make_visitor, unique
 from weiyu.errors import ServiceError
 
@@ -37,6 +38,7 @@ def _caches_stay_fresh(monkeypatch: pytest.MonkeyPatch) -> None:
         (automation, "CACHE_S"),
         (hours, "CACHE_S"),
         (webhooks, "CACHE_S"),  # the subscribed webhook events (none here)
+        (quotas, "CACHE_S"),  # the tenant's plan (the conversations quota of a first message)
     ):
         monkeypatch.setattr(module, name, 3600.0)
         # an entry filled by an earlier test carries that test's expiry: start empty

@@ -539,3 +539,41 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}, "daphne": {"level": "WARNING"}},
 }
+
+# --- public sign-up (TEN-4, tenants.signup, docs/operations.md "Sign-up"): a company signs up on
+# the platform domain at /signup/, verifies its e-mail and gets a tenant on a trial plan.
+#: off: /signup/ says sign-up is closed (the platform operator creates tenants)
+WEIYU_SIGNUP = env_bool("WEIYU_SIGNUP", default=True)
+#: new tenants' host names are ``<subdomain>.<this>`` (e.g. ``weiyu.example.com``)
+WEIYU_SIGNUP_DOMAIN = os.environ.get("WEIYU_SIGNUP_DOMAIN", "localhost").strip().lower()
+#: seconds a verification link works
+WEIYU_SIGNUP_LINK_MAX_AGE_S = int(os.environ.get("WEIYU_SIGNUP_LINK_MAX_AGE_S", str(2 * 86400)))
+#: sign-ups (forms sent) per client address per hour; 0: off
+WEIYU_SIGNUP_PER_IP_HOUR = int(os.environ.get("WEIYU_SIGNUP_PER_IP_HOUR", "5"))
+#: subdomains nobody may take (comma-separated, added to the shipped list in tenants.signup)
+WEIYU_SIGNUP_RESERVED = [
+    s.strip().lower() for s in os.environ.get("WEIYU_SIGNUP_RESERVED", "").split(",") if s.strip()
+]
+#: disposable e-mail domains refused (comma-separated, added to the shipped list in
+#: tenants.signup); WEIYU_SIGNUP_DISPOSABLE_FILE: a file with one domain a line, added too
+WEIYU_SIGNUP_DISPOSABLE_DOMAINS = [
+    s.strip().lower()
+    for s in os.environ.get("WEIYU_SIGNUP_DISPOSABLE_DOMAINS", "").split(",")
+    if s.strip()
+]
+WEIYU_SIGNUP_DISPOSABLE_FILE = os.environ.get("WEIYU_SIGNUP_DISPOSABLE_FILE", "")
+#: the plan (its code) a sign-up gets; made with these limits when missing (tenants.signup)
+WEIYU_SIGNUP_PLAN = os.environ.get("WEIYU_SIGNUP_PLAN", "trial")
+WEIYU_TRIAL_DAYS = int(os.environ.get("WEIYU_TRIAL_DAYS", "14"))
+CELERY_BEAT_SCHEDULE["tenants-usage-rollup"] = {
+    "task": "tenants.tasks.usage_rollup_all_task",
+    "schedule": float(os.environ.get("WEIYU_USAGE_ROLLUP_INTERVAL_S", "300")),
+}
+CELERY_BEAT_SCHEDULE["tenants-signups-purge"] = {
+    "task": "tenants.tasks.signups_purge_task",
+    "schedule": 3600.0,
+}
+CELERY_BEAT_SCHEDULE["tenants-trials-expire"] = {
+    "task": "tenants.tasks.trials_expire_task",
+    "schedule": 60.0,
+}

@@ -10,6 +10,7 @@ from kbase import api as kbase_api
 from kefu import api as kefu_api
 from kefu import onboarding
 from org import account_views
+from tenants import views as tenant_views
 from weiyu import views
 
 admin.site.site_header = _("Weiyu back office")
@@ -26,6 +27,12 @@ urlpatterns = [
         admin.site.admin_view(onboarding.onboarding_page),
         name="backoffice-onboarding",
     ),
+    # the plan and its usage (tenants.quotas, TEN-3)
+    path(
+        "admin/plan/", admin.site.admin_view(tenant_views.plan_usage_page), name="backoffice-plan"
+    ),
+    # where a public sign-up ends: signed in once, on to the getting-started page (tenants.signup)
+    path("signup/welcome/<str:token>/", tenant_views.signup_welcome, name="signup-welcome"),
     # the set-password link of a new administrator's invitation (tenants.services)
     path(
         "admin/set-password/<uidb64>/<token>/",

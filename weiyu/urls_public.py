@@ -4,6 +4,7 @@ from django.urls import path
 from django.views.i18n import JavaScriptCatalog
 
 from org import account_views
+from tenants import views as tenant_views
 from tenants.admin import platform_admin_site
 from weiyu import views
 
@@ -21,5 +22,8 @@ urlpatterns = [
     path("jsi18n/", JavaScriptCatalog.as_view(), name="javascript-catalog"),
     path("healthz", views.healthz, name="healthz"),
     path("favicon.ico", views.favicon, name="favicon"),
+    # public sign-up (tenants.signup, TEN-4)
+    path("signup/", tenant_views.signup_page, name="signup"),
+    path("signup/verify/<str:token>/", tenant_views.signup_verify_page, name="signup-verify"),
     path("", views.landing, name="landing"),
 ]

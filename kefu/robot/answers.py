@@ -28,6 +28,7 @@ from kefu.robot.handover import handover
 from kefu.robot.streaming import AnswerStreamer
 from kefu.senders import robot_language
 from kefu.senders import robot_sender_for as sender_for
+from tenants import quotas
 
 logger = logging.getLogger(__name__)
 
@@ -166,7 +167,8 @@ def answer(*, session_id: int, message_id: int) -> Message | None:
     }
     content = ""
     # a question in a language the robot does not read found its hits by accident: no LLM either
-    if hits and llm.configured() and decision.reason != "language":
+    # the plan's AI answers (tenants.quotas): off, or used up this month → the knowledge base
+    if hits and llm.configured() and decision.reason != "language" and quotas.ai_allowed():
         streamer = AnswerStreamer(session.conversation_id, stream_id, visitor.member_key)
         try:
             result = llm.grounded_answer(
@@ -180,6 +182,8 @@ def answer(*, session_id: int, message_id: int) -> Message | None:
             logger.warning("robot: no LLM answer, using the knowledge base (%s)", exc)
         else:
             meta["llm"] = result.provider
+            schema = connection.schema_name
+            transaction.on_commit(lambda: quotas.count("ai_answers", schema=schema))
             if not result.unknown:
                 used = [hits[n - 1] for n in result.cited] or hits[:1]
                 content = result.text

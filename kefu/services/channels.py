@@ -8,6 +8,7 @@ from django.utils.translation import gettext as _
 from kefu.models import Channel, Workgroup
 from kefu.services.agents import agent_state_ensure
 from org.models import User
+from tenants import quotas
 from weiyu.errors import ServiceError
 
 #: longest channel name (``Channel.name``)
@@ -22,7 +23,8 @@ def channel_start(*, name: str, user: User) -> Channel:
 
     Raises ``ServiceError("invalid", field="name")`` for an empty name or one over
     :data:`NAME_MAX` characters, ``ServiceError("forbidden")`` when ``user`` is not an agent or
-    administrator (role).
+    administrator (role), ``ServiceError("quota_exceeded", field="widget_channels")`` when the
+    plan's widget channels are used up (:mod:`tenants.quotas`).
     """
     name = name.strip()
     if not name or len(name) > NAME_MAX:
@@ -33,6 +35,7 @@ def channel_start(*, name: str, user: User) -> Channel:
         )
     if not user.is_agent:
         raise ServiceError("forbidden", _("Only agents and administrators can serve a channel."))
+    quotas.check_total("widget_channels")
     with transaction.atomic():
         workgroup = Workgroup.objects.order_by("id").first()
         if workgroup is None:

@@ -30,6 +30,7 @@ from kefu.senders import language_for as _language_for
 from kefu.services import automation, blocking, files, labels, routing
 from kefu.services.routing import workgroup_dispatch
 from org.models import User
+from tenants import quotas
 from weiyu import parsing
 from weiyu.errors import ServiceError
 
@@ -124,7 +125,10 @@ def visitor_message_send(
 
     Raises ``ServiceError``: ``forbidden`` (blocked visitor, forbidden word), ``invalid``,
     ``not_found``, ``conversation_closed``, and for a new session ``closed`` (outside work
-    hours) or ``queue_full`` (kefu.services.routing.queue_admit) — nothing is written then.
+    hours), ``queue_full`` (kefu.services.routing.queue_admit) or ``quota_exceeded`` (the plan's
+    conversations this month are used up: :mod:`tenants.quotas`; counted once the session is
+    written) — nothing is written then; the widget offers the leave-a-message form for the last
+    three.
     """
     blocking.check(visitor=visitor)
     sender = visitor_sender(visitor)
@@ -191,6 +195,7 @@ def visitor_message_send(
             return stored, False
     live = selectors.visitor_live_session(visitor_id=visitor.pk)
     if live is None:
+        quotas.check("conversations")  # the plan's conversations this month (one Redis GET)
         workgroup_id, skill_id, workgroup = _session_route(
             visitor=visitor, department_id=department_id
         )
@@ -211,6 +216,9 @@ def visitor_message_send(
                 if live is None:
                     raise
             result = send(live.conversation_id, draft)
+            if opened:
+                schema = connection.schema_name
+                transaction.on_commit(lambda: quotas.count("conversations", schema=schema))
             # after the message, so the visitor sees it before "X is serving you": an agent now,
             # in this transaction, when nobody else waits; else the queue, after commit
             if (

@@ -758,8 +758,9 @@ function onError(f) {
     }
     return;
   }
-  if (f.code === 'queue_full' || f.code === 'closed') {
-    // every agent is busy and the queue is full: the text becomes a message left for the team
+  if (f.code === 'queue_full' || f.code === 'closed' || f.code === 'quota_exceeded') {
+    // every agent is busy and the queue is full, or the company's plan takes no more chats this
+    // month: the text becomes a message left for the team
     $('offline-banner').hidden = false;
     if (el) el.remove();
     tickets.show(true, { leave: true });

@@ -1,4 +1,5 @@
-"""A suspended tenant cannot be reached, over HTTP or websockets (TEN-3)."""
+"""A suspended tenant answers its staff with the suspension and refuses websockets (TEN-3);
+what its widget still offers is in tests/tenants/test_quotas.py."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def _set_active(tenant: Tenant, active: bool) -> None:
 
 
 @pytest.mark.asyncio
-async def test_suspended_tenant_answers_404_and_refuses_websockets(initech):
+async def test_suspended_tenant_answers_403_and_refuses_websockets(initech):
     host = f"{initech.schema_name}.localhost"
     client = Client(HTTP_HOST=host)
     # given a reachable tenant
@@ -42,8 +43,10 @@ async def test_suspended_tenant_answers_404_and_refuses_websockets(initech):
     # when the platform suspends it
     await database_sync_to_async(_set_active)(initech, False)
     try:
-        # then its pages answer 404
-        assert (await database_sync_to_async(client.get)("/healthz")).status_code == 404
+        # then its pages answer 403 with the suspension
+        response = await database_sync_to_async(client.get)("/healthz")
+        assert response.status_code == 403
+        assert "suspended" in response.content.decode()
         # and a websocket handshake is closed with 4404
         ws = WebsocketCommunicator(
             application, "/ws/visitor/?token=x", headers=[(b"host", host.encode())]

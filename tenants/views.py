@@ -1,0 +1,148 @@
+"""Pages of the tenants app: public sign-up (platform domain), the sign-in link that ends it and
+the plan-and-usage page (tenant domain), the page staff of a suspended tenant see."""
+
+from __future__ import annotations
+
+from django import forms
+from django.conf import settings
+from django.contrib.auth import login
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
+from django.utils import translation
+from django.utils.translation import gettext_lazy as _
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_http_methods
+
+from tenants import quotas, signup
+from tenants.admin import tenant_public_url
+from weiyu.errors import RateLimitedError, ServiceError
+
+#: the backend the welcome link signs in with (org.backends; a string: org sits above tenants)
+_BACKEND = "org.backends.PasswordBackend"
+
+
+class SignupForm(forms.Form):
+    """The public sign-up form. ``website`` is a honeypot: hidden from people, filled by bots."""
+
+    company = forms.CharField(label=_("Company name"), max_length=100)
+    subdomain = forms.CharField(
+        label=_("Subdomain"),
+        max_length=32,
+        help_text=_("3 to 32 letters a–z, digits or hyphens: your workspace's address."),
+    )
+    email = forms.EmailField(label=_("Your work e-mail"), max_length=150)
+    password = forms.CharField(label=_("Password"), widget=forms.PasswordInput, max_length=128)
+    website = forms.CharField(required=False, max_length=200)
+
+
+def _base_url(request: HttpRequest) -> str:
+    return f"{request.scheme}://{request.get_host()}"
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def signup_page(request: HttpRequest) -> HttpResponse:
+    """``/signup/`` on the platform domain (TEN-4): the form; a valid POST stores the sign-up,
+    has the verification mail sent and shows "check your mail" (200). Errors are shown beside
+    their field (200); too many sign-ups from one address: 429 with the message. A filled
+    honeypot gets the same "check your mail" page and nothing is stored or sent. With
+    ``WEIYU_SIGNUP`` off the page says sign-up is closed (403)."""
+    context = {"domain": settings.WEIYU_SIGNUP_DOMAIN}
+    if not settings.WEIYU_SIGNUP:
+        return render(request, "public/signup_closed.html", context, status=403)
+    form = SignupForm(request.POST if request.method == "POST" else None)
+    status = 200
+    if form.is_valid():
+        data = form.cleaned_data
+        if data["website"]:
+            return render(request, "public/signup_sent.html", {"email": data["email"]})
+        try:
+            created = signup.signup_request(
+                company=data["company"],
+                subdomain=data["subdomain"],
+                email=data["email"],
+                password=data["password"],
+                ip=request.META.get("REMOTE_ADDR", ""),
+                language=translation.get_language() or settings.LANGUAGE_CODE,
+                base_url=_base_url(request),
+            )
+        except RateLimitedError as exc:
+            form.add_error(None, exc.message)
+            status = 429
+        except ServiceError as exc:
+            field = exc.field if exc.field in form.fields else None
+            form.add_error(field, exc.message)
+        else:
+            return render(request, "public/signup_sent.html", {"email": created.email})
+    return render(request, "public/signup.html", {**context, "form": form}, status=status)
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def signup_verify_page(request: HttpRequest, token: str) -> HttpResponse:
+    """``/signup/verify/<token>/``, the link of the verification mail. GET: a page with one
+    button (a mail scanner that opens links creates nothing); POST: provisions the tenant
+    (:func:`tenants.signup.signup_verify`) and redirects (302) to its domain's one-time sign-in
+    link, which lands on the getting-started page. A link already used: a page with the sign-in
+    address of the workspace. Bad or expired link: 400 page."""
+    try:
+        pending = signup.signup_from_token(token)
+    except ServiceError as exc:
+        return render(request, "public/signup_invalid.html", {"message": exc.message}, status=400)
+    if pending.tenant_id is not None:
+        domain = pending.tenant.domains.filter(is_primary=True).first()
+        base = tenant_public_url(request=request, domain=domain.domain) if domain else ""
+        return render(request, "public/signup_done.html", {"signup": pending, "base_url": base})
+    if request.method == "GET":
+        return render(
+            request,
+            "public/signup_verify.html",
+            {"signup": pending, "domain": signup.tenant_domain(pending.subdomain)},
+        )
+    try:
+        done = signup.signup_verify(token=token)
+    except ServiceError as exc:
+        return render(request, "public/signup_invalid.html", {"message": exc.message}, status=409)
+    domain = done.tenant.domains.get(is_primary=True).domain
+    base = tenant_public_url(request=request, domain=domain)
+    welcome = signup.welcome_token(tenant=done.tenant, username=done.email)
+    return HttpResponseRedirect(f"{base}/signup/welcome/{welcome}/")
+
+
+@never_cache
+def signup_welcome(request: HttpRequest, token: str) -> HttpResponse:
+    """``/signup/welcome/<token>/`` on the new tenant's domain: signs the new administrator in
+    (once, within ten minutes: :func:`tenants.signup.welcome_user`) and redirects to
+    ``/admin/onboarding/``; a used or expired link redirects to the sign-in page with
+    ``next=/admin/onboarding/``."""
+    try:
+        user = signup.welcome_user(token=token)
+    except ServiceError:
+        return HttpResponseRedirect("/admin/login/?next=/admin/onboarding/")
+    login(request, user, backend=_BACKEND)
+    return HttpResponseRedirect("/admin/onboarding/")
+
+
+def plan_usage_page(request: HttpRequest) -> HttpResponse:
+    """``/admin/plan/`` in a tenant's back office (wrapped in ``admin_view``: staff only): the
+    tenant's plan, its trial end, and each quota's use against its limit
+    (:func:`tenants.quotas.usage_report`)."""
+    from django.contrib import admin
+
+    tenant = request.tenant
+    context = {
+        **admin.site.each_context(request),
+        "title": _("Plan and usage"),
+        "tenant": tenant,
+        "plan": tenant.plan,
+        "rows": quotas.usage_report(tenant),
+    }
+    return render(request, "admin/tenants/plan_usage.html", context)
+
+
+def suspended_page(request: HttpRequest, *, reason: str) -> HttpResponse:
+    """What a suspended tenant's staff see on every page but the widget's (403): why (trial
+    ended, or suspended by the platform) and what to do."""
+    return render(
+        request, "public/suspended.html", {"reason": reason, "tenant": request.tenant}, status=403
+    )
