@@ -280,3 +280,26 @@ def password_reset(*, schema: str, ip: str, address: str) -> list[Limit]:
             ),
         ]
     )
+
+
+def sign_in(*, schema: str, ip: str) -> list[Limit]:
+    """A password sign-in (inbox, back office, platform admin), checked before the password is
+    hashed: per client address and over the whole tenant, per minute
+    (``settings.WEIYU_SIGN_INS_PER_IP_MINUTE``, ``WEIYU_TENANT_LIMITS["sign_ins_per_minute"]``).
+    django-axes' lock-out per account and address counts failures; this bounds the hashing."""
+
+    def message() -> str:
+        return _("Too many sign-in attempts right now. Please wait a moment and try again.")
+
+    return _on(
+        [
+            Limit(
+                "signin-ip",
+                f"{schema}:{ip}",
+                settings.WEIYU_SIGN_INS_PER_IP_MINUTE,
+                MINUTE,
+                message,
+            ),
+            Limit("signin-t", schema, _tenant("sign_ins_per_minute"), MINUTE, message),
+        ]
+    )
