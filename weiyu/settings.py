@@ -354,10 +354,10 @@ WEIYU_TENANT_LIMITS = {
     "messages_per_minute": int(os.environ.get("WEIYU_TENANT_MESSAGES_PER_MINUTE", "3000")),
     # password sign-ins over the whole tenant (each one hashes a password: ~0.3-1 s of CPU), so
     # a botnet's wrong passwords cannot take the web processes' CPU from every tenant's chats
-    "sign_ins_per_minute": int(os.environ.get("WEIYU_TENANT_SIGN_INS_PER_MINUTE", "60")),
+    "sign_ins_per_minute": int(os.environ.get("WEIYU_TENANT_SIGN_INS_PER_MINUTE", "120")),
 }
 #: password sign-ins per client address and minute, in each tenant (and on the platform's domains)
-WEIYU_SIGN_INS_PER_IP_MINUTE = int(os.environ.get("WEIYU_SIGN_INS_PER_IP_MINUTE", "20"))
+WEIYU_SIGN_INS_PER_IP_MINUTE = int(os.environ.get("WEIYU_SIGN_INS_PER_IP_MINUTE", "60"))
 #: addresses or CIDRs of the reverse proxies / load balancers in front of daphne (comma-separated);
 #: only from them are X-Forwarded-For / X-Forwarded-Proto believed (weiyu.clientaddr). Empty: the
 #: TCP peer is the client.
