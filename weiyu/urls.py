@@ -8,6 +8,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from kbase import api as kbase_api
 from kefu import api as kefu_api
+from kefu import api_search as kefu_api_search
 from kefu import onboarding
 from org import account_views
 from weiyu import views
@@ -68,6 +69,7 @@ urlpatterns = [
     path("api/v1/", include("tickets.urls")),
     path("api/v1/kbase/", include((kbase_api.urlpatterns, "kbase-api"))),
     path("api/v1/kefu/", include((kefu_api.urlpatterns, "kefu-api"))),
+    path("api/v1/kefu/", include((kefu_api_search.urlpatterns, "kefu-search"))),
     path("", include("kbase.urls")),
     path("", include("kefu.urls")),
 ]
