@@ -134,4 +134,16 @@ class ConversationSearchApi(APIView):
         return Response({"results": [hit_payload(h, query) for h in hits], "has_more": has_more})
 
 
-urlpatterns = [path("search", ConversationSearchApi.as_view(), name="search")]
+class SearchFiltersApi(APIView):
+    """``GET /api/v1/kefu/search/filters`` → ``{"workgroups": [{"id", "name"}], "channels":
+    [{"id", "name"}], "agents": [{"id", "name"}]}``: the choices of the search filters (active
+    administrators and agents, by name)."""
+
+    def get(self, request: Request) -> Response:
+        return Response(search.filter_choices())
+
+
+urlpatterns = [
+    path("search", ConversationSearchApi.as_view(), name="search"),
+    path("search/filters", SearchFiltersApi.as_view(), name="search-filters"),
+]

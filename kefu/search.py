@@ -25,7 +25,8 @@ from django.utils.translation import gettext as _
 from im import search as im_search
 from im import selectors as im_selectors
 from im.models import Message
-from kefu.models import Session
+from kefu.models import Channel, Session, Workgroup
+from org.models import User
 from weiyu.errors import ServiceError
 
 #: message types whose text (or file name) is searchable, as in team-chat search
@@ -197,4 +198,17 @@ def _customer_flags(text: str) -> dict[str, Any]:
         "by_name": IContains(F("visitor__name"), text),
         "by_email": IContains(F("visitor__email"), text),
         "by_phone": phone,
+    }
+
+
+def filter_choices() -> dict[str, list[dict[str, Any]]]:
+    """``{"workgroups", "channels", "agents"}``, each ``[{"id", "name"}]`` by name: what the
+    search's filters offer (agents: active administrators and agents). Three queries."""
+    agents = User.objects.filter(
+        is_active=True, role__in=[User.Role.ADMIN, User.Role.AGENT]
+    ).order_by("display_name", "username")
+    return {
+        "workgroups": [{"id": w.pk, "name": w.name} for w in Workgroup.objects.order_by("name")],
+        "channels": [{"id": c.pk, "name": c.name} for c in Channel.objects.order_by("name")],
+        "agents": [{"id": u.pk, "name": u.name} for u in agents],
     }

@@ -15,6 +15,7 @@ import './layout.js'; // the side panel as a drawer on narrow screens
 import './transfer.js'; // transfers, invites and offers
 import './queue.js'; // the workgroups' waiting visitors
 import './search.js'; // message search
+import './convsearch.js'; // conversation search by customer or text, with filters
 import './status.js'; // the agent's status and load
 import './language.js'; // the language switch
 import { connect } from './connection.js';

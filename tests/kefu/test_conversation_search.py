@@ -12,56 +12,12 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
-from im.models import Conversation
-from im.senders import Sender
 from im.services import conversations as im_conversations
-from im.services import messages as im_messages
 from kefu.models import Channel, Session, Visitor, Workgroup
-from org.models import User
 from tests.conftest import agent_client, make_agent, make_desk, unique
+from tests.kefu.conversations import customer_conversation
 
 URL = "/api/v1/kefu/search"
-
-
-def _conversation(desk, agent: User, *, lines=(), created=None, **fields) -> Session:
-    """A customer conversation served by ``agent`` with ``lines`` = [(who, text)] sent through
-    the one send path (which indexes them)."""
-    visitor = Visitor.objects.create(
-        channel=fields.pop("channel", desk.channel),
-        name=fields.pop("name", unique("Visitor")),
-        email=fields.pop("email", ""),
-        phone=fields.pop("phone", ""),
-    )
-    conversation = im_conversations.conversation_create(kind=Conversation.Kind.VISITOR)
-    im_conversations.participant_add(
-        conversation=conversation, member_key=visitor.member_key, name=visitor.name, role="member"
-    )
-    im_conversations.participant_add(
-        conversation=conversation,
-        member_key=agent.member_key,
-        name=agent.name,
-        role="member",
-        user_id=agent.pk,
-    )
-    session = Session.objects.create(
-        conversation=conversation,
-        visitor=visitor,
-        channel=visitor.channel,
-        workgroup=fields.pop("workgroup", desk.workgroup),
-        agent=agent,
-        status=fields.pop("status", "open"),
-        **fields,
-    )
-    for who, text in lines:
-        sender = (
-            Sender(key=agent.member_key, type="agent", name=agent.name, user_id=agent.pk)
-            if who == "agent"
-            else Sender(key=visitor.member_key, type="visitor", name=visitor.name)
-        )
-        im_messages.message_send(conversation_id=conversation.pk, sender=sender, content=text)
-    if created is not None:
-        Session.objects.filter(pk=session.pk).update(created_at=created)
-    return session
 
 
 def _ids(response) -> list[int]:
@@ -78,8 +34,10 @@ def test_chinese_two_character_word_inside_a_sentence(desk):
     agent = desk.agents[0]
     tag = unique("单")
     with schema_context("acme"):
-        hit = _conversation(desk, agent, lines=[("visitor", f"{tag}我想申请退款，可以吗")])
-        _conversation(desk, agent, lines=[("visitor", f"{tag}退货和付款是两回事")])  # 退…款 apart
+        hit = customer_conversation(desk, agent, lines=[("visitor", f"{tag}我想申请退款，可以吗")])
+        customer_conversation(
+            desk, agent, lines=[("visitor", f"{tag}退货和付款是两回事")]
+        )  # 退…款 apart
     response = agent_client(agent).get(URL, {"q": f"{tag} 退款"})
     assert _ids(response) == [hit.pk]
     result = response.json()["results"][0]
@@ -92,8 +50,10 @@ def test_english_words_any_case_and_prefix_newest_first(desk):
     agent = desk.agents[0]
     word = unique("invoice").lower()
     with schema_context("acme"):
-        older = _conversation(desk, agent, lines=[("visitor", f"Where is my {word.upper()}?")])
-        newer = _conversation(
+        older = customer_conversation(
+            desk, agent, lines=[("visitor", f"Where is my {word.upper()}?")]
+        )
+        newer = customer_conversation(
             desk, agent, lines=[("visitor", "hello"), ("agent", f"The {word} is attached")]
         )
     client = agent_client(agent)
@@ -108,9 +68,9 @@ def test_customer_name_email_and_phone(desk):
     agent = desk.agents[0]
     name = unique("王小明")
     with schema_context("acme"):
-        by_name = _conversation(desk, agent, name=name)
-        by_email = _conversation(desk, agent, email=f"{unique('zoe')}@shop.example")
-        by_phone = _conversation(desk, agent, phone="+86 (138) 0013-8000")
+        by_name = customer_conversation(desk, agent, name=name)
+        by_email = customer_conversation(desk, agent, email=f"{unique('zoe')}@shop.example")
+        by_phone = customer_conversation(desk, agent, phone="+86 (138) 0013-8000")
     client = agent_client(agent)
     response = client.get(URL, {"q": name})
     assert _ids(response) == [by_name.pk]
@@ -131,14 +91,14 @@ def test_each_filter(desk, acme):
         other_group = Workgroup.objects.create(name=unique("wg"))
         other_channel = Channel.objects.create(name=unique("app"), workgroup=other_group)
         colleague = make_agent(status="offline", inbox=False)
-        old = _conversation(
+        old = customer_conversation(
             desk, agent, lines=lines, created=timezone.now() - dt.timedelta(days=10)
         )
-        closed = _conversation(desk, agent, lines=lines, status="closed", csat_score=2)
-        happy = _conversation(desk, agent, lines=lines, status="closed", csat_score=5)
-        grouped = _conversation(desk, agent, lines=lines, workgroup=other_group)
-        channelled = _conversation(desk, agent, lines=lines, channel=other_channel)
-        theirs = _conversation(desk, agent, lines=lines)
+        closed = customer_conversation(desk, agent, lines=lines, status="closed", csat_score=2)
+        happy = customer_conversation(desk, agent, lines=lines, status="closed", csat_score=5)
+        grouped = customer_conversation(desk, agent, lines=lines, workgroup=other_group)
+        channelled = customer_conversation(desk, agent, lines=lines, channel=other_channel)
+        theirs = customer_conversation(desk, agent, lines=lines)
         Session.objects.filter(pk=theirs.pk).update(agent=colleague)
     client = agent_client(agent)
     everything = {old.pk, closed.pk, happy.pk, grouped.pk, channelled.pk, theirs.pk}
@@ -161,7 +121,9 @@ def test_paging_with_before_id(desk):
     agent = desk.agents[0]
     word = unique("coupon").lower()
     with schema_context("acme"):
-        made = [_conversation(desk, agent, lines=[("visitor", f"{word} {i}")]) for i in range(5)]
+        made = [
+            customer_conversation(desk, agent, lines=[("visitor", f"{word} {i}")]) for i in range(5)
+        ]
     client = agent_client(agent)
     first = client.get(URL, {"q": word, "limit": 2}).json()
     assert [r["session_id"] for r in first["results"]] == [made[4].pk, made[3].pk]
@@ -176,7 +138,7 @@ def test_former_participant_and_other_agents_see_nothing(desk):
     word = unique("secret").lower()
     with schema_context("acme"):
         stranger = make_agent(status="offline", inbox=False)
-        session = _conversation(desk, agent, lines=[("visitor", f"{word} 退款")], name=word)
+        session = customer_conversation(desk, agent, lines=[("visitor", f"{word} 退款")], name=word)
     client = agent_client(agent)
     assert _ids(client.get(URL, {"q": word})) == [session.pk]
     assert _ids(agent_client(stranger).get(URL, {"q": word})) == []
@@ -192,10 +154,10 @@ def test_other_tenant_sees_nothing(desk, globex):
     agent = desk.agents[0]
     word = unique("tenantword").lower()
     with schema_context("acme"):
-        _conversation(desk, agent, lines=[("visitor", word)])
+        customer_conversation(desk, agent, lines=[("visitor", word)])
     other = make_desk(globex, agents=1, status="offline", inbox=False)
     with schema_context("globex"):
-        _conversation(other, other.agents[0], lines=[("visitor", "unrelated")])
+        customer_conversation(other, other.agents[0], lines=[("visitor", "unrelated")])
     assert _ids(agent_client(other.agents[0], "globex").get(URL, {"q": word})) == []
 
 
@@ -240,13 +202,13 @@ def test_query_count_does_not_grow_with_results(desk):
     word = unique("refund").lower()
     client = agent_client(agent)
     with schema_context("acme"):
-        _conversation(desk, agent, lines=[("visitor", f"{word} please")])
+        customer_conversation(desk, agent, lines=[("visitor", f"{word} please")])
     client.get(URL, {"q": word})  # warm the session and caches
     with CaptureQueriesContext(connection) as one:
         assert len(_ids(client.get(URL, {"q": word}))) == 1
     with schema_context("acme"):
         for _ in range(9):
-            _conversation(
+            customer_conversation(
                 desk, agent, lines=[("visitor", f"{word} again"), ("agent", f"{word} done")]
             )
     with CaptureQueriesContext(connection) as ten:
@@ -256,3 +218,11 @@ def test_query_count_does_not_grow_with_results(desk):
         q for q in ten.captured_queries if "kefu_session" in q["sql"] or "im_message" in q["sql"]
     ]
     assert len(search_queries) == 2, [q["sql"][:120] for q in search_queries]
+
+
+def test_filter_choices_list_the_tenants_workgroups_channels_and_agents(desk):
+    agent = desk.agents[0]
+    body = agent_client(agent).get(URL + "/filters").json()
+    assert {"id": desk.workgroup.pk, "name": desk.workgroup.name} in body["workgroups"]
+    assert {"id": desk.channel.pk, "name": desk.channel.name} in body["channels"]
+    assert {"id": agent.pk, "name": agent.name} in body["agents"]
