@@ -18,14 +18,14 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.contrib.postgres.search import SearchQuery
-from django.db.models import Exists, F, Func, OuterRef, Q, QuerySet, Value
-from django.db.models.lookups import Contains, IContains
+from django.db.models import BooleanField, F, Func, Q, QuerySet, Value
+from django.db.models.expressions import RawSQL
 from django.utils.translation import gettext as _
 
 from im import search as im_search
 from im import selectors as im_selectors
 from im.models import Message
-from kefu.models import Channel, Session, Workgroup
+from kefu.models import Channel, Session, Visitor, Workgroup
 from org.models import User
 from weiyu.errors import ServiceError
 
@@ -40,6 +40,17 @@ SEARCHABLE_TYPES = [
 #: at least this many digits in the query before the phone number is compared digit by digit
 PHONE_MIN_DIGITS = 3
 LIMIT_MAX = 50
+#: up to this many matching messages, the conversations they are in are read first and the
+#: sessions looked up among them (a rare word); beyond, sessions are walked newest first and
+#: each conversation's own messages checked (a common word finds a page at once)
+CANDIDATES = 1000
+#: what a result page reads of a session and its visitor, agent, workgroup and channel
+_PAGE_FIELDS = [
+    "id", "conversation_id", "status", "created_at", "closed_at", "csat_score",
+    "visitor__id", "visitor__name", "visitor__email", "visitor__phone",
+    "agent__id", "agent__display_name", "agent__first_name", "agent__last_name",
+    "agent__username", "workgroup__id", "workgroup__name", "channel__id", "channel__name",
+]  # fmt: skip
 _NOT_DIGIT = re.compile(r"\D")
 
 
@@ -85,6 +96,28 @@ def _message_matches(tsquery: str, phrases: list[str]) -> QuerySet[Message]:
     return qs
 
 
+def _exists_per_conversation(tsquery: str, phrases: list[str]) -> RawSQL:
+    """``EXISTS`` a matching message in the session's conversation, checked row by row through
+    the conversation's own messages. Written out with ``OFFSET 0``, which keeps PostgreSQL from
+    turning it into a hashed set of every match in the tenant (it underestimates how many
+    rows match a phrase, and a common word would then be read in full: bench/
+    conversation_search.py)."""
+    escaped = [p.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") for p in phrases]
+    return RawSQL(  # noqa: S611 - a constant statement, the values bound
+        _EXISTS_SQL,
+        [list(SEARCHABLE_TYPES), tsquery, [f"%{p}%" for p in escaped]],
+        output_field=BooleanField(),
+    )
+
+
+_EXISTS_SQL = (
+    "EXISTS (SELECT 1 FROM im_message m WHERE m.conversation_id = kefu_session.conversation_id"
+    " AND m.recalled_at IS NULL AND m.msg_type = ANY(%s)"
+    " AND m.search_vector @@ to_tsquery('simple'::regconfig, %s)"
+    " AND m.content ILIKE ALL(%s::text[]) OFFSET 0)"
+)
+
+
 def _apply(qs: QuerySet[Session], filters: Filters) -> QuerySet[Session]:
     if filters.start is not None:
         qs = qs.filter(created_at__gte=_day_start(filters.start))
@@ -114,13 +147,13 @@ def conversation_search(
     limit: int = 20,
 ) -> tuple[list[Hit], bool]:
     """Customer conversations the member is in that match ``query`` and ``filters``, newest
-    session first. Two queries whatever the count: the sessions, and the newest matching message
-    of each.
+    session first.
 
     ``query`` (optional when a filter narrows the search; up to 200 characters) matches when the
     customer's name or e-mail contains it, the customer's phone contains its digits (3 or more),
     or one message of the conversation (internal notes included, recalled ones not) contains
-    every word, CJK phrases as written. Keyset pagination: pass the last hit's session id as
+    every word, CJK phrases as written. Three queries whatever the count (matching messages up
+    to :data:`CANDIDATES`, the sessions, the newest matching message of each). Keyset pagination: pass the last hit's session id as
     ``before_id``; ``limit`` 1-50. Returns ``(hits, has_more)``.
 
     Raises ``ServiceError("invalid", field="q")`` for a query over 200 characters, or one with
@@ -136,9 +169,9 @@ def conversation_search(
         )
     visible = im_selectors.active_memberships(member_key=member_key).values("conversation_id")
     qs = _apply(
-        Session.objects.select_related("visitor", "agent", "workgroup", "channel").filter(
-            conversation_id__in=visible
-        ),
+        Session.objects.select_related("visitor", "agent", "workgroup", "channel")
+        .only(*_PAGE_FIELDS)
+        .filter(conversation_id__in=visible),
         filters,
     )
     if before_id is not None:
@@ -146,59 +179,67 @@ def conversation_search(
     tsquery, phrases = ("", [])
     if text:
         tsquery, phrases = im_search.compile_query(text)
-        messages = _message_matches(tsquery, phrases).filter(
-            conversation_id=OuterRef("conversation_id")
+        found = list(
+            _message_matches(tsquery, phrases)
+            .order_by()
+            .values_list("conversation_id", flat=True)[: CANDIDATES + 1]
         )
-        qs = qs.annotate(by_message=Exists(messages), **_customer_flags(text)).filter(
-            Q(by_message=True) | Q(by_name=True) | Q(by_email=True) | Q(by_phone=True)
-        )
+        if len(found) <= CANDIDATES:  # every matching conversation is known: a hashed set
+            by_message = Q(conversation_id__in=set(found)) if found else Q(pk__in=[])
+        else:  # a common word: newest first, each conversation checked through its own rows
+            by_message = Q(_exists_per_conversation(tsquery, phrases))
+        qs = qs.filter(by_message | Q(visitor_id__in=_customer_matches(text)))
     sessions = list(qs.order_by("-pk")[: limit + 1])
     has_more = len(sessions) > limit
     sessions = sessions[:limit]
     newest: dict[int, Message] = {}
-    if text and any(s.by_message for s in sessions):
+    if text and sessions:
         rows = (
             _message_matches(tsquery, phrases)
-            .filter(conversation_id__in=[s.conversation_id for s in sessions if s.by_message])
+            .filter(conversation_id__in=[s.conversation_id for s in sessions])
             .order_by("conversation_id", "-id")
             .distinct("conversation_id")
         )
         newest = {m.conversation_id: m for m in rows}
     hits = []
     for session in sessions:
-        matched = []
-        if text:
-            matched = [
-                part
-                for part, flag in (
-                    ("name", session.by_name),
-                    ("email", session.by_email),
-                    ("phone", session.by_phone),
-                    ("message", session.by_message),
-                )
-                if flag
-            ]
-        hits.append(
-            Hit(session=session, matched=matched, message=newest.get(session.conversation_id))
-        )
+        message = newest.get(session.conversation_id)
+        matched = _customer_parts(session.visitor, text) if text else []
+        if message is not None:
+            matched.append("message")
+        hits.append(Hit(session=session, matched=matched, message=message))
     return hits, has_more
 
 
-def _customer_flags(text: str) -> dict[str, Any]:
-    """Annotations telling whether the customer's name, e-mail or phone (punctuation removed,
-    compared with the query's digits when it has 3 or more) matches ``text``."""
+def _customer_matches(text: str) -> QuerySet[Visitor]:
+    """Ids of the visitors whose name or e-mail contains ``text`` (any case), or whose phone,
+    punctuation removed, contains the query's digits (3 or more)."""
+    condition = Q(name__icontains=text) | Q(email__icontains=text)
+    qs = Visitor.objects.all()
     digits = _NOT_DIGIT.sub("", text)
-    phone: Any = Value(False)
     if len(digits) >= PHONE_MIN_DIGITS:
-        phone = Func(
-            F("visitor__phone"), Value(r"\D"), Value(""), Value("g"), function="regexp_replace"
+        qs = qs.annotate(
+            bare_phone=Func(
+                F("phone"), Value(r"\D"), Value(""), Value("g"), function="regexp_replace"
+            )
         )
-        phone = Contains(phone, digits)
-    return {
-        "by_name": IContains(F("visitor__name"), text),
-        "by_email": IContains(F("visitor__email"), text),
-        "by_phone": phone,
-    }
+        condition |= Q(bare_phone__contains=digits)
+    return qs.filter(condition).values("pk")
+
+
+def _customer_parts(visitor: Visitor, text: str) -> list[str]:
+    """Which of the customer's name, e-mail and phone matched (the rule of
+    :func:`_customer_matches`, for the few visitors of a page)."""
+    lowered = text.lower()
+    digits = _NOT_DIGIT.sub("", text)
+    parts = []
+    if lowered in visitor.name.lower():
+        parts.append("name")
+    if visitor.email and lowered in visitor.email.lower():
+        parts.append("email")
+    if len(digits) >= PHONE_MIN_DIGITS and digits in _NOT_DIGIT.sub("", visitor.phone):
+        parts.append("phone")
+    return parts
 
 
 def filter_choices() -> dict[str, list[dict[str, Any]]]:

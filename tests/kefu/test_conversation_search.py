@@ -217,7 +217,7 @@ def test_query_count_does_not_grow_with_results(desk):
     search_queries = [
         q for q in ten.captured_queries if "kefu_session" in q["sql"] or "im_message" in q["sql"]
     ]
-    assert len(search_queries) == 2, [q["sql"][:120] for q in search_queries]
+    assert len(search_queries) == 3, [q["sql"][:120] for q in search_queries]
 
 
 def test_filter_choices_list_the_tenants_workgroups_channels_and_agents(desk):
@@ -226,3 +226,25 @@ def test_filter_choices_list_the_tenants_workgroups_channels_and_agents(desk):
     assert {"id": desk.workgroup.pk, "name": desk.workgroup.name} in body["workgroups"]
     assert {"id": desk.channel.pk, "name": desk.channel.name} in body["channels"]
     assert {"id": agent.pk, "name": agent.name} in body["agents"]
+
+
+@pytest.mark.parametrize("candidates", [0, 1000])
+def test_common_and_rare_words_take_either_plan_and_agree(desk, monkeypatch, candidates):
+    """A word in more messages than ``CANDIDATES`` is checked conversation by conversation, a
+    rarer one through the set of conversations it is in: the same answers either way."""
+    from kefu import search
+
+    monkeypatch.setattr(search, "CANDIDATES", candidates)
+    agent = desk.agents[0]
+    tag = unique("号")
+    with schema_context("acme"):
+        hit = customer_conversation(desk, agent, lines=[("visitor", f"{tag}我想申请退款 please")])
+        customer_conversation(desk, agent, lines=[("visitor", f"{tag}退货和付款是两回事")])
+        named = customer_conversation(desk, agent, name=f"{tag} 退款")
+        gone = customer_conversation(desk, agent, lines=[("visitor", f"{tag}申请退款")])
+        im_conversations.participant_remove(
+            conversation_id=gone.conversation_id, member_key=agent.member_key
+        )
+    client = agent_client(agent)
+    assert _ids(client.get(URL, {"q": f"{tag} 退款"})) == [named.pk, hit.pk]
+    assert _ids(client.get(URL, {"q": f"{tag} pleas"})) == [hit.pk]
