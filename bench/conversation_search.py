@@ -195,7 +195,7 @@ def generate(messages: int) -> dict[str, int]:
                 '{}'::jsonb, '', '{}'::jsonb
             FROM (
                 SELECT g, 1 + g / %(per)s AS conv, 1 + g %% %(per)s AS seq,
-                    g %% 2 = 0 AS customer, (g * 7919) %% 4000 AS text_i
+                    g %% 2 = 0 AS customer, (g::bigint * 7919) %% 4000 AS text_i
                 FROM generate_series(0, %(m)s - 1) g
             ) s
             JOIN bench_text t ON t.i = s.text_i

@@ -11,6 +11,7 @@ from kefu import api as kefu_api
 from kefu import api_search as kefu_api_search
 from kefu import onboarding
 from org import account_views
+from tickets import dashboard
 from weiyu import views
 
 admin.site.site_header = _("Weiyu back office")
@@ -21,7 +22,8 @@ _SITE = {"site_header": admin.site.site_header, "site_title": admin.site.site_ti
 
 urlpatterns = [
     # before the admin's own URLs: its index with the getting-started checklist (kefu.onboarding)
-    path("admin/", admin.site.admin_view(onboarding.backoffice_index), name="backoffice-index"),
+    # with the dashboard and the grouped navigation (tickets.dashboard)
+    path("admin/", admin.site.admin_view(dashboard.backoffice_index), name="backoffice-index"),
     path(
         "admin/onboarding/",
         admin.site.admin_view(onboarding.onboarding_page),
