@@ -18,8 +18,10 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.contrib.postgres.search import SearchQuery
-from django.db.models import BooleanField, F, Func, Q, QuerySet, Value
+from django.db.models import BooleanField, F, Func, Q, QuerySet, Subquery, Value
 from django.db.models.expressions import RawSQL
+from django.db.models.functions import Coalesce
+from django.db.models.lookups import Contains
 from django.utils.translation import gettext as _
 
 from im import search as im_search
@@ -40,10 +42,12 @@ SEARCHABLE_TYPES = [
 #: at least this many digits in the query before the phone number is compared digit by digit
 PHONE_MIN_DIGITS = 3
 LIMIT_MAX = 50
-#: up to this many matching messages, the conversations they are in are read first and the
-#: sessions looked up among them (a rare word); beyond, sessions are walked newest first and
-#: each conversation's own messages checked (a common word finds a page at once)
+#: when the newest sessions did not fill a page: up to this many matching messages, the
+#: conversations they are in are read and the sessions looked up among them (a rare word);
+#: beyond, all sessions are walked newest first, each conversation's own messages checked
 CANDIDATES = 1000
+#: the newest sessions checked first, one by one, before looking the words up in the index
+WINDOW = 1000
 #: what a result page reads of a session and its visitor, agent, workgroup and channel
 _PAGE_FIELDS = [
     "id", "conversation_id", "status", "created_at", "closed_at", "csat_score",
@@ -152,9 +156,14 @@ def conversation_search(
     ``query`` (optional when a filter narrows the search; up to 200 characters) matches when the
     customer's name or e-mail contains it, the customer's phone contains its digits (3 or more),
     or one message of the conversation (internal notes included, recalled ones not) contains
-    every word, CJK phrases as written. Three queries whatever the count (matching messages up
-    to :data:`CANDIDATES`, the sessions, the newest matching message of each). Keyset pagination: pass the last hit's session id as
+    every word, CJK phrases as written. Keyset pagination: pass the last hit's session id as
     ``before_id``; ``limit`` 1-50. Returns ``(hits, has_more)``.
+
+    At most four queries whatever the count: the newest :data:`WINDOW` sessions checked one by
+    one (a common word fills the page there); if not, the conversations of up to
+    :data:`CANDIDATES` matching messages (from the GIN index) and the sessions among them (or
+    every session checked one by one, newest first, for a word in more messages); then the
+    newest matching message of each result. Figures: docs/benchmarks.md.
 
     Raises ``ServiceError("invalid", field="q")`` for a query over 200 characters, or one with
     nothing searchable, or an empty query with no filter.
@@ -177,19 +186,33 @@ def conversation_search(
     if before_id is not None:
         qs = qs.filter(pk__lt=before_id)
     tsquery, phrases = ("", [])
+    sessions: list[Session] | None = None
     if text:
         tsquery, phrases = im_search.compile_query(text)
-        found = list(
-            _message_matches(tsquery, phrases)
-            .order_by()
-            .values_list("conversation_id", flat=True)[: CANDIDATES + 1]
+        per_row = Q(_exists_per_conversation(tsquery, phrases)) | _customer_condition(
+            text, "visitor__"
         )
-        if len(found) <= CANDIDATES:  # every matching conversation is known: a hashed set
-            by_message = Q(conversation_id__in=set(found)) if found else Q(pk__in=[])
-        else:  # a common word: newest first, each conversation checked through its own rows
-            by_message = Q(_exists_per_conversation(tsquery, phrases))
-        qs = qs.filter(by_message | Q(visitor_id__in=_customer_matches(text)))
-    sessions = list(qs.order_by("-pk")[: limit + 1])
+        # 1. the newest WINDOW sessions, each checked row by row: a common word fills a page here
+        floor = qs.order_by("-pk").values("pk")[WINDOW - 1 : WINDOW]
+        probe = list(
+            qs.filter(per_row, pk__gte=Coalesce(Subquery(floor), 0)).order_by("-pk")[: limit + 1]
+        )
+        if len(probe) > limit:
+            sessions = probe
+        else:
+            # 2. a rarer word: the conversations its messages are in, when there are few
+            found = list(
+                _message_matches(tsquery, phrases)
+                .order_by()
+                .values_list("conversation_id", flat=True)[: CANDIDATES + 1]
+            )
+            if len(found) <= CANDIDATES:
+                by_message = Q(conversation_id__in=set(found)) if found else Q(pk__in=[])
+                qs = qs.filter(by_message | Q(visitor_id__in=_customer_matches(text)))
+            else:
+                qs = qs.filter(per_row)
+    if sessions is None:
+        sessions = list(qs.order_by("-pk")[: limit + 1])
     has_more = len(sessions) > limit
     sessions = sessions[:limit]
     newest: dict[int, Message] = {}
@@ -211,20 +234,23 @@ def conversation_search(
     return hits, has_more
 
 
-def _customer_matches(text: str) -> QuerySet[Visitor]:
-    """Ids of the visitors whose name or e-mail contains ``text`` (any case), or whose phone,
-    punctuation removed, contains the query's digits (3 or more)."""
-    condition = Q(name__icontains=text) | Q(email__icontains=text)
-    qs = Visitor.objects.all()
+def _customer_condition(text: str, prefix: str = "") -> Q:
+    """The visitor's name or e-mail contains ``text`` (any case), or their phone, punctuation
+    removed, contains the query's digits (3 or more); ``prefix`` reaches the visitor from
+    another model (``"visitor__"``)."""
+    condition = Q(**{f"{prefix}name__icontains": text}) | Q(**{f"{prefix}email__icontains": text})
     digits = _NOT_DIGIT.sub("", text)
     if len(digits) >= PHONE_MIN_DIGITS:
-        qs = qs.annotate(
-            bare_phone=Func(
-                F("phone"), Value(r"\D"), Value(""), Value("g"), function="regexp_replace"
-            )
+        bare = Func(
+            F(f"{prefix}phone"), Value(r"\D"), Value(""), Value("g"), function="regexp_replace"
         )
-        condition |= Q(bare_phone__contains=digits)
-    return qs.filter(condition).values("pk")
+        condition |= Q(Contains(bare, digits))
+    return condition
+
+
+def _customer_matches(text: str) -> QuerySet[Visitor]:
+    """Ids of the visitors :func:`_customer_condition` matches."""
+    return Visitor.objects.filter(_customer_condition(text)).values("pk")
 
 
 def _customer_parts(visitor: Visitor, text: str) -> list[str]:
