@@ -19,6 +19,8 @@ from kefu.models import Session
 from org.models import User
 from tests.conftest import PASSWORD, agent_client, make_desk, unique
 from tests.kefu.conversations import customer_conversation
+from tickets.models import SlaClock
+from tickets.services import tickets as ticket_services
 
 
 def _figures(html: str) -> dict[str, str]:
@@ -48,6 +50,16 @@ def busy_day(acme):
         Session.objects.filter(pk=waiting.pk).update(agent=None)
         today = timezone.localdate()
         stats.stats_refresh(start=today - dt.timedelta(days=6), end=today)
+        # a ticket whose first-response clock was met and resolution clock breached today
+        ticket = ticket_services.ticket_create(
+            subject="Broken tap", body="It drips.", source="inbox", creator=agent
+        )
+        ticket.clocks.all().delete()
+        for kind, met in (("first_response", True), ("resolution", False)):
+            SlaClock.objects.create(
+                ticket=ticket, kind=kind, target_s=600, started_at=now - dt.timedelta(hours=1),
+                met_at=now if met else None, breached_at=None if met else now,
+            )  # fmt: skip
         boss = User.objects.create_user(
             username=unique("boss"), password=PASSWORD, role="admin", is_staff=True,
             is_superuser=True,
@@ -80,6 +92,7 @@ def test_dashboard_numbers_equal_the_statistics_api(busy_day, language):
     assert shown["csat_avg"] == _number(totals["csat_avg"])
     assert totals["csat_count"] >= 2
     assert shown["sla_attainment_pct"] == _number(attained)
+    assert attained is not None
 
     # the busiest-hours bars count the sessions started in each local hour of the 7 days
     with schema_context("acme"):
