@@ -67,6 +67,28 @@ def _tsquery_literal(term: str) -> str:
     return "'" + word.replace("'", "''").replace("\\", "\\\\") + "'" + (":*" if prefix else "")
 
 
+def compile_query(query: object) -> tuple[str, list[str]]:
+    """``(raw tsquery, CJK phrases to verify with ILIKE)`` for a user's search text, shared by
+    message search and customer conversation search. Every term is required; the last alphabetic
+    word matches as a prefix.
+
+    Raises ``ServiceError("invalid", field="q")`` for an empty query, one over 200 characters,
+    or one with nothing searchable (only punctuation).
+    """
+    if not isinstance(query, str) or not query.strip():
+        raise ServiceError("invalid", _("Type something to search for."), field="q")
+    if len(query) > QUERY_MAX:
+        raise ServiceError(
+            "invalid",
+            _("The search is longer than %(n)d characters.") % {"n": QUERY_MAX},
+            field="q",
+        )
+    terms, phrases = _query_terms(query)
+    if not terms:
+        raise ServiceError("invalid", _("Search for words or characters."), field="q")
+    return " & ".join(_tsquery_literal(t) for t in terms), phrases
+
+
 def message_search(
     *,
     member_key: str,
@@ -86,18 +108,7 @@ def message_search(
     Raises ``ServiceError("invalid", field="q")`` for an empty query, one over 200 characters,
     or one with nothing searchable (only punctuation).
     """
-    if not isinstance(query, str) or not query.strip():
-        raise ServiceError("invalid", _("Type something to search for."), field="q")
-    if len(query) > QUERY_MAX:
-        raise ServiceError(
-            "invalid",
-            _("The search is longer than %(n)d characters.") % {"n": QUERY_MAX},
-            field="q",
-        )
-    terms, phrases = _query_terms(query)
-    if not terms:
-        raise ServiceError("invalid", _("Search for words or characters."), field="q")
-    tsquery = " & ".join(_tsquery_literal(t) for t in terms)
+    tsquery, phrases = compile_query(query)
     visible = selectors.active_memberships(member_key=member_key)
     if conversation_id is not None:
         visible = visible.filter(conversation_id=conversation_id)

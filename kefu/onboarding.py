@@ -143,15 +143,19 @@ def onboarding_page(request: HttpRequest) -> HttpResponse:
     return TemplateResponse(request, "admin/onboarding.html", context, status=status)
 
 
-def backoffice_index(request: HttpRequest) -> HttpResponse:
+def backoffice_index(
+    request: HttpRequest, extra_context: dict[str, Any] | None = None
+) -> HttpResponse:
     """``GET /admin/``: the back office's index, with the getting-started checklist above the
     app list while a step is open (tenant administrators). In a tenant where no step is done
-    yet, the first visit of a browser session goes to :func:`onboarding_page` instead (302)."""
-    extra: dict[str, Any] = {}
+    yet, the first visit of a browser session goes to :func:`onboarding_page` instead (302).
+    ``extra_context``: more for the template (the dashboard, ``tickets.dashboard``)."""
+    extra: dict[str, Any] = dict(extra_context or {})
     if is_tenant_admin(request.user):
         steps = onboarding_steps(user=request.user)
         if not all(step.done for step in steps):
             if not any(step.done for step in steps) and not request.session.get(SEEN_KEY):
                 return HttpResponseRedirect(reverse("backoffice-onboarding"))
-            extra = {"onboarding_steps": steps, "onboarding_done": sum(s.done for s in steps)}
+            extra["onboarding_steps"] = steps
+            extra["onboarding_done"] = sum(s.done for s in steps)
     return admin.site.index(request, extra_context=extra)

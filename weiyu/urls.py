@@ -8,9 +8,11 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from kbase import api as kbase_api
 from kefu import api as kefu_api
+from kefu import api_search as kefu_api_search
 from kefu import onboarding
 from org import account_views
 from tenants import views as tenant_views
+from tickets import dashboard
 from weiyu import views
 
 admin.site.site_header = _("Weiyu back office")
@@ -21,7 +23,8 @@ _SITE = {"site_header": admin.site.site_header, "site_title": admin.site.site_ti
 
 urlpatterns = [
     # before the admin's own URLs: its index with the getting-started checklist (kefu.onboarding)
-    path("admin/", admin.site.admin_view(onboarding.backoffice_index), name="backoffice-index"),
+    # with the dashboard and the grouped navigation (tickets.dashboard)
+    path("admin/", admin.site.admin_view(dashboard.backoffice_index), name="backoffice-index"),
     path(
         "admin/onboarding/",
         admin.site.admin_view(onboarding.onboarding_page),
@@ -94,6 +97,7 @@ urlpatterns = [
     path("api/v1/", include("tickets.urls")),
     path("api/v1/kbase/", include((kbase_api.urlpatterns, "kbase-api"))),
     path("api/v1/kefu/", include((kefu_api.urlpatterns, "kefu-api"))),
+    path("api/v1/kefu/", include((kefu_api_search.urlpatterns, "kefu-search"))),
     path("", include("kbase.urls")),
     path("", include("kefu.urls")),
 ]

@@ -17,6 +17,7 @@ import './queue.js'; // the workgroups' waiting visitors
 import './views.js'; // the list's views and live counts, labels
 import './shortcuts.js'; // keyboard shortcuts, and the ? list of them
 import './search.js'; // message search
+import './convsearch.js'; // conversation search by customer or text, with filters
 import './status.js'; // the agent's status and load
 import './language.js'; // the language switch
 import { connect } from './connection.js';

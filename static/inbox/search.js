@@ -73,7 +73,7 @@ searchInput.addEventListener('keydown', (e) => {
 });
 
 /** Open a conversation at message `seq`: load the page around it and show it highlighted. */
-async function jumpTo(conversationId, seq) {
+export async function jumpTo(conversationId, seq) {
   if (!state.convs.has(conversationId) && !(await refreshConversation(conversationId))) return;
   select(conversationId);
   let page;
