@@ -6,22 +6,27 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
+from django import forms
 from django.contrib import admin, messages
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from kbase.models import KnowledgeBase
 from kefu import embed, stats
+from kefu.channels.delivery import channel_health
 from kefu.models import (
     AgentState,
     AutoReply,
     BlockedVisitor,
     CannedResponse,
     Channel,
+    ChannelAccount,
     DailyStat,
     RoutingRule,
     SensitiveWord,
@@ -42,7 +47,7 @@ from kefu.services import visitors as visitor_services
 from kefu.services.visitors import VISITOR_EDITABLE
 from org.admin import UserAdmin
 from org.models import User
-from weiyu import reports
+from weiyu import outbound, reports
 
 
 class AgentStateInline(admin.StackedInline):
@@ -133,19 +138,69 @@ class VisitorTagAdmin(admin.ModelAdmin):
     search_fields = ("name",)
 
 
+class ChannelAccountForm(forms.ModelForm):
+    """Refuses an API base URL the outbound guard would refuse (weiyu.outbound)."""
+
+    api_base_url = forms.URLField(
+        label=_("API base URL"),
+        required=False,
+        assume_scheme="https",
+        help_text=_("Empty: the vendor's public API."),
+    )
+
+    class Meta:
+        model = ChannelAccount
+        fields = ("app_id", "secret", "verify_token", "aes_key", "api_base_url")
+
+    def clean_api_base_url(self) -> str:
+        url = self.cleaned_data.get("api_base_url") or ""
+        if url:
+            try:
+                outbound.check_url(url)
+            except outbound.OutboundRefusedError as exc:
+                raise forms.ValidationError(str(exc)) from exc
+        return url
+
+
+class ChannelAccountInline(admin.StackedInline):
+    """The vendor account of a Telegram or WeChat channel (docs/channels.md)."""
+
+    model = ChannelAccount
+    form = ChannelAccountForm
+    extra = 0
+    max_num = 1
+    can_delete = False
+    fields = ("app_id", "secret", "verify_token", "aes_key", "api_base_url")
+    verbose_name = _("messaging account (Telegram, WeChat)")
+
+    def formfield_for_dbfield(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name in ("secret", "verify_token", "aes_key"):
+            kwargs["widget"] = forms.PasswordInput(render_value=True)
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
+
+
 @admin.register(Channel)
 class ChannelAdmin(admin.ModelAdmin):
-    list_display = ("name", "mode", "workgroup", "is_active", "public_key")
-    list_filter = ("is_active", "mode")
-    readonly_fields = ("public_key", "snippet", "created_at")
+    list_display = (
+        "name",
+        "kind",
+        "mode",
+        "workgroup",
+        "is_active",
+        "last_inbound",
+        "failed_today",
+    )
+    list_filter = ("is_active", "kind", "mode")
+    readonly_fields = ("public_key", "snippet", "callback_url", "health", "created_at")
     filter_horizontal = ("knowledge_bases", "departments")
-    inlines = [RoutingRuleInline]
+    inlines = [ChannelAccountInline, RoutingRuleInline]
     fieldsets = (
         (
             None,
             {
                 "fields": (
                     "name",
+                    "kind",
                     "mode",
                     "workgroup",
                     "title",
@@ -158,6 +213,10 @@ class ChannelAdmin(admin.ModelAdmin):
                     "snippet",
                 )
             },
+        ),
+        (
+            _("Messaging channel (Telegram, WeChat Official Account)"),
+            {"fields": ("callback_url", "health")},
         ),
         (
             _("Robot (robot-only and robot-first modes)"),
@@ -206,6 +265,50 @@ class ChannelAdmin(admin.ModelAdmin):
             embed.preview_url(base_url=base, channel_key=obj.public_key),
             _("Open a page with this widget"),
         )
+
+    @admin.display(description=_("callback URL"))
+    def callback_url(self, obj: Channel) -> str:
+        """Where the vendor sends updates: the Telegram webhook, WeChat's server URL."""
+        base = getattr(obj, "public_base_url", None)
+        if not obj.pk or base is None or obj.kind == Channel.Kind.WIDGET:
+            return "—"
+        return f"{base}/hooks/{obj.kind}/{obj.public_key}"
+
+    @admin.display(description=_("health"))
+    def health(self, obj: Channel) -> str:
+        """Last inbound, last error and deliveries failed today (kefu.channels.delivery)."""
+        if not obj.pk or obj.kind == Channel.Kind.WIDGET:
+            return "—"
+        h = channel_health(channel=obj)
+        return format_html(
+            '<dl class="weiyu-health"><dt>{}</dt><dd id="health-inbound">{}</dd>'
+            '<dt>{}</dt><dd id="health-error">{}</dd>'
+            '<dt>{}</dt><dd id="health-failed">{}</dd></dl>',
+            _("Last inbound"),
+            date_format(timezone.localtime(h["last_inbound_at"]), "DATETIME_FORMAT")
+            if h["last_inbound_at"]
+            else _("never"),
+            _("Last error"),
+            "{} ({})".format(
+                h["last_error"],
+                date_format(timezone.localtime(h["last_error_at"]), "DATETIME_FORMAT"),
+            )
+            if h["last_error_at"]
+            else _("none"),
+            _("Messages not delivered today"),
+            h["failed_today"],
+        )
+
+    @admin.display(description=_("last inbound"))
+    def last_inbound(self, obj: Channel) -> Any:
+        account = getattr(obj, "account", None) if obj.kind != Channel.Kind.WIDGET else None
+        return account.last_inbound_at if account else None
+
+    @admin.display(description=_("not delivered today"))
+    def failed_today(self, obj: Channel) -> Any:
+        if obj.kind == Channel.Kind.WIDGET:
+            return "—"
+        return channel_health(channel=obj)["failed_today"]
 
     class Media:
         js = ("kefu/snippet_copy.js",)

@@ -10,6 +10,7 @@ from django.utils.translation import gettext as _
 from im import selectors as im_selectors
 from im.models import Message
 from im.serializers import member_payload
+from kefu.channels import capabilities_for
 from kefu.csat import csat_payload
 from kefu.models import AgentState, Channel, RoutingRule, Session, Visitor, Workgroup
 from org.models import User
@@ -75,6 +76,11 @@ def session_payload(session: Session) -> dict[str, Any]:
         "handed_over_at": session.handed_over_at.isoformat() if session.handed_over_at else None,
         "handover_reason": session.handover_reason or None,
         "csat": csat_payload(session),
+        "channel": {
+            "id": session.channel_id,
+            "kind": session.channel.kind,
+            "capabilities": capabilities_for(session.channel.kind).as_dict(),
+        },
     }
 
 
