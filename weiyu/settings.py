@@ -38,6 +38,9 @@ DEBUG = env_bool("DEBUG", default=False)
 if PRODUCTION and not os.environ.get("SECRET_KEY"):
     raise ImproperlyConfigured("WEIYU_ENV=production needs SECRET_KEY in the environment")
 SECRET_KEY = os.environ.get("SECRET_KEY") or devservices.dev_secret_key()
+# Fernet keys for secrets kept in tenant tables, first one encrypts (weiyu/fields.py); empty in
+# development: one key is derived from SECRET_KEY. Required in production (check --deploy).
+WEIYU_FIELD_KEYS = [k for k in os.environ.get("WEIYU_FIELD_KEYS", "").split(",") if k.strip()]
 ALLOWED_HOSTS = [
     h for h in os.environ.get("ALLOWED_HOSTS", ".localhost,localhost,127.0.0.1").split(",") if h
 ]
