@@ -138,8 +138,14 @@ class VisitorTagAdmin(admin.ModelAdmin):
     search_fields = ("name",)
 
 
+#: the account's secrets: never written back into the page; left empty, the stored one is kept
+ACCOUNT_SECRETS = ("secret", "verify_token", "aes_key")
+
+
 class ChannelAccountForm(forms.ModelForm):
-    """Refuses an API base URL the outbound guard would refuse (weiyu.outbound)."""
+    """A messaging channel's vendor account. Secrets are never shown (an empty field keeps the
+    stored one); an API base URL the outbound guard would refuse (weiyu.outbound) is refused
+    with the reason."""
 
     api_base_url = forms.URLField(
         label=_("API base URL"),
@@ -151,6 +157,35 @@ class ChannelAccountForm(forms.ModelForm):
     class Meta:
         model = ChannelAccount
         fields = ("app_id", "secret", "verify_token", "aes_key", "api_base_url")
+        widgets = {name: forms.PasswordInput(render_value=False) for name in ACCOUNT_SECRETS}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name in ACCOUNT_SECRETS:
+            if self.instance.pk and getattr(self.instance, name):
+                self.fields[name].help_text = format_html(
+                    "{}<br>{}",
+                    self.fields[name].help_text,
+                    _("A value is stored (encrypted). Leave empty to keep it."),
+                )
+
+    def _clean_secret(self, name: str) -> str:
+        typed = self.cleaned_data.get(name) or ""
+        if not typed and self.instance.pk:
+            return getattr(self.instance, name)
+        return typed
+
+    def clean_secret(self) -> str:
+        return self._clean_secret("secret")
+
+    def clean_verify_token(self) -> str:
+        return self._clean_secret("verify_token")
+
+    def clean_aes_key(self) -> str:
+        value = self._clean_secret("aes_key")
+        if value and len(value) != 43:  # WeChat's EncodingAESKey length
+            raise forms.ValidationError(_("The EncodingAESKey has 43 characters."))
+        return value
 
     def clean_api_base_url(self) -> str:
         url = self.cleaned_data.get("api_base_url") or ""
@@ -172,11 +207,6 @@ class ChannelAccountInline(admin.StackedInline):
     can_delete = False
     fields = ("app_id", "secret", "verify_token", "aes_key", "api_base_url")
     verbose_name = _("messaging account (Telegram, WeChat)")
-
-    def formfield_for_dbfield(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
-        if db_field.name in ("secret", "verify_token", "aes_key"):
-            kwargs["widget"] = forms.PasswordInput(render_value=True)
-        return super().formfield_for_dbfield(db_field, request, **kwargs)
 
 
 @admin.register(Channel)

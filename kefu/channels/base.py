@@ -85,7 +85,10 @@ class Capabilities:
 
 
 WIDGET_CAPABILITIES = Capabilities(
-    attachments=("image", "voice", "video", "file"), typing=True, read_receipts=True, recall=True
+    attachments=("image", "voice", "video", "file", "sticker"),
+    typing=True,
+    read_receipts=True,
+    recall=True,
 )
 
 

@@ -230,11 +230,6 @@ def channel_event_task(self: Any, schema: str, event_id: int) -> int | None:
     return message.pk if message else None
 
 
-def channel_callback_reject_message() -> str:
-    """The message of a refused callback (403 body)."""
-    return _("The request is not signed by the channel's vendor.")
-
-
 def telegram_poll_once(*, channel: Channel, timeout_s: int) -> int:
     """Long polling instead of a webhook: one ``getUpdates`` after the stored offset (waiting up
     to ``timeout_s`` seconds), each update stored once like a webhook call, then the offset

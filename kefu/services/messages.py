@@ -272,7 +272,9 @@ class VisitorConversationHook(SendHook):
         sender: Sender,
         draft: im_drafts.MessageDraft,
         now: dt.datetime,
-    ) -> tuple[int, str, int] | None:
+    ) -> tuple[int, str, int] | _AgentReply | None:
+        if draft.msg_type == Message.Type.RECALL and not draft.internal:
+            _recall_check(conversation_id)
         if not self._counts(sender, draft) or draft.internal:
             return None
         with connection.cursor() as cursor:
@@ -296,7 +298,17 @@ class VisitorConversationHook(SendHook):
             return None
         reply = _AgentReply(*row)
         adapter = adapter_for(reply.kind)
-        if adapter is not None and adapter.capabilities.reply_window_s:
+        if adapter is None:
+            return None
+        if draft.msg_type != Message.Type.TEXT and (
+            draft.msg_type not in adapter.capabilities.attachments
+        ):
+            raise ServiceError(
+                "invalid",
+                _("This channel cannot carry this kind of message."),
+                field="msg_type",
+            )
+        if adapter.capabilities.reply_window_s:
             session = Session.objects.only("last_visitor_at").get(pk=reply.session_id)
             adapter.reply_window_check(session=session)
         return reply
@@ -325,6 +337,23 @@ class VisitorConversationHook(SendHook):
             automation.auto_reply_post(session=session, rule=rule)
         else:
             robot.on_visitor_message(session=session, message=message)
+
+
+def _recall_check(conversation_id: int) -> None:
+    """A message already at a messaging channel's vendor cannot be taken back from the customer
+    (``ServiceError("forbidden")``), unless the kind can recall (``capabilities.recall``)."""
+    kind = (
+        Session.objects.filter(conversation_id=conversation_id)
+        .values_list("channel__kind", flat=True)
+        .first()
+    )
+    adapter = adapter_for(kind or "")
+    if adapter is not None and not adapter.capabilities.recall:
+        raise ServiceError(
+            "forbidden",
+            _("The customer already has this message in %(channel)s; it cannot be recalled.")
+            % {"channel": Channel.Kind(kind).label},
+        )
 
 
 def _robot_delivery(message: Message) -> None:
