@@ -43,6 +43,7 @@ def channel_worker(django_db_setup: None, django_db_blocker: object) -> Iterator
         name="channels",
         concurrency=2,
         WEIYU_SEMANTIC="off",
+        CELERY_QUEUE=queue,  # what the worker enqueues itself (the robot, deliveries) stays here
         WEIYU_OUTBOUND_ALLOW=f"127.0.0.1:{fake_vendors.PORT}",
         WEIYU_CHANNEL_RETRY_S="0.2",
         WEIYU_CHANNEL_SEND_ATTEMPTS="3",

@@ -39,6 +39,7 @@ def wechat_site(django_db_blocker):
         name="wechat-e2e",
         concurrency=1,
         WEIYU_SEMANTIC="off",
+        CELERY_QUEUE=queue,  # what the worker enqueues itself (the robot, deliveries) stays here
         WEIYU_OUTBOUND_ALLOW=f"127.0.0.1:{fake_vendors.PORT}",
         WEIYU_CHANNEL_RETRY_S="0.2",
         WEIYU_CHANNEL_SEND_ATTEMPTS="2",

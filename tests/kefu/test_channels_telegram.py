@@ -17,11 +17,12 @@ from im.attachments import attachment_upload
 from im.models import Message
 from kefu.channels.delivery import channel_health, delivery_retry
 from kefu.channels.inbound import channel_event_handle
-from kefu.models import ChannelAccount, ChannelEvent, Delivery
+from kefu.models import Channel, ChannelAccount, ChannelEvent, Delivery
 from kefu.services import messages
 from tests.channels import BOT_TOKEN, HOOK_SECRET, messaging_channel, visitor_session
 from tests.conftest import make_desk, unique
 from tests.fake_vendors import PNG
+from tests.kefu.conftest import REFUND_A, REFUND_Q, robot_desk
 from tests.waits import wait_until
 
 HOST = "acme.localhost"
@@ -340,3 +341,27 @@ def test_long_polling_stores_new_updates_and_moves_the_offset(
         )
         assert ChannelAccount.objects.get(channel=channel).poll_offset == second["update_id"]
     assert vendors.sent("getUpdates")[-1].json["offset"] == 1
+
+
+def test_the_robot_answers_a_telegram_customer_on_a_robot_channel(acme, vendors, channel_worker):
+    # given a robot-only channel with a knowledge base, turned into a Telegram bot
+    desk = robot_desk(acme, mode="robot")
+    with schema_context("acme"):
+        Channel.objects.filter(pk=desk.channel.pk).update(kind="telegram")
+        ChannelAccount.objects.create(
+            channel=desk.channel,
+            secret=BOT_TOKEN,
+            verify_token=HOOK_SECRET,
+            api_base_url=vendors.base_url,
+        )
+    chat_id = next(_ids)
+
+    # when the customer asks a question the knowledge base answers
+    _post(desk.channel, _update(chat_id, text=REFUND_Q))
+
+    # then the robot's answer reaches Telegram
+    call = wait_until(
+        lambda: [c for c in vendors.sent("sendMessage") if c.json["chat_id"] == str(chat_id)],
+        what="the robot's answer at the fake Telegram",
+    )[0]
+    assert call.json["text"] == REFUND_A
