@@ -8,7 +8,9 @@ import json
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone, translation
 from django_tenants.utils import schema_context
 
@@ -206,3 +208,27 @@ def test_a_channel_of_another_tenant_is_not_found(acme, globex):
         HTTP_X_TELEGRAM_BOT_API_SECRET_TOKEN=HOOK_SECRET,
     )
     assert (response.status_code, response.json()["error"]) == (404, "not_found")
+
+
+@pytest.mark.parametrize(("kind", "budget"), [("telegram", 6), ("wechat_mp", 7)])
+def test_agent_reply_to_a_messaging_channel_budget(acme, kind, budget):
+    # given an agent serving a Telegram or WeChat customer
+    desk, _channel, conversation_id = _chat(acme, kind)
+    sender = agent_sender(desk.agents[0])
+    with schema_context("acme"):
+        Delivery.objects.exists()  # the schema's search_path is set before counting
+        # when the agent replies
+        with CaptureQueriesContext(connection) as ctx:
+            message, created = im_messages.message_send(
+                conversation_id=conversation_id,
+                sender=sender,
+                content="hi",
+                client_msg_id=unique("c"),
+            )
+        sql = [q["sql"][:140] for q in ctx.captured_queries]
+
+        # then the widget's reply budget (members, BEGIN, session clock and channel kind in one
+        # statement, the message, COMMIT) plus the delivery row, plus WeChat's 48-hour check
+        assert created
+        assert len(sql) == budget, "\n".join(sql)
+        assert Delivery.objects.filter(message=message, status="queued").exists()
