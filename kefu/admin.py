@@ -221,6 +221,7 @@ class ChannelAdmin(admin.ModelAdmin):
         "failed_today",
     )
     list_filter = ("is_active", "kind", "mode")
+    list_select_related = ("workgroup", "account")
     readonly_fields = ("public_key", "snippet", "callback_url", "health", "created_at")
     filter_horizontal = ("knowledge_bases", "departments")
     inlines = [ChannelAccountInline, RoutingRuleInline]

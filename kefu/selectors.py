@@ -31,12 +31,13 @@ def workgroup_has_online_agent(*, workgroup_id: int | None) -> bool:
 
 
 def channel_get_active(*, public_key: object) -> Channel:
-    """The active channel with this key; ``ServiceError("not_found")`` otherwise."""
+    """The active widget channel with this key; ``ServiceError("not_found")`` otherwise (a
+    Telegram or WeChat channel's key opens no widget: its customers come through the vendor)."""
     channel = None
     if isinstance(public_key, str) and 0 < len(public_key) <= 64:
         channel = (
             Channel.objects.select_related("workgroup")
-            .filter(public_key=public_key, is_active=True)
+            .filter(public_key=public_key, is_active=True, kind=Channel.Kind.WIDGET)
             .first()
         )
     if channel is None:

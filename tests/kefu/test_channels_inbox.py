@@ -232,3 +232,21 @@ def test_agent_reply_to_a_messaging_channel_budget(acme, kind, budget):
         assert created
         assert len(sql) == budget, "\n".join(sql)
         assert Delivery.objects.filter(message=message, status="queued").exists()
+
+
+def test_a_messaging_channel_key_opens_no_widget(acme):
+    # given a Telegram channel (its key is in its callback URL)
+    desk = make_desk(acme, agents=1)
+    channel = messaging_channel(desk, "telegram", "https://api.example.com")
+    client = Client(HTTP_HOST="acme.localhost", raise_request_exception=False)
+
+    # when a widget tries to start a session with that key
+    response = client.post(
+        "/api/v1/widget/session",
+        data=json.dumps({"channel": channel.public_key}),
+        content_type="application/json",
+    )
+
+    # then there is no such widget channel, and the demo page does not offer it
+    assert (response.status_code, response.json()["error"]) == (404, "not_found")
+    assert channel.public_key not in client.get("/").content.decode()
