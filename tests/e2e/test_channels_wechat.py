@@ -97,6 +97,7 @@ def test_an_agent_answers_a_wechat_follower_from_the_inbox(browser, wechat_site)
         inbox.locator("#messages .msg .msg-text", has_text="你好，我想退货").wait_for(
             timeout=TIMEOUT
         )
+        expect(inbox.locator("#conv-heading-channel")).to_have_text("via WeChat")
         # and the composer offers what WeChat carries: pictures, no voice clips or stickers
         expect(inbox.locator("#attach-btn")).to_be_visible()
         expect(inbox.locator("#voice-btn")).to_be_hidden()
