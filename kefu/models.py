@@ -386,6 +386,9 @@ class Visitor(models.Model):
     )
     created_at = models.DateTimeField(_("first seen"), auto_now_add=True)
     last_seen_at = models.DateTimeField(_("last seen"), auto_now=True)
+    erased_at = models.DateTimeField(
+        _("personal data erased at"), null=True, blank=True, editable=False
+    )
 
     class Meta:
         verbose_name = _("visitor")
@@ -552,6 +555,7 @@ class Session(models.Model):
     robot_misses = models.PositiveSmallIntegerField(_("robot misses"), default=0, editable=False)
     handed_over_at = models.DateTimeField(_("handed over at"), null=True, blank=True)
     handover_reason = models.CharField(_("hand-over reason"), max_length=16, blank=True)
+    anonymised_at = models.DateTimeField(_("anonymised at"), null=True, blank=True, editable=False)
 
     class Meta:
         verbose_name = _("session")
@@ -1019,3 +1023,37 @@ class Delivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.message_id} {self.status}"
+
+
+class RetentionPolicy(models.Model):
+    """How long the tenant keeps closed conversations (one row; Customer service → Data
+    retention). ``days`` 0 keeps them forever; otherwise conversations closed more than
+    ``days`` days ago are anonymised (messages redacted, files deleted, statistics kept) or
+    deleted, once a day by Celery beat (kefu.privacy.retention_apply; ``manage.py retention
+    --dry-run`` shows what would go)."""
+
+    class Action(models.TextChoices):
+        ANONYMISE = "anonymise", _("Anonymise (keep statistics)")
+        DELETE = "delete", _("Delete")
+
+    days = models.PositiveIntegerField(
+        _("keep closed conversations for (days)"),
+        default=0,
+        help_text=_("0 keeps them forever."),
+    )
+    action = models.CharField(
+        _("then"), max_length=16, choices=Action.choices, default=Action.ANONYMISE
+    )
+
+    class Meta:
+        verbose_name = _("data retention")
+        verbose_name_plural = _("data retention")
+
+    def __str__(self) -> str:
+        return str(_("Data retention"))
+
+    @classmethod
+    def current(cls) -> "RetentionPolicy":
+        """The tenant's row (created, keeping everything, on first use)."""
+        row = cls.objects.order_by("pk").first()
+        return row if row is not None else cls.objects.create()

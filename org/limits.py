@@ -257,3 +257,26 @@ def help_search(lim: Effective, *, ip: str) -> list[Limit]:
     return _on(
         [Limit("search-ip", f"{lim.schema}:{ip}", lim.searches_per_ip_minute, MINUTE, message)]
     )
+
+
+#: password-reset requests per client address and per e-mail address per hour (platform-wide)
+PASSWORD_RESETS_PER_IP_HOUR = 10
+PASSWORD_RESETS_PER_ADDRESS_HOUR = 3
+
+
+def password_reset(*, schema: str, ip: str, address: str) -> list[Limit]:
+    """``POST /account/password/reset/``: per client address and per e-mail address asked for,
+    per hour (the mail goes to the account's owner, but a flood would still fill their inbox)."""
+    digest = hashlib.sha256(address.strip().lower().encode()).hexdigest()[:32]
+
+    def message() -> str:
+        return _("Too many password reset requests. Please try again in an hour.")
+
+    return _on(
+        [
+            Limit("reset-ip", f"{schema}:{ip}", PASSWORD_RESETS_PER_IP_HOUR, HOUR, message),
+            Limit(
+                "reset-to", f"{schema}:{digest}", PASSWORD_RESETS_PER_ADDRESS_HOUR, HOUR, message
+            ),
+        ]
+    )

@@ -193,14 +193,20 @@ def end_other_sessions(request: HttpRequest) -> None:
     next request is signed out (the session check of :class:`org.models.User` changes), and
     their open sockets get ``session.ended`` and are closed with 4401; this session and its
     sockets stay."""
+    from org import sessions
+
     user = User.objects.select_for_update().get(pk=request.user.pk)
     kept = session_fingerprint(request.session.session_key)
+    sessions.sessions_end_others(user=user, current_key=request.session.session_key)
     user.sessions_epoch += 1
     user.save(update_fields=["sessions_epoch"])
     verified = session_verified(request.session)
+    old_key = request.session.session_key
     update_session_auth_hash(request, user)
     if verified:
         request.session[SESSION_VERIFIED] = "ok"
+    # the session's key changed with its hash: its record follows it
+    sessions.session_key_changed(old_key, request.session.session_key)
     audit.audit_record(actor=user, action=audit.SESSIONS_ENDED, target=user)
     publish_event_on_commit({"type": "session.ended", "keep": kept}, [user.member_key])
 

@@ -146,6 +146,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # a signed-in person's chosen language over the browser's (the inbox's language switch)
     "org.middleware.UserLanguageMiddleware",
+    # "last active" of the signed-in session, at most every 5 minutes (org.sessions)
+    "org.sessions.SessionActivityMiddleware",
     # a user whom the tenant requires to use two factors and who has none reaches only the
     # enrolment page (org.account_views, docs/security.md "Two-factor authentication")
     "org.account_views.TwoFactorRequiredMiddleware",
@@ -183,7 +185,8 @@ WEB_CONCURRENCY = serve.web_concurrency()
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    # the tenant's minimum length and character kinds (Organisation → Security settings)
+    {"NAME": "org.passwords.TenantPasswordPolicyValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
@@ -399,6 +402,8 @@ CELERY_BEAT_SCHEDULE = {
     # uploads never sent (a closed widget, a changed mind) are deleted after a day
     "im-orphan-uploads": {"task": "im.tasks.attachment_orphans_purge_all_task", "schedule": 3600.0},
     "kefu-queue-dispatch": {"task": "kefu.tasks.queue_dispatch_scan_task", "schedule": 15.0},
+    # each tenant's data retention (Customer service → Data retention), once a day
+    "kefu-retention": {"task": "kefu.tasks.retention_all_task", "schedule": 86400.0},
     # queue wait limits, unanswered-visitor reminders and re-assignment, idle auto-close
     "kefu-stats": {
         "task": "kefu.tasks.stats_rollup_all_task",
