@@ -11,6 +11,7 @@ from celery import shared_task
 from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django_tenants.utils import schema_context
@@ -158,7 +159,11 @@ def _event_handle(*, event_id: int) -> Message | None:
             _notice(channel, account, inbound.user_id, exc.message)
         if inbound.event == "subscribe":
             _notice(channel, account, inbound.user_id, channel.welcome_text)
-    ChannelEvent.objects.filter(pk=event.pk).update(handled_at=timezone.now(), error=error[:500])
+    # the payload has done its work (the message is stored): nothing personal is kept twice,
+    # the row stays to recognise a retry
+    ChannelEvent.objects.filter(pk=event.pk).update(
+        handled_at=timezone.now(), error=error[:500], payload={}
+    )
     return message
 
 
@@ -253,3 +258,29 @@ def telegram_poll_once(*, channel: Channel, timeout_s: int) -> int:
     if last != account.poll_offset:
         ChannelAccount.objects.filter(pk=account.pk).update(poll_offset=last)
     return len(updates)
+
+
+def visitor_channel_export(visitor: Visitor) -> dict[str, Any]:
+    """The privacy export's part (kefu.privacy): where the customer wrote from,
+    ``{"kind", "external_id"}``; ``{}`` for a widget visitor."""
+    if not visitor.external_id:
+        return {}
+    return {"kind": visitor.channel.kind, "external_id": visitor.external_id}
+
+
+def visitor_channel_erase(visitor: Visitor) -> int:
+    """The privacy erasure's part (kefu.privacy): the vendor's id of the customer is forgotten
+    (a later message from them starts a new visitor) and the payloads of their events not yet
+    handled are emptied. Returns the rows changed."""
+    if not visitor.external_id:
+        return 0
+    who = visitor.external_id
+    mine = Q(payload__FromUserName=who)
+    if who.lstrip("-").isdigit():
+        mine |= Q(payload__message__chat__id=int(who))
+    cleared = (
+        ChannelEvent.objects.filter(channel_id=visitor.channel_id).filter(mine).update(payload={})
+    )
+    Visitor.objects.filter(pk=visitor.pk).update(external_id="")
+    visitor.external_id = ""
+    return cleared + 1

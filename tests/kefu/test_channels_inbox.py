@@ -17,10 +17,10 @@ from django_tenants.utils import schema_context
 from im.attachments import attachment_upload
 from im.models import Message
 from im.services import messages as im_messages
-from kefu import selectors
+from kefu import privacy, selectors
 from kefu.admin import ChannelAccountForm
 from kefu.channels.inbound import visitor_for_external
-from kefu.models import Channel, ChannelAccount, Delivery
+from kefu.models import Channel, ChannelAccount, ChannelEvent, Delivery, Visitor
 from kefu.senders import agent_sender
 from kefu.services import messages
 from org.models import User
@@ -250,3 +250,33 @@ def test_a_messaging_channel_key_opens_no_widget(acme):
     # then there is no such widget channel, and the demo page does not offer it
     assert (response.status_code, response.json()["error"]) == (404, "not_found")
     assert channel.public_key not in client.get("/").content.decode()
+
+
+def test_erasing_a_telegram_customer_forgets_their_chat_id(acme):
+    # given a Telegram customer with a conversation, and an event of theirs not handled yet
+    desk, channel, conversation_id = _chat(acme, "telegram")
+    with schema_context("acme"):
+        visitor = Visitor.objects.get(sessions__conversation_id=conversation_id)
+        visitor.external_id = "424242"
+        visitor.save(update_fields=["external_id"])
+        pending = ChannelEvent.objects.create(
+            channel=channel,
+            external_id=unique("u"),
+            payload={"message": {"chat": {"id": 424242}, "text": "my address is …"}},
+        )
+        boss = User.objects.create_user(
+            username=unique("boss"), password=PASSWORD, role="admin", is_staff=True,
+            is_superuser=True,
+        )  # fmt: skip
+
+        # when an administrator exports, then erases the customer
+        exported = privacy.visitor_export(user=boss, visitor_id=visitor.pk)
+        result = privacy.visitor_erase(user=boss, visitor_id=visitor.pk)
+
+        # then the export named the chat, and the erasure forgot it and the pending payload
+        assert exported["channels"] == {"kind": "telegram", "external_id": "424242"}
+        assert result["channels"] == 2
+        assert Visitor.objects.get(pk=visitor.pk).external_id == ""
+        pending.refresh_from_db()
+        assert pending.payload == {}
+    assert desk.agents
