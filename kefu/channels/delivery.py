@@ -76,18 +76,49 @@ def _backoff_s(attempts: int, retry_after_s: float | None) -> float:
     return max(base, retry_after_s or 0.0)
 
 
+#: seconds a delivery waits for an older one to the same customer before looking again
+ORDER_WAIT_S = 0.5
+
+
 def delivery_attempt(*, delivery_id: int) -> float | None:
     """Send a queued delivery once. Returns the seconds to wait before the next attempt, or
     None when it is done (sent, failed for good, or not queued). A permanent refusal, or the
     last of ``WEIYU_CHANNEL_SEND_ATTEMPTS`` attempts, marks it failed: the agent sees "not
-    delivered: <reason>" with a retry button, and the channel's health shows the error."""
-    delivery = (
-        Delivery.objects.select_related("message__attachment", "channel__account", "visitor")
-        .filter(pk=delivery_id, status=Delivery.Status.QUEUED)
+    delivered: <reason>" with a retry button, and the channel's health shows the error.
+
+    Replies reach a customer in the order they were written: one attempt per customer at a time
+    (a transaction-level advisory lock named after the schema and visitor, held over the
+    vendor call, at most ``WEIYU_CHANNEL_HTTP_TIMEOUT_S`` per request), and a delivery waits
+    (:data:`ORDER_WAIT_S`, not counted as an attempt) while an older one to the same customer is
+    still queued."""
+    visitor_id = (
+        Delivery.objects.filter(pk=delivery_id, status=Delivery.Status.QUEUED)
+        .values_list("visitor_id", flat=True)
         .first()
     )
-    if delivery is None:
+    if visitor_id is None:
         return None
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(hashtext(%s))",
+                [f"{connection.schema_name}.kefu.delivery.{visitor_id}"],
+            )
+        delivery = (
+            Delivery.objects.select_related("message__attachment", "channel", "visitor")
+            .filter(pk=delivery_id, status=Delivery.Status.QUEUED)
+            .first()
+        )
+        if delivery is None:
+            return None
+        if Delivery.objects.filter(
+            visitor_id=visitor_id, status=Delivery.Status.QUEUED, pk__lt=delivery.pk
+        ).exists():
+            return ORDER_WAIT_S
+        return _attempt(delivery)
+
+
+def _attempt(delivery: Delivery) -> float | None:
     channel: Channel = delivery.channel
     adapter = adapter_for(channel.kind)
     account = ChannelAccount.objects.filter(channel=channel).first()
@@ -103,32 +134,31 @@ def delivery_attempt(*, delivery_id: int) -> float | None:
         except DeliveryError as exc:
             error = exc
     now = timezone.now()
-    with transaction.atomic():
-        delivery.attempts += 1
-        if error is None:
-            delivery.status, delivery.sent_at, delivery.error = Delivery.Status.SENT, now, ""
-            delivery.external_id = external_id[:128]
-            wait = None
-        else:
-            delivery.error = error.message[:500]
-            final = error.permanent or delivery.attempts >= settings.WEIYU_CHANNEL_SEND_ATTEMPTS
-            wait = None if final else _backoff_s(delivery.attempts, error.retry_after_s)
-            if final:
-                delivery.status, delivery.failed_at = Delivery.Status.FAILED, now
-                ChannelAccount.objects.filter(channel=channel).update(
-                    last_error=delivery.error, last_error_at=now
-                )
-            logger.warning(
-                "channel %s: delivery %s attempt %s failed: %s",
-                channel.pk,
-                delivery.pk,
-                delivery.attempts,
-                error.message,
+    delivery.attempts += 1
+    if error is None:
+        delivery.status, delivery.sent_at, delivery.error = Delivery.Status.SENT, now, ""
+        delivery.external_id = external_id[:128]
+        wait = None
+    else:
+        delivery.error = error.message[:500]
+        final = error.permanent or delivery.attempts >= settings.WEIYU_CHANNEL_SEND_ATTEMPTS
+        wait = None if final else _backoff_s(delivery.attempts, error.retry_after_s)
+        if final:
+            delivery.status, delivery.failed_at = Delivery.Status.FAILED, now
+            ChannelAccount.objects.filter(channel=channel).update(
+                last_error=delivery.error, last_error_at=now
             )
-        delivery.save(
-            update_fields=["attempts", "status", "sent_at", "failed_at", "error", "external_id"]
+        logger.warning(
+            "channel %s: delivery %s attempt %s failed: %s",
+            channel.pk,
+            delivery.pk,
+            delivery.attempts,
+            error.message,
         )
-        _publish(delivery, delivery.message)
+    delivery.save(
+        update_fields=["attempts", "status", "sent_at", "failed_at", "error", "external_id"]
+    )
+    _publish(delivery, delivery.message)
     return wait
 
 

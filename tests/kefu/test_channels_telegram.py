@@ -365,3 +365,30 @@ def test_the_robot_answers_a_telegram_customer_on_a_robot_channel(acme, vendors,
         what="the robot's answer at the fake Telegram",
     )[0]
     assert call.json["text"] == REFUND_A
+
+
+def test_quick_replies_reach_the_customer_in_the_order_they_were_written(
+    acme, vendors, channel_worker
+):
+    # given a customer served by an agent, and a worker that runs two tasks at once
+    desk = make_desk(acme, agents=1)
+    channel = messaging_channel(desk, "telegram", vendors.base_url)
+    chat_id = next(_ids)
+    _post(channel, _update(chat_id, text="hello"))
+    session = wait_until(
+        lambda: (s := visitor_session("acme", channel, str(chat_id))) and s.agent_id and s
+    )
+
+    # when the agent sends five replies in a row
+    texts = [f"part {n}" for n in range(1, 6)]
+    for text in texts:
+        _reply(desk.agents[0], session.conversation_id, content=text)
+
+    # then Telegram receives them in that order
+    def received() -> list[str]:
+        return [
+            c.json["text"] for c in vendors.sent("sendMessage") if c.json["chat_id"] == str(chat_id)
+        ]
+
+    wait_until(lambda: len(received()) == 5, what="five sendMessage calls")
+    assert received() == texts
