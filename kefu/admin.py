@@ -15,18 +15,22 @@ from django.db.models import Count
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from kbase.models import KnowledgeBase
 from kefu import embed, inbox_views, privacy, stats
+from kefu.channels.delivery import channel_health
 from kefu.models import (
     AgentState,
     AutoReply,
     BlockedVisitor,
     CannedResponse,
     Channel,
+    ChannelAccount,
     DailyStat,
     Label,
     LabelRule,
@@ -52,7 +56,7 @@ from kefu.services.visitors import VISITOR_EDITABLE
 from org.admin import UserAdmin
 from org.models import User
 from tenants import quotas
-from weiyu import reports
+from weiyu import outbound, reports
 from weiyu.errors import ServiceError
 
 
@@ -144,12 +148,100 @@ class VisitorTagAdmin(admin.ModelAdmin):
     search_fields = ("name",)
 
 
+#: the account's secrets: never written back into the page; left empty, the stored one is kept
+ACCOUNT_SECRETS = ("secret", "verify_token", "aes_key")
+
+
+class ChannelAccountForm(forms.ModelForm):
+    """A messaging channel's vendor account. Secrets are never shown (an empty field keeps the
+    stored one); an API base URL the outbound guard would refuse (weiyu.outbound) is refused
+    with the reason."""
+
+    api_base_url = forms.URLField(
+        label=_("API base URL"),
+        required=False,
+        assume_scheme="https",
+        help_text=_("Empty: the vendor's public API."),
+    )
+
+    class Meta:
+        model = ChannelAccount
+        fields = ("app_id", "secret", "verify_token", "aes_key", "api_base_url")
+        widgets = {name: forms.PasswordInput(render_value=False) for name in ACCOUNT_SECRETS}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name in ACCOUNT_SECRETS:
+            if self.instance.pk and getattr(self.instance, name):
+                self.fields[name].help_text = format_html(
+                    "{}<br>{}",
+                    self.fields[name].help_text,
+                    _("A value is stored (encrypted). Leave empty to keep it."),
+                )
+
+    def _clean_secret(self, name: str) -> str:
+        typed = self.cleaned_data.get(name) or ""
+        if not typed and self.instance.pk:
+            return getattr(self.instance, name)
+        return typed
+
+    def clean_secret(self) -> str:
+        return self._clean_secret("secret")
+
+    def clean_verify_token(self) -> str:
+        return self._clean_secret("verify_token")
+
+    def clean_aes_key(self) -> str:
+        value = self._clean_secret("aes_key")
+        if value and len(value) != 43:  # WeChat's EncodingAESKey length
+            raise forms.ValidationError(_("The EncodingAESKey has 43 characters."))
+        return value
+
+    def clean_api_base_url(self) -> str:
+        url = self.cleaned_data.get("api_base_url") or ""
+        if url:
+            try:
+                outbound.check_url(url)
+            except outbound.OutboundRefusedError as exc:
+                raise forms.ValidationError(str(exc)) from exc
+        return url
+
+
+class ChannelAccountInline(admin.StackedInline):
+    """The vendor account of a Telegram or WeChat channel (docs/channels.md)."""
+
+    model = ChannelAccount
+    form = ChannelAccountForm
+    extra = 0
+    max_num = 1
+    can_delete = False
+    fields = ("app_id", "secret", "verify_token", "aes_key", "api_base_url")
+    verbose_name = _("messaging account (Telegram, WeChat)")
+
+
 @admin.register(Channel)
 class ChannelAdmin(admin.ModelAdmin):
-    list_display = ("name", "mode", "workgroup", "is_active", "public_key")
-    list_filter = ("is_active", "mode")
-    readonly_fields = ("public_key", "snippet", "created_at", "identity_secret_state")
+    list_display = (
+        "name",
+        "kind",
+        "mode",
+        "workgroup",
+        "is_active",
+        "last_inbound",
+        "failed_today",
+    )
+    list_filter = ("is_active", "kind", "mode")
+    list_select_related = ("workgroup", "account")
+    readonly_fields = (
+        "public_key",
+        "snippet",
+        "callback_url",
+        "health",
+        "created_at",
+        "identity_secret_state",
+    )
     filter_horizontal = ("knowledge_bases", "departments")
+    inlines = [ChannelAccountInline, RoutingRuleInline]
     actions = ("identity_secret_generate",)
 
     @admin.display(description=_("identity verification secret"))
@@ -179,13 +271,13 @@ class ChannelAdmin(admin.ModelAdmin):
         response["Cache-Control"] = "no-store"
         return response
 
-    inlines = [RoutingRuleInline]
     fieldsets = (
         (
             None,
             {
                 "fields": (
                     "name",
+                    "kind",
                     "mode",
                     "workgroup",
                     "title",
@@ -202,6 +294,10 @@ class ChannelAdmin(admin.ModelAdmin):
         (
             _("Identity verification (Weiyu.identify)"),
             {"fields": ("identity_required", "identity_secret_state")},
+        ),
+        (
+            _("Messaging channel (Telegram, WeChat Official Account)"),
+            {"fields": ("callback_url", "health")},
         ),
         (
             _("Robot (robot-only and robot-first modes)"),
@@ -262,6 +358,50 @@ class ChannelAdmin(admin.ModelAdmin):
             embed.preview_url(base_url=base, channel_key=obj.public_key),
             _("Open a page with this widget"),
         )
+
+    @admin.display(description=_("callback URL"))
+    def callback_url(self, obj: Channel) -> str:
+        """Where the vendor sends updates: the Telegram webhook, WeChat's server URL."""
+        base = getattr(obj, "public_base_url", None)
+        if not obj.pk or base is None or obj.kind == Channel.Kind.WIDGET:
+            return "—"
+        return f"{base}/hooks/{obj.kind}/{obj.public_key}"
+
+    @admin.display(description=_("health"))
+    def health(self, obj: Channel) -> str:
+        """Last inbound, last error and deliveries failed today (kefu.channels.delivery)."""
+        if not obj.pk or obj.kind == Channel.Kind.WIDGET:
+            return "—"
+        h = channel_health(channel=obj)
+        return format_html(
+            '<dl class="weiyu-health"><dt>{}</dt><dd id="health-inbound">{}</dd>'
+            '<dt>{}</dt><dd id="health-error">{}</dd>'
+            '<dt>{}</dt><dd id="health-failed">{}</dd></dl>',
+            _("Last inbound"),
+            date_format(timezone.localtime(h["last_inbound_at"]), "DATETIME_FORMAT")
+            if h["last_inbound_at"]
+            else _("never"),
+            _("Last error"),
+            "{} ({})".format(
+                h["last_error"],
+                date_format(timezone.localtime(h["last_error_at"]), "DATETIME_FORMAT"),
+            )
+            if h["last_error_at"]
+            else _("none"),
+            _("Messages not delivered today"),
+            h["failed_today"],
+        )
+
+    @admin.display(description=_("last inbound"))
+    def last_inbound(self, obj: Channel) -> Any:
+        account = getattr(obj, "account", None) if obj.kind != Channel.Kind.WIDGET else None
+        return account.last_inbound_at if account else None
+
+    @admin.display(description=_("not delivered today"))
+    def failed_today(self, obj: Channel) -> Any:
+        if obj.kind == Channel.Kind.WIDGET:
+            return "—"
+        return channel_health(channel=obj)["failed_today"]
 
     class Media:
         js = ("kefu/snippet_copy.js",)

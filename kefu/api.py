@@ -11,6 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from kefu import canned, inbox_views, monitor, privacy, selectors, stats, visitors
+from kefu.channels import delivery as channel_delivery
 from kefu.models import Label, Transfer
 from kefu.robot import drafts as robot_drafts
 from kefu.services import blocking, transfers, workgroups
@@ -166,6 +167,17 @@ class TransferActionApi(APIView):
             "session__visitor", "from_agent", "to_agent", "to_workgroup"
         ).get(pk=transfer.pk)
         return Response(transfers.transfer_payload(transfer))
+
+
+class DeliveryRetryApi(APIView):
+    """``POST /api/v1/kefu/deliveries/<id>/retry`` → 200 ``{"id", "status": "queued", "error",
+    "attempts"}``: send again a reply a messaging channel did not deliver (the inbox's Retry on
+    "Not delivered: …"; docs/channels.md). 404 ``not_found`` unless the caller is in the
+    conversation, 409 ``conflict`` when it is not failed (sent, or being sent)."""
+
+    def post(self, request: Request, pk: int) -> Response:
+        delivery = channel_delivery.delivery_retry(user=request.user, delivery_id=pk)
+        return Response(channel_delivery.delivery_payload(delivery))
 
 
 class InviteApi(APIView):
@@ -495,6 +507,7 @@ urlpatterns = [
     path("transfers", TransferListApi.as_view(), name="transfers"),
     path("transfers/<int:pk>/<slug:action>", TransferActionApi.as_view(), name="transfer-action"),
     path("invites", InviteApi.as_view(), name="invites"),
+    path("deliveries/<int:pk>/retry", DeliveryRetryApi.as_view(), name="delivery-retry"),
     path("agents", AgentListApi.as_view(), name="agents"),
     path("drafts", DraftApi.as_view(), name="drafts"),
     path("blocks", BlockCreateApi.as_view(), name="block-create"),

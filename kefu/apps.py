@@ -25,6 +25,12 @@ class KefuConfig(AppConfig):
             "widget_channels", lambda: Channel.objects.filter(is_active=True).count()
         )
 
+        # a messaging channel's customer id in the privacy export and erasure (kefu.privacy)
+        from kefu import privacy
+        from kefu.channels.inbound import visitor_channel_erase, visitor_channel_export
+
+        privacy.register("channels", visitor_channel_export, visitor_channel_erase)
+
         def release(sender: object, user: object, deleted: bool, **kwargs: object) -> None:
             agent_release(user=user, deleted=deleted)  # type: ignore[arg-type]
 

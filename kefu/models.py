@@ -177,7 +177,10 @@ PRECHAT_FIELDS = ("name", "email", "phone")
 
 
 class Channel(models.Model):
-    """A website widget channel: what the ``<script data-channel="…">`` snippet connects to.
+    """Where customers reach the tenant: the website widget (what the ``<script
+    data-channel="…">`` snippet connects to), a Telegram bot or a WeChat Official Account
+    (``kind``; the vendor's credentials and health are in :class:`ChannelAccount`, the adapters
+    in :mod:`kefu.channels`). Every kind is routed, served and counted the same way.
 
     Service modes (KF-1): ``agent`` — visitors go straight to the workgroup's queue; ``robot`` —
     the robot answers from the knowledge bases and never hands over; ``workgroup`` — the robot
@@ -186,12 +189,20 @@ class Channel(models.Model):
     it could not answer with at least ``min_confidence`` (:mod:`kefu.robot.answers`).
     """
 
+    class Kind(models.TextChoices):
+        WIDGET = "widget", _("Website widget")
+        TELEGRAM = "telegram", _("Telegram bot")
+        WECHAT_MP = "wechat_mp", _("WeChat Official Account")
+
     class Mode(models.TextChoices):
         AGENT = "agent", _("Agent (human only)")
         ROBOT = "robot", _("Robot only")
         WORKGROUP = "workgroup", _("Robot first, then agents")
 
     name = models.CharField(_("name"), max_length=100)
+    kind = models.CharField(
+        _("kind"), max_length=16, choices=Kind.choices, default=Kind.WIDGET, db_default="widget"
+    )
     public_key = models.CharField(
         _("public key"), max_length=64, unique=True, default=new_public_key
     )
@@ -277,8 +288,8 @@ class Channel(models.Model):
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:
-        verbose_name = _("widget channel")
-        verbose_name_plural = _("widget channels")
+        verbose_name = _("channel")
+        verbose_name_plural = _("channels")
 
     def __str__(self) -> str:
         return self.name
@@ -377,9 +388,19 @@ class Visitor(models.Model):
     tags = models.ManyToManyField(
         VisitorTag, blank=True, related_name="visitors", verbose_name=_("tags")
     )
-    #: the tenant's own id of a verified, logged-in customer (``Weiyu.identify``): one visitor
-    #: (contact) per id and channel, whatever the browser
-    external_id = models.CharField(_("customer id"), max_length=128, blank=True, editable=False)
+    external_id = models.CharField(
+        _("customer id"),
+        max_length=128,
+        blank=True,
+        default="",
+        db_default="",
+        editable=False,
+        help_text=_(
+            "The customer's id: the company's own on a website channel (Weiyu.identify), the "
+            "Telegram chat id or WeChat OpenID on a messaging channel; empty for anonymous "
+            "visitors. One visitor (contact) per id and channel."
+        ),
+    )
     attributes = models.JSONField(_("attributes"), default=dict, blank=True)
     created_at = models.DateTimeField(_("first seen"), auto_now_add=True)
     last_seen_at = models.DateTimeField(_("last seen"), auto_now=True)
@@ -393,8 +414,8 @@ class Visitor(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["channel", "external_id"],
-                condition=~models.Q(external_id=""),
-                name="kefu_visitor_external_id",
+                condition=~Q(external_id=""),
+                name="kefu_visitor_external_unique",
             )
         ]
 
@@ -980,6 +1001,137 @@ class SavedView(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class ChannelAccount(models.Model):
+    """A messaging channel's account at its vendor (a :class:`Channel` of kind ``telegram`` or
+    ``wechat_mp``) and its health (docs/channels.md).
+
+    Secrets are encrypted at rest (:class:`weiyu.fields.EncryptedTextField`). ``api_base_url``
+    is the vendor's API (empty: the public one, ``https://api.telegram.org`` or
+    ``https://api.weixin.qq.com``); a tenant-chosen value is reached only through
+    :mod:`weiyu.outbound`.
+    """
+
+    channel = models.OneToOneField(
+        Channel, on_delete=models.CASCADE, related_name="account", verbose_name=_("channel")
+    )
+    app_id = models.CharField(
+        _("app id"),
+        max_length=64,
+        blank=True,
+        help_text=_("WeChat: the AppID (公众号 AppID). Telegram: the bot's user name."),
+    )
+    secret = EncryptedTextField(
+        _("secret"),
+        blank=True,
+        help_text=_("Telegram: the bot token from @BotFather. WeChat: the AppSecret."),
+    )
+    verify_token = EncryptedTextField(
+        _("verification token"),
+        blank=True,
+        help_text=_(
+            "Telegram: the secret_token the webhook is registered with (sent back in "
+            "X-Telegram-Bot-Api-Secret-Token). WeChat: the Token of the server configuration."
+        ),
+    )
+    aes_key = EncryptedTextField(
+        _("EncodingAESKey"),
+        blank=True,
+        help_text=_("WeChat safe mode (安全模式): the 43-character EncodingAESKey. Empty: plain."),
+    )
+    api_base_url = models.URLField(
+        _("API base URL"),
+        blank=True,
+        help_text=_("Empty: the vendor's public API."),
+    )
+    access_token = EncryptedTextField(_("access token"), blank=True, editable=False)
+    access_token_expires_at = models.DateTimeField(
+        _("access token expires at"), null=True, blank=True, editable=False
+    )
+    poll_offset = models.BigIntegerField(
+        _("long-polling offset"), default=0, editable=False, help_text=_("Telegram getUpdates.")
+    )
+    last_inbound_at = models.DateTimeField(_("last inbound"), null=True, blank=True, editable=False)
+    last_error = models.CharField(_("last error"), max_length=500, blank=True, editable=False)
+    last_error_at = models.DateTimeField(_("last error at"), null=True, blank=True, editable=False)
+
+    class Meta:
+        verbose_name = _("channel account")
+        verbose_name_plural = _("channel accounts")
+
+    def __str__(self) -> str:
+        return f"{self.channel} ({self.channel.get_kind_display()})"
+
+
+class ChannelEvent(models.Model):
+    """One inbound callback or update from a vendor, stored before it is handled so that a
+    vendor's retry of the same event is recognised (``external_id`` unique per channel: the
+    Telegram ``update_id``, the WeChat ``MsgId`` or ``FromUserName:CreateTime:Event``) and
+    nothing accepted is lost when handling fails (it is retried)."""
+
+    channel = models.ForeignKey(
+        Channel, on_delete=models.CASCADE, related_name="events", verbose_name=_("channel")
+    )
+    external_id = models.CharField(_("id at the vendor"), max_length=128)
+    payload = models.JSONField(_("payload"), default=dict)
+    received_at = models.DateTimeField(_("received at"), auto_now_add=True)
+    handled_at = models.DateTimeField(_("handled at"), null=True, blank=True)
+    error = models.CharField(_("error"), max_length=500, blank=True)
+
+    class Meta:
+        verbose_name = _("inbound event")
+        verbose_name_plural = _("inbound events")
+        ordering = ["-received_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["channel", "external_id"], name="kefu_channelevent_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel_id}:{self.external_id}"
+
+
+class Delivery(models.Model):
+    """An agent's or the robot's message on its way to a messaging channel (one row per
+    message; sent by a Celery task with retries, docs/channels.md). Its state is mirrored in the
+    message's ``meta["delivery"]`` for the inbox."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("Sending")
+        SENT = "sent", _("Sent")
+        FAILED = "failed", _("Not delivered")
+
+    message = models.OneToOneField(
+        "im.Message", on_delete=models.CASCADE, related_name="delivery", verbose_name=_("message")
+    )
+    channel = models.ForeignKey(
+        Channel, on_delete=models.CASCADE, related_name="deliveries", verbose_name=_("channel")
+    )
+    visitor = models.ForeignKey(
+        Visitor, on_delete=models.CASCADE, related_name="+", verbose_name=_("visitor")
+    )
+    status = models.CharField(
+        _("status"), max_length=8, choices=Status.choices, default=Status.QUEUED
+    )
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    error = models.CharField(_("error"), max_length=500, blank=True)
+    external_id = models.CharField(_("id at the vendor"), max_length=128, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
+    failed_at = models.DateTimeField(_("failed at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("delivery")
+        verbose_name_plural = _("deliveries")
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["channel", "status", "failed_at"], name="kefu_delivery_failed")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.message_id} {self.status}"
 
 
 class RetentionPolicy(models.Model):

@@ -93,7 +93,7 @@ def onboarding_steps(*, user: User) -> list[Step]:
 
 
 def _first_channel() -> Channel | None:
-    return Channel.objects.filter(is_active=True).order_by("id").first()
+    return Channel.objects.filter(is_active=True, kind=Channel.Kind.WIDGET).order_by("id").first()
 
 
 @require_http_methods(["GET", "POST"])

@@ -11,6 +11,7 @@ from im import selectors as im_selectors
 from im.models import Message
 from im.serializers import member_payload
 from kefu import inbox_views
+from kefu.channels import capabilities_for
 from kefu.csat import csat_payload
 from kefu.models import AgentState, Channel, RoutingRule, Session, Visitor, Workgroup
 from org.models import User
@@ -31,12 +32,13 @@ def workgroup_has_online_agent(*, workgroup_id: int | None) -> bool:
 
 
 def channel_get_active(*, public_key: object) -> Channel:
-    """The active channel with this key; ``ServiceError("not_found")`` otherwise."""
+    """The active widget channel with this key; ``ServiceError("not_found")`` otherwise (a
+    Telegram or WeChat channel's key opens no widget: its customers come through the vendor)."""
     channel = None
     if isinstance(public_key, str) and 0 < len(public_key) <= 64:
         channel = (
             Channel.objects.select_related("workgroup")
-            .filter(public_key=public_key, is_active=True)
+            .filter(public_key=public_key, is_active=True, kind=Channel.Kind.WIDGET)
             .first()
         )
     if channel is None:
@@ -80,6 +82,11 @@ def session_payload(session: Session) -> dict[str, Any]:
         "csat": csat_payload(session),
         "waiting_since": inbox_views.waiting_since(session),
         **_session_extras(session),
+        "channel": {
+            "id": session.channel_id,
+            "kind": session.channel.kind,
+            "capabilities": capabilities_for(session.channel.kind).as_dict(),
+        },
     }
 
 

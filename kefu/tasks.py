@@ -16,6 +16,8 @@ from django.utils import timezone
 from django_tenants.utils import get_tenant_model, schema_context
 
 from kefu import privacy, stats
+from kefu.channels.delivery import delivery_send_task
+from kefu.channels.inbound import channel_event_task
 from kefu.models import Session
 from kefu.robot.answers import robot_answer_task
 from kefu.robot.drafts import assist_draft_task
@@ -24,6 +26,8 @@ from kefu.transcripts import transcript_email_task
 
 __all__ = [
     "assist_draft_task",
+    "channel_event_task",
+    "delivery_send_task",
     "queue_dispatch_scan_task",
     "queue_dispatch_task",
     "robot_answer_task",

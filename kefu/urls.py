@@ -1,6 +1,7 @@
 from django.urls import path
 
 from kefu import views
+from kefu.channels import views as channel_views
 from org.account_views import SignInCodeView
 
 app_name = "kefu"
@@ -26,4 +27,5 @@ urlpatterns = [
     path("inbox/login/", views.InboxLoginView.as_view(), name="inbox-login"),
     path("inbox/login/code/", SignInCodeView.as_view(), name="inbox-login-code"),
     path("inbox/logout/", views.InboxLogoutView.as_view(), name="inbox-logout"),
+    path("hooks/<slug:kind>/<str:key>", channel_views.channel_hook, name="channel-hook"),
 ]

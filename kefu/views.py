@@ -55,7 +55,7 @@ def demo_site(request: HttpRequest) -> HttpResponse:
     of the tenant's first active channel, with its snippet; without any active channel, the
     same page without a widget. The page links to the tenant's other channels, so each service
     mode can be tried (it is also the channel's preview page, :func:`kefu.embed.preview_url`)."""
-    channels = list(Channel.objects.filter(is_active=True).order_by("id"))
+    channels = list(Channel.objects.filter(is_active=True, kind=Channel.Kind.WIDGET).order_by("id"))
     wanted = request.GET.get("channel", "")
     channel = next(
         (c for c in channels if c.public_key == wanted), channels[0] if channels else None

@@ -22,6 +22,7 @@ HTTP_STATUS = {
     "nothing_to_answer": 409,
     "queue_full": 409,
     "closed": 409,
+    "reply_window_closed": 409,
     "unavailable_agent": 409,
     "full": 409,
     "too_large": 413,

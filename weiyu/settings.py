@@ -387,6 +387,12 @@ WEIYU_SYNC_MAX_MESSAGES = 500
 #: reach although they are not public, e.g. a self-hosted model: "127.0.0.1:11434" for Ollama
 #: (weiyu.outbound; docs/security.md)
 WEIYU_OUTBOUND_ALLOW = os.environ.get("WEIYU_OUTBOUND_ALLOW", "")
+# Messaging channels (kefu.channels, docs/channels.md): seconds before a failed send is tried
+# again (doubled each time), attempts before a reply is shown "not delivered", and the timeout of
+# one call to the vendor.
+WEIYU_CHANNEL_RETRY_S = float(os.environ.get("WEIYU_CHANNEL_RETRY_S", "10"))
+WEIYU_CHANNEL_SEND_ATTEMPTS = int(os.environ.get("WEIYU_CHANNEL_SEND_ATTEMPTS", "4"))
+WEIYU_CHANNEL_HTTP_TIMEOUT_S = float(os.environ.get("WEIYU_CHANNEL_HTTP_TIMEOUT_S", "15"))
 #: bytes of response read at most from a tenant-chosen URL
 WEIYU_OUTBOUND_MAX_BYTES = int(os.environ.get("WEIYU_OUTBOUND_MAX_BYTES", str(10 * 1024 * 1024)))
 

@@ -8,7 +8,7 @@ Lock order is session → conversation everywhere (docs/architecture.md, "Routin
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
@@ -22,7 +22,9 @@ from im.services import conversations as im_conversations
 from im.services import drafts as im_drafts
 from im.services import messages as im_messages
 from kefu import hours, selectors, sensitive, webhooks
-from kefu.models import Session, Visitor, Workgroup
+from kefu.channels import adapter_for
+from kefu.channels.delivery import delivery_create
+from kefu.models import Channel, Session, Visitor, Workgroup
 from kefu.robot import answers as robot
 from kefu.robot.persona import ROBOT_MODES
 from kefu.senders import agent_sender, visitor_sender
@@ -235,6 +237,15 @@ def visitor_message_send(
     return send(live.conversation_id, draft)
 
 
+class _AgentReply(NamedTuple):
+    """What :meth:`VisitorConversationHook.before_append` learns of an agent's reply's session."""
+
+    session_id: int
+    channel_id: int
+    kind: str
+    visitor_id: int
+
+
 class VisitorConversationHook(SendHook):
     """What kefu adds to the send path of ``visitor`` conversations (registered in
     ``KefuConfig.ready``; im.hooks). Only messages people write count (text, files, stickers):
@@ -248,7 +259,11 @@ class VisitorConversationHook(SendHook):
       first time, ``first_response_at``; one ``UPDATE`` either way;
     - after a visitor's text: the label rules that match add their labels
       (:func:`kefu.services.labels.label_rules_apply`); a keyword auto-reply answers it, or else the robot does when it
-      serves the session (:mod:`kefu.automation`, :mod:`kefu.robot`).
+      serves the session (:mod:`kefu.automation`, :mod:`kefu.robot`);
+    - on a messaging channel (Telegram, WeChat…, :mod:`kefu.channels`): an agent's reply the
+      vendor would refuse now is refused (``ServiceError("reply_window_closed")``, WeChat's 48
+      hours), and agents' and the robot's messages are queued for delivery to the customer
+      (:func:`kefu.channels.delivery.delivery_create`; the widget's visitors get them by socket).
     """
 
     def _counts(self, sender: Sender, draft: im_drafts.MessageDraft) -> bool:
@@ -270,7 +285,9 @@ class VisitorConversationHook(SendHook):
         sender: Sender,
         draft: im_drafts.MessageDraft,
         now: dt.datetime,
-    ) -> tuple[int, str, int] | None:
+    ) -> tuple[int, str, int] | _AgentReply | None:
+        if draft.msg_type == Message.Type.RECALL and not draft.internal:
+            _recall_check(conversation_id)
         if not self._counts(sender, draft) or draft.internal:
             return None
         with connection.cursor() as cursor:
@@ -281,15 +298,48 @@ class VisitorConversationHook(SendHook):
                     [now, conversation_id, Session.Status.CLOSED],
                 )
                 return cursor.fetchone()
+            # the channel's kind comes back in the same statement: the reply path's budget
             cursor.execute(
-                "UPDATE kefu_session SET last_agent_at = %s, "
-                "first_response_at = COALESCE(first_response_at, %s) WHERE conversation_id = %s",
+                "UPDATE kefu_session s SET last_agent_at = %s, "
+                "first_response_at = COALESCE(s.first_response_at, %s) FROM kefu_channel c "
+                "WHERE s.conversation_id = %s AND c.id = s.channel_id "
+                "RETURNING s.id, s.channel_id, c.kind, s.visitor_id",
                 [now, now, conversation_id],
             )
-        return None
+            row = cursor.fetchone()
+        if row is None or row[2] == Channel.Kind.WIDGET:
+            return None
+        reply = _AgentReply(*row)
+        adapter = adapter_for(reply.kind)
+        if adapter is None:
+            return None
+        if draft.msg_type != Message.Type.TEXT and (
+            draft.msg_type not in adapter.capabilities.attachments
+        ):
+            raise ServiceError(
+                "invalid",
+                _("This channel cannot carry this kind of message."),
+                field="msg_type",
+            )
+        if adapter.capabilities.reply_window_s:
+            session = Session.objects.only("last_visitor_at").get(pk=reply.session_id)
+            adapter.reply_window_check(session=session)
+        return reply
 
     def after_append(self, *, message: Message, sender: Sender, context: Any) -> None:
         webhooks.message_emit(message)  # nothing but a set look-up without a subscription
+        if isinstance(context, _AgentReply):
+            delivery_create(
+                message=message, channel_id=context.channel_id, visitor_id=context.visitor_id
+            )
+            return
+        if (
+            context is None
+            and sender.type == Message.SenderType.ROBOT
+            and message.msg_type in im_drafts.USER_TYPES
+        ):
+            _robot_delivery(message)
+            return
         if context is None or message.msg_type != Message.Type.TEXT:
             return
         session_id, status, channel_id = context
@@ -309,6 +359,35 @@ class VisitorConversationHook(SendHook):
             automation.auto_reply_post(session=session, rule=rule)
         else:
             robot.on_visitor_message(session=session, message=message)
+
+
+def _recall_check(conversation_id: int) -> None:
+    """A message already at a messaging channel's vendor cannot be taken back from the customer
+    (``ServiceError("forbidden")``), unless the kind can recall (``capabilities.recall``)."""
+    kind = (
+        Session.objects.filter(conversation_id=conversation_id)
+        .values_list("channel__kind", flat=True)
+        .first()
+    )
+    adapter = adapter_for(kind or "")
+    if adapter is not None and not adapter.capabilities.recall:
+        raise ServiceError(
+            "forbidden",
+            _("The customer already has this message in %(channel)s; it cannot be recalled.")
+            % {"channel": Channel.Kind(kind).label},
+        )
+
+
+def _robot_delivery(message: Message) -> None:
+    """Queue the robot's (or an auto-reply's) message for a messaging channel's customer."""
+    row = (
+        Session.objects.filter(conversation_id=message.conversation_id)
+        .exclude(channel__kind=Channel.Kind.WIDGET)
+        .values_list("channel_id", "visitor_id")
+        .first()
+    )
+    if row is not None:
+        delivery_create(message=message, channel_id=row[0], visitor_id=row[1])
 
 
 def agent_message_send(

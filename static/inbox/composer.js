@@ -33,6 +33,11 @@ function renderComposer() {
   const muted = mutedNow(c);
   composer.disabled = sendBtn.disabled = muted;
   for (const b of ['emoji-btn', 'sticker-btn', 'attach-btn', 'voice-btn']) $(b).disabled = muted;
+  // a messaging channel offers only what its vendor carries (session.channel.capabilities)
+  const allowed = channelAttachments(c);
+  $('sticker-btn').hidden = !!allowed && !allowed.includes('sticker');
+  $('voice-btn').hidden = !!allowed && !allowed.includes('voice');
+  $('attach-btn').hidden = !!allowed && !allowed.some((k) => k === 'image' || k === 'video' || k === 'file');
   composer.placeholder = c.closed
     ? c.kind === 'group' ? gettext('This group was dissolved.') : gettext('This conversation is closed.')
     : muted
@@ -52,6 +57,12 @@ on('switched', () => {
   const c = selectedConversation();
   if (window.matchMedia('(pointer: fine)').matches && !c.closed) composer.focus();
 });
+
+/** The message types the conversation's channel carries, or null when anything goes. */
+function channelAttachments(c) {
+  const caps = c && c.session && c.session.channel && c.session.channel.capabilities;
+  return caps ? caps.attachments || [] : null;
+}
 
 // ---- composer and actions -----------------------------------------------------------------
 function sendNow() {
@@ -85,6 +96,11 @@ async function sendFile(file, kind, durationMs) {
   const id = state.selected;
   const c = state.convs.get(id);
   if (!c || mutedNow(c)) return;
+  const allowed = channelAttachments(c);
+  if (allowed && !allowed.includes(kind) && !(c.kind === 'visitor' && $('internal-toggle').checked)) {
+    toast(gettext('This channel cannot carry this kind of file.'));
+    return;
+  }
   const limit = kind === 'image' ? config.max_image_bytes : config.max_file_bytes;
   if (limit && file.size > limit) {
     toast(interpolate(gettext('%(name)s is too large (the limit is %(limit)s).'), { name: file.name || '', limit: formatSize(limit) }, true));

@@ -9,6 +9,7 @@ import { toast } from './notifications.js';
 import { STATUS_TEXT, on, selectedConversation, state, statusOf, titleOf } from './store.js';
 
 const closeBtn = $('close-conv');
+const CHANNEL_TEXT = { telegram: gettext('via Telegram'), wechat_mp: gettext('via WeChat') };
 
 function renderHeader() {
   const c = selectedConversation();
@@ -23,6 +24,12 @@ function renderHeader() {
   } else st.textContent = '';
   st.dataset.status = c.kind === 'visitor' ? statusOf(c) : c.kind;
   st.hidden = !st.textContent;
+  // where the customer is, when not on the website (docs/channels.md)
+  const kind = c.session && c.session.channel && c.session.channel.kind;
+  const where = $('conv-heading-channel');
+  where.textContent = CHANNEL_TEXT[kind] || '';
+  where.dataset.kind = kind || '';
+  where.hidden = !where.textContent;
   closeBtn.hidden = c.kind !== 'visitor';
   $('make-ticket').hidden = c.kind !== 'visitor';
   closeBtn.disabled = !!c.closed;

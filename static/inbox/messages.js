@@ -1,6 +1,7 @@
 // The selected conversation's messages: drawing them in order, pending sends, delivery and read
 // marks ("read by N" in groups), recall, older history on scroll, the typing line, and the
 // frames that bring messages.
+import { api } from '../weiyu/api.js';
 import { $ } from '../weiyu/dom.js';
 import { gettext, interpolate } from '../weiyu/i18n.js';
 import {
@@ -64,6 +65,7 @@ function showMessage(m) {
     applyState(el, m.conversation_id, m.seq);
     addRecall(el, m);
   }
+  markDelivery(el, m);
   elBySeq.set(m.seq, el);
   place(el, [m.seq, 0]);
   if (kind !== 'mine' && m.sender) state.typers.stop(m.conversation_id, m.sender.key);
@@ -98,10 +100,57 @@ function markRobot(el, m) {
   note.hidden = !parts.length;
 }
 
+// A reply to a messaging channel (Telegram, WeChat…): "not delivered: <reason>" and a Retry
+// button when the vendor refused it or could not be reached (meta.delivery, docs/channels.md).
+function markDelivery(el, m) {
+  const d = m.meta && m.meta.delivery;
+  let box = el.querySelector('.msg-delivery');
+  if (!d || d.status === 'sent') {
+    if (box) box.remove();
+    return;
+  }
+  if (!box) {
+    box = document.createElement('div');
+    box.className = 'msg-delivery';
+    el.append(box);
+  }
+  box.replaceChildren();
+  box.dataset.status = d.status;
+  const text = document.createElement('span');
+  text.className = 'msg-delivery-text';
+  if (d.status === 'failed') {
+    text.textContent = interpolate(gettext('Not delivered: %(reason)s'), { reason: d.error || '' }, true);
+    const retry = document.createElement('button');
+    retry.type = 'button';
+    retry.className = 'msg-delivery-retry link-btn';
+    retry.textContent = gettext('Retry');
+    retry.addEventListener('click', () => {
+      retry.disabled = true;
+      api('POST', `/api/v1/kefu/deliveries/${d.id}/retry`).catch((e) => {
+        retry.disabled = false;
+        toast(e.message || gettext('Could not send it again. Try again.'));
+      });
+    });
+    box.append(text, ' ', retry);
+  } else {
+    text.textContent = d.error ? gettext('Sending again…') : gettext('Sending…');
+    box.append(text);
+  }
+}
+
+// What the selected conversation's channel allows (session.channel.capabilities); null for
+// conversations without one (team chats), where everything the inbox offers applies.
+function capabilitiesOf(conversationId) {
+  const c = state.convs.get(conversationId);
+  return (c && c.session && c.session.channel && c.session.channel.capabilities) || null;
+}
+
 // Own messages get a "Recall" action while the tenant's recall window is open.
 function addRecall(el, m) {
   const old = el.querySelector('.msg-recall');
   if (old) old.remove();
+  const caps = capabilitiesOf(m.conversation_id);
+  if (caps && !caps.recall && !m.internal) return; // the customer already has it at the vendor
   const age = Date.now() - Date.parse(m.created_at);
   const windowMs = (config.recall_window_s || 0) * 1000;
   if (m.recalled || m.msg_type === 'system' || !(age < windowMs)) return;
@@ -353,6 +402,13 @@ handle('read.state', (f) => {
       else refreshStates();
     }
   }
+});
+
+handle('message.delivery', (f) => {
+  const m = (state.messages.get(f.conversation_id) || new Map()).get(f.seq);
+  if (!m || m.id !== f.message_id) return;
+  m.meta = { ...(m.meta || {}), delivery: f.delivery };
+  if (f.conversation_id === state.selected) showMessage(m);
 });
 
 handle('typing', (f) => {

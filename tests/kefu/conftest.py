@@ -9,6 +9,7 @@ from kbase import services as kb_services
 from kbase.models import KnowledgeBase
 from kefu.models import Channel
 from tests import fake_llm
+from tests.channels import channel_worker, vendors  # noqa: F401 (fixtures of kefu.channels)
 from tests.conftest import Desk, make_desk, unique
 from tests.waits import WAIT_S
 from tests.ws import receive_until

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('kefu', '0021_labels_and_saved_views'),
+        ('kefu', '0022_messaging_channels'),
     ]
 
     operations = [
@@ -25,14 +25,5 @@ class Migration(migrations.Migration):
             model_name='visitor',
             name='attributes',
             field=models.JSONField(blank=True, default=dict, verbose_name='attributes'),
-        ),
-        migrations.AddField(
-            model_name='visitor',
-            name='external_id',
-            field=models.CharField(blank=True, editable=False, max_length=128, verbose_name='customer id'),
-        ),
-        migrations.AddConstraint(
-            model_name='visitor',
-            constraint=models.UniqueConstraint(condition=models.Q(('external_id', ''), _negated=True), fields=('channel', 'external_id'), name='kefu_visitor_external_id'),
         ),
     ]

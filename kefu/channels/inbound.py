@@ -1,0 +1,286 @@
+"""Callbacks and updates from messaging channels, turned into visitors and messages through the
+widget's own send path (docs/channels.md). Accepting an event (:func:`channel_event_accept`)
+only stores it, once per vendor id; :func:`channel_event_task` handles it in a worker (media
+downloads are HTTP calls to the vendor), with retries, so nothing accepted is lost."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import shared_task
+from django.conf import settings
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django_tenants.utils import schema_context
+
+from im.attachments import attachment_upload
+from im.models import Message
+from kefu.channels import adapter_for
+from kefu.channels.base import DeliveryError, Inbound, logger
+from kefu.channels.delivery import account_error_record
+from kefu.channels.telegram import TelegramAdapter
+from kefu.models import Channel, ChannelAccount, ChannelEvent, Visitor
+from kefu.services.messages import visitor_message_send
+from weiyu.errors import ServiceError
+
+
+def channel_event_accept(*, channel: Channel, external_id: str, payload: Any) -> bool:
+    """Store one inbound event and queue its handling after commit. Returns False for an event
+    already stored (a vendor's retry: nothing is done again). Records the channel's last
+    inbound time."""
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                event = ChannelEvent.objects.create(
+                    channel=channel, external_id=external_id, payload=payload
+                )
+        except IntegrityError:
+            logger.info("channel %s: event %s already stored", channel.pk, external_id)
+            return False
+        ChannelAccount.objects.filter(channel=channel).update(last_inbound_at=timezone.now())
+        schema = connection.schema_name
+        transaction.on_commit(lambda: channel_event_task.delay(schema, event.pk))
+    return True
+
+
+def visitor_for_external(*, channel: Channel, user_id: str, name: str = "") -> tuple[Visitor, bool]:
+    """The visitor a vendor's customer id stands for on this channel, created on first contact
+    (``(visitor, created)``). ``name``: what the vendor calls them; empty: "Telegram 1234"."""
+    visitor = (
+        Visitor.objects.select_related("channel")
+        .filter(channel=channel, external_id=user_id)
+        .first()
+    )
+    if visitor is not None:
+        return visitor, False
+    label = name or f"{channel.get_kind_display()} {user_id[-4:]}"
+    try:
+        with transaction.atomic():
+            visitor = Visitor.objects.create(
+                channel=channel, external_id=user_id, name=label[:100], name_given=bool(name)
+            )
+    except IntegrityError:
+        return Visitor.objects.select_related("channel").get(
+            channel=channel, external_id=user_id
+        ), False
+    return visitor, True
+
+
+def _notice(channel: Channel, account: ChannelAccount, user_id: str, text: str) -> None:
+    """Tell the customer something the widget would show (closed, queue full, refused)."""
+    adapter = adapter_for(channel.kind)
+    if adapter is None or not text:
+        return
+    try:
+        adapter.send_text(account=account, user_id=user_id, text=text)
+    except DeliveryError as exc:
+        account_error_record(channel_id=channel.pk, error=exc.message)
+
+
+def channel_event_handle(*, event_id: int) -> Message | None:
+    """Handle a stored event and, first, the channel's older events not handled yet, in the
+    order they arrived: one handler per channel at a time (the account row is locked), so a
+    customer's messages are stored in the order the vendor sent them, whichever worker takes
+    which task. Returns the message of ``event_id`` (None when it made none). An older event
+    whose file cannot be fetched yet is left to its own task's retry. Raises
+    :class:`DeliveryError` for this event's download that may work later (the task retries)."""
+    failure: DeliveryError | None = None
+    with transaction.atomic():
+        channel_id = (
+            ChannelEvent.objects.filter(pk=event_id).values_list("channel_id", flat=True).first()
+        )
+        if channel_id is None:
+            return None
+        # an advisory lock, not the account row: webhooks update that row while we download
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(hashtext(%s))",
+                [f"{connection.schema_name}.kefu.channel.{channel_id}"],
+            )
+        older = ChannelEvent.objects.filter(
+            channel_id=channel_id, handled_at__isnull=True, pk__lt=event_id
+        ).order_by("pk")
+        for earlier in older.values_list("pk", flat=True):
+            try:
+                with transaction.atomic():
+                    _event_handle(event_id=earlier)
+            except DeliveryError:
+                logger.info("channel %s: event %s waits for its retry", channel_id, earlier)
+        try:
+            with transaction.atomic():
+                message = _event_handle(event_id=event_id)
+        except DeliveryError as exc:
+            failure, message = exc, None
+    if failure is not None:
+        raise failure
+    return message
+
+
+def _event_handle(*, event_id: int) -> Message | None:
+    """Handle a stored event once: the visitor (created, with the vendor's profile name, on first
+    contact), then the message through ``visitor_message_send`` (a file downloaded from the
+    vendor first) — routed, served by the robot or queued exactly as a widget visitor's.
+    ``client_msg_id`` ``ch<event id>`` keeps a second run from storing it twice. A refusal
+    (outside work hours, queue full, blocked) is told to the customer as the widget would.
+    Returns the stored message, None when there was none. Raises :class:`DeliveryError` for a
+    download that may work later (the task retries)."""
+    event = ChannelEvent.objects.select_related("channel").filter(pk=event_id).first()
+    if event is None or event.handled_at is not None:
+        return None
+    channel = event.channel
+    account = ChannelAccount.objects.filter(channel=channel).first()
+    adapter = adapter_for(channel.kind)
+    inbound: Inbound | None = None
+    if adapter is not None and account is not None:
+        inbound = adapter.inbound(account=account, payload=event.payload)
+    message = None
+    error = ""
+    if inbound is not None and inbound.user_id and adapter is not None and account is not None:
+        visitor, created = visitor_for_external(
+            channel=channel, user_id=inbound.user_id, name=inbound.name
+        )
+        if created and not inbound.name:
+            try:
+                fetched = adapter.profile_name(account=account, user_id=inbound.user_id)
+            except DeliveryError as exc:
+                fetched = ""
+                account_error_record(channel_id=channel.pk, error=exc.message)
+            if fetched:
+                visitor.name, visitor.name_given = fetched, True
+                visitor.save(update_fields=["name", "name_given"])
+        try:
+            message = _message_store(adapter, account, visitor, inbound, event)
+        except ServiceError as exc:
+            error = exc.message
+            logger.info("channel %s: event %s refused: %s", channel.pk, event.pk, exc.code)
+            _notice(channel, account, inbound.user_id, exc.message)
+        if inbound.event == "subscribe":
+            _notice(channel, account, inbound.user_id, channel.welcome_text)
+    # the payload has done its work (the message is stored): nothing personal is kept twice,
+    # the row stays to recognise a retry
+    ChannelEvent.objects.filter(pk=event.pk).update(
+        handled_at=timezone.now(), error=error[:500], payload={}
+    )
+    return message
+
+
+def _message_store(
+    adapter: Any, account: ChannelAccount, visitor: Visitor, inbound: Inbound, event: ChannelEvent
+) -> Message | None:
+    if inbound.event:
+        return None
+    client_msg_id = f"ch{event.pk}"
+    if inbound.msg_type == "text":
+        message, _created = visitor_message_send(
+            visitor=visitor, conversation_id=None, content=inbound.text, client_msg_id=client_msg_id
+        )
+        return message
+    content, name = adapter.media_fetch(account=account, inbound=inbound)
+    kind = inbound.msg_type
+    try:
+        attachment = attachment_upload(
+            conversation_id=None,
+            uploader_key=visitor.member_key,
+            upload=SimpleUploadedFile(name, content),
+            kind=kind,
+            standalone=True,
+        )
+    except ServiceError as exc:
+        if exc.code != "invalid" or kind == "file":
+            raise
+        # a format the inbox cannot play or show inline (WeChat's AMR voice): kept as a file
+        kind = "file"
+        attachment = attachment_upload(
+            conversation_id=None,
+            uploader_key=visitor.member_key,
+            upload=SimpleUploadedFile(name, content),
+            kind=kind,
+            standalone=True,
+        )
+    message, _created = visitor_message_send(
+        visitor=visitor,
+        conversation_id=None,
+        content=inbound.text[: settings.WEIYU_MESSAGE_MAX_CHARS],
+        client_msg_id=client_msg_id,
+        msg_type=kind,
+        attachment_id=attachment.pk,
+    )
+    return message
+
+
+@shared_task(name="kefu.tasks.channel_event_task", bind=True, acks_late=True, max_retries=None)
+def channel_event_task(self: Any, schema: str, event_id: int) -> int | None:
+    """Handle one inbound event (:func:`channel_event_handle`); a failed download is tried again
+    with back-off (``WEIYU_CHANNEL_SEND_ATTEMPTS`` times), then recorded on the event and the
+    channel's health. Returns the message id."""
+    with schema_context(schema):
+        try:
+            message = channel_event_handle(event_id=event_id)
+        except DeliveryError as exc:
+            event = ChannelEvent.objects.filter(pk=event_id).first()
+            if event is not None:
+                account_error_record(channel_id=event.channel_id, error=exc.message)
+            attempts = self.request.retries + 1
+            if exc.permanent or attempts >= settings.WEIYU_CHANNEL_SEND_ATTEMPTS:
+                ChannelEvent.objects.filter(pk=event_id).update(
+                    handled_at=timezone.now(), error=exc.message[:500]
+                )
+                return None
+            raise self.retry(
+                countdown=settings.WEIYU_CHANNEL_RETRY_S * 2 ** (attempts - 1)
+            ) from exc
+    return message.pk if message else None
+
+
+def telegram_poll_once(*, channel: Channel, timeout_s: int) -> int:
+    """Long polling instead of a webhook: one ``getUpdates`` after the stored offset (waiting up
+    to ``timeout_s`` seconds), each update stored once like a webhook call, then the offset
+    moved past the last one. Returns the number of updates received. Raises
+    :class:`DeliveryError` when Telegram cannot be reached (the caller waits and polls again).
+    Telegram refuses getUpdates while a webhook is set."""
+    account = ChannelAccount.objects.get(channel=channel)
+    adapter = adapter_for(channel.kind)
+    if not isinstance(adapter, TelegramAdapter):
+        raise ServiceError("invalid", _("Only Telegram channels are polled."), field="channel")
+    updates = adapter.updates_fetch(account=account, timeout_s=timeout_s)
+    last = account.poll_offset
+    for update in updates:
+        try:
+            external_id, payload = adapter.update_event(update)
+        except Exception:
+            logger.warning("telegram: unreadable update skipped: %r", update)
+            continue
+        channel_event_accept(channel=channel, external_id=external_id, payload=payload)
+        last = max(last, int(external_id))
+    if last != account.poll_offset:
+        ChannelAccount.objects.filter(pk=account.pk).update(poll_offset=last)
+    return len(updates)
+
+
+def visitor_channel_export(visitor: Visitor) -> dict[str, Any]:
+    """The privacy export's part (kefu.privacy): where the customer wrote from,
+    ``{"kind", "external_id"}``; ``{}`` for a widget visitor."""
+    if not visitor.external_id:
+        return {}
+    return {"kind": visitor.channel.kind, "external_id": visitor.external_id}
+
+
+def visitor_channel_erase(visitor: Visitor) -> int:
+    """The privacy erasure's part (kefu.privacy): the vendor's id of the customer is forgotten
+    (a later message from them starts a new visitor) and the payloads of their events not yet
+    handled are emptied. Returns the rows changed."""
+    if not visitor.external_id:
+        return 0
+    who = visitor.external_id
+    mine = Q(payload__FromUserName=who)
+    if who.lstrip("-").isdigit():
+        mine |= Q(payload__message__chat__id=int(who))
+    cleared = (
+        ChannelEvent.objects.filter(channel_id=visitor.channel_id).filter(mine).update(payload={})
+    )
+    Visitor.objects.filter(pk=visitor.pk).update(external_id="")
+    visitor.external_id = ""
+    return cleared + 1
