@@ -29,6 +29,8 @@ from typing import Any
 
 from django.conf import settings
 
+from kbase.embed_service import _client, timeout_s
+
 logger = logging.getLogger(__name__)
 
 DIMENSIONS = 384
@@ -65,8 +67,6 @@ def _key(value: str) -> str:
 
 
 def _redis() -> Any:
-    from kbase.embed_service import _client, timeout_s
-
     return _client(settings.REDIS_URL, timeout_s())
 
 

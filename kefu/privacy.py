@@ -191,6 +191,10 @@ def visitor_erase(*, user: User | None, visitor_id: object) -> dict[str, int]:
     visitor = Visitor.objects.select_for_update().get(pk=visitor.pk)
     sessions = list(Session.objects.filter(visitor=visitor))
     redacted = _anonymise_sessions(visitor, sessions)
+    result = {"conversations": len(sessions), "messages": redacted}
+    # other apps first, while the visitor still says who they were (a channel's vendor id)
+    for name, (_export, erase) in sorted(_contributors.items()):
+        result[name] = erase(visitor)
     visitor.name = _("Erased visitor #%(id)d") % {"id": visitor.pk}
     visitor.name_given = False
     visitor.email = visitor.phone = visitor.user_agent = visitor.referrer = visitor.page_url = ""
@@ -203,9 +207,6 @@ def visitor_erase(*, user: User | None, visitor_id: object) -> dict[str, int]:
     visitor.tags.clear()
     VisitorNote.objects.filter(visitor=visitor).delete()
     VisitorPageView.objects.filter(visitor=visitor).delete()
-    result = {"conversations": len(sessions), "messages": redacted}
-    for name, (_export, erase) in sorted(_contributors.items()):
-        result[name] = erase(visitor)
     audit.audit_record(
         actor=user, action=audit.ERASE, target=visitor, data={"conversations": len(sessions)}
     )

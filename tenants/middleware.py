@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import HttpRequest, JsonResponse
+from django.shortcuts import render
 from django.utils import translation
 from django.utils.translation import gettext as _
 from django_tenants.middleware.main import TenantMainMiddleware
@@ -57,7 +58,10 @@ class ActiveTenantMiddleware(TenantMainMiddleware):
             message = suspension_message(tenant.suspended_reason)
             if request.path.startswith("/api/"):
                 return JsonResponse({"error": "suspended", "detail": message}, status=403)
-            from tenants.views import suspended_page
-
-            response = suspended_page(request, reason=message)
+            response = render(
+                request,
+                "public/suspended.html",
+                {"reason": message, "tenant": tenant},
+                status=403,
+            )
         return response

@@ -39,7 +39,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from redis.exceptions import RedisError
 
-from tenants.models import Tenant
+from tenants.models import Tenant, Usage
 from weiyu.errors import ServiceError
 
 logger = logging.getLogger(__name__)
@@ -277,8 +277,6 @@ def usage_rollup(tenant: Tenant) -> dict[str, int]:
     """Copy the tenant's counters of this month into its :class:`Usage` row, with its storage
     total (the meter), and put a counter back into Redis when the row holds more (Redis was
     flushed). Call in the tenant's context. Returns the row's values."""
-    from tenants.models import Usage
-
     month = month_start()
     row, _created = Usage.objects.get_or_create(tenant=tenant, month=month)
     values: dict[str, int] = {}

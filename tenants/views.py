@@ -138,11 +138,3 @@ def plan_usage_page(request: HttpRequest) -> HttpResponse:
         "rows": quotas.usage_report(tenant),
     }
     return render(request, "admin/tenants/plan_usage.html", context)
-
-
-def suspended_page(request: HttpRequest, *, reason: str) -> HttpResponse:
-    """What a suspended tenant's staff see on every page but the widget's (403): why (trial
-    ended, or suspended by the platform) and what to do."""
-    return render(
-        request, "public/suspended.html", {"reason": reason, "tenant": request.tenant}, status=403
-    )
