@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 from kefu import canned, monitor, selectors, stats, visitors
 from kefu.models import Transfer
 from kefu.robot import drafts as robot_drafts
-from kefu.services import blocking, transfers, workgroups
+from kefu.services import blocking, scheduled, snooze, transfers, workgroups
 from kefu.services import queue as kefu_queue
 from kefu.services import visitors as visitor_services
 from weiyu import reports
@@ -308,6 +308,82 @@ class WorkgroupApi(APIView):
         )
 
 
+class ConversationSnoozeApi(APIView):
+    """``POST /api/v1/kefu/conversations/<id>/snooze`` ``{"until": ISO 8601 with a zone | null}``
+    → 200 ``{"conversation_id", "snoozed": true, "snoozed_at", "snoozed_until"}``: put the open
+    customer conversation aside until that time, or (``null``) until the customer replies; it
+    comes back by itself (kefu.services.snooze). ``DELETE`` → 200 the same with ``"snoozed":
+    false``: bring it back now. Agents in the conversation only (404 for others and former
+    participants), 400 ``invalid`` (a time in the past, more than 365 days ahead, no zone),
+    409 ``conflict`` (not open)."""
+
+    @staticmethod
+    def _answer(session) -> Response:
+        return Response(
+            {
+                "conversation_id": session.conversation_id,
+                "snoozed": session.snoozed_at is not None,
+                "snoozed_at": session.snoozed_at.isoformat() if session.snoozed_at else None,
+                "snoozed_until": (
+                    session.snoozed_until.isoformat() if session.snoozed_until else None
+                ),
+            }
+        )
+
+    def post(self, request: Request, pk: int) -> Response:
+        body = _body(request)
+        session = snooze.conversation_snooze(
+            user=request.user, conversation_id=pk, until=body.get("until")
+        )
+        return self._answer(session)
+
+    def delete(self, request: Request, pk: int) -> Response:
+        return self._answer(snooze.conversation_unsnooze(user=request.user, conversation_id=pk))
+
+
+class ScheduledListApi(APIView):
+    """``GET /api/v1/kefu/conversations/<id>/scheduled`` → ``{"scheduled": [scheduled]}``
+    (pending by time, then the 20 latest sent, failed or cancelled). ``POST`` ``{"content"
+    (1-5,000 chars), "send_at" (ISO 8601 with a zone, in the future, ≤ 365 days), "timezone"?
+    (IANA name the time was chosen in; default the visitor's)}`` → 201 {scheduled}: sent at that
+    time as the caller's reply, by the beat, exactly once. Shape: ``kefu.services.scheduled.
+    scheduled_payload``. Agents in the open customer conversation only (404 for others and
+    former participants), 400 ``invalid``, 409 ``conversation_closed``."""
+
+    def get(self, request: Request, pk: int) -> Response:
+        items = selectors.scheduled_list_for_member(
+            member_key=request.user.member_key, conversation_id=pk
+        )
+        return Response({"scheduled": [scheduled.scheduled_payload(i) for i in items]})
+
+    def post(self, request: Request, pk: int) -> Response:
+        body = _body(request)
+        item = scheduled.scheduled_create(
+            user=request.user,
+            conversation_id=pk,
+            content=body.get("content"),
+            send_at=body.get("send_at"),
+            zone=body.get("timezone"),
+        )
+        return Response(scheduled.scheduled_payload(item), status=status.HTTP_201_CREATED)
+
+
+class ScheduledDetailApi(APIView):
+    """``PATCH /api/v1/kefu/scheduled/<id>`` ``{"content"?, "send_at"?, "timezone"?}`` → 200
+    {scheduled}; ``DELETE`` → 200 {scheduled} now ``cancelled``. The author's own pending message
+    only: 404 for another's, 409 ``conflict`` once sent, failed or cancelled, 400 ``invalid``."""
+
+    def patch(self, request: Request, pk: int) -> Response:
+        item = scheduled.scheduled_update(
+            user=request.user, scheduled_id=pk, changes=_body(request)
+        )
+        return Response(scheduled.scheduled_payload(item))
+
+    def delete(self, request: Request, pk: int) -> Response:
+        item = scheduled.scheduled_cancel(user=request.user, scheduled_id=pk)
+        return Response(scheduled.scheduled_payload(item))
+
+
 urlpatterns = [
     path("workgroups/<int:pk>", WorkgroupApi.as_view(), name="workgroup"),
     path("queue", QueueApi.as_view(), name="queue"),
@@ -327,4 +403,9 @@ urlpatterns = [
     path("blocks/<int:pk>", BlockDetailApi.as_view(), name="block-detail"),
     path("canned", CannedListApi.as_view(), name="canned-list"),
     path("canned/<int:pk>", CannedDetailApi.as_view(), name="canned-detail"),
+    path(
+        "conversations/<int:pk>/snooze", ConversationSnoozeApi.as_view(), name="conversation-snooze"
+    ),
+    path("conversations/<int:pk>/scheduled", ScheduledListApi.as_view(), name="scheduled-list"),
+    path("scheduled/<int:pk>", ScheduledDetailApi.as_view(), name="scheduled-detail"),
 ]

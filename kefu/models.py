@@ -365,6 +365,12 @@ class Visitor(models.Model):
     )
     created_at = models.DateTimeField(_("first seen"), auto_now_add=True)
     last_seen_at = models.DateTimeField(_("last seen"), auto_now=True)
+    timezone = models.CharField(
+        _("time zone"),
+        max_length=64,
+        blank=True,
+        help_text=_("The IANA time zone of the visitor's browser (e.g. Asia/Shanghai)."),
+    )
 
     class Meta:
         verbose_name = _("visitor")
@@ -524,6 +530,26 @@ class Session(models.Model):
     robot_misses = models.PositiveSmallIntegerField(_("robot misses"), default=0, editable=False)
     handed_over_at = models.DateTimeField(_("handed over at"), null=True, blank=True)
     handover_reason = models.CharField(_("hand-over reason"), max_length=16, blank=True)
+    snoozed_at = models.DateTimeField(
+        _("snoozed at"),
+        null=True,
+        blank=True,
+        help_text=_("Set while the conversation is snoozed (kefu.services.snooze)."),
+    )
+    snoozed_until = models.DateTimeField(
+        _("snoozed until"),
+        null=True,
+        blank=True,
+        help_text=_("When a snoozed conversation comes back; empty: when the customer replies."),
+    )
+    snoozed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("snoozed by"),
+    )
 
     class Meta:
         verbose_name = _("session")
@@ -531,6 +557,12 @@ class Session(models.Model):
         indexes = [
             models.Index(fields=["workgroup", "status", "queued_at"], name="kefu_session_queue"),
             models.Index(fields=["visitor", "status"], name="kefu_session_visitor"),
+            # the beat's wake-up scan reads only snoozed sessions with a time
+            models.Index(
+                fields=["snoozed_until"],
+                condition=Q(snoozed_until__isnull=False),
+                name="kefu_session_snoozed",
+            ),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -860,3 +892,68 @@ class DailyStat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.day} {self.workgroup_id} {self.agent_id}"
+
+
+class ScheduledMessage(models.Model):
+    """An agent's reply written now and sent at ``send_at`` (issue 17, "Scheduled messages").
+
+    ``pending`` → ``sent`` (the message is ``message``) by the beat
+    (:func:`kefu.services.scheduled.scheduled_due_send`), or ``cancelled`` by its author, or
+    ``failed`` (``error`` says why: the conversation closed, the author left it). The send
+    claims the row with ``SELECT … FOR UPDATE SKIP LOCKED`` and moves it to ``sent`` in the
+    transaction that writes the message, whose ``client_msg_id`` is ``scheduled-<id>``: a worker
+    killed part-way leaves the row ``pending`` and nothing written, so it is sent exactly once.
+    ``timezone``: the zone the time was chosen in (the customer's when known), for display.
+    """
+
+    class State(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        SENT = "sent", _("Sent")
+        CANCELLED = "cancelled", _("Cancelled")
+        FAILED = "failed", _("Failed")
+
+    conversation = models.ForeignKey(
+        Conversation,
+        on_delete=models.CASCADE,
+        related_name="scheduled_messages",
+        verbose_name=_("conversation"),
+    )
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="scheduled_messages",
+        verbose_name=_("author"),
+    )
+    content = models.TextField(_("text"), max_length=5000)
+    send_at = models.DateTimeField(_("send at"))
+    timezone = models.CharField(_("time zone"), max_length=64, blank=True)
+    state = models.CharField(
+        _("state"), max_length=16, choices=State.choices, default=State.PENDING
+    )
+    message = models.ForeignKey(
+        "im.Message",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("message sent"),
+    )
+    error = models.CharField(_("error"), max_length=200, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+    sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("scheduled message")
+        verbose_name_plural = _("scheduled messages")
+        ordering = ["send_at", "pk"]
+        indexes = [
+            models.Index(
+                fields=["send_at"],
+                condition=Q(state="pending"),
+                name="kefu_scheduled_due",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.content[:40]} @ {self.send_at:%Y-%m-%d %H:%M}"

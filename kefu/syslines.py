@@ -15,6 +15,11 @@ HANDOVER = "kefu.handover"
 OVERFLOW_LEAVE_MESSAGE = "kefu.overflow_leave_message"
 IDLE_CLOSED = "kefu.idle_closed"
 ENDED = "kefu.ended"
+#: internal lines (agents only) of snoozing (kefu.services.snooze)
+SNOOZED = "kefu.snoozed"
+SNOOZED_UNTIL_REPLY = "kefu.snoozed_until_reply"
+SNOOZE_ENDED = "kefu.snooze_ended"
+SNOOZE_ENDED_REPLY = "kefu.snooze_ended_reply"
 
 system_lines_register(
     {
@@ -35,5 +40,9 @@ system_lines_register(
             "again any time."
         ),
         ENDED: _("The conversation has ended."),
+        SNOOZED: _("%(agent)s snoozed the conversation until %(until)s."),
+        SNOOZED_UNTIL_REPLY: _("%(agent)s snoozed the conversation until the customer replies."),
+        SNOOZE_ENDED: _("The snooze ended: the conversation is back."),
+        SNOOZE_ENDED_REPLY: _("The customer replied: the conversation is back."),
     }
 )

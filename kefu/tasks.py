@@ -19,7 +19,7 @@ from kefu import stats
 from kefu.models import Session
 from kefu.robot.answers import robot_answer_task
 from kefu.robot.drafts import assist_draft_task
-from kefu.services import agents, automation, queue, routing, transfers
+from kefu.services import agents, automation, queue, routing, scheduled, snooze, transfers
 from kefu.transcripts import transcript_email_task
 
 __all__ = [
@@ -70,13 +70,17 @@ def timers_scan_task(schema: str) -> int:
     """One tenant's service timers: queue wait limits (:func:`kefu.services.queue.queue_wait_scan`),
     expired transfers (:func:`kefu.services.transfers.expire_scan`), reminders, re-assignments
     and idle closes (:func:`kefu.services.automation.timers_scan`), agents whose last tab closed
-    (:func:`kefu.services.agents.offline_scan`); returns how many were acted on."""
+    (:func:`kefu.services.agents.offline_scan`), snoozes that ended
+    (:func:`kefu.services.snooze.snooze_wake_scan`) and scheduled messages due
+    (:func:`kefu.services.scheduled.scheduled_due_send`); returns how many were acted on."""
     with schema_context(schema):
         return (
             queue.queue_wait_scan()
             + transfers.expire_scan()
             + automation.timers_scan()
             + agents.offline_scan()
+            + snooze.snooze_wake_scan()
+            + scheduled.scheduled_due_send()
         )
 
 

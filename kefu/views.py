@@ -156,6 +156,7 @@ class WidgetSessionApi(APIView):
             page_url=data.get("page_url", ""),
             referrer=data.get("referrer", ""),
             language=data.get("language", ""),
+            zone=data.get("timezone", ""),
         )
         if blocking.is_blocked(visitor_id=visitor.pk, ip=request.META.get("REMOTE_ADDR")):
             raise ServiceError("forbidden", _("You cannot chat here."))

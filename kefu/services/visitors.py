@@ -4,6 +4,7 @@ notes, each followed by ``visitor.updated`` to the agents serving the visitor.""
 
 from __future__ import annotations
 
+import zoneinfo
 from datetime import timedelta
 
 from django.core import signing
@@ -61,6 +62,16 @@ def _clip(value: object, limit: int) -> str:
     return value[:limit] if isinstance(value, str) else ""
 
 
+def _known_zone(value: object) -> str:
+    if not isinstance(value, str) or not value or len(value) > 64:
+        return ""
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return ""
+    return value
+
+
 def visitor_start(
     *,
     channel: Channel,
@@ -70,8 +81,10 @@ def visitor_start(
     page_url: object = "",
     referrer: object = "",
     language: object = "",
+    zone: object = "",
 ) -> tuple[Visitor, str]:
     """Resume the visitor named by ``token`` on this channel, or create a new one.
+    ``zone``: the browser's IANA time zone (kept when it is a known one, else ignored).
 
     Returns ``(visitor, token)``. A bad or foreign token is not an error: a new visitor is made.
     """
@@ -89,6 +102,7 @@ def visitor_start(
         "page_url": _clip(page_url, 2000),
         "referrer": _clip(referrer, 2000),
         "language": _clip(language, 16),
+        "timezone": _known_zone(zone),
     }
     if visitor is None:
         visitor = Visitor.objects.create(channel=channel, name="", **fields)

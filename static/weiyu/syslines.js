@@ -34,6 +34,10 @@ const LINES = {
   'kefu.idle_closed': () =>
     gettext('This conversation was closed because there has been no reply for a while. Write again any time.'),
   'kefu.ended': () => gettext('The conversation has ended.'),
+  'kefu.snoozed': () => gettext('%(agent)s snoozed the conversation until %(until)s.'),
+  'kefu.snoozed_until_reply': () => gettext('%(agent)s snoozed the conversation until the customer replies.'),
+  'kefu.snooze_ended': () => gettext('The snooze ended: the conversation is back.'),
+  'kefu.snooze_ended_reply': () => gettext('The customer replied: the conversation is back.'),
 };
 
 /** The text a reader of this page reads for message `m`: its line in the page's language, else its content. */
