@@ -24,6 +24,7 @@ from kefu.models import (
     Channel,
     DailyStat,
     RoutingRule,
+    ScheduledMessage,
     SensitiveWord,
     Session,
     Skill,
@@ -461,6 +462,24 @@ class TransferAdmin(admin.ModelAdmin):
     list_filter = ("status",)
     list_select_related = ("session__visitor", "from_agent", "to_agent", "to_workgroup")
     readonly_fields = [f.name for f in Transfer._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(ScheduledMessage)
+class ScheduledMessageAdmin(admin.ModelAdmin):
+    """Replies agents scheduled in the inbox, as a log: pending, sent, failed (and why) or
+    cancelled. They are written, edited and cancelled in the inbox (docs/inbox.md)."""
+
+    list_display = ("send_at", "author", "conversation", "state", "timezone", "sent_at", "error")
+    list_filter = ("state",)
+    search_fields = ("content", "author__username")
+    list_select_related = ("author", "conversation")
+    readonly_fields = [f.name for f in ScheduledMessage._meta.fields]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -7,9 +7,9 @@ until a time or until the customer replies; it comes back by itself.
   with the other service timers) finds ``snoozed_until`` passed, when the customer writes
   (:class:`kefu.services.messages.VisitorConversationHook` clears it in the send's one
   ``UPDATE`` and calls :func:`snooze_woken_publish`), or when an agent un-snoozes it.
-- Every change reaches the agents in the conversation as ``conversation.updated`` with
-  ``changes: {"snoozed_until", "snoozed"}``; their inbox then fetches the conversation again
-  (its ``session`` carries ``snoozed``, ``snoozed_at``, ``snoozed_until``).
+- Every change reaches the agents in the conversation as ``conversation.snoozed``
+  ``{"conversation_id", "snoozed", "snoozed_at", "snoozed_until"}`` (the same fields as the
+  conversation's ``session`` carries; docs/protocol.md).
 
 Snoozing changes nothing for the visitor, the queue or the agent's load: the conversation stays
 open and assigned; snoozing only says "not now" to the agents' lists.
@@ -45,12 +45,13 @@ def _staff_keys(conversation_id: int) -> list[str]:
 
 
 def _publish(session: Session) -> None:
-    until = session.snoozed_until.isoformat() if session.snoozed_until else None
     publish_event_on_commit(
         {
-            "type": "conversation.updated",
+            "type": "conversation.snoozed",
             "conversation_id": session.conversation_id,
-            "changes": {"snoozed": session.snoozed_at is not None, "snoozed_until": until},
+            "snoozed": session.snoozed_at is not None,
+            "snoozed_at": session.snoozed_at.isoformat() if session.snoozed_at else None,
+            "snoozed_until": session.snoozed_until.isoformat() if session.snoozed_until else None,
         },
         _staff_keys(session.conversation_id),
     )
@@ -99,7 +100,7 @@ def conversation_snooze(*, user: User, conversation_id: object, until: object) -
     ``until`` None, until the customer replies. Snoozing again replaces the time.
 
     Writes the session's ``snoozed_*`` fields, an internal line "… snoozed the conversation
-    until …" (the time in the tenant's zone), and publishes ``conversation.updated`` to the
+    until …" (the time in the tenant's zone), and publishes ``conversation.snoozed`` to the
     agents in it. Raises ``ServiceError``: ``invalid`` (``until``), ``not_found`` (no such
     conversation, or the caller is not or no longer in it), ``conflict`` (not open).
     """
@@ -148,7 +149,7 @@ def _wake(session: Session, *, code: str) -> None:
 def snooze_woken_publish(*, session_id: int) -> None:
     """The customer replied to a snoozed conversation (the send's hook already cleared its
     ``snoozed_*`` fields, inside the send's transaction): the internal line "The customer
-    replied" and ``conversation.updated`` to the agents."""
+    replied" and ``conversation.snoozed`` to the agents."""
     session = Session.objects.get(pk=session_id)
     im_messages.system_message_post(
         conversation_id=session.conversation_id, code=syslines.SNOOZE_ENDED_REPLY, internal=True

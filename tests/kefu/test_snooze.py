@@ -65,9 +65,10 @@ def test_snooze_until_a_time_comes_back_by_the_scan(acme):
         assert session.snoozed_at is None
         assert session.snoozed_until is None
         assert _lines(session)[-1] == ("kefu.snooze_ended", True)
-        updated = [(e, keys) for e, keys in events if e["type"] == "conversation.updated"]
+        updated = [(e, keys) for e, keys in events if e["type"] == "conversation.snoozed"]
         assert len(updated) == 1
-        assert updated[0][0]["changes"] == {"snoozed": False, "snoozed_until": None}
+        assert updated[0][0]["snoozed"] is False
+        assert updated[0][0]["snoozed_until"] is None
         assert updated[0][1] == [_group(agent.member_key)]
         # the visitor never received the internal lines
         new_lines = [(e, keys) for e, keys in events if e["type"] == "message.new"]
@@ -98,9 +99,7 @@ def test_snooze_until_the_customer_replies(acme):
         assert session.snoozed_at is None
         assert session.last_visitor_at is not None
         assert _lines(session)[-1] == ("kefu.snooze_ended_reply", True)
-        assert [e["changes"] for e, _ in events if e["type"] == "conversation.updated"] == [
-            {"snoozed": False, "snoozed_until": None}
-        ]
+        assert [e["snoozed"] for e, _ in events if e["type"] == "conversation.snoozed"] == [False]
 
 
 def test_unsnooze_brings_it_back_now(acme):

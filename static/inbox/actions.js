@@ -1,0 +1,97 @@
+// Conversation actions of the header beyond the basics: snoozing a customer conversation (until
+// a time, or until the customer replies) and bringing it back. The server pushes
+// conversation.snoozed when a snooze starts or ends (an agent, the beat, or the customer's
+// reply); the conversation's session is updated and its header and list entry redrawn.
+import { api } from '../weiyu/api.js';
+import { $ } from '../weiyu/dom.js';
+import { gettext, interpolate } from '../weiyu/i18n.js';
+import { dateToZoned, dayTime, zonedToDate, browserZone } from '../weiyu/time.js';
+import { handle } from './frames.js';
+import { toast } from './notifications.js';
+import { emit, on, selectedConversation, state } from './store.js';
+
+const snoozeBtn = $('snooze-btn');
+const bar = $('snooze-bar');
+const dialog = $('snooze-dialog');
+const form = $('snooze-form');
+const errorBox = $('snooze-error');
+
+/** Whether the agent can snooze `c` now: an open customer conversation. */
+export function snoozable(c) {
+  return !!(c && c.kind === 'visitor' && !c.closed && c.session && c.session.status === 'open');
+}
+
+/** The line under the header of a snoozed conversation. */
+export function snoozeText(session) {
+  if (!session || !session.snoozed) return '';
+  return session.snoozed_until
+    ? interpolate(gettext('Snoozed until %(time)s'), { time: dayTime(session.snoozed_until) }, true)
+    : gettext('Snoozed until the customer replies');
+}
+
+function renderSnooze() {
+  const c = selectedConversation();
+  if (!c) return;
+  const can = snoozable(c);
+  const snoozed = !!(can && c.session.snoozed);
+  snoozeBtn.hidden = !can;
+  snoozeBtn.setAttribute('aria-pressed', String(snoozed));
+  bar.hidden = !snoozed;
+  $('snooze-text').textContent = snoozed ? snoozeText(c.session) : '';
+}
+on('header', renderSnooze);
+
+/** Keep a conversation's snooze (an API answer or a conversation.snoozed frame) and redraw. */
+function putSnooze(f) {
+  const c = state.convs.get(f.conversation_id);
+  if (!c || !c.session) return;
+  Object.assign(c.session, { snoozed: f.snoozed, snoozed_at: f.snoozed_at, snoozed_until: f.snoozed_until });
+  emit('list');
+  if (c.id === state.selected) emit('header');
+}
+handle('conversation.snoozed', putSnooze);
+
+async function applySnooze(id, method, body) {
+  putSnooze(await api(method, `/api/v1/kefu/conversations/${id}/snooze`, body));
+}
+
+function untilFor(choice) {
+  const now = new Date();
+  if (choice === '1h') return new Date(now.getTime() + 3600 * 1000).toISOString();
+  if (choice === 'tomorrow') {
+    const d = new Date(now.getFullYear(), now.getMonth(), now.getDate() + 1, 9, 0, 0);
+    return d.toISOString();
+  }
+  if (choice === 'reply') return null;
+  const at = zonedToDate($('snooze-at').value, browserZone());
+  if (!at) throw new Error(gettext('Choose a date and time.'));
+  return at.toISOString();
+}
+
+snoozeBtn.addEventListener('click', () => {
+  errorBox.textContent = '';
+  const inAnHour = new Date(Date.now() + 3600 * 1000);
+  $('snooze-at').value = dateToZoned(inAnHour, browserZone()).slice(0, 16);
+  dialog.showModal();
+});
+$('snooze-at').addEventListener('focus', () => {
+  form.querySelector('input[value="custom"]').checked = true;
+});
+$('snooze-cancel').addEventListener('click', () => dialog.close());
+
+form.addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const id = state.selected;
+  const choice = form.querySelector('input[name="snooze-choice"]:checked').value;
+  errorBox.textContent = '';
+  try {
+    await applySnooze(id, 'POST', { until: untilFor(choice) });
+    dialog.close();
+  } catch (err) {
+    errorBox.textContent = err.message;
+  }
+});
+
+$('unsnooze-btn').addEventListener('click', () => {
+  applySnooze(state.selected, 'DELETE').catch((err) => toast(err.message));
+});
