@@ -20,6 +20,8 @@ SNOOZED = "kefu.snoozed"
 SNOOZED_UNTIL_REPLY = "kefu.snoozed_until_reply"
 SNOOZE_ENDED = "kefu.snooze_ended"
 SNOOZE_ENDED_REPLY = "kefu.snooze_ended_reply"
+#: internal: a message was split off into a ticket (tickets.services.tickets.ticket_from_message)
+TICKET_SPLIT = "kefu.ticket_split"
 
 system_lines_register(
     {
@@ -44,5 +46,6 @@ system_lines_register(
         SNOOZED_UNTIL_REPLY: _("%(agent)s snoozed the conversation until the customer replies."),
         SNOOZE_ENDED: _("The snooze ended: the conversation is back."),
         SNOOZE_ENDED_REPLY: _("The customer replied: the conversation is back."),
+        TICKET_SPLIT: _("%(agent)s split a message off into ticket #%(number)s."),
     }
 )

@@ -95,3 +95,44 @@ form.addEventListener('submit', async (e) => {
 $('unsnooze-btn').addEventListener('click', () => {
   applySnooze(state.selected, 'DELETE').catch((err) => toast(err.message));
 });
+
+// ---- splitting a customer's message off into a ticket ---------------------------------------
+// Every message of the selected customer conversation that is not a note or a system line gets a
+// "Split into a ticket" action beside its time. The messages pane draws them (messages.js); this
+// watches it, so neither module needs the other.
+const messagesPane = $('messages');
+
+function addSplit(msgEl) {
+  const c = selectedConversation();
+  if (!c || c.kind !== 'visitor' || !msgEl.dataset.id) return;
+  if (msgEl.classList.contains('system') || msgEl.classList.contains('internal') ||
+    msgEl.classList.contains('recalled')) return;
+  const meta = msgEl.querySelector('.msg-meta');
+  if (!meta || meta.querySelector('.msg-split')) return;
+  const b = document.createElement('button');
+  b.type = 'button';
+  b.className = 'msg-split link-btn';
+  b.textContent = gettext('Split into a ticket');
+  b.addEventListener('click', async () => {
+    b.disabled = true;
+    try {
+      const t = await api('POST', '/api/v1/tickets/from-message', { message_id: Number(msgEl.dataset.id) });
+      toast(interpolate(gettext('Ticket #%(number)s created from this message.'), { number: t.number }, true));
+    } catch (e) {
+      toast(e.message);
+    } finally {
+      b.disabled = false;
+    }
+  });
+  meta.append(b);
+}
+
+new MutationObserver((records) => {
+  for (const r of records) {
+    const target = r.target.nodeType === 1 ? r.target.closest('.msg') : null;
+    if (target) addSplit(target);
+    for (const n of r.addedNodes) {
+      if (n.nodeType === 1 && n.classList.contains('msg')) addSplit(n);
+    }
+  }
+}).observe(messagesPane, { childList: true, subtree: true, attributes: true, attributeFilter: ['data-id'] });

@@ -38,6 +38,7 @@ const LINES = {
   'kefu.snoozed_until_reply': () => gettext('%(agent)s snoozed the conversation until the customer replies.'),
   'kefu.snooze_ended': () => gettext('The snooze ended: the conversation is back.'),
   'kefu.snooze_ended_reply': () => gettext('The customer replied: the conversation is back.'),
+  'kefu.ticket_split': () => gettext('%(agent)s split a message off into ticket #%(number)s.'),
 };
 
 /** The text a reader of this page reads for message `m`: its line in the page's language, else its content. */
