@@ -10,7 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from kefu import canned, monitor, selectors, stats, visitors
+from kefu import canned, exports, monitor, selectors, stats, visitors
 from kefu.models import Transfer
 from kefu.robot import drafts as robot_drafts
 from kefu.services import blocking, scheduled, snooze, transfers, workgroups
@@ -384,6 +384,66 @@ class ScheduledDetailApi(APIView):
         return Response(scheduled.scheduled_payload(item))
 
 
+class ConversationExportApi(APIView):
+    """``GET /api/v1/kefu/conversations/<id>/export?kind=csv|json`` → a download of one
+    customer conversation (``kefu.exports.conversation_export``): CSV, one row per message
+    (``seq, created_at, sender, sender_type, type, text, internal``), or JSON ``{"conversation",
+    "messages"}``. The printable transcript is ``/inbox/conversations/<id>/print/``. Agents in
+    the conversation and supervisors (404 for others, former participants, other tenants); 400
+    ``invalid`` for another kind."""
+
+    def get(self, request: Request, pk: int) -> HttpResponse:
+        # not ?format=: DRF keeps that name for choosing its own renderer
+        fmt = request.query_params.get("kind") or "json"
+        if fmt not in ("csv", "json"):
+            raise ServiceError("invalid", _("kind must be csv or json."), field="kind")
+        data = exports.conversation_export(user=request.user, conversation_id=pk)
+        name = f"conversation-{pk}.{fmt}"
+        if fmt == "csv":
+            return reports.csv_response(exports.conversation_csv(data), name)
+        response = HttpResponse(
+            exports.conversation_json(data), content_type="application/json; charset=utf-8"
+        )
+        response["Content-Disposition"] = f'attachment; filename="{name}"'
+        return response
+
+
+class ExportListApi(APIView):
+    """``POST /api/v1/kefu/exports`` ``{"format": "csv"|"json", "filters"?: {"status"?,
+    "start"?, "end"? (local dates YYYY-MM-DD), "workgroup_id"?, "agent_id"?, "q"? (visitor
+    name, e-mail or phone)}}`` → 202 {export}: the matching customer conversations, written by a
+    worker (``kefu.exports.export_job_payload``: ``state``, ``progress`` 0-100,
+    ``download_url`` once done). Supervisors only (403); 400 ``invalid``."""
+
+    def post(self, request: Request) -> Response:
+        body = _body(request)
+        job = exports.export_job_create(
+            user=request.user, fmt=body.get("format"), filters=body.get("filters")
+        )
+        return Response(exports.export_job_payload(job), status=status.HTTP_202_ACCEPTED)
+
+
+class ExportDetailApi(APIView):
+    """``GET /api/v1/kefu/exports/<id>`` → {export} (its progress); the requester's own only
+    (404 otherwise)."""
+
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(
+            exports.export_job_payload(exports.export_job_get(user=request.user, job_id=pk))
+        )
+
+
+class ExportDownloadApi(APIView):
+    """``GET /api/v1/kefu/exports/<id>/download`` → the file (CSV with a BOM, or JSON); the
+    requester's own only (404 otherwise), 409 ``conflict`` while it is being written."""
+
+    def get(self, request: Request, pk: int) -> HttpResponse:
+        content, kind, name = exports.export_job_file(user=request.user, job_id=pk)
+        response = HttpResponse(content, content_type=kind)
+        response["Content-Disposition"] = f'attachment; filename="{name}"'
+        return response
+
+
 urlpatterns = [
     path("workgroups/<int:pk>", WorkgroupApi.as_view(), name="workgroup"),
     path("queue", QueueApi.as_view(), name="queue"),
@@ -408,4 +468,10 @@ urlpatterns = [
     ),
     path("conversations/<int:pk>/scheduled", ScheduledListApi.as_view(), name="scheduled-list"),
     path("scheduled/<int:pk>", ScheduledDetailApi.as_view(), name="scheduled-detail"),
+    path(
+        "conversations/<int:pk>/export", ConversationExportApi.as_view(), name="conversation-export"
+    ),
+    path("exports", ExportListApi.as_view(), name="exports"),
+    path("exports/<int:pk>", ExportDetailApi.as_view(), name="export-detail"),
+    path("exports/<int:pk>/download", ExportDownloadApi.as_view(), name="export-download"),
 ]

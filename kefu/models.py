@@ -957,3 +957,44 @@ class ScheduledMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.content[:40]} @ {self.send_at:%Y-%m-%d %H:%M}"
+
+
+class ExportJob(models.Model):
+    """A conversation list exported by a worker (issue 17, "Export"): the conversations matching
+    ``filters`` as CSV or JSON, written by :func:`kefu.exports.export_job_run` with its progress
+    in ``done``/``total``; downloaded by its requester only (``content``, at most
+    ``kefu.exports.MAX_CONVERSATIONS`` conversations)."""
+
+    class Format(models.TextChoices):
+        CSV = "csv", "CSV"
+        JSON = "json", "JSON"
+
+    class State(models.TextChoices):
+        QUEUED = "queued", _("Queued")
+        RUNNING = "running", _("Running")
+        DONE = "done", _("Done")
+        FAILED = "failed", _("Failed")
+
+    requester = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="kefu_exports",
+        verbose_name=_("requested by"),
+    )
+    format = models.CharField(_("format"), max_length=8, choices=Format.choices)
+    filters = models.JSONField(_("filters"), default=dict, blank=True)
+    state = models.CharField(_("state"), max_length=16, choices=State.choices, default=State.QUEUED)
+    total = models.PositiveIntegerField(_("conversations"), default=0)
+    done = models.PositiveIntegerField(_("exported"), default=0)
+    content = models.BinaryField(_("file"), null=True, blank=True, editable=False)
+    error = models.CharField(_("error"), max_length=200, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("conversation export")
+        verbose_name_plural = _("conversation exports")
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.format} ({self.get_state_display()})"

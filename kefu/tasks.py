@@ -2,8 +2,9 @@
 
 The tasks that a service enqueues itself are defined beside that service, under their names here
 (``kefu.tasks.<name>``), and re-exported below: :func:`~kefu.robot.answers.robot_answer_task`,
-:func:`~kefu.robot.drafts.assist_draft_task` and
-:func:`~kefu.transcripts.transcript_email_task`. That keeps this module on top of every service
+:func:`~kefu.robot.drafts.assist_draft_task`,
+:func:`~kefu.transcripts.transcript_email_task` and :func:`~kefu.exports.export_job_task`.
+That keeps this module on top of every service
 (the beat scans call them all) without a service importing it back.
 """
 
@@ -16,6 +17,7 @@ from django.utils import timezone
 from django_tenants.utils import get_tenant_model, schema_context
 
 from kefu import stats
+from kefu.exports import export_job_task
 from kefu.models import Session
 from kefu.robot.answers import robot_answer_task
 from kefu.robot.drafts import assist_draft_task
@@ -24,6 +26,7 @@ from kefu.transcripts import transcript_email_task
 
 __all__ = [
     "assist_draft_task",
+    "export_job_task",
     "queue_dispatch_scan_task",
     "queue_dispatch_task",
     "robot_answer_task",

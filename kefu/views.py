@@ -30,7 +30,7 @@ from im.api_files import serve_attachment
 from im.models import Attachment, MessagingSettings
 from im.serializers import attachment_payload
 from kbase import llm
-from kefu import hours, monitor, selectors, senders, transcripts, widget_auth
+from kefu import exports, hours, monitor, selectors, senders, transcripts, widget_auth
 from kefu.models import Channel
 from kefu.robot import persona as robot_persona
 from kefu.services import blocking, routing
@@ -249,6 +249,18 @@ def monitor_transcript(request: HttpRequest, conversation_id: int) -> HttpRespon
             raise PermissionDenied from exc
         raise Http404(exc.message) from exc
     return render(request, "kefu/monitor_transcript.html", {"t": data})
+
+
+@login_required
+def conversation_print(request: HttpRequest, conversation_id: int) -> HttpResponse:
+    """``GET /inbox/conversations/<id>/print/``: the printable transcript of a customer
+    conversation (print CSS; the browser's "Save as PDF" makes the PDF). Agents in it and
+    supervisors; 404 for anyone else (``kefu.exports.conversation_export``)."""
+    try:
+        data = exports.conversation_export(user=request.user, conversation_id=conversation_id)
+    except ServiceError as exc:
+        raise Http404(exc.message) from exc
+    return render(request, "kefu/transcript_print.html", {"t": data})
 
 
 class WidgetProfileApi(APIView):

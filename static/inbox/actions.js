@@ -136,3 +136,19 @@ new MutationObserver((records) => {
     }
   }
 }).observe(messagesPane, { childList: true, subtree: true, attributes: true, attributeFilter: ['data-id'] });
+
+// ---- export: CSV, JSON, printable transcript ----------------------------------------------
+const exportBtn = $('export-btn');
+const exportDialog = $('export-dialog');
+
+function renderExport() {
+  const c = selectedConversation();
+  if (!c) return;
+  exportBtn.hidden = c.kind !== 'visitor';
+  $('export-csv').href = `/api/v1/kefu/conversations/${c.id}/export?kind=csv`;
+  $('export-json').href = `/api/v1/kefu/conversations/${c.id}/export?kind=json`;
+  $('export-print').href = `/inbox/conversations/${c.id}/print/`;
+}
+on('header', renderExport);
+exportBtn.addEventListener('click', () => exportDialog.showModal());
+$('export-close').addEventListener('click', () => exportDialog.close());
