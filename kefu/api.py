@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 from kefu import canned, exports, monitor, selectors, stats, visitors
 from kefu.models import Transfer
 from kefu.robot import drafts as robot_drafts
-from kefu.services import blocking, scheduled, snooze, transfers, workgroups
+from kefu.services import blocking, merge, scheduled, snooze, transfers, workgroups
 from kefu.services import queue as kefu_queue
 from kefu.services import visitors as visitor_services
 from weiyu import reports
@@ -444,6 +444,36 @@ class ExportDownloadApi(APIView):
         return response
 
 
+class ConversationMergeApi(APIView):
+    """``GET /api/v1/kefu/conversations/<id>/merge`` → ``{"candidates": [{"conversation_id",
+    "visitor", "status", "created_at", "closed_at", "agent"}]}``: the same customer's other
+    conversations (same visitor, e-mail or phone). ``POST`` ``{"other_conversation_id"}`` → 200
+    ``{"conversation_id", "merged_conversation_id", "transcript_url"}``: that one is closed and
+    points at this one, whose transcript (export, print) has both in order
+    (``kefu.services.merge``). Agents in the conversation only (404 for others and former
+    participants); 400 ``invalid`` (another customer's, the same one), 409 ``conflict``
+    (merged already)."""
+
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(
+            {"candidates": merge.merge_candidates(user=request.user, conversation_id=pk)}
+        )
+
+    def post(self, request: Request, pk: int) -> Response:
+        other = merge.conversation_merge(
+            user=request.user,
+            conversation_id=pk,
+            other_conversation_id=_body(request).get("other_conversation_id"),
+        )
+        return Response(
+            {
+                "conversation_id": pk,
+                "merged_conversation_id": other.conversation_id,
+                "transcript_url": f"/inbox/conversations/{pk}/print/",
+            }
+        )
+
+
 urlpatterns = [
     path("workgroups/<int:pk>", WorkgroupApi.as_view(), name="workgroup"),
     path("queue", QueueApi.as_view(), name="queue"),
@@ -471,6 +501,7 @@ urlpatterns = [
     path(
         "conversations/<int:pk>/export", ConversationExportApi.as_view(), name="conversation-export"
     ),
+    path("conversations/<int:pk>/merge", ConversationMergeApi.as_view(), name="conversation-merge"),
     path("exports", ExportListApi.as_view(), name="exports"),
     path("exports/<int:pk>", ExportDetailApi.as_view(), name="export-detail"),
     path("exports/<int:pk>/download", ExportDownloadApi.as_view(), name="export-download"),

@@ -34,6 +34,7 @@ from im.models import Message
 from im.syslines import message_text
 from kefu import monitor
 from kefu.models import ExportJob, Session
+from kefu.services.merge import merged_conversation_ids
 from org import audit
 from org.models import User
 from weiyu import parsing
@@ -97,6 +98,7 @@ def _message_row(m: Message) -> dict[str, Any]:
         "text": text,
         "internal": m.internal,
         "recalled": m.recalled_at is not None,
+        "conversation_id": m.conversation_id,
     }
 
 
@@ -106,10 +108,11 @@ def _sessions() -> QuerySet[Session]:
 
 def conversation_export(*, user: User, conversation_id: object) -> dict[str, Any]:
     """``{"conversation": {conversation_id, visitor {id, name, email, phone, timezone},
-    channel, workgroup, agent, status, created_at, first_response_at, closed_at, csat_score},
-    "messages": [{seq, created_at, sender, sender_type, type, text, internal, recalled}]}`` of a
-    customer conversation, messages in order (system lines in the reader's language, at most
-    :data:`MAX_MESSAGES`), recorded in the audit log.
+    channel, workgroup, agent, status, created_at, first_response_at, closed_at, csat_score,
+    merged_from [conversation ids]}, "messages": [{seq, created_at, sender, sender_type, type,
+    text, internal, recalled, conversation_id}]}`` of a customer conversation and those merged
+    into it (:mod:`kefu.services.merge`), messages in the order they were written (system lines
+    in the reader's language, at most :data:`MAX_MESSAGES`), recorded in the audit log.
 
     Who: an agent in the conversation, or a supervisor (``kefu.monitor.is_supervisor``).
     Raises ``ServiceError("not_found")`` for anyone else, a former participant, another
@@ -120,11 +123,13 @@ def conversation_export(*, user: User, conversation_id: object) -> dict[str, Any
     session = _sessions().filter(conversation_id=conversation_id).first()
     if session is None:
         raise ServiceError("not_found", _("No such conversation."), field="conversation_id")
+    # with the conversations merged into it, in the order the messages were written
+    ids = merged_conversation_ids(conversation_id=conversation_id)
     messages = (
-        Message.objects.filter(conversation_id=conversation_id)
+        Message.objects.filter(conversation_id__in=ids)
         .exclude(msg_type=Message.Type.RECALL)
         .select_related("attachment")
-        .order_by("seq")[:MAX_MESSAGES]
+        .order_by("created_at", "conversation_id", "seq")[:MAX_MESSAGES]
     )
     audit.audit_record(
         actor=user,
@@ -132,10 +137,20 @@ def conversation_export(*, user: User, conversation_id: object) -> dict[str, Any
         target=session,
         data={"report": "conversation", "conversation_id": conversation_id},
     )
-    return {"conversation": _session_info(session), "messages": [_message_row(m) for m in messages]}
+    info = {**_session_info(session), "merged_from": [i for i in ids if i != conversation_id]}
+    return {"conversation": info, "messages": [_message_row(m) for m in messages]}
 
 
-MESSAGE_COLUMNS = ("seq", "created_at", "sender", "sender_type", "type", "text", "internal")
+MESSAGE_COLUMNS = (
+    "seq",
+    "created_at",
+    "sender",
+    "sender_type",
+    "type",
+    "text",
+    "internal",
+    "conversation_id",
+)
 
 
 def conversation_csv(data: dict[str, Any]) -> list[list[Any]]:

@@ -550,6 +550,15 @@ class Session(models.Model):
         related_name="+",
         verbose_name=_("snoozed by"),
     )
+    merged_into = models.ForeignKey(
+        "self",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="merged_from",
+        verbose_name=_("merged into"),
+        help_text=_("The conversation of the same customer this one was merged into."),
+    )
 
     class Meta:
         verbose_name = _("session")

@@ -22,6 +22,9 @@ SNOOZE_ENDED = "kefu.snooze_ended"
 SNOOZE_ENDED_REPLY = "kefu.snooze_ended_reply"
 #: internal: a message was split off into a ticket (tickets.services.tickets.ticket_from_message)
 TICKET_SPLIT = "kefu.ticket_split"
+#: internal: conversations of one customer merged (kefu.services.merge)
+MERGED_IN = "kefu.merged_in"
+MERGED_AWAY = "kefu.merged_away"
 
 system_lines_register(
     {
@@ -47,5 +50,7 @@ system_lines_register(
         SNOOZE_ENDED: _("The snooze ended: the conversation is back."),
         SNOOZE_ENDED_REPLY: _("The customer replied: the conversation is back."),
         TICKET_SPLIT: _("%(agent)s split a message off into ticket #%(number)s."),
+        MERGED_IN: _("%(agent)s merged conversation #%(id)s (%(time)s) into this one."),
+        MERGED_AWAY: _("%(agent)s merged this conversation into #%(id)s."),
     }
 )

@@ -152,3 +152,62 @@ function renderExport() {
 on('header', renderExport);
 exportBtn.addEventListener('click', () => exportDialog.showModal());
 $('export-close').addEventListener('click', () => exportDialog.close());
+
+// ---- merging another conversation of the same customer into this one --------------------
+const mergeBtn = $('merge-btn');
+const mergeDialog = $('merge-dialog');
+const mergeForm = $('merge-form');
+const mergeList = $('merge-list');
+
+function renderMerge() {
+  const c = selectedConversation();
+  if (!c) return;
+  mergeBtn.hidden = c.kind !== 'visitor';
+}
+on('header', renderMerge);
+
+mergeBtn.addEventListener('click', async () => {
+  const id = state.selected;
+  $('merge-error').textContent = '';
+  mergeList.replaceChildren();
+  try {
+    const { candidates } = await api('GET', `/api/v1/kefu/conversations/${id}/merge`);
+    for (const k of candidates) {
+      const li = document.createElement('li');
+      const label = document.createElement('label');
+      const radio = document.createElement('input');
+      radio.type = 'radio';
+      radio.name = 'merge-other';
+      radio.value = k.conversation_id;
+      label.append(radio, ' ', interpolate(gettext('#%(id)s · %(name)s · %(time)s · %(status)s'), {
+        id: k.conversation_id, name: k.visitor, time: dayTime(k.created_at), status: k.status,
+      }, true));
+      li.append(label);
+      mergeList.append(li);
+    }
+    $('merge-empty').hidden = candidates.length > 0;
+    $('merge-ok').disabled = candidates.length === 0;
+    mergeDialog.showModal();
+  } catch (e) {
+    toast(e.message);
+  }
+});
+$('merge-cancel').addEventListener('click', () => mergeDialog.close());
+
+mergeForm.addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const chosen = mergeForm.querySelector('input[name="merge-other"]:checked');
+  if (!chosen) {
+    $('merge-error').textContent = gettext('Choose a conversation.');
+    return;
+  }
+  try {
+    await api('POST', `/api/v1/kefu/conversations/${state.selected}/merge`, {
+      other_conversation_id: Number(chosen.value),
+    });
+    mergeDialog.close();
+    toast(gettext('Merged. The printable transcript (📤) has both conversations in order.'));
+  } catch (err) {
+    $('merge-error').textContent = err.message;
+  }
+});

@@ -39,6 +39,8 @@ const LINES = {
   'kefu.snooze_ended': () => gettext('The snooze ended: the conversation is back.'),
   'kefu.snooze_ended_reply': () => gettext('The customer replied: the conversation is back.'),
   'kefu.ticket_split': () => gettext('%(agent)s split a message off into ticket #%(number)s.'),
+  'kefu.merged_in': () => gettext('%(agent)s merged conversation #%(id)s (%(time)s) into this one.'),
+  'kefu.merged_away': () => gettext('%(agent)s merged this conversation into #%(id)s.'),
 };
 
 /** The text a reader of this page reads for message `m`: its line in the page's language, else its content. */

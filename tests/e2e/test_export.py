@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 from django_tenants.utils import schema_context
 
+from kefu.models import Session
 from tests.e2e.test_live_chat import TIMEOUT, _say
 from tests.e2e.test_snooze_schedule import _chat, _desk
+from tests.waits import wait_until
 from tickets.models import Ticket
 
 pytestmark = pytest.mark.e2e
@@ -79,6 +81,54 @@ def test_an_agent_downloads_the_conversation_and_splits_a_message(
             assert ticket.requester_visitor_id == session.visitor_id
         # the customer never sees the internal line
         assert widget.locator("#messages .msg", has_text="split a message off").count() == 0
+    finally:
+        agent_ctx.close()
+        visitor_ctx.close()
+
+
+def test_an_agent_merges_the_customers_earlier_conversation(
+    daphne_server, browser, django_db_blocker
+):
+    desk = _desk(django_db_blocker, "merge")
+    agent_ctx, visitor_ctx, inbox, widget, first = _chat(
+        browser, daphne_server, desk, "Where is parcel 77?"
+    )
+    try:
+        # given the first conversation ended and the customer came back with a new one
+        inbox.click("#close-conv")
+        widget.locator(
+            f'#messages .msg.ended[data-conversation="{first.conversation_id}"]'
+        ).wait_for(timeout=TIMEOUT)
+        _say(widget, "Still no parcel 77")
+        with schema_context(desk.tenant.schema_name):
+            second = wait_until(
+                lambda: (
+                    Session.objects.filter(visitor_id=first.visitor_id).exclude(pk=first.pk).first()
+                ),
+                what="the second conversation",
+            )
+        inbox.locator(f'.conv-item[data-id="{second.conversation_id}"]').click(timeout=TIMEOUT)
+        inbox.locator("#messages .msg", has_text="Still no parcel").wait_for(timeout=TIMEOUT)
+        # when the agent merges the earlier one into it
+        inbox.click("#merge-btn")
+        choice = inbox.locator(f'#merge-list input[value="{first.conversation_id}"]')
+        choice.check(timeout=TIMEOUT)
+        inbox.click("#merge-ok")
+        # then an internal line says so, and the transcript holds both conversations in order
+        inbox.locator("#messages .msg.system", has_text="into this one").wait_for(timeout=TIMEOUT)
+        with agent_ctx.expect_page(timeout=TIMEOUT) as new_page:
+            inbox.click("#export-btn")
+            inbox.click("#export-print")
+        page = new_page.value
+        page.wait_for_load_state()
+        lines = page.locator("#transcript .transcript-line.visitor .what").all_inner_texts()
+        assert [t.strip() for t in lines] == ["Where is parcel 77?", "Still no parcel 77"]
+        assert f"#{first.conversation_id}" in page.locator(".print-facts").inner_text()
+        with schema_context(desk.tenant.schema_name):
+            first.refresh_from_db()
+            assert first.merged_into_id == second.pk
+        # the customer is not told
+        assert widget.locator("#messages .msg", has_text="into this one").count() == 0
     finally:
         agent_ctx.close()
         visitor_ctx.close()
