@@ -22,6 +22,7 @@ urlpatterns = [
         name="monitor-transcript",
     ),
     path("inbox/tokens/", views.tokens_page, name="tokens"),
+    path("inbox/kanban/", views.kanban_page, name="kanban"),
     path(
         "inbox/conversations/<int:conversation_id>/print/",
         views.conversation_print,

@@ -252,6 +252,16 @@ def monitor_transcript(request: HttpRequest, conversation_id: int) -> HttpRespon
 
 
 @login_required
+def kanban_page(request: HttpRequest) -> HttpResponse:
+    """``GET /inbox/kanban/``: the tickets as a Kanban board, one column per status; dragging a
+    card (or its "Move to" list) changes the status through the tickets API (docs/inbox.md).
+    Agents only (403)."""
+    if not (request.user.is_agent or request.user.is_superuser):
+        raise PermissionDenied
+    return render(request, "kefu/kanban.html", {"config": {"user": {"id": request.user.pk}}})
+
+
+@login_required
 def conversation_print(request: HttpRequest, conversation_id: int) -> HttpResponse:
     """``GET /inbox/conversations/<id>/print/``: the printable transcript of a customer
     conversation (print CSS; the browser's "Save as PDF" makes the PDF). Agents in it and
