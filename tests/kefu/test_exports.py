@@ -157,3 +157,43 @@ def test_a_filtered_list_is_exported_by_a_job_with_progress(acme):
         ]
         assert texts == ["question 1", "answer 1"]
         assert ExportJob.objects.get(pk=job.pk).done == 1
+
+
+def test_a_real_worker_writes_the_export(acme):
+    """The export job through the broker and a real Celery worker process."""
+    from tests.servers import celery_worker_start
+    from tests.waits import wait_until
+    from weiyu.celery import app
+
+    desk = make_desk(acme)
+    with schema_context("acme"):
+        session = _chat(desk, ["需要发票", "好的"])
+        boss = make_agent(name="boss")
+        User.objects.filter(pk=boss.pk).update(role="admin")
+        boss.refresh_from_db()
+    queue = unique("exports")
+    previous = app.conf.task_default_queue
+    app.conf.task_default_queue = queue
+    worker = celery_worker_start(queue=queue, name="exports", concurrency=1, WEIYU_SEMANTIC="off")
+    try:
+        with schema_context("acme"):
+            client = agent_client(boss)
+            job = client.post(
+                "/api/v1/kefu/exports",
+                {"format": "json", "filters": {"conversation_ids": [session.conversation_id]}},
+                "application/json",
+            ).json()
+            done = wait_until(
+                lambda: (
+                    (s := client.get(f"/api/v1/kefu/exports/{job['id']}").json())["state"] == "done"
+                    and s
+                ),
+                what="the worker's export",
+            )
+            data = json.loads(client.get(done["download_url"]).content)
+            assert [c["conversation_id"] for c in data["conversations"]] == [
+                session.conversation_id
+            ]
+    finally:
+        worker.stop()
+        app.conf.task_default_queue = previous
