@@ -5,14 +5,18 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
 from im.models import Message, Participant
+from kefu import selectors
 from kefu.models import ScheduledMessage, Session
 from kefu.senders import agent_sender
 from kefu.services import messages, scheduled, sessions
 from tests.conftest import agent_client, make_desk, make_visitor, unique
+from tests.threads import in_threads
 from weiyu.realtime import capture_events
 
 
@@ -167,3 +171,56 @@ def test_closed_conversation_refuses(acme):
         )
         assert response.status_code == 409
         assert response.json()["error"] == "conversation_closed"
+
+
+def test_scans_racing_each_other_send_each_message_once(acme):
+    # given ten replies due now in one conversation
+    desk = make_desk(acme)
+    agent = desk.agents[0]
+    with schema_context("acme"):
+        session = _open_session(desk)
+        items = [
+            scheduled.scheduled_create(
+                user=agent,
+                conversation_id=session.conversation_id,
+                content=f"reply {n}",
+                send_at=_in(1),
+            )
+            for n in range(10)
+        ]
+    later = timezone.now() + timedelta(minutes=2)
+    # when four workers scan at the same instant
+    handled = in_threads("acme", lambda _: scheduled.scheduled_due_send(now=later), range(4), 4)
+    # then every reply went out exactly once, whoever sent it
+    assert sum(handled) == 10
+    with schema_context("acme"):
+        for item in items:
+            assert (
+                Message.objects.filter(
+                    conversation_id=session.conversation_id, content=item.content
+                ).count()
+                == 1
+            )
+        assert set(
+            ScheduledMessage.objects.filter(pk__in=[i.pk for i in items]).values_list(
+                "state", flat=True
+            )
+        ) == {"sent"}
+
+
+def test_the_list_costs_three_queries(acme):
+    desk = make_desk(acme)
+    agent = desk.agents[0]
+    with schema_context("acme"):
+        session = _open_session(desk)
+        for n in range(5):
+            scheduled.scheduled_create(
+                user=agent, conversation_id=session.conversation_id, content=f"r{n}", send_at=_in(5)
+            )
+        with CaptureQueriesContext(connection) as queries:
+            items = selectors.scheduled_list_for_member(
+                member_key=agent.member_key, conversation_id=session.conversation_id
+            )
+            payloads = [scheduled.scheduled_payload(i) for i in items]
+        assert len(payloads) == 5
+        assert len(queries) == 3  # membership, pending, done (authors joined)
