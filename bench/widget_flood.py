@@ -2,7 +2,11 @@
 """Widget flood against a normal chat load: does one tenant's flood reach another tenant's chats?
 
     .venv/bin/python bench/widget_flood.py --visitors 50 --agents 10 --messages 10 \
-        --flooders 50 [--unlimited] [--json]
+        --flooders 50 [--unlimited] [--login] [--json]
+
+``--login`` floods the ``flood`` tenant's inbox sign-in with wrong passwords instead (issue 12,
+finding 2; docs/benchmarks.md, "Login flood"): half for its real agent, half for made-up
+usernames, each request from a fresh ``X-Forwarded-For`` address.
 
 What it does (docs/benchmarks.md, "Widget flood"; docs/security.md, "Rate limits"):
 
@@ -211,6 +215,66 @@ async def flooder(idx: int, port: int, channel: str, burst: int, flood: Flood) -
             flood.counts["socket_" + type(exc).__name__] += 1
 
 
+async def _http(port: int, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        data = await asyncio.wait_for(reader.read(), 60)
+    finally:
+        writer.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        key, _, value = line.partition(":")
+        if key.lower() == "set-cookie":
+            headers.setdefault("set-cookie", "")
+            headers["set-cookie"] += value.strip() + "\n"
+        else:
+            headers[key.lower()] = value.strip()
+    return int(lines[0].split(" ", 2)[1]), headers, body
+
+
+async def login_flooder(idx: int, port: int, _channel: str, _burst: int, flood: Flood) -> None:
+    """Loop until the flood stops: wrong passwords on the flood tenant's inbox sign-in, each from
+    a fresh address (a botnet): every other one for its real agent (``flood_agent``, locked out
+    after a few), the rest for made-up usernames (credential stuffing: a password hash each)."""
+    rng = random.Random(idx)
+    address = _botnet_address(rng)
+    page = (
+        f"GET /inbox/login/ HTTP/1.0\r\nHost: {FLOOD_DOMAIN}\r\n"
+        f"X-Forwarded-For: {address}\r\nConnection: close\r\n\r\n"
+    ).encode()
+    try:
+        _status, headers, body = await _http(port, page)
+    except (OSError, TimeoutError):
+        flood.counts["login_page_failed"] += 1
+        return
+    cookie = next(
+        c.split(";")[0] for c in headers.get("set-cookie", "").splitlines() if "csrftoken" in c
+    )
+    marker = b'name="csrfmiddlewaretoken" value="'
+    token = body.split(marker, 1)[1].split(b'"', 1)[0].decode()
+    n = 0
+    while not flood.stop.is_set():
+        n += 1
+        username = "flood_agent" if n % 2 else f"user{idx}x{n}"
+        form = f"csrfmiddlewaretoken={token}&username={username}&password=wrong{n}".encode()
+        request = (
+            f"POST /inbox/login/ HTTP/1.0\r\nHost: {FLOOD_DOMAIN}\r\n"
+            f"Content-Type: application/x-www-form-urlencoded\r\n"
+            f"Content-Length: {len(form)}\r\nCookie: {cookie}\r\n"
+            f"X-Forwarded-For: {_botnet_address(rng)}\r\nConnection: close\r\n\r\n"
+        ).encode()
+        try:
+            status, _headers, _body = await _http(port, request + form)
+        except (OSError, TimeoutError) as exc:
+            flood.counts["login_" + type(exc).__name__] += 1
+            continue
+        flood.counts[f"login_{status}"] += 1
+
+
 # --- orchestration -----------------------------------------------------------------------------
 
 
@@ -226,10 +290,9 @@ async def one_run(
     flood = Flood()
     try:
         await chat_load.wait_healthy(server)
+        attack = login_flooder if args.login else flooder
         tasks = [
-            asyncio.ensure_future(
-                flooder(i, server.port, flood_world["channel"], args.burst, flood)
-            )
+            asyncio.ensure_future(attack(i, server.port, flood_world["channel"], args.burst, flood))
             for i in range(flooders)
         ]
         t0 = time.perf_counter()
@@ -270,7 +333,14 @@ def print_runs(runs: dict[str, dict[str, Any]]) -> None:
             f"{r['lat_ms_p50']}/{r['lat_ms_p99']} ms, sent {r['sent']}, acked {r['acked']}, "
             f"lost {r['lost']}, unacked {r['unacked']}, errors {r['chat_errors']}"
         )
-        if f:
+        if f and any(k.startswith("login_") for k in f):
+            print(
+                f"login flood ({r['flood_seconds']} s): wrong-password answers 200 "
+                f"{f.get('login_200', 0)}, locked out 429 {f.get('login_429', 0)}, "
+                f"server errors {sum(v for k, v in f.items() if k.startswith('login_5'))}; "
+                f"other {f}"
+            )
+        elif f:
             print(
                 f"flood ({r['flood_seconds']} s): sessions 200 {f.get('session_200', 0)}, "
                 f"429 {f.get('session_429', 0)}; messages sent {f.get('messages_sent', 0)}, "
@@ -323,6 +393,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--flooders", type=int, default=50, help="concurrent flooding clients")
     p.add_argument("--burst", type=int, default=100, help="messages per flood socket")
     p.add_argument("--unlimited", action="store_true", help="also run the flood, limits off")
+    p.add_argument(
+        "--login",
+        action="store_true",
+        help="flood the inbox sign-in with wrong passwords instead of the widget",
+    )
     p.add_argument("--log-dir")
     p.add_argument("--skip-migrate", action="store_true")
     p.add_argument("--json", action="store_true")

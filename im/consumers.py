@@ -317,11 +317,19 @@ class MemberConsumer(AsyncJsonWebsocketConsumer):
         """A published event for this member (weiyu.realtime): forward it as is. After
         ``account.disabled`` (the user was disabled or deleted) the socket closes with 4401, and
         so after ``session.ended`` ("log out everywhere") unless the socket belongs to the
-        session that asked (``keep``, a hash of its session key; not forwarded)."""
+        session that asked (``keep``, a hash of its session key; not forwarded), or, with
+        ``only``, when the socket belongs to that one ended session."""
         event = message["event"]
         if event.get("type") == "session.ended":
-            # "log out everywhere": every socket of the user but those of the session that asked
-            if event.get("keep") != self.session_fingerprint:
+            # "log out everywhere": every socket of the user but those of the session that asked;
+            # one session ended from the security page: only that session's sockets
+            only = event.get("only")
+            ended = (
+                only == self.session_fingerprint
+                if only is not None
+                else event.get("keep") != self.session_fingerprint
+            )
+            if ended:
                 await self.send_json({"type": "session.ended"})
                 await self.close(code=4401)
             return

@@ -232,8 +232,23 @@ class LlmProviderForm(forms.ModelForm):
             "priority",
             "is_active",
         )
-        widgets = {"api_key": forms.PasswordInput(render_value=True)}
+        # the key is never written back into the page; left empty, the stored key is kept
+        widgets = {"api_key": forms.PasswordInput(render_value=False)}
         formfield_callback = _https_urls
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk and self.instance.api_key:
+            self.fields["api_key"].help_text = _(
+                "A key is stored (encrypted). Leave empty to keep it; type a new one to replace it."
+            )
+
+    def clean_api_key(self) -> str:
+        """An empty field keeps the stored key (the page never shows it)."""
+        typed = self.cleaned_data.get("api_key") or ""
+        if not typed and self.instance.pk:
+            return self.instance.api_key
+        return typed
 
     def clean_base_url(self) -> str:
         """Refuse an address the worker may not call (weiyu.outbound: public http(s) hosts,

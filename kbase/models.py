@@ -20,6 +20,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
+from weiyu.fields import EncryptedTextField
+
 
 class KnowledgeBase(models.Model):
     """A collection of articles and FAQ items. ``is_public``: readable without signing in (the
@@ -272,7 +274,9 @@ class LlmProvider(models.Model):
     model = models.CharField(
         _("model"), max_length=100, blank=True, help_text=_("Empty: the vendor's usual model.")
     )
-    api_key = models.CharField(_("API key"), max_length=300, blank=True)
+    api_key = EncryptedTextField(
+        _("API key"), blank=True, help_text=_("Kept encrypted (WEIYU_FIELD_KEYS).")
+    )
     timeout_s = models.PositiveSmallIntegerField(
         _("timeout (seconds)"), default=30, help_text=_("For the whole answer.")
     )

@@ -3,6 +3,7 @@ sessions. State changes that routing cares about go through ``kefu.services``.""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 from urllib.parse import urlencode
 
@@ -13,9 +14,10 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 from kbase.models import KnowledgeBase
-from kefu import embed, exports, stats
+from kefu import embed, exports, privacy, stats
 from kefu.models import (
     AgentState,
     AutoReply,
@@ -24,6 +26,7 @@ from kefu.models import (
     Channel,
     DailyStat,
     ExportJob,
+    RetentionPolicy,
     RoutingRule,
     ScheduledMessage,
     SensitiveWord,
@@ -245,9 +248,67 @@ class VisitorAdmin(admin.ModelAdmin):
     search_fields = ("name", "ip_address", "page_url")
     filter_horizontal = ("tags",)
     inlines = [VisitorNoteInline, VisitorPageViewInline]
+    actions = ["export_personal_data", "erase_personal_data"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # visitors come from the widget (the channel of a visitor is read only)
+
+    @admin.action(description=_("Export personal data (JSON)"))
+    def export_personal_data(self, request: HttpRequest, queryset: Any) -> HttpResponse:
+        """Everything held about the selected visitors (kefu.privacy.visitor_export) as one JSON
+        download: the document itself for one visitor, a list for several."""
+        try:
+            documents = [
+                privacy.visitor_export(user=request.user, visitor_id=pk)
+                for pk in queryset.order_by("pk").values_list("pk", flat=True)
+            ]
+        except ServiceError as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
+        body = documents[0] if len(documents) == 1 else documents
+        name = f"visitor-{documents[0]['visitor']['id']}" if len(documents) == 1 else "visitors"
+        response = HttpResponse(
+            json.dumps(body, ensure_ascii=False, indent=2),
+            content_type="application/json; charset=utf-8",
+        )
+        response["Content-Disposition"] = f'attachment; filename="{name}.json"'
+        return response
+
+    @admin.action(description=_("Erase personal data"))
+    def erase_personal_data(self, request: HttpRequest, queryset: Any) -> HttpResponse | None:
+        """After a confirmation page: erase the selected visitors' personal data
+        (kefu.privacy.visitor_erase)."""
+        if request.POST.get("confirm") != "yes":
+            return TemplateResponse(
+                request,
+                "admin/kefu/visitor/erase_confirm.html",
+                {
+                    **self.admin_site.each_context(request),
+                    "title": _("Erase personal data"),
+                    "visitors": list(queryset.order_by("pk")),
+                    "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+                    "opts": self.model._meta,
+                },
+            )
+        erased = 0
+        for pk in queryset.values_list("pk", flat=True):
+            try:
+                privacy.visitor_erase(user=request.user, visitor_id=pk)
+            except ServiceError as exc:
+                self.message_user(request, exc.message, messages.ERROR)
+                return None
+            erased += 1
+        self.message_user(
+            request,
+            ngettext(
+                "The personal data of %(n)d visitor was erased.",
+                "The personal data of %(n)d visitors was erased.",
+                erased,
+            )
+            % {"n": erased},
+            messages.SUCCESS,
+        )
+        return None
 
     def save_model(self, request: HttpRequest, obj: Visitor, form: Any, change: bool) -> None:
         changes = {f: form.cleaned_data[f] for f in form.changed_data if f in VISITOR_EDITABLE}
@@ -288,7 +349,41 @@ class VisitorAdmin(admin.ModelAdmin):
         "page_url",
         "created_at",
         "last_seen_at",
+        "erased_at",
     )
+
+
+@admin.register(RetentionPolicy)
+class RetentionPolicyAdmin(admin.ModelAdmin):
+    """How long closed conversations are kept (kefu.privacy). One row; the page shows what the
+    policy would anonymise or delete today."""
+
+    list_display = ("__str__", "days", "action")
+    readonly_fields = ("due_now",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return not RetentionPolicy.objects.exists()
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> Any:
+        RetentionPolicy.current()
+        return super().changelist_view(request, extra_context)
+
+    @admin.display(description=_("due now"))
+    def due_now(self, obj: RetentionPolicy) -> str:
+        """What the saved policy would do if it ran now (a dry run)."""
+        report = privacy.retention_apply(dry_run=True)
+        if not report["days"]:
+            return str(_("Nothing: conversations are kept forever."))
+        return str(
+            _(
+                "%(conversations)d conversations (%(messages)d messages, %(files)d files) "
+                "closed more than %(days)d days ago."
+            )
+            % report
+        )
 
 
 @admin.register(AgentState)

@@ -10,7 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from kefu import canned, exports, monitor, selectors, stats, visitors
+from kefu import canned, exports, monitor, privacy, selectors, stats, visitors
 from kefu.models import Transfer
 from kefu.robot import drafts as robot_drafts
 from kefu.services import blocking, merge, scheduled, snooze, transfers, workgroups
@@ -474,6 +474,28 @@ class ConversationMergeApi(APIView):
         )
 
 
+class VisitorExportApi(APIView):
+    """``GET /api/v1/kefu/visitors/<id>/export`` → 200 everything held about the visitor, as
+    one JSON document (shape: ``kefu.privacy.visitor_export``), sent as a download
+    (``visitor-<id>.json``). Administrators only (403 ``forbidden``); 404 ``not_found``."""
+
+    def get(self, request: Request, pk: int) -> Response:
+        document = privacy.visitor_export(user=request.user, visitor_id=pk)
+        response = Response(document)
+        response["Content-Disposition"] = f'attachment; filename="visitor-{pk}.json"'
+        return response
+
+
+class VisitorEraseApi(APIView):
+    """``POST /api/v1/kefu/visitors/<id>/erase`` → 200 ``{"conversations", "messages",
+    "tickets"}`` (counts): the visitor's personal data erased, their conversations redacted and
+    files deleted, statistics kept (``kefu.privacy.visitor_erase``). Idempotent.
+    Administrators only (403 ``forbidden``); 404 ``not_found``."""
+
+    def post(self, request: Request, pk: int) -> Response:
+        return Response(privacy.visitor_erase(user=request.user, visitor_id=pk))
+
+
 urlpatterns = [
     path("workgroups/<int:pk>", WorkgroupApi.as_view(), name="workgroup"),
     path("queue", QueueApi.as_view(), name="queue"),
@@ -484,6 +506,8 @@ urlpatterns = [
     path("visitors/<int:pk>/tags", VisitorTagsApi.as_view(), name="visitor-tags"),
     path("visitors/<int:pk>/tags/<str:name>", VisitorTagApi.as_view(), name="visitor-tag"),
     path("visitors/<int:pk>/notes", VisitorNotesApi.as_view(), name="visitor-notes"),
+    path("visitors/<int:pk>/export", VisitorExportApi.as_view(), name="visitor-export"),
+    path("visitors/<int:pk>/erase", VisitorEraseApi.as_view(), name="visitor-erase"),
     path("transfers", TransferListApi.as_view(), name="transfers"),
     path("transfers/<int:pk>/<slug:action>", TransferActionApi.as_view(), name="transfer-action"),
     path("invites", InviteApi.as_view(), name="invites"),

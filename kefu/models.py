@@ -371,6 +371,9 @@ class Visitor(models.Model):
         blank=True,
         help_text=_("The IANA time zone of the visitor's browser (e.g. Asia/Shanghai)."),
     )
+    erased_at = models.DateTimeField(
+        _("personal data erased at"), null=True, blank=True, editable=False
+    )
 
     class Meta:
         verbose_name = _("visitor")
@@ -559,6 +562,7 @@ class Session(models.Model):
         verbose_name=_("merged into"),
         help_text=_("The conversation of the same customer this one was merged into."),
     )
+    anonymised_at = models.DateTimeField(_("anonymised at"), null=True, blank=True, editable=False)
 
     class Meta:
         verbose_name = _("session")
@@ -1007,3 +1011,37 @@ class ExportJob(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.format} ({self.get_state_display()})"
+
+
+class RetentionPolicy(models.Model):
+    """How long the tenant keeps closed conversations (one row; Customer service → Data
+    retention). ``days`` 0 keeps them forever; otherwise conversations closed more than
+    ``days`` days ago are anonymised (messages redacted, files deleted, statistics kept) or
+    deleted, once a day by Celery beat (kefu.privacy.retention_apply; ``manage.py retention
+    --dry-run`` shows what would go)."""
+
+    class Action(models.TextChoices):
+        ANONYMISE = "anonymise", _("Anonymise (keep statistics)")
+        DELETE = "delete", _("Delete")
+
+    days = models.PositiveIntegerField(
+        _("keep closed conversations for (days)"),
+        default=0,
+        help_text=_("0 keeps them forever."),
+    )
+    action = models.CharField(
+        _("then"), max_length=16, choices=Action.choices, default=Action.ANONYMISE
+    )
+
+    class Meta:
+        verbose_name = _("data retention")
+        verbose_name_plural = _("data retention")
+
+    def __str__(self) -> str:
+        return str(_("Data retention"))
+
+    @classmethod
+    def current(cls) -> "RetentionPolicy":
+        """The tenant's row (created, keeping everything, on first use)."""
+        row = cls.objects.order_by("pk").first()
+        return row if row is not None else cls.objects.create()

@@ -16,7 +16,7 @@ from celery import shared_task
 from django.utils import timezone
 from django_tenants.utils import get_tenant_model, schema_context
 
-from kefu import stats
+from kefu import privacy, stats
 from kefu.exports import export_job_task
 from kefu.models import Session
 from kefu.robot.answers import robot_answer_task
@@ -111,3 +111,17 @@ def stats_rollup_all_task() -> None:
     for schema in _active_schemas():
         for day in days:
             stats_rollup_task.delay(schema, day)
+
+
+@shared_task
+def retention_task(schema: str) -> dict:
+    """Apply one tenant's retention policy (``kefu.privacy.retention_apply``); the report."""
+    with schema_context(schema):
+        return privacy.retention_apply()
+
+
+@shared_task
+def retention_all_task() -> None:
+    """Beat (daily): :func:`retention_task` for every active tenant."""
+    for schema in _active_schemas():
+        retention_task.delay(schema)

@@ -9,7 +9,9 @@ Pages (tenant domains and the platform's):
 - ``/inbox/login/code/`` and ``/admin/login/code/`` (:class:`SignInCodeView`): six digits or a
   recovery code; a wrong one counts as a failed sign-in (django-axes) and locks like one;
 - ``/account/security/`` (:func:`security_page`): turn two-factor sign-in on (QR code or the
-  secret as text, a code to confirm, the recovery codes shown once), and "log out everywhere".
+  secret as text, a code to confirm, the recovery codes shown once), and "log out everywhere";
+- ``/account/password/reset/`` and the link it e-mails (:func:`password_reset`,
+  :class:`PasswordResetConfirmView`): "forgot your password?" (``org.passwords``).
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ from django.contrib.auth.views import redirect_to_login
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import redirect, render
-from django.urls import reverse
+from django.urls import reverse, reverse_lazy
+from django.utils import translation
 from django.utils.decorators import method_decorator
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
@@ -40,8 +43,8 @@ from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.http import require_POST
 from django_tenants.utils import get_public_schema_name
 
-from org import twofactor
-from weiyu.errors import ServiceError
+from org import passwords, sessions, twofactor
+from weiyu.errors import RateLimitedError, ServiceError
 
 SECURITY_PATH = "/account/security/"
 
@@ -185,7 +188,8 @@ class AdminSignInCodeView(SignInCodeView):
 @never_cache
 @_signed_in
 def security_page(request: HttpRequest) -> HttpResponse:
-    """``GET/POST /account/security/``: the signed-in user's two-factor sign-in and sessions.
+    """``GET/POST /account/security/``: the signed-in user's two-factor sign-in and sessions
+    (each live session with its browser, address and times; :mod:`org.sessions`).
 
     GET shows whether two-factor sign-in is on (and the recovery codes left) or, when off, an
     authenticator to set up: its QR code and secret. POST ``code`` confirms it; the answer shows
@@ -208,6 +212,7 @@ def security_page(request: HttpRequest) -> HttpResponse:
             status = 400
     enabled = twofactor.has_device(user)
     context["enabled"] = enabled
+    context["sessions"] = sessions.sessions_of(user, current_key=request.session.session_key)
     if enabled:
         context["codes_left"] = twofactor.recovery_codes_left(user)
     else:
@@ -224,6 +229,23 @@ def end_other_sessions(request: HttpRequest) -> HttpResponse:
     the user ends and its sockets close; back to the security page with a confirmation."""
     twofactor.end_other_sessions(request)
     messages.success(request, _("You are signed out everywhere else."))
+    return HttpResponseRedirect(SECURITY_PATH)
+
+
+@require_POST
+@_signed_in
+def end_session(request: HttpRequest, session_id: int) -> HttpResponse:
+    """``POST /account/security/sessions/<id>/end/``: end one other session of the signed-in
+    user (:func:`org.sessions.session_end`); back to the security page with a confirmation.
+    Another user's session, or one already ended → 404; the current one → 400."""
+    try:
+        sessions.session_end(
+            user=request.user, session_id=session_id, current_key=request.session.session_key
+        )
+    except ServiceError as exc:
+        status = 404 if exc.code == "not_found" else 400
+        return HttpResponse(exc.message, status=status, content_type="text/plain; charset=utf-8")
+    messages.success(request, _("That session has ended."))
     return HttpResponseRedirect(SECURITY_PATH)
 
 
@@ -270,3 +292,73 @@ class TwoFactorRequiredMiddleware:
                 status=403,
             )
         return HttpResponseRedirect(SECURITY_PATH)
+
+
+# --- "Forgot your password?" (org.passwords; docs/security.md, "Passwords")
+
+RESET_PATH = "/account/password/reset/"
+
+
+@never_cache
+@csrf_protect
+def password_reset(request: HttpRequest) -> HttpResponse:
+    """``GET/POST /account/password/reset/`` (``?sent=1`` after a request): ask for a link to
+    choose a new password. POST ``email``: a link goes to every active account of the tenant
+    with that address (:func:`org.passwords.password_reset_request`); the answer never says
+    whether one exists. An empty or malformed address → 400 with the form; past the rate limit
+    → 429 with ``Retry-After`` and the form."""
+    context: dict[str, Any] = {
+        "sign_in_url": reverse("kefu:inbox-login"),
+        "sent": request.GET.get("sent") == "1",
+        "email": "",
+    }
+    if request.method == "POST":
+        email = (request.POST.get("email") or "").strip()[:254]
+        context["email"] = email
+        try:
+            passwords.password_reset_request(
+                email=email,
+                base_url=request.build_absolute_uri("/"),
+                language=translation.get_language() or settings.LANGUAGE_CODE,
+                ip=request.META.get("REMOTE_ADDR", ""),
+            )
+        except RateLimitedError as exc:
+            context["error"] = exc.message
+            response = render(request, "org/password_reset.html", context, status=429)
+            response["Retry-After"] = str(exc.retry_after_s)
+            return response
+        except ServiceError as exc:
+            context["error"] = exc.message
+            return render(request, "org/password_reset.html", context, status=400)
+        return HttpResponseRedirect(f"{RESET_PATH}?sent=1")
+    return render(request, "org/password_reset.html", context)
+
+
+class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
+    """``GET/POST /account/password/reset/<uidb64>/<token>/``: choose the new password (the
+    tenant's policy applies); afterwards the account's lock-out is cleared, its other sessions
+    and sockets end, and the page offers to sign in. An expired or used link says so."""
+
+    template_name = "org/password_reset_confirm.html"
+    success_url = reverse_lazy("account-password-reset-done")
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        context["policy_text"] = passwords.TenantPasswordPolicyValidator().get_help_text()
+        context["reset_url"] = RESET_PATH
+        return context
+
+    def form_valid(self, form: Any) -> HttpResponse:
+        response = super().form_valid(form)
+        passwords.password_reset_done(user=form.user)
+        return response
+
+
+@never_cache
+def password_reset_done(request: HttpRequest) -> HttpResponse:
+    """``GET /account/password/reset/done/``: the new password is set; a link to sign in."""
+    return render(
+        request,
+        "org/password_reset_confirm.html",
+        {"done": True, "sign_in_url": reverse("kefu:inbox-login")},
+    )

@@ -376,10 +376,15 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
 @admin.register(SecuritySettings)
 class SecuritySettingsAdmin(admin.ModelAdmin):
-    """The tenant's sign-in rules: who must use two-factor sign-in (docs/security.md,
-    "Two-factor authentication"). One row."""
+    """The tenant's sign-in rules: who must use two-factor sign-in and the password policy
+    (docs/security.md, "Two-factor authentication", "Passwords"). One row."""
 
-    list_display = ("__str__", "two_factor_required")
+    list_display = (
+        "__str__",
+        "two_factor_required",
+        "password_min_length",
+        "password_character_classes",
+    )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return not SecuritySettings.objects.exists()

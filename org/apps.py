@@ -7,7 +7,8 @@ class OrgConfig(AppConfig):
     verbose_name = _("Organisation")
 
     def ready(self) -> None:
-        from org import audit
+        from org import audit, sessions
 
         audit.register_models()
         audit.connect_signals()
+        sessions.connect_signals()

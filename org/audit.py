@@ -49,12 +49,16 @@ SIGN_IN_FAILED = "sign_in_failed"
 LOCKED_OUT = "locked_out"
 SIGN_OUT = "sign_out"
 PASSWORD_SET = "password_set"  # noqa: S105 (an event name)
+PASSWORD_RESET_REQUESTED = "password_reset_requested"  # noqa: S105 (an event name)
 TRANSFER = "transfer"
 CLOSE = "close"
 BLOCK = "block"
 EXPORT = "export"
+ERASE = "erase"
+RETENTION = "retention"
 TWO_FACTOR_ON = "two_factor_on"
 SESSIONS_ENDED = "sessions_ended"
+SESSION_ENDED = "session_ended"
 
 #: event name → its label in the back office
 EVENTS = AUDIT_EVENTS
@@ -66,12 +70,16 @@ _ACTIONS = {
     LOCKED_OUT: LogEntry.Action.ACCESS,
     SIGN_OUT: LogEntry.Action.ACCESS,
     PASSWORD_SET: LogEntry.Action.UPDATE,
+    PASSWORD_RESET_REQUESTED: LogEntry.Action.ACCESS,
     TRANSFER: LogEntry.Action.UPDATE,
     CLOSE: LogEntry.Action.UPDATE,
     BLOCK: LogEntry.Action.CREATE,
     EXPORT: LogEntry.Action.ACCESS,
+    ERASE: LogEntry.Action.UPDATE,
+    RETENTION: LogEntry.Action.DELETE,
     TWO_FACTOR_ON: LogEntry.Action.UPDATE,
     SESSIONS_ENDED: LogEntry.Action.UPDATE,
+    SESSION_ENDED: LogEntry.Action.UPDATE,
 }
 
 #: the request being served in this context (set by org.middleware.AuditMiddleware)

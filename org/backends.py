@@ -11,17 +11,23 @@ from __future__ import annotations
 from typing import Any
 
 from axes.backends import AxesStandaloneBackend
+from axes.exceptions import AxesBackendPermissionDenied
 from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend
 from django.db import connection
 from django.http import HttpRequest
+
+from org import limits
+from weiyu import ratelimit
+from weiyu.errors import RateLimitedError
 
 
 class LockoutBackend(AxesStandaloneBackend):
     """django-axes' check for every sign-in that comes with a request (the inbox, the tenant
     admin, the platform admin: Django's login forms pass it). ``authenticate()`` without a
     request — the shell, management commands — has no client to lock out and is let through to
-    the next backend."""
+    the next backend. Before it, the sign-in rate limits (``org.limits.sign_in``): past them the
+    answer is the lock-out's 429, with the limit's wait, and no password is hashed."""
 
     def authenticate(
         self,
@@ -32,6 +38,17 @@ class LockoutBackend(AxesStandaloneBackend):
     ) -> Any:
         if request is None:
             return None
+        try:
+            ratelimit.check(
+                limits.sign_in(
+                    schema=connection.schema_name, ip=request.META.get("REMOTE_ADDR", "")
+                )
+            )
+        except RateLimitedError as exc:
+            # answered like a lock-out (weiyu.views.login_locked_out), with this wait
+            request.weiyu_sign_in_refused = exc
+            request.axes_locked_out = True
+            raise AxesBackendPermissionDenied(exc.message) from exc
         return super().authenticate(request, username, password, **kwargs)
 
 

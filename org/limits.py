@@ -257,3 +257,49 @@ def help_search(lim: Effective, *, ip: str) -> list[Limit]:
     return _on(
         [Limit("search-ip", f"{lim.schema}:{ip}", lim.searches_per_ip_minute, MINUTE, message)]
     )
+
+
+#: password-reset requests per client address and per e-mail address per hour (platform-wide)
+PASSWORD_RESETS_PER_IP_HOUR = 10
+PASSWORD_RESETS_PER_ADDRESS_HOUR = 3
+
+
+def password_reset(*, schema: str, ip: str, address: str) -> list[Limit]:
+    """``POST /account/password/reset/``: per client address and per e-mail address asked for,
+    per hour (the mail goes to the account's owner, but a flood would still fill their inbox)."""
+    digest = hashlib.sha256(address.strip().lower().encode()).hexdigest()[:32]
+
+    def message() -> str:
+        return _("Too many password reset requests. Please try again in an hour.")
+
+    return _on(
+        [
+            Limit("reset-ip", f"{schema}:{ip}", PASSWORD_RESETS_PER_IP_HOUR, HOUR, message),
+            Limit(
+                "reset-to", f"{schema}:{digest}", PASSWORD_RESETS_PER_ADDRESS_HOUR, HOUR, message
+            ),
+        ]
+    )
+
+
+def sign_in(*, schema: str, ip: str) -> list[Limit]:
+    """A password sign-in (inbox, back office, platform admin), checked before the password is
+    hashed: per client address and over the whole tenant, per minute
+    (``settings.WEIYU_SIGN_INS_PER_IP_MINUTE``, ``WEIYU_TENANT_LIMITS["sign_ins_per_minute"]``).
+    django-axes' lock-out per account and address counts failures; this bounds the hashing."""
+
+    def message() -> str:
+        return _("Too many sign-in attempts right now. Please wait a moment and try again.")
+
+    return _on(
+        [
+            Limit(
+                "signin-ip",
+                f"{schema}:{ip}",
+                settings.WEIYU_SIGN_INS_PER_IP_MINUTE,
+                MINUTE,
+                message,
+            ),
+            Limit("signin-t", schema, _tenant("sign_ins_per_minute"), MINUTE, message),
+        ]
+    )

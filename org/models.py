@@ -11,6 +11,7 @@ from auditlog.models import LogEntry
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils.crypto import salted_hmac
 from django.utils.translation import gettext_lazy as _
@@ -370,7 +371,9 @@ class ApiKey(models.Model):
 class SecuritySettings(models.Model):
     """The tenant's sign-in rules: one row, edited by the tenant admin (Organisation → Security
     settings). ``two_factor_required`` says who must sign in with a second factor; a user it
-    covers who has none is sent to enrolment and can use nothing else (org.twofactor)."""
+    covers who has none is sent to enrolment and can use nothing else (org.twofactor).
+    ``password_min_length`` (characters) and ``password_character_classes`` (1 to 4 kinds mixed)
+    are the password policy, applied whenever a password is set (org.passwords)."""
 
     class TwoFactorRequired(models.TextChoices):
         NOBODY = "nobody", _("Nobody")
@@ -388,6 +391,22 @@ class SecuritySettings(models.Model):
         ),
     )
 
+    password_min_length = models.PositiveSmallIntegerField(
+        _("minimum password length"),
+        default=8,
+        validators=[MinValueValidator(8), MaxValueValidator(128)],
+        help_text=_("Characters, 8 to 128. Applies when a password is set or changed."),
+    )
+    password_character_classes = models.PositiveSmallIntegerField(
+        _("character kinds required"),
+        default=1,
+        validators=[MinValueValidator(1), MaxValueValidator(4)],
+        help_text=_(
+            "How many of these a password must mix: lower-case letters, upper-case letters, "
+            "digits, other characters (1 to 4)."
+        ),
+    )
+
     class Meta:
         verbose_name = _("security settings")
         verbose_name_plural = _("security settings")
@@ -402,6 +421,30 @@ class SecuritySettings(models.Model):
         return row if row is not None else cls.objects.create()
 
 
+class UserSession(models.Model):
+    """A signed-in session of a user (browser, address, when), listed on the account's security
+    page where each can be ended (org.sessions). Created at sign-in, deleted at sign-out or when
+    ended; ``last_seen_at`` is refreshed at most every ``org.sessions.TOUCH_S`` seconds. The
+    session itself is Django's (``django_session``); ``session_key`` points at it."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="signed_in_sessions"
+    )
+    session_key = models.CharField(max_length=40, unique=True)
+    created_at = models.DateTimeField(_("signed in at"), auto_now_add=True)
+    last_seen_at = models.DateTimeField(_("last active"), auto_now_add=True)
+    ip = models.GenericIPAddressField(_("address"), null=True, blank=True)
+    user_agent = models.CharField(_("browser"), max_length=300, blank=True)
+
+    class Meta:
+        verbose_name = _("signed-in session")
+        verbose_name_plural = _("signed-in sessions")
+        ordering = ["-last_seen_at"]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} @ {self.ip or '?'}"
+
+
 #: the events of the audit log that are not plain model changes (written by org.audit), with
 #: their labels in the back office
 AUDIT_EVENTS = {
@@ -410,12 +453,16 @@ AUDIT_EVENTS = {
     "locked_out": _("Locked out"),
     "sign_out": _("Signed out"),
     "password_set": _("Password set"),
+    "password_reset_requested": _("Password reset requested"),
     "two_factor_on": _("Two-factor sign-in turned on"),
     "sessions_ended": _("Logged out everywhere else"),
+    "session_ended": _("Session ended"),
     "transfer": _("Conversation transferred"),
     "close": _("Conversation closed"),
     "block": _("Visitor blocked"),
     "export": _("Exported"),
+    "erase": _("Personal data erased"),
+    "retention": _("Retention applied"),
 }
 
 

@@ -14,7 +14,6 @@ cached per process for :data:`CACHE_S` seconds.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import time
 from base64 import b32encode
@@ -30,8 +29,9 @@ from django.utils.translation import gettext as _
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from org import audit
+from org import audit, sessions
 from org.models import SecuritySettings, User
+from org.sessions import session_fingerprint
 from weiyu.errors import ServiceError
 from weiyu.realtime import publish_event_on_commit
 
@@ -182,11 +182,6 @@ def enrolment_confirm(request: HttpRequest, user: User, code: Any) -> list[str]:
 # --- sessions --------------------------------------------------------------------------------
 
 
-def session_fingerprint(session_key: str | None) -> str:
-    """A short hash of a session key, safe to send to sockets (never the key itself)."""
-    return hashlib.sha256((session_key or "").encode()).hexdigest()[:24]
-
-
 @transaction.atomic
 def end_other_sessions(request: HttpRequest) -> None:
     """ "Log out everywhere": every session of ``request.user`` except this one ends. Their
@@ -195,12 +190,16 @@ def end_other_sessions(request: HttpRequest) -> None:
     sockets stay."""
     user = User.objects.select_for_update().get(pk=request.user.pk)
     kept = session_fingerprint(request.session.session_key)
+    sessions.sessions_end_others(user=user, current_key=request.session.session_key)
     user.sessions_epoch += 1
     user.save(update_fields=["sessions_epoch"])
     verified = session_verified(request.session)
+    old_key = request.session.session_key
     update_session_auth_hash(request, user)
     if verified:
         request.session[SESSION_VERIFIED] = "ok"
+    # the session's key changed with its hash: its record follows it
+    sessions.session_key_changed(old_key, request.session.session_key)
     audit.audit_record(actor=user, action=audit.SESSIONS_ENDED, target=user)
     publish_event_on_commit({"type": "session.ended", "keep": kept}, [user.member_key])
 

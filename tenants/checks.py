@@ -4,6 +4,8 @@
 accounts (``admin``, ``alice``, ``bob``, ``carol`` and the platform admin ``platform``) share one
 password that ``manage.py demo_setup`` printed or kept in a file, and its widget is open to anyone.
 ``tenants.W001``: ``check --deploy`` on settings without the production profile.
+``tenants.E002``: in production ``WEIYU_FIELD_KEYS`` must be set: without it the key that encrypts
+secrets at rest (weiyu/fields.py) is derived from ``SECRET_KEY``, and both leak together.
 """
 
 from __future__ import annotations
@@ -50,5 +52,23 @@ def demo_tenant_in_production(app_configs: Any = None, **kwargs: Any) -> list[Er
             ),
             obj=demo,
             id="tenants.E001",
+        )
+    ]
+
+
+@register(Tags.security, deploy=True)
+def field_keys_in_production(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """An error when the production profile runs without ``WEIYU_FIELD_KEYS``."""
+    if not settings.PRODUCTION or settings.WEIYU_FIELD_KEYS:
+        return []
+    return [
+        Error(
+            "WEIYU_FIELD_KEYS is not set: secrets at rest are encrypted with a key derived from "
+            "SECRET_KEY.",
+            hint=(
+                "Set WEIYU_FIELD_KEYS to a Fernet key (docs/security.md, 'Secrets at rest'); "
+                "with existing data, run `manage.py rotate_field_keys` after adding it."
+            ),
+            id="tenants.E002",
         )
     ]

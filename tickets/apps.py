@@ -21,6 +21,11 @@ class TicketsConfig(AppConfig):
             ids=lambda: Comment.attachments.through.objects.values("attachment_id"),
         )
 
+        from kefu import privacy
+        from tickets.privacy import visitor_tickets_erase, visitor_tickets_export
+
+        privacy.register("tickets", visitor_tickets_export, visitor_tickets_erase)
+
         from org.signals import user_deactivated
 
         def release(sender: object, user: object, deleted: bool, **kwargs: object) -> None:

@@ -38,6 +38,9 @@ DEBUG = env_bool("DEBUG", default=False)
 if PRODUCTION and not os.environ.get("SECRET_KEY"):
     raise ImproperlyConfigured("WEIYU_ENV=production needs SECRET_KEY in the environment")
 SECRET_KEY = os.environ.get("SECRET_KEY") or devservices.dev_secret_key()
+# Fernet keys for secrets kept in tenant tables, first one encrypts (weiyu/fields.py); empty in
+# development: one key is derived from SECRET_KEY. Required in production (check --deploy).
+WEIYU_FIELD_KEYS = [k for k in os.environ.get("WEIYU_FIELD_KEYS", "").split(",") if k.strip()]
 ALLOWED_HOSTS = [
     h for h in os.environ.get("ALLOWED_HOSTS", ".localhost,localhost,127.0.0.1").split(",") if h
 ]
@@ -143,6 +146,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # a signed-in person's chosen language over the browser's (the inbox's language switch)
     "org.middleware.UserLanguageMiddleware",
+    # "last active" of the signed-in session, at most every 5 minutes (org.sessions)
+    "org.sessions.SessionActivityMiddleware",
     # a user whom the tenant requires to use two factors and who has none reaches only the
     # enrolment page (org.account_views, docs/security.md "Two-factor authentication")
     "org.account_views.TwoFactorRequiredMiddleware",
@@ -180,7 +185,8 @@ WEB_CONCURRENCY = serve.web_concurrency()
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    # the tenant's minimum length and character kinds (Organisation → Security settings)
+    {"NAME": "org.passwords.TenantPasswordPolicyValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
@@ -344,7 +350,12 @@ WEIYU_VISITOR_LIMITS = {
 WEIYU_TENANT_LIMITS = {
     "sessions_per_minute": int(os.environ.get("WEIYU_TENANT_SESSIONS_PER_MINUTE", "600")),
     "messages_per_minute": int(os.environ.get("WEIYU_TENANT_MESSAGES_PER_MINUTE", "3000")),
+    # password sign-ins over the whole tenant (each one hashes a password: ~0.3-1 s of CPU), so
+    # a botnet's wrong passwords cannot take the web processes' CPU from every tenant's chats
+    "sign_ins_per_minute": int(os.environ.get("WEIYU_TENANT_SIGN_INS_PER_MINUTE", "120")),
 }
+#: password sign-ins per client address and minute, in each tenant (and on the platform's domains)
+WEIYU_SIGN_INS_PER_IP_MINUTE = int(os.environ.get("WEIYU_SIGN_INS_PER_IP_MINUTE", "60"))
 #: addresses or CIDRs of the reverse proxies / load balancers in front of daphne (comma-separated);
 #: only from them are X-Forwarded-For / X-Forwarded-Proto believed (weiyu.clientaddr). Empty: the
 #: TCP peer is the client.
@@ -390,6 +401,8 @@ CELERY_BEAT_SCHEDULE = {
     # uploads never sent (a closed widget, a changed mind) are deleted after a day
     "im-orphan-uploads": {"task": "im.tasks.attachment_orphans_purge_all_task", "schedule": 3600.0},
     "kefu-queue-dispatch": {"task": "kefu.tasks.queue_dispatch_scan_task", "schedule": 15.0},
+    # each tenant's data retention (Customer service → Data retention), once a day
+    "kefu-retention": {"task": "kefu.tasks.retention_all_task", "schedule": 86400.0},
     # queue wait limits, unanswered-visitor reminders and re-assignment, idle auto-close
     "kefu-stats": {
         "task": "kefu.tasks.stats_rollup_all_task",

@@ -53,6 +53,25 @@ urlpatterns = [
         account_views.end_other_sessions,
         name="account-end-sessions",
     ),
+    path(
+        "account/security/sessions/<int:session_id>/end/",
+        account_views.end_session,
+        name="account-end-session",
+    ),
+    # "forgot your password?" (org.passwords); the second name puts the link on the back
+    # office's sign-in page (Django's admin shows it when the name exists)
+    path("account/password/reset/", account_views.password_reset, name="account-password-reset"),
+    path("account/password/reset/", account_views.password_reset, name="admin_password_reset"),
+    path(
+        "account/password/reset/done/",
+        account_views.password_reset_done,
+        name="account-password-reset-done",
+    ),
+    path(
+        "account/password/reset/<uidb64>/<token>/",
+        account_views.PasswordResetConfirmView.as_view(),
+        name="account-password-reset-confirm",
+    ),
     path("jsi18n/", views.JavaScriptCatalogView.as_view(), name="javascript-catalog"),
     path("healthz", views.healthz, name="healthz"),
     path("favicon.ico", views.favicon, name="favicon"),

@@ -66,13 +66,18 @@ def login_locked_out(
     """What a locked-out sign-in gets (django-axes' ``AXES_LOCKOUT_CALLABLE``): 429 with
     ``Retry-After`` (s) — JSON ``{"error": "locked_out", "detail", "retry_after"}`` for API and
     script clients, a page with the same message for browsers. The wait is the whole cool-off
-    (``settings.AXES_COOLOFF_TIME``): a lock-out is not told how far it has run."""
-    seconds = int(settings.AXES_COOLOFF_TIME.total_seconds())
-    minutes = max(1, math.ceil(seconds / 60))
-    detail = _(
-        "Too many failed sign-in attempts. Sign-in is locked for %(minutes)d minutes; "
-        "try again later."
-    ) % {"minutes": minutes}
+    (``settings.AXES_COOLOFF_TIME``): a lock-out is not told how far it has run. A sign-in
+    refused by the rate limits (``org.limits.sign_in``) gets their message and wait instead."""
+    refused = getattr(request, "weiyu_sign_in_refused", None)
+    if refused is not None:  # the sign-in rate limits (org.backends.LockoutBackend)
+        seconds, detail = refused.retry_after_s, refused.message
+    else:
+        seconds = int(settings.AXES_COOLOFF_TIME.total_seconds())
+        minutes = max(1, math.ceil(seconds / 60))
+        detail = _(
+            "Too many failed sign-in attempts. Sign-in is locked for %(minutes)d minutes; "
+            "try again later."
+        ) % {"minutes": minutes}
     wants_json = request.path.startswith("/api/") or "application/json" in request.headers.get(
         "Accept", ""
     )

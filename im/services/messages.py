@@ -486,6 +486,41 @@ def _attachment_delete(attachment_id: int) -> None:
 # --- for apps built on conversations (kefu) --------------------------------------------------------
 
 
+def conversations_redact(*, conversation_ids: list[int], member_key: str, name: str) -> int:
+    """Erase what people wrote in these conversations (a privacy erasure, kefu.privacy): every
+    message that is not an automatic line loses its content, mentions, search index and
+    attachment, and gets ``meta = {"erased": true}`` (clients show "removed at the customer's
+    request"); ``seq``, sender and time stay, for statistics. The member ``member_key``'s
+    participant name becomes ``name``; conversation titles are emptied. Files leave the
+    storage after the commit. Returns how many messages were redacted."""
+    ids = list(conversation_ids)
+    if not ids:
+        return 0
+    attachment_ids = list(
+        Message.objects.filter(conversation_id__in=ids, attachment__isnull=False).values_list(
+            "attachment_id", flat=True
+        )
+    ) + list(Attachment.objects.filter(conversation_id__in=ids).values_list("pk", flat=True))
+    count = (
+        Message.objects.filter(conversation_id__in=ids)
+        .exclude(msg_type=Message.Type.SYSTEM)
+        .update(
+            content="",
+            search_vector=None,
+            mentions=[],
+            attachment=None,
+            sticker=None,
+            meta={"erased": True},
+        )
+    )
+    Participant.objects.filter(conversation_id__in=ids, member_key=member_key).update(name=name)
+    Message.objects.filter(conversation_id__in=ids, sender_key=member_key).update(sender_name=name)
+    Conversation.objects.filter(pk__in=ids).update(title="")
+    for attachment_id in set(attachment_ids):
+        transaction.on_commit(lambda pk=attachment_id: _attachment_delete(pk))
+    return count
+
+
 def message_meta_update(*, message_id: int, meta: dict[str, Any]) -> None:
     """Replace a message's ``meta`` (e.g. the visitor's rating of a robot answer in
     ``meta["robot"]["feedback"]``). Content, sender and ``seq`` never change. The caller holds

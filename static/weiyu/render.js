@@ -138,6 +138,11 @@ export function fillBody(msgEl, m, ctx) {
   msgEl.classList.toggle('internal', !!m.internal);
   msgEl.classList.toggle('recalled', !!m.recalled);
   msgEl.dataset.type = m.msg_type;
+  if (m.meta && m.meta.erased) {
+    msgEl.classList.add('recalled');
+    box.textContent = gettext('Removed at the customer’s request');
+    return;
+  }
   if (m.recalled) {
     box.textContent = m.sender && m.sender.key === ctx.me
       ? gettext('You recalled a message')
@@ -205,6 +210,7 @@ export function fillBody(msgEl, m, ctx) {
 /** A one-line preview of a message for the conversation list. */
 export function previewText(m, me) {
   if (!m) return '';
+  if (m.meta && m.meta.erased) return gettext('Removed at the customer’s request');
   if (m.recalled || m.msg_type === 'recall') return gettext('A message was recalled');
   const label = {
     image: gettext('[Picture]'),

@@ -13,7 +13,7 @@ import threading
 import pytest
 import requests
 from django.conf import settings
-from django.test import Client
+from django.test import Client, override_settings
 from django_tenants.utils import schema_context
 
 from org.models import User
@@ -210,3 +210,49 @@ def test_parallel_wrong_password_sign_ins_do_not_fail_other_requests(acme):
     assert flood_statuses == [200] * (flooders * rounds)
     assert other_statuses
     assert set(other_statuses) == {200}, other_statuses
+
+
+def test_a_botnet_of_addresses_is_held_to_the_tenants_sign_in_budget(acme, globex):
+    # given a tenant whose sign-ins are limited to 4 a minute over all addresses
+    user = _agent()
+    budget = {**settings.WEIYU_TENANT_LIMITS, "sign_ins_per_minute": 4}
+    with override_settings(WEIYU_RATE_LIMITS=True, WEIYU_TENANT_LIMITS=budget):
+        answers = [
+            _sign_in(
+                Client(HTTP_HOST="acme.localhost", REMOTE_ADDR=_address()),
+                "/inbox/login/",
+                unique("stuffed"),
+                "guess",
+            ).status_code
+            for _ in range(4)
+        ]
+        # when a fifth address tries, even the right password of a real account
+        refused = _sign_in(
+            Client(HTTP_HOST="acme.localhost", REMOTE_ADDR=_address(), HTTP_ACCEPT_LANGUAGE="en"),
+            "/inbox/login/",
+            user.username,
+            PASSWORD,
+        )
+        # then it is refused before any password check, with the wait
+        assert answers == [200, 200, 200, 200]
+        assert refused.status_code == 429
+        assert 0 < int(refused["Retry-After"]) <= 60
+        assert "Too many sign-in attempts right now" in refused.content.decode()
+        # and another tenant's people sign in as usual
+        globex_bob = Client(HTTP_HOST="globex.localhost", REMOTE_ADDR=_address())
+        assert _sign_in(globex_bob, "/admin/login/", "bob", PASSWORD).status_code == 302
+
+
+def test_one_address_is_held_to_its_sign_in_budget(acme):
+    user = _agent()
+    ip = _address()
+    with override_settings(WEIYU_RATE_LIMITS=True, WEIYU_SIGN_INS_PER_IP_MINUTE=2):
+        first = Client(HTTP_HOST="acme.localhost", REMOTE_ADDR=ip)
+        assert _sign_in(first, "/inbox/login/", user.username, PASSWORD).status_code == 302
+        second = Client(HTTP_HOST="acme.localhost", REMOTE_ADDR=ip)
+        assert _sign_in(second, "/inbox/login/", user.username, PASSWORD).status_code == 302
+        third = Client(HTTP_HOST="acme.localhost", REMOTE_ADDR=ip, HTTP_ACCEPT="application/json")
+        answer = _sign_in(third, "/inbox/login/", user.username, PASSWORD)
+        assert answer.status_code == 429
+        assert answer.json()["error"] == "locked_out"
+        assert answer.json()["retry_after"] > 0

@@ -361,7 +361,14 @@ def test_the_back_office_sets_who_must_use_two_factors(acme, rule):
         row = SecuritySettings.current()
     url = f"/admin/org/securitysettings/{row.pk}/change/"
     assert client.get(url).status_code == 200
-    saved = client.post(url, {"two_factor_required": "everyone"})
+    saved = client.post(
+        url,
+        {
+            "two_factor_required": "everyone",
+            "password_min_length": 8,
+            "password_character_classes": 1,
+        },
+    )
     assert saved.status_code == 302
     # then an agent without two factors is sent to enrolment at once
     assert agent_client(_agent()).get("/inbox/")["Location"] == "/account/security/"

@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('im', '0006_message_code_params'),
-        ('kefu', '0019_agent_presence'),
+        ('kefu', '0020_privacy_retention'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

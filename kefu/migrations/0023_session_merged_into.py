@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('kefu', '0021_conversation_exports'),
+        ('kefu', '0022_conversation_exports'),
     ]
 
     operations = [

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('kefu', '0020_snooze_scheduled_messages'),
+        ('kefu', '0021_snooze_scheduled_messages'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -1,0 +1,8 @@
+"""Celery tasks of the org app, defined beside their services and re-exported here so the
+worker finds them."""
+
+from __future__ import annotations
+
+from org.passwords import password_reset_email_task
+
+__all__ = ["password_reset_email_task"]

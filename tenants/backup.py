@@ -1,0 +1,229 @@
+"""A whole tenant as one file, and back (docs/operations.md, "Backup and restore of a tenant";
+MISSION.md TEN-4, issue "Safe on the open internet": per-tenant backup and restore).
+
+:func:`tenant_backup` writes a ``.tar.gz`` with
+
+- ``manifest.json``: ``{"format": 1, "schema", "name", "created_at", "migrations": {app: last
+  applied}, "objects", "files"}``;
+- ``data.json``: every row of the tenant's schema as Django's ``dumpdata`` writes it (natural
+  keys for content types and permissions, so it loads into another schema or installation),
+  without what is rebuilt or short-lived: content types, permissions, sessions, sign-in
+  attempts;
+- ``files/<path>``: every stored file of the tenant (uploads, thumbnails, stickers: the
+  storage's ``<schema>/`` prefix), from the local disk or S3 alike.
+
+:func:`tenant_restore` makes a new tenant (schema from the template, a domain) and loads it: the
+rows with their ids, the files under the new schema's prefix (paths in the rows rewritten), the
+sequences moved past the loaded ids. The audit log is not written during the load (the entries
+come from the backup). The backup must come from the same migrations (``manifest.migrations``),
+else ``ServiceError("invalid")`` names the difference: restore into the version that wrote it,
+then upgrade.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from auditlog.context import disable_auditlog
+from django.apps import apps
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.core.management import call_command
+from django.core.management.color import no_style
+from django.db import connection, models, transaction
+from django.db.migrations.recorder import MigrationRecorder
+from django.utils import timezone
+from django_tenants.utils import schema_context
+
+from tenants.models import Domain, Tenant
+from tenants.services import _tenant_schema_provision, _validate
+from weiyu.errors import ServiceError
+
+FORMAT = 1
+#: rows not kept: rebuilt by migrations, or short-lived
+EXCLUDED = [
+    "contenttypes",
+    "auth.permission",
+    "sessions",
+    "axes.accessattempt",
+    "axes.accesslog",
+    "axes.accessfailurelog",
+]
+
+
+def _tenant_app_labels() -> list[str]:
+    labels = []
+    for name in settings.TENANT_APPS:
+        config = next((c for c in apps.get_app_configs() if c.name == name), None)
+        if config is not None and config.label not in ("contenttypes", "sessions"):
+            labels.append(config.label)
+    return labels
+
+
+def _migrations() -> dict[str, str]:
+    """The last applied migration of each app in the current schema."""
+    last: dict[str, str] = {}
+    for app, name in MigrationRecorder(connection).applied_migrations():
+        if name > last.get(app, ""):
+            last[app] = name
+    return dict(sorted(last.items()))
+
+
+def _walk(prefix: str) -> Iterator[str]:
+    """Every file name under ``prefix`` in the default storage (recursively)."""
+    try:
+        dirs, files = default_storage.listdir(prefix)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    for name in files:
+        yield f"{prefix}/{name}"
+    for sub in dirs:
+        yield from _walk(f"{prefix}/{sub}")
+
+
+def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mtime = int(timezone.now().timestamp())
+    tar.addfile(info, io.BytesIO(data))
+
+
+def tenant_backup(*, schema: str, output: Path) -> dict[str, Any]:
+    """Write the tenant ``schema`` to ``output`` (a ``.tar.gz``); returns the manifest.
+    Raises ``ServiceError("not_found")`` for an unknown schema."""
+    tenant = Tenant.objects.filter(schema_name=schema).first()
+    if tenant is None or schema == settings.PUBLIC_SCHEMA_NAME:
+        raise ServiceError("not_found", f"No tenant with schema {schema!r}.")
+    with tempfile.TemporaryDirectory() as tmp:
+        data_path = Path(tmp) / "data.json"
+        with schema_context(schema):
+            call_command(
+                "dumpdata",
+                *_tenant_app_labels(),
+                exclude=EXCLUDED,
+                natural_foreign=True,
+                output=str(data_path),
+                verbosity=0,
+            )
+            migrations = _migrations()
+        objects = len(json.loads(data_path.read_text()))
+        files = sorted(_walk(schema))
+        manifest = {
+            "format": FORMAT,
+            "schema": schema,
+            "name": tenant.name,
+            "created_at": timezone.now().isoformat(),
+            "migrations": migrations,
+            "objects": objects,
+            "files": len(files),
+        }
+        output.parent.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(output, "w:gz") as tar:
+            _add(tar, "manifest.json", json.dumps(manifest, indent=2).encode())
+            tar.add(data_path, arcname="data.json")
+            for name in files:
+                with default_storage.open(name, "rb") as handle:
+                    _add(tar, f"files/{name}", handle.read())
+    return manifest
+
+
+def _file_fields(label: str) -> list[str]:
+    model = apps.get_model(label)
+    return [f.name for f in model._meta.fields if isinstance(f, models.FileField)]
+
+
+def _rewrite_paths(rows: list[dict[str, Any]], old: str, new: str) -> None:
+    """File paths in the rows move from the ``old`` schema's prefix to the ``new`` one's."""
+    cache: dict[str, list[str]] = {}
+    for row in rows:
+        fields = cache.setdefault(row["model"], _file_fields(row["model"]))
+        for name in fields:
+            value = row["fields"].get(name)
+            if value and value.startswith(f"{old}/"):
+                row["fields"][name] = f"{new}/{value[len(old) + 1 :]}"
+
+
+def _reset_sequences(labels: list[str]) -> None:
+    models_ = [m for label in labels for m in apps.get_app_config(label).get_models()]
+    statements = connection.ops.sequence_reset_sql(no_style(), models_)
+    with connection.cursor() as cursor:
+        for sql in statements:
+            cursor.execute(sql)
+
+
+def tenant_restore(*, archive: Path, schema: str, domain: str, name: str = "") -> Tenant:
+    """A new tenant ``schema`` at ``domain`` with the contents of a :func:`tenant_backup` file
+    (its name from the backup unless ``name``). Raises ``ServiceError``: ``invalid`` (not a
+    backup, another format, other migrations, bad schema or domain), ``conflict`` (schema or
+    domain taken). On error nothing is left behind (files copied are removed)."""
+    try:
+        tar = tarfile.open(archive, "r:gz")  # noqa: SIM115 - closed by the with below
+    except (OSError, tarfile.TarError) as exc:
+        raise ServiceError("invalid", f"Not a tenant backup: {exc}") from exc
+    copied: list[str] = []
+    with tar, tempfile.TemporaryDirectory() as tmp:
+        try:
+            manifest = json.load(tar.extractfile("manifest.json"))
+            rows = json.load(tar.extractfile("data.json"))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ServiceError(
+                "invalid", "Not a tenant backup (manifest or data missing)."
+            ) from exc
+        if manifest.get("format") != FORMAT:
+            raise ServiceError("invalid", f"Backup format {manifest.get('format')!r} is unknown.")
+        old = manifest["schema"]
+        name = (name or manifest.get("name") or schema).strip()
+        schema = schema.strip().lower()
+        domain = domain.strip().lower()
+        _validate(name, schema, domain)
+        _rewrite_paths(rows, old, schema)
+        fixture = Path(tmp) / "data.json"
+        fixture.write_text(json.dumps(rows))
+        try:
+            with transaction.atomic():
+                tenant = Tenant(name=name, schema_name=schema)
+                _tenant_schema_provision(tenant=tenant)
+                Domain.objects.create(domain=domain, tenant=tenant, is_primary=True)
+                with schema_context(schema):
+                    ours = _migrations()
+                    if ours != manifest.get("migrations"):
+                        differ = sorted(
+                            app
+                            for app in set(ours) | set(manifest.get("migrations") or {})
+                            if ours.get(app) != (manifest.get("migrations") or {}).get(app)
+                        )
+                        raise ServiceError(
+                            "invalid",
+                            "The backup was written by other migrations (apps: "
+                            f"{', '.join(differ)}): restore it with the version that wrote it.",
+                        )
+                    with disable_auditlog():
+                        call_command("loaddata", str(fixture), verbosity=0)
+                    _reset_sequences(_tenant_app_labels())
+                for member in tar.getmembers():
+                    if not member.isfile() or not member.name.startswith("files/"):
+                        continue
+                    path = member.name[len("files/") :]
+                    if not path.startswith(f"{old}/") or ".." in Path(path).parts:
+                        continue
+                    target = f"{schema}/{path[len(old) + 1 :]}"
+                    # left by an earlier tenant of that schema name: the rows name this path
+                    if default_storage.exists(target):
+                        default_storage.delete(target)
+                    saved = default_storage.save(
+                        target, ContentFile(tar.extractfile(member).read())
+                    )
+                    copied.append(saved)
+        except BaseException:
+            # the schema and rows went with the rollback; the files are ours to remove
+            for path in copied:
+                default_storage.delete(path)
+            raise
+    return tenant
