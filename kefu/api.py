@@ -488,8 +488,9 @@ class VisitorExportApi(APIView):
 
 class VisitorEraseApi(APIView):
     """``POST /api/v1/kefu/visitors/<id>/erase`` → 200 ``{"conversations", "messages",
-    "tickets"}`` (counts): the visitor's personal data erased, their conversations redacted and
-    files deleted, statistics kept (``kefu.privacy.visitor_erase``). Idempotent.
+    "tickets", "scheduled_messages"}`` (counts): the visitor's personal data erased, their
+    conversations redacted and files deleted, replies scheduled to them withdrawn, statistics
+    kept (``kefu.privacy.visitor_erase``). Idempotent.
     Administrators only (403 ``forbidden``); 404 ``not_found``."""
 
     def post(self, request: Request, pk: int) -> Response:

@@ -17,6 +17,12 @@ class KefuConfig(AppConfig):
 
         send_hook_register(kind=Conversation.Kind.VISITOR, hook=VisitorConversationHook())
 
+        from kefu import privacy
+        from kefu.services.scheduled import visitor_scheduled_erase, visitor_scheduled_export
+
+        # replies scheduled to an erased visitor are withdrawn and their text blanked
+        privacy.register("scheduled_messages", visitor_scheduled_export, visitor_scheduled_erase)
+
         def release(sender: object, user: object, deleted: bool, **kwargs: object) -> None:
             agent_release(user=user, deleted=deleted)  # type: ignore[arg-type]
 

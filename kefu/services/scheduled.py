@@ -32,7 +32,7 @@ from django.utils.translation import gettext as _
 
 from im import selectors as im_selectors
 from im.models import Conversation
-from kefu.models import ScheduledMessage, Session
+from kefu.models import ScheduledMessage, Session, Visitor
 from kefu.services.messages import agent_message_send
 from org.models import User
 from weiyu import parsing
@@ -273,3 +273,22 @@ def scheduled_due_send(*, now: dt.datetime | None = None, limit: int = 200) -> i
     while handled < limit and _send_one(now):
         handled += 1
     return handled
+
+
+def visitor_scheduled_export(visitor: Visitor) -> list[dict[str, Any]]:
+    """The replies scheduled to ``visitor`` (their conversations), for the visitor's data export
+    (``kefu.privacy.visitor_export``, registered in ``KefuConfig.ready``)."""
+    items = ScheduledMessage.objects.select_related("author").filter(
+        conversation__kefu_session__visitor=visitor
+    )
+    return [scheduled_payload(i) for i in items.order_by("pk")]
+
+
+def visitor_scheduled_erase(visitor: Visitor) -> int:
+    """The visitor's erasure (``kefu.privacy.visitor_erase``): replies still waiting are
+    cancelled, the text of all is blanked, and the browser's time zone is forgotten; returns
+    how many scheduled replies were touched."""
+    rows = ScheduledMessage.objects.filter(conversation__kefu_session__visitor=visitor)
+    rows.filter(state=ScheduledMessage.State.PENDING).update(state=ScheduledMessage.State.CANCELLED)
+    Visitor.objects.filter(pk=visitor.pk).update(timezone="")
+    return rows.update(content="")

@@ -11,8 +11,8 @@ from django.utils import timezone
 from django_tenants.utils import schema_context
 
 from im.models import Message, Participant
-from kefu import selectors
-from kefu.models import ScheduledMessage, Session
+from kefu import privacy, selectors
+from kefu.models import ScheduledMessage, Session, Visitor
 from kefu.senders import agent_sender
 from kefu.services import messages, scheduled, sessions
 from tests.conftest import agent_client, make_desk, make_visitor, unique
@@ -224,3 +224,23 @@ def test_the_list_costs_three_queries(acme):
             payloads = [scheduled.scheduled_payload(i) for i in items]
         assert len(payloads) == 5
         assert len(queries) == 3  # membership, pending, done (authors joined)
+
+
+def test_erasing_the_visitor_withdraws_and_blanks_their_scheduled_replies(acme):
+    desk = make_desk(acme)
+    agent = desk.agents[0]
+    with schema_context("acme"):
+        session = _open_session(desk, zone="Asia/Shanghai")
+        item = scheduled.scheduled_create(
+            user=agent,
+            conversation_id=session.conversation_id,
+            content="Dear Ms Li, your address 5 Long Road",
+            send_at=_in(30),
+        )
+        assert scheduled.visitor_scheduled_export(session.visitor)[0]["id"] == item.pk
+        result = privacy.visitor_erase(user=None, visitor_id=session.visitor_id)
+        assert result["scheduled_messages"] == 1
+        item.refresh_from_db()
+        assert item.state == "cancelled"
+        assert item.content == ""
+        assert Visitor.objects.get(pk=session.visitor_id).timezone == ""
