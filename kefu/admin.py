@@ -22,7 +22,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from kbase.models import KnowledgeBase
-from kefu import embed, inbox_views, privacy, stats
+from kefu import embed, exports, inbox_views, privacy, stats
 from kefu.channels.delivery import channel_health
 from kefu.models import (
     AgentState,
@@ -32,11 +32,13 @@ from kefu.models import (
     Channel,
     ChannelAccount,
     DailyStat,
+    ExportJob,
     Label,
     LabelRule,
     RetentionPolicy,
     RoutingRule,
     SavedView,
+    ScheduledMessage,
     SensitiveWord,
     Session,
     Skill,
@@ -631,7 +633,7 @@ class SessionAdmin(admin.ModelAdmin):
     search_fields = ("visitor__name", "agent__username")
     list_select_related = ("visitor", "workgroup", "agent")
     readonly_fields = [f.name for f in Session._meta.fields]
-    actions = ["close_sessions"]
+    actions = ["close_sessions", "export_csv", "export_json"]
     change_list_template = "admin/kefu/session/change_list.html"
 
     def get_urls(self) -> list[Any]:
@@ -702,6 +704,14 @@ class SessionAdmin(admin.ModelAdmin):
         url = reverse("admin:im_conversation_change", args=[obj.conversation_id])
         return format_html('<a href="{}">{}</a>', url, _("messages"))
 
+    @admin.action(description=_("Export the selected conversations as CSV"))
+    def export_csv(self, request: HttpRequest, queryset: Any) -> None:
+        _export_selected(request, queryset, "csv")
+
+    @admin.action(description=_("Export the selected conversations as JSON"))
+    def export_json(self, request: HttpRequest, queryset: Any) -> None:
+        _export_selected(request, queryset, "json")
+
     @admin.action(description=_("Close selected sessions"))
     def close_sessions(self, request: HttpRequest, queryset: Any) -> None:
         sender = agent_sender(request.user)
@@ -753,6 +763,79 @@ class TransferAdmin(admin.ModelAdmin):
     list_filter = ("status",)
     list_select_related = ("session__visitor", "from_agent", "to_agent", "to_workgroup")
     readonly_fields = [f.name for f in Transfer._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+def _export_selected(request: HttpRequest, queryset: Any, fmt: str) -> None:
+    try:
+        job = exports.export_job_create(
+            user=request.user,
+            fmt=fmt,
+            filters={"conversation_ids": list(queryset.values_list("conversation_id", flat=True))},
+        )
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+        return
+    url = reverse("admin:kefu_exportjob_changelist")
+    messages.success(
+        request,
+        format_html(
+            _("Export #{} started: {} conversations. Follow it and download it under {}."),
+            job.pk,
+            job.total,
+            format_html('<a href="{}">{}</a>', url, _("conversation exports")),
+        ),
+    )
+
+
+@admin.register(ExportJob)
+class ExportJobAdmin(admin.ModelAdmin):
+    """Conversation exports (CSV, JSON) written by a worker, with their progress; each is
+    downloaded by whoever asked for it (docs/api.md §16)."""
+
+    list_display = ("id", "format", "state", "progress", "requester", "created_at", "download")
+    list_filter = ("state", "format")
+    list_select_related = ("requester",)
+    readonly_fields = [f.name for f in ExportJob._meta.fields if f.name != "content"]
+    exclude = ("content",)
+
+    def get_queryset(self, request: HttpRequest) -> Any:
+        return super().get_queryset(request).defer("content")
+
+    @admin.display(description=_("progress"))
+    def progress(self, obj: ExportJob) -> str:
+        return f"{exports.export_job_payload(obj)['progress']} % ({obj.done}/{obj.total})"
+
+    @admin.display(description=_("file"))
+    def download(self, obj: ExportJob) -> str:
+        if obj.state != ExportJob.State.DONE:
+            return "—"
+        return format_html(
+            '<a href="/api/v1/kefu/exports/{}/download">{}</a>', obj.pk, _("Download")
+        )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(ScheduledMessage)
+class ScheduledMessageAdmin(admin.ModelAdmin):
+    """Replies agents scheduled in the inbox, as a log: pending, sent, failed (and why) or
+    cancelled. They are written, edited and cancelled in the inbox (docs/inbox.md)."""
+
+    list_display = ("send_at", "author", "conversation", "state", "timezone", "sent_at", "error")
+    list_filter = ("state",)
+    search_fields = ("content", "author__username")
+    list_select_related = ("author", "conversation")
+    readonly_fields = [f.name for f in ScheduledMessage._meta.fields]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

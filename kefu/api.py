@@ -10,11 +10,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from kefu import canned, inbox_views, monitor, privacy, selectors, stats, visitors
+from kefu import canned, exports, inbox_views, monitor, privacy, selectors, stats, visitors
 from kefu.channels import delivery as channel_delivery
 from kefu.models import Label, Transfer
 from kefu.robot import drafts as robot_drafts
-from kefu.services import blocking, transfers, workgroups
+from kefu.services import blocking, merge, scheduled, snooze, transfers, workgroups
 from kefu.services import labels as label_services
 from kefu.services import queue as kefu_queue
 from kefu.services import visitors as visitor_services
@@ -423,6 +423,172 @@ class ConversationViewListApi(APIView):
         )
 
 
+class ConversationSnoozeApi(APIView):
+    """``POST /api/v1/kefu/conversations/<id>/snooze`` ``{"until": ISO 8601 with a zone | null}``
+    → 200 ``{"conversation_id", "snoozed": true, "snoozed_at", "snoozed_until"}``: put the open
+    customer conversation aside until that time, or (``null``) until the customer replies; it
+    comes back by itself (kefu.services.snooze). ``DELETE`` → 200 the same with ``"snoozed":
+    false``: bring it back now. Agents in the conversation only (404 for others and former
+    participants), 400 ``invalid`` (a time in the past, more than 365 days ahead, no zone),
+    409 ``conflict`` (not open)."""
+
+    @staticmethod
+    def _answer(session) -> Response:
+        return Response(
+            {
+                "conversation_id": session.conversation_id,
+                "snoozed": session.snoozed_at is not None,
+                "snoozed_at": session.snoozed_at.isoformat() if session.snoozed_at else None,
+                "snoozed_until": (
+                    session.snoozed_until.isoformat() if session.snoozed_until else None
+                ),
+            }
+        )
+
+    def post(self, request: Request, pk: int) -> Response:
+        body = _body(request)
+        session = snooze.conversation_snooze(
+            user=request.user, conversation_id=pk, until=body.get("until")
+        )
+        return self._answer(session)
+
+    def delete(self, request: Request, pk: int) -> Response:
+        return self._answer(snooze.conversation_unsnooze(user=request.user, conversation_id=pk))
+
+
+class ScheduledListApi(APIView):
+    """``GET /api/v1/kefu/conversations/<id>/scheduled`` → ``{"scheduled": [scheduled]}``
+    (pending by time, then the 20 latest sent, failed or cancelled). ``POST`` ``{"content"
+    (1-5,000 chars), "send_at" (ISO 8601 with a zone, in the future, ≤ 365 days), "timezone"?
+    (IANA name the time was chosen in; default the visitor's)}`` → 201 {scheduled}: sent at that
+    time as the caller's reply, by the beat, exactly once. Shape: ``kefu.services.scheduled.
+    scheduled_payload``. Agents in the open customer conversation only (404 for others and
+    former participants), 400 ``invalid``, 409 ``conversation_closed``."""
+
+    def get(self, request: Request, pk: int) -> Response:
+        items = selectors.scheduled_list_for_member(
+            member_key=request.user.member_key, conversation_id=pk
+        )
+        return Response({"scheduled": [scheduled.scheduled_payload(i) for i in items]})
+
+    def post(self, request: Request, pk: int) -> Response:
+        body = _body(request)
+        item = scheduled.scheduled_create(
+            user=request.user,
+            conversation_id=pk,
+            content=body.get("content"),
+            send_at=body.get("send_at"),
+            zone=body.get("timezone"),
+        )
+        return Response(scheduled.scheduled_payload(item), status=status.HTTP_201_CREATED)
+
+
+class ScheduledDetailApi(APIView):
+    """``PATCH /api/v1/kefu/scheduled/<id>`` ``{"content"?, "send_at"?, "timezone"?}`` → 200
+    {scheduled}; ``DELETE`` → 200 {scheduled} now ``cancelled``. The author's own pending message
+    only: 404 for another's, 409 ``conflict`` once sent, failed or cancelled, 400 ``invalid``."""
+
+    def patch(self, request: Request, pk: int) -> Response:
+        item = scheduled.scheduled_update(
+            user=request.user, scheduled_id=pk, changes=_body(request)
+        )
+        return Response(scheduled.scheduled_payload(item))
+
+    def delete(self, request: Request, pk: int) -> Response:
+        item = scheduled.scheduled_cancel(user=request.user, scheduled_id=pk)
+        return Response(scheduled.scheduled_payload(item))
+
+
+class ConversationExportApi(APIView):
+    """``GET /api/v1/kefu/conversations/<id>/export?kind=csv|json`` → a download of one
+    customer conversation (``kefu.exports.conversation_export``): CSV, one row per message
+    (``seq, created_at, sender, sender_type, type, text, internal``), or JSON ``{"conversation",
+    "messages"}``. The printable transcript is ``/inbox/conversations/<id>/print/``. Agents in
+    the conversation and supervisors (404 for others, former participants, other tenants); 400
+    ``invalid`` for another kind."""
+
+    def get(self, request: Request, pk: int) -> HttpResponse:
+        # not ?format=: DRF keeps that name for choosing its own renderer
+        fmt = request.query_params.get("kind") or "json"
+        if fmt not in ("csv", "json"):
+            raise ServiceError("invalid", _("kind must be csv or json."), field="kind")
+        data = exports.conversation_export(user=request.user, conversation_id=pk)
+        name = f"conversation-{pk}.{fmt}"
+        if fmt == "csv":
+            return reports.csv_response(exports.conversation_csv(data), name)
+        response = HttpResponse(
+            exports.conversation_json(data), content_type="application/json; charset=utf-8"
+        )
+        response["Content-Disposition"] = f'attachment; filename="{name}"'
+        return response
+
+
+class ExportListApi(APIView):
+    """``POST /api/v1/kefu/exports`` ``{"format": "csv"|"json", "filters"?: {"status"?,
+    "start"?, "end"? (local dates YYYY-MM-DD), "workgroup_id"?, "agent_id"?, "q"? (visitor
+    name, e-mail or phone)}}`` → 202 {export}: the matching customer conversations, written by a
+    worker (``kefu.exports.export_job_payload``: ``state``, ``progress`` 0-100,
+    ``download_url`` once done). Supervisors only (403); 400 ``invalid``."""
+
+    def post(self, request: Request) -> Response:
+        body = _body(request)
+        job = exports.export_job_create(
+            user=request.user, fmt=body.get("format"), filters=body.get("filters")
+        )
+        return Response(exports.export_job_payload(job), status=status.HTTP_202_ACCEPTED)
+
+
+class ExportDetailApi(APIView):
+    """``GET /api/v1/kefu/exports/<id>`` → {export} (its progress); the requester's own only
+    (404 otherwise)."""
+
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(
+            exports.export_job_payload(exports.export_job_get(user=request.user, job_id=pk))
+        )
+
+
+class ExportDownloadApi(APIView):
+    """``GET /api/v1/kefu/exports/<id>/download`` → the file (CSV with a BOM, or JSON); the
+    requester's own only (404 otherwise), 409 ``conflict`` while it is being written."""
+
+    def get(self, request: Request, pk: int) -> HttpResponse:
+        content, kind, name = exports.export_job_file(user=request.user, job_id=pk)
+        response = HttpResponse(content, content_type=kind)
+        response["Content-Disposition"] = f'attachment; filename="{name}"'
+        return response
+
+
+class ConversationMergeApi(APIView):
+    """``GET /api/v1/kefu/conversations/<id>/merge`` → ``{"candidates": [{"conversation_id",
+    "visitor", "status", "created_at", "closed_at", "agent"}]}``: the same customer's other
+    conversations (same visitor, e-mail or phone). ``POST`` ``{"other_conversation_id"}`` → 200
+    ``{"conversation_id", "merged_conversation_id", "transcript_url"}``: that one is closed and
+    points at this one, whose transcript (export, print) has both in order
+    (``kefu.services.merge``). Agents in the conversation only (404 for others and former
+    participants); 400 ``invalid`` (another customer's, the same one), 409 ``conflict``
+    (merged already)."""
+
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(
+            {"candidates": merge.merge_candidates(user=request.user, conversation_id=pk)}
+        )
+
+    def post(self, request: Request, pk: int) -> Response:
+        other = merge.conversation_merge(
+            user=request.user,
+            conversation_id=pk,
+            other_conversation_id=_body(request).get("other_conversation_id"),
+        )
+        return Response(
+            {
+                "conversation_id": pk,
+                "merged_conversation_id": other.conversation_id,
+                "transcript_url": f"/inbox/conversations/{pk}/print/",
+            }
+        )
+
+
 class ViewCountsApi(APIView):
     """``GET /api/v1/kefu/views`` → the view bar with live counts (shape:
     ``kefu.inbox_views.view_counts``): the built-in views, the caller's workgroups, the
@@ -476,8 +642,9 @@ class VisitorExportApi(APIView):
 
 class VisitorEraseApi(APIView):
     """``POST /api/v1/kefu/visitors/<id>/erase`` → 200 ``{"conversations", "messages",
-    "tickets"}`` (counts): the visitor's personal data erased, their conversations redacted and
-    files deleted, statistics kept (``kefu.privacy.visitor_erase``). Idempotent.
+    "tickets", "scheduled_messages"}`` (counts): the visitor's personal data erased, their
+    conversations redacted and files deleted, replies scheduled to them withdrawn, statistics
+    kept (``kefu.privacy.visitor_erase``). Idempotent.
     Administrators only (403 ``forbidden``); 404 ``not_found``."""
 
     def post(self, request: Request, pk: int) -> Response:
@@ -514,4 +681,16 @@ urlpatterns = [
     path("blocks/<int:pk>", BlockDetailApi.as_view(), name="block-detail"),
     path("canned", CannedListApi.as_view(), name="canned-list"),
     path("canned/<int:pk>", CannedDetailApi.as_view(), name="canned-detail"),
+    path(
+        "conversations/<int:pk>/snooze", ConversationSnoozeApi.as_view(), name="conversation-snooze"
+    ),
+    path("conversations/<int:pk>/scheduled", ScheduledListApi.as_view(), name="scheduled-list"),
+    path("scheduled/<int:pk>", ScheduledDetailApi.as_view(), name="scheduled-detail"),
+    path(
+        "conversations/<int:pk>/export", ConversationExportApi.as_view(), name="conversation-export"
+    ),
+    path("conversations/<int:pk>/merge", ConversationMergeApi.as_view(), name="conversation-merge"),
+    path("exports", ExportListApi.as_view(), name="exports"),
+    path("exports/<int:pk>", ExportDetailApi.as_view(), name="export-detail"),
+    path("exports/<int:pk>/download", ExportDownloadApi.as_view(), name="export-download"),
 ]

@@ -31,6 +31,11 @@ class KefuConfig(AppConfig):
 
         privacy.register("channels", visitor_channel_export, visitor_channel_erase)
 
+        from kefu.services.scheduled import visitor_scheduled_erase, visitor_scheduled_export
+
+        # replies scheduled to an erased visitor are withdrawn and their text blanked
+        privacy.register("scheduled_messages", visitor_scheduled_export, visitor_scheduled_erase)
+
         def release(sender: object, user: object, deleted: bool, **kwargs: object) -> None:
             agent_release(user=user, deleted=deleted)  # type: ignore[arg-type]
 

@@ -404,6 +404,12 @@ class Visitor(models.Model):
     attributes = models.JSONField(_("attributes"), default=dict, blank=True)
     created_at = models.DateTimeField(_("first seen"), auto_now_add=True)
     last_seen_at = models.DateTimeField(_("last seen"), auto_now=True)
+    timezone = models.CharField(
+        _("time zone"),
+        max_length=64,
+        blank=True,
+        help_text=_("The IANA time zone of the visitor's browser (e.g. Asia/Shanghai)."),
+    )
     erased_at = models.DateTimeField(
         _("personal data erased at"), null=True, blank=True, editable=False
     )
@@ -602,6 +608,35 @@ class Session(models.Model):
     labels = models.ManyToManyField(
         Label, blank=True, related_name="sessions", verbose_name=_("labels")
     )
+    snoozed_at = models.DateTimeField(
+        _("snoozed at"),
+        null=True,
+        blank=True,
+        help_text=_("Set while the conversation is snoozed (kefu.services.snooze)."),
+    )
+    snoozed_until = models.DateTimeField(
+        _("snoozed until"),
+        null=True,
+        blank=True,
+        help_text=_("When a snoozed conversation comes back; empty: when the customer replies."),
+    )
+    snoozed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("snoozed by"),
+    )
+    merged_into = models.ForeignKey(
+        "self",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="merged_from",
+        verbose_name=_("merged into"),
+        help_text=_("The conversation of the same customer this one was merged into."),
+    )
     anonymised_at = models.DateTimeField(_("anonymised at"), null=True, blank=True, editable=False)
 
     class Meta:
@@ -610,6 +645,12 @@ class Session(models.Model):
         indexes = [
             models.Index(fields=["workgroup", "status", "queued_at"], name="kefu_session_queue"),
             models.Index(fields=["visitor", "status"], name="kefu_session_visitor"),
+            # the beat's wake-up scan reads only snoozed sessions with a time
+            models.Index(
+                fields=["snoozed_until"],
+                condition=Q(snoozed_until__isnull=False),
+                name="kefu_session_snoozed",
+            ),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -1132,6 +1173,112 @@ class Delivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.message_id} {self.status}"
+
+
+class ScheduledMessage(models.Model):
+    """An agent's reply written now and sent at ``send_at`` (issue 17, "Scheduled messages").
+
+    ``pending`` → ``sent`` (the message is ``message``) by the beat
+    (:func:`kefu.services.scheduled.scheduled_due_send`), or ``cancelled`` by its author, or
+    ``failed`` (``error`` says why: the conversation closed, the author left it). The send
+    claims the row with ``SELECT … FOR UPDATE SKIP LOCKED`` and moves it to ``sent`` in the
+    transaction that writes the message, whose ``client_msg_id`` is ``scheduled-<id>``: a worker
+    killed part-way leaves the row ``pending`` and nothing written, so it is sent exactly once.
+    ``timezone``: the zone the time was chosen in (the customer's when known), for display.
+    """
+
+    class State(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        SENT = "sent", _("Sent")
+        CANCELLED = "cancelled", _("Cancelled")
+        FAILED = "failed", _("Failed")
+
+    conversation = models.ForeignKey(
+        Conversation,
+        on_delete=models.CASCADE,
+        related_name="scheduled_messages",
+        verbose_name=_("conversation"),
+    )
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="scheduled_messages",
+        verbose_name=_("author"),
+    )
+    content = models.TextField(_("text"), max_length=5000)
+    send_at = models.DateTimeField(_("send at"))
+    timezone = models.CharField(_("time zone"), max_length=64, blank=True)
+    state = models.CharField(
+        _("state"), max_length=16, choices=State.choices, default=State.PENDING
+    )
+    message = models.ForeignKey(
+        "im.Message",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("message sent"),
+    )
+    error = models.CharField(_("error"), max_length=200, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+    sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("scheduled message")
+        verbose_name_plural = _("scheduled messages")
+        ordering = ["send_at", "pk"]
+        indexes = [
+            models.Index(
+                fields=["send_at"],
+                condition=Q(state="pending"),
+                name="kefu_scheduled_due",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.content[:40]} @ {self.send_at:%Y-%m-%d %H:%M}"
+
+
+class ExportJob(models.Model):
+    """A conversation list exported by a worker (issue 17, "Export"): the conversations matching
+    ``filters`` as CSV or JSON, written by :func:`kefu.exports.export_job_run` with its progress
+    in ``done``/``total``; downloaded by its requester only (``content``, at most
+    ``kefu.exports.MAX_CONVERSATIONS`` conversations)."""
+
+    class Format(models.TextChoices):
+        CSV = "csv", "CSV"
+        JSON = "json", "JSON"
+
+    class State(models.TextChoices):
+        QUEUED = "queued", _("Queued")
+        RUNNING = "running", _("Running")
+        DONE = "done", _("Done")
+        FAILED = "failed", _("Failed")
+
+    requester = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="kefu_exports",
+        verbose_name=_("requested by"),
+    )
+    format = models.CharField(_("format"), max_length=8, choices=Format.choices)
+    filters = models.JSONField(_("filters"), default=dict, blank=True)
+    state = models.CharField(_("state"), max_length=16, choices=State.choices, default=State.QUEUED)
+    total = models.PositiveIntegerField(_("conversations"), default=0)
+    done = models.PositiveIntegerField(_("exported"), default=0)
+    content = models.BinaryField(_("file"), null=True, blank=True, editable=False)
+    error = models.CharField(_("error"), max_length=200, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("conversation export")
+        verbose_name_plural = _("conversation exports")
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.format} ({self.get_state_display()})"
 
 
 class RetentionPolicy(models.Model):

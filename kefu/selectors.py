@@ -13,8 +13,17 @@ from im.serializers import member_payload
 from kefu import inbox_views
 from kefu.channels import capabilities_for
 from kefu.csat import csat_payload
-from kefu.models import AgentState, Channel, RoutingRule, Session, Visitor, Workgroup
+from kefu.models import (
+    AgentState,
+    Channel,
+    RoutingRule,
+    ScheduledMessage,
+    Session,
+    Visitor,
+    Workgroup,
+)
 from org.models import User
+from weiyu import parsing
 from weiyu.errors import ServiceError
 
 
@@ -73,6 +82,7 @@ def session_payload(session: Session) -> dict[str, Any]:
             "page_url": visitor.page_url,
             "referrer": visitor.referrer,
             "language": visitor.language,
+            "timezone": visitor.timezone,
         },
         "workgroup": {"id": session.workgroup_id, "name": session.workgroup.name},
         "created_at": session.created_at.isoformat(),
@@ -87,6 +97,10 @@ def session_payload(session: Session) -> dict[str, Any]:
             "kind": session.channel.kind,
             "capabilities": capabilities_for(session.channel.kind).as_dict(),
         },
+        # kefu.services.snooze; snoozed with snoozed_until None: until the customer replies
+        "snoozed": session.snoozed_at is not None,
+        "snoozed_at": session.snoozed_at.isoformat() if session.snoozed_at else None,
+        "snoozed_until": session.snoozed_until.isoformat() if session.snoozed_until else None,
     }
 
 
@@ -288,3 +302,17 @@ def queue_overview(*, user: Any) -> list[dict[str, Any]]:
         }
         for wg in groups
     ]
+
+
+def scheduled_list_for_member(*, member_key: str, conversation_id: object) -> list[Any]:
+    """The scheduled messages of a customer conversation the member is in (pending first, then
+    the 20 newest sent, failed or cancelled), with their authors; ``not_found`` when the member
+    is not, or no longer, in it. Two queries."""
+    conversation_id = parsing.positive_int(conversation_id, "conversation_id")
+    im_selectors.participant_get(conversation_id=conversation_id, member_key=member_key)
+    rows = ScheduledMessage.objects.select_related("author").filter(conversation_id=conversation_id)
+    pending = list(rows.filter(state=ScheduledMessage.State.PENDING).order_by("send_at", "pk"))
+    done = list(
+        rows.exclude(state=ScheduledMessage.State.PENDING).order_by("-updated_at", "-pk")[:20]
+    )
+    return pending + done

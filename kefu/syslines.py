@@ -15,6 +15,16 @@ HANDOVER = "kefu.handover"
 OVERFLOW_LEAVE_MESSAGE = "kefu.overflow_leave_message"
 IDLE_CLOSED = "kefu.idle_closed"
 ENDED = "kefu.ended"
+#: internal lines (agents only) of snoozing (kefu.services.snooze)
+SNOOZED = "kefu.snoozed"
+SNOOZED_UNTIL_REPLY = "kefu.snoozed_until_reply"
+SNOOZE_ENDED = "kefu.snooze_ended"
+SNOOZE_ENDED_REPLY = "kefu.snooze_ended_reply"
+#: internal: a message was split off into a ticket (tickets.services.tickets.ticket_from_message)
+TICKET_SPLIT = "kefu.ticket_split"
+#: internal: conversations of one customer merged (kefu.services.merge)
+MERGED_IN = "kefu.merged_in"
+MERGED_AWAY = "kefu.merged_away"
 
 system_lines_register(
     {
@@ -35,5 +45,12 @@ system_lines_register(
             "again any time."
         ),
         ENDED: _("The conversation has ended."),
+        SNOOZED: _("%(agent)s snoozed the conversation until %(until)s."),
+        SNOOZED_UNTIL_REPLY: _("%(agent)s snoozed the conversation until the customer replies."),
+        SNOOZE_ENDED: _("The snooze ended: the conversation is back."),
+        SNOOZE_ENDED_REPLY: _("The customer replied: the conversation is back."),
+        TICKET_SPLIT: _("%(agent)s split a message off into ticket #%(number)s."),
+        MERGED_IN: _("%(agent)s merged conversation #%(id)s (%(time)s) into this one."),
+        MERGED_AWAY: _("%(agent)s merged this conversation into #%(id)s."),
     }
 )

@@ -2,8 +2,9 @@
 
 The tasks that a service enqueues itself are defined beside that service, under their names here
 (``kefu.tasks.<name>``), and re-exported below: :func:`~kefu.robot.answers.robot_answer_task`,
-:func:`~kefu.robot.drafts.assist_draft_task` and
-:func:`~kefu.transcripts.transcript_email_task`. That keeps this module on top of every service
+:func:`~kefu.robot.drafts.assist_draft_task`,
+:func:`~kefu.transcripts.transcript_email_task` and :func:`~kefu.exports.export_job_task`.
+That keeps this module on top of every service
 (the beat scans call them all) without a service importing it back.
 """
 
@@ -18,16 +19,18 @@ from django_tenants.utils import get_tenant_model, schema_context
 from kefu import privacy, stats
 from kefu.channels.delivery import delivery_send_task
 from kefu.channels.inbound import channel_event_task
+from kefu.exports import export_job_task
 from kefu.models import Session
 from kefu.robot.answers import robot_answer_task
 from kefu.robot.drafts import assist_draft_task
-from kefu.services import agents, automation, queue, routing, transfers
+from kefu.services import agents, automation, queue, routing, scheduled, snooze, transfers
 from kefu.transcripts import transcript_email_task
 
 __all__ = [
     "assist_draft_task",
     "channel_event_task",
     "delivery_send_task",
+    "export_job_task",
     "queue_dispatch_scan_task",
     "queue_dispatch_task",
     "robot_answer_task",
@@ -74,13 +77,17 @@ def timers_scan_task(schema: str) -> int:
     """One tenant's service timers: queue wait limits (:func:`kefu.services.queue.queue_wait_scan`),
     expired transfers (:func:`kefu.services.transfers.expire_scan`), reminders, re-assignments
     and idle closes (:func:`kefu.services.automation.timers_scan`), agents whose last tab closed
-    (:func:`kefu.services.agents.offline_scan`); returns how many were acted on."""
+    (:func:`kefu.services.agents.offline_scan`), snoozes that ended
+    (:func:`kefu.services.snooze.snooze_wake_scan`) and scheduled messages due
+    (:func:`kefu.services.scheduled.scheduled_due_send`); returns how many were acted on."""
     with schema_context(schema):
         return (
             queue.queue_wait_scan()
             + transfers.expire_scan()
             + automation.timers_scan()
             + agents.offline_scan()
+            + snooze.snooze_wake_scan()
+            + scheduled.scheduled_due_send()
         )
 
 

@@ -24,6 +24,12 @@ urlpatterns = [
         name="monitor-transcript",
     ),
     path("inbox/tokens/", views.tokens_page, name="tokens"),
+    path("inbox/kanban/", views.kanban_page, name="kanban"),
+    path(
+        "inbox/conversations/<int:conversation_id>/print/",
+        views.conversation_print,
+        name="conversation-print",
+    ),
     path("inbox/login/", views.InboxLoginView.as_view(), name="inbox-login"),
     path("inbox/login/code/", SignInCodeView.as_view(), name="inbox-login-code"),
     path("inbox/logout/", views.InboxLogoutView.as_view(), name="inbox-logout"),

@@ -30,7 +30,7 @@ from im.api_files import serve_attachment
 from im.models import Attachment, MessagingSettings
 from im.serializers import attachment_payload
 from kbase import llm
-from kefu import hours, monitor, selectors, senders, transcripts, widget_auth
+from kefu import exports, hours, monitor, selectors, senders, transcripts, widget_auth
 from kefu.models import Channel
 from kefu.robot import persona as robot_persona
 from kefu.services import blocking, routing
@@ -160,6 +160,7 @@ class WidgetSessionApi(APIView):
             page_url=data.get("page_url", ""),
             referrer=data.get("referrer", ""),
             language=data.get("language", ""),
+            zone=data.get("timezone", ""),
         )
         if blocking.is_blocked(visitor_id=visitor.pk, ip=request.META.get("REMOTE_ADDR")):
             raise ServiceError("forbidden", _("You cannot chat here."))
@@ -290,6 +291,28 @@ def monitor_transcript(request: HttpRequest, conversation_id: int) -> HttpRespon
             raise PermissionDenied from exc
         raise Http404(exc.message) from exc
     return render(request, "kefu/monitor_transcript.html", {"t": data})
+
+
+@login_required
+def kanban_page(request: HttpRequest) -> HttpResponse:
+    """``GET /inbox/kanban/``: the tickets as a Kanban board, one column per status; dragging a
+    card (or its "Move to" list) changes the status through the tickets API (docs/inbox.md).
+    Agents only (403)."""
+    if not (request.user.is_agent or request.user.is_superuser):
+        raise PermissionDenied
+    return render(request, "kefu/kanban.html", {"config": {"user": {"id": request.user.pk}}})
+
+
+@login_required
+def conversation_print(request: HttpRequest, conversation_id: int) -> HttpResponse:
+    """``GET /inbox/conversations/<id>/print/``: the printable transcript of a customer
+    conversation (print CSS; the browser's "Save as PDF" makes the PDF). Agents in it and
+    supervisors; 404 for anyone else (``kefu.exports.conversation_export``)."""
+    try:
+        data = exports.conversation_export(user=request.user, conversation_id=conversation_id)
+    except ServiceError as exc:
+        raise Http404(exc.message) from exc
+    return render(request, "kefu/transcript_print.html", {"t": data})
 
 
 class WidgetProfileApi(APIView):

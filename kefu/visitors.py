@@ -84,6 +84,7 @@ def profile(*, user: User, visitor_id: object) -> dict[str, Any]:
         "ip_address": visitor.ip_address,
         "location": geo.locate(visitor.ip_address, language=translation.get_language() or "en"),
         "language": visitor.language,
+        "timezone": visitor.timezone,
         "referrer": visitor.referrer,
         "page_url": visitor.page_url,
         "user_agent": visitor.user_agent,

@@ -197,6 +197,20 @@ class TicketMergeApi(APIView):
         return _detail(target, request)
 
 
+class MessageSplitApi(APIView):
+    """``POST /api/v1/tickets/from-message`` ``{"message_id", "subject"?}`` → 201 {ticket with
+    comments}: a message of a customer conversation split off into a new ticket
+    (``tickets.services.tickets.ticket_from_message``). 404 for a message of a conversation the
+    caller is not (or no longer) in, 400 ``invalid`` for a note, system line or recalled one."""
+
+    def post(self, request: Request) -> Response:
+        body = _body(request)
+        ticket = ticket_services.ticket_from_message(
+            message_id=body.get("message_id"), actor=request.user, subject=body.get("subject")
+        )
+        return _detail(ticket, request, status.HTTP_201_CREATED)
+
+
 class CommentSplitApi(APIView):
     """``POST /api/v1/tickets/comments/<id>/split`` ``{"subject"?}`` → 201 {new ticket}."""
 
@@ -452,6 +466,7 @@ urlpatterns = [
     path("tickets/notifications", NotificationListApi.as_view(), name="notification-list"),
     path("tickets/notifications/read", NotificationReadApi.as_view(), name="notification-read"),
     path("tickets/comments/<int:pk>/split", CommentSplitApi.as_view(), name="comment-split"),
+    path("tickets/from-message", MessageSplitApi.as_view(), name="ticket-from-message"),
     path("tickets/<int:pk>", TicketDetailApi.as_view(), name="ticket-detail"),
     path("tickets/<int:pk>/comments", TicketCommentApi.as_view(), name="ticket-comments"),
     path("tickets/<int:pk>/merge", TicketMergeApi.as_view(), name="ticket-merge"),

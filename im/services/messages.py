@@ -386,9 +386,11 @@ def system_message_post(
     params: dict[str, Any] | None = None,
     content: str = "",
     meta: dict[str, Any] | None = None,
+    internal: bool = False,
 ) -> Message:
     """Post a system line (joined, ended, …) into a conversation, open or just closing, and
-    publish ``message.new`` like :func:`message_send`.
+    publish ``message.new`` like :func:`message_send`. ``internal``: a line for staff only,
+    never sent to a visitor (like an internal note).
 
     ``code``/``params``: a line registered in :mod:`im.syslines` and its parameters; readers
     render it in their own language, ``content`` stores it in the tenant's default language.
@@ -406,6 +408,7 @@ def system_message_post(
             meta=meta,
             code=code,
             params=params or {},
+            internal=internal,
         ),
     )
     return message

@@ -29,7 +29,7 @@ from kefu.robot import answers as robot
 from kefu.robot.persona import ROBOT_MODES
 from kefu.senders import agent_sender, visitor_sender
 from kefu.senders import language_for as _language_for
-from kefu.services import automation, blocking, files, labels, routing
+from kefu.services import automation, blocking, files, labels, routing, snooze
 from kefu.services.routing import workgroup_dispatch
 from org.models import User
 from tenants import quotas
@@ -255,7 +255,7 @@ class VisitorConversationHook(SendHook):
       public replies (masked, or ``ServiceError("forbidden")``);
     - the session's clock, in the send's transaction and before the conversation row is locked
       (lock order session → conversation, as assignment and closing take them): a visitor's
-      message sets ``last_visitor_at``; an agent's public reply sets ``last_agent_at`` and, the
+      message sets ``last_visitor_at`` (and ends a snooze, :mod:`kefu.services.snooze`); an agent's public reply sets ``last_agent_at`` and, the
       first time, ``first_response_at``; one ``UPDATE`` either way;
     - after a visitor's text: the label rules that match add their labels
       (:func:`kefu.services.labels.label_rules_apply`); a keyword auto-reply answers it, or else the robot does when it
@@ -285,17 +285,22 @@ class VisitorConversationHook(SendHook):
         sender: Sender,
         draft: im_drafts.MessageDraft,
         now: dt.datetime,
-    ) -> tuple[int, str, int] | _AgentReply | None:
+    ) -> tuple[int, str, int, bool] | _AgentReply | None:
         if draft.msg_type == Message.Type.RECALL and not draft.internal:
             _recall_check(conversation_id)
         if not self._counts(sender, draft) or draft.internal:
             return None
         with connection.cursor() as cursor:
             if sender.type == Message.SenderType.VISITOR:
+                # one statement still: the customer's reply also ends a snooze, and the old
+                # row (read under the update's lock) tells whether there was one to end
                 cursor.execute(
-                    "UPDATE kefu_session SET last_visitor_at = %s "
-                    "WHERE conversation_id = %s AND status <> %s RETURNING id, status, channel_id",
-                    [now, conversation_id, Session.Status.CLOSED],
+                    "WITH old AS (SELECT id, snoozed_at FROM kefu_session "
+                    "WHERE conversation_id = %s AND status <> %s FOR UPDATE) "
+                    "UPDATE kefu_session s SET last_visitor_at = %s, snoozed_at = NULL, "
+                    "snoozed_until = NULL, snoozed_by_id = NULL FROM old WHERE s.id = old.id "
+                    "RETURNING s.id, s.status, s.channel_id, old.snoozed_at IS NOT NULL",
+                    [conversation_id, Session.Status.CLOSED, now],
                 )
                 return cursor.fetchone()
             # the channel's kind comes back in the same statement: the reply path's budget
@@ -340,9 +345,13 @@ class VisitorConversationHook(SendHook):
         ):
             _robot_delivery(message)
             return
-        if context is None or message.msg_type != Message.Type.TEXT:
+        if context is None:
             return
-        session_id, status, channel_id = context
+        session_id, status, channel_id, was_snoozed = context
+        if was_snoozed:
+            snooze.snooze_woken_publish(session_id=session_id)
+        if message.msg_type != Message.Type.TEXT:
+            return
         label_rules = automation.label_rules()
         if label_rules:
             labels.label_rules_apply(

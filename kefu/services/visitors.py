@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import zoneinfo
 from datetime import timedelta
 from typing import Any
 
@@ -68,6 +69,16 @@ def _clip(value: object, limit: int) -> str:
     return value[:limit] if isinstance(value, str) else ""
 
 
+def _known_zone(value: object) -> str:
+    if not isinstance(value, str) or not value or len(value) > 64:
+        return ""
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return ""
+    return value
+
+
 def visitor_start(
     *,
     channel: Channel,
@@ -77,8 +88,10 @@ def visitor_start(
     page_url: object = "",
     referrer: object = "",
     language: object = "",
+    zone: object = "",
 ) -> tuple[Visitor, str]:
     """Resume the visitor named by ``token`` on this channel, or create a new one.
+    ``zone``: the browser's IANA time zone (kept when it is a known one, else ignored).
 
     Returns ``(visitor, token)``. A bad or foreign token is not an error: a new visitor is made.
     """
@@ -96,6 +109,7 @@ def visitor_start(
         "page_url": _clip(page_url, 2000),
         "referrer": _clip(referrer, 2000),
         "language": _clip(language, 16),
+        "timezone": _known_zone(zone),
     }
     if visitor is None:
         visitor = Visitor.objects.create(channel=channel, name="", **fields)

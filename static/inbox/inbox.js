@@ -8,6 +8,8 @@ import './notifications.js'; // toast, desktop notifications, chime, reminders
 import './conversations.js'; // the list, tabs, selection; conversation frames
 import './messages.js'; // the selected conversation's messages; message frames
 import './header.js'; // the selected conversation's header and its actions
+import './actions.js'; // snooze and un-snooze
+import './schedule.js'; // scheduled replies
 import './composer.js'; // writing: text, mentions, canned responses, files, voice, stickers
 import './team.js'; // new chats and groups, the group panel
 import './visitor.js'; // the visitor panel, suggested answers, AI draft, blocking

@@ -34,6 +34,13 @@ const LINES = {
   'kefu.idle_closed': () =>
     gettext('This conversation was closed because there has been no reply for a while. Write again any time.'),
   'kefu.ended': () => gettext('The conversation has ended.'),
+  'kefu.snoozed': () => gettext('%(agent)s snoozed the conversation until %(until)s.'),
+  'kefu.snoozed_until_reply': () => gettext('%(agent)s snoozed the conversation until the customer replies.'),
+  'kefu.snooze_ended': () => gettext('The snooze ended: the conversation is back.'),
+  'kefu.snooze_ended_reply': () => gettext('The customer replied: the conversation is back.'),
+  'kefu.ticket_split': () => gettext('%(agent)s split a message off into ticket #%(number)s.'),
+  'kefu.merged_in': () => gettext('%(agent)s merged conversation #%(id)s (%(time)s) into this one.'),
+  'kefu.merged_away': () => gettext('%(agent)s merged this conversation into #%(id)s.'),
 };
 
 /** The text a reader of this page reads for message `m`: its line in the page's language, else its content. */

@@ -52,3 +52,64 @@ export function formatDuration(ms) {
   const s = Math.round((ms || 0) / 1000);
   return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
 }
+
+// ---- wall-clock times in a named time zone (scheduled replies at the customer's local time) ----
+function zoneParts(date, zone) {
+  const fmt = new Intl.DateTimeFormat('en-US', {
+    timeZone: zone, hourCycle: 'h23', year: 'numeric', month: '2-digit', day: '2-digit',
+    hour: '2-digit', minute: '2-digit', second: '2-digit',
+  });
+  return Object.fromEntries(fmt.formatToParts(date).map((p) => [p.type, p.value]));
+}
+
+function zoneOffsetMs(date, zone) {
+  const p = zoneParts(date, zone);
+  const asUtc = Date.UTC(+p.year, +p.month - 1, +p.day, +p.hour % 24, +p.minute, +p.second);
+  return asUtc - Math.floor(date.getTime() / 1000) * 1000;
+}
+
+/** The browser's IANA time zone ("Europe/Berlin"; '' when unknown). */
+export function browserZone() {
+  try {
+    return Intl.DateTimeFormat().resolvedOptions().timeZone || '';
+  } catch (e) {
+    return '';
+  }
+}
+
+/** Whether `zone` is an IANA time zone this browser knows. */
+export function knownZone(zone) {
+  if (!zone) return false;
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: zone }).format(0);
+    return true;
+  } catch (e) {
+    return false;
+  }
+}
+
+/** The instant at which the wall clock in `zone` reads `local` ("YYYY-MM-DDTHH:MM[:SS]", as a
+ *  datetime-local input gives it); null if unparsable. */
+export function zonedToDate(local, zone) {
+  const m = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2}))?/.exec(local || '');
+  if (!m) return null;
+  const guess = Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5], +(m[6] || 0));
+  const first = guess - zoneOffsetMs(new Date(guess), zone);
+  const second = guess - zoneOffsetMs(new Date(first), zone); // across a DST change
+  return new Date(second);
+}
+
+/** `date` as the wall clock in `zone` reads it: "YYYY-MM-DDTHH:MM:SS" (for datetime-local). */
+export function dateToZoned(date, zone) {
+  const p = zoneParts(date, zone);
+  return `${p.year}-${p.month}-${p.day}T${String(+p.hour % 24).padStart(2, '0')}:${p.minute}:${p.second}`;
+}
+
+/** "Mar 5, 14:30" as read in `zone`. */
+export function dayTimeIn(iso, zone) {
+  const d = parse(iso);
+  if (!d) return '';
+  const opts = { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' };
+  if (zone) opts.timeZone = zone;
+  return d.toLocaleString(undefined, opts);
+}

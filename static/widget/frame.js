@@ -1065,6 +1065,8 @@ async function requestSession() {
     page_title: clip(config.page_title, 200),
     referrer: clip(config.referrer, 2000),
     language: clip(config.language || navigator.language, 16),
+    // shown to agents who schedule a reply at the visitor's local time
+    timezone: clip(Intl.DateTimeFormat().resolvedOptions().timeZone, 64),
   };
   const token = loadToken();
   if (token) body.token = token;

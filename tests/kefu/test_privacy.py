@@ -112,7 +112,13 @@ def test_erasure_removes_the_person_and_keeps_the_statistics(acme):
         assert default_storage.exists(file_name)
     answer = agent_client(boss).post(f"/api/v1/kefu/visitors/{visitor.pk}/erase")
     assert answer.status_code == 200
-    assert answer.json() == {"conversations": 1, "messages": 3, "channels": 0, "tickets": 1}
+    assert answer.json() == {
+        "conversations": 1,
+        "messages": 3,
+        "channels": 0,
+        "tickets": 1,
+        "scheduled_messages": 0,
+    }
     with schema_context("acme"):
         erased = Visitor.objects.get(pk=visitor.pk)
         assert erased.name == f"Erased visitor #{visitor.pk}"

@@ -25,7 +25,9 @@ from django.utils.translation import gettext as _
 
 from im import selectors as im_selectors
 from im.models import Conversation, Message
-from kefu.models import Visitor, Workgroup
+from im.services import messages as im_messages
+from kefu import syslines as kefu_syslines
+from kefu.models import Session, Visitor, Workgroup
 from org.models import User
 from tickets.models import Category, Comment, Notification, Priority, Ticket, TicketCounter
 from tickets.selectors import can_see, ticket_get
@@ -434,6 +436,68 @@ def ticket_split(*, comment_id: object, actor: User, subject: object = None) -> 
     _system_note(new, _("Split from #%(number)s") % {"number": origin.number})
     _system_note(origin, _("A comment was split into #%(number)s") % {"number": new.number})
     return new
+
+
+@transaction.atomic
+def ticket_from_message(*, message_id: object, actor: User, subject: object = None) -> Ticket:
+    """Split one message of a customer conversation off into a new ticket (issue 17): the
+    message's text is the ticket's first comment, the conversation's visitor its requester, its
+    workgroup the conversation's; the ticket points at the conversation, an internal note says
+    which message it came from, and the agents of the conversation read an internal line
+    "Ticket #N split off from a message". ``subject``: default the message's first 80 characters.
+
+    Only an agent who is (still) in the conversation (a former participant: ``not_found``);
+    internal notes, system lines and recalled messages cannot be split (``invalid``).
+    """
+    if not actor.is_agent:
+        raise ServiceError("forbidden", _("Only agents can create tickets."))
+    pk = parsing.pk(message_id, "message_id")
+    message = Message.objects.filter(pk=pk).first()
+    if message is None:
+        raise ServiceError("not_found", _("No such message."), field="message_id")
+    # active members only: a former participant must not read it through a ticket
+    conversation = im_selectors.participant_get(
+        conversation_id=message.conversation_id, member_key=actor.member_key
+    ).conversation
+    session = Session.objects.filter(conversation_id=conversation.pk).first()
+    if conversation.kind != Conversation.Kind.VISITOR or session is None:
+        raise ServiceError("not_found", _("No such message."), field="message_id")
+    if (
+        message.internal
+        or message.recalled_at is not None
+        or message.msg_type in (Message.Type.SYSTEM, Message.Type.RECALL)
+    ):
+        raise ServiceError(
+            "invalid", _("Only a message of the conversation can be split off."), field="message_id"
+        )
+    text = message.content or (message.attachment.name if message.attachment_id else "")
+    if not text.strip():
+        raise ServiceError("invalid", _("This message has no text."), field="message_id")
+    if subject in (None, ""):
+        subject = " ".join(text.split())[:80]
+    ticket = ticket_create(
+        subject=subject,
+        body=text[:BODY_MAX],
+        source=Ticket.Source.CONVERSATION,
+        creator=actor,
+        requester_visitor=Visitor.objects.get(pk=session.visitor_id),
+        workgroup_id=session.workgroup_id,
+    )
+    ticket.conversation = conversation
+    ticket.save(update_fields=["conversation"])
+    when = timezone.localtime(message.created_at).strftime("%Y-%m-%d %H:%M")
+    _system_note(
+        ticket,
+        _("Split off from a message of %(name)s at %(time)s in conversation %(id)s.")
+        % {"name": message.sender_name or message.sender_key, "time": when, "id": conversation.pk},
+    )
+    im_messages.system_message_post(
+        conversation_id=conversation.pk,
+        code=kefu_syslines.TICKET_SPLIT,
+        params={"number": ticket.number, "agent": actor.name},
+        internal=True,
+    )
+    return ticket
 
 
 def ticket_watch(*, ticket_id: object, user: User, watching: object) -> Ticket:
