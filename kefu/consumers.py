@@ -175,7 +175,7 @@ class VisitorConsumer(MemberConsumer):
         return senders.visitor_sender(self.visitor)
 
     def conversation_list(self) -> list[dict[str, Any]]:
-        return selectors.conversation_list_for_member(member_key=self.sender.key, closed_limit=20)
+        return selectors.visitor_conversation_list(member_key=self.sender.key, closed_limit=20)
 
     def accept_subprotocol(self) -> str | None:
         return widget_auth.accepted_subprotocol(self.scope)

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.db import connection
 from django.utils.translation import gettext as _
 
 from im import selectors as im_selectors
-from im.models import Message
-from im.serializers import member_payload
+from im.models import Conversation, Message, Participant
+from im.serializers import conversation_payload, member_payload
 from kefu.csat import csat_payload
 from kefu.models import AgentState, Channel, RoutingRule, Session, Visitor, Workgroup
 from org.models import User
@@ -103,6 +104,138 @@ def conversation_list_for_member(
     return _with_sessions(
         im_selectors.conversation_payloads(participants=participants, member_key=member_key)
     )
+
+
+_V_PARTICIPANT = im_selectors.RowColumns(Participant, "p")
+_V_CONVERSATION = im_selectors.RowColumns(Conversation, "c")
+_V_SESSION = im_selectors.RowColumns(Session, "s")
+_V_VISITOR = im_selectors.RowColumns(
+    Visitor, "v", only=("id", "name", "page_url", "referrer", "language")
+)
+_V_WORKGROUP = im_selectors.RowColumns(Workgroup, "w", only=("id", "name"))
+_V_AGENT = im_selectors.RowColumns(
+    User, "u", only=("id", "display_name", "first_name", "last_name", "username")
+)
+_V_CHANNEL = im_selectors.RowColumns(Channel, "ch", only=("id", "csat_enabled"))
+_V_LAST = (
+    im_selectors.MESSAGE_COLUMNS,
+    im_selectors.ATTACHMENT_COLUMNS,
+    im_selectors.STICKER_COLUMNS,
+)
+#: a visitor's conversations as :func:`conversation_list_for_member` shows them, in one
+#: statement: each membership with its conversation, session (visitor, workgroup, agent,
+#: channel), active member count, internal notes after the read cursor (left out of the
+#: visitor's unread count), other members' receipts, and the newest message the visitor may see
+#: (with attachment and sticker). The ORM path took seven round trips, and most of a resume's
+#: CPU (docs/benchmarks.md, "Connections").
+_VISITOR_LIST_SQL_TEMPLATE = """
+WITH mine AS (
+    (SELECT p.id FROM im_participant p JOIN im_conversation c ON c.id = p.conversation_id
+     WHERE p.member_key = %(key)s AND p.left_at IS NULL AND c.closed_at IS NULL)
+    UNION ALL
+    (SELECT p.id FROM im_participant p JOIN im_conversation c ON c.id = p.conversation_id
+     WHERE p.member_key = %(key)s AND p.left_at IS NULL AND c.closed_at IS NOT NULL
+     ORDER BY c.closed_at DESC LIMIT %(closed_limit)s)
+)
+SELECT {participant}, {conversation}, {session}, {visitor}, {workgroup}, {agent}, {channel},
+       {last_message},
+       (SELECT COUNT(*) FROM im_participant q
+        WHERE q.conversation_id = p.conversation_id AND q.left_at IS NULL),
+       (SELECT COUNT(*) FROM im_message n
+        WHERE n.conversation_id = p.conversation_id AND n.internal AND n.seq > p.read_seq),
+       (SELECT json_agg(json_build_array(q.member_key, q.name, q.delivered_seq, q.read_seq)
+                        ORDER BY q.id)
+        FROM im_participant q
+        WHERE q.conversation_id = p.conversation_id AND q.left_at IS NULL
+          AND q.member_key <> p.member_key)
+FROM mine
+JOIN im_participant p ON p.id = mine.id
+JOIN im_conversation c ON c.id = p.conversation_id
+LEFT JOIN kefu_session s ON s.conversation_id = c.id
+LEFT JOIN kefu_visitor v ON v.id = s.visitor_id
+LEFT JOIN kefu_workgroup w ON w.id = s.workgroup_id
+LEFT JOIN {user_table} u ON u.id = s.agent_id
+LEFT JOIN kefu_channel ch ON ch.id = s.channel_id
+LEFT JOIN LATERAL (
+    SELECT * FROM im_message mm
+    WHERE mm.conversation_id = c.id AND NOT mm.internal
+    ORDER BY mm.seq DESC LIMIT 1
+) m ON TRUE
+LEFT JOIN im_attachment a ON a.id = m.attachment_id
+LEFT JOIN im_sticker st ON st.id = m.sticker_id
+ORDER BY c.closed_at IS NOT NULL, c.closed_at DESC, p.id
+"""
+_VISITOR_LIST_SQL = _VISITOR_LIST_SQL_TEMPLATE.format(
+    participant=_V_PARTICIPANT.sql,
+    conversation=_V_CONVERSATION.sql,
+    session=_V_SESSION.sql,
+    visitor=_V_VISITOR.sql,
+    workgroup=_V_WORKGROUP.sql,
+    agent=_V_AGENT.sql,
+    channel=_V_CHANNEL.sql,
+    last_message=", ".join(columns.sql for columns in _V_LAST),
+    user_table=connection.ops.quote_name(User._meta.db_table),
+)
+
+
+def visitor_conversation_list(*, member_key: str, closed_limit: int = 20) -> list[dict[str, Any]]:
+    """A visitor's conversations (``member_key`` ``v:<id>``) exactly as
+    :func:`conversation_list_for_member` gives them (every open one, oldest membership first,
+    then the ``closed_limit`` most recently closed), in one written-out statement
+    (:data:`_VISITOR_LIST_SQL`) instead of seven: every visitor socket asks at each (re)connect,
+    so a reconnect storm asks it thousands of times at once. Falls back to the general path for
+    a group (a visitor is never in one: groups are staff conversations)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_VISITOR_LIST_SQL, {"key": member_key, "closed_limit": closed_limit})
+        rows = cursor.fetchall()
+    payloads = []
+    for row in rows:
+        at = 0
+        parts = []
+        for columns in (
+            _V_PARTICIPANT,
+            _V_CONVERSATION,
+            _V_SESSION,
+            _V_VISITOR,
+            _V_WORKGROUP,
+            _V_AGENT,
+            _V_CHANNEL,
+        ):
+            parts.append(columns.load(row, at))
+            at += columns.width
+        participant, conversation, session, visitor, workgroup, agent, channel = parts
+        if conversation.kind == Conversation.Kind.GROUP:
+            return conversation_list_for_member(member_key=member_key, closed_limit=closed_limit)
+        last = im_selectors.load_message(row, at) if row[at] is not None else None
+        at += sum(columns.width for columns in _V_LAST)
+        member_count, hidden_notes, peer_rows = row[at], row[at + 1], row[at + 2]
+        if isinstance(peer_rows, str):
+            peer_rows = json.loads(peer_rows)
+        participant.conversation = conversation
+        peers = [
+            Participant(
+                conversation_id=conversation.pk,
+                member_key=key,
+                name=name,
+                delivered_seq=delivered,
+                read_seq=read,
+            )
+            for key, name, delivered, read in peer_rows or []
+        ]
+        payload = conversation_payload(
+            participant, peers=peers, last_message=last, member_count=member_count
+        )
+        payload["unread"] = max(0, payload["unread"] - hidden_notes)
+        if session is None:
+            payload["session"] = None
+        else:
+            session.visitor = visitor
+            session.workgroup = workgroup
+            session.agent = agent
+            session.channel = channel
+            payload["session"] = session_payload(session)
+        payloads.append(payload)
+    return payloads
 
 
 def conversation_get_for_member(*, conversation_id: int, member_key: str) -> dict[str, Any]:
