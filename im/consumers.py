@@ -313,6 +313,13 @@ class MemberConsumer(AsyncJsonWebsocketConsumer):
             raise ValueError(f"No handler for message type {message['type']}")
         await handler(message)
 
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        """Channels' handler without its ``aclose_old_connections()`` after :meth:`disconnect`
+        (see :meth:`dispatch`): in a reconnect storm thousands of closing sockets queued one
+        by one on the process's thread-sensitive thread (docs/benchmarks.md, "Connections")."""
+        await self.disconnect(message["code"])
+        raise StopConsumer
+
     async def weiyu_event(self, message: dict[str, Any]) -> None:
         """A published event for this member (weiyu.realtime): forward it as is. After
         ``account.disabled`` (the user was disabled or deleted) the socket closes with 4401, and

@@ -238,6 +238,31 @@ def visitor_conversation_list(*, member_key: str, closed_limit: int = 20) -> lis
     return payloads
 
 
+_T_VISITOR = im_selectors.RowColumns(Visitor, "v")
+_T_CHANNEL = im_selectors.RowColumns(Channel, "ch")
+_VISITOR_WITH_CHANNEL_SQL_TEMPLATE = """
+SELECT {visitor}, {channel} FROM kefu_visitor v JOIN kefu_channel ch ON ch.id = v.channel_id
+WHERE v.id = %s
+"""
+_VISITOR_WITH_CHANNEL_SQL = _VISITOR_WITH_CHANNEL_SQL_TEMPLATE.format(
+    visitor=_T_VISITOR.sql, channel=_T_CHANNEL.sql
+)
+
+
+def visitor_with_channel(*, visitor_id: int) -> Visitor | None:
+    """A visitor with its ``channel`` loaded, or None; one written-out statement (every visitor
+    socket asks at each (re)connect: the ORM spent more CPU building it than PostgreSQL
+    answering, docs/benchmarks.md "Connections")."""
+    with connection.cursor() as cursor:
+        cursor.execute(_VISITOR_WITH_CHANNEL_SQL, [visitor_id])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    visitor = _T_VISITOR.load(row, 0)
+    visitor.channel = _T_CHANNEL.load(row, _T_VISITOR.width)
+    return visitor
+
+
 def conversation_get_for_member(*, conversation_id: int, member_key: str) -> dict[str, Any]:
     """One conversation as :func:`conversation_list_for_member` shows it; ``not_found`` otherwise."""
     payload = im_selectors.conversation_payload_for_member(

@@ -18,11 +18,12 @@ from im.models import Conversation, Message
 from im.serializers import message_payload
 from kefu import selectors
 from kefu.consumers import AgentConsumer, VisitorConsumer, _visitor_and_limits
-from kefu.models import Channel, Session
+from kefu.models import Channel, Session, Visitor
 from kefu.senders import agent_sender, visitor_sender
-from kefu.services import messages, sessions
+from kefu.services import messages, sessions, visitors
 from org import limits
 from tests.conftest import make_desk, make_visitor, unique
+from weiyu.errors import ServiceError
 
 
 def _run(fn: Callable[..., Any], *args: Any) -> tuple[Any, list[str]]:
@@ -171,3 +172,26 @@ def test_agent_sync_reads_all_missed_messages_in_one_statement(history):
     # then a second conversation with a gap costs no further statement
     assert len(many_sql) == len(few_sql), many_sql
     assert [(m["conversation_id"], m["seq"]) for m in many["messages"]] == everything
+
+
+def test_the_token_loads_the_same_visitor_and_channel_as_the_orm(history):
+    # given a visitor who came with an address, a page and a referrer
+    _agent, visitor, token, _old, _new = history
+    with schema_context("acme"):
+        Visitor.objects.filter(pk=visitor.pk).update(
+            ip_address="203.0.113.9", page_url="https://shop.example/p/1", email="li@example.com"
+        )
+        orm = Visitor.objects.select_related("channel").get(pk=visitor.pk)
+        # when the socket reads it from its token
+        loaded, sql = _run(visitors.visitor_from_token, token)
+        # then one statement gives every field of both
+        assert len(sql) == 1, sql
+        for field in Visitor._meta.concrete_fields:
+            assert getattr(loaded, field.attname) == getattr(orm, field.attname), field.name
+        for field in Channel._meta.concrete_fields:
+            assert getattr(loaded.channel, field.attname) == getattr(orm.channel, field.attname)
+        # and a token naming no visitor is refused as before
+        Visitor.objects.filter(pk=visitor.pk).delete()
+        with pytest.raises(ServiceError) as refused:
+            visitors.visitor_from_token(token)
+    assert refused.value.code == "invalid_token"
