@@ -110,7 +110,7 @@ class AgentConsumer(MemberConsumer):
         return {"agent": selectors.agent_state_payload(state)}
 
     def conversation_list(self) -> list[dict[str, Any]]:
-        return selectors.conversation_list_for_member(member_key=self.sender.key)
+        return selectors.member_conversation_list(member_key=self.sender.key)
 
     async def _seen(self) -> bool:
         return await sync_to_async(presence.socket_seen, thread_sensitive=False)(
@@ -174,7 +174,7 @@ class VisitorConsumer(MemberConsumer):
         return senders.visitor_sender(self.visitor)
 
     def conversation_list(self) -> list[dict[str, Any]]:
-        return selectors.visitor_conversation_list(member_key=self.sender.key, closed_limit=20)
+        return selectors.member_conversation_list(member_key=self.sender.key, closed_limit=20)
 
     def accept_subprotocol(self) -> str | None:
         return widget_auth.accepted_subprotocol(self.scope)

@@ -16,13 +16,15 @@ from django_tenants.utils import schema_context
 from im import selectors as im_selectors
 from im.models import Conversation, Message
 from im.serializers import message_payload
+from im.services import groups
+from im.services import messages as im_messages
 from kefu import selectors
 from kefu.consumers import AgentConsumer, VisitorConsumer, _visitor_and_limits
 from kefu.models import Channel, Session, Visitor
 from kefu.senders import agent_sender, visitor_sender
 from kefu.services import messages, sessions, visitors
 from org import limits
-from tests.conftest import make_desk, make_visitor, unique
+from tests.conftest import make_agent, make_desk, make_visitor, unique
 from weiyu.errors import ServiceError
 
 
@@ -74,7 +76,9 @@ def test_visitor_list_in_one_statement_is_what_the_general_path_gives(history):
         key = visitor_sender(visitor).key
         general = selectors.conversation_list_for_member(member_key=key, closed_limit=20)
         # when the socket lists them
-        fast, sql = _run(lambda: selectors.visitor_conversation_list(member_key=key))
+        fast, sql = _run(
+            lambda: selectors.member_conversation_list(member_key=key, closed_limit=20)
+        )
     # then one statement gives the same payloads, open conversation first
     assert len(sql) == 1, sql
     assert [c["id"] for c in fast] == [new, old]
@@ -195,3 +199,35 @@ def test_the_token_loads_the_same_visitor_and_channel_as_the_orm(history):
         with pytest.raises(ServiceError) as refused:
             visitors.visitor_from_token(token)
     assert refused.value.code == "invalid_token"
+
+
+def test_agent_list_in_one_statement_is_what_the_general_path_gives(history):
+    # given an agent serving two visitor chats (one closed, one with an internal note last), in a
+    # team group they own and in a 1:1 chat with a colleague
+    agent, _visitor, _token, old, new = history
+    with schema_context("acme"):
+        colleague = make_agent()
+        team = groups.group_create(
+            creator=agent, title="Desk", member_ids=[colleague.pk], announcement="hi"
+        )
+        im_messages.message_send(
+            sender=agent_sender(colleague),
+            conversation_id=team.pk,
+            content="morning",
+            client_msg_id=unique("c"),
+        )
+        direct = groups.direct_get_or_create(user=agent, other_user_id=colleague.pk)
+        key = agent_sender(agent).key
+        general = selectors.conversation_list_for_member(member_key=key)
+        # when the agent's socket lists them
+        fast, sql = _run(lambda: selectors.member_conversation_list(member_key=key))
+    # then two statements (the list, the group size limit) give the same payloads
+    assert len(sql) == 2, sql
+    by_id = {c["id"]: c for c in general}
+    assert sorted(c["id"] for c in fast) == sorted(by_id) == sorted([old, new, team.pk, direct.pk])
+    for payload in fast:
+        assert payload == by_id[payload["id"]], payload["id"]
+    shown = {c["id"]: c for c in fast}
+    assert shown[new]["last_message"]["internal"] is True  # agents see their notes
+    assert shown[team.pk]["group"]["owner"]["key"] == key
+    assert shown[team.pk]["peers"] == []
