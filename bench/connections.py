@@ -482,6 +482,8 @@ class Cpu:
         busy0, total0 = self.m0
         busy1, total1 = self._machine()
         out = {}
+        #: CPU seconds used per group (``stop`` fills it)
+        self.seconds: dict[str, float] = {}
         for name, pids in self._groups().items():
             used = sum(
                 (_cpu_seconds(pid) or 0.0) - self.s0.get(pid, 0.0)
@@ -489,6 +491,7 @@ class Cpu:
                 if _cpu_seconds(pid) is not None
             )
             out[name] = round(100 * used / wall, 1)
+            self.seconds[name] = used
         out["machine"] = round(
             100 * (os.cpu_count() or 1) * (busy1 - busy0) / max(total1 - total0, 1), 1
         )
@@ -944,6 +947,11 @@ async def run_storm(
         await asyncio.sleep(args.quiet)  # a late duplicate would still be seen
         rows = outcomes()
         result["resume_cpu_pct"] = cpu.stop()
+        # CPU per client: what a storm costs whatever else shares the machine
+        result["resume_cpu_ms_per_client"] = {
+            name: round(1000 * cpu.seconds[name] / max(len(clients), 1), 2)
+            for name in ("daphne", "postgres", "redis")
+        }
         done = [r["done"] for r in rows if r["done"] is not None]
         hellos = [c.t_hello - t1 for c in clients if c.t_hello is not None]
         syncs = [c.t_sync - t1 for c in clients if c.t_sync is not None]
@@ -1036,6 +1044,14 @@ STORM_ROWS = [
             r["resume_cpu_pct"]["daphne"],
             r["resume_cpu_pct"]["postgres"],
             r["resume_cpu_pct"]["redis"],
+        ),
+    ),
+    (
+        "CPU ms per client: daphne / pg / redis",
+        lambda r: "{} / {} / {}".format(
+            r["resume_cpu_ms_per_client"]["daphne"],
+            r["resume_cpu_ms_per_client"]["postgres"],
+            r["resume_cpu_ms_per_client"]["redis"],
         ),
     ),
     (

@@ -199,7 +199,7 @@ async def connect_all(port: int, world: dict[str, Any], members: list[Member]) -
                 f"ws://{DOMAIN}:{port}/ws/agent/",
                 port=port,
                 additional_headers={"Cookie": world["cookies"][m.index]},
-                **_ws_kwargs(),
+                **_ws_kwargs(port),
             )
             hello = json.loads(await asyncio.wait_for(m.ws.recv(), 30))
             assert hello["type"] == "hello", hello

@@ -313,6 +313,13 @@ class MemberConsumer(AsyncJsonWebsocketConsumer):
             raise ValueError(f"No handler for message type {message['type']}")
         await handler(message)
 
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        """Channels' handler without its ``aclose_old_connections()`` after :meth:`disconnect`
+        (see :meth:`dispatch`): in a reconnect storm thousands of closing sockets queued one
+        by one on the process's thread-sensitive thread (docs/benchmarks.md, "Connections")."""
+        await self.disconnect(message["code"])
+        raise StopConsumer
+
     async def weiyu_event(self, message: dict[str, Any]) -> None:
         """A published event for this member (weiyu.realtime): forward it as is. After
         ``account.disabled`` (the user was disabled or deleted) the socket closes with 4401, and
@@ -362,28 +369,17 @@ class MemberConsumer(AsyncJsonWebsocketConsumer):
     def _sync_result(self, cursors: dict[str, Any]) -> dict[str, Any]:
         """Conversations plus what the client misses after its cursors: at most the newest
         ``WEIYU_SYNC_MAX_MESSAGES`` per conversation (older ones via ``history.fetch``), ordered
-        by conversation id, then ``seq``."""
+        by conversation id, then ``seq``: the conversation list's queries plus one statement
+        for the messages of every conversation with a gap."""
         conversations = self.conversation_list()
         limit = settings.WEIYU_SYNC_MAX_MESSAGES
-        messages: list[dict[str, Any]] = []
-        truncated: list[int] = []
-        for conv in sorted(conversations, key=lambda c: c["id"]):
-            cursor = cursors.get(str(conv["id"]))
-            if not isinstance(cursor, int) or isinstance(cursor, bool) or cursor < 0:
-                continue
-            if conv["last_seq"] <= cursor:
-                continue
-            after = cursor
-            if conv["last_seq"] - cursor > limit:
-                truncated.append(conv["id"])
-                after = conv["last_seq"] - limit
-            rows = selectors.messages_after(
-                conversation_id=conv["id"],
-                after_seq=after,
-                limit=limit,
-                include_internal=self.sees_internal,
-            )
-            messages.extend(message_payload(m) for m in rows)
+        plan, truncated = selectors.sync_plan(
+            conversations=conversations, cursors=cursors, limit=limit
+        )
+        rows = selectors.messages_after_many(
+            plan=plan, limit=limit, include_internal=self.sees_internal
+        )
+        messages = [message_payload(m) for m in rows]
         return {"conversations": conversations, "messages": messages, "truncated": truncated}
 
     async def on_sync(self, data: dict[str, Any], ref: str | None) -> None:

@@ -10,7 +10,6 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth import get_user
 from django.contrib.auth.models import AnonymousUser
-from django.utils import translation
 from django.utils.module_loading import import_string
 from django.utils.translation import get_supported_language_variant
 from django.utils.translation import gettext as _
@@ -111,7 +110,7 @@ class AgentConsumer(MemberConsumer):
         return {"agent": selectors.agent_state_payload(state)}
 
     def conversation_list(self) -> list[dict[str, Any]]:
-        return selectors.conversation_list_for_member(member_key=self.sender.key)
+        return selectors.member_conversation_list(member_key=self.sender.key)
 
     async def _seen(self) -> bool:
         return await sync_to_async(presence.socket_seen, thread_sensitive=False)(
@@ -175,7 +174,7 @@ class VisitorConsumer(MemberConsumer):
         return senders.visitor_sender(self.visitor)
 
     def conversation_list(self) -> list[dict[str, Any]]:
-        return selectors.conversation_list_for_member(member_key=self.sender.key, closed_limit=20)
+        return selectors.member_conversation_list(member_key=self.sender.key, closed_limit=20)
 
     def accept_subprotocol(self) -> str | None:
         return widget_auth.accepted_subprotocol(self.scope)
@@ -189,14 +188,17 @@ class VisitorConsumer(MemberConsumer):
         counts against the visitor's, its address's and the tenant's messages per minute, every
         other frame but ``ping`` against the visitor's frames per minute (the tenant's values
         when the socket opened, ``org.limits``). Refused: an ``error`` frame ``rate_limited``
-        with ``retry_after`` (s); the message is not stored."""
-        with translation.override(self.language):  # the refusal in the visitor's language
-            if frame_type == "message.send":
-                await ratelimit.acheck(
-                    limits.message_send(self.limits, visitor_id=self.visitor.pk, ip=self.ip)
-                )
-            elif frame_type != "ping":
-                await ratelimit.acheck(limits.socket_frame(self.limits, visitor_id=self.visitor.pk))
+        with ``retry_after`` (s), in the visitor's language; the message is not stored."""
+        if frame_type == "message.send":
+            await ratelimit.acheck(
+                limits.message_send(self.limits, visitor_id=self.visitor.pk, ip=self.ip),
+                language=self.language,
+            )
+        elif frame_type != "ping":
+            await ratelimit.acheck(
+                limits.socket_frame(self.limits, visitor_id=self.visitor.pk),
+                language=self.language,
+            )
 
     def send_message(self, data: dict[str, Any]) -> tuple[Any, bool]:
         return kefu_messages.visitor_message_send(

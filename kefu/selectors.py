@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.db import connection
 from django.utils.translation import gettext as _
 
 from im import selectors as im_selectors
-from im.models import Message
-from im.serializers import member_payload
+from im.models import Attachment, Conversation, Message, MessagingSettings, Participant
+from im.serializers import conversation_payload, member_payload
 from kefu import inbox_views
 from kefu.channels import capabilities_for
 from kefu.csat import csat_payload
@@ -142,6 +143,192 @@ def conversation_list_for_member(
     return _with_sessions(
         im_selectors.conversation_payloads(participants=participants, member_key=member_key)
     )
+
+
+_V_PARTICIPANT = im_selectors.RowColumns(Participant, "p")
+_V_CONVERSATION = im_selectors.RowColumns(Conversation, "c")
+_V_SESSION = im_selectors.RowColumns(Session, "s")
+_V_VISITOR = im_selectors.RowColumns(
+    Visitor, "v", only=("id", "name", "page_url", "referrer", "language")
+)
+_V_WORKGROUP = im_selectors.RowColumns(Workgroup, "w", only=("id", "name"))
+_V_AGENT = im_selectors.RowColumns(
+    User, "u", only=("id", "display_name", "first_name", "last_name", "username")
+)
+_V_CHANNEL = im_selectors.RowColumns(Channel, "ch", only=("id", "csat_enabled"))
+_V_AVATAR = im_selectors.RowColumns(Attachment, "av")
+_V_LAST = (
+    im_selectors.MESSAGE_COLUMNS,
+    im_selectors.ATTACHMENT_COLUMNS,
+    im_selectors.STICKER_COLUMNS,
+)
+#: a member's conversations as :func:`conversation_list_for_member` shows them, in one
+#: statement: each membership with its conversation, session (visitor, workgroup, agent,
+#: channel), active member count, internal notes after the read cursor (left out of a
+#: visitor's unread count), other members' receipts (not for groups), a group's owner and
+#: picture, and the newest message the member may see (with attachment and sticker). The ORM path took seven round trips, and most of a resume's
+#: CPU (docs/benchmarks.md, "Connections").
+_VISITOR_LIST_SQL_TEMPLATE = """
+WITH mine AS (
+    (SELECT p.id FROM im_participant p JOIN im_conversation c ON c.id = p.conversation_id
+     WHERE p.member_key = %(key)s AND p.left_at IS NULL AND c.closed_at IS NULL)
+    UNION ALL
+    (SELECT p.id FROM im_participant p JOIN im_conversation c ON c.id = p.conversation_id
+     WHERE p.member_key = %(key)s AND p.left_at IS NULL AND c.closed_at IS NOT NULL
+     ORDER BY c.closed_at DESC LIMIT %(closed_limit)s)
+)
+SELECT {participant}, {conversation}, {session}, {visitor}, {workgroup}, {agent}, {channel},
+       {last_message},
+       (SELECT COUNT(*) FROM im_participant q
+        WHERE q.conversation_id = p.conversation_id AND q.left_at IS NULL),
+       (SELECT COUNT(*) FROM im_message n
+        WHERE n.conversation_id = p.conversation_id AND n.internal AND n.seq > p.read_seq),
+       (SELECT json_agg(json_build_array(q.member_key, q.name, q.delivered_seq, q.read_seq)
+                        ORDER BY q.id)
+        FROM im_participant q
+        WHERE q.conversation_id = p.conversation_id AND q.left_at IS NULL
+          AND q.member_key <> p.member_key AND c.kind <> 'group'),
+       (SELECT json_build_array(o.member_key, o.name) FROM im_participant o
+        WHERE o.conversation_id = c.id AND c.kind = 'group' AND o.role = 'owner'
+          AND o.left_at IS NULL
+        ORDER BY o.id DESC LIMIT 1),
+       {avatar}
+FROM mine
+JOIN im_participant p ON p.id = mine.id
+JOIN im_conversation c ON c.id = p.conversation_id
+LEFT JOIN kefu_session s ON s.conversation_id = c.id
+LEFT JOIN kefu_visitor v ON v.id = s.visitor_id
+LEFT JOIN kefu_workgroup w ON w.id = s.workgroup_id
+LEFT JOIN {user_table} u ON u.id = s.agent_id
+LEFT JOIN kefu_channel ch ON ch.id = s.channel_id
+LEFT JOIN LATERAL (
+    SELECT * FROM im_message mm
+    WHERE mm.conversation_id = c.id AND (%(see_internal)s OR NOT mm.internal)
+    ORDER BY mm.seq DESC LIMIT 1
+) m ON TRUE
+LEFT JOIN im_attachment a ON a.id = m.attachment_id
+LEFT JOIN im_sticker st ON st.id = m.sticker_id
+LEFT JOIN im_attachment av ON av.id = c.avatar_id AND c.kind = 'group'
+ORDER BY c.closed_at IS NOT NULL, c.closed_at DESC, p.id
+"""
+_VISITOR_LIST_SQL = _VISITOR_LIST_SQL_TEMPLATE.format(
+    participant=_V_PARTICIPANT.sql,
+    conversation=_V_CONVERSATION.sql,
+    session=_V_SESSION.sql,
+    visitor=_V_VISITOR.sql,
+    workgroup=_V_WORKGROUP.sql,
+    agent=_V_AGENT.sql,
+    channel=_V_CHANNEL.sql,
+    last_message=", ".join(columns.sql for columns in _V_LAST),
+    avatar=_V_AVATAR.sql,
+    user_table=connection.ops.quote_name(User._meta.db_table),
+)
+
+
+def member_conversation_list(*, member_key: str, closed_limit: int = 50) -> list[dict[str, Any]]:
+    """A member's conversations exactly as :func:`conversation_list_for_member` gives them
+    (every open one, oldest membership first, then the ``closed_limit`` most recently closed),
+    in one written-out statement (:data:`_VISITOR_LIST_SQL`) instead of seven, plus one for the
+    group size limit when the member is in a group: every socket asks at each (re)connect, so a
+    reconnect storm asks it thousands of times at once. A visitor (``v:<id>``) sees no internal
+    note: not as the last message, not in the unread count."""
+    visitor_key = im_selectors.is_visitor_key(member_key)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _VISITOR_LIST_SQL,
+            {"key": member_key, "closed_limit": closed_limit, "see_internal": not visitor_key},
+        )
+        rows = cursor.fetchall()
+    payloads = []
+    max_members: int | None = None
+    for row in rows:
+        at = 0
+        parts = []
+        for columns in (
+            _V_PARTICIPANT,
+            _V_CONVERSATION,
+            _V_SESSION,
+            _V_VISITOR,
+            _V_WORKGROUP,
+            _V_AGENT,
+            _V_CHANNEL,
+        ):
+            parts.append(columns.load(row, at))
+            at += columns.width
+        participant, conversation, session, visitor, workgroup, agent, channel = parts
+        last = im_selectors.load_message(row, at) if row[at] is not None else None
+        at += sum(columns.width for columns in _V_LAST)
+        member_count, hidden_notes, peer_rows, owner_row = row[at : at + 4]
+        avatar = _V_AVATAR.load(row, at + 4)
+        if isinstance(peer_rows, str):
+            peer_rows = json.loads(peer_rows)
+        if isinstance(owner_row, str):
+            owner_row = json.loads(owner_row)
+        participant.conversation = conversation
+        peers = [
+            Participant(
+                conversation_id=conversation.pk,
+                member_key=key,
+                name=name,
+                delivered_seq=delivered,
+                read_seq=read,
+            )
+            for key, name, delivered, read in peer_rows or []
+        ]
+        owner = None
+        group = conversation.kind == Conversation.Kind.GROUP
+        if group:
+            if max_members is None:
+                max_members = MessagingSettings.current().group_max_members
+            if owner_row:
+                owner = Participant(member_key=owner_row[0], name=owner_row[1])
+            if conversation.avatar_id:
+                conversation.avatar = avatar
+        payload = conversation_payload(
+            participant,
+            peers=peers,
+            last_message=last,
+            member_count=member_count,
+            owner=owner,
+            max_members=max_members if group else 0,
+        )
+        if visitor_key:
+            payload["unread"] = max(0, payload["unread"] - hidden_notes)
+        if session is None:
+            payload["session"] = None
+        else:
+            session.visitor = visitor
+            session.workgroup = workgroup
+            session.agent = agent
+            session.channel = channel
+            payload["session"] = session_payload(session)
+        payloads.append(payload)
+    return payloads
+
+
+_T_VISITOR = im_selectors.RowColumns(Visitor, "v")
+_T_CHANNEL = im_selectors.RowColumns(Channel, "ch")
+_VISITOR_WITH_CHANNEL_SQL_TEMPLATE = """
+SELECT {visitor}, {channel} FROM kefu_visitor v JOIN kefu_channel ch ON ch.id = v.channel_id
+WHERE v.id = %s
+"""
+_VISITOR_WITH_CHANNEL_SQL = _VISITOR_WITH_CHANNEL_SQL_TEMPLATE.format(
+    visitor=_T_VISITOR.sql, channel=_T_CHANNEL.sql
+)
+
+
+def visitor_with_channel(*, visitor_id: int) -> Visitor | None:
+    """A visitor with its ``channel`` loaded, or None; one written-out statement (every visitor
+    socket asks at each (re)connect: the ORM spent more CPU building it than PostgreSQL
+    answering, docs/benchmarks.md "Connections")."""
+    with connection.cursor() as cursor:
+        cursor.execute(_VISITOR_WITH_CHANNEL_SQL, [visitor_id])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    visitor = _T_VISITOR.load(row, 0)
+    visitor.channel = _T_CHANNEL.load(row, _T_VISITOR.width)
+    return visitor
 
 
 def conversation_get_for_member(*, conversation_id: int, member_key: str) -> dict[str, Any]:

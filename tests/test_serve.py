@@ -25,7 +25,7 @@ from websockets.asyncio.client import connect as ws_connect
 from tests.conftest import make_desk, make_visitor, session_cookie, unique
 from tests.servers import LiveServer, serve_start
 from tests.waits import WAIT_S, wait_until, wait_until_async
-from weiyu.serve import bind_socket, web_concurrency
+from weiyu.serve import bind_socket, parse_args, web_concurrency
 
 HOST = "acme.localhost"
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -256,3 +256,12 @@ def test_serve_start_binds_a_free_port():
         taken.listen(1)
         with pytest.raises(OSError, match="in use"):
             bind_socket("127.0.0.1", taken.getsockname()[1])
+
+
+def test_daphne_gives_a_websocket_handshake_30_s_unless_the_command_line_says_otherwise():
+    # given the Procfile's command, and one that sets the timeout itself
+    _args, default = parse_args(["-w", "1", "weiyu.asgi:application"])
+    _args, given = parse_args(["--websocket_connect_timeout", "8", "weiyu.asgi:application"])
+    # then daphne is told 30 s (its own 5 s refused most of a reconnect storm), or what was given
+    assert default == ["--websocket_connect_timeout", "30", "weiyu.asgi:application"]
+    assert given == ["--websocket_connect_timeout", "8", "weiyu.asgi:application"]

@@ -28,6 +28,7 @@ from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
+from django.utils import translation
 from redis.exceptions import RedisError
 
 from weiyu.errors import RateLimitedError
@@ -129,8 +130,10 @@ def check(limits: Sequence[Limit]) -> float:
     return now
 
 
-async def acheck(limits: Sequence[Limit]) -> None:
-    """:func:`check` for the event loop (one ``EVAL`` on the loop's own connection pool)."""
+async def acheck(limits: Sequence[Limit], *, language: str | None = None) -> None:
+    """:func:`check` for the event loop (one ``EVAL`` on the loop's own connection pool).
+    ``language``: the refusal's message is written in it (only a refusal pays for the switch:
+    a socket checks every frame)."""
     now = time.time()
     active, (keys, args) = _prepare(limits, now)
     if not active:
@@ -141,7 +144,10 @@ async def acheck(limits: Sequence[Limit]) -> None:
         logger.warning("rate limits not checked, Redis unreachable: %s", exc)
         return
     if index:
-        raise _refused(active[index - 1], now)
+        if language is None:
+            raise _refused(active[index - 1], now)
+        with translation.override(language):
+            raise _refused(active[index - 1], now)
 
 
 def give_back(limits: Sequence[Limit], *, at: float) -> None:

@@ -23,7 +23,11 @@ Behaviour:
   once a child has run for 60 s). The listening socket stays open in the launcher meanwhile, so
   connections wait in its backlog instead of being refused;
 - on Linux each child gets ``PR_SET_PDEATHSIG`` = SIGTERM: if the launcher is SIGKILLed (honcho's
-  last resort), its daphnes do not outlive it.
+  last resort), its daphnes do not outlive it;
+- daphne gets ``--websocket_connect_timeout`` :data:`HANDSHAKE_TIMEOUT_S` unless the command
+  line gives one: daphne's own 5 s refused (HTTP 403, or closed the connection) every socket
+  whose handshake a busy process had not completed by then, and in a reconnect storm that was
+  most of them, each coming back again (docs/benchmarks.md, "Connections").
 """
 
 from __future__ import annotations
@@ -211,6 +215,10 @@ class Launcher:
         return max(0.0, min(pending) - now) if pending else 60.0
 
 
+#: seconds daphne lets a websocket handshake take before refusing it (its default is 5)
+HANDSHAKE_TIMEOUT_S = 30
+
+
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
     """The launcher's own options, and the rest (passed to every daphne)."""
     parser = argparse.ArgumentParser(
@@ -240,6 +248,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
         parser.error("--workers must be positive")
     if not any(":" in a and "." in a and not a.startswith("-") for a in rest):
         rest.append("weiyu.asgi:application")
+    if not any(a.startswith("--websocket_connect_timeout") for a in rest):
+        rest[:0] = ["--websocket_connect_timeout", str(HANDSHAKE_TIMEOUT_S)]
     return args, rest
 
 

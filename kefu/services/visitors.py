@@ -18,7 +18,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
-from kefu import webhooks
+from kefu import selectors, webhooks
 from kefu.models import Channel, Session, Visitor, VisitorNote, VisitorPageView, VisitorTag
 from kefu.senders import language_for
 from kefu.visitors import NOTE_MAX, TAG_MAX, staff_require, visitor_get
@@ -59,7 +59,10 @@ def visitor_from_signed(token: object, *, salt: str, max_age: int) -> Visitor:
         raise error from exc
     if not isinstance(data, dict) or data.get("s") != connection.schema_name:
         raise error
-    visitor = Visitor.objects.select_related("channel").filter(pk=data.get("v")).first()
+    visitor_id = data.get("v")
+    if isinstance(visitor_id, bool) or not isinstance(visitor_id, int):
+        raise error
+    visitor = selectors.visitor_with_channel(visitor_id=visitor_id)
     if visitor is None:
         raise error
     return visitor
