@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from django.db import connection
+from django.db.models import prefetch_related_objects
 from django.utils.translation import gettext as _
 
 from im import selectors as im_selectors
@@ -115,17 +116,27 @@ def _session_extras(session: Session) -> dict[str, Any]:
     return extras
 
 
-def _with_sessions(payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _staff_extras_load(sessions: list[Session]) -> None:
+    """Labels and the customer's last message of these sessions, for agents' lists (two
+    queries; none without sessions). Visitors never get them: labels are the team's own."""
+    if not sessions:
+        return
+    prefetch_related_objects(sessions, "labels")
+    customer = inbox_views.customer_messages([s.conversation_id for s in sessions])
+    for session in sessions:
+        session.customer_message = customer.get(session.conversation_id)
+
+
+def _with_sessions(payloads: list[dict[str, Any]], *, staff: bool = True) -> list[dict[str, Any]]:
     ids = [p["id"] for p in payloads]
     sessions = {
         s.conversation_id: s
-        for s in Session.objects.select_related("visitor", "workgroup", "agent", "channel")
-        .prefetch_related("labels")
-        .filter(conversation_id__in=ids)
+        for s in Session.objects.select_related("visitor", "workgroup", "agent", "channel").filter(
+            conversation_id__in=ids
+        )
     }
-    customer = inbox_views.customer_messages(list(sessions))
-    for conversation_id, session in sessions.items():
-        session.customer_message = customer.get(conversation_id)
+    if staff:
+        _staff_extras_load(list(sessions.values()))
     for payload in payloads:
         session = sessions.get(payload["id"])
         payload["session"] = session_payload(session) if session else None
@@ -141,7 +152,8 @@ def conversation_list_for_member(
         member_key=member_key, closed_limit=closed_limit
     )
     return _with_sessions(
-        im_selectors.conversation_payloads(participants=participants, member_key=member_key)
+        im_selectors.conversation_payloads(participants=participants, member_key=member_key),
+        staff=not im_selectors.is_visitor_key(member_key),
     )
 
 
@@ -149,13 +161,13 @@ _V_PARTICIPANT = im_selectors.RowColumns(Participant, "p")
 _V_CONVERSATION = im_selectors.RowColumns(Conversation, "c")
 _V_SESSION = im_selectors.RowColumns(Session, "s")
 _V_VISITOR = im_selectors.RowColumns(
-    Visitor, "v", only=("id", "name", "page_url", "referrer", "language")
+    Visitor, "v", only=("id", "name", "page_url", "referrer", "language", "timezone")
 )
 _V_WORKGROUP = im_selectors.RowColumns(Workgroup, "w", only=("id", "name"))
 _V_AGENT = im_selectors.RowColumns(
     User, "u", only=("id", "display_name", "first_name", "last_name", "username")
 )
-_V_CHANNEL = im_selectors.RowColumns(Channel, "ch", only=("id", "csat_enabled"))
+_V_CHANNEL = im_selectors.RowColumns(Channel, "ch", only=("id", "csat_enabled", "kind"))
 _V_AVATAR = im_selectors.RowColumns(Attachment, "av")
 _V_LAST = (
     im_selectors.MESSAGE_COLUMNS,
@@ -240,6 +252,7 @@ def member_conversation_list(*, member_key: str, closed_limit: int = 50) -> list
         )
         rows = cursor.fetchall()
     payloads = []
+    staff_sessions: list[Session] = []
     max_members: int | None = None
     for row in rows:
         at = 0
@@ -301,8 +314,21 @@ def member_conversation_list(*, member_key: str, closed_limit: int = 50) -> list
             session.workgroup = workgroup
             session.agent = agent
             session.channel = channel
-            payload["session"] = session_payload(session)
+            payload["session"] = session
+            if not visitor_key:
+                staff_sessions.append(session)
         payloads.append(payload)
+    return _sessions_payloads(payloads, staff_sessions)
+
+
+def _sessions_payloads(
+    payloads: list[dict[str, Any]], staff_sessions: list[Session]
+) -> list[dict[str, Any]]:
+    """The sessions put in the payloads as loaded objects, shaped (with the staff extras)."""
+    _staff_extras_load(staff_sessions)
+    for payload in payloads:
+        if payload["session"] is not None:
+            payload["session"] = session_payload(payload["session"])
     return payloads
 
 
