@@ -401,7 +401,7 @@ class ConversationLabelsBulkApi(APIView):
 
 
 class ConversationViewListApi(APIView):
-    """``GET /api/v1/kefu/conversations?view=mine|unassigned|open|waiting|closed&workgroup=<id>&
+    """``GET /api/v1/kefu/conversations?view=mine|unassigned|open|waiting|snoozed|closed&workgroup=<id>&
     label=<id>&channel=<id>&sort=newest|waiting&limit=1-200`` → ``{"filters", "conversations":
     [row]}``: one view of the inbox's list (rows: ``kefu.inbox_views.conversation_list_for_view``;
     ``closed``: the last 7 days). Administrators see the whole tenant, agents their workgroups'

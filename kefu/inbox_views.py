@@ -1,5 +1,5 @@
 """The views of the inbox's conversation list (KF-13): which visitor conversations an agent sees
-under "mine", "unassigned", "all open", "waiting for a reply" and "closed", filtered by
+under "mine", "unassigned", "all open", "waiting for a reply", "snoozed" and "closed", filtered by
 workgroup, label and channel, sorted by waiting time or newest, and how many each view holds.
 
 Reads only. Scope: administrators see every conversation of the tenant; other agents those of
@@ -22,7 +22,7 @@ from org.models import User
 from weiyu.errors import ServiceError
 
 #: the built-in views, in the order the inbox shows them
-VIEWS = ("mine", "unassigned", "open", "waiting", "closed")
+VIEWS = ("mine", "unassigned", "open", "waiting", "snoozed", "closed")
 SORTS = ("newest", "waiting")
 #: rows one list answer holds at most
 MAX_LIMIT = 200
@@ -32,9 +32,12 @@ CLOSED_DAYS = 7
 LIVE = ~Q(status=Session.Status.CLOSED)
 #: the customer wrote last and nobody has answered since (``Session.last_visitor_at`` /
 #: ``last_agent_at``, set as messages are stored)
-WAITING = Q(status=Session.Status.OPEN, last_visitor_at__isnull=False) & (
+WAITING = Q(status=Session.Status.OPEN, last_visitor_at__isnull=False, snoozed_at__isnull=True) & (
     Q(last_agent_at__isnull=True) | Q(last_agent_at__lt=F("last_visitor_at"))
 )
+#: put aside by an agent until a time or the customer's reply (kefu.services.snooze); not
+#: "waiting for a reply" meanwhile
+SNOOZED = Q(status=Session.Status.OPEN, snoozed_at__isnull=False)
 
 
 def _view_q(view: str, user: User, now: dt.datetime) -> Q:
@@ -46,6 +49,8 @@ def _view_q(view: str, user: User, now: dt.datetime) -> Q:
         return LIVE
     if view == "waiting":
         return WAITING
+    if view == "snoozed":
+        return SNOOZED
     return Q(status=Session.Status.CLOSED, closed_at__gte=now - dt.timedelta(days=CLOSED_DAYS))
 
 
@@ -163,7 +168,7 @@ def conversation_list_for_view(
     "conversation_id", "session_id", "status", "visitor": {"id", "name"}, "agent": {"id",
     "name"} | null, "workgroup": {"id", "name"}, "channel": {"id", "name"}, "labels": [label],
     "customer_message": {"seq", "content", "msg_type", "created_at"} | null, "waiting_since":
-    ISO | null, "created_at", "closed_at"}]``. Sort ``newest``: newest conversation first
+    ISO | null, "snoozed", "snoozed_until": ISO | null, "created_at", "closed_at"}]``. Sort ``newest``: newest conversation first
     (closed: last closed first); ``waiting``: the longest unanswered customer first. Three
     queries whatever the count."""
     now = timezone.now()
@@ -188,6 +193,8 @@ def conversation_list_for_view(
             "labels": [label_payload(label) for label in s.labels.all()],
             "customer_message": customer_message_payload(customer.get(s.conversation_id)),
             "waiting_since": waiting_since(s),
+            "snoozed_until": s.snoozed_until.isoformat() if s.snoozed_until else None,
+            "snoozed": s.snoozed_at is not None,
             "created_at": s.created_at.isoformat(),
             "closed_at": s.closed_at.isoformat() if s.closed_at else None,
         }
@@ -212,7 +219,7 @@ def saved_view_payload(view: SavedView) -> dict[str, Any]:
 
 def view_counts(*, user: User) -> dict[str, Any]:
     """What the view bar shows, with live counts: ``{"views": {"mine", "unassigned", "open",
-    "waiting", "closed": n}, "workgroups": [{"id", "name", "open"}], "channels": [{"id",
+    "waiting", "snoozed", "closed": n}, "workgroups": [{"id", "name", "open"}], "channels": [{"id",
     "name", "open"}], "labels": [{"id", "name", "color", "description", "open"}], "saved":
     [{"id", "name", "filters", "shared", "count"}]}`` (``open``: conversations not closed, in
     the user's scope). Five queries plus one per saved view (at most 50)."""

@@ -164,11 +164,11 @@ export function setFilters(filters, savedId = null) {
   refresh();
 }
 
-/** One of the built-in views, by name (also the keys 1…5). */
+/** One of the built-in views, by name (also the keys 1…6). */
 export function showView(view) {
   setFilters({ view });
 }
-export const VIEW_ORDER = ['mine', 'unassigned', 'open', 'waiting', 'closed'];
+export const VIEW_ORDER = ['mine', 'unassigned', 'open', 'waiting', 'snoozed', 'closed'];
 
 for (const chip of chips) chip.addEventListener('click', () => showView(chip.dataset.view));
 more.addEventListener('change', () => {

@@ -221,7 +221,14 @@ def test_views_hold_the_right_conversations_with_counts(acme):
     assert ids(view="open", label=label.pk) == [waiting.conversation_id]
     assert ids(view="open", channel=desk.channel.pk, sort="waiting")[0] == waiting.conversation_id
     counts = client.get("/api/v1/kefu/views").json()
-    assert counts["views"] == {"mine": 1, "unassigned": 1, "open": 2, "waiting": 1, "closed": 1}
+    assert counts["views"] == {
+        "mine": 1,
+        "unassigned": 1,
+        "open": 2,
+        "waiting": 1,
+        "snoozed": 0,
+        "closed": 1,
+    }
     assert {"id": desk.workgroup.pk, "name": desk.workgroup.name, "open": 2} in counts["workgroups"]
     assert next(lb for lb in counts["labels"] if lb["id"] == label.pk)["open"] == 1
     # and a row previews the customer's words and how long they wait
@@ -401,3 +408,37 @@ def test_closing_rings_the_whole_workgroup_so_counts_move(acme):
     event, groups = rings[0]
     assert event == {"type": "views.changed", "workgroup_id": desk.workgroup.pk}
     assert sorted(groups) == sorted(f"acme.u.{a.pk}" for a in desk.agents)
+
+
+def test_a_snoozed_conversation_leaves_waiting_for_the_snoozed_view(acme):
+    # given an agent whose customer waits for a reply
+    desk = make_desk(acme)
+    agent = desk.agents[0]
+    with schema_context("acme"):
+        session = _visit(desk, "hello? anyone?")
+    assert (session.agent_id, session.status) == (agent.pk, Session.Status.OPEN)
+    client = agent_client(agent)
+
+    def ids(view):
+        return [
+            r["conversation_id"]
+            for r in client.get("/api/v1/kefu/conversations", {"view": view}).json()[
+                "conversations"
+            ]
+        ]
+
+    assert session.conversation_id in ids("waiting")
+    # when the agent snoozes it until the customer replies
+    snoozed = client.post(
+        f"/api/v1/kefu/conversations/{session.conversation_id}/snooze",
+        {"until": None},
+        content_type="application/json",
+    )
+    assert snoozed.status_code == 200, snoozed.content
+    # then it is under "snoozed", no longer "waiting for a reply", and counted so
+    assert session.conversation_id not in ids("waiting")
+    assert session.conversation_id in ids("snoozed")
+    row = client.get("/api/v1/kefu/conversations", {"view": "snoozed"}).json()["conversations"]
+    mine = next(r for r in row if r["conversation_id"] == session.conversation_id)
+    assert (mine["snoozed"], mine["snoozed_until"]) == (True, None)
+    assert client.get("/api/v1/kefu/views").json()["views"]["snoozed"] >= 1
