@@ -62,6 +62,7 @@ def filters_from(request: Request) -> search.Filters:
         agent_id=_int(request, "agent"),
         workgroup_id=_int(request, "workgroup"),
         channel_id=_int(request, "channel"),
+        label_id=_int(request, "label"),
         status=status,
         csat_min=_int(request, "csat_min", high=5),
         csat_max=_int(request, "csat_max", high=5),
@@ -110,7 +111,7 @@ def hit_payload(hit: search.Hit, query: str) -> dict[str, Any]:
 
 
 class ConversationSearchApi(APIView):
-    """``GET /api/v1/kefu/search?q=…&start=&end=&agent=&workgroup=&channel=&status=&csat_min=
+    """``GET /api/v1/kefu/search?q=…&start=&end=&agent=&workgroup=&channel=&label=&status=&csat_min=
     &csat_max=&before_id=&limit=`` → ``{"results": [{"session_id", "conversation_id",
     "status", "created_at", "closed_at", "visitor": {"id", "name", "email", "phone"},
     "agent": {member}|null, "workgroup": {"id", "name"}, "channel": {"id", "name"},
@@ -136,7 +137,8 @@ class ConversationSearchApi(APIView):
 
 class SearchFiltersApi(APIView):
     """``GET /api/v1/kefu/search/filters`` → ``{"workgroups": [{"id", "name"}], "channels":
-    [{"id", "name"}], "agents": [{"id", "name"}]}``: the choices of the search filters (active
+    [{"id", "name"}], "agents": [{"id", "name"}], "labels": [{"id", "name"}]}``: the choices of
+    the search filters (active
     administrators and agents, by name)."""
 
     def get(self, request: Request) -> Response:

@@ -27,7 +27,7 @@ from django.utils.translation import gettext as _
 from im import search as im_search
 from im import selectors as im_selectors
 from im.models import Message
-from kefu.models import Channel, Session, Visitor, Workgroup
+from kefu.models import Channel, Label, Session, Visitor, Workgroup
 from org.models import User
 from weiyu.errors import ServiceError
 
@@ -69,6 +69,7 @@ class Filters:
     agent_id: int | None = None
     workgroup_id: int | None = None
     channel_id: int | None = None
+    label_id: int | None = None
     status: str | None = None
     csat_min: int | None = None
     csat_max: int | None = None
@@ -133,6 +134,8 @@ def _apply(qs: QuerySet[Session], filters: Filters) -> QuerySet[Session]:
         qs = qs.filter(workgroup_id=filters.workgroup_id)
     if filters.channel_id is not None:
         qs = qs.filter(channel_id=filters.channel_id)
+    if filters.label_id is not None:
+        qs = qs.filter(labels=filters.label_id)
     if filters.status is not None:
         qs = qs.filter(status=filters.status)
     if filters.csat_min is not None:
@@ -269,8 +272,8 @@ def _customer_parts(visitor: Visitor, text: str) -> list[str]:
 
 
 def filter_choices() -> dict[str, list[dict[str, Any]]]:
-    """``{"workgroups", "channels", "agents"}``, each ``[{"id", "name"}]`` by name: what the
-    search's filters offer (agents: active administrators and agents). Three queries."""
+    """``{"workgroups", "channels", "agents", "labels"}``, each ``[{"id", "name"}]`` by name:
+    what the search's filters offer (agents: active administrators and agents). Four queries."""
     agents = User.objects.filter(
         is_active=True, role__in=[User.Role.ADMIN, User.Role.AGENT]
     ).order_by("display_name", "username")
@@ -278,4 +281,5 @@ def filter_choices() -> dict[str, list[dict[str, Any]]]:
         "workgroups": [{"id": w.pk, "name": w.name} for w in Workgroup.objects.order_by("name")],
         "channels": [{"id": c.pk, "name": c.name} for c in Channel.objects.order_by("name")],
         "agents": [{"id": u.pk, "name": u.name} for u in agents],
+        "labels": [{"id": lb.pk, "name": lb.name} for lb in Label.objects.order_by("name")],
     }

@@ -16,7 +16,12 @@ const results = $('cs-results');
 const summary = $('cs-summary');
 const errorBox = $('cs-error');
 const more = $('cs-more');
-const selects = { agent: $('cs-agent'), workgroup: $('cs-workgroup'), channel: $('cs-channel') };
+const selects = {
+  agent: $('cs-agent'),
+  workgroup: $('cs-workgroup'),
+  channel: $('cs-channel'),
+  label: $('cs-label'),
+};
 let choicesLoaded = false;
 let ticket = 0;
 let lastParams = null;
@@ -58,7 +63,13 @@ async function loadChoices() {
   if (choicesLoaded) return;
   try {
     const data = await api('GET', '/api/v1/kefu/search/filters');
-    for (const [key, list] of [['agent', data.agents], ['workgroup', data.workgroups], ['channel', data.channels]]) {
+    const lists = [
+      ['agent', data.agents],
+      ['workgroup', data.workgroups],
+      ['channel', data.channels],
+      ['label', data.labels || []],
+    ];
+    for (const [key, list] of lists) {
       for (const item of list) {
         const option = el('option', '', item.name);
         option.value = String(item.id);

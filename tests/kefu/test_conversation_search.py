@@ -14,7 +14,7 @@ from django.utils import timezone
 from django_tenants.utils import schema_context
 
 from im.services import conversations as im_conversations
-from kefu.models import Channel, Session, Visitor, Workgroup
+from kefu.models import Channel, Label, Session, Visitor, Workgroup
 from tests.conftest import agent_client, make_agent, make_desk, unique
 from tests.kefu.conversations import customer_conversation
 
@@ -114,6 +114,10 @@ def test_each_filter(desk, acme):
     assert set(_ids(client.get(URL, {"q": word, "status": "closed"}))) == {closed.pk, happy.pk}
     assert _ids(client.get(URL, {"q": word, "csat_max": 3})) == [closed.pk]
     assert _ids(client.get(URL, {"q": word, "csat_min": 4})) == [happy.pk]
+    with schema_context("acme"):
+        label = Label.objects.create(name=unique("vip"))
+        happy.labels.add(label)
+    assert _ids(client.get(URL, {"q": word, "label": label.pk})) == [happy.pk]
     # a filter alone, without text, lists the conversations it selects
     assert _ids(client.get(URL, {"workgroup": other_group.pk})) == [grouped.pk]
 
@@ -227,6 +231,7 @@ def test_filter_choices_list_the_tenants_workgroups_channels_and_agents(desk):
     assert {"id": desk.workgroup.pk, "name": desk.workgroup.name} in body["workgroups"]
     assert {"id": desk.channel.pk, "name": desk.channel.name} in body["channels"]
     assert {"id": agent.pk, "name": agent.name} in body["agents"]
+    assert isinstance(body["labels"], list)
 
 
 @pytest.mark.parametrize("candidates", [0, 1000])
