@@ -195,12 +195,14 @@ def visitor_erase(*, user: User | None, visitor_id: object) -> dict[str, int]:
     # other apps first, while the visitor still says who they were (a channel's vendor id)
     for name, (_export, erase) in sorted(_contributors.items()):
         result[name] = erase(visitor)
+    visitor.refresh_from_db()  # what the other apps changed stays changed
     visitor.name = _("Erased visitor #%(id)d") % {"id": visitor.pk}
     visitor.name_given = False
     visitor.email = visitor.phone = visitor.user_agent = visitor.referrer = visitor.page_url = ""
     # the customer id of Weiyu.identify and its attributes identify the person too
     visitor.external_id = ""
     visitor.attributes = {}
+    visitor.timezone = ""
     visitor.ip_address = None
     visitor.erased_at = timezone.now()
     visitor.save()

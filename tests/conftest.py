@@ -23,6 +23,7 @@ from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_K
 from django.contrib.sessions.backends.db import SessionStore
 from django.db import connection
 from django.test import Client
+from django.utils import translation
 from django_tenants.utils import schema_context
 
 from kefu import presence
@@ -187,3 +188,13 @@ def _fresh_channel_layer() -> Iterator[None]:
     from channels.layers import channel_layers
 
     channel_layers.backends.clear()
+
+
+@pytest.fixture(autouse=True)
+def _english_outside_requests() -> Iterator[None]:
+    """Each test starts in English: a request's middleware activates its own language, but
+    code called directly reads the thread's active language, which an earlier test's request
+    would otherwise have left behind."""
+    translation.activate("en")
+    yield
+    translation.deactivate()

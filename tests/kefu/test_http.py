@@ -275,6 +275,7 @@ def test_agent_logs_in_through_the_login_page_and_sees_the_inbox(acme):
         "key": f"u:{agent.pk}",
         "name": agent.name,
         "is_agent": True,
+        "is_admin": False,
         "language": "",
     }
     assert config["admin_url"] is None  # agents are not staff

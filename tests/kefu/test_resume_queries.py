@@ -97,6 +97,7 @@ def test_visitor_resume_is_one_statement_to_authenticate_and_one_or_two_to_sync(
     _agent, _visitor, token, old, new = history
     with schema_context("acme"):
         limits.effective()
+        Visitor.objects.exists()  # the connection's search_path set (a cached tenant sets none)
         # when it authenticates
         (visitor, _limits), auth_sql = _run(_visitor_and_limits, token)
         last = dict(Conversation.objects.filter(pk__in=[old, new]).values_list("id", "last_seq"))

@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 import pytest
+from cryptography.fernet import Fernet
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
@@ -40,6 +41,8 @@ def _production(
         **inherited,
         "WEIYU_ENV": "production",
         "SECRET_KEY": secrets.token_urlsafe(50),
+        # secrets at rest need their own key in production (tenants.E002)
+        "WEIYU_FIELD_KEYS": Fernet.generate_key().decode(),
         "DATABASE_URL": f"postgresql://postgres@127.0.0.1:5432/{database}",
         "DB_POOL_TIMEOUT": "2",
         "LOG_LEVEL": "ERROR",

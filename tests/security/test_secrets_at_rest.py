@@ -3,8 +3,11 @@ API key, key rotation, and the deploy check."""
 
 from __future__ import annotations
 
+import io
+
 import pytest
 from cryptography.fernet import Fernet
+from django.conf import settings
 from django.core.management import call_command
 from django.db import connection
 from django.test import override_settings
@@ -51,11 +54,21 @@ def test_rotation_rewrites_every_secret_under_the_new_first_key(acme):
         )
         before = _stored(provider)
     new_key = Fernet.generate_key().decode()
+    try:
+        _rotate_to_new_key(provider, before, new_key)
+    finally:
+        # every secret of the shared tenant back under the suite's own key
+        home = fields.derived_key(settings.SECRET_KEY).decode()
+        with override_settings(WEIYU_FIELD_KEYS=[home, new_key]):
+            call_command("rotate_field_keys", "--schema", "acme", stdout=io.StringIO())
+
+
+def _rotate_to_new_key(provider: LlmProvider, before: str, new_key: str) -> None:
     with override_settings(WEIYU_FIELD_KEYS=[new_key]):
         # the value written under the old key still opens
         with schema_context("acme"):
             assert LlmProvider.objects.get(pk=provider.pk).api_key == "sk-rotate-me"
-        call_command("rotate_field_keys", "--schema", "acme")
+        call_command("rotate_field_keys", "--schema", "acme", stdout=io.StringIO())
         with schema_context("acme"):
             after = _stored(provider)
             assert after != before
