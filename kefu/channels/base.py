@@ -15,6 +15,7 @@ task calls :meth:`ChannelAdapter.send`, with retries and back-off.
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -109,52 +110,55 @@ class Inbound:
     event: str = ""
 
 
-class ChannelAdapter:
+class ChannelAdapter(ABC):
     """One channel kind. Subclasses set ``kind``, ``capabilities``, ``default_base_url`` and
-    implement the vendor calls; each method documents the vendor rule it follows."""
+    implement the vendor calls (the abstract methods); each method documents the vendor rule it
+    follows."""
 
     kind: ClassVar[str] = ""
     capabilities: ClassVar[Capabilities] = Capabilities()
     default_base_url: ClassVar[str] = ""
 
     # ---- inbound ---------------------------------------------------------------------------
+    @abstractmethod
     def verify(self, *, account: ChannelAccount, request: HttpRequest) -> None:
         """Check the callback's signature or secret; raise :class:`ChannelAuthError`."""
-        raise NotImplementedError
 
+    @abstractmethod
     def events(self, *, account: ChannelAccount, request: HttpRequest) -> list[tuple[str, Any]]:
         """The callback's events as ``[(vendor id, JSON-able payload)]``; raise
         :class:`ChannelInputError` for a body that cannot be read."""
-        raise NotImplementedError
 
     def reply(self, *, account: ChannelAccount, request: HttpRequest) -> tuple[str, str]:
         """The body and content type the vendor expects once the events are stored."""
         return "", "text/plain"
 
+    @abstractmethod
     def inbound(self, *, account: ChannelAccount, payload: Any) -> Inbound | None:
         """What a stored event means, or None for one Weiyu does not handle (logged)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def media_fetch(self, *, account: ChannelAccount, inbound: Inbound) -> tuple[bytes, str]:
         """Download an inbound file: ``(content, file name)``; raise :class:`DeliveryError`."""
-        raise NotImplementedError
 
     def profile_name(self, *, account: ChannelAccount, user_id: str) -> str:
         """The customer's display name at the vendor ("" when it has none to give)."""
         return ""
 
     # ---- outbound --------------------------------------------------------------------------
+    @abstractmethod
     def send(self, *, account: ChannelAccount, visitor: Visitor, message: Message) -> str:
         """Send one message to the customer; returns the vendor's message id ("" when it gives
         none). Raises :class:`DeliveryError`."""
-        raise NotImplementedError
 
+    @abstractmethod
     def send_text(self, *, account: ChannelAccount, user_id: str, text: str) -> str:
         """Send a plain text (the channel's own notices: closed, queue full, welcome)."""
-        raise NotImplementedError
 
     def reply_window_check(self, *, session: Session) -> None:
-        """Raise ``ServiceError`` when the vendor would refuse a reply now (WeChat's 48 hours)."""
+        """Raise ``ServiceError`` when the vendor would refuse a reply now (WeChat's 48 hours);
+        a vendor without a reply window accepts every reply."""
+        return
 
     # ---- helpers ---------------------------------------------------------------------------
     def base_url(self, account: ChannelAccount) -> str:
