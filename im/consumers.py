@@ -33,6 +33,7 @@ from im.senders import Sender
 from im.serializers import member_payload, message_payload
 from im.services import messages as im_messages
 from im.services import receipts as im_receipts
+from tenants import metrics
 from weiyu.asgi_tenancy import tenant_db
 from weiyu.errors import ServiceError, contains_nul
 from weiyu.realtime import member_group
@@ -183,6 +184,8 @@ class MemberConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_RATE_LIMITED if exc.code == "rate_limited" else 4401)
             return
         self.sender = sender
+        self.counted_as = sender.type
+        metrics.socket_opened(sender.type)
         self.group = member_group(self.tenant.schema_name, sender.key)
         watch = getattr(self.channel_layer, "shard_watch", None)
         self.layer_since = watch().snapshot() if watch is not None else ()
@@ -203,6 +206,9 @@ class MemberConsumer(AsyncJsonWebsocketConsumer):
         )
 
     async def disconnect(self, code: int) -> None:
+        if counted_as := getattr(self, "counted_as", None):
+            self.counted_as = None
+            metrics.socket_closed(counted_as)
         if self.group and not self.layer_down:
             try:
                 async with _group_gate():

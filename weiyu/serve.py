@@ -24,6 +24,9 @@ Behaviour:
   connections wait in its backlog instead of being refused;
 - on Linux each child gets ``PR_SET_PDEATHSIG`` = SIGTERM: if the launcher is SIGKILLed (honcho's
   last resort), its daphnes do not outlive it;
+- the children share one ``PROMETHEUS_MULTIPROC_DIR`` for ``/metrics`` (tenants.metrics): the
+  launcher creates a fresh one (and removes it at exit) unless the environment names one, which
+  it then empties of old files; a child's live gauges are dropped when it exits;
 - daphne gets ``--websocket_connect_timeout`` :data:`HANDSHAKE_TIMEOUT_S` unless the command
   line gives one: daphne's own 5 s refused (HTTP 403, or closed the connection) every socket
   whose handshake a busy process had not completed by then, and in a reconnect storm that was
@@ -36,12 +39,17 @@ import argparse
 import contextlib
 import os
 import select
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
+
+from prometheus_client.multiprocess import mark_process_dead
 
 BACKOFF_START_S = 1.0
 BACKOFF_MAX_S = 30.0
@@ -138,6 +146,8 @@ class Launcher:
                 continue
             code = child.process.returncode
             self.log(f"daphne pid {child.process.pid} exited with status {code}")
+            with contextlib.suppress(OSError, KeyError):
+                mark_process_dead(child.process.pid)
             child.process = None
             if self.stopping is not None:
                 continue
@@ -253,6 +263,25 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
     return args, rest
 
 
+METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def metrics_dir_prepare() -> Path | None:
+    """Give the children one empty ``PROMETHEUS_MULTIPROC_DIR``: the environment's (its old
+    ``*.db`` files removed: counters of an earlier run must not add up with this one's), else a
+    new temporary directory, which is returned so the launcher removes it at exit."""
+    named = os.environ.get(METRICS_ENV)
+    if named:
+        path = Path(named)
+        path.mkdir(parents=True, exist_ok=True)
+        for old in path.glob("*.db"):
+            old.unlink(missing_ok=True)
+        return None
+    path = Path(tempfile.mkdtemp(prefix="weiyu-metrics-"))
+    os.environ[METRICS_ENV] = str(path)
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: bind, start the children, serve until a signal."""
     args, daphne_args = parse_args(argv)
@@ -260,7 +289,12 @@ def main(argv: list[str] | None = None) -> int:
     launcher = Launcher(
         sock=sock, workers=args.workers, daphne_args=daphne_args, stop_timeout=args.stop_timeout
     )
-    return launcher.run()
+    own_dir = metrics_dir_prepare()
+    try:
+        return launcher.run()
+    finally:
+        if own_dir is not None:
+            shutil.rmtree(own_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -137,6 +137,8 @@ if os.environ.get("WEIYU_FAST_PASSWORD_HASHER") == "1":  # the test suite only (
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 MIDDLEWARE = [
+    # requests and their durations for /metrics (tenants.metrics), first so it sees every answer
+    "tenants.metrics.MetricsMiddleware",
     "weiyu.middleware.RefuseNulMiddleware",
     "tenants.middleware.ActiveTenantMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -357,6 +359,12 @@ WEIYU_TENANT_LIMITS = {
     "sign_ins_per_minute": int(os.environ.get("WEIYU_TENANT_SIGN_INS_PER_MINUTE", "120")),
 }
 #: password sign-ins per client address and minute, in each tenant (and on the platform's domains)
+# --- /metrics for Prometheus (tenants.metrics, docs/operations.md "Metrics"): with a token a
+# scraper sends "Authorization: Bearer <token>"; without one only loopback clients are answered
+WEIYU_METRICS_TOKEN = os.environ.get("WEIYU_METRICS_TOKEN", "")
+#: Celery queues whose length and oldest task /metrics reports, besides the default queue
+WEIYU_METRICS_QUEUES = [q for q in os.environ.get("WEIYU_METRICS_QUEUES", "").split(",") if q]
+
 WEIYU_SIGN_INS_PER_IP_MINUTE = int(os.environ.get("WEIYU_SIGN_INS_PER_IP_MINUTE", "60"))
 #: addresses or CIDRs of the reverse proxies / load balancers in front of daphne (comma-separated);
 #: only from them are X-Forwarded-For / X-Forwarded-Proto believed (weiyu.clientaddr). Empty: the

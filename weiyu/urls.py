@@ -11,6 +11,7 @@ from kefu import api as kefu_api
 from kefu import api_search as kefu_api_search
 from kefu import onboarding
 from org import account_views
+from tenants import metrics
 from tenants import views as tenant_views
 from tickets import dashboard
 from weiyu import views
@@ -84,6 +85,7 @@ urlpatterns = [
     ),
     path("jsi18n/", views.JavaScriptCatalogView.as_view(), name="javascript-catalog"),
     path("healthz", views.healthz, name="healthz"),
+    path("metrics", metrics.metrics_view, name="metrics"),
     path("favicon.ico", views.favicon, name="favicon"),
     # the OpenAPI 3 schema (weiyu/schema.py) and Swagger UI over it; public, like docs/api.md
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="api-schema"),

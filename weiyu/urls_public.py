@@ -4,6 +4,7 @@ from django.urls import path
 from django.views.i18n import JavaScriptCatalog
 
 from org import account_views
+from tenants import metrics
 from tenants import views as tenant_views
 from tenants.admin import platform_admin_site
 from weiyu import views
@@ -21,6 +22,7 @@ urlpatterns = [
     ),
     path("jsi18n/", JavaScriptCatalog.as_view(), name="javascript-catalog"),
     path("healthz", views.healthz, name="healthz"),
+    path("metrics", metrics.metrics_view, name="metrics"),
     path("favicon.ico", views.favicon, name="favicon"),
     # public sign-up (tenants.signup, TEN-4)
     path("signup/", tenant_views.signup_page, name="signup"),

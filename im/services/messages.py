@@ -32,6 +32,7 @@ from im.services.drafts import (
     message_draft,
 )
 from org.models import User
+from tenants import metrics
 from weiyu import parsing
 from weiyu.errors import ServiceError
 from weiyu.realtime import publish_event_on_commit
@@ -171,6 +172,7 @@ def _append(  # noqa: PLR0912 - the checks of one send, in the order they must r
                     return dup, False
                 _refused(conversation_id)
             message_id, seq = row
+            metrics.message_stored(connection.schema_name, sender.type)
             message = Message(
                 id=message_id,
                 conversation_id=conversation_id,
