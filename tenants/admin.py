@@ -15,16 +15,18 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.core.files.storage import default_storage
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils import translation
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 from django_tenants.utils import tenant_context
 
-from tenants import quotas, services
-from tenants.models import Domain, Plan, Signup, Tenant
+from tenants import lifecycle, quotas, services, tasks
+from tenants.models import Domain, Plan, Signup, Tenant, TenantArchive
 from weiyu.errors import ServiceError
 
 
@@ -92,12 +94,13 @@ class TenantAdmin(admin.ModelAdmin):
         "trial_ends_at",
         "is_active",
         "suspended_reason",
+        "delete_after",
         "created_at",
     )
     list_filter = ("is_active", "plan", "suspended_reason")
     search_fields = ("name", "schema_name", "domains__domain")
     inlines = [DomainInline]
-    actions = ["suspend", "resume"]
+    actions = ["suspend", "resume", "export", "schedule_deletion", "cancel_deletion"]
 
     add_form_template = "admin/tenants/tenant/add_form.html"
 
@@ -167,7 +170,7 @@ class TenantAdmin(admin.ModelAdmin):
     ) -> tuple[str, ...]:
         # a schema cannot be renamed once created
         return (
-            ("schema_name", "created_at", "suspended_reason", "usage_this_month")
+            ("schema_name", "created_at", "suspended_reason", "delete_after", "usage_this_month")
             if obj
             else ("created_at",)
         )
@@ -233,6 +236,135 @@ class TenantAdmin(admin.ModelAdmin):
         count = services.tenants_resume(tenant_ids=queryset.values_list("pk", flat=True))
         self.message_user(
             request, _("%(count)d tenants resumed.") % {"count": count}, messages.SUCCESS
+        )
+
+    @admin.action(description=_("Export selected tenants (archive with every row and file)"))
+    def export(self, request: HttpRequest, queryset: Any) -> None:
+        schemas = list(
+            queryset.exclude(schema_name=settings.PUBLIC_SCHEMA_NAME).values_list(
+                "schema_name", flat=True
+            )
+        )
+        for schema in schemas:
+            tasks.tenant_export_task.delay(schema)
+        self.message_user(
+            request,
+            _("Export of %(count)d tenants started: the archives appear under Tenant archives.")
+            % {"count": len(schemas)},
+            messages.SUCCESS,
+        )
+
+    @admin.action(description=_("Schedule deletion of selected tenants"))
+    def schedule_deletion(self, request: HttpRequest, queryset: Any) -> HttpResponse | None:
+        """A confirmation page with the grace period (days); on "Schedule deletion" every
+        selected tenant is suspended and deleted after it (:mod:`tenants.lifecycle`)."""
+        tenants = list(queryset.exclude(schema_name=settings.PUBLIC_SCHEMA_NAME))
+        form = DeletionForm(request.POST if "confirm" in request.POST else None)
+        if form.is_valid():
+            for tenant in tenants:
+                lifecycle.tenant_deletion_schedule(
+                    schema=tenant.schema_name, grace_days=form.cleaned_data["grace_days"]
+                )
+            self.message_user(
+                request,
+                _("%(count)d tenants suspended and scheduled for deletion.")
+                % {"count": len(tenants)},
+                messages.WARNING,
+            )
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": _("Schedule deletion"),
+            "tenants": tenants,
+            "form": form,
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "admin/tenants/tenant/schedule_deletion.html", context)
+
+    @admin.action(description=_("Cancel scheduled deletion of selected tenants"))
+    def cancel_deletion(self, request: HttpRequest, queryset: Any) -> None:
+        count = services.tenants_resume(
+            tenant_ids=queryset.filter(delete_after__isnull=False).values_list("pk", flat=True)
+        )
+        self.message_user(
+            request,
+            _("Deletion of %(count)d tenants cancelled; they are active again.") % {"count": count},
+            messages.SUCCESS,
+        )
+
+
+class DeletionForm(forms.Form):
+    """The grace period of "Schedule deletion" (days)."""
+
+    grace_days = forms.IntegerField(
+        label=_("Delete after (days)"),
+        min_value=0,
+        max_value=3650,
+        initial=settings.WEIYU_TENANT_DELETE_GRACE_DAYS,
+        help_text=_(
+            "The tenant is suspended now and deleted after this many days, once a final "
+            "archive is written. Until then, cancel to keep it."
+        ),
+    )
+
+
+@admin.register(TenantArchive, site=platform_admin_site)
+class TenantArchiveAdmin(admin.ModelAdmin):
+    """Archives of whole tenants (exports and final exports before deletion), read-only, each
+    with a download link served through the storage to platform staff."""
+
+    list_display = (
+        "schema_name",
+        "tenant_name",
+        "reason",
+        "created_at",
+        "finished_at",
+        "rows",
+        "files",
+        "size_bytes",
+        "download",
+        "error",
+    )
+    list_filter = ("reason",)
+    search_fields = ("schema_name", "tenant_name")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description=_("download"))
+    def download(self, obj: TenantArchive) -> str:
+        if not obj.path:
+            return "—"
+        url = reverse("platform_admin:tenants_tenantarchive_download", args=[obj.pk])
+        return format_html('<a href="{}">{}</a>', url, _("Download"))
+
+    def get_urls(self) -> list[Any]:
+        return [
+            path(
+                "<int:pk>/download/",
+                self.admin_site.admin_view(self.download_view),
+                name="tenants_tenantarchive_download",
+            ),
+            *super().get_urls(),
+        ]
+
+    def download_view(self, request: HttpRequest, pk: int) -> FileResponse:
+        """``GET …/tenantarchive/<pk>/download/``: the archive (``application/gzip``) to staff
+        who may view archives; 403 otherwise, 404 for an archive without a file."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        archive = TenantArchive.objects.filter(pk=pk).exclude(path="").first()
+        if archive is None or not default_storage.exists(archive.path):
+            raise Http404
+        return FileResponse(
+            default_storage.open(archive.path, "rb"),
+            as_attachment=True,
+            filename=archive.path.rsplit("/", 1)[-1],
+            content_type="application/gzip",
         )
 
 

@@ -76,7 +76,7 @@ def _migrations() -> dict[str, str]:
     return dict(sorted(last.items()))
 
 
-def _walk(prefix: str) -> Iterator[str]:
+def stored_files(prefix: str) -> Iterator[str]:
     """Every file name under ``prefix`` in the default storage (recursively)."""
     try:
         dirs, files = default_storage.listdir(prefix)
@@ -85,7 +85,7 @@ def _walk(prefix: str) -> Iterator[str]:
     for name in files:
         yield f"{prefix}/{name}"
     for sub in dirs:
-        yield from _walk(f"{prefix}/{sub}")
+        yield from stored_files(f"{prefix}/{sub}")
 
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
@@ -114,7 +114,7 @@ def tenant_backup(*, schema: str, output: Path) -> dict[str, Any]:
             )
             migrations = _migrations()
         objects = len(json.loads(data_path.read_text()))
-        files = sorted(_walk(schema))
+        files = sorted(stored_files(schema))
         manifest = {
             "format": FORMAT,
             "schema": schema,

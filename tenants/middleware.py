@@ -10,6 +10,7 @@ is suspended and why (403), the API ``403 {"error": "suspended", "detail"}``; we
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from django.http import HttpRequest, JsonResponse
@@ -30,8 +31,14 @@ SUSPENDED_OPEN = (
 )
 
 
-def suspension_message(reason: str) -> str:
-    """What staff of a suspended tenant are told, by ``Tenant.suspended_reason``."""
+def suspension_message(reason: str, delete_after: dt.datetime | None = None) -> str:
+    """What staff of a suspended tenant are told, by ``Tenant.suspended_reason`` (and, for a
+    scheduled deletion, ``Tenant.delete_after``)."""
+    if reason == "deletion" and delete_after is not None:
+        return _(
+            "This workspace is scheduled for deletion on %(date)s (UTC) and is suspended until "
+            "then. Contact the platform before that date to keep it."
+        ) % {"date": f"{delete_after:%Y-%m-%d %H:%M}"}
     if reason == "trial_ended":
         return _(
             "The trial of this workspace has ended, so it is suspended. Your data is kept: "
@@ -55,7 +62,7 @@ class ActiveTenantMiddleware(TenantMainMiddleware):
         if request.path.startswith(SUSPENDED_OPEN):
             return None
         with translation.override(translation.get_language_from_request(request)):
-            message = suspension_message(tenant.suspended_reason)
+            message = suspension_message(tenant.suspended_reason, tenant.delete_after)
             if request.path.startswith("/api/"):
                 return JsonResponse({"error": "suspended", "detail": message}, status=403)
             response = render(

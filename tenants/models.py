@@ -32,7 +32,21 @@ class Tenant(TenantMixin):
         _("suspension reason"),
         max_length=20,
         blank=True,
-        choices=[("platform", _("by the platform")), ("trial_ended", _("trial ended"))],
+        choices=[
+            ("platform", _("by the platform")),
+            ("trial_ended", _("trial ended")),
+            ("deletion", _("deletion scheduled")),
+        ],
+    )
+    delete_after = models.DateTimeField(
+        _("deleted after"),
+        null=True,
+        blank=True,
+        editable=False,
+        help_text=_(
+            "Deletion is scheduled: the tenant is suspended and, after this time, exported one "
+            "last time and deleted with its schema and files (tenants.lifecycle)."
+        ),
     )
 
     auto_create_schema = True
@@ -146,3 +160,33 @@ class Signup(models.Model):
 
     def __str__(self) -> str:
         return f"{self.company} <{self.email}>"
+
+
+class TenantArchive(models.Model):
+    """A whole tenant written to one ``.tar.gz`` (rows and files, :func:`tenants.backup.
+    tenant_backup`) in the platform's storage under ``_platform/archives/``: an export asked for
+    in the platform admin, or the final one written before a deletion. Kept after the tenant is
+    gone (it names the schema, not the row); restore it with ``manage.py tenant_restore``."""
+
+    class Reason(models.TextChoices):
+        EXPORT = "export", _("export")
+        FINAL = "final", _("final export before deletion")
+
+    schema_name = models.CharField(_("schema"), max_length=63, db_index=True)
+    tenant_name = models.CharField(_("tenant name"), max_length=100)
+    reason = models.CharField(_("reason"), max_length=10, choices=Reason.choices)
+    path = models.CharField(_("file"), max_length=255, blank=True)
+    size_bytes = models.PositiveBigIntegerField(_("size (bytes)"), default=0)
+    rows = models.PositiveIntegerField(_("rows"), default=0)
+    files = models.PositiveIntegerField(_("files"), default=0)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+    error = models.TextField(_("error"), blank=True)
+
+    class Meta:
+        verbose_name = _("tenant archive")
+        verbose_name_plural = _("tenant archives")
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.schema_name} {self.created_at:%Y-%m-%d %H:%M} ({self.reason})"

@@ -286,10 +286,10 @@ def tenants_suspend(*, tenant_ids: Iterable[int], reason: str = "platform") -> i
     ``platform`` or ``trial_ended`` (``Tenant.suspended_reason``): their staff see a page saying
     so, their API answers ``403 suspended``, their websockets are refused (open sockets within
     the 30 s tenant cache of ``weiyu.asgi_tenancy``), and their widget offers only the
-    leave-a-message form (tenants.middleware). Returns how many tenants were marked
-    suspended."""
+    leave-a-message form (tenants.middleware). A tenant scheduled for deletion keeps that
+    reason (tenants.lifecycle). Returns how many tenants were marked suspended."""
     return (
-        Tenant.objects.filter(pk__in=list(tenant_ids))
+        Tenant.objects.filter(pk__in=list(tenant_ids), delete_after__isnull=True)
         .exclude(schema_name=settings.PUBLIC_SCHEMA_NAME)
         .update(is_active=False, suspended_reason=reason)
     )
@@ -297,14 +297,17 @@ def tenants_suspend(*, tenant_ids: Iterable[int], reason: str = "platform") -> i
 
 def tenants_resume(*, tenant_ids: Iterable[int]) -> int:
     """Make the tenants with these ids reachable again. A trial that has ended is lifted
-    (``trial_ends_at`` cleared), else the trial beat would suspend the tenant again. Returns how
-    many were marked active."""
+    (``trial_ends_at`` cleared), else the trial beat would suspend the tenant again, and a
+    scheduled deletion is cancelled (``delete_after`` cleared). Returns how many were marked
+    active."""
     ids = list(tenant_ids)
     with transaction.atomic():
         Tenant.objects.filter(pk__in=ids, trial_ends_at__lte=timezone.now()).update(
             trial_ends_at=None
         )
-        return Tenant.objects.filter(pk__in=ids).update(is_active=True, suspended_reason="")
+        return Tenant.objects.filter(pk__in=ids).update(
+            is_active=True, suspended_reason="", delete_after=None
+        )
 
 
 def trials_expire(*, now: dt.datetime | None = None) -> int:

@@ -11,15 +11,18 @@ from celery import shared_task
 from django.conf import settings
 from django_tenants.utils import tenant_context
 
-from tenants import quotas, services, signup
+from tenants import lifecycle, quotas, services, signup
 from tenants.models import Tenant
 from tenants.services import admin_invitation_email_task
 from tenants.signup import signup_verification_email_task
+from weiyu.errors import ServiceError
 
 __all__ = [
     "admin_invitation_email_task",
     "signup_verification_email_task",
     "signups_purge_task",
+    "tenant_export_task",
+    "tenants_delete_due_task",
     "trials_expire_task",
     "usage_rollup_all_task",
 ]
@@ -55,3 +58,22 @@ def usage_rollup_all_task() -> int:
         except Exception:
             logger.exception("usage roll-up of %s failed", tenant.schema_name)
     return done
+
+
+@shared_task(name="tenants.tasks.tenants_delete_due_task")
+def tenants_delete_due_task() -> int:
+    """Beat, hourly: delete the tenants whose scheduled deletion is due, each after a final
+    archive (:func:`tenants.lifecycle.tenants_delete_due`). Returns how many."""
+    return lifecycle.tenants_delete_due()
+
+
+@shared_task(name="tenants.tasks.tenant_export_task")
+def tenant_export_task(schema: str) -> int | None:
+    """An export asked for in the platform admin (:func:`tenants.lifecycle.tenant_export`):
+    returns the archive's id, or None when the tenant is gone. A failure is recorded on the
+    archive."""
+    try:
+        return lifecycle.tenant_export(schema=schema).pk
+    except ServiceError:
+        logger.warning("export of %s: no such tenant", schema)
+        return None

@@ -592,6 +592,12 @@ CELERY_BEAT_SCHEDULE["tenants-signups-purge"] = {
     "task": "tenants.tasks.signups_purge_task",
     "schedule": 3600.0,
 }
+#: days between "Schedule deletion" and the deletion of a tenant (tenants.lifecycle)
+WEIYU_TENANT_DELETE_GRACE_DAYS = int(os.environ.get("WEIYU_TENANT_DELETE_GRACE_DAYS", "30"))
+CELERY_BEAT_SCHEDULE["tenants-delete-due"] = {
+    "task": "tenants.tasks.tenants_delete_due_task",
+    "schedule": 3600.0,
+}
 CELERY_BEAT_SCHEDULE["tenants-trials-expire"] = {
     "task": "tenants.tasks.trials_expire_task",
     "schedule": 60.0,

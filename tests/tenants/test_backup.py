@@ -88,7 +88,7 @@ def _rows(schema: str, *, paths_as: str | None = None) -> list[dict]:
 
 def _files(schema: str) -> dict[str, bytes]:
     found = {}
-    for name in backup._walk(schema):
+    for name in backup.stored_files(schema):
         with default_storage.open(name, "rb") as handle:
             found[name[len(schema) + 1 :]] = handle.read()
     return found
@@ -152,7 +152,7 @@ def test_a_backup_from_other_migrations_is_refused_and_leaves_nothing(tmp_path: 
             f"{target.replace('_', '-')}.localhost",
         )
     assert not Tenant.objects.filter(schema_name=target).exists()
-    assert not list(backup._walk(target))
+    assert not list(backup.stored_files(target))
     (tmp_path / "junk.tar.gz").write_bytes(b"not a tar file")
     with pytest.raises(CommandError, match="Not a tenant backup"):
         call_command(
