@@ -122,6 +122,42 @@ def template_stale_reason() -> str | None:  # noqa: PLR0911 - one return per rea
     return None
 
 
+#: schemas read per statement by :func:`schemas_behind`
+BEHIND_BATCH = 200
+
+
+def schemas_behind(schemas: list[str]) -> list[str]:
+    """The schemas of ``schemas`` (in their order) that lack a migration of this code: no
+    ``django_migrations`` table, or a row of :func:`_code_migrations` missing. Reads only, in
+    one statement per :data:`BEHIND_BATCH` schemas (about 0.1 ms a schema here), so a no-op
+    ``migrate_schemas`` over 1,000 tenants skips them in a second instead of running Django's
+    ``migrate`` (and its ``post_migrate`` work) in each."""
+    expected = _code_migrations()
+    behind: list[str] = []
+    with connection.cursor() as cursor:
+        for start in range(0, len(schemas), BEHIND_BATCH):
+            batch = schemas[start : start + BEHIND_BATCH]
+            cursor.execute(
+                "SELECT n.nspname FROM pg_namespace n JOIN pg_class c ON c.relnamespace = n.oid "
+                "WHERE c.relname = 'django_migrations' AND n.nspname = ANY(%s)",
+                [batch],
+            )
+            with_table = {row[0] for row in cursor.fetchall()}
+            selects = [
+                f"SELECT %s, app, name FROM {connection.ops.quote_name(schema)}.django_migrations"
+                for schema in batch
+                if schema in with_table
+            ]
+            applied: dict[str, set[tuple[str, str]]] = {schema: set() for schema in batch}
+            if selects:
+                params = [schema for schema in batch if schema in with_table]
+                cursor.execute(" UNION ALL ".join(selects), params)  # noqa: S608 - quoted names
+                for schema, app, name in cursor.fetchall():
+                    applied[schema].add((app, name))
+            behind.extend(s for s in batch if s not in with_table or expected - applied[s])
+    return behind
+
+
 def template_lock_try() -> bool:
     """Take the template's lock in shared mode until the current transaction ends.
 
