@@ -143,15 +143,16 @@ def schemas_behind(schemas: list[str]) -> list[str]:
                 [batch],
             )
             with_table = {row[0] for row in cursor.fetchall()}
+            quote = connection.ops.quote_name
             selects = [
-                f"SELECT %s, app, name FROM {connection.ops.quote_name(schema)}.django_migrations"
+                f"SELECT %s, app, name FROM {quote(schema)}.django_migrations"  # noqa: S608 - quoted
                 for schema in batch
                 if schema in with_table
             ]
             applied: dict[str, set[tuple[str, str]]] = {schema: set() for schema in batch}
             if selects:
                 params = [schema for schema in batch if schema in with_table]
-                cursor.execute(" UNION ALL ".join(selects), params)  # noqa: S608 - quoted names
+                cursor.execute(" UNION ALL ".join(selects), params)
                 for schema, app, name in cursor.fetchall():
                     applied[schema].add((app, name))
             behind.extend(s for s in batch if s not in with_table or expected - applied[s])
