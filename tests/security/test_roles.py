@@ -84,6 +84,8 @@ def test_a_supervisor_sees_only_the_workgroups_they_supervise(acme):
             object_repr__contains=mine.workgroup.name, content_type__app_label="guardian"
         ).exists()
     client = agent_client(boss)
+    fields = agent_client(admin).get(f"/api/v1/kefu/workgroups/{mine.workgroup.pk}").json()
+    assert fields["supervisor_ids"] == [boss.pk]
 
     # then the monitor shows that workgroup and its conversations only
     data = client.get("/api/v1/kefu/monitor").json()
@@ -153,6 +155,7 @@ def test_an_auditor_reads_everything_and_every_write_is_refused(acme):
     assert client.get("/api/v1/tickets").status_code == 200
     assert client.get("/api/v1/tickets/reports").status_code == 200
     assert client.get("/admin/org/auditentry/").status_code == 200
+    assert client.get(f"/api/v1/kefu/workgroups/{desk.workgroup.pk}").status_code == 200
     # the back office shows every page read-only and refuses every form
     page = client.get(f"/admin/kefu/workgroup/{desk.workgroup.pk}/change/")
     assert page.status_code == 200
