@@ -11,7 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from kbase import search
+from kbase import access, search
 from org import limits
 from weiyu import ratelimit
 from weiyu.errors import ServiceError
@@ -24,7 +24,8 @@ class KbSearchApi(APIView):
     semantic search is unavailable: not installed, or the embedding service down or late).
     ``q``: 1 to 200 characters, Chinese or other languages; ``kb``: knowledge base ids,
     comma-separated (default all); ``limit`` 1 to 50 (10); ``mode`` ``keyword`` | ``semantic`` |
-    ``hybrid`` (default hybrid). Signed-in staff search every knowledge base and draft articles;
+    ``hybrid`` (default hybrid). Signed-in staff search every knowledge base they may see (not
+    those restricted to workgroups they are not in, :mod:`kbase.access`) and draft articles;
     anyone else public knowledge bases and published articles only. 400 ``invalid`` for a bad
     parameter; 429 ``rate_limited`` for anonymous callers past the help-center searches per
     address and minute (``org.limits.help_search``; ``Retry-After``)."""
@@ -56,7 +57,12 @@ class KbSearchApi(APIView):
                 limits.help_search(limits.effective(), ip=request.META.get("REMOTE_ADDR", ""))
             )
         found = search.search_run(
-            q=q, kb_ids=kb_ids, public_only=not staff, limit=int(raw_limit), mode=mode
+            q=q,
+            kb_ids=kb_ids,
+            public_only=not staff,
+            limit=int(raw_limit),
+            mode=mode,
+            exclude_kb_ids=access.hidden_ids(request.user) if staff else (),
         )
         results: list[dict[str, Any]] = found.results
         return Response({"results": results, "mode": found.mode})

@@ -18,6 +18,7 @@ null; ``keyword``: the full-text rank, null when the keyword query did not find 
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,9 +66,17 @@ def search(
     public_only: bool = False,
     limit: int = 10,
     mode: str | None = None,
+    exclude_kb_ids: Collection[int] = (),
 ) -> list[dict[str, Any]]:
     """Ranked FAQ items and articles for ``q``: the ``results`` of :func:`search_run`."""
-    return search_run(q=q, kb_ids=kb_ids, public_only=public_only, limit=limit, mode=mode).results
+    return search_run(
+        q=q,
+        kb_ids=kb_ids,
+        public_only=public_only,
+        limit=limit,
+        mode=mode,
+        exclude_kb_ids=exclude_kb_ids,
+    ).results
 
 
 def search_run(
@@ -77,9 +86,12 @@ def search_run(
     public_only: bool = False,
     limit: int = 10,
     mode: str | None = None,
+    exclude_kb_ids: Collection[int] = (),
 ) -> SearchResult:
     """Ranked FAQ items and articles for ``q``, and the mode that ranked them. ``kb_ids``
-    narrows the knowledge bases; ``public_only`` keeps to public ones and published articles.
+    narrows the knowledge bases; ``public_only`` keeps to public ones and published articles;
+    ``exclude_kb_ids`` leaves knowledge bases out (those the reader may not see,
+    :mod:`kbase.access`).
     ``mode``: ``keyword`` (full text), ``semantic`` (embeddings) or ``hybrid`` (the cosine
     similarity plus a keyword bonus, see the module docstring); the default is hybrid. The query
     vector comes from the embedding service (:mod:`kbase.embed_service`, asked before the
@@ -91,7 +103,7 @@ def search_run(
     mode = mode or "hybrid"
     pending = embed_service.query_vector_request(text=q) if mode != "keyword" else None
     terms = [_escape(t) for t in text.query_terms(q) if t][:32]
-    faq, articles = _scope(kb_ids=kb_ids, public_only=public_only)
+    faq, articles = _scope(kb_ids=kb_ids, public_only=public_only, exclude_kb_ids=exclude_kb_ids)
     wide = limit if pending is None else POOL
     keyword = _keyword(terms, faq, articles, wide) if terms else []
     vector = pending.result() if pending is not None else None
@@ -158,10 +170,14 @@ def scope_items(
     return out
 
 
-def _scope(*, kb_ids: list[int] | None, public_only: bool) -> tuple[QuerySet, QuerySet]:
+def _scope(
+    *, kb_ids: list[int] | None, public_only: bool, exclude_kb_ids: Collection[int] = ()
+) -> tuple[QuerySet, QuerySet]:
     kbs: QuerySet[KnowledgeBase] = KnowledgeBase.objects.all()
     if kb_ids is not None:
         kbs = kbs.filter(pk__in=kb_ids)
+    if exclude_kb_ids:
+        kbs = kbs.exclude(pk__in=exclude_kb_ids)
     if public_only:
         kbs = kbs.filter(is_public=True)
     faq = FaqItem.objects.filter(kb__in=kbs, is_published=True).select_related("kb")

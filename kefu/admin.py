@@ -9,9 +9,9 @@ from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection
-from django.db.models import Count
+from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -22,7 +22,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from kbase.models import KnowledgeBase
-from kefu import embed, exports, inbox_views, privacy, stats
+from kefu import embed, exports, inbox_views, privacy, stats, supervision
 from kefu.channels.delivery import channel_health
 from kefu.models import (
     AgentState,
@@ -77,14 +77,46 @@ admin.site.unregister(User)
 admin.site.register(User, AgentUserAdmin)
 
 
+class WorkgroupForm(forms.ModelForm):
+    """The workgroup with its supervisors: people granted ``kefu.supervise_workgroup`` on it
+    (django-guardian, :mod:`kefu.supervision`), saved by the admin through the service."""
+
+    supervisors = forms.ModelMultipleChoiceField(
+        label=_("supervisors"),
+        queryset=User.objects.none(),
+        required=False,
+        widget=admin.widgets.FilteredSelectMultiple(_("supervisors"), is_stacked=False),
+        help_text=_(
+            "They see this workgroup's conversations, tickets, statistics and live monitor "
+            "(besides the lead). Supervisors and agents can be chosen."
+        ),
+    )
+
+    class Meta:
+        model = Workgroup
+        fields = "__all__"  # noqa: DJ007 - the admin's fieldsets choose
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["supervisors"].queryset = User.objects.filter(
+            is_active=True,
+            deleted_at__isnull=True,
+            role__in=[User.Role.SUPERVISOR, User.Role.AGENT],
+        ).order_by("username")
+        if self.instance.pk:
+            self.initial["supervisors"] = supervision.workgroup_supervisors(self.instance)
+
+
 @admin.register(Workgroup)
 class WorkgroupAdmin(admin.ModelAdmin):
+    form = WorkgroupForm
     list_display = ("name", "strategy", "lead", "agent_count", "queued")
     list_filter = ("strategy",)
-    filter_horizontal = ("agents",)
+    filter_horizontal = ("agents", "knowledge_bases")
     actions = ["dispatch_queue"]
     fieldsets = (
         (None, {"fields": ("name", "agents", "lead", "strategy", "allow_pick", "calendar")}),
+        (_("Supervision and restrictions"), {"fields": ("supervisors", "knowledge_bases")}),
         (
             _("Queue limits"),
             {
@@ -113,6 +145,16 @@ class WorkgroupAdmin(admin.ModelAdmin):
     @admin.display(description=_("agents"))
     def agent_count(self, obj: Workgroup) -> int:
         return obj.agents.count()
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        if "supervisors" in form.cleaned_data:
+            try:
+                supervision.workgroup_supervisors_set(
+                    workgroup=form.instance, users=form.cleaned_data["supervisors"]
+                )
+            except ServiceError as exc:
+                messages.error(request, exc.message)
 
     def formfield_for_dbfield(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         """Deleted users are not offered as agents or lead."""
@@ -646,22 +688,35 @@ class SessionAdmin(admin.ModelAdmin):
             *super().get_urls(),
         ]
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Session]:
+        """A supervisor sees the conversations of the workgroups they supervise only
+        (``kefu.supervision``); administrators and auditors all of them."""
+        qs = super().get_queryset(request)
+        scope = supervision.supervised_workgroup_ids(request.user)
+        return qs if scope is None else qs.filter(workgroup_id__in=scope)
+
     def reports_view(self, request: HttpRequest) -> HttpResponse:
         """Customer-service statistics (KF-14) with charts, from the rolled-up figures (with
         the time they were computed); ``?export=csv&part=daily|agents|workgroups|labels`` downloads one
         part. ``start`` / ``end``: local dates (default the last 30 days). A POST (the
-        "recompute" button) rolls the days up again first, then shows them."""
+        "recompute" button) rolls the days up again first, then shows them. Supervisors only
+        (403), who see the workgroups they supervise only."""
+        if not supervision.is_supervising(request.user):
+            raise PermissionDenied
         if request.method == "POST":
             return self._recompute(request)
         workgroup = request.GET.get("workgroup") or None
+        scope = supervision.supervised_workgroup_ids(request.user)
         try:
             start, end = reports.date_range(request.GET)
             workgroup_id = int(workgroup) if workgroup else None
-            report = stats.report(start=start, end=end, workgroup_id=workgroup_id)
+            report = stats.report(
+                start=start, end=end, workgroup_id=workgroup_id, workgroup_ids=scope
+            )
         except ValueError:
             messages.error(request, reports.range_message())
             (start, end), workgroup_id = reports.default_range(), None
-            report = stats.report(start=start, end=end)
+            report = stats.report(start=start, end=end, workgroup_ids=scope)
         part = reports.csv_part(request.GET, ("daily", "agents", "workgroups", "labels"))
         if part is not None:
             stats.export_record(user=request.user, part=part, start=start, end=end)
@@ -677,7 +732,9 @@ class SessionAdmin(admin.ModelAdmin):
             "start": start,
             "end": end,
             "workgroup": workgroup_id,
-            "workgroups": Workgroup.objects.order_by("name"),
+            "workgroups": Workgroup.objects.order_by("name").filter(
+                **({} if scope is None else {"pk__in": scope})
+            ),
             "parts": ["daily", "agents", "workgroups", "labels"],
             "groups": ["agents", "workgroups"],
         }
@@ -712,7 +769,7 @@ class SessionAdmin(admin.ModelAdmin):
     def export_json(self, request: HttpRequest, queryset: Any) -> None:
         _export_selected(request, queryset, "json")
 
-    @admin.action(description=_("Close selected sessions"))
+    @admin.action(description=_("Close selected sessions"), permissions=["change"])
     def close_sessions(self, request: HttpRequest, queryset: Any) -> None:
         sender = agent_sender(request.user)
         for session in queryset.exclude(status=Session.Status.CLOSED):
@@ -725,8 +782,9 @@ class CannedResponseAdmin(admin.ModelAdmin):
     """Shared canned responses (no owner) for the whole team; agents' personal ones too."""
 
     list_display = ("shortcut", "title", "category", "owner", "updated_at")
-    list_filter = ("category", ("owner", admin.EmptyFieldListFilter))
+    list_filter = ("category", ("owner", admin.EmptyFieldListFilter), "workgroups")
     search_fields = ("shortcut", "title", "content")
+    filter_horizontal = ("workgroups",)
 
 
 @admin.register(SensitiveWord)

@@ -10,7 +10,17 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from kefu import canned, exports, inbox_views, monitor, privacy, selectors, stats, visitors
+from kefu import (
+    canned,
+    exports,
+    inbox_views,
+    monitor,
+    privacy,
+    selectors,
+    stats,
+    supervision,
+    visitors,
+)
 from kefu.channels import delivery as channel_delivery
 from kefu.models import Label, Transfer
 from kefu.robot import drafts as robot_drafts
@@ -263,7 +273,7 @@ class MonitorApi(APIView):
 class StatsApi(APIView):
     """``GET /api/v1/kefu/stats?start=YYYY-MM-DD&end=YYYY-MM-DD&workgroup=<id>`` → the report
     of ``kefu.stats.report`` (local days, default the last 30; ``labels``: conversations per
-    label); ``&export=csv&part=daily|agents|workgroups|labels`` → that part as CSV. Supervisors only (403); 400 for bad dates."""
+    label); ``&export=csv&part=daily|agents|workgroups|labels`` → that part as CSV. Supervisors only (403), who get the workgroups they supervise only (``kefu.supervision``); 400 for bad dates."""
 
     def get(self, request: Request) -> Response | HttpResponse:
         if not monitor.is_supervisor(request.user):
@@ -272,7 +282,12 @@ class StatsApi(APIView):
         try:
             start, end = reports.date_range(params)
             workgroup = int(params["workgroup"]) if params.get("workgroup") else None
-            data = stats.report(start=start, end=end, workgroup_id=workgroup)
+            data = stats.report(
+                start=start,
+                end=end,
+                workgroup_id=workgroup,
+                workgroup_ids=supervision.supervised_workgroup_ids(request.user),
+            )
         except ValueError as exc:
             raise reports.range_error() from exc
         part = reports.csv_part(

@@ -39,19 +39,24 @@ class KefuConfig(AppConfig):
         def release(sender: object, user: object, deleted: bool, **kwargs: object) -> None:
             agent_release(user=user, deleted=deleted)  # type: ignore[arg-type]
 
+        # knowledge bases restricted to workgroups: hidden from everyone else (kbase.access)
+        from kefu import supervision
+
+        supervision.register()
+
         user_deactivated.connect(release, weak=False, dispatch_uid="kefu-agent-release")
 
         # the audit log (org.audit): changes of the service's configuration, before and after
         from kefu import models as kefu_models
         from org.audit import track
 
-        track(kefu_models.Workgroup, m2m=("agents",))
+        track(kefu_models.Workgroup, m2m=("agents", "knowledge_bases"))
+        track(kefu_models.CannedResponse, m2m=("workgroups",))
         track(kefu_models.Channel, m2m=("knowledge_bases", "departments"))
         for model in (
             kefu_models.Skill,
             kefu_models.RoutingRule,
             kefu_models.VisitorTag,
-            kefu_models.CannedResponse,
             kefu_models.SensitiveWord,
             kefu_models.BlockedVisitor,
             kefu_models.AutoReply,

@@ -10,14 +10,26 @@ from django.db.models import Q, QuerySet
 from django.utils.text import slugify
 from django.utils.translation import gettext as _
 
-from kefu.models import CannedResponse
+from kefu import supervision
+from kefu.models import CannedResponse, Workgroup
 from org.models import User
 from weiyu.errors import ServiceError
 
 
 def visible_to(user: User) -> QuerySet[CannedResponse]:
-    """The shared responses and the user's own."""
-    return CannedResponse.objects.filter(Q(owner__isnull=True) | Q(owner=user))
+    """The shared responses and the user's own. A shared response restricted to workgroups
+    (``CannedResponse.workgroups``) is only for those workgroups' people — agents, lead,
+    supervisors (:func:`kefu.supervision.workgroup_people_filter`); administrators and
+    auditors see them all."""
+    shared = Q(owner__isnull=True)
+    if not supervision.sees_every_workgroup(user):
+        mine = Workgroup.objects.filter(supervision.workgroup_people_filter(user)).values("pk")
+        restricted = CannedResponse.workgroups.through.objects.values("cannedresponse_id")
+        allowed = CannedResponse.workgroups.through.objects.filter(workgroup__in=mine).values(
+            "cannedresponse_id"
+        )
+        shared &= ~Q(pk__in=restricted) | Q(pk__in=allowed)
+    return CannedResponse.objects.filter(shared | Q(owner=user))
 
 
 def canned_payload(item: CannedResponse) -> dict[str, Any]:

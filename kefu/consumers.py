@@ -100,6 +100,17 @@ class AgentConsumer(MemberConsumer):
         self.language = user.language or _browser_language(self.scope)
         return senders.agent_sender(user)
 
+    #: the frames an auditor may send: they read, never write (docs/security.md "Roles")
+    READ_FRAMES: ClassVar[frozenset[str]] = frozenset(
+        {"ping", "sync", "history.fetch", "receipts.fetch"}
+    )
+
+    async def admit(self, frame_type: str) -> None:
+        """An auditor's socket only reads: any frame but :data:`READ_FRAMES` is refused with an
+        ``error`` frame ``read_only``, nothing done."""
+        if self.user.is_auditor and frame_type not in self.READ_FRAMES:
+            raise ServiceError("read_only", _("Auditors can read but not change anything."))
+
     async def hello_extra(self) -> dict[str, Any]:
         if not self.user.is_agent:
             return {}

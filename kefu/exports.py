@@ -32,7 +32,7 @@ from django_tenants.utils import schema_context
 from im import selectors as im_selectors
 from im.models import Message
 from im.syslines import message_text
-from kefu import monitor
+from kefu import monitor, supervision
 from kefu.models import ExportJob, Session
 from kefu.services.merge import merged_conversation_ids
 from org import audit
@@ -114,13 +114,15 @@ def conversation_export(*, user: User, conversation_id: object) -> dict[str, Any
     into it (:mod:`kefu.services.merge`), messages in the order they were written (system lines
     in the reader's language, at most :data:`MAX_MESSAGES`), recorded in the audit log.
 
-    Who: an agent in the conversation, or a supervisor (``kefu.monitor.is_supervisor``).
+    Who: an agent in the conversation, or a supervisor of its workgroup (administrators and
+    auditors: any; :mod:`kefu.supervision`).
     Raises ``ServiceError("not_found")`` for anyone else, a former participant, another
     tenant's conversation or one that is not a customer conversation."""
     conversation_id = parsing.positive_int(conversation_id, "conversation_id")
-    if not monitor.is_supervisor(user):
-        im_selectors.participant_get(conversation_id=conversation_id, member_key=user.member_key)
     session = _sessions().filter(conversation_id=conversation_id).first()
+    scope = supervision.supervised_workgroup_ids(user)
+    if session is None or not (scope is None or session.workgroup_id in scope):
+        im_selectors.participant_get(conversation_id=conversation_id, member_key=user.member_key)
     if session is None:
         raise ServiceError("not_found", _("No such conversation."), field="conversation_id")
     # with the conversations merged into it, in the order the messages were written
@@ -228,6 +230,8 @@ def _filtered(filters: dict[str, Any]) -> QuerySet[Session]:
         rows = rows.filter(created_at__date__lte=filters["end"])
     if "workgroup_id" in filters:
         rows = rows.filter(workgroup_id=filters["workgroup_id"])
+    if "workgroup_ids" in filters:
+        rows = rows.filter(workgroup_id__in=filters["workgroup_ids"])
     if "agent_id" in filters:
         rows = rows.filter(agent_id=filters["agent_id"])
     if "conversation_ids" in filters:
@@ -245,13 +249,16 @@ def _filtered(filters: dict[str, Any]) -> QuerySet[Session]:
 def export_job_create(*, user: User, fmt: object, filters: object) -> ExportJob:
     """Queue the export of the customer conversations matching ``filters`` (see
     :func:`_filters`) as ``fmt`` (``csv``: one row per conversation; ``json``: each conversation
-    with its messages). Supervisors only (``forbidden``); ``invalid`` for a bad format or
+    with its messages). Supervisors only (``forbidden``), of their workgroups' conversations; ``invalid`` for a bad format or
     filter, or more than :data:`MAX_CONVERSATIONS` matching. The worker's task is queued after
     commit; the export is recorded in the audit log."""
     if not monitor.is_supervisor(user):
         raise ServiceError("forbidden", _("Only supervisors can export conversation lists."))
     fmt = parsing.choice(fmt, "format", ExportJob.Format)
     clean = _filters(filters)
+    scope = supervision.supervised_workgroup_ids(user)
+    if scope is not None:  # a supervisor exports their workgroups' conversations only
+        clean["workgroup_ids"] = sorted(scope)
     total = _filtered(clean).count()
     if total > MAX_CONVERSATIONS:
         raise ServiceError(

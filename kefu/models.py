@@ -150,6 +150,16 @@ class Workgroup(models.Model):
             "conversations of this workgroup go back to its queue for a colleague."
         ),
     )
+    knowledge_bases = models.ManyToManyField(
+        "kbase.KnowledgeBase",
+        blank=True,
+        related_name="restricted_to",
+        verbose_name=_("restricted knowledge bases"),
+        help_text=_(
+            "Knowledge bases only this workgroup's people see (and the robot answers from only "
+            "in its channels). A knowledge base no workgroup lists is open to every agent."
+        ),
+    )
     last_assigned_user_id = models.BigIntegerField(
         _("last assigned agent id"), null=True, blank=True, editable=False
     )
@@ -158,6 +168,8 @@ class Workgroup(models.Model):
     class Meta:
         verbose_name = _("workgroup")
         verbose_name_plural = _("workgroups")
+        # granted per workgroup with django-guardian (kefu.supervision)
+        permissions = [("supervise_workgroup", _("Can supervise the workgroup"))]
 
     def __str__(self) -> str:
         return self.name
@@ -666,7 +678,9 @@ class Session(models.Model):
 
 class CannedResponse(models.Model):
     """A ready answer an agent inserts by typing ``/shortcut`` in the inbox (KF-9). Shared by the
-    whole team (``owner`` empty, kept by admins in the back office) or personal to one agent."""
+    whole team (``owner`` empty, kept by admins in the back office) or personal to one agent; a
+    shared one with ``workgroups`` is offered only to those workgroups' people
+    (:func:`kefu.canned.visible_to`)."""
 
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -683,6 +697,16 @@ class CannedResponse(models.Model):
     category = models.CharField(_("category"), max_length=64, blank=True)
     title = models.CharField(_("title"), max_length=100)
     content = models.TextField(_("text"), max_length=5000)
+    workgroups = models.ManyToManyField(
+        Workgroup,
+        blank=True,
+        related_name="canned_responses",
+        verbose_name=_("restricted to workgroups"),
+        help_text=_(
+            "A shared response listed here is offered only to these workgroups' people. "
+            "None chosen: to everyone."
+        ),
+    )
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 

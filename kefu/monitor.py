@@ -1,6 +1,8 @@
 """The supervisors' live monitor (KF-13): every workgroup with its online agents and their load,
 queue length and longest wait, and the conversations in progress; any conversation can be read
-(not written) by a supervisor. Supervisors are administrators and workgroup leads."""
+(not written) by a supervisor. Administrators and auditors see every workgroup; supervisors
+(workgroup leads and people granted ``kefu.supervise_workgroup``, :mod:`kefu.supervision`) the
+workgroups they supervise only."""
 
 from __future__ import annotations
 
@@ -13,18 +15,16 @@ from django.utils.translation import gettext as _
 from im.models import Message
 from im.serializers import message_payload
 from im.syslines import message_text
+from kefu import supervision
 from kefu.models import AgentState, Session, Workgroup
 from org.models import User
 from weiyu.errors import ServiceError
 
 
 def is_supervisor(user: User) -> bool:
-    """Administrators (role or superuser) and workgroup leads."""
-    if not user.is_authenticated or not user.is_active:
-        return False
-    if user.is_superuser or user.role == User.Role.ADMIN:
-        return True
-    return Workgroup.objects.filter(lead=user).exists()
+    """Administrators (role or superuser), auditors, and supervisors of at least one
+    workgroup (:func:`kefu.supervision.is_supervising`)."""
+    return supervision.is_supervising(user)
 
 
 def _require(user: User) -> None:
@@ -39,11 +39,17 @@ def snapshot(*, user: User) -> dict[str, Any]:
     "status", "started_at", "waiting_s"}]}`` — an agent's ``status`` is offline while no inbox
     of theirs is open, ``open_count`` counts open customer conversations only (as the inbox
     header and the admin do); ``waiting_s``: seconds since the visitor's last
-    unanswered message (or since queued), null when nobody waits. Raises
-    ``ServiceError("forbidden")`` for non-supervisors."""
+    unanswered message (or since queued), null when nobody waits. A supervisor gets only the
+    workgroups they supervise and their conversations. Raises ``ServiceError("forbidden")`` for
+    non-supervisors."""
     _require(user)
     now = timezone.now()
+    scope = supervision.supervised_workgroup_ids(user)
     live = Session.objects.exclude(status=Session.Status.CLOSED)
+    workgroups = Workgroup.objects.order_by("name")
+    if scope is not None:
+        live = live.filter(workgroup_id__in=scope)
+        workgroups = workgroups.filter(pk__in=scope)
     per_group = {
         row["workgroup_id"]: row
         for row in live.values("workgroup_id").annotate(
@@ -59,7 +65,7 @@ def snapshot(*, user: User) -> dict[str, Any]:
         members.setdefault(wg_id, []).append(user_id)
     users = {u.pk: u for u in User.objects.filter(is_active=True)}
     groups = []
-    for wg in Workgroup.objects.order_by("name"):
+    for wg in workgroups:
         row = per_group.get(wg.pk, {})
         oldest = row.get("oldest")
         agents = []
@@ -113,14 +119,16 @@ def snapshot(*, user: User) -> dict[str, Any]:
 def transcript(*, user: User, conversation_id: int) -> dict[str, Any]:
     """A customer conversation for reading: ``{"conversation_id", "visitor", "agent",
     "workgroup", "status", "messages": [message]}`` (internal notes included, recalled ones
-    without content). Raises ``ServiceError``: ``forbidden``, ``not_found``."""
+    without content). Raises ``ServiceError``: ``forbidden``, ``not_found`` (also for a
+    conversation of a workgroup the supervisor does not supervise)."""
     _require(user)
     session = (
         Session.objects.select_related("visitor", "agent", "workgroup")
         .filter(conversation_id=conversation_id)
         .first()
     )
-    if session is None:
+    scope = supervision.supervised_workgroup_ids(user)
+    if session is None or (scope is not None and session.workgroup_id not in scope):
         raise ServiceError("not_found", _("No such conversation."))
     messages = (
         Message.objects.filter(conversation_id=conversation_id)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
+from collections.abc import Collection
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -189,19 +190,28 @@ def _summary(values: dict[str, float]) -> dict[str, Any]:
     }
 
 
-def report(*, start: dt.date, end: dt.date, workgroup_id: int | None = None) -> dict[str, Any]:
+def report(
+    *,
+    start: dt.date,
+    end: dt.date,
+    workgroup_id: int | None = None,
+    workgroup_ids: Collection[int] | None = None,
+) -> dict[str, Any]:
     """Figures from ``start`` to ``end`` (local dates, inclusive): ``{"time_zone", "start",
     "end", "total": {summary}, "daily": [{"date", …summary}], "agents": [{"id", "name",
     …summary}], "workgroups": [{"id", "name", …summary}]}``; a summary has ``conversations``,
     ``visitor_messages``, ``agent_messages``, ``first_response_avg_s``, ``response_avg_s``,
     ``resolution_avg_s``, ``queue_wait_avg_s`` (seconds or null), ``abandoned``,
     ``transfers``, ``csat_count``, ``csat_avg`` (1-5 or null) and ``csat_distribution`` (counts of
-    1…5 stars); ``labels``: see :func:`label_counts`. Raises ``ValueError`` for a range over 366 days or reversed."""
+    1…5 stars); ``labels``: see :func:`label_counts`. ``workgroup_ids``: only those
+    workgroups (a supervisor's scope, ``kefu.supervision``; None: all). Raises ``ValueError`` for a range over 366 days or reversed."""
     if end < start or (end - start).days > 366:
         raise ValueError("the range must be 1 to 366 days")
     qs = DailyStat.objects.filter(day__gte=start, day__lte=end).select_related("agent", "workgroup")
     if workgroup_id is not None:
         qs = qs.filter(workgroup_id=workgroup_id)
+    if workgroup_ids is not None:
+        qs = qs.filter(workgroup_id__in=workgroup_ids)
     empty = lambda: dict.fromkeys(FIELDS, 0)  # noqa: E731 - a factory
     total = empty()
     daily: dict[dt.date, dict[str, float]] = {}
@@ -234,12 +244,18 @@ def report(*, start: dt.date, end: dt.date, workgroup_id: int | None = None) -> 
             ({"id": k, "name": n, **_summary(v)} for k, (n, v) in groups.items()),
             key=lambda r: r["name"],
         ),
-        "labels": label_counts(start=start, end=end, workgroup_id=workgroup_id),
+        "labels": label_counts(
+            start=start, end=end, workgroup_id=workgroup_id, workgroup_ids=workgroup_ids
+        ),
     }
 
 
 def label_counts(
-    *, start: dt.date, end: dt.date, workgroup_id: int | None = None
+    *,
+    start: dt.date,
+    end: dt.date,
+    workgroup_id: int | None = None,
+    workgroup_ids: Collection[int] | None = None,
 ) -> list[dict[str, Any]]:
     """Conversations started from ``start`` to ``end`` (local days, inclusive) per label they
     carry now: ``[{"id", "name", "color", "conversations"}]``, every label, most used first.
@@ -250,6 +266,8 @@ def label_counts(
     sessions = Q(sessions__created_at__gte=since, sessions__created_at__lt=until)
     if workgroup_id is not None:
         sessions &= Q(sessions__workgroup_id=workgroup_id)
+    if workgroup_ids is not None:
+        sessions &= Q(sessions__workgroup_id__in=workgroup_ids)
     rows = Label.objects.annotate(n=Count("sessions", filter=sessions)).order_by("-n", "name")
     return [{"id": lb.pk, "name": lb.name, "color": lb.color, "conversations": lb.n} for lb in rows]
 

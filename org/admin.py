@@ -16,10 +16,11 @@ from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.contrib.auth.forms import UserChangeForm
+from django.contrib.auth.models import Group, Permission
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied
 from django.db import connection
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.http import (
     HttpRequest,
     HttpResponse,
@@ -46,6 +47,7 @@ from org.models import (
     Department,
     DepartmentMember,
     Holiday,
+    Role,
     SecuritySettings,
     User,
     VisitorLimits,
@@ -126,6 +128,9 @@ class SeatCheckedUserChangeForm(UserChangeForm):
                 quotas.check_total("seats")
             except ServiceError as exc:
                 self.add_error("is_active", exc.message)
+        if data.get("role") == User.Role.AUDITOR and data.get("is_superuser"):
+            # a superuser holds every permission: an auditor must not (docs/security.md "Roles")
+            self.add_error("is_superuser", _("An auditor cannot be a superuser."))
         return data
 
 
@@ -170,6 +175,17 @@ class UserAdmin(DeleteKeepingHistory, BaseUserAdmin):
     )
     inlines = [UserDepartmentInline]
 
+    def formfield_for_manytomany(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        """``groups`` are the person's custom roles (:class:`org.models.Role`)."""
+        field = super().formfield_for_manytomany(db_field, request, **kwargs)
+        if db_field.name == "groups" and field is not None:
+            field.label = _("custom roles")
+            field.help_text = _(
+                "Each custom role grants its permissions in the back office (with staff "
+                "status). Define them under Organisation → Custom roles."
+            )
+        return field
+
     def add_view(
         self, request: HttpRequest, form_url: str = "", extra_context: dict | None = None
     ) -> HttpResponse:
@@ -181,6 +197,50 @@ class UserAdmin(DeleteKeepingHistory, BaseUserAdmin):
             messages.error(request, exc.message)
             return HttpResponseRedirect(reverse("admin:org_user_changelist"))
         return super().add_view(request, form_url, extra_context)
+
+
+#: apps whose permissions a custom role can grant: the product's, not the framework's plumbing
+ROLE_PERMISSION_APPS = ("org", "im", "kefu", "tickets", "kbase", "webhooks", "auditlog", "auth")
+
+
+@admin.register(Role)
+class RoleAdmin(admin.ModelAdmin):
+    """Custom roles (docs/security.md "Roles"): a name and the Django permissions it grants
+    (``view``, ``add``, ``change``, ``delete`` per kind of object); assigned to people on
+    their user page ("custom roles"). Changes are recorded in the audit log."""
+
+    list_display = ("name", "permission_count", "member_count")
+    search_fields = ("name",)
+    fields = ("name", "permissions")
+    filter_horizontal = ("permissions",)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Role]:
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                n_perms=Count("permissions", distinct=True), n_users=Count("user", distinct=True)
+            )
+        )
+
+    @admin.display(description=_("permissions"), ordering="n_perms")
+    def permission_count(self, obj: Any) -> int:
+        return obj.n_perms
+
+    @admin.display(description=_("people"), ordering="n_users")
+    def member_count(self, obj: Any) -> int:
+        return obj.n_users
+
+    def formfield_for_manytomany(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "permissions":
+            kwargs["queryset"] = Permission.objects.filter(
+                content_type__app_label__in=ROLE_PERMISSION_APPS
+            ).select_related("content_type")
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+
+if admin.site.is_registered(Group):
+    admin.site.unregister(Group)  # custom roles are the groups of this back office
 
 
 class PlatformUserAdmin(DeleteKeepingHistory, BaseUserAdmin):

@@ -170,9 +170,13 @@ def track(
 def register_models() -> None:
     """Register org's models (and auth groups) with the audit log: users without their password
     (nor the time of their last sign-in, which the sign-in event records), their groups and
-    permissions; departments and memberships; business calendars; the visitor limits."""
+    permissions and object permissions; departments and memberships; business calendars; the visitor limits."""
     track(User, exclude=("password", "last_login"), m2m=("groups", "user_permissions"))
     track(Group, m2m=("permissions",))
+    from guardian.models import UserObjectPermission  # an app's models: after loading
+
+    # object permissions granted and withdrawn (a supervisor's workgroups, kefu.supervision)
+    track(UserObjectPermission)
     from django_otp.plugins.otp_totp.models import TOTPDevice  # an app's models: after loading
 
     # authenticators: added, confirmed, renamed or removed (a lost phone) — never their key, nor

@@ -13,7 +13,8 @@ from typing import Any
 from axes.backends import AxesStandaloneBackend
 from axes.exceptions import AxesBackendPermissionDenied
 from django.contrib.auth import get_user_model
-from django.contrib.auth.backends import ModelBackend
+from django.contrib.auth.backends import BaseBackend, ModelBackend
+from django.contrib.auth.models import Permission
 from django.db import connection
 from django.http import HttpRequest
 
@@ -88,3 +89,56 @@ class PasswordBackend(ModelBackend):
         if user.check_password(password) and self.user_can_authenticate(user):
             return user
         return None
+
+
+#: What the supervisor role may do in the back office, on top of custom roles: read and act on
+#: the conversations and tickets of the workgroups they supervise (the admin lists are narrowed
+#: to those, ``kefu.supervision``), read workgroups and statistics.
+SUPERVISOR_PERMISSIONS = frozenset(
+    {
+        "kefu.view_session",
+        "kefu.change_session",
+        "kefu.view_workgroup",
+        "kefu.view_dailystat",
+        "tickets.view_ticket",
+        "tickets.change_ticket",
+        "tickets.view_comment",
+    }
+)
+
+
+class RolePermissionBackend(BaseBackend):
+    """The Django permissions of the built-in roles (docs/security.md "Roles"): an auditor
+    holds every ``view_*`` permission of the tenant's models and nothing else (the admin then
+    shows every page read-only); a supervisor holds :data:`SUPERVISOR_PERMISSIONS`. Other roles
+    get nothing here (administrators are superusers; custom roles come through Django's groups
+    in :class:`PasswordBackend`). Model permissions only: object permissions are
+    django-guardian's. One query per request for an auditor, none for the others."""
+
+    def get_all_permissions(self, user_obj: Any, obj: Any = None) -> set[str]:
+        if obj is not None or not getattr(user_obj, "is_active", False):
+            return set()
+        if user_obj.is_anonymous:
+            return set()
+        cached = getattr(user_obj, "_weiyu_role_perm_cache", None)
+        if cached is not None:
+            return cached
+        role = getattr(user_obj, "role", "")
+        perms: set[str] = set()
+        if role == "auditor":
+            perms = {
+                f"{app}.{codename}"
+                for app, codename in Permission.objects.filter(
+                    codename__startswith="view_"
+                ).values_list("content_type__app_label", "codename")
+            }
+        elif role == "supervisor":
+            perms = set(SUPERVISOR_PERMISSIONS)
+        user_obj._weiyu_role_perm_cache = perms
+        return perms
+
+    def has_perm(self, user_obj: Any, perm: str, obj: Any = None) -> bool:
+        return perm in self.get_all_permissions(user_obj, obj)
+
+    def has_module_perms(self, user_obj: Any, app_label: str) -> bool:
+        return any(p.startswith(f"{app_label}.") for p in self.get_all_permissions(user_obj))

@@ -1,11 +1,14 @@
-"""A signed-in person's chosen language for every page and API answer (the inbox's switch)."""
+"""Request middleware of the organisation: a signed-in person's chosen language for every page
+and API answer (the inbox's switch), the audit log's request, an auditor's read-only access."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from django.http import HttpRequest, HttpResponse
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import translation
+from django.utils.translation import gettext as _
 
 from org.audit import current_request
 
@@ -42,3 +45,40 @@ class AuditMiddleware:
             return self.get_response(request)
         finally:
             current_request.reset(token)
+
+
+#: Paths where an auditor may still send a form: signing in and out, and their own account
+#: (password, two factors, sessions). Nothing there changes the tenant's data.
+AUDITOR_WRITABLE_PREFIXES = (
+    "/admin/login/",
+    "/admin/logout/",
+    "/inbox/login/",
+    "/inbox/logout/",
+    "/account/",
+    "/i18n/",
+)
+
+
+class AuditorReadOnlyMiddleware:
+    """After ``AuthenticationMiddleware``: an auditor (``User.Role.AUDITOR``) reads everything
+    and changes nothing. Any method but ``GET``/``HEAD``/``OPTIONS`` from an auditor's session is
+    refused with 403 before a view runs — a JSON ``{"error": "read_only", "detail"}`` under
+    ``/api/``, Django's 403 page elsewhere (admin actions, inbox forms) — except the paths of
+    :data:`AUDITOR_WRITABLE_PREFIXES`. API keys are checked by DRF
+    (``org.permissions.IsAuthenticatedWriter``), websockets by ``kefu.consumers.AgentConsumer``.
+    Reads ``request.user`` only for unsafe methods."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.method not in ("GET", "HEAD", "OPTIONS") and not request.path.startswith(
+            AUDITOR_WRITABLE_PREFIXES
+        ):
+            user = getattr(request, "user", None)
+            if user is not None and user.is_authenticated and getattr(user, "is_auditor", False):
+                detail = _("Auditors can read but not change anything.")
+                if request.path.startswith("/api/"):
+                    return JsonResponse({"error": "read_only", "detail": detail}, status=403)
+                raise PermissionDenied(detail)
+        return self.get_response(request)

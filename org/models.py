@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo, available_timezones
 
 from auditlog.models import LogEntry
 from django.conf import settings
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import AbstractUser, Group
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
@@ -21,15 +21,21 @@ from org import business_hours
 
 
 class User(AbstractUser):
-    """A person who signs in: a tenant admin, an agent, or a staff member.
+    """A person who signs in: a tenant admin, a supervisor, an agent, an auditor or a staff
+    member (docs/security.md "Roles").
 
-    ``role`` decides what the inbox offers; Django's ``is_staff``/``is_superuser`` still decide
-    admin access. ``display_name`` is what visitors and colleagues see (falls back to the username).
+    ``role`` decides what the inbox offers and, for supervisors and auditors, what the back office
+    shows (``org.backends.RolePermissionBackend``); Django's ``is_staff`` still decides whether the
+    back office opens at all, and custom roles (:class:`Role`, Django groups underneath) add
+    the model permissions they hold. ``display_name`` is what visitors and colleagues see (falls
+    back to the username).
     """
 
     class Role(models.TextChoices):
         ADMIN = "admin", _("Administrator")
+        SUPERVISOR = "supervisor", _("Supervisor")
         AGENT = "agent", _("Agent")
+        AUDITOR = "auditor", _("Auditor")
         STAFF = "staff", _("Staff member")
 
     role = models.CharField(_("role"), max_length=16, choices=Role.choices, default=Role.STAFF)
@@ -91,13 +97,38 @@ class User(AbstractUser):
 
     @property
     def is_admin(self) -> bool:
-        """Whether the user administers the tenant (the admin role, or back-office access)."""
-        return self.role == self.Role.ADMIN or self.is_staff or self.is_superuser
+        """Whether the user administers the tenant: the admin role or a superuser. Back-office
+        access alone (``is_staff``, e.g. an auditor or a custom role) is not administration."""
+        return self.role == self.Role.ADMIN or self.is_superuser
+
+    @property
+    def is_auditor(self) -> bool:
+        """Whether the user only reads: every write is refused to an auditor, whatever else
+        the account says (``org.middleware.AuditorReadOnlyMiddleware``, ``org.permissions``)."""
+        return self.role == self.Role.AUDITOR
+
+    @property
+    def is_supervisor(self) -> bool:
+        """Whether the user has the supervisor role (the workgroups supervised are
+        ``kefu.supervision.supervised_workgroup_ids``)."""
+        return self.role == self.Role.SUPERVISOR
 
     @property
     def is_agent(self) -> bool:
         """Whether the user serves visitors (agents and admins do)."""
         return self.role in (self.Role.AGENT, self.Role.ADMIN)
+
+
+class Role(Group):
+    """A custom role defined by the tenant's administrators: a name and a set of Django
+    permissions (a Django group underneath, so ``User.groups`` are a person's custom roles and
+    ``user.has_perm`` counts them). It grants exactly those permissions, in the back office for
+    people with back-office access; docs/security.md "Roles"."""
+
+    class Meta:
+        proxy = True
+        verbose_name = _("custom role")
+        verbose_name_plural = _("custom roles")
 
 
 class Department(MP_Node):

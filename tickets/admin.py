@@ -13,6 +13,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -155,6 +156,11 @@ class TicketAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     change_list_template = "admin/tickets/ticket/change_list.html"
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Ticket]:
+        """What the person may see (``tickets.selectors.can_see``): a supervisor the tickets of
+        the workgroups they supervise."""
+        return selectors.visible(super().get_queryset(request), request.user)
+
     def get_urls(self) -> list[Any]:
         return [
             path(
@@ -167,7 +173,10 @@ class TicketAdmin(admin.ModelAdmin):
 
     def reports_view(self, request: HttpRequest) -> HttpResponse:
         """Ticket reports (TK-4) with charts; ``?export=csv&part=<daily|agents|…>`` exports one
-        part. ``start``/``end`` are local dates (default: the last 30 days)."""
+        part. ``start``/``end`` are local dates (default: the last 30 days). For those who see
+        every ticket (agents, administrators, auditors; 403 otherwise)."""
+        if not selectors.sees_all(request.user):
+            raise PermissionDenied
         try:
             start, end = report_params.date_range(request.GET)
             report = reports.build(start=start, end=end)

@@ -267,10 +267,11 @@ class TicketReportApi(APIView):
     """``GET /api/v1/tickets/reports?start=YYYY-MM-DD&end=YYYY-MM-DD`` (local dates, default the
     last 30 days, at most 367) → the report of :func:`tickets.reports.build` (``daily``,
     ``agents``, ``workgroups``, ``sla``, ``first_response``, ``resolution``); with
-    ``&export=csv&part=<one of those>`` → that part as CSV. Agents only (403 otherwise)."""
+    ``&export=csv&part=<one of those>`` → that part as CSV. Agents and auditors only (403
+    otherwise)."""
 
     def get(self, request: Request) -> Any:
-        if not request.user.is_agent:
+        if not (request.user.is_agent or request.user.is_auditor):
             raise ServiceError("forbidden", _("Only agents can see reports."))
         try:
             start, end = report_params.date_range(request.query_params)

@@ -20,7 +20,7 @@ from django.utils.translation import gettext_lazy
 
 from kefu import dashboard as kefu_dashboard
 from kefu import monitor, onboarding
-from tickets import reports
+from tickets import reports, selectors
 
 #: 24x24 outline icons (SVG path data) of the navigation groups
 _ICONS = {
@@ -48,7 +48,7 @@ GROUPS: list[tuple[Any, str, list[str]]] = [
     (gettext_lazy("Tickets"), "ticket", ["tickets.*"]),
     (gettext_lazy("Knowledge base and AI"), "book", ["kbase.*"]),
     (gettext_lazy("Team"), "people", [
-        "org.User", "org.Department", "auth.Group", "im.MessagingSettings", "im.Sticker",
+        "org.User", "org.Role", "org.Department", "im.MessagingSettings", "im.Sticker",
     ]),
     (gettext_lazy("Statistics"), "chart", ["kefu.DailyStat"]),
     (gettext_lazy("Security and audit"), "lock", [
@@ -112,7 +112,7 @@ def links(user: Any) -> list[dict[str, str]]:
             },
         ]
     reports_url = _url("admin:tickets_ticket_reports")
-    if reports_url and user.has_perm("tickets.view_ticket"):
+    if reports_url and user.has_perm("tickets.view_ticket") and selectors.sees_all(user):
         out.append({"id": "reports", "title": _("Ticket reports"), "url": reports_url})
     return out
 
@@ -148,7 +148,12 @@ def dashboard(user: Any) -> dict[str, Any]:
     data = kefu_dashboard.figures(user=user)
     week = data["week"]
     start, end = dt.date.fromisoformat(data["start"]), dt.date.fromisoformat(data["today"])
-    sla = sla_attainment(start=start, end=end)
+    # over every ticket: not for a supervisor, who sees their workgroups' figures only
+    sla = (
+        sla_attainment(start=start, end=end)
+        if selectors.sees_all(user)
+        else {"finished": 0, "met": 0, "attainment_pct": None}
+    )
     top = max(data["hours"]) or 1
     data["sla"] = sla
     data["cards"] = [

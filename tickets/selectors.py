@@ -11,6 +11,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from im.models import Attachment
+from kefu import supervision
 from org.models import User
 from tickets.models import Comment, Notification, SlaClock, Ticket
 from weiyu import parsing
@@ -40,14 +41,41 @@ def _person(user: User | None) -> dict[str, Any] | None:
     return None if user is None else {"id": user.pk, "key": user.member_key, "name": user.name}
 
 
+def sees_all(user: User) -> bool:
+    """Agents, admins and auditors see every ticket of their tenant."""
+    return user.is_agent or user.is_auditor
+
+
+def may_work(user: User) -> bool:
+    """Who may change the tickets they see: agents, admins and supervisors (docs/security.md
+    "Roles")."""
+    return user.is_agent or user.is_supervisor
+
+
 def can_see(user: User, ticket: Ticket) -> bool:
-    """Agents and admins see every ticket of their tenant; other staff the ones they asked for,
+    """Agents, admins and auditors see every ticket of their tenant; a supervisor the tickets
+    of the workgroups they supervise (``kefu.supervision``); everyone the ones they asked for,
     are assigned or watch."""
-    if user.is_agent:
+    if sees_all(user):
         return True
-    return user.pk in (ticket.requester_user_id, ticket.assignee_id) or (
-        ticket.watchers.filter(pk=user.pk).exists()
-    )
+    if user.pk in (ticket.requester_user_id, ticket.assignee_id):
+        return True
+    if user.is_supervisor and ticket.workgroup_id is not None:
+        scope = supervision.supervised_workgroup_ids(user)
+        if scope is None or ticket.workgroup_id in scope:
+            return True
+    return ticket.watchers.filter(pk=user.pk).exists()
+
+
+def visible(qs: QuerySet[Ticket], user: User) -> QuerySet[Ticket]:
+    """``qs`` narrowed to what :func:`can_see` allows ``user``."""
+    if sees_all(user):
+        return qs
+    mine = Q(requester_user=user) | Q(assignee=user) | Q(watchers=user)
+    if user.is_supervisor:
+        scope = supervision.supervised_workgroup_ids(user)
+        mine |= Q() if scope is None else Q(workgroup_id__in=scope)
+    return qs.filter(mine).distinct()
 
 
 def ticket_get(*, ticket_id: object, user: User, lock: bool = False) -> Ticket:
@@ -272,7 +300,7 @@ def _base() -> QuerySet[Ticket]:
     ).prefetch_related(Prefetch("clocks", queryset=SlaClock.objects.order_by("pk")))
 
 
-def ticket_list(  # noqa: PLR0912
+def ticket_list(
     *,
     user: User,
     view: str = "all",
@@ -286,8 +314,7 @@ def ticket_list(  # noqa: PLR0912
     ``at_risk`` / ``breached`` (soonest due first). Returns ``(page, total)``."""
     now = timezone.now()
     qs = _base()
-    if not user.is_agent:
-        qs = qs.filter(Q(requester_user=user) | Q(assignee=user) | Q(watchers=user)).distinct()
+    qs = visible(qs, user)
     live = SlaClock.objects.filter(ticket=OuterRef("pk"), met_at__isnull=True, cancelled=False)
     order: list[str] = ["-number"]
     if view == "mine":

@@ -14,6 +14,7 @@ HTTP_STATUS = {
     "invalid_token": 401,
     "quota_exceeded": 402,
     "forbidden": 403,
+    "read_only": 403,
     "suspended": 403,
     "not_found": 404,
     "conversation_closed": 409,

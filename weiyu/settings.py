@@ -100,6 +100,7 @@ SHARED_APPS = [
     "django_otp.plugins.otp_static",
     "csp",  # Content-Security-Policy (the production profile)
     "auditlog",  # the platform admin's own audit log (public schema)
+    "guardian",  # object permissions: the users table lives in both kinds of schema
 ]
 TENANT_APPS = [
     "django.contrib.contenttypes",
@@ -122,6 +123,8 @@ TENANT_APPS = [
     "auditlog",
     # signed webhooks (org/webhooks, docs/webhooks.md): endpoints, events, the delivery log
     "org.webhooks",
+    # object permissions (docs/security.md "Roles"): the workgroups a supervisor supervises
+    "guardian",
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
 TENANT_MODEL = "tenants.Tenant"
@@ -155,6 +158,8 @@ MIDDLEWARE = [
     # a user whom the tenant requires to use two factors and who has none reaches only the
     # enrolment page (org.account_views, docs/security.md "Two-factor authentication")
     "org.account_views.TwoFactorRequiredMiddleware",
+    # an auditor reads and changes nothing: every other method is refused (docs/security.md)
+    "org.middleware.AuditorReadOnlyMiddleware",
     # a POST repeated with the same Idempotency-Key and API key gets the first answer again
     "org.apikeys.IdempotencyMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -194,7 +199,16 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-AUTHENTICATION_BACKENDS = ["org.backends.LockoutBackend", "org.backends.PasswordBackend"]
+AUTHENTICATION_BACKENDS = [
+    "org.backends.LockoutBackend",
+    "org.backends.PasswordBackend",
+    # the permissions of the built-in roles (auditor, supervisor; org.roles)
+    "org.backends.RolePermissionBackend",
+    # object permissions (django-guardian): a supervisor's workgroups (kefu.supervision)
+    "guardian.backends.ObjectPermissionBackend",
+]
+# django-guardian creates no anonymous user: nobody signed out is given any permission
+ANONYMOUS_USER_NAME = None
 LOGIN_URL = "kefu:inbox-login"
 
 # --- sign-in throttling (django-axes; docs/security.md): after AXES_FAILURE_LIMIT failures an
@@ -467,7 +481,8 @@ REST_FRAMEWORK = {
         "org.apikeys.ApiKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # signed in, and an auditor only reads (org.permissions)
+    "DEFAULT_PERMISSION_CLASSES": ["org.permissions.IsAuthenticatedWriter"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": [
         "weiyu.api.JSONParser",

@@ -19,8 +19,9 @@ from im import senders as im_senders
 from im.models import Message
 from im.services import messages as im_messages
 from kbase import llm, text
-from kbase.models import RobotQuestion
+from kbase.models import KnowledgeBase, RobotQuestion
 from kbase.services import robot_question_collect
+from kefu import supervision
 from kefu.models import Channel, Session
 from kefu.robot import decision as decision_module
 from kefu.robot.decision import Decision, consider
@@ -153,6 +154,17 @@ def answer(*, session_id: int, message_id: int) -> Message | None:
     language = robot_language(visitor)
     question = message.content
     kb_ids = list(channel.knowledge_bases.values_list("pk", flat=True)) or None
+    # knowledge bases restricted to workgroups answer only in those workgroups' conversations
+    hidden = supervision.channel_hidden_knowledge_base_ids(workgroup_id=session.workgroup_id)
+    if hidden:
+        if kb_ids is None:
+            kb_ids = list(
+                KnowledgeBase.objects.filter(is_public=True)
+                .exclude(pk__in=hidden)
+                .values_list("pk", flat=True)
+            )
+        else:
+            kb_ids = [pk for pk in kb_ids if pk not in hidden]
     found, decision = consider(question, kb_ids=kb_ids, min_confidence=channel.min_confidence)
     hits = found.results
     meta: dict[str, Any] = {

@@ -15,10 +15,12 @@ from im import selectors as im_selectors
 from im.models import Message
 from kbase import llm
 from kbase.search import search
+from kefu import supervision
 from kefu.models import Session
 from kefu.robot.answers import TOP_HITS, source_payload
 from kefu.robot.streaming import STREAM_INTERVAL_S
 from kefu.senders import language_for
+from org.models import User
 from weiyu.errors import ServiceError
 from weiyu.realtime import publish_event_now
 
@@ -77,7 +79,8 @@ def assist_draft_request(*, user: Any, conversation_id: object) -> str:
 
 def assist_draft(*, user_id: int, conversation_id: int, request_id: str) -> None:
     """Write the draft (the body of ``assist_draft_task``): the visitor's last question answered
-    from every knowledge base (internal ones too) by the LLM, streamed to the agent as
+    from every knowledge base the agent may see (internal ones too; not those restricted to
+    workgroups they are not in, :mod:`kefu.supervision`) by the LLM, streamed to the agent as
     ``assist.draft`` frames ``{"conversation_id", "request_id", "text", "done", "sources",
     "error"}``; the last one has ``done`` true, and ``error`` set when no draft could be made."""
     key = f"u:{user_id}"
@@ -104,7 +107,9 @@ def assist_draft(*, user_id: int, conversation_id: int, request_id: str) -> None
             last[0] = now
             publish_event_now(dict(frame), [key])
 
-    hits = search(q=question, limit=TOP_HITS) if question else []
+    reader = User.objects.filter(pk=user_id).first()
+    hidden = supervision.hidden_knowledge_base_ids(reader) if reader is not None else set()
+    hits = search(q=question, limit=TOP_HITS, exclude_kb_ids=hidden) if question else []
     try:
         result = llm.grounded_answer(question, hits, language=language, on_delta=on_delta)
     except llm.LlmUnavailableError:

@@ -8,6 +8,7 @@ from typing import Any
 from django.db import transaction
 from django.utils.translation import gettext as _
 
+from kefu import supervision
 from kefu.models import Workgroup
 from org.models import User
 from weiyu import parsing
@@ -23,13 +24,21 @@ def _require_admin(user: User) -> None:
 
 
 def workgroup_settings_payload(workgroup: Workgroup) -> dict[str, Any]:
-    """``{"id", "name", "strategy", "allow_pick", "requeue_on_leave"}``."""
+    """``{"id", "name", "strategy", "allow_pick", "requeue_on_leave", "lead_id",
+    "supervisor_ids", "restricted_knowledge_base_ids"}`` — the supervisors granted
+    ``kefu.supervise_workgroup`` (besides the lead) and the knowledge bases restricted to it
+    (docs/security.md "Roles"; set in the back office)."""
     return {
         "id": workgroup.pk,
         "name": workgroup.name,
         "strategy": workgroup.strategy,
         "allow_pick": workgroup.allow_pick,
         "requeue_on_leave": workgroup.requeue_on_leave,
+        "lead_id": workgroup.lead_id,
+        "supervisor_ids": [u.pk for u in supervision.workgroup_supervisors(workgroup)],
+        "restricted_knowledge_base_ids": sorted(
+            workgroup.knowledge_bases.values_list("pk", flat=True)
+        ),
     }
 
 
@@ -44,8 +53,9 @@ def _get(workgroup_id: object, *, lock: bool = False) -> Workgroup:
 
 def workgroup_settings_get(*, user: User, workgroup_id: object) -> dict[str, Any]:
     """One workgroup's settings (:func:`workgroup_settings_payload`). Raises ``ServiceError``:
-    ``forbidden`` (not an administrator), ``invalid``, ``not_found``."""
-    _require_admin(user)
+    ``forbidden`` (not an administrator nor an auditor), ``invalid``, ``not_found``."""
+    if not user.is_auditor:
+        _require_admin(user)
     return workgroup_settings_payload(_get(workgroup_id))
 
 

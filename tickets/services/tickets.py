@@ -30,7 +30,7 @@ from kefu import syslines as kefu_syslines
 from kefu.models import Session, Visitor, Workgroup
 from org.models import User
 from tickets.models import Category, Comment, Notification, Priority, Ticket, TicketCounter
-from tickets.selectors import can_see, ticket_get
+from tickets.selectors import can_see, may_work, ticket_get
 from tickets.services.clocks import (
     sla_clocks_retarget,
     sla_clocks_start,
@@ -281,9 +281,10 @@ def ticket_leave_message(
 @transaction.atomic
 def ticket_update(*, ticket_id: object, actor: User, changes: dict[str, Any]) -> Ticket:  # noqa: PLR0912
     """Change any of :data:`EDITABLE` (``assignee_id`` / ``workgroup_id`` / ``category_id`` /
-    ``due_at`` may be null). Agents only. Errors: ``invalid`` (unknown field or value, a status
-    change the rules above do not allow: ``conflict``), ``forbidden`` for non-agents."""
-    if not actor.is_agent:
+    ``due_at`` may be null). Agents, and supervisors for the tickets they see
+    (``tickets.selectors.may_work``). Errors: ``invalid`` (unknown field or value, a status
+    change the rules above do not allow: ``conflict``), ``forbidden`` for anyone else."""
+    if not may_work(actor):
         raise ServiceError("forbidden", _("Only agents can change tickets."))
     unknown = sorted(set(changes) - set(EDITABLE))
     if unknown or not changes:
