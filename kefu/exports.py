@@ -23,6 +23,7 @@ import json
 from typing import Any
 
 from celery import shared_task
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
@@ -324,6 +325,19 @@ def export_job_file(*, user: User, job_id: object) -> tuple[bytes, str, str]:
     content = ExportJob.objects.values_list("content", flat=True).get(pk=job.pk)
     kind = "text/csv; charset=utf-8" if job.format == "csv" else "application/json"
     return bytes(content or b""), kind, f"conversations-{job.pk}.{job.format}"
+
+
+def exports_purge(*, now: dt.datetime | None = None) -> int:
+    """Delete this tenant's list exports created more than ``WEIYU_EXPORTS_KEEP_DAYS`` (7) days
+    before ``now``, files included (a daily beat, ``kefu.tasks.exports_purge_task``); their
+    links then answer 404. Exports still queued or running are kept. Returns how many."""
+    cutoff = (now or timezone.now()) - dt.timedelta(days=settings.WEIYU_EXPORTS_KEEP_DAYS)
+    deleted, _by_model = (
+        ExportJob.objects.filter(created_at__lt=cutoff)
+        .exclude(state__in=[ExportJob.State.QUEUED, ExportJob.State.RUNNING])
+        .delete()
+    )
+    return deleted
 
 
 LIST_COLUMNS = (

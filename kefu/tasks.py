@@ -16,7 +16,7 @@ from celery import shared_task
 from django.utils import timezone
 from django_tenants.utils import get_tenant_model, schema_context
 
-from kefu import privacy, stats
+from kefu import exports, privacy, stats
 from kefu.channels.delivery import delivery_send_task
 from kefu.channels.inbound import channel_event_task
 from kefu.exports import export_job_task
@@ -31,6 +31,7 @@ __all__ = [
     "channel_event_task",
     "delivery_send_task",
     "export_job_task",
+    "exports_purge_task",
     "queue_dispatch_scan_task",
     "queue_dispatch_task",
     "robot_answer_task",
@@ -125,7 +126,17 @@ def retention_task(schema: str) -> dict:
 
 
 @shared_task
+def exports_purge_task(schema: str) -> int:
+    """Delete one tenant's list exports older than ``WEIYU_EXPORTS_KEEP_DAYS``
+    (:func:`kefu.exports.exports_purge`); returns how many."""
+    with schema_context(schema):
+        return exports.exports_purge()
+
+
+@shared_task
 def retention_all_task() -> None:
-    """Beat (daily): :func:`retention_task` for every active tenant."""
+    """Beat (daily): :func:`retention_task` and :func:`exports_purge_task` for every active
+    tenant."""
     for schema in _active_schemas():
         retention_task.delay(schema)
+        exports_purge_task.delay(schema)

@@ -373,6 +373,9 @@ WEIYU_TENANT_LIMITS = {
     "sign_ins_per_minute": int(os.environ.get("WEIYU_TENANT_SIGN_INS_PER_MINUTE", "120")),
 }
 #: password sign-ins per client address and minute, in each tenant (and on the platform's domains)
+#: days a conversation list export (its file) is kept for download (kefu.exports.exports_purge)
+WEIYU_EXPORTS_KEEP_DAYS = int(os.environ.get("WEIYU_EXPORTS_KEEP_DAYS", "7"))
+
 # --- /metrics for Prometheus (tenants.metrics, docs/operations.md "Metrics"): with a token a
 # scraper sends "Authorization: Bearer <token>"; without one only loopback clients are answered
 WEIYU_METRICS_TOKEN = os.environ.get("WEIYU_METRICS_TOKEN", "")
@@ -432,6 +435,7 @@ CELERY_BEAT_SCHEDULE = {
     "im-orphan-uploads": {"task": "im.tasks.attachment_orphans_purge_all_task", "schedule": 3600.0},
     "kefu-queue-dispatch": {"task": "kefu.tasks.queue_dispatch_scan_task", "schedule": 15.0},
     # each tenant's data retention (Customer service → Data retention), once a day
+    # (and list exports older than WEIYU_EXPORTS_KEEP_DAYS deleted with their files)
     "kefu-retention": {"task": "kefu.tasks.retention_all_task", "schedule": 86400.0},
     # queue wait limits, unanswered-visitor reminders and re-assignment, idle auto-close
     "kefu-stats": {

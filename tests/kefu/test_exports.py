@@ -4,6 +4,7 @@ and a filtered list as a worker's job with progress and an authorised download."
 from __future__ import annotations
 
 import csv
+import datetime
 import io
 import json
 
@@ -197,3 +198,30 @@ def test_a_real_worker_writes_the_export(acme):
     finally:
         worker.stop()
         app.conf.task_default_queue = previous
+
+
+def test_old_exports_are_deleted_with_their_files_and_their_links_answer_404(acme):
+    desk = make_desk(acme)
+    with schema_context("acme"):
+        session = _chat(desk, ["old question", "old answer"])
+        boss = make_agent(name="boss")
+        User.objects.filter(pk=boss.pk).update(role="admin")
+        boss.refresh_from_db()
+        client = agent_client(boss)
+        filters = {"conversation_ids": [session.conversation_id]}
+        old = exports.export_job_create(user=boss, fmt="csv", filters=filters)
+        exports.export_job_run(job_id=old.pk)
+        recent = exports.export_job_create(user=boss, fmt="csv", filters=filters)
+        exports.export_job_run(job_id=recent.pk)
+        waiting = exports.export_job_create(user=boss, fmt="csv", filters=filters)
+        eight_days_ago = timezone.now() - datetime.timedelta(days=8)
+        ExportJob.objects.filter(pk__in=[old.pk, waiting.pk]).update(created_at=eight_days_ago)
+        assert client.get(f"/api/v1/kefu/exports/{old.pk}/download").status_code == 200
+
+        assert exports.exports_purge() == 1
+
+        assert client.get(f"/api/v1/kefu/exports/{old.pk}/download").status_code == 404
+        assert client.get(f"/api/v1/kefu/exports/{old.pk}").status_code == 404
+        assert client.get(f"/api/v1/kefu/exports/{recent.pk}/download").status_code == 200
+        # a job still waiting for a worker is left alone
+        assert client.get(f"/api/v1/kefu/exports/{waiting.pk}").json()["state"] == "queued"
