@@ -330,8 +330,9 @@ class MemberConsumer(AsyncJsonWebsocketConsumer):
         """A published event for this member (weiyu.realtime): forward it as is. After
         ``account.disabled`` (the user was disabled or deleted) the socket closes with 4401, and
         so after ``session.ended`` ("log out everywhere") unless the socket belongs to the
-        session that asked (``keep``, a hash of its session key; not forwarded), or, with
-        ``only``, when the socket belongs to that one ended session."""
+        session that asked (``keep``, a hash of its session key; not forwarded; those sockets
+        take the fingerprint of its new key, ``now``), or, with ``only``, when the socket
+        belongs to that one ended session."""
         event = message["event"]
         if event.get("type") == "session.ended":
             # "log out everywhere": every socket of the user but those of the session that asked;
@@ -345,6 +346,9 @@ class MemberConsumer(AsyncJsonWebsocketConsumer):
             if ended:
                 await self.send_json({"type": "session.ended"})
                 await self.close(code=4401)
+            elif only is None and event.get("now"):
+                # the session that asked had its key changed: its sockets follow it
+                self.session_fingerprint = event["now"]
             return
         # the pump hands one message object to every socket of this process that it names:
         # encode the frame once for all of them

@@ -201,7 +201,16 @@ def end_other_sessions(request: HttpRequest) -> None:
     # the session's key changed with its hash: its record follows it
     sessions.session_key_changed(old_key, request.session.session_key)
     audit.audit_record(actor=user, action=audit.SESSIONS_ENDED, target=user)
-    publish_event_on_commit({"type": "session.ended", "keep": kept}, [user.member_key])
+    # this session's sockets stay, and learn its new key's fingerprint ("now") so that ending
+    # this session later from another device closes them too
+    publish_event_on_commit(
+        {
+            "type": "session.ended",
+            "keep": kept,
+            "now": session_fingerprint(request.session.session_key),
+        },
+        [user.member_key],
+    )
 
 
 def pending_user(request: HttpRequest) -> tuple[User, dict[str, Any]] | None:

@@ -128,3 +128,33 @@ def test_last_active_is_refreshed_at_most_every_five_minutes(acme):
         assert sessions.touch(key, now=1_000_000.0) is True
         assert sessions.touch(key, now=1_000_000.0 + sessions.TOUCH_S - 1) is False
         assert sessions.touch(key, now=1_000_000.0 + sessions.TOUCH_S + 1) is True
+
+
+@pytest.mark.asyncio
+async def test_after_log_out_everywhere_ending_that_session_elsewhere_closes_its_inbox(acme):
+    user = await database_sync_to_async(_agent)()
+    laptop = await database_sync_to_async(_signed_in)(user, FIREFOX)
+    laptop_ws, _l = await connect("/ws/agent/", "acme.localhost", cookie=_cookie(laptop).encode())
+    # the laptop logs out everywhere else: its own session key changes, its socket stays
+    await database_sync_to_async(laptop.post)("/account/security/sessions/end/")
+    await laptop_ws.send_json_to({"type": "ping", "ref": "still"})
+    assert (await receive_until(laptop_ws, "pong"))["ref"] == "still"
+    laptop_key = laptop.cookies[settings.SESSION_COOKIE_NAME].value
+
+    def laptop_row() -> int:
+        with schema_context("acme"):
+            return UserSession.objects.get(session_key=laptop_key).pk
+
+    row = await database_sync_to_async(laptop_row)()
+    # when a phone signed in later ends the laptop's session
+    phone = await database_sync_to_async(_signed_in)(user, SAFARI)
+    done = await database_sync_to_async(phone.post)(
+        f"/account/security/sessions/{row}/end/", follow=True
+    )
+    assert "That session has ended." in done.content.decode()
+    # then the laptop's socket, opened before its key changed, is told and closed too
+    await receive_until(laptop_ws, "session.ended")
+    assert (await laptop_ws.receive_output(timeout=WAIT_S)) == {
+        "type": "websocket.close",
+        "code": 4401,
+    }
