@@ -6,10 +6,12 @@ Pages (tenant domains and the platform's):
 
 - ``/inbox/login/`` and ``/admin/login/`` (:class:`TwoFactorLoginView`): the password; when the
   user has an authenticator they are not signed in yet but sent to the code step;
-- ``/inbox/login/code/`` and ``/admin/login/code/`` (:class:`SignInCodeView`): six digits or a
-  recovery code; a wrong one counts as a failed sign-in (django-axes) and locks like one;
+- ``/inbox/login/code/`` and ``/admin/login/code/`` (:class:`SignInCodeView`): a security key,
+  six digits or a recovery code; a wrong one counts as a failed sign-in (django-axes) and locks
+  like one;
 - ``/account/security/`` (:func:`security_page`): turn two-factor sign-in on (QR code or the
-  secret as text, a code to confirm, the recovery codes shown once), and "log out everywhere";
+  secret as text, a code to confirm, the recovery codes shown once), security keys
+  (``/account/security/keys/…``, :mod:`org.securitykeys`), and "log out everywhere";
 - ``/account/password/reset/`` and the link it e-mails (:func:`password_reset`,
   :class:`PasswordResetConfirmView`): "forgot your password?" (``org.passwords``).
 """
@@ -43,7 +45,7 @@ from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.http import require_POST
 from django_tenants.utils import get_public_schema_name
 
-from org import passwords, sessions, twofactor
+from org import passwords, securitykeys, sessions, twofactor
 from weiyu.errors import RateLimitedError, ServiceError
 
 SECURITY_PATH = "/account/security/"
@@ -132,21 +134,41 @@ def _locked_out(request: HttpRequest, username: str) -> HttpResponse | None:
     return locked(request, None, credentials)
 
 
+def _json_error(exc: ServiceError, status: int | None = None) -> JsonResponse:
+    return JsonResponse(
+        {"error": exc.code, "detail": exc.message}, status=status or exc.http_status
+    )
+
+
 @method_decorator([csrf_protect, never_cache], name="dispatch")
 class SignInCodeView(View):
-    """``GET/POST …/login/code/`` ``code=<6 digits or a recovery code>``: the second step of a
-    sign-in. Without a pending sign-in (none, or too old) → back to ``login_url_name``. A wrong
-    code → 200 with the form and an error, counted as a failed sign-in of the username; when
-    the account or address is locked → 429 (``weiyu.views.login_locked_out``). The right code →
-    signed in, redirected to where the password step was going."""
+    """``GET/POST …/login/code/``: the second step of a sign-in. Without a pending sign-in (none,
+    or too old) → back to ``login_url_name``. POST forms:
+
+    - ``code=<6 digits or a recovery code>``: a wrong code → 200 with the form and an error;
+      the right one → signed in, redirected to where the password step was going;
+    - ``action=key-options`` (the page's script): → 200 JSON ``{"publicKey": <request options>}``
+      for ``navigator.credentials.get()`` with the user's security keys on this host (404 JSON
+      ``{"error": "not_found", "detail"}`` without any);
+    - ``credential=<the assertion as JSON>``: → 200 JSON ``{"redirect": <url>}`` and signed in, or
+      400 JSON ``{"error": "invalid", "detail"}``.
+
+    A wrong code or key answer counts as a failed sign-in of the username (django-axes); when
+    the account or address is locked → 429 (``weiyu.views.login_locked_out``, JSON for scripts)."""
 
     login_url_name = "kefu:inbox-login"
 
     def _form(self, request: HttpRequest, user: Any, error: str = "", status: int = 200):
+        rp_id, _origin = securitykeys.relying_party(request)
         return render(
             request,
             "org/login_code.html",
-            {"username": user.get_username(), "error": error},
+            {
+                "username": user.get_username(),
+                "error": error,
+                "has_key": any(k.rp_id == rp_id for k in securitykeys.keys_of(user)),
+                "has_codes": twofactor.has_totp(user) or twofactor.recovery_codes_left(user) > 0,
+            },
             status=status,
         )
 
@@ -164,19 +186,45 @@ class SignInCodeView(View):
         locked = _locked_out(request, user.get_username())
         if locked is not None:
             return locked
-        if not twofactor.verify_code(user, request.POST.get("code")):
-            user_login_failed.send(
-                sender=__name__, credentials={"username": user.get_username()}, request=request
+        if request.POST.get("action") == "key-options":
+            return self._key_options(request, user)
+        by_key = "credential" in request.POST
+        if by_key:
+            passed = securitykeys.authentication_verify(
+                request, user, request.POST.get("credential")
             )
-            locked = _locked_out(request, user.get_username())
-            if locked is not None:
-                request.session.pop(twofactor.SESSION_PENDING, None)
-                return locked
-            return self._form(request, user, _("That code is not right."))
+        else:
+            passed = twofactor.verify_code(user, request.POST.get("code"))
+        if not passed:
+            return self._failed(request, user, by_key=by_key)
         request.session.pop(twofactor.SESSION_PENDING, None)
         login(request, user, backend=pending["backend"])
         request.session[twofactor.SESSION_VERIFIED] = "ok"
+        if by_key:
+            return JsonResponse({"redirect": pending["next"]})
         return HttpResponseRedirect(pending["next"])
+
+    def _key_options(self, request: HttpRequest, user: Any) -> JsonResponse:
+        try:
+            options = securitykeys.authentication_options(request, user)
+        except ServiceError as exc:
+            return _json_error(exc)
+        return JsonResponse({"publicKey": options})
+
+    def _failed(self, request: HttpRequest, user: Any, *, by_key: bool) -> HttpResponse:
+        """A wrong code or key answer: a failed sign-in of the username (django-axes); the
+        lock-out's 429 once it locks, else the form again (a code) or 400 JSON (a key)."""
+        user_login_failed.send(
+            sender=__name__, credentials={"username": user.get_username()}, request=request
+        )
+        locked = _locked_out(request, user.get_username())
+        if locked is not None:
+            request.session.pop(twofactor.SESSION_PENDING, None)
+            return locked
+        if by_key:
+            detail = _("The security key was not accepted. Try again.")
+            return JsonResponse({"error": "invalid", "detail": detail}, status=400)
+        return self._form(request, user, _("That code is not right."))
 
 
 class AdminSignInCodeView(SignInCodeView):
@@ -188,13 +236,14 @@ class AdminSignInCodeView(SignInCodeView):
 @never_cache
 @_signed_in
 def security_page(request: HttpRequest) -> HttpResponse:
-    """``GET/POST /account/security/``: the signed-in user's two-factor sign-in and sessions
-    (each live session with its browser, address and times; :mod:`org.sessions`).
+    """``GET/POST /account/security/``: the signed-in user's two-factor sign-in, security keys
+    and sessions (each live session with its browser, address and times; :mod:`org.sessions`).
 
-    GET shows whether two-factor sign-in is on (and the recovery codes left) or, when off, an
-    authenticator to set up: its QR code and secret. POST ``code`` confirms it; the answer shows
-    the 10 recovery codes once (never stored in the page's cache). A wrong code → 400 with the
-    form and the reason."""
+    GET shows whether the authenticator app is on or, when off, one to set up: its QR code and
+    secret; the security keys (name, domain, added, last used) with *Add* and *Remove*; the
+    recovery codes left. POST ``code`` confirms the authenticator; the answer shows the 10
+    recovery codes once (never stored in the page's cache). A wrong code → 400 with the form
+    and the reason."""
     user = request.user
     context: dict[str, Any] = {
         "required": twofactor.is_required(user),
@@ -210,16 +259,67 @@ def security_page(request: HttpRequest) -> HttpResponse:
         except ServiceError as exc:
             context["error"] = exc.message
             status = 400
-    enabled = twofactor.has_device(user)
+    enabled = twofactor.has_totp(user)
     context["enabled"] = enabled
     context["sessions"] = sessions.sessions_of(user, current_key=request.session.session_key)
-    if enabled:
+    context["security_keys"] = securitykeys.keys_of(user)
+    context["rp_id"] = securitykeys.relying_party(request)[0]
+    context["max_keys"] = securitykeys.MAX_KEYS
+    if twofactor.has_device(user):
         context["codes_left"] = twofactor.recovery_codes_left(user)
-    else:
+    if not enabled:
         device = twofactor.enrolment_start(user)
         context["qr_svg"] = twofactor.enrolment_qr_svg(device)
         context["secret"] = twofactor.secret_text(device)
     return render(request, "org/security.html", context, status=status)
+
+
+@require_POST
+@_signed_in
+def security_key_options(request: HttpRequest) -> JsonResponse:
+    """``POST /account/security/keys/options/``: ``{"publicKey": <creation options>}`` for
+    ``navigator.credentials.create()`` on this host (:func:`org.securitykeys.registration_options`);
+    409 ``{"error": "conflict", "detail"}`` at the most keys allowed."""
+    try:
+        options = securitykeys.registration_options(request, request.user)
+    except ServiceError as exc:
+        return _json_error(exc)
+    return JsonResponse({"publicKey": options})
+
+
+@require_POST
+@_signed_in
+def security_key_add(request: HttpRequest) -> JsonResponse:
+    """``POST /account/security/keys/`` ``name=<1 to 64 characters>&credential=<the browser's
+    registration response as JSON>``: → 201 ``{"id", "name", "recovery_codes": [str]}`` (codes
+    only when this was the first second factor; shown once). Errors → 4xx ``{"error",
+    "detail"}``: ``invalid`` 400 (a bad name or a response that fails a check), ``expired`` 400
+    (no live challenge: ask for options again), ``conflict`` 409 (registered already)."""
+    try:
+        key, codes = securitykeys.registration_finish(
+            request,
+            request.user,
+            name=request.POST.get("name"),
+            response=request.POST.get("credential"),
+        )
+    except ServiceError as exc:
+        return _json_error(exc, 409 if exc.code == "conflict" else 400)
+    return JsonResponse({"id": key.pk, "name": key.name, "recovery_codes": codes}, status=201)
+
+
+@require_POST
+@_signed_in
+def security_key_delete(request: HttpRequest, key_id: int) -> HttpResponse:
+    """``POST /account/security/keys/<id>/delete/``: remove one of the user's security keys
+    (:func:`org.securitykeys.key_delete`); back to the security page with a confirmation.
+    Another user's key → 404; the last second factor of a user who must use two → 409."""
+    try:
+        securitykeys.key_delete(user=request.user, key_id=key_id)
+    except ServiceError as exc:
+        status = 404 if exc.code == "not_found" else 409
+        return HttpResponse(exc.message, status=status, content_type="text/plain; charset=utf-8")
+    messages.success(request, _("The security key is removed."))
+    return HttpResponseRedirect(SECURITY_PATH)
 
 
 @require_POST
