@@ -9,6 +9,8 @@ Pages (tenant domains and the platform's):
 - ``/inbox/login/code/`` and ``/admin/login/code/`` (:class:`SignInCodeView`): a security key,
   six digits or a recovery code; a wrong one counts as a failed sign-in (django-axes) and locks
   like one;
+- ``/account/passkey/options/`` and ``/account/passkey/`` (:func:`passkey_options`,
+  :func:`passkey_sign_in`): *Sign in with a passkey* on the sign-in pages, no password;
 - ``/account/security/`` (:func:`security_page`): turn two-factor sign-in on (QR code or the
   secret as text, a code to confirm, the recovery codes shown once), security keys
   (``/account/security/keys/…``, :mod:`org.securitykeys`), and "log out everywhere";
@@ -37,6 +39,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse, reverse_lazy
 from django.utils import translation
 from django.utils.decorators import method_decorator
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 from django.views import View
@@ -45,7 +48,8 @@ from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.http import require_POST
 from django_tenants.utils import get_public_schema_name
 
-from org import passwords, securitykeys, sessions, twofactor
+from org import limits, passwords, securitykeys, sessions, twofactor
+from weiyu import ratelimit
 from weiyu.errors import RateLimitedError, ServiceError
 
 SECURITY_PATH = "/account/security/"
@@ -90,11 +94,12 @@ class TwoFactorLoginView(auth_views.LoginView):
 
 
 class AdminLoginView(TwoFactorLoginView):
-    """``/admin/login/`` of the tenant's back office and of the platform admin."""
+    """``/admin/login/`` of the tenant's back office and of the platform admin (Django's page
+    with *Sign in with a passkey* below the form)."""
 
     code_url_name = "admin-login-code"
     authentication_form = AdminAuthenticationForm
-    template_name = "admin/login.html"
+    template_name = "org/admin_login.html"
 
 
 def admin_login(site: admin.AdminSite) -> Callable[[HttpRequest], HttpResponse]:
@@ -225,6 +230,71 @@ class SignInCodeView(View):
             detail = _("The security key was not accepted. Try again.")
             return JsonResponse({"error": "invalid", "detail": detail}, status=400)
         return self._form(request, user, _("That code is not right."))
+
+
+def _sign_in_limited(request: HttpRequest) -> JsonResponse | None:
+    """The password sign-in's rate limits (``org.limits.sign_in``), for passkey sign-ins: 429
+    JSON ``{"error": "rate_limited", "detail", "retry_after"}`` past them, else None."""
+    try:
+        ratelimit.check(
+            limits.sign_in(schema=connection.schema_name, ip=request.META.get("REMOTE_ADDR", ""))
+        )
+    except RateLimitedError as exc:
+        body = {"error": exc.code, "detail": exc.message, "retry_after": exc.retry_after_s}
+        response = JsonResponse(body, status=429)
+        response["Retry-After"] = str(exc.retry_after_s)
+        return response
+    return None
+
+
+@require_POST
+@csrf_protect
+@never_cache
+def passkey_options(request: HttpRequest) -> JsonResponse:
+    """``POST /account/passkey/options/`` (anonymous): ``{"publicKey": <request options>}`` for a
+    sign-in with a passkey alone (:func:`org.securitykeys.passkey_options`). Counts towards the
+    sign-in rate limits (429 JSON past them)."""
+    limited = _sign_in_limited(request)
+    if limited is not None:
+        return limited
+    return JsonResponse({"publicKey": securitykeys.passkey_options(request)})
+
+
+@require_POST
+@csrf_protect
+@never_cache
+def passkey_sign_in(request: HttpRequest) -> HttpResponse:
+    """``POST /account/passkey/`` ``credential=<the assertion as JSON>&next=<path>``: sign in
+    with a passkey alone (user verification required, so it stands for both factors). → 200
+    ``{"redirect": next}`` (``next`` when it is on this site, else the inbox, or the admin on
+    the platform's domains), signed in. A refused answer → 400 ``{"error": "invalid",
+    "detail"}``, counted as a failed sign-in of the key's user when the key is known; the key's
+    account or this address locked out → 429 (``weiyu.views.login_locked_out``); past the rate
+    limits → 429 ``rate_limited``."""
+    limited = _sign_in_limited(request)
+    if limited is not None:
+        return limited
+    user, passed = securitykeys.passkey_verify(request, request.POST.get("credential"))
+    if user is not None:
+        locked = _locked_out(request, user.get_username())
+        if locked is not None:
+            return locked
+    if not passed or user is None or not user.is_active:
+        # an unknown key names nobody to count against (and cannot be guessed: it must sign)
+        if user is not None:
+            user_login_failed.send(
+                sender=__name__, credentials={"username": user.get_username()}, request=request
+            )
+        detail = _("The passkey was not accepted. Sign in with your password instead.")
+        return JsonResponse({"error": "invalid", "detail": detail}, status=400)
+    login(request, user, backend=settings.AUTHENTICATION_BACKENDS[-1])
+    request.session[twofactor.SESSION_VERIFIED] = "ok"
+    target = request.POST.get("next") or ""
+    if not url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        target = reverse("admin:index") if _public() else reverse("kefu:inbox")
+    return JsonResponse({"redirect": target})
 
 
 class AdminSignInCodeView(SignInCodeView):

@@ -9,7 +9,9 @@ the challenges, the credentials (:class:`org.models.SecurityKey`) and the rules:
   checked, whatever the outcome) and dies after :data:`CHALLENGE_S` seconds;
 - the signature counter must go up at every sign-in unless the authenticator keeps none (0);
   a response whose counter does not is refused (a cloned key);
-- attestation ``none``: we do not restrict which authenticator models may be used.
+- attestation ``none``: we do not restrict which authenticator models may be used;
+- a passkey sign-in (no password, :func:`passkey_options`) needs user verification (the
+  device's fingerprint, face or PIN), so it is two factors in one.
 
 Errors: :class:`weiyu.errors.ServiceError` with ``invalid`` (a response that fails a check, a
 bad name), ``expired`` (no live challenge), ``conflict`` (too many keys, a key registered
@@ -77,23 +79,24 @@ def _rp_name(request: HttpRequest) -> str:
     return name if name and tenant.schema_name != "public" else "Weiyu"
 
 
-def _remember(request: HttpRequest, purpose: str, user: User, challenge: bytes) -> None:
+def _remember(request: HttpRequest, purpose: str, user: User | None, challenge: bytes) -> None:
     request.session[_SESSION] = {
         "purpose": purpose,
-        "uid": user.pk,
+        "uid": user.pk if user is not None else None,
         "challenge": bytes_to_base64url(challenge),
         "at": time.time(),
     }
 
 
-def _take_challenge(request: HttpRequest, purpose: str, user: User) -> bytes:
-    """The live challenge of ``purpose`` for ``user``, taken out of the session (single use).
-    Raises ``ServiceError('expired')`` when there is none, it is someone else's, or too old."""
+def _take_challenge(request: HttpRequest, purpose: str, user: User | None) -> bytes:
+    """The live challenge of ``purpose`` for ``user`` (None: a passkey sign-in, nobody known
+    yet), taken out of the session (single use). Raises ``ServiceError('expired')`` when there
+    is none, it is someone else's, or too old."""
     kept = request.session.pop(_SESSION, None)
     if (
         not isinstance(kept, dict)
         or kept.get("purpose") != purpose
-        or kept.get("uid") != user.pk
+        or kept.get("uid") != (user.pk if user is not None else None)
         or time.time() - float(kept.get("at", 0)) > CHALLENGE_S
     ):
         raise ServiceError(
@@ -154,8 +157,9 @@ def registration_options(request: HttpRequest, user: User) -> dict[str, Any]:
         user_name=user.get_username(),
         user_display_name=getattr(user, "display_name", "") or user.get_username(),
         timeout=TIMEOUT_MS,
+        # discoverable where the authenticator can (a passkey): it can then sign in on its own
         authenticator_selection=AuthenticatorSelectionCriteria(
-            resident_key=ResidentKeyRequirement.DISCOURAGED,
+            resident_key=ResidentKeyRequirement.PREFERRED,
             user_verification=UserVerificationRequirement.PREFERRED,
         ),
         exclude_credentials=[_descriptor(k) for k in keys if k.rp_id == rp_id],
@@ -297,3 +301,58 @@ def authentication_verify(request: HttpRequest, user: User, response: Any) -> bo
         sign_count=verified.new_sign_count, last_used_at=timezone.now()
     )
     return moved == 1
+
+
+# --- passkey sign-in (no password) -------------------------------------------------------------
+
+
+def passkey_options(request: HttpRequest) -> dict[str, Any]:
+    """Request options for a sign-in with a passkey alone (the sign-in pages' *Sign in with a
+    passkey*): no credentials listed (the authenticator offers its discoverable ones for this
+    host), user verification required; the challenge is kept in the anonymous session."""
+    rp_id, _origin = relying_party(request)
+    options = generate_authentication_options(
+        rp_id=rp_id,
+        timeout=TIMEOUT_MS,
+        user_verification=UserVerificationRequirement.REQUIRED,
+    )
+    _remember(request, "passkey", None, options.challenge)
+    return json.loads(options_to_json(options))
+
+
+def passkey_verify(request: HttpRequest, response: Any) -> tuple[User | None, bool]:
+    """Check a passkey sign-in: ``response`` (the assertion as JSON text) answers the challenge
+    of :func:`passkey_options` (used up whatever the outcome) with a key registered on this
+    host, signed with user verification, its counter gone up. Returns ``(the key's user or
+    None when the key is unknown, whether it passed)``; the key's counter and last use are
+    saved on success. Never raises for bad input. The caller checks that the user may sign in
+    (active, not locked out)."""
+    try:
+        challenge = _take_challenge(request, "passkey", None)
+        credential = _parse(response)
+    except ServiceError:
+        return None, False
+    rp_id, origin = relying_party(request)
+    key = (
+        SecurityKey.objects.select_related("user")
+        .filter(rp_id=rp_id, credential_id=credential["id"][:1400])
+        .first()
+    )
+    if key is None:
+        return None, False
+    try:
+        verified = verify_authentication_response(
+            credential=credential,
+            expected_challenge=challenge,
+            expected_rp_id=rp_id,
+            expected_origin=origin,
+            credential_public_key=bytes(key.public_key),
+            credential_current_sign_count=key.sign_count,
+            require_user_verification=True,
+        )
+    except _BAD_RESPONSE:
+        return key.user, False
+    moved = SecurityKey.objects.filter(pk=key.pk, sign_count=key.sign_count).update(
+        sign_count=verified.new_sign_count, last_used_at=timezone.now()
+    )
+    return key.user, moved == 1

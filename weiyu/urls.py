@@ -59,6 +59,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("account/security/", account_views.security_page, name="account-security"),
     # security keys / passkeys (org.securitykeys)
+    path("account/passkey/options/", account_views.passkey_options, name="passkey-options"),
+    path("account/passkey/", account_views.passkey_sign_in, name="passkey-sign-in"),
     path(
         "account/security/keys/options/",
         account_views.security_key_options,

@@ -1,6 +1,7 @@
-"""An agent registers a security key from the inbox's Security page and signs in with it: real
-Chromium with its DevTools virtual authenticator (CTAP2, built in, user verification on) — the
-browser makes the credential and the signatures, the server checks them with py_webauthn."""
+"""An agent registers a passkey from the inbox's Security page and signs in with it, after the
+password and then without one: real Chromium with its DevTools virtual authenticator (CTAP2,
+built in, user verification on) — the browser makes the credential and the signatures, the
+server checks them with py_webauthn."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from tests.e2e.test_live_chat import TIMEOUT, _sign_in
 
 
 @pytest.mark.e2e
-def test_an_agent_registers_a_security_key_and_signs_in_with_it(
+def test_an_agent_registers_a_passkey_and_signs_in_with_it_after_the_password_and_alone(
     daphne_server, browser, django_db_blocker
 ):
     with django_db_blocker.unblock(), schema_context("acme"):
@@ -70,5 +71,14 @@ def test_an_agent_registers_a_security_key_and_signs_in_with_it(
         # and the security page says when the key was last used
         page.click("#security-link")
         page.locator("#key-list").get_by_text("last used").wait_for(timeout=TIMEOUT)
+
+        # when they sign out and use "Sign in with a passkey": no username, no password
+        page.goto(daphne_server.url(host, "/inbox/"))
+        page.click("#logout")
+        page.wait_for_url("**/inbox/login/", timeout=TIMEOUT)
+        page.click("#passkey-sign-in")
+        # then the inbox opens
+        page.wait_for_url("**/inbox/", timeout=TIMEOUT)
+        page.locator("#security-link").wait_for(timeout=TIMEOUT)
     finally:
         context.close()

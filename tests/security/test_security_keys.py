@@ -30,6 +30,7 @@ from django_otp.oath import TOTP
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from django_tenants.utils import schema_context
+from redis import Redis
 
 from org import twofactor
 from org.models import AuditEntry, SealedTOTPDevice, SecurityKey, SecuritySettings, User
@@ -108,12 +109,15 @@ class Authenticator:
             }
         )
 
-    def sign(self, options: dict, origin: str, *, counter_step: int = 1) -> str:
+    def sign(
+        self, options: dict, origin: str, *, counter_step: int = 1, verified: bool = True
+    ) -> str:
         """The browser's answer to ``navigator.credentials.get(options)`` as JSON text; the
-        counter moves by ``counter_step`` first."""
+        counter moves by ``counter_step`` first; ``verified``: the user verification flag."""
         self.counter += counter_step
         rp_hash = hashlib.sha256(options["rpId"].encode()).digest()
-        auth_data = rp_hash + bytes([0x05]) + struct.pack(">I", self.counter)
+        flags = 0x05 if verified else 0x01  # user present, (user verified)
+        auth_data = rp_hash + bytes([flags]) + struct.pack(">I", self.counter)
         client_data = self._client_data("webauthn.get", options["challenge"], origin)
         signature = self.private.sign(
             auth_data + hashlib.sha256(client_data).digest(), ec.ECDSA(hashes.SHA256())
@@ -389,6 +393,97 @@ def test_a_key_counts_for_the_rule_and_the_code_step_still_takes_recovery_codes(
     # then they are in and may use the API
     assert done.status_code == 302
     assert client.get("/api/v1/org/directory").status_code == 200
+
+
+# --- passkey sign-in (no password) ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(("schema", "host", "path", "home"), PATHS)
+def test_a_passkey_signs_in_without_a_password(acme, schema, host, path, home):
+    # given a user with a passkey, on the sign-in page
+    user = _user(schema, admin=True)
+    key = Authenticator()
+    assert _add_key(_signed_in(schema, host, user), key, host=host).status_code == 201
+    client = _client(host)
+    page = client.get(path).content.decode()
+    assert 'id="passkey-sign-in"' in page
+    assert "account/passkey.js" in page
+    # when the authenticator answers the challenge, verifying its user
+    options = client.post("/account/passkey/options/").json()["publicKey"]
+    assert options["userVerification"] == "required"
+    assert options.get("allowCredentials", []) == []
+    done = client.post(
+        "/account/passkey/", {"credential": key.sign(options, f"http://{host}"), "next": home}
+    )
+    # then the user is signed in, both factors given, and sent on
+    assert done.status_code == 200, done.content
+    assert done.json() == {"redirect": home}
+    assert client.get(home).status_code == 200
+    assert client.session[twofactor.SESSION_VERIFIED] == "ok"
+
+
+def test_a_passkey_sign_in_refuses_unverified_unknown_and_replayed_answers(acme):
+    user = _user("acme", admin=False)
+    key = Authenticator()
+    assert _add_key(agent_client(user), key).status_code == 201
+    client = _client()
+    origin = "http://acme.localhost"
+
+    def options() -> dict:
+        return client.post("/account/passkey/options/").json()["publicKey"]
+
+    def refused(credential: str) -> None:
+        answer = client.post("/account/passkey/", {"credential": credential})
+        assert answer.status_code == 400
+        assert answer.json()["error"] == "invalid"
+        assert "_auth_user_id" not in client.session
+
+    # the authenticator did not verify its user (a touch only): one factor, refused
+    refused(key.sign(options(), origin, verified=False))
+    # a key nobody registered
+    refused(Authenticator().sign(options(), origin))
+    # an answer made for another site
+    refused(key.sign(options(), "http://acme.evil"))
+    # a good answer, whose challenge is then used up
+    good = key.sign(options(), origin)
+    signed = client.post("/account/passkey/", {"credential": good, "next": "https://evil.example/"})
+    # an outside "next" is not followed
+    assert signed.json() == {"redirect": "/inbox/"}
+    other = _client()
+    other.post("/account/passkey/options/")
+    answer = other.post("/account/passkey/", {"credential": good})
+    assert answer.status_code == 400
+    # the refusals that named a key counted as failed sign-ins of its user
+    with schema_context("acme"):
+        assert (
+            AuditEntry.objects.filter(
+                object_pk=str(user.pk), additional_data__event="sign_in_failed"
+            ).count()
+            >= 2
+        )
+
+
+@pytest.fixture
+def sign_in_counts(acme):
+    """Forget acme's sign-in rate-limit counts afterwards: the tenant-wide one is shared with
+    the other sign-in tests of this minute."""
+    yield
+    redis = Redis.from_url(settings.REDIS_URL)
+    for key in redis.scan_iter(f"{settings.REDIS_KEY_PREFIX}:rl:signin-*:acme*"):
+        redis.delete(key)
+
+
+def test_passkey_sign_ins_share_the_sign_in_budget_of_an_address(sign_in_counts):
+    # given an address limited to 2 sign-in attempts a minute
+    client = _client()
+    with override_settings(WEIYU_RATE_LIMITS=True, WEIYU_SIGN_INS_PER_IP_MINUTE=2):
+        assert client.post("/account/passkey/options/").status_code == 200
+        assert client.post("/account/passkey/", {"credential": "{}"}).status_code == 400
+        # then the third is refused with the wait, before any check
+        refused = client.post("/account/passkey/options/")
+    assert refused.status_code == 429
+    assert refused.json()["error"] == "rate_limited"
+    assert int(refused["Retry-After"]) > 0
 
 
 # --- removing --------------------------------------------------------------------------------
