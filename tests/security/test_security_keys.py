@@ -463,6 +463,28 @@ def test_a_passkey_sign_in_refuses_unverified_unknown_and_replayed_answers(acme)
         )
 
 
+def test_a_key_of_one_tenant_signs_in_nowhere_else(acme, globex):
+    # given an agent of acme with a passkey
+    user = _user("acme", admin=False)
+    key = Authenticator()
+    assert _add_key(agent_client(user), key, "Acme desk key").status_code == 201
+    # when a page of globex asks for a passkey and the key answers for globex's site
+    client = _client("globex.localhost")
+    options = client.post("/account/passkey/options/").json()["publicKey"]
+    assert options["rpId"] == "globex.localhost"
+    answer = client.post(
+        "/account/passkey/", {"credential": key.sign(options, "http://globex.localhost")}
+    )
+    # then globex knows no such key and nobody is signed in
+    assert answer.status_code == 400
+    assert "_auth_user_id" not in client.session
+    # and the platform admin's list of keys is its own (none of acme's)
+    platform = _signed_in("public", "localhost", _user("public", admin=True))
+    listing = platform.get("/admin/org/securitykey/")
+    assert listing.status_code == 200
+    assert "Acme desk key" not in listing.content.decode()
+
+
 @pytest.fixture
 def sign_in_counts(acme):
     """Forget acme's sign-in rate-limit counts afterwards: the tenant-wide one is shared with
