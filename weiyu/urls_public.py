@@ -33,6 +33,11 @@ urlpatterns = [
         account_views.end_other_sessions,
         name="account-end-sessions",
     ),
+    path(
+        "account/security/sessions/<int:session_id>/end/",
+        account_views.end_session,
+        name="account-end-session",
+    ),
     path("jsi18n/", JavaScriptCatalog.as_view(), name="javascript-catalog"),
     path("healthz", views.healthz, name="healthz"),
     path("favicon.ico", views.favicon, name="favicon"),

@@ -674,3 +674,26 @@ def test_rotating_field_keys_covers_platform_admins_authenticator_keys(acme):
     finally:
         with override_settings(WEIYU_FIELD_KEYS=[home, new_key]):
             call_command("rotate_field_keys", "--schema", "public", stdout=io.StringIO())
+
+
+def test_a_platform_admin_with_two_sessions_sees_and_ends_the_other(acme):
+    # given a platform admin signed in on two browsers
+    user = _user("public", admin=True)
+    here = _client("localhost")
+    there = _client("localhost")
+    for client in (here, there):
+        assert _password_step_free(client, user)
+    # when they open the security page, then both sessions are listed with End for the other
+    page = here.get("/account/security/")
+    assert page.status_code == 200
+    ended = re.findall(r'action="/account/security/sessions/(\d+)/end/"', page.content.decode())
+    assert len(ended) == 1
+    # and ending it signs the other browser out
+    assert here.post(f"/account/security/sessions/{ended[0]}/end/").status_code == 302
+    assert there.get("/admin/").status_code == 302
+
+
+def _password_step_free(client: Client, user: User) -> bool:
+    """Sign in on the platform admin with the password (no second factor)."""
+    signed = client.post("/admin/login/", {"username": user.username, "password": PASSWORD})
+    return signed.status_code == 302 and signed["Location"] == "/admin/"
