@@ -6,10 +6,14 @@ Pages (tenant domains and the platform's):
 
 - ``/inbox/login/`` and ``/admin/login/`` (:class:`TwoFactorLoginView`): the password; when the
   user has an authenticator they are not signed in yet but sent to the code step;
-- ``/inbox/login/code/`` and ``/admin/login/code/`` (:class:`SignInCodeView`): six digits or a
-  recovery code; a wrong one counts as a failed sign-in (django-axes) and locks like one;
+- ``/inbox/login/code/`` and ``/admin/login/code/`` (:class:`SignInCodeView`): a security key,
+  six digits or a recovery code; a wrong one counts as a failed sign-in (django-axes) and locks
+  like one;
+- ``/account/passkey/options/`` and ``/account/passkey/`` (:func:`passkey_options`,
+  :func:`passkey_sign_in`): *Sign in with a passkey* on the sign-in pages, no password;
 - ``/account/security/`` (:func:`security_page`): turn two-factor sign-in on (QR code or the
-  secret as text, a code to confirm, the recovery codes shown once), and "log out everywhere";
+  secret as text, a code to confirm, the recovery codes shown once), security keys
+  (``/account/security/keys/…``, :mod:`org.securitykeys`), and "log out everywhere";
 - ``/account/password/reset/`` and the link it e-mails (:func:`password_reset`,
   :class:`PasswordResetConfirmView`): "forgot your password?" (``org.passwords``).
 """
@@ -35,6 +39,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse, reverse_lazy
 from django.utils import translation
 from django.utils.decorators import method_decorator
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 from django.views import View
@@ -43,7 +48,8 @@ from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.http import require_POST
 from django_tenants.utils import get_public_schema_name
 
-from org import passwords, sessions, twofactor
+from org import limits, passwords, securitykeys, sessions, twofactor
+from weiyu import ratelimit
 from weiyu.errors import RateLimitedError, ServiceError
 
 SECURITY_PATH = "/account/security/"
@@ -88,11 +94,12 @@ class TwoFactorLoginView(auth_views.LoginView):
 
 
 class AdminLoginView(TwoFactorLoginView):
-    """``/admin/login/`` of the tenant's back office and of the platform admin."""
+    """``/admin/login/`` of the tenant's back office and of the platform admin (Django's page
+    with *Sign in with a passkey* below the form)."""
 
     code_url_name = "admin-login-code"
     authentication_form = AdminAuthenticationForm
-    template_name = "admin/login.html"
+    template_name = "org/admin_login.html"
 
 
 def admin_login(site: admin.AdminSite) -> Callable[[HttpRequest], HttpResponse]:
@@ -132,21 +139,41 @@ def _locked_out(request: HttpRequest, username: str) -> HttpResponse | None:
     return locked(request, None, credentials)
 
 
+def _json_error(exc: ServiceError, status: int | None = None) -> JsonResponse:
+    return JsonResponse(
+        {"error": exc.code, "detail": exc.message}, status=status or exc.http_status
+    )
+
+
 @method_decorator([csrf_protect, never_cache], name="dispatch")
 class SignInCodeView(View):
-    """``GET/POST …/login/code/`` ``code=<6 digits or a recovery code>``: the second step of a
-    sign-in. Without a pending sign-in (none, or too old) → back to ``login_url_name``. A wrong
-    code → 200 with the form and an error, counted as a failed sign-in of the username; when
-    the account or address is locked → 429 (``weiyu.views.login_locked_out``). The right code →
-    signed in, redirected to where the password step was going."""
+    """``GET/POST …/login/code/``: the second step of a sign-in. Without a pending sign-in (none,
+    or too old) → back to ``login_url_name``. POST forms:
+
+    - ``code=<6 digits or a recovery code>``: a wrong code → 200 with the form and an error;
+      the right one → signed in, redirected to where the password step was going;
+    - ``action=key-options`` (the page's script): → 200 JSON ``{"publicKey": <request options>}``
+      for ``navigator.credentials.get()`` with the user's security keys on this host (404 JSON
+      ``{"error": "not_found", "detail"}`` without any);
+    - ``credential=<the assertion as JSON>``: → 200 JSON ``{"redirect": <url>}`` and signed in, or
+      400 JSON ``{"error": "invalid", "detail"}``.
+
+    A wrong code or key answer counts as a failed sign-in of the username (django-axes); when
+    the account or address is locked → 429 (``weiyu.views.login_locked_out``, JSON for scripts)."""
 
     login_url_name = "kefu:inbox-login"
 
     def _form(self, request: HttpRequest, user: Any, error: str = "", status: int = 200):
+        rp_id, _origin = securitykeys.relying_party(request)
         return render(
             request,
             "org/login_code.html",
-            {"username": user.get_username(), "error": error},
+            {
+                "username": user.get_username(),
+                "error": error,
+                "has_key": any(k.rp_id == rp_id for k in securitykeys.keys_of(user)),
+                "has_codes": twofactor.has_totp(user) or twofactor.recovery_codes_left(user) > 0,
+            },
             status=status,
         )
 
@@ -164,19 +191,110 @@ class SignInCodeView(View):
         locked = _locked_out(request, user.get_username())
         if locked is not None:
             return locked
-        if not twofactor.verify_code(user, request.POST.get("code")):
-            user_login_failed.send(
-                sender=__name__, credentials={"username": user.get_username()}, request=request
+        if request.POST.get("action") == "key-options":
+            return self._key_options(request, user)
+        by_key = "credential" in request.POST
+        if by_key:
+            passed = securitykeys.authentication_verify(
+                request, user, request.POST.get("credential")
             )
-            locked = _locked_out(request, user.get_username())
-            if locked is not None:
-                request.session.pop(twofactor.SESSION_PENDING, None)
-                return locked
-            return self._form(request, user, _("That code is not right."))
+        else:
+            passed = twofactor.verify_code(user, request.POST.get("code"))
+        if not passed:
+            return self._failed(request, user, by_key=by_key)
         request.session.pop(twofactor.SESSION_PENDING, None)
         login(request, user, backend=pending["backend"])
         request.session[twofactor.SESSION_VERIFIED] = "ok"
+        if by_key:
+            return JsonResponse({"redirect": pending["next"]})
         return HttpResponseRedirect(pending["next"])
+
+    def _key_options(self, request: HttpRequest, user: Any) -> JsonResponse:
+        try:
+            options = securitykeys.authentication_options(request, user)
+        except ServiceError as exc:
+            return _json_error(exc)
+        return JsonResponse({"publicKey": options})
+
+    def _failed(self, request: HttpRequest, user: Any, *, by_key: bool) -> HttpResponse:
+        """A wrong code or key answer: a failed sign-in of the username (django-axes); the
+        lock-out's 429 once it locks, else the form again (a code) or 400 JSON (a key)."""
+        user_login_failed.send(
+            sender=__name__, credentials={"username": user.get_username()}, request=request
+        )
+        locked = _locked_out(request, user.get_username())
+        if locked is not None:
+            request.session.pop(twofactor.SESSION_PENDING, None)
+            return locked
+        if by_key:
+            detail = _("The security key was not accepted. Try again.")
+            return JsonResponse({"error": "invalid", "detail": detail}, status=400)
+        return self._form(request, user, _("That code is not right."))
+
+
+def _sign_in_limited(request: HttpRequest) -> JsonResponse | None:
+    """The password sign-in's rate limits (``org.limits.sign_in``), for passkey sign-ins: 429
+    JSON ``{"error": "rate_limited", "detail", "retry_after"}`` past them, else None."""
+    try:
+        ratelimit.check(
+            limits.sign_in(schema=connection.schema_name, ip=request.META.get("REMOTE_ADDR", ""))
+        )
+    except RateLimitedError as exc:
+        body = {"error": exc.code, "detail": exc.message, "retry_after": exc.retry_after_s}
+        response = JsonResponse(body, status=429)
+        response["Retry-After"] = str(exc.retry_after_s)
+        return response
+    return None
+
+
+@require_POST
+@csrf_protect
+@never_cache
+def passkey_options(request: HttpRequest) -> JsonResponse:
+    """``POST /account/passkey/options/`` (anonymous): ``{"publicKey": <request options>}`` for a
+    sign-in with a passkey alone (:func:`org.securitykeys.passkey_options`). Counts towards the
+    sign-in rate limits (429 JSON past them)."""
+    limited = _sign_in_limited(request)
+    if limited is not None:
+        return limited
+    return JsonResponse({"publicKey": securitykeys.passkey_options(request)})
+
+
+@require_POST
+@csrf_protect
+@never_cache
+def passkey_sign_in(request: HttpRequest) -> HttpResponse:
+    """``POST /account/passkey/`` ``credential=<the assertion as JSON>&next=<path>``: sign in
+    with a passkey alone (user verification required, so it stands for both factors). → 200
+    ``{"redirect": next}`` (``next`` when it is on this site, else the inbox, or the admin on
+    the platform's domains), signed in. A refused answer → 400 ``{"error": "invalid",
+    "detail"}``, counted as a failed sign-in of the key's user when the key is known; the key's
+    account or this address locked out → 429 (``weiyu.views.login_locked_out``); past the rate
+    limits → 429 ``rate_limited``."""
+    limited = _sign_in_limited(request)
+    if limited is not None:
+        return limited
+    user, passed = securitykeys.passkey_verify(request, request.POST.get("credential"))
+    if user is not None:
+        locked = _locked_out(request, user.get_username())
+        if locked is not None:
+            return locked
+    if not passed or user is None or not user.is_active:
+        # an unknown key names nobody to count against (and cannot be guessed: it must sign)
+        if user is not None:
+            user_login_failed.send(
+                sender=__name__, credentials={"username": user.get_username()}, request=request
+            )
+        detail = _("The passkey was not accepted. Sign in with your password instead.")
+        return JsonResponse({"error": "invalid", "detail": detail}, status=400)
+    login(request, user, backend=settings.AUTHENTICATION_BACKENDS[-1])
+    request.session[twofactor.SESSION_VERIFIED] = "ok"
+    target = request.POST.get("next") or ""
+    if not url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        target = reverse("admin:index") if _public() else reverse("kefu:inbox")
+    return JsonResponse({"redirect": target})
 
 
 class AdminSignInCodeView(SignInCodeView):
@@ -188,13 +306,14 @@ class AdminSignInCodeView(SignInCodeView):
 @never_cache
 @_signed_in
 def security_page(request: HttpRequest) -> HttpResponse:
-    """``GET/POST /account/security/``: the signed-in user's two-factor sign-in and sessions
-    (each live session with its browser, address and times; :mod:`org.sessions`).
+    """``GET/POST /account/security/``: the signed-in user's two-factor sign-in, security keys
+    and sessions (each live session with its browser, address and times; :mod:`org.sessions`).
 
-    GET shows whether two-factor sign-in is on (and the recovery codes left) or, when off, an
-    authenticator to set up: its QR code and secret. POST ``code`` confirms it; the answer shows
-    the 10 recovery codes once (never stored in the page's cache). A wrong code → 400 with the
-    form and the reason."""
+    GET shows whether the authenticator app is on or, when off, one to set up: its QR code and
+    secret; the security keys (name, domain, added, last used) with *Add* and *Remove*; the
+    recovery codes left. POST ``code`` confirms the authenticator; the answer shows the 10
+    recovery codes once (never stored in the page's cache). A wrong code → 400 with the form
+    and the reason."""
     user = request.user
     context: dict[str, Any] = {
         "required": twofactor.is_required(user),
@@ -210,16 +329,67 @@ def security_page(request: HttpRequest) -> HttpResponse:
         except ServiceError as exc:
             context["error"] = exc.message
             status = 400
-    enabled = twofactor.has_device(user)
+    enabled = twofactor.has_totp(user)
     context["enabled"] = enabled
     context["sessions"] = sessions.sessions_of(user, current_key=request.session.session_key)
-    if enabled:
+    context["security_keys"] = securitykeys.keys_of(user)
+    context["rp_id"] = securitykeys.relying_party(request)[0]
+    context["max_keys"] = securitykeys.MAX_KEYS
+    if twofactor.has_device(user):
         context["codes_left"] = twofactor.recovery_codes_left(user)
-    else:
+    if not enabled:
         device = twofactor.enrolment_start(user)
         context["qr_svg"] = twofactor.enrolment_qr_svg(device)
         context["secret"] = twofactor.secret_text(device)
     return render(request, "org/security.html", context, status=status)
+
+
+@require_POST
+@_signed_in
+def security_key_options(request: HttpRequest) -> JsonResponse:
+    """``POST /account/security/keys/options/``: ``{"publicKey": <creation options>}`` for
+    ``navigator.credentials.create()`` on this host (:func:`org.securitykeys.registration_options`);
+    409 ``{"error": "conflict", "detail"}`` at the most keys allowed."""
+    try:
+        options = securitykeys.registration_options(request, request.user)
+    except ServiceError as exc:
+        return _json_error(exc)
+    return JsonResponse({"publicKey": options})
+
+
+@require_POST
+@_signed_in
+def security_key_add(request: HttpRequest) -> JsonResponse:
+    """``POST /account/security/keys/`` ``name=<1 to 64 characters>&credential=<the browser's
+    registration response as JSON>``: → 201 ``{"id", "name", "recovery_codes": [str]}`` (codes
+    only when this was the first second factor; shown once). Errors → 4xx ``{"error",
+    "detail"}``: ``invalid`` 400 (a bad name or a response that fails a check), ``expired`` 400
+    (no live challenge: ask for options again), ``conflict`` 409 (registered already)."""
+    try:
+        key, codes = securitykeys.registration_finish(
+            request,
+            request.user,
+            name=request.POST.get("name"),
+            response=request.POST.get("credential"),
+        )
+    except ServiceError as exc:
+        return _json_error(exc, 409 if exc.code == "conflict" else 400)
+    return JsonResponse({"id": key.pk, "name": key.name, "recovery_codes": codes}, status=201)
+
+
+@require_POST
+@_signed_in
+def security_key_delete(request: HttpRequest, key_id: int) -> HttpResponse:
+    """``POST /account/security/keys/<id>/delete/``: remove one of the user's security keys
+    (:func:`org.securitykeys.key_delete`); back to the security page with a confirmation.
+    Another user's key → 404; the last second factor of a user who must use two → 409."""
+    try:
+        securitykeys.key_delete(user=request.user, key_id=key_id)
+    except ServiceError as exc:
+        status = 404 if exc.code == "not_found" else 409
+        return HttpResponse(exc.message, status=status, content_type="text/plain; charset=utf-8")
+    messages.success(request, _("The security key is removed."))
+    return HttpResponseRedirect(SECURITY_PATH)
 
 
 @require_POST

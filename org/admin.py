@@ -34,10 +34,12 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext, pgettext_lazy
+from django_otp.plugins.otp_totp.admin import TOTPDeviceAdmin  # registers django-otp's admin
+from django_otp.plugins.otp_totp.models import TOTPDevice
 from treebeard.admin import TreeAdmin
 from treebeard.forms import movenodeform_factory
 
-from org import apikeys, audit, limits, services, twofactor
+from org import apikeys, audit, limits, securitykeys, services, twofactor
 from org.models import (
     ACTION_LABELS,
     ApiKey,
@@ -48,6 +50,7 @@ from org.models import (
     DepartmentMember,
     Holiday,
     Role,
+    SecurityKey,
     SecuritySettings,
     User,
     VisitorLimits,
@@ -505,6 +508,53 @@ class SecuritySettingsAdmin(admin.ModelAdmin):
 
 # the platform's own rule, for the platform admins (public schema)
 platform_admin_site.register(SecuritySettings, SecuritySettingsAdmin)
+
+
+class SecurityKeyAdmin(admin.ModelAdmin):
+    """Users' security keys (WebAuthn, :mod:`org.securitykeys`): listed with their domain and
+    last use, and removed when one is lost (the user then signs in with another factor, or
+    is sent to set one up if the rule covers them). Keys are added only by their owner, on the
+    security page; nothing here can be edited."""
+
+    list_display = ("name", "user", "rp_id", "created_at", "last_used_at")
+    list_filter = ("rp_id",)
+    search_fields = ("name", "user__username")
+    list_select_related = ("user",)
+    fields = ("user", "name", "rp_id", "aaguid", "transports", "created_at", "last_used_at")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.has_delete_permission(request, obj)
+
+    def delete_model(self, request: HttpRequest, obj: SecurityKey) -> None:
+        securitykeys.key_delete(user=obj.user, key_id=obj.pk, actor=request.user)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for key in queryset.select_related("user"):
+            self.delete_model(request, key)
+
+
+admin.site.register(SecurityKey, SecurityKeyAdmin)
+
+
+class SealedTOTPDeviceAdmin(TOTPDeviceAdmin):
+    """django-otp's TOTP devices (list, delete a lost phone's) without *Add*: an authenticator
+    is set up by its owner on the security page, where its key is kept encrypted; one typed in
+    here would be stored in plain text and no app would know it."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+admin.site.unregister(TOTPDevice)
+admin.site.register(TOTPDevice, SealedTOTPDeviceAdmin)
+platform_admin_site.register(SecurityKey, SecurityKeyAdmin)
 
 
 class AuditEventFilter(admin.SimpleListFilter):

@@ -57,6 +57,8 @@ EXPORT = "export"
 ERASE = "erase"
 RETENTION = "retention"
 TWO_FACTOR_ON = "two_factor_on"
+SECURITY_KEY_ADDED = "security_key_added"
+SECURITY_KEY_REMOVED = "security_key_removed"
 SESSIONS_ENDED = "sessions_ended"
 SESSION_ENDED = "session_ended"
 
@@ -78,6 +80,8 @@ _ACTIONS = {
     ERASE: LogEntry.Action.UPDATE,
     RETENTION: LogEntry.Action.DELETE,
     TWO_FACTOR_ON: LogEntry.Action.UPDATE,
+    SECURITY_KEY_ADDED: LogEntry.Action.UPDATE,
+    SECURITY_KEY_REMOVED: LogEntry.Action.UPDATE,
     SESSIONS_ENDED: LogEntry.Action.UPDATE,
     SESSION_ENDED: LogEntry.Action.UPDATE,
 }

@@ -15,9 +15,12 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils.crypto import salted_hmac
 from django.utils.translation import gettext_lazy as _
+from django_otp.models import Device
+from django_otp.plugins.otp_totp.models import TOTPDevice
 from treebeard.mp_tree import MP_Node
 
 from org import business_hours
+from weiyu.fields import EncryptedTextField
 
 
 class User(AbstractUser):
@@ -486,6 +489,8 @@ AUDIT_EVENTS = {
     "password_set": _("Password set"),
     "password_reset_requested": _("Password reset requested"),
     "two_factor_on": _("Two-factor sign-in turned on"),
+    "security_key_added": _("Security key added"),
+    "security_key_removed": _("Security key removed"),
     "sessions_ended": _("Logged out everywhere else"),
     "session_ended": _("Session ended"),
     "transfer": _("Conversation transferred"),
@@ -527,3 +532,68 @@ ACTION_LABELS = {
     LogEntry.Action.UPDATE: _("Changed"),
     LogEntry.Action.DELETE: _("Deleted"),
 }
+
+
+class TOTPSecret(models.Model):
+    """The key of an authenticator app (a django-otp ``TOTPDevice``), encrypted at rest
+    (:class:`weiyu.fields.EncryptedTextField`, a Fernet token in the column). The device's own
+    ``key`` column is left empty: a database dump holds no usable TOTP secret. ``key`` is the
+    secret in hex (20 random bytes), as django-otp keeps it."""
+
+    device = models.OneToOneField(
+        TOTPDevice, on_delete=models.CASCADE, primary_key=True, related_name="sealed_key"
+    )
+    key = EncryptedTextField(_("key"))
+
+    class Meta:
+        verbose_name = _("authenticator key")
+        verbose_name_plural = _("authenticator keys")
+
+    def __str__(self) -> str:
+        return f"key of device {self.device_id}"
+
+
+class SealedTOTPDevice(TOTPDevice):
+    """A ``TOTPDevice`` whose key is read from its :class:`TOTPSecret` (same table, a proxy):
+    what :mod:`org.twofactor` uses to verify codes and draw the QR code. A device made
+    elsewhere with a plain key (none is, the back office cannot add one) still works."""
+
+    class Meta:
+        proxy = True
+        verbose_name = _("TOTP device")
+
+    @property
+    def bin_key(self) -> bytes:
+        """The secret as bytes (20), decrypted from :class:`TOTPSecret`."""
+        try:
+            return bytes.fromhex(self.sealed_key.key)
+        except TOTPSecret.DoesNotExist:
+            return bytes.fromhex(self.key)
+
+
+class SecurityKey(Device):
+    """A WebAuthn credential (a security key or a passkey) a user signs in with as a second
+    factor (:mod:`org.webauthn`, docs/security.md). A django-otp ``Device``: ``user``, ``name``
+    (the user's label, at most 64 characters) and ``confirmed`` (always True: a row is made only
+    after a verified registration).
+
+    ``credential_id`` is the credential's id (base64url, unique in the schema); ``public_key``
+    its COSE public key (bytes); ``sign_count`` the authenticator's signature counter at the
+    last use (a response whose counter does not go up is refused, a cloned key); ``rp_id`` the
+    host it was registered on (the tenant's domain, or the platform's): it is offered only there;
+    ``transports`` what the browser reported (``["usb", "internal", …]``), a hint for the next
+    sign-in; ``aaguid`` the authenticator model's id."""
+
+    credential_id = models.CharField(_("credential id"), max_length=1400, unique=True)
+    public_key = models.BinaryField(_("public key"))
+    sign_count = models.PositiveBigIntegerField(_("signature counter"), default=0)
+    rp_id = models.CharField(_("domain"), max_length=253)
+    transports = models.JSONField(_("transports"), default=list, blank=True)
+    aaguid = models.CharField(_("authenticator model"), max_length=36, blank=True)
+    created_at = models.DateTimeField(_("added at"), auto_now_add=True)
+    last_used_at = models.DateTimeField(_("last used at"), null=True, blank=True)
+
+    class Meta(Device.Meta):
+        verbose_name = _("security key")
+        verbose_name_plural = _("security keys")
+        ordering = ["created_at", "id"]

@@ -1,8 +1,11 @@
 """Two-factor sign-in (django-otp) and "log out everywhere": the services behind
 ``org.account_views`` (docs/security.md, "Two-factor authentication").
 
-A user has at most one confirmed TOTP device (an authenticator app) and one static device holding
-:data:`RECOVERY_CODES` single-use recovery codes. The session records the sign-in's state:
+A user has at most one confirmed TOTP device (an authenticator app), any number of security keys
+(WebAuthn, :mod:`org.webauthn`) and one static device holding :data:`RECOVERY_CODES` single-use
+recovery codes, made when the first second factor is set up. Secrets at rest: the TOTP key is
+encrypted (:class:`org.models.TOTPSecret`), recovery codes are kept as keyed hashes
+(:func:`recovery_digest`). The session records the sign-in's state:
 
 - ``SESSION_PENDING`` — the password was right and the code is awaited; the user is *not* signed
   in yet (``{"uid": int, "backend": str, "at": float (epoch s), "next": str}``);
@@ -25,12 +28,13 @@ from django.conf import settings
 from django.contrib.auth import update_session_auth_hash
 from django.db import connection, transaction
 from django.http import HttpRequest
+from django.utils.crypto import salted_hmac
 from django.utils.translation import gettext as _
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
-from django_otp.plugins.otp_totp.models import TOTPDevice
+from django_otp.plugins.otp_totp.models import default_key
 
 from org import audit, sessions
-from org.models import SecuritySettings, User
+from org.models import SealedTOTPDevice, SecurityKey, SecuritySettings, TOTPSecret, User
 from org.sessions import session_fingerprint
 from weiyu.errors import ServiceError
 from weiyu.realtime import publish_event_on_commit
@@ -78,8 +82,19 @@ def is_required(user: User) -> bool:
 
 
 def has_device(user: User) -> bool:
-    """Whether ``user`` has a confirmed authenticator (then every sign-in asks for a code)."""
-    return TOTPDevice.objects.filter(user=user, confirmed=True).exists()
+    """Whether ``user`` has a second factor — a confirmed authenticator app or a security key —
+    (then every sign-in asks for one)."""
+    return has_totp(user) or has_security_key(user)
+
+
+def has_totp(user: User) -> bool:
+    """Whether ``user`` has a confirmed authenticator app."""
+    return SealedTOTPDevice.objects.filter(user=user, confirmed=True).exists()
+
+
+def has_security_key(user: User) -> bool:
+    """Whether ``user`` has a security key (WebAuthn; :mod:`org.webauthn`)."""
+    return SecurityKey.objects.filter(user=user).exists()
 
 
 def recovery_codes_left(user: User) -> int:
@@ -98,6 +113,11 @@ def session_allowed(session: Any, user: User) -> bool:
     return session_verified(session) or not is_required(user)
 
 
+def recovery_codes_delete(user: User) -> None:
+    """Forget ``user``'s recovery codes (their last second factor is gone)."""
+    StaticDevice.objects.filter(user=user).delete()
+
+
 # --- codes -----------------------------------------------------------------------------------
 
 
@@ -105,6 +125,40 @@ def _normalise(code: Any) -> str:
     if not isinstance(code, str):
         return ""
     return re.sub(r"[\s-]", "", code)[:32].lower()
+
+
+_RECOVERY_SALT = "weiyu.recovery-code"
+
+
+def recovery_digest(code: str, secret: str | None = None) -> str:
+    """What is stored of a recovery code: HMAC-SHA256 of the normalised code under a key derived
+    from ``secret`` (``SECRET_KEY`` by default), 16 hex digits (django-otp's token column). A
+    database dump alone gives no code back; codes made under a key in ``SECRET_KEY_FALLBACKS``
+    keep working after ``SECRET_KEY`` is rotated (:func:`verify_code`)."""
+    return salted_hmac(
+        _RECOVERY_SALT, code, secret=secret or settings.SECRET_KEY, algorithm="sha256"
+    ).hexdigest()[:16]
+
+
+def _recovery_digests(code: str) -> list[str]:
+    secrets = [settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", [])]
+    return [recovery_digest(code, secret) for secret in secrets]
+
+
+def recovery_codes_make(user: User) -> list[str]:
+    """:data:`RECOVERY_CODES` new recovery codes for ``user``, replacing any old ones; only
+    their digests are stored. Returns the codes (shown once). Call inside a transaction."""
+    StaticDevice.objects.filter(user=user).delete()
+    static = StaticDevice.objects.create(user=user, name="recovery", confirmed=True)
+    codes: list[str] = []
+    while len(codes) < RECOVERY_CODES:
+        value = StaticToken.random_token()
+        if value not in codes:
+            codes.append(value)
+    StaticToken.objects.bulk_create(
+        [StaticToken(device=static, token=recovery_digest(c)) for c in codes]
+    )
+    return codes
 
 
 def verify_code(user: User, code: Any) -> bool:
@@ -115,11 +169,15 @@ def verify_code(user: User, code: Any) -> bool:
     if not token:
         return False
     if re.fullmatch(r"\d{6}", token):
-        device = TOTPDevice.objects.filter(user=user, confirmed=True).first()
+        device = (
+            SealedTOTPDevice.objects.select_related("sealed_key")
+            .filter(user=user, confirmed=True)
+            .first()
+        )
         return device is not None and device.verify_token(token)
     # one DELETE: of two requests racing with the same code only one removes its row
     deleted, _rows = StaticToken.objects.filter(
-        device__user=user, device__confirmed=True, token=token
+        device__user=user, device__confirmed=True, token__in=_recovery_digests(token)
     ).delete()
     return deleted > 0
 
@@ -127,25 +185,35 @@ def verify_code(user: User, code: Any) -> bool:
 # --- enrolment -------------------------------------------------------------------------------
 
 
-def enrolment_start(user: User) -> TOTPDevice:
+@transaction.atomic
+def enrolment_start(user: User) -> SealedTOTPDevice:
     """The unconfirmed authenticator ``user`` is setting up (made on first call, the same one
-    until confirmed, so reloading the page keeps the QR code). Raises ``ServiceError
-    ('conflict')`` when the user already has a confirmed one."""
-    if has_device(user):
+    until confirmed, so reloading the page keeps the QR code); its key is kept encrypted
+    (:class:`org.models.TOTPSecret`), the device's own key column stays empty. Raises
+    ``ServiceError('conflict')`` when the user already has a confirmed one."""
+    if has_totp(user):
         raise ServiceError("conflict", _("Two-factor sign-in is already on."))
-    device = TOTPDevice.objects.filter(user=user, confirmed=False).first()
+    device = (
+        SealedTOTPDevice.objects.select_related("sealed_key")
+        .filter(user=user, confirmed=False, sealed_key__isnull=False)
+        .first()
+    )
     if device is None:
-        device = TOTPDevice.objects.create(user=user, name=_TOTP_NAME, confirmed=False)
+        SealedTOTPDevice.objects.filter(user=user, confirmed=False).delete()
+        device = SealedTOTPDevice.objects.create(
+            user=user, name=_TOTP_NAME, confirmed=False, key=""
+        )
+        TOTPSecret.objects.create(device=device, key=default_key())
     return device
 
 
-def enrolment_qr_svg(device: TOTPDevice) -> str:
+def enrolment_qr_svg(device: SealedTOTPDevice) -> str:
     """The device's ``otpauth://`` URI as an SVG QR code (markup made here, safe to inline)."""
     image = qrcode.make(device.config_url, image_factory=qrcode.image.svg.SvgPathImage)
     return image.to_string(encoding="unicode")
 
 
-def secret_text(device: TOTPDevice) -> str:
+def secret_text(device: SealedTOTPDevice) -> str:
     """The device's secret in base32, in groups of four, for typing into an authenticator app."""
     text = b32encode(device.bin_key).decode().rstrip("=")
     return " ".join(text[i : i + 4] for i in range(0, len(text), 4))
@@ -155,25 +223,23 @@ def secret_text(device: TOTPDevice) -> str:
 def enrolment_confirm(request: HttpRequest, user: User, code: Any) -> list[str]:
     """Confirm ``user``'s pending authenticator with a code from it: the device is confirmed,
     :data:`RECOVERY_CODES` new recovery codes replace any old ones, and ``request``'s session
-    counts as verified. Returns the recovery codes (shown once; stored as given, like the TOTP
-    secret). Raises ``ServiceError('invalid')`` for a wrong code, ``('conflict')`` when there is
-    nothing to confirm."""
-    device = TOTPDevice.objects.select_for_update().filter(user=user, confirmed=False).first()
-    if device is None or has_device(user):
+    counts as verified. Returns the recovery codes (shown once; only their digests are stored).
+    Raises ``ServiceError('invalid')`` for a wrong code, ``('conflict')`` when there is nothing
+    to confirm."""
+    device = (
+        SealedTOTPDevice.objects.select_for_update(of=("self",))
+        .select_related("sealed_key")
+        .filter(user=user, confirmed=False)
+        .first()
+    )
+    if device is None or has_totp(user):
         raise ServiceError("conflict", _("There is no authenticator waiting to be confirmed."))
     token = _normalise(code)
     if not re.fullmatch(r"\d{6}", token) or not device.verify_token(token):
         raise ServiceError("invalid", _("That code is not right. Enter the current code."))
     device.confirmed = True
     device.save(update_fields=["confirmed"])
-    StaticDevice.objects.filter(user=user).delete()
-    static = StaticDevice.objects.create(user=user, name="recovery", confirmed=True)
-    codes = []
-    while len(codes) < RECOVERY_CODES:
-        value = StaticToken.random_token()
-        if value not in codes:
-            codes.append(value)
-    StaticToken.objects.bulk_create([StaticToken(device=static, token=c) for c in codes])
+    codes = recovery_codes_make(user)
     request.session[SESSION_VERIFIED] = "ok"
     audit.audit_record(actor=user, action=audit.TWO_FACTOR_ON, target=user)
     return codes

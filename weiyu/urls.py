@@ -59,6 +59,20 @@ urlpatterns = [
     path("admin/login/code/", account_views.AdminSignInCodeView.as_view(), name="admin-login-code"),
     path("admin/", admin.site.urls),
     path("account/security/", account_views.security_page, name="account-security"),
+    # security keys / passkeys (org.securitykeys)
+    path("account/passkey/options/", account_views.passkey_options, name="passkey-options"),
+    path("account/passkey/", account_views.passkey_sign_in, name="passkey-sign-in"),
+    path(
+        "account/security/keys/options/",
+        account_views.security_key_options,
+        name="account-key-options",
+    ),
+    path("account/security/keys/", account_views.security_key_add, name="account-key-add"),
+    path(
+        "account/security/keys/<int:key_id>/delete/",
+        account_views.security_key_delete,
+        name="account-key-delete",
+    ),
     path(
         "account/security/sessions/end/",
         account_views.end_other_sessions,

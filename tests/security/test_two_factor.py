@@ -14,11 +14,10 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.test import Client
 from django_otp.oath import TOTP
-from django_otp.plugins.otp_totp.models import TOTPDevice
 from django_tenants.utils import schema_context
 
 from org import twofactor
-from org.models import AuditEntry, SecuritySettings, User
+from org.models import AuditEntry, SealedTOTPDevice, SecuritySettings, User
 from tests.conftest import PASSWORD, agent_client, make_agent, unique
 from tests.waits import WAIT_S
 from tests.ws import connect, receive_until
@@ -62,8 +61,9 @@ def _code(schema: str, user: User, steps: int = 0) -> str:
     """The code the user's authenticator shows ``steps`` 30-second steps from now (a code is
     accepted once: a later sign-in in the same step uses the next one)."""
     with schema_context(schema):
-        device = TOTPDevice.objects.filter(user=user).order_by("-pk").first()
-    totp = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift)
+        device = SealedTOTPDevice.objects.filter(user=user).order_by("-pk").first()
+        key = device.bin_key
+    totp = TOTP(key, device.step, device.t0, device.digits, device.drift)
     totp.time = time.time() + steps * device.step
     return f"{totp.token():06d}"
 
@@ -321,8 +321,8 @@ def test_an_admin_removes_a_lost_authenticator_without_seeing_its_key(acme):
     user = _agent()
     _enrol("acme", "acme.localhost", user)
     with schema_context("acme"):
-        device = TOTPDevice.objects.get(user=user)
-    key = device.key
+        device = SealedTOTPDevice.objects.get(user=user)
+        key = device.bin_key.hex()
     admin = _admin("acme")
     boss = agent_client(admin)
     # then the device's page does not show its key, nor its QR code

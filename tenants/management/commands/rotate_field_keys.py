@@ -32,27 +32,31 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: Any) -> None:
-        parser.add_argument("--schema", help="Only this tenant schema.")
+        parser.add_argument(
+            "--schema", help="Only this tenant schema (or public: the platform admins' secrets)."
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         tenants = get_tenant_model().objects.exclude(schema_name="public")
+        # the public schema holds the platform admins' authenticator keys (org.TOTPSecret)
+        schemas = ["public", *tenants.order_by("schema_name").values_list("schema_name", flat=True)]
         if options["schema"]:
-            tenants = tenants.filter(schema_name=options["schema"])
-            if not tenants.exists():
+            if options["schema"] not in schemas:
                 raise CommandError(f"No tenant with schema {options['schema']!r}.")
+            schemas = [options["schema"]]
         targets = encrypted_columns()
         total = 0
-        for tenant in tenants.order_by("schema_name"):
+        for schema in schemas:
             rewritten = 0
             with (
-                schema_context(tenant.schema_name),
+                schema_context(schema),
                 transaction.atomic(),
                 connection.cursor() as cursor,
             ):
                 for table, pk, columns in targets:
                     cursor.execute(
                         "SELECT to_regclass(%s) IS NOT NULL",
-                        [f"{tenant.schema_name}.{table}"],
+                        [f"{schema}.{table}"],
                     )
                     if not cursor.fetchone()[0]:
                         continue
@@ -66,9 +70,7 @@ class Command(BaseCommand):
                         try:
                             new = [fields.rotate(value or "") for value in row[1:]]
                         except fields.FieldKeyError as exc:
-                            raise CommandError(
-                                f"{tenant.schema_name}.{table} row {row[0]}: {exc}"
-                            ) from exc
+                            raise CommandError(f"{schema}.{table} row {row[0]}: {exc}") from exc
                         sets = ", ".join(f"{connection.ops.quote_name(c)} = %s" for c in columns)
                         cursor.execute(
                             f"UPDATE {connection.ops.quote_name(table)} SET {sets} "  # noqa: S608
@@ -77,5 +79,5 @@ class Command(BaseCommand):
                         )
                         rewritten += 1
             total += rewritten
-            self.stdout.write(f"{tenant.schema_name}: {rewritten} rows re-encrypted")
+            self.stdout.write(f"{schema}: {rewritten} rows re-encrypted")
         self.stdout.write(self.style.SUCCESS(f"{total} rows re-encrypted"))
