@@ -287,7 +287,8 @@ def passkey_sign_in(request: HttpRequest) -> HttpResponse:
             )
         detail = _("The passkey was not accepted. Sign in with your password instead.")
         return JsonResponse({"error": "invalid", "detail": detail}, status=400)
-    login(request, user, backend=settings.AUTHENTICATION_BACKENDS[-1])
+    # the backend that loads the user on later requests (the last ones only check permissions)
+    login(request, user, backend="org.backends.PasswordBackend")
     request.session[twofactor.SESSION_VERIFIED] = "ok"
     target = request.POST.get("next") or ""
     if not url_has_allowed_host_and_scheme(
