@@ -40,6 +40,7 @@ from org.models import (
     Department,
     DepartmentMember,
     Holiday,
+    SingleSignOn,
     User,
     VisitorLimits,
 )
@@ -59,6 +60,9 @@ RETENTION = "retention"
 TWO_FACTOR_ON = "two_factor_on"
 SESSIONS_ENDED = "sessions_ended"
 SESSION_ENDED = "session_ended"
+SSO_ACCOUNT_CREATED = "sso_account_created"
+SSO_REFUSED = "sso_refused"
+DIRECTORY_IMPORT = "directory_import"
 
 #: event name → its label in the back office
 EVENTS = AUDIT_EVENTS
@@ -80,6 +84,9 @@ _ACTIONS = {
     TWO_FACTOR_ON: LogEntry.Action.UPDATE,
     SESSIONS_ENDED: LogEntry.Action.UPDATE,
     SESSION_ENDED: LogEntry.Action.UPDATE,
+    SSO_ACCOUNT_CREATED: LogEntry.Action.CREATE,
+    SSO_REFUSED: LogEntry.Action.ACCESS,
+    DIRECTORY_IMPORT: LogEntry.Action.UPDATE,
 }
 
 #: the request being served in this context (set by org.middleware.AuditMiddleware)
@@ -185,6 +192,8 @@ def register_models() -> None:
             if f.name not in ("id", "user", "name", "confirmed")
         ),
     )
+    # single sign-on's settings, never the client secret
+    track(SingleSignOn, exclude=("client_secret",))
     for model in (
         Department,
         DepartmentMember,
