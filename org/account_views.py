@@ -187,6 +187,7 @@ class SignInCodeView(View):
                 return locked
             return self._form(request, user, _("That code is not right."))
         request.session.pop(twofactor.SESSION_PENDING, None)
+        request.weiyu_sign_in_method = pending.get("method") or None  # type: ignore[attr-defined]
         login(request, user, backend=pending["backend"])
         request.session[twofactor.SESSION_VERIFIED] = "ok"
         return HttpResponseRedirect(pending["next"])

@@ -215,7 +215,15 @@ def _username_target(username: object) -> models.Model | type[models.Model]:
 
 
 def _signed_in(sender: object, request: HttpRequest | None, user: Any, **kwargs: Any) -> None:
-    audit_record(actor=user, action=SIGN_IN, target=user, ip=request_ip(request))
+    # how: "sso" for a single sign-on (org.sso_views sets it on the request); passwords say nothing
+    method = getattr(request, "weiyu_sign_in_method", None)
+    audit_record(
+        actor=user,
+        action=SIGN_IN,
+        target=user,
+        data={"method": method} if method else None,
+        ip=request_ip(request),
+    )
 
 
 def _signed_out(sender: object, request: HttpRequest | None, user: Any, **kwargs: Any) -> None:

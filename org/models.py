@@ -519,10 +519,8 @@ class SingleSignOn(models.Model):
     @property
     def domains(self) -> list[str]:
         """``allowed_domains`` as lower-case names, without a leading ``@``."""
-        parts = (
-            p.strip().lstrip("@").lower() for p in self.allowed_domains.replace(",", "\n").split()
-        )
-        return [p for p in parts if p]
+        parts = self.allowed_domains.replace(",", " ").split()
+        return [p.lstrip("@").lower() for p in parts if p.lstrip("@")]
 
 
 class UserSession(models.Model):

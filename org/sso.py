@@ -29,6 +29,7 @@ provider that says ``email_verified: false`` is refused. Refusals are written to
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import time
 from typing import Any
@@ -244,8 +245,7 @@ def _pending(request: HttpRequest, state: Any) -> dict[str, Any]:
         not isinstance(flow, dict)
         or not isinstance(state, str)
         or not state
-        or not hashlib.sha256(state.encode()).digest()
-        == hashlib.sha256(str(flow.get("state", "")).encode()).digest()
+        or not hmac.compare_digest(state.encode(), str(flow.get("state", "")).encode())
     ):
         raise _refuse(
             request, "invalid", _("This sign-in was not started here, or was used already.")
@@ -255,7 +255,13 @@ def _pending(request: HttpRequest, state: Any) -> dict[str, Any]:
     return flow
 
 
-def _tokens(request: HttpRequest, row: SingleSignOn, metadata: dict[str, Any], code: str, flow):
+def _tokens(
+    request: HttpRequest,
+    row: SingleSignOn,
+    metadata: dict[str, Any],
+    code: str,
+    flow: dict[str, Any],
+) -> dict[str, Any]:
     form = {
         "grant_type": "authorization_code",
         "code": code,

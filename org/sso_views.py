@@ -82,10 +82,11 @@ def sso_callback(request: HttpRequest) -> HttpResponse:
     if twofactor.has_device(user):
         # the provider's own second factor is not visible here: ours is asked for as after a
         # password (org.account_views.SignInCodeView)
-        twofactor.pending_start(request, user, backend=BACKEND, next_url=next_url)
+        twofactor.pending_start(request, user, backend=BACKEND, next_url=next_url, method="sso")
         admin = next_url.startswith("/admin/")
         return HttpResponseRedirect(
             reverse("admin-login-code" if admin else "kefu:inbox-login-code")
         )
+    request.weiyu_sign_in_method = "sso"  # type: ignore[attr-defined]  # in the audit entry
     login(request, user, backend=BACKEND)
     return HttpResponseRedirect(next_url)

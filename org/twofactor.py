@@ -204,14 +204,18 @@ def end_other_sessions(request: HttpRequest) -> None:
     publish_event_on_commit({"type": "session.ended", "keep": kept}, [user.member_key])
 
 
-def pending_start(request: HttpRequest, user: User, *, backend: str, next_url: str) -> None:
-    """Remember in the session that ``user``'s first factor (a password, or single sign-on)
-    was right and their code is awaited; they are not signed in yet."""
+def pending_start(
+    request: HttpRequest, user: User, *, backend: str, next_url: str, method: str = ""
+) -> None:
+    """Remember in the session that ``user``'s first factor (a password, or single sign-on:
+    ``method="sso"``, kept for the audit entry) was right and their code is awaited; they are
+    not signed in yet."""
     request.session[SESSION_PENDING] = {
         "uid": user.pk,
         "backend": backend,
         "at": time.time(),
         "next": next_url,
+        "method": method,
     }
 
 

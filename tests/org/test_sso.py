@@ -15,6 +15,8 @@ from django.core.cache import cache
 from django.core.management import call_command
 from django.db import connection
 from django.test import Client
+from django_otp.oath import TOTP
+from django_otp.plugins.otp_totp.models import TOTPDevice
 from django_tenants.utils import schema_context
 
 from org.models import AuditEntry, SingleSignOn, User, UserSession
@@ -157,7 +159,9 @@ def test_first_sign_in_creates_the_person_with_the_default_role_and_the_second_m
             for e in AuditEntry.objects.filter(object_pk=str(user.pk))
         ]
         assert "sso_account_created" in events
-        assert "sign_in" in events
+        assert AuditEntry.objects.filter(
+            object_pk=str(user.pk), additional_data__event="sign_in", additional_data__method="sso"
+        ).exists()
     assert client.get("/inbox/").status_code == 200
 
     # when they sign in again in another browser
@@ -348,3 +352,35 @@ def test_the_admin_sets_up_sso_checked_against_the_provider(issuer, settings):
     client.post(url, {**form, "provider_name": "Keycloak 2"})
     with schema_context("acme"):
         assert SingleSignOn.objects.get(pk=row.pk).client_secret == "rotated-secret"
+
+
+def test_a_person_with_an_authenticator_gives_its_code_after_the_provider(issuer):
+    # given an agent with two-factor sign-in on
+    email = "p6@example.com"
+    with schema_context("acme"):
+        User.objects.filter(email__iexact=email).update(email="")
+        agent = User.objects.create_user(
+            username=unique("otp"), password=PASSWORD, email=email, role="agent"
+        )
+        device = TOTPDevice.objects.create(user=agent, name="authenticator", confirmed=True)
+    client = _browser()
+
+    # when they come back from the provider
+    response = _sign_in(client, email)
+
+    # then they are asked for the code, not signed in yet
+    assert response.status_code == 302
+    assert response["Location"] == "/inbox/login/code/"
+    assert client.get("/inbox/").status_code == 302
+
+    # when they give the code of their authenticator
+    totp = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift)
+    answer = client.post("/inbox/login/code/", {"code": f"{totp.token():06d}"})
+
+    # then they are in, and the audit log says it was single sign-on
+    assert answer.status_code == 302
+    assert client.get("/inbox/").status_code == 200
+    with schema_context("acme"):
+        assert AuditEntry.objects.filter(
+            object_pk=str(agent.pk), additional_data__event="sign_in", additional_data__method="sso"
+        ).exists()
