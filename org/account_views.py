@@ -20,7 +20,6 @@ Pages (tenant domains and the platform's):
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -48,7 +47,7 @@ from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.http import require_POST
 from django_tenants.utils import get_public_schema_name
 
-from org import limits, passwords, securitykeys, sessions, twofactor
+from org import limits, passwords, securitykeys, sessions, sso, twofactor
 from weiyu import ratelimit
 from weiyu.errors import RateLimitedError, ServiceError
 
@@ -84,13 +83,27 @@ class TwoFactorLoginView(auth_views.LoginView):
         user = form.get_user()
         if not twofactor.has_device(user):
             return super().form_valid(form)
-        self.request.session[twofactor.SESSION_PENDING] = {
-            "uid": user.pk,
-            "backend": user.backend,
-            "at": time.time(),
-            "next": self.get_success_url(),
-        }
+        twofactor.pending_start(
+            self.request, user, backend=user.backend, next_url=self.get_success_url()
+        )
         return HttpResponseRedirect(reverse(self.code_url_name))
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        """The form's context, with ``sso``: the single sign-on button (org.sso.button)."""
+        context = super().get_context_data(**kwargs)
+        context["sso"] = sso.button(self.get_redirect_url())
+        return context
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        """With "password sign-in off" (org.models.SingleSignOn) the form is refused with 403
+        before any password is checked."""
+        if not sso.password_sign_in_allowed():
+            form = self.get_form_class()(request)  # unbound: no password is checked
+            form.full_clean()  # an unbound form: no errors, no cleaning
+            form.cleaned_data = {}
+            form.add_error(None, _("Password sign-in is off here. Use the single sign-on button."))
+            return self.render_to_response(self.get_context_data(form=form), status=403)
+        return super().post(request, *args, **kwargs)
 
 
 class AdminLoginView(TwoFactorLoginView):
@@ -203,6 +216,7 @@ class SignInCodeView(View):
         if not passed:
             return self._failed(request, user, by_key=by_key)
         request.session.pop(twofactor.SESSION_PENDING, None)
+        request.weiyu_sign_in_method = pending.get("method") or None  # type: ignore[attr-defined]
         login(request, user, backend=pending["backend"])
         request.session[twofactor.SESSION_VERIFIED] = "ok"
         if by_key:

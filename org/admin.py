@@ -39,7 +39,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from treebeard.admin import TreeAdmin
 from treebeard.forms import movenodeform_factory
 
-from org import apikeys, audit, limits, securitykeys, services, twofactor
+from org import admin_directory, apikeys, audit, limits, securitykeys, services, twofactor
 from org.models import (
     ACTION_LABELS,
     ApiKey,
@@ -159,12 +159,30 @@ class UserAdmin(DeleteKeepingHistory, BaseUserAdmin):
         "departments__department",
     )
     readonly_fields = ("deleted_at",)
-    search_fields = ("username", "display_name", "first_name", "last_name", "email", "title")
+    search_fields = (
+        "username",
+        "display_name",
+        "first_name",
+        "last_name",
+        "email",
+        "title",
+        "external_id",
+    )
     fieldsets = (
         *BaseUserAdmin.fieldsets,
         (
             _("Weiyu"),
-            {"fields": ("role", "display_name", "title", "phone", "language", "deleted_at")},
+            {
+                "fields": (
+                    "role",
+                    "display_name",
+                    "title",
+                    "phone",
+                    "language",
+                    "external_id",
+                    "deleted_at",
+                )
+            },
         ),
     )
     add_fieldsets = (
@@ -188,6 +206,11 @@ class UserAdmin(DeleteKeepingHistory, BaseUserAdmin):
                 "status). Define them under Organisation → Custom roles."
             )
         return field
+
+    def get_urls(self) -> list[Any]:
+        """``import/``: "Import directory" (org.admin_directory), before the object URLs."""
+        view = self.admin_site.admin_view(admin_directory.import_view)
+        return [path("import/", view, name="org_user_import"), *super().get_urls()]
 
     def add_view(
         self, request: HttpRequest, form_url: str = "", extra_context: dict | None = None
@@ -833,3 +856,7 @@ if admin.site.is_registered(LogEntry):
     admin.site.unregister(LogEntry)
 admin.site.register(AuditEntry, AuditEntryAdmin)
 platform_admin_site.register(AuditEntry, AuditEntryAdmin)
+
+
+# single sign-on (Organisation → Single sign-on), in its own module
+from org import admin_sso  # noqa: E402, F401

@@ -3,14 +3,16 @@ that the inbox uses to start chats. Session-cookie auth, signed-in people of the
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from org import apikeys, selectors, services
-from org.models import ApiKey, Department
+from org import apikeys, directory, selectors, services
+from org.models import ApiKey, Department, DepartmentMember, User
 from weiyu.errors import ServiceError
 
 
@@ -135,3 +137,114 @@ class TokenDetailApi(APIView):
             raise ServiceError("not_found", _("No such token."))
         apikeys.api_key_revoke(key=key)
         return Response(status=204)
+
+
+# --- directory sync for HR systems (org.directory; docs/api.md, "People and departments")
+
+
+def _directory_admin(request: Request) -> None:
+    if not getattr(request.user, "is_admin", False):
+        raise ServiceError("forbidden", _("Only administrators sync the directory."))
+
+
+def person_payload(user: User) -> dict[str, Any]:
+    """``{"id", "external_id", "username", "email", "name", "title", "phone", "role",
+    "active", "departments": [{"id", "external_id", "name", "primary"}]}``."""
+    members = DepartmentMember.objects.filter(user=user).select_related("department")
+    return {
+        "id": user.pk,
+        "external_id": user.external_id,
+        "username": user.username,
+        "email": user.email,
+        "name": user.display_name,
+        "title": user.title,
+        "phone": user.phone,
+        "role": user.role,
+        "active": user.is_active,
+        "departments": [
+            {
+                "id": m.department_id,
+                "external_id": m.department.external_id,
+                "name": m.department.name,
+                "primary": m.is_primary,
+            }
+            for m in members.order_by("-is_primary", "department__name")
+        ],
+    }
+
+
+class PersonUpsertApi(APIView):
+    """``PUT /api/v1/org/people/<external_id>`` ``{"username"?, "email"?, "name"?, "title"?,
+    "phone"?, "role"? ("admin" | "agent" | "staff"), "active"? (bool), "departments"? (list of
+    department external ids; the first is primary)}`` → ``201`` (created) or ``200`` with the
+    person (:func:`person_payload`) and ``"outcome"``: ``created`` / ``updated`` /
+    ``unchanged``. Idempotent: the same body again is ``unchanged``. A key left out keeps its
+    value. Administrators (a system key with ``org:write``, or signed in); ``403`` for others.
+    ``400 invalid`` with ``field``; ``409 conflict`` for a username another person has.
+
+    ``GET`` → ``200`` the person; ``404`` for an unknown id.
+    ``DELETE`` → ``204``: removed upstream, so disabled here (history kept; idempotent)."""
+
+    def get(self, request: Request, external_id: str) -> Response:
+        _directory_admin(request)
+        user = User.objects.filter(external_id=external_id).first()
+        if user is None:
+            raise ServiceError("not_found", _("No person has this external id."))
+        return Response(person_payload(user))
+
+    def put(self, request: Request, external_id: str) -> Response:
+        _directory_admin(request)
+        data = request.data if isinstance(request.data, dict) else None
+        if data is None:
+            raise ServiceError("invalid", _("The body is a JSON object."))
+        departments = None
+        if "departments" in data:
+            ids = data["departments"]
+            if not isinstance(ids, list) or any(not isinstance(i, str) for i in ids):
+                raise ServiceError(
+                    "invalid", _("departments is a list of external ids."), field="departments"
+                )
+            found = {d.external_id: d for d in Department.objects.filter(external_id__in=ids)}
+            missing = [i for i in ids if i not in found]
+            if missing:
+                raise ServiceError(
+                    "invalid",
+                    _("Unknown departments: %(ids)s") % {"ids": ", ".join(missing[:10])},
+                    field="departments",
+                )
+            departments = [found[i] for i in dict.fromkeys(ids)]
+        user, outcome = directory.person_upsert(
+            external_id=external_id, data=data, departments=departments
+        )
+        status = 201 if outcome == "created" else 200
+        return Response({**person_payload(user), "outcome": outcome}, status=status)
+
+    def delete(self, request: Request, external_id: str) -> Response:
+        _directory_admin(request)
+        directory.person_disable(external_id=external_id)
+        return Response(status=204)
+
+
+class DepartmentUpsertApi(APIView):
+    """``PUT /api/v1/org/departments/<external_id>`` ``{"name", "parent"? (the parent's
+    external id, or null for the root)}`` → ``201``/``200`` ``{"id", "external_id", "name",
+    "parent", "outcome"}``: create, rename or move (idempotent). Administrators only (``403``);
+    ``400 invalid`` with ``field`` (an unknown parent, a move under itself)."""
+
+    def put(self, request: Request, external_id: str) -> Response:
+        _directory_admin(request)
+        data = request.data if isinstance(request.data, dict) else {}
+        department, outcome = directory.department_upsert(
+            external_id=external_id, name=data.get("name"), parent_external_id=data.get("parent")
+        )
+        parent = Department.objects.get_parent(department)
+        return Response(
+            {
+                "id": department.pk,
+                "external_id": department.external_id,
+                "name": department.name,
+                "parent": parent.external_id if parent else None,
+                "outcome": outcome,
+            },
+            status=201 if outcome == "created" else 200,
+        )

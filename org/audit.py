@@ -40,6 +40,7 @@ from org.models import (
     Department,
     DepartmentMember,
     Holiday,
+    SingleSignOn,
     User,
     VisitorLimits,
 )
@@ -61,6 +62,9 @@ SECURITY_KEY_ADDED = "security_key_added"
 SECURITY_KEY_REMOVED = "security_key_removed"
 SESSIONS_ENDED = "sessions_ended"
 SESSION_ENDED = "session_ended"
+SSO_ACCOUNT_CREATED = "sso_account_created"
+SSO_REFUSED = "sso_refused"
+DIRECTORY_IMPORT = "directory_import"
 
 #: event name → its label in the back office
 EVENTS = AUDIT_EVENTS
@@ -84,6 +88,9 @@ _ACTIONS = {
     SECURITY_KEY_REMOVED: LogEntry.Action.UPDATE,
     SESSIONS_ENDED: LogEntry.Action.UPDATE,
     SESSION_ENDED: LogEntry.Action.UPDATE,
+    SSO_ACCOUNT_CREATED: LogEntry.Action.CREATE,
+    SSO_REFUSED: LogEntry.Action.ACCESS,
+    DIRECTORY_IMPORT: LogEntry.Action.UPDATE,
 }
 
 #: the request being served in this context (set by org.middleware.AuditMiddleware)
@@ -193,6 +200,8 @@ def register_models() -> None:
             if f.name not in ("id", "user", "name", "confirmed")
         ),
     )
+    # single sign-on's settings, never the client secret
+    track(SingleSignOn, exclude=("client_secret",))
     for model in (
         Department,
         DepartmentMember,
@@ -214,7 +223,15 @@ def _username_target(username: object) -> models.Model | type[models.Model]:
 
 
 def _signed_in(sender: object, request: HttpRequest | None, user: Any, **kwargs: Any) -> None:
-    audit_record(actor=user, action=SIGN_IN, target=user, ip=request_ip(request))
+    # how: "sso" for a single sign-on (org.sso_views sets it on the request); passwords say nothing
+    method = getattr(request, "weiyu_sign_in_method", None)
+    audit_record(
+        actor=user,
+        action=SIGN_IN,
+        target=user,
+        data={"method": method} if method else None,
+        ip=request_ip(request),
+    )
 
 
 def _signed_out(sender: object, request: HttpRequest | None, user: Any, **kwargs: Any) -> None:

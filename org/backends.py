@@ -18,7 +18,7 @@ from django.contrib.auth.models import Permission
 from django.db import connection
 from django.http import HttpRequest
 
-from org import limits
+from org import limits, sso
 from weiyu import ratelimit
 from weiyu.errors import RateLimitedError
 
@@ -64,7 +64,8 @@ class PasswordBackend(ModelBackend):
     """Django's ``ModelBackend`` with one difference: the user row is read, the connection goes
     back to the pool, then the password is hashed (PBKDF2, hundreds of ms of CPU). Holding a
     pooled connection while hashing let 32 parallel wrong-password requests empty a 16-connection
-    pool and fail everyone else's requests with HTTP 500 (issue 12, finding 2)."""
+    pool and fail everyone else's requests with HTTP 500 (issue 12, finding 2). A tenant with
+    "password sign-in off" (org.sso) gets None for every sign-in that comes with a request."""
 
     def authenticate(
         self,
@@ -78,6 +79,8 @@ class PasswordBackend(ModelBackend):
             username = kwargs.get(user_model.USERNAME_FIELD)
         if username is None or password is None:
             return None
+        if request is not None and not sso.password_sign_in_allowed():
+            return None  # the tenant signs in through its provider (org.sso)
         try:
             user = user_model._default_manager.get_by_natural_key(username)
         except user_model.DoesNotExist:

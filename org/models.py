@@ -62,6 +62,17 @@ class User(AbstractUser):
         editable=False,
         help_text=_("When the user was deleted: the account is gone, what they did stays."),
     )
+    external_id = models.CharField(
+        _("external id"),
+        max_length=100,
+        null=True,
+        blank=True,
+        unique=True,
+        help_text=_(
+            "The person's id in the HR system or directory the organisation is synced from "
+            "(import, PUT /api/v1/org/people/<external id>); empty for people added here."
+        ),
+    )
     sessions_epoch = models.PositiveIntegerField(
         _("sign-out generation"),
         default=0,
@@ -141,6 +152,14 @@ class Department(MP_Node):
     """
 
     name = models.CharField(_("name"), max_length=100)
+    external_id = models.CharField(
+        _("external id"),
+        max_length=100,
+        null=True,
+        blank=True,
+        unique=True,
+        help_text=_("The department's id in the HR system it is synced from; empty otherwise."),
+    )
     node_order_by = ["name"]
 
     class Meta:
@@ -455,6 +474,88 @@ class SecuritySettings(models.Model):
         return row if row is not None else cls.objects.create()
 
 
+class SingleSignOn(models.Model):
+    """The tenant's single sign-on through an OpenID Connect provider (Keycloak, Azure AD,
+    Google, Feishu, DingTalk…): one row, edited by the tenant admin (Organisation → Single
+    sign-on). Flow and rules: :mod:`org.sso`; docs/security.md, "Single sign-on".
+
+    ``issuer``: the provider's issuer URL; its discovery document is
+    ``<issuer>/.well-known/openid-configuration``, fetched through the SSRF-guarded client.
+    ``client_secret`` is encrypted at rest (:mod:`weiyu.fields`). ``allowed_domains``: e-mail
+    domains (comma- or line-separated) whose people may sign in; empty allows any. People are
+    matched by e-mail; one without an account gets one with ``default_role`` when
+    ``create_users`` is on. ``password_sign_in_off``: the tenant's password forms are refused
+    (the platform's break-glass: ``manage.py sso_password_sign_in <schema> on``)."""
+
+    enabled = models.BooleanField(_("enabled"), default=False)
+    provider_name = models.CharField(
+        _("provider name"),
+        max_length=60,
+        default="SSO",
+        help_text=_('Shown on the sign-in button: "Sign in with <provider name>".'),
+    )
+    issuer = models.URLField(
+        _("issuer URL"),
+        max_length=300,
+        blank=True,
+        help_text=_(
+            "The provider's issuer, e.g. https://keycloak.example.com/realms/acme; its "
+            "discovery document is read from <issuer>/.well-known/openid-configuration."
+        ),
+    )
+    client_id = models.CharField(_("client id"), max_length=200, blank=True)
+    client_secret = EncryptedTextField(_("client secret"), blank=True)
+    scopes = models.CharField(
+        _("scopes"),
+        max_length=200,
+        default="openid email profile",
+        help_text=_("Space-separated; openid and email are always asked for."),
+    )
+    default_role = models.CharField(
+        _("role of new people"),
+        max_length=16,
+        choices=User.Role.choices,
+        default=User.Role.STAFF,
+    )
+    create_users = models.BooleanField(
+        _("create accounts on first sign-in"),
+        default=True,
+        help_text=_("Off: only people who already have an account with that e-mail may sign in."),
+    )
+    allowed_domains = models.TextField(
+        _("allowed e-mail domains"),
+        blank=True,
+        help_text=_("Comma- or line-separated, e.g. example.com; empty: any domain."),
+    )
+    password_sign_in_off = models.BooleanField(
+        _("password sign-in off"),
+        default=False,
+        help_text=_(
+            "Everyone signs in through the provider; the password forms of the inbox and the "
+            "back office are refused."
+        ),
+    )
+
+    class Meta:
+        verbose_name = _("single sign-on")
+        verbose_name_plural = _("single sign-on")
+
+    def __str__(self) -> str:
+        return str(_("Single sign-on"))
+
+    @classmethod
+    def current(cls) -> "SingleSignOn":
+        """The tenant's row (created off on first use)."""
+        row = cls.objects.order_by("pk").first()
+        return row if row is not None else cls.objects.create()
+
+    @property
+    def domains(self) -> list[str]:
+        """``allowed_domains`` as lower-case names, without a leading ``@``."""
+        parts = self.allowed_domains.replace(",", " ").split()
+        return [p.lstrip("@").lower() for p in parts if p.lstrip("@")]
+
+
 class UserSession(models.Model):
     """A signed-in session of a user (browser, address, when), listed on the account's security
     page where each can be ended (org.sessions). Created at sign-in, deleted at sign-out or when
@@ -492,6 +593,9 @@ AUDIT_EVENTS = {
     "security_key_added": _("Security key added"),
     "security_key_removed": _("Security key removed"),
     "sessions_ended": _("Logged out everywhere else"),
+    "sso_account_created": _("Account created by single sign-on"),
+    "sso_refused": _("Single sign-on refused"),
+    "directory_import": _("Directory imported"),
     "session_ended": _("Session ended"),
     "transfer": _("Conversation transferred"),
     "close": _("Conversation closed"),

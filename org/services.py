@@ -29,6 +29,12 @@ def _name(value: object) -> str:
     return value.strip()
 
 
+def department_name(value: object) -> str:
+    """``value`` as a department name (trimmed). Raises ``ServiceError("invalid")`` for an
+    empty one or one over ``NAME_MAX`` characters."""
+    return _name(value)
+
+
 def department_create(*, name: object, parent: Department | None = None) -> Department:
     """A department at the root (``parent`` None) or under ``parent``."""
     clean = _name(name)

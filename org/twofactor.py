@@ -279,6 +279,21 @@ def end_other_sessions(request: HttpRequest) -> None:
     )
 
 
+def pending_start(
+    request: HttpRequest, user: User, *, backend: str, next_url: str, method: str = ""
+) -> None:
+    """Remember in the session that ``user``'s first factor (a password, or single sign-on:
+    ``method="sso"``, kept for the audit entry) was right and their code is awaited; they are
+    not signed in yet."""
+    request.session[SESSION_PENDING] = {
+        "uid": user.pk,
+        "backend": backend,
+        "at": time.time(),
+        "next": next_url,
+        "method": method,
+    }
+
+
 def pending_user(request: HttpRequest) -> tuple[User, dict[str, Any]] | None:
     """The user whose password was right and whose code is awaited in this session, with the
     pending record, or None (none, or older than ``WEIYU_TWO_FACTOR_STEP_SECONDS``)."""

@@ -8,6 +8,13 @@ app_name = "org"
 urlpatterns = [
     path("departments", api.DepartmentTreeApi.as_view(), name="department-tree"),
     path("directory", api.DirectoryListApi.as_view(), name="directory"),
+    # directory sync for HR systems: idempotent upserts by external id (org.directory)
+    path("people/<str:external_id>", api.PersonUpsertApi.as_view(), name="person"),
+    path(
+        "departments/<str:external_id>",
+        api.DepartmentUpsertApi.as_view(),
+        name="department-upsert",
+    ),
     path("tokens", api.TokenListApi.as_view(), name="tokens"),
     path("tokens/<int:pk>", api.TokenDetailApi.as_view(), name="token"),
     path("me/language", api.MyLanguageApi.as_view(), name="my-language"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -339,3 +340,24 @@ def embed_server_start(*, name: str = "embed", timeout: float = 180, **env: str)
         time.sleep(0.2)
     server.stop()
     raise RuntimeError(f"embed_server did not start; see {log}")
+
+
+def oidc_provider_start(
+    *, client_id: str, client_secret: str, users: dict[str, str], unverified: tuple[str, ...] = ()
+) -> LiveServer:
+    """Start the test OpenID Connect provider (tests/oidc_provider.py) on a free port of
+    127.0.0.1 and wait for it; its issuer is ``http://127.0.0.1:<port>``. ``users``: e-mail →
+    password accepted on its sign-in page; ``unverified``: e-mails it calls unverified."""
+    port = free_port()
+    return _start_and_wait(
+        [sys.executable, "-m", "tests.oidc_provider", "--port", str(port)],
+        name="oidc-provider",
+        port=port,
+        environment={
+            **os.environ,
+            "OIDC_CLIENT_ID": client_id,
+            "OIDC_CLIENT_SECRET": client_secret,
+            "OIDC_USERS": json.dumps(users),
+            "OIDC_UNVERIFIED": ",".join(unverified),
+        },
+    )

@@ -10,7 +10,7 @@ from kbase import api as kbase_api
 from kefu import api as kefu_api
 from kefu import api_search as kefu_api_search
 from kefu import onboarding
-from org import account_views
+from org import account_views, sso_views
 from tenants import metrics
 from tenants import views as tenant_views
 from tickets import dashboard
@@ -73,6 +73,9 @@ urlpatterns = [
         account_views.security_key_delete,
         name="account-key-delete",
     ),
+    # single sign-on with the tenant's OpenID Connect provider (org.sso)
+    path("account/sso/start/", sso_views.sso_start, name="account-sso-start"),
+    path("account/sso/callback/", sso_views.sso_callback, name="account-sso-callback"),
     path(
         "account/security/sessions/end/",
         account_views.end_other_sessions,
