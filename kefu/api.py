@@ -14,9 +14,11 @@ from kefu import canned, exports, inbox_views, monitor, privacy, selectors, stat
 from kefu.channels import delivery as channel_delivery
 from kefu.models import Label, Transfer
 from kefu.robot import drafts as robot_drafts
+from kefu.senders import agent_sender
 from kefu.services import blocking, merge, scheduled, snooze, transfers, workgroups
 from kefu.services import labels as label_services
 from kefu.services import queue as kefu_queue
+from kefu.services import sessions as kefu_sessions
 from kefu.services import visitors as visitor_services
 from weiyu import reports
 from weiyu.errors import ServiceError
@@ -423,6 +425,26 @@ class ConversationViewListApi(APIView):
         )
 
 
+class ConversationCloseApi(APIView):
+    """``POST /api/v1/kefu/conversations/<id>/close`` → 200 ``{"conversation_id", "status":
+    "closed", "closed_at"}``: end a customer conversation the caller is in (the same service as
+    the socket's ``conversation.close`` frame: the visitor reads that it ended, the agent's load
+    is released, the audit log records it). Idempotent. 404 for anyone not (or no longer) in
+    it and for other tenants' conversations."""
+
+    def post(self, request: Request, pk: int) -> Response:
+        session = kefu_sessions.conversation_close_by_member(
+            conversation_id=pk, sender=agent_sender(request.user)
+        )
+        return Response(
+            {
+                "conversation_id": session.conversation_id,
+                "status": session.status,
+                "closed_at": session.closed_at.isoformat() if session.closed_at else None,
+            }
+        )
+
+
 class ConversationSnoozeApi(APIView):
     """``POST /api/v1/kefu/conversations/<id>/snooze`` ``{"until": ISO 8601 with a zone | null}``
     → 200 ``{"conversation_id", "snoozed": true, "snoozed_at", "snoozed_until"}``: put the open
@@ -689,6 +711,7 @@ urlpatterns = [
     path(
         "conversations/<int:pk>/export", ConversationExportApi.as_view(), name="conversation-export"
     ),
+    path("conversations/<int:pk>/close", ConversationCloseApi.as_view(), name="conversation-close"),
     path("conversations/<int:pk>/merge", ConversationMergeApi.as_view(), name="conversation-merge"),
     path("exports", ExportListApi.as_view(), name="exports"),
     path("exports/<int:pk>", ExportDetailApi.as_view(), name="export-detail"),

@@ -113,6 +113,12 @@ def _filtered(user: User, filters: dict[str, Any], now: dt.datetime) -> QuerySet
     return qs
 
 
+def sessions_for_view(*, user: User, filters: dict[str, Any]) -> QuerySet[Session]:
+    """The sessions of one view (``filters`` from :func:`filters_clean`) within ``user``'s
+    scope, unordered: what the list shows, without its row limit (the inbox's export)."""
+    return _filtered(user, filters, timezone.now())
+
+
 def label_payload(label: Label) -> dict[str, Any]:
     """``{"id", "name", "color", "description"}``."""
     return {

@@ -17,6 +17,7 @@ import './layout.js'; // the side panel as a drawer on narrow screens
 import './transfer.js'; // transfers, invites and offers
 import './queue.js'; // the workgroups' waiting visitors
 import './views.js'; // the list's views and live counts, labels
+import './list_export.js'; // exporting the list's view (a worker's job, with progress)
 import './shortcuts.js'; // keyboard shortcuts, and the ? list of them
 import './search.js'; // message search
 import './convsearch.js'; // conversation search by customer or text, with filters

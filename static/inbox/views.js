@@ -18,6 +18,7 @@ const VIEW_NAMES = {
   unassigned: gettext('Unassigned'),
   open: gettext('All open'),
   waiting: gettext('Waiting for a reply'),
+  snoozed: gettext('Snoozed'),
   closed: gettext('Closed'),
 };
 const chips = [...document.querySelectorAll('.view-chip')];
@@ -185,7 +186,7 @@ sort.addEventListener('change', () => setFilters({ ...state.filters, sort: sort.
 
 // ---- saved views --------------------------------------------------------------------------
 const dialog = $('view-dialog');
-function describe(f) {
+export function describe(f) {
   const parts = [VIEW_NAMES[f.view]];
   const c = state.viewCounts || { workgroups: [], labels: [], channels: [] };
   const name = (list, id) => (list.find((x) => x.id === id) || {}).name;
