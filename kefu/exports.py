@@ -34,6 +34,7 @@ from im.models import Message
 from im.syslines import message_text
 from kefu import inbox_views, monitor
 from kefu.models import ExportJob, Session
+from kefu.services import attributes
 from kefu.services.merge import merged_conversation_ids
 from org import audit
 from org.models import User
@@ -178,6 +179,7 @@ FILTER_KEYS = (
     "view",
     "label",
     "channel",
+    "attribute",
 )
 
 
@@ -216,8 +218,12 @@ def _filters(value: object) -> dict[str, Any]:
 
 
 def _inbox_filters(value: dict[str, Any]) -> dict[str, Any]:
-    """The filters of the inbox's list: ``view``, ``label``, ``channel``."""
+    """The filters of the inbox's list: ``view``, ``label``, ``channel``, ``attribute``
+    (``key=value``, kefu.services.attributes)."""
     out: dict[str, Any] = {}
+    if value.get("attribute") not in (None, ""):
+        parsed = attributes.attribute_filter_parse(value["attribute"])
+        out["attribute"] = f"{parsed[0]}={parsed[1]}" if parsed else None
     if value.get("view") not in (None, ""):
         if value["view"] not in inbox_views.VIEWS:
             raise ServiceError("invalid", _("Unknown view."), field="view")
@@ -253,6 +259,8 @@ def _filtered(filters: dict[str, Any], user: User) -> QuerySet[Session]:
         rows = rows.filter(labels=filters["label"])
     if "channel" in filters:
         rows = rows.filter(channel_id=filters["channel"])
+    if filters.get("attribute"):
+        rows = rows.filter(attributes.attribute_q(filters["attribute"]))
     if "status" in filters:
         rows = rows.filter(status=filters["status"])
     if "start" in filters:

@@ -56,6 +56,7 @@ BLOCK = "block"
 EXPORT = "export"
 ERASE = "erase"
 RETENTION = "retention"
+MERGE = "merge"
 TWO_FACTOR_ON = "two_factor_on"
 SESSIONS_ENDED = "sessions_ended"
 SESSION_ENDED = "session_ended"
@@ -80,6 +81,7 @@ _ACTIONS = {
     TWO_FACTOR_ON: LogEntry.Action.UPDATE,
     SESSIONS_ENDED: LogEntry.Action.UPDATE,
     SESSION_ENDED: LogEntry.Action.UPDATE,
+    MERGE: LogEntry.Action.UPDATE,
 }
 
 #: the request being served in this context (set by org.middleware.AuditMiddleware)

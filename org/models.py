@@ -463,6 +463,7 @@ AUDIT_EVENTS = {
     "export": _("Exported"),
     "erase": _("Personal data erased"),
     "retention": _("Retention applied"),
+    "merge": _("Contacts merged"),
 }
 
 

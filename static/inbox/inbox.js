@@ -13,6 +13,7 @@ import './schedule.js'; // scheduled replies
 import './composer.js'; // writing: text, mentions, canned responses, files, voice, stickers
 import './team.js'; // new chats and groups, the group panel
 import './visitor.js'; // the visitor panel, suggested answers, AI draft, blocking
+import './attributes.js'; // custom attributes, merging contacts, the list's attribute filter
 import './layout.js'; // the side panel as a drawer on narrow screens
 import './transfer.js'; // transfers, invites and offers
 import './queue.js'; // the workgroups' waiting visitors

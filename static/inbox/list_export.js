@@ -8,7 +8,7 @@ import { gettext, interpolate } from '../weiyu/i18n.js';
 import { state } from './store.js';
 import { describe } from './views.js';
 
-const dialog = $('export-dialog');
+const dialog = $('list-export-dialog');
 const progress = $('ed-progress');
 const stateLine = $('ed-state');
 const download = $('ed-download');

@@ -25,7 +25,7 @@ const chips = [...document.querySelectorAll('.view-chip')];
 const more = $('view-more');
 const sort = $('view-sort');
 
-const isDefault = (f) => f.view === 'mine' && !f.workgroup && !f.label && !f.channel && !f.sort;
+const isDefault = (f) => f.view === 'mine' && !f.workgroup && !f.label && !f.channel && !f.attribute && !f.sort;
 
 // ---- fetching, on push events -------------------------------------------------------------
 let timer = null;
@@ -128,7 +128,7 @@ function moreValue() {
 function drawBar() {
   const c = state.viewCounts;
   const f = state.filters;
-  const plain = !f.workgroup && !f.label && !f.channel && !state.savedView;
+  const plain = !f.workgroup && !f.label && !f.channel && !f.attribute && !state.savedView;
   for (const chip of chips) {
     const n = c ? c.views[chip.dataset.view] : null;
     chip.querySelector('.view-count').textContent = n == null ? '' : String(n);
@@ -148,12 +148,13 @@ function drawBar() {
   sort.value = f.sort || '';
   const saved = state.savedView && c.saved.find((s) => s.id === state.savedView);
   $('view-save').hidden = isDefault(f) || !!state.savedView;
+  emit('filters');
   $('view-delete').hidden = !saved || (saved.shared && !config.user.is_admin);
 }
 
 /** Show other filters: the list is redrawn from the server's rows when they come. */
 export function setFilters(filters, savedId = null) {
-  state.filters = { view: 'mine', workgroup: null, label: null, channel: null, sort: '', ...filters };
+  state.filters = { view: 'mine', workgroup: null, label: null, channel: null, attribute: null, sort: '', ...filters };
   state.savedView = savedId;
   if (isDefault(state.filters)) state.viewRows = null;
   state.checked.clear();
@@ -193,6 +194,7 @@ export function describe(f) {
   if (f.workgroup) parts.push(name(c.workgroups, f.workgroup));
   if (f.label) parts.push(name(c.labels, f.label));
   if (f.channel) parts.push(name(c.channels, f.channel));
+  if (f.attribute) parts.push(f.attribute);
   if (f.sort === 'waiting') parts.push(gettext('Longest waiting first'));
   return parts.filter(Boolean).join(' · ');
 }
