@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import pytest
 from django.test import Client
+from django.urls import reverse
 from django_tenants.utils import schema_context
 
 from im.models import Participant
 from kefu.models import AttributeDefinition, Channel, RoutingRule, Session, Visitor, Workgroup
 from kefu.services import contacts, messages
 from kefu.services import visitors as visitor_services
-from org.models import AuditEntry
+from org.models import AuditEntry, User
 from tests.conftest import agent_client, make_agent, make_desk, make_visitor, unique
 from weiyu.realtime import capture_events
 
@@ -302,3 +303,31 @@ def test_an_anonymous_visitor_identifying_on_a_second_browser_joins_the_contact(
             conversation_id=second.conversation_id, member_key=contact.member_key
         ).exists()
         assert contacts.contact_final(Visitor.objects.get(pk=phone.pk)).pk == contact.pk
+
+
+def test_the_back_office_merges_two_selected_visitors(acme, defined):
+    desk = make_desk(acme)
+    anonymous, _ = make_visitor(desk)
+    known, _ = make_visitor(desk)
+    with schema_context("acme"):
+        Visitor.objects.filter(pk=known.pk).update(external_id=unique("crm-"))
+        admin = User.objects.get(username="bob")
+    old = _write(anonymous, "asked before signing up")
+    url = reverse("admin:kefu_visitor_changelist")
+    # one visitor alone cannot be merged
+    response = agent_client(admin).post(
+        url, {"action": "merge_contacts", "_selected_action": [known.pk]}, follow=True
+    )
+    assert "Select exactly two visitors" in response.content.decode()
+    # when the admin selects both and merges them
+    response = agent_client(admin).post(
+        url,
+        {"action": "merge_contacts", "_selected_action": [anonymous.pk, known.pk]},
+        follow=True,
+    )
+    # then the one with a customer id is kept and has the conversation
+    assert response.status_code == 200
+    assert "was merged into" in response.content.decode()
+    with schema_context("acme"):
+        assert Visitor.objects.get(pk=anonymous.pk).merged_into_id == known.pk
+        assert Session.objects.get(pk=old.pk).visitor_id == known.pk
