@@ -57,7 +57,8 @@ def contact_search(
     :func:`kefu.services.attributes.attribute_q`), not merged away, most recently seen first,
     at most :data:`SEARCH_MAX`: ``[{"id", "name", "email", "phone", "external_id", "channel",
     "attributes", "last_seen", "conversations"}]``. ``exclude``: a visitor id left out (the
-    panel's own). Agents only (``forbidden``); ``invalid`` for neither filter, a short or long
+    panel's own), and only contacts of its channel listed (those that can merge into it).
+    Agents only (``forbidden``); ``invalid`` for neither filter, a short or long
     ``q``, or a bad attribute filter."""
     staff_require(user)
     rows = Visitor.objects.filter(merged_into__isnull=True, erased_at__isnull=True)
@@ -77,7 +78,8 @@ def contact_search(
         rows = rows.filter(attributes.attribute_q(attribute, contact="", conversation=None))
     rows = rows.select_related("channel").order_by("-last_seen_at")
     if exclude is not None:
-        rows = rows.exclude(pk=exclude)
+        channel_id = Visitor.objects.filter(pk=exclude).values_list("channel_id", flat=True)
+        rows = rows.exclude(pk=exclude).filter(channel_id__in=channel_id)
     found = list(rows[:SEARCH_MAX])
     counts: dict[int, int] = {}
     for visitor_id in Session.objects.filter(visitor__in=found).values_list(
@@ -159,7 +161,8 @@ def contact_merge(*, user: User, visitor_id: object, other_id: object) -> Visito
     ``contact.updated`` for the kept contact and writes the audit entry.
 
     Who: agents (``forbidden`` otherwise). Raises ``ServiceError``: ``invalid`` (the same
-    contact; ``field`` ``other_id``), ``not_found`` (either unknown, or another tenant's),
+    contact, or one of another channel — a contact's widget token and customer id belong to its
+    channel; ``field`` ``other_id``), ``not_found`` (either unknown, or another tenant's),
     ``conflict`` (either was merged already, or erased)."""
     staff_require(user)
     kept_id = parsing.positive_int(visitor_id, "visitor_id")
@@ -168,6 +171,12 @@ def contact_merge(*, user: User, visitor_id: object, other_id: object) -> Visito
         raise ServiceError("invalid", _("Choose another contact."), field="other_id")
     with transaction.atomic():
         kept, other = _locked_pair(kept_id, other_pk)
+        if kept.channel_id != other.channel_id:
+            raise ServiceError(
+                "invalid",
+                _("Only contacts of the same channel can be merged."),
+                field="other_id",
+            )
         if kept.merged_into_id or other.merged_into_id or kept.erased_at or other.erased_at:
             raise ServiceError("conflict", _("One of these contacts was merged or erased."))
         moved = _move(kept, other)

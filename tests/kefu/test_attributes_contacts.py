@@ -267,6 +267,19 @@ def test_an_agent_merges_two_contacts(acme, defined):
         f"/api/v1/kefu/visitors/{kept.pk}/merge", {"other_id": kept.pk}, "application/json"
     )
     assert same.status_code == 400
+    # a contact of another channel (its token and customer id belong there) is not offered
+    # nor merged
+    elsewhere_desk = make_desk(acme)
+    elsewhere, _ = make_visitor(elsewhere_desk)
+    with schema_context("acme"):
+        Visitor.objects.filter(pk=elsewhere.pk).update(email="ann@example.com")
+    found = client.get(f"/api/v1/kefu/contacts?q=ann@exa&exclude={kept.pk}").json()["contacts"]
+    assert elsewhere.pk not in [c["id"] for c in found]
+    response = client.post(
+        f"/api/v1/kefu/visitors/{kept.pk}/merge", {"other_id": elsewhere.pk}, "application/json"
+    )
+    assert response.status_code == 400
+    assert response.json()["field"] == "other_id"
 
 
 def test_an_anonymous_visitor_identifying_on_a_second_browser_joins_the_contact(acme):
