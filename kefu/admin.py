@@ -26,6 +26,7 @@ from kefu import embed, exports, inbox_views, privacy, stats, supervision
 from kefu.channels.delivery import channel_health
 from kefu.models import (
     AgentState,
+    AttributeDefinition,
     AutoReply,
     BlockedVisitor,
     CannedResponse,
@@ -51,6 +52,7 @@ from kefu.models import (
 )
 from kefu.senders import agent_sender
 from kefu.services import agents as kefu_agents
+from kefu.services import contacts
 from kefu.services import routing as kefu_routing
 from kefu.services import sessions as kefu_sessions
 from kefu.services import visitors as visitor_services
@@ -177,7 +179,7 @@ class WorkgroupAdmin(admin.ModelAdmin):
 class RoutingRuleInline(admin.TabularInline):
     model = RoutingRule
     extra = 0
-    fields = ("priority", "attribute", "operator", "value", "workgroup", "skill")
+    fields = ("priority", "attribute", "attribute_key", "operator", "value", "workgroup", "skill")
 
 
 @admin.register(Skill)
@@ -483,7 +485,28 @@ class VisitorAdmin(admin.ModelAdmin):
     search_fields = ("name", "ip_address", "page_url", "external_id", "email")
     filter_horizontal = ("tags",)
     inlines = [VisitorNoteInline, VisitorPageViewInline]
-    actions = ["export_personal_data", "erase_personal_data"]
+    actions = ["export_personal_data", "erase_personal_data", "merge_contacts"]
+
+    @admin.action(description=_("Merge the two selected visitors into one contact"))
+    def merge_contacts(self, request: HttpRequest, queryset: Any) -> None:
+        """Two visitors who are one customer become one contact (kefu.services.contacts): the
+        one with a customer id is kept (else the one seen first); the other's conversations,
+        notes, tags and attributes move to it."""
+        chosen = list(queryset.order_by("pk"))
+        if len(chosen) != 2:
+            self.message_user(request, _("Select exactly two visitors to merge."), messages.ERROR)
+            return
+        kept, other = sorted(chosen, key=lambda v: (not v.external_id, v.created_at, v.pk))
+        try:
+            contacts.contact_merge(user=request.user, visitor_id=kept.pk, other_id=other.pk)
+        except ServiceError as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+            return
+        self.message_user(
+            request,
+            _("%(other)s was merged into %(kept)s.") % {"other": other.name, "kept": kept.name},
+            messages.SUCCESS,
+        )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # visitors come from the widget (the channel of a visitor is read only)
@@ -588,6 +611,7 @@ class VisitorAdmin(admin.ModelAdmin):
         # who a verified Weiyu.identify says the contact is (kefu.services.visitors)
         "external_id",
         "attributes",
+        "merged_into",
     )
 
 
@@ -909,6 +933,23 @@ class AutoReplyAdmin(admin.ModelAdmin):
     list_display = ("keyword", "match", "channel", "is_active")
     list_filter = ("is_active", "match", "channel")
     search_fields = ("keyword", "reply")
+
+
+@admin.register(AttributeDefinition)
+class AttributeDefinitionAdmin(admin.ModelAdmin):
+    """Custom attributes of contacts and conversations (issue 13): agents see and edit them in
+    the inbox's visitor panel, ``Weiyu.identify`` sets contact ones, routing rules, the inbox's
+    filters and the API read them (docs/api.md §11)."""
+
+    list_display = ("name", "key", "applies_to", "kind", "position")
+    list_filter = ("applies_to", "kind")
+    list_editable = ("position",)
+    search_fields = ("name", "key")
+    fields = ("applies_to", "key", "name", "kind", "options", "description", "position")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        # values are stored under the key and checked against the kind: fixed once created
+        return ("applies_to", "key", "kind") if obj is not None else ()
 
 
 @admin.register(Label)

@@ -24,9 +24,20 @@ from kefu import (
 from kefu.channels import delivery as channel_delivery
 from kefu.models import Label, Transfer
 from kefu.robot import drafts as robot_drafts
-from kefu.services import blocking, merge, scheduled, snooze, transfers, workgroups
+from kefu.senders import agent_sender
+from kefu.services import (
+    attributes,
+    blocking,
+    contacts,
+    merge,
+    scheduled,
+    snooze,
+    transfers,
+    workgroups,
+)
 from kefu.services import labels as label_services
 from kefu.services import queue as kefu_queue
+from kefu.services import sessions as kefu_sessions
 from kefu.services import visitors as visitor_services
 from weiyu import reports
 from weiyu.errors import ServiceError
@@ -261,6 +272,100 @@ class VisitorNotesApi(APIView):
         )
 
 
+class AttributeDefinitionListApi(APIView):
+    """``GET /api/v1/kefu/attributes`` → ``{"contact": [definition], "conversation":
+    [definition]}``: the custom attributes the tenant's administrators defined (back office,
+    Customer service → Custom attributes); definition: ``{"key", "name", "kind": "text" |
+    "number" | "date" | "list" | "boolean", "applies_to", "options": [text], "description"}``.
+    Agents (403 otherwise)."""
+
+    def get(self, request: Request) -> Response:
+        visitors.staff_require(request.user)
+        defs = [attributes.definition_payload(d) for d in attributes.definitions()]
+        return Response(
+            {
+                "contact": [d for d in defs if d["applies_to"] == "contact"],
+                "conversation": [d for d in defs if d["applies_to"] == "conversation"],
+            }
+        )
+
+
+class VisitorAttributesApi(APIView):
+    """``GET /api/v1/kefu/visitors/<id>/attributes`` → ``{"attributes": {key: value},
+    "fields": [definition with "value"]}``. ``PATCH`` ``{"attributes": {key: value | null}}``
+    → 200 the same after the change: each key must be a defined contact attribute and each
+    value of its kind (text ≤ 500, number, ``YYYY-MM-DD``, one of a list's values, true/false;
+    null removes it). Sends ``visitor.updated``. Agents; 400 ``invalid`` with ``field``
+    ``attributes.<key>``, 404 unknown visitor."""
+
+    @staticmethod
+    def _answer(values: dict) -> Response:
+        return Response({"attributes": values, "fields": attributes.panel("contact", values)})
+
+    def get(self, request: Request, pk: int) -> Response:
+        visitors.staff_require(request.user)
+        return self._answer(visitors.visitor_get(pk).attributes or {})
+
+    def patch(self, request: Request, pk: int) -> Response:
+        values = visitor_services.contact_attributes_set(
+            user=request.user, visitor_id=pk, values=_body(request).get("attributes")
+        )
+        return self._answer(values)
+
+
+class ConversationAttributesApi(APIView):
+    """``GET /api/v1/kefu/conversations/<id>/attributes`` → ``{"attributes": {key: value},
+    "fields": [definition with "value"]}`` of a customer conversation. ``PATCH``
+    ``{"attributes": {key: value | null}}`` → 200 the same after the change (rules as for
+    contacts, against the conversation definitions); sends ``conversation.attributes``. Who:
+    administrators, its agent, agents of its workgroup and members (404 others)."""
+
+    def get(self, request: Request, pk: int) -> Response:
+        fields = attributes.conversation_attributes_get(user=request.user, conversation_id=pk)
+        values = {f["key"]: f["value"] for f in fields if f["value"] is not None}
+        return Response({"attributes": values, "fields": fields})
+
+    def patch(self, request: Request, pk: int) -> Response:
+        values = attributes.conversation_attributes_set(
+            user=request.user, conversation_id=pk, values=_body(request).get("attributes")
+        )
+        return Response({"attributes": values, "fields": attributes.panel("conversation", values)})
+
+
+class ContactListApi(APIView):
+    """``GET /api/v1/kefu/contacts?q=<text>&attribute=<key>=<value>&exclude=<visitor id>`` →
+    ``{"contacts": [{"id", "name", "email", "phone", "external_id", "channel", "attributes",
+    "last_seen", "conversations"}]}``: contacts (visitors and known customers) by name, e-mail,
+    phone or customer id (``q``, ≥ 2 characters) and/or a custom attribute, not merged away,
+    most recently seen first, ≤ 20 (``kefu.services.contacts.contact_search``). Agents; 400
+    ``invalid`` without a filter or with a bad one."""
+
+    def get(self, request: Request) -> Response:
+        params = request.query_params
+        exclude = inbox_views.int_or_none(params.get("exclude"), "exclude")
+        found = contacts.contact_search(
+            user=request.user,
+            q=params.get("q"),
+            attribute=params.get("attribute"),
+            exclude=exclude,
+        )
+        return Response({"contacts": found})
+
+
+class VisitorMergeApi(APIView):
+    """``POST /api/v1/kefu/visitors/<id>/merge`` ``{"other_id"}`` → 200 the kept contact's
+    panel (``GET /api/v1/kefu/visitors/<id>``): the other contact's conversations, notes, tags,
+    page trail and attributes are this one's now, and the other points here
+    (``kefu.services.contacts.contact_merge``; recorded in the audit log). Agents; 400
+    ``invalid`` (the same contact), 404 unknown, 409 ``conflict`` (merged or erased already)."""
+
+    def post(self, request: Request, pk: int) -> Response:
+        contacts.contact_merge(
+            user=request.user, visitor_id=pk, other_id=_body(request).get("other_id")
+        )
+        return Response(visitors.profile(user=request.user, visitor_id=pk))
+
+
 class MonitorApi(APIView):
     """``GET /api/v1/kefu/monitor`` → the live monitor (shape: ``kefu.monitor.snapshot``): per
     workgroup the agents with status and load, queue length, longest wait, conversations in
@@ -417,7 +522,7 @@ class ConversationLabelsBulkApi(APIView):
 
 class ConversationViewListApi(APIView):
     """``GET /api/v1/kefu/conversations?view=mine|unassigned|open|waiting|snoozed|closed&workgroup=<id>&
-    label=<id>&channel=<id>&sort=newest|waiting&limit=1-200`` → ``{"filters", "conversations":
+    label=<id>&channel=<id>&attribute=<key>=<value>&sort=newest|waiting&limit=1-200`` → ``{"filters", "conversations":
     [row]}``: one view of the inbox's list (rows: ``kefu.inbox_views.conversation_list_for_view``;
     ``closed``: the last 7 days). Administrators see the whole tenant, agents their workgroups'
     conversations and the ones they serve. 400 ``invalid`` for an unknown view or sort."""
@@ -425,7 +530,10 @@ class ConversationViewListApi(APIView):
     def get(self, request: Request) -> Response:
         params = request.query_params
         filters = inbox_views.filters_clean(
-            {k: params.get(k) for k in ("view", "workgroup", "label", "channel", "sort")}
+            {
+                k: params.get(k)
+                for k in ("view", "workgroup", "label", "channel", "attribute", "sort")
+            }
         )
         limit = inbox_views.int_or_none(params.get("limit"), "limit") or 100
         return Response(
@@ -434,6 +542,26 @@ class ConversationViewListApi(APIView):
                 "conversations": inbox_views.conversation_list_for_view(
                     user=request.user, filters=filters, limit=limit
                 ),
+            }
+        )
+
+
+class ConversationCloseApi(APIView):
+    """``POST /api/v1/kefu/conversations/<id>/close`` → 200 ``{"conversation_id", "status":
+    "closed", "closed_at"}``: end a customer conversation the caller is in (the same service as
+    the socket's ``conversation.close`` frame: the visitor reads that it ended, the agent's load
+    is released, the audit log records it). Idempotent. 404 for anyone not (or no longer) in
+    it and for other tenants' conversations."""
+
+    def post(self, request: Request, pk: int) -> Response:
+        session = kefu_sessions.conversation_close_by_member(
+            conversation_id=pk, sender=agent_sender(request.user)
+        )
+        return Response(
+            {
+                "conversation_id": session.conversation_id,
+                "status": session.status,
+                "closed_at": session.closed_at.isoformat() if session.closed_at else None,
             }
         )
 
@@ -681,6 +809,15 @@ urlpatterns = [
     path("stats", StatsApi.as_view(), name="stats"),
     path("monitor", MonitorApi.as_view(), name="monitor"),
     path("visitors/<int:pk>", VisitorApi.as_view(), name="visitor"),
+    path("attributes", AttributeDefinitionListApi.as_view(), name="attributes"),
+    path("contacts", ContactListApi.as_view(), name="contacts"),
+    path("visitors/<int:pk>/attributes", VisitorAttributesApi.as_view(), name="visitor-attrs"),
+    path("visitors/<int:pk>/merge", VisitorMergeApi.as_view(), name="visitor-merge"),
+    path(
+        "conversations/<int:pk>/attributes",
+        ConversationAttributesApi.as_view(),
+        name="conversation-attrs",
+    ),
     path("visitors/<int:pk>/tags", VisitorTagsApi.as_view(), name="visitor-tags"),
     path("visitors/<int:pk>/tags/<str:name>", VisitorTagApi.as_view(), name="visitor-tag"),
     path("visitors/<int:pk>/notes", VisitorNotesApi.as_view(), name="visitor-notes"),
@@ -704,6 +841,7 @@ urlpatterns = [
     path(
         "conversations/<int:pk>/export", ConversationExportApi.as_view(), name="conversation-export"
     ),
+    path("conversations/<int:pk>/close", ConversationCloseApi.as_view(), name="conversation-close"),
     path("conversations/<int:pk>/merge", ConversationMergeApi.as_view(), name="conversation-merge"),
     path("exports", ExportListApi.as_view(), name="exports"),
     path("exports/<int:pk>", ExportDetailApi.as_view(), name="export-detail"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from http.cookies import CookieError, SimpleCookie
 from types import SimpleNamespace
 from typing import Any, ClassVar
+from urllib.parse import parse_qs
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -77,6 +78,10 @@ class AgentConsumer(MemberConsumer):
     middleware before it): in a reconnect storm the lookup waits behind every other socket's
     database work, and daphne drops a handshake still unaccepted after 5 s (docs/benchmarks.md,
     "Connections").
+
+    A *watching* socket (``/ws/agent/?watch=1``: the Kanban board) receives the same events but
+    does not count as an open inbox: the agent is not marked connected (available for new
+    conversations) because of it.
     """
 
     handlers: ClassVar[dict[str, str]] = {
@@ -111,8 +116,14 @@ class AgentConsumer(MemberConsumer):
         if self.user.is_auditor and frame_type not in self.READ_FRAMES:
             raise ServiceError("read_only", _("Auditors can read but not change anything."))
 
+    @property
+    def watching(self) -> bool:
+        """Opened by a page that only watches (``?watch=1``): no presence."""
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        return query.get("watch") == ["1"]
+
     async def hello_extra(self) -> dict[str, Any]:
-        if not self.user.is_agent:
+        if not self.user.is_agent or self.watching:
             return {}
         # recorded before the agent is marked connected, so the grace scan never sees them
         # connected without this socket
@@ -130,14 +141,14 @@ class AgentConsumer(MemberConsumer):
 
     async def on_ping(self, data: dict[str, Any], ref: str | None) -> None:
         await super().on_ping(data, ref)
-        if self.user.is_agent and await self._seen():
+        if self.user.is_agent and not self.watching and await self._seen():
             # the record had lost this socket (the agent was found gone meanwhile): back
             await self.db(kefu_agents.agent_connected, user_id=self.user.pk)
 
     async def disconnect(self, code: int) -> None:
         await super().disconnect(code)
         user = getattr(self, "user", None)
-        if user is not None and user.is_agent:
+        if user is not None and user.is_agent and not self.watching:
             await sync_to_async(presence.socket_closed, thread_sensitive=False)(
                 schema=self.tenant.schema_name, user_id=user.pk, channel_name=self.channel_name
             )

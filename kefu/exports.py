@@ -33,8 +33,9 @@ from django_tenants.utils import schema_context
 from im import selectors as im_selectors
 from im.models import Message
 from im.syslines import message_text
-from kefu import monitor, supervision
+from kefu import inbox_views, monitor, supervision
 from kefu.models import ExportJob, Session
+from kefu.services import attributes
 from kefu.services.merge import merged_conversation_ids
 from org import audit
 from org.models import User
@@ -170,14 +171,27 @@ def conversation_json(data: dict[str, Any]) -> str:
 
 # --- a filtered list, by a worker ---------------------------------------------------------------
 
-FILTER_KEYS = ("status", "start", "end", "workgroup_id", "agent_id", "q", "conversation_ids")
+FILTER_KEYS = (
+    "status",
+    "start",
+    "end",
+    "workgroup_id",
+    "agent_id",
+    "q",
+    "conversation_ids",
+    "view",
+    "label",
+    "channel",
+    "attribute",
+)
 
 
 def _filters(value: object) -> dict[str, Any]:
     """Validated list filters: ``status`` (robot|queued|open|closed), ``start``/``end`` (local
     dates, YYYY-MM-DD, on ``created_at``), ``workgroup_id``, ``agent_id``, ``q`` (the visitor's
     name, e-mail or phone contains), ``conversation_ids`` (those conversations only: the back
-    office's selection)."""
+    office's selection); and the inbox's list as the requester sees it: ``view`` (one of
+    ``kefu.inbox_views.VIEWS``, within the requester's scope), ``label``, ``channel`` (ids)."""
     if value is None:
         return {}
     if not isinstance(value, dict):
@@ -203,6 +217,23 @@ def _filters(value: object) -> dict[str, Any]:
         out["q"] = parsing.text(value["q"], "q", 100)
     if value.get("conversation_ids") is not None:
         out["conversation_ids"] = _ids(value["conversation_ids"])
+    return {**out, **_inbox_filters(value)}
+
+
+def _inbox_filters(value: dict[str, Any]) -> dict[str, Any]:
+    """The filters of the inbox's list: ``view``, ``label``, ``channel``, ``attribute``
+    (``key=value``, kefu.services.attributes)."""
+    out: dict[str, Any] = {}
+    if value.get("attribute") not in (None, ""):
+        parsed = attributes.attribute_filter_parse(value["attribute"])
+        out["attribute"] = f"{parsed[0]}={parsed[1]}" if parsed else None
+    if value.get("view") not in (None, ""):
+        if value["view"] not in inbox_views.VIEWS:
+            raise ServiceError("invalid", _("Unknown view."), field="view")
+        out["view"] = value["view"]
+    for key in ("label", "channel"):
+        if value.get(key) not in (None, ""):
+            out[key] = parsing.positive_int(value[key], key)
     return out
 
 
@@ -221,8 +252,18 @@ def _date(value: object, field: str) -> str:
         raise ServiceError("invalid", _("Use a date as YYYY-MM-DD."), field=field) from exc
 
 
-def _filtered(filters: dict[str, Any]) -> QuerySet[Session]:
+def _filtered(filters: dict[str, Any], user: User) -> QuerySet[Session]:
     rows = _sessions()
+    if "view" in filters:
+        # the inbox's view as ``user`` sees it (their scope), whoever else could see more
+        view = inbox_views.filters_clean({"view": filters["view"]})
+        rows = rows.filter(pk__in=inbox_views.sessions_for_view(user=user, filters=view))
+    if "label" in filters:
+        rows = rows.filter(labels=filters["label"])
+    if "channel" in filters:
+        rows = rows.filter(channel_id=filters["channel"])
+    if filters.get("attribute"):
+        rows = rows.filter(attributes.attribute_q(filters["attribute"]))
     if "status" in filters:
         rows = rows.filter(status=filters["status"])
     if "start" in filters:
@@ -250,17 +291,21 @@ def _filtered(filters: dict[str, Any]) -> QuerySet[Session]:
 def export_job_create(*, user: User, fmt: object, filters: object) -> ExportJob:
     """Queue the export of the customer conversations matching ``filters`` (see
     :func:`_filters`) as ``fmt`` (``csv``: one row per conversation; ``json``: each conversation
-    with its messages). Supervisors only (``forbidden``), of their workgroups' conversations; ``invalid`` for a bad format or
-    filter, or more than :data:`MAX_CONVERSATIONS` matching. The worker's task is queued after
-    commit; the export is recorded in the audit log."""
-    if not monitor.is_supervisor(user):
-        raise ServiceError("forbidden", _("Only supervisors can export conversation lists."))
+    with its messages). Supervisors export any list of their workgroups' conversations; other
+    agents only an inbox view (a ``view`` filter: what their list shows them), ``forbidden``
+    otherwise. ``invalid`` for a bad format or filter, or more than :data:`MAX_CONVERSATIONS`
+    matching. The worker's task is queued after commit; the export is recorded in the audit
+    log."""
     fmt = parsing.choice(fmt, "format", ExportJob.Format)
     clean = _filters(filters)
-    scope = supervision.supervised_workgroup_ids(user)
-    if scope is not None:  # a supervisor exports their workgroups' conversations only
-        clean["workgroup_ids"] = sorted(scope)
-    total = _filtered(clean).count()
+    supervisor = monitor.is_supervisor(user)
+    if not supervisor and not ("view" in clean and user.is_agent):
+        raise ServiceError("forbidden", _("Only supervisors can export conversation lists."))
+    if supervisor:
+        scope = supervision.supervised_workgroup_ids(user)
+        if scope is not None:  # a supervisor exports their workgroups' conversations only
+            clean["workgroup_ids"] = sorted(scope)
+    total = _filtered(clean, user).count()
     if total > MAX_CONVERSATIONS:
         raise ServiceError(
             "invalid",
@@ -380,7 +425,7 @@ def export_job_run(*, job_id: int) -> ExportJob:
 
 
 def _write(job: ExportJob) -> bytes:
-    sessions = list(_filtered(job.filters)[:MAX_CONVERSATIONS])
+    sessions = list(_filtered(job.filters, job.requester)[:MAX_CONVERSATIONS])
     ExportJob.objects.filter(pk=job.pk).update(total=len(sessions))
     out = io.StringIO()
     writer = csv.writer(out)

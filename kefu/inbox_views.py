@@ -18,6 +18,7 @@ from django.utils.translation import gettext as _
 
 from im.models import Message
 from kefu.models import Channel, Label, SavedView, Session, Workgroup
+from kefu.services import attributes
 from org.models import User
 from weiyu.errors import ServiceError
 
@@ -83,10 +84,12 @@ def int_or_none(value: object, field: str) -> int | None:
 
 
 def filters_clean(raw: dict[str, Any]) -> dict[str, Any]:
-    """Checked filters ``{"view", "workgroup", "label", "channel", "sort"}`` from query
-    parameters or a saved view (ids as int or None; ``view`` default ``open``, ``sort`` default
-    ``newest``, except ``waiting`` which defaults to the longest wait first). Raises
-    ``ServiceError("invalid")`` for an unknown view or sort or an id that is not one."""
+    """Checked filters ``{"view", "workgroup", "label", "channel", "attribute", "sort"}`` from
+    query parameters or a saved view (ids as int or None; ``attribute``: ``"key=value"`` of a
+    custom contact or conversation attribute, or None; ``view`` default ``open``, ``sort``
+    default ``newest``, except ``waiting`` which defaults to the longest wait first). Raises
+    ``ServiceError("invalid")`` for an unknown view or sort, an id that is not one, or an
+    attribute filter that is not ``key=value`` of a defined attribute."""
     view = raw.get("view") or "open"
     if view not in VIEWS:
         raise ServiceError("invalid", _("Unknown view."), field="view")
@@ -98,8 +101,14 @@ def filters_clean(raw: dict[str, Any]) -> dict[str, Any]:
         "workgroup": int_or_none(raw.get("workgroup"), "workgroup"),
         "label": int_or_none(raw.get("label"), "label"),
         "channel": int_or_none(raw.get("channel"), "channel"),
+        "attribute": _attribute(raw.get("attribute")),
         "sort": sort,
     }
+
+
+def _attribute(value: object) -> str | None:
+    parsed = attributes.attribute_filter_parse(value)
+    return None if parsed is None else f"{parsed[0]}={parsed[1]}"
 
 
 def _filtered(user: User, filters: dict[str, Any], now: dt.datetime) -> QuerySet[Session]:
@@ -110,7 +119,15 @@ def _filtered(user: User, filters: dict[str, Any], now: dt.datetime) -> QuerySet
         qs = qs.filter(channel_id=filters["channel"])
     if filters["label"]:
         qs = qs.filter(labels=filters["label"])
+    if filters.get("attribute"):
+        qs = qs.filter(attributes.attribute_q(filters["attribute"]))
     return qs
+
+
+def sessions_for_view(*, user: User, filters: dict[str, Any]) -> QuerySet[Session]:
+    """The sessions of one view (``filters`` from :func:`filters_clean`) within ``user``'s
+    scope, unordered: what the list shows, without its row limit (the inbox's export)."""
+    return _filtered(user, filters, timezone.now())
 
 
 def label_payload(label: Label) -> dict[str, Any]:
@@ -167,6 +184,7 @@ def conversation_list_for_view(
     """Rows of one view (``filters`` from :func:`filters_clean`), at most ``limit``: ``[{
     "conversation_id", "session_id", "status", "visitor": {"id", "name"}, "agent": {"id",
     "name"} | null, "workgroup": {"id", "name"}, "channel": {"id", "name"}, "labels": [label],
+    "attributes": {key: value} (the conversation's custom attributes),
     "customer_message": {"seq", "content", "msg_type", "created_at"} | null, "waiting_since":
     ISO | null, "snoozed", "snoozed_until": ISO | null, "created_at", "closed_at"}]``. Sort ``newest``: newest conversation first
     (closed: last closed first); ``waiting``: the longest unanswered customer first. Three
@@ -191,6 +209,7 @@ def conversation_list_for_view(
             "workgroup": {"id": s.workgroup_id, "name": s.workgroup.name},
             "channel": {"id": s.channel_id, "name": s.channel.name},
             "labels": [label_payload(label) for label in s.labels.all()],
+            "attributes": s.attributes or {},
             "customer_message": customer_message_payload(customer.get(s.conversation_id)),
             "waiting_since": waiting_since(s),
             "snoozed_until": s.snoozed_until.isoformat() if s.snoozed_until else None,

@@ -332,6 +332,7 @@ class RoutingRule(models.Model):
         REFERRER = "referrer", _("Referrer")
         LANGUAGE = "language", _("Language")
         TAG = "tag", _("Visitor tag")
+        CONTACT_ATTRIBUTE = "contact_attribute", _("Contact attribute")
 
     class Operator(models.TextChoices):
         CONTAINS = "contains", _("contains")
@@ -342,9 +343,19 @@ class RoutingRule(models.Model):
         Channel, on_delete=models.CASCADE, related_name="routing_rules", verbose_name=_("channel")
     )
     priority = models.PositiveSmallIntegerField(_("priority"), default=10)
-    attribute = models.CharField(_("when"), max_length=16, choices=Attribute.choices)
+    attribute = models.CharField(_("when"), max_length=24, choices=Attribute.choices)
     operator = models.CharField(
         _("operator"), max_length=16, choices=Operator.choices, default=Operator.CONTAINS
+    )
+    attribute_key = models.CharField(
+        _("attribute"),
+        max_length=64,
+        blank=True,
+        default="",
+        help_text=_(
+            "For “Contact attribute”: the key of a contact attribute defined under Custom "
+            "attributes (e.g. plan); the rule compares its value."
+        ),
     )
     value = models.CharField(_("value"), max_length=500)
     workgroup = models.ForeignKey(
@@ -365,7 +376,99 @@ class RoutingRule(models.Model):
         ordering = ["priority", "pk"]
 
     def __str__(self) -> str:
-        return f"{self.get_attribute_display()} {self.get_operator_display()} {self.value}"
+        what = self.get_attribute_display()
+        if self.attribute == self.Attribute.CONTACT_ATTRIBUTE:
+            what = f"{what} {self.attribute_key}"
+        return f"{what} {self.get_operator_display()} {self.value}"
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        if self.attribute == self.Attribute.CONTACT_ATTRIBUTE:
+            known = AttributeDefinition.objects.filter(
+                applies_to=AttributeDefinition.AppliesTo.CONTACT, key=self.attribute_key
+            ).exists()
+            if not known:
+                raise ValidationError(
+                    {"attribute_key": _("Choose the key of a defined contact attribute.")}
+                )
+        elif self.attribute_key:
+            raise ValidationError(
+                {"attribute_key": _("Only a “Contact attribute” rule names an attribute.")}
+            )
+
+
+class AttributeDefinition(models.Model):
+    """A custom attribute the tenant's administrators define (issue 13) on contacts (visitors and
+    known customers: ``Visitor.attributes``) or on conversations (``Session.attributes``): its
+    key, the name agents read, and its kind — text, number, date, a list of allowed values, or
+    true/false. Values are checked against the definition wherever they are written
+    (``kefu.services.attributes``: the inbox's visitor panel, the API, ``Weiyu.identify``);
+    routing rules, the inbox's filters and saved views and the API filter by them."""
+
+    class Kind(models.TextChoices):
+        TEXT = "text", _("Text")
+        NUMBER = "number", _("Number")
+        DATE = "date", _("Date")
+        LIST = "list", _("List")
+        BOOLEAN = "boolean", _("True/false")
+
+    class AppliesTo(models.TextChoices):
+        CONTACT = "contact", _("Contacts")
+        CONVERSATION = "conversation", _("Conversations")
+
+    applies_to = models.CharField(
+        _("applies to"), max_length=16, choices=AppliesTo.choices, default=AppliesTo.CONTACT
+    )
+    key = models.CharField(
+        _("key"),
+        max_length=64,
+        validators=[
+            RegexValidator(
+                r"^[a-z][a-z0-9_]*$",
+                _("Lower-case letters, digits and _, starting with a letter (e.g. plan)."),
+            )
+        ],
+        help_text=_("What the API and Weiyu.identify call it, e.g. plan or order_count."),
+    )
+    name = models.CharField(_("name"), max_length=100, help_text=_("What agents read."))
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices, default=Kind.TEXT)
+    options = models.TextField(
+        _("allowed values"),
+        blank=True,
+        help_text=_("For a list: one allowed value per line."),
+    )
+    description = models.CharField(_("description"), max_length=200, blank=True)
+    position = models.PositiveSmallIntegerField(_("position"), default=10)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("custom attribute")
+        verbose_name_plural = _("custom attributes")
+        ordering = ["applies_to", "position", "key"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["applies_to", "key"], name="kefu_attributedefinition_unique_key"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.key})"
+
+    @property
+    def choices(self) -> list[str]:
+        """The allowed values of a list attribute, in order (empty lines skipped)."""
+        return [line.strip() for line in self.options.splitlines() if line.strip()]
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        if self.kind == self.Kind.LIST and not self.choices:
+            raise ValidationError({"options": _("A list needs at least one allowed value.")})
+        if len(self.choices) > 100 or any(len(c) > 100 for c in self.choices):
+            raise ValidationError(
+                {"options": _("At most 100 values of at most 100 characters each.")}
+            )
 
 
 class VisitorTag(models.Model):
@@ -424,6 +527,19 @@ class Visitor(models.Model):
     )
     erased_at = models.DateTimeField(
         _("personal data erased at"), null=True, blank=True, editable=False
+    )
+    merged_into = models.ForeignKey(
+        "self",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="merged_from",
+        verbose_name=_("merged into"),
+        help_text=_(
+            "The contact this one was merged into: its conversations, notes, tags and "
+            "attributes are there now (kefu.services.contacts)."
+        ),
     )
 
     class Meta:
@@ -650,6 +766,12 @@ class Session(models.Model):
         help_text=_("The conversation of the same customer this one was merged into."),
     )
     anonymised_at = models.DateTimeField(_("anonymised at"), null=True, blank=True, editable=False)
+    attributes = models.JSONField(
+        _("attributes"),
+        default=dict,
+        blank=True,
+        help_text=_("Custom conversation attributes (Customer service → Custom attributes)."),
+    )
 
     class Meta:
         verbose_name = _("session")

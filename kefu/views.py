@@ -293,14 +293,26 @@ def monitor_transcript(request: HttpRequest, conversation_id: int) -> HttpRespon
     return render(request, "kefu/monitor_transcript.html", {"t": data})
 
 
+#: the boards of ``/inbox/kanban/``: ``?board=`` value → its heading
+KANBAN_BOARDS = ("tickets", "status", "labels")
+
+
 @login_required
 def kanban_page(request: HttpRequest) -> HttpResponse:
-    """``GET /inbox/kanban/``: the tickets as a Kanban board, one column per status; dragging a
-    card (or its "Move to" list) changes the status through the tickets API (docs/inbox.md).
-    Agents only (403)."""
+    """``GET /inbox/kanban/?board=tickets|status|labels``: a Kanban board (docs/inbox.md,
+    "Kanban"). ``tickets`` (the default): the tickets, one column per status, moved through the
+    tickets API. ``status``: the customer conversations the agent's list shows, in Open,
+    Snoozed and Closed (moves snooze, unsnooze or close them); ``labels``: the live ones in one
+    column per label and one without (moves swap the label). Conversation boards follow the
+    push events of a watching socket (``/ws/agent/?watch=1``), so they stay live without making
+    the agent available. Agents only (403); an unknown board is the tickets'."""
     if not (request.user.is_agent or request.user.is_superuser):
         raise PermissionDenied
-    return render(request, "kefu/kanban.html", {"config": {"user": {"id": request.user.pk}}})
+    board = request.GET.get("board")
+    if board not in KANBAN_BOARDS:
+        board = "tickets"
+    config = {"user": {"id": request.user.pk}, "board": board, "ws_path": "/ws/agent/?watch=1"}
+    return render(request, "kefu/kanban.html", {"config": config, "board": board})
 
 
 @login_required

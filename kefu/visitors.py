@@ -64,7 +64,8 @@ def profile(*, user: User, visitor_id: object) -> dict[str, Any]:
     """The visitor panel: ``{"id", "name", "channel", "ip_address", "location" (null, or
     ``{"country", "country_code", "region", "city", "text"}`` with ``GEOIP_PATH``), "language", "referrer",
     "page_url", "user_agent", "browser", "os", "device", "first_seen", "last_seen", "tags":
-    [name], "notes": [{"id", "text", "author", "created_at"}], "trail": [{"url", "title",
+    [name], "external_id" (the customer id of Weiyu.identify, or ""), "attributes": {key: value}
+    (custom contact attributes), "merged_into" (the contact it was merged into, or null), "notes": [{"id", "text", "author", "created_at"}], "trail": [{"url", "title",
     "at"}] (newest first, ≤ 30), "conversations": [{"conversation_id", "status", "agent",
     "workgroup", "created_at", "closed_at", "csat"}] (newest first, ≤ 20)}``.
 
@@ -92,6 +93,9 @@ def profile(*, user: User, visitor_id: object) -> dict[str, Any]:
         "first_seen": visitor.created_at.isoformat(),
         "last_seen": visitor.last_seen_at.isoformat(),
         "tags": list(visitor.tags.order_by("name").values_list("name", flat=True)),
+        "external_id": visitor.external_id,
+        "attributes": visitor.attributes or {},
+        "merged_into": visitor.merged_into_id,
         "notes": [
             {
                 "id": note.pk,

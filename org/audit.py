@@ -57,6 +57,7 @@ BLOCK = "block"
 EXPORT = "export"
 ERASE = "erase"
 RETENTION = "retention"
+MERGE = "merge"
 TWO_FACTOR_ON = "two_factor_on"
 SECURITY_KEY_ADDED = "security_key_added"
 SECURITY_KEY_REMOVED = "security_key_removed"
@@ -91,6 +92,7 @@ _ACTIONS = {
     SSO_ACCOUNT_CREATED: LogEntry.Action.CREATE,
     SSO_REFUSED: LogEntry.Action.ACCESS,
     DIRECTORY_IMPORT: LogEntry.Action.UPDATE,
+    MERGE: LogEntry.Action.UPDATE,
 }
 
 #: the request being served in this context (set by org.middleware.AuditMiddleware)

@@ -603,6 +603,7 @@ AUDIT_EVENTS = {
     "export": _("Exported"),
     "erase": _("Personal data erased"),
     "retention": _("Retention applied"),
+    "merge": _("Contacts merged"),
 }
 
 

@@ -7,7 +7,7 @@ from django.db import connection, transaction
 
 from im.models import Message
 from kefu import presence, selectors, webhooks
-from kefu.models import AgentState, Session, Workgroup
+from kefu.models import AgentState, Session, Visitor, Workgroup
 from org.models import User
 from weiyu.realtime import publish_event_on_commit
 
@@ -101,3 +101,16 @@ def views_changed_publish(*, workgroup_id: int) -> None:
     publish_event_on_commit(
         {"type": "views.changed", "workgroup_id": workgroup_id}, [f"u:{uid}" for uid in members]
     )
+
+
+def visitor_changed_publish(visitor: Visitor) -> None:
+    """Tell the agents serving the visitor that the profile changed (``visitor.updated``)."""
+    agents = set(
+        Session.objects.filter(visitor=visitor, agent__isnull=False)
+        .exclude(status=Session.Status.CLOSED)
+        .values_list("agent_id", flat=True)
+    )
+    publish_event_on_commit(
+        {"type": "visitor.updated", "visitor_id": visitor.pk}, [f"u:{a}" for a in agents]
+    )
+    webhooks.contact_emit("contact.updated", visitor_id=visitor.pk)

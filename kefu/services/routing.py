@@ -52,10 +52,25 @@ def departments(channel: Channel) -> list[dict[str, object]]:
     return [{"id": w.pk, "name": w.name} for w in channel.departments.order_by("name", "pk")]
 
 
+def _attribute_text(value: object) -> str:
+    """A contact attribute's value as a rule compares it: ``true``/``false``, numbers and
+    dates as written, lower case; empty when unset."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value).lower()
+
+
 def _matches(rule: RoutingRule, visitor: Visitor, tags: list[str]) -> bool:
     wanted = rule.value.strip().lower()
     if rule.attribute == RoutingRule.Attribute.TAG:
         values = tags
+    elif rule.attribute == RoutingRule.Attribute.CONTACT_ATTRIBUTE:
+        value = (visitor.attributes or {}).get(rule.attribute_key)
+        if value is None:
+            return False  # an unset attribute matches nothing, not even "contains ''"
+        values = [_attribute_text(value)]
     else:
         values = [str(getattr(visitor, rule.attribute) or "").lower()]
     for value in values:

@@ -9,7 +9,8 @@ until a time or until the customer replies; it comes back by itself.
   ``UPDATE`` and calls :func:`snooze_woken_publish`), or when an agent un-snoozes it.
 - Every change reaches the agents in the conversation as ``conversation.snoozed``
   ``{"conversation_id", "snoozed", "snoozed_at", "snoozed_until"}`` (the same fields as the
-  conversation's ``session`` carries; docs/protocol.md).
+  conversation's ``session`` carries; docs/protocol.md), and the agents of its workgroup as
+  ``views.changed`` (their views' counts and the conversations' Kanban board move).
 
 Snoozing changes nothing for the visitor, the queue or the agent's load: the conversation stays
 open and assigned; snoozing only says "not now" to the agents' lists.
@@ -27,6 +28,7 @@ from im import selectors as im_selectors
 from im.services import messages as im_messages
 from kefu import syslines
 from kefu.models import Session
+from kefu.services.events import views_changed_publish
 from org.models import User
 from weiyu import parsing
 from weiyu.errors import ServiceError
@@ -45,6 +47,8 @@ def _staff_keys(conversation_id: int) -> list[str]:
 
 
 def _publish(session: Session) -> None:
+    # colleagues of the workgroup count snoozed conversations in their views and boards too
+    views_changed_publish(workgroup_id=session.workgroup_id)
     publish_event_on_commit(
         {
             "type": "conversation.snoozed",

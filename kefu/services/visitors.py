@@ -19,12 +19,20 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from kefu import selectors, webhooks
-from kefu.models import Channel, Session, Visitor, VisitorNote, VisitorPageView, VisitorTag
+from kefu.models import (
+    AttributeDefinition,
+    Channel,
+    Visitor,
+    VisitorNote,
+    VisitorPageView,
+    VisitorTag,
+)
 from kefu.senders import language_for
+from kefu.services import attributes, contacts
+from kefu.services.events import visitor_changed_publish
 from kefu.visitors import NOTE_MAX, TAG_MAX, staff_require, visitor_get
 from org.models import User
 from weiyu.errors import ServiceError
-from weiyu.realtime import publish_event_on_commit
 
 VISITOR_TOKEN_SALT = "weiyu.kefu.visitor"  # noqa: S105 - a salt, not a secret
 VISITOR_TOKEN_MAX_AGE = 365 * 24 * 3600  # seconds
@@ -65,6 +73,9 @@ def visitor_from_signed(token: object, *, salt: str, max_age: int) -> Visitor:
     visitor = selectors.visitor_with_channel(visitor_id=visitor_id)
     if visitor is None:
         raise error
+    if visitor.merged_into_id is not None:
+        # merged into another contact (kefu.services.contacts): the browser is that one now
+        visitor = contacts.contact_final(visitor)
     return visitor
 
 
@@ -142,19 +153,6 @@ def page_view_record(*, visitor: Visitor, url: object, title: object = "") -> No
         )
 
 
-def visitor_changed_publish(visitor: Visitor) -> None:
-    """Tell the agents serving the visitor that the profile changed (``visitor.updated``)."""
-    agents = set(
-        Session.objects.filter(visitor=visitor, agent__isnull=False)
-        .exclude(status=Session.Status.CLOSED)
-        .values_list("agent_id", flat=True)
-    )
-    publish_event_on_commit(
-        {"type": "visitor.updated", "visitor_id": visitor.pk}, [f"u:{a}" for a in agents]
-    )
-    webhooks.contact_emit("contact.updated", visitor_id=visitor.pk)
-
-
 def tag_add(*, user: User, visitor_id: object, name: object) -> list[str]:
     """Tag the visitor (the tag is created when new; case as typed, matched case-insensitively).
     Returns the visitor's tags. ``ServiceError("invalid")`` for an empty or too long name."""
@@ -219,6 +217,24 @@ def visitor_update(*, user: User, visitor_id: object, changes: dict[str, object]
     return visitor
 
 
+def contact_attributes_set(*, user: User, visitor_id: object, values: object) -> dict[str, Any]:
+    """Write custom contact attributes (an agent: the visitor panel, the API): ``values``
+    ``{key: value | null}`` checked against the definitions
+    (:func:`kefu.services.attributes.values_clean`). Returns the contact's attributes; sends
+    ``visitor.updated`` and ``contact.updated`` when they changed. Raises ``ServiceError``:
+    ``forbidden`` (not an agent), ``invalid`` (``field`` ``attributes.<key>``), ``not_found``."""
+    staff_require(user)
+    clean = attributes.values_clean(AttributeDefinition.AppliesTo.CONTACT, values)
+    with transaction.atomic():
+        visitor = Visitor.objects.select_for_update().get(pk=visitor_get(visitor_id).pk)
+        updated = attributes.values_apply(visitor.attributes, clean)
+        if updated != visitor.attributes:
+            visitor.attributes = updated
+            visitor.save(update_fields=["attributes"])
+            visitor_changed_publish(visitor)
+    return updated
+
+
 def visitor_tags_set(*, user: User, visitor_id: object, tag_ids: list[int]) -> list[str]:
     """Give the visitor exactly these tags (the back office's tag picker); returns their names.
     Publishes ``visitor.updated`` when they changed."""
@@ -264,9 +280,6 @@ def note_delete(*, user: User, note_id: object) -> None:
 # --- known customers: Weiyu.identify (docs/protocol.md, "Known customers") --------------------
 
 IDENTITY_ID_MAX = 128
-ATTRIBUTES_MAX = 50
-ATTRIBUTE_KEY_MAX = 64
-ATTRIBUTE_VALUE_MAX = 500
 
 
 def identity_hmac(*, secret: str, external_id: str) -> str:
@@ -312,31 +325,12 @@ def _identity_fields(identity: object) -> dict[str, Any]:
             raise ServiceError(
                 "invalid", _("Please enter a valid e-mail address."), field="email"
             ) from None
-    attributes = identity.get("attributes")
-    if attributes is not None:
-        if not isinstance(attributes, dict) or len(attributes) > ATTRIBUTES_MAX:
-            raise ServiceError(
-                "invalid",
-                _("attributes is an object of at most %(n)d entries.") % {"n": ATTRIBUTES_MAX},
-                field="attributes",
-            )
-        for key, value in attributes.items():
-            ok_value = (
-                value is None
-                or isinstance(value, bool | int | float)
-                or (isinstance(value, str) and len(value) <= ATTRIBUTE_VALUE_MAX)
-            )
-            if not isinstance(key, str) or not key or len(key) > ATTRIBUTE_KEY_MAX or not ok_value:
-                raise ServiceError(
-                    "invalid",
-                    _(
-                        "Each attribute is a name of at most %(k)d characters with a number, a "
-                        "true/false, or a text of at most %(v)d characters."
-                    )
-                    % {"k": ATTRIBUTE_KEY_MAX, "v": ATTRIBUTE_VALUE_MAX},
-                    field="attributes",
-                )
-        fields["attributes"] = attributes
+    values = identity.get("attributes")
+    if values is not None:
+        # checked against the tenant's contact attribute definitions (unknown keys refused)
+        fields["attributes"] = attributes.values_clean(
+            AttributeDefinition.AppliesTo.CONTACT, values
+        )
     return fields
 
 
@@ -350,7 +344,7 @@ def _profile_apply(contact: Visitor, fields: dict[str, Any]) -> list[str]:
         contact.name_given = True
         changed.append("name_given")
     if "attributes" in fields:
-        merged = {**(contact.attributes or {}), **fields["attributes"]}
+        merged = attributes.values_apply(contact.attributes, fields["attributes"])
         if merged != contact.attributes:
             contact.attributes = merged
             changed.append("attributes")
@@ -372,7 +366,8 @@ def visitor_identify(
 
     Raises ``ServiceError``: ``forbidden`` (``field`` = ``hmac``) for an HMAC that does not
     verify, or none on a channel that requires it; ``invalid`` with ``field`` for bad input
-    (id 1-128 characters, name ≤ 100, e-mail, phone ≤ 32, at most 50 attributes). The rule
+    (id 1-128 characters, name ≤ 100, e-mail, phone ≤ 32, at most 50 attributes, each defined
+    by an administrator and of its kind: ``kefu.services.attributes``; ``null`` removes one). The rule
     follows Chatwoot's identity validation (``setUser`` + ``identifier_hash``)."""
     fields = _identity_fields(identity)
     channel = Channel.objects.get(pk=visitor.channel_id)
@@ -416,7 +411,10 @@ def _identify(
             .first()
         )
         if found is not None:
-            contact = found
+            contact = contacts.contact_final(found)
+            # this browser's anonymous visitor's earlier conversations join the contact's
+            contacts.visitor_absorb(contact=contact, visitor=visitor)
+            contact.refresh_from_db()
         elif visitor.external_id and visitor.external_id != external_id:
             # another customer signs in on this browser: a contact of their own
             contact = Visitor.objects.create(

@@ -154,7 +154,7 @@ exportBtn.addEventListener('click', () => exportDialog.showModal());
 $('export-close').addEventListener('click', () => exportDialog.close());
 
 // ---- merging another conversation of the same customer into this one --------------------
-const mergeBtn = $('merge-btn');
+const mergeBtn = $('conv-merge-btn');
 const mergeDialog = $('merge-dialog');
 const mergeForm = $('merge-form');
 const mergeList = $('merge-list');

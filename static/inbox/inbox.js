@@ -13,10 +13,12 @@ import './schedule.js'; // scheduled replies
 import './composer.js'; // writing: text, mentions, canned responses, files, voice, stickers
 import './team.js'; // new chats and groups, the group panel
 import './visitor.js'; // the visitor panel, suggested answers, AI draft, blocking
+import './attributes.js'; // custom attributes, merging contacts, the list's attribute filter
 import './layout.js'; // the side panel as a drawer on narrow screens
 import './transfer.js'; // transfers, invites and offers
 import './queue.js'; // the workgroups' waiting visitors
 import './views.js'; // the list's views and live counts, labels
+import './list_export.js'; // exporting the list's view (a worker's job, with progress)
 import './shortcuts.js'; // keyboard shortcuts, and the ? list of them
 import './search.js'; // message search
 import './convsearch.js'; // conversation search by customer or text, with filters

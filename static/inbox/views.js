@@ -18,13 +18,14 @@ const VIEW_NAMES = {
   unassigned: gettext('Unassigned'),
   open: gettext('All open'),
   waiting: gettext('Waiting for a reply'),
+  snoozed: gettext('Snoozed'),
   closed: gettext('Closed'),
 };
 const chips = [...document.querySelectorAll('.view-chip')];
 const more = $('view-more');
 const sort = $('view-sort');
 
-const isDefault = (f) => f.view === 'mine' && !f.workgroup && !f.label && !f.channel && !f.sort;
+const isDefault = (f) => f.view === 'mine' && !f.workgroup && !f.label && !f.channel && !f.attribute && !f.sort;
 
 // ---- fetching, on push events -------------------------------------------------------------
 let timer = null;
@@ -127,7 +128,7 @@ function moreValue() {
 function drawBar() {
   const c = state.viewCounts;
   const f = state.filters;
-  const plain = !f.workgroup && !f.label && !f.channel && !state.savedView;
+  const plain = !f.workgroup && !f.label && !f.channel && !f.attribute && !state.savedView;
   for (const chip of chips) {
     const n = c ? c.views[chip.dataset.view] : null;
     chip.querySelector('.view-count').textContent = n == null ? '' : String(n);
@@ -147,12 +148,13 @@ function drawBar() {
   sort.value = f.sort || '';
   const saved = state.savedView && c.saved.find((s) => s.id === state.savedView);
   $('view-save').hidden = isDefault(f) || !!state.savedView;
+  emit('filters');
   $('view-delete').hidden = !saved || (saved.shared && !config.user.is_admin);
 }
 
 /** Show other filters: the list is redrawn from the server's rows when they come. */
 export function setFilters(filters, savedId = null) {
-  state.filters = { view: 'mine', workgroup: null, label: null, channel: null, sort: '', ...filters };
+  state.filters = { view: 'mine', workgroup: null, label: null, channel: null, attribute: null, sort: '', ...filters };
   state.savedView = savedId;
   if (isDefault(state.filters)) state.viewRows = null;
   state.checked.clear();
@@ -185,13 +187,14 @@ sort.addEventListener('change', () => setFilters({ ...state.filters, sort: sort.
 
 // ---- saved views --------------------------------------------------------------------------
 const dialog = $('view-dialog');
-function describe(f) {
+export function describe(f) {
   const parts = [VIEW_NAMES[f.view]];
   const c = state.viewCounts || { workgroups: [], labels: [], channels: [] };
   const name = (list, id) => (list.find((x) => x.id === id) || {}).name;
   if (f.workgroup) parts.push(name(c.workgroups, f.workgroup));
   if (f.label) parts.push(name(c.labels, f.label));
   if (f.channel) parts.push(name(c.channels, f.channel));
+  if (f.attribute) parts.push(f.attribute);
   if (f.sort === 'waiting') parts.push(gettext('Longest waiting first'));
   return parts.filter(Boolean).join(' · ');
 }

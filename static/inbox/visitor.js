@@ -9,7 +9,7 @@ import { fullTime, hhmm } from '../weiyu/time.js';
 import { appendToComposer } from './composer.js';
 import { handle } from './frames.js';
 import { toast } from './notifications.js';
-import { STATUS_TEXT, config, on, selectedConversation, state, statusOf } from './store.js';
+import { STATUS_TEXT, config, emit, on, selectedConversation, state, statusOf } from './store.js';
 import { renderTransfer } from './transfer.js';
 
 on('side', () => {
@@ -180,6 +180,10 @@ function renderVisitor() {
 
 // ---- visitor profile: device, tags, notes, trail, past conversations --------------------
 let profileFor = null;
+/** Read the visitor's profile again (after a merge or a change elsewhere). */
+export function profileReload() {
+  if (profileFor) loadProfile(profileFor, true);
+}
 async function loadProfile(visitorId, force = false) {
   const box = $('visitor-profile');
   if (!visitorId) {
@@ -198,6 +202,7 @@ async function loadProfile(visitorId, force = false) {
   }
   if (profileFor !== visitorId) return;
   box.hidden = false;
+  emit('profile', p); // the custom attributes and the contact merge (attributes.js)
   $('v-browser').textContent = [p.browser, p.os, p.device].filter(Boolean).join(' · ') || '—';
   $('v-ip').textContent = [p.ip_address, p.location && p.location.text].filter(Boolean).join(' · ') || '—';
   $('v-referrer').textContent = p.referrer || '—';

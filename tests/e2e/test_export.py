@@ -110,7 +110,7 @@ def test_an_agent_merges_the_customers_earlier_conversation(
         inbox.locator(f'.conv-item[data-id="{second.conversation_id}"]').click(timeout=TIMEOUT)
         inbox.locator("#messages .msg", has_text="Still no parcel").wait_for(timeout=TIMEOUT)
         # when the agent merges the earlier one into it
-        inbox.click("#merge-btn")
+        inbox.click("#conv-merge-btn")
         choice = inbox.locator(f'#merge-list input[value="{first.conversation_id}"]')
         choice.check(timeout=TIMEOUT)
         inbox.click("#merge-ok")

@@ -10,6 +10,7 @@ from django_tenants.utils import schema_context
 from kefu import senders
 from kefu.models import RoutingRule, Session, VisitorNote, VisitorTag, Workgroup
 from kefu.services import agents as kefu_agents
+from kefu.services import events as kefu_events
 from kefu.services import messages, sessions
 from kefu.services import visitors as kefu_visitors
 from org.models import User
@@ -212,9 +213,9 @@ def test_the_back_office_edits_tags_and_notes_through_the_services(acme, monkeyp
         boss.is_superuser = True
         boss.save()
     published = []
-    real = kefu_visitors.publish_event_on_commit
+    real = kefu_events.publish_event_on_commit
     monkeypatch.setattr(
-        kefu_visitors,
+        kefu_events,
         "publish_event_on_commit",
         lambda event, keys: published.append((event, keys)) or real(event, keys),
     )
