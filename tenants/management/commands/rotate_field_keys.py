@@ -42,17 +42,21 @@ class Command(BaseCommand):
                 raise CommandError(f"No tenant with schema {options['schema']!r}.")
         targets = encrypted_columns()
         total = 0
-        for tenant in tenants.order_by("schema_name"):
+        schemas = [t.schema_name for t in tenants.order_by("schema_name")]
+        if not options["schema"]:
+            # the tenants' rows kept in the public schema (their SMTP passwords, tenants.mail)
+            schemas.insert(0, "public")
+        for schema_name in schemas:
             rewritten = 0
             with (
-                schema_context(tenant.schema_name),
+                schema_context(schema_name),
                 transaction.atomic(),
                 connection.cursor() as cursor,
             ):
                 for table, pk, columns in targets:
                     cursor.execute(
                         "SELECT to_regclass(%s) IS NOT NULL",
-                        [f"{tenant.schema_name}.{table}"],
+                        [f"{schema_name}.{table}"],
                     )
                     if not cursor.fetchone()[0]:
                         continue
@@ -67,7 +71,7 @@ class Command(BaseCommand):
                             new = [fields.rotate(value or "") for value in row[1:]]
                         except fields.FieldKeyError as exc:
                             raise CommandError(
-                                f"{tenant.schema_name}.{table} row {row[0]}: {exc}"
+                                f"{schema_name}.{table} row {row[0]}: {exc}"
                             ) from exc
                         sets = ", ".join(f"{connection.ops.quote_name(c)} = %s" for c in columns)
                         cursor.execute(
@@ -77,5 +81,5 @@ class Command(BaseCommand):
                         )
                         rewritten += 1
             total += rewritten
-            self.stdout.write(f"{tenant.schema_name}: {rewritten} rows re-encrypted")
+            self.stdout.write(f"{schema_name}: {rewritten} rows re-encrypted")
         self.stdout.write(self.style.SUCCESS(f"{total} rows re-encrypted"))
