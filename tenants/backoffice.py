@@ -10,7 +10,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
@@ -22,18 +22,10 @@ from weiyu.errors import ServiceError
 
 
 class _OneRowAdmin(admin.ModelAdmin):
-    """A page for the tenant's single row: the list opens it (or the add page when there is
-    none yet)."""
+    """A page for the tenant's single row: the list shows it, or offers to add it."""
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
-        return super().get_queryset(request).filter(tenant=request.tenant)
-
-    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
-        row = self.get_queryset(request).first()
-        info = (self.opts.app_label, self.opts.model_name)
-        if row is None:
-            return HttpResponseRedirect(reverse("admin:{}_{}_add".format(*info)))
-        return HttpResponseRedirect(reverse("admin:{}_{}_change".format(*info), args=[row.pk]))
+        return super().get_queryset(request).filter(tenant=getattr(request, "tenant", None))
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return super().has_add_permission(request) and not self.get_queryset(request).exists()
@@ -204,7 +196,7 @@ class CustomDomainAdmin(admin.ModelAdmin):
     readonly_fields = ("state", "record", "checked_at", "last_error", "verified_at")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[CustomDomain]:
-        return super().get_queryset(request).filter(tenant=request.tenant)
+        return super().get_queryset(request).filter(tenant=getattr(request, "tenant", None))
 
     def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         if obj is None:
