@@ -9,7 +9,6 @@ from typing import Any
 
 from celery import shared_task
 from django.core.exceptions import ValidationError
-from django.core.mail import EmailMessage
 from django.core.validators import validate_email
 from django.db import connection, transaction
 from django.utils import timezone, translation
@@ -21,6 +20,7 @@ from im.services import conversations as im_conversations
 from im.syslines import message_text
 from kefu.models import Session, Visitor
 from org import limits
+from tenants import mail
 from weiyu import ratelimit
 from weiyu.errors import ServiceError
 
@@ -144,11 +144,11 @@ def transcript_send(*, session_id: int, address: str) -> bool:
                 text = f"{text} [{_('file')}: {m.attachment.name}]".strip()
             lines.append(f"[{when}] {who}: {text}")
         title = session.channel.title or session.channel.name
-        EmailMessage(
+        mail.mail_send(
             subject=_("Your conversation with %(site)s") % {"site": title},
             body="\n".join([*lines, "", _("Thank you for contacting us.")]),
             to=[address],
-        ).send()
+        )
     return True
 
 

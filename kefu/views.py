@@ -39,7 +39,7 @@ from kefu.services import visitors as kefu_visitors
 from org import apikeys, limits
 from org.account_views import SECURITY_PATH, TwoFactorLoginView
 from org.models import ApiKey
-from tenants import quotas
+from tenants import branding, quotas
 from weiyu import ratelimit
 from weiyu.errors import ServiceError
 
@@ -101,6 +101,7 @@ def widget_frame(request: HttpRequest) -> HttpResponse:
         raise Http404(exc.message) from exc
     language = _language_from(request.GET.get("lang", ""))
     limits = MessagingSettings.current()
+    brand = branding.brand_get(tenant_id=request.tenant.pk)
     translation.activate(language)
     request.LANGUAGE_CODE = language
     config = {
@@ -118,10 +119,14 @@ def widget_frame(request: HttpRequest) -> HttpResponse:
         "page_title": request.GET.get("page_title", "")[:200],
         "referrer": request.GET.get("referrer", "")[:2000],
         "language": request.GET.get("lang", "")[:16],
-        "color": channel.color,
+        # the channel's own colour, else the tenant's brand (tenants.branding)
+        "color": branding.widget_color(channel_color=channel.color, brand=brand),
+        "accent_color": brand.accent_color,
     }
     return render(
-        request, "kefu/widget_frame.html", {"lang": language, "config": config, "channel": channel}
+        request,
+        "kefu/widget_frame.html",
+        {"lang": language, "config": config, "channel": channel, "brand": brand},
     )
 
 
@@ -185,7 +190,9 @@ def _session_answer(request: Request, channel: Any, visitor: Any, token: str) ->
             "name": channel.name,
             "title": channel.title or channel.name,
             "welcome_text": channel.welcome_text,
-            "color": channel.color,
+            "color": branding.widget_color(
+                channel_color=channel.color, brand=branding.brand_get(tenant_id=request.tenant.pk)
+            ),
             "mode": channel.mode,
         },
         "robot": robot_persona.widget_info(channel, senders.robot_language(visitor))

@@ -20,7 +20,6 @@ from celery import shared_task
 from django.conf import settings
 from django.contrib.auth.tokens import default_token_generator
 from django.core.exceptions import ValidationError
-from django.core.mail import EmailMessage
 from django.db import connection, transaction
 from django.utils import translation
 from django.utils.encoding import force_bytes
@@ -31,6 +30,7 @@ from django_tenants.utils import schema_context
 
 from org import audit, limits
 from org.models import SecuritySettings, User
+from tenants import mail
 from weiyu import ratelimit
 from weiyu.errors import ServiceError
 from weiyu.realtime import publish_event_on_commit
@@ -162,7 +162,7 @@ def password_reset_send(*, schema: str, user_id: int, base_url: str, language: s
                 "days": max(1, settings.PASSWORD_RESET_TIMEOUT // 86400),
                 "link": link,
             }
-            EmailMessage(subject=_("Reset your Weiyu password"), body=body, to=[user.email]).send()
+            mail.mail_send(subject=_("Reset your Weiyu password"), body=body, to=[user.email])
     return True
 
 

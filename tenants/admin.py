@@ -25,8 +25,16 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 from django_tenants.utils import tenant_context
 
-from tenants import lifecycle, quotas, services, tasks
-from tenants.models import Domain, Plan, Signup, Tenant, TenantArchive
+from tenants import backoffice, domains, lifecycle, quotas, services, tasks
+from tenants.models import (
+    CustomDomain,
+    Domain,
+    MailSettings,
+    Plan,
+    Signup,
+    Tenant,
+    TenantArchive,
+)
 from weiyu.errors import ServiceError
 
 
@@ -421,3 +429,49 @@ class DomainAdmin(admin.ModelAdmin):
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Domain]) -> None:
         for domain in queryset:
             services.domain_delete(domain=domain)
+
+
+@admin.register(CustomDomain, site=platform_admin_site)
+class PlatformCustomDomainAdmin(admin.ModelAdmin):
+    """Every tenant's custom domains (tenants.domains): who claimed what, which are verified.
+    The platform admin may verify or remove one; the tenant adds them."""
+
+    list_display = ("host", "tenant", "verified_at", "checked_at", "last_error", "created_at")
+    list_filter = (("verified_at", admin.EmptyFieldListFilter),)
+    search_fields = ("host", "tenant__name", "tenant__schema_name")
+    list_select_related = ("tenant",)
+    readonly_fields = ("tenant", "host", "token", "verified_at", "checked_at", "last_error",
+                       "domain", "created_at")  # fmt: skip
+    actions = ("verify_selected",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def delete_model(self, request: HttpRequest, obj: CustomDomain) -> None:
+        domains.custom_domain_remove(custom=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[CustomDomain]) -> None:
+        for custom in queryset:
+            domains.custom_domain_remove(custom=custom)
+
+    verify_selected = backoffice.CustomDomainAdmin.verify_selected
+
+
+@admin.register(MailSettings, site=platform_admin_site)
+class PlatformMailSettingsAdmin(admin.ModelAdmin):
+    """Which tenants send through their own SMTP server (read only; the password is never
+    shown)."""
+
+    list_display = ("tenant", "host", "port", "security", "from_address", "verified_at",
+                    "tested_at")  # fmt: skip
+    list_select_related = ("tenant",)
+    search_fields = ("tenant__name", "host", "from_address")
+    fields = ("tenant", "host", "port", "security", "username", "from_name", "from_address",
+              "verified_at", "tested_at", "last_error")  # fmt: skip
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

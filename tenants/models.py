@@ -1,8 +1,11 @@
 """Tenant and Domain: the only shared (public-schema) tables with data of their own."""
 
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 from django_tenants.models import DomainMixin, TenantMixin
+
+from weiyu.fields import EncryptedTextField
 
 
 class Tenant(TenantMixin):
@@ -190,3 +193,111 @@ class TenantArchive(models.Model):
 
     def __str__(self) -> str:
         return f"{self.schema_name} {self.created_at:%Y-%m-%d %H:%M} ({self.reason})"
+
+
+#: a colour the tenant picks: ``#rrggbb``
+hex_colour = RegexValidator(r"^#[0-9a-fA-F]{6}$", _("Use a hex colour like #1f6feb."))
+
+
+class MailSettings(models.Model):
+    """A tenant's own SMTP server and sender (:mod:`tenants.mail`). Used for every e-mail the
+    tenant's product sends only once ``verified_at`` is set — a test mail went through exactly
+    these settings; any change of server, account or sender clears it (``version`` counts the
+    changes, so a test queued before a change cannot verify the new values). Until then the
+    platform's server and sender are used. The password is encrypted at rest."""
+
+    class Security(models.TextChoices):
+        STARTTLS = "starttls", _("STARTTLS (usually port 587)")
+        SSL = "ssl", _("SSL/TLS from the start (usually port 465)")
+        NONE = "none", _("none (plain text, usually port 25)")
+
+    tenant = models.OneToOneField(Tenant, on_delete=models.CASCADE, related_name="mail_settings")
+    host = models.CharField(_("SMTP server"), max_length=253)
+    port = models.PositiveIntegerField(
+        _("port"), default=587, validators=[MinValueValidator(1), MaxValueValidator(65535)]
+    )
+    security = models.CharField(
+        _("encryption"), max_length=10, choices=Security.choices, default=Security.STARTTLS
+    )
+    username = models.CharField(_("user name"), max_length=254, blank=True)
+    password = EncryptedTextField(_("password"), blank=True)
+    from_name = models.CharField(_("sender name"), max_length=100, blank=True)
+    from_address = models.EmailField(_("sender address"))
+    version = models.PositiveIntegerField(default=1, editable=False)
+    verified_at = models.DateTimeField(_("verified at"), null=True, blank=True, editable=False)
+    tested_at = models.DateTimeField(_("last test at"), null=True, blank=True, editable=False)
+    last_error = models.TextField(_("last test error"), blank=True, editable=False)
+
+    class Meta:
+        verbose_name = _("mail settings")
+        verbose_name_plural = _("mail settings")
+
+    def __str__(self) -> str:
+        return f"{self.from_address} via {self.host}:{self.port}"
+
+
+class Branding(models.Model):
+    """A tenant's logo and colours, shown by the widget (launcher, header), the help center's
+    header and its HTML e-mails (:mod:`tenants.branding`). Empty fields keep Weiyu's look.
+    ``logo_path`` is the file in the default storage, under ``<schema>/branding/``."""
+
+    tenant = models.OneToOneField(Tenant, on_delete=models.CASCADE, related_name="branding")
+    logo_path = models.CharField(_("logo"), max_length=255, blank=True, editable=False)
+    logo_type = models.CharField(max_length=20, blank=True, editable=False)
+    primary_color = models.CharField(
+        _("primary colour"),
+        max_length=7,
+        blank=True,
+        validators=[hex_colour],
+        help_text=_("The widget's launcher and header, the help center's header, e-mail headers."),
+    )
+    accent_color = models.CharField(
+        _("accent colour"),
+        max_length=7,
+        blank=True,
+        validators=[hex_colour],
+        help_text=_("Links and buttons."),
+    )
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("branding")
+        verbose_name_plural = _("branding")
+
+    def __str__(self) -> str:
+        return str(_("Branding"))
+
+
+class CustomDomain(models.Model):
+    """A host name a tenant wants its widget, help center and back office on
+    (:mod:`tenants.domains`). It routes to the tenant only once verified: the tenant created the
+    TXT record ``_weiyu-verify.<host>`` holding ``token``; then a :class:`Domain` row is made
+    (``domain``). Several tenants may claim the same host while unverified; the first to prove
+    it gets it."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="custom_domains")
+    host = models.CharField(_("host name"), max_length=253)
+    token = models.CharField(_("verification token"), max_length=64, editable=False)
+    created_at = models.DateTimeField(_("added at"), auto_now_add=True)
+    checked_at = models.DateTimeField(_("last checked at"), null=True, blank=True)
+    verified_at = models.DateTimeField(_("verified at"), null=True, blank=True)
+    last_error = models.CharField(_("last check"), max_length=500, blank=True)
+    domain = models.OneToOneField(
+        Domain, null=True, blank=True, on_delete=models.SET_NULL, related_name="custom"
+    )
+
+    class Meta:
+        verbose_name = _("custom domain")
+        verbose_name_plural = _("custom domains")
+        ordering = ["host"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "host"], name="tenants_customdomain_once")
+        ]
+
+    def __str__(self) -> str:
+        return self.host
+
+    @property
+    def record_name(self) -> str:
+        """The TXT record's name to create: ``_weiyu-verify.<host>``."""
+        return f"_weiyu-verify.{self.host}"

@@ -13,7 +13,6 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.tokens import default_token_generator
 from django.core.exceptions import ValidationError
-from django.core.mail import EmailMessage
 from django.core.validators import validate_email
 from django.db import transaction
 from django.utils import timezone, translation
@@ -23,7 +22,7 @@ from django.utils.http import urlsafe_base64_encode
 from django.utils.translation import gettext as _
 from django_tenants.utils import schema_context, tenant_context
 
-from tenants import quotas, template
+from tenants import mail, quotas, template
 from tenants.models import Domain, Plan, Tenant
 from weiyu.errors import ServiceError
 
@@ -253,11 +252,11 @@ def admin_invitation_send(*, schema: str, username: str, base_url: str, language
                 "admin": f"{base_url.rstrip('/')}/admin/",
                 "username": user.username,
             }
-            EmailMessage(
+            mail.mail_send(
                 subject=_("Your Weiyu back office for %(company)s") % {"company": tenant.name},
                 body=body,
                 to=[user.email],
-            ).send()
+            )
     return True
 
 

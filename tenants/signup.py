@@ -38,7 +38,6 @@ from django.contrib.auth.hashers import make_password
 from django.contrib.auth.password_validation import validate_password
 from django.core import signing
 from django.core.exceptions import ValidationError
-from django.core.mail import EmailMessage
 from django.core.validators import validate_email
 from django.db import connection, transaction
 from django.utils import timezone, translation
@@ -46,7 +45,7 @@ from django.utils.crypto import get_random_string
 from django.utils.translation import gettext as _
 from django_tenants.utils import tenant_context
 
-from tenants import services
+from tenants import mail, services
 from tenants.models import Domain, Plan, Signup, Tenant
 from weiyu import ratelimit
 from weiyu.errors import ServiceError
@@ -337,9 +336,11 @@ def verification_send(*, signup_id: int, base_url: str, language: str) -> bool:
             "hours": settings.WEIYU_SIGNUP_LINK_MAX_AGE_S // 3600,
             "link": link,
         }
-        EmailMessage(
-            subject=_("Confirm your e-mail address for Weiyu"), body=body, to=[signup.email]
-        ).send()
+        # the platform's own mail (no tenant exists yet)
+        mail.mail_send(
+            subject=_("Confirm your e-mail address for Weiyu"), body=body, to=[signup.email],
+            schema=settings.PUBLIC_SCHEMA_NAME,
+        )  # fmt: skip
     return True
 
 

@@ -6,14 +6,14 @@ from __future__ import annotations
 from django import forms
 from django.conf import settings
 from django.contrib.auth import login
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.utils import translation
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
-from tenants import quotas, signup
+from tenants import branding, quotas, signup
 from tenants.admin import tenant_public_url
 from weiyu.errors import RateLimitedError, ServiceError
 
@@ -138,3 +138,20 @@ def plan_usage_page(request: HttpRequest) -> HttpResponse:
         "rows": quotas.usage_report(tenant),
     }
     return render(request, "admin/tenants/plan_usage.html", context)
+
+
+def branding_logo(request: HttpRequest) -> HttpResponse:
+    """``GET /branding/logo``: the tenant's logo (public: the widget, the help center and
+    e-mail show it), with the content type checked at upload and ``nosniff``; 404 when there is
+    none. Cached for an hour (the URLs that embed it change ``?v=`` with each upload)."""
+    tenant = getattr(request, "tenant", None)
+    brand = branding.brand_get(tenant_id=getattr(tenant, "pk", None))
+    data = branding.logo_read(brand)
+    if not data:
+        raise Http404(_("No logo."))
+    response = HttpResponse(data, content_type=brand.logo_type)
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Disposition"] = "inline"
+    response["Cache-Control"] = "public, max-age=3600"
+    response["Cross-Origin-Resource-Policy"] = "cross-origin"
+    return response

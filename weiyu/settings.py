@@ -181,6 +181,8 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "django.template.context_processors.i18n",
+                # ``brand``: the tenant's logo and colours (tenants.branding), read lazily
+                "tenants.branding.context_processor",
             ],
         },
     },
@@ -584,6 +586,8 @@ LOGGING = {
 WEIYU_SIGNUP = env_bool("WEIYU_SIGNUP", default=True)
 #: new tenants' host names are ``<subdomain>.<this>`` (e.g. ``weiyu.example.com``)
 WEIYU_SIGNUP_DOMAIN = os.environ.get("WEIYU_SIGNUP_DOMAIN", "localhost").strip().lower()
+#: custom domains (tenants.domains): the class that looks up their TXT records
+WEIYU_DNS_RESOLVER = os.environ.get("WEIYU_DNS_RESOLVER", "tenants.domains.DnsTxtResolver")
 #: seconds a verification link works
 WEIYU_SIGNUP_LINK_MAX_AGE_S = int(os.environ.get("WEIYU_SIGNUP_LINK_MAX_AGE_S", str(2 * 86400)))
 #: sign-ups (forms sent) per client address per hour; 0: off

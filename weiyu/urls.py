@@ -104,6 +104,8 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("metrics", metrics.metrics_view, name="metrics"),
     path("favicon.ico", views.favicon, name="favicon"),
+    # the tenant's logo (tenants.branding): widget, help center, e-mails
+    path("branding/logo", tenant_views.branding_logo, name="branding-logo"),
     # the OpenAPI 3 schema (weiyu/schema.py) and Swagger UI over it; public, like docs/api.md
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path(

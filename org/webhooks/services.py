@@ -41,7 +41,6 @@ from typing import Any
 import httpx2
 from celery import current_app
 from django.conf import settings
-from django.core.mail import send_mail
 from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone, translation
@@ -55,6 +54,7 @@ from org.webhooks.models import (
     WebhookEndpoint,
     WebhookEvent,
 )
+from tenants import mail
 from weiyu import outbound
 from weiyu.errors import ServiceError
 
@@ -497,7 +497,7 @@ def _disabled_mail(*, endpoint: WebhookEndpoint, failures: int, reason: str) -> 
                 "Webhook endpoints → Turn on)."
             ) % {"url": endpoint.url, "n": failures, "reason": reason}
         try:
-            send_mail(subject, body, None, emails)
+            mail.mail_send(subject=subject, body=body, to=emails)
         except OSError:
             logger.exception("e-mail about the disabled webhook %s not sent", endpoint)
 

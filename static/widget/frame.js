@@ -40,6 +40,8 @@ const loader = $('history-loader');
 
 const HEX_COLOR = /^#[0-9a-f]{3}([0-9a-f]{3})?$/i;
 if (HEX_COLOR.test(config.color || '')) document.documentElement.style.setProperty('--accent', config.color);
+// the tenant's brand accent (tenants.branding): links in the widget
+if (HEX_COLOR.test(config.accent_color || '')) document.documentElement.style.setProperty('--link', config.accent_color);
 
 
 // ---- host page (parent window) ------------------------------------------------------------

@@ -5,11 +5,11 @@ built and sent by a worker (:func:`tickets.tasks.reply_email_task` calls :func:`
 from __future__ import annotations
 
 from celery import current_app
-from django.core.mail import EmailMessage
 from django.db import connection, transaction
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
+from tenants import mail
 from tickets.models import Comment, Ticket
 
 #: the Celery task that sends one reply; queued by name so this module need not import
@@ -84,9 +84,9 @@ def _send_reply(comment: Comment, ticket: Ticket, address: str) -> None:
         _("— %(name)s, ticket #%(number)s. Reply to us in the chat on our website.")
         % {"name": comment.author_name, "number": ticket.number}
     )
-    EmailMessage(
+    mail.mail_send(
         subject=_("Re: [#%(number)s] %(subject)s")
         % {"number": ticket.number, "subject": ticket.subject},
         body="\n".join(lines),
         to=[address],
-    ).send()
+    )
