@@ -18,9 +18,11 @@ from django_tenants.utils import schema_context
 from im import selectors as im_selectors
 from im.models import Message, Participant
 from im.services import messages as im_messages
+from im.syslines import message_text
 from kefu.channels import adapter_for
 from kefu.channels.base import DeliveryError, logger
-from kefu.models import Channel, ChannelAccount, Delivery
+from kefu.models import Channel, ChannelAccount, ChannelEvent, Delivery
+from kefu.senders import language_for
 from org.models import User
 from weiyu.errors import ServiceError
 from weiyu.realtime import publish_event_on_commit
@@ -118,6 +120,16 @@ def delivery_attempt(*, delivery_id: int) -> float | None:
         return _attempt(delivery)
 
 
+def _send(adapter: Any, account: ChannelAccount, delivery: Delivery) -> str:
+    """A reply through the adapter; a system line as text in the customer's language
+    (:func:`kefu.senders.language_for`)."""
+    message, visitor = delivery.message, delivery.visitor
+    if message.msg_type == Message.Type.SYSTEM:
+        text = message_text(message, language=language_for(visitor))
+        return adapter.send_text(account=account, user_id=visitor.external_id, text=text)
+    return adapter.send(account=account, visitor=visitor, message=message)
+
+
 def _attempt(delivery: Delivery) -> float | None:
     channel: Channel = delivery.channel
     adapter = adapter_for(channel.kind)
@@ -128,9 +140,7 @@ def _attempt(delivery: Delivery) -> float | None:
         error = DeliveryError(_("The channel is not set up."), permanent=True)
     else:
         try:
-            external_id = adapter.send(
-                account=account, visitor=delivery.visitor, message=delivery.message
-            )
+            external_id = _send(adapter, account, delivery)
         except DeliveryError as exc:
             error = exc
     now = timezone.now()
@@ -206,8 +216,10 @@ def delivery_retry(*, user: User, delivery_id: object) -> Delivery:
 
 def channel_health(*, channel: Channel, now: dt.datetime | None = None) -> dict[str, Any]:
     """The back office's view of a messaging channel: ``{"last_inbound_at", "last_error",
-    "last_error_at", "failed_today"}`` (deliveries failed since local midnight,
-    ``settings.TIME_ZONE``)."""
+    "last_error_at", "failed_today", "events_failed"}``: ``failed_today`` — deliveries failed
+    since local midnight (``settings.TIME_ZONE``); ``events_failed`` — inbound events that were
+    refused or could not be handled, over the days they are kept
+    (``WEIYU_CHANNEL_EVENT_FAILED_KEEP_DAYS``, :func:`kefu.channels.inbound.channel_events_prune`)."""
     now = now or timezone.now()
     midnight = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
     account = ChannelAccount.objects.filter(channel=channel).first()
@@ -218,6 +230,7 @@ def channel_health(*, channel: Channel, now: dt.datetime | None = None) -> dict[
         "failed_today": Delivery.objects.filter(
             channel=channel, status=Delivery.Status.FAILED, failed_at__gte=midnight
         ).count(),
+        "events_failed": ChannelEvent.objects.filter(channel=channel).exclude(error="").count(),
     }
 
 
