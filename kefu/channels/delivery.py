@@ -21,8 +21,9 @@ from im.services import messages as im_messages
 from im.syslines import message_text
 from kefu.channels import adapter_for
 from kefu.channels.base import DeliveryError, logger
-from kefu.models import Channel, ChannelAccount, ChannelEvent, Delivery
+from kefu.models import Channel, ChannelAccount, ChannelEvent, Delivery, Session
 from kefu.senders import language_for
+from kefu.syslines import CUSTOMER_LINES
 from org.models import User
 from weiyu.errors import ServiceError
 from weiyu.realtime import publish_event_on_commit
@@ -71,6 +72,39 @@ def delivery_create(*, message: Message, channel_id: int, visitor_id: int) -> De
     schema = connection.schema_name
     transaction.on_commit(lambda: delivery_send_task.delay(schema, delivery.pk))
     return delivery
+
+
+def session_line_post(
+    *,
+    session: Session,
+    code: str = "",
+    params: dict[str, Any] | None = None,
+    content: str = "",
+    meta: dict[str, Any] | None = None,
+) -> Message:
+    """Post a service line into the session's conversation
+    (``im.services.messages.system_message_post``, same arguments) and, when the customer is on
+    a messaging channel and the line is one a customer reads (:data:`kefu.syslines.
+    CUSTOMER_LINES`, or a line without a code: the tenant's own text), queue it for them like a
+    reply — sent as text in their language (docs/channels.md, "System lines"). Done here, where
+    the session is at hand, so a widget conversation's line costs no extra query when the
+    session comes with its channel loaded. Raises as ``system_message_post``."""
+    line = im_messages.system_message_post(
+        conversation_id=session.conversation_id,
+        code=code,
+        params=params,
+        content=content,
+        meta=meta,
+    )
+    if code and code not in CUSTOMER_LINES:
+        return line
+    if Session.channel.is_cached(session):
+        kind = session.channel.kind
+    else:
+        kind = Channel.objects.filter(pk=session.channel_id).values_list("kind", flat=True).first()
+    if kind and kind != Channel.Kind.WIDGET:
+        delivery_create(message=line, channel_id=session.channel_id, visitor_id=session.visitor_id)
+    return line
 
 
 def _backoff_s(attempts: int, retry_after_s: float | None) -> float:

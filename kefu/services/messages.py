@@ -21,7 +21,7 @@ from im.senders import Sender
 from im.services import conversations as im_conversations
 from im.services import drafts as im_drafts
 from im.services import messages as im_messages
-from kefu import hours, selectors, sensitive, syslines, webhooks
+from kefu import hours, selectors, sensitive, webhooks
 from kefu.channels import adapter_for
 from kefu.channels.delivery import delivery_create
 from kefu.models import Channel, Session, Visitor, Workgroup
@@ -262,9 +262,9 @@ class VisitorConversationHook(SendHook):
       serves the session (:mod:`kefu.automation`, :mod:`kefu.robot`);
     - on a messaging channel (Telegram, WeChat…, :mod:`kefu.channels`): an agent's reply the
       vendor would refuse now is refused (``ServiceError("reply_window_closed")``, WeChat's 48
-      hours), and agents' and the robot's messages, and the system lines a customer reads
-      (:data:`kefu.syslines.CUSTOMER_LINES`), are queued for delivery to the customer
-      (:func:`kefu.channels.delivery.delivery_create`; the widget's visitors get them by socket).
+      hours), and agents' and the robot's messages are queued for delivery to the customer
+      (:func:`kefu.channels.delivery.delivery_create`; the widget's visitors get them by socket;
+      the system lines a customer reads: :func:`kefu.channels.delivery.session_line_post`).
     """
 
     def _counts(self, sender: Sender, draft: im_drafts.MessageDraft) -> bool:
@@ -347,12 +347,6 @@ class VisitorConversationHook(SendHook):
             _robot_delivery(message)
             return
         if context is None:
-            if (
-                message.msg_type == Message.Type.SYSTEM
-                and not message.internal
-                and (not message.code or message.code in syslines.CUSTOMER_LINES)
-            ):
-                _robot_delivery(message)
             return
         session_id, status, channel_id, was_snoozed = context
         if was_snoozed:
@@ -395,8 +389,7 @@ def _recall_check(conversation_id: int) -> None:
 
 
 def _robot_delivery(message: Message) -> None:
-    """Queue the robot's (or an auto-reply's) message, or a system line the customer should
-    read (:data:`kefu.syslines.CUSTOMER_LINES`), for a messaging channel's customer."""
+    """Queue the robot's (or an auto-reply's) message for a messaging channel's customer."""
     row = (
         Session.objects.filter(conversation_id=message.conversation_id)
         .exclude(channel__kind=Channel.Kind.WIDGET)
