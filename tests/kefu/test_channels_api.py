@@ -20,6 +20,7 @@ from org.models import User
 from tests.channels import visitor_session
 from tests.conftest import PASSWORD, agent_client, make_desk, unique
 from tests.fake_vendors import PNG
+from tests.kefu.conftest import REFUND_A, REFUND_Q, robot_desk
 from tests.waits import wait_until
 
 HOST = "acme.localhost"
@@ -306,3 +307,36 @@ def test_the_back_office_shows_a_new_key_and_secret_once(acme, vendors):
     assert f"/api/v1/kefu/channels/{channel.public_key}/messages" in change
     assert account.verify_token not in change
     assert account.secret not in change
+
+
+def test_the_robot_answers_an_api_customer_on_a_robot_channel(acme, vendors, channel_worker):
+    # given a robot-only channel with a knowledge base, turned into an API channel
+    desk = robot_desk(acme, mode="robot")
+    with schema_context("acme"):
+        Channel.objects.filter(pk=desk.channel.pk).update(kind=Channel.Kind.API)
+        desk.channel.kind = Channel.Kind.API
+        key, secret = api_channel_credentials_rotate(channel=desk.channel)
+        ChannelAccount.objects.filter(channel=desk.channel).update(
+            api_base_url=f"{vendors.base_url}/receiver"
+        )
+    contact = unique("crm")
+
+    # when the customer asks a question the knowledge base answers
+    assert (
+        _post(desk.channel, key, {"contact": {"id": contact}, "text": REFUND_Q}).status_code == 202
+    )
+
+    # then the robot's answer reaches the receiver, signed, from the robot
+    def answers() -> list[dict]:
+        return [
+            body["message"]
+            for body in (
+                _verified(c, secret)
+                for c in vendors.sent("/receiver")
+                if json.loads(c.raw)["contact"]["id"] == contact
+            )
+            if body["message"]["sender"]["type"] == "robot"
+        ]
+
+    message = wait_until(answers, what="the robot's answer at the receiver")[0]
+    assert message["text"] == REFUND_A
