@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
@@ -135,9 +136,11 @@ def _api_payload(request: HttpRequest, channel: Channel) -> dict:
     """The checked payload of an API channel's message (JSON, or multipart with ``payload``
     and ``file``; the file is stored now). Raises ``ServiceError``."""
     multipart = request.content_type == "multipart/form-data"
-    upload = request.FILES.get("file") if multipart else None
     try:
+        upload = request.FILES.get("file") if multipart else None
         data = json.loads(request.POST.get("payload") or "" if multipart else request.body)
+    except RequestDataTooBig as exc:
+        raise ServiceError("too_large", _("The request is too large.")) from exc
     except (ValueError, UnicodeDecodeError) as exc:
         raise ServiceError(
             "invalid", _("The body is not JSON."), field="payload" if multipart else None

@@ -243,6 +243,18 @@ def test_a_wrong_key_or_a_bad_body_is_refused_and_nothing_is_stored(acme, vendor
         assert not ChannelEvent.objects.filter(channel=channel).exists()
 
 
+def test_a_body_over_the_upload_limit_is_refused_with_413(acme, vendors, settings):
+    desk = make_desk(acme, agents=1)
+    channel, key, _secret = _api_channel(desk, vendors.base_url)
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+
+    response = _post(channel, key, {"contact": {"id": "1"}, "text": "x" * 2000})
+
+    assert (response.status_code, response.json()["error"]) == (413, "too_large")
+    with schema_context("acme"):
+        assert not ChannelEvent.objects.filter(channel=channel).exists()
+
+
 def test_a_refusing_receiver_shows_not_delivered(acme, vendors, channel_worker):
     # given a customer with an agent, and a receiver that refuses (HTTP 410)
     desk = make_desk(acme, agents=1)
