@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection
@@ -23,6 +24,7 @@ from django.utils.translation import ngettext
 
 from kbase.models import KnowledgeBase
 from kefu import embed, exports, inbox_views, privacy, stats, supervision
+from kefu.channels.api import api_channel_credentials_rotate
 from kefu.channels.delivery import channel_health
 from kefu.models import (
     AgentState,
@@ -207,7 +209,10 @@ class ChannelAccountForm(forms.ModelForm):
         label=_("API base URL"),
         required=False,
         assume_scheme="https",
-        help_text=_("Empty: the vendor's public API."),
+        help_text=_(
+            "Empty: the vendor's public API. API channel: the callback URL that receives the "
+            "replies."
+        ),
     )
 
     class Meta:
@@ -262,7 +267,7 @@ class ChannelAccountInline(admin.StackedInline):
     max_num = 1
     can_delete = False
     fields = ("app_id", "secret", "verify_token", "aes_key", "api_base_url")
-    verbose_name = _("messaging account (Telegram, WeChat)")
+    verbose_name = _("messaging account (Telegram, WeChat, API)")
 
 
 @admin.register(Channel)
@@ -288,7 +293,33 @@ class ChannelAdmin(admin.ModelAdmin):
     )
     filter_horizontal = ("knowledge_bases", "departments")
     inlines = [ChannelAccountInline, RoutingRuleInline]
-    actions = ("identity_secret_generate",)
+    actions = ("identity_secret_generate", "api_credentials_generate")
+
+    @admin.action(
+        description=_("Generate a new key and signing secret of an API channel (shows them once)")
+    )
+    def api_credentials_generate(self, request: HttpRequest, queryset: Any) -> Any:
+        """The inbound key and the callback signing secret of one API channel, shown once on a
+        page that is not cached (docs/channels.md, "API channel")."""
+        channels = list(queryset[:2])
+        if len(channels) != 1 or channels[0].kind != Channel.Kind.API:
+            self.message_user(request, _("Choose one API channel."), messages.WARNING)
+            return None
+        key, secret = api_channel_credentials_rotate(channel=channels[0])
+        response = TemplateResponse(
+            request,
+            "admin/kefu/channel/api_credentials.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "channel": channels[0],
+                "key": key,
+                "secret": secret,
+                "title": channels[0].name,
+            },
+        )
+        response["Cache-Control"] = "no-store"
+        return response
 
     @admin.display(description=_("identity verification secret"))
     def identity_secret_state(self, obj: Channel) -> str:
@@ -342,7 +373,7 @@ class ChannelAdmin(admin.ModelAdmin):
             {"fields": ("identity_required", "identity_secret_state")},
         ),
         (
-            _("Messaging channel (Telegram, WeChat Official Account)"),
+            _("Messaging channel (Telegram, WeChat Official Account, API)"),
             {"fields": ("callback_url", "health")},
         ),
         (
@@ -407,10 +438,13 @@ class ChannelAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("callback URL"))
     def callback_url(self, obj: Channel) -> str:
-        """Where the vendor sends updates: the Telegram webhook, WeChat's server URL."""
+        """Where the vendor sends updates: the Telegram webhook, WeChat's server URL, the API
+        channel's messages endpoint."""
         base = getattr(obj, "public_base_url", None)
         if not obj.pk or base is None or obj.kind == Channel.Kind.WIDGET:
             return "—"
+        if obj.kind == Channel.Kind.API:
+            return f"{base}/api/v1/kefu/channels/{obj.public_key}/messages"
         return f"{base}/hooks/{obj.kind}/{obj.public_key}"
 
     @admin.display(description=_("health"))
@@ -422,7 +456,8 @@ class ChannelAdmin(admin.ModelAdmin):
         return format_html(
             '<dl class="weiyu-health"><dt>{}</dt><dd id="health-inbound">{}</dd>'
             '<dt>{}</dt><dd id="health-error">{}</dd>'
-            '<dt>{}</dt><dd id="health-failed">{}</dd></dl>',
+            '<dt>{}</dt><dd id="health-failed">{}</dd>'
+            '<dt>{}</dt><dd id="health-events-failed">{}</dd></dl>',
             _("Last inbound"),
             date_format(timezone.localtime(h["last_inbound_at"]), "DATETIME_FORMAT")
             if h["last_inbound_at"]
@@ -436,6 +471,9 @@ class ChannelAdmin(admin.ModelAdmin):
             else _("none"),
             _("Messages not delivered today"),
             h["failed_today"],
+            _("Inbound messages refused or failed (kept %(days)s days)")
+            % {"days": settings.WEIYU_CHANNEL_EVENT_FAILED_KEEP_DAYS},
+            h["events_failed"],
         )
 
     @admin.display(description=_("last inbound"))

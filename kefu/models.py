@@ -205,6 +205,7 @@ class Channel(models.Model):
         WIDGET = "widget", _("Website widget")
         TELEGRAM = "telegram", _("Telegram bot")
         WECHAT_MP = "wechat_mp", _("WeChat Official Account")
+        API = "api", _("API (your own system)")
 
     class Mode(models.TextChoices):
         AGENT = "agent", _("Agent (human only)")
@@ -1191,8 +1192,10 @@ class SavedView(models.Model):
 
 
 class ChannelAccount(models.Model):
-    """A messaging channel's account at its vendor (a :class:`Channel` of kind ``telegram`` or
-    ``wechat_mp``) and its health (docs/channels.md).
+    """A messaging channel's account at its vendor (a :class:`Channel` of kind ``telegram``,
+    ``wechat_mp`` or ``api``) and its health (docs/channels.md). For the API channel the tenant's
+    own system is the vendor: ``verify_token`` is the inbound key, ``secret`` the key that signs
+    the callbacks, ``api_base_url`` the callback URL.
 
     Secrets are encrypted at rest (:class:`weiyu.fields.EncryptedTextField`). ``api_base_url``
     is the vendor's API (empty: the public one, ``https://api.telegram.org`` or

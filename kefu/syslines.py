@@ -26,6 +26,25 @@ TICKET_SPLIT = "kefu.ticket_split"
 MERGED_IN = "kefu.merged_in"
 MERGED_AWAY = "kefu.merged_away"
 
+#: the lines a customer on a messaging channel (Telegram, WeChat, the API channel) receives, as
+#: text in their language, because the widget shows them to its visitors: who serves them, a
+#: transfer or a return to the queue, the robot handing over, an overflow, the end. A system line
+#: without a code (a tenant's own idle-closing text) is sent too. Internal lines (snoozes,
+#: ticket splits, merges) are for the staff and never leave (docs/channels.md, "System lines").
+CUSTOMER_LINES = frozenset(
+    {
+        ASSIGNED,
+        JOINED,
+        TRANSFERRED,
+        REQUEUED,
+        AGENT_LEFT,
+        HANDOVER,
+        OVERFLOW_LEAVE_MESSAGE,
+        IDLE_CLOSED,
+        ENDED,
+    }
+)
+
 system_lines_register(
     {
         ASSIGNED: _("%(agent)s is now serving you."),

@@ -18,7 +18,7 @@ from django_tenants.utils import get_tenant_model, schema_context
 
 from kefu import exports, privacy, stats
 from kefu.channels.delivery import delivery_send_task
-from kefu.channels.inbound import channel_event_task
+from kefu.channels.inbound import channel_event_task, channel_events_prune
 from kefu.exports import export_job_task
 from kefu.models import Session
 from kefu.robot.answers import robot_answer_task
@@ -131,6 +131,23 @@ def exports_purge_task(schema: str) -> int:
     (:func:`kefu.exports.exports_purge`); returns how many."""
     with schema_context(schema):
         return exports.exports_purge()
+
+
+@shared_task
+def channel_events_prune_task(schema: str) -> int:
+    """Delete one tenant's inbound channel events past their retention
+    (:func:`kefu.channels.inbound.channel_events_prune`); the rows deleted."""
+    with schema_context(schema):
+        return channel_events_prune()
+
+
+@shared_task
+def channel_events_prune_all_task() -> int:
+    """Beat (hourly): :func:`channel_events_prune_task` for every active tenant."""
+    schemas = _active_schemas()
+    for schema in schemas:
+        channel_events_prune_task.delay(schema)
+    return len(schemas)
 
 
 @shared_task

@@ -34,4 +34,9 @@ urlpatterns = [
     path("inbox/login/code/", SignInCodeView.as_view(), name="inbox-login-code"),
     path("inbox/logout/", views.InboxLogoutView.as_view(), name="inbox-logout"),
     path("hooks/<slug:kind>/<str:key>", channel_views.channel_hook, name="channel-hook"),
+    path(
+        "api/v1/kefu/channels/<str:key>/messages",
+        channel_views.api_channel_message,
+        name="api-channel-message",
+    ),
 ]

@@ -4,11 +4,16 @@ thing the channel tests fake is the vendor, at the HTTP boundary (kefu.channels)
 - Telegram Bot API: ``/bot<token>/sendMessage|sendPhoto|sendDocument|getFile|getUpdates`` and
   ``/file/bot<token>/<path>``;
 - WeChat Official Account API: ``/cgi-bin/token``, ``/cgi-bin/message/custom/send``,
-  ``/cgi-bin/media/upload``, ``/cgi-bin/media/get``, ``/cgi-bin/user/info``.
+  ``/cgi-bin/media/upload``, ``/cgi-bin/media/get``, ``/cgi-bin/user/info``;
+- a tenant's own system behind an API channel: ``/receiver`` (the callback URL, answered 200
+  ``{"ok": true}``; the test checks the signature itself from the raw body and headers) and
+  ``/files/<name>`` (a file an inbound message links to: the PNG).
 
 Every call is kept in ``calls`` as a :class:`Call`. Knobs: ``fail_next`` (answer that many sends
 with HTTP 500), ``refuse`` (a permanent refusal: Telegram 403 "bot was blocked by the user",
-WeChat errcode 45015), ``expire_token()`` (the WeChat token in use becomes invalid: 40001).
+WeChat errcode 45015, the receiver 410), ``expire_token()`` (the WeChat token in use becomes
+invalid: 40001), ``hold_files`` (a :class:`threading.Event`: file downloads wait until it is set —
+a slow vendor).
 """
 
 from __future__ import annotations
@@ -49,6 +54,8 @@ class Call:
     json: Any = None
     form: dict[str, str] = field(default_factory=dict)
     files: dict[str, tuple[str, bytes]] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+    raw: bytes = b""
 
 
 def _multipart(content_type: str, body: bytes) -> tuple[dict[str, str], dict[str, Any]]:
@@ -77,6 +84,7 @@ class FakeVendors:
         self.refuse = False
         self.updates: list[dict[str, Any]] = []
         self.nickname = "小明"
+        self.hold_files: threading.Event | None = None
         self._tokens = itertools.count(1)
         self.valid_tokens: set[str] = set()
         self._lock = threading.Lock()
@@ -91,7 +99,13 @@ class FakeVendors:
                 query = {k: v[0] for k, v in parse_qs(parts.query).items()}
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                call = Call(method=self.command, path=parts.path, query=query)
+                call = Call(
+                    method=self.command,
+                    path=parts.path,
+                    query=query,
+                    headers=dict(self.headers.items()),
+                    raw=body,
+                )
                 content_type = self.headers.get("Content-Type", "")
                 if content_type.startswith("multipart/"):
                     call.form, call.files = _multipart(content_type, body)
@@ -118,8 +132,17 @@ class FakeVendors:
             def _route(self, call: Call) -> None:
                 if call.path.startswith("/cgi-bin/"):
                     self._wechat(call)
-                elif call.path.startswith("/file/bot"):
+                elif call.path.startswith(("/file/bot", "/files/")):
+                    if fake.hold_files is not None:
+                        fake.hold_files.wait(timeout=120)
                     self._send(200, PNG, "image/png")
+                elif call.path == "/receiver":
+                    if fake._take_failure():
+                        self._send(500, {"error": "boom"})
+                    elif fake.refuse:
+                        self._send(410, {"error": "this contact is gone"})
+                    else:
+                        self._send(200, {"ok": True})
                 elif call.path.startswith("/bot"):
                     self._telegram(call)
                 else:

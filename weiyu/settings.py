@@ -420,6 +420,12 @@ WEIYU_OUTBOUND_ALLOW = os.environ.get("WEIYU_OUTBOUND_ALLOW", "")
 WEIYU_CHANNEL_RETRY_S = float(os.environ.get("WEIYU_CHANNEL_RETRY_S", "10"))
 WEIYU_CHANNEL_SEND_ATTEMPTS = int(os.environ.get("WEIYU_CHANNEL_SEND_ATTEMPTS", "4"))
 WEIYU_CHANNEL_HTTP_TIMEOUT_S = float(os.environ.get("WEIYU_CHANNEL_HTTP_TIMEOUT_S", "15"))
+# days a handled inbound event (kefu.ChannelEvent) is kept; a failed one is kept longer for the
+# channel's health page (kefu.channels.inbound.channel_events_prune)
+WEIYU_CHANNEL_EVENT_KEEP_DAYS = int(os.environ.get("WEIYU_CHANNEL_EVENT_KEEP_DAYS", "7"))
+WEIYU_CHANNEL_EVENT_FAILED_KEEP_DAYS = int(
+    os.environ.get("WEIYU_CHANNEL_EVENT_FAILED_KEEP_DAYS", "30")
+)
 #: bytes of response read at most from a tenant-chosen URL
 WEIYU_OUTBOUND_MAX_BYTES = int(os.environ.get("WEIYU_OUTBOUND_MAX_BYTES", str(10 * 1024 * 1024)))
 
@@ -439,6 +445,11 @@ CELERY_BEAT_SCHEDULE = {
     # each tenant's data retention (Customer service → Data retention), once a day
     # (and list exports older than WEIYU_EXPORTS_KEEP_DAYS deleted with their files)
     "kefu-retention": {"task": "kefu.tasks.retention_all_task", "schedule": 86400.0},
+    # handled inbound channel events past their retention (docs/channels.md, "Retention")
+    "kefu-channel-events-prune": {
+        "task": "kefu.tasks.channel_events_prune_all_task",
+        "schedule": 3600.0,
+    },
     # queue wait limits, unanswered-visitor reminders and re-assignment, idle auto-close
     "kefu-stats": {
         "task": "kefu.tasks.stats_rollup_all_task",

@@ -98,8 +98,10 @@ class Inbound:
     """An event turned into what Weiyu stores: from customer ``user_id`` (the vendor's id, kept
     in ``Visitor.external_id``) named ``name``, a message of ``msg_type`` (``text``, ``image``,
     ``voice``, ``file``) with ``text`` (the text or a caption) and, for media, ``media`` (what
-    :meth:`ChannelAdapter.media_fetch` needs), ``file_name``; or an ``event`` (``subscribe``,
-    ``unsubscribe``) without a message."""
+    :meth:`ChannelAdapter.media_fetch` needs; ``{"attachment_id", "kind"}`` for a file already
+    stored), ``file_name``; or an ``event`` (``subscribe``, ``unsubscribe``) without a message.
+    ``email``, ``phone``, ``language`` (a BCP 47 tag): contact details the channel gives,
+    kept on the visitor (the language of the system lines they receive)."""
 
     user_id: str
     name: str = ""
@@ -108,6 +110,9 @@ class Inbound:
     media: dict[str, Any] = field(default_factory=dict)
     file_name: str = ""
     event: str = ""
+    email: str = ""
+    phone: str = ""
+    language: str = ""
 
 
 class ChannelAdapter(ABC):

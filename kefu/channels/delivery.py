@@ -18,9 +18,12 @@ from django_tenants.utils import schema_context
 from im import selectors as im_selectors
 from im.models import Message, Participant
 from im.services import messages as im_messages
+from im.syslines import message_text
 from kefu.channels import adapter_for
 from kefu.channels.base import DeliveryError, logger
-from kefu.models import Channel, ChannelAccount, Delivery
+from kefu.models import Channel, ChannelAccount, ChannelEvent, Delivery, Session
+from kefu.senders import language_for
+from kefu.syslines import CUSTOMER_LINES
 from org.models import User
 from weiyu.errors import ServiceError
 from weiyu.realtime import publish_event_on_commit
@@ -71,6 +74,39 @@ def delivery_create(*, message: Message, channel_id: int, visitor_id: int) -> De
     return delivery
 
 
+def session_line_post(
+    *,
+    session: Session,
+    code: str = "",
+    params: dict[str, Any] | None = None,
+    content: str = "",
+    meta: dict[str, Any] | None = None,
+) -> Message:
+    """Post a service line into the session's conversation
+    (``im.services.messages.system_message_post``, same arguments) and, when the customer is on
+    a messaging channel and the line is one a customer reads (:data:`kefu.syslines.
+    CUSTOMER_LINES`, or a line without a code: the tenant's own text), queue it for them like a
+    reply — sent as text in their language (docs/channels.md, "System lines"). Done here, where
+    the session is at hand, so a widget conversation's line costs no extra query when the
+    session comes with its channel loaded. Raises as ``system_message_post``."""
+    line = im_messages.system_message_post(
+        conversation_id=session.conversation_id,
+        code=code,
+        params=params,
+        content=content,
+        meta=meta,
+    )
+    if code and code not in CUSTOMER_LINES:
+        return line
+    if Session.channel.is_cached(session):
+        kind = session.channel.kind
+    else:
+        kind = Channel.objects.filter(pk=session.channel_id).values_list("kind", flat=True).first()
+    if kind and kind != Channel.Kind.WIDGET:
+        delivery_create(message=line, channel_id=session.channel_id, visitor_id=session.visitor_id)
+    return line
+
+
 def _backoff_s(attempts: int, retry_after_s: float | None) -> float:
     base = settings.WEIYU_CHANNEL_RETRY_S * (2 ** max(attempts - 1, 0))
     return max(base, retry_after_s or 0.0)
@@ -118,6 +154,16 @@ def delivery_attempt(*, delivery_id: int) -> float | None:
         return _attempt(delivery)
 
 
+def _send(adapter: Any, account: ChannelAccount, delivery: Delivery) -> str:
+    """A reply through the adapter; a system line as text in the customer's language
+    (:func:`kefu.senders.language_for`)."""
+    message, visitor = delivery.message, delivery.visitor
+    if message.msg_type == Message.Type.SYSTEM:
+        text = message_text(message, language=language_for(visitor))
+        return adapter.send_text(account=account, user_id=visitor.external_id, text=text)
+    return adapter.send(account=account, visitor=visitor, message=message)
+
+
 def _attempt(delivery: Delivery) -> float | None:
     channel: Channel = delivery.channel
     adapter = adapter_for(channel.kind)
@@ -128,9 +174,7 @@ def _attempt(delivery: Delivery) -> float | None:
         error = DeliveryError(_("The channel is not set up."), permanent=True)
     else:
         try:
-            external_id = adapter.send(
-                account=account, visitor=delivery.visitor, message=delivery.message
-            )
+            external_id = _send(adapter, account, delivery)
         except DeliveryError as exc:
             error = exc
     now = timezone.now()
@@ -206,8 +250,10 @@ def delivery_retry(*, user: User, delivery_id: object) -> Delivery:
 
 def channel_health(*, channel: Channel, now: dt.datetime | None = None) -> dict[str, Any]:
     """The back office's view of a messaging channel: ``{"last_inbound_at", "last_error",
-    "last_error_at", "failed_today"}`` (deliveries failed since local midnight,
-    ``settings.TIME_ZONE``)."""
+    "last_error_at", "failed_today", "events_failed"}``: ``failed_today`` — deliveries failed
+    since local midnight (``settings.TIME_ZONE``); ``events_failed`` — inbound events that were
+    refused or could not be handled, over the days they are kept
+    (``WEIYU_CHANNEL_EVENT_FAILED_KEEP_DAYS``, :func:`kefu.channels.inbound.channel_events_prune`)."""
     now = now or timezone.now()
     midnight = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
     account = ChannelAccount.objects.filter(channel=channel).first()
@@ -218,6 +264,7 @@ def channel_health(*, channel: Channel, now: dt.datetime | None = None) -> dict[
         "failed_today": Delivery.objects.filter(
             channel=channel, status=Delivery.Status.FAILED, failed_at__gte=midnight
         ).count(),
+        "events_failed": ChannelEvent.objects.filter(channel=channel).exclude(error="").count(),
     }
 
 

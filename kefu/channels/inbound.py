@@ -5,6 +5,7 @@ downloads are HTTP calls to the vendor), with retries, so nothing accepted is lo
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from celery import shared_task
@@ -69,90 +70,181 @@ def visitor_for_external(*, channel: Channel, user_id: str, name: str = "") -> t
     return visitor, True
 
 
+#: the payload key under which an event keeps what was fetched for it before it is stored
+PREPARED = "_weiyu"
+
+
 def _notice(channel: Channel, account: ChannelAccount, user_id: str, text: str) -> None:
-    """Tell the customer something the widget would show (closed, queue full, refused)."""
+    """Tell the customer something the widget would show (closed, queue full, refused, the
+    welcome text), after the handler's transaction commits: a vendor call never runs while rows
+    are locked."""
     adapter = adapter_for(channel.kind)
     if adapter is None or not text:
         return
-    try:
-        adapter.send_text(account=account, user_id=user_id, text=text)
-    except DeliveryError as exc:
-        account_error_record(channel_id=channel.pk, error=exc.message)
+
+    def send() -> None:
+        try:
+            adapter.send_text(account=account, user_id=user_id, text=text)
+        except DeliveryError as exc:
+            account_error_record(channel_id=channel.pk, error=exc.message)
+
+    transaction.on_commit(send)
 
 
 def channel_event_handle(*, event_id: int) -> Message | None:
     """Handle a stored event and, first, the channel's older events not handled yet, in the
-    order they arrived: one handler per channel at a time (the account row is locked), so a
-    customer's messages are stored in the order the vendor sent them, whichever worker takes
-    which task. Returns the message of ``event_id`` (None when it made none). An older event
-    whose file cannot be fetched yet is left to its own task's retry. Raises
-    :class:`DeliveryError` for this event's download that may work later (the task retries)."""
+    order they arrived: one handler per channel at a time (an advisory lock named after the
+    channel), so a customer's messages are stored in the order the vendor sent them, whichever
+    worker takes which task. Returns the message of ``event_id`` (None when it made none).
+
+    The vendor calls (a new customer's profile, a file download: up to
+    ``WEIYU_CHANNEL_HTTP_TIMEOUT_S`` each) happen first, outside any transaction
+    (:func:`_event_prepare`), so no row is locked while a vendor is slow: an agent replying to
+    the same customer is never kept waiting. An older event whose file cannot be fetched yet is
+    left to its own task's retry. Raises :class:`DeliveryError` for this event's download that
+    may work later (the task retries)."""
+    channel_id = (
+        ChannelEvent.objects.filter(pk=event_id).values_list("channel_id", flat=True).first()
+    )
+    if channel_id is None:
+        return None
+    older = ChannelEvent.objects.filter(
+        channel_id=channel_id, handled_at__isnull=True, pk__lt=event_id
+    ).order_by("pk")
+    for earlier in older.values_list("pk", flat=True):
+        try:
+            _event_prepare(event_id=earlier)
+        except DeliveryError:
+            logger.info("channel %s: event %s waits for its retry", channel_id, earlier)
     failure: DeliveryError | None = None
+    try:
+        _event_prepare(event_id=event_id)
+    except DeliveryError as exc:
+        failure = exc
+    message = None
     with transaction.atomic():
-        channel_id = (
-            ChannelEvent.objects.filter(pk=event_id).values_list("channel_id", flat=True).first()
-        )
-        if channel_id is None:
-            return None
-        # an advisory lock, not the account row: webhooks update that row while we download
+        # an advisory lock, not the account row: webhooks update that row meanwhile
         with connection.cursor() as cursor:
             cursor.execute(
                 "SELECT pg_advisory_xact_lock(hashtext(%s))",
                 [f"{connection.schema_name}.kefu.channel.{channel_id}"],
             )
-        older = ChannelEvent.objects.filter(
-            channel_id=channel_id, handled_at__isnull=True, pk__lt=event_id
-        ).order_by("pk")
         for earlier in older.values_list("pk", flat=True):
             try:
                 with transaction.atomic():
                     _event_handle(event_id=earlier)
             except DeliveryError:
                 logger.info("channel %s: event %s waits for its retry", channel_id, earlier)
-        try:
-            with transaction.atomic():
-                message = _event_handle(event_id=event_id)
-        except DeliveryError as exc:
-            failure, message = exc, None
+        if failure is None:
+            try:
+                with transaction.atomic():
+                    message = _event_handle(event_id=event_id)
+            except DeliveryError as exc:
+                failure = exc
     if failure is not None:
         raise failure
     return message
 
 
+def _event_inbound(
+    event: ChannelEvent,
+) -> tuple[Any, ChannelAccount, Inbound] | None:
+    """``(adapter, account, inbound)`` of a stored event, None when there is nothing to do."""
+    channel = event.channel
+    account = ChannelAccount.objects.filter(channel=channel).first()
+    adapter = adapter_for(channel.kind)
+    if adapter is None or account is None:
+        return None
+    inbound = adapter.inbound(account=account, payload=event.payload)
+    if inbound is None or not inbound.user_id:
+        return None
+    return adapter, account, inbound
+
+
+def _event_prepare(*, event_id: int) -> None:
+    """The vendor calls an event needs, outside any transaction (each write here commits on
+    its own): the customer, created on first contact with the vendor's profile name; a file,
+    downloaded and stored as an attachment kept in the payload (``_weiyu: {"attachment_id",
+    "kind"}`` or ``{"refused": reason}`` for a file the tenant's rules refuse), so a retry or
+    another worker does not fetch it again. Raises :class:`DeliveryError` for a download that
+    may work later."""
+    event = ChannelEvent.objects.select_related("channel").filter(pk=event_id).first()
+    if event is None or event.handled_at is not None or PREPARED in (event.payload or {}):
+        return
+    found = _event_inbound(event)
+    if found is None:
+        return
+    adapter, account, inbound = found
+    visitor, created = visitor_for_external(
+        channel=event.channel, user_id=inbound.user_id, name=inbound.name
+    )
+    if created and not inbound.name:
+        try:
+            fetched = adapter.profile_name(account=account, user_id=inbound.user_id)
+        except DeliveryError as exc:
+            fetched = ""
+            account_error_record(channel_id=event.channel_id, error=exc.message)
+        if fetched:
+            Visitor.objects.filter(pk=visitor.pk).update(name=fetched[:100], name_given=True)
+    if inbound.event or inbound.msg_type == "text" or "attachment_id" in inbound.media:
+        return
+    content, name = adapter.media_fetch(account=account, inbound=inbound)
+    try:
+        prepared = _attachment_store(visitor, inbound.msg_type, name, content)
+    except ServiceError as exc:
+        prepared = {"refused": exc.message}
+    ChannelEvent.objects.filter(pk=event.pk, handled_at__isnull=True).exclude(
+        payload__has_key=PREPARED
+    ).update(payload={**event.payload, PREPARED: prepared})
+
+
+def _attachment_store(visitor: Visitor, kind: str, name: str, content: bytes) -> dict[str, Any]:
+    """Store a customer's file; ``{"attachment_id", "kind"}``. A format the inbox cannot play or
+    show inline (WeChat's AMR voice) is kept as a file. Raises ``ServiceError``."""
+    try:
+        attachment = attachment_upload(
+            conversation_id=None,
+            uploader_key=visitor.member_key,
+            upload=SimpleUploadedFile(name, content),
+            kind=kind,
+            standalone=True,
+        )
+    except ServiceError as exc:
+        if exc.code != "invalid" or kind == "file":
+            raise
+        kind = "file"
+        attachment = attachment_upload(
+            conversation_id=None,
+            uploader_key=visitor.member_key,
+            upload=SimpleUploadedFile(name, content),
+            kind=kind,
+            standalone=True,
+        )
+    return {"attachment_id": attachment.pk, "kind": kind}
+
+
 def _event_handle(*, event_id: int) -> Message | None:
-    """Handle a stored event once: the visitor (created, with the vendor's profile name, on first
-    contact), then the message through ``visitor_message_send`` (a file downloaded from the
-    vendor first) — routed, served by the robot or queued exactly as a widget visitor's.
-    ``client_msg_id`` ``ch<event id>`` keeps a second run from storing it twice. A refusal
-    (outside work hours, queue full, blocked) is told to the customer as the widget would.
-    Returns the stored message, None when there was none. Raises :class:`DeliveryError` for a
-    download that may work later (the task retries)."""
+    """Store a prepared event once (no vendor call: :func:`_event_prepare` made them): the
+    visitor, then the message through ``visitor_message_send`` — routed, served by the robot
+    or queued exactly as a widget visitor's. ``client_msg_id`` ``ch<event id>`` keeps a second
+    run from storing it twice. A refusal (outside work hours, queue full, blocked) is told to
+    the customer as the widget would, after commit. Returns the stored message, None when there
+    was none. Raises :class:`DeliveryError` for a file not fetched yet (its task retries)."""
     event = ChannelEvent.objects.select_related("channel").filter(pk=event_id).first()
     if event is None or event.handled_at is not None:
         return None
     channel = event.channel
-    account = ChannelAccount.objects.filter(channel=channel).first()
-    adapter = adapter_for(channel.kind)
-    inbound: Inbound | None = None
-    if adapter is not None and account is not None:
-        inbound = adapter.inbound(account=account, payload=event.payload)
+    found = _event_inbound(event)
     message = None
     error = ""
-    if inbound is not None and inbound.user_id and adapter is not None and account is not None:
-        visitor, created = visitor_for_external(
+    if found is not None:
+        _adapter, account, inbound = found
+        visitor, _created = visitor_for_external(
             channel=channel, user_id=inbound.user_id, name=inbound.name
         )
-        if created and not inbound.name:
-            try:
-                fetched = adapter.profile_name(account=account, user_id=inbound.user_id)
-            except DeliveryError as exc:
-                fetched = ""
-                account_error_record(channel_id=channel.pk, error=exc.message)
-            if fetched:
-                visitor.name, visitor.name_given = fetched, True
-                visitor.save(update_fields=["name", "name_given"])
+        _contact_update(visitor, inbound)
         try:
-            message = _message_store(adapter, account, visitor, inbound, event)
+            message = _message_store(visitor, inbound, event)
         except ServiceError as exc:
             error = exc.message
             logger.info("channel %s: event %s refused: %s", channel.pk, event.pk, exc.code)
@@ -167,9 +259,47 @@ def _event_handle(*, event_id: int) -> Message | None:
     return message
 
 
-def _message_store(
-    adapter: Any, account: ChannelAccount, visitor: Visitor, inbound: Inbound, event: ChannelEvent
-) -> Message | None:
+def api_upload_store(
+    *, channel: Channel, payload: dict[str, Any], upload: Any, kind: object
+) -> dict[str, Any]:
+    """A file uploaded with an API channel's message: stored now (the request carries it) for
+    the contact of ``payload``, created on first contact. ``{"attachment_id", "kind"}``.
+    Raises ``ServiceError``: ``invalid`` (a kind other than ``image``/``file``, content the
+    tenant's rules refuse), ``too_large``, ``quota_exceeded``."""
+    if kind not in ("image", "file"):
+        raise ServiceError("invalid", _("type is image or file."), field="type")
+    contact = payload["contact"]
+    visitor, _created = visitor_for_external(
+        channel=channel, user_id=contact["id"], name=contact["name"]
+    )
+    attachment = attachment_upload(
+        conversation_id=None,
+        uploader_key=visitor.member_key,
+        upload=upload,
+        kind=kind,
+        standalone=True,
+    )
+    return {"attachment_id": attachment.pk, "kind": kind}
+
+
+def _contact_update(visitor: Visitor, inbound: Inbound) -> None:
+    """The e-mail address, phone number and language a channel gives, when they changed."""
+    changed = {
+        name: value
+        for name, value in (
+            ("email", inbound.email),
+            ("phone", inbound.phone),
+            ("language", inbound.language),
+        )
+        if value and getattr(visitor, name) != value
+    }
+    if changed:
+        Visitor.objects.filter(pk=visitor.pk).update(**changed)
+        for name, value in changed.items():
+            setattr(visitor, name, value)
+
+
+def _message_store(visitor: Visitor, inbound: Inbound, event: ChannelEvent) -> Message | None:
     if inbound.event:
         return None
     client_msg_id = f"ch{event.pk}"
@@ -178,35 +308,18 @@ def _message_store(
             visitor=visitor, conversation_id=None, content=inbound.text, client_msg_id=client_msg_id
         )
         return message
-    content, name = adapter.media_fetch(account=account, inbound=inbound)
-    kind = inbound.msg_type
-    try:
-        attachment = attachment_upload(
-            conversation_id=None,
-            uploader_key=visitor.member_key,
-            upload=SimpleUploadedFile(name, content),
-            kind=kind,
-            standalone=True,
-        )
-    except ServiceError as exc:
-        if exc.code != "invalid" or kind == "file":
-            raise
-        # a format the inbox cannot play or show inline (WeChat's AMR voice): kept as a file
-        kind = "file"
-        attachment = attachment_upload(
-            conversation_id=None,
-            uploader_key=visitor.member_key,
-            upload=SimpleUploadedFile(name, content),
-            kind=kind,
-            standalone=True,
-        )
+    prepared = inbound.media if "attachment_id" in inbound.media else event.payload.get(PREPARED)
+    if not prepared:
+        raise DeliveryError(_("The file has not been fetched yet."))
+    if prepared.get("refused"):
+        raise ServiceError("invalid", prepared["refused"])
     message, _created = visitor_message_send(
         visitor=visitor,
         conversation_id=None,
         content=inbound.text[: settings.WEIYU_MESSAGE_MAX_CHARS],
         client_msg_id=client_msg_id,
-        msg_type=kind,
-        attachment_id=attachment.pk,
+        msg_type=prepared["kind"],
+        attachment_id=prepared["attachment_id"],
     )
     return message
 
@@ -258,6 +371,24 @@ def telegram_poll_once(*, channel: Channel, timeout_s: int) -> int:
     if last != account.poll_offset:
         ChannelAccount.objects.filter(pk=account.pk).update(poll_offset=last)
     return len(updates)
+
+
+def channel_events_prune(*, now: dt.datetime | None = None) -> int:
+    """Delete handled inbound events past their retention (docs/channels.md, "Retention"): an
+    event handled without an error after ``WEIYU_CHANNEL_EVENT_KEEP_DAYS`` days (a vendor
+    retries a callback for minutes, not days, so the row has done its work), one that failed
+    after ``WEIYU_CHANNEL_EVENT_FAILED_KEEP_DAYS`` days (kept longer for the channel's health:
+    "inbound events failed"). Events not handled yet are never deleted. Returns the rows
+    deleted."""
+    now = now or timezone.now()
+    ok_before = now - dt.timedelta(days=settings.WEIYU_CHANNEL_EVENT_KEEP_DAYS)
+    failed_before = now - dt.timedelta(days=settings.WEIYU_CHANNEL_EVENT_FAILED_KEEP_DAYS)
+    deleted, _by_model = ChannelEvent.objects.filter(
+        Q(error="", handled_at__lt=ok_before) | Q(handled_at__lt=failed_before)
+    ).delete()
+    if deleted:
+        logger.info("channel events pruned: %s", deleted)
+    return deleted
 
 
 def visitor_channel_export(visitor: Visitor) -> dict[str, Any]:

@@ -87,7 +87,12 @@ class TelegramAdapter(ChannelAdapter):
         name = " ".join(
             p for p in (sender.get("first_name"), sender.get("last_name")) if isinstance(p, str)
         ).strip() or (sender.get("username") or "")
-        found = Inbound(user_id=str(chat["id"]), name=name[:100])
+        language = sender.get("language_code")
+        found = Inbound(
+            user_id=str(chat["id"]),
+            name=name[:100],
+            language=language[:16] if isinstance(language, str) else "",
+        )
         if isinstance(message.get("text"), str):
             found.text = message["text"]
             return found

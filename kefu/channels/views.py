@@ -4,16 +4,25 @@ events, store each once, answer what the vendor expects."""
 
 from __future__ import annotations
 
+import json
+
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from kefu.channels import adapter_for
+from kefu.channels.api import ApiAdapter, event_id_for, message_parse
 from kefu.channels.base import ChannelAuthError, ChannelInputError, logger
-from kefu.channels.inbound import channel_event_accept
+from kefu.channels.inbound import api_upload_store, channel_event_accept
 from kefu.channels.wechat import WeChatAdapter
-from kefu.models import Channel, ChannelAccount
+from kefu.models import Channel, ChannelAccount, ChannelEvent
+from weiyu import ratelimit
+from weiyu.errors import RateLimitedError, ServiceError
+
+#: inbound messages one API channel accepts per minute
+API_RATE_PER_MINUTE = 600
 
 
 def _error(code: str, message: str, status: int) -> JsonResponse:
@@ -34,7 +43,7 @@ def channel_hook(request: HttpRequest, kind: str, key: str) -> HttpResponse:
     channel = Channel.objects.filter(public_key=key, kind=kind, is_active=True).first()
     adapter = adapter_for(kind)
     account = ChannelAccount.objects.filter(channel=channel).first() if channel else None
-    if channel is None or adapter is None or account is None:
+    if channel is None or adapter is None or account is None or isinstance(adapter, ApiAdapter):
         return _error("not_found", _("No such channel."), 404)
     try:
         if request.method == "GET":
@@ -53,3 +62,92 @@ def channel_hook(request: HttpRequest, kind: str, key: str) -> HttpResponse:
         channel_event_accept(channel=channel, external_id=external_id, payload=payload)
     body, content_type = adapter.reply(account=account, request=request)
     return HttpResponse(body, content_type)
+
+
+@csrf_exempt
+@require_http_methods(["POST"])
+def api_channel_message(request: HttpRequest, key: str) -> HttpResponse:
+    """``POST /api/v1/kefu/channels/<channel key>/messages``: the tenant's own system sends one
+    customer message into an active API channel (docs/api.md §17, docs/channels.md).
+
+    Auth: ``Authorization: Bearer <the channel's inbound key>`` (401 ``unauthorized``; the
+    channel's key only, not a REST API key). Body: JSON ``{"contact": {"id" (1-128 chars),
+    "name"?, "email"?, "phone"?}, "text"?, "attachment"?: {"url", "name"?, "type"?: "image" |
+    "file"}}``, or ``multipart/form-data`` with that JSON in the field ``payload`` and the file
+    in ``file`` (``type`` of the payload's kind: form field ``type``, default ``file``).
+    ``Idempotency-Key`` (optional, 1-255 printable characters): a repeat within the events'
+    retention is answered ``200`` with the first one's ``id`` and ``Idempotent-Replayed: true``
+    and stores nothing.
+
+    Answers ``202 {"id": <event id>, "status": "accepted"}``; the message is routed by a
+    worker like a widget visitor's. Errors: ``400 invalid`` (``field`` names the culprit;
+    an uploaded file the tenant's rules refuse), ``404 not_found`` (no such active API
+    channel), ``413 too_large``, ``429 rate_limited`` (over 600 messages a minute per
+    channel, ``Retry-After``)."""
+    channel = Channel.objects.filter(public_key=key, kind=Channel.Kind.API, is_active=True).first()
+    account = ChannelAccount.objects.filter(channel=channel).first() if channel else None
+    adapter = adapter_for(Channel.Kind.API)
+    if channel is None or account is None or adapter is None:
+        return _error("not_found", _("No such channel."), 404)
+    try:
+        adapter.verify(account=account, request=request)
+    except ChannelAuthError as exc:
+        logger.warning("channel %s: API call refused: %s", channel.pk, exc)
+        return _error("unauthorized", str(exc), 401)
+    try:
+        ratelimit.check(
+            [
+                ratelimit.Limit(
+                    name="kefu.api_channel",
+                    key=f"{channel.pk}",
+                    limit=API_RATE_PER_MINUTE,
+                    window_s=60,
+                    message=lambda: _("Too many messages for this channel; try again soon."),
+                )
+            ]
+        )
+        external_id = event_id_for(request.headers.get("Idempotency-Key"))
+        existing = ChannelEvent.objects.filter(channel=channel, external_id=external_id).first()
+        if existing is not None:
+            return _replayed(existing)
+        payload = _api_payload(request, channel)
+    except ServiceError as exc:
+        body = {"error": exc.code, "detail": exc.message}
+        if exc.field:
+            body["field"] = exc.field
+        response = JsonResponse(body, status=exc.http_status)
+        if isinstance(exc, RateLimitedError):
+            response["Retry-After"] = str(exc.retry_after_s)
+        return response
+    accepted = channel_event_accept(channel=channel, external_id=external_id, payload=payload)
+    stored = ChannelEvent.objects.get(channel=channel, external_id=external_id)
+    if not accepted:  # the same key, sent twice at once
+        return _replayed(stored)
+    return JsonResponse({"id": stored.pk, "status": "accepted"}, status=202)
+
+
+def _replayed(event: ChannelEvent) -> JsonResponse:
+    response = JsonResponse({"id": event.pk, "status": "accepted"}, status=200)
+    response["Idempotent-Replayed"] = "true"
+    return response
+
+
+def _api_payload(request: HttpRequest, channel: Channel) -> dict:
+    """The checked payload of an API channel's message (JSON, or multipart with ``payload``
+    and ``file``; the file is stored now). Raises ``ServiceError``."""
+    multipart = request.content_type == "multipart/form-data"
+    try:
+        upload = request.FILES.get("file") if multipart else None
+        data = json.loads(request.POST.get("payload") or "" if multipart else request.body)
+    except RequestDataTooBig as exc:
+        raise ServiceError("too_large", _("The request is too large.")) from exc
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ServiceError(
+            "invalid", _("The body is not JSON."), field="payload" if multipart else None
+        ) from exc
+    payload = message_parse(data, upload=upload is not None)
+    if upload is not None:
+        payload["upload"] = api_upload_store(
+            channel=channel, payload=payload, upload=upload, kind=request.POST.get("type") or "file"
+        )
+    return payload

@@ -8,6 +8,7 @@ from django.utils.translation import gettext as _
 
 from im.services import messages as im_messages
 from kefu import hours, selectors, syslines
+from kefu.channels.delivery import session_line_post
 from kefu.models import Channel, Session, Visitor, Workgroup
 from kefu.senders import robot_language
 from kefu.senders import robot_sender_for as sender_for
@@ -63,8 +64,8 @@ def handover(*, session_id: int, reason: str) -> str:
             handed_over_at=now,
             handover_reason=reason[:16],
         )
-        im_messages.system_message_post(
-            conversation_id=session.conversation_id,
+        session_line_post(
+            session=session,
             code=syslines.HANDOVER,
             meta={"handover": reason},
         )

@@ -27,6 +27,7 @@ from django.utils import timezone
 from im import senders as im_senders
 from im.services import messages as im_messages
 from kefu import syslines
+from kefu.channels.delivery import session_line_post
 from kefu.models import AgentState, AutoReply, LabelRule, Session, Workgroup
 from kefu.senders import robot_sender_for
 from kefu.services.routing import workgroup_dispatch
@@ -171,9 +172,7 @@ def _reassign(now: Any) -> int:
                 reassigned_from_id=previous,
             )
             agent_leave(session=session, user_id=previous)
-            im_messages.system_message_post(
-                conversation_id=session.conversation_id, code=syslines.REQUEUED
-            )
+            session_line_post(session=session, code=syslines.REQUEUED)
             workgroup_id = session.workgroup_id
             transaction.on_commit(lambda wid=workgroup_id: workgroup_dispatch(workgroup_id=wid))
             done += 1
@@ -214,8 +213,8 @@ def _idle_close(now: Any) -> int:
                 )
                 if locked is None:
                     continue
-                im_messages.system_message_post(
-                    conversation_id=session.conversation_id,
+                session_line_post(
+                    session=session,
                     code="" if own_text else syslines.IDLE_CLOSED,
                     content=own_text,
                 )

@@ -263,7 +263,8 @@ class VisitorConversationHook(SendHook):
     - on a messaging channel (Telegram, WeChat…, :mod:`kefu.channels`): an agent's reply the
       vendor would refuse now is refused (``ServiceError("reply_window_closed")``, WeChat's 48
       hours), and agents' and the robot's messages are queued for delivery to the customer
-      (:func:`kefu.channels.delivery.delivery_create`; the widget's visitors get them by socket).
+      (:func:`kefu.channels.delivery.delivery_create`; the widget's visitors get them by socket;
+      the system lines a customer reads: :func:`kefu.channels.delivery.session_line_post`).
     """
 
     def _counts(self, sender: Sender, draft: im_drafts.MessageDraft) -> bool:

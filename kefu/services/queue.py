@@ -12,6 +12,7 @@ from django.utils.translation import gettext as _
 from im import senders as im_senders
 from im.services import messages as im_messages
 from kefu import syslines
+from kefu.channels.delivery import session_line_post
 from kefu.models import AgentState, Session, Workgroup
 from kefu.senders import language_for, robot_sender_for
 from kefu.services.events import queue_positions_publish
@@ -110,8 +111,8 @@ def queue_wait_scan(*, now=None) -> int:
                     )
                     dispatch.add(workgroup.pk)
                 elif action == Workgroup.OverflowAction.LEAVE_MESSAGE:
-                    im_messages.system_message_post(
-                        conversation_id=session.conversation_id,
+                    session_line_post(
+                        session=session,
                         code=syslines.OVERFLOW_LEAVE_MESSAGE,
                         meta={"leave_message": True},
                     )

@@ -35,8 +35,8 @@ from django.utils.translation import gettext as _
 
 from im.models import Participant
 from im.services import conversations as im_conversations
-from im.services import messages as im_messages
 from kefu import selectors, syslines
+from kefu.channels.delivery import session_line_post
 from kefu.models import AgentState, Channel, RoutingRule, Session, Visitor, Workgroup
 from kefu.services.events import (
     agent_state_publish,
@@ -379,8 +379,8 @@ def session_assign(
         role=Participant.Role.AGENT,
         user_id=agent.pk,
     )
-    line = im_messages.system_message_post(
-        conversation_id=session.conversation_id,
+    line = session_line_post(
+        session=session,
         code=syslines.ASSIGNED,
         params={"agent": agent.name},
     )

@@ -11,8 +11,8 @@ from django.utils.translation import gettext as _
 from im import selectors as im_selectors
 from im.senders import Sender
 from im.services import conversations as im_conversations
-from im.services import messages as im_messages
 from kefu import syslines, webhooks
+from kefu.channels.delivery import session_line_post
 from kefu.models import AgentState, Session, Workgroup
 from kefu.services.events import agent_state_publish, views_changed_publish
 from kefu.services.routing import workgroup_dispatch
@@ -27,7 +27,11 @@ def session_close(*, session_id: int, closed_by: Sender, ip: str | None = None) 
     the current request's address, :func:`org.audit.audit_record`).
     """
     with transaction.atomic():
-        session = Session.objects.select_for_update().select_related("visitor").get(pk=session_id)
+        session = (
+            Session.objects.select_for_update()
+            .select_related("visitor", "channel")
+            .get(pk=session_id)
+        )
         if session.status == Session.Status.CLOSED:
             return session
         was_open_with = session.agent_id if session.status == Session.Status.OPEN else None
@@ -40,9 +44,7 @@ def session_close(*, session_id: int, closed_by: Sender, ip: str | None = None) 
                 open_count=Greatest(F("open_count") - 1, 0)
             )
             agent_state_publish(user_id=was_open_with)
-        im_messages.system_message_post(
-            conversation_id=session.conversation_id, code=syslines.ENDED
-        )
+        session_line_post(session=session, code=syslines.ENDED)
         im_conversations.conversation_close(
             conversation_id=session.conversation_id, closed_by=closed_by
         )

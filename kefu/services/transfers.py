@@ -27,8 +27,8 @@ from django.utils.translation import gettext as _
 
 from im.models import Participant
 from im.services import conversations as im_conversations
-from im.services import messages as im_messages
 from kefu import selectors, syslines, webhooks
+from kefu.channels.delivery import session_line_post
 from kefu.models import AgentState, Session, Transfer, Workgroup
 from kefu.services.events import agent_state_publish
 from kefu.services.routing import workgroup_dispatch
@@ -175,8 +175,8 @@ def transfer_request(
                 assigned_at=None,
             )
             agent_leave(session=session, user_id=user.pk)
-            im_messages.system_message_post(
-                conversation_id=session.conversation_id,
+            session_line_post(
+                session=session,
                 code=syslines.TRANSFERRED,
                 params={"workgroup": workgroup.name},
             )
@@ -270,8 +270,8 @@ def transfer_accept(*, user: User, transfer_id: object) -> Transfer:
             user_id=user.pk,
         )
         agent_leave(session=session, user_id=transfer.from_agent_id)
-        im_messages.system_message_post(
-            conversation_id=session.conversation_id,
+        session_line_post(
+            session=session,
             code=syslines.ASSIGNED,
             params={"agent": user.name},
         )
@@ -390,8 +390,8 @@ def invite(*, user: User, conversation_id: object, agent_id: object) -> User:
             role=Participant.Role.AGENT,
             user_id=colleague.pk,
         )
-        im_messages.system_message_post(
-            conversation_id=session.conversation_id,
+        session_line_post(
+            session=session,
             code=syslines.JOINED,
             params={"agent": colleague.name},
         )
@@ -441,15 +441,13 @@ def requeue_open(*, user: User, leaving: bool = False) -> int:
         )
         agent_leave(session=session, user_id=user.pk)
         if leaving:
-            im_messages.system_message_post(
-                conversation_id=session.conversation_id,
+            session_line_post(
+                session=session,
                 code=syslines.AGENT_LEFT,
                 params={"agent": user.name},
             )
         else:
-            im_messages.system_message_post(
-                conversation_id=session.conversation_id, code=syslines.REQUEUED
-            )
+            session_line_post(session=session, code=syslines.REQUEUED)
         transaction.on_commit(lambda wid=session.workgroup_id: workgroup_dispatch(workgroup_id=wid))
         requeued += 1
     return requeued

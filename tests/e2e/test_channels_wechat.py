@@ -107,9 +107,13 @@ def test_an_agent_answers_a_wechat_follower_from_the_inbox(browser, wechat_site)
         inbox.locator("#composer").fill("好的，请把订单号发给我。")
         inbox.locator("#composer").press("Enter")
 
-        # then WeChat's customer-service API receives it for that follower
+        # then WeChat's customer-service API receives it for that follower, after the line
+        # saying who serves them
         wait_until(
-            lambda: _texts_to(fake, openid) == ["好的，请把订单号发给我。"],
+            lambda: (
+                _texts_to(fake, openid)
+                == [f"客服 {desk.agents[0].name} 正在为您服务。", "好的，请把订单号发给我。"]
+            ),
             what="the reply at the fake WeChat API",
         )
 

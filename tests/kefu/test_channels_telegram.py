@@ -252,6 +252,11 @@ def test_a_failing_send_is_retried_then_shown_not_delivered_and_can_be_retried(
         lambda: (s := visitor_session("acme", channel, str(chat_id))) and s.agent_id and s
     )
 
+    wait_until(
+        lambda: [c for c in vendors.sent("sendMessage") if c.json["chat_id"] == str(chat_id)],
+        what="the 'now serving you' line sent",
+    )
+
     # when Telegram answers 500 to every attempt (3 in these tests)
     vendors.fail_next = 3
     reply = _reply(agent, session.conversation_id, content="Yes, here.")
@@ -384,10 +389,12 @@ def test_quick_replies_reach_the_customer_in_the_order_they_were_written(
     for text in texts:
         _reply(desk.agents[0], session.conversation_id, content=text)
 
-    # then Telegram receives them in that order
+    # then Telegram receives them in that order (after the line saying who serves them)
     def received() -> list[str]:
         return [
-            c.json["text"] for c in vendors.sent("sendMessage") if c.json["chat_id"] == str(chat_id)
+            c.json["text"]
+            for c in vendors.sent("sendMessage")
+            if c.json["chat_id"] == str(chat_id) and c.json["text"].startswith("part ")
         ]
 
     wait_until(lambda: len(received()) == 5, what="five sendMessage calls")
