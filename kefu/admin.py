@@ -23,6 +23,7 @@ from django.utils.translation import ngettext
 
 from kbase.models import KnowledgeBase
 from kefu import embed, exports, inbox_views, privacy, stats
+from kefu.channels import mail
 from kefu.channels.delivery import channel_health
 from kefu.models import (
     AgentState,
@@ -151,7 +152,23 @@ class VisitorTagAdmin(admin.ModelAdmin):
 
 
 #: the account's secrets: never written back into the page; left empty, the stored one is kept
-ACCOUNT_SECRETS = ("secret", "verify_token", "aes_key")
+ACCOUNT_SECRETS = ("secret", "verify_token", "aes_key", "imap_password", "smtp_password")
+#: an e-mail channel's settings (kefu.channels.mail)
+EMAIL_FIELDS = (
+    "email_address",
+    "email_name",
+    "imap_host",
+    "imap_port",
+    "imap_tls",
+    "imap_user",
+    "imap_password",
+    "imap_folder",
+    "smtp_host",
+    "smtp_port",
+    "smtp_tls",
+    "smtp_user",
+    "smtp_password",
+)
 
 
 class ChannelAccountForm(forms.ModelForm):
@@ -168,7 +185,7 @@ class ChannelAccountForm(forms.ModelForm):
 
     class Meta:
         model = ChannelAccount
-        fields = ("app_id", "secret", "verify_token", "aes_key", "api_base_url")
+        fields = ("app_id", "secret", "verify_token", "aes_key", "api_base_url", *EMAIL_FIELDS)
         widgets = {name: forms.PasswordInput(render_value=False) for name in ACCOUNT_SECRETS}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -192,6 +209,24 @@ class ChannelAccountForm(forms.ModelForm):
 
     def clean_verify_token(self) -> str:
         return self._clean_secret("verify_token")
+
+    def clean_imap_password(self) -> str:
+        return self._clean_secret("imap_password")
+
+    def clean_smtp_password(self) -> str:
+        return self._clean_secret("smtp_password")
+
+    def clean(self) -> dict[str, Any]:
+        """An e-mail channel's address must be free: mail is routed by it."""
+        data = super().clean()
+        address = (data.get("email_address") or "").lower()
+        if address:
+            taken = ChannelAccount.objects.filter(email_address__iexact=address)
+            if self.instance.pk:
+                taken = taken.exclude(pk=self.instance.pk)
+            if taken.exists():
+                self.add_error("email_address", _("Another channel receives this address."))
+        return data
 
     def clean_aes_key(self) -> str:
         value = self._clean_secret("aes_key")
@@ -217,8 +252,14 @@ class ChannelAccountInline(admin.StackedInline):
     extra = 0
     max_num = 1
     can_delete = False
-    fields = ("app_id", "secret", "verify_token", "aes_key", "api_base_url")
-    verbose_name = _("messaging account (Telegram, WeChat)")
+    fieldsets = (
+        (
+            _("Telegram, WeChat"),
+            {"fields": ("app_id", "secret", "verify_token", "aes_key", "api_base_url")},
+        ),
+        (_("E-mail"), {"fields": EMAIL_FIELDS}),
+    )
+    verbose_name = _("messaging account (Telegram, WeChat, e-mail)")
 
 
 @admin.register(Channel)
@@ -244,7 +285,25 @@ class ChannelAdmin(admin.ModelAdmin):
     )
     filter_horizontal = ("knowledge_bases", "departments")
     inlines = [ChannelAccountInline, RoutingRuleInline]
-    actions = ("identity_secret_generate",)
+    actions = ("identity_secret_generate", "email_connection_test")
+
+    @admin.action(description=_("Test the e-mail connection (IMAP and SMTP log-in)"))
+    def email_connection_test(self, request: HttpRequest, queryset: Any) -> None:
+        """Log in to each chosen e-mail channel's IMAP and SMTP servers and say how it went
+        (nothing is fetched or sent; kefu.channels.mail.connection_test)."""
+        for channel in queryset.filter(kind=Channel.Kind.EMAIL).select_related("account")[:10]:
+            account = getattr(channel, "account", None)
+            if account is None:
+                self.message_user(
+                    request,
+                    _("%(channel)s: no account set.") % {"channel": channel},
+                    messages.ERROR,
+                )
+                continue
+            for ok, text in mail.connection_test(account):
+                self.message_user(
+                    request, f"{channel}: {text}", messages.SUCCESS if ok else messages.ERROR
+                )
 
     @admin.display(description=_("identity verification secret"))
     def identity_secret_state(self, obj: Channel) -> str:
@@ -298,7 +357,7 @@ class ChannelAdmin(admin.ModelAdmin):
             {"fields": ("identity_required", "identity_secret_state")},
         ),
         (
-            _("Messaging channel (Telegram, WeChat Official Account)"),
+            _("Messaging channel (Telegram, WeChat Official Account, e-mail)"),
             {"fields": ("callback_url", "health")},
         ),
         (

@@ -5,6 +5,7 @@ ChannelAdapter` subclass, an entry in :data:`ADAPTERS` and a ``Channel.Kind`` ch
 from __future__ import annotations
 
 from kefu.channels.base import WIDGET_CAPABILITIES, Capabilities, ChannelAdapter
+from kefu.channels.mail import EmailAdapter
 from kefu.channels.telegram import TelegramAdapter
 from kefu.channels.wechat import WeChatAdapter
 
@@ -12,6 +13,7 @@ from kefu.channels.wechat import WeChatAdapter
 ADAPTERS: dict[str, ChannelAdapter] = {
     TelegramAdapter.kind: TelegramAdapter(),
     WeChatAdapter.kind: WeChatAdapter(),
+    EmailAdapter.kind: EmailAdapter(),
 }
 
 

@@ -19,8 +19,10 @@ from django_tenants.utils import schema_context
 from im.attachments import attachment_upload
 from im.models import Message
 from kefu.channels import adapter_for
-from kefu.channels.base import DeliveryError, Inbound, logger
+from kefu.channels.base import ChannelInputError, DeliveryError, Inbound, logger
+from kefu.channels.contacts import visitor_for_external
 from kefu.channels.delivery import account_error_record
+from kefu.channels.mail_threads import mail_sender, mail_store
 from kefu.channels.telegram import TelegramAdapter
 from kefu.models import Channel, ChannelAccount, ChannelEvent, Visitor
 from kefu.services.messages import visitor_message_send
@@ -44,29 +46,6 @@ def channel_event_accept(*, channel: Channel, external_id: str, payload: Any) ->
         schema = connection.schema_name
         transaction.on_commit(lambda: channel_event_task.delay(schema, event.pk))
     return True
-
-
-def visitor_for_external(*, channel: Channel, user_id: str, name: str = "") -> tuple[Visitor, bool]:
-    """The visitor a vendor's customer id stands for on this channel, created on first contact
-    (``(visitor, created)``). ``name``: what the vendor calls them; empty: "Telegram 1234"."""
-    visitor = (
-        Visitor.objects.select_related("channel")
-        .filter(channel=channel, external_id=user_id)
-        .first()
-    )
-    if visitor is not None:
-        return visitor, False
-    label = name or f"{channel.get_kind_display()} {user_id[-4:]}"
-    try:
-        with transaction.atomic():
-            visitor = Visitor.objects.create(
-                channel=channel, external_id=user_id, name=label[:100], name_given=bool(name)
-            )
-    except IntegrityError:
-        return Visitor.objects.select_related("channel").get(
-            channel=channel, external_id=user_id
-        ), False
-    return visitor, True
 
 
 def _notice(channel: Channel, account: ChannelAccount, user_id: str, text: str) -> None:
@@ -138,7 +117,9 @@ def _event_handle(*, event_id: int) -> Message | None:
         inbound = adapter.inbound(account=account, payload=event.payload)
     message = None
     error = ""
-    if inbound is not None and inbound.user_id and adapter is not None and account is not None:
+    if channel.kind == Channel.Kind.EMAIL and account is not None:
+        message, error = _mail_handle(channel, account, event)
+    elif inbound is not None and inbound.user_id and adapter is not None and account is not None:
         visitor, created = visitor_for_external(
             channel=channel, user_id=inbound.user_id, name=inbound.name
         )
@@ -165,6 +146,25 @@ def _event_handle(*, event_id: int) -> Message | None:
         handled_at=timezone.now(), error=error[:500], payload={}
     )
     return message
+
+
+def _mail_handle(
+    channel: Channel, account: ChannelAccount, event: ChannelEvent
+) -> tuple[Message | None, str]:
+    """A mail (kefu.channels.mail_threads): ``(message, error)``. A refusal (closed, queue full,
+    blocked) is mailed back to the sender as the widget would show it; an unreadable mail is
+    kept as handled with its error."""
+    try:
+        return mail_store(channel=channel, event=event), ""
+    except ChannelInputError as exc:
+        logger.warning("email channel %s: event %s unreadable: %s", channel.pk, event.pk, exc)
+        return None, str(exc)
+    except ServiceError as exc:
+        logger.info("email channel %s: event %s refused: %s", channel.pk, event.pk, exc.code)
+        sender = mail_sender(event.payload)
+        if sender:
+            _notice(channel, account, sender, exc.message)
+        return None, exc.message
 
 
 def _message_store(
