@@ -171,6 +171,10 @@ EMAIL_FIELDS = (
 )
 
 
+#: e-mail settings with a default, optional in the form
+MAIL_DEFAULTED = ("imap_port", "imap_tls", "imap_folder", "smtp_port", "smtp_tls")
+
+
 class ChannelAccountForm(forms.ModelForm):
     """A messaging channel's vendor account. Secrets are never shown (an empty field keeps the
     stored one); an API base URL the outbound guard would refuse (weiyu.outbound) is refused
@@ -190,6 +194,9 @@ class ChannelAccountForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # a Telegram or WeChat account leaves the e-mail part alone: its defaults stay
+        for name in MAIL_DEFAULTED:
+            self.fields[name].required = False
         for name in ACCOUNT_SECRETS:
             if self.instance.pk and getattr(self.instance, name):
                 self.fields[name].help_text = format_html(
@@ -217,8 +224,12 @@ class ChannelAccountForm(forms.ModelForm):
         return self._clean_secret("smtp_password")
 
     def clean(self) -> dict[str, Any]:
-        """An e-mail channel's address must be free: mail is routed by it."""
+        """An e-mail channel's address must be free: mail is routed by it. An e-mail setting
+        left empty keeps its default (ports 993 and 465, TLS, ``INBOX``)."""
         data = super().clean()
+        for name in MAIL_DEFAULTED:
+            if data.get(name) in (None, ""):
+                data[name] = ChannelAccount._meta.get_field(name).get_default()
         address = (data.get("email_address") or "").lower()
         if address:
             taken = ChannelAccount.objects.filter(email_address__iexact=address)
