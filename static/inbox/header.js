@@ -9,7 +9,11 @@ import { toast } from './notifications.js';
 import { STATUS_TEXT, on, selectedConversation, state, statusOf, titleOf } from './store.js';
 
 const closeBtn = $('close-conv');
-const CHANNEL_TEXT = { telegram: gettext('via Telegram'), wechat_mp: gettext('via WeChat') };
+const CHANNEL_TEXT = {
+  telegram: gettext('via Telegram'),
+  wechat_mp: gettext('via WeChat'),
+  email: gettext('via e-mail'),
+};
 
 function renderHeader() {
   const c = selectedConversation();
