@@ -11,6 +11,8 @@ import base64
 import hashlib
 import imaplib
 import re
+import select
+import time
 from email import policy
 from email.parser import BytesParser
 
@@ -153,6 +155,46 @@ def imap_poll_all_task() -> int:
             imap_poll_task.delay(schema, channel_id)
             queued += 1
     return queued
+
+
+# ---- IMAP IDLE --------------------------------------------------------------------------------
+def imap_idle_wait(*, channel: Channel, timeout_s: float) -> bool:
+    """Wait until the channel's IMAP folder reports a new mail (IDLE, RFC 2177), at most
+    ``timeout_s`` seconds (servers drop an idle client after 30 minutes: stay under it).
+    Returns True when a mail arrived (poll then), False on time-out. Nothing is fetched here.
+    Raises :class:`DeliveryError` (permanent when the server does not offer IDLE)."""
+    account = ChannelAccount.objects.get(channel=channel)
+    client = imap_connect(account)
+    try:
+        _status, capabilities = client.capability()
+        if b"IDLE" not in b" ".join(capabilities or []).upper().split():
+            raise DeliveryError(_("IMAP: the server does not offer IDLE."), permanent=True)
+        client.send(b"I1 IDLE\r\n")
+        if not client.readline().startswith(b"+"):
+            raise DeliveryError(_("IMAP: the server refused IDLE."), permanent=True)
+        # wait with select(): a read time-out would leave imaplib's socket file unusable
+        deadline = time.monotonic() + timeout_s
+        arrived = False
+        while not arrived:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([client.sock], [], [], remaining)[0]:
+                break
+            line = client.readline()
+            if not line:
+                raise DeliveryError(_("IMAP: the server closed the connection."))
+            arrived = re.match(rb"\* \d+ (EXISTS|RECENT)", line) is not None
+        client.send(b"DONE\r\n")
+        line = client.readline()
+        while line and not line.startswith(b"I1 "):  # untagged lines up to IDLE's own answer
+            line = client.readline()
+        return arrived
+    except (OSError, imaplib.IMAP4.error) as exc:
+        raise DeliveryError(_("IMAP: %(reason)s") % {"reason": exc}) from exc
+    finally:
+        try:
+            client.logout()
+        except (OSError, imaplib.IMAP4.error):
+            logger.info("email channel %s: IMAP logout failed", channel.pk)
 
 
 # ---- the inbound SMTP endpoint -------------------------------------------------------------

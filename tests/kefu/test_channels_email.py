@@ -7,6 +7,7 @@ e-mail conversation mailed into the same thread."""
 from __future__ import annotations
 
 import smtplib
+import threading
 from email.message import EmailMessage
 from email.utils import make_msgid
 
@@ -17,7 +18,7 @@ from django_tenants.utils import schema_context
 from im.models import Message
 from kefu.channels import mail
 from kefu.channels.delivery import delivery_retry
-from kefu.channels.mail_inbound import InboundSmtpHandler, imap_poll_once
+from kefu.channels.mail_inbound import InboundSmtpHandler, imap_idle_wait, imap_poll_once
 from kefu.models import Channel, ChannelAccount, ChannelEvent, Delivery, Session
 from kefu.services import messages
 from org.models import User
@@ -429,3 +430,32 @@ def test_the_admin_offers_the_email_settings_and_keeps_passwords_secret(acme, im
     assert "IMAP host" in page
     assert "SMTP password" in page
     assert imap_server.password not in page
+
+
+def test_imap_idle_wakes_up_when_a_mail_arrives_and_times_out_otherwise(
+    acme, imap_server, customer_smtp, allow_local
+):
+    # given an e-mail channel on a server that offers IDLE
+    desk = make_desk(acme, agents=0)
+    channel = email_channel(desk, imap_server, customer_smtp[0])
+    with schema_context("acme"):
+        # then waiting without a new mail ends at the time-out
+        assert imap_idle_wait(channel=channel, timeout_s=1) is False
+
+    # when a mail arrives while the channel waits
+    woke: list[bool] = []
+
+    def wait() -> None:
+        with schema_context("acme"):
+            woke.append(imap_idle_wait(channel=channel, timeout_s=60))
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    raw, _mid = _mail(to=channel.account.email_address, sender="fay@customer.test")
+    # the waiter may not be idling yet: add mails until it has seen one
+    wait_until(lambda: woke or imap_server.append(raw), what="IDLE woken", interval=0.5)
+    waiter.join(timeout=60)
+
+    # then it wakes up at once, and the poll fetches the mail
+    assert woke == [True]
+    assert _poll(channel) >= 1
