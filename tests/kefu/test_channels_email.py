@@ -18,7 +18,13 @@ from django_tenants.utils import schema_context
 from im.models import Message
 from kefu.channels import mail
 from kefu.channels.delivery import delivery_retry
-from kefu.channels.mail_inbound import InboundSmtpHandler, imap_idle_wait, imap_poll_once
+from kefu.channels.inbound import channel_event_handle
+from kefu.channels.mail_inbound import (
+    InboundSmtpHandler,
+    imap_idle_wait,
+    imap_poll_once,
+    mail_accept,
+)
 from kefu.models import Channel, ChannelAccount, ChannelEvent, Delivery, Session
 from kefu.services import messages
 from org.models import User
@@ -459,3 +465,54 @@ def test_imap_idle_wakes_up_when_a_mail_arrives_and_times_out_otherwise(
     # then it wakes up at once, and the poll fetches the mail
     assert woke == [True]
     assert _poll(channel) >= 1
+
+
+def test_oversized_and_senderless_mails_are_refused_or_skipped_with_nothing_stored(
+    acme, imap_server, customer_smtp, settings
+):
+    # given an e-mail channel that accepts mails up to 2 KB
+    settings.WEIYU_EMAIL_MAX_BYTES = 2048
+    desk = make_desk(acme, agents=1)
+    channel = email_channel(desk, imap_server, customer_smtp[0])
+    big, _mid = _mail(to="x@shop.test", text="x" * 4096, sender="gil@customer.test")
+    senderless = b"Subject: hello\r\nMessage-ID: <nofrom@x.test>\r\n\r\nWho am I?\r\n"
+    with schema_context("acme"):
+        # then the oversized one is refused before anything is stored
+        with pytest.raises(mail.ChannelInputError):
+            mail_accept(channel=channel, raw=big)
+        assert not ChannelEvent.objects.filter(channel=channel).exists()
+
+        # and the one without a sender is stored once, then handled into nothing, with its reason
+        assert mail_accept(channel=channel, raw=senderless) is True
+        assert mail_accept(channel=channel, raw=senderless) is False
+        event = ChannelEvent.objects.get(channel=channel)
+        assert channel_event_handle(event_id=event.pk) is None
+        event.refresh_from_db()
+        assert event.handled_at is not None
+        assert event.error == "The mail has no sender address."
+        assert not Session.objects.filter(channel=channel).exists()
+
+
+def test_the_admin_action_tests_the_connection_and_says_what_failed(
+    acme, imap_server, customer_smtp, allow_local
+):
+    # given an e-mail channel whose SMTP host is missing
+    desk = make_desk(acme, agents=0)
+    channel = email_channel(desk, imap_server, customer_smtp[0])
+    with schema_context("acme"):
+        ChannelAccount.objects.filter(channel=channel).update(smtp_host="")
+        admin = User.objects.create_user(
+            username=unique("root"), password="pw-Long-enough-1", is_staff=True, is_superuser=True
+        )
+
+    # when the administrator runs "Test the e-mail connection" on it
+    response = agent_client(admin).post(
+        "/admin/kefu/channel/",
+        {"action": "email_connection_test", "_selected_action": [channel.pk]},
+        follow=True,
+    )
+
+    # then the page says IMAP works and SMTP has no host
+    page = response.content.decode()
+    assert "IMAP: connected and logged in." in page
+    assert "SMTP: no host set." in page
