@@ -24,6 +24,7 @@ from django.utils.translation import ngettext
 
 from kbase.models import KnowledgeBase
 from kefu import embed, exports, inbox_views, privacy, stats, supervision
+from kefu.channels import mail
 from kefu.channels.api import api_channel_credentials_rotate
 from kefu.channels.delivery import channel_health
 from kefu.models import (
@@ -197,7 +198,27 @@ class VisitorTagAdmin(admin.ModelAdmin):
 
 
 #: the account's secrets: never written back into the page; left empty, the stored one is kept
-ACCOUNT_SECRETS = ("secret", "verify_token", "aes_key")
+ACCOUNT_SECRETS = ("secret", "verify_token", "aes_key", "imap_password", "smtp_password")
+#: an e-mail channel's settings (kefu.channels.mail)
+EMAIL_FIELDS = (
+    "email_address",
+    "email_name",
+    "imap_host",
+    "imap_port",
+    "imap_tls",
+    "imap_user",
+    "imap_password",
+    "imap_folder",
+    "smtp_host",
+    "smtp_port",
+    "smtp_tls",
+    "smtp_user",
+    "smtp_password",
+)
+
+
+#: e-mail settings with a default, optional in the form
+MAIL_DEFAULTED = ("imap_port", "imap_tls", "imap_folder", "smtp_port", "smtp_tls")
 
 
 class ChannelAccountForm(forms.ModelForm):
@@ -217,11 +238,14 @@ class ChannelAccountForm(forms.ModelForm):
 
     class Meta:
         model = ChannelAccount
-        fields = ("app_id", "secret", "verify_token", "aes_key", "api_base_url")
+        fields = ("app_id", "secret", "verify_token", "aes_key", "api_base_url", *EMAIL_FIELDS)
         widgets = {name: forms.PasswordInput(render_value=False) for name in ACCOUNT_SECRETS}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # a Telegram or WeChat account leaves the e-mail part alone: its defaults stay
+        for name in MAIL_DEFAULTED:
+            self.fields[name].required = False
         for name in ACCOUNT_SECRETS:
             if self.instance.pk and getattr(self.instance, name):
                 self.fields[name].help_text = format_html(
@@ -241,6 +265,28 @@ class ChannelAccountForm(forms.ModelForm):
 
     def clean_verify_token(self) -> str:
         return self._clean_secret("verify_token")
+
+    def clean_imap_password(self) -> str:
+        return self._clean_secret("imap_password")
+
+    def clean_smtp_password(self) -> str:
+        return self._clean_secret("smtp_password")
+
+    def clean(self) -> dict[str, Any]:
+        """An e-mail channel's address must be free: mail is routed by it. An e-mail setting
+        left empty keeps its default (ports 993 and 465, TLS, ``INBOX``)."""
+        data = super().clean()
+        for name in MAIL_DEFAULTED:
+            if data.get(name) in (None, ""):
+                data[name] = ChannelAccount._meta.get_field(name).get_default()
+        address = (data.get("email_address") or "").lower()
+        if address:
+            taken = ChannelAccount.objects.filter(email_address__iexact=address)
+            if self.instance.pk:
+                taken = taken.exclude(pk=self.instance.pk)
+            if taken.exists():
+                self.add_error("email_address", _("Another channel receives this address."))
+        return data
 
     def clean_aes_key(self) -> str:
         value = self._clean_secret("aes_key")
@@ -266,8 +312,14 @@ class ChannelAccountInline(admin.StackedInline):
     extra = 0
     max_num = 1
     can_delete = False
-    fields = ("app_id", "secret", "verify_token", "aes_key", "api_base_url")
-    verbose_name = _("messaging account (Telegram, WeChat, API)")
+    fieldsets = (
+        (
+            _("Telegram, WeChat, API"),
+            {"fields": ("app_id", "secret", "verify_token", "aes_key", "api_base_url")},
+        ),
+        (_("E-mail"), {"fields": EMAIL_FIELDS}),
+    )
+    verbose_name = _("messaging account (Telegram, WeChat, API, e-mail)")
 
 
 @admin.register(Channel)
@@ -293,7 +345,7 @@ class ChannelAdmin(admin.ModelAdmin):
     )
     filter_horizontal = ("knowledge_bases", "departments")
     inlines = [ChannelAccountInline, RoutingRuleInline]
-    actions = ("identity_secret_generate", "api_credentials_generate")
+    actions = ("identity_secret_generate", "api_credentials_generate", "email_connection_test")
 
     @admin.action(
         description=_("Generate a new key and signing secret of an API channel (shows them once)")
@@ -320,6 +372,24 @@ class ChannelAdmin(admin.ModelAdmin):
         )
         response["Cache-Control"] = "no-store"
         return response
+
+    @admin.action(description=_("Test the e-mail connection (IMAP and SMTP log-in)"))
+    def email_connection_test(self, request: HttpRequest, queryset: Any) -> None:
+        """Log in to each chosen e-mail channel's IMAP and SMTP servers and say how it went
+        (nothing is fetched or sent; kefu.channels.mail.connection_test)."""
+        for channel in queryset.filter(kind=Channel.Kind.EMAIL).select_related("account")[:10]:
+            account = getattr(channel, "account", None)
+            if account is None:
+                self.message_user(
+                    request,
+                    _("%(channel)s: no account set.") % {"channel": channel},
+                    messages.ERROR,
+                )
+                continue
+            for ok, text in mail.connection_test(account):
+                self.message_user(
+                    request, f"{channel}: {text}", messages.SUCCESS if ok else messages.ERROR
+                )
 
     @admin.display(description=_("identity verification secret"))
     def identity_secret_state(self, obj: Channel) -> str:
@@ -373,7 +443,7 @@ class ChannelAdmin(admin.ModelAdmin):
             {"fields": ("identity_required", "identity_secret_state")},
         ),
         (
-            _("Messaging channel (Telegram, WeChat Official Account, API)"),
+            _("Messaging channel (Telegram, WeChat Official Account, API, e-mail)"),
             {"fields": ("callback_url", "health")},
         ),
         (

@@ -206,6 +206,7 @@ class Channel(models.Model):
         TELEGRAM = "telegram", _("Telegram bot")
         WECHAT_MP = "wechat_mp", _("WeChat Official Account")
         API = "api", _("API (your own system)")
+        EMAIL = "email", _("E-mail")
 
     class Mode(models.TextChoices):
         AGENT = "agent", _("Agent (human only)")
@@ -682,6 +683,11 @@ class Session(models.Model):
     visitor = models.ForeignKey(
         Visitor, on_delete=models.CASCADE, related_name="sessions", verbose_name=_("visitor")
     )
+    #: e-mail: the thread (the hash of its first Message-ID); a contact may have one live
+    #: session per thread. Empty for every other kind: one live session per visitor.
+    thread_key = models.CharField(
+        _("thread"), max_length=64, blank=True, default="", db_default="", editable=False
+    )
     channel = models.ForeignKey(
         Channel, on_delete=models.CASCADE, related_name="sessions", verbose_name=_("channel")
     )
@@ -789,9 +795,9 @@ class Session(models.Model):
         ]
         constraints = [
             models.UniqueConstraint(
-                fields=["visitor"],
+                fields=["visitor", "thread_key"],
                 condition=~Q(status="closed"),
-                name="kefu_session_one_live_per_visitor",
+                name="kefu_session_one_live_per_thread",
             ),
         ]
 
@@ -1191,6 +1197,15 @@ class SavedView(models.Model):
         return self.name
 
 
+class MailSecurity(models.TextChoices):
+    """How an e-mail connection is protected: TLS from the first byte (IMAPS 993, SMTPS 465),
+    STARTTLS (IMAP 143, submission 587), or none (a server on the same host only)."""
+
+    TLS = "tls", _("TLS (993 / 465)")
+    STARTTLS = "starttls", _("STARTTLS (143 / 587)")
+    NONE = "none", _("None (unencrypted)")
+
+
 class ChannelAccount(models.Model):
     """A messaging channel's account at its vendor (a :class:`Channel` of kind ``telegram``,
     ``wechat_mp`` or ``api``) and its health (docs/channels.md). For the API channel the tenant's
@@ -1236,6 +1251,33 @@ class ChannelAccount(models.Model):
         help_text=_("Empty: the vendor's public API."),
     )
     access_token = EncryptedTextField(_("access token"), blank=True, editable=False)
+    # ---- e-mail (kefu.channels.email) ----
+    email_address = models.EmailField(
+        _("support address"),
+        blank=True,
+        db_index=True,
+        help_text=_("E-mail: the address customers write to; replies are sent from it."),
+    )
+    email_name = models.CharField(
+        _("sender name"), max_length=100, blank=True, help_text=_("E-mail: the From name.")
+    )
+    imap_host = models.CharField(_("IMAP host"), max_length=255, blank=True)
+    imap_port = models.PositiveIntegerField(_("IMAP port"), default=993)
+    imap_tls = models.CharField(
+        _("IMAP security"), max_length=8, choices=MailSecurity.choices, default=MailSecurity.TLS
+    )
+    imap_user = models.CharField(_("IMAP user"), max_length=255, blank=True)
+    imap_password = EncryptedTextField(_("IMAP password"), blank=True)
+    imap_folder = models.CharField(_("IMAP folder"), max_length=255, default="INBOX")
+    smtp_host = models.CharField(_("SMTP host"), max_length=255, blank=True)
+    smtp_port = models.PositiveIntegerField(_("SMTP port"), default=465)
+    smtp_tls = models.CharField(
+        _("SMTP security"), max_length=8, choices=MailSecurity.choices, default=MailSecurity.TLS
+    )
+    smtp_user = models.CharField(_("SMTP user"), max_length=255, blank=True)
+    smtp_password = EncryptedTextField(_("SMTP password"), blank=True)
+    imap_uidvalidity = models.BigIntegerField(_("IMAP UIDVALIDITY"), default=0, editable=False)
+    imap_last_uid = models.BigIntegerField(_("last IMAP UID fetched"), default=0, editable=False)
     access_token_expires_at = models.DateTimeField(
         _("access token expires at"), null=True, blank=True, editable=False
     )
@@ -1281,6 +1323,37 @@ class ChannelEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel_id}:{self.external_id}"
+
+
+class EmailReference(models.Model):
+    """A Message-ID of an e-mail channel's thread: every mail received and every reply sent, so
+    that a mail whose ``In-Reply-To``/``References`` name one joins its conversation
+    (kefu.channels.email). ``subject``: the mail's subject (replies answer the latest)."""
+
+    channel = models.ForeignKey(
+        Channel, on_delete=models.CASCADE, related_name="+", verbose_name=_("channel")
+    )
+    message_id = models.CharField(_("Message-ID"), max_length=255)
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="+", verbose_name=_("conversation")
+    )
+    thread_key = models.CharField(_("thread"), max_length=64)
+    subject = models.CharField(_("subject"), max_length=255, blank=True)
+    inbound = models.BooleanField(_("received"), default=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("e-mail reference")
+        verbose_name_plural = _("e-mail references")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["channel", "message_id"], name="kefu_emailreference_unique"
+            )
+        ]
+        indexes = [models.Index(fields=["conversation", "id"], name="kefu_emailref_conv")]
+
+    def __str__(self) -> str:
+        return self.message_id
 
 
 class Delivery(models.Model):

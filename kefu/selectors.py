@@ -391,7 +391,8 @@ _SESSION_FIELDS = [f.attname for f in Session._meta.concrete_fields]
 #: the visitor's live session; written out because the ORM spent more CPU building the query
 #: than PostgreSQL answering it, on every first message (bench/routing.py)
 _LIVE_SESSION_SQL_TEMPLATE = (
-    "SELECT {columns} FROM kefu_session WHERE visitor_id = %s AND status <> %s ORDER BY id LIMIT 1"
+    "SELECT {columns} FROM kefu_session WHERE visitor_id = %s AND status <> %s AND thread_key = %s "
+    "ORDER BY id LIMIT 1"
 )
 _LIVE_SESSION_SQL = _LIVE_SESSION_SQL_TEMPLATE.format(
     columns=", ".join(connection.ops.quote_name(f.column) for f in Session._meta.concrete_fields)
@@ -432,10 +433,11 @@ def routing_rules(*, channel_id: int) -> list[RoutingRule]:
     return [RoutingRule.from_db(connection.alias, _RULE_FIELDS, row) for row in rows]
 
 
-def visitor_live_session(*, visitor_id: int) -> Session | None:
-    """The visitor's queued or open session, if any (at most one exists)."""
+def visitor_live_session(*, visitor_id: int, thread_key: str = "") -> Session | None:
+    """The visitor's queued or open session, if any (at most one exists per ``thread_key``:
+    an e-mail contact has one per thread, every other visitor one)."""
     with connection.cursor() as cursor:
-        cursor.execute(_LIVE_SESSION_SQL, [visitor_id, Session.Status.CLOSED])
+        cursor.execute(_LIVE_SESSION_SQL, [visitor_id, Session.Status.CLOSED, thread_key])
         row = cursor.fetchone()
     return None if row is None else Session.from_db(connection.alias, _SESSION_FIELDS, row)
 

@@ -19,6 +19,7 @@ from django_tenants.utils import get_tenant_model, schema_context
 from kefu import exports, privacy, stats
 from kefu.channels.delivery import delivery_send_task
 from kefu.channels.inbound import channel_event_task, channel_events_prune
+from kefu.channels.mail_inbound import imap_poll_all_task, imap_poll_task
 from kefu.exports import export_job_task
 from kefu.models import Session
 from kefu.robot.answers import robot_answer_task
@@ -32,6 +33,8 @@ __all__ = [
     "delivery_send_task",
     "export_job_task",
     "exports_purge_task",
+    "imap_poll_all_task",
+    "imap_poll_task",
     "queue_dispatch_scan_task",
     "queue_dispatch_task",
     "robot_answer_task",

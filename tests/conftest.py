@@ -33,7 +33,7 @@ from kefu.services import visitors
 from org.models import User
 from tenants.models import Tenant
 from tenants.services import public_tenant_ensure, tenant_create
-from tests.mail import mail_worker, smtp  # noqa: F401 (fixtures for every test)
+from tests.mail import imap_server, mail_worker, smtp  # noqa: F401 (fixtures for every test)
 from weiyu import dbthreads
 
 _counter = itertools.count(1)

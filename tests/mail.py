@@ -3,14 +3,18 @@ The fixtures are offered to every test through tests/conftest.py."""
 
 from __future__ import annotations
 
+import imaplib
 import itertools
 import os
+import subprocess
+import sys
 from email import message_from_bytes, policy
 
 import pytest
 from aiosmtpd.controller import Controller
 
 from tests.servers import celery_worker_start, free_port
+from tests.waits import wait_until
 from weiyu.celery import app
 
 _queues = itertools.count(1)
@@ -53,3 +57,50 @@ def mail_worker(smtp):
     yield
     worker.stop()
     app.conf.task_default_queue = previous
+
+
+class ImapServer:
+    """A real IMAP4rev1 server (pymap, in-memory ``dict`` backend) on 127.0.0.1 in a process of
+    its own, with one mailbox user; :meth:`append` puts a mail in its INBOX as a delivery
+    would."""
+
+    user = "support"
+    password = "imap-pass"
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        code = (
+            "import sys; from pymap.main import main; sys.argv = ['pymap', '--host', "
+            f"'127.0.0.1', '--port', '{self.port}', '--no-tls', '--no-service', 'admin', "
+            f"'dict', '--demo-user', '{self.user}', '--demo-password', '{self.password}']; main()"
+        )
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        wait_until(self._answers, what="the IMAP server answering", timeout=60)
+
+    def _answers(self) -> bool:
+        try:
+            imaplib.IMAP4("127.0.0.1", self.port, timeout=5).logout()
+        except OSError:
+            return False
+        return True
+
+    def append(self, raw: bytes) -> None:
+        client = imaplib.IMAP4("127.0.0.1", self.port, timeout=30)
+        client.login(self.user, self.password)
+        status, _data = client.append("INBOX", None, None, raw)
+        client.logout()
+        assert status == "OK"
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def imap_server():
+    """An :class:`ImapServer` for the module's tests."""
+    server = ImapServer()
+    yield server
+    server.stop()

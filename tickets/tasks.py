@@ -10,6 +10,7 @@ from celery import shared_task
 from django.utils import timezone
 from django_tenants.utils import get_tenant_model, schema_context
 
+from kefu.channels.base import DeliveryError
 from tickets.services import email, sla
 
 
@@ -34,7 +35,7 @@ def sla_scan_all_task() -> int:
     return len(schemas)
 
 
-@shared_task(autoretry_for=(OSError,), retry_backoff=30, max_retries=8)
+@shared_task(autoretry_for=(OSError, DeliveryError), retry_backoff=30, max_retries=8)
 def reply_email_task(schema: str, comment_id: int) -> bool:
     """E-mail one public staff reply (see :func:`tickets.services.email.reply_email_send`); SMTP
     errors (``OSError``) retry with back-off. Returns whether a mail was sent."""

@@ -426,6 +426,9 @@ WEIYU_CHANNEL_EVENT_KEEP_DAYS = int(os.environ.get("WEIYU_CHANNEL_EVENT_KEEP_DAY
 WEIYU_CHANNEL_EVENT_FAILED_KEEP_DAYS = int(
     os.environ.get("WEIYU_CHANNEL_EVENT_FAILED_KEEP_DAYS", "30")
 )
+# e-mail channels (kefu.channels.mail): the largest mail accepted, the IMAP polling interval
+WEIYU_EMAIL_MAX_BYTES = int(os.environ.get("WEIYU_EMAIL_MAX_BYTES", str(25 * 1024 * 1024)))
+WEIYU_EMAIL_POLL_S = float(os.environ.get("WEIYU_EMAIL_POLL_S", "60"))
 #: bytes of response read at most from a tenant-chosen URL
 WEIYU_OUTBOUND_MAX_BYTES = int(os.environ.get("WEIYU_OUTBOUND_MAX_BYTES", str(10 * 1024 * 1024)))
 
@@ -463,6 +466,11 @@ CELERY_BEAT_SCHEDULE = {
     "tickets-sla-scan": {
         "task": "tickets.tasks.sla_scan_all_task",
         "schedule": float(os.environ.get("SLA_SCAN_INTERVAL_S", "10")),
+    },
+    # e-mail channels' IMAP folders (kefu.channels.mail_inbound)
+    "kefu-email-poll": {
+        "task": "kefu.tasks.imap_poll_all_task",
+        "schedule": WEIYU_EMAIL_POLL_S,
     },
     # webhook deliveries a lost task or a restarted worker left behind (org/webhooks)
     "webhooks-due": {"task": "org.webhooks.tasks.webhook_due_scan_all_task", "schedule": 60.0},

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from kefu.channels.api import ApiAdapter
 from kefu.channels.base import WIDGET_CAPABILITIES, Capabilities, ChannelAdapter
+from kefu.channels.mail import EmailAdapter
 from kefu.channels.telegram import TelegramAdapter
 from kefu.channels.wechat import WeChatAdapter
 
@@ -14,6 +15,7 @@ ADAPTERS: dict[str, ChannelAdapter] = {
     TelegramAdapter.kind: TelegramAdapter(),
     WeChatAdapter.kind: WeChatAdapter(),
     ApiAdapter.kind: ApiAdapter(),
+    EmailAdapter.kind: EmailAdapter(),
 }
 
 

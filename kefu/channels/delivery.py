@@ -84,7 +84,7 @@ def session_line_post(
 ) -> Message:
     """Post a service line into the session's conversation
     (``im.services.messages.system_message_post``, same arguments) and, when the customer is on
-    a messaging channel and the line is one a customer reads (:data:`kefu.syslines.
+    a messaging channel other than e-mail and the line is one a customer reads (:data:`kefu.syslines.
     CUSTOMER_LINES`, or a line without a code: the tenant's own text), queue it for them like a
     reply — sent as text in their language (docs/channels.md, "System lines"). Done here, where
     the session is at hand, so a widget conversation's line costs no extra query when the
@@ -102,7 +102,8 @@ def session_line_post(
         kind = session.channel.kind
     else:
         kind = Channel.objects.filter(pk=session.channel_id).values_list("kind", flat=True).first()
-    if kind and kind != Channel.Kind.WIDGET:
+    # a mail per "now serving you" would be noise: e-mail customers get the replies only
+    if kind and kind not in (Channel.Kind.WIDGET, Channel.Kind.EMAIL):
         delivery_create(message=line, channel_id=session.channel_id, visitor_id=session.visitor_id)
     return line
 

@@ -20,8 +20,10 @@ from django_tenants.utils import schema_context
 from im.attachments import attachment_upload
 from im.models import Message
 from kefu.channels import adapter_for
-from kefu.channels.base import DeliveryError, Inbound, logger
+from kefu.channels.base import ChannelInputError, DeliveryError, Inbound, logger
+from kefu.channels.contacts import visitor_for_external
 from kefu.channels.delivery import account_error_record
+from kefu.channels.mail_threads import mail_sender, mail_store
 from kefu.channels.telegram import TelegramAdapter
 from kefu.models import Channel, ChannelAccount, ChannelEvent, Visitor
 from kefu.services.messages import visitor_message_send
@@ -45,29 +47,6 @@ def channel_event_accept(*, channel: Channel, external_id: str, payload: Any) ->
         schema = connection.schema_name
         transaction.on_commit(lambda: channel_event_task.delay(schema, event.pk))
     return True
-
-
-def visitor_for_external(*, channel: Channel, user_id: str, name: str = "") -> tuple[Visitor, bool]:
-    """The visitor a vendor's customer id stands for on this channel, created on first contact
-    (``(visitor, created)``). ``name``: what the vendor calls them; empty: "Telegram 1234"."""
-    visitor = (
-        Visitor.objects.select_related("channel")
-        .filter(channel=channel, external_id=user_id)
-        .first()
-    )
-    if visitor is not None:
-        return visitor, False
-    label = name or f"{channel.get_kind_display()} {user_id[-4:]}"
-    try:
-        with transaction.atomic():
-            visitor = Visitor.objects.create(
-                channel=channel, external_id=user_id, name=label[:100], name_given=bool(name)
-            )
-    except IntegrityError:
-        return Visitor.objects.select_related("channel").get(
-            channel=channel, external_id=user_id
-        ), False
-    return visitor, True
 
 
 #: the payload key under which an event keeps what was fetched for it before it is stored
@@ -149,8 +128,11 @@ def channel_event_handle(*, event_id: int) -> Message | None:
 def _event_inbound(
     event: ChannelEvent,
 ) -> tuple[Any, ChannelAccount, Inbound] | None:
-    """``(adapter, account, inbound)`` of a stored event, None when there is nothing to do."""
+    """``(adapter, account, inbound)`` of a stored event, None when there is nothing to do (a
+    mail is handled whole by :func:`_mail_handle`)."""
     channel = event.channel
+    if channel.kind == Channel.Kind.EMAIL:
+        return None
     account = ChannelAccount.objects.filter(channel=channel).first()
     adapter = adapter_for(channel.kind)
     if adapter is None or account is None:
@@ -234,10 +216,14 @@ def _event_handle(*, event_id: int) -> Message | None:
     if event is None or event.handled_at is not None:
         return None
     channel = event.channel
-    found = _event_inbound(event)
     message = None
     error = ""
-    if found is not None:
+    found = _event_inbound(event)
+    if channel.kind == Channel.Kind.EMAIL:
+        account = ChannelAccount.objects.filter(channel=channel).first()
+        if account is not None:
+            message, error = _mail_handle(channel, account, event)
+    elif found is not None:
         _adapter, account, inbound = found
         visitor, _created = visitor_for_external(
             channel=channel, user_id=inbound.user_id, name=inbound.name
@@ -257,6 +243,25 @@ def _event_handle(*, event_id: int) -> Message | None:
         handled_at=timezone.now(), error=error[:500], payload={}
     )
     return message
+
+
+def _mail_handle(
+    channel: Channel, account: ChannelAccount, event: ChannelEvent
+) -> tuple[Message | None, str]:
+    """A mail (kefu.channels.mail_threads): ``(message, error)``. A refusal (closed, queue full,
+    blocked) is mailed back to the sender as the widget would show it; an unreadable mail is
+    kept as handled with its error."""
+    try:
+        return mail_store(channel=channel, event=event), ""
+    except ChannelInputError as exc:
+        logger.warning("email channel %s: event %s unreadable: %s", channel.pk, event.pk, exc)
+        return None, str(exc)
+    except ServiceError as exc:
+        logger.info("email channel %s: event %s refused: %s", channel.pk, event.pk, exc.code)
+        sender = mail_sender(event.payload)
+        if sender:
+            _notice(channel, account, sender, exc.message)
+        return None, exc.message
 
 
 def api_upload_store(

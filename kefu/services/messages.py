@@ -60,7 +60,12 @@ def _session_route(
 
 
 def _session_open(
-    *, visitor: Visitor, workgroup_id: int, skill_id: int | None, queue_limit: int
+    *,
+    visitor: Visitor,
+    workgroup_id: int,
+    skill_id: int | None,
+    queue_limit: int,
+    thread_key: str = "",
 ) -> Session:
     """Write a new session and its conversation (call inside a transaction): ``queued`` on a
     human-only channel (dispatched by the caller after commit), ``robot`` on a robot or
@@ -89,6 +94,7 @@ def _session_open(
         skill_id=skill_id,
         status=status,
         queued_at=timezone.now() if status == Session.Status.QUEUED else None,
+        thread_key=thread_key,
     )
     webhooks.conversation_emit(
         "conversation.created", session_id=session.pk, conversation_id=conversation.pk
@@ -105,6 +111,7 @@ def visitor_message_send(
     department_id: object = None,
     msg_type: object = Message.Type.TEXT,
     attachment_id: object = None,
+    thread_key: str = "",
 ) -> tuple[Message, bool]:
     """A visitor's message: text, or a file it uploaded (``msg_type`` ``image``/``voice``/
     ``video``/``file`` with ``attachment_id`` from ``POST /api/v1/widget/files``, ``content`` an
@@ -131,6 +138,9 @@ def visitor_message_send(
     conversations this month are used up: :mod:`tenants.quotas`; counted once the session is
     written) — nothing is written then; the widget offers the leave-a-message form for the last
     three.
+
+    ``thread_key`` (e-mail, :mod:`kefu.channels.email`): the live session of that thread is
+    used or started, so one contact can have a conversation per e-mail thread.
     """
     blocking.check(visitor=visitor)
     sender = visitor_sender(visitor)
@@ -195,7 +205,7 @@ def visitor_message_send(
         if stored is not None:
             im_messages.message_republish(stored)
             return stored, False
-    live = selectors.visitor_live_session(visitor_id=visitor.pk)
+    live = selectors.visitor_live_session(visitor_id=visitor.pk, thread_key=thread_key)
     if live is None:
         quotas.check("conversations")  # the plan's conversations this month (one Redis GET)
         workgroup_id, skill_id, workgroup = _session_route(
@@ -210,11 +220,12 @@ def visitor_message_send(
                         workgroup_id=workgroup_id,
                         skill_id=skill_id,
                         queue_limit=workgroup.max_queue_length if workgroup else 0,
+                        thread_key=thread_key,
                     )
             except IntegrityError:
                 # another tab of this visitor opened a session meanwhile: write into that one
                 opened = False
-                live = selectors.visitor_live_session(visitor_id=visitor.pk)
+                live = selectors.visitor_live_session(visitor_id=visitor.pk, thread_key=thread_key)
                 if live is None:
                     raise
             result = send(live.conversation_id, draft)

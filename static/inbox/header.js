@@ -13,6 +13,7 @@ const CHANNEL_TEXT = {
   telegram: gettext('via Telegram'),
   wechat_mp: gettext('via WeChat'),
   api: gettext('via the API'),
+  email: gettext('via e-mail'),
 };
 
 function renderHeader() {

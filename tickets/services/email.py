@@ -9,6 +9,7 @@ from django.db import connection, transaction
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
+from kefu.channels import mail as channel_mail
 from tenants import mail
 from tickets.models import Comment, Ticket
 
@@ -41,9 +42,10 @@ def reply_email_send(*, comment_id: int) -> bool:
     """E-mail a public staff reply to the ticket's requester, once: the comment is locked and
     marked ``emailed_at`` in the same transaction as the send (a worker killed between the send
     and the commit may send it again — at least once, never lost). SMTP errors propagate as
-    ``OSError`` (the task retries them) and leave the comment unmarked. Written in the visitor's
-    language when we speak it. Returns whether a mail was sent (not for an internal note, a
-    comment already e-mailed, or a ticket without an address). Runs in the current tenant."""
+    ``OSError`` or, through an e-mail channel, ``DeliveryError`` (the task retries them) and
+    leave the comment unmarked. Written in the visitor's language when we speak it. Returns
+    whether a mail was sent (not for an internal note, a comment already e-mailed, or a ticket
+    without an address nor an e-mail conversation). Runs in the current tenant."""
     comment = (
         Comment.objects.select_for_update(of=("self",))
         .select_related(
@@ -56,10 +58,11 @@ def reply_email_send(*, comment_id: int) -> bool:
         return False
     ticket = comment.ticket
     address = requester_address(ticket)
-    if not address:
+    if not address and ticket.conversation_id is None:
         return False
     with translation.override(_requester_language(ticket)):
-        _send_reply(comment, ticket, address)
+        if not _send_reply(comment, ticket, address):
+            return False
     comment.emailed_at = timezone.now()
     comment.save(update_fields=["emailed_at"])
     return True
@@ -74,10 +77,27 @@ def _requester_language(ticket: Ticket) -> str:
         return ""
 
 
-def _send_reply(comment: Comment, ticket: Ticket, address: str) -> None:
-    """Compose and send one reply (in the active language)."""
+def _send_reply(comment: Comment, ticket: Ticket, address: str) -> bool:
+    """Compose and send one reply (in the active language). A ticket made from an e-mail
+    channel's conversation is answered in the customer's mail thread, from the channel's
+    address and server, with its files attached (kefu.channels.mail.mail_reply_send), even
+    without a requester address. Returns whether a mail was sent."""
     lines = [comment.body, ""]
     files = list(comment.attachments.all())
+    if ticket.conversation_id is not None:
+        signature = _("— %(name)s, ticket #%(number)s") % {
+            "name": comment.author_name,
+            "number": ticket.number,
+        }
+        sent = channel_mail.mail_reply_send(
+            conversation_id=ticket.conversation_id,
+            text="\n".join([*lines, signature]),
+            files=files,
+        )
+        if sent is not None:
+            return True
+    if not address:
+        return False
     if files:
         lines += [_("Attached files (see the ticket):")] + [f"- {a.name}" for a in files] + [""]
     lines.append(
@@ -90,3 +110,4 @@ def _send_reply(comment: Comment, ticket: Ticket, address: str) -> None:
         body="\n".join(lines),
         to=[address],
     )
+    return True
