@@ -6,7 +6,9 @@
 
 ``--login`` floods the ``flood`` tenant's inbox sign-in with wrong passwords instead (issue 12,
 finding 2; docs/benchmarks.md, "Login flood"): half for its real agent, half for made-up
-usernames, each request from a fresh ``X-Forwarded-For`` address.
+usernames, each request from a fresh ``X-Forwarded-For`` address. That flood runs in a process
+of its own, at ``--flood-nice`` (10) niceness: an attacker's CPU is not the service's, and the
+chat client's measurements are not delayed by the flood's own event loop.
 
 What it does (docs/benchmarks.md, "Widget flood"; docs/security.md, "Rate limits"):
 
