@@ -264,22 +264,42 @@ PASSWORD_RESETS_PER_IP_HOUR = 10
 PASSWORD_RESETS_PER_ADDRESS_HOUR = 3
 
 
-def password_reset(*, schema: str, ip: str, address: str) -> list[Limit]:
-    """``POST /account/password/reset/``: per client address and per e-mail address asked for,
-    per hour (the mail goes to the account's owner, but a flood would still fill their inbox)."""
-    digest = hashlib.sha256(address.strip().lower().encode()).hexdigest()[:32]
+def _reset_message() -> str:
+    return _("Too many password reset requests. Please try again in an hour.")
 
-    def message() -> str:
-        return _("Too many password reset requests. Please try again in an hour.")
 
+def password_reset_gate(*, schema: str, ip: str) -> list[Limit]:
+    """The limits of ``POST /account/password/reset/`` that need no form field: per client
+    address per hour, and over the whole tenant per minute
+    (``WEIYU_TENANT_LIMITS["password_resets_per_minute"]``, a botnet rotating addresses).
+    :mod:`org.signin_gate` reads them before the request reaches Django."""
     return _on(
         [
-            Limit("reset-ip", f"{schema}:{ip}", PASSWORD_RESETS_PER_IP_HOUR, HOUR, message),
-            Limit(
-                "reset-to", f"{schema}:{digest}", PASSWORD_RESETS_PER_ADDRESS_HOUR, HOUR, message
-            ),
+            Limit("reset-ip", f"{schema}:{ip}", PASSWORD_RESETS_PER_IP_HOUR, HOUR, _reset_message),
+            Limit("reset-t", schema, _tenant("password_resets_per_minute"), MINUTE, _reset_message),
         ]
     )
+
+
+def password_reset(*, schema: str, ip: str, address: str) -> list[Limit]:
+    """``POST /account/password/reset/``: :func:`password_reset_gate`, and per e-mail address
+    asked for, per hour (the mail goes to the account's owner, but a flood would still fill
+    their inbox)."""
+    digest = hashlib.sha256(address.strip().lower().encode()).hexdigest()[:32]
+    return [
+        *password_reset_gate(schema=schema, ip=ip),
+        *_on(
+            [
+                Limit(
+                    "reset-to",
+                    f"{schema}:{digest}",
+                    PASSWORD_RESETS_PER_ADDRESS_HOUR,
+                    HOUR,
+                    _reset_message,
+                )
+            ]
+        ),
+    ]
 
 
 def sign_in(*, schema: str, ip: str) -> list[Limit]:

@@ -27,6 +27,7 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from org.signin_gate import SignInGate  # noqa: E402
 from weiyu.asgi_tenancy import SameOriginMiddleware, TenantWebsocketMiddleware  # noqa: E402
 from weiyu.clientaddr import TrustedProxyMiddleware  # noqa: E402
 from weiyu.routing import websocket_urlpatterns  # noqa: E402
@@ -35,7 +36,9 @@ from weiyu.routing import websocket_urlpatterns  # noqa: E402
 application = TrustedProxyMiddleware(
     ProtocolTypeRouter(
         {
-            "http": django_asgi_app,
+            # sign-in POSTs past their budget are refused here, the rest run on the sign-in
+            # threads (org.signin_gate, docs/security.md "Sign-in throttling")
+            "http": SignInGate(django_asgi_app),
             "websocket": SameOriginMiddleware(
                 TenantWebsocketMiddleware(URLRouter(websocket_urlpatterns))
             ),

@@ -13,7 +13,8 @@ A limit of 0 or less is off (not checked). When Redis cannot be reached the chec
 through (logged): the limits protect the service, they must not take it down with Redis.
 
 :func:`check` is for synchronous code (views, services); :func:`acheck` for the event loop
-(websocket consumers), with one ``redis.asyncio`` client per event loop.
+(websocket consumers), with one ``redis.asyncio`` client per event loop. :func:`apeek` reads the
+counters without counting (the sign-in gate, :mod:`org.signin_gate`).
 """
 
 from __future__ import annotations
@@ -148,6 +149,30 @@ async def acheck(limits: Sequence[Limit], *, language: str | None = None) -> Non
             raise _refused(active[index - 1], now)
         with translation.override(language):
             raise _refused(active[index - 1], now)
+
+
+async def apeek(limits: Sequence[Limit], *, language: str | None = None) -> None:
+    """Whether the next request would pass ``limits``, without counting it: raises
+    ``RateLimitedError`` (with the refusing limit's wait and message, in ``language`` when
+    given) when a counter of the current window already holds its limit, else returns. One
+    ``MGET`` on the loop's connection pool. For a gate in front of the code that counts (the
+    same limits, checked with :func:`check` further on): a flood past a budget is refused there
+    without reaching it. Redis unreachable → let through (logged), as :func:`acheck`."""
+    now = time.time()
+    active, (keys, _args) = _prepare(limits, now)
+    if not active:
+        return
+    try:
+        values = await _async_client().mget(keys)
+    except RedisError as exc:
+        logger.warning("rate limits not peeked, Redis unreachable: %s", exc)
+        return
+    for lim, value in zip(active, values, strict=True):
+        if value is not None and int(value) + lim.cost > lim.limit:
+            if language is None:
+                raise _refused(lim, now)
+            with translation.override(language):
+                raise _refused(lim, now)
 
 
 def give_back(limits: Sequence[Limit], *, at: float) -> None:

@@ -373,6 +373,10 @@ WEIYU_TENANT_LIMITS = {
     # password sign-ins over the whole tenant (each one hashes a password: ~0.3-1 s of CPU), so
     # a botnet's wrong passwords cannot take the web processes' CPU from every tenant's chats
     "sign_ins_per_minute": int(os.environ.get("WEIYU_TENANT_SIGN_INS_PER_MINUTE", "120")),
+    # "forgot your password?" requests over the whole tenant (each one looks accounts up)
+    "password_resets_per_minute": int(
+        os.environ.get("WEIYU_TENANT_PASSWORD_RESETS_PER_MINUTE", "60")
+    ),
 }
 #: password sign-ins per client address and minute, in each tenant (and on the platform's domains)
 #: days a conversation list export (its file) is kept for download (kefu.exports.exports_purge)
@@ -385,6 +389,20 @@ WEIYU_METRICS_TOKEN = os.environ.get("WEIYU_METRICS_TOKEN", "")
 WEIYU_METRICS_QUEUES = [q for q in os.environ.get("WEIYU_METRICS_QUEUES", "").split(",") if q]
 
 WEIYU_SIGN_INS_PER_IP_MINUTE = int(os.environ.get("WEIYU_SIGN_INS_PER_IP_MINUTE", "60"))
+#: threads of a web process that run sign-in and password-reset POSTs (org.signin_gate): the
+#: password hashing of a sign-in flood never takes more than these; at most half of them (at
+#: least one) work for one tenant at a time, so another tenant's people still sign in
+WEIYU_SIGN_IN_THREADS = max(1, int(os.environ.get("WEIYU_SIGN_IN_THREADS", "2")))
+#: niceness the sign-in threads add to the process's (Linux): hashing yields the CPU to chats
+WEIYU_SIGN_IN_NICE = max(0, int(os.environ.get("WEIYU_SIGN_IN_NICE", "10")))
+#: sign-in POSTs of one tenant that may wait for a sign-in thread; past them → 429 at once
+WEIYU_SIGN_IN_QUEUE = max(1, int(os.environ.get("WEIYU_SIGN_IN_QUEUE", "16")))
+#: a refused sign-in is answered this late (ms; 0: at once), while fewer than
+#: WEIYU_SIGN_IN_REFUSALS_HELD refusals are held back in the process (org.signin_gate)
+WEIYU_SIGN_IN_REFUSAL_DELAY_MS = max(
+    0, int(os.environ.get("WEIYU_SIGN_IN_REFUSAL_DELAY_MS", "1000"))
+)
+WEIYU_SIGN_IN_REFUSALS_HELD = max(0, int(os.environ.get("WEIYU_SIGN_IN_REFUSALS_HELD", "256")))
 #: addresses or CIDRs of the reverse proxies / load balancers in front of daphne (comma-separated);
 #: only from them are X-Forwarded-For / X-Forwarded-Proto believed (weiyu.clientaddr). Empty: the
 #: TCP peer is the client.
