@@ -23,33 +23,15 @@ import contextlib
 import io
 import json
 import logging
-import math
 import os
 import sys
 import time
 import uuid
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/weiyu_bench"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-
-def pct(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))], 1)
-
-
-def _admin(database_url: str, *statements: str) -> None:
-    import psycopg
-
-    admin_url = urlunsplit(urlsplit(database_url)._replace(path="/postgres"))
-    with psycopg.connect(admin_url, autocommit=True, connect_timeout=10) as conn:
-        for statement in statements:
-            conn.execute(statement)
+from scratchdb import quantiles, scratch_database  # bench/ is not a package: on sys.path
 
 
 class _SchemaTimes(logging.Handler):
@@ -72,77 +54,69 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the database")
     args = parser.parse_args(argv)
 
-    base_url = os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)
-    parts = urlsplit(base_url)
-    dbname = f"{parts.path.lstrip('/')}_provbench"
-    database_url = urlunsplit(parts._replace(path=f"/{dbname}"))
-    _admin(database_url, f'DROP DATABASE IF EXISTS "{dbname}"', f'CREATE DATABASE "{dbname}"')
-    os.environ["DATABASE_URL"] = database_url
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "weiyu.settings")
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    with scratch_database("provbench", keep=args.keep):
+        result = _measure(args.tenants)
+    _report(result, as_json=args.json)
+    return 0
 
+
+def _measure(tenants: int) -> dict:
+    """Deploy, then provision ``tenants`` tenants per method, taking turns (module docstring)."""
     import django
 
     django.setup()
     from django.core.management import call_command
-    from django.db import connection
     from django.test import override_settings
 
     from tenants.services import public_tenant_ensure, tenant_create
 
-    try:
-        started = time.monotonic()
-        call_command("migrate_schemas", interactive=False, verbosity=0)
-        deploy_s = time.monotonic() - started
-        public_tenant_ensure(domains=["localhost"])
-        handler = _SchemaTimes()
-        service_log = logging.getLogger("tenants.services")
-        service_log.addHandler(handler)
-        service_log.setLevel(logging.INFO)
-        totals: dict[str, list[float]] = {"clone": [], "migrate": []}
-        schemas: dict[str, list[str]] = {"clone": [], "migrate": []}
-        for n in range(2 * args.tenants):
-            method = "clone" if n % 2 == 0 else "migrate"
-            schema = f"b{method[0]}_{uuid.uuid4().hex[:10]}"
-            quiet = contextlib.redirect_stdout(io.StringIO())  # migrate_schemas' progress
-            settings = {"TENANT_TEMPLATE_SCHEMA": ""} if method == "migrate" else {}
-            with override_settings(**settings), quiet:
-                started = time.monotonic()
-                tenant_create(
-                    name=schema,
-                    schema_name=schema,
-                    domain=f"{schema.replace('_', '-')}.localhost",
-                    admin_username="admin",
-                    admin_password=uuid.uuid4().hex,
-                )
-                totals[method].append((time.monotonic() - started) * 1000)
-            schemas[method].append(schema)
-        result = {
-            "tenants_per_method": args.tenants,
-            "migrate_schemas_s": round(deploy_s, 2),
-            "cpus": os.cpu_count(),
-            "loadavg_1m": round(os.getloadavg()[0], 2),
-        }
-        for method in ("migrate", "clone"):
-            schema_ms = [handler.ms[s] for s in schemas[method] if s in handler.ms]
-            result[method] = {
-                "tenant_create_ms": {q: pct(totals[method], v) for q, v in _QS},
-                "schema_ms": {q: pct(schema_ms, v) for q, v in _QS},
-            }
-    finally:
-        connection.close()
-        if not args.keep:
-            _admin(
-                base_url,
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "  # noqa: S608 - our own name
-                f"WHERE datname = '{dbname}' AND pid <> pg_backend_pid()",
-                f'DROP DATABASE IF EXISTS "{dbname}"',
+    started = time.monotonic()
+    call_command("migrate_schemas", interactive=False, verbosity=0)
+    deploy_s = time.monotonic() - started
+    public_tenant_ensure(domains=["localhost"])
+    handler = _SchemaTimes()
+    service_log = logging.getLogger("tenants.services")
+    service_log.addHandler(handler)
+    service_log.setLevel(logging.INFO)
+    totals: dict[str, list[float]] = {"clone": [], "migrate": []}
+    schemas: dict[str, list[str]] = {"clone": [], "migrate": []}
+    for n in range(2 * tenants):
+        method = "clone" if n % 2 == 0 else "migrate"
+        schema = f"b{method[0]}_{uuid.uuid4().hex[:10]}"
+        quiet = contextlib.redirect_stdout(io.StringIO())  # migrate_schemas' progress
+        settings = {"TENANT_TEMPLATE_SCHEMA": ""} if method == "migrate" else {}
+        with override_settings(**settings), quiet:
+            started = time.monotonic()
+            tenant_create(
+                name=schema,
+                schema_name=schema,
+                domain=f"{schema.replace('_', '-')}.localhost",
+                admin_username="admin",
+                admin_password=uuid.uuid4().hex,
             )
-    if args.json:
+            totals[method].append((time.monotonic() - started) * 1000)
+        schemas[method].append(schema)
+    result: dict = {
+        "tenants_per_method": tenants,
+        "migrate_schemas_s": round(deploy_s, 2),
+        "cpus": os.cpu_count(),
+        "loadavg_1m": round(os.getloadavg()[0], 2),
+    }
+    for method in ("migrate", "clone"):
+        schema_ms = [handler.ms[s] for s in schemas[method] if s in handler.ms]
+        result[method] = {
+            "tenant_create_ms": quantiles(totals[method]),
+            "schema_ms": quantiles(schema_ms),
+        }
+    return result
+
+
+def _report(result: dict, *, as_json: bool) -> None:
+    if as_json:
         print(json.dumps(result, indent=2))
-        return 0
+        return
     print(
-        f"{args.tenants} tenants per method; migrate_schemas (public + template) "
+        f"{result['tenants_per_method']} tenants per method; migrate_schemas (public + template) "
         f"{result['migrate_schemas_s']} s; {result['cpus']} CPUs, load {result['loadavg_1m']}"
     )
     print(f"{'method':8} {'step':16} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}")
@@ -152,10 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"{method:8} {step[:-3]:16} {row['p50']!s:>8} {row['p95']!s:>8} {row['max']!s:>8}"
             )
-    return 0
 
-
-_QS = (("p50", 50), ("p95", 95), ("max", 100))
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -23,35 +23,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import re
 import sys
 import time
 import uuid
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/weiyu_bench"
-_QS = (("p50", 50), ("p95", 95), ("max", 100))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-
-def pct(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))], 1)
-
-
-def _admin(database_url: str, *statements: str) -> None:
-    import psycopg
-
-    admin_url = urlunsplit(urlsplit(database_url)._replace(path="/postgres"))
-    with psycopg.connect(admin_url, autocommit=True, connect_timeout=10) as conn:
-        for statement in statements:
-            conn.execute(statement)
+from scratchdb import quantiles, scratch_database  # bench/ is not a package: on sys.path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,14 +43,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the database")
     args = parser.parse_args(argv)
 
-    base_url = os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)
-    parts = urlsplit(base_url)
-    dbname = f"{parts.path.lstrip('/')}_signupbench"
-    database_url = urlunsplit(parts._replace(path=f"/{dbname}"))
-    _admin(database_url, f'DROP DATABASE IF EXISTS "{dbname}"', f'CREATE DATABASE "{dbname}"')
-    os.environ["DATABASE_URL"] = database_url
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "weiyu.settings")
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    with scratch_database("signupbench", keep=args.keep):
+        result = _measure(args.signups)
+    _report(result, as_json=args.json)
+    return 0
+
+
+def _measure(signups: int) -> dict:
+    """Deploy, then ``signups`` sign-ups through the pages, each beside an empty schema."""
     os.environ["WEIYU_RATE_LIMITS"] = "off"  # one address signs up every company here
     os.environ["WEIYU_FAST_PASSWORD_HASHER"] = "1"  # noqa: S105 - a switch; the hash is not measured
 
@@ -91,71 +73,64 @@ def main(argv: list[str] | None = None) -> int:
         "total": [],
         "empty_schema": [],
     }
-    try:
-        started = time.monotonic()
-        call_command("migrate_schemas", interactive=False, verbosity=0)
-        deploy_s = time.monotonic() - started
-        public_tenant_ensure(domains=["localhost"])
-        with override_settings(EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend"):
-            mail.outbox = []
-            for _n in range(args.signups):
-                sub = f"s{uuid.uuid4().hex[:12]}"
-                web = Client(HTTP_HOST="localhost", HTTP_ACCEPT_LANGUAGE="en")
-                t0 = time.monotonic()
-                response = web.post(
-                    "/signup/",
-                    {
-                        "company": f"Company {sub}",
-                        "subdomain": sub,
-                        "email": f"owner@{sub}.example.com",
-                        "password": "a-long-and-unusual-passphrase",
-                        "website": "",
-                    },
-                )
-                t1 = time.monotonic()
-                assert response.status_code == 200, response.content[:500]
-                link = re.search(r"/signup/verify/\S+/", mail.outbox[-1].body).group(0)
-                response = web.post(link)
-                t2 = time.monotonic()
-                assert response.status_code == 302, response.content[:500]
-                welcome = urlsplit(response["Location"])
-                tenant_web = Client(HTTP_HOST=welcome.hostname)
-                response = tenant_web.get(welcome.path)
-                t3 = time.monotonic()
-                assert response["Location"] == "/admin/onboarding/", response
-                connection.set_schema_to_public()
-                times["form"].append((t1 - t0) * 1000)
-                times["verify"].append((t2 - t1) * 1000)
-                times["sign_in"].append((t3 - t2) * 1000)
-                times["total"].append((t3 - t0) * 1000)
-                # the baseline, taking turns with the sign-ups
-                empty = f"e{uuid.uuid4().hex[:12]}"
-                with connection.cursor() as cursor:
-                    t0 = time.monotonic()
-                    cursor.execute(f'CREATE SCHEMA "{empty}"')
-                    times["empty_schema"].append((time.monotonic() - t0) * 1000)
-                    cursor.execute(f'DROP SCHEMA "{empty}"')
-        result = {
-            "signups": args.signups,
-            "migrate_schemas_s": round(deploy_s, 2),
-            "cpus": os.cpu_count(),
-            "loadavg_1m": round(os.getloadavg()[0], 2),
-            **{step: {q: pct(values, v) for q, v in _QS} for step, values in times.items()},
-        }
-    finally:
-        connection.close()
-        if not args.keep:
-            _admin(
-                base_url,
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "  # noqa: S608 - our own name
-                f"WHERE datname = '{dbname}' AND pid <> pg_backend_pid()",
-                f'DROP DATABASE IF EXISTS "{dbname}"',
+    started = time.monotonic()
+    call_command("migrate_schemas", interactive=False, verbosity=0)
+    deploy_s = time.monotonic() - started
+    public_tenant_ensure(domains=["localhost"])
+    with override_settings(EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend"):
+        mail.outbox = []
+        for _n in range(signups):
+            sub = f"s{uuid.uuid4().hex[:12]}"
+            web = Client(HTTP_HOST="localhost", HTTP_ACCEPT_LANGUAGE="en")
+            t0 = time.monotonic()
+            response = web.post(
+                "/signup/",
+                {
+                    "company": f"Company {sub}",
+                    "subdomain": sub,
+                    "email": f"owner@{sub}.example.com",
+                    "password": "a-long-and-unusual-passphrase",
+                    "website": "",
+                },
             )
-    if args.json:
+            t1 = time.monotonic()
+            assert response.status_code == 200, response.content[:500]
+            link = re.search(r"/signup/verify/\S+/", mail.outbox[-1].body).group(0)
+            response = web.post(link)
+            t2 = time.monotonic()
+            assert response.status_code == 302, response.content[:500]
+            welcome = urlsplit(response["Location"])
+            tenant_web = Client(HTTP_HOST=welcome.hostname)
+            response = tenant_web.get(welcome.path)
+            t3 = time.monotonic()
+            assert response["Location"] == "/admin/onboarding/", response
+            connection.set_schema_to_public()
+            times["form"].append((t1 - t0) * 1000)
+            times["verify"].append((t2 - t1) * 1000)
+            times["sign_in"].append((t3 - t2) * 1000)
+            times["total"].append((t3 - t0) * 1000)
+            # the baseline, taking turns with the sign-ups
+            empty = f"e{uuid.uuid4().hex[:12]}"
+            with connection.cursor() as cursor:
+                t0 = time.monotonic()
+                cursor.execute(f'CREATE SCHEMA "{empty}"')
+                times["empty_schema"].append((time.monotonic() - t0) * 1000)
+                cursor.execute(f'DROP SCHEMA "{empty}"')
+    return {
+        "signups": signups,
+        "migrate_schemas_s": round(deploy_s, 2),
+        "cpus": os.cpu_count(),
+        "loadavg_1m": round(os.getloadavg()[0], 2),
+        **{step: quantiles(values) for step, values in times.items()},
+    }
+
+
+def _report(result: dict, *, as_json: bool) -> None:
+    if as_json:
         print(json.dumps(result, indent=2))
-        return 0
+        return
     print(
-        f"{args.signups} sign-ups; migrate_schemas (public + template) "
+        f"{result['signups']} sign-ups; migrate_schemas (public + template) "
         f"{result['migrate_schemas_s']} s; {result['cpus']} CPUs, load {result['loadavg_1m']}"
     )
     print(f"{'step':34} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}")
@@ -169,7 +144,6 @@ def main(argv: list[str] | None = None) -> int:
     for step, label in labels.items():
         row = result[step]
         print(f"{label:34} {row['p50']!s:>8} {row['p95']!s:>8} {row['max']!s:>8}")
-    return 0
 
 
 if __name__ == "__main__":

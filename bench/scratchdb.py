@@ -1,0 +1,72 @@
+"""A throwaway database for the benchmarks that deploy their own (provisioning, sign-up,
+migrate_schemas): created next to ``$DATABASE_URL``'s (its name + a suffix), migrated by the
+benchmark as a deploy does, dropped at the end unless asked to keep it; and the percentiles
+they print."""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/weiyu_bench"
+#: the percentiles the benchmarks print: (label, q)
+QUANTILES = (("p50", 50), ("p95", 95), ("max", 100))
+
+
+def pct(values: list[float], q: float) -> float | None:
+    """The ``q``-th percentile of ``values`` (nearest rank), rounded to 0.1; None when empty."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))], 1)
+
+
+def quantiles(values: list[float]) -> dict[str, float | None]:
+    """``{"p50", "p95", "max"}`` of ``values``."""
+    return {label: pct(values, q) for label, q in QUANTILES}
+
+
+def _admin(database_url: str, *statements: str) -> None:
+    import psycopg
+
+    admin_url = urlunsplit(urlsplit(database_url)._replace(path="/postgres"))
+    with psycopg.connect(admin_url, autocommit=True, connect_timeout=10) as conn:
+        for statement in statements:
+            conn.execute(statement)
+
+
+@contextmanager
+def scratch_database(suffix: str, *, keep: bool = False) -> Iterator[str]:
+    """Create the empty database ``<name of $DATABASE_URL>_<suffix>`` (dropped first if left
+    over), point ``DATABASE_URL`` at it and set Django's settings module (``LOG_LEVEL`` WARNING
+    unless set) before the caller's ``django.setup()``; yields its URL. At the end its
+    connections are ended and it is dropped, unless ``keep``."""
+    base_url = os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)
+    parts = urlsplit(base_url)
+    dbname = f"{parts.path.lstrip('/')}_{suffix}"
+    database_url = urlunsplit(parts._replace(path=f"/{dbname}"))
+    _admin(database_url, f'DROP DATABASE IF EXISTS "{dbname}"', f'CREATE DATABASE "{dbname}"')
+    os.environ["DATABASE_URL"] = database_url
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "weiyu.settings")
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    try:
+        yield database_url
+    finally:
+        if "django.db" in sys.modules:
+            from django.db import connections
+
+            connections.close_all()
+        if not keep:
+            _admin(
+                base_url,
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "  # noqa: S608 - our own name
+                f"WHERE datname = '{dbname}' AND pid <> pg_backend_pid()",
+                f'DROP DATABASE IF EXISTS "{dbname}"',
+            )
