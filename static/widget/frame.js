@@ -71,6 +71,20 @@ window.addEventListener('message', (e) => {
     if (client) identify();
     return;
   }
+  if (e.data.event === 'locale') {
+    // Weiyu.setLocale on the host page: as if the visitor chose it in the language menu
+    const wanted = typeof e.data.language === 'string' ? e.data.language : '';
+    const offered = [...languageSwitch.options].map((o) => o.value);
+    const match =
+      offered.find((v) => v && v.toLowerCase() === wanted.toLowerCase()) ||
+      offered.find((v) => v && v.split('-')[0] === wanted.toLowerCase().split('-')[0]) ||
+      '';
+    // already in that language (the reload below came back, or storage is blocked): no reload
+    const settled = match ? match === document.documentElement.lang : !chosenLanguage();
+    languageSwitch.value = match;
+    if (!settled) languageSwitch.dispatchEvent(new Event('change'));
+    return;
+  }
   if (e.data.event === 'visibility') {
     hostOpen = !!e.data.open;
     if (hostOpen && window.matchMedia('(pointer: fine)').matches) composer.focus();
@@ -639,6 +653,20 @@ function onFrame(f) {
       if (m.meta && m.meta.leave_message) $('offline-banner').hidden = false;
       const kind = kindOf(m);
       if (kind !== 'mine') client.updateRead(m.conversation_id, { delivered_seq: m.seq });
+      if (kind === 'theirs' && !m.recalled) {
+        // Weiyu.on('message') on the host page: an agent's or the robot's new message
+        toHost({
+          event: 'message',
+          message: {
+            conversation_id: m.conversation_id,
+            sender_name: m.sender ? m.sender.name : '',
+            sender_type: m.sender ? m.sender.type : '',
+            type: m.msg_type,
+            text: m.msg_type === 'text' ? m.content : '',
+            created_at: m.created_at,
+          },
+        });
+      }
       const stick = nearBottom() || kind === 'mine';
       if (shown.has(m.conversation_id) || adopt(m.conversation_id)) showMessage(m);
       if (stick) scrollToBottom();

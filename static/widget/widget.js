@@ -25,10 +25,13 @@
   var base = new URL('./', src); // the directory widget.js is served from
   var origin = base.origin;
 
-  var zh = /^zh\b/i.test(navigator.language || '');
-  var T = zh
-    ? { open: '打开在线客服', close: '关闭在线客服', title: '在线客服' }
-    : { open: 'Open chat', close: 'Close chat', title: 'Customer service chat' };
+  function labels(language) {
+    return /^zh\b/i.test(language || '')
+      ? { open: '打开在线客服', close: '关闭在线客服', title: '在线客服' }
+      : { open: 'Open chat', close: 'Close chat', title: 'Customer service chat' };
+  }
+  var T = labels(navigator.language);
+  var locale = null; // what Weiyu.setLocale gave, sent to the frame once it is ready
 
   var Z = '2147483000';
   var accent = '#1f6feb';
@@ -194,7 +197,9 @@
     else if (d.event === 'open') setOpen(true);
     else if (d.event === 'identified') emit('identified');
     else if (d.event === 'identify_failed') emit('identify_failed', String(d.message || ''));
-    else if (d.event === 'ready') {
+    else if (d.event === 'message' && d.message && typeof d.message === 'object') {
+      emit('message', d.message);
+    } else if (d.event === 'ready') {
       // Only a plain #rgb/#rrggbb colour; anything else stays the default.
       if (typeof d.color === 'string' && /^#[0-9a-f]{3}([0-9a-f]{3})?$/i.test(d.color)) {
         accent = d.color;
@@ -202,6 +207,7 @@
       }
       tellFrame({ source: 'weiyu-host', event: 'visibility', open: isOpen });
       frameReady = true;
+      if (locale !== null) tellFrame({ source: 'weiyu-host', event: 'locale', language: locale });
       sendIdentity();
       emit('ready');
     }
@@ -234,7 +240,23 @@
       identitySent = false;
       if (frameReady) sendIdentity();
     },
-    /** Events: 'open', 'close', 'unread' (count), 'ready', 'identified', 'identify_failed'. */
+    /**
+     * The widget's language: a code such as 'en' or 'zh-hans' (one the widget offers; anything
+     * else, or '', follows the browser). The visitor's own choice in the widget is replaced, and
+     * kept for their next visit.
+     */
+    setLocale: function (language) {
+      locale = typeof language === 'string' ? language.slice(0, 16) : '';
+      T = labels(locale || navigator.language);
+      frame.title = T.title;
+      launcher.setAttribute('aria-label', (isOpen ? T.close : T.open) + (unread ? ' (' + unread + ')' : ''));
+      if (frameReady) tellFrame({ source: 'weiyu-host', event: 'locale', language: locale });
+    },
+    /**
+     * Events: 'ready', 'open', 'close', 'unread' (count), 'message' ({conversation_id,
+     * sender_name, sender_type, type, text, created_at}: an agent's or the robot's new message),
+     * 'identified', 'identify_failed' (message). Returns a function that removes the listener.
+     */
     on: function (event, fn) {
       if (typeof fn !== 'function') return function () {};
       (listeners[event] = listeners[event] || []).push(fn);
