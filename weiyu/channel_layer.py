@@ -22,6 +22,9 @@ of a conversation) in two round trips per Redis server, whatever the number of g
 script reads the groups' channels, one script queues the message once per receiving process
 (channels-redis keeps all sockets of a process behind one key). ``group_send`` costs four round
 trips per group, so a 500-member conversation took 2,000 (docs/benchmarks.md, "Team chat").
+With one Redis server (the usual single-machine set-up) and channels-redis's default message
+format, the two scripts are one (:data:`_PUBLISH_LUA`): a message costs the sending process one
+round trip, and is serialised once rather than once per receiving process.
 
 With several Redis servers (``CHANNEL_REDIS_URLS``, docs/deploy.md), :class:`ShardWatch` tells a
 socket when a server holding its group or its process's queue was lost, so that it asks its
@@ -33,12 +36,15 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import random
 import time
 import uuid
 import weakref
 from typing import Any
 
+import msgpack
 from channels_redis.core import RedisChannelLayer
+from channels_redis.serializers import MsgPackSerializer
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +80,55 @@ for i = 1, #KEYS do
 end
 return over_capacity
 """
+
+#: :data:`_CHANNELS_LUA` and :data:`_SEND_LUA` in one call, for a layer on one Redis server:
+#: the live channels of the group keys in KEYS, grouped by the process queue that holds them
+#: (channels-redis's key: the prefix ARGV[2] and the channel name up to its ``!``), and the
+#: message queued once per queue with the list of its channels in ``__asgi_channel__``.
+#: The message is channels-redis's msgpack format, assembled here: ARGV[3] the random prefix
+#: (unique per call), ARGV[4] the map's header byte counting one entry more, ARGV[5] the rest of
+#: the packed message, ARGV[6] the packed key ``__asgi_channel__``; the channel list is packed
+#: by cmsgpack (an array of strings). ARGV[1] the groups' cutoff, ARGV[7] the capacity, ARGV[8]
+#: the time (s), ARGV[9] the expiry (s). Returns how many queues were over capacity.
+_PUBLISH_LUA = """
+local queues, order, seen = {}, {}, {}
+for i = 1, #KEYS do
+    redis.call('ZREMRANGEBYSCORE', KEYS[i], 0, ARGV[1])
+    local names = redis.call('ZRANGE', KEYS[i], 0, -1)
+    for j = 1, #names do
+        local name = names[j]
+        if not seen[name] then
+            seen[name] = true
+            local bang = string.find(name, '!', 1, true)
+            local key = ARGV[2] .. (bang and string.sub(name, 1, bang) or name)
+            local list = queues[key]
+            if not list then
+                list = {}
+                queues[key] = list
+                order[#order + 1] = key
+            end
+            list[#list + 1] = name
+        end
+    end
+end
+local over_capacity = 0
+local capacity = tonumber(ARGV[7])
+local now = tonumber(ARGV[8])
+local expiry = tonumber(ARGV[9])
+local head = ARGV[3] .. ARGV[4] .. ARGV[5] .. ARGV[6]
+for i = 1, #order do
+    local key = order[i]
+    redis.call('ZREMRANGEBYSCORE', key, 0, math.floor(now) - expiry)
+    if redis.call('ZCOUNT', key, '-inf', '+inf') < capacity then
+        redis.call('ZADD', key, ARGV[8], head .. cmsgpack.pack(queues[key]))
+        redis.call('EXPIRE', key, expiry)
+    else
+        over_capacity = over_capacity + 1
+    end
+end
+return over_capacity
+"""
+_CHANNEL_KEY = msgpack.packb("__asgi_channel__")
 
 
 class BatchingRedisChannelLayer(RedisChannelLayer):
@@ -181,6 +236,10 @@ class BatchingRedisChannelLayer(RedisChannelLayer):
         ``capacity`` messages does not get this one (logged as a warning; its sockets catch up
         with ``sync``).
         """
+        body = self._one_step_body(message)
+        if body is not None:
+            await self._publish(groups, body)
+            return
         by_server: collections.defaultdict[int, list[str]] = collections.defaultdict(list)
         for group in dict.fromkeys(groups):
             self.require_valid_group_name(group)  # raises TypeError when it is not
@@ -210,6 +269,50 @@ class BatchingRedisChannelLayer(RedisChannelLayer):
             errors.extend(result for result in sent if isinstance(result, BaseException))
         if errors:
             raise errors[0]
+
+    def _one_step_body(self, message: dict[str, Any]) -> bytes | None:
+        """``message`` packed for :data:`_PUBLISH_LUA`, or None when the layer cannot publish
+        in one step (several servers, encryption, per-channel capacities, another format, or a
+        message of 15 keys or more, whose msgpack map header is not one byte)."""
+        serializer = self._serializer
+        if (
+            self.ring_size != 1
+            or self.channel_capacity
+            or getattr(serializer, "crypter", None) is not None
+            or not isinstance(serializer, MsgPackSerializer)
+            or "__asgi_channel__" in message
+        ):
+            return None
+        body = msgpack.packb(message)
+        if not 0x80 <= body[0] < 0x8F:  # a fixmap of at most 14 entries: one more still fits
+            return None
+        return body
+
+    async def _publish(self, groups: list[str], body: bytes) -> None:
+        """Queue a message packed by :meth:`_one_step_body` for every channel of ``groups``:
+        one script, one round trip (:data:`_PUBLISH_LUA`)."""
+        keys = []
+        for group in dict.fromkeys(groups):
+            self.require_valid_group_name(group)  # raises TypeError when it is not
+            keys.append(self._group_key(group))
+        length = self._serializer.random_prefix_length
+        prefix = random.getrandbits(8 * length).to_bytes(length, "big") if length else b""
+        over = await self.connection(0).eval(
+            _PUBLISH_LUA,
+            len(keys),
+            *keys,
+            int(time.time()) - self.group_expiry,
+            self.prefix,
+            prefix,
+            bytes([body[0] + 1]),
+            body[1:],
+            _CHANNEL_KEY,
+            self.capacity,
+            time.time(),
+            self.expiry,
+        )
+        if over:
+            logger.warning("%d process queues over capacity: message dropped", over)
 
     async def _group_channels(self, index: int, groups: list[str]) -> list[str]:
         """The live channels of ``groups`` (all on server ``index``), expired ones dropped: one
