@@ -7,9 +7,9 @@ races two new tasks for a lock or its buffer on every receive. A message to a 50
 thus cost about 2,000 round trips before the last socket had it (docs/benchmarks.md, "Team chat").
 
 :class:`BatchingRedisChannelLayer` runs one *pump* task per process channel (while any socket of
-the process receives): it drains the sorted set with one ``BZPOPMIN`` followed by one ``ZPOPMIN``
-of up to :attr:`~BatchingRedisChannelLayer.receive_batch` more, and puts each message straight
-into the in-memory inbox of every socket it names; a socket's ``receive`` only waits on its inbox.
+the process receives): it drains the sorted set with one ``ZPOPMIN`` of up to
+:attr:`~BatchingRedisChannelLayer.receive_batch` messages, and waits in ``BZPOPMIN`` only when
+nothing was there (under load, one round trip per batch); it puts each message straight into the in-memory inbox of every socket it names; a socket's ``receive`` only waits on its inbox.
 A socket that closes drops its inbox, never the messages meant for the other sockets. Without the
 backup queue, a message popped by a process that dies before handing it over is lost; the protocol
 already allows for that — the layer only rings the doorbell and clients resynchronise from the
@@ -200,18 +200,17 @@ class BatchingRedisChannelLayer(RedisChannelLayer):
         inbox exists; on a Redis error, hand it to every inbox and stop (the next receive starts
         a new pump)."""
         key = self.prefix + process_channel
+        batch_size = self.receive_batch
         try:
             while self._inboxes:
                 connection = self.connection(self.consistent_hash(process_channel))
-                first = await connection.bzpopmin(key, timeout=self.brpop_timeout)
-                if first is None:
-                    continue
-                batch = [first[1]]
-                if self.receive_batch > 1:
-                    batch.extend(
-                        member
-                        for member, _score in await connection.zpopmin(key, self.receive_batch - 1)
-                    )
+                # what is waiting first, in one round trip; block only when nothing is
+                batch = [member for member, _score in await connection.zpopmin(key, batch_size)]
+                if not batch:
+                    first = await connection.bzpopmin(key, timeout=self.brpop_timeout)
+                    if first is None:
+                        continue
+                    batch = [first[1]]
                 for raw in batch:
                     self._deliver(self.deserialize(raw))
         except Exception as exc:
