@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import hashlib
 import logging
 import random
 import time
@@ -45,6 +46,7 @@ from typing import Any
 import msgpack
 from channels_redis.core import RedisChannelLayer
 from channels_redis.serializers import MsgPackSerializer
+from redis.exceptions import NoScriptError
 
 logger = logging.getLogger(__name__)
 
@@ -129,6 +131,8 @@ end
 return over_capacity
 """
 _CHANNEL_KEY = msgpack.packb("__asgi_channel__")
+#: sent as ``EVALSHA``: the script's text goes to Redis once, not with every message
+_PUBLISH_SHA = hashlib.sha1(_PUBLISH_LUA.encode(), usedforsecurity=False).hexdigest()
 
 
 class BatchingRedisChannelLayer(RedisChannelLayer):
@@ -296,10 +300,7 @@ class BatchingRedisChannelLayer(RedisChannelLayer):
             keys.append(self._group_key(group))
         length = self._serializer.random_prefix_length
         prefix = random.getrandbits(8 * length).to_bytes(length, "big") if length else b""
-        over = await self.connection(0).eval(
-            _PUBLISH_LUA,
-            len(keys),
-            *keys,
+        args = (
             int(time.time()) - self.group_expiry,
             self.prefix,
             prefix,
@@ -310,6 +311,11 @@ class BatchingRedisChannelLayer(RedisChannelLayer):
             time.time(),
             self.expiry,
         )
+        connection = self.connection(0)
+        try:
+            over = await connection.evalsha(_PUBLISH_SHA, len(keys), *keys, *args)
+        except NoScriptError:  # a new or restarted Redis: EVAL also caches it there
+            over = await connection.eval(_PUBLISH_LUA, len(keys), *keys, *args)
         if over:
             logger.warning("%d process queues over capacity: message dropped", over)
 
