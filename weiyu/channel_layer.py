@@ -23,8 +23,10 @@ script reads the groups' channels, one script queues the message once per receiv
 (channels-redis keeps all sockets of a process behind one key). ``group_send`` costs four round
 trips per group, so a 500-member conversation took 2,000 (docs/benchmarks.md, "Team chat").
 With one Redis server (the usual single-machine set-up) and channels-redis's default message
-format, the two scripts are one (:data:`_PUBLISH_LUA`): a message costs the sending process one
-round trip, and is serialised once rather than once per receiving process.
+format, the two scripts are one (:data:`_PUBLISH_LUA`), and the messages a process publishes
+while its previous call is on its way go together in its next: at most one round trip per
+message, far fewer under load, each message serialised once rather than once per receiving
+process.
 
 With several Redis servers (``CHANNEL_REDIS_URLS``, docs/deploy.md), :class:`ShardWatch` tells a
 socket when a server holding its group or its process's queue was lost, so that it asks its
@@ -83,49 +85,59 @@ end
 return over_capacity
 """
 
-#: :data:`_CHANNELS_LUA` and :data:`_SEND_LUA` in one call, for a layer on one Redis server:
-#: the live channels of the group keys in KEYS, grouped by the process queue that holds them
-#: (channels-redis's key: the prefix ARGV[2] and the channel name up to its ``!``), and the
-#: message queued once per queue with the list of its channels in ``__asgi_channel__``.
-#: The message is channels-redis's msgpack format, assembled here: ARGV[3] the random prefix
-#: (unique per call), ARGV[4] the map's header byte counting one entry more, ARGV[5] the rest of
-#: the packed message, ARGV[6] the packed key ``__asgi_channel__``; the channel list is packed
-#: by cmsgpack (an array of strings). ARGV[1] the groups' cutoff, ARGV[7] the capacity, ARGV[8]
-#: the time (s), ARGV[9] the expiry (s). Returns how many queues were over capacity.
+#: :data:`_CHANNELS_LUA` and :data:`_SEND_LUA` in one call, for a layer on one Redis server, for
+#: one or more messages: for each, the live channels of its group keys, grouped by the process
+#: queue that holds them (channels-redis's key: the prefix ARGV[2] and the channel name up to its
+#: ``!``), and the message queued once per queue with the list of its channels in
+#: ``__asgi_channel__``. The message is channels-redis's msgpack format, assembled here: Python
+#: sends the random prefix (unique per message), the map's header byte counting one entry more
+#: and the rest of the packed message as one string; the script appends ARGV[3] (the packed key
+#: ``__asgi_channel__``) and the channel list packed by cmsgpack (an array of strings). ARGV[1]
+#: the groups' cutoff, ARGV[4] the capacity, ARGV[5] the time (s), ARGV[6] the expiry (s); then
+#: per message its number of group keys (taken in order from KEYS) and its string. The n-th
+#: message is queued with the score ARGV[5] + n µs, so a process's queue pops the messages of
+#: a call in order (and ARGV[5] is past the last score of the loop's previous call). Returns how
+#: many queues were over capacity, over all messages.
 _PUBLISH_LUA = """
-local queues, order, seen = {}, {}, {}
-for i = 1, #KEYS do
-    redis.call('ZREMRANGEBYSCORE', KEYS[i], 0, ARGV[1])
-    local names = redis.call('ZRANGE', KEYS[i], 0, -1)
-    for j = 1, #names do
-        local name = names[j]
-        if not seen[name] then
-            seen[name] = true
-            local bang = string.find(name, '!', 1, true)
-            local key = ARGV[2] .. (bang and string.sub(name, 1, bang) or name)
-            local list = queues[key]
-            if not list then
-                list = {}
-                queues[key] = list
-                order[#order + 1] = key
+local STEP = 0.000001
+local capacity = tonumber(ARGV[4])
+local now = tonumber(ARGV[5])
+local expiry = tonumber(ARGV[6])
+local over_capacity = 0
+local k = 0
+for a = 7, #ARGV, 2 do
+    local queues, order, seen = {}, {}, {}
+    for i = k + 1, k + tonumber(ARGV[a]) do
+        redis.call('ZREMRANGEBYSCORE', KEYS[i], 0, ARGV[1])
+        local names = redis.call('ZRANGE', KEYS[i], 0, -1)
+        for j = 1, #names do
+            local name = names[j]
+            if not seen[name] then
+                seen[name] = true
+                local bang = string.find(name, '!', 1, true)
+                local key = ARGV[2] .. (bang and string.sub(name, 1, bang) or name)
+                local list = queues[key]
+                if not list then
+                    list = {}
+                    queues[key] = list
+                    order[#order + 1] = key
+                end
+                list[#list + 1] = name
             end
-            list[#list + 1] = name
         end
     end
-end
-local over_capacity = 0
-local capacity = tonumber(ARGV[7])
-local now = tonumber(ARGV[8])
-local expiry = tonumber(ARGV[9])
-local head = ARGV[3] .. ARGV[4] .. ARGV[5] .. ARGV[6]
-for i = 1, #order do
-    local key = order[i]
-    redis.call('ZREMRANGEBYSCORE', key, 0, math.floor(now) - expiry)
-    if redis.call('ZCOUNT', key, '-inf', '+inf') < capacity then
-        redis.call('ZADD', key, ARGV[8], head .. cmsgpack.pack(queues[key]))
-        redis.call('EXPIRE', key, expiry)
-    else
-        over_capacity = over_capacity + 1
+    k = k + tonumber(ARGV[a])
+    local head = ARGV[a + 1] .. ARGV[3]
+    local score = now + (a - 7) / 2 * STEP
+    for i = 1, #order do
+        local key = order[i]
+        redis.call('ZREMRANGEBYSCORE', key, 0, math.floor(now) - expiry)
+        if redis.call('ZCOUNT', key, '-inf', '+inf') < capacity then
+            redis.call('ZADD', key, score, head .. cmsgpack.pack(queues[key]))
+            redis.call('EXPIRE', key, expiry)
+        else
+            over_capacity = over_capacity + 1
+        end
     end
 end
 return over_capacity
@@ -150,6 +162,10 @@ class BatchingRedisChannelLayer(RedisChannelLayer):
         #: (event loop, process channel) → its pump task
         self._pumps: dict[tuple[asyncio.AbstractEventLoop, str], asyncio.Task[None]] = {}
         self._watches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ShardWatch] = (
+            weakref.WeakKeyDictionary()
+        )
+        #: event loop → the messages waiting for its next publish call (:meth:`_publish`)
+        self._outboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Outbox] = (
             weakref.WeakKeyDictionary()
         )
 
@@ -292,32 +308,63 @@ class BatchingRedisChannelLayer(RedisChannelLayer):
         return body
 
     async def _publish(self, groups: list[str], body: bytes) -> None:
-        """Queue a message packed by :meth:`_one_step_body` for every channel of ``groups``:
-        one script, one round trip (:data:`_PUBLISH_LUA`)."""
+        """Queue a message packed by :meth:`_one_step_body` for every channel of ``groups``.
+
+        The messages published in this process while the previous call was on its way go
+        together in the next one (:data:`_PUBLISH_LUA`, one round trip for all of them, in the
+        order they were published): under load the process pays one Redis call for many
+        messages rather than one each. Raises what redis-py raises when Redis cannot be reached
+        (every message of that call then fails)."""
         keys = []
         for group in dict.fromkeys(groups):
             self.require_valid_group_name(group)  # raises TypeError when it is not
             keys.append(self._group_key(group))
         length = self._serializer.random_prefix_length
         prefix = random.getrandbits(8 * length).to_bytes(length, "big") if length else b""
-        args = (
-            int(time.time()) - self.group_expiry,
-            self.prefix,
-            prefix,
-            bytes([body[0] + 1]),
-            body[1:],
-            _CHANNEL_KEY,
-            self.capacity,
-            time.time(),
-            self.expiry,
-        )
-        connection = self.connection(0)
-        try:
-            over = await connection.evalsha(_PUBLISH_SHA, len(keys), *keys, *args)
-        except NoScriptError:  # a new or restarted Redis: EVAL also caches it there
-            over = await connection.eval(_PUBLISH_LUA, len(keys), *keys, *args)
-        if over:
-            logger.warning("%d process queues over capacity: message dropped", over)
+        loop = asyncio.get_running_loop()
+        outbox = self._outboxes.get(loop)
+        if outbox is None:
+            outbox = self._outboxes[loop] = _Outbox()
+        done = loop.create_future()
+        outbox.pending.append((keys, prefix + bytes([body[0] + 1]) + body[1:], done))
+        if outbox.task is None or outbox.task.done():
+            outbox.task = loop.create_task(self._flush(outbox))
+        await done
+
+    async def _flush(self, outbox: _Outbox) -> None:
+        """Send what waits in ``outbox``, one call at a time, until nothing does."""
+        while outbox.pending:
+            batch, outbox.pending = outbox.pending, []
+            try:
+                keys = [key for message_keys, _head, _done in batch for key in message_keys]
+                # scores increase from call to call too, however close together they are
+                now = max(time.time(), outbox.next_score)
+                outbox.next_score = now + (len(batch) + 1) * 1e-6
+                args: list[Any] = [
+                    int(now) - self.group_expiry,
+                    self.prefix,
+                    _CHANNEL_KEY,
+                    self.capacity,
+                    repr(now),
+                    self.expiry,
+                ]
+                for message_keys, head, _done in batch:
+                    args += [len(message_keys), head]
+                connection = self.connection(0)
+                try:
+                    over = await connection.evalsha(_PUBLISH_SHA, len(keys), *keys, *args)
+                except NoScriptError:  # a new or restarted Redis: EVAL caches it there
+                    over = await connection.eval(_PUBLISH_LUA, len(keys), *keys, *args)
+            except Exception as exc:
+                for _keys, _head, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+                continue
+            if over:
+                logger.warning("%d process queues over capacity: message dropped", over)
+            for _keys, _head, done in batch:
+                if not done.done():
+                    done.set_result(None)
 
     async def _group_channels(self, index: int, groups: list[str]) -> list[str]:
         """The live channels of ``groups`` (all on server ``index``), expired ones dropped: one
@@ -341,6 +388,18 @@ class BatchingRedisChannelLayer(RedisChannelLayer):
             logger.warning(
                 "%d of %d process queues over capacity: message dropped", over, len(keys)
             )
+
+
+class _Outbox:
+    """Messages of one event loop waiting for the next one-step publish call."""
+
+    __slots__ = ("next_score", "pending", "task")
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[list[str], bytes, asyncio.Future[None]]] = []
+        self.task: asyncio.Task[None] | None = None
+        #: the least score the next call may use (its messages come after the last call's)
+        self.next_score = 0.0
 
 
 class _Failure:

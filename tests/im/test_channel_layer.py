@@ -122,6 +122,34 @@ async def test_group_send_many_reaches_each_socket_of_each_process_once(one_step
 
 
 @pytest.mark.asyncio
+async def test_concurrent_publishes_arrive_once_each_in_the_order_published():
+    # given five members with a socket each
+    layer = _layer(capacity=1000)
+    members = [await layer.new_channel() for _ in range(5)]
+    try:
+        for n, channel in enumerate(members):
+            await layer.group_add(f"acme.u.{n}", channel)
+        # when 200 events are published at once, each to two members (most go several per call)
+        await asyncio.gather(
+            *(
+                layer.group_send_many(
+                    [f"acme.u.{n % 5}", f"acme.u.{(n + 1) % 5}"], {"type": "weiyu.event", "n": n}
+                )
+                for n in range(200)
+            )
+        )
+        # then each socket got exactly its 80, in the order they were published
+        got = await asyncio.gather(*(_receive(layer, c, 80) for c in members))
+        for i, numbers in enumerate(got):
+            assert numbers == [n for n in range(200) if i in (n % 5, (n + 1) % 5)]
+        for channel in members:
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(layer.receive(channel), 0.3)
+    finally:
+        await layer.flush()
+
+
+@pytest.mark.asyncio
 async def test_a_socket_learns_that_a_shard_it_depends_on_lost_its_keys(tmp_path):
     # given: a layer over two Redis servers, and a group whose membership lives on the second
     shards = [PrivateRedis(port=free_port(), workdir=tmp_path / f"r{i}") for i in range(2)]
