@@ -20,7 +20,9 @@ from weiyu import asgi, fastwrites
 
 HOST = "acme.localhost"
 MESSAGES = 60
-TEXT = "长" * 4000  # 12 KB of UTF-8 each: the sync.result is ~750 KB (daphne refuses frames over 1 MiB)
+TEXT = (
+    "长" * 4000
+)  # 12 KB of UTF-8 each: the sync.result is ~750 KB (daphne refuses frames over 1 MiB)
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 

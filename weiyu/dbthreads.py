@@ -101,9 +101,9 @@ async def run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     ``sync_to_async`` does. Raises what ``fn`` raises.
 
     A plain ``run_in_executor`` rather than asgiref's ``sync_to_async``: that wrapper builds an
-    object, a task and its thread-sensitivity bookkeeping at every call, about a tenth of the web
-    process's CPU per message in the closed-loop chat bench (docs/benchmarks.md, "CPU per
-    message"); none of it is needed here (the code run here sends its events from the event loop
+    object, a task and its thread-sensitivity bookkeeping at every call (without it the web
+    process spent ~6 % less CPU per message in the closed-loop chat bench, docs/benchmarks.md,
+    "CPU per message"); none of it is needed here (the code run here sends its events from the event loop
     afterwards, weiyu.realtime.deferred, and never calls back into async code).
     """
     context = contextvars.copy_context()

@@ -2,9 +2,10 @@
 
 Twisted's TCP transport buffers every ``write`` and registers the socket with the event loop for
 writing; the loop wakes on the next turn, sends, and unregisters it: for each frame daphne sends,
-two ``epoll_ctl`` calls and an extra turn of the loop besides the ``send``. In the closed-loop
-chat bench that was about a tenth of the web process's CPU per message (docs/benchmarks.md,
-"CPU per message"). :func:`install` makes a plain (not TLS) server connection with nothing
+two ``epoll_ctl`` calls and an extra turn of the loop besides the ``send``: about a tenth of the
+web process's samples in a profile of the closed-loop chat bench, where sending at once gave
+about 1.2 times the messages per second (docs/benchmarks.md, "CPU per message").
+:func:`install` makes a plain (not TLS) server connection with nothing
 buffered try the ``send`` at once, as asyncio's own transports do, and fall back to Twisted's
 buffering for what the kernel did not take, for errors (Twisted then closes the connection as
 before), while a pull producer is registered or a push producer is paused (Twisted resumes
