@@ -13,6 +13,9 @@ Two interpreter settings for the event loop (docs/benchmarks.md, "Connections" a
 - ``gc.freeze()`` once the application is built (``WEIYU_GC_FREEZE=0`` leaves it out): the
   modules, settings, URL patterns and translations loaded at start-up are moved out of the
   collector's reach, so its full collections walk only what the sockets made.
+
+And daphne's sockets are written to at once rather than on the reactor's next turn
+(:mod:`weiyu.fastwrites`; ``WEIYU_FAST_WRITES=0`` leaves Twisted's own writes).
 """
 
 import gc
@@ -28,6 +31,7 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from org.signin_gate import SignInGate  # noqa: E402
+from weiyu import fastwrites  # noqa: E402
 from weiyu.asgi_tenancy import SameOriginMiddleware, TenantWebsocketMiddleware  # noqa: E402
 from weiyu.clientaddr import TrustedProxyMiddleware  # noqa: E402
 from weiyu.routing import websocket_urlpatterns  # noqa: E402
@@ -45,6 +49,8 @@ application = TrustedProxyMiddleware(
         }
     )
 )
+if os.environ.get("WEIYU_FAST_WRITES", "1") != "0":
+    fastwrites.install()
 if os.environ.get("WEIYU_GC_FREEZE", "1") != "0":
     gc.collect()
     gc.freeze()

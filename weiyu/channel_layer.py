@@ -7,9 +7,9 @@ races two new tasks for a lock or its buffer on every receive. A message to a 50
 thus cost about 2,000 round trips before the last socket had it (docs/benchmarks.md, "Team chat").
 
 :class:`BatchingRedisChannelLayer` runs one *pump* task per process channel (while any socket of
-the process receives): it drains the sorted set with one ``BZPOPMIN`` followed by one ``ZPOPMIN``
-of up to :attr:`~BatchingRedisChannelLayer.receive_batch` more, and puts each message straight
-into the in-memory inbox of every socket it names; a socket's ``receive`` only waits on its inbox.
+the process receives): it drains the sorted set with one ``ZPOPMIN`` of up to
+:attr:`~BatchingRedisChannelLayer.receive_batch` messages, and waits in ``BZPOPMIN`` only when
+nothing was there (under load, one round trip per batch); it puts each message straight into the in-memory inbox of every socket it names; a socket's ``receive`` only waits on its inbox.
 A socket that closes drops its inbox, never the messages meant for the other sockets. Without the
 backup queue, a message popped by a process that dies before handing it over is lost; the protocol
 already allows for that — the layer only rings the doorbell and clients resynchronise from the
@@ -22,6 +22,11 @@ of a conversation) in two round trips per Redis server, whatever the number of g
 script reads the groups' channels, one script queues the message once per receiving process
 (channels-redis keeps all sockets of a process behind one key). ``group_send`` costs four round
 trips per group, so a 500-member conversation took 2,000 (docs/benchmarks.md, "Team chat").
+With one Redis server (the usual single-machine set-up) and channels-redis's default message
+format, the two scripts are one (:data:`_PUBLISH_LUA`), and the messages a process publishes
+while its previous call is on its way go together in its next: at most one round trip per
+message, far fewer under load, each message serialised once rather than once per receiving
+process.
 
 With several Redis servers (``CHANNEL_REDIS_URLS``, docs/deploy.md), :class:`ShardWatch` tells a
 socket when a server holding its group or its process's queue was lost, so that it asks its
@@ -32,13 +37,18 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import hashlib
 import logging
+import random
 import time
 import uuid
 import weakref
 from typing import Any
 
+import msgpack
 from channels_redis.core import RedisChannelLayer
+from channels_redis.serializers import MsgPackSerializer
+from redis.exceptions import NoScriptError
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +85,67 @@ end
 return over_capacity
 """
 
+#: :data:`_CHANNELS_LUA` and :data:`_SEND_LUA` in one call, for a layer on one Redis server, for
+#: one or more messages: for each, the live channels of its group keys, grouped by the process
+#: queue that holds them (channels-redis's key: the prefix ARGV[2] and the channel name up to its
+#: ``!``), and the message queued once per queue with the list of its channels in
+#: ``__asgi_channel__``. The message is channels-redis's msgpack format, assembled here: Python
+#: sends the random prefix (unique per message), the map's header byte counting one entry more
+#: and the rest of the packed message as one string; the script appends ARGV[3] (the packed key
+#: ``__asgi_channel__``) and the channel list packed by cmsgpack (an array of strings). ARGV[1]
+#: the groups' cutoff, ARGV[4] the capacity, ARGV[5] the time (s), ARGV[6] the expiry (s); then
+#: per message its number of group keys (taken in order from KEYS) and its string. The n-th
+#: message is queued with the score ARGV[5] + n µs, so a process's queue pops the messages of
+#: a call in order (and ARGV[5] is past the last score of the loop's previous call). Returns how
+#: many queues were over capacity, over all messages.
+_PUBLISH_LUA = """
+local STEP = 0.000001
+local capacity = tonumber(ARGV[4])
+local now = tonumber(ARGV[5])
+local expiry = tonumber(ARGV[6])
+local over_capacity = 0
+local k = 0
+for a = 7, #ARGV, 2 do
+    local queues, order, seen = {}, {}, {}
+    for i = k + 1, k + tonumber(ARGV[a]) do
+        redis.call('ZREMRANGEBYSCORE', KEYS[i], 0, ARGV[1])
+        local names = redis.call('ZRANGE', KEYS[i], 0, -1)
+        for j = 1, #names do
+            local name = names[j]
+            if not seen[name] then
+                seen[name] = true
+                local bang = string.find(name, '!', 1, true)
+                local key = ARGV[2] .. (bang and string.sub(name, 1, bang) or name)
+                local list = queues[key]
+                if not list then
+                    list = {}
+                    queues[key] = list
+                    order[#order + 1] = key
+                end
+                list[#list + 1] = name
+            end
+        end
+    end
+    k = k + tonumber(ARGV[a])
+    local head = ARGV[a + 1] .. ARGV[3]
+    local score = now + (a - 7) / 2 * STEP
+    for i = 1, #order do
+        local key = order[i]
+        redis.call('ZREMRANGEBYSCORE', key, 0, math.floor(now) - expiry)
+        if redis.call('ZCOUNT', key, '-inf', '+inf') < capacity then
+            redis.call('ZADD', key, score, head .. cmsgpack.pack(queues[key]))
+            redis.call('EXPIRE', key, expiry)
+        else
+            over_capacity = over_capacity + 1
+        end
+    end
+end
+return over_capacity
+"""
+_CHANNEL_KEY = msgpack.packb("__asgi_channel__")
+#: sent as ``EVALSHA``: the script's text goes to Redis once, not with every message
+_PUBLISH_SHA = hashlib.sha1(_PUBLISH_LUA.encode(), usedforsecurity=False).hexdigest()
+
 
 class BatchingRedisChannelLayer(RedisChannelLayer):
     """:class:`channels_redis.core.RedisChannelLayer` with batched process-channel receives.
@@ -91,6 +162,10 @@ class BatchingRedisChannelLayer(RedisChannelLayer):
         #: (event loop, process channel) → its pump task
         self._pumps: dict[tuple[asyncio.AbstractEventLoop, str], asyncio.Task[None]] = {}
         self._watches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ShardWatch] = (
+            weakref.WeakKeyDictionary()
+        )
+        #: event loop → the messages waiting for its next publish call (:meth:`_publish`)
+        self._outboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Outbox] = (
             weakref.WeakKeyDictionary()
         )
 
@@ -145,18 +220,17 @@ class BatchingRedisChannelLayer(RedisChannelLayer):
         inbox exists; on a Redis error, hand it to every inbox and stop (the next receive starts
         a new pump)."""
         key = self.prefix + process_channel
+        batch_size = self.receive_batch
         try:
             while self._inboxes:
                 connection = self.connection(self.consistent_hash(process_channel))
-                first = await connection.bzpopmin(key, timeout=self.brpop_timeout)
-                if first is None:
-                    continue
-                batch = [first[1]]
-                if self.receive_batch > 1:
-                    batch.extend(
-                        member
-                        for member, _score in await connection.zpopmin(key, self.receive_batch - 1)
-                    )
+                # what is waiting first, in one round trip; block only when nothing is
+                batch = [member for member, _score in await connection.zpopmin(key, batch_size)]
+                if not batch:
+                    first = await connection.bzpopmin(key, timeout=self.brpop_timeout)
+                    if first is None:
+                        continue
+                    batch = [first[1]]
                 for raw in batch:
                     self._deliver(self.deserialize(raw))
         except Exception as exc:
@@ -181,6 +255,10 @@ class BatchingRedisChannelLayer(RedisChannelLayer):
         ``capacity`` messages does not get this one (logged as a warning; its sockets catch up
         with ``sync``).
         """
+        body = self._one_step_body(message)
+        if body is not None:
+            await self._publish(groups, body)
+            return
         by_server: collections.defaultdict[int, list[str]] = collections.defaultdict(list)
         for group in dict.fromkeys(groups):
             self.require_valid_group_name(group)  # raises TypeError when it is not
@@ -211,6 +289,83 @@ class BatchingRedisChannelLayer(RedisChannelLayer):
         if errors:
             raise errors[0]
 
+    def _one_step_body(self, message: dict[str, Any]) -> bytes | None:
+        """``message`` packed for :data:`_PUBLISH_LUA`, or None when the layer cannot publish
+        in one step (several servers, encryption, per-channel capacities, another format, or a
+        message of 15 keys or more, whose msgpack map header is not one byte)."""
+        serializer = self._serializer
+        if (
+            self.ring_size != 1
+            or self.channel_capacity
+            or getattr(serializer, "crypter", None) is not None
+            or not isinstance(serializer, MsgPackSerializer)
+            or "__asgi_channel__" in message
+        ):
+            return None
+        body = msgpack.packb(message)
+        if not 0x80 <= body[0] < 0x8F:  # a fixmap of at most 14 entries: one more still fits
+            return None
+        return body
+
+    async def _publish(self, groups: list[str], body: bytes) -> None:
+        """Queue a message packed by :meth:`_one_step_body` for every channel of ``groups``.
+
+        The messages published in this process while the previous call was on its way go
+        together in the next one (:data:`_PUBLISH_LUA`, one round trip for all of them, in the
+        order they were published): under load the process pays one Redis call for many
+        messages rather than one each. Raises what redis-py raises when Redis cannot be reached
+        (every message of that call then fails)."""
+        keys = []
+        for group in dict.fromkeys(groups):
+            self.require_valid_group_name(group)  # raises TypeError when it is not
+            keys.append(self._group_key(group))
+        length = self._serializer.random_prefix_length
+        prefix = random.getrandbits(8 * length).to_bytes(length, "big") if length else b""
+        loop = asyncio.get_running_loop()
+        outbox = self._outboxes.get(loop)
+        if outbox is None:
+            outbox = self._outboxes[loop] = _Outbox()
+        done = loop.create_future()
+        outbox.pending.append((keys, prefix + bytes([body[0] + 1]) + body[1:], done))
+        if outbox.task is None or outbox.task.done():
+            outbox.task = loop.create_task(self._flush(outbox))
+        await done
+
+    async def _flush(self, outbox: _Outbox) -> None:
+        """Send what waits in ``outbox``, one call at a time, until nothing does."""
+        while outbox.pending:
+            batch, outbox.pending = outbox.pending, []
+            try:
+                keys = [key for message_keys, _head, _done in batch for key in message_keys]
+                # scores increase from call to call too, however close together they are
+                now = max(time.time(), outbox.next_score)
+                outbox.next_score = now + (len(batch) + 1) * 1e-6
+                args: list[Any] = [
+                    int(now) - self.group_expiry,
+                    self.prefix,
+                    _CHANNEL_KEY,
+                    self.capacity,
+                    repr(now),
+                    self.expiry,
+                ]
+                for message_keys, head, _done in batch:
+                    args += [len(message_keys), head]
+                connection = self.connection(0)
+                try:
+                    over = await connection.evalsha(_PUBLISH_SHA, len(keys), *keys, *args)
+                except NoScriptError:  # a new or restarted Redis: EVAL caches it there
+                    over = await connection.eval(_PUBLISH_LUA, len(keys), *keys, *args)
+            except Exception as exc:
+                for _keys, _head, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+                continue
+            if over:
+                logger.warning("%d process queues over capacity: message dropped", over)
+            for _keys, _head, done in batch:
+                if not done.done():
+                    done.set_result(None)
+
     async def _group_channels(self, index: int, groups: list[str]) -> list[str]:
         """The live channels of ``groups`` (all on server ``index``), expired ones dropped: one
         script, one flat reply (a pipeline would parse two replies per group)."""
@@ -233,6 +388,18 @@ class BatchingRedisChannelLayer(RedisChannelLayer):
             logger.warning(
                 "%d of %d process queues over capacity: message dropped", over, len(keys)
             )
+
+
+class _Outbox:
+    """Messages of one event loop waiting for the next one-step publish call."""
+
+    __slots__ = ("next_score", "pending", "task")
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[list[str], bytes, asyncio.Future[None]]] = []
+        self.task: asyncio.Task[None] | None = None
+        #: the least score the next call may use (its messages come after the last call's)
+        self.next_score = 0.0
 
 
 class _Failure:

@@ -21,6 +21,8 @@ conversation's row lock).
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import os
 import threading
 import time
@@ -28,7 +30,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from asgiref.sync import sync_to_async
 from django.db import DEFAULT_DB_ALIAS, connections
 
 T = TypeVar("T")
@@ -98,8 +99,16 @@ async def run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
     The caller's context variables (the active language, for one) are copied to the thread, as
     ``sync_to_async`` does. Raises what ``fn`` raises.
+
+    A plain ``run_in_executor`` rather than asgiref's ``sync_to_async``: that wrapper builds an
+    object, a task and its thread-sensitivity bookkeeping at every call (without it the web
+    process spent ~6 % less CPU per message in the closed-loop chat bench, docs/benchmarks.md,
+    "CPU per message"); none of it is needed here (the code run here sends its events from the event loop
+    afterwards, weiyu.realtime.deferred, and never calls back into async code).
     """
-    return await sync_to_async(_call, thread_sensitive=False, executor=_pool())(fn, args, kwargs)
+    context = contextvars.copy_context()
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_pool(), context.run, _call, fn, args, kwargs)
 
 
 def close_all() -> None:

@@ -81,6 +81,74 @@ async def test_groups_reach_every_member_socket():
         await layer.flush()
 
 
+EVENT = {
+    "type": "message.new",
+    "message": {"id": 5, "content": "你好 🙂", "meta": {}, "params": {}, "mentions": [], "n": 1.5},
+}
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("one_step", [True, False])
+async def test_group_send_many_reaches_each_socket_of_each_process_once(one_step, monkeypatch):
+    # given two processes (layers) on one Redis: a member with a socket on each, another member
+    # with two sockets on the first, a socket that is in two of the groups, and a non-member
+    prefix = unique("layer")
+    hosts = settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"]
+    first, second = (BatchingRedisChannelLayer(hosts=hosts, prefix=prefix) for _ in range(2))
+    if not one_step:  # the two-script path, taken with several Redis servers
+        monkeypatch.setattr(BatchingRedisChannelLayer, "_one_step_body", lambda self, m: None)
+    alice_1, alice_2 = await first.new_channel(), await second.new_channel()
+    bob_1, bob_2, stranger = [await first.new_channel() for _ in range(3)]
+    try:
+        await first.group_add("acme.u.1", alice_1)
+        await second.group_add("acme.u.1", alice_2)
+        for channel in (bob_1, bob_2):
+            await first.group_add("acme.u.2", channel)
+        await first.group_add("acme.u.1", bob_2)  # in both groups
+        assert (first._one_step_body({"type": "weiyu.event"}) is not None) is one_step
+        # when one event is sent to both members
+        await first.group_send_many(
+            ["acme.u.1", "acme.u.2"], {"type": "weiyu.event", "event": EVENT}
+        )
+        # then every socket of both gets it once, unchanged, and the stranger gets nothing
+        for layer, channel in ((first, alice_1), (second, alice_2), (first, bob_1), (first, bob_2)):
+            message = await asyncio.wait_for(layer.receive(channel), WAIT_S)
+            assert message == {"type": "weiyu.event", "event": EVENT}
+        for layer, channel in ((first, bob_2), (first, stranger)):
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(layer.receive(channel), 0.3)
+    finally:
+        await first.flush()
+
+
+@pytest.mark.asyncio
+async def test_concurrent_publishes_arrive_once_each_in_the_order_published():
+    # given five members with a socket each
+    layer = _layer(capacity=1000)
+    members = [await layer.new_channel() for _ in range(5)]
+    try:
+        for n, channel in enumerate(members):
+            await layer.group_add(f"acme.u.{n}", channel)
+        # when 200 events are published at once, each to two members (most go several per call)
+        await asyncio.gather(
+            *(
+                layer.group_send_many(
+                    [f"acme.u.{n % 5}", f"acme.u.{(n + 1) % 5}"], {"type": "weiyu.event", "n": n}
+                )
+                for n in range(200)
+            )
+        )
+        # then each socket got exactly its 80, in the order they were published
+        got = await asyncio.gather(*(_receive(layer, c, 80) for c in members))
+        for i, numbers in enumerate(got):
+            assert numbers == [n for n in range(200) if i in (n % 5, (n + 1) % 5)]
+        for channel in members:
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(layer.receive(channel), 0.3)
+    finally:
+        await layer.flush()
+
+
 @pytest.mark.asyncio
 async def test_a_socket_learns_that_a_shard_it_depends_on_lost_its_keys(tmp_path):
     # given: a layer over two Redis servers, and a group whose membership lives on the second

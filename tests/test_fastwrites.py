@@ -1,0 +1,85 @@
+"""Daphne's sockets written at once (weiyu/fastwrites.py): a frame larger than one ``send`` takes,
+sent to a client that is not reading, arrives whole and before the frames that follow it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+
+import pytest
+from channels.db import database_sync_to_async
+from django_tenants.utils import schema_context
+from websockets.asyncio.client import connect as ws_connect
+
+from kefu.services import messages as kefu_messages
+from tests.conftest import make_desk, make_visitor, session_cookie, unique
+from tests.servers import LiveServer, daphne_start
+from tests.waits import WAIT_S
+from weiyu import asgi, fastwrites
+
+HOST = "acme.localhost"
+MESSAGES = 60
+TEXT = (
+    "长" * 4000
+)  # 12 KB of UTF-8 each: the sync.result is ~750 KB (daphne refuses frames over 1 MiB)
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+@pytest.fixture
+def server() -> Iterator[LiveServer]:
+    live = daphne_start(name="fastwrites-daphne")
+    yield live
+    live.stop()
+
+
+def _chat(acme) -> tuple[str, int]:
+    """An agent's session cookie and a conversation of theirs holding ``MESSAGES`` long texts."""
+    desk = make_desk(acme, agents=1, cap=3)
+    visitor, _token = make_visitor(desk)
+    with schema_context("acme"):
+        conversation_id = None
+        for n in range(MESSAGES):
+            message, _created = kefu_messages.visitor_message_send(
+                visitor=visitor,
+                conversation_id=conversation_id,
+                content=f"{n} {TEXT}",
+                client_msg_id=unique("c"),
+            )
+            conversation_id = message.conversation_id
+    return session_cookie(acme, desk.agents[0]).decode(), conversation_id
+
+
+def test_the_asgi_module_installs_it():
+    assert asgi.application is not None
+    assert fastwrites._installed
+
+
+async def test_a_large_frame_to_a_slow_reader_arrives_whole_and_in_order(acme, server):
+    # given an agent whose conversation holds ~1.5 MB of text
+    cookie, conversation_id = await database_sync_to_async(_chat)(acme)
+    async with ws_connect(
+        f"ws://{HOST}:{server.port}/ws/agent/",
+        host="127.0.0.1",
+        port=server.port,
+        origin=f"http://{HOST}:{server.port}",
+        additional_headers={"Cookie": cookie},
+        proxy=None,
+        open_timeout=WAIT_S,
+        max_size=None,
+        max_queue=None,
+    ) as ws:
+        assert json.loads(await asyncio.wait_for(ws.recv(), WAIT_S))["type"] == "hello"
+        # when it asks for all of it and pings right after, then reads nothing for a moment
+        await ws.send(json.dumps({"type": "sync", "ref": "s", "cursors": {conversation_id: 0}}))
+        await ws.send(json.dumps({"type": "ping", "ref": "p"}))
+        await asyncio.sleep(1)
+        # then the sync.result comes whole, every message in order, and the pong after it
+        frames = []
+        while len(frames) < 2:
+            frame = json.loads(await asyncio.wait_for(ws.recv(), WAIT_S))
+            if frame["type"] in ("sync.result", "pong"):
+                frames.append(frame)
+        assert [f["type"] for f in frames] == ["sync.result", "pong"]
+        texts = [m["content"] for m in frames[0]["messages"] if m["sender"]["type"] == "visitor"]
+        assert texts == [f"{n} {TEXT}" for n in range(MESSAGES)]
