@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import hashlib
 import logging
 import random
@@ -329,12 +330,16 @@ class BatchingRedisChannelLayer(RedisChannelLayer):
         outbox.pending.append((keys, prefix + bytes([body[0] + 1]) + body[1:], done))
         if outbox.task is None or outbox.task.done():
             outbox.task = loop.create_task(self._flush(outbox))
+            outbox.task.add_done_callback(functools.partial(_flush_done, outbox))
         await done
 
     async def _flush(self, outbox: _Outbox) -> None:
-        """Send what waits in ``outbox``, one call at a time, until nothing does."""
+        """Send what waits in ``outbox``, one call at a time, until nothing does. If the task
+        is cancelled (its event loop is closing) or stops on any other ``BaseException``, even
+        before it started, :func:`_flush_done` cancels the publishes still waiting on it."""
         while outbox.pending:
             batch, outbox.pending = outbox.pending, []
+            outbox.inflight = batch
             try:
                 keys = [key for message_keys, _head, _done in batch for key in message_keys]
                 # scores increase from call to call too, however close together they are
@@ -365,6 +370,7 @@ class BatchingRedisChannelLayer(RedisChannelLayer):
             for _keys, _head, done in batch:
                 if not done.done():
                     done.set_result(None)
+        outbox.inflight = []
 
     async def _group_channels(self, index: int, groups: list[str]) -> list[str]:
         """The live channels of ``groups`` (all on server ``index``), expired ones dropped: one
@@ -393,13 +399,29 @@ class BatchingRedisChannelLayer(RedisChannelLayer):
 class _Outbox:
     """Messages of one event loop waiting for the next one-step publish call."""
 
-    __slots__ = ("next_score", "pending", "task")
+    __slots__ = ("inflight", "next_score", "pending", "task")
 
     def __init__(self) -> None:
         self.pending: list[tuple[list[str], bytes, asyncio.Future[None]]] = []
+        #: the messages of the call on its way (cancelled with the rest if the task is)
+        self.inflight: list[tuple[list[str], bytes, asyncio.Future[None]]] = []
         self.task: asyncio.Task[None] | None = None
         #: the least score the next call may use (its messages come after the last call's)
         self.next_score = 0.0
+
+
+def _flush_done(outbox: _Outbox, task: asyncio.Task[None]) -> None:
+    """A flush task ended: cancel what it left waiting — the call it had on its way, and what
+    was queued for it unless a newer task took that over — so no publisher waits for ever.
+    Nothing is left after a normal end."""
+    stale = outbox.inflight
+    outbox.inflight = []
+    if outbox.task is task:
+        stale = [*stale, *outbox.pending]
+        outbox.pending = []
+    for _keys, _head, done in stale:
+        if not done.done():
+            done.cancel()
 
 
 class _Failure:

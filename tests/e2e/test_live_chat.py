@@ -17,6 +17,7 @@ from django_tenants.utils import schema_context
 
 from im.models import Message
 from kefu.models import Session, Visitor
+from org.models import VisitorLimits
 from tenants.services import tenant_create
 from tests.conftest import PASSWORD, make_desk, unique
 from tests.waits import WAIT_MS, wait_until
@@ -47,8 +48,17 @@ def fresh_desk(prefix: str, *, cap: int = 5):
 
 @pytest.fixture(scope="module")
 def shop(django_db_setup, django_db_blocker):
+    """The shop's one visitor replays whole dialogues back to back, faster than a person types:
+    its tenant allows more messages per visitor and address than the defaults (30 a minute)."""
     with django_db_blocker.unblock():
-        return fresh_desk("shop")
+        desk = fresh_desk("shop")
+        with schema_context(desk.tenant.schema_name):
+            limits = VisitorLimits.current()
+            limits.messages_per_visitor_minute = 600
+            limits.messages_per_ip_minute = 600
+            limits.frames_per_visitor_minute = 2400
+            limits.save()
+        return desk
 
 
 def _texts(locator) -> list[str]:

@@ -150,6 +150,52 @@ async def test_concurrent_publishes_arrive_once_each_in_the_order_published():
 
 
 @pytest.mark.asyncio
+async def test_publishes_waiting_on_a_cancelled_flush_are_cancelled_not_left_waiting(
+    monkeypatch,
+):
+    # given a flush task whose call hangs on its way to Redis, one publish in it and one queued
+    layer = _layer()
+    channel = await layer.new_channel()
+    await layer.group_add("acme.u.cancel", channel)
+    stuck = asyncio.Event()
+
+    class Hanging:
+        async def evalsha(self, *args):
+            await stuck.wait()
+
+    real_connection = layer.connection
+    monkeypatch.setattr(layer, "connection", lambda index: Hanging())
+    loop = asyncio.get_running_loop()
+    try:
+        first = asyncio.ensure_future(
+            layer.group_send_many(["acme.u.cancel"], {"type": "weiyu.event", "n": 1})
+        )
+        await wait_until_async(
+            lambda: (o := layer._outboxes.get(loop)) is not None and len(o.inflight) == 1,
+            what="the first publish on its way",
+        )
+        second = asyncio.ensure_future(
+            layer.group_send_many(["acme.u.cancel"], {"type": "weiyu.event", "n": 2})
+        )
+        await wait_until_async(
+            lambda: len(layer._outboxes[loop].pending) == 1, what="the second one queued"
+        )
+        # when the flush task is cancelled (as an event loop closing does)
+        layer._outboxes[loop].task.cancel()
+        # then both publishers are told at once instead of waiting for ever
+        for publisher in (first, second):
+            with pytest.raises(asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(publisher), WAIT_S)
+        # and the next publish gets a new flush task and arrives
+        monkeypatch.setattr(layer, "connection", real_connection)
+        await layer.group_send_many(["acme.u.cancel"], {"type": "weiyu.event", "n": 3})
+        assert await _receive(layer, channel, 1) == [3]
+    finally:
+        monkeypatch.setattr(layer, "connection", real_connection)
+        await layer.flush()
+
+
+@pytest.mark.asyncio
 async def test_a_socket_learns_that_a_shard_it_depends_on_lost_its_keys(tmp_path):
     # given: a layer over two Redis servers, and a group whose membership lives on the second
     shards = [PrivateRedis(port=free_port(), workdir=tmp_path / f"r{i}") for i in range(2)]
