@@ -66,3 +66,10 @@ async def wait_until_async(
         if loop.time() > deadline:
             raise AssertionError(f"gave up after {timeout:g}s waiting for {what or condition}")
         await asyncio.sleep(interval)
+
+
+def fresh_window(window_s: int, need_s: float = 20.0) -> None:
+    """Wait until at least ``need_s`` seconds of the current clock-aligned rate-limit window
+    (:mod:`weiyu.ratelimit`, windows of ``window_s`` seconds) remain, so that the requests a test
+    counts against a budget all fall in one window instead of being split over two."""
+    wait_until(lambda: window_s - time.time() % window_s > need_s, what="a fresh window")

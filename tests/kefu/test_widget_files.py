@@ -22,6 +22,7 @@ from im.tasks import attachment_orphans_purge_task
 from kefu.models import Session
 from kefu.services import messages
 from tests.conftest import agent_client, make_desk, make_visitor, unique
+from tests.waits import fresh_window
 from weiyu.errors import ServiceError
 
 HOST = "acme.localhost"
@@ -327,6 +328,7 @@ def test_refused_types_sizes_and_conversations(chat, acme):
 )
 def test_uploads_per_visitor_and_hour_are_limited_with_retry_after(chat):
     _desk, _visitor, token, cid = chat
+    fresh_window(3600, need_s=60)
     # given two uploads this hour (a refused one does not count)
     assert _upload(token, b"MZ\x90\x00" + b"\x00" * 200, "x.exe", "file", cid).status_code == 400
     for _ in range(2):
@@ -348,6 +350,7 @@ def test_uploads_per_visitor_and_hour_are_limited_with_retry_after(chat):
 )
 def test_bytes_per_visitor_and_hour_are_limited(chat, acme):
     _desk, _visitor, token, cid = chat
+    fresh_window(3600, need_s=60)
     big = PDF + b"%" * (400 * 1024)  # 0.4 MB: two fit in the hour's megabyte, not three
     assert _upload(token, big, "a.pdf", "file", cid).status_code == 201
     assert _upload(token, big, "b.pdf", "file", cid).status_code == 201

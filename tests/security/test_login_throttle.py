@@ -33,7 +33,7 @@ from org.models import User
 from org.signin_gate import SignInGate
 from tests.conftest import PASSWORD, make_agent, session_cookie, unique
 from tests.servers import daphne_start
-from tests.waits import WAIT_S, wait_until, wait_until_async
+from tests.waits import WAIT_S, fresh_window, wait_until, wait_until_async
 from weiyu import ratelimit
 from weiyu.asgi import application
 from weiyu.asgi_tenancy import resolve_tenant
@@ -234,6 +234,7 @@ def test_a_botnet_of_addresses_is_held_to_the_tenants_sign_in_budget(acme, globe
     # fixture below empties the counts other tests made this minute)
     user = _agent()
     budget = {**settings.WEIYU_TENANT_LIMITS, "sign_ins_per_minute": 4}
+    fresh_window(60)
     with override_settings(WEIYU_RATE_LIMITS=True, WEIYU_TENANT_LIMITS=budget):
         answers = [
             _sign_in(
@@ -264,6 +265,7 @@ def test_a_botnet_of_addresses_is_held_to_the_tenants_sign_in_budget(acme, globe
 def test_one_address_is_held_to_its_sign_in_budget(acme):
     user = _agent()
     ip = _address()
+    fresh_window(60)
     with override_settings(WEIYU_RATE_LIMITS=True, WEIYU_SIGN_INS_PER_IP_MINUTE=2):
         first = Client(HTTP_HOST="acme.localhost", REMOTE_ADDR=ip)
         assert _sign_in(first, "/inbox/login/", user.username, PASSWORD).status_code == 302
@@ -333,6 +335,7 @@ def test_a_sign_in_past_the_budget_is_refused_before_django_without_the_database
     acme, django_db_blocker, schema, host, path
 ):
     budget = {**settings.WEIYU_TENANT_LIMITS, "sign_ins_per_minute": 2}
+    fresh_window(60)
     with override_settings(WEIYU_RATE_LIMITS=True, WEIYU_TENANT_LIMITS=budget):
         # given a tenant whose sign-in budget a botnet used up (two wrong passwords, counted)
         for _ in range(2):
@@ -382,6 +385,7 @@ def test_password_resets_past_the_tenants_budget_are_refused_without_the_databas
     acme, django_db_blocker
 ):
     budget = {**settings.WEIYU_TENANT_LIMITS, "password_resets_per_minute": 1}
+    fresh_window(60)
     with override_settings(WEIYU_RATE_LIMITS=True, WEIYU_TENANT_LIMITS=budget):
         first = Client(HTTP_HOST="acme.localhost", REMOTE_ADDR=_address())
         answer = first.post("/account/password/reset/", {"email": "someone@example.com"})
@@ -403,6 +407,7 @@ def test_password_resets_past_the_tenants_budget_are_refused_without_the_databas
 
 def test_refusals_are_answered_late_while_few_are_held(acme):
     budget = {**settings.WEIYU_TENANT_LIMITS, "sign_ins_per_minute": 1}
+    fresh_window(60)
     with override_settings(WEIYU_RATE_LIMITS=True, WEIYU_TENANT_LIMITS=budget):
         client = Client(HTTP_HOST="acme.localhost", REMOTE_ADDR=_address())
         assert _sign_in(client, "/inbox/login/", unique("stuffed"), "guess").status_code == 200

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import itertools
-import time
 from typing import Any
 
 import pytest
@@ -30,7 +29,7 @@ from kefu.models import Session, Visitor
 from org import limits
 from org.models import VisitorLimits
 from tests.conftest import make_desk, make_visitor, unique
-from tests.waits import WAIT_S, wait_until
+from tests.waits import WAIT_S, fresh_window
 from tests.ws import receive_until
 from tickets.models import Ticket
 from weiyu import dbthreads
@@ -52,12 +51,6 @@ def limited(**values: int) -> Any:
     return override_settings(
         WEIYU_RATE_LIMITS=True, WEIYU_VISITOR_LIMITS={**settings.WEIYU_VISITOR_LIMITS, **values}
     )
-
-
-def fresh_window(window_s: int, need_s: float = 20.0) -> None:
-    """Wait until at least ``need_s`` seconds of the current clock-aligned window remain, so a
-    flood counted in one window is not split over two (the limits are fixed windows)."""
-    wait_until(lambda: window_s - time.time() % window_s > need_s, what="a fresh window")
 
 
 def client(ip: str, host: str = "acme.localhost") -> Client:

@@ -35,6 +35,7 @@ from redis import Redis
 from org import twofactor
 from org.models import AuditEntry, SealedTOTPDevice, SecurityKey, SecuritySettings, User
 from tests.conftest import PASSWORD, agent_client, make_agent, unique
+from tests.waits import fresh_window
 from weiyu import fields
 
 _addresses = itertools.count(10)
@@ -498,6 +499,7 @@ def sign_in_counts(acme):
 def test_passkey_sign_ins_share_the_sign_in_budget_of_an_address(sign_in_counts):
     # given an address limited to 2 sign-in attempts a minute
     client = _client()
+    fresh_window(60)
     with override_settings(WEIYU_RATE_LIMITS=True, WEIYU_SIGN_INS_PER_IP_MINUTE=2):
         assert client.post("/account/passkey/options/").status_code == 200
         assert client.post("/account/passkey/", {"credential": "{}"}).status_code == 400
