@@ -115,12 +115,25 @@ class WorkgroupForm(forms.ModelForm):
 @admin.register(Workgroup)
 class WorkgroupAdmin(admin.ModelAdmin):
     form = WorkgroupForm
-    list_display = ("name", "strategy", "lead", "agent_count", "queued")
-    list_filter = ("strategy",)
+    list_display = ("name", "strategy", "lead", "department", "agent_count", "queued")
+    list_filter = ("strategy", "department")
     filter_horizontal = ("agents", "knowledge_bases")
     actions = ["dispatch_queue"]
     fieldsets = (
-        (None, {"fields": ("name", "agents", "lead", "strategy", "allow_pick", "calendar")}),
+        (
+            None,
+            {
+                "fields": (
+                    "name",
+                    "agents",
+                    "lead",
+                    "department",
+                    "strategy",
+                    "allow_pick",
+                    "calendar",
+                )
+            },
+        ),
         (_("Supervision and restrictions"), {"fields": ("supervisors", "knowledge_bases")}),
         (
             _("Queue limits"),

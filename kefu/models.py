@@ -84,6 +84,17 @@ class Workgroup(models.Model):
         verbose_name=_("lead"),
         help_text=_("Gets the workgroup's SLA escalations."),
     )
+    department = models.ForeignKey(
+        "org.Department",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="workgroups",
+        verbose_name=_("department"),
+        help_text=_(
+            "The heads of this department and of the departments above it supervise the workgroup."
+        ),
+    )
     calendar = models.ForeignKey(
         "org.BusinessCalendar",
         on_delete=models.SET_NULL,

@@ -1,8 +1,9 @@
 """Who supervises which workgroups, and what that lets them see (docs/security.md "Roles").
 
-A workgroup's supervisors are its ``lead`` and the people given the object permission
+A workgroup's supervisors are its ``lead``, the people given the object permission
 ``kefu.supervise_workgroup`` on it with django-guardian (Customer service → Workgroups →
-"supervisors"). A supervisor sees the conversations, tickets, statistics and live monitor of the
+"supervisors") and, when the workgroup belongs to a department (``Workgroup.department``), the
+heads of that department and of every department above it in the tree. A supervisor sees the conversations, tickets, statistics and live monitor of the
 workgroups they supervise and nothing of the others; administrators and auditors see every
 workgroup. Knowledge bases restricted to workgroups (``Workgroup.knowledge_bases``) are visible
 to those workgroups' people: agents, supervisors and lead.
@@ -19,7 +20,7 @@ from guardian.shortcuts import assign_perm, get_objects_for_user, get_users_with
 
 from kbase import access as kb_access
 from kefu.models import Workgroup
-from org.models import User
+from org.models import DepartmentMember, User
 from weiyu.errors import ServiceError
 
 PERMISSION = "kefu.supervise_workgroup"
@@ -31,9 +32,9 @@ def sees_every_workgroup(user: User) -> bool:
 
 
 def supervised_workgroup_ids(user: User) -> set[int] | None:
-    """The ids of the workgroups ``user`` supervises (led, or granted
+    """The ids of the workgroups ``user`` supervises (led, headed through a department, or granted
     ``kefu.supervise_workgroup``); None for someone who sees every workgroup
-    (:func:`sees_every_workgroup`). Two queries; an empty set for anyone else."""
+    (:func:`sees_every_workgroup`). Three queries; an empty set for anyone else."""
     if not user.is_authenticated or not user.is_active:
         return set()
     if sees_every_workgroup(user):
@@ -42,8 +43,22 @@ def supervised_workgroup_ids(user: User) -> set[int] | None:
         user, PERMISSION, klass=Workgroup, with_superuser=False, accept_global_perms=False
     )
     return set(granted.values_list("pk", flat=True)) | set(
-        Workgroup.objects.filter(lead=user).values_list("pk", flat=True)
+        Workgroup.objects.filter(Q(lead=user) | _headed_departments(user)).values_list(
+            "pk", flat=True
+        )
     )
+
+
+def _headed_departments(user: User) -> Q:
+    """Workgroups whose department is one ``user`` heads or lies below one (treebeard's
+    materialised path: a descendant's ``path`` starts with its ancestor's)."""
+    paths = DepartmentMember.objects.filter(user=user, is_head=True).values_list(
+        "department__path", flat=True
+    )
+    matches = Q(pk__in=[])
+    for path in paths:
+        matches |= Q(department__path__startswith=path)
+    return matches
 
 
 def is_supervising(user: User) -> bool:

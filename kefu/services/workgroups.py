@@ -25,8 +25,9 @@ def _require_admin(user: User) -> None:
 
 def workgroup_settings_payload(workgroup: Workgroup) -> dict[str, Any]:
     """``{"id", "name", "strategy", "allow_pick", "requeue_on_leave", "lead_id",
-    "supervisor_ids", "restricted_knowledge_base_ids"}`` — the supervisors granted
-    ``kefu.supervise_workgroup`` (besides the lead) and the knowledge bases restricted to it
+    "department_id", "supervisor_ids", "restricted_knowledge_base_ids"}`` — the department whose
+    heads supervise it (or null), the supervisors granted ``kefu.supervise_workgroup`` (besides
+    the lead and the department heads) and the knowledge bases restricted to it
     (docs/security.md "Roles"; set in the back office)."""
     return {
         "id": workgroup.pk,
@@ -35,6 +36,7 @@ def workgroup_settings_payload(workgroup: Workgroup) -> dict[str, Any]:
         "allow_pick": workgroup.allow_pick,
         "requeue_on_leave": workgroup.requeue_on_leave,
         "lead_id": workgroup.lead_id,
+        "department_id": workgroup.department_id,
         "supervisor_ids": [u.pk for u in supervision.workgroup_supervisors(workgroup)],
         "restricted_knowledge_base_ids": sorted(
             workgroup.knowledge_bases.values_list("pk", flat=True)

@@ -17,7 +17,7 @@ from kbase.services import faq_upsert
 from kefu import stats, supervision
 from kefu.models import CannedResponse, Session
 from kefu.services import messages
-from org.models import AuditEntry, Role, User
+from org.models import AuditEntry, Department, DepartmentMember, Role, User
 from tenants.models import Tenant
 from tests.conftest import (
     PASSWORD,
@@ -123,6 +123,41 @@ def test_a_supervisor_sees_only_the_workgroups_they_supervise(acme):
     assert idle.get("/api/v1/kefu/monitor").status_code == 403
     assert idle.get("/api/v1/kefu/stats").status_code == 403
     assert idle.get("/admin/kefu/session/reports/").status_code == 403
+
+
+def test_a_department_head_supervises_the_workgroups_of_their_departments(acme):
+    # given a department tree (support > support/north) and two workgroups: one in the
+    # sub-department, one in no department
+    north, elsewhere = make_desk(acme), make_desk(acme)
+    seen, unseen = _conversation(north), _conversation(elsewhere)
+    head = _person("agent", is_staff=False)
+    admin = _person("admin", is_staff=True, is_superuser=True)
+    with schema_context("acme"):
+        support = Department.objects.add_root({"name": unique("Support")})
+        sub = Department.objects.add_child(support, {"name": unique("North")})
+        membership = DepartmentMember.objects.create(department=support, user=head, is_head=True)
+    # when an administrator puts the first workgroup in the sub-department (back office)
+    page = agent_client(admin).get(f"/admin/kefu/workgroup/{north.workgroup.pk}/change/")
+    assert 'name="department"' in page.content.decode()
+    with schema_context("acme"):
+        north.workgroup.department = sub
+        north.workgroup.save(update_fields=["department"])
+    fields = agent_client(admin).get(f"/api/v1/kefu/workgroups/{north.workgroup.pk}").json()
+    assert fields["department_id"] == sub.pk
+
+    # then the head of the department above supervises it, and only it
+    client = agent_client(head)
+    data = client.get("/api/v1/kefu/monitor").json()
+    assert [w["id"] for w in data["workgroups"]] == [north.workgroup.pk]
+    assert client.get(f"/inbox/monitor/conversations/{seen.conversation_id}/").status_code == 200
+    assert client.get(f"/inbox/monitor/conversations/{unseen.conversation_id}/").status_code == 404
+
+    # and a head who is no longer head sees nothing at once
+    with schema_context("acme"):
+        membership.is_head = False
+        membership.save(update_fields=["is_head"])
+    assert client.get("/api/v1/kefu/monitor").status_code == 403
+    assert client.get(f"/inbox/monitor/conversations/{seen.conversation_id}/").status_code == 403
 
 
 WRITES = ("post", "put", "patch", "delete")
