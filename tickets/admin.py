@@ -173,17 +173,20 @@ class TicketAdmin(admin.ModelAdmin):
 
     def reports_view(self, request: HttpRequest) -> HttpResponse:
         """Ticket reports (TK-4) with charts; ``?export=csv&part=<daily|agents|…>`` exports one
-        part. ``start``/``end`` are local dates (default: the last 30 days). For those who see
-        every ticket (agents, administrators, auditors; 403 otherwise)."""
-        if not selectors.sees_all(request.user):
-            raise PermissionDenied
+        part. ``start``/``end`` are local dates (default: the last 30 days). Over every ticket
+        for agents, administrators and auditors, over their workgroups' tickets for a
+        supervisor (:func:`tickets.selectors.report_scope`); 403 otherwise."""
+        try:
+            scope = selectors.report_scope(request.user)
+        except ServiceError:
+            raise PermissionDenied from None
         try:
             start, end = report_params.date_range(request.GET)
-            report = reports.build(start=start, end=end)
+            report = reports.build(start=start, end=end, workgroup_ids=scope)
         except ValueError:
             messages.error(request, report_params.range_message())
             start, end = report_params.default_range()
-            report = reports.build(start=start, end=end)
+            report = reports.build(start=start, end=end, workgroup_ids=scope)
         part = report_params.csv_part(request.GET, reports.CSV_COLUMNS)
         if part is not None:
             reports.export_record(user=request.user, part=part, start=start, end=end)

@@ -267,15 +267,15 @@ class TicketReportApi(APIView):
     """``GET /api/v1/tickets/reports?start=YYYY-MM-DD&end=YYYY-MM-DD`` (local dates, default the
     last 30 days, at most 367) → the report of :func:`tickets.reports.build` (``daily``,
     ``agents``, ``workgroups``, ``sla``, ``first_response``, ``resolution``); with
-    ``&export=csv&part=<one of those>`` → that part as CSV. Agents and auditors only (403
-    otherwise)."""
+    ``&export=csv&part=<one of those>`` → that part as CSV. Agents, administrators and
+    auditors see every ticket, a supervisor the tickets of the workgroups they supervise
+    (:func:`tickets.selectors.report_scope`); 403 ``forbidden`` otherwise."""
 
     def get(self, request: Request) -> Any:
-        if not (request.user.is_agent or request.user.is_auditor):
-            raise ServiceError("forbidden", _("Only agents can see reports."))
+        scope = selectors.report_scope(request.user)
         try:
             start, end = report_params.date_range(request.query_params)
-            report = reports.build(start=start, end=end)
+            report = reports.build(start=start, end=end, workgroup_ids=scope)
         except ValueError:
             raise report_params.range_error(field="start") from None
         part = report_params.csv_part(

@@ -21,6 +21,7 @@ from django.utils.translation import gettext_lazy
 from kefu import dashboard as kefu_dashboard
 from kefu import monitor, onboarding
 from tickets import reports, selectors
+from weiyu.errors import ServiceError
 
 #: 24x24 outline icons (SVG path data) of the navigation groups
 _ICONS = {
@@ -112,16 +113,27 @@ def links(user: Any) -> list[dict[str, str]]:
             },
         ]
     reports_url = _url("admin:tickets_ticket_reports")
-    if reports_url and user.has_perm("tickets.view_ticket") and selectors.sees_all(user):
+    if reports_url and user.has_perm("tickets.view_ticket") and _sees_reports(user):
         out.append({"id": "reports", "title": _("Ticket reports"), "url": reports_url})
     return out
 
 
-def sla_attainment(*, start: dt.date, end: dt.date) -> dict[str, Any]:
+def _sees_reports(user: Any) -> bool:
+    try:
+        selectors.report_scope(user)
+    except ServiceError:
+        return False
+    return True
+
+
+def sla_attainment(
+    *, start: dt.date, end: dt.date, workgroup_ids: set[int] | None = None
+) -> dict[str, Any]:
     """``{"finished", "met", "attainment_pct"}`` over every SLA policy and target of
-    :func:`tickets.reports.build` (clocks that finished from ``start`` to ``end``);
-    ``attainment_pct`` 0-100 (one decimal) or None when no clock finished."""
-    rows = reports.build(start=start, end=end)["sla"]
+    :func:`tickets.reports.build` (clocks that finished from ``start`` to ``end``; of the
+    tickets of ``workgroup_ids`` when given); ``attainment_pct`` 0-100 (one decimal) or None when
+    no clock finished."""
+    rows = reports.build(start=start, end=end, workgroup_ids=workgroup_ids)["sla"]
     finished = sum(r["finished"] for r in rows)
     met = sum(r["met"] for r in rows)
     return {
@@ -148,10 +160,10 @@ def dashboard(user: Any) -> dict[str, Any]:
     data = kefu_dashboard.figures(user=user)
     week = data["week"]
     start, end = dt.date.fromisoformat(data["start"]), dt.date.fromisoformat(data["today"])
-    # over every ticket: not for a supervisor, who sees their workgroups' figures only
+    # a supervisor's attainment is over their workgroups' tickets, like their other figures
     sla = (
-        sla_attainment(start=start, end=end)
-        if selectors.sees_all(user)
+        sla_attainment(start=start, end=end, workgroup_ids=selectors.report_scope(user))
+        if _sees_reports(user)
         else {"finished": 0, "met": 0, "attainment_pct": None}
     )
     top = max(data["hours"]) or 1

@@ -68,14 +68,21 @@ def _mean(values: list[float]) -> float | None:
     return round(sum(values) / len(values), 1) if values else None
 
 
-def build(*, start: dt.date, end: dt.date) -> dict[str, Any]:
-    """The whole report for local dates ``start`` … ``end`` (inclusive). Raises ``ValueError``
-    when ``end`` is before ``start`` or the range exceeds 366 days."""
+def build(
+    *, start: dt.date, end: dt.date, workgroup_ids: set[int] | None = None
+) -> dict[str, Any]:
+    """The whole report for local dates ``start`` … ``end`` (inclusive), over every ticket or,
+    with ``workgroup_ids``, over the tickets of those workgroups only (a supervisor's scope,
+    :func:`tickets.selectors.report_scope`). Raises ``ValueError`` when ``end`` is before
+    ``start`` or the range exceeds 366 days."""
     if end < start or (end - start).days > 366:
         raise ValueError("the range must be 1 to 367 days, start first")
     lo, hi = _bounds(start, end)
+    scoped = Ticket.objects.all()
+    if workgroup_ids is not None:
+        scoped = scoped.filter(workgroup_id__in=workgroup_ids)
     tickets = list(
-        Ticket.objects.filter(
+        scoped.filter(
             Q(created_at__lt=hi)
             & (
                 Q(created_at__gte=lo)
@@ -144,8 +151,11 @@ def build(*, start: dt.date, end: dt.date) -> dict[str, Any]:
             for k, row in sorted(rows.items(), key=lambda kv: kv[1]["name"] or "")
         ]
 
+    clock_rows = SlaClock.objects.filter(cancelled=False)
+    if workgroup_ids is not None:
+        clock_rows = clock_rows.filter(ticket__workgroup_id__in=workgroup_ids)
     clocks = (
-        SlaClock.objects.filter(cancelled=False)
+        clock_rows
         .filter(
             Q(met_at__gte=lo, met_at__lt=hi)
             | Q(met_at__isnull=True, breached_at__gte=lo, breached_at__lt=hi)

@@ -46,6 +46,20 @@ def sees_all(user: User) -> bool:
     return user.is_agent or user.is_auditor
 
 
+def report_scope(user: User) -> set[int] | None:
+    """The workgroups whose tickets ``user``'s ticket reports and SLA attainment cover: None
+    (every ticket) for agents, administrators and auditors, the workgroups a supervisor
+    supervises (``kefu.supervision``). Raises ``ServiceError("forbidden")`` for anyone else,
+    a supervisor of nothing included."""
+    if sees_all(user):
+        return None
+    if user.is_supervisor:
+        scope = supervision.supervised_workgroup_ids(user)
+        if scope is None or scope:
+            return scope
+    raise ServiceError("forbidden", _("Only agents and supervisors can see reports."))
+
+
 def may_work(user: User) -> bool:
     """Who may change the tickets they see: agents, admins and supervisors (docs/security.md
     "Roles")."""

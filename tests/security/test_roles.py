@@ -117,12 +117,25 @@ def test_a_supervisor_sees_only_the_workgroups_they_supervise(acme):
     reports = client.get("/admin/kefu/session/reports/").content.decode()
     assert mine.workgroup.name in reports
     assert other.workgroup.name not in reports
+    # the ticket reports: over their workgroups' tickets (API, CSV and back office)
+    ticket_report = client.get("/api/v1/tickets/reports").json()
+    assert [w["id"] for w in ticket_report["workgroups"]] == [mine.workgroup.pk]
+    assert sum(d["created"] for d in ticket_report["daily"]) == 1
+    csv = client.get("/api/v1/tickets/reports?export=csv&part=workgroups").content.decode()
+    assert mine.workgroup.name in csv
+    assert other.workgroup.name not in csv
+    ticket_reports_page = client.get("/admin/tickets/ticket/reports/")
+    assert ticket_reports_page.status_code == 200
+    assert mine.workgroup.name in ticket_reports_page.content.decode()
+    assert other.workgroup.name not in ticket_reports_page.content.decode()
 
     # and a supervisor of nothing sees no monitor, no statistics
     idle = agent_client(_person("supervisor", is_staff=True))
     assert idle.get("/api/v1/kefu/monitor").status_code == 403
     assert idle.get("/api/v1/kefu/stats").status_code == 403
     assert idle.get("/admin/kefu/session/reports/").status_code == 403
+    assert idle.get("/api/v1/tickets/reports").status_code == 403
+    assert idle.get("/admin/tickets/ticket/reports/").status_code == 403
 
 
 def test_a_department_head_supervises_the_workgroups_of_their_departments(acme):
