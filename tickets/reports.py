@@ -68,9 +68,7 @@ def _mean(values: list[float]) -> float | None:
     return round(sum(values) / len(values), 1) if values else None
 
 
-def build(
-    *, start: dt.date, end: dt.date, workgroup_ids: set[int] | None = None
-) -> dict[str, Any]:
+def build(*, start: dt.date, end: dt.date, workgroup_ids: set[int] | None = None) -> dict[str, Any]:
     """The whole report for local dates ``start`` … ``end`` (inclusive), over every ticket or,
     with ``workgroup_ids``, over the tickets of those workgroups only (a supervisor's scope,
     :func:`tickets.selectors.report_scope`). Raises ``ValueError`` when ``end`` is before
@@ -154,14 +152,10 @@ def build(
     clock_rows = SlaClock.objects.filter(cancelled=False)
     if workgroup_ids is not None:
         clock_rows = clock_rows.filter(ticket__workgroup_id__in=workgroup_ids)
-    clocks = (
-        clock_rows
-        .filter(
-            Q(met_at__gte=lo, met_at__lt=hi)
-            | Q(met_at__isnull=True, breached_at__gte=lo, breached_at__lt=hi)
-        )
-        .select_related("ticket__sla_policy")
-    )
+    clocks = clock_rows.filter(
+        Q(met_at__gte=lo, met_at__lt=hi)
+        | Q(met_at__isnull=True, breached_at__gte=lo, breached_at__lt=hi)
+    ).select_related("ticket__sla_policy")
     sla: dict[tuple[str, str], dict[str, Any]] = {}
     for c in clocks:
         policy = c.ticket.sla_policy.name if c.ticket.sla_policy else ""
