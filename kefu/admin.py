@@ -61,6 +61,7 @@ from kefu.services import sessions as kefu_sessions
 from kefu.services import visitors as visitor_services
 from kefu.services.visitors import VISITOR_EDITABLE
 from org.admin import UserAdmin
+from org.middleware import reads_only
 from org.models import User
 from tenants import quotas
 from weiyu import outbound, reports
@@ -907,10 +908,12 @@ class SessionAdmin(admin.ModelAdmin):
         return format_html('<a href="{}">{}</a>', url, _("messages"))
 
     @admin.action(description=_("Export the selected conversations as CSV"))
+    @reads_only
     def export_csv(self, request: HttpRequest, queryset: Any) -> None:
         _export_selected(request, queryset, "csv")
 
     @admin.action(description=_("Export the selected conversations as JSON"))
+    @reads_only
     def export_json(self, request: HttpRequest, queryset: Any) -> None:
         _export_selected(request, queryset, "json")
 

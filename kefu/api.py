@@ -39,6 +39,7 @@ from kefu.services import labels as label_services
 from kefu.services import queue as kefu_queue
 from kefu.services import sessions as kefu_sessions
 from kefu.services import visitors as visitor_services
+from org.middleware import reads_only
 from weiyu import reports
 from weiyu.errors import ServiceError
 
@@ -666,12 +667,13 @@ class ConversationExportApi(APIView):
         return response
 
 
+@reads_only
 class ExportListApi(APIView):
     """``POST /api/v1/kefu/exports`` ``{"format": "csv"|"json", "filters"?: {"status"?,
     "start"?, "end"? (local dates YYYY-MM-DD), "workgroup_id"?, "agent_id"?, "q"? (visitor
     name, e-mail or phone)}}`` → 202 {export}: the matching customer conversations, written by a
     worker (``kefu.exports.export_job_payload``: ``state``, ``progress`` 0-100,
-    ``download_url`` once done). Supervisors only (403); 400 ``invalid``."""
+    ``download_url`` once done). Supervisors and auditors only (403); 400 ``invalid``."""
 
     def post(self, request: Request) -> Response:
         body = _body(request)

@@ -4,9 +4,11 @@ and API answer (the inbox's switch), the audit log's request, an auditor's read-
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, TypeVar
 
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import Resolver404, resolve
 from django.utils import translation
 from django.utils.translation import gettext as _
 
@@ -59,12 +61,47 @@ AUDITOR_WRITABLE_PREFIXES = (
 )
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: the attribute that marks a POST an auditor may still send: it reads and changes nothing of
+#: the tenant's data (an export writes only its own job and the audit log)
+READS_ONLY = "weiyu_reads_only"
+
+
+def reads_only(target: F) -> F:
+    """Mark an admin action or an API view class whose POST only reads (an export): an auditor
+    may run it (:class:`AuditorReadOnlyMiddleware`, ``org.permissions.IsAuthenticatedWriter``).
+    Returns ``target`` itself."""
+    setattr(target, READS_ONLY, True)
+    return target
+
+
+def _posts_a_read(request: HttpRequest) -> bool:
+    """Whether this unsafe request runs something marked :func:`reads_only`: an API view class,
+    or an admin action chosen on a model's list page (``model_admin.get_action``)."""
+    try:
+        match = resolve(request.path_info)
+    except Resolver404:
+        return False
+    view_class = getattr(match.func, "view_class", None) or getattr(match.func, "cls", None)
+    if view_class is not None:
+        return request.method == "POST" and bool(getattr(view_class, READS_ONLY, False))
+    model_admin = getattr(match.func, "model_admin", None)
+    if model_admin is None or match.url_name != (
+        f"{model_admin.opts.app_label}_{model_admin.opts.model_name}_changelist"
+    ):
+        return False
+    chosen = model_admin.get_action(request.POST.get("action", ""))
+    return chosen is not None and bool(getattr(chosen[0], READS_ONLY, False))
+
+
 class AuditorReadOnlyMiddleware:
     """After ``AuthenticationMiddleware``: an auditor (``User.Role.AUDITOR``) reads everything
     and changes nothing. Any method but ``GET``/``HEAD``/``OPTIONS`` from an auditor's session is
     refused with 403 before a view runs — a JSON ``{"error": "read_only", "detail"}`` under
     ``/api/``, Django's 403 page elsewhere (admin actions, inbox forms) — except the paths of
-    :data:`AUDITOR_WRITABLE_PREFIXES`. API keys are checked by DRF
+    :data:`AUDITOR_WRITABLE_PREFIXES` and the exports marked :func:`reads_only` (the back
+    office's export actions, ``POST /api/v1/kefu/exports``). API keys are checked by DRF
     (``org.permissions.IsAuthenticatedWriter``), websockets by ``kefu.consumers.AgentConsumer``.
     Reads ``request.user`` only for unsafe methods."""
 
@@ -76,7 +113,12 @@ class AuditorReadOnlyMiddleware:
             AUDITOR_WRITABLE_PREFIXES
         ):
             user = getattr(request, "user", None)
-            if user is not None and user.is_authenticated and getattr(user, "is_auditor", False):
+            if (
+                user is not None
+                and user.is_authenticated
+                and getattr(user, "is_auditor", False)
+                and not _posts_a_read(request)
+            ):
                 detail = _("Auditors can read but not change anything.")
                 if request.path.startswith("/api/"):
                     return JsonResponse({"error": "read_only", "detail": detail}, status=403)
