@@ -6,7 +6,7 @@ from __future__ import annotations
 from django import forms
 from django.conf import settings
 from django.contrib.auth import login
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
 from django.utils import translation
 from django.utils.translation import gettext_lazy as _
@@ -15,6 +15,8 @@ from django.views.decorators.http import require_http_methods
 
 from tenants import branding, quotas, signup
 from tenants.admin import tenant_public_url
+from tenants.models import Domain
+from weiyu import ratelimit
 from weiyu.errors import RateLimitedError, ServiceError
 
 #: the backend the welcome link signs in with (org.backends; a string: org sits above tenants)
@@ -155,3 +157,46 @@ def branding_logo(request: HttpRequest) -> HttpResponse:
     response["Cache-Control"] = "public, max-age=3600"
     response["Cross-Origin-Resource-Policy"] = "cross-origin"
     return response
+
+
+#: longest host name DNS allows (RFC 1035: 253 characters written out)
+_HOST_MAX = 253
+
+
+@require_http_methods(["GET"])
+def tls_ask(request: HttpRequest) -> JsonResponse:
+    """``GET /tls/ask?domain=<host>`` on the platform domain: whether Weiyu serves ``host``, for a
+    TLS proxy that obtains certificates on demand (Caddy's ``on_demand_tls { ask … }``; the
+    answer's status is what counts). ``200 {"allowed": true}`` for a domain of a tenant (its
+    subdomain or a verified custom domain, suspended tenants included: they show their notice)
+    or of the platform; ``404 {"allowed": false}`` for any other host; ``400 {"error":
+    "invalid"}`` without a well-formed host. Anonymous, one indexed query, at most
+    ``WEIYU_TLS_ASK_PER_IP_MINUTE`` per client address a minute (429 with ``Retry-After``), so it
+    cannot be used to make the proxy ask for certificates in a loop (docs/operations.md, "Custom
+    domains")."""
+    host = request.GET.get("domain", "").strip().lower().rstrip(".")
+    if not host or len(host) > _HOST_MAX or any(c in host for c in "/:@ \t"):
+        return JsonResponse(
+            {"error": "invalid", "message": _("Give a host name as ?domain=.")}, status=400
+        )
+    try:
+        ratelimit.check(
+            [
+                ratelimit.Limit(
+                    name="tls-ask",
+                    key=request.META.get("REMOTE_ADDR", "") or "-",
+                    limit=settings.WEIYU_TLS_ASK_PER_IP_MINUTE if settings.WEIYU_RATE_LIMITS else 0,
+                    window_s=60,
+                    message=lambda: _("Too many requests. Please wait a moment and try again."),
+                )
+            ]
+        )
+    except RateLimitedError as exc:
+        answer = JsonResponse(
+            {"error": "rate_limited", "message": exc.message, "retry_after": exc.retry_after_s},
+            status=429,
+        )
+        answer["Retry-After"] = str(exc.retry_after_s)
+        return answer
+    allowed = Domain.objects.filter(domain=host).exists()
+    return JsonResponse({"allowed": allowed}, status=200 if allowed else 404)

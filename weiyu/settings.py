@@ -629,6 +629,8 @@ WEIYU_DNS_RESOLVER = os.environ.get("WEIYU_DNS_RESOLVER", "tenants.domains.DnsTx
 WEIYU_SIGNUP_LINK_MAX_AGE_S = int(os.environ.get("WEIYU_SIGNUP_LINK_MAX_AGE_S", str(2 * 86400)))
 #: sign-ups (forms sent) per client address per hour; 0: off
 WEIYU_SIGNUP_PER_IP_HOUR = int(os.environ.get("WEIYU_SIGNUP_PER_IP_HOUR", "5"))
+# GET /tls/ask (tenants.views.tls_ask, the TLS proxy's on-demand question): per client address
+WEIYU_TLS_ASK_PER_IP_MINUTE = int(os.environ.get("WEIYU_TLS_ASK_PER_IP_MINUTE", "120"))
 #: subdomains nobody may take (comma-separated, added to the shipped list in tenants.signup)
 WEIYU_SIGNUP_RESERVED = [
     s.strip().lower() for s in os.environ.get("WEIYU_SIGNUP_RESERVED", "").split(",") if s.strip()

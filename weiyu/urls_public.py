@@ -42,6 +42,7 @@ urlpatterns = [
     path("jsi18n/", JavaScriptCatalog.as_view(), name="javascript-catalog"),
     path("healthz", views.healthz, name="healthz"),
     path("metrics", metrics.metrics_view, name="metrics"),
+    path("tls/ask", tenant_views.tls_ask, name="tls-ask"),
     path("favicon.ico", views.favicon, name="favicon"),
     # public sign-up (tenants.signup, TEN-4)
     path("signup/", tenant_views.signup_page, name="signup"),

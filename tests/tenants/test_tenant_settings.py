@@ -11,6 +11,7 @@ import json
 import os
 import re
 import socket
+from typing import Any
 
 import pytest
 from django.core import mail as django_mail
@@ -27,7 +28,7 @@ from tests import fake_dns
 from tests.conftest import PASSWORD, agent_client, make_desk, unique
 from tests.servers import celery_worker_start
 from tests.tenants.test_platform_admin import _platform_client
-from tests.waits import wait_until
+from tests.waits import fresh_window, wait_until
 from weiyu.celery import app
 
 _queues = itertools.count(1)
@@ -315,6 +316,8 @@ def test_a_custom_domain_routes_to_the_tenant_once_its_txt_record_is_verified(
     assert f"_weiyu-verify.{host}" in listing
     assert custom.token in listing
     assert not Domain.objects.filter(domain=host).exists()
+    # and the TLS proxy is told not to get a certificate for it
+    assert _tls_ask(host).status_code == 404
 
     # globex may claim it too, unverified
     _other_boss, other = _admin("globex")
@@ -338,6 +341,7 @@ def test_a_custom_domain_routes_to_the_tenant_once_its_txt_record_is_verified(
     assert domain.is_primary is False
     with override_settings(ALLOWED_HOSTS=[host, ".localhost"]):
         assert Client(HTTP_HOST=host).get("/help/").status_code == 200
+    assert _tls_ask(host.upper() + ".").json() == {"allowed": True}
 
     # globex cannot take it now, even with a record of its own
     fake_dns.RECORDS[f"_weiyu-verify.{host}"] = [globex_claim.token]
@@ -363,6 +367,33 @@ def test_a_custom_domain_routes_to_the_tenant_once_its_txt_record_is_verified(
     assert removed.status_code == 302
     assert not Domain.objects.filter(domain=host).exists()
     assert not CustomDomain.objects.filter(pk=custom.pk).exists()
+    assert _tls_ask(host).status_code == 404
+
+
+def _tls_ask(host: str, ip: str = "127.0.0.1") -> Any:
+    return Client(HTTP_HOST="localhost", REMOTE_ADDR=ip).get("/tls/ask", {"domain": host})
+
+
+def test_the_tls_proxy_asks_about_tenants_domains_within_a_budget(acme):
+    # a tenant's subdomain and the platform's own domain are served
+    assert _tls_ask("acme.localhost").json() == {"allowed": True}
+    assert _tls_ask("localhost").status_code == 200
+    assert _tls_ask("nobody.localhost").json() == {"allowed": False}
+    # a missing or malformed host is a 400 with a JSON body
+    for bad in ("", "a/b", "x" * 300, "host:443"):
+        answer = _tls_ask(bad)
+        assert answer.status_code == 400, bad
+        assert answer.json()["error"] == "invalid"
+    # a client asking in a loop is held to its budget, another address is not
+    ip = f"10.91.{os.getpid() % 250}.{next(_queues) % 250}"
+    fresh_window(60)
+    with override_settings(WEIYU_RATE_LIMITS=True, WEIYU_TLS_ASK_PER_IP_MINUTE=3):
+        assert [_tls_ask("acme.localhost", ip).status_code for _ in range(3)] == [200] * 3
+        refused = _tls_ask("acme.localhost", ip)
+        assert refused.status_code == 429
+        assert refused.json()["error"] == "rate_limited"
+        assert 0 < int(refused["Retry-After"]) <= 60
+        assert _tls_ask("acme.localhost", "10.92.0.1").status_code == 200
 
 
 @FAKE_DNS
