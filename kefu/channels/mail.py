@@ -13,6 +13,8 @@ becomes a file or picture message.
 Out: agents' and the robot's replies are mailed by the delivery task (:meth:`EmailAdapter.send`,
 SMTP with retries) from the channel's address, with ``In-Reply-To``/``References`` of the
 thread; so are public replies of a ticket made from such a conversation (:func:`mail_reply_send`).
+A reply is plain text with an HTML alternative (links made clickable) and quotes the customer's
+latest words under "On <date>, <name> wrote:", as mail programs do.
 Hosts are the tenant's to set, so each connection is checked by the outbound guard first
 (:func:`weiyu.outbound.checked_addresses`: public, or allowed by the operator).
 """
@@ -35,6 +37,8 @@ from typing import TYPE_CHECKING, Any
 import nh3
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.template.loader import render_to_string
+from django.utils import formats, timezone, translation
 from django.utils.translation import gettext as _
 from mailparser_reply import EmailReplyParser
 
@@ -269,6 +273,73 @@ def _thread_headers(conversation_id: int) -> tuple[str, str | None, list[str]]:
     return subject, in_reply_to, [f"<{r[0]}>" for r in refs][-20:]
 
 
+@dataclass(frozen=True)
+class Quote:
+    """The customer's words a reply quotes: who wrote them, when (aware), what (text)."""
+
+    name: str
+    at: Any
+    text: str
+
+
+#: at most this many characters of the customer's words are quoted in a reply
+QUOTE_MAX_CHARS = 4000
+
+
+def last_customer_words(conversation_id: int) -> Quote | None:
+    """The newest words the customer wrote in the conversation (a mail's trimmed text, a chat
+    message; files carry none), to quote in a reply; None when there are none. One query."""
+    row = (
+        Message.objects.filter(
+            conversation_id=conversation_id,
+            sender_type=Message.SenderType.VISITOR,
+            recalled_at__isnull=True,
+        )
+        .exclude(content="")
+        .order_by("-seq")
+        .values_list("content", "created_at", "sender_name")
+        .first()
+    )
+    if row is None:
+        return None
+    content, at, name = row
+    return Quote(name=name or "", at=at, text=content[:QUOTE_MAX_CHARS])
+
+
+_CJK = re.compile(r"[\u3400-\u9fff]")
+
+
+def _quote_language(language: str, quote: Quote | None) -> str:
+    """The customer's language when known, else guessed from their words: Chinese characters →
+    ``zh-hans``, anything else → ``en`` (the two languages Weiyu ships)."""
+    if language:
+        return language
+    return "zh-hans" if quote is not None and _CJK.search(quote.text) else "en"
+
+
+def _reply_bodies(text: str, quote: Quote | None, language: str) -> tuple[str, str]:
+    """``(plain text, HTML)`` of a reply: the agent's text, then the quoted customer's words
+    under "On <date>, <name> wrote:" in their language (:func:`_quote_language`) as ``> ``
+    lines / a blockquote."""
+    with translation.override(_quote_language(language, quote)):
+        header = ""
+        if quote is not None:
+            when = formats.date_format(timezone.localtime(quote.at), "DATETIME_FORMAT")
+            header = _("On %(date)s, %(name)s wrote:") % {
+                "date": when,
+                "name": quote.name or _("you"),
+            }
+        plain = text
+        if quote is not None:
+            quoted = "\n".join(f"> {line}" if line else ">" for line in quote.text.splitlines())
+            plain = f"{text}\n\n{header}\n{quoted}\n"
+        markup = render_to_string(
+            "email/reply.html",
+            {"text": text, "header": header, "quote": quote.text if quote else ""},
+        )
+    return plain, markup
+
+
 def mail_compose(
     *,
     account: ChannelAccount,
@@ -277,10 +348,14 @@ def mail_compose(
     text: str,
     files: list[tuple[str, bytes, str]] = (),  # type: ignore[assignment]
     subject: str = "",
+    quote: Quote | None = None,
+    language: str = "",
 ) -> EmailMessage:
     """A reply from the channel's address (``email_name <email_address>``) to ``to``, threaded
     into the conversation's mails (``In-Reply-To``, ``References``; subject "Re: …") with a new
-    ``Message-ID`` on the address's domain. ``files``: ``[(name, bytes, content type)]``."""
+    ``Message-ID`` on the address's domain: plain text and an HTML alternative, quoting
+    ``quote`` (:func:`last_customer_words`) with its header in ``language`` (the customer's;
+    when unknown, guessed from the quoted words). ``files``: ``[(name, bytes, content type)]``."""
     mail = EmailMessage()
     thread_subject, in_reply_to, references = (
         _thread_headers(conversation_id) if conversation_id else ("", None, [])
@@ -294,7 +369,9 @@ def mail_compose(
         mail["In-Reply-To"] = in_reply_to
     if references:
         mail["References"] = " ".join(references)
-    mail.set_content(text or "")
+    plain, markup = _reply_bodies(text or "", quote, language)
+    mail.set_content(plain)
+    mail.add_alternative(markup, subtype="html")
     for name, data, content_type in files:
         maintype, _slash, subtype = (content_type or "application/octet-stream").partition("/")
         mail.add_attachment(
@@ -353,12 +430,19 @@ def mail_reply_send(
     )
     if not to:
         return None
+    language = (
+        Visitor.objects.filter(sessions__conversation_id=conversation_id)
+        .values_list("language", flat=True)
+        .first()
+    )
     mail = mail_compose(
         account=account,
         to=to,
         conversation_id=conversation_id,
         text=text,
         files=[(f.name, attachment_bytes(f), f.content_type) for f in files],
+        quote=last_customer_words(conversation_id),
+        language=language or "",
     )
     sent = mail_send(account=account, mail=mail)
     reference_add(reference.channel, sent, conversation_id, reference.thread_key, "", inbound=False)
@@ -396,6 +480,8 @@ class EmailAdapter(ChannelAdapter):
             conversation_id=message.conversation_id,
             text=message.content or "",
             files=files,
+            quote=last_customer_words(message.conversation_id),
+            language=visitor.language or "",
         )
         sent = mail_send(account=account, mail=mail)
         thread_key = (
