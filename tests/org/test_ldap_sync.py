@@ -18,6 +18,9 @@ from org import ldap_sync
 from org.models import Department, DepartmentMember, LdapDirectory, User
 from tests.conftest import agent_client, unique
 from tests.ldap_server import LdapServer
+from tests.servers import celery_worker_start
+from tests.waits import wait_until
+from weiyu.celery import app
 
 BASE = "dc=example,dc=org"
 STAFF = f"ou=staff,{BASE}"
@@ -519,3 +522,38 @@ def test_an_active_directory_guid_reads_as_the_guid_shown_there():
     entry = ldap_sync.Entry(dn="CN=x", values={"objectguid": [guid.bytes_le]})
     assert entry.text("objectGUID") == str(guid)
     assert entry.text("missing") == ""
+
+
+def test_the_beat_has_a_worker_sync_a_due_directory(ldap_server, directory):
+    # given an enabled directory never synced, and a worker with its beat
+    p = unique("ld")
+    people, departments = _org(p)
+    ldap_server.write(_ldif(people, departments))
+    with schema_context("acme"):
+        LdapDirectory.objects.filter(pk=directory.pk).update(enabled=True, interval_minutes=15)
+    queue = unique("ldapbeat")
+    previous = app.conf.task_default_queue
+    app.conf.task_default_queue = queue
+    worker = celery_worker_start(
+        queue=queue, name="ldap", concurrency=1, beat=True, WEIYU_LDAP_SCAN_S="1",
+        WEIYU_OUTBOUND_ALLOW=f"127.0.0.1:{ldap_server.port}", KEFU_TIMER_INTERVAL_S="60",
+        SLA_SCAN_INTERVAL_S="60", WEIYU_SEMANTIC="off",
+    )  # fmt: skip
+    try:
+
+        def reported():
+            with schema_context("acme"):
+                report = LdapDirectory.objects.get(pk=directory.pk).last_report
+            return f"{p}-li" in report.get("created", [])
+
+        # then the sync runs without anyone pressing a button: the report is kept and the
+        # people are there
+        wait_until(reported, what="the scheduled LDAP sync's report")
+        with schema_context("acme"):
+            assert User.objects.filter(external_id=f"{p}-li", is_active=True).exists()
+            assert LdapDirectory.objects.get(pk=directory.pk).last_sync_at is not None
+    finally:
+        worker.stop()
+        app.conf.task_default_queue = previous
+        with schema_context("acme"):
+            LdapDirectory.objects.filter(pk=directory.pk).update(enabled=False)
