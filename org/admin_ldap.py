@@ -78,7 +78,26 @@ class LdapDirectoryAdmin(admin.ModelAdmin):
     form = LdapDirectoryForm
     change_form_template = "admin/org/ldapdirectory/change_form.html"
     list_display = ("__str__", "server_url", "enabled", "interval_minutes", "last_sync_at")
-    readonly_fields = ("last_sync_at",)
+    readonly_fields = ("last_sync_at", "last_outcome")
+
+    @admin.display(description=_("last report"))
+    def last_outcome(self, obj: LdapDirectory) -> str:
+        """The counts of the last real sync, and why it failed when it did."""
+        report = obj.last_report or {}
+        if not report:
+            return "—"
+        errors = report.get("errors") or []
+        text = _(
+            "%(created)d created, %(updated)d updated, %(disabled)d disabled, %(errors)d errors"
+        ) % {
+            "created": len(report.get("created") or []),
+            "updated": len(report.get("updated") or []),
+            "disabled": len(report.get("disabled") or []),
+            "errors": len(errors),
+        }
+        if errors and errors[0].get("line") == 0:
+            text = f"{text}: {errors[0].get('message', '')}"
+        return text
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return not LdapDirectory.objects.exists()

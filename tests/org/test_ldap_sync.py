@@ -378,6 +378,7 @@ def test_the_admin_saves_tests_and_syncs_from_the_back_office(ldap_server, direc
     real = client.post(run, {"action": "sync"}).content.decode()
     assert "Synced" in real
     assert "3 created" in real
+    assert "3 created, 0 updated" in client.get(url).content.decode()  # the last report
     with schema_context("acme"):
         assert User.objects.filter(external_id=f"{p}-li", is_active=True).exists()
 
