@@ -40,7 +40,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django_tenants.utils import get_tenant_model, schema_context
-from ldap3.core.exceptions import LDAPException
+from ldap3.core.exceptions import LDAPException, LDAPStartTLSError
 from ldap3.utils.dn import parse_dn
 
 from org import directory
@@ -157,11 +157,11 @@ def connect(row: LdapDirectory) -> ldap3.Connection:
     )
     try:
         conn.open()
-        if scheme == "ldap" and row.start_tls and not conn.start_tls():
+        if scheme == "ldap" and row.start_tls and not _start_tls(conn):
             raise ServiceError(
                 "unavailable",
                 _("The server refused StartTLS (%(result)s).")
-                % {"result": conn.result.get("description", "")},
+                % {"result": (conn.result or {}).get("description", "")},
             )
         if not conn.bind():
             result = conn.result or {}
@@ -181,6 +181,17 @@ def connect(row: LdapDirectory) -> ldap3.Connection:
         _close(conn)
         raise
     return conn
+
+
+def _start_tls(conn: ldap3.Connection) -> bool:
+    """Whether the server accepted StartTLS (the connection is then TLS, certificate and host
+    name checked); a TLS failure after acceptance raises ``LDAPException``."""
+    try:
+        return bool(conn.start_tls())
+    except LDAPStartTLSError as exc:
+        if str(exc).startswith("startTLS failed - "):  # the server answered no
+            return False
+        raise
 
 
 def _close(conn: ldap3.Connection) -> None:

@@ -12,7 +12,8 @@ entries and the search-done message carries the cookie of the next page (empty a
 ``pages_served`` counts the paged responses (read through :meth:`LdapServer.pages`).
 
 Run by :class:`LdapServer` as ``python tests/ldap_server.py <ldif> <port> <max_page> <count>
-[<key.pem> <cert.pem>]`` (with the last two: LDAPS).
+[<key.pem> <cert.pem> [starttls]]`` (with a key and certificate: LDAPS, or with ``starttls``
+plain LDAP offering the StartTLS operation).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import sys
 from pathlib import Path
 
 PAGED_OID = b"1.2.840.113556.1.4.319"
+STARTTLS_OID = b"1.3.6.1.4.1.1466.20037"
 
 
 def _serve(ldif: str, port: int, max_page: int, count_file: str, tls: list[str]) -> None:
@@ -113,6 +115,20 @@ def _serve(ldif: str, port: int, max_page: int, count_file: str, tls: list[str])
             d.addErrback(self._cbSearchOtherError)
             return d
 
+    if "starttls" in tls:  # the StartTLS extended operation (RFC 4511 §4.14)
+
+        def handle_extended(self, request, controls, reply):
+            if request.requestName not in (STARTTLS_OID, STARTTLS_OID.decode()):
+                return LDAPServer.handle_LDAPExtendedRequest(self, request, controls, reply)
+            from twisted.internet import ssl
+
+            done = pureldap.LDAPExtendedResponse(resultCode=0, responseName=STARTTLS_OID)
+            self.transport.write(pureldap.LDAPMessage(done, id=self._msg_id).toWire())
+            self.transport.startTLS(ssl.DefaultOpenSSLContextFactory(tls[0], tls[1]))
+            return None
+
+        PagingServer.handle_LDAPExtendedRequest = handle_extended
+
     class Factory(ServerFactory):
         protocol = PagingServer
 
@@ -130,7 +146,7 @@ def _serve(ldif: str, port: int, max_page: int, count_file: str, tls: list[str])
 
     log.startLogging(sys.stderr)
     registerAdapter(lambda factory: factory.root, Factory, interfaces.IConnectedLDAPEntry)
-    if tls:  # LDAPS: the key and certificate files
+    if tls and "starttls" not in tls:  # LDAPS: the key and certificate files
         from twisted.internet import ssl
 
         context = ssl.DefaultOpenSSLContextFactory(tls[0], tls[1])
@@ -143,10 +159,16 @@ def _serve(ldif: str, port: int, max_page: int, count_file: str, tls: list[str])
 class LdapServer:
     """The server above in a subprocess on a free loopback port, serving ``ldif`` (a path the
     test rewrites with :meth:`write`); with ``tls`` (key file, certificate file) it speaks
-    LDAPS."""
+    LDAPS, or with ``starttls`` too, plain LDAP that StartTLS upgrades."""
 
     def __init__(
-        self, ldif: Path, text: str, *, max_page: int = 1000, tls: tuple[Path, Path] | None = None
+        self,
+        ldif: Path,
+        text: str,
+        *,
+        max_page: int = 1000,
+        tls: tuple[Path, Path] | None = None,
+        starttls: bool = False,
     ) -> None:
         from tests.servers import free_port
         from tests.waits import wait_until
@@ -155,12 +177,13 @@ class LdapServer:
         self.count_file = ldif.with_suffix(".pages")
         self.write(text)
         self.port = free_port()
-        self.url = f"{'ldaps' if tls else 'ldap'}://127.0.0.1:{self.port}"
+        self.url = f"{'ldaps' if tls and not starttls else 'ldap'}://127.0.0.1:{self.port}"
         self.log = ldif.with_suffix(".log")
         with self.log.open("wb") as log:  # the server's own log, for a failing test
             self.process = subprocess.Popen(
                 [sys.executable, __file__, str(ldif), str(self.port), str(max_page),
-                 str(self.count_file), *(str(p) for p in tls or ())],
+                 str(self.count_file), *(str(p) for p in tls or ()),
+                 *(["starttls"] if starttls else [])],
                 stdout=log,
                 stderr=log,
             )  # fmt: skip

@@ -518,6 +518,38 @@ def test_ldaps_checks_the_certificate_and_the_host_name(tmp_path, directory, set
         server.stop()
 
 
+def test_starttls_upgrades_a_plain_connection_and_is_required_when_asked_for(
+    tmp_path, ldap_server, directory, settings
+):
+    # given a plain LDAP server offering StartTLS with a certificate for "localhost"
+    p = unique("ld")
+    people, departments = _org(p)
+    ca_pem, tls = _certificates(tmp_path, "localhost")
+    server = LdapServer(tmp_path / "st.ldif", _ldif(people, departments), tls=tls, starttls=True)
+    try:
+        settings.WEIYU_OUTBOUND_ALLOW = f"127.0.0.1:{server.port},127.0.0.1:{ldap_server.port}"
+        with schema_context("acme"):
+            LdapDirectory.objects.filter(pk=directory.pk).update(
+                server_url=f"ldap://localhost:{server.port}", start_tls=True, ca_certificate=ca_pem
+            )
+
+        # when it syncs with StartTLS on (the default), the connection is upgraded and works
+        report = _sync(directory, dry_run=True)
+        assert report.errors == []
+        assert len(report.created) == 3
+
+        # and a server that does not offer StartTLS is refused rather than used in the clear
+        with schema_context("acme"):
+            LdapDirectory.objects.filter(pk=directory.pk).update(
+                server_url=f"ldap://localhost:{ldap_server.port}"
+            )
+        [(line, message)] = _sync(directory, dry_run=True).errors
+        assert line == 0
+        assert message == "The server refused StartTLS (protocolError)."
+    finally:
+        server.stop()
+
+
 def test_an_active_directory_guid_reads_as_the_guid_shown_there():
     guid = uuid.uuid4()
     entry = ldap_sync.Entry(dn="CN=x", values={"objectguid": [guid.bytes_le]})
