@@ -858,5 +858,6 @@ admin.site.register(AuditEntry, AuditEntryAdmin)
 platform_admin_site.register(AuditEntry, AuditEntryAdmin)
 
 
-# single sign-on (Organisation → Single sign-on), in its own module
-from org import admin_sso  # noqa: E402, F401
+# single sign-on (Organisation → Single sign-on) and LDAP / Active Directory sync (Organisation →
+# LDAP directory), each in its own module
+from org import admin_ldap, admin_sso  # noqa: E402, F401

@@ -40,6 +40,7 @@ from org.models import (
     Department,
     DepartmentMember,
     Holiday,
+    LdapDirectory,
     SingleSignOn,
     User,
     VisitorLimits,
@@ -204,6 +205,8 @@ def register_models() -> None:
     )
     # single sign-on's settings, never the client secret
     track(SingleSignOn, exclude=("client_secret",))
+    # LDAP directory settings, never the bind password (nor what each sync writes back)
+    track(LdapDirectory, exclude=("bind_password", "last_sync_at", "last_report"))
     for model in (
         Department,
         DepartmentMember,

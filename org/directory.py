@@ -27,7 +27,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,8 +84,10 @@ _LIMITS = {"username": 150, "email": 254, "name": 64, "title": 64, "phone": 32}
 @dataclass
 class Report:
     """What an import did (or, in a dry run, would do): ``created``/``updated``/``unchanged``/
-    ``disabled`` are lists of external ids, ``errors`` is ``[(line, message)]`` (line 1 is the
-    header)."""
+    ``disabled`` are lists of external ids, ``errors`` is ``[(line, message)]`` (for a file,
+    line 1 is the header; for an LDAP directory, the entry's position in what was read, the
+    message starting with its DN; line 0: the whole sync failed, e.g. the server refused the
+    bind, and nothing was changed)."""
 
     dry_run: bool
     created: list[str] = field(default_factory=list)
@@ -216,7 +218,7 @@ def _text(data: dict[str, Any], name: str) -> str | None:
     return value
 
 
-def _path_department(path: str) -> Department:
+def path_department(path: str) -> Department:
     """The department at ``Sales/East`` (made, with its parents, when missing)."""
     parent: Department | None = None
     for part in (p.strip() for p in path.split("/")):
@@ -450,10 +452,33 @@ def directory_import(
     and counted the same way, then rolled back (nobody is disabled).
 
     Writes a ``directory_import`` audit entry (not in a dry run). Returns the :class:`Report`."""
+
+    def apply(report: Report) -> set[str] | None:
+        seen = _apply(rows, report)
+        return seen if disable_missing else None
+
+    return directory_run(apply=apply, dry_run=dry_run, actor=actor, source="file")
+
+
+def directory_run(
+    *,
+    apply: Callable[[Report], set[str] | None],
+    dry_run: bool,
+    actor: User | None = None,
+    source: str,
+) -> Report:
+    """The frame of every full sync (a file here, an LDAP directory in :mod:`org.ldap_sync`):
+    one transaction in which ``apply(report)`` upserts (each row through :func:`row_apply`)
+    and returns the external ids it saw — every synced person missing from them is then
+    disabled — or None to disable nobody. ``dry_run``: rolled back at the end. Otherwise a
+    ``directory_import`` audit entry with the counts and ``source`` (``"file"``,
+    ``"ldap"``). Returns the :class:`Report`."""
     report = Report(dry_run=dry_run)
     try:
         with transaction.atomic():
-            _apply(rows, report, disable_missing=disable_missing, dry_run=dry_run)
+            seen = apply(report)
+            if seen is not None:
+                _disable_missing(seen, report, dry_run=dry_run)
             if dry_run:
                 raise _DryRunRollbackError
             audit.audit_record(
@@ -461,6 +486,7 @@ def directory_import(
                 action=audit.DIRECTORY_IMPORT,
                 target=User,
                 data={
+                    "source": source,
                     "created": len(report.created),
                     "updated": len(report.updated),
                     "disabled": len(report.disabled),
@@ -472,40 +498,62 @@ def directory_import(
     return report
 
 
-def _apply(
-    rows: Iterable[tuple[int, dict[str, str]]], report: Report, *, disable_missing: bool, dry_run
-) -> None:
+def row_apply(
+    report: Report,
+    seen: dict[str, int],
+    *,
+    line: int,
+    external_id: str,
+    build: Callable[[], tuple[dict[str, Any], list[Department] | None]],
+    label: str = "",
+) -> User | None:
+    """Upsert one person in a savepoint: ``build()`` returns ``(data, departments)`` for
+    :func:`person_upsert` (it may make departments; it runs inside the savepoint and may raise
+    ``ServiceError``). The outcome goes into ``report`` (``errors`` as ``(line, label +
+    message)``; a second row with an external id already in ``seen`` is an error) and ``seen``
+    records the id with its line — a failed row counts as present, so it is not disabled.
+    Returns the person, or None when the row failed."""
+    if external_id in seen:
+        report.errors.append(
+            (
+                line,
+                label
+                + _("external id %(id)s is also on line %(line)d.")
+                % {"id": external_id, "line": seen[external_id]},
+            )
+        )
+        return None
+    try:
+        with transaction.atomic():
+            data, departments = build()
+            user, outcome = person_upsert(
+                external_id=external_id, data=data, departments=departments
+            )
+    except ServiceError as exc:
+        field_label = f"{exc.field}: " if exc.field else ""
+        report.errors.append((line, f"{label}{field_label}{exc.message}"))
+        if external_id:
+            seen[external_id] = line  # a failed row is still "present": not disabled
+        return None
+    seen[external_id] = line
+    getattr(report, outcome).append(external_id)
+    return user
+
+
+def _apply(rows: Iterable[tuple[int, dict[str, str]]], report: Report) -> set[str]:
     seen: dict[str, int] = {}
     for line, values in rows:
-        external_id = values.get("external_id", "")
-        if external_id in seen:
-            report.errors.append(
-                (
-                    line,
-                    _("external id %(id)s is also on line %(line)d.")
-                    % {"id": external_id, "line": seen[external_id]},
-                )
-            )
-            continue
-        try:
-            with transaction.atomic():
-                data, paths = _row_data(values)
-                departments = (
-                    [_path_department(p) for p in paths] if "departments" in values else None
-                )
-                _user, outcome = person_upsert(
-                    external_id=external_id, data=data, departments=departments
-                )
-        except ServiceError as exc:
-            label = f"{exc.field}: " if exc.field else ""
-            report.errors.append((line, f"{label}{exc.message}"))
-            if external_id:
-                seen[external_id] = line  # a failed row is still "present": not disabled
-            continue
-        seen[external_id] = line
-        getattr(report, outcome).append(external_id)
-    if not disable_missing:
-        return
+
+        def build(values: dict[str, str] = values) -> tuple[dict[str, Any], list | None]:
+            data, paths = _row_data(values)
+            departments = [path_department(p) for p in paths] if "departments" in values else None
+            return data, departments
+
+        row_apply(report, seen, line=line, external_id=values.get("external_id", ""), build=build)
+    return set(seen)
+
+
+def _disable_missing(seen: set[str], report: Report, *, dry_run: bool) -> None:
     missing = (
         User.objects.filter(external_id__isnull=False, is_active=True, deleted_at__isnull=True)
         .exclude(external_id__in=list(seen))

@@ -556,6 +556,124 @@ class SingleSignOn(models.Model):
         return [p.lstrip("@").lower() for p in parts if p.lstrip("@")]
 
 
+class LdapDirectory(models.Model):
+    """The tenant's LDAP / Active Directory server that people and departments are synced from
+    (:mod:`org.ldap_sync`; docs/operations.md, "Directory sync"): one row, edited by the tenant
+    admin (Organisation → LDAP directory).
+
+    ``server_url``: ``ldap://host[:port]`` (389; with ``start_tls`` upgraded to TLS) or
+    ``ldaps://host[:port]`` (636); the host obeys the outgoing-request rules of
+    :mod:`weiyu.outbound`. ``bind_password`` is encrypted at rest (:mod:`weiyu.fields`).
+    ``ca_certificate``: PEM of a private CA the server's certificate is checked against
+    (empty: the system's CAs). People are the entries under ``people_base_dn`` matching
+    ``people_filter``; departments (optional) the entries below ``departments_base_dn``
+    matching ``departments_filter``, nested as in the tree. ``attr_*``: the attribute names
+    read. With ``enabled``, a sync runs every ``interval_minutes``; ``last_report`` is the
+    last :meth:`org.directory.Report.as_dict` (with ``at``, ISO time)."""
+
+    enabled = models.BooleanField(
+        _("sync on a schedule"),
+        default=False,
+        help_text=_('Off: the directory is synced only with "Sync now".'),
+    )
+    server_url = models.CharField(
+        _("server URL"),
+        max_length=300,
+        help_text=_("ldap://dc1.example.com or ldaps://dc1.example.com:636"),
+    )
+    start_tls = models.BooleanField(
+        _("StartTLS"), default=True, help_text=_("Upgrade an ldap:// connection to TLS.")
+    )
+    ca_certificate = models.TextField(
+        _("CA certificate"),
+        blank=True,
+        help_text=_("PEM of the CA that signed the server's certificate; empty: public CAs."),
+    )
+    bind_dn = models.CharField(
+        _("bind DN"),
+        max_length=300,
+        blank=True,
+        help_text=_("e.g. CN=weiyu-sync,OU=Service,DC=example,DC=com; empty: anonymous."),
+    )
+    bind_password = EncryptedTextField(_("bind password"), blank=True)
+    people_base_dn = models.CharField(
+        _("people base DN"), max_length=300, help_text=_("e.g. OU=Staff,DC=example,DC=com")
+    )
+    people_filter = models.CharField(
+        _("people filter"),
+        max_length=500,
+        default="(objectClass=inetOrgPerson)",
+        help_text=_(
+            "Active Directory: (&(objectCategory=person)(objectClass=user)"
+            "(!(userAccountControl:1.2.840.113556.1.4.803:=2))) leaves disabled accounts out."
+        ),
+    )
+    departments_base_dn = models.CharField(
+        _("departments base DN"),
+        max_length=300,
+        blank=True,
+        help_text=_(
+            "The entries below it are departments, nested as in the tree; a person belongs to "
+            "the nearest one above their entry. Empty: no departments from the tree."
+        ),
+    )
+    departments_filter = models.CharField(
+        _("departments filter"), max_length=500, default="(objectClass=organizationalUnit)"
+    )
+    attr_external_id = models.CharField(
+        _("external id attribute"),
+        max_length=64,
+        default="entryUUID",
+        help_text=_("A stable id: entryUUID (OpenLDAP), objectGUID (Active Directory)."),
+    )
+    attr_username = models.CharField(
+        _("username attribute"),
+        max_length=64,
+        default="uid",
+        help_text=_("uid (OpenLDAP), sAMAccountName (Active Directory)."),
+    )
+    attr_name = models.CharField(
+        _("name attribute"), max_length=64, default="cn", help_text=_("cn or displayName.")
+    )
+    attr_email = models.CharField(_("e-mail attribute"), max_length=64, default="mail")
+    attr_title = models.CharField(_("job title attribute"), max_length=64, default="title")
+    attr_phone = models.CharField(
+        _("phone attribute"), max_length=64, default="telephoneNumber", blank=True
+    )
+    attr_department = models.CharField(
+        _("department attribute"),
+        max_length=64,
+        blank=True,
+        help_text=_(
+            "A person's attribute holding a department path such as Sales/East (e.g. "
+            "department), used when no department entry is above them. Empty: not read."
+        ),
+    )
+    attr_department_name = models.CharField(
+        _("department name attribute"), max_length=64, default="ou"
+    )
+    interval_minutes = models.PositiveIntegerField(
+        _("interval (minutes)"),
+        default=60,
+        validators=[MinValueValidator(15), MaxValueValidator(7 * 24 * 60)],
+    )
+    page_size = models.PositiveIntegerField(
+        _("page size"),
+        default=500,
+        validators=[MinValueValidator(1), MaxValueValidator(5000)],
+        help_text=_("Entries per page of the search (Active Directory sends at most 1000)."),
+    )
+    last_sync_at = models.DateTimeField(_("last sync"), null=True, blank=True, editable=False)
+    last_report = models.JSONField(_("last report"), default=dict, blank=True, editable=False)
+
+    class Meta:
+        verbose_name = _("LDAP directory")
+        verbose_name_plural = _("LDAP directory")
+
+    def __str__(self) -> str:
+        return str(_("LDAP directory"))
+
+
 class UserSession(models.Model):
     """A signed-in session of a user (browser, address, when), listed on the account's security
     page where each can be ended (org.sessions). Created at sign-in, deleted at sign-out or when

@@ -3,6 +3,7 @@ worker finds them."""
 
 from __future__ import annotations
 
+from org.ldap_sync import ldap_sync_due_all_task, ldap_sync_task
 from org.passwords import password_reset_email_task
 
-__all__ = ["password_reset_email_task"]
+__all__ = ["ldap_sync_due_all_task", "ldap_sync_task", "password_reset_email_task"]

@@ -492,6 +492,12 @@ CELERY_BEAT_SCHEDULE = {
     },
     # webhook deliveries a lost task or a restarted worker left behind (org/webhooks)
     "webhooks-due": {"task": "org.webhooks.tasks.webhook_due_scan_all_task", "schedule": 60.0},
+    # LDAP / Active Directory sync of the tenants that turned it on, each at its own interval
+    # (org.ldap_sync): how often to look for the ones that are due
+    "org-ldap-sync": {
+        "task": "org.tasks.ldap_sync_due_all_task",
+        "schedule": float(os.environ.get("WEIYU_LDAP_SCAN_S", "300")),
+    },
 }
 
 # --- webhooks (org/webhooks, docs/webhooks.md): attempts per delivery, the first included; the
