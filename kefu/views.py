@@ -17,7 +17,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy as _lazy
+from django.utils.translation import gettext_lazy
 from django.views.decorators.cache import cache_control
 from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.http import require_GET
@@ -496,10 +496,10 @@ def tokens_page(request: HttpRequest) -> HttpResponse:
 
 #: the push kinds of the alerts page's form, with their labels
 _ALERT_KINDS = {
-    "assignment": _lazy("A conversation or ticket is assigned to me"),
-    "transfer": _lazy("A colleague asks me to take over a conversation"),
-    "mention": _lazy("Someone @mentions me (team chat, internal notes, tickets)"),
-    "sla": _lazy("A ticket of mine is about to breach, or breached, its SLA"),
+    "assignment": gettext_lazy("A conversation or ticket is assigned to me"),
+    "transfer": gettext_lazy("A colleague asks me to take over a conversation"),
+    "mention": gettext_lazy("Someone @mentions me (team chat, internal notes, tickets)"),
+    "sla": gettext_lazy("A ticket of mine is about to breach, or breached, its SLA"),
 }
 
 

@@ -46,7 +46,8 @@ GONE = frozenset({404, 410})
 MAX_PER_USER = 20
 
 
-def _b64url(data: bytes) -> str:
+def b64url(data: bytes) -> str:
+    """``data`` in base64url without padding (the encoding of VAPID and Push API keys)."""
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
@@ -65,8 +66,8 @@ def _key_file_read_or_create() -> str:
     except FileExistsError:
         return path.read_text().strip()
     with os.fdopen(fd, "w") as handle:
-        handle.write(_b64url(raw))
-    return _b64url(raw)
+        handle.write(b64url(raw))
+    return b64url(raw)
 
 
 @lru_cache(maxsize=1)
@@ -84,7 +85,7 @@ def vapid_public_key() -> str:
     point = vapid().public_key.public_bytes(
         serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
     )
-    return _b64url(point)
+    return b64url(point)
 
 
 def _subject() -> str:
