@@ -157,8 +157,6 @@ def unread_digest(*, now=None) -> int:
         )
     }
     users = User.objects.filter(is_active=True, deleted_at__isnull=True).exclude(email="")
-    if DEFAULT_MINUTES == 0:
-        users = users.filter(pk__in=[uid for uid, p in prefs.items() if p.digest_after_minutes])
     # only people with something unread are looked at closer
     users = (
         users.filter(

@@ -9,6 +9,7 @@ from django.conf import settings
 from django_tenants.utils import get_tenant_model, schema_context
 
 from im.attachments import attachment_orphans_purge
+from im.digest import unread_digest
 
 
 @shared_task
@@ -38,8 +39,6 @@ def attachment_orphans_purge_all_task() -> None:
 def unread_digest_task(schema: str) -> int:
     """One tenant's due e-mail digests of unread messages (:func:`im.digest.unread_digest`);
     returns how many e-mails were sent."""
-    from im.digest import unread_digest
-
     with schema_context(schema):
         return unread_digest()
 

@@ -533,6 +533,11 @@ def alerts_page(request: HttpRequest) -> HttpResponse:
         "subscriptions_url": "/api/v1/org/me/push-subscriptions",
         "worker_url": "/inbox/push-sw.js",
         "scope": "/inbox/",
+        # this person's subscribed browsers: the page says "on" only for one of them (a
+        # browser whose session ended keeps its subscription, but gets nothing any more)
+        "endpoints": list(
+            PushSubscription.objects.filter(user=user).values_list("endpoint", flat=True)
+        ),
     }
     kinds = [(kind, label, payload["push"][kind]) for kind, label in _ALERT_KINDS.items()]
     response = render(

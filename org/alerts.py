@@ -5,7 +5,7 @@ also drive the e-mail digest of unread messages (``im.digest``).
 The apps that know the events call :func:`alert` inside their transaction: assignments and
 transfers (kefu), @mentions (im: team chat and internal notes), ticket notifications (tickets:
 assignment, mention, SLA warning and breach). After commit one Celery task
-(:func:`org.tasks.push_alert_task`) reads each recipient's preferences, skips those with an inbox
+(:func:`push_alert_task`) reads each recipient's preferences, skips those with an inbox
 open (:func:`inbox_open`, the presence records the inbox sockets keep, registered by kefu with
 :func:`presence_register`) and sends the push (:mod:`org.push`). Nothing is sent from a web
 request or the socket's event loop.
@@ -20,11 +20,14 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from celery import shared_task
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import translation
 from django.utils.translation import gettext as _
+from django_tenants.utils import schema_context
 
+from org import push
 from org.models import AlertPreferences, User
 from weiyu.errors import ServiceError
 
@@ -169,8 +172,6 @@ def alert(
     }
 
     def enqueue() -> None:
-        from org.tasks import push_alert_task
-
         try:
             push_alert_task.delay(schema, job)
         except Exception as exc:  # the broker down must not fail what was done
@@ -195,8 +196,6 @@ def alert_deliver(
     ``kind``, unless an inbox of theirs is open and they asked for quiet then, to each of their
     push subscriptions (:func:`org.push.push_send`), in the person's language, else the one
     of the browser when it subscribed. Returns how many pushes were accepted."""
-    from org import push
-
     schema = connection.schema_name
     prefs = {p.user_id: p for p in AlertPreferences.objects.filter(user_id__in=user_ids)}
     sent = 0
@@ -220,3 +219,12 @@ def alert_deliver(
             }
             sent += push.push_send(subscription=subscription, payload=payload)
     return sent
+
+
+@shared_task(name="org.tasks.push_alert_task")
+def push_alert_task(schema: str, alert: dict[str, Any]) -> int:
+    """One alert of :func:`alert` (``alert``: its ``kind``, ``user_ids``, ``title``, ``body``,
+    ``params`` and ``url``), pushed in the tenant's schema (:func:`alert_deliver`). Returns how
+    many pushes the push services accepted."""
+    with schema_context(schema):
+        return alert_deliver(**alert)

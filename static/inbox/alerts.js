@@ -92,7 +92,8 @@ if (!('serviceWorker' in navigator) || !('PushManager' in window) || !('Notifica
   enableBtn.addEventListener('click', enable);
   disableBtn.addEventListener('click', disable);
   current().then((subscription) => {
-    if (subscription && sameKey(subscription) && Notification.permission === 'granted') {
+    if (subscription && sameKey(subscription) && Notification.permission === 'granted'
+      && config.endpoints.includes(subscription.endpoint)) {
       say(gettext('Notifications are on in this browser.'), 'on');
       showOn(true);
     }

@@ -29,7 +29,11 @@ self.addEventListener('notificationclick', (event) => {
     const tabs = await self.clients.matchAll({ type: 'window', includeUncontrolled: true });
     for (const tab of tabs) {
       if (new URL(tab.url).pathname === target.pathname && 'focus' in tab) {
-        if (tab.url !== target.href && 'navigate' in tab) await tab.navigate(target.href);
+        if (tab.url !== target.href && 'navigate' in tab) {
+          try {
+            await tab.navigate(target.href);
+          } catch (e) { /* a tab this worker does not control: focused as it is */ }
+        }
         return tab.focus();
       }
     }
