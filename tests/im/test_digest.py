@@ -27,7 +27,8 @@ def _person(name: str, **prefs):
     with schema_context("acme"):
         user = make_agent(inbox=False, name=name)
         user.email = f"{user.username}@example.com"
-        user.save(update_fields=["email"])
+        user.language = "en"  # the digest is written in the person's language
+        user.save(update_fields=["email", "language"])
         if prefs:
             AlertPreferences.objects.create(user=user, **prefs)
     return user
