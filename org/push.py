@@ -31,7 +31,6 @@ from django.http import HttpRequest
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from py_vapid import Vapid02
-from pywebpush import WebPusher, WebPushException
 
 from org.models import PushSubscription, User, UserSession
 from org.sessions import session_started
@@ -44,6 +43,18 @@ logger = logging.getLogger(__name__)
 GONE = frozenset({404, 410})
 #: subscriptions one person may keep (browsers, devices)
 MAX_PER_USER = 20
+
+
+def _encrypt(info: dict[str, Any], data: bytes) -> bytes:
+    """``data`` encrypted for the subscription ``info`` (aes128gcm, RFC 8291). Raises
+    ``ValueError`` for unusable keys. pywebpush is imported here, on first use: it pulls in
+    aiohttp, about a second of start-up that web processes need not pay."""
+    from pywebpush import WebPusher, WebPushException
+
+    try:
+        return WebPusher(info).encode(data, "aes128gcm")["body"]
+    except WebPushException as exc:
+        raise ValueError(str(exc)) from exc
 
 
 def b64url(data: bytes) -> str:
@@ -98,8 +109,18 @@ def _subject() -> str:
 
 def endpoint_check(url: str) -> None:
     """Refuse an endpoint we must not POST to: not ``https`` (unless its ``host:port`` is
-    allow-listed), or resolving to a refused address (:func:`weiyu.outbound.check_url`).
-    Raises ``ServiceError`` ``invalid`` with the reason."""
+    allow-listed, :func:`scheme_check`), or resolving to a refused address
+    (:func:`weiyu.outbound.check_url`). Raises ``ServiceError`` ``invalid`` with the reason."""
+    scheme_check(url)
+    try:
+        outbound.check_url(url)
+    except outbound.OutboundRefusedError as exc:
+        raise ServiceError("invalid", str(exc), field="endpoint") from exc
+
+
+def scheme_check(url: str) -> None:
+    """Refuse an endpoint that is not ``https``, unless it is plain ``http`` to an ``ip:port``
+    of ``WEIYU_OUTBOUND_ALLOW``; no name is resolved. Raises ``ServiceError`` ``invalid``."""
     parts = urlsplit(url)
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -111,10 +132,6 @@ def endpoint_check(url: str) -> None:
             raise ServiceError(
                 "invalid", _("A push service address starts with https://."), field="endpoint"
             )
-    try:
-        outbound.check_url(url)
-    except outbound.OutboundRefusedError as exc:
-        raise ServiceError("invalid", str(exc), field="endpoint") from exc
 
 
 def _text(data: dict[str, Any], key: str, limit: int) -> str:
@@ -141,13 +158,13 @@ def subscription_save(*, request: HttpRequest, user: User, data: object) -> Push
     p256dh = _text(data["keys"], "p256dh", 200)
     auth = _text(data["keys"], "auth", 100)
     try:  # the keys must be usable, or every push would fail later
-        WebPusher({"endpoint": endpoint, "keys": {"p256dh": p256dh, "auth": auth}})
         point = base64.urlsafe_b64decode(p256dh + "=" * (-len(p256dh) % 4))
         secret = base64.urlsafe_b64decode(auth + "=" * (-len(auth) % 4))
-    except (WebPushException, ValueError) as exc:
+        if len(point) != 65 or point[0] != 4 or len(secret) != 16:
+            raise ValueError("key sizes")
+        _encrypt({"endpoint": endpoint, "keys": {"p256dh": p256dh, "auth": auth}}, b"{}")
+    except ValueError as exc:
         raise ServiceError("invalid", _("The subscription's keys are not valid.")) from exc
-    if len(point) != 65 or point[0] != 4 or len(secret) != 16:
-        raise ServiceError("invalid", _("The subscription's keys are not valid."))
     endpoint_check(endpoint)
     key = request.session.session_key
     if not key:
@@ -199,20 +216,21 @@ def subscription_delete(*, user: User, endpoint: object) -> int:
 def push_send(*, subscription: PushSubscription, payload: dict[str, Any]) -> int:
     """POST one encrypted push to the subscription's push service (VAPID-signed, aes128gcm,
     ``TTL`` ``settings.WEIYU_PUSH_TTL_S``) through the SSRF-guarded client. Returns 1 when the
-    service accepted it (2xx), else 0: on 404/410 the subscription is deleted; a refused address
-    deletes it too; other failures are logged (the alert is not retried: it would be stale)."""
+    service accepted it (2xx), else 0: on 404/410 the subscription is deleted, and when it is no
+    longer usable (not ``https``, bad keys); other failures, a refused address included, are
+    logged (the alert is not retried: it would be stale)."""
     endpoint = subscription.endpoint
-    try:
-        endpoint_check(endpoint)
-    except ServiceError as exc:
-        logger.info("push subscription %s refused, deleted: %s", subscription.pk, exc.message)
-        subscription.delete()
-        return 0
     info = {
         "endpoint": endpoint,
         "keys": {"p256dh": subscription.p256dh, "auth": subscription.auth},
     }
-    body = WebPusher(info).encode(json.dumps(payload).encode(), "aes128gcm")["body"]
+    try:
+        scheme_check(endpoint)  # the addresses are checked by the guarded client, connecting
+        body = _encrypt(info, json.dumps(payload).encode())
+    except (ServiceError, ValueError) as exc:  # not https, or keys no longer usable: useless
+        logger.info("push subscription %s unusable, deleted: %s", subscription.pk, exc)
+        subscription.delete()
+        return 0
     parts = urlsplit(endpoint)
     claims = {
         "aud": f"{parts.scheme}://{parts.netloc}",
@@ -231,11 +249,9 @@ def push_send(*, subscription: PushSubscription, payload: dict[str, Any]) -> int
             timeout_s=settings.WEIYU_PUSH_TIMEOUT_S, max_bytes=64 * 1024
         ) as client:
             response = client.post(endpoint, content=body, headers=headers)
-    except outbound.OutboundRefusedError as exc:
-        logger.info("push subscription %s refused, deleted: %s", subscription.pk, exc)
-        subscription.delete()
-        return 0
-    except Exception as exc:  # the push service unreachable: this alert is lost, the rest go on
+    except Exception as exc:  # a refused address, a name that does not resolve right now, the
+        # push service unreachable: this alert is lost, the rest go on (the subscription stays:
+        # a DNS outage must not unsubscribe everyone)
         logger.warning("push to %s failed: %s", parts.netloc, exc)
         return 0
     if response.status_code in GONE:
