@@ -29,6 +29,11 @@ export default [
     languageOptions: { ecmaVersion: 2017, sourceType: 'script' },
   },
   {
+    // the inbox's service worker is a classic worker script
+    files: ['static/inbox/push_sw.js'],
+    languageOptions: { ecmaVersion: 2022, sourceType: 'script', globals: globals.serviceworker },
+  },
+  {
     files: ['eslint.config.js'],
     languageOptions: { ecmaVersion: 2022, sourceType: 'module', globals: globals.node },
     rules,

@@ -154,6 +154,12 @@ class Participant(models.Model):
     )
     pinned_at = models.DateTimeField(_("pinned at"), null=True, blank=True)
     notifications_off = models.BooleanField(_("do not disturb"), default=False)
+    digest_seq = models.PositiveIntegerField(
+        _("e-mailed up to"),
+        default=0,
+        db_default=0,  # rows are also inserted by raw SQL (im.services.conversations)
+        help_text=_("seq of the newest message sent to them in an e-mail digest (im.digest)."),
+    )
     archived_at = models.DateTimeField(_("archived at"), null=True, blank=True)
     joined_at = models.DateTimeField(_("joined at"), auto_now_add=True)
     left_at = models.DateTimeField(_("left at"), null=True, blank=True)

@@ -9,6 +9,7 @@ from django.conf import settings
 from django_tenants.utils import get_tenant_model, schema_context
 
 from im.attachments import attachment_orphans_purge
+from im.digest import unread_digest
 
 
 @shared_task
@@ -32,3 +33,25 @@ def attachment_orphans_purge_all_task() -> None:
     )
     for schema in schemas:
         attachment_orphans_purge_task.delay(schema)
+
+
+@shared_task
+def unread_digest_task(schema: str) -> int:
+    """One tenant's due e-mail digests of unread messages (:func:`im.digest.unread_digest`);
+    returns how many e-mails were sent."""
+    with schema_context(schema):
+        return unread_digest()
+
+
+@shared_task
+def unread_digest_all_task() -> None:
+    """Beat (every ``WEIYU_DIGEST_INTERVAL_S``, 60 s): one :func:`unread_digest_task` per
+    active tenant."""
+    schemas = (
+        get_tenant_model()
+        .objects.filter(is_active=True)
+        .exclude(schema_name="public")
+        .values_list("schema_name", flat=True)
+    )
+    for schema in schemas:
+        unread_digest_task.delay(schema)

@@ -46,6 +46,12 @@ class KefuConfig(AppConfig):
 
         user_deactivated.connect(release, weak=False, dispatch_uid="kefu-agent-release")
 
+        # no web push or e-mail digest to someone with an inbox tab open (org.alerts)
+        from kefu import presence
+        from org.alerts import presence_register
+
+        presence_register(presence.inbox_open)
+
         # the audit log (org.audit): changes of the service's configuration, before and after
         from kefu import models as kefu_models
         from org.audit import track

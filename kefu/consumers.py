@@ -123,11 +123,14 @@ class AgentConsumer(MemberConsumer):
         return query.get("watch") == ["1"]
 
     async def hello_extra(self) -> dict[str, Any]:
-        if not self.user.is_agent or self.watching:
+        if self.watching:
             return {}
         # recorded before the agent is marked connected, so the grace scan never sees them
-        # connected without this socket
+        # connected without this socket; everyone's, so that no alert is pushed or mailed to
+        # someone with an inbox open (org.alerts)
         await self._seen()
+        if not self.user.is_agent:
+            return {}
         state = await self.db(kefu_agents.agent_connected, user_id=self.user.pk)
         return {"agent": selectors.agent_state_payload(state)}
 
@@ -141,14 +144,16 @@ class AgentConsumer(MemberConsumer):
 
     async def on_ping(self, data: dict[str, Any], ref: str | None) -> None:
         await super().on_ping(data, ref)
-        if self.user.is_agent and not self.watching and await self._seen():
+        if self.watching:
+            return
+        if await self._seen() and self.user.is_agent:
             # the record had lost this socket (the agent was found gone meanwhile): back
             await self.db(kefu_agents.agent_connected, user_id=self.user.pk)
 
     async def disconnect(self, code: int) -> None:
         await super().disconnect(code)
         user = getattr(self, "user", None)
-        if user is not None and user.is_agent and not self.watching:
+        if user is not None and not self.watching:
             await sync_to_async(presence.socket_closed, thread_sensitive=False)(
                 schema=self.tenant.schema_name, user_id=user.pk, channel_name=self.channel_name
             )

@@ -1,4 +1,4 @@
-"""Agents' open inbox tabs, kept in Redis, so that an agent is available only while an inbox
+"""Agents' open inbox tabs (and other staff's, for :mod:`org.alerts`), kept in Redis, so that an agent is available only while an inbox
 of theirs is connected, and closing the last one ends that after a grace period (KF-3) — a
 reload or a short network drop does not.
 
@@ -53,9 +53,13 @@ def socket_seen(*, schema: str, user_id: int, channel_name: str) -> bool:
     try:
         key = _key(schema, user_id)
         pipe = _redis().pipeline()
-        pipe.zadd(key, {channel_name: time.time()})
+        now = time.time()
+        pipe.zadd(key, {channel_name: now})
+        # entries older than a day matter to nothing (people who are not agents are never
+        # cleared by the scan: this keeps their record small)
+        pipe.zremrangebyscore(key, "-inf", now - 24 * 3600)
         pipe.expire(key, 7 * 24 * 3600)
-        added, _expire = pipe.execute()
+        added, _trimmed, _expire = pipe.execute()
     except Exception as exc:  # presence is best effort: Redis down must not break the socket
         logger.warning("agent presence not recorded: %s", exc)
         return False
@@ -86,6 +90,14 @@ def last_seen(*, schema: str, user_id: int) -> tuple[bool, float | None]:
         not member.startswith(b"closed:") and now - score < ALIVE_S for member, score in entries
     )
     return alive, max(score for _member, score in entries)
+
+
+def inbox_open(schema: str, user_id: int) -> bool:
+    """Whether a (non-watching) inbox socket of the user is alive now, whatever their role: the
+    check of :func:`org.alerts.presence_register` (no web push, no e-mail digest meanwhile).
+    Raises ``redis.RedisError`` when Redis cannot be reached."""
+    alive, _seen = last_seen(schema=schema, user_id=user_id)
+    return alive
 
 
 def grace_starts(*, schema: str, user_id: int) -> None:

@@ -24,6 +24,8 @@ urlpatterns = [
         name="monitor-transcript",
     ),
     path("inbox/tokens/", views.tokens_page, name="tokens"),
+    path("inbox/alerts/", views.alerts_page, name="alerts"),
+    path("inbox/push-sw.js", views.push_worker_js, name="push-worker"),
     path("inbox/kanban/", views.kanban_page, name="kanban"),
     path(
         "inbox/conversations/<int:conversation_id>/print/",

@@ -17,6 +17,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.cache import cache_control
 from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.http import require_GET
@@ -36,9 +37,9 @@ from kefu.robot import persona as robot_persona
 from kefu.services import blocking, routing
 from kefu.services import files as visitor_files
 from kefu.services import visitors as kefu_visitors
-from org import apikeys, limits
+from org import alerts, apikeys, limits, push
 from org.account_views import SECURITY_PATH, TwoFactorLoginView
-from org.models import ApiKey
+from org.models import ApiKey, PushSubscription
 from tenants import branding, quotas
 from weiyu import ratelimit
 from weiyu.errors import ServiceError
@@ -76,6 +77,21 @@ def demo_site(request: HttpRequest) -> HttpResponse:
 @cache
 def _widget_source() -> bytes:
     return (Path(settings.BASE_DIR) / "static" / "widget" / "widget.js").read_bytes()
+
+
+@cache
+def _push_worker_source() -> bytes:
+    return (Path(settings.BASE_DIR) / "static" / "inbox" / "push_sw.js").read_bytes()
+
+
+@require_GET
+@cache_control(no_cache=True)
+def push_worker_js(request: HttpRequest) -> HttpResponse:
+    """``GET /inbox/push-sw.js``: the inbox's service worker, which shows web push alerts and
+    opens the inbox on a click (docs/inbox.md, "Alerts when away"). Served here, not under
+    ``/static/``, so that its scope may be ``/inbox/``; revalidated on every update check."""
+    source = _push_worker_source() if not settings.DEBUG else _push_worker_source.__wrapped__()
+    return HttpResponse(source, content_type="text/javascript; charset=utf-8")
 
 
 @require_GET
@@ -261,6 +277,7 @@ def inbox(request: HttpRequest) -> HttpResponse:
         "ai_drafts": llm.configured(),
         "monitor_url": "/inbox/monitor/" if monitor.is_supervisor(user) else None,
         "tokens_url": "/inbox/tokens/" if user.is_agent or user.is_superuser else None,
+        "alerts_url": "/inbox/alerts/",
     }
     return render(request, "kefu/inbox.html", {"config": config})
 
@@ -471,6 +488,69 @@ def tokens_page(request: HttpRequest) -> HttpResponse:
         request,
         "kefu/tokens.html",
         {"keys": keys, "created": created, "error": error, "scopes": scopes},
+        status=status,
+    )
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+#: the push kinds of the alerts page's form, with their labels
+_ALERT_KINDS = {
+    "assignment": gettext_lazy("A conversation or ticket is assigned to me"),
+    "transfer": gettext_lazy("A colleague asks me to take over a conversation"),
+    "mention": gettext_lazy("Someone @mentions me (team chat, internal notes, tickets)"),
+    "sla": gettext_lazy("A ticket of mine is about to breach, or breached, its SLA"),
+}
+
+
+@login_required
+def alerts_page(request: HttpRequest) -> HttpResponse:
+    """``/inbox/alerts/``: the signed-in person's alerts when away (docs/inbox.md).
+
+    GET shows the preferences (:class:`org.models.AlertPreferences`) and the "Enable
+    notifications" control of this browser (static/inbox/alerts.js subscribes with the Push API
+    and posts to ``/api/v1/org/me/push-subscriptions``). POST (the form) saves ``push``
+    (repeated: the kinds on), ``digest_after_minutes`` (0-1440) and ``quiet_when_inbox_open``;
+    a bad value is shown on the page (400)."""
+    user = request.user
+    error, status, saved = None, 200, False
+    if request.method == "POST":
+        minutes = (request.POST.get("digest_after_minutes") or "").strip()
+        data = {
+            "push": {kind: kind in request.POST.getlist("push") for kind in alerts.KINDS},
+            "digest_after_minutes": int(minutes) if minutes.isdigit() else -1,
+            "quiet_when_inbox_open": request.POST.get("quiet_when_inbox_open") == "on",
+        }
+        try:
+            alerts.preferences_set(user=user, data=data)
+            saved = True
+        except ServiceError as exc:
+            error, status = exc.message, exc.http_status
+    prefs = alerts.preferences_for(user)
+    payload = alerts.preferences_payload(prefs)
+    config = {
+        "vapid_public_key": push.vapid_public_key(),
+        "subscriptions_url": "/api/v1/org/me/push-subscriptions",
+        "worker_url": "/inbox/push-sw.js",
+        "scope": "/inbox/",
+        # this person's subscribed browsers: the page says "on" only for one of them (a
+        # browser whose session ended keeps its subscription, but gets nothing any more)
+        "endpoints": list(
+            PushSubscription.objects.filter(user=user).values_list("endpoint", flat=True)
+        ),
+    }
+    kinds = [(kind, label, payload["push"][kind]) for kind, label in _ALERT_KINDS.items()]
+    response = render(
+        request,
+        "kefu/alerts.html",
+        {
+            "config": config,
+            "prefs": prefs,
+            "kinds": kinds,
+            "browsers": PushSubscription.objects.filter(user=user).count(),
+            "error": error,
+            "saved": saved,
+        },
         status=status,
     )
     response["Cache-Control"] = "no-store"

@@ -6,6 +6,7 @@ import csv
 import json
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import auditlog.admin  # registers django-auditlog's own admin, replaced below  # noqa: F401
 from auditlog.models import LogEntry
@@ -42,6 +43,7 @@ from treebeard.forms import movenodeform_factory
 from org import admin_directory, apikeys, audit, limits, securitykeys, services, twofactor
 from org.models import (
     ACTION_LABELS,
+    AlertPreferences,
     ApiKey,
     AuditEntry,
     BusinessCalendar,
@@ -49,6 +51,7 @@ from org.models import (
     Department,
     DepartmentMember,
     Holiday,
+    PushSubscription,
     Role,
     SecurityKey,
     SecuritySettings,
@@ -564,6 +567,50 @@ class SecurityKeyAdmin(admin.ModelAdmin):
 
 
 admin.site.register(SecurityKey, SecurityKeyAdmin)
+
+
+@admin.register(AlertPreferences)
+class AlertPreferencesAdmin(admin.ModelAdmin):
+    """People's alerts when away (:mod:`org.alerts`, docs/inbox.md): the web push kinds, the
+    e-mail digest delay and quiet while an inbox is open. Each person sets their own on the
+    inbox's Alerts page; an admin may change them here (e.g. turn a digest off)."""
+
+    list_display = (
+        "user",
+        "push_assignment",
+        "push_transfer",
+        "push_mention",
+        "push_sla",
+        "digest_after_minutes",
+        "quiet_when_inbox_open",
+    )
+    list_filter = ("quiet_when_inbox_open",)
+    search_fields = ("user__username", "user__display_name")
+    list_select_related = ("user",)
+    autocomplete_fields = ("user",)
+
+
+@admin.register(PushSubscription)
+class PushSubscriptionAdmin(admin.ModelAdmin):
+    """The browsers web push alerts go to (:mod:`org.push`): listed, and removed (a lost
+    device); only a person's own browser adds one, from the Alerts page."""
+
+    list_display = ("user", "push_service", "user_agent", "created_at", "last_sent_at")
+    search_fields = ("user__username", "user__display_name")
+    list_select_related = ("user",)
+    fields = ("user", "push_service", "user_agent", "created_at", "last_sent_at")
+    readonly_fields = fields
+
+    @admin.display(description=_("push service"))
+    def push_service(self, obj: PushSubscription) -> str:
+        """The push service's host (the rest of the address is the browser's secret)."""
+        return urlsplit(obj.endpoint).netloc
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 class SealedTOTPDeviceAdmin(TOTPDeviceAdmin):

@@ -11,8 +11,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from org import apikeys, directory, selectors, services
-from org.models import ApiKey, Department, DepartmentMember, User
+from org import alerts, apikeys, directory, push, selectors, services
+from org.models import ApiKey, Department, DepartmentMember, PushSubscription, User
 from weiyu.errors import ServiceError
 
 
@@ -39,6 +39,50 @@ class MyLanguageApi(APIView):
         data = request.data if isinstance(request.data, dict) else {}
         user = services.user_language_set(user=request.user, language=data.get("language"))
         return Response({"language": user.language})
+
+
+def _alerts_answer(user: User) -> dict[str, Any]:
+    return {
+        **alerts.preferences_payload(alerts.preferences_for(user)),
+        "vapid_public_key": push.vapid_public_key(),
+        "subscriptions": PushSubscription.objects.filter(user=user).count(),
+    }
+
+
+class MyAlertsApi(APIView):
+    """The signed-in person's alerts when away (docs/inbox.md, "Alerts when away").
+
+    ``GET /api/v1/org/me/alerts`` → ``{"push": {"assignment", "transfer", "mention", "sla":
+    bool}, "digest_after_minutes": 0-1440 (0: no e-mail), "quiet_when_inbox_open": bool,
+    "vapid_public_key": "<base64url>", "subscriptions": <browsers with push on>}``.
+    ``PUT`` with any of the first three fields changes them and answers the same. 400
+    ``invalid`` (with ``field``) for anything else; 403 when not signed in."""
+
+    def get(self, request: Request) -> Response:
+        return Response(_alerts_answer(request.user))
+
+    def put(self, request: Request) -> Response:
+        alerts.preferences_set(user=request.user, data=request.data)
+        return Response(_alerts_answer(request.user))
+
+
+class MyPushSubscriptionsApi(APIView):
+    """This browser's web push subscription.
+
+    ``POST /api/v1/org/me/push-subscriptions`` with the Push API's ``{"endpoint": "https://…",
+    "keys": {"p256dh", "auth"}}`` → 201 ``{"id", "created_at"}``: kept for this signed-in
+    session (it ends with it). ``DELETE`` with ``{"endpoint"}`` → 204. 400 ``invalid`` (bad
+    keys, an endpoint that is not a public ``https`` address), 409 ``conflict`` (too many
+    browsers), 401/403 without a browser session."""
+
+    def post(self, request: Request) -> Response:
+        row = push.subscription_save(request=request._request, user=request.user, data=request.data)
+        return Response({"id": row.pk, "created_at": row.created_at}, status=201)
+
+    def delete(self, request: Request) -> Response:
+        data = request.data if isinstance(request.data, dict) else {}
+        push.subscription_delete(user=request.user, endpoint=data.get("endpoint"))
+        return Response(status=204)
 
 
 class DepartmentTreeApi(APIView):

@@ -820,3 +820,100 @@ class SecurityKey(Device):
         verbose_name = _("security key")
         verbose_name_plural = _("security keys")
         ordering = ["created_at", "id"]
+
+
+class AlertPreferences(models.Model):
+    """How a person is alerted while no inbox tab of theirs is open (docs/inbox.md, "Alerts
+    when away"): a web push per kind of event, and an e-mail digest of messages left unread.
+
+    Missing row = the defaults below (:func:`org.alerts.preferences_for`)."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="alert_preferences",
+        verbose_name=_("user"),
+    )
+    push_assignment = models.BooleanField(
+        _("push: assigned to me"),
+        default=True,
+        help_text=_("A conversation or ticket was assigned to you."),
+    )
+    push_transfer = models.BooleanField(
+        _("push: transfers"),
+        default=True,
+        help_text=_("A colleague asks you to take over a conversation."),
+    )
+    push_mention = models.BooleanField(
+        _("push: @mentions"),
+        default=True,
+        help_text=_("You were mentioned in team chat, an internal note or a ticket."),
+    )
+    push_sla = models.BooleanField(
+        _("push: SLA warnings"),
+        default=True,
+        help_text=_("A ticket of yours is about to breach, or breached, its SLA."),
+    )
+    digest_after_minutes = models.PositiveSmallIntegerField(
+        _("e-mail digest after (minutes)"),
+        default=15,
+        validators=[MaxValueValidator(1440)],
+        help_text=_(
+            "Messages unread for this long are sent to you in one e-mail (each message once); "
+            "0: no e-mail."
+        ),
+    )
+    quiet_when_inbox_open = models.BooleanField(
+        _("quiet while an inbox is open"),
+        default=True,
+        help_text=_("No push and no e-mail while an inbox tab of yours is connected."),
+    )
+
+    class Meta:
+        verbose_name = _("alert preferences")
+        verbose_name_plural = _("alert preferences")
+
+    def __str__(self) -> str:
+        return str(self.user)
+
+
+class PushSubscription(models.Model):
+    """One browser's web push subscription (the ``PushSubscription`` JSON of the Push API) of a
+    signed-in session: it ends with the session (sign-out, "log out everywhere", a session ended
+    from the security page), and is deleted when the push service answers 404 or 410."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="push_subscriptions",
+        verbose_name=_("user"),
+    )
+    session = models.ForeignKey(
+        UserSession,
+        on_delete=models.CASCADE,
+        related_name="push_subscriptions",
+        verbose_name=_("signed-in session"),
+    )
+    endpoint = models.URLField(_("push service address"), max_length=1000, unique=True)
+    p256dh = models.CharField(_("browser public key"), max_length=200)
+    auth = models.CharField(_("browser auth secret"), max_length=100)
+    user_agent = models.CharField(_("browser"), max_length=300, blank=True)
+    language = models.CharField(
+        _("language"),
+        max_length=16,
+        blank=True,
+        help_text=_(
+            "The browser's language when it subscribed: alerts are written in it unless "
+            "the person chose one."
+        ),
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    last_sent_at = models.DateTimeField(_("last sent at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("push subscription")
+        verbose_name_plural = _("push subscriptions")
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} @ {self.endpoint[:60]}"

@@ -18,6 +18,13 @@ urlpatterns = [
     path("tokens", api.TokenListApi.as_view(), name="tokens"),
     path("tokens/<int:pk>", api.TokenDetailApi.as_view(), name="token"),
     path("me/language", api.MyLanguageApi.as_view(), name="my-language"),
+    # alerts when away: preferences and this browser's web push subscription
+    path("me/alerts", api.MyAlertsApi.as_view(), name="my-alerts"),
+    path(
+        "me/push-subscriptions",
+        api.MyPushSubscriptionsApi.as_view(),
+        name="my-push-subscriptions",
+    ),
     # signed webhooks: endpoints, the delivery log, replay (docs/webhooks.md)
     path("webhooks", webhooks.WebhookListApi.as_view(), name="webhooks"),
     path("webhooks/<int:pk>", webhooks.WebhookDetailApi.as_view(), name="webhook"),

@@ -6,6 +6,9 @@ password that ``manage.py demo_setup`` printed or kept in a file, and its widget
 ``tenants.W001``: ``check --deploy`` on settings without the production profile.
 ``tenants.E002``: in production ``WEIYU_FIELD_KEYS`` must be set: without it the key that encrypts
 secrets at rest (weiyu/fields.py) is derived from ``SECRET_KEY``, and both leak together.
+``tenants.E003``: in production ``WEIYU_VAPID_PRIVATE_KEY`` must be set: otherwise each server
+signs web push alerts (org.push) with a key of its own, and browsers subscribed with another
+server's key get nothing from it.
 """
 
 from __future__ import annotations
@@ -70,5 +73,23 @@ def field_keys_in_production(app_configs: Any = None, **kwargs: Any) -> list[Err
                 "with existing data, run `manage.py rotate_field_keys` after adding it."
             ),
             id="tenants.E002",
+        )
+    ]
+
+
+@register(Tags.security, deploy=True)
+def vapid_key_in_production(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """An error when the production profile runs without ``WEIYU_VAPID_PRIVATE_KEY``."""
+    if not settings.PRODUCTION or settings.WEIYU_VAPID_PRIVATE_KEY:
+        return []
+    return [
+        Error(
+            "WEIYU_VAPID_PRIVATE_KEY is not set: each server would sign web push alerts with a "
+            "key of its own, kept in its .data/ folder.",
+            hint=(
+                "Generate one key pair for the platform (docs/operations.md, 'Web push') and "
+                "set WEIYU_VAPID_PRIVATE_KEY on every web and worker server."
+            ),
+            id="tenants.E003",
         )
     ]

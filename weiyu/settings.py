@@ -500,6 +500,21 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
+# --- alerts when away (org/alerts.py, docs/inbox.md "Alerts when away"): web push signed with
+# the platform's VAPID key (base64url raw P-256 private key or PEM; empty: one generated at first
+# use and kept in .data/vapid_private_key; required in production, where every node must sign with
+# the same key); the contact push services may write to; how long (s) a push service keeps an
+# undelivered push; the seconds to wait for a push service
+WEIYU_VAPID_PRIVATE_KEY = os.environ.get("WEIYU_VAPID_PRIVATE_KEY", "")
+WEIYU_VAPID_SUBJECT = os.environ.get("WEIYU_VAPID_SUBJECT", "")
+WEIYU_PUSH_TTL_S = int(os.environ.get("WEIYU_PUSH_TTL_S", "3600"))
+WEIYU_PUSH_TIMEOUT_S = float(os.environ.get("WEIYU_PUSH_TIMEOUT_S", "10"))
+# the e-mail digest of unread messages: how often (s) each tenant is scanned
+CELERY_BEAT_SCHEDULE["im-unread-digest"] = {
+    "task": "im.tasks.unread_digest_all_task",
+    "schedule": float(os.environ.get("WEIYU_DIGEST_INTERVAL_S", "60")),
+}
+
 # --- webhooks (org/webhooks, docs/webhooks.md): attempts per delivery, the first included; the
 # delay after failed attempt n is BASE * 4^(n-1) seconds; an endpoint is disabled after this many
 # deliveries in a row failed; seconds to wait for an answer

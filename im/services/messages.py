@@ -16,6 +16,7 @@ from django.db.models import F
 from django.db.models.functions import Greatest
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from im import selectors, syslines
 from im.hooks import send_hook_for
@@ -31,6 +32,7 @@ from im.services.drafts import (
     client_msg_id_check,
     message_draft,
 )
+from org import alerts
 from org.models import User
 from tenants import metrics
 from weiyu import parsing
@@ -208,6 +210,7 @@ def _append(  # noqa: PLR0912 - the checks of one send, in the order they must r
                 recipients.append(user.member_key)
             if mentions:
                 _mark_mentioned(conversation_id, mentions, sender.key, seq)
+                _mention_alert(conversation_id, mentions, members, sender, draft.content)
             if draft.internal:
                 recipients = [k for k in recipients if not selectors.is_visitor_key(k)]
             publish_event_on_commit(
@@ -330,6 +333,27 @@ def _check_rules(draft: MessageDraft, *, kind: str | None, role: str) -> None:
             _("Only the group owner and admins can mention everyone."),
             field="mentions",
         )
+
+
+def _mention_alert(
+    conversation_id: int,
+    mentions: list[str],
+    members: dict[str, Any],
+    sender: Sender,
+    content: str,
+) -> None:
+    """A web push to the people mentioned who are away (:func:`org.alerts.alert`; no query)."""
+    keys = members if MENTION_ALL in mentions else mentions
+    user_ids = [int(k[2:]) for k in keys if k.startswith("u:") and k[2:].isdigit()]
+    alerts.alert(
+        kind="mention",
+        user_ids=user_ids,
+        title=gettext_noop("%(name)s mentioned you"),
+        body="%(preview)s",
+        params={"name": sender.name, "preview": alerts.preview(content)},
+        url=f"/inbox/#c{conversation_id}",
+        exclude_user_id=sender.user_id,
+    )
 
 
 def _mark_mentioned(conversation_id: int, mentions: list[str], sender_key: str, seq: int) -> None:

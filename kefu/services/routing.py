@@ -32,6 +32,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from im.models import Participant
 from im.services import conversations as im_conversations
@@ -43,6 +44,7 @@ from kefu.services.events import (
     conversation_assigned_publish,
     queue_positions_publish,
 )
+from org import alerts
 from org.models import User
 from weiyu.errors import ServiceError
 
@@ -386,6 +388,14 @@ def session_assign(
     )
     conversation_assigned_publish(session=session, agent=agent, last_message=line)
     agent_state_publish(user_id=agent.pk, state=state)
+    alerts.alert(
+        kind="assignment",
+        user_ids=[agent.pk],
+        title=gettext_noop("New conversation"),
+        body=gettext_noop("%(visitor)s is assigned to you."),
+        params={"visitor": alerts.preview(session.visitor.name)},
+        url=f"/inbox/#c{session.conversation_id}",
+    )
     return agent
 
 

@@ -24,6 +24,7 @@ from django.db.models import F, Q
 from django.db.models.functions import Greatest
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from im.models import Participant
 from im.services import conversations as im_conversations
@@ -32,7 +33,7 @@ from kefu.channels.delivery import session_line_post
 from kefu.models import AgentState, Session, Transfer, Workgroup
 from kefu.services.events import agent_state_publish
 from kefu.services.routing import workgroup_dispatch
-from org import audit
+from org import alerts, audit
 from org.models import User
 from weiyu import parsing
 from weiyu.errors import ServiceError
@@ -205,6 +206,14 @@ def transfer_request(
             ) from exc
         _publish(transfer, "transfer.requested")
         _audit(user, session, transfer, "requested")
+        alerts.alert(
+            kind="transfer",
+            user_ids=[target.pk],
+            title=gettext_noop("Transfer request"),
+            body=gettext_noop("%(agent)s asks you to take over a conversation."),
+            params={"agent": user.name},
+            url=f"/inbox/#c{session.conversation_id}",
+        )
     return transfer
 
 

@@ -4,6 +4,7 @@ check refuses a demo tenant in production."""
 
 from __future__ import annotations
 
+import base64
 import io
 import os
 import re
@@ -43,6 +44,8 @@ def _production(
         "SECRET_KEY": secrets.token_urlsafe(50),
         # secrets at rest need their own key in production (tenants.E002)
         "WEIYU_FIELD_KEYS": Fernet.generate_key().decode(),
+        # one key signs every server's web push alerts (tenants.E003)
+        "WEIYU_VAPID_PRIVATE_KEY": base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode(),
         "DATABASE_URL": f"postgresql://postgres@127.0.0.1:5432/{database}",
         "DB_POOL_TIMEOUT": "2",
         "LOG_LEVEL": "ERROR",
@@ -107,6 +110,15 @@ def test_check_deploy_flags_a_demo_tenant_in_production(tmp_path, monkeypatch):
         # and `check --deploy` fails on it
         with pytest.raises(SystemCheckError, match=r"tenants\.E001"):
             call_command("check", deploy=True, tags=["security"], stdout=io.StringIO())
+
+
+def test_check_deploy_wants_one_vapid_key_for_every_server_in_production():
+    with override_settings(PRODUCTION=False, WEIYU_VAPID_PRIVATE_KEY=""):
+        assert checks.vapid_key_in_production() == []
+    with override_settings(PRODUCTION=True, WEIYU_VAPID_PRIVATE_KEY=""):
+        assert [m.id for m in checks.vapid_key_in_production()] == ["tenants.E003"]
+    with override_settings(PRODUCTION=True, WEIYU_VAPID_PRIVATE_KEY="set"):
+        assert checks.vapid_key_in_production() == []
 
 
 def _client() -> Client:

@@ -12,7 +12,9 @@ from collections.abc import Iterable
 
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
+from org import alerts
 from org.models import User
 from tickets.models import Notification, SlaClock, Ticket
 from tickets.selectors import notification_payload
@@ -21,6 +23,16 @@ from weiyu.errors import ServiceError
 from weiyu.realtime import publish_event_on_commit
 
 IDS_MAX = 500
+
+#: the notifications also pushed to people away from the inbox (org.alerts): kind → (alert kind,
+#: title)
+PUSHED = {
+    Notification.Kind.SLA_WARNING: ("sla", gettext_noop("SLA warning")),
+    Notification.Kind.SLA_BREACH: ("sla", gettext_noop("SLA breached")),
+    Notification.Kind.SLA_ESCALATION: ("sla", gettext_noop("SLA escalation")),
+    Notification.Kind.ASSIGNED: ("assignment", gettext_noop("Ticket assigned to you")),
+    Notification.Kind.MENTION: ("mention", gettext_noop("You were mentioned")),
+}
 
 
 def notifications_create(
@@ -34,7 +46,8 @@ def notifications_create(
 ) -> list[Notification]:
     """One notification per distinct active recipient (``None`` and ``exclude`` skipped; ``text``
     cut at 500 characters), inserted in one statement; each recipient gets ``notification.new``
-    on their own sockets after commit. Returns the rows."""
+    on their own sockets after commit, and a web push when away (:data:`PUSHED` kinds,
+    :func:`org.alerts.alert`). Returns the rows."""
     seen: dict[int, User] = {}
     for user in recipients:
         if user is not None and user.is_active and (exclude is None or user.pk != exclude.pk):
@@ -49,6 +62,16 @@ def notifications_create(
         publish_event_on_commit(
             {"type": "notification.new", "notification": notification_payload(row)},
             [user.member_key],
+        )
+    if kind in PUSHED and seen:
+        alert_kind, title = PUSHED[kind]
+        alerts.alert(
+            kind=alert_kind,
+            user_ids=list(seen),
+            title=title,
+            body="%(text)s",
+            params={"text": alerts.preview(text)},
+            url="/inbox/",
         )
     return rows
 
