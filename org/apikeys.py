@@ -29,6 +29,7 @@ from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.db import connection, transaction
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -347,12 +348,37 @@ def _redis() -> Any:
     return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=5)
 
 
-def _fingerprint(request: HttpRequest) -> str:
+def request_fingerprint(request: HttpRequest) -> str:
+    """SHA-256 (hex, 64 characters) of what makes two requests "the same" for an
+    ``Idempotency-Key``: the method, the path with its query string and the body. A
+    ``multipart/form-data`` body is read as its parts (every form field, and every file's field,
+    name, type, size and SHA-256, in order), so two uploads of the same length but other bytes
+    differ. Raises ``RequestDataTooBig`` past Django's upload limits (as the view would)."""
     digest = hashlib.sha256(f"{request.method} {request.get_full_path()}\n".encode())
     if request.content_type == "multipart/form-data":
-        digest.update(request.META.get("CONTENT_LENGTH", "").encode())
+        for field, values in sorted(request.POST.lists()):
+            for value in values:
+                digest.update(json.dumps(["field", field, value]).encode())
+        for field, uploads in sorted(request.FILES.lists()):
+            for upload in uploads:
+                content = hashlib.sha256()
+                for chunk in upload.chunks():
+                    content.update(chunk)
+                upload.seek(0)
+                digest.update(
+                    json.dumps(
+                        [
+                            "file",
+                            field,
+                            upload.name,
+                            upload.content_type,
+                            upload.size,
+                            content.hexdigest(),
+                        ]
+                    ).encode()
+                )
     else:
-        digest.update(request.body)
+        digest.update(b"body\n" + request.body)
     return digest.hexdigest()
 
 
@@ -360,13 +386,24 @@ def _error(status: int, code: str, detail: str) -> JsonResponse:
     return JsonResponse({"error": code, "detail": detail}, status=status)
 
 
+def idempotency_reused() -> JsonResponse:
+    """``422 {"error": "idempotency_key_reused", "detail"}``: an ``Idempotency-Key`` sent again
+    with another method, path or body (the API channel's inbound endpoint answers it too)."""
+    return _error(
+        422,
+        "idempotency_key_reused",
+        _("This Idempotency-Key was used for another request; use a new key for a new request."),
+    )
+
+
 class IdempotencyMiddleware:
     """``Idempotency-Key: <1-255 printable characters>`` on a ``POST /api/v1/…`` made with an API
-    key: the first answer (any status but 429 and 5xx, up to 1 MB) is kept in Redis for 24 hours under
-    (tenant, key, Idempotency-Key) and a repeat gets it again — same status and body, with
+    key: the first answer (any status but 429 and 5xx, up to 1 MB) is kept in Redis for 24 hours
+    under (tenant, the key's random prefix — never reused, unlike a row id — and
+    Idempotency-Key) and a repeat gets it again — same status and body, with
     ``Idempotent-Replayed: true`` — without running the request twice. A repeat with another
-    path or body → ``409 conflict``; one while the first still runs → ``409 conflict``; a bad
-    header → ``400 invalid``. Requests with a session cookie or without the header pass through.
+    path or body (:func:`request_fingerprint`) → ``422 idempotency_key_reused``; one while the
+    first still runs → ``409 idempotency_key_in_use``; a bad header → ``400 invalid``. Requests with a session cookie or without the header pass through.
     Without Redis, requests pass through (logged)."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
@@ -386,11 +423,11 @@ class IdempotencyMiddleware:
             return _error(400, "invalid", _("Idempotency-Key: 1 to 255 printable characters."))
         try:
             key = api_key_check(token=token, ip=request.META.get("REMOTE_ADDR", ""))
-        except ServiceError:
-            return self.get_response(request)  # the view answers 401/403
+            fingerprint = request_fingerprint(request)
+        except (ServiceError, RequestDataTooBig):
+            return self.get_response(request)  # the view answers 401/403/413
         slot = hashlib.sha256(idem.encode()).hexdigest()
-        name = f"{settings.REDIS_KEY_PREFIX}:idem:{connection.schema_name}:{key.pk}:{slot}"
-        fingerprint = _fingerprint(request)
+        name = f"{settings.REDIS_KEY_PREFIX}:idem:{connection.schema_name}:{key.prefix}:{slot}"
         pending = json.dumps({"pending": True, "fp": fingerprint})
         try:
             if not _redis().set(name, pending, nx=True, ex=_IDEMPOTENCY_PENDING_S):
@@ -423,10 +460,12 @@ class IdempotencyMiddleware:
     def _replay(raw: bytes | None, fingerprint: str) -> HttpResponse:
         stored = json.loads(raw) if raw else {"pending": True, "fp": fingerprint}
         if stored.get("fp") != fingerprint:
-            return _error(409, "conflict", _("This Idempotency-Key was used for another request."))
+            return idempotency_reused()
         if stored.get("pending"):
             return _error(
-                409, "conflict", _("A request with this Idempotency-Key is still running.")
+                409,
+                "idempotency_key_in_use",
+                _("A request with this Idempotency-Key is still running; try again later."),
             )
         response = HttpResponse(
             base64.b64decode(stored["body"]),

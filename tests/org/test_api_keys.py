@@ -4,19 +4,24 @@ their scopes, expiry, address allow-list, rate limit and Idempotency-Key replays
 from __future__ import annotations
 
 import re
+import threading
 from datetime import timedelta
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
+from django.db import connection
 from django.test import Client
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
+from kefu import canned
 from kefu.models import CannedResponse
 from org import apikeys
 from org.models import ApiKey, User
 from tests.conftest import PASSWORD, agent_client, make_agent, unique
 from tests.threads import in_threads
+from tests.waits import WAIT_S, wait_until
 from weiyu.errors import ServiceError
 
 HOST = "acme.localhost"
@@ -280,8 +285,19 @@ def test_idempotent_post_replays_the_first_answer(acme) -> None:
         content_type="application/json",
         HTTP_IDEMPOTENCY_KEY=idem,
     )
-    assert other.status_code == 409
-    assert other.json()["error"] == "conflict"
+    assert other.status_code == 422
+    assert other.json()["error"] == "idempotency_key_reused"
+    assert "Idempotent-Replayed" not in other
+    # … or for another path
+    elsewhere = client.post(
+        "/api/v1/kefu/canned?category=x",
+        payload,
+        content_type="application/json",
+        HTTP_IDEMPOTENCY_KEY=idem,
+    )
+    assert (elsewhere.status_code, elsewhere.json()["error"]) == (422, "idempotency_key_reused")
+    with schema_context("acme"):
+        assert not CannedResponse.objects.filter(title="Other").exists()
     # another key's Idempotency-Key space is its own
     _k2, token2 = _key()
     fresh = _api(token2).post(
@@ -318,7 +334,80 @@ def test_the_same_idempotent_post_at_once_runs_once(acme) -> None:
     results = in_threads("acme", post, range(4), threads=4)
     # one ran; the others got its answer again, or were told it was still running
     assert (201, "") in results
-    assert set(results) <= {(201, ""), (409, "conflict")}
+    assert set(results) <= {(201, ""), (409, "idempotency_key_in_use")}
+    with schema_context("acme"):
+        assert CannedResponse.objects.filter(shortcut=shortcut).count() == 1
+
+
+def test_an_idempotent_upload_with_other_bytes_of_the_same_length_is_refused(acme) -> None:
+    _k, token = _key()
+    client = _api(token)
+    idem = unique("upload-")
+
+    def post(data: bytes) -> object:
+        return client.post(
+            "/api/v1/kefu/canned",
+            {
+                "shortcut": unique("up"),
+                "title": "Invoice",
+                "content": "See the file",
+                "file": SimpleUploadedFile("invoice.txt", data, content_type="text/plain"),
+            },
+            HTTP_IDEMPOTENCY_KEY=idem,
+        )
+
+    first = post(b"total 100")
+    assert first.status_code == 201
+    # another file of the same size under the same key is another request, not a retry
+    other = post(b"total 900")
+    assert (other.status_code, other.json()["error"]) == (422, "idempotency_key_reused")
+    assert "Idempotent-Replayed" not in other
+
+
+def test_an_idempotency_key_still_in_flight_is_refused_then_replayed(acme, monkeypatch) -> None:
+    _k, token = _key()
+    shortcut, idem = unique("slow"), unique("slow-")
+    payload = {"shortcut": shortcut, "title": "Hi", "content": "Hello"}
+    entered, release = threading.Event(), threading.Event()
+    create = canned.canned_create
+
+    def held_create(**kwargs):  # the first request stays in flight until the test lets it go
+        entered.set()
+        release.wait(WAIT_S)
+        return create(**kwargs)
+
+    monkeypatch.setattr(canned, "canned_create", held_create)
+
+    def post():
+        return _api(token).post(
+            "/api/v1/kefu/canned",
+            payload,
+            content_type="application/json",
+            HTTP_IDEMPOTENCY_KEY=idem,
+        )
+
+    answers = []
+
+    def run() -> None:
+        try:
+            answers.append(post())
+        finally:
+            connection.close()
+
+    first = threading.Thread(target=run)
+    first.start()
+    try:
+        wait_until(entered.is_set, what="the first request is running")
+        busy = post()
+        assert (busy.status_code, busy.json()["error"]) == (409, "idempotency_key_in_use")
+        assert "Idempotent-Replayed" not in busy
+    finally:
+        release.set()
+        first.join(WAIT_S)
+    assert answers[0].status_code == 201
+    again = post()
+    assert (again.status_code, again["Idempotent-Replayed"]) == (201, "true")
+    assert again.json() == answers[0].json()
     with schema_context("acme"):
         assert CannedResponse.objects.filter(shortcut=shortcut).count() == 1
 
