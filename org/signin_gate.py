@@ -29,13 +29,16 @@ A ``POST`` to ``/inbox/login/`` or ``/admin/login/`` (tenant back office and pla
 
 Answers: JSON ``{"error": "locked_out" | "rate_limited" | "busy", "detail", "retry_after"}`` to
 clients that ask for JSON, else a small page (``templates/signin_refused.html``) in the language
-of the ``django_language`` cookie or ``Accept-Language``. An unknown host and any other request
+of the ``django_language`` cookie or ``Accept-Language``, with the security headers of every page
+(Content-Security-Policy, X-Content-Type-Options, Referrer-Policy, X-Frame-Options, HSTS over
+https…) added by the same middleware, as configured (:func:`weiyu.middleware.security_headers`). An unknown host and any other request
 go to Django unchanged.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 import os
@@ -48,7 +51,8 @@ from typing import Any
 
 from asgiref.sync import ThreadSensitiveContext
 from django.conf import settings
-from django.http import HttpRequest, parse_cookie
+from django.core.handlers.asgi import ASGIRequest
+from django.http import HttpRequest, HttpResponse, parse_cookie
 from django.template.loader import render_to_string
 from django.utils import translation
 from django.utils.translation import gettext as _
@@ -58,6 +62,7 @@ from weiyu import ratelimit
 from weiyu.asgi_tenancy import host_from_scope, resolve_tenant
 from weiyu.clientaddr import client_ip
 from weiyu.errors import RateLimitedError
+from weiyu.middleware import security_headers
 
 logger = logging.getLogger(__name__)
 
@@ -108,19 +113,20 @@ async def _refuse(
     wants_json = "application/json" in _header(scope, b"accept")
     if wants_json:
         body = json.dumps({"error": code, "detail": detail, "retry_after": retry_after}).encode()
-        content_type = b"application/json"
+        content_type = "application/json"
     else:
         body = _page(language, detail)
-        content_type = b"text/html; charset=utf-8"
+        content_type = "text/html; charset=utf-8"
+    response = HttpResponse(body, status=429, content_type=content_type)
+    response["Retry-After"] = str(retry_after)
+    response["Content-Language"] = language
+    response["Cache-Control"] = "no-store"
+    response["Vary"] = "Accept, Accept-Language, Cookie"
+    # the headers every page gets from the security middleware (CSP, nosniff, framing, HSTS…)
+    security_headers(ASGIRequest(scope, io.BytesIO()), response)
     headers = [
-        (b"content-type", content_type),
-        (b"content-length", str(len(body)).encode()),
-        (b"retry-after", str(retry_after).encode()),
-        (b"content-language", language.encode()),
-        (b"cache-control", b"no-store"),
-        (b"vary", b"Accept, Accept-Language, Cookie"),
-        (b"x-content-type-options", b"nosniff"),
-        (b"x-frame-options", b"DENY"),
+        (name.lower().encode("latin-1"), value.encode("latin-1"))
+        for name, value in response.items()
     ]
     await send({"type": "http.response.start", "status": 429, "headers": headers})
     await send({"type": "http.response.body", "body": body})
