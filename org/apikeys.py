@@ -9,8 +9,9 @@ replays the answer of a POST repeated with the same ``Idempotency-Key`` for 24 h
 
 Errors (the API's JSON shape): unknown, malformed, expired or revoked key, a key of another tenant,
 or a deactivated person → ``401 unauthorized``; a client address outside the allow-list or a
-resource family outside the scopes → ``403 forbidden``; past the key's requests per minute →
-``429 rate_limited`` with ``Retry-After``.
+resource family outside the scopes → ``403 forbidden``; past the key's requests per minute, or
+from an address past its budget of failed authentications (:func:`org.limits.api_key_failures`,
+refused before any database query) → ``429 rate_limited`` with ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -41,9 +42,10 @@ from redis.exceptions import RedisError
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 
+from org import limits
 from org.models import ApiKey, User
 from weiyu import ratelimit
-from weiyu.errors import ServiceError
+from weiyu.errors import RateLimitedError, ServiceError
 
 logger = logging.getLogger(__name__)
 
@@ -258,6 +260,42 @@ def api_key_check(*, token: str, ip: str) -> ApiKey:
     return key
 
 
+_CHECKED = "_weiyu_api_key"
+
+
+def api_key_for_request(request: HttpRequest, token: str) -> ApiKey:
+    """:func:`api_key_check` of ``token`` from the request's ``REMOTE_ADDR``, within the
+    address's budget of failures (:func:`org.limits.api_key_failures`): an address past it is
+    refused before the token is looked up (no database query), and each ``unauthorized`` answer
+    counts one failure. The outcome is kept on the request, so the Idempotency-Key middleware
+    and the DRF authentication check (and count) a token once. Raises ``ServiceError``
+    (``unauthorized``, ``forbidden``) or ``RateLimitedError`` (429, ``retry_after_s``)."""
+    done = getattr(request, _CHECKED, None)
+    if done is not None and done[0] == token:
+        if isinstance(done[1], Exception):
+            raise done[1]
+        return done[1]
+    ip = request.META.get("REMOTE_ADDR", "")
+    budget = limits.api_key_failures(ip=ip)
+    outcome: ApiKey | Exception
+    try:
+        ratelimit.peek(budget)
+        outcome = api_key_check(token=token, ip=ip)
+    except RateLimitedError as exc:
+        outcome = exc
+    except ServiceError as exc:
+        outcome = exc
+        if exc.code == "unauthorized":
+            try:
+                ratelimit.check(budget)
+            except RateLimitedError as refused:
+                outcome = refused
+    setattr(request, _CHECKED, (token, outcome))
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
+
+
 def api_key_touch(key: ApiKey) -> None:
     """Record that ``key`` was used now: one UPDATE at most once a minute per key."""
     now = timezone.now()
@@ -300,7 +338,7 @@ class ApiKeyAuthentication(BaseAuthentication):
         token = bearer_token(request._request)
         if token is None:
             return None
-        key = api_key_check(token=token, ip=request.META.get("REMOTE_ADDR", ""))
+        key = api_key_for_request(request._request, token)
         if key.user.language:  # as org.middleware.UserLanguageMiddleware does for a session
             translation.activate(key.user.language)
             request._request.LANGUAGE_CODE = key.user.language
@@ -422,10 +460,10 @@ class IdempotencyMiddleware:
         if not 1 <= len(idem) <= _IDEMPOTENCY_KEY_MAX or not idem.isprintable():
             return _error(400, "invalid", _("Idempotency-Key: 1 to 255 printable characters."))
         try:
-            key = api_key_check(token=token, ip=request.META.get("REMOTE_ADDR", ""))
+            key = api_key_for_request(request, token)
             fingerprint = request_fingerprint(request)
         except (ServiceError, RequestDataTooBig):
-            return self.get_response(request)  # the view answers 401/403/413
+            return self.get_response(request)  # the view answers 401/403/413/429
         slot = hashlib.sha256(idem.encode()).hexdigest()
         name = f"{settings.REDIS_KEY_PREFIX}:idem:{connection.schema_name}:{key.prefix}:{slot}"
         pending = json.dumps({"pending": True, "fp": fingerprint})

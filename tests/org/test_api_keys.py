@@ -3,6 +3,7 @@ their scopes, expiry, address allow-list, rate limit and Idempotency-Key replays
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from datetime import timedelta
@@ -12,6 +13,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
@@ -21,7 +23,7 @@ from org import apikeys
 from org.models import ApiKey, User
 from tests.conftest import PASSWORD, agent_client, make_agent, unique
 from tests.threads import in_threads
-from tests.waits import WAIT_S, wait_until
+from tests.waits import WAIT_S, fresh_window, wait_until
 from weiyu.errors import ServiceError
 
 HOST = "acme.localhost"
@@ -410,6 +412,46 @@ def test_an_idempotency_key_still_in_flight_is_refused_then_replayed(acme, monke
     assert again.json() == answers[0].json()
     with schema_context("acme"):
         assert CannedResponse.objects.filter(shortcut=shortcut).count() == 1
+
+
+def test_a_flood_of_bad_keys_from_one_address_is_refused_before_any_lookup(acme, settings) -> None:
+    settings.WEIYU_API_KEY_FAILURES_PER_IP_MINUTE = 5
+    _k, token = _key()
+    flooder = f"203.0.113.{os.getpid() % 250 + 1}"
+    guesses = [f"wy_{n:010x}_{'A' * 43}" for n in range(8)]
+    fresh_window(60)
+    # five wrong guesses are told so, one by one
+    for guess in guesses[:5]:
+        answer = _api(guess, REMOTE_ADDR=flooder).get("/api/v1/tickets")
+        assert (answer.status_code, answer.json()["error"]) == (401, "unauthorized")
+    # the next ones are refused for the rest of the minute, without looking the key up
+    for guess in guesses[5:]:
+        with CaptureQueriesContext(connection) as queries:
+            refused = _api(guess, REMOTE_ADDR=flooder).get("/api/v1/tickets")
+        assert (refused.status_code, refused.json()["error"]) == (429, "rate_limited")
+        assert 1 <= int(refused["Retry-After"]) <= 61
+        assert not [q["sql"] for q in queries.captured_queries if "org_apikey" in q["sql"]]
+    # … and with the Idempotency-Key middleware in the way, still refused without a lookup
+    with CaptureQueriesContext(connection) as queries:
+        refused = _api(guesses[0], REMOTE_ADDR=flooder).post(
+            "/api/v1/kefu/canned", {}, content_type="application/json", HTTP_IDEMPOTENCY_KEY="k1"
+        )
+    assert refused.status_code == 429
+    assert not [q["sql"] for q in queries.captured_queries if "org_apikey" in q["sql"]]
+    # a valid key used from another address is not affected by that flood
+    fine = _api(token, REMOTE_ADDR="198.51.100.20").get("/api/v1/tickets")
+    assert fine.status_code == 200
+
+
+def test_failures_of_a_valid_key_are_not_counted_against_its_address(acme, settings) -> None:
+    settings.WEIYU_API_KEY_FAILURES_PER_IP_MINUTE = 2
+    _k, token = _key(scopes=["tickets:read"])
+    address = f"198.51.100.{os.getpid() % 250 + 1}"
+    fresh_window(60)
+    # a key outside its scopes is forbidden (not a guess): any number of times
+    for _n in range(4):
+        assert _api(token, REMOTE_ADDR=address).get("/api/v1/org/directory").status_code == 403
+    assert _api(token, REMOTE_ADDR=address).get("/api/v1/tickets").status_code == 200
 
 
 @pytest.mark.parametrize("rate", [3])
