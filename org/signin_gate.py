@@ -31,7 +31,8 @@ Answers: JSON ``{"error": "locked_out" | "rate_limited" | "busy", "detail", "ret
 clients that ask for JSON, else a small page (``templates/signin_refused.html``) in the language
 of the ``django_language`` cookie or ``Accept-Language``, with the security headers of every page
 (Content-Security-Policy, X-Content-Type-Options, Referrer-Policy, X-Frame-Options, HSTS over
-https…) added by the same middleware, as configured (:func:`weiyu.middleware.security_headers`). An unknown host and any other request
+https…) added by the same middleware, as configured
+(:func:`weiyu.middleware.security_header_pairs`). An unknown host and any other request
 go to Django unchanged.
 """
 
@@ -52,7 +53,7 @@ from typing import Any
 from asgiref.sync import ThreadSensitiveContext
 from django.conf import settings
 from django.core.handlers.asgi import ASGIRequest
-from django.http import HttpRequest, HttpResponse, parse_cookie
+from django.http import HttpRequest, parse_cookie
 from django.template.loader import render_to_string
 from django.utils import translation
 from django.utils.translation import gettext as _
@@ -62,7 +63,7 @@ from weiyu import ratelimit
 from weiyu.asgi_tenancy import host_from_scope, resolve_tenant
 from weiyu.clientaddr import client_ip
 from weiyu.errors import RateLimitedError
-from weiyu.middleware import security_headers
+from weiyu.middleware import security_header_pairs
 
 logger = logging.getLogger(__name__)
 
@@ -113,20 +114,22 @@ async def _refuse(
     wants_json = "application/json" in _header(scope, b"accept")
     if wants_json:
         body = json.dumps({"error": code, "detail": detail, "retry_after": retry_after}).encode()
-        content_type = "application/json"
+        content_type = b"application/json"
     else:
         body = _page(language, detail)
-        content_type = "text/html; charset=utf-8"
-    response = HttpResponse(body, status=429, content_type=content_type)
-    response["Retry-After"] = str(retry_after)
-    response["Content-Language"] = language
-    response["Cache-Control"] = "no-store"
-    response["Vary"] = "Accept, Accept-Language, Cookie"
-    # the headers every page gets from the security middleware (CSP, nosniff, framing, HSTS…)
-    security_headers(ASGIRequest(scope, io.BytesIO()), response)
+        content_type = b"text/html; charset=utf-8"
     headers = [
+        (b"content-type", content_type),
+        (b"content-length", str(len(body)).encode()),
+        (b"retry-after", str(retry_after).encode()),
+        (b"content-language", language.encode()),
+        (b"cache-control", b"no-store"),
+        (b"vary", b"Accept, Accept-Language, Cookie"),
+    ]
+    # the headers every page gets from the security middleware (CSP, nosniff, framing, HSTS…)
+    headers += [
         (name.lower().encode("latin-1"), value.encode("latin-1"))
-        for name, value in response.items()
+        for name, value in security_header_pairs(ASGIRequest(scope, io.BytesIO()))
     ]
     await send({"type": "http.response.start", "status": 429, "headers": headers})
     await send({"type": "http.response.body", "body": body})
