@@ -441,8 +441,9 @@ class IdempotencyMiddleware:
     Idempotency-Key) and a repeat gets it again — same status and body, with
     ``Idempotent-Replayed: true`` — without running the request twice. A repeat with another
     path or body (:func:`request_fingerprint`) → ``422 idempotency_key_reused``; one while the
-    first still runs → ``409 idempotency_key_in_use``; a bad header → ``400 invalid``. Requests with a session cookie or without the header pass through.
-    Without Redis, requests pass through (logged)."""
+    first still runs → ``409 idempotency_key_in_use``; a bad header → ``400 invalid``. Requests
+    with a session cookie or without the header pass through. Without Redis, requests pass
+    through (logged)."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response

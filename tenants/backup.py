@@ -8,7 +8,9 @@ MISSION.md TEN-4, issue "Safe on the open internet": per-tenant backup and resto
 - ``data.json``: every row of the tenant's schema as Django's ``dumpdata`` writes it (natural
   keys for content types and permissions, so it loads into another schema or installation),
   without what is rebuilt or short-lived: content types, permissions, sessions, sign-in
-  attempts;
+  attempts; every secret at rest (:class:`weiyu.fields.EncryptedTextField`: vendor keys,
+  signing secrets, channel credentials) sealed again with the installation's field keys
+  (``{"sealed": <Fernet token>}``) instead of the plain text ``dumpdata`` would write;
 - ``files/<path>``: every stored file of the tenant (uploads, thumbnails, stickers: the
   storage's ``<schema>/`` prefix), from the local disk or S3 alike;
 - ``public.json``: the tenant's rows of the public schema (:func:`public_rows`): its mail
@@ -20,9 +22,10 @@ rows with their ids, the files under the new schema's prefix (paths in the rows 
 sequences moved past the loaded ids; the public rows are made again (:func:`public_restore`),
 **unverified**: the mail settings wait for a new test mail (until then the platform's server
 sends), the custom domains for a new DNS check of their unchanged TXT token (until then they do
-not route). The audit log is not written during the load (the entries come from the backup). The backup must come from the same migrations (``manifest.migrations``),
-else ``ServiceError("invalid")`` names the difference: restore into the version that wrote it,
-then upgrade.
+not route). The audit log is not written during the load (the entries come from the backup).
+The backup must come from the same migrations (``manifest.migrations``), else
+``ServiceError("invalid")`` names the difference: restore into the version that wrote it, then
+upgrade.
 """
 
 from __future__ import annotations
@@ -47,14 +50,13 @@ from django.db import connection, models, transaction
 from django.db.migrations.recorder import MigrationRecorder
 from django.db.models.functions import Cast
 from django.utils import timezone
-from django.utils.translation import gettext as _
 from django_tenants.utils import schema_context
 
 from tenants.domains import host_check
 from tenants.models import Branding, CustomDomain, Domain, MailSettings, Tenant
 from tenants.services import _tenant_schema_provision, _validate
 from weiyu.errors import ServiceError
-from weiyu.fields import FieldKeyError, decrypt
+from weiyu.fields import EncryptedTextField, FieldKeyError, decrypt, encrypt
 
 FORMAT = 1
 #: rows not kept: rebuilt by migrations, or short-lived
@@ -152,11 +154,11 @@ def public_restore(*, tenant: Tenant, rows: dict[str, Any], old_schema: str) -> 
     """Make ``tenant``'s public rows from a backup's ``public.json`` (:func:`public_rows`), each
     checked as the forms check it. Mail settings come back **unverified** (``verified_at``
     empty, so the platform's server sends until a test mail passes) and their password opened
-    with this installation's field keys and sealed again; one that no key opens is left empty
-    (``last_error`` says so). The logo path moves to the new schema's prefix. Custom domains come
-    back with their token, **unverified** and routing nothing, until a DNS check (the same TXT
-    record) verifies them again. Returns ``{"mail_settings": bool, "mail_password": bool,
-    "branding": bool, "custom_domains": n}``. Raises ``ServiceError("invalid")``."""
+    with this installation's field keys (:func:`_opened`) and sealed again. The logo path moves
+    to the new schema's prefix. Custom domains come back with their token, **unverified** and
+    routing nothing, until a DNS check (the same TXT record) verifies them again. Returns
+    ``{"mail_settings": bool, "mail_password": bool, "branding": bool, "custom_domains": n}``.
+    Raises ``ServiceError("invalid")``."""
     if not isinstance(rows, dict):
         raise ServiceError("invalid", "public.json is not an object.")
     done = {"mail_settings": False, "mail_password": False, "branding": False, "custom_domains": 0}
@@ -164,15 +166,8 @@ def public_restore(*, tenant: Tenant, rows: dict[str, Any], old_schema: str) -> 
     if mail is not None:
         try:
             row = MailSettings(tenant=tenant, **{name: mail[name] for name in _MAIL_FIELDS})
-            try:
-                row.password = decrypt(str(mail.get("password_sealed") or ""))
-                done["mail_password"] = bool(row.password)
-            except FieldKeyError:
-                row.password = ""
-                row.last_error = _(
-                    "The password in the backup could not be opened with this installation's "
-                    "keys: enter it again."
-                )
+            row.password = _opened(mail.get("password_sealed"))
+            done["mail_password"] = bool(row.password)
             row.full_clean(exclude=["tenant"])
         except (KeyError, TypeError, ValidationError) as exc:
             raise _bad("mail settings", exc) from exc
@@ -220,7 +215,10 @@ def tenant_backup(*, schema: str, output: Path) -> dict[str, Any]:
             )
             migrations = _migrations()
         public = public_rows(tenant)
-        objects = len(json.loads(data_path.read_text()))
+        rows = json.loads(data_path.read_text())
+        _seal_secrets(rows)
+        data_path.write_text(json.dumps(rows))
+        objects = len(rows)
         files = sorted(stored_files(schema))
         manifest = {
             "format": FORMAT,
@@ -247,6 +245,45 @@ def tenant_backup(*, schema: str, output: Path) -> dict[str, Any]:
     return manifest
 
 
+def _secret_fields(label: str) -> list[str]:
+    model = apps.get_model(label)
+    return [f.name for f in model._meta.fields if isinstance(f, EncryptedTextField)]
+
+
+def _seal_secrets(rows: list[dict[str, Any]]) -> None:
+    """Each secret-at-rest value of the rows → ``{"sealed": <token>}`` (empty ones stay empty)."""
+    cache: dict[str, list[str]] = {}
+    for row in rows:
+        for name in cache.setdefault(row["model"], _secret_fields(row["model"])):
+            value = row["fields"].get(name)
+            if value:
+                row["fields"][name] = {"sealed": encrypt(value)}
+
+
+def _open_secrets(rows: list[dict[str, Any]]) -> None:
+    """The inverse of :func:`_seal_secrets` (:func:`_opened`). Raises ``ServiceError``."""
+    cache: dict[str, list[str]] = {}
+    for row in rows:
+        for name in cache.setdefault(row["model"], _secret_fields(row["model"])):
+            value = row["fields"].get(name)
+            if isinstance(value, dict):
+                row["fields"][name] = _opened(value.get("sealed"))
+
+
+def _opened(token: object) -> str:
+    """A sealed secret of the backup, opened with this installation's field keys. Raises
+    ``ServiceError("invalid")`` when none opens it (the archive came from an installation with
+    other keys: add its key to ``WEIYU_FIELD_KEYS``)."""
+    try:
+        return decrypt(str(token or ""))
+    except FieldKeyError as exc:
+        raise ServiceError(
+            "invalid",
+            "The backup's secrets were sealed with other field keys: add the key of the "
+            "installation that wrote it to WEIYU_FIELD_KEYS.",
+        ) from exc
+
+
 def _file_fields(label: str) -> list[str]:
     model = apps.get_model(label)
     return [f.name for f in model._meta.fields if isinstance(f, models.FileField)]
@@ -269,6 +306,16 @@ def _reset_sequences(labels: list[str]) -> None:
     with connection.cursor() as cursor:
         for sql in statements:
             cursor.execute(sql)
+
+
+def _fixture(rows: list[dict[str, Any]], tmp: Path, *, old: str, new: str) -> Path:
+    """The rows made ready to load into schema ``new`` (file paths moved, secrets opened; before
+    any schema is made, so a refusal leaves nothing), written to ``tmp/data.json``."""
+    _rewrite_paths(rows, old, new)
+    _open_secrets(rows)
+    fixture = tmp / "data.json"
+    fixture.write_text(json.dumps(rows))
+    return fixture
 
 
 def _public_of(tar: tarfile.TarFile) -> dict[str, Any]:
@@ -307,9 +354,7 @@ def tenant_restore(*, archive: Path, schema: str, domain: str, name: str = "") -
         schema = schema.strip().lower()
         domain = domain.strip().lower()
         _validate(name, schema, domain)
-        _rewrite_paths(rows, old, schema)
-        fixture = Path(tmp) / "data.json"
-        fixture.write_text(json.dumps(rows))
+        fixture = _fixture(rows, Path(tmp), old=old, new=schema)
         try:
             with transaction.atomic():
                 tenant = Tenant(name=name, schema_name=schema)

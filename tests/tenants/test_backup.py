@@ -19,7 +19,7 @@ from django.utils import timezone
 from django_tenants.utils import schema_context
 from PIL import Image
 
-from kefu.models import VisitorNote
+from kefu.models import Channel, VisitorNote
 from kefu.services import files as visitor_files
 from kefu.services import messages
 from tenants import backup, domains
@@ -29,6 +29,7 @@ from tenants.services import tenant_create
 from tests import fake_dns
 from tests.conftest import make_desk, make_visitor
 from tickets.services import tickets as ticket_services
+from weiyu.errors import ServiceError
 
 PASSWORD = "restore-me-carefully-42"
 
@@ -237,7 +238,7 @@ def test_mail_settings_branding_and_custom_domains_come_back_unverified(tmp_path
     assert MailSettings.objects.get(tenant=source).verified_at is not None
 
 
-def test_a_mail_password_sealed_with_another_installations_keys_is_left_empty(tmp_path: Path):
+def test_a_mail_password_sealed_with_other_keys_refuses_the_restore(tmp_path: Path):
     source = _company()
     MailSettings.objects.create(
         tenant=source, host="smtp.backup.example", password="x-9", from_address="a@b.example"
@@ -246,11 +247,41 @@ def test_a_mail_password_sealed_with_another_installations_keys_is_left_empty(tm
     backup.tenant_backup(schema=source.schema_name, output=archive)
     other_keys = [Fernet.generate_key().decode()]
     target = f"rs_{uuid.uuid4().hex[:10]}"
-    with override_settings(WEIYU_FIELD_KEYS=other_keys, SECRET_KEY="another-installation-" * 3):
-        restored = backup.tenant_restore(
+    with (
+        override_settings(WEIYU_FIELD_KEYS=other_keys, SECRET_KEY="another-installation-" * 3),
+        pytest.raises(ServiceError, match="other field keys"),
+    ):
+        backup.tenant_restore(
             archive=archive, schema=target, domain=f"{target.replace('_', '-')}.localhost"
         )
-        mail = MailSettings.objects.get(tenant=restored)
-        assert mail.host == "smtp.backup.example"
-        assert mail.password == ""
-        assert "enter it again" in mail.last_error
+    assert not Tenant.objects.filter(schema_name=target).exists()
+    assert not MailSettings.objects.filter(tenant__schema_name=target).exists()
+
+
+def test_secrets_at_rest_stay_sealed_in_the_archive(tmp_path: Path):
+    source = _company()
+    secret = f"identity-{uuid.uuid4().hex}"
+    with schema_context(source.schema_name):
+        channel = Channel.objects.first()
+        channel.identity_secret = secret
+        channel.save(update_fields=["identity_secret"])
+    archive = tmp_path / "company.tar.gz"
+    backup.tenant_backup(schema=source.schema_name, output=archive)
+    with tarfile.open(archive, "r:gz") as tar:
+        assert secret.encode() not in tar.extractfile("data.json").read()
+    target = f"rs_{uuid.uuid4().hex[:10]}"
+    backup.tenant_restore(
+        archive=archive, schema=target, domain=f"{target.replace('_', '-')}.localhost"
+    )
+    with schema_context(target):
+        assert Channel.objects.get(pk=channel.pk).identity_secret == secret
+    # an installation without the keys that sealed them refuses the archive, leaving nothing
+    other = f"rs_{uuid.uuid4().hex[:10]}"
+    with (
+        override_settings(WEIYU_FIELD_KEYS=[Fernet.generate_key().decode()], SECRET_KEY="o" * 50),
+        pytest.raises(ServiceError, match="other field keys"),
+    ):
+        backup.tenant_restore(
+            archive=archive, schema=other, domain=f"{other.replace('_', '-')}.localhost"
+        )
+    assert not Tenant.objects.filter(schema_name=other).exists()
