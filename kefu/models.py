@@ -1321,6 +1321,9 @@ class ChannelEvent(models.Model):
     received_at = models.DateTimeField(_("received at"), auto_now_add=True)
     handled_at = models.DateTimeField(_("handled at"), null=True, blank=True)
     error = models.CharField(_("error"), max_length=500, blank=True)
+    #: the API channel's request behind the event (:func:`org.apikeys.request_fingerprint`), so
+    #: that its ``Idempotency-Key`` sent again with another body is refused; empty otherwise
+    fingerprint = models.CharField(_("request fingerprint"), max_length=64, blank=True)
 
     class Meta:
         verbose_name = _("inbound event")

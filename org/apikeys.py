@@ -9,8 +9,9 @@ replays the answer of a POST repeated with the same ``Idempotency-Key`` for 24 h
 
 Errors (the API's JSON shape): unknown, malformed, expired or revoked key, a key of another tenant,
 or a deactivated person → ``401 unauthorized``; a client address outside the allow-list or a
-resource family outside the scopes → ``403 forbidden``; past the key's requests per minute →
-``429 rate_limited`` with ``Retry-After``.
+resource family outside the scopes → ``403 forbidden``; past the key's requests per minute, or
+from an address past its budget of failed authentications (:func:`org.limits.api_key_failures`,
+refused before any database query) → ``429 rate_limited`` with ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.db import connection, transaction
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -40,9 +42,10 @@ from redis.exceptions import RedisError
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 
+from org import limits
 from org.models import ApiKey, User
 from weiyu import ratelimit
-from weiyu.errors import ServiceError
+from weiyu.errors import RateLimitedError, ServiceError
 
 logger = logging.getLogger(__name__)
 
@@ -257,6 +260,42 @@ def api_key_check(*, token: str, ip: str) -> ApiKey:
     return key
 
 
+_CHECKED = "_weiyu_api_key"
+
+
+def api_key_for_request(request: HttpRequest, token: str) -> ApiKey:
+    """:func:`api_key_check` of ``token`` from the request's ``REMOTE_ADDR``, within the
+    address's budget of failures (:func:`org.limits.api_key_failures`): an address past it is
+    refused before the token is looked up (no database query), and each ``unauthorized`` answer
+    counts one failure. The outcome is kept on the request, so the Idempotency-Key middleware
+    and the DRF authentication check (and count) a token once. Raises ``ServiceError``
+    (``unauthorized``, ``forbidden``) or ``RateLimitedError`` (429, ``retry_after_s``)."""
+    done = getattr(request, _CHECKED, None)
+    if done is not None and done[0] == token:
+        if isinstance(done[1], Exception):
+            raise done[1]
+        return done[1]
+    ip = request.META.get("REMOTE_ADDR", "")
+    budget = limits.api_key_failures(ip=ip)
+    outcome: ApiKey | Exception
+    try:
+        ratelimit.peek(budget)
+        outcome = api_key_check(token=token, ip=ip)
+    except RateLimitedError as exc:
+        outcome = exc
+    except ServiceError as exc:
+        outcome = exc
+        if exc.code == "unauthorized":
+            try:
+                ratelimit.check(budget)
+            except RateLimitedError as refused:
+                outcome = refused
+    setattr(request, _CHECKED, (token, outcome))
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
+
+
 def api_key_touch(key: ApiKey) -> None:
     """Record that ``key`` was used now: one UPDATE at most once a minute per key."""
     now = timezone.now()
@@ -299,7 +338,7 @@ class ApiKeyAuthentication(BaseAuthentication):
         token = bearer_token(request._request)
         if token is None:
             return None
-        key = api_key_check(token=token, ip=request.META.get("REMOTE_ADDR", ""))
+        key = api_key_for_request(request._request, token)
         if key.user.language:  # as org.middleware.UserLanguageMiddleware does for a session
             translation.activate(key.user.language)
             request._request.LANGUAGE_CODE = key.user.language
@@ -347,12 +386,37 @@ def _redis() -> Any:
     return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=5)
 
 
-def _fingerprint(request: HttpRequest) -> str:
+def request_fingerprint(request: HttpRequest) -> str:
+    """SHA-256 (hex, 64 characters) of what makes two requests "the same" for an
+    ``Idempotency-Key``: the method, the path with its query string and the body. A
+    ``multipart/form-data`` body is read as its parts (every form field, and every file's field,
+    name, type, size and SHA-256, in order), so two uploads of the same length but other bytes
+    differ. Raises ``RequestDataTooBig`` past Django's upload limits (as the view would)."""
     digest = hashlib.sha256(f"{request.method} {request.get_full_path()}\n".encode())
     if request.content_type == "multipart/form-data":
-        digest.update(request.META.get("CONTENT_LENGTH", "").encode())
+        for field, values in sorted(request.POST.lists()):
+            for value in values:
+                digest.update(json.dumps(["field", field, value]).encode())
+        for field, uploads in sorted(request.FILES.lists()):
+            for upload in uploads:
+                content = hashlib.sha256()
+                for chunk in upload.chunks():
+                    content.update(chunk)
+                upload.seek(0)
+                digest.update(
+                    json.dumps(
+                        [
+                            "file",
+                            field,
+                            upload.name,
+                            upload.content_type,
+                            upload.size,
+                            content.hexdigest(),
+                        ]
+                    ).encode()
+                )
     else:
-        digest.update(request.body)
+        digest.update(b"body\n" + request.body)
     return digest.hexdigest()
 
 
@@ -360,14 +424,26 @@ def _error(status: int, code: str, detail: str) -> JsonResponse:
     return JsonResponse({"error": code, "detail": detail}, status=status)
 
 
+def idempotency_reused() -> JsonResponse:
+    """``422 {"error": "idempotency_key_reused", "detail"}``: an ``Idempotency-Key`` sent again
+    with another method, path or body (the API channel's inbound endpoint answers it too)."""
+    return _error(
+        422,
+        "idempotency_key_reused",
+        _("This Idempotency-Key was used for another request; use a new key for a new request."),
+    )
+
+
 class IdempotencyMiddleware:
     """``Idempotency-Key: <1-255 printable characters>`` on a ``POST /api/v1/…`` made with an API
-    key: the first answer (any status but 429 and 5xx, up to 1 MB) is kept in Redis for 24 hours under
-    (tenant, key, Idempotency-Key) and a repeat gets it again — same status and body, with
+    key: the first answer (any status but 429 and 5xx, up to 1 MB) is kept in Redis for 24 hours
+    under (tenant, the key's random prefix — never reused, unlike a row id — and
+    Idempotency-Key) and a repeat gets it again — same status and body, with
     ``Idempotent-Replayed: true`` — without running the request twice. A repeat with another
-    path or body → ``409 conflict``; one while the first still runs → ``409 conflict``; a bad
-    header → ``400 invalid``. Requests with a session cookie or without the header pass through.
-    Without Redis, requests pass through (logged)."""
+    path or body (:func:`request_fingerprint`) → ``422 idempotency_key_reused``; one while the
+    first still runs → ``409 idempotency_key_in_use``; a bad header → ``400 invalid``. Requests
+    with a session cookie or without the header pass through. Without Redis, requests pass
+    through (logged)."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -385,12 +461,12 @@ class IdempotencyMiddleware:
         if not 1 <= len(idem) <= _IDEMPOTENCY_KEY_MAX or not idem.isprintable():
             return _error(400, "invalid", _("Idempotency-Key: 1 to 255 printable characters."))
         try:
-            key = api_key_check(token=token, ip=request.META.get("REMOTE_ADDR", ""))
-        except ServiceError:
-            return self.get_response(request)  # the view answers 401/403
+            key = api_key_for_request(request, token)
+            fingerprint = request_fingerprint(request)
+        except (ServiceError, RequestDataTooBig):
+            return self.get_response(request)  # the view answers 401/403/413/429
         slot = hashlib.sha256(idem.encode()).hexdigest()
-        name = f"{settings.REDIS_KEY_PREFIX}:idem:{connection.schema_name}:{key.pk}:{slot}"
-        fingerprint = _fingerprint(request)
+        name = f"{settings.REDIS_KEY_PREFIX}:idem:{connection.schema_name}:{key.prefix}:{slot}"
         pending = json.dumps({"pending": True, "fp": fingerprint})
         try:
             if not _redis().set(name, pending, nx=True, ex=_IDEMPOTENCY_PENDING_S):
@@ -423,10 +499,12 @@ class IdempotencyMiddleware:
     def _replay(raw: bytes | None, fingerprint: str) -> HttpResponse:
         stored = json.loads(raw) if raw else {"pending": True, "fp": fingerprint}
         if stored.get("fp") != fingerprint:
-            return _error(409, "conflict", _("This Idempotency-Key was used for another request."))
+            return idempotency_reused()
         if stored.get("pending"):
             return _error(
-                409, "conflict", _("A request with this Idempotency-Key is still running.")
+                409,
+                "idempotency_key_in_use",
+                _("A request with this Idempotency-Key is still running; try again later."),
             )
         response = HttpResponse(
             base64.b64decode(stored["body"]),

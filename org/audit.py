@@ -45,6 +45,7 @@ from org.models import (
     User,
     VisitorLimits,
 )
+from weiyu.fields import EncryptedTextField
 
 SIGN_IN = "sign_in"
 SIGN_IN_FAILED = "sign_in_failed"
@@ -174,7 +175,13 @@ def track(
 ) -> None:
     """Record every create / update / delete of ``model`` in the audit log with its before and
     after: its own columns (never reverse relations, which would cost a query each) except
-    ``exclude`` (secrets), and the many-to-many fields ``m2m`` (added / removed objects)."""
+    ``exclude`` (secrets) and every secret kept encrypted at rest
+    (:class:`weiyu.fields.EncryptedTextField`, left out whether named or not), and the
+    many-to-many fields ``m2m`` (added / removed objects)."""
+    secrets = tuple(
+        f.name for f in model._meta.concrete_fields if isinstance(f, EncryptedTextField)
+    )
+    exclude = (*exclude, *(name for name in secrets if name not in exclude))
     fields = [f.name for f in model._meta.concrete_fields if f.name not in exclude]
     auditlog.register(
         model, include_fields=fields, exclude_fields=list(exclude), m2m_fields=set(m2m)

@@ -323,3 +323,26 @@ def sign_in(*, schema: str, ip: str) -> list[Limit]:
             Limit("signin-t", schema, _tenant("sign_ins_per_minute"), MINUTE, message),
         ]
     )
+
+
+def api_key_failures(*, ip: str) -> list[Limit]:
+    """Failed API-key authentications (a ``Bearer`` token that is unknown, malformed, revoked or
+    expired) per client address per minute, over every tenant
+    (``settings.WEIYU_API_KEY_FAILURES_PER_IP_MINUTE``). :mod:`org.apikeys` reads it before
+    looking a token up and counts each failure: past it the address is answered ``429`` without
+    a database query, while keys used from other addresses are unaffected."""
+
+    def message() -> str:
+        return _("Too many requests with an invalid API key from this address; try again later.")
+
+    return _on(
+        [
+            Limit(
+                "apikey-fail",
+                ip or "-",
+                settings.WEIYU_API_KEY_FAILURES_PER_IP_MINUTE,
+                MINUTE,
+                message,
+            )
+        ]
+    )

@@ -29,13 +29,17 @@ A ``POST`` to ``/inbox/login/`` or ``/admin/login/`` (tenant back office and pla
 
 Answers: JSON ``{"error": "locked_out" | "rate_limited" | "busy", "detail", "retry_after"}`` to
 clients that ask for JSON, else a small page (``templates/signin_refused.html``) in the language
-of the ``django_language`` cookie or ``Accept-Language``. An unknown host and any other request
+of the ``django_language`` cookie or ``Accept-Language``, with the security headers of every page
+(Content-Security-Policy, X-Content-Type-Options, Referrer-Policy, X-Frame-Options, HSTS over
+https…) added by the same middleware, as configured
+(:func:`weiyu.middleware.security_header_pairs`). An unknown host and any other request
 go to Django unchanged.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 import os
@@ -48,6 +52,7 @@ from typing import Any
 
 from asgiref.sync import ThreadSensitiveContext
 from django.conf import settings
+from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, parse_cookie
 from django.template.loader import render_to_string
 from django.utils import translation
@@ -58,6 +63,7 @@ from weiyu import ratelimit
 from weiyu.asgi_tenancy import host_from_scope, resolve_tenant
 from weiyu.clientaddr import client_ip
 from weiyu.errors import RateLimitedError
+from weiyu.middleware import security_header_pairs
 
 logger = logging.getLogger(__name__)
 
@@ -119,8 +125,11 @@ async def _refuse(
         (b"content-language", language.encode()),
         (b"cache-control", b"no-store"),
         (b"vary", b"Accept, Accept-Language, Cookie"),
-        (b"x-content-type-options", b"nosniff"),
-        (b"x-frame-options", b"DENY"),
+    ]
+    # the headers every page gets from the security middleware (CSP, nosniff, framing, HSTS…)
+    headers += [
+        (name.lower().encode("latin-1"), value.encode("latin-1"))
+        for name, value in security_header_pairs(ASGIRequest(scope, io.BytesIO()))
     ]
     await send({"type": "http.response.start", "status": 429, "headers": headers})
     await send({"type": "http.response.body", "body": body})

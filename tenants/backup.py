@@ -8,16 +8,24 @@ MISSION.md TEN-4, issue "Safe on the open internet": per-tenant backup and resto
 - ``data.json``: every row of the tenant's schema as Django's ``dumpdata`` writes it (natural
   keys for content types and permissions, so it loads into another schema or installation),
   without what is rebuilt or short-lived: content types, permissions, sessions, sign-in
-  attempts;
+  attempts; every secret at rest (:class:`weiyu.fields.EncryptedTextField`: vendor keys,
+  signing secrets, channel credentials) sealed again with the installation's field keys
+  (``{"sealed": <Fernet token>}``) instead of the plain text ``dumpdata`` would write;
 - ``files/<path>``: every stored file of the tenant (uploads, thumbnails, stickers: the
-  storage's ``<schema>/`` prefix), from the local disk or S3 alike.
+  storage's ``<schema>/`` prefix), from the local disk or S3 alike;
+- ``public.json``: the tenant's rows of the public schema (:func:`public_rows`): its mail
+  settings (the SMTP password as stored, still sealed with the installation's field keys), its
+  branding and its custom domains.
 
 :func:`tenant_restore` makes a new tenant (schema from the template, a domain) and loads it: the
 rows with their ids, the files under the new schema's prefix (paths in the rows rewritten), the
-sequences moved past the loaded ids. The audit log is not written during the load (the entries
-come from the backup). The backup must come from the same migrations (``manifest.migrations``),
-else ``ServiceError("invalid")`` names the difference: restore into the version that wrote it,
-then upgrade.
+sequences moved past the loaded ids; the public rows are made again (:func:`public_restore`),
+**unverified**: the mail settings wait for a new test mail (until then the platform's server
+sends), the custom domains for a new DNS check of their unchanged TXT token (until then they do
+not route). The audit log is not written during the load (the entries come from the backup).
+The backup must come from the same migrations (``manifest.migrations``), else
+``ServiceError("invalid")`` names the difference: restore into the version that wrote it, then
+upgrade.
 """
 
 from __future__ import annotations
@@ -33,18 +41,22 @@ from typing import Any
 from auditlog.context import disable_auditlog
 from django.apps import apps
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.core.management import call_command
 from django.core.management.color import no_style
 from django.db import connection, models, transaction
 from django.db.migrations.recorder import MigrationRecorder
+from django.db.models.functions import Cast
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
-from tenants.models import Domain, Tenant
+from tenants.domains import host_check
+from tenants.models import Branding, CustomDomain, Domain, MailSettings, Tenant
 from tenants.services import _tenant_schema_provision, _validate
 from weiyu.errors import ServiceError
+from weiyu.fields import EncryptedTextField, FieldKeyError, decrypt, encrypt
 
 FORMAT = 1
 #: rows not kept: rebuilt by migrations, or short-lived
@@ -95,6 +107,95 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
+_MAIL_FIELDS = ("host", "port", "security", "username", "from_name", "from_address")
+_BRAND_FIELDS = ("logo_path", "logo_type", "primary_color", "accent_color")
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value else None
+
+
+def public_rows(tenant: Tenant) -> dict[str, Any]:
+    """The tenant's rows of the public schema, as ``public.json`` keeps them:
+    ``{"mail_settings": {host, port, security, username, from_name, from_address,
+    "password_sealed" (the stored Fernet token, never the password), "verified_at"} | null,
+    "branding": {logo_path, logo_type, primary_color, accent_color} | null, "custom_domains":
+    [{"host", "token", "verified_at"}]}`` (times ISO 8601 or null)."""
+    mail = (
+        MailSettings.objects.filter(tenant=tenant)
+        .annotate(sealed=Cast("password", models.TextField()))
+        .first()
+    )
+    brand = Branding.objects.filter(tenant=tenant).first()
+    return {
+        "mail_settings": None
+        if mail is None
+        else {
+            **{name: getattr(mail, name) for name in _MAIL_FIELDS},
+            "password_sealed": mail.sealed or "",
+            "verified_at": _iso(mail.verified_at),
+        },
+        "branding": None
+        if brand is None
+        else {name: getattr(brand, name) for name in _BRAND_FIELDS},
+        "custom_domains": [
+            {"host": c.host, "token": c.token, "verified_at": _iso(c.verified_at)}
+            for c in CustomDomain.objects.filter(tenant=tenant).order_by("host")
+        ],
+    }
+
+
+def _bad(what: str, exc: Exception) -> ServiceError:
+    detail = exc.messages if isinstance(exc, ValidationError) else [str(exc)]
+    return ServiceError("invalid", f"public.json: {what}: {'; '.join(detail)}")
+
+
+def public_restore(*, tenant: Tenant, rows: dict[str, Any], old_schema: str) -> dict[str, Any]:
+    """Make ``tenant``'s public rows from a backup's ``public.json`` (:func:`public_rows`), each
+    checked as the forms check it. Mail settings come back **unverified** (``verified_at``
+    empty, so the platform's server sends until a test mail passes) and their password opened
+    with this installation's field keys (:func:`_opened`) and sealed again. The logo path moves
+    to the new schema's prefix. Custom domains come back with their token, **unverified** and
+    routing nothing, until a DNS check (the same TXT record) verifies them again. Returns
+    ``{"mail_settings": bool, "mail_password": bool, "branding": bool, "custom_domains": n}``.
+    Raises ``ServiceError("invalid")``."""
+    if not isinstance(rows, dict):
+        raise ServiceError("invalid", "public.json is not an object.")
+    done = {"mail_settings": False, "mail_password": False, "branding": False, "custom_domains": 0}
+    mail = rows.get("mail_settings")
+    if mail is not None:
+        try:
+            row = MailSettings(tenant=tenant, **{name: mail[name] for name in _MAIL_FIELDS})
+            row.password = _opened(mail.get("password_sealed"))
+            done["mail_password"] = bool(row.password)
+            row.full_clean(exclude=["tenant"])
+        except (KeyError, TypeError, ValidationError) as exc:
+            raise _bad("mail settings", exc) from exc
+        row.save()
+        done["mail_settings"] = True
+    brand = rows.get("branding")
+    if brand is not None:
+        try:
+            row = Branding(tenant=tenant, **{name: brand[name] for name in _BRAND_FIELDS})
+            if row.logo_path and not row.logo_path.startswith(f"{old_schema}/branding/"):
+                raise ValidationError("the logo is not one of the tenant's files")
+            if row.logo_path:
+                row.logo_path = f"{tenant.schema_name}/{row.logo_path[len(old_schema) + 1 :]}"
+            row.full_clean(exclude=["tenant"])
+        except (KeyError, TypeError, ValidationError) as exc:
+            raise _bad("branding", exc) from exc
+        row.save()
+        done["branding"] = True
+    for item in rows.get("custom_domains") or []:
+        try:
+            host, token = host_check(item["host"]), str(item["token"])[:64]
+        except (KeyError, TypeError, ServiceError) as exc:
+            raise _bad("custom domains", exc) from exc
+        CustomDomain.objects.get_or_create(tenant=tenant, host=host, defaults={"token": token})
+        done["custom_domains"] += 1
+    return done
+
+
 def tenant_backup(*, schema: str, output: Path) -> dict[str, Any]:
     """Write the tenant ``schema`` to ``output`` (a ``.tar.gz``); returns the manifest.
     Raises ``ServiceError("not_found")`` for an unknown schema."""
@@ -113,7 +214,11 @@ def tenant_backup(*, schema: str, output: Path) -> dict[str, Any]:
                 verbosity=0,
             )
             migrations = _migrations()
-        objects = len(json.loads(data_path.read_text()))
+        public = public_rows(tenant)
+        rows = json.loads(data_path.read_text())
+        _seal_secrets(rows)
+        data_path.write_text(json.dumps(rows))
+        objects = len(rows)
         files = sorted(stored_files(schema))
         manifest = {
             "format": FORMAT,
@@ -123,15 +228,60 @@ def tenant_backup(*, schema: str, output: Path) -> dict[str, Any]:
             "migrations": migrations,
             "objects": objects,
             "files": len(files),
+            "public": {
+                "mail_settings": public["mail_settings"] is not None,
+                "branding": public["branding"] is not None,
+                "custom_domains": len(public["custom_domains"]),
+            },
         }
         output.parent.mkdir(parents=True, exist_ok=True)
         with tarfile.open(output, "w:gz") as tar:
             _add(tar, "manifest.json", json.dumps(manifest, indent=2).encode())
             tar.add(data_path, arcname="data.json")
+            _add(tar, "public.json", json.dumps(public, indent=2).encode())
             for name in files:
                 with default_storage.open(name, "rb") as handle:
                     _add(tar, f"files/{name}", handle.read())
     return manifest
+
+
+def _secret_fields(label: str) -> list[str]:
+    model = apps.get_model(label)
+    return [f.name for f in model._meta.fields if isinstance(f, EncryptedTextField)]
+
+
+def _seal_secrets(rows: list[dict[str, Any]]) -> None:
+    """Each secret-at-rest value of the rows → ``{"sealed": <token>}`` (empty ones stay empty)."""
+    cache: dict[str, list[str]] = {}
+    for row in rows:
+        for name in cache.setdefault(row["model"], _secret_fields(row["model"])):
+            value = row["fields"].get(name)
+            if value:
+                row["fields"][name] = {"sealed": encrypt(value)}
+
+
+def _open_secrets(rows: list[dict[str, Any]]) -> None:
+    """The inverse of :func:`_seal_secrets` (:func:`_opened`). Raises ``ServiceError``."""
+    cache: dict[str, list[str]] = {}
+    for row in rows:
+        for name in cache.setdefault(row["model"], _secret_fields(row["model"])):
+            value = row["fields"].get(name)
+            if isinstance(value, dict):
+                row["fields"][name] = _opened(value.get("sealed"))
+
+
+def _opened(token: object) -> str:
+    """A sealed secret of the backup, opened with this installation's field keys. Raises
+    ``ServiceError("invalid")`` when none opens it (the archive came from an installation with
+    other keys: add its key to ``WEIYU_FIELD_KEYS``)."""
+    try:
+        return decrypt(str(token or ""))
+    except FieldKeyError as exc:
+        raise ServiceError(
+            "invalid",
+            "The backup's secrets were sealed with other field keys: add the key of the "
+            "installation that wrote it to WEIYU_FIELD_KEYS.",
+        ) from exc
 
 
 def _file_fields(label: str) -> list[str]:
@@ -158,6 +308,26 @@ def _reset_sequences(labels: list[str]) -> None:
             cursor.execute(sql)
 
 
+def _fixture(rows: list[dict[str, Any]], tmp: Path, *, old: str, new: str) -> Path:
+    """The rows made ready to load into schema ``new`` (file paths moved, secrets opened; before
+    any schema is made, so a refusal leaves nothing), written to ``tmp/data.json``."""
+    _rewrite_paths(rows, old, new)
+    _open_secrets(rows)
+    fixture = tmp / "data.json"
+    fixture.write_text(json.dumps(rows))
+    return fixture
+
+
+def _public_of(tar: tarfile.TarFile) -> dict[str, Any]:
+    """The backup's ``public.json`` (``{}`` in a backup written before it was kept)."""
+    try:
+        return json.load(tar.extractfile("public.json"))
+    except KeyError:
+        return {}
+    except (TypeError, ValueError) as exc:
+        raise ServiceError("invalid", "public.json is not JSON.") from exc
+
+
 def tenant_restore(*, archive: Path, schema: str, domain: str, name: str = "") -> Tenant:
     """A new tenant ``schema`` at ``domain`` with the contents of a :func:`tenant_backup` file
     (its name from the backup unless ``name``). Raises ``ServiceError``: ``invalid`` (not a
@@ -176,6 +346,7 @@ def tenant_restore(*, archive: Path, schema: str, domain: str, name: str = "") -
             raise ServiceError(
                 "invalid", "Not a tenant backup (manifest or data missing)."
             ) from exc
+        public = _public_of(tar)
         if manifest.get("format") != FORMAT:
             raise ServiceError("invalid", f"Backup format {manifest.get('format')!r} is unknown.")
         old = manifest["schema"]
@@ -183,14 +354,13 @@ def tenant_restore(*, archive: Path, schema: str, domain: str, name: str = "") -
         schema = schema.strip().lower()
         domain = domain.strip().lower()
         _validate(name, schema, domain)
-        _rewrite_paths(rows, old, schema)
-        fixture = Path(tmp) / "data.json"
-        fixture.write_text(json.dumps(rows))
+        fixture = _fixture(rows, Path(tmp), old=old, new=schema)
         try:
             with transaction.atomic():
                 tenant = Tenant(name=name, schema_name=schema)
                 _tenant_schema_provision(tenant=tenant)
                 Domain.objects.create(domain=domain, tenant=tenant, is_primary=True)
+                public_restore(tenant=tenant, rows=public, old_schema=old)
                 with schema_context(schema):
                     ours = _migrations()
                     if ours != manifest.get("migrations"):

@@ -7,8 +7,12 @@ What is counted where:
   requests);
 - ``weiyu_websocket_connections{kind}`` (open sockets now: ``visitor``, ``agent``, ``member``) by
   the websocket consumers (:func:`socket_opened` / :func:`socket_closed`);
-- ``weiyu_messages_total{tenant,kind}`` by the one send path (:func:`message_stored`): every
-  stored message, by tenant schema and sender kind — ``rate()`` of it is messages per second, and
+- ``weiyu_messages_total{tenant,kind,origin}`` by the one send path (:func:`message_stored`):
+  every stored message, by tenant schema, sender kind and the kind of process that stored it —
+  ``origin="web"`` (counted in the process's memory) or ``origin="worker"`` (a Celery worker:
+  robot answers, scheduled messages, timer and system lines, channel messages; counted in one
+  Redis hash, ``<CHANNEL_PREFIX>:metrics:messages``, that every scrape reads, so the workers'
+  counts reach ``/metrics`` wherever they run). ``rate()`` of it is messages per second, and
   ``topk(10, sum by (tenant) (rate(weiyu_messages_total[5m])))`` the top talkers;
 - at scrape time, from Redis and the public schema: ``weiyu_celery_queue_length{queue}``,
   ``weiyu_celery_oldest_task_age_seconds{queue}`` (how long the oldest task still waiting has
@@ -53,6 +57,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from tenants.models import Tenant
+from weiyu import celery as weiyu_celery
 from weiyu.celery import SENT_AT_HEADER
 
 logger = logging.getLogger(__name__)
@@ -76,7 +81,9 @@ SOCKETS = Gauge(
     multiprocess_mode="livesum",
 )
 MESSAGES = Counter(
-    "weiyu_messages_total", "Messages stored, by tenant schema and sender kind.", ["tenant", "kind"]
+    "weiyu_messages_total",
+    "Messages stored, by tenant schema, sender kind and origin (web or worker).",
+    ["tenant", "kind", "origin"],
 )
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -87,10 +94,31 @@ def multiprocess() -> bool:
     return bool(os.environ.get(MULTIPROC_ENV))
 
 
+def _worker_messages_key() -> str:
+    return f"{settings.REDIS_KEY_PREFIX}:metrics:messages"
+
+
 def message_stored(schema: str, kind: str) -> None:
     """Count one stored message of tenant ``schema`` from a sender of ``kind`` (``visitor``,
-    ``agent``, ``member``, ``robot``, ``system``). A few microseconds; no I/O."""
-    MESSAGES.labels(schema, kind).inc()
+    ``agent``, ``member``, ``robot``, ``system``). In a web process: a few microseconds, no I/O.
+    In a Celery worker (:data:`weiyu.celery.IN_WORKER`): one ``HINCRBY`` of the Redis hash
+    every scrape reads (Redis unreachable: not counted, logged)."""
+    if not weiyu_celery.IN_WORKER:
+        MESSAGES.labels(schema, kind, "web").inc()
+        return
+    try:
+        _counters().hincrby(_worker_messages_key(), f"{schema}\t{kind}", 1)
+    except redis.RedisError as exc:
+        logger.warning("metrics: a worker's message not counted, Redis unreachable: %s", exc)
+
+
+def _worker_messages() -> list[tuple[str, str, float]]:
+    """``[(tenant, kind, count)]`` of the messages Celery workers stored (all time)."""
+    found = []
+    for field, value in _counters().hgetall(_worker_messages_key()).items():
+        schema, _sep, kind = field.decode().partition("\t")
+        found.append((schema, kind, float(value)))
+    return found
 
 
 def socket_opened(kind: str) -> None:
@@ -138,6 +166,33 @@ class MetricsMiddleware:
 @cache
 def _redis() -> redis.Redis:
     return redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=2)
+
+
+@cache
+def _counters() -> redis.Redis:
+    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2)
+
+
+class WithWorkerMessages:
+    """The families of ``source`` (the process's registry, or the web processes' shared
+    directory), with the Celery workers' message counts (Redis) added to
+    ``weiyu_messages_total`` as ``origin="worker"``: one family, as the text format requires."""
+
+    def __init__(self, source: Any) -> None:
+        self.source = source
+
+    def collect(self) -> Iterator[Any]:
+        try:
+            extra = _worker_messages()
+        except redis.RedisError:
+            logger.warning("metrics: the workers' message counts could not be read")
+            extra = []
+        for family in self.source.collect():
+            if family.name == "weiyu_messages":
+                for schema, kind, value in extra:
+                    labels = {"tenant": schema, "kind": kind, "origin": "worker"}
+                    family.add_sample("weiyu_messages_total", labels, value)
+            yield family
 
 
 def _celery_queues() -> list[str]:
@@ -219,12 +274,13 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
         return JsonResponse(
             {"error": "forbidden", "message": _("Metrics need the operator's token.")}, status=403
         )
+    source = REGISTRY
     if multiprocess():
-        registry = CollectorRegistry()
-        MultiProcessCollector(registry)
-        body = generate_latest(registry)
-    else:
-        body = generate_latest(REGISTRY)
+        source = CollectorRegistry()
+        MultiProcessCollector(source)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(WithWorkerMessages(source))
+    body = generate_latest(registry)
     scraped = CollectorRegistry()
     scraped.register(ScrapeCollector())
     body += generate_latest(scraped)

@@ -14,7 +14,8 @@ through (logged): the limits protect the service, they must not take it down wit
 
 :func:`check` is for synchronous code (views, services); :func:`acheck` for the event loop
 (websocket consumers), with one ``redis.asyncio`` client per event loop. :func:`apeek` reads the
-counters without counting (the sign-in gate, :mod:`org.signin_gate`).
+counters without counting (the sign-in gate, :mod:`org.signin_gate`), :func:`peek` likewise for
+synchronous code (failed API-key authentications, :mod:`org.apikeys`).
 """
 
 from __future__ import annotations
@@ -173,6 +174,24 @@ async def apeek(limits: Sequence[Limit], *, language: str | None = None) -> None
                 raise _refused(lim, now)
             with translation.override(language):
                 raise _refused(lim, now)
+
+
+def peek(limits: Sequence[Limit]) -> None:
+    """:func:`apeek` for synchronous code (middleware, DRF authentication): raises
+    ``RateLimitedError`` when a counter of the current window already holds its limit, counting
+    nothing. One ``MGET``; Redis unreachable → let through (logged)."""
+    now = time.time()
+    active, (keys, _args) = _prepare(limits, now)
+    if not active:
+        return
+    try:
+        values = _client().mget(keys)
+    except RedisError as exc:
+        logger.warning("rate limits not peeked, Redis unreachable: %s", exc)
+        return
+    for lim, value in zip(active, values, strict=True):
+        if value is not None and int(value) + lim.cost > lim.limit:
+            raise _refused(lim, now)
 
 
 def give_back(limits: Sequence[Limit], *, at: float) -> None:

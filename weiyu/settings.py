@@ -389,6 +389,11 @@ WEIYU_METRICS_TOKEN = os.environ.get("WEIYU_METRICS_TOKEN", "")
 WEIYU_METRICS_QUEUES = [q for q in os.environ.get("WEIYU_METRICS_QUEUES", "").split(",") if q]
 
 WEIYU_SIGN_INS_PER_IP_MINUTE = int(os.environ.get("WEIYU_SIGN_INS_PER_IP_MINUTE", "60"))
+#: failed API-key authentications (bad Bearer tokens) one client address may make per minute,
+#: over all tenants, before it is answered 429 without a database query (org.limits)
+WEIYU_API_KEY_FAILURES_PER_IP_MINUTE = int(
+    os.environ.get("WEIYU_API_KEY_FAILURES_PER_IP_MINUTE", "30")
+)
 #: threads of a web process that run sign-in and password-reset POSTs (org.signin_gate): the
 #: password hashing of a sign-in flood never takes more than these; at most half of them (at
 #: least one) work for one tenant at a time, so another tenant's people still sign in

@@ -30,15 +30,21 @@ from kefu.services.messages import visitor_message_send
 from weiyu.errors import ServiceError
 
 
-def channel_event_accept(*, channel: Channel, external_id: str, payload: Any) -> bool:
+def channel_event_accept(
+    *, channel: Channel, external_id: str, payload: Any, fingerprint: str = ""
+) -> bool:
     """Store one inbound event and queue its handling after commit. Returns False for an event
     already stored (a vendor's retry: nothing is done again). Records the channel's last
-    inbound time."""
+    inbound time. ``fingerprint``: the request's (:func:`org.apikeys.request_fingerprint`), kept
+    to tell a retry from another request under the same ``Idempotency-Key``."""
     with transaction.atomic():
         try:
             with transaction.atomic():
                 event = ChannelEvent.objects.create(
-                    channel=channel, external_id=external_id, payload=payload
+                    channel=channel,
+                    external_id=external_id,
+                    payload=payload,
+                    fingerprint=fingerprint,
                 )
         except IntegrityError:
             logger.info("channel %s: event %s already stored", channel.pk, external_id)

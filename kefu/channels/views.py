@@ -18,6 +18,7 @@ from kefu.channels.base import ChannelAuthError, ChannelInputError, logger
 from kefu.channels.inbound import api_upload_store, channel_event_accept
 from kefu.channels.wechat import WeChatAdapter
 from kefu.models import Channel, ChannelAccount, ChannelEvent
+from org.apikeys import idempotency_reused, request_fingerprint
 from weiyu import ratelimit
 from weiyu.errors import RateLimitedError, ServiceError
 
@@ -75,9 +76,10 @@ def api_channel_message(request: HttpRequest, key: str) -> HttpResponse:
     "name"?, "email"?, "phone"?}, "text"?, "attachment"?: {"url", "name"?, "type"?: "image" |
     "file"}}``, or ``multipart/form-data`` with that JSON in the field ``payload`` and the file
     in ``file`` (``type`` of the payload's kind: form field ``type``, default ``file``).
-    ``Idempotency-Key`` (optional, 1-255 printable characters): a repeat within the events'
-    retention is answered ``200`` with the first one's ``id`` and ``Idempotent-Replayed: true``
-    and stores nothing.
+    ``Idempotency-Key`` (optional, 1-255 printable characters): a repeat of the same request
+    (body, or for multipart its fields and file contents) within the events' retention is
+    answered ``200`` with the first one's ``id`` and ``Idempotent-Replayed: true`` and stores
+    nothing; the same key with another body → ``422 idempotency_key_reused``.
 
     Answers ``202 {"id": <event id>, "status": "accepted"}``; the message is routed by a
     worker like a widget visitor's. Errors: ``400 invalid`` (``field`` names the culprit;
@@ -106,10 +108,12 @@ def api_channel_message(request: HttpRequest, key: str) -> HttpResponse:
                 )
             ]
         )
-        external_id = event_id_for(request.headers.get("Idempotency-Key"))
+        idem = request.headers.get("Idempotency-Key")
+        external_id = event_id_for(idem)
+        fingerprint = _fingerprint(request) if idem is not None else ""
         existing = ChannelEvent.objects.filter(channel=channel, external_id=external_id).first()
         if existing is not None:
-            return _replayed(existing)
+            return _replayed(existing, fingerprint)
         payload = _api_payload(request, channel)
     except ServiceError as exc:
         body = {"error": exc.code, "detail": exc.message}
@@ -119,14 +123,25 @@ def api_channel_message(request: HttpRequest, key: str) -> HttpResponse:
         if isinstance(exc, RateLimitedError):
             response["Retry-After"] = str(exc.retry_after_s)
         return response
-    accepted = channel_event_accept(channel=channel, external_id=external_id, payload=payload)
+    accepted = channel_event_accept(
+        channel=channel, external_id=external_id, payload=payload, fingerprint=fingerprint
+    )
     stored = ChannelEvent.objects.get(channel=channel, external_id=external_id)
     if not accepted:  # the same key, sent twice at once
-        return _replayed(stored)
+        return _replayed(stored, fingerprint)
     return JsonResponse({"id": stored.pk, "status": "accepted"}, status=202)
 
 
-def _replayed(event: ChannelEvent) -> JsonResponse:
+def _fingerprint(request: HttpRequest) -> str:
+    try:
+        return request_fingerprint(request)
+    except RequestDataTooBig as exc:
+        raise ServiceError("too_large", _("The request is too large.")) from exc
+
+
+def _replayed(event: ChannelEvent, fingerprint: str) -> JsonResponse:
+    if event.fingerprint and event.fingerprint != fingerprint:
+        return idempotency_reused()
     response = JsonResponse({"id": event.pk, "status": "accepted"}, status=200)
     response["Idempotent-Replayed"] = "true"
     return response

@@ -160,6 +160,37 @@ def test_a_repeated_idempotency_key_stores_the_message_once(acme, vendors, chann
         )
 
 
+def test_an_idempotency_key_sent_again_with_another_message_is_refused(
+    acme, vendors, channel_worker
+):
+    desk = make_desk(acme, agents=1)
+    channel, key, _secret = _api_channel(desk, vendors.base_url)
+    contact = unique("crm")
+
+    first = _post(channel, key, {"contact": {"id": contact}, "text": "ship to A"}, idem="o-8")
+    other = _post(channel, key, {"contact": {"id": contact}, "text": "ship to B"}, idem="o-8")
+    payload = json.dumps({"contact": {"id": contact}, "text": "the invoice"})
+    upload = _post(channel, key, {"payload": payload, "file": _file()}, idem="o-9")
+    upload_again = _post(channel, key, {"payload": payload, "file": _file()}, idem="o-9")
+    other_upload = _post(
+        channel, key, {"payload": payload, "file": _file(b"total: 99\n")}, idem="o-9"
+    )
+
+    assert first.status_code == 202
+    assert (other.status_code, other.json()["error"]) == (422, "idempotency_key_reused")
+    assert "Idempotent-Replayed" not in other
+    assert upload.status_code == 202, upload.content
+    assert (upload_again.status_code, upload_again["Idempotent-Replayed"]) == (200, "true")
+    assert upload_again.json()["id"] == upload.json()["id"]
+    assert other_upload.status_code == 422
+    with schema_context("acme"):
+        assert ChannelEvent.objects.filter(channel=channel).count() == 2
+        assert not any(
+            e.payload.get("text") == "ship to B"
+            for e in ChannelEvent.objects.filter(channel=channel)
+        )
+
+
 def test_files_by_url_and_by_upload_are_stored(acme, vendors, channel_worker):
     desk = make_desk(acme, agents=1)
     channel, key, _secret = _api_channel(desk, vendors.base_url)
@@ -206,10 +237,10 @@ def test_files_by_url_and_by_upload_are_stored(acme, vendors, channel_worker):
         assert stored[1].attachment.name == "invoice.txt"
 
 
-def _file():
+def _file(data: bytes = b"total: 42\n"):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
-    return SimpleUploadedFile("invoice.txt", b"total: 42\n", content_type="text/plain")
+    return SimpleUploadedFile("invoice.txt", data, content_type="text/plain")
 
 
 def test_a_wrong_key_or_a_bad_body_is_refused_and_nothing_is_stored(acme, vendors):

@@ -3,20 +3,27 @@ their scopes, expiry, address allow-list, rate limit and Idempotency-Key replays
 
 from __future__ import annotations
 
+import os
 import re
+import threading
 from datetime import timedelta
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
+from kefu import canned
 from kefu.models import CannedResponse
 from org import apikeys
 from org.models import ApiKey, User
 from tests.conftest import PASSWORD, agent_client, make_agent, unique
 from tests.threads import in_threads
+from tests.waits import WAIT_S, fresh_window, wait_until
 from weiyu.errors import ServiceError
 
 HOST = "acme.localhost"
@@ -280,8 +287,19 @@ def test_idempotent_post_replays_the_first_answer(acme) -> None:
         content_type="application/json",
         HTTP_IDEMPOTENCY_KEY=idem,
     )
-    assert other.status_code == 409
-    assert other.json()["error"] == "conflict"
+    assert other.status_code == 422
+    assert other.json()["error"] == "idempotency_key_reused"
+    assert "Idempotent-Replayed" not in other
+    # … or for another path
+    elsewhere = client.post(
+        "/api/v1/kefu/canned?category=x",
+        payload,
+        content_type="application/json",
+        HTTP_IDEMPOTENCY_KEY=idem,
+    )
+    assert (elsewhere.status_code, elsewhere.json()["error"]) == (422, "idempotency_key_reused")
+    with schema_context("acme"):
+        assert not CannedResponse.objects.filter(title="Other").exists()
     # another key's Idempotency-Key space is its own
     _k2, token2 = _key()
     fresh = _api(token2).post(
@@ -318,9 +336,122 @@ def test_the_same_idempotent_post_at_once_runs_once(acme) -> None:
     results = in_threads("acme", post, range(4), threads=4)
     # one ran; the others got its answer again, or were told it was still running
     assert (201, "") in results
-    assert set(results) <= {(201, ""), (409, "conflict")}
+    assert set(results) <= {(201, ""), (409, "idempotency_key_in_use")}
     with schema_context("acme"):
         assert CannedResponse.objects.filter(shortcut=shortcut).count() == 1
+
+
+def test_an_idempotent_upload_with_other_bytes_of_the_same_length_is_refused(acme) -> None:
+    _k, token = _key()
+    client = _api(token)
+    idem = unique("upload-")
+
+    def post(data: bytes) -> object:
+        return client.post(
+            "/api/v1/kefu/canned",
+            {
+                "shortcut": unique("up"),
+                "title": "Invoice",
+                "content": "See the file",
+                "file": SimpleUploadedFile("invoice.txt", data, content_type="text/plain"),
+            },
+            HTTP_IDEMPOTENCY_KEY=idem,
+        )
+
+    first = post(b"total 100")
+    assert first.status_code == 201
+    # another file of the same size under the same key is another request, not a retry
+    other = post(b"total 900")
+    assert (other.status_code, other.json()["error"]) == (422, "idempotency_key_reused")
+    assert "Idempotent-Replayed" not in other
+
+
+def test_an_idempotency_key_still_in_flight_is_refused_then_replayed(acme, monkeypatch) -> None:
+    _k, token = _key()
+    shortcut, idem = unique("slow"), unique("slow-")
+    payload = {"shortcut": shortcut, "title": "Hi", "content": "Hello"}
+    entered, release = threading.Event(), threading.Event()
+    create = canned.canned_create
+
+    def held_create(**kwargs):  # the first request stays in flight until the test lets it go
+        entered.set()
+        release.wait(WAIT_S)
+        return create(**kwargs)
+
+    monkeypatch.setattr(canned, "canned_create", held_create)
+
+    def post():
+        return _api(token).post(
+            "/api/v1/kefu/canned",
+            payload,
+            content_type="application/json",
+            HTTP_IDEMPOTENCY_KEY=idem,
+        )
+
+    answers = []
+
+    def run() -> None:
+        try:
+            answers.append(post())
+        finally:
+            connection.close()
+
+    first = threading.Thread(target=run)
+    first.start()
+    try:
+        wait_until(entered.is_set, what="the first request is running")
+        busy = post()
+        assert (busy.status_code, busy.json()["error"]) == (409, "idempotency_key_in_use")
+        assert "Idempotent-Replayed" not in busy
+    finally:
+        release.set()
+        first.join(WAIT_S)
+    assert answers[0].status_code == 201
+    again = post()
+    assert (again.status_code, again["Idempotent-Replayed"]) == (201, "true")
+    assert again.json() == answers[0].json()
+    with schema_context("acme"):
+        assert CannedResponse.objects.filter(shortcut=shortcut).count() == 1
+
+
+def test_a_flood_of_bad_keys_from_one_address_is_refused_before_any_lookup(acme, settings) -> None:
+    settings.WEIYU_API_KEY_FAILURES_PER_IP_MINUTE = 5
+    _k, token = _key()
+    flooder = f"203.0.113.{os.getpid() % 250 + 1}"
+    guesses = [f"wy_{n:010x}_{'A' * 43}" for n in range(8)]
+    fresh_window(60)
+    # five wrong guesses are told so, one by one
+    for guess in guesses[:5]:
+        answer = _api(guess, REMOTE_ADDR=flooder).get("/api/v1/tickets")
+        assert (answer.status_code, answer.json()["error"]) == (401, "unauthorized")
+    # the next ones are refused for the rest of the minute, without looking the key up
+    for guess in guesses[5:]:
+        with CaptureQueriesContext(connection) as queries:
+            refused = _api(guess, REMOTE_ADDR=flooder).get("/api/v1/tickets")
+        assert (refused.status_code, refused.json()["error"]) == (429, "rate_limited")
+        assert 1 <= int(refused["Retry-After"]) <= 61
+        assert not [q["sql"] for q in queries.captured_queries if "org_apikey" in q["sql"]]
+    # … and with the Idempotency-Key middleware in the way, still refused without a lookup
+    with CaptureQueriesContext(connection) as queries:
+        refused = _api(guesses[0], REMOTE_ADDR=flooder).post(
+            "/api/v1/kefu/canned", {}, content_type="application/json", HTTP_IDEMPOTENCY_KEY="k1"
+        )
+    assert refused.status_code == 429
+    assert not [q["sql"] for q in queries.captured_queries if "org_apikey" in q["sql"]]
+    # a valid key used from another address is not affected by that flood
+    fine = _api(token, REMOTE_ADDR="198.51.100.20").get("/api/v1/tickets")
+    assert fine.status_code == 200
+
+
+def test_failures_of_a_valid_key_are_not_counted_against_its_address(acme, settings) -> None:
+    settings.WEIYU_API_KEY_FAILURES_PER_IP_MINUTE = 2
+    _k, token = _key(scopes=["tickets:read"])
+    address = f"198.51.100.{os.getpid() % 250 + 1}"
+    fresh_window(60)
+    # a key outside its scopes is forbidden (not a guess): any number of times
+    for _n in range(4):
+        assert _api(token, REMOTE_ADDR=address).get("/api/v1/org/directory").status_code == 403
+    assert _api(token, REMOTE_ADDR=address).get("/api/v1/tickets").status_code == 200
 
 
 @pytest.mark.parametrize("rate", [3])

@@ -24,6 +24,7 @@ from asgiref.sync import async_to_sync, sync_to_async
 from asgiref.testing import ApplicationCommunicator
 from django.conf import settings
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
+from django.core.handlers.asgi import ASGIHandler
 from django.test import Client, override_settings
 from django_tenants.utils import schema_context
 from websockets.sync.client import connect as ws_connect
@@ -379,6 +380,88 @@ def test_a_sign_in_past_the_budget_is_refused_before_django_without_the_database
     assert 0 < body["retry_after"] <= 60
     assert "Too many sign-in attempts right now" in body["detail"]
     assert "当前登录尝试过多" in chinese[2].decode()
+
+
+#: headers that describe one answer (its body, caching, cookies), not the site's policy
+_PER_ANSWER = {
+    "content-type",
+    "content-length",
+    "content-language",
+    "vary",
+    "cache-control",
+    "expires",
+    "set-cookie",
+    "last-modified",
+    "retry-after",
+}
+
+
+def _policy_headers(headers: dict[bytes, bytes]) -> dict[str, str]:
+    """The site-wide headers of an answer (the CSP without its per-request nonce)."""
+    found = {}
+    for name, value in headers.items():
+        key = name.decode().lower()
+        if key not in _PER_ANSWER:
+            found[key] = re.sub(r" 'nonce-[^']*'", "", value.decode())
+    return found
+
+
+def test_the_gates_refusal_carries_the_security_headers_of_every_page(acme):
+    # given a production-like set-up: the CSP on, HSTS over https
+    middleware = list(settings.MIDDLEWARE)
+    if "csp.middleware.CSPMiddleware" not in middleware:
+        at = middleware.index("django.middleware.security.SecurityMiddleware") + 1
+        middleware.insert(at, "csp.middleware.CSPMiddleware")
+    budget = {**settings.WEIYU_TENANT_LIMITS, "sign_ins_per_minute": 1}
+    fresh_window(60)
+    with override_settings(
+        MIDDLEWARE=middleware,
+        SECURE_HSTS_SECONDS=3600,
+        WEIYU_RATE_LIMITS=True,
+        WEIYU_TENANT_LIMITS=budget,
+    ):
+        app = SignInGate(ASGIHandler())
+        # and a tenant whose sign-in budget is used up
+        client = Client(HTTP_HOST="acme.localhost", REMOTE_ADDR=_address())
+        assert _sign_in(client, "/inbox/login/", unique("stuffed"), "guess").status_code == 200
+
+        async def both() -> list[tuple[int, dict[bytes, bytes], bytes]]:
+            page = await _asgi_https(app, "GET", "/inbox/login/", b"")
+            refused = await _asgi_https(
+                app, "POST", "/inbox/login/", b"username=bob&password=guess"
+            )
+            return [page, refused]
+
+        page, refused = async_to_sync(both)()
+    assert page[0] == 200
+    assert refused[0] == 429
+    normal = _policy_headers(page[1])
+    assert {"content-security-policy", "strict-transport-security", "x-frame-options"} <= set(
+        normal
+    ), normal
+    # then the refusal carries every one of them, with the same values
+    assert _policy_headers(refused[1]) == normal
+
+
+async def _asgi_https(
+    app: Any, method: str, path: str, body: bytes
+) -> tuple[int, dict[bytes, bytes], bytes]:
+    scope = {
+        **_scope("acme.localhost", path, _address(), [(b"accept-language", b"en")]),
+        "method": method,
+        "scheme": "https",
+    }
+    talk = ApplicationCommunicator(app, scope)
+    await talk.send_input({"type": "http.request", "body": body, "more_body": False})
+    start = await talk.receive_output(WAIT_S)
+    content = b""
+    while True:
+        message = await talk.receive_output(WAIT_S)
+        content += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    await talk.wait(WAIT_S)
+    return start["status"], dict(start["headers"]), content
 
 
 def test_password_resets_past_the_tenants_budget_are_refused_without_the_database(

@@ -10,20 +10,26 @@ import uuid
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
-from django.test import Client
+from django.test import Client, override_settings
+from django.utils import timezone
 from django_tenants.utils import schema_context
+from PIL import Image
 
-from kefu.models import VisitorNote
+from kefu.models import Channel, VisitorNote
 from kefu.services import files as visitor_files
 from kefu.services import messages
-from tenants import backup
-from tenants.models import Tenant
+from tenants import backup, domains
+from tenants.branding import brand_get, branding_save, logo_read
+from tenants.models import CustomDomain, Domain, MailSettings, Tenant
 from tenants.services import tenant_create
+from tests import fake_dns
 from tests.conftest import make_desk, make_visitor
 from tickets.services import tickets as ticket_services
+from weiyu.errors import ServiceError
 
 PASSWORD = "restore-me-carefully-42"
 
@@ -159,3 +165,123 @@ def test_a_backup_from_other_migrations_is_refused_and_leaves_nothing(tmp_path: 
             "tenant_restore", tmp_path / "junk.tar.gz", "--schema", target,
             "--domain", f"{target.replace('_', '-')}.localhost",
         )  # fmt: skip
+
+
+def _png() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (64, 32), "#cc3300").save(out, "PNG")
+    return out.getvalue()
+
+
+def test_mail_settings_branding_and_custom_domains_come_back_unverified(tmp_path: Path):
+    # given a tenant with its own tested mail server, a logo and colours, and a verified domain
+    source = _company()
+    MailSettings.objects.create(
+        tenant=source,
+        host="smtp.backup.example",
+        port=465,
+        security=MailSettings.Security.SSL,
+        username="mailer",
+        password="smtp-secret-9",
+        from_name="Backup Co",
+        from_address="help@backup.example",
+        verified_at=timezone.now(),
+    )
+    logo = _png()
+    branding_save(
+        tenant=source,
+        primary_color="#cc3300",
+        accent_color="#00aa55",
+        logo=io.BytesIO(logo),
+        logo_size=len(logo),
+    )
+    host = f"help.{source.schema_name.replace('_', '-')}.example"
+    custom = domains.custom_domain_add(tenant=source, host=host)
+    fake_dns.RECORDS[custom.record_name] = [custom.token]
+    assert domains.custom_domain_verify(custom=custom, txt=fake_dns.FakeTxtResolver())
+
+    # when it is backed up and restored as another tenant
+    archive = tmp_path / "company.tar.gz"
+    manifest = backup.tenant_backup(schema=source.schema_name, output=archive)
+    assert manifest["public"] == {"mail_settings": True, "branding": True, "custom_domains": 1}
+    with tarfile.open(archive, "r:gz") as tar:
+        kept = tar.extractfile("public.json").read().decode()
+    assert "smtp-secret-9" not in kept  # the password stays sealed in the file
+    target = f"rs_{uuid.uuid4().hex[:10]}"
+    restored = backup.tenant_restore(
+        archive=archive, schema=target, domain=f"{target.replace('_', '-')}.localhost"
+    )
+
+    # then its mail settings are back, password included, waiting for a new test mail
+    mail = MailSettings.objects.get(tenant=restored)
+    assert (mail.host, mail.port, mail.security, mail.username, mail.from_address) == (
+        "smtp.backup.example",
+        465,
+        "ssl",
+        "mailer",
+        "help@backup.example",
+    )
+    assert mail.password == "smtp-secret-9"
+    assert mail.verified_at is None
+    # its branding shows the same logo, from the new tenant's files
+    brand = brand_get(tenant_id=restored.pk)
+    assert (brand.primary_color, brand.accent_color) == ("#cc3300", "#00aa55")
+    assert brand.logo_path.startswith(f"{target}/branding/")
+    assert logo_read(brand) == logo
+    # its domain is claimed with the same token but routes nowhere until checked again
+    claimed = CustomDomain.objects.get(tenant=restored)
+    assert (claimed.host, claimed.token) == (host, custom.token)
+    assert claimed.verified_at is None
+    assert claimed.domain_id is None
+    assert Domain.objects.get(domain=host).tenant_id == source.pk
+    # the source is untouched
+    assert MailSettings.objects.get(tenant=source).verified_at is not None
+
+
+def test_a_mail_password_sealed_with_other_keys_refuses_the_restore(tmp_path: Path):
+    source = _company()
+    MailSettings.objects.create(
+        tenant=source, host="smtp.backup.example", password="x-9", from_address="a@b.example"
+    )
+    archive = tmp_path / "company.tar.gz"
+    backup.tenant_backup(schema=source.schema_name, output=archive)
+    other_keys = [Fernet.generate_key().decode()]
+    target = f"rs_{uuid.uuid4().hex[:10]}"
+    with (
+        override_settings(WEIYU_FIELD_KEYS=other_keys, SECRET_KEY="another-installation-" * 3),
+        pytest.raises(ServiceError, match="other field keys"),
+    ):
+        backup.tenant_restore(
+            archive=archive, schema=target, domain=f"{target.replace('_', '-')}.localhost"
+        )
+    assert not Tenant.objects.filter(schema_name=target).exists()
+    assert not MailSettings.objects.filter(tenant__schema_name=target).exists()
+
+
+def test_secrets_at_rest_stay_sealed_in_the_archive(tmp_path: Path):
+    source = _company()
+    secret = f"identity-{uuid.uuid4().hex}"
+    with schema_context(source.schema_name):
+        channel = Channel.objects.first()
+        channel.identity_secret = secret
+        channel.save(update_fields=["identity_secret"])
+    archive = tmp_path / "company.tar.gz"
+    backup.tenant_backup(schema=source.schema_name, output=archive)
+    with tarfile.open(archive, "r:gz") as tar:
+        assert secret.encode() not in tar.extractfile("data.json").read()
+    target = f"rs_{uuid.uuid4().hex[:10]}"
+    backup.tenant_restore(
+        archive=archive, schema=target, domain=f"{target.replace('_', '-')}.localhost"
+    )
+    with schema_context(target):
+        assert Channel.objects.get(pk=channel.pk).identity_secret == secret
+    # an installation without the keys that sealed them refuses the archive, leaving nothing
+    other = f"rs_{uuid.uuid4().hex[:10]}"
+    with (
+        override_settings(WEIYU_FIELD_KEYS=[Fernet.generate_key().decode()], SECRET_KEY="o" * 50),
+        pytest.raises(ServiceError, match="other field keys"),
+    ):
+        backup.tenant_restore(
+            archive=archive, schema=other, domain=f"{other.replace('_', '-')}.localhost"
+        )
+    assert not Tenant.objects.filter(schema_name=other).exists()

@@ -19,6 +19,9 @@ from django_tenants.utils import schema_context
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect as ws_connect
 
+from kefu.channels.api import api_channel_credentials_rotate
+from kefu.models import Channel, ChannelAccount
+from tests.channels import channel_worker, vendors  # noqa: F401 (fixtures)
 from tests.conftest import make_desk, make_visitor, unique
 from tests.kefu.conversations import customer_conversation
 from tests.servers import LiveServer, serve_start
@@ -45,7 +48,7 @@ def scrape(client: Client | None = None, **headers: str) -> dict:
 
 
 def test_a_local_scraper_sees_each_stored_message_of_its_tenant_and_requests(acme):
-    key = ("weiyu_messages_total", (("kind", "visitor"), ("tenant", "acme")))
+    key = ("weiyu_messages_total", (("kind", "visitor"), ("origin", "web"), ("tenant", "acme")))
     before = scrape().get(key, 0.0)
     requests_key = ("weiyu_http_requests_total", (("method", "GET"), ("status", "200")))
     requests_before = scrape().get(requests_key, 0.0)
@@ -58,10 +61,56 @@ def test_a_local_scraper_sees_each_stored_message_of_its_tenant_and_requests(acm
 
     after = scrape()
     assert after[key] == before + 2
-    assert after[("weiyu_messages_total", (("kind", "agent"), ("tenant", "acme")))] >= 1
+    agent = ("weiyu_messages_total", (("kind", "agent"), ("origin", "web"), ("tenant", "acme")))
+    assert after[agent] >= 1
     # the scrapes themselves are answered requests
     assert after[requests_key] >= requests_before + 1
     assert after[("weiyu_tenants", (("state", "active"),))] >= 2
+
+
+def test_messages_a_celery_worker_stores_are_counted_in_the_scrape(
+    acme,
+    vendors,  # noqa: F811 (the fixture)
+    channel_worker,  # noqa: F811 (the fixture)
+):
+    # given an API channel: each message posted to it is stored by a Celery worker
+    desk = make_desk(acme, agents=1)
+    with schema_context("acme"):
+        channel = Channel.objects.create(
+            name=unique("api"), kind=Channel.Kind.API, workgroup=desk.workgroup
+        )
+        key, _secret = api_channel_credentials_rotate(channel=channel)
+        ChannelAccount.objects.filter(channel=channel).update(
+            api_base_url=f"{vendors.base_url}/receiver"
+        )
+    counted = (
+        "weiyu_messages_total",
+        (("kind", "visitor"), ("origin", "worker"), ("tenant", "acme")),
+    )
+    before = scrape().get(counted, 0.0)
+    web_before = scrape().get(
+        ("weiyu_messages_total", (("kind", "visitor"), ("origin", "web"), ("tenant", "acme"))), 0.0
+    )
+
+    # when a customer's two messages come in through it
+    for text in ("where is my parcel?", "order 7"):
+        answer = Client(HTTP_HOST="acme.localhost").post(
+            f"/api/v1/kefu/channels/{channel.public_key}/messages",
+            json.dumps({"contact": {"id": unique("crm")}, "text": text}),
+            "application/json",
+            HTTP_AUTHORIZATION=f"Bearer {key}",
+        )
+        assert answer.status_code == 202, answer.content
+
+    # then a scrape of the web process counts both, as the worker's
+    def both_counted() -> dict | None:
+        now = scrape()
+        return now if now.get(counted, 0.0) >= before + 2 else None
+
+    found = wait_until(both_counted, what="the worker's messages in the scrape")
+    assert found[counted] == before + 2
+    web = ("weiyu_messages_total", (("kind", "visitor"), ("origin", "web"), ("tenant", "acme")))
+    assert found.get(web, 0.0) == web_before
 
 
 def test_a_remote_scraper_needs_the_operators_token():
