@@ -1,6 +1,7 @@
 """Celery tasks of the tenants app. The e-mail tasks are defined beside their services
 (:func:`tenants.services.admin_invitation_email_task`,
-:func:`tenants.signup.signup_verification_email_task`, which enqueue them) under their names
+:func:`tenants.signup.signup_verification_email_task`,
+:func:`tenants.pool.spares_fill_task`, which enqueue them) under their names
 here, and re-exported, as kefu does with its own."""
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from django_tenants.utils import tenant_context
 
 from tenants import lifecycle, quotas, services, signup
 from tenants.models import Tenant
+from tenants.pool import spares_fill_task
 from tenants.services import admin_invitation_email_task
 from tenants.signup import signup_verification_email_task
 from weiyu.errors import ServiceError
@@ -21,6 +23,7 @@ __all__ = [
     "admin_invitation_email_task",
     "signup_verification_email_task",
     "signups_purge_task",
+    "spares_fill_task",
     "tenant_export_task",
     "tenants_delete_due_task",
     "trials_expire_task",
