@@ -6,9 +6,10 @@ import datetime as dt
 
 from celery import shared_task
 from django.conf import settings
-from django_tenants.utils import get_tenant_model, schema_context
+from django_tenants.utils import schema_context
 
 from im.attachments import attachment_orphans_purge
+from tenants import fanout
 
 
 @shared_task
@@ -22,13 +23,7 @@ def attachment_orphans_purge_task(schema: str) -> int:
 
 
 @shared_task
-def attachment_orphans_purge_all_task() -> None:
-    """Beat (hourly): one :func:`attachment_orphans_purge_task` per active tenant."""
-    schemas = (
-        get_tenant_model()
-        .objects.filter(is_active=True)
-        .exclude(schema_name="public")
-        .values_list("schema_name", flat=True)
-    )
-    for schema in schemas:
-        attachment_orphans_purge_task.delay(schema)
+def attachment_orphans_purge_all_task() -> int:
+    """Beat (hourly): :func:`attachment_orphans_purge_task` for every active tenant, in chunks
+    (:func:`tenants.fanout.fanout`); returns how many tenants."""
+    return fanout.fanout("im.tasks.attachment_orphans_purge_task")

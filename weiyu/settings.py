@@ -667,6 +667,10 @@ CELERY_BEAT_SCHEDULE["tenants-spares-fill"] = {
     "task": "tenants.tasks.spares_fill_task",
     "schedule": 600.0,
 }
+#: beat fan-out (tenants/fanout.py): tenants per chunk task, and seconds between two passes that
+#: visit every tenant, not only those marked live
+WEIYU_FANOUT_CHUNK = int(os.environ.get("WEIYU_FANOUT_CHUNK", "50"))
+WEIYU_FANOUT_SWEEP_S = float(os.environ.get("WEIYU_FANOUT_SWEEP_S", "300"))
 CELERY_BEAT_SCHEDULE["tenants-trials-expire"] = {
     "task": "tenants.tasks.trials_expire_task",
     "schedule": 60.0,
