@@ -1,18 +1,24 @@
 #!/usr/bin/env python
-"""Provisioning benchmark: time to create a tenant by cloning the template vs by migrating.
+"""Provisioning benchmark: time to create a tenant from the spare pool vs by copying the template.
 
-    .venv/bin/python bench/provisioning.py [--tenants 10] [--json] [--keep]
+    .venv/bin/python bench/provisioning.py [--tenants 10] [--burners 2] [--migrate] [--json] [--keep]
 
 What it does (docs/benchmarks.md, "Provisioning"):
 
 1. A fresh database next to ``$DATABASE_URL``'s (its name + ``_provbench``, dropped at the end
    unless ``--keep``), migrated by ``migrate_schemas`` as a deploy does: public schema, then the
    template schema (tenants/template.py).
-2. ``--tenants`` tenants provisioned through ``tenants.services.tenant_create`` (schema, domain,
-   first administrator: what a sign-up waits for), alternately by cloning the template and, the
-   baseline in the same run, with ``TENANT_TEMPLATE_SCHEMA`` empty (every migration run). Taking
-   turns spreads the machine's load over both.
-3. Prints per method the p50/p95/max of the whole ``tenant_create`` and of its schema step alone
+2. ``--burners`` processes that only spin the CPU, started beside it (the loaded machine).
+3. ``--tenants`` tenants per method provisioned through ``tenants.services.tenant_create``
+   (schema, domain, first administrator: what a sign-up waits for), taking turns so every method
+   sees the same load:
+
+   - ``clone`` (the baseline: provisioning before the pool): the template copied while the
+     tenant waits, the administrator's password hashed then;
+   - ``pool``: a spare schema renamed (tenants/pool.py) with the password hash made earlier, as
+     the sign-up form does; the pool is refilled between two tenants, untimed (a worker's job);
+   - ``migrate`` (with ``--migrate``): ``TENANT_TEMPLATE_SCHEMA`` empty, every migration run.
+4. Prints per method the p50/p95/max of the whole ``tenant_create`` and of its schema step alone
    (from the service's log line), in ms.
 """
 
@@ -23,6 +29,7 @@ import contextlib
 import io
 import json
 import logging
+import multiprocessing
 import os
 import sys
 import time
@@ -50,24 +57,44 @@ class _SchemaTimes(logging.Handler):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tenants", type=int, default=10, help="tenants per method")
+    parser.add_argument("--burners", type=int, default=0, help="CPU-spinning processes beside")
+    parser.add_argument("--migrate", action="store_true", help="also time migrating a schema")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the database")
     args = parser.parse_args(argv)
 
-    with scratch_database("provbench", keep=args.keep):
-        result = _measure(args.tenants)
+    burners = [multiprocessing.Process(target=_spin, daemon=True) for _ in range(args.burners)]
+    for burner in burners:
+        burner.start()
+    try:
+        with scratch_database("provbench", keep=args.keep):
+            result = _measure(args.tenants, with_migrate=args.migrate)
+    finally:
+        for burner in burners:
+            burner.terminate()
+            burner.join()
+    result["burners"] = args.burners
     _report(result, as_json=args.json)
     return 0
 
 
-def _measure(tenants: int) -> dict:
+def _spin() -> None:
+    """A CPU burner: loops until terminated."""
+    n = 0
+    while True:
+        n = (n + 1) % 1_000_003
+
+
+def _measure(tenants: int, *, with_migrate: bool) -> dict:
     """Deploy, then provision ``tenants`` tenants per method, taking turns (module docstring)."""
     import django
 
     django.setup()
+    from django.contrib.auth.hashers import make_password
     from django.core.management import call_command
     from django.test import override_settings
 
+    from tenants import pool
     from tenants.services import public_tenant_ensure, tenant_create
 
     started = time.monotonic()
@@ -78,21 +105,29 @@ def _measure(tenants: int) -> dict:
     service_log = logging.getLogger("tenants.services")
     service_log.addHandler(handler)
     service_log.setLevel(logging.INFO)
-    totals: dict[str, list[float]] = {"clone": [], "migrate": []}
-    schemas: dict[str, list[str]] = {"clone": [], "migrate": []}
-    for n in range(2 * tenants):
-        method = "clone" if n % 2 == 0 else "migrate"
+    methods = ("clone", "pool", "migrate") if with_migrate else ("clone", "pool")
+    totals: dict[str, list[float]] = {method: [] for method in methods}
+    schemas: dict[str, list[str]] = {method: [] for method in methods}
+    for n in range(len(methods) * tenants):
+        method = methods[n % len(methods)]
         schema = f"b{method[0]}_{uuid.uuid4().hex[:10]}"
         quiet = contextlib.redirect_stdout(io.StringIO())  # migrate_schemas' progress
-        settings = {"TENANT_TEMPLATE_SCHEMA": ""} if method == "migrate" else {}
+        settings = {"WEIYU_SPARE_SCHEMAS": 1 if method == "pool" else 0}
+        if method == "migrate":
+            settings["TENANT_TEMPLATE_SCHEMA"] = ""
+        credentials = {"admin_password": uuid.uuid4().hex}
         with override_settings(**settings), quiet:
+            if method == "pool":
+                pool.spares_fill()  # a worker's job between two sign-ups: untimed
+                # hashed when the sign-up form was sent, not while the tenant is made
+                credentials = {"admin_password_hash": make_password(uuid.uuid4().hex)}
             started = time.monotonic()
             tenant_create(
                 name=schema,
                 schema_name=schema,
                 domain=f"{schema.replace('_', '-')}.localhost",
                 admin_username="admin",
-                admin_password=uuid.uuid4().hex,
+                **credentials,
             )
             totals[method].append((time.monotonic() - started) * 1000)
         schemas[method].append(schema)
@@ -102,7 +137,8 @@ def _measure(tenants: int) -> dict:
         "cpus": os.cpu_count(),
         "loadavg_1m": round(os.getloadavg()[0], 2),
     }
-    for method in ("migrate", "clone"):
+    result["methods"] = list(methods)
+    for method in methods:
         schema_ms = [handler.ms[s] for s in schemas[method] if s in handler.ms]
         result[method] = {
             "tenant_create_ms": quantiles(totals[method]),
@@ -117,10 +153,11 @@ def _report(result: dict, *, as_json: bool) -> None:
         return
     print(
         f"{result['tenants_per_method']} tenants per method; migrate_schemas (public + template) "
-        f"{result['migrate_schemas_s']} s; {result['cpus']} CPUs, load {result['loadavg_1m']}"
+        f"{result['migrate_schemas_s']} s; {result['cpus']} CPUs, {result['burners']} CPU "
+        f"burners, load {result['loadavg_1m']}"
     )
     print(f"{'method':8} {'step':16} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}")
-    for method in ("migrate", "clone"):
+    for method in result["methods"]:
         for step in ("tenant_create_ms", "schema_ms"):
             row = result[method][step]
             print(

@@ -6,10 +6,11 @@ import datetime as dt
 
 from celery import shared_task
 from django.conf import settings
-from django_tenants.utils import get_tenant_model, schema_context
+from django_tenants.utils import schema_context
 
 from im.attachments import attachment_orphans_purge
 from im.digest import unread_digest
+from tenants import fanout
 
 
 @shared_task
@@ -23,16 +24,10 @@ def attachment_orphans_purge_task(schema: str) -> int:
 
 
 @shared_task
-def attachment_orphans_purge_all_task() -> None:
-    """Beat (hourly): one :func:`attachment_orphans_purge_task` per active tenant."""
-    schemas = (
-        get_tenant_model()
-        .objects.filter(is_active=True)
-        .exclude(schema_name="public")
-        .values_list("schema_name", flat=True)
-    )
-    for schema in schemas:
-        attachment_orphans_purge_task.delay(schema)
+def attachment_orphans_purge_all_task() -> int:
+    """Beat (hourly): :func:`attachment_orphans_purge_task` for every active tenant, in chunks
+    (:func:`tenants.fanout.fanout`); returns how many tenants."""
+    return fanout.fanout("im.tasks.attachment_orphans_purge_task")
 
 
 @shared_task
@@ -44,14 +39,7 @@ def unread_digest_task(schema: str) -> int:
 
 
 @shared_task
-def unread_digest_all_task() -> None:
-    """Beat (every ``WEIYU_DIGEST_INTERVAL_S``, 60 s): one :func:`unread_digest_task` per
-    active tenant."""
-    schemas = (
-        get_tenant_model()
-        .objects.filter(is_active=True)
-        .exclude(schema_name="public")
-        .values_list("schema_name", flat=True)
-    )
-    for schema in schemas:
-        unread_digest_task.delay(schema)
+def unread_digest_all_task() -> int:
+    """Beat (every ``WEIYU_DIGEST_INTERVAL_S``, 60 s): :func:`unread_digest_task` for every
+    active tenant, in chunks (:func:`tenants.fanout.fanout`); returns how many tenants."""
+    return fanout.fanout("im.tasks.unread_digest_task")

@@ -1,3 +1,5 @@
+from typing import Any
+
 from django.apps import AppConfig
 from django.utils.translation import gettext_lazy as _
 
@@ -16,6 +18,31 @@ class KefuConfig(AppConfig):
         from org.signals import user_deactivated
 
         send_hook_register(kind=Conversation.Kind.VISITOR, hook=VisitorConversationHook())
+
+        # work for the service timers' scan marks the tenant live (tenants/fanout.py): the beat
+        # then visits it every interval, the idle tenants once a sweep
+        from django.db.models.signals import post_save
+
+        from kefu.models import ScheduledMessage, Session, Transfer
+        from tenants import fanout
+
+        live = {
+            "robot",
+            "queued",
+            "open",
+            "pending",
+        }  # of sessions, transfers and scheduled messages
+
+        def timers_work(sender: type, instance: object, created: bool, **kwargs: Any) -> None:
+            fields = kwargs.get("update_fields")
+            field = "state" if sender is ScheduledMessage else "status"
+            if getattr(instance, field) in live and (created or fields is None or field in fields):
+                fanout.live_mark("timers")
+
+        for model in (Session, Transfer, ScheduledMessage):
+            post_save.connect(
+                timers_work, sender=model, weak=False, dispatch_uid=f"kefu-timers-{model.__name__}"
+            )
 
         # the plan's widget channels (tenants.quotas): the active ones
         from kefu.models import Channel

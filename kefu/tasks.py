@@ -14,18 +14,23 @@ import datetime as dt
 
 from celery import shared_task
 from django.utils import timezone
-from django_tenants.utils import get_tenant_model, schema_context
+from django_tenants.utils import schema_context
 
 from kefu import exports, privacy, stats
 from kefu.channels.delivery import delivery_send_task
 from kefu.channels.inbound import channel_event_task, channel_events_prune
-from kefu.channels.mail_inbound import imap_poll_all_task, imap_poll_task
+from kefu.channels.mail_inbound import (
+    imap_poll_all_task,
+    imap_poll_task,
+    imap_poll_tenant_task,
+)
 from kefu.exports import export_job_task
-from kefu.models import Session
+from kefu.models import AgentState, ScheduledMessage, Session, Transfer
 from kefu.robot.answers import robot_answer_task
 from kefu.robot.drafts import assist_draft_task
 from kefu.services import agents, automation, queue, routing, scheduled, snooze, transfers
 from kefu.transcripts import transcript_email_task
+from tenants import fanout
 
 __all__ = [
     "assist_draft_task",
@@ -35,6 +40,7 @@ __all__ = [
     "exports_purge_task",
     "imap_poll_all_task",
     "imap_poll_task",
+    "imap_poll_tenant_task",
     "queue_dispatch_scan_task",
     "queue_dispatch_task",
     "robot_answer_task",
@@ -44,16 +50,6 @@ __all__ = [
     "timers_scan_task",
     "transcript_email_task",
 ]
-
-
-def _active_schemas() -> list[str]:
-    """Schemas of the active tenants (the beat tasks fan out one task per tenant)."""
-    return list(
-        get_tenant_model()
-        .objects.filter(is_active=True)
-        .exclude(schema_name="public")
-        .values_list("schema_name", flat=True)
-    )
 
 
 @shared_task
@@ -69,11 +65,23 @@ def queue_dispatch_task(schema: str) -> int:
 
 
 @shared_task
-def queue_dispatch_scan_task() -> None:
+def queue_dispatch_scan_task() -> int:
     """Beat (every 15 s): a safety net behind the event-driven dispatch — e.g. an agent whose
-    status was changed directly in the database — fanned out as one task per active tenant."""
-    for schema in _active_schemas():
-        queue_dispatch_task.delay(schema)
+    status was changed directly in the database — for the tenants with live conversations or
+    agents (the ``timers`` set; every active tenant once a sweep), in chunks
+    (:func:`tenants.fanout.fanout`). Returns how many tenants."""
+    return fanout.fanout("kefu.tasks.queue_dispatch_task", kind="timers")
+
+
+def _timers_live() -> bool:
+    """Whether the current tenant has something a timers scan may act on: a conversation not
+    closed, a connected agent, a pending transfer or a pending scheduled message."""
+    return (
+        Session.objects.exclude(status=Session.Status.CLOSED).exists()
+        or AgentState.objects.filter(connected=True).exists()
+        or Transfer.objects.filter(status=Transfer.Status.PENDING).exists()
+        or ScheduledMessage.objects.filter(state=ScheduledMessage.State.PENDING).exists()
+    )
 
 
 @shared_task
@@ -83,9 +91,11 @@ def timers_scan_task(schema: str) -> int:
     and idle closes (:func:`kefu.services.automation.timers_scan`), agents whose last tab closed
     (:func:`kefu.services.agents.offline_scan`), snoozes that ended
     (:func:`kefu.services.snooze.snooze_wake_scan`) and scheduled messages due
-    (:func:`kefu.services.scheduled.scheduled_due_send`); returns how many were acted on."""
+    (:func:`kefu.services.scheduled.scheduled_due_send`); returns how many were acted on. The
+    tenant stays in the live ``timers`` set of :mod:`tenants.fanout` while it has such work."""
     with schema_context(schema):
-        return (
+        fanout.live_clear("timers", schema)  # before looking: work made meanwhile marks it again
+        done = (
             queue.queue_wait_scan()
             + transfers.expire_scan()
             + automation.timers_scan()
@@ -93,14 +103,17 @@ def timers_scan_task(schema: str) -> int:
             + snooze.snooze_wake_scan()
             + scheduled.scheduled_due_send()
         )
+        if _timers_live():
+            fanout.live_add("timers", schema)
+        return done
 
 
 @shared_task
-def timers_scan_all_task() -> None:
-    """Beat (every ``KEFU_TIMER_INTERVAL_S``, default 5 s): one :func:`timers_scan_task` per
-    active tenant."""
-    for schema in _active_schemas():
-        timers_scan_task.delay(schema)
+def timers_scan_all_task() -> int:
+    """Beat (every ``KEFU_TIMER_INTERVAL_S``, default 5 s): :func:`timers_scan_task` for the
+    tenants in the live ``timers`` set (every active tenant once a sweep), in chunks
+    (:func:`tenants.fanout.fanout`). Returns how many tenants."""
+    return fanout.fanout("kefu.tasks.timers_scan_task", kind="timers")
 
 
 @shared_task(acks_late=True)
@@ -111,14 +124,15 @@ def stats_rollup_task(schema: str, day: str) -> int:
 
 
 @shared_task
-def stats_rollup_all_task() -> None:
+def stats_rollup_all_task() -> int:
     """Beat (every ``KEFU_STATS_INTERVAL_S``, default 300 s): today's and yesterday's statistics
-    of every active tenant, one :func:`stats_rollup_task` each."""
+    of every active tenant (:func:`stats_rollup_task`), in chunks
+    (:func:`tenants.fanout.fanout`). Returns how many tenants."""
     today = timezone.localdate()
-    days = [today.isoformat(), (today - dt.timedelta(days=1)).isoformat()]
-    for schema in _active_schemas():
-        for day in days:
-            stats_rollup_task.delay(schema, day)
+    count = 0
+    for day in (today, today - dt.timedelta(days=1)):
+        count = fanout.fanout("kefu.tasks.stats_rollup_task", args=(day.isoformat(),))
+    return count
 
 
 @shared_task
@@ -146,17 +160,14 @@ def channel_events_prune_task(schema: str) -> int:
 
 @shared_task
 def channel_events_prune_all_task() -> int:
-    """Beat (hourly): :func:`channel_events_prune_task` for every active tenant."""
-    schemas = _active_schemas()
-    for schema in schemas:
-        channel_events_prune_task.delay(schema)
-    return len(schemas)
+    """Beat (hourly): :func:`channel_events_prune_task` for every active tenant, in chunks
+    (:func:`tenants.fanout.fanout`); returns how many tenants."""
+    return fanout.fanout("kefu.tasks.channel_events_prune_task")
 
 
 @shared_task
-def retention_all_task() -> None:
+def retention_all_task() -> int:
     """Beat (daily): :func:`retention_task` and :func:`exports_purge_task` for every active
-    tenant."""
-    for schema in _active_schemas():
-        retention_task.delay(schema)
-        exports_purge_task.delay(schema)
+    tenant, in chunks (:func:`tenants.fanout.fanout`); returns how many tenants."""
+    fanout.fanout("kefu.tasks.retention_task")
+    return fanout.fanout("kefu.tasks.exports_purge_task")

@@ -35,16 +35,16 @@ from urllib.parse import urlsplit
 
 import ldap3
 from celery import shared_task
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django_tenants.utils import get_tenant_model, schema_context
+from django_tenants.utils import schema_context
 from ldap3.core.exceptions import LDAPException, LDAPStartTLSError
 from ldap3.utils.dn import parse_dn
 
 from org import directory
 from org.models import Department, LdapDirectory, User
+from tenants import fanout
 from weiyu import outbound
 from weiyu.errors import ServiceError
 
@@ -475,23 +475,20 @@ def _due(row: LdapDirectory, now: dt.datetime) -> bool:
     )
 
 
+@shared_task(name="org.tasks.ldap_sync_due_task")
+def ldap_sync_due_task(schema: str) -> bool:
+    """Queue :func:`ldap_sync_task` for ``schema`` when its directory sync is enabled and due;
+    returns whether it was queued."""
+    with schema_context(schema):
+        row = LdapDirectory.objects.filter(enabled=True).order_by("pk").first()
+        due = row is not None and _due(row, timezone.now())
+    if due:
+        ldap_sync_task.delay(schema)
+    return due
+
+
 @shared_task(name="org.tasks.ldap_sync_due_all_task")
 def ldap_sync_due_all_task() -> int:
-    """Beat (every ``WEIYU_LDAP_SCAN_S``, default 300 s): one :func:`ldap_sync_task` per
-    active tenant whose directory sync is enabled and due. Returns how many were queued."""
-    queued = 0
-    schemas = (
-        get_tenant_model()
-        .objects.filter(is_active=True)
-        .exclude(schema_name=settings.PUBLIC_SCHEMA_NAME)
-        .values_list("schema_name", flat=True)
-    )
-    now = timezone.now()
-    for schema in list(schemas):
-        with schema_context(schema):
-            row = LdapDirectory.objects.filter(enabled=True).order_by("pk").first()
-            due = row is not None and _due(row, now)
-        if due:
-            ldap_sync_task.delay(schema)
-            queued += 1
-    return queued
+    """Beat (every ``WEIYU_LDAP_SCAN_S``, default 300 s): :func:`ldap_sync_due_task` for every
+    active tenant, in chunks (:func:`tenants.fanout.fanout`); returns how many tenants."""
+    return fanout.fanout("org.tasks.ldap_sync_due_task")

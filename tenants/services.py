@@ -22,7 +22,7 @@ from django.utils.http import urlsafe_base64_encode
 from django.utils.translation import gettext as _
 from django_tenants.utils import schema_context, tenant_context
 
-from tenants import mail, quotas, template
+from tenants import mail, pool, quotas, template
 from tenants.models import Domain, Plan, Tenant
 from weiyu.errors import ServiceError
 
@@ -36,25 +36,32 @@ RESERVED_SCHEMAS = {"public", "information_schema"}
 
 
 def _tenant_schema_provision(*, tenant: Tenant) -> None:
-    """Create and save ``tenant`` with its schema: a copy of the template when the template is
-    current, else migrated from scratch (about a second, more with every migration), saying why
-    in the log. Call inside ``transaction.atomic()``; the schema goes away with a rollback."""
+    """Create and save ``tenant`` with its schema: a spare schema of the pool renamed when one is
+    ready (tenants/pool.py; a worker then makes another), else a copy of the template when the
+    template is current, else migrated from scratch (about a second, more with every migration),
+    saying why in the log. Call inside ``transaction.atomic()``; the schema goes away (a spare
+    back to the pool) with a rollback."""
     started = time.monotonic()
     schema = template.template_schema()
-    if not template.template_lock_try():
-        reason = "migrate_schemas is refreshing the template schema"
+    pool.spares_fill_later()
+    if (spare := pool.spare_take(target=tenant.schema_name)) is not None:
+        how = f"renamed from spare {spare}"
     else:
-        reason = template.template_stale_reason()
-    if reason is None:
-        template.schema_clone(source=schema, target=tenant.schema_name)
-        tenant.save()  # the schema exists: django-tenants only records the tenant
-        how = f"cloned from {schema}"
-    else:
-        logger.warning(
-            "tenant %s: migrating its schema from scratch: %s", tenant.schema_name, reason
-        )
-        tenant.save()  # creates and migrates the schema inside this transaction
-        how = "migrated"
+        if not template.template_lock_try():
+            reason = "migrate_schemas is refreshing the template schema"
+        else:
+            reason = template.template_stale_reason()
+        if reason is None:
+            template.schema_clone(source=schema, target=tenant.schema_name)
+            how = f"cloned from {schema}"
+        else:
+            logger.warning(
+                "tenant %s: migrating its schema from scratch: %s", tenant.schema_name, reason
+            )
+            how = "migrated"
+    # with a renamed or copied schema django-tenants only records the tenant; else it creates
+    # and migrates the schema inside this transaction
+    tenant.save()
     logger.info(
         "tenant %s: schema %s in %.0f ms",
         tenant.schema_name,
@@ -139,14 +146,20 @@ def tenant_create(
     schema_name: str,
     domain: str,
     admin_username: str,
-    admin_password: str,
+    admin_password: str = "",
     admin_email: str = "",
+    admin_password_hash: str = "",
 ) -> Tenant:
     """Create a tenant: its schema, its primary domain, and its first administrator.
 
-    The schema is a copy of the template schema (``settings.TENANT_TEMPLATE_SCHEMA``) when that
-    is migrated to exactly this code's migrations, else it is migrated from scratch (slower; the
-    log says why). Either way it is the same schema (``tests/tenants/test_template.py``).
+    The schema is a spare schema of the pool renamed (tenants/pool.py) when one is ready, else a
+    copy of the template schema (``settings.TENANT_TEMPLATE_SCHEMA``) when that is migrated to
+    exactly this code's migrations, else it is migrated from scratch (slower; the log says why).
+    Either way it is the same schema (``tests/tenants/test_template.py``).
+
+    The administrator's password is ``admin_password`` (hashed here, ~0.2 s of CPU) or, already
+    hashed, ``admin_password_hash`` (as ``make_password`` makes it; stored as it is), one of the
+    two being required.
 
     ``schema_name`` must match ``[a-z][a-z0-9_]{1,62}``; ``domain`` is a bare host name
     (``acme.localhost``, no port). Raises ``ServiceError``: ``invalid`` (bad name, schema, domain,
@@ -157,18 +170,21 @@ def tenant_create(
     domain = domain.strip().lower()
     _validate(name, schema_name, domain)
     admin_email = admin_email.strip()
-    _validate_admin(admin_username.strip(), admin_password, admin_email)
+    _validate_admin(admin_username.strip(), admin_password or admin_password_hash, admin_email)
     with transaction.atomic():
         tenant = Tenant(name=name.strip(), schema_name=schema_name)
         _tenant_schema_provision(tenant=tenant)
         Domain.objects.create(domain=domain, tenant=tenant, is_primary=True)
         with tenant_context(tenant):
-            get_user_model().objects.create_superuser(
+            user_model = get_user_model()
+            admin = user_model.objects.create_superuser(
                 username=admin_username.strip(),
                 email=admin_email,
-                password=admin_password,
+                password=admin_password or None,  # None: no hash computed, replaced below
                 role="admin",
             )
+            if not admin_password:
+                user_model.objects.filter(pk=admin.pk).update(password=admin_password_hash)
     return tenant
 
 

@@ -41,9 +41,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import connection, transaction
 from django.utils import timezone, translation
-from django.utils.crypto import get_random_string
 from django.utils.translation import gettext as _
-from django_tenants.utils import tenant_context
 
 from tenants import mail, services
 from tenants.models import Domain, Plan, Signup, Tenant
@@ -395,7 +393,7 @@ def signup_verify(*, token: str) -> Signup:
             schema_name=label.replace("-", "_"),
             domain=tenant_domain(label),
             admin_username=signup.email,
-            admin_password=get_random_string(40),
+            admin_password_hash=signup.password_hash,  # hashed once, when the form was sent
             admin_email=signup.email,
         )
         plan = signup_plan()
@@ -403,10 +401,6 @@ def signup_verify(*, token: str) -> Signup:
         if plan.trial_days:
             tenant.trial_ends_at = timezone.now() + dt.timedelta(days=plan.trial_days)
         tenant.save(update_fields=["plan", "trial_ends_at"])
-        with tenant_context(tenant):
-            get_user_model().objects.filter(username=signup.email).update(
-                password=signup.password_hash
-            )
         signup.tenant = tenant
         signup.verified_at = timezone.now()
         signup.password_hash = ""

@@ -38,6 +38,11 @@ from weiyu import dbthreads
 
 _counter = itertools.count(1)
 PASSWORD = "correct-horse-battery"
+# No spare schema pool (tenants/pool.py) unless a test asks for one: tenants are copied from the
+# template as the provisioning tests expect, and nothing enqueues a refill (here and in the
+# servers the tests start)
+settings.WEIYU_SPARE_SCHEMAS = 0
+os.environ["WEIYU_SPARE_SCHEMAS"] = "0"
 
 
 def unique(prefix: str) -> str:

@@ -8,31 +8,31 @@ from __future__ import annotations
 
 from celery import shared_task
 from django.utils import timezone
-from django_tenants.utils import get_tenant_model, schema_context
+from django_tenants.utils import schema_context
 
 from kefu.channels.base import DeliveryError
+from tenants import fanout
 from tickets.services import email, sla
 
 
 @shared_task
 def sla_scan_task(schema: str) -> dict[str, int]:
-    """Scan one tenant now (see :func:`tickets.services.sla.sla_scan`)."""
+    """Scan one tenant now (see :func:`tickets.services.sla.sla_scan`); the tenant stays in the
+    live ``sla`` set of :mod:`tenants.fanout` while it has running clocks."""
     with schema_context(schema):
-        return sla.sla_scan(now=timezone.now())
+        fanout.live_clear("sla", schema)  # before looking: a clock made meanwhile marks it again
+        done = sla.sla_scan(now=timezone.now())
+        if sla.sla_clocks_live():
+            fanout.live_add("sla", schema)
+        return done
 
 
 @shared_task
 def sla_scan_all_task() -> int:
-    """Beat (every 10 s): one :func:`sla_scan_task` per active tenant; returns how many."""
-    schemas = list(
-        get_tenant_model()
-        .objects.filter(is_active=True)
-        .exclude(schema_name="public")
-        .values_list("schema_name", flat=True)
-    )
-    for schema in schemas:
-        sla_scan_task.delay(schema)
-    return len(schemas)
+    """Beat (every ``SLA_SCAN_INTERVAL_S``, 10 s): :func:`sla_scan_task` for the tenants with
+    live SLA clocks (every active tenant once a sweep), in chunks (:func:`tenants.fanout.fanout`);
+    returns how many tenants."""
+    return fanout.fanout("tickets.tasks.sla_scan_task", kind="sla")
 
 
 @shared_task(autoretry_for=(OSError, DeliveryError), retry_backoff=30, max_retries=8)

@@ -134,6 +134,9 @@ PUBLIC_SCHEMA_URLCONF = "weiyu.urls_public"
 # New tenants are copies of this schema, kept migrated by `migrate_schemas` (tenants/template.py,
 # docs/operations.md). Never a tenant: tenant schemas start with a letter. Empty: always migrate.
 TENANT_TEMPLATE_SCHEMA = os.environ.get("WEIYU_TENANT_TEMPLATE_SCHEMA", "_tenant_template")
+# Spare copies of the template kept ready by a worker (tenants/pool.py): provisioning renames one
+# instead of copying the template while the new tenant waits. 0: no pool, always copy.
+WEIYU_SPARE_SCHEMAS = int(os.environ.get("WEIYU_SPARE_SCHEMAS", "2"))
 ROOT_URLCONF = "weiyu.urls"
 AUTH_USER_MODEL = "org.User"
 if os.environ.get("WEIYU_FAST_PASSWORD_HASHER") == "1":  # the test suite only (scripts/test.py)
@@ -686,6 +689,16 @@ CELERY_BEAT_SCHEDULE["tenants-delete-due"] = {
     "task": "tenants.tasks.tenants_delete_due_task",
     "schedule": 3600.0,
 }
+# the spare schema pool (tenants/pool.py) is refilled after each sign-up; this catches up after
+# a worker was down or a deploy
+CELERY_BEAT_SCHEDULE["tenants-spares-fill"] = {
+    "task": "tenants.tasks.spares_fill_task",
+    "schedule": 600.0,
+}
+#: beat fan-out (tenants/fanout.py): tenants per chunk task, and seconds between two passes that
+#: visit every tenant, not only those marked live
+WEIYU_FANOUT_CHUNK = int(os.environ.get("WEIYU_FANOUT_CHUNK", "50"))
+WEIYU_FANOUT_SWEEP_S = float(os.environ.get("WEIYU_FANOUT_SWEEP_S", "300"))
 CELERY_BEAT_SCHEDULE["tenants-trials-expire"] = {
     "task": "tenants.tasks.trials_expire_task",
     "schedule": 60.0,

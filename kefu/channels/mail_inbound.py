@@ -28,6 +28,7 @@ from kefu.channels.delivery import account_error_record
 from kefu.channels.inbound import channel_event_accept
 from kefu.channels.mail import imap_connect, message_ids
 from kefu.models import Channel, ChannelAccount
+from tenants import fanout
 
 #: mails fetched per poll and channel (the rest on the next poll)
 POLL_BATCH = 200
@@ -131,30 +132,26 @@ def imap_poll_task(schema: str, channel_id: int) -> int:
             return 0
 
 
+@shared_task(name="kefu.tasks.imap_poll_tenant_task")
+def imap_poll_tenant_task(schema: str) -> int:
+    """One :func:`imap_poll_task` per active e-mail channel with an IMAP host of ``schema``;
+    returns how many were queued."""
+    with schema_context(schema):
+        ids = list(
+            ChannelAccount.objects.filter(channel__kind=Channel.Kind.EMAIL, channel__is_active=True)
+            .exclude(imap_host="")
+            .values_list("channel_id", flat=True)
+        )
+    for channel_id in ids:
+        imap_poll_task.delay(schema, channel_id)
+    return len(ids)
+
+
 @shared_task(name="kefu.tasks.imap_poll_all_task")
 def imap_poll_all_task() -> int:
-    """Beat (``WEIYU_EMAIL_POLL_S``): one :func:`imap_poll_task` per active e-mail channel with
-    an IMAP host, in every active tenant. Returns how many were queued."""
-    queued = 0
-    schemas = (
-        get_tenant_model()
-        .objects.filter(is_active=True)
-        .exclude(schema_name="public")
-        .values_list("schema_name", flat=True)
-    )
-    for schema in list(schemas):
-        with schema_context(schema):
-            ids = list(
-                ChannelAccount.objects.filter(
-                    channel__kind=Channel.Kind.EMAIL, channel__is_active=True
-                )
-                .exclude(imap_host="")
-                .values_list("channel_id", flat=True)
-            )
-        for channel_id in ids:
-            imap_poll_task.delay(schema, channel_id)
-            queued += 1
-    return queued
+    """Beat (``WEIYU_EMAIL_POLL_S``): :func:`imap_poll_tenant_task` for every active tenant, in
+    chunks (:func:`tenants.fanout.fanout`); returns how many tenants."""
+    return fanout.fanout("kefu.tasks.imap_poll_tenant_task")
 
 
 # ---- IMAP IDLE --------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from kefu.services.events import agent_state_publish
 from kefu.services.routing import agent_workgroups_dispatch
 from kefu.services.transfers import requeue_open
 from org.models import User
+from tenants import fanout
 from weiyu.errors import ServiceError
 
 logger = logging.getLogger(__name__)
@@ -73,6 +74,7 @@ def agent_connected(*, user_id: int) -> AgentState:
         came = AgentState.objects.filter(pk=state.pk, connected=False).update(connected=True)
         state.connected = True
         if came:
+            fanout.live_mark("timers")  # the timers scan watches for their tabs closing
             agent_state_publish(user_id=user_id, state=state)
             transaction.on_commit(lambda: agent_workgroups_dispatch(user_id=user_id))
     return state

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from celery import shared_task
-from django_tenants.utils import get_tenant_model, schema_context
+from django_tenants.utils import schema_context
 
 from org.webhooks import services
+from tenants import fanout
 
 
 @shared_task
@@ -41,13 +42,6 @@ def webhook_due_scan_task(schema: str) -> int:
 
 @shared_task
 def webhook_due_scan_all_task() -> int:
-    """Beat (every minute): one :func:`webhook_due_scan_task` per active tenant."""
-    schemas = list(
-        get_tenant_model()
-        .objects.filter(is_active=True)
-        .exclude(schema_name="public")
-        .values_list("schema_name", flat=True)
-    )
-    for schema in schemas:
-        webhook_due_scan_task.delay(schema)
-    return len(schemas)
+    """Beat (every minute): :func:`webhook_due_scan_task` for every active tenant, in chunks
+    (:func:`tenants.fanout.fanout`); returns how many tenants."""
+    return fanout.fanout("org.webhooks.tasks.webhook_due_scan_task")

@@ -18,7 +18,7 @@ from django_tenants.utils import schema_context
 
 from kefu.models import Workgroup
 from org.models import User
-from tenants import template
+from tenants import pool, template
 from tenants.models import Tenant
 from tenants.services import tenant_create
 from tests.conftest import PASSWORD
@@ -185,3 +185,73 @@ def test_a_failed_copy_leaves_the_connection_as_it_was(acme):
     assert Tenant.objects.filter(schema_name="acme").exists()
     with schema_context("acme"):
         assert User.objects.filter(username="bob").exists()
+
+
+def _spares_drop() -> None:
+    with override_settings(WEIYU_SPARE_SCHEMAS=0):
+        pool.spares_fill()  # a pool of none: every spare dropped
+    assert pool.spare_schemas() == []
+
+
+def test_a_tenant_renamed_from_a_spare_has_the_same_schema_and_rows_as_a_migrated_one(caplog):
+    # given a pool of one spare schema, made by the worker's task
+    try:
+        with override_settings(WEIYU_SPARE_SCHEMAS=1):
+            assert pool.spares_fill() == {"dropped": 0, "made": 1}
+            (spare,) = pool.spare_schemas()
+            assert spare.startswith("_spare_")
+            assert not Tenant.objects.filter(schema_name=spare).exists()
+
+            # when a tenant is provisioned, and another one migrated from scratch
+            with caplog.at_level(logging.INFO, logger="tenants.services"):
+                pooled = _provision("pool")
+                with override_settings(TENANT_TEMPLATE_SCHEMA=""):
+                    migrated = _provision("mig")
+            # then the first one is the spare, renamed: the pool is empty
+            assert f"tenant {pooled.schema_name}: schema renamed from spare {spare}" in caplog.text
+            assert pool.spare_schemas() == []
+
+            # and its schema and rows are those of a migrated schema
+            volatile = frozenset({"org_user", "auditlog_logentry"})
+            left = schema_snapshot(migrated.schema_name, skip_rows=volatile)
+            right = schema_snapshot(pooled.schema_name, skip_rows=volatile)
+            assert _differences(left, right) == {}
+            assert left["migrations"]
+            with schema_context(pooled.schema_name):
+                assert list(User.objects.values_list("pk", "username")) == [(1, "bob")]
+                assert User.objects.get().check_password(PASSWORD)
+                assert Workgroup.objects.create(name="Sales").pk == 1
+
+            # and the worker's refill makes a new spare
+            assert pool.spares_fill() == {"dropped": 0, "made": 1}
+            assert pool.spare_schemas() != [spare]
+    finally:
+        _spares_drop()
+
+
+def test_a_spare_behind_the_code_is_not_taken_and_the_refill_replaces_it(caplog):
+    # given a pool of one spare that lacks one of the code's migrations (as after a deploy)
+    try:
+        with override_settings(WEIYU_SPARE_SCHEMAS=1):
+            pool.spares_fill()
+            (spare,) = pool.spare_schemas()
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"DELETE FROM {spare}.django_migrations WHERE id = "  # noqa: S608
+                    f"(SELECT max(id) FROM {spare}.django_migrations)"
+                )
+
+            # when a tenant is provisioned
+            with caplog.at_level(logging.INFO, logger="tenants.services"):
+                tenant = _provision("behind")
+
+            # then it was copied from the template, and the spare left alone
+            assert f"tenant {tenant.schema_name}: schema cloned from {TEMPLATE}" in caplog.text
+            assert pool.spare_schemas() == [spare]
+
+            # and the refill drops it and copies a current one
+            assert pool.spares_fill() == {"dropped": 1, "made": 1}
+            assert spare not in pool.spare_schemas()
+            assert template.schemas_behind(pool.spare_schemas()) == []
+    finally:
+        _spares_drop()

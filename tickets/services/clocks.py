@@ -27,6 +27,7 @@ import datetime as dt
 
 from org import business_hours
 from org.models import BusinessCalendar
+from tenants import fanout
 from tickets.models import SlaClock, SlaPolicy, SlaTarget, Ticket
 
 PAUSED = frozenset({Ticket.Status.PENDING, Ticket.Status.ON_HOLD})
@@ -125,6 +126,8 @@ def _save(clocks: list[SlaClock]) -> None:
         "cancelled",
     ]
     SlaClock.objects.bulk_update(clocks, fields)
+    if any(c.met_at is None and not c.cancelled for c in clocks):
+        fanout.live_mark("sla")  # the scanner watches this tenant again (tenants/fanout.py)
 
 
 def _new_clock(ticket: Ticket, kind: str, ctx: _Context, now: dt.datetime) -> SlaClock | None:
@@ -135,6 +138,7 @@ def _new_clock(ticket: Ticket, kind: str, ctx: _Context, now: dt.datetime) -> Sl
     if ticket.status not in PAUSED:
         _run(clock, ctx, now)
     clock.save()
+    fanout.live_mark("sla")  # the scanner watches this tenant (tenants/fanout.py)
     return clock
 
 

@@ -142,6 +142,12 @@ ACTIONS: dict[str, Callable[..., None]] = {
 }
 
 
+def sla_clocks_live() -> bool:
+    """Whether the current tenant has an SLA clock still to watch (not met, not cancelled): the
+    scan keeps the tenant in its live set (tenants/fanout.py) while it has one."""
+    return SlaClock.objects.filter(met_at__isnull=True, cancelled=False).exists()
+
+
 def sla_scan(*, now: dt.datetime) -> dict[str, int]:
     """Act on every SLA clock of the current tenant that is due at ``now`` (aware): warnings,
     then breaches, then escalations, in transactions of :data:`BATCH` clocks each. Returns

@@ -3,7 +3,8 @@
 Migrating every schema (no ``--schema``, no ``--shared``) also creates the template schema new
 tenants are cloned from (``settings.TENANT_TEMPLATE_SCHEMA``, tenants/template.py) and migrates it
 like a tenant, so each deploy leaves it current. While it migrates, new tenants are migrated from
-scratch instead of cloned (they do not wait).
+scratch instead of cloned (they do not wait). Then the spare schemas (tenants/pool.py) copied from
+the previous template are dropped and the pool is filled again from the new one.
 
 With many tenants, running Django's ``migrate`` in every schema costs seconds each even when
 nothing is to be done. So a plain run over every tenant first reads which tenant schemas lack a
@@ -29,7 +30,7 @@ from django_tenants.management.commands.migrate_schemas import (
 )
 from django_tenants.utils import get_tenant_migration_order
 
-from tenants import template
+from tenants import pool, template
 from tenants.models import Tenant
 
 #: options that need Django's migrate in every schema (they report or change what is recorded)
@@ -69,6 +70,13 @@ class Command(MigrateSchemasCommand):
             options = {**options, "shared": False, "tenant": True}
             executor = GET_EXECUTOR_FUNCTION(codename=options.get("executor"))(args, options)
             executor.run_migrations(tenants=[schema])
+        # spares copied from the old template are dropped and copied again from the new one
+        connection.set_schema_to_public()
+        filled = pool.spares_fill()
+        if filled["dropped"] or filled["made"]:
+            self.stdout.write(
+                f"Spare schemas: {filled['dropped']} dropped, {filled['made']} copied"
+            )
 
     def _tenants_behind(self, *args: Any, **options: Any) -> None:
         """Migrate the tenant schemas that lack a migration of this code, with progress."""

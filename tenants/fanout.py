@@ -1,0 +1,146 @@
+"""Per-tenant beat work, fanned out in chunks and only to the tenants with something to do.
+
+The beat tasks that visit every tenant (SLA scan, service timers, queue dispatch, statistics,
+retention…) used to send one Celery task per active tenant per pass: at 1,000 tenants the 5 s
+service timers alone are 200 tasks a second, each entering a schema that has nothing to do
+(docs/benchmarks.md, "Beat fan-out"). Here:
+
+- :func:`fanout` lists the active tenants in one query on the public schema and sends one
+  :func:`fanout_chunk_task` per ``settings.WEIYU_FANOUT_CHUNK`` tenants (50); the chunk runs the
+  per-tenant task's body for each of them in turn on the worker's one connection (one
+  ``SET search_path`` per tenant, no new connection).
+- With a ``kind`` (``"sla"``, ``"timers"``), only the tenants in the Redis set of that kind are
+  visited: the *live* tenants. A service that creates work for a scan (an SLA clock, a
+  conversation, a transfer, a scheduled message, a connected agent) calls :func:`live_mark`
+  (the set is added to once its transaction commits); the per-tenant scan calls
+  :func:`live_clear` *before* it looks and :func:`live_add` after when work is left, so a mark
+  made meanwhile is never lost. An idle tenant costs no query of its own.
+- Once per ``settings.WEIYU_FANOUT_SWEEP_S`` (300 s) per kind, and whenever Redis cannot be read,
+  the pass visits every active tenant (a *sweep*): work created without a mark, or marks lost with
+  Redis, is found within a sweep.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from functools import lru_cache
+from typing import Any
+
+from celery import current_app, shared_task
+from django.conf import settings
+from django.db import connection, transaction
+
+from tenants.models import Tenant
+
+logger = logging.getLogger(__name__)
+
+#: the kinds of live work that have a tenant set
+KINDS = frozenset({"sla", "timers"})
+
+
+@lru_cache(maxsize=1)
+def _redis() -> Any:
+    import redis
+
+    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=5)
+
+
+def _key(kind: str, part: str = "live") -> str:
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind of live work: {kind!r}")
+    return f"{settings.REDIS_KEY_PREFIX}:fanout:{part}:{kind}"
+
+
+def live_add(kind: str, schema: str) -> None:
+    """Put ``schema`` in the set of tenants with live work of ``kind`` now (a failure is logged:
+    the next sweep finds the tenant). Raises ``ValueError`` for an unknown kind."""
+    key = _key(kind)
+    try:
+        _redis().sadd(key, schema)
+    except Exception as exc:  # Redis down: the sweep covers it
+        logger.warning("live %s mark of %s lost: %s", kind, schema, exc)
+
+
+def live_clear(kind: str, schema: str) -> None:
+    """Take ``schema`` out of the set of ``kind`` (a scan about to look at it; it adds it back
+    with :func:`live_add` when work is left)."""
+    key = _key(kind)
+    try:
+        _redis().srem(key, schema)
+    except Exception as exc:
+        logger.warning("live %s clear of %s failed: %s", kind, schema, exc)
+
+
+def live_mark(kind: str) -> None:
+    """The current tenant has (new) work of ``kind``: add it to the set once the current
+    transaction commits (at once outside one). Call it where the work is created."""
+    schema = connection.schema_name
+    if schema != settings.PUBLIC_SCHEMA_NAME:
+        transaction.on_commit(lambda: live_add(kind, schema))
+
+
+def active_schemas() -> list[str]:
+    """The schemas of the active tenants, in one query on the public schema."""
+    return list(
+        Tenant.objects.filter(is_active=True)
+        .exclude(schema_name=settings.PUBLIC_SCHEMA_NAME)
+        .order_by("pk")
+        .values_list("schema_name", flat=True)
+    )
+
+
+def due_schemas(kind: str | None) -> tuple[list[str], bool]:
+    """``(schemas, sweep)``: the active tenants a pass of ``kind`` visits, and whether it is a
+    sweep (all of them: no kind, the first pass of a ``WEIYU_FANOUT_SWEEP_S`` period, or Redis
+    unreadable). Else only those in the kind's live set."""
+    schemas = active_schemas()
+    if kind is None:
+        return schemas, True
+    try:
+        client = _redis()
+        sweep_key = _key(kind, "sweep")
+        if client.set(sweep_key, "1", nx=True, ex=max(1, int(settings.WEIYU_FANOUT_SWEEP_S))):
+            return schemas, True
+        live = {member.decode() for member in client.smembers(_key(kind))}
+    except Exception as exc:
+        logger.warning("live %s set unreadable, visiting every tenant: %s", kind, exc)
+        return schemas, True
+    return [schema for schema in schemas if schema in live], False
+
+
+def fanout(task_name: str, *, kind: str | None = None, args: tuple = ()) -> int:
+    """Run the per-tenant task ``task_name`` (called as ``task(schema, *args)``) for the tenants
+    of :func:`due_schemas`, one :func:`fanout_chunk_task` per ``WEIYU_FANOUT_CHUNK`` of them.
+    Returns how many tenants were sent."""
+    schemas, _sweep = due_schemas(kind)
+    size = max(1, int(settings.WEIYU_FANOUT_CHUNK))
+    for start in range(0, len(schemas), size):
+        fanout_chunk_task.delay(task_name, schemas[start : start + size], list(args))
+    return len(schemas)
+
+
+def chunk_run(task_name: str, schemas: list[str], args: list | tuple = ()) -> int:
+    """Run the body of the registered task ``task_name`` for each schema in turn, in this
+    process (the chunk task's body); a tenant that fails is logged and the others go on.
+    Returns how many ran without error. Raises ``ImportError`` or ``KeyError`` for an unknown
+    task (names are ``<module>.<function>``)."""
+    if task_name not in current_app.tasks:  # a process that has not imported it yet
+        importlib.import_module(task_name.rpartition(".")[0])
+    task = current_app.tasks[task_name]
+    done = 0
+    for schema in schemas:
+        try:
+            task.run(schema, *args)
+            done += 1
+        except Exception:
+            logger.exception("%s of %s failed", task_name, schema)
+    return done
+
+
+# Defined here so the apps' beat tasks call it without importing tenants.tasks (which re-exports
+# it under this name).
+@shared_task(name="tenants.tasks.fanout_chunk_task")
+def fanout_chunk_task(task_name: str, schemas: list[str], args: list) -> int:
+    """One chunk of a beat pass (:func:`chunk_run`): returns how many tenants ran."""
+    return chunk_run(task_name, schemas, args)
