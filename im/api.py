@@ -7,6 +7,7 @@ from typing import Any
 
 from django.urls import path
 from django.utils.translation import gettext as _
+from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -16,6 +17,7 @@ from im import selectors
 from im.serializers import group_member_payload
 from im.services import conversations, groups
 from weiyu.errors import ServiceError
+from weiyu.schema import NO_CONTENT
 
 
 def _body(request: Request) -> dict[str, Any]:
@@ -94,6 +96,7 @@ class GroupDetailApi(APIView):
         groups.group_update(actor=request.user, conversation_id=pk, changes=_body(request))
         return _conversation(request, pk)
 
+    @extend_schema(responses=NO_CONTENT)
     def delete(self, request: Request, pk: int) -> Response:
         groups.group_dissolve(actor=request.user, conversation_id=pk)
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -131,6 +134,7 @@ class GroupMemberApi(APIView):
         )
         return Response(group_member_payload(member))
 
+    @extend_schema(responses=NO_CONTENT)
     def delete(self, request: Request, pk: int, user_id: int) -> Response:
         groups.group_member_remove(actor=request.user, conversation_id=pk, user_id=user_id)
         return Response(status=status.HTTP_204_NO_CONTENT)

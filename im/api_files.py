@@ -8,6 +8,7 @@ from django.core.files.storage import default_storage
 from django.http import FileResponse, HttpResponse, HttpResponseRedirect
 from django.urls import path
 from django.utils.translation import gettext as _
+from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
@@ -18,6 +19,7 @@ from im.attachments import attachment_get_for_member, attachment_upload, is_inli
 from im.models import Attachment, Sticker
 from im.serializers import attachment_payload, sticker_payload
 from weiyu.errors import ServiceError
+from weiyu.schema import FILE
 
 #: the browser may show it, never run it (stored XSS through uploads, DESIGN.md §7)
 SAFE_HEADERS = {
@@ -102,6 +104,7 @@ class FileDownloadApi(APIView):
     of its conversation only (404 JSON otherwise). Served with ``nosniff``, a sandboxing CSP, and
     as a download unless it is an image, audio or video."""
 
+    @extend_schema(responses=FILE)
     def get(self, request: Request, pk: int) -> HttpResponse:
         attachment = attachment_get_for_member(attachment_id=pk, member_key=request.user.member_key)
         return serve_attachment(attachment, thumbnail=bool(request.query_params.get("thumb")))
@@ -119,6 +122,7 @@ class StickerListApi(APIView):
 class StickerImageApi(APIView):
     """``GET /api/v1/im/stickers/<id>/image``: the sticker's image (any signed-in user)."""
 
+    @extend_schema(responses=FILE)
     def get(self, request: Request, pk: int) -> HttpResponse:
         sticker = Sticker.objects.filter(pk=pk).first()
         if sticker is None:

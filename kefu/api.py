@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.http import HttpResponse
 from django.urls import path
 from django.utils.translation import gettext as _
+from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -42,6 +43,7 @@ from kefu.services import visitors as visitor_services
 from org.middleware import reads_only
 from weiyu import reports
 from weiyu.errors import ServiceError
+from weiyu.schema import JSON_OR_CSV, NO_CONTENT
 
 
 class CannedListApi(APIView):
@@ -79,6 +81,7 @@ class CannedDetailApi(APIView):
         item = canned.canned_update(user=request.user, canned_id=pk, changes=request.data)
         return Response(canned.canned_payload(item))
 
+    @extend_schema(responses=NO_CONTENT)
     def delete(self, request: Request, pk: int) -> Response:
         canned.canned_delete(user=request.user, canned_id=pk)
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -115,6 +118,7 @@ class BlockCreateApi(APIView):
 class BlockDetailApi(APIView):
     """``DELETE /api/v1/kefu/blocks/<id>`` → 204: lift a block (agents)."""
 
+    @extend_schema(responses=NO_CONTENT)
     def delete(self, request: Request, pk: int) -> Response:
         blocking.block_lift(user=request.user, block_id=pk)
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -381,6 +385,7 @@ class StatsApi(APIView):
     of ``kefu.stats.report`` (local days, default the last 30; ``labels``: conversations per
     label); ``&export=csv&part=daily|agents|workgroups|labels`` → that part as CSV. Supervisors only (403), who get the workgroups they supervise only (``kefu.supervision``); 400 for bad dates."""
 
+    @extend_schema(responses=JSON_OR_CSV)
     def get(self, request: Request) -> Response | HttpResponse:
         if not monitor.is_supervisor(request.user):
             raise ServiceError("forbidden", _("Only supervisors can see the statistics."))
@@ -469,6 +474,7 @@ class LabelDetailApi(APIView):
         label = label_services.label_update(user=request.user, label_id=pk, changes=_body(request))
         return Response(inbox_views.label_payload(label))
 
+    @extend_schema(responses=NO_CONTENT)
     def delete(self, request: Request, pk: int) -> Response:
         label_services.label_delete(user=request.user, label_id=pk)
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -651,6 +657,7 @@ class ConversationExportApi(APIView):
     the conversation and supervisors (404 for others, former participants, other tenants); 400
     ``invalid`` for another kind."""
 
+    @extend_schema(responses=JSON_OR_CSV)
     def get(self, request: Request, pk: int) -> HttpResponse:
         # not ?format=: DRF keeps that name for choosing its own renderer
         fmt = request.query_params.get("kind") or "json"
@@ -697,6 +704,7 @@ class ExportDownloadApi(APIView):
     """``GET /api/v1/kefu/exports/<id>/download`` → the file (CSV with a BOM, or JSON); the
     requester's own only (404 otherwise), 409 ``conflict`` while it is being written."""
 
+    @extend_schema(responses=JSON_OR_CSV)
     def get(self, request: Request, pk: int) -> HttpResponse:
         content, kind, name = exports.export_job_file(user=request.user, job_id=pk)
         response = HttpResponse(content, content_type=kind)
@@ -768,6 +776,7 @@ class SavedViewDetailApi(APIView):
     """``DELETE /api/v1/kefu/saved-views/<id>`` → 204: one's own, or a shared one
     (administrators); 404 otherwise."""
 
+    @extend_schema(responses=NO_CONTENT)
     def delete(self, request: Request, pk: int) -> Response:
         label_services.saved_view_delete(user=request.user, view_id=pk)
         return Response(status=status.HTTP_204_NO_CONTENT)

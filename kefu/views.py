@@ -21,6 +21,7 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.cache import cache_control
 from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.http import require_GET
+from drf_spectacular.utils import extend_schema
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -43,6 +44,7 @@ from org.models import ApiKey, PushSubscription
 from tenants import branding, quotas
 from weiyu import ratelimit
 from weiyu.errors import ServiceError
+from weiyu.schema import FILE
 
 
 def _language_from(value: str) -> str:
@@ -436,6 +438,7 @@ class WidgetFileApi(APIView):
     authentication_classes: list[Any] = []
     permission_classes = [AllowAny]
 
+    @extend_schema(responses=FILE)
     def get(self, request: Request, pk: int) -> HttpResponse:
         visitor = widget_auth.download_visitor(request)
         attachment = visitor_files.visitor_attachment_get(visitor=visitor, attachment_id=pk)

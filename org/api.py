@@ -7,6 +7,7 @@ from typing import Any
 
 from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
+from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -14,6 +15,7 @@ from rest_framework.views import APIView
 from org import alerts, apikeys, directory, push, selectors, services
 from org.models import ApiKey, Department, DepartmentMember, PushSubscription, User
 from weiyu.errors import ServiceError
+from weiyu.schema import NO_CONTENT
 
 
 def _number(request: Request, name: str, default: int, low: int, high: int) -> int:
@@ -174,6 +176,7 @@ class TokenDetailApi(APIView):
     """``DELETE /api/v1/org/tokens/<id>`` → ``204``: revoke one of the caller's personal tokens
     (``404`` for anyone else's; ``403`` with a key)."""
 
+    @extend_schema(responses=NO_CONTENT)
     def delete(self, request: Request, pk: int) -> Response:
         _session_only(request)
         key = ApiKey.objects.filter(pk=pk, user=request.user, kind=ApiKey.Kind.PERSONAL).first()
@@ -263,6 +266,7 @@ class PersonUpsertApi(APIView):
         status = 201 if outcome == "created" else 200
         return Response({**person_payload(user), "outcome": outcome}, status=status)
 
+    @extend_schema(responses=NO_CONTENT)
     def delete(self, request: Request, external_id: str) -> Response:
         _directory_admin(request)
         directory.person_disable(external_id=external_id)

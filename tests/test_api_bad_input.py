@@ -86,3 +86,25 @@ def test_every_endpoint_refuses_bad_input_with_a_json_4xx(acme, who):
             else:
                 failures.extend(_check(client, method, url, body) for body in BODIES)
     assert [f for f in failures if f] == []
+
+
+def test_a_path_under_api_that_names_no_endpoint_answers_json_404(acme):
+    # ids that the URL patterns do not take (negative, a fraction, a word) and unknown actions
+    with schema_context("acme"):
+        boss = User.objects.create_user(username=unique("boss"), password=PASSWORD, role="admin")
+    client = agent_client(boss)
+    for url in (
+        "/api/v1/tickets/-5",
+        "/api/v1/im/conversations/0.6/messages",
+        "/api/v1/kefu/transfers/-7/accept",
+        "/api/v1/nothing-here",
+    ):
+        r = client.get(url)
+        assert r.status_code == 404, url
+        assert r.json() == {"error": "not_found", "detail": "There is no such API endpoint."}
+    chinese = agent_client(boss, language="zh-hans").post("/api/v1/tickets/abc")
+    assert chinese.json()["detail"] == "没有这个 API 接口。"
+    # pages elsewhere keep Django's HTML 404
+    page = Client(HTTP_HOST="acme.localhost").get("/no-such-page/")
+    assert page.status_code == 404
+    assert page["Content-Type"].startswith("text/html")

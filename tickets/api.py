@@ -12,6 +12,7 @@ from typing import Any
 
 from django.urls import path
 from django.utils.translation import gettext as _
+from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import AllowAny
@@ -32,6 +33,7 @@ from tickets.services import tickets as ticket_services
 from weiyu import ratelimit
 from weiyu import reports as report_params
 from weiyu.errors import ServiceError
+from weiyu.schema import FILE, JSON_OR_CSV
 
 
 def _body(request: Request) -> dict[str, Any]:
@@ -172,6 +174,7 @@ class TicketAttachmentApi(APIView):
     """``GET /api/v1/tickets/attachments/<id>`` (``?thumb=1`` for an image's thumbnail): a
     comment's file, to staff who can see the ticket (404 otherwise)."""
 
+    @extend_schema(responses=FILE)
     def get(self, request: Request, pk: int) -> Any:
         attachment = selectors.comment_attachment_get(attachment_id=pk, user=request.user)
         return serve_attachment(attachment, thumbnail=bool(request.query_params.get("thumb")))
@@ -271,6 +274,7 @@ class TicketReportApi(APIView):
     auditors see every ticket, a supervisor the tickets of the workgroups they supervise
     (:func:`tickets.selectors.report_scope`); 403 ``forbidden`` otherwise."""
 
+    @extend_schema(responses=JSON_OR_CSV)
     def get(self, request: Request) -> Any:
         scope = selectors.report_scope(request.user)
         try:
@@ -453,6 +457,7 @@ class WidgetAttachmentApi(APIView):
     authentication_classes: list[Any] = []
     permission_classes = [AllowAny]
 
+    @extend_schema(responses=FILE)
     def get(self, request: Request, pk: int) -> Any:
         visitor = download_visitor(request)
         attachment = selectors.comment_attachment_get(attachment_id=pk, visitor=visitor)

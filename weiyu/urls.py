@@ -122,3 +122,8 @@ urlpatterns = [
     path("", include("kbase.urls")),
     path("", include("kefu.urls")),
 ]
+
+# errors raised outside a view or by URL resolution: JSON under /api/ (docs/api.md)
+handler400 = views.bad_request
+handler404 = views.page_not_found
+handler500 = views.server_error

@@ -49,3 +49,8 @@ urlpatterns = [
     path("signup/verify/<str:token>/", tenant_views.signup_verify_page, name="signup-verify"),
     path("", views.landing, name="landing"),
 ]
+
+# errors raised outside a view or by URL resolution: JSON under /api/ (docs/api.md)
+handler400 = views.bad_request
+handler404 = views.page_not_found
+handler500 = views.server_error

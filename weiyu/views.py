@@ -1,5 +1,5 @@
 """Project-level views: health check, favicon, the public landing page, the sign-in lock-out
-answer."""
+answer, and the error handlers (JSON under ``/api/``)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils import translation
 from django.utils.translation import gettext as _
+from django.views import defaults
 from django.views.i18n import JavaScriptCatalog
 
 
@@ -89,3 +90,33 @@ def login_locked_out(
         response = render(request, "login_locked.html", {"detail": detail}, status=429)
     response["Retry-After"] = str(seconds)
     return response
+
+
+def _api_error(request: HttpRequest, code: str, detail: str, status: int) -> HttpResponse | None:
+    """The API's JSON error shape for a path under ``/api/``; None for any other path."""
+    if not request.path.startswith("/api/"):
+        return None
+    return JsonResponse({"error": code, "detail": detail}, status=status)
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """``handler400`` (a request Django refuses before any view, e.g. a malformed body or a
+    suspicious header): ``400 {"error": "invalid", "detail"}`` under ``/api/``, Django's page
+    elsewhere."""
+    answer = _api_error(request, "invalid", _("The request is malformed."), 400)
+    return answer or defaults.bad_request(request, exception)
+
+
+def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """``handler404``: a path under ``/api/`` that names no endpoint (``/api/v1/tickets/abc``, an
+    unknown action) answers ``404 {"error": "not_found", "detail"}`` like every other API error;
+    Django's page elsewhere."""
+    answer = _api_error(request, "not_found", _("There is no such API endpoint."), 404)
+    return answer or defaults.page_not_found(request, exception)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """``handler500``: ``500 {"error": "server_error", "detail"}`` under ``/api/`` (the error is
+    logged as usual), Django's page elsewhere."""
+    answer = _api_error(request, "server_error", _("Something went wrong; try again later."), 500)
+    return answer or defaults.server_error(request)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.utils.translation import gettext as _
+from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -14,6 +15,7 @@ from rest_framework.views import APIView
 from org.webhooks import services
 from org.webhooks.models import WebhookDelivery, WebhookEndpoint
 from weiyu.errors import ServiceError
+from weiyu.schema import NO_CONTENT
 
 LIST_MAX = 200
 
@@ -82,6 +84,7 @@ class WebhookDetailApi(APIView):
         )
         return Response(services.endpoint_payload(endpoint))
 
+    @extend_schema(responses=NO_CONTENT)
     def delete(self, request: Request, pk: int) -> Response:
         _admin(request)
         services.endpoint_delete(endpoint=_endpoint(pk))
