@@ -172,6 +172,8 @@ for i = 1, #KEYS do
 end
 return #KEYS
 """
+#: most group joins and leaves in one call
+GROUP_BATCH_MAX = 1000
 _GROUP_OPS_SHA = hashlib.sha1(_GROUP_OPS_LUA.encode(), usedforsecurity=False).hexdigest()
 
 
@@ -312,10 +314,11 @@ class BatchingRedisChannelLayer(RedisChannelLayer):
         await done
 
     async def _group_flush(self, index: int, batch: _GroupOps) -> None:
-        """Send the operations waiting in ``batch`` to server ``index``, one call at a time,
-        until none waits."""
+        """Send the operations waiting in ``batch`` to server ``index``, one call of at most
+        :data:`GROUP_BATCH_MAX` at a time, until none waits."""
         while batch.pending:
-            ops, batch.pending = batch.pending, []
+            # bounded, so that one script never holds Redis for long
+            ops, batch.pending = batch.pending[:GROUP_BATCH_MAX], batch.pending[GROUP_BATCH_MAX:]
             batch.inflight = ops
             try:
                 keys = [key for key, _op, _channel, _done in ops]
