@@ -14,6 +14,7 @@ from im.consumers import LAYER_ERRORS
 from tests.conftest import unique
 from tests.servers import PrivateRedis, free_port
 from tests.waits import WAIT_S, wait_until_async
+from weiyu import channel_layer
 from weiyu.channel_layer import BatchingRedisChannelLayer
 
 
@@ -236,7 +237,7 @@ async def test_a_socket_learns_that_a_shard_it_depends_on_lost_its_keys(tmp_path
 
 @pytest.mark.asyncio
 async def test_many_joins_and_leaves_at_once_take_effect_in_few_round_trips(monkeypatch):
-    # given one process's layer, counting its script calls to Redis
+    # given one process's layer, counting its script calls to Redis (at most 100 changes per call)
     layer = _layer()
     calls = []
     real_connection = layer.connection
@@ -246,11 +247,18 @@ async def test_many_joins_and_leaves_at_once_take_effect_in_few_round_trips(monk
             self.client = client
 
         def __getattr__(self, name):
-            if name in ("eval", "evalsha"):
-                calls.append(name)
-            return getattr(self.client, name)
+            method = getattr(self.client, name)
+            if name not in ("eval", "evalsha"):
+                return method
+
+            def counted(script, numkeys, *args):
+                calls.append(numkeys)
+                return method(script, numkeys, *args)
+
+            return counted
 
     monkeypatch.setattr(layer, "connection", lambda index: Counting(real_connection(index)))
+    monkeypatch.setattr(channel_layer, "GROUP_BATCH_MAX", 100)
     sockets = [await layer.new_channel() for _ in range(600)]
     groups = [f"acme.u.{n % 300}" for n in range(600)]
     try:
@@ -274,6 +282,7 @@ async def test_many_joins_and_leaves_at_once_take_effect_in_few_round_trips(monk
         assert got == [[1]] * 300
         # and the 900 changes took far fewer calls to Redis (1,500 round trips one by one)
         assert len(calls) - 1 <= 900 / 10  # the publish is one of the calls
+        assert max(calls[:-1]) <= 100  # none longer than the bound
     finally:
         monkeypatch.setattr(layer, "connection", real_connection)
         await layer.flush()
