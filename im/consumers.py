@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
@@ -47,24 +46,6 @@ CLOSE_RESYNC = 4503
 CLOSE_RATE_LIMITED = 4429
 LAYER_RETRY_S = 1.0
 LAYER_ERRORS = (OSError, TimeoutError, RedisConnectionError, RedisTimeoutError)
-#: most group joins and leaves of one process in flight at once. Thousands of sockets closing
-#: together (a reconnect storm) sent as many ``group_discard`` calls at once; redis-py refuses a
-#: command past its pool (256 connections) instead of waiting, and a failed discard leaves a dead
-#: channel in the member's group for a day (``group_expiry``), which every later event to that
-#: member is sent to (docs/benchmarks.md, "Connections").
-GROUP_OPS_CONCURRENCY = 64
-_group_gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _group_gate() -> asyncio.Semaphore:
-    """This event loop's gate for group joins and leaves (:data:`GROUP_OPS_CONCURRENCY`)."""
-    loop = asyncio.get_running_loop()
-    gate = _group_gates.get(loop)
-    if gate is None:
-        gate = _group_gates[loop] = asyncio.Semaphore(GROUP_OPS_CONCURRENCY)
-    return gate
 
 
 def _int_field(
@@ -151,8 +132,7 @@ class MemberConsumer(AsyncJsonWebsocketConsumer):
         if watch is not None and not watch().all_up(watch().shards(self.group, self.channel_name)):
             return False  # the process's queue may still be unreachable: no reconnect loop
         try:
-            async with _group_gate():
-                await self.channel_layer.group_add(self.group, self.channel_name)
+            await self.channel_layer.group_add(self.group, self.channel_name)
         except Exception:
             return False
         self.layer_down = False
@@ -190,8 +170,7 @@ class MemberConsumer(AsyncJsonWebsocketConsumer):
         watch = getattr(self.channel_layer, "shard_watch", None)
         self.layer_since = watch().snapshot() if watch is not None else ()
         try:
-            async with _group_gate():
-                await self.channel_layer.group_add(self.group, self.channel_name)
+            await self.channel_layer.group_add(self.group, self.channel_name)
         except Exception:  # Redis down: serve the socket from the database, rejoin later
             logger.warning("channel layer unreachable at connect; socket served without it")
             self.layer_down = True
@@ -211,8 +190,7 @@ class MemberConsumer(AsyncJsonWebsocketConsumer):
             metrics.socket_closed(counted_as)
         if self.group and not self.layer_down:
             try:
-                async with _group_gate():
-                    await self.channel_layer.group_discard(self.group, self.channel_name)
+                await self.channel_layer.group_discard(self.group, self.channel_name)
             except Exception:  # the group entry expires by itself (group_expiry)
                 logger.warning("channel layer unreachable at disconnect")
 

@@ -20,6 +20,7 @@ from im.models import (
 )
 from im.serializers import conversation_payload
 from weiyu.errors import ServiceError
+from weiyu.prepared import prepared_cursor
 
 MESSAGE_RELATED = ("attachment", "sticker")
 
@@ -446,7 +447,7 @@ def messages_after_many(
         return []
     ids = [conversation_id for conversation_id, _after in plan]
     afters = [after for _id, after in plan]
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(_AFTER_MANY_SQL, [ids, afters, include_internal, limit])
         rows = cursor.fetchall()
     return [load_message(row) for row in rows]

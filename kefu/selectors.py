@@ -27,6 +27,7 @@ from kefu.models import (
 from org.models import User
 from weiyu import parsing
 from weiyu.errors import ServiceError
+from weiyu.prepared import prepared_cursor
 
 
 def workgroup_has_online_agent(*, workgroup_id: int | None) -> bool:
@@ -245,7 +246,7 @@ def member_conversation_list(*, member_key: str, closed_limit: int = 50) -> list
     reconnect storm asks it thousands of times at once. A visitor (``v:<id>``) sees no internal
     note: not as the last message, not in the unread count."""
     visitor_key = im_selectors.is_visitor_key(member_key)
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(
             _VISITOR_LIST_SQL,
             {"key": member_key, "closed_limit": closed_limit, "see_internal": not visitor_key},
@@ -347,7 +348,7 @@ def visitor_with_channel(*, visitor_id: int) -> Visitor | None:
     """A visitor with its ``channel`` loaded, or None; one written-out statement (every visitor
     socket asks at each (re)connect: the ORM spent more CPU building it than PostgreSQL
     answering, docs/benchmarks.md "Connections")."""
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(_VISITOR_WITH_CHANNEL_SQL, [visitor_id])
         row = cursor.fetchone()
     if row is None:

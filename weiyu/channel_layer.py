@@ -28,6 +28,12 @@ while its previous call is on its way go together in its next: at most one round
 message, far fewer under load, each message serialised once rather than once per receiving
 process.
 
+Group joins and leaves (``group_add``, ``group_discard``: every socket at its connect and close)
+go to Redis in batches too: the ones a process asks while its previous call to that server is on
+its way go together in its next (:data:`_GROUP_OPS_LUA`), one round trip for a whole reconnect
+storm's worth instead of two per join and one per leave, and never more than one such call per
+server in flight (thousands at once overran the pool).
+
 With several Redis servers (``CHANNEL_REDIS_URLS``, docs/deploy.md), :class:`ShardWatch` tells a
 socket when a server holding its group or its process's queue was lost, so that it asks its
 client to resynchronise once the server is back.
@@ -148,6 +154,29 @@ _CHANNEL_KEY = msgpack.packb("__asgi_channel__")
 _PUBLISH_SHA = hashlib.sha1(_PUBLISH_LUA.encode(), usedforsecurity=False).hexdigest()
 
 
+#: group joins and leaves of one process in one call: ARGV[1] the time (s), ARGV[2] the group
+#: expiry (s), then per KEYS[i] the operation ``ARGV[1 + 2i]`` (``a``: add, ``d``: discard) and
+#: the channel ``ARGV[2 + 2i]``, applied in order. channels-redis's ``group_add`` (``ZADD`` and
+#: ``EXPIRE``, two round trips) and ``group_discard`` (``ZREM``, one), for many sockets at once.
+_GROUP_OPS_LUA = """
+local now = ARGV[1]
+local expiry = tonumber(ARGV[2])
+for i = 1, #KEYS do
+    local channel = ARGV[2 + 2 * i]
+    if ARGV[1 + 2 * i] == 'a' then
+        redis.call('ZADD', KEYS[i], now, channel)
+        redis.call('EXPIRE', KEYS[i], expiry)
+    else
+        redis.call('ZREM', KEYS[i], channel)
+    end
+end
+return #KEYS
+"""
+#: most group joins and leaves in one call
+GROUP_BATCH_MAX = 1000
+_GROUP_OPS_SHA = hashlib.sha1(_GROUP_OPS_LUA.encode(), usedforsecurity=False).hexdigest()
+
+
 class BatchingRedisChannelLayer(RedisChannelLayer):
     """:class:`channels_redis.core.RedisChannelLayer` with batched process-channel receives.
 
@@ -169,6 +198,8 @@ class BatchingRedisChannelLayer(RedisChannelLayer):
         self._outboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Outbox] = (
             weakref.WeakKeyDictionary()
         )
+        #: (event loop, server index) → the group joins and leaves waiting for its next call
+        self._group_batches: dict[tuple[asyncio.AbstractEventLoop, int], _GroupOps] = {}
 
     def shard_watch(self) -> ShardWatch:
         """This event loop's :class:`ShardWatch` over the layer's Redis servers."""
@@ -245,6 +276,69 @@ class BatchingRedisChannelLayer(RedisChannelLayer):
             inbox = self._inboxes.get(name)
             if inbox is not None:  # else its socket has closed
                 inbox.put_nowait(message)
+
+    async def group_add(self, group: str, channel: str) -> None:
+        """Add ``channel`` to ``group`` (channels-redis's ``group_add``), batched with the other
+        joins and leaves of this process (:meth:`_group_op`). Raises ``TypeError`` for a bad
+        name, what redis-py raises when Redis cannot be reached."""
+        await self._group_op(group, channel, b"a")
+
+    async def group_discard(self, group: str, channel: str) -> None:
+        """Remove ``channel`` from ``group`` if it is there, batched as :meth:`group_add`."""
+        await self._group_op(group, channel, b"d")
+
+    async def _group_op(self, group: str, channel: str, op: bytes) -> None:
+        """Queue one join or leave for the group's Redis server and wait until it is done.
+
+        While a call to that server is on its way, the operations of every other socket of the
+        process wait together for the next one (:data:`_GROUP_OPS_LUA`: one round trip for all,
+        applied in the order asked). A reconnect storm closed and opened thousands of sockets
+        at once, each with its own round trips (two per join), and overran the pool (256
+        connections; redis-py refuses past it) — docs/benchmarks.md, "Connections". Now a
+        process has at most one such call in flight per server. Every operation of a failed
+        call raises its error."""
+        self.require_valid_group_name(group)  # raise TypeError when they are not
+        self.require_valid_channel_name(channel)
+        index = self.consistent_hash(group)
+        loop = asyncio.get_running_loop()
+        batch = self._group_batches.get((loop, index))
+        if batch is None:
+            for stale in [k for k in self._group_batches if k[0].is_closed()]:
+                del self._group_batches[stale]
+            batch = self._group_batches[(loop, index)] = _GroupOps()
+        done = loop.create_future()
+        batch.pending.append((self._group_key(group), op, channel, done))
+        if batch.task is None or batch.task.done():
+            batch.task = loop.create_task(self._group_flush(index, batch))
+            batch.task.add_done_callback(functools.partial(_group_flush_done, batch))
+        await done
+
+    async def _group_flush(self, index: int, batch: _GroupOps) -> None:
+        """Send the operations waiting in ``batch`` to server ``index``, one call of at most
+        :data:`GROUP_BATCH_MAX` at a time, until none waits."""
+        while batch.pending:
+            # bounded, so that one script never holds Redis for long
+            ops, batch.pending = batch.pending[:GROUP_BATCH_MAX], batch.pending[GROUP_BATCH_MAX:]
+            batch.inflight = ops
+            try:
+                keys = [key for key, _op, _channel, _done in ops]
+                args: list[Any] = [repr(time.time()), self.group_expiry]
+                for _key, op, channel, _done in ops:
+                    args += [op, channel]
+                connection = self.connection(index)
+                try:
+                    await connection.evalsha(_GROUP_OPS_SHA, len(keys), *keys, *args)
+                except NoScriptError:  # a new or restarted Redis: EVAL caches it there
+                    await connection.eval(_GROUP_OPS_LUA, len(keys), *keys, *args)
+            except Exception as exc:
+                for *_rest, done in ops:
+                    if not done.done():
+                        done.set_exception(exc)
+                continue
+            for *_rest, done in ops:
+                if not done.done():
+                    done.set_result(None)
+        batch.inflight = []
 
     async def group_send_many(self, groups: list[str], message: dict[str, Any]) -> None:
         """Send ``message`` to every channel of every group in ``groups`` (a channel in several
@@ -420,6 +514,31 @@ def _flush_done(outbox: _Outbox, task: asyncio.Task[None]) -> None:
         stale = [*stale, *outbox.pending]
         outbox.pending = []
     for _keys, _head, done in stale:
+        if not done.done():
+            done.cancel()
+
+
+class _GroupOps:
+    """Group joins and leaves of one event loop for one Redis server, waiting for the next
+    call (:meth:`BatchingRedisChannelLayer._group_op`): (group key, ``a``/``d``, channel,
+    future)."""
+
+    __slots__ = ("inflight", "pending", "task")
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[str, bytes, str, asyncio.Future[None]]] = []
+        self.inflight: list[tuple[str, bytes, str, asyncio.Future[None]]] = []
+        self.task: asyncio.Task[None] | None = None
+
+
+def _group_flush_done(batch: _GroupOps, task: asyncio.Task[None]) -> None:
+    """A group flush task ended: cancel what it left waiting (see :func:`_flush_done`)."""
+    stale = batch.inflight
+    batch.inflight = []
+    if batch.task is task:
+        stale = [*stale, *batch.pending]
+        batch.pending = []
+    for *_rest, done in stale:
         if not done.done():
             done.cancel()
 

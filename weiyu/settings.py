@@ -67,6 +67,11 @@ DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
     "max_size": int(os.environ.get("DB_POOL_MAX", "16")),
     "timeout": float(os.environ.get("DB_POOL_TIMEOUT", "10")),
 }
+# Server-side prepared statements only where a cursor asks for them (weiyu.prepared: the
+# statements every socket runs at each reconnect). Django's default (None) turns them off
+# outright; a threshold no statement reaches by repetition keeps every other query unprepared,
+# as before. Needs connections of the process's own (this pool), not a transaction-mode pooler.
+DATABASES["default"]["OPTIONS"]["prepare_threshold"] = 2**31 - 1
 if os.environ.get("TEST_DATABASE_NAME"):
     DATABASES["default"]["TEST"] = {"NAME": os.environ["TEST_DATABASE_NAME"]}
 DATABASE_ROUTERS = ("django_tenants.routers.TenantSyncRouter",)

@@ -10,9 +10,11 @@ import asyncio
 import pytest
 from django.conf import settings
 
+from im.consumers import LAYER_ERRORS
 from tests.conftest import unique
 from tests.servers import PrivateRedis, free_port
 from tests.waits import WAIT_S, wait_until_async
+from weiyu import channel_layer
 from weiyu.channel_layer import BatchingRedisChannelLayer
 
 
@@ -231,3 +233,74 @@ async def test_a_socket_learns_that_a_shard_it_depends_on_lost_its_keys(tmp_path
         waiting.cancel()
         for shard in shards:
             shard.stop()
+
+
+@pytest.mark.asyncio
+async def test_many_joins_and_leaves_at_once_take_effect_in_few_round_trips(monkeypatch):
+    # given one process's layer, counting its script calls to Redis (at most 100 changes per call)
+    layer = _layer()
+    calls = []
+    real_connection = layer.connection
+
+    class Counting:
+        def __init__(self, client):
+            self.client = client
+
+        def __getattr__(self, name):
+            method = getattr(self.client, name)
+            if name not in ("eval", "evalsha"):
+                return method
+
+            def counted(script, numkeys, *args):
+                calls.append(numkeys)
+                return method(script, numkeys, *args)
+
+            return counted
+
+    monkeypatch.setattr(layer, "connection", lambda index: Counting(real_connection(index)))
+    monkeypatch.setattr(channel_layer, "GROUP_BATCH_MAX", 100)
+    sockets = [await layer.new_channel() for _ in range(600)]
+    groups = [f"acme.u.{n % 300}" for n in range(600)]
+    try:
+        # when 600 sockets join their members' groups at once, then every other one leaves
+        await asyncio.gather(*(layer.group_add(g, c) for g, c in zip(groups, sockets, strict=True)))
+        await asyncio.gather(
+            *(layer.group_discard(g, c) for g, c in list(zip(groups, sockets, strict=True))[::2])
+        )
+        # then each group holds exactly the sockets that joined and did not leave
+        redis = real_connection(0)
+        for n in range(300):
+            members = await redis.zrange(layer._group_key(f"acme.u.{n}"), 0, -1)
+            assert sorted(m.decode() for m in members) == sorted(
+                c
+                for i, (g, c) in enumerate(zip(groups, sockets, strict=True))
+                if i % 2 and n == i % 300
+            )
+        # and an event to every group reaches each of those sockets
+        await layer.group_send_many(sorted(set(groups)), {"type": "weiyu.event", "n": 1})
+        got = await asyncio.gather(*(_receive(layer, c, 1) for c in sockets[1::2]))
+        assert got == [[1]] * 300
+        # and the 900 changes took far fewer calls to Redis (1,500 round trips one by one)
+        assert len(calls) - 1 <= 900 / 10  # the publish is one of the calls
+        assert max(calls[:-1]) <= 100  # none longer than the bound
+    finally:
+        monkeypatch.setattr(layer, "connection", real_connection)
+        await layer.flush()
+
+
+@pytest.mark.asyncio
+async def test_joins_while_redis_is_unreachable_all_fail_and_none_waits_for_ever():
+    # given a layer whose Redis server is not there
+    layer = BatchingRedisChannelLayer(
+        hosts=[{"address": f"redis://127.0.0.1:{free_port()}/0", "socket_connect_timeout": 1}],
+        prefix=unique("layer"),
+    )
+    channel = await layer.new_channel()
+    # when five sockets join at once: each is told of the failure
+    results = await asyncio.wait_for(
+        asyncio.gather(
+            *(layer.group_add(f"acme.u.{n}", channel) for n in range(5)), return_exceptions=True
+        ),
+        WAIT_S,
+    )
+    assert all(isinstance(r, LAYER_ERRORS) for r in results), results

@@ -68,7 +68,7 @@ class Tab:
             open_timeout=WAIT_S,
         )
         hello = json.loads(await asyncio.wait_for(self.ws.recv(), WAIT_S))
-        assert hello["type"] == "hello"
+        assert hello["type"] == "hello", hello
         self._reader = asyncio.create_task(self._read())
         await self.ws.send(json.dumps({"type": "sync", "cursors": dict(self.cursors)}))
         await wait_until_async(lambda: self.synced, what=f"sync.result on {self.path[:20]}")

@@ -233,3 +233,38 @@ def test_agent_list_in_one_statement_is_what_the_general_path_gives(history):
     assert shown[new]["last_message"]["internal"] is True  # agents see their notes
     assert shown[team.pk]["group"]["owner"]["key"] == key
     assert shown[team.pk]["peers"] == []
+
+
+def test_the_resume_statements_are_prepared_and_read_the_current_tenants_tables(acme, globex):
+    # given a visitor with a conversation in each of two tenants
+    texts, tokens, conversations = {}, {}, {}
+    for tenant in (acme, globex):
+        schema = tenant.schema_name
+        visitor, tokens[schema] = make_visitor(make_desk(tenant, agents=1))
+        texts[schema] = unique(f"hello from {schema}")
+        with schema_context(schema):
+            message, _ = messages.visitor_message_send(
+                visitor=visitor,
+                conversation_id=None,
+                content=texts[schema],
+                client_msg_id=unique("c"),
+            )
+        conversations[schema] = message.conversation_id
+    # when one database connection resumes them in turn, again and again (one web process
+    # serves every tenant): authentication, then sync from cursor 0
+    for _ in range(3):
+        for schema, other in (("acme", "globex"), ("globex", "acme"), ("acme", "globex")):
+            with schema_context(schema):
+                visitor = visitors.visitor_from_token(tokens[schema])
+                result = _sync(visitor, {str(conversations[schema]): 0})
+            # then each tenant's visitor gets its own conversation, never the other tenant's
+            assert [c["id"] for c in result["conversations"]] == [conversations[schema]]
+            contents = [m["content"] for m in result["messages"]]
+            assert texts[schema] in contents
+            assert texts[other] not in contents
+    # and the statements were prepared on the server once, not planned anew each time
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [row[0] for row in cursor.fetchall()]
+    for part in ("WITH mine AS", "FROM kefu_visitor v JOIN kefu_channel", "FROM unnest("):
+        assert any(part in statement for statement in prepared), part
