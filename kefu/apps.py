@@ -16,6 +16,11 @@ class KefuConfig(AppConfig):
         from org.signals import user_deactivated
 
         send_hook_register(kind=Conversation.Kind.VISITOR, hook=VisitorConversationHook())
+        # the messaging API's answers carry a customer conversation's session (docs/api.md §2)
+        from im.hooks import payload_part_register
+        from kefu.selectors import sessions_add
+
+        payload_part_register(kind=Conversation.Kind.VISITOR, add=sessions_add)
 
         # the plan's widget channels (tenants.quotas): the active ones
         from kefu.models import Channel
