@@ -438,30 +438,32 @@ class MemberConsumer(AsyncJsonWebsocketConsumer):
         size = 0
         next_page: str | None = None
 
-        def fits(text: str) -> bool:
-            return not (listed_text or sent_text) or size + len(text.encode()) + 1 <= budget
+        def fits(nbytes: int) -> bool:  # the first item always goes: every page carries one
+            return not (listed_text or sent_text) or size + nbytes <= budget
 
         for conv in conversations:
             cid = conv["id"]
             if not (cid == start_id and start_seq is not None):
                 text = json.dumps(conv, ensure_ascii=False, separators=(",", ":"))
-                if not fits(text):
+                nbytes = len(text.encode()) + 1  # and its comma
+                if not fits(nbytes):
                     next_page = str(cid)
                     break
                 listed.append(conv)
                 listed_text.append(text)
-                size += len(text.encode()) + 1
+                size += nbytes
             reached.add(cid)
             last = after.get(cid)
             for row in by_conversation.get(cid, ()):
                 payload = message_payload(row)
                 text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
-                if len(sent) >= most or not fits(text):
+                nbytes = len(text.encode()) + 1
+                if len(sent) >= most or not fits(nbytes):
                     next_page = f"{cid}:{last}"
                     break
                 sent.append(payload)
                 sent_text.append(text)
-                size += len(text.encode()) + 1
+                size += nbytes
                 last = row.seq
             if next_page is not None:
                 break
