@@ -357,6 +357,7 @@ class Member:
         self.conversation: int | None = None
         self.assigned = asyncio.Event()
         self.synced = asyncio.Event()
+        self.pages: set[asyncio.Future[Any]] = set()  # requests of further sync pages in flight
         self.rng = random.Random(index * 7919 + (kind == "agent"))
         self.task: asyncio.Task[None] | None = None
         self.retries: set[asyncio.Task[None]] = set()
@@ -503,6 +504,11 @@ class Member:
             for conversation in frame.get("conversations", []):
                 if conversation.get("session") and not conversation.get("closed"):
                     self._learn(conversation["id"])
+        if frame.get("next") is not None:  # more pages (docs/protocol.md §2.2): ask for the next
+            page = {"type": "sync", "cursors": self._cursor_map(), "page": frame["next"]}
+            self.pages.add(asyncio.ensure_future(self._send(page)))
+            self.pages = {task for task in self.pages if not task.done()}
+            return
         if self.dropped is not None:
             self.dropped["t_synced"] = time.monotonic()
             self.dropped["backend_after"] = self.backend

@@ -14,6 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from im import selectors
+from im.hooks import payload_parts_add
 from im.serializers import group_member_payload
 from im.services import conversations, groups
 from weiyu.errors import ServiceError
@@ -28,11 +29,14 @@ def _body(request: Request) -> dict[str, Any]:
 
 
 def _conversation(request: Request, conversation_id: int) -> Response:
-    return Response(
-        selectors.conversation_payload_for_member(
-            conversation_id=conversation_id, member_key=request.user.member_key
-        )
+    """The conversation as the caller sees it, whole: with the parts other apps add to its kind
+    (a customer conversation's ``session``, im.hooks.payload_part_register)."""
+    member_key = request.user.member_key
+    payload = selectors.conversation_payload_for_member(
+        conversation_id=conversation_id, member_key=member_key
     )
+    payload_parts_add([payload], member_key=member_key)
+    return Response(payload)
 
 
 class DirectConversationOpenApi(APIView):

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
@@ -59,6 +60,23 @@ def _int_field(
             "invalid", _("%(field)s must be an integer.") % {"field": name}, field=name
         )
     return value
+
+
+_PAGE = re.compile(r"([1-9][0-9]{0,17})(?::([0-9]{1,18}))?")
+
+
+def _page_field(data: dict[str, Any]) -> tuple[int, int | None] | None:
+    """The ``page`` of a ``sync`` frame (the ``next`` of the previous ``sync.result``):
+    ``(conversation id, after seq or None)``, None when absent; ``ServiceError('invalid')``
+    when it is not one the server gives."""
+    page = data.get("page")
+    if page is None:
+        return None
+    match = _PAGE.fullmatch(page) if isinstance(page, str) else None
+    if match is None:
+        raise ServiceError("invalid", _("page must be the next of a sync.result."), field="page")
+    seq = match.group(2)
+    return int(match.group(1)), None if seq is None else int(seq)
 
 
 class MemberConsumer(AsyncJsonWebsocketConsumer):
@@ -354,28 +372,107 @@ class MemberConsumer(AsyncJsonWebsocketConsumer):
             participants=participants, member_key=self.sender.key
         )
 
-    def _sync_result(self, cursors: dict[str, Any]) -> dict[str, Any]:
-        """Conversations plus what the client misses after its cursors: at most the newest
-        ``WEIYU_SYNC_MAX_MESSAGES`` per conversation (older ones via ``history.fetch``), ordered
-        by conversation id, then ``seq``: the conversation list's queries plus one statement
-        for the messages of every conversation with a gap."""
-        conversations = self.conversation_list()
+    def _sync_page(
+        self, cursors: dict[str, Any], page: tuple[int, int | None] | None
+    ) -> tuple[dict[str, Any], list[str], list[str]]:
+        """One page of ``sync.result`` (docs/protocol.md §2.2): ``(result, encoded
+        conversations, encoded messages)``, the two lists being the result's ``conversations``
+        and ``messages`` already encoded as JSON.
+
+        Conversations in id order from ``page`` (``(conversation id, after seq)``: resume inside
+        that conversation after that seq — its entry went on the previous page —, or ``(id,
+        None)``: start with it), each followed by what the client misses after its cursor (at
+        most the newest ``WEIYU_SYNC_MAX_MESSAGES``, older ones via ``history.fetch``), until
+        ``WEIYU_SYNC_PAGE_BYTES`` or ``WEIYU_SYNC_PAGE_MESSAGES`` is reached; ``next`` then
+        names where the following page starts (None: this is the last). A page always carries
+        at least one conversation or message, so paging ends. Queries: the conversation list's
+        plus one statement for the page's messages."""
+        start_id, start_seq = page if page is not None else (0, None)
+        conversations = sorted(
+            (c for c in self.conversation_list() if c["id"] >= start_id), key=lambda c: c["id"]
+        )
+        effective = dict(cursors)
+        held = cursors.get(str(start_id))
+        if start_seq is not None and isinstance(held, int) and not isinstance(held, bool):
+            effective[str(start_id)] = max(held, start_seq)
         limit = settings.WEIYU_SYNC_MAX_MESSAGES
+        budget = settings.WEIYU_SYNC_PAGE_BYTES
+        most = settings.WEIYU_SYNC_PAGE_MESSAGES
         plan, truncated = selectors.sync_plan(
-            conversations=conversations, cursors=cursors, limit=limit
+            conversations=conversations, cursors=effective, limit=limit
         )
         rows = selectors.messages_after_many(
-            plan=plan, limit=limit, include_internal=self.sees_internal
+            plan=plan, limit=limit, include_internal=self.sees_internal, total=most + 1
         )
-        messages = [message_payload(m) for m in rows]
-        return {"conversations": conversations, "messages": messages, "truncated": truncated}
+        by_conversation: dict[int, list[Any]] = {}
+        for row in rows:
+            by_conversation.setdefault(row.conversation_id, []).append(row)
+        after = dict(plan)
+        listed: list[dict[str, Any]] = []
+        listed_text: list[str] = []
+        sent: list[dict[str, Any]] = []
+        sent_text: list[str] = []
+        reached: set[int] = set()
+        size = 0
+        next_page: str | None = None
+
+        def fits(nbytes: int) -> bool:  # the first item always goes: every page carries one
+            return not (listed_text or sent_text) or size + nbytes <= budget
+
+        for conv in conversations:
+            cid = conv["id"]
+            if not (cid == start_id and start_seq is not None):
+                text = json.dumps(conv, ensure_ascii=False, separators=(",", ":"))
+                nbytes = len(text.encode()) + 1  # and its comma
+                if not fits(nbytes):
+                    next_page = str(cid)
+                    break
+                listed.append(conv)
+                listed_text.append(text)
+                size += nbytes
+            reached.add(cid)
+            last = after.get(cid)
+            for row in by_conversation.get(cid, ()):
+                payload = message_payload(row)
+                text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+                nbytes = len(text.encode()) + 1
+                if len(sent) >= most or not fits(nbytes):
+                    next_page = f"{cid}:{last}"
+                    break
+                sent.append(payload)
+                sent_text.append(text)
+                size += nbytes
+                last = row.seq
+            if next_page is not None:
+                break
+        result = {
+            "conversations": listed,
+            "messages": sent,
+            "truncated": [cid for cid in truncated if cid in reached],
+            "next": next_page,
+        }
+        return result, listed_text, sent_text
+
+    def _sync_result(
+        self, cursors: dict[str, Any], page: tuple[int, int | None] | None = None
+    ) -> dict[str, Any]:
+        """The ``sync.result`` page for ``cursors`` from ``page`` (see :meth:`_sync_page`):
+        ``{"conversations", "messages", "truncated", "next"}``."""
+        return self._sync_page(cursors, page)[0]
 
     async def on_sync(self, data: dict[str, Any], ref: str | None) -> None:
         cursors = data.get("cursors") or {}
         if not isinstance(cursors, dict):
             raise ServiceError("invalid", _("cursors must be an object."), field="cursors")
-        result = await self.db(self._sync_result, cursors)
-        await self.send_json({"type": "sync.result", "ref": ref, **result})
+        page = _page_field(data)
+        result, conversations, messages = await self.db(self._sync_page, cursors, page)
+        # the parts were encoded once, to measure the page: the frame is put together from them
+        encode = self.encode_json
+        head = f'{{"type":"sync.result","ref":{await encode(ref)},"conversations":['
+        tail = f'],"truncated":{await encode(result["truncated"])},"next":{await encode(result["next"])}}}'
+        await self.send(
+            text_data=head + ",".join(conversations) + '],"messages":[' + ",".join(messages) + tail
+        )
 
     def _history(self, conversation_id: int, before_seq: int | None, limit: int) -> dict[str, Any]:
         selectors.participant_get(conversation_id=conversation_id, member_key=self.sender.key)
@@ -385,11 +482,18 @@ class MemberConsumer(AsyncJsonWebsocketConsumer):
             limit=limit,
             include_internal=self.sees_internal,
         )
-        return {
-            "conversation_id": conversation_id,
-            "messages": [message_payload(m) for m in rows],
-            "has_more": has_more,
-        }
+        # newest first within WEIYU_SYNC_PAGE_BYTES: the older rest comes with the next fetch
+        payloads: list[dict[str, Any]] = []
+        size = 0
+        for row in reversed(rows):
+            payload = message_payload(row)
+            size += len(json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode())
+            if payloads and size > settings.WEIYU_SYNC_PAGE_BYTES:
+                has_more = True
+                break
+            payloads.append(payload)
+        payloads.reverse()
+        return {"conversation_id": conversation_id, "messages": payloads, "has_more": has_more}
 
     async def on_history_fetch(self, data: dict[str, Any], ref: str | None) -> None:
         conversation_id = _int_field(data, "conversation_id", minimum=1)

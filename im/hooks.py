@@ -22,6 +22,7 @@ A hook's methods run in this order for each new message (never for a resend of a
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # type names only: im.services.messages imports this module
@@ -60,3 +61,29 @@ def send_hook_register(*, kind: str, hook: SendHook) -> None:
 def send_hook_for(kind: str | None) -> SendHook:
     """The hook of ``kind``, or one that does nothing."""
     return _hooks.get(kind or "", _NO_HOOK)
+
+
+#: ``add(payloads, member_key=...)``: completes conversation payloads of one kind in place
+PayloadPart = Callable[..., None]
+_payload_parts: dict[str, PayloadPart] = {}
+
+
+def payload_part_register(*, kind: str, add: PayloadPart) -> None:
+    """Register ``add(payloads, member_key=...)``, which adds an app's own part to the payloads
+    (docs/protocol.md §2.1) of conversations of ``kind`` as ``member_key`` sees them — kefu adds
+    a customer conversation's ``session`` —, so that every answer of the messaging API carries
+    the conversation whole and a client that stores it loses nothing (one per kind; a second
+    registration replaces the first)."""
+    _payload_parts[kind] = add
+
+
+def payload_parts_add(payloads: list[dict[str, Any]], *, member_key: str) -> list[dict[str, Any]]:
+    """Complete ``payloads`` (conversation payloads, ``kind`` set) with the parts registered for
+    their kinds, in place; returns them. One call per kind present."""
+    by_kind: dict[str, list[dict[str, Any]]] = {}
+    for payload in payloads:
+        if payload.get("kind") in _payload_parts:
+            by_kind.setdefault(payload["kind"], []).append(payload)
+    for kind, some in by_kind.items():
+        _payload_parts[kind](some, member_key=member_key)
+    return payloads

@@ -418,6 +418,7 @@ CROSS JOIN LATERAL (
 LEFT JOIN im_attachment a ON a.id = m.attachment_id
 LEFT JOIN im_sticker st ON st.id = m.sticker_id
 ORDER BY m.conversation_id, m.seq
+LIMIT %s
 """
 _AFTER_MANY_SQL = _AFTER_MANY_SQL_TEMPLATE.format(
     message_columns=MESSAGE_COLUMNS.sql,
@@ -437,18 +438,22 @@ def load_message(row: tuple[Any, ...], start: int = 0) -> Message:
 
 
 def messages_after_many(
-    *, plan: list[tuple[int, int]], limit: int, include_internal: bool = True
+    *,
+    plan: list[tuple[int, int]],
+    limit: int,
+    include_internal: bool = True,
+    total: int | None = None,
 ) -> list[Message]:
     """The messages of several conversations after a seq each (``plan``: ``[(conversation id,
-    after seq)]``, see :func:`sync_plan`), at most ``limit`` per conversation, ordered by
-    conversation id then ``seq``, with attachment and sticker: one statement whatever the
-    count (was one per conversation)."""
+    after seq)]``, see :func:`sync_plan`), at most ``limit`` per conversation and ``total`` in
+    all (None: no overall limit), ordered by conversation id then ``seq``, with attachment and
+    sticker: one statement whatever the count (was one per conversation)."""
     if not plan:
         return []
     ids = [conversation_id for conversation_id, _after in plan]
     afters = [after for _id, after in plan]
     with prepared_cursor() as cursor:
-        cursor.execute(_AFTER_MANY_SQL, [ids, afters, include_internal, limit])
+        cursor.execute(_AFTER_MANY_SQL, [ids, afters, include_internal, limit, total])
         rows = cursor.fetchall()
     return [load_message(row) for row in rows]
 

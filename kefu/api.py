@@ -372,12 +372,16 @@ class VisitorMergeApi(APIView):
 
 
 class MonitorApi(APIView):
-    """``GET /api/v1/kefu/monitor`` → the live monitor (shape: ``kefu.monitor.snapshot``): per
-    workgroup the agents with status and load, queue length, longest wait, conversations in
-    progress; and every live conversation. Supervisors only (403)."""
+    """``GET /api/v1/kefu/monitor?workgroup=&agent=&status=&waiting=&order=&offset=&limit=`` →
+    the live monitor (shape: ``kefu.monitor.snapshot``): per workgroup the agents with status
+    and load, queue length, longest wait, conversations in progress; and one page of the live
+    conversations matching the filters with their ``total`` (``kefu.monitor.monitor_filters``).
+    Supervisors only (403); 400 ``invalid`` naming a bad parameter."""
 
     def get(self, request: Request) -> Response:
-        return Response(monitor.snapshot(user=request.user))
+        monitor.require_supervisor(request.user)
+        filters = monitor.monitor_filters(request.query_params)
+        return Response(monitor.snapshot(user=request.user, **filters))
 
 
 class StatsApi(APIView):

@@ -18,6 +18,11 @@ class KefuConfig(AppConfig):
         from org.signals import user_deactivated
 
         send_hook_register(kind=Conversation.Kind.VISITOR, hook=VisitorConversationHook())
+        # the messaging API's answers carry a customer conversation's session (docs/api.md §2)
+        from im.hooks import payload_part_register
+        from kefu.selectors import sessions_add
+
+        payload_part_register(kind=Conversation.Kind.VISITOR, add=sessions_add)
 
         # work for the service timers' scan marks the tenant live (tenants/fanout.py): the beat
         # then visits it every interval, the idle tenants once a sweep

@@ -6,9 +6,10 @@ workgroups they supervise only."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
-from django.db.models import Count, Min, Q
+from django.db.models import Case, Count, F, Min, Q, When
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -20,6 +21,17 @@ from kefu.models import AgentState, Session, Workgroup
 from org.models import User
 from weiyu.errors import ServiceError
 
+#: conversations per page of the monitor (default and most)
+PAGE_DEFAULT = 100
+PAGE_MAX = 500
+#: orders of the monitor's conversations: name → ORDER BY
+ORDERS = {
+    "oldest": ("created_at", "pk"),
+    "newest": ("-created_at", "-pk"),
+    "waiting": (F("waiting_since").asc(nulls_last=True), "created_at", "pk"),
+}
+LIVE_STATUSES = (Session.Status.ROBOT, Session.Status.QUEUED, Session.Status.OPEN)
+
 
 def is_supervisor(user: User) -> bool:
     """Administrators (role or superuser), auditors, and supervisors of at least one
@@ -27,22 +39,90 @@ def is_supervisor(user: User) -> bool:
     return supervision.is_supervising(user)
 
 
-def _require(user: User) -> None:
+def require_supervisor(user: User) -> None:
+    """Raise ``ServiceError("forbidden")`` unless :func:`is_supervisor`."""
     if not is_supervisor(user):
         raise ServiceError("forbidden", _("Only supervisors can see the monitor."))
 
 
-def snapshot(*, user: User) -> dict[str, Any]:
+def monitor_filters(params: Any) -> dict[str, Any]:
+    """The monitor's conversation filters from query parameters (docs/api.md §12), as keyword
+    arguments of :func:`snapshot`: ``workgroup`` (id), ``agent`` (id, or ``none``: not
+    assigned), ``status`` (``robot`` | ``queued`` | ``open``), ``waiting`` (seconds: only
+    conversations whose visitor has waited at least that long), ``order`` (``oldest`` |
+    ``newest`` | ``waiting``: longest wait first), ``offset`` (≥ 0) and ``limit`` (1 to 500,
+    default 100). Raises ``ServiceError("invalid")`` naming the bad field."""
+
+    def number(name: str, minimum: int, maximum: int | None = None) -> int | None:
+        raw = params.get(name)
+        if raw in (None, ""):
+            return None
+        value = int(raw) if str(raw).isdigit() and len(str(raw)) <= 12 else -1
+        if maximum is not None and not minimum <= value <= maximum:
+            message = _("%(field)s must be between %(low)d and %(high)d.") % {
+                "field": name,
+                "low": minimum,
+                "high": maximum,
+            }
+        elif value < minimum:
+            message = (
+                _("%(field)s must be a positive integer.")
+                if minimum
+                else _("%(field)s must be a non-negative integer.")
+            ) % {"field": name}
+        else:
+            return value
+        raise ServiceError("invalid", message, field=name)
+
+    agent: int | str | None = params.get("agent") or None
+    if agent != "none":
+        agent = number("agent", 1)
+    status = params.get("status") or None
+    order = params.get("order") or "oldest"
+    for name, value, allowed in (("status", status, LIVE_STATUSES), ("order", order, ORDERS)):
+        if value is not None and value not in allowed:
+            raise ServiceError(
+                "invalid",
+                _("%(field)s must be one of: %(values)s.")
+                % {"field": name, "values": ", ".join(allowed)},
+                field=name,
+            )
+    limit = number("limit", 1, PAGE_MAX)
+    return {
+        "workgroup": number("workgroup", 1),
+        "agent": agent,
+        "status": status,
+        "waiting": number("waiting", 0),
+        "order": order,
+        "offset": number("offset", 0) or 0,
+        "limit": PAGE_DEFAULT if limit is None else limit,
+    }
+
+
+def snapshot(
+    *,
+    user: User,
+    workgroup: int | None = None,
+    agent: int | str | None = None,
+    status: str | None = None,
+    waiting: int | None = None,
+    order: str = "oldest",
+    offset: int = 0,
+    limit: int = PAGE_DEFAULT,
+) -> dict[str, Any]:
     """``{"at", "workgroups": [{"id", "name", "strategy", "queue_length", "longest_wait_s",
     "in_progress", "with_robot", "agents": [{"id", "name", "status", "open_count",
-    "max_concurrent"}]}], "conversations": [{"conversation_id", "visitor", "agent", "workgroup",
-    "status", "started_at", "waiting_s"}]}`` — an agent's ``status`` is offline while no inbox
-    of theirs is open, ``open_count`` counts open customer conversations only (as the inbox
-    header and the admin do); ``waiting_s``: seconds since the visitor's last
-    unanswered message (or since queued), null when nobody waits. A supervisor gets only the
-    workgroups they supervise and their conversations. Raises ``ServiceError("forbidden")`` for
+    "max_concurrent"}]}], "total", "offset", "limit", "conversations": [{"conversation_id",
+    "visitor", "agent", "workgroup", "status", "started_at", "waiting_s"}]}`` — an agent's
+    ``status`` is offline while no inbox of theirs is open, ``open_count`` counts open customer
+    conversations only (as the inbox header and the admin do); ``waiting_s``: seconds since the
+    visitor's last unanswered message (or since queued), null when nobody waits.
+    ``conversations`` is one page (``offset``, ``limit``) of the live conversations that match
+    the filters (:func:`monitor_filters`), in ``order``; ``total`` counts all that match. A
+    supervisor gets only the workgroups they supervise and their conversations (a filter on
+    another workgroup matches nothing). Raises ``ServiceError("forbidden")`` for
     non-supervisors."""
-    _require(user)
+    require_supervisor(user)
     now = timezone.now()
     scope = supervision.supervised_workgroup_ids(user)
     live = Session.objects.exclude(status=Session.Status.CLOSED)
@@ -70,13 +150,13 @@ def snapshot(*, user: User) -> dict[str, Any]:
         oldest = row.get("oldest")
         agents = []
         for uid in members.get(wg.pk, []):
-            agent, state = users.get(uid), states.get(uid)
-            if agent is None:
+            person, state = users.get(uid), states.get(uid)
+            if person is None:
                 continue
             agents.append(
                 {
                     "id": uid,
-                    "name": agent.name,
+                    "name": person.name,
                     "status": state.shown_status if state else AgentState.Status.OFFLINE,
                     "open_count": state.open_count if state else 0,
                     "max_concurrent": state.max_concurrent if state else 0,
@@ -95,13 +175,14 @@ def snapshot(*, user: User) -> dict[str, Any]:
                 "agents": agents,
             }
         )
+    matching = _filtered(
+        live, now, workgroup=workgroup, agent=agent, status=status, waiting=waiting
+    )
+    total = matching.count()
+    page = matching.select_related("visitor", "agent", "workgroup").order_by(*ORDERS[order])
     conversations = []
-    for s in live.select_related("visitor", "agent", "workgroup").order_by("created_at")[:500]:
-        waiting_since = None
-        if s.status == Session.Status.QUEUED:
-            waiting_since = s.queued_at
-        elif s.last_visitor_at and (s.last_agent_at is None or s.last_agent_at < s.last_visitor_at):
-            waiting_since = s.last_visitor_at
+    for s in page[offset : offset + limit]:
+        waiting_since = s.waiting_since
         conversations.append(
             {
                 "conversation_id": s.conversation_id,
@@ -113,7 +194,49 @@ def snapshot(*, user: User) -> dict[str, Any]:
                 "waiting_s": int((now - waiting_since).total_seconds()) if waiting_since else None,
             }
         )
-    return {"at": now.isoformat(), "workgroups": groups, "conversations": conversations}
+    return {
+        "at": now.isoformat(),
+        "workgroups": groups,
+        "total": total,
+        "offset": offset,
+        "limit": limit,
+        "conversations": conversations,
+    }
+
+
+def _filtered(
+    live: Any,
+    now: dt.datetime,
+    *,
+    workgroup: int | None,
+    agent: int | str | None,
+    status: str | None,
+    waiting: int | None,
+) -> Any:
+    """``live`` sessions annotated with ``waiting_since`` (queued: since queued; else the
+    visitor's last message when no agent answered it since; else null), filtered."""
+    live = live.annotate(
+        waiting_since=Case(
+            When(status=Session.Status.QUEUED, then=F("queued_at")),
+            When(
+                Q(last_visitor_at__isnull=False)
+                & (Q(last_agent_at__isnull=True) | Q(last_agent_at__lt=F("last_visitor_at"))),
+                then=F("last_visitor_at"),
+            ),
+            default=None,
+        )
+    )
+    if workgroup is not None:
+        live = live.filter(workgroup_id=workgroup)
+    if agent == "none":
+        live = live.filter(agent__isnull=True)
+    elif agent is not None:
+        live = live.filter(agent_id=agent)
+    if status is not None:
+        live = live.filter(status=status)
+    if waiting is not None:
+        live = live.filter(waiting_since__lte=now - dt.timedelta(seconds=waiting))
+    return live
 
 
 def transcript(*, user: User, conversation_id: int) -> dict[str, Any]:
@@ -121,7 +244,7 @@ def transcript(*, user: User, conversation_id: int) -> dict[str, Any]:
     "workgroup", "status", "messages": [message]}`` (internal notes included, recalled ones
     without content). Raises ``ServiceError``: ``forbidden``, ``not_found`` (also for a
     conversation of a workgroup the supervisor does not supervise)."""
-    _require(user)
+    require_supervisor(user)
     session = (
         Session.objects.select_related("visitor", "agent", "workgroup")
         .filter(conversation_id=conversation_id)

@@ -144,6 +144,14 @@ def _with_sessions(payloads: list[dict[str, Any]], *, staff: bool = True) -> lis
     return payloads
 
 
+def sessions_add(payloads: list[dict[str, Any]], *, member_key: str) -> None:
+    """Add ``session`` to customer conversations' payloads as ``member_key`` sees them (staff:
+    with labels and the customer's last message, as in their list), in place: the messaging
+    API's conversation answers (im.hooks.payload_part_register). Three queries for staff, one
+    for a visitor."""
+    _with_sessions(payloads, staff=not im_selectors.is_visitor_key(member_key))
+
+
 def conversation_list_for_member(
     *, member_key: str, closed_limit: int = 50
 ) -> list[dict[str, Any]]:

@@ -441,6 +441,12 @@ WEIYU_MESSAGE_MAX_CHARS = 5000
 #: (manage.py embed_server) before it answers by keywords (kbase.embed_service)
 WEIYU_EMBED_TIMEOUT_S = float(os.environ.get("WEIYU_EMBED_TIMEOUT_S", "1.5"))
 WEIYU_SYNC_MAX_MESSAGES = 500
+#: most bytes of conversations and messages in one ``sync.result`` or ``history.result`` frame
+#: (UTF-8 JSON); more goes on following pages (docs/protocol.md §2.2). daphne refuses to send a
+#: websocket message over 1 MiB (``websocket_max_message_size``) and drops the connection.
+WEIYU_SYNC_PAGE_BYTES = 256 * 1024
+#: most messages in one ``sync.result`` page
+WEIYU_SYNC_PAGE_MESSAGES = 1000
 #: ``ip:port`` pairs (comma-separated, IPv6 in brackets) that requests to tenant-chosen URLs may
 #: reach although they are not public, e.g. a self-hosted model: "127.0.0.1:11434" for Ollama
 #: (weiyu.outbound; docs/security.md)

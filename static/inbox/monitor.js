@@ -25,7 +25,56 @@ function cell(row, text, cls) {
   return td;
 }
 
+// The conversations' filters and page (docs/api.md §12): the query of every refresh.
+const PAGE = 100;
+let offset = 0;
+let total = 0;
+const FILTERS = ['workgroup', 'agent', 'status', 'waiting', 'order'];
+
+function query() {
+  const params = new URLSearchParams({ offset: String(offset), limit: String(PAGE) });
+  for (const name of FILTERS) {
+    const value = $('f-' + name).value;
+    if (value) params.set(name, value);
+  }
+  return `${config.api}?${params}`;
+}
+
+// Keep a select's options in step with the data, keeping the choice (and the fixed options).
+function fillSelect(select, options) {
+  const chosen = select.value;
+  for (const o of [...select.options]) if (o.dataset.dynamic) o.remove();
+  for (const [value, label] of options) {
+    const o = document.createElement('option');
+    o.value = String(value);
+    o.textContent = label;
+    o.dataset.dynamic = '1';
+    select.append(o);
+  }
+  select.value = chosen;
+  if (select.value !== chosen) select.value = '';
+}
+
+function renderFilters(data) {
+  fillSelect($('f-workgroup'), data.workgroups.map((wg) => [wg.id, wg.name]));
+  const agents = new Map();
+  for (const wg of data.workgroups) for (const a of wg.agents) agents.set(a.id, a.name);
+  fillSelect($('f-agent'), [...agents].sort((a, b) => a[1].localeCompare(b[1])));
+}
+
+function renderPager(data) {
+  total = data.total;
+  const shown = data.conversations.length;
+  $('conv-count').textContent = shown
+    ? interpolate(gettext('%(first)s–%(last)s of %(total)s conversations'), { first: data.offset + 1, last: data.offset + shown, total }, true)
+    : '';
+  $('page-prev').disabled = offset === 0;
+  $('page-next').disabled = offset + PAGE >= total;
+}
+
 function render(data) {
+  renderFilters(data);
+  renderPager(data);
   const wgBody = $('wg-table').querySelector('tbody');
   wgBody.replaceChildren();
   for (const wg of data.workgroups) {
@@ -62,14 +111,41 @@ function render(data) {
   $('monitor-at').textContent = interpolate(gettext('Updated %(time)s'), { time: new Date(data.at).toLocaleTimeString() }, true);
 }
 
+let timer = null;
+let asked = 0; // the newest request: an older answer that comes late is dropped
 async function refresh() {
+  clearTimeout(timer);
+  const n = ++asked;
   try {
-    const res = await fetch(config.api, { headers: { Accept: 'application/json' }, credentials: 'same-origin' });
-    if (res.ok) render(await res.json());
+    const res = await fetch(query(), { headers: { Accept: 'application/json' }, credentials: 'same-origin' });
+    if (res.ok && n === asked) {
+      const data = await res.json();
+      if (data.offset > 0 && data.offset >= data.total) {
+        offset = Math.max(0, Math.floor((data.total - 1) / PAGE) * PAGE); // the page emptied
+        refresh();
+        return;
+      }
+      render(data);
+    }
   } catch (e) {
     /* next round */
   }
-  setTimeout(refresh, REFRESH_MS);
+  if (n === asked) timer = setTimeout(refresh, REFRESH_MS);
 }
+
+for (const name of FILTERS) {
+  $('f-' + name).addEventListener('change', () => {
+    offset = 0;
+    refresh();
+  });
+}
+$('page-prev').addEventListener('click', () => {
+  offset = Math.max(0, offset - PAGE);
+  refresh();
+});
+$('page-next').addEventListener('click', () => {
+  if (offset + PAGE < total) offset += PAGE;
+  refresh();
+});
 
 refresh();

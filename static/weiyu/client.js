@@ -272,6 +272,8 @@ export class WeiyuClient {
         if (f.conversation) this._learn(f.conversation.id, 0);
         break;
       case 'sync.result': {
+        f = this._syncPage(f);
+        if (!f) return; // a page of a longer answer: the next page is asked for
         // Conversations this client did not send a cursor for. In the first sync of its life
         // they are what the user had before this page: history, paged in with history.fetch.
         // In a later one they came while it was away: the next sync brings all of them.
@@ -399,7 +401,29 @@ export class WeiyuClient {
     for (const [c, seq] of this._cursors) cursors[c] = seq;
     // sentAt: a sync.result describes the server as it was after this moment; frames that came
     // live in between (a conversation.added) are newer than it (sync.result carries sent_at)
-    return this.request({ type: 'sync', cursors }, { sentAt: Date.now() }).catch(() => null);
+    const pages = { cursors, conversations: [], messages: [], truncated: [] };
+    return this.request({ type: 'sync', cursors }, { sentAt: Date.now(), pages }).catch(() => null);
+  }
+
+  // A sync.result with `next` is one page of the answer (docs/protocol.md §2.2): keep it, ask
+  // for the next page with the same cursors, and hand the UI one sync.result once the last page
+  // came. Nothing of a page is remembered before then, so a socket lost between pages leaves
+  // the cursors as they were and the next sync asks again. Returns the whole answer, or null.
+  _syncPage(f) {
+    const req = f.ref != null ? this._requests.get(f.ref) : null;
+    const pages = req && req.pages;
+    if (!pages) return f; // not ours (or a server without pages)
+    pages.conversations.push(...(f.conversations || []));
+    pages.messages.push(...(f.messages || []));
+    pages.truncated.push(...(f.truncated || []));
+    if (f.next == null) {
+      return { ...f, conversations: pages.conversations, messages: pages.messages, truncated: pages.truncated };
+    }
+    this._requests.delete(f.ref);
+    clearTimeout(req.timer);
+    const frame = { type: 'sync', cursors: pages.cursors, page: f.next };
+    this.request(frame, { sentAt: req.sentAt, pages }).then(req.resolve, req.reject);
+    return null;
   }
 
   /** history.fetch; beforeSeq null/undefined = the newest page. Resolves with history.result. */

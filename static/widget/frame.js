@@ -66,6 +66,13 @@ function toHost(msg) {
 
 window.addEventListener('message', (e) => {
   if (e.source !== window.parent || !e.data || e.data.source !== 'weiyu-host') return;
+  if (e.data.event === 'token') {
+    // the host page's copy of the token (see loadToken), from the page the loader named only
+    if (hostTokenReply && e.origin === hostOrigin) {
+      hostTokenReply(typeof e.data.token === 'string' && e.data.token.length <= 512 ? e.data.token : null);
+    }
+    return;
+  }
   if (e.data.event === 'identify') {
     identity = { identity: e.data.identity, hmac: e.data.hmac };
     if (client) identify();
@@ -1070,19 +1077,52 @@ function onState(state) {
 }
 
 // ---- session ------------------------------------------------------------------------------
-function loadToken() {
+// The token is kept in this frame's storage. A browser that blocks a third-party frame's
+// storage (Safari, Chrome with third-party cookies blocked) would make every page load a new
+// visitor: then the host page keeps it in its own (first-party) storage, through the loader
+// (widget.js), which hands it back to the next frame on request (docs/protocol.md §1).
+let storageBlocked = false;
+const HOST_TOKEN_WAIT_MS = 3000; // a host page with an older loader never answers
+let hostTokenReply = null; // resolves the pending request with the host's token
+
+function ownToken() {
   try {
     return localStorage.getItem(TOKEN_KEY);
   } catch (e) {
-    return null; // storage blocked (third-party iframe in a strict browser)
+    storageBlocked = true; // third-party iframe in a strict browser
+    return null;
   }
+}
+
+function hostToken() {
+  // Only to and from the page the loader named (page_url); never to any other origin.
+  if (!embedded || hostOrigin === '*') return Promise.resolve(null);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(null), HOST_TOKEN_WAIT_MS);
+    hostTokenReply = (token) => {
+      clearTimeout(timer);
+      hostTokenReply = null;
+      resolve(token);
+    };
+    window.parent.postMessage({ source: 'weiyu', event: 'token.request' }, hostOrigin);
+  });
+}
+
+async function loadToken() {
+  const token = ownToken();
+  if (token || !storageBlocked) return token;
+  return hostToken();
 }
 
 function saveToken(token) {
   try {
     localStorage.setItem(TOKEN_KEY, token);
+    return;
   } catch (e) {
-    /* the visitor just won't be recognised next time */
+    storageBlocked = true;
+  }
+  if (embedded && hostOrigin !== '*') {
+    window.parent.postMessage({ source: 'weiyu', event: 'token', token }, hostOrigin);
   }
 }
 
@@ -1098,7 +1138,7 @@ async function requestSession() {
     // shown to agents who schedule a reply at the visitor's local time
     timezone: clip(Intl.DateTimeFormat().resolvedOptions().timeZone, 64),
   };
-  const token = loadToken();
+  const token = await loadToken();
   if (token) body.token = token;
   const data = await api('POST', config.session_url, body);
   saveToken(data.token);

@@ -188,11 +188,24 @@
   if (narrow.addEventListener) narrow.addEventListener('change', layout);
   else if (narrow.addListener) narrow.addListener(layout);
 
+  // The visitor's token, kept here (the host page's own storage) only when the browser blocks
+  // the chat frame's storage: the frame asks for it when it starts (docs/protocol.md §1).
+  var TOKEN_KEY = 'weiyu.token.' + channel;
+  function hostToken() {
+    try { return localStorage.getItem(TOKEN_KEY); } catch (e) { return null; }
+  }
+  function keepToken(token) {
+    try { localStorage.setItem(TOKEN_KEY, token); } catch (e) { /* blocked here too */ }
+  }
+
   window.addEventListener('message', function (e) {
     if (e.source !== frame.contentWindow || e.origin !== origin) return;
     var d = e.data;
     if (!d || typeof d !== 'object' || d.source !== 'weiyu') return;
-    if (d.event === 'unread') setUnread(d.count);
+    if (d.event === 'token.request') tellFrame({ source: 'weiyu-host', event: 'token', token: hostToken() });
+    else if (d.event === 'token') {
+      if (typeof d.token === 'string' && d.token.length <= 512) keepToken(d.token);
+    } else if (d.event === 'unread') setUnread(d.count);
     else if (d.event === 'close') setOpen(false);
     else if (d.event === 'open') setOpen(true);
     else if (d.event === 'identified') emit('identified');

@@ -4,6 +4,7 @@ and exactly who is told about a new message."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass
 
@@ -19,6 +20,7 @@ from kefu.services import messages as kefu_messages
 from kefu.services import sessions
 from org.models import User
 from tests.conftest import make_desk, make_visitor, session_cookie
+from tests.kefu.conversations import customer_conversation
 from tests.threads import in_threads
 from tests.waits import WAIT_S
 from tests.ws import collect, collect_until, connect, receive_until
@@ -556,6 +558,99 @@ async def test_sync_over_a_long_gap_returns_the_newest_part_and_history_fills_th
     # then it ends up with every message after its cursor, once, up to the newest
     assert result["messages"][-1]["seq"] == 610
     assert [seq for seq in got if seq > 10] == list(range(11, 611))
+    await ws.disconnect()
+
+
+async def _sync_pages(ws, cursors: dict[str, int]) -> list[tuple[int, dict]]:
+    """Every page of one ``sync`` (following ``next``), each with its encoded size in bytes."""
+    pages, page = [], None
+    while True:
+        frame = {"type": "sync", "cursors": cursors, "ref": "s"}
+        if page is not None:
+            frame["page"] = page
+        await ws.send_json_to(frame)
+        raw = await ws.receive_from(timeout=WAIT_S)
+        result = json.loads(raw)
+        assert result["type"] == "sync.result", result
+        pages.append((len(raw.encode()), result))
+        page = result["next"]
+        if page is None:
+            return pages
+
+
+@pytest.mark.asyncio
+async def test_a_long_sync_comes_in_pages_within_the_budget_each_message_once(acme, settings):
+    # given a visitor who holds the first 10 of 610 messages, and pages of at most 8 KiB
+    settings.WEIYU_SYNC_PAGE_BYTES = 8 * 1024
+    chat = await database_sync_to_async(_long_conversation)(acme, 610)
+    ws = await _visitor(chat)
+
+    # when it resyncs and follows every page
+    pages = await _sync_pages(ws, {str(chat.cid): 10})
+
+    # then no page is over the budget (beside its few bytes of frame), each carries something,
+    # and together they bring the newest 500 once, in order, the cut named once
+    assert len(pages) > 10
+    assert all(size <= 8 * 1024 + 200 for size, _page in pages)
+    assert all(page["messages"] or page["conversations"] for _size, page in pages)
+    seqs = [m["seq"] for _size, page in pages for m in page["messages"]]
+    assert seqs == list(range(111, 611))
+    assert [cid for _size, page in pages for cid in page["truncated"]] == [chat.cid]
+    assert [c["id"] for _size, page in pages for c in page["conversations"]] == [chat.cid]
+
+    # and a history page is cut to the budget too, newest first, saying there is more
+    await ws.send_json_to(
+        {"type": "history.fetch", "conversation_id": chat.cid, "before_seq": 111, "limit": 100}
+    )
+    raw = await ws.receive_from(timeout=WAIT_S)
+    history = json.loads(raw)
+    got = [m["seq"] for m in history["messages"]]
+    assert len(raw.encode()) <= 8 * 1024 + 200
+    assert 0 < len(got) < 100
+    assert got == list(range(111 - len(got), 111))
+    assert history["has_more"] is True
+
+    # and a page the server did not give is refused
+    for bad in ["x", 5, "1:2:3", "0", "-1", "1:" + "9" * 30]:
+        await ws.send_json_to({"type": "sync", "cursors": {}, "page": bad, "ref": "bad"})
+        error = await receive_until(ws, "error")
+        assert (error["code"], error["field"], error["ref"]) == ("invalid", "page", "bad")
+    await ws.disconnect()
+
+
+@pytest.mark.asyncio
+async def test_sync_pages_split_between_conversations_list_each_once(acme, settings):
+    # given an agent serving four conversations of three messages each, and tiny pages
+    def serve() -> tuple[User, bytes, list[int]]:
+        desk = make_desk(acme, agents=1)
+        agent = desk.agents[0]
+        with schema_context("acme"):
+            cids = [
+                customer_conversation(
+                    desk, agent, lines=[("visitor", "hi"), ("agent", "hello"), ("visitor", "ok")]
+                ).conversation_id
+                for _ in range(4)
+            ]
+        return agent, session_cookie(acme, agent), cids
+
+    _agent_user, cookie, cids = await database_sync_to_async(serve)()
+    settings.WEIYU_SYNC_PAGE_BYTES = 300
+    ws, _hello = await connect("/ws/agent/", HOST, cookie=cookie)
+
+    # when its socket syncs from cursor 0 of each
+    pages = await _sync_pages(ws, {str(cid): 0 for cid in cids})
+
+    # then every conversation is listed once, before its messages, and every message comes once
+    listed = [c["id"] for _size, page in pages for c in page["conversations"]]
+    assert listed == sorted(cids)
+    seen: list[int] = []
+    got: list[tuple[int, int]] = []
+    for _size, page in pages:
+        seen += [c["id"] for c in page["conversations"]]
+        for m in page["messages"]:
+            assert m["conversation_id"] in seen
+            got.append((m["conversation_id"], m["seq"]))
+    assert got == [(cid, seq) for cid in sorted(cids) for seq in (1, 2, 3)]
     await ws.disconnect()
 
 

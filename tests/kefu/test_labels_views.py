@@ -442,3 +442,34 @@ def test_a_snoozed_conversation_leaves_waiting_for_the_snoozed_view(acme):
     mine = next(r for r in row if r["conversation_id"] == session.conversation_id)
     assert (mine["snoozed"], mine["snoozed_until"]) == (True, None)
     assert client.get("/api/v1/kefu/views").json()["views"]["snoozed"] >= 1
+
+
+def test_the_messaging_api_answers_a_customer_conversation_with_its_session(acme):
+    # given a customer conversation served by an agent, labelled
+    desk = make_desk(acme, agents=1)
+    agent = desk.agents[0]
+    visitor, _token = make_visitor(desk)
+    with schema_context("acme"):
+        first, _ = kefu_messages.visitor_message_send(
+            visitor=visitor, conversation_id=None, content="where is my order?", client_msg_id="q"
+        )
+        cid = first.conversation_id
+        label = Label.objects.create(name=unique("VIP"), color="#d1242f")
+        Session.objects.get(conversation_id=cid).labels.add(label)
+    client = agent_client(agent)
+    # when the inbox fetches it again, or pins it
+    fetched = client.get(f"/api/v1/im/conversations/{cid}").json()
+    pinned = client.patch(
+        f"/api/v1/im/conversations/{cid}/settings",
+        {"pinned": True},
+        content_type="application/json",
+    ).json()
+    # then both answers carry the session as the inbox list does: visitor, workgroup, labels
+    for answer in (fetched, pinned):
+        session = answer["session"]
+        assert session["visitor"]["id"] == visitor.pk
+        assert session["workgroup"]["name"] == desk.workgroup.name
+        assert session["agent"]["key"] == agent.member_key
+        assert [x["name"] for x in session["labels"]] == [label.name]
+        assert session["customer_message"]["content"] == "where is my order?"
+    assert pinned["pinned"] is True
