@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from org import alerts, apikeys, directory, push, selectors, services
+from org.middleware import own_settings
 from org.models import ApiKey, Department, DepartmentMember, PushSubscription, User
 from weiyu.errors import ServiceError
 from weiyu.schema import NO_CONTENT
@@ -32,6 +33,7 @@ def _number(request: Request, name: str, default: int, low: int, high: int) -> i
     return int(raw)
 
 
+@own_settings
 class MyLanguageApi(APIView):
     """``PUT /api/v1/org/me/language`` ``{"language": "" | "zh-hans" | "en"}`` → ``{"language"}``:
     the language the signed-in person reads the inbox and automatic lines in (``""``: their
@@ -51,6 +53,7 @@ def _alerts_answer(user: User) -> dict[str, Any]:
     }
 
 
+@own_settings
 class MyAlertsApi(APIView):
     """The signed-in person's alerts when away (docs/inbox.md, "Alerts when away").
 
@@ -68,6 +71,7 @@ class MyAlertsApi(APIView):
         return Response(_alerts_answer(request.user))
 
 
+@own_settings
 class MyPushSubscriptionsApi(APIView):
     """This browser's web push subscription.
 

@@ -50,12 +50,13 @@ class AuditMiddleware:
 
 
 #: Paths where an auditor may still send a form: signing in and out, and their own account
-#: (password, two factors, sessions). Nothing there changes the tenant's data.
+#: (password, two factors, sessions, alerts). Nothing there changes the tenant's data.
 AUDITOR_WRITABLE_PREFIXES = (
     "/admin/login/",
     "/admin/logout/",
     "/inbox/login/",
     "/inbox/logout/",
+    "/inbox/alerts/",
     "/account/",
     "/i18n/",
 )
@@ -66,6 +67,17 @@ F = TypeVar("F", bound=Callable[..., Any])
 #: the attribute that marks a POST an auditor may still send: it reads and changes nothing of
 #: the tenant's data (an export writes only its own job and the audit log)
 READS_ONLY = "weiyu_reads_only"
+#: the attribute of an API view that changes only the signed-in person's own settings (their
+#: language, their alerts): an auditor may use every method of it
+OWN_SETTINGS = "weiyu_own_settings"
+
+
+def own_settings(target: F) -> F:
+    """Mark an API view class that changes only the signed-in person's own settings: an auditor
+    may send it any method (:class:`AuditorReadOnlyMiddleware`,
+    ``org.permissions.IsAuthenticatedWriter``). Returns ``target`` itself."""
+    setattr(target, OWN_SETTINGS, True)
+    return target
 
 
 def reads_only(target: F) -> F:
@@ -85,6 +97,8 @@ def _posts_a_read(request: HttpRequest) -> bool:
         return False
     view_class = getattr(match.func, "view_class", None) or getattr(match.func, "cls", None)
     if view_class is not None:
+        if getattr(view_class, OWN_SETTINGS, False):
+            return True
         return request.method == "POST" and bool(getattr(view_class, READS_ONLY, False))
     model_admin = getattr(match.func, "model_admin", None)
     if model_admin is None or match.url_name != (

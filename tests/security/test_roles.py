@@ -18,8 +18,8 @@ from kbase.services import faq_upsert
 from kefu import stats, supervision
 from kefu.models import CannedResponse, ExportJob, Session
 from kefu.services import messages
-from org.middleware import READS_ONLY
-from org.models import AuditEntry, Department, DepartmentMember, Role, User
+from org.middleware import OWN_SETTINGS, READS_ONLY
+from org.models import AlertPreferences, AuditEntry, Department, DepartmentMember, Role, User
 from tenants.models import Tenant
 from tests.conftest import (
     PASSWORD,
@@ -194,7 +194,10 @@ def test_an_auditor_reads_everything_and_every_write_is_refused(acme):
             r = getattr(client, method)(url, "{}", content_type="application/json")
             if r.status_code == 401:  # a path for visitors, behind their token
                 continue
-            if method == "post" and getattr(resolve(url).func.view_class, READS_ONLY, False):
+            view = resolve(url).func.view_class
+            if getattr(view, OWN_SETTINGS, False):
+                continue  # their own language and alerts: below
+            if method == "post" and getattr(view, READS_ONLY, False):
                 continue  # an export: below
             assert r.status_code == 403, (method, url, r.status_code)
             assert r.json()["error"] == "read_only", (method, url)
@@ -240,6 +243,15 @@ def test_an_auditor_reads_everything_and_every_write_is_refused(acme):
     assert r.status_code == 202, r.content
     with schema_context("acme"):
         assert ExportJob.objects.filter(requester=auditor).count() == 2
+    # and their own settings change: language and alerts (API and the alerts page)
+    r = client.put("/api/v1/org/me/language", {"language": "en"}, content_type="application/json")
+    assert r.status_code == 200, r.content
+    r = client.post("/inbox/alerts/", {"digest_after_minutes": "30", "push": ["assigned"]})
+    assert r.status_code in (200, 302), r.status_code
+    with schema_context("acme"):
+        auditor.refresh_from_db()
+        assert auditor.language == "en"
+        assert AlertPreferences.objects.get(user=auditor).digest_after_minutes == 30
     # signing out still works
     assert client.post("/admin/logout/").status_code in (200, 302)
 
