@@ -510,6 +510,7 @@ class CpuSampler:
         wall = max(time.monotonic() - self.t0, 1e-6)
         m1 = _machine_jiffies()
         result: dict[str, float] = {}
+        daphne_s = 0.0
         for name, pids in self._groups().items():
             used = 0.0
             for pid in pids:
@@ -517,12 +518,15 @@ class CpuSampler:
                 if end is not None:
                     used += end - self.s0.get(pid, 0.0)
             result[name] = round(100 * used / wall, 1)  # % of one core
+            if name == "daphne":
+                daphne_s = used
         busy, total = m1[0] - self.m0[0], m1[1] - self.m0[1]
         result["machine"] = round(100 * (os.cpu_count() or 1) * busy / max(total, 1), 1)
         result["other"] = round(
             result["machine"] - sum(v for k, v in result.items() if k != "machine"), 1
         )
         result["pg_backends_at_end"] = len(self._groups()["postgres"])
+        result["daphne_cpu_s"] = round(daphne_s, 3)  # CPU seconds, not a %
         return result
 
 
@@ -868,6 +872,10 @@ async def drive(
             "lat_ms_max": ms(max(run.latencies) if run.latencies else None),
             "ack_ms_p50": ms(pct(run.ack_lat, 50)),
             "ack_ms_p99": ms(pct(run.ack_lat, 99)),
+            # the web processes' CPU over the send phase per message delivered (P3: <= 1 ms)
+            "cpu_ms_per_msg": round(1000 * result["cpu_pct_of_core"]["daphne_cpu_s"] / delivered, 3)
+            if delivered and "daphne_cpu_s" in result.get("cpu_pct_of_core", {})
+            else None,
         }
     )
     return result
@@ -946,6 +954,7 @@ ROWS = [
     ("v→a latency max (ms)", lambda r: r["lat_ms_max"]),
     ("ack latency p50 / p99 (ms)", lambda r: f"{r['ack_ms_p50']} / {r['ack_ms_p99']}"),
     ("CPU % of a core: daphne", lambda r: r.get("cpu_pct_of_core", {}).get("daphne")),
+    ("CPU ms of daphne per delivered message", lambda r: r.get("cpu_ms_per_msg")),
     ("CPU %: postgres (bench db backends)", lambda r: r.get("cpu_pct_of_core", {}).get("postgres")),
     ("CPU %: redis-server", lambda r: r.get("cpu_pct_of_core", {}).get("redis")),
     ("CPU %: this client", lambda r: r.get("cpu_pct_of_core", {}).get("client")),
