@@ -329,14 +329,26 @@ class Server:
 
 
 def start_daphne(
-    name: str, app: str, env: dict[str, str], logdir: Path, processes: int | None = None
+    name: str,
+    app: str,
+    env: dict[str, str],
+    logdir: Path,
+    processes: int | None = None,
+    *,
+    server: str = "daphne",
 ) -> Server:
     """``daphne <app>`` on a free loopback port; with ``processes``, the production launcher
-    ``python -m weiyu.serve -w <processes>`` (that many daphnes on the one port) instead."""
+    ``python -m weiyu.serve -w <processes>`` (that many daphnes on the one port) instead. With
+    ``server="uvicorn"``: one uvicorn process (uvloop, httptools, websockets) on the same app,
+    for comparison only (``--server``; the product is served by daphne)."""
     port = free_port()
     log = logdir / f"daphne-{name}.log"
     command = [DAPHNE, "-b", "127.0.0.1", "-p", str(port), app]
-    if processes is not None:
+    if server == "uvicorn":
+        command = [PYTHON, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port)]
+        command += ["--loop", "uvloop", "--http", "httptools", "--ws", "websockets"]
+        command += ["--lifespan", "off", "--no-access-log", "--log-level", "warning", app]
+    elif processes is not None:
         command = [PYTHON, "-m", "weiyu.serve", "-b", "127.0.0.1", "-p", str(port)]
         command += ["-w", str(processes), app]
     with log.open("wb") as out:
@@ -898,7 +910,9 @@ async def bench_server(
         await wait_quiet(args.wait_quiet, args.quiet_threshold) if args.wait_quiet else None
     )
     load_before = os.getloadavg()
-    server = start_daphne(name, app, env, logdir, processes)
+    server = start_daphne(
+        name, app, env, logdir, processes, server=getattr(args, "server", "daphne")
+    )
     try:
         await wait_healthy(server)
         dbname = urlsplit(env["DATABASE_URL"]).path.lstrip("/")
@@ -1047,6 +1061,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--log-dir", help="keep the daphne logs here (default: a temporary directory)")
     p.add_argument("--connect-concurrency", type=int, default=50)
     p.add_argument("--only", choices=["weiyu", "echo"], help="skip the other server")
+    p.add_argument(
+        "--server",
+        choices=["daphne", "uvicorn"],
+        default="daphne",
+        help="the ASGI server to run the apps in (uvicorn: for comparison, needs uvicorn, "
+        "uvloop and httptools installed; 'daphne' figures are then uvicorn's)",
+    )
     p.add_argument(
         "--processes",
         metavar="LIST",
