@@ -28,6 +28,11 @@ while its previous call is on its way go together in its next: at most one round
 message, far fewer under load, each message serialised once rather than once per receiving
 process.
 
+The publishes and the pump talk to Redis over :class:`weiyu.redislink.RedisLink` (one pipelined
+connection per event loop, and one per pump since ``BZPOPMIN`` holds it), not through redis-py's
+client, whose per-command machinery cost ~5 times the CPU (docs/benchmarks.md, "CPU per
+message"); servers given by a TLS address keep redis-py.
+
 With several Redis servers (``CHANNEL_REDIS_URLS``, docs/deploy.md), :class:`ShardWatch` tells a
 socket when a server holding its group or its process's queue was lost, so that it asks its
 client to resynchronise once the server is back.
