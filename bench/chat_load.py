@@ -329,14 +329,26 @@ class Server:
 
 
 def start_daphne(
-    name: str, app: str, env: dict[str, str], logdir: Path, processes: int | None = None
+    name: str,
+    app: str,
+    env: dict[str, str],
+    logdir: Path,
+    processes: int | None = None,
+    *,
+    server: str = "daphne",
 ) -> Server:
     """``daphne <app>`` on a free loopback port; with ``processes``, the production launcher
-    ``python -m weiyu.serve -w <processes>`` (that many daphnes on the one port) instead."""
+    ``python -m weiyu.serve -w <processes>`` (that many daphnes on the one port) instead. With
+    ``server="uvicorn"``: one uvicorn process (uvloop, httptools, websockets) on the same app,
+    for comparison only (``--server``; the product is served by daphne)."""
     port = free_port()
     log = logdir / f"daphne-{name}.log"
     command = [DAPHNE, "-b", "127.0.0.1", "-p", str(port), app]
-    if processes is not None:
+    if server == "uvicorn":
+        command = [PYTHON, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port)]
+        command += ["--loop", "uvloop", "--http", "httptools", "--ws", "websockets"]
+        command += ["--lifespan", "off", "--no-access-log", "--log-level", "warning", app]
+    elif processes is not None:
         command = [PYTHON, "-m", "weiyu.serve", "-b", "127.0.0.1", "-p", str(port)]
         command += ["-w", str(processes), app]
     with log.open("wb") as out:
@@ -510,6 +522,7 @@ class CpuSampler:
         wall = max(time.monotonic() - self.t0, 1e-6)
         m1 = _machine_jiffies()
         result: dict[str, float] = {}
+        daphne_s = 0.0
         for name, pids in self._groups().items():
             used = 0.0
             for pid in pids:
@@ -517,12 +530,15 @@ class CpuSampler:
                 if end is not None:
                     used += end - self.s0.get(pid, 0.0)
             result[name] = round(100 * used / wall, 1)  # % of one core
+            if name == "daphne":
+                daphne_s = used
         busy, total = m1[0] - self.m0[0], m1[1] - self.m0[1]
         result["machine"] = round(100 * (os.cpu_count() or 1) * busy / max(total, 1), 1)
         result["other"] = round(
             result["machine"] - sum(v for k, v in result.items() if k != "machine"), 1
         )
         result["pg_backends_at_end"] = len(self._groups()["postgres"])
+        result["daphne_cpu_s"] = round(daphne_s, 3)  # CPU seconds, not a %
         return result
 
 
@@ -868,6 +884,10 @@ async def drive(
             "lat_ms_max": ms(max(run.latencies) if run.latencies else None),
             "ack_ms_p50": ms(pct(run.ack_lat, 50)),
             "ack_ms_p99": ms(pct(run.ack_lat, 99)),
+            # the web processes' CPU over the send phase per message delivered (P3: <= 1 ms)
+            "cpu_ms_per_msg": round(1000 * result["cpu_pct_of_core"]["daphne_cpu_s"] / delivered, 3)
+            if delivered and "daphne_cpu_s" in result.get("cpu_pct_of_core", {})
+            else None,
         }
     )
     return result
@@ -890,7 +910,9 @@ async def bench_server(
         await wait_quiet(args.wait_quiet, args.quiet_threshold) if args.wait_quiet else None
     )
     load_before = os.getloadavg()
-    server = start_daphne(name, app, env, logdir, processes)
+    server = start_daphne(
+        name, app, env, logdir, processes, server=getattr(args, "server", "daphne")
+    )
     try:
         await wait_healthy(server)
         dbname = urlsplit(env["DATABASE_URL"]).path.lstrip("/")
@@ -946,6 +968,7 @@ ROWS = [
     ("v→a latency max (ms)", lambda r: r["lat_ms_max"]),
     ("ack latency p50 / p99 (ms)", lambda r: f"{r['ack_ms_p50']} / {r['ack_ms_p99']}"),
     ("CPU % of a core: daphne", lambda r: r.get("cpu_pct_of_core", {}).get("daphne")),
+    ("CPU ms of daphne per delivered message", lambda r: r.get("cpu_ms_per_msg")),
     ("CPU %: postgres (bench db backends)", lambda r: r.get("cpu_pct_of_core", {}).get("postgres")),
     ("CPU %: redis-server", lambda r: r.get("cpu_pct_of_core", {}).get("redis")),
     ("CPU %: this client", lambda r: r.get("cpu_pct_of_core", {}).get("client")),
@@ -1038,6 +1061,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--log-dir", help="keep the daphne logs here (default: a temporary directory)")
     p.add_argument("--connect-concurrency", type=int, default=50)
     p.add_argument("--only", choices=["weiyu", "echo"], help="skip the other server")
+    p.add_argument(
+        "--server",
+        choices=["daphne", "uvicorn"],
+        default="daphne",
+        help="the ASGI server to run the apps in (uvicorn: for comparison, needs uvicorn, "
+        "uvloop and httptools installed; 'daphne' figures are then uvicorn's)",
+    )
     p.add_argument(
         "--processes",
         metavar="LIST",

@@ -9,7 +9,9 @@ through its member group (``weiyu.realtime.member_group``).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import functools
 import json
 import logging
 import re
@@ -20,7 +22,6 @@ from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.layers import get_channel_layer
-from channels.utils import await_many_dispatch
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.utils import timezone, translation
@@ -47,6 +48,55 @@ CLOSE_RESYNC = 4503
 CLOSE_RATE_LIMITED = 4429
 LAYER_RETRY_S = 1.0
 LAYER_ERRORS = (OSError, TimeoutError, RedisConnectionError, RedisTimeoutError)
+
+
+async def _dispatch_many(
+    sources: list[Callable[[], Awaitable[dict[str, Any]]]],
+    dispatch: Callable[[dict[str, Any]], Awaitable[None]],
+) -> None:
+    """Channels' ``await_many_dispatch``: await the next message of every source at once, hand
+    each to ``dispatch`` in turn (one at a time), then wait for that source's next; until a
+    source or ``dispatch`` raises (``StopConsumer`` when the socket closed), which is raised
+    after the other sources are cancelled.
+
+    Woken by the finished source's done callback instead of an ``asyncio.wait`` over every
+    source per message (a waiter future, and a callback added to and removed from each source:
+    a socket dispatches three times for each chat message, docs/benchmarks.md "CPU per
+    message"). Messages that are ready together are dispatched in the order they came.
+    """
+    loop = asyncio.get_running_loop()
+    ready: collections.deque[int] = collections.deque()
+    wake: list[asyncio.Future[None] | None] = [None]
+
+    def finished(index: int, _task: asyncio.Task[Any]) -> None:
+        ready.append(index)
+        waiter = wake[0]
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def start(index: int) -> asyncio.Task[Any]:
+        task = loop.create_task(sources[index]())
+        task.add_done_callback(functools.partial(finished, index))
+        return task
+
+    tasks = [start(index) for index in range(len(sources))]
+    try:
+        while True:
+            if not ready:
+                wake[0] = loop.create_future()
+                try:
+                    await wake[0]
+                finally:
+                    wake[0] = None
+            index = ready.popleft()
+            await dispatch(tasks[index].result())
+            tasks[index] = start(index)
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 def _int_field(
@@ -112,9 +162,7 @@ class MemberConsumer(AsyncJsonWebsocketConsumer):
         #: hash of the session key for sockets signed in by a session (org.twofactor)
         self.session_fingerprint: str | None = None
         with contextlib.suppress(StopConsumer):
-            await await_many_dispatch(
-                [receive, self.layer_receive, self.layer_watch], self.dispatch
-            )
+            await _dispatch_many([receive, self.layer_receive, self.layer_watch], self.dispatch)
 
     async def layer_receive(self) -> dict[str, Any]:
         """The next channel-layer message for this socket. While Redis is unreachable, retry
@@ -246,7 +294,9 @@ class MemberConsumer(AsyncJsonWebsocketConsumer):
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         raw = text_data if text_data is not None else (bytes_data or b"").decode("utf-8", "replace")
-        if len(raw.encode("utf-8")) > settings.WEIYU_WS_MAX_FRAME_BYTES:
+        limit = settings.WEIYU_WS_MAX_FRAME_BYTES
+        # a character is 1 to 4 bytes of UTF-8: encode only a frame that might be too large
+        if len(raw) > limit or (4 * len(raw) > limit and len(raw.encode("utf-8")) > limit):
             await self.send_error(
                 ServiceError("frame_too_large", _("The frame is too large.")), None
             )

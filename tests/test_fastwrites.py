@@ -83,3 +83,18 @@ async def test_a_large_frame_to_a_slow_reader_arrives_whole_and_in_order(acme, s
         assert [f["type"] for f in frames] == ["sync.result", "pong"]
         texts = [m["content"] for m in frames[0]["messages"] if m["sender"]["type"] == "visitor"]
         assert texts == [f"{n} {TEXT}" for n in range(MESSAGES)]
+
+
+def test_autobahn_log_arguments_read_the_same_once_formatted():
+    # given autobahn's highlighting helpers deferred (as weiyu.asgi does under daphne)
+    from autobahn import util
+    from autobahn.twisted import websocket as twisted_websocket
+    from autobahn.websocket import protocol
+
+    fastwrites.lazy_autobahn_log_args()
+    fastwrites.lazy_autobahn_log_args()  # once per process: a second call changes nothing
+    # then a debug line that is written reads as it did, and one dropped costs no formatting
+    for module in (protocol, twisted_websocket):
+        assert f"{module.hltype(_chat)}" == util.hltype(_chat)
+        assert str(module.hlval(42)) == util.hlval(42)
+        assert f"{module.hlval(1):>3}" == f"{util.hlval(1):>3}"

@@ -15,7 +15,8 @@ Two interpreter settings for the event loop (docs/benchmarks.md, "Connections" a
   collector's reach, so its full collections walk only what the sockets made.
 
 And daphne's sockets are written to at once rather than on the reactor's next turn
-(:mod:`weiyu.fastwrites`; ``WEIYU_FAST_WRITES=0`` leaves Twisted's own writes).
+(:mod:`weiyu.fastwrites`; ``WEIYU_FAST_WRITES=0`` leaves Twisted's own writes), and autobahn
+formats its per-frame debug log arguments only when debug logging is on.
 """
 
 import gc
@@ -51,6 +52,7 @@ application = TrustedProxyMiddleware(
 )
 if os.environ.get("WEIYU_FAST_WRITES", "1") != "0":
     fastwrites.install()
+    fastwrites.lazy_autobahn_log_args()
 if os.environ.get("WEIYU_GC_FREEZE", "1") != "0":
     gc.collect()
     gc.freeze()

@@ -34,6 +34,11 @@ its way go together in its next (:data:`_GROUP_OPS_LUA`), one round trip for a w
 storm's worth instead of two per join and one per leave, and never more than one such call per
 server in flight (thousands at once overran the pool).
 
+The publishes and the pump talk to Redis over :class:`weiyu.redislink.RedisLink` (one pipelined
+connection per event loop, and one per pump since ``BZPOPMIN`` holds it), not through redis-py's
+client, whose per-command machinery cost ~5 times the CPU (docs/benchmarks.md, "CPU per
+message"); servers given by a TLS address keep redis-py.
+
 With several Redis servers (``CHANNEL_REDIS_URLS``, docs/deploy.md), :class:`ShardWatch` tells a
 socket when a server holding its group or its process's queue was lost, so that it asks its
 client to resynchronise once the server is back.
@@ -56,6 +61,8 @@ import msgpack
 from channels_redis.core import RedisChannelLayer
 from channels_redis.serializers import MsgPackSerializer
 from redis.exceptions import NoScriptError
+
+from weiyu.redislink import RedisLink, link_for_host
 
 logger = logging.getLogger(__name__)
 
@@ -200,6 +207,10 @@ class BatchingRedisChannelLayer(RedisChannelLayer):
         )
         #: (event loop, server index) → the group joins and leaves waiting for its next call
         self._group_batches: dict[tuple[asyncio.AbstractEventLoop, int], _GroupOps] = {}
+        #: event loop → its own Redis connections (:meth:`_link`)
+        self._links: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, dict[tuple[int, str], RedisLink | None]
+        ] = weakref.WeakKeyDictionary()
 
     def shard_watch(self) -> ShardWatch:
         """This event loop's :class:`ShardWatch` over the layer's Redis servers."""
@@ -253,18 +264,35 @@ class BatchingRedisChannelLayer(RedisChannelLayer):
         a new pump)."""
         key = self.prefix + process_channel
         batch_size = self.receive_batch
+        index = self.consistent_hash(process_channel)
+        # its own connection: BZPOPMIN holds it until a message comes
+        link = self._link(index, "pump:" + process_channel)
         try:
             while self._inboxes:
-                connection = self.connection(self.consistent_hash(process_channel))
                 # what is waiting first, in one round trip; block only when nothing is
-                batch = [member for member, _score in await connection.zpopmin(key, batch_size)]
-                if not batch:
-                    first = await connection.bzpopmin(key, timeout=self.brpop_timeout)
-                    if first is None:
-                        continue
-                    batch = [first[1]]
+                if link is not None:
+                    batch = (await link.call("ZPOPMIN", key, batch_size))[0::2]
+                    if not batch:
+                        first = await link.call(
+                            "BZPOPMIN", key, self.brpop_timeout, block=self.brpop_timeout
+                        )
+                        if first is None:
+                            continue
+                        batch = [first[1]]
+                else:
+                    connection = self.connection(index)
+                    batch = [member for member, _score in await connection.zpopmin(key, batch_size)]
+                    if not batch:
+                        first = await connection.bzpopmin(key, timeout=self.brpop_timeout)
+                        if first is None:
+                            continue
+                        batch = [first[1]]
                 for raw in batch:
                     self._deliver(self.deserialize(raw))
+        except asyncio.CancelledError:
+            if link is not None:  # a pop still waiting in Redis must not take a message
+                link.close()
+            raise
         except Exception as exc:
             failure = _Failure(exc)
             for inbox in self._inboxes.values():
@@ -449,11 +477,7 @@ class BatchingRedisChannelLayer(RedisChannelLayer):
                 ]
                 for message_keys, head, _done in batch:
                     args += [len(message_keys), head]
-                connection = self.connection(0)
-                try:
-                    over = await connection.evalsha(_PUBLISH_SHA, len(keys), *keys, *args)
-                except NoScriptError:  # a new or restarted Redis: EVAL caches it there
-                    over = await connection.eval(_PUBLISH_LUA, len(keys), *keys, *args)
+                over = await self._publish_call(keys, args)
             except Exception as exc:
                 for _keys, _head, done in batch:
                     if not done.done():
@@ -465,6 +489,43 @@ class BatchingRedisChannelLayer(RedisChannelLayer):
                 if not done.done():
                     done.set_result(None)
         outbox.inflight = []
+
+    async def _publish_call(self, keys: list[str], args: list[Any]) -> int:
+        """Run :data:`_PUBLISH_LUA` on the (one) server: ``EVALSHA``, or ``EVAL`` when Redis
+        does not know the script yet (a new or restarted server; ``EVAL`` caches it there).
+        Returns the script's reply; raises redis-py's errors."""
+        link = self._link(0, "publish")
+        if link is None:
+            connection = self.connection(0)
+            try:
+                return await connection.evalsha(_PUBLISH_SHA, len(keys), *keys, *args)
+            except NoScriptError:
+                return await connection.eval(_PUBLISH_LUA, len(keys), *keys, *args)
+        try:
+            return await link.call("EVALSHA", _PUBLISH_SHA, len(keys), *keys, *args)
+        except NoScriptError:
+            return await link.call("EVAL", _PUBLISH_LUA, len(keys), *keys, *args)
+
+    def _link(self, index: int, role: str) -> RedisLink | None:
+        """This event loop's :class:`~weiyu.redislink.RedisLink` to server ``index`` for
+        ``role`` (``publish``, or ``pump:<process channel>``), or None when that server is
+        reached through redis-py only (``weiyu.redislink.link_for_host``)."""
+        loop = asyncio.get_running_loop()
+        links = self._links.get(loop)
+        if links is None:
+            links = self._links[loop] = {}
+        key = (index, role)
+        if key not in links:
+            links[key] = link_for_host(self.hosts[index])
+        return links[key]
+
+    async def close_pools(self) -> None:
+        """channels-redis's, and this event loop's own connections (:meth:`_link`)."""
+        await super().close_pools()
+        loop = asyncio.get_running_loop()
+        for link in (self._links.pop(loop, None) or {}).values():
+            if link is not None:
+                link.close()
 
     async def _group_channels(self, index: int, groups: list[str]) -> list[str]:
         """The live channels of ``groups`` (all on server ``index``), expired ones dropped: one

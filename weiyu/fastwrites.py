@@ -11,10 +11,14 @@ buffering for what the kernel did not take, for errors (Twisted then closes the 
 before), while a pull producer is registered or a push producer is paused (Twisted resumes
 those as its buffer drains), and once the connection is closing. (A websocket's transport
 keeps the push producer of the HTTP connection it was upgraded from: daphne never unregisters it.)
+
+:func:`lazy_autobahn_log_args` keeps autobahn from formatting the arguments of its per-frame
+debug log lines when debug logging is off.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 try:
@@ -53,3 +57,46 @@ def install() -> None:
 
     tcp.Server.write = write
     _installed = True
+
+
+class _LazyHighlight:
+    """An argument of one of autobahn's debug log lines, formatted only if the line is."""
+
+    __slots__ = ("args", "fn")
+
+    def __init__(self, fn: Any, *args: Any) -> None:
+        self.fn, self.args = fn, args
+
+    def __format__(self, spec: str) -> str:
+        return format(self.fn(*self.args), spec)
+
+    def __str__(self) -> str:
+        return str(self.fn(*self.args))
+
+
+_quiet_logs = False
+
+
+def lazy_autobahn_log_args() -> None:
+    """Defer the highlighting of autobahn's per-frame debug log arguments (once per process).
+
+    autobahn logs each frame it receives and sends at debug level, and builds the arguments
+    before the logger drops the line: ``hltype``/``hlval`` look up the method's qualified name
+    and colour it with ``click.style``, for every frame (~4 % of the web process's samples in
+    the closed-loop chat bench, docs/benchmarks.md "CPU per message"). Wrapped here, they cost
+    an object each and are formatted only when debug logging is on. A no-op without autobahn.
+    """
+    global _quiet_logs  # noqa: PLW0603 - once per process
+    if _quiet_logs:
+        return
+    try:
+        from autobahn.twisted import websocket as twisted_websocket
+        from autobahn.websocket import protocol
+    except ImportError:  # not served by daphne
+        return
+    for module in (twisted_websocket, protocol):
+        for name in ("hltype", "hlval"):
+            original = getattr(module, name, None)
+            if original is not None:
+                setattr(module, name, functools.partial(_LazyHighlight, original))
+    _quiet_logs = True

@@ -21,6 +21,7 @@ synchronous code (failed API-key authentications, :mod:`org.apikeys`).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 import weakref
@@ -31,9 +32,10 @@ from typing import Any
 
 from django.conf import settings
 from django.utils import translation
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from weiyu.errors import RateLimitedError
+from weiyu.redislink import RedisLink, link_for_host
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +58,7 @@ for i, key in ipairs(KEYS) do
 end
 return 0
 """
+_SCRIPT_SHA = hashlib.sha1(_SCRIPT.encode(), usedforsecurity=False).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,23 @@ def _async_client() -> Any:
     return client
 
 
+_async_links: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, RedisLink | None] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _async_link() -> RedisLink | None:
+    """This event loop's pipelined connection for :func:`acheck` (a socket checks every frame:
+    redis-py's per-command machinery cost more than the script, weiyu/redislink.py), or None
+    when ``REDIS_URL`` needs redis-py (TLS)."""
+    loop = asyncio.get_running_loop()
+    if loop not in _async_links:
+        _async_links[loop] = link_for_host(
+            {"address": settings.REDIS_URL, "socket_timeout": 5, "socket_connect_timeout": 5}
+        )
+    return _async_links[loop]
+
+
 def check(limits: Sequence[Limit]) -> float:
     """Count each limit's cost, or raise ``RateLimitedError`` counting nothing. One Redis round
     trip (none when every limit is off). Returns the time of the check, for :func:`give_back`."""
@@ -141,7 +161,14 @@ async def acheck(limits: Sequence[Limit], *, language: str | None = None) -> Non
     if not active:
         return
     try:
-        index = int(await _async_client().eval(_SCRIPT, len(keys), *keys, *args))
+        link = _async_link()
+        if link is None:
+            index = int(await _async_client().eval(_SCRIPT, len(keys), *keys, *args))
+        else:
+            try:
+                index = int(await link.call("EVALSHA", _SCRIPT_SHA, len(keys), *keys, *args))
+            except NoScriptError:  # a new or restarted Redis: EVAL caches it there
+                index = int(await link.call("EVAL", _SCRIPT, len(keys), *keys, *args))
     except RedisError as exc:
         logger.warning("rate limits not checked, Redis unreachable: %s", exc)
         return

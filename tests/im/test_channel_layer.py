@@ -161,12 +161,11 @@ async def test_publishes_waiting_on_a_cancelled_flush_are_cancelled_not_left_wai
     await layer.group_add("acme.u.cancel", channel)
     stuck = asyncio.Event()
 
-    class Hanging:
-        async def evalsha(self, *args):
-            await stuck.wait()
+    async def hanging(keys, args):
+        await stuck.wait()
 
-    real_connection = layer.connection
-    monkeypatch.setattr(layer, "connection", lambda index: Hanging())
+    real_call = layer._publish_call
+    monkeypatch.setattr(layer, "_publish_call", hanging)
     loop = asyncio.get_running_loop()
     try:
         first = asyncio.ensure_future(
@@ -189,11 +188,11 @@ async def test_publishes_waiting_on_a_cancelled_flush_are_cancelled_not_left_wai
             with pytest.raises(asyncio.CancelledError):
                 await asyncio.wait_for(asyncio.shield(publisher), WAIT_S)
         # and the next publish gets a new flush task and arrives
-        monkeypatch.setattr(layer, "connection", real_connection)
+        monkeypatch.setattr(layer, "_publish_call", real_call)
         await layer.group_send_many(["acme.u.cancel"], {"type": "weiyu.event", "n": 3})
         assert await _receive(layer, channel, 1) == [3]
     finally:
-        monkeypatch.setattr(layer, "connection", real_connection)
+        monkeypatch.setattr(layer, "_publish_call", real_call)
         await layer.flush()
 
 
