@@ -318,7 +318,14 @@ async def _asgi_post(
     app: Any, host: str, path: str, ip: str, body: bytes, *headers: tuple[bytes, bytes]
 ) -> tuple[int, dict[bytes, bytes], bytes]:
     """POST ``body`` through the ASGI application ``app``: (status, headers, body)."""
-    talk = ApplicationCommunicator(app, _scope(host, path, ip, list(headers)))
+    return await _asgi_call(app, _scope(host, path, ip, list(headers)), body)
+
+
+async def _asgi_call(
+    app: Any, scope: dict[str, Any], body: bytes
+) -> tuple[int, dict[bytes, bytes], bytes]:
+    """One HTTP request through the ASGI application ``app``: (status, headers, body)."""
+    talk = ApplicationCommunicator(app, scope)
     await talk.send_input({"type": "http.request", "body": body, "more_body": False})
     start = await talk.receive_output(WAIT_S)
     content = b""
@@ -451,17 +458,7 @@ async def _asgi_https(
         "method": method,
         "scheme": "https",
     }
-    talk = ApplicationCommunicator(app, scope)
-    await talk.send_input({"type": "http.request", "body": body, "more_body": False})
-    start = await talk.receive_output(WAIT_S)
-    content = b""
-    while True:
-        message = await talk.receive_output(WAIT_S)
-        content += message.get("body", b"")
-        if not message.get("more_body"):
-            break
-    await talk.wait(WAIT_S)
-    return start["status"], dict(start["headers"]), content
+    return await _asgi_call(app, scope, body)
 
 
 def test_password_resets_past_the_tenants_budget_are_refused_without_the_database(
