@@ -11,7 +11,8 @@ thing the channel tests fake is the vendor, at the HTTP boundary (kefu.channels)
 
 Every call is kept in ``calls`` as a :class:`Call`. Knobs: ``fail_next`` (answer that many sends
 with HTTP 500), ``refuse`` (a permanent refusal: Telegram 403 "bot was blocked by the user",
-WeChat errcode 45015, the receiver 410), ``expire_token()`` (the WeChat token in use becomes
+WeChat errcode 45015, the receiver 410), ``garble_next`` (answer that many Telegram sends "ok"
+with a ``result`` no client expects: a string), ``expire_token()`` (the WeChat token in use becomes
 invalid: 40001), ``hold_files`` (a :class:`threading.Event`: file downloads wait until it is set —
 a slow vendor).
 """
@@ -81,6 +82,7 @@ class FakeVendors:
     def __init__(self, port: int = PORT) -> None:
         self.calls: list[Call] = []
         self.fail_next = 0
+        self.garble_next = 0
         self.refuse = False
         self.updates: list[dict[str, Any]] = []
         self.nickname = "小明"
@@ -164,6 +166,9 @@ class FakeVendors:
                             },
                         )
                         return
+                    if fake._take_garbled():
+                        self._send(200, {"ok": True, "result": "sent, more or less"})
+                        return
                     self._send(200, {"ok": True, "result": {"message_id": len(fake.calls)}})
                 elif method == "getFile":
                     file_id = (call.json or {}).get("file_id")
@@ -213,6 +218,13 @@ class FakeVendors:
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def _take_garbled(self) -> bool:
+        with self._lock:
+            if self.garble_next > 0:
+                self.garble_next -= 1
+                return True
+            return False
 
     def _take_failure(self) -> bool:
         with self._lock:

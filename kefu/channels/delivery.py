@@ -178,6 +178,13 @@ def _attempt(delivery: Delivery) -> float | None:
             external_id = _send(adapter, account, delivery)
         except DeliveryError as exc:
             error = exc
+        except Exception as exc:  # a vendor answer no adapter expected, or a fault of ours
+            # counted as a failed attempt (retried, then failed) so that this customer's later
+            # replies, which wait for this one, are not held behind it for ever
+            logger.exception("channel %s: delivery %s failed unexpectedly", channel.pk, delivery.pk)
+            error = DeliveryError(
+                _("Unexpected error while sending (%(kind)s).") % {"kind": type(exc).__name__}
+            )
     now = timezone.now()
     delivery.attempts += 1
     if error is None:

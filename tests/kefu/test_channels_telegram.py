@@ -284,6 +284,36 @@ def test_a_failing_send_is_retried_then_shown_not_delivered_and_can_be_retried(
     assert [c for c in vendors.sent("sendMessage") if c.json["text"] == "Yes, here."]
 
 
+def test_an_answer_no_one_expected_fails_the_delivery_and_the_next_reply_still_goes(
+    acme, vendors, channel_worker
+):
+    # given a customer talking to an agent
+    desk = make_desk(acme, agents=1)
+    agent = desk.agents[0]
+    channel = messaging_channel(desk, "telegram", vendors.base_url)
+    chat_id = next(_ids)
+    _post(channel, _update(chat_id, text="hello?"))
+    session = wait_until(
+        lambda: (s := visitor_session("acme", channel, str(chat_id))) and s.agent_id and s
+    )
+    wait_until(
+        lambda: [c for c in vendors.sent("sendMessage") if c.json["chat_id"] == str(chat_id)],
+        what="the 'now serving you' line sent",
+    )
+    # when Telegram says "ok" to every attempt of a reply with a result nobody can read
+    vendors.garble_next = 3
+    first = _reply(agent, session.conversation_id, content="First answer.")
+    # then that reply ends "not delivered" with a reason, after its attempts
+    delivery = wait_until(
+        lambda: (d := _delivery(first.pk)) and d.status == "failed" and d, what="failed"
+    )
+    assert delivery.attempts == 3
+    assert "AttributeError" in delivery.error  # the reason, in the tenant's language
+    # and the customer's next reply, which waited behind it, is sent
+    second = _reply(agent, session.conversation_id, content="Second answer.")
+    wait_until(lambda: (d := _delivery(second.pk)) and d.status == "sent", what="the next sent")
+
+
 def test_a_permanent_refusal_is_not_retried(acme, vendors, channel_worker):
     desk = make_desk(acme, agents=1)
     channel = messaging_channel(desk, "telegram", vendors.base_url)
