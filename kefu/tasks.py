@@ -94,7 +94,7 @@ def timers_scan_task(schema: str) -> int:
     (:func:`kefu.services.scheduled.scheduled_due_send`); returns how many were acted on. The
     tenant stays in the live ``timers`` set of :mod:`tenants.fanout` while it has such work."""
     with schema_context(schema):
-        fanout.live_clear("timers", schema)  # before looking: work made meanwhile marks it again
+        seen = fanout.live_seen("timers", schema)  # before looking: a mark made meanwhile stays
         done = (
             queue.queue_wait_scan()
             + transfers.expire_scan()
@@ -105,6 +105,8 @@ def timers_scan_task(schema: str) -> int:
         )
         if _timers_live():
             fanout.live_add("timers", schema)
+        else:
+            fanout.live_done("timers", schema, seen)
         return done
 
 

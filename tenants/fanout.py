@@ -12,9 +12,12 @@ service timers alone are 200 tasks a second, each entering a schema that has not
 - With a ``kind`` (``"sla"``, ``"timers"``), only the tenants in the Redis set of that kind are
   visited: the *live* tenants. A service that creates work for a scan (an SLA clock, a
   conversation, a transfer, a scheduled message, a connected agent) calls :func:`live_mark`
-  (the set is added to once its transaction commits); the per-tenant scan calls
-  :func:`live_clear` *before* it looks and :func:`live_add` after when work is left, so a mark
-  made meanwhile is never lost. An idle tenant costs no query of its own.
+  (the set is added to once its transaction commits). Each mark carries a new number (a sorted
+  set's score); the per-tenant scan notes its tenant's number *before* it looks
+  (:func:`live_seen`) and, when no work is left, takes the tenant out only if nobody marked it
+  meanwhile (:func:`live_done`). A mark made during a scan is never lost, and a scan that dies
+  half-way (a killed worker) leaves the tenant in the set for the next pass. An idle tenant costs
+  no query of its own.
 - Once per ``settings.WEIYU_FANOUT_SWEEP_S`` (300 s) per kind, and whenever Redis cannot be read,
   the pass visits every active tenant (a *sweep*): work created without a mark, or marks lost with
   Redis, is found within a sweep.
@@ -52,22 +55,58 @@ def _key(kind: str, part: str = "live") -> str:
     return f"{settings.REDIS_KEY_PREFIX}:fanout:{part}:{kind}"
 
 
+# KEYS: the live set, its mark counter. ARGV: the schema. A new number for the mark.
+_MARK_LUA = """
+local n = redis.call('INCR', KEYS[2])
+redis.call('ZADD', KEYS[1], n, ARGV[1])
+return n
+"""
+# KEYS: the live set. ARGV: the schema, the number a scan saw. Removes it only if unchanged.
+_DONE_LUA = """
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if score and tonumber(score) == tonumber(ARGV[2]) then
+  return redis.call('ZREM', KEYS[1], ARGV[1])
+end
+return 0
+"""
+
+
 def live_add(kind: str, schema: str) -> None:
-    """Put ``schema`` in the set of tenants with live work of ``kind`` now (a failure is logged:
-    the next sweep finds the tenant). Raises ``ValueError`` for an unknown kind."""
+    """Put ``schema`` in the set of tenants with live work of ``kind`` now, with a new mark
+    number (a failure is logged: the next sweep finds the tenant). Raises ``ValueError`` for an
+    unknown kind."""
     key = _key(kind)
     try:
-        _redis().sadd(key, schema)
+        _redis().eval(_MARK_LUA, 2, key, _key(kind, "marks"), schema)
     except Exception as exc:  # Redis down: the sweep covers it
         logger.warning("live %s mark of %s lost: %s", kind, schema, exc)
 
 
-def live_clear(kind: str, schema: str) -> None:
-    """Take ``schema`` out of the set of ``kind`` (a scan about to look at it; it adds it back
-    with :func:`live_add` when work is left)."""
-    key = _key(kind)
+def live_seen(kind: str, schema: str) -> float | None:
+    """The mark number of ``schema`` in the set of ``kind`` (None: not marked, or Redis
+    unreadable), for a scan about to look at it (:func:`live_done` after)."""
     try:
-        _redis().srem(key, schema)
+        return _redis().zscore(_key(kind), schema)
+    except Exception as exc:
+        logger.warning("live %s read of %s failed: %s", kind, schema, exc)
+        return None
+
+
+def live_done(kind: str, schema: str, seen: float | None) -> None:
+    """A scan of ``schema`` found no work of ``kind`` left: take it out of the set unless it was
+    marked again since the scan saw ``seen`` (:func:`live_seen`)."""
+    if seen is None:
+        return
+    try:
+        _redis().eval(_DONE_LUA, 1, _key(kind), schema, repr(seen))
+    except Exception as exc:
+        logger.warning("live %s clear of %s failed: %s", kind, schema, exc)
+
+
+def live_clear(kind: str, schema: str) -> None:
+    """Take ``schema`` out of the set of ``kind`` whatever its mark (operators, tests)."""
+    try:
+        _redis().zrem(_key(kind), schema)
     except Exception as exc:
         logger.warning("live %s clear of %s failed: %s", kind, schema, exc)
 
@@ -102,7 +141,7 @@ def due_schemas(kind: str | None) -> tuple[list[str], bool]:
         sweep_key = _key(kind, "sweep")
         if client.set(sweep_key, "1", nx=True, ex=max(1, int(settings.WEIYU_FANOUT_SWEEP_S))):
             return schemas, True
-        live = {member.decode() for member in client.smembers(_key(kind))}
+        live = {member.decode() for member in client.zrange(_key(kind), 0, -1)}
     except Exception as exc:
         logger.warning("live %s set unreadable, visiting every tenant: %s", kind, exc)
         return schemas, True

@@ -20,10 +20,12 @@ def sla_scan_task(schema: str) -> dict[str, int]:
     """Scan one tenant now (see :func:`tickets.services.sla.sla_scan`); the tenant stays in the
     live ``sla`` set of :mod:`tenants.fanout` while it has running clocks."""
     with schema_context(schema):
-        fanout.live_clear("sla", schema)  # before looking: a clock made meanwhile marks it again
+        seen = fanout.live_seen("sla", schema)  # before looking: a mark made meanwhile stays
         done = sla.sla_scan(now=timezone.now())
         if sla.sla_clocks_live():
             fanout.live_add("sla", schema)
+        else:
+            fanout.live_done("sla", schema, seen)
         return done
 
 

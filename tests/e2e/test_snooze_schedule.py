@@ -184,6 +184,7 @@ def test_a_worker_killed_mid_send_still_delivers_once(
     )
     text = "It is noon: here is your reminder."
     lock = psycopg.connect(database_url())
+    worker = None
     try:
         # given a reply scheduled a moment ahead, and the conversation row held by another
         # transaction, so that the worker blocks inside its send, after claiming the row
@@ -232,8 +233,9 @@ def test_a_worker_killed_mid_send_still_delivers_once(
             assert ScheduledMessage.objects.get(pk=later.pk).state == "sent"
             assert Message.objects.filter(content=text).count() == 1
         assert bubble.count() == 1
-        worker.stop()
     finally:
+        if worker is not None:  # also when the test failed: a live beat would go on sending
+            worker.stop()
         lock.close()
         agent_ctx.close()
         visitor_ctx.close()
