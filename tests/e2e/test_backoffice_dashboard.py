@@ -40,8 +40,11 @@ def office(django_db_setup, django_db_blocker):
             workgroup.agents.add(agent)
             channel = Channel.objects.create(name="Web", workgroup=workgroup)
             desk = Desk(tenant=tenant, workgroup=workgroup, channel=channel, agents=[agent])
+            # all of them today in the tenant's time zone, even just after its midnight
+            midnight = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
+            room_s = max((now - midnight).total_seconds() - 1, 0.5)
             for minutes, score in ((50, 4), (40, 5), (30, 2)):
-                started = now - dt.timedelta(minutes=minutes)
+                started = now - dt.timedelta(seconds=min(minutes * 60, room_s * minutes / 50))
                 customer_conversation(
                     desk, agent, lines=[("visitor", "hi"), ("agent", "hello")], created=started,
                     status="closed", queued_at=started,
