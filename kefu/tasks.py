@@ -104,7 +104,7 @@ def timers_scan_task(schema: str) -> int:
             + scheduled.scheduled_due_send()
         )
         if _timers_live():
-            fanout.live_add("timers", schema)
+            fanout.live_add("timers", schema, renew=False)
         else:
             fanout.live_done("timers", schema, seen)
         return done

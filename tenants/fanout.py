@@ -55,8 +55,12 @@ def _key(kind: str, part: str = "live") -> str:
     return f"{settings.REDIS_KEY_PREFIX}:fanout:{part}:{kind}"
 
 
-# KEYS: the live set, its mark counter. ARGV: the schema. A new number for the mark.
+# KEYS: the live set, its mark counter. ARGV: the schema, "1" to renew a mark already there.
+# A new number for the mark (kept as it was when not renewed).
 _MARK_LUA = """
+if ARGV[2] ~= '1' and redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  return 0
+end
 local n = redis.call('INCR', KEYS[2])
 redis.call('ZADD', KEYS[1], n, ARGV[1])
 return n
@@ -71,13 +75,15 @@ return 0
 """
 
 
-def live_add(kind: str, schema: str) -> None:
+def live_add(kind: str, schema: str, *, renew: bool = True) -> None:
     """Put ``schema`` in the set of tenants with live work of ``kind`` now, with a new mark
-    number (a failure is logged: the next sweep finds the tenant). Raises ``ValueError`` for an
-    unknown kind."""
+    number; ``renew=False`` (a scan keeping a tenant with work left) keeps the number it has, so
+    that passes still serve the most recently marked tenants first (:func:`due_schemas`). A
+    failure is logged: the next sweep finds the tenant. Raises ``ValueError`` for an unknown
+    kind."""
     key = _key(kind)
     try:
-        _redis().eval(_MARK_LUA, 2, key, _key(kind, "marks"), schema)
+        _redis().eval(_MARK_LUA, 2, key, _key(kind, "marks"), schema, "1" if renew else "0")
     except Exception as exc:  # Redis down: the sweep covers it
         logger.warning("live %s mark of %s lost: %s", kind, schema, exc)
 
@@ -132,20 +138,28 @@ def active_schemas() -> list[str]:
 def due_schemas(kind: str | None) -> tuple[list[str], bool]:
     """``(schemas, sweep)``: the active tenants a pass of ``kind`` visits, and whether it is a
     sweep (all of them: no kind, the first pass of a ``WEIYU_FANOUT_SWEEP_S`` period, or Redis
-    unreadable). Else only those in the kind's live set."""
+    unreadable). Else only those in the kind's live set. Live tenants come first, the most
+    recently marked first (new work is served before a long sweep or a slow tenant's scan)."""
     schemas = active_schemas()
     if kind is None:
         return schemas, True
     try:
         client = _redis()
-        sweep_key = _key(kind, "sweep")
-        if client.set(sweep_key, "1", nx=True, ex=max(1, int(settings.WEIYU_FANOUT_SWEEP_S))):
-            return schemas, True
-        live = {member.decode() for member in client.zrange(_key(kind), 0, -1)}
+        marked = [member.decode() for member in client.zrevrange(_key(kind), 0, -1)]
+        sweep = bool(
+            client.set(
+                _key(kind, "sweep"), "1", nx=True, ex=max(1, int(settings.WEIYU_FANOUT_SWEEP_S))
+            )
+        )
     except Exception as exc:
         logger.warning("live %s set unreadable, visiting every tenant: %s", kind, exc)
         return schemas, True
-    return [schema for schema in schemas if schema in live], False
+    active = set(schemas)
+    live = [schema for schema in marked if schema in active]
+    if not sweep:
+        return live, False
+    first = set(live)
+    return live + [schema for schema in schemas if schema not in first], True
 
 
 def fanout(task_name: str, *, kind: str | None = None, args: tuple = ()) -> int:

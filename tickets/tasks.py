@@ -23,7 +23,7 @@ def sla_scan_task(schema: str) -> dict[str, int]:
         seen = fanout.live_seen("sla", schema)  # before looking: a mark made meanwhile stays
         done = sla.sla_scan(now=timezone.now())
         if sla.sla_clocks_live():
-            fanout.live_add("sla", schema)
+            fanout.live_add("sla", schema, renew=False)
         else:
             fanout.live_done("sla", schema, seen)
         return done

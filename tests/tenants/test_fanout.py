@@ -156,3 +156,10 @@ def test_a_sweep_visits_every_active_tenant_and_a_scan_forgets_a_tenant_without_
     assert settings.PUBLIC_SCHEMA_NAME not in schemas
     # and the next pass, within the sweep period, is back to the live tenants
     assert fanout.due_schemas("timers")[1] is False
+
+    # the most recently marked tenant is served first; a scan keeping one does not move it ahead
+    fanout.live_add("timers", "acme")
+    fanout.live_add("timers", quiet)
+    assert fanout.due_schemas("timers")[0][:2] == [quiet, "acme"]
+    fanout.live_add("timers", "acme", renew=False)
+    assert fanout.due_schemas("timers")[0][:2] == [quiet, "acme"]
