@@ -174,6 +174,19 @@ def _held_by_another(schema: str, scheduled_id: int) -> bool:
         return row is None
 
 
+def _conversation_locked(schema: str, conversation_id: int) -> bool:
+    """Whether another transaction holds the conversation's row (a NOWAIT lock fails)."""
+    with psycopg.connect(database_url()) as conn:
+        conn.execute(f'SET search_path TO "{schema}"')
+        try:
+            conn.execute(
+                "SELECT id FROM im_conversation WHERE id = %s FOR UPDATE NOWAIT", [conversation_id]
+            )
+        except psycopg.errors.LockNotAvailable:
+            return True
+        return False
+
+
 def test_a_worker_killed_mid_send_still_delivers_once(
     daphne_server, browser, django_db_blocker, beat_queue
 ):
@@ -199,6 +212,10 @@ def test_a_worker_killed_mid_send_still_delivers_once(
         lock.execute(
             "SELECT id FROM im_conversation WHERE id = %s FOR UPDATE", [session.conversation_id]
         )
+        # and no message may be written in this tenant meanwhile (a table lock as well as the
+        # row's: the send must wait here whatever path it takes to the conversation)
+        lock.execute("LOCK TABLE im_message IN SHARE MODE")
+        assert _conversation_locked(schema, session.conversation_id)
         worker = _worker(beat_queue, "kill-beat")
         # when the worker has claimed it and is stuck writing the message, it is killed
         wait_until(lambda: _held_by_another(schema, item.pk), what="the worker's claim")
