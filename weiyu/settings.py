@@ -709,6 +709,8 @@ CELERY_BEAT_SCHEDULE["tenants-spares-fill"] = {
 #: beat fan-out (tenants/fanout.py): tenants per chunk task, and seconds between two passes that
 #: visit every tenant, not only those marked live
 WEIYU_FANOUT_CHUNK = int(os.environ.get("WEIYU_FANOUT_CHUNK", "50"))
+# a beat chunk's statements wait at most this long for a lock (tenants.fanout.chunk_run), seconds
+WEIYU_FANOUT_LOCK_TIMEOUT_S = float(os.environ.get("WEIYU_FANOUT_LOCK_TIMEOUT_S", "5"))
 WEIYU_FANOUT_SWEEP_S = float(os.environ.get("WEIYU_FANOUT_SWEEP_S", "300"))
 CELERY_BEAT_SCHEDULE["tenants-trials-expire"] = {
     "task": "tenants.tasks.trials_expire_task",
