@@ -29,7 +29,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from tenants import backup, quotas
+from tenants import backup, metrics, quotas
 from tenants.models import Tenant, TenantArchive
 from weiyu.errors import ServiceError
 
@@ -133,6 +133,7 @@ def tenant_destroy(*, schema: str) -> TenantArchive:
         tenant.delete(force_drop=True)
     removed = _files_delete(schema)
     quotas.forget(schema)
+    metrics.tenant_forget(schema)
     logger.info("tenant %s deleted (%d files); final archive %s", schema, removed, archive.path)
     return archive
 

@@ -121,6 +121,22 @@ def _worker_messages() -> list[tuple[str, str, float]]:
     return found
 
 
+def tenant_forget(schema: str) -> int:
+    """Remove the deleted tenant ``schema``'s worker message counts from the Redis hash, so
+    scrapes stop reporting a tenant that no longer exists (a web process's own counts go with
+    its restart). Returns how many fields were removed; Redis unreachable: 0, logged."""
+    prefix = f"{schema}\t".encode()
+    try:
+        client = _counters()
+        fields = [f for f in client.hkeys(_worker_messages_key()) if f.startswith(prefix)]
+        return client.hdel(_worker_messages_key(), *fields) if fields else 0
+    except redis.RedisError as exc:
+        logger.warning(
+            "metrics: counts of deleted tenant %s kept, Redis unreachable: %s", schema, exc
+        )
+        return 0
+
+
 def socket_opened(kind: str) -> None:
     """A websocket of ``kind`` was authenticated and is now open."""
     SOCKETS.labels(kind).inc()

@@ -20,11 +20,13 @@ from django_tenants.utils import schema_context, schema_exists
 
 from kefu.models import Visitor
 from org.models import User
-from tenants import backup, lifecycle
+from tenants import backup, lifecycle, metrics
 from tenants.models import Domain, Tenant, TenantArchive
 from tests.conftest import PASSWORD, unique
 from tests.tenants.test_backup import _company
+from tests.tenants.test_metrics import scrape
 from tests.waits import wait_until
+from weiyu import celery as weiyu_celery
 
 
 def _platform_client() -> Client:
@@ -63,9 +65,20 @@ def test_a_scheduled_deletion_suspends_with_the_date_and_cancelling_restores():
     assert (tenant.is_active, tenant.delete_after, tenant.suspended_reason) == (True, None, "")
 
 
-def test_a_due_deletion_keeps_a_final_archive_then_removes_schema_files_domains_and_row(tmp_path):
+def test_a_due_deletion_keeps_a_final_archive_then_removes_schema_files_domains_and_row(
+    tmp_path, monkeypatch
+):
     tenant = _company()
     schema, domain = tenant.schema_name, _domain(tenant)
+    # a Celery worker stored a message of the tenant: the scrape reports it until the deletion
+    monkeypatch.setattr(weiyu_celery, "IN_WORKER", True)
+    metrics.message_stored(schema, "visitor")
+    monkeypatch.setattr(weiyu_celery, "IN_WORKER", False)
+    counted = (
+        "weiyu_messages_total",
+        (("kind", "visitor"), ("origin", "worker"), ("tenant", schema)),
+    )
+    assert scrape()[counted] == 1
     files_before = list(backup.stored_files(schema))
     assert files_before  # the company has an uploaded file
     bystander = _company()
@@ -80,6 +93,8 @@ def test_a_due_deletion_keeps_a_final_archive_then_removes_schema_files_domains_
     assert not list(backup.stored_files(schema))
     assert Client(HTTP_HOST=domain).get("/admin/login/").status_code == 404
     assert schema_exists(bystander.schema_name)
+    # the workers' counts of a tenant that is gone are no longer reported
+    assert counted not in scrape()
 
     archive = TenantArchive.objects.get(schema_name=schema)
     assert archive.reason == "final"
