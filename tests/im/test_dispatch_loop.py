@@ -1,6 +1,7 @@
 """A socket's dispatch loop (im.consumers._dispatch_many): every message of every source reaches
-the handler, one at a time, in the order each source produced them; when the handler stops the
-socket the sources still waiting are cancelled."""
+the handler, one at a time, in the order each source produced them; a source is read again only
+once its message was dispatched; when the handler stops the socket the sources still waiting are
+cancelled."""
 
 from __future__ import annotations
 
@@ -69,3 +70,30 @@ async def test_a_failing_source_stops_the_loop_with_its_error():
 
     with pytest.raises(OSError, match="gone"):
         await asyncio.wait_for(_dispatch_many([idle, broken], dispatch), WAIT_S)
+
+
+@pytest.mark.asyncio
+async def test_a_source_is_read_again_only_once_its_message_was_dispatched():
+    # given a source that always has a message ready, and counts how often it was read
+    reads = 0
+
+    async def frames() -> dict:
+        nonlocal reads
+        reads += 1
+        return {"type": "frame", "n": reads}
+
+    reads_seen: list[int] = []
+
+    async def dispatch(message: dict) -> None:
+        # let every other task run: a reader that did not wait for this dispatch would read on
+        for _ in range(5):
+            await asyncio.sleep(0)
+        reads_seen.append(reads)
+        if message["n"] == 10:
+            raise StopConsumer
+
+    # when ten messages are dispatched
+    with pytest.raises(StopConsumer):
+        await asyncio.wait_for(_dispatch_many([frames], dispatch), WAIT_S)
+    # then during each dispatch the source had been read once per message so far, not ahead
+    assert reads_seen == list(range(1, 11))
