@@ -37,6 +37,8 @@ What it does (docs/benchmarks.md, "Tenant resolution"):
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import random
@@ -108,7 +110,8 @@ def _measure(tenants: int, rounds: int, rng: random.Random) -> dict:
     from weiyu import tenant_hosts
 
     started = time.monotonic()
-    call_command("migrate_schemas", interactive=False, verbosity=0)
+    with contextlib.redirect_stdout(io.StringIO()):  # its progress lines (--json is stdout)
+        call_command("migrate_schemas", interactive=False, verbosity=0)
     deploy_s = time.monotonic() - started
     public_tenant_ensure(domains=["localhost"])
     names, create_s = tenants_make(tenants, prefix=PREFIX, schemas=False)
