@@ -3,7 +3,7 @@
 Channels has no tenant support of its own: without this the session and user lookups land in the
 ``public`` schema and every agent comes back anonymous (django-tenants #767, #1143, #1168).
 ``TenantWebsocketMiddleware`` resolves the tenant from the ``Host`` header once per connection
-(cached for :data:`CACHE_SECONDS` in-process) and puts it in ``scope["tenant"]``; an unknown or
+(cached for :data:`CACHE_SECONDS` in-process, in front of :mod:`weiyu.tenant_hosts`) and puts it in ``scope["tenant"]``; an unknown or
 suspended host is refused at the handshake. Consumers authenticate after accepting (agents by
 their session cookie, ``kefu.consumers``) and run every database call through :func:`tenant_db`,
 which enters the tenant in one of the process's database threads (:mod:`weiyu.dbthreads`).
