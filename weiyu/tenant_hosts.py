@@ -28,6 +28,8 @@ import redis
 from django.conf import settings
 from django.db import connection, transaction
 from django_tenants.utils import get_tenant_domain_model, get_tenant_model
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 if TYPE_CHECKING:
     # weiyu/ imports no app (docs/architecture.md): the tenant model comes from settings
@@ -46,16 +48,33 @@ def _key() -> str:
     return f"{settings.REDIS_KEY_PREFIX}:tenant-routes"
 
 
+#: seconds Redis is left alone after it failed (requests meanwhile look their host up in
+#: PostgreSQL), so that during a Redis outage a request costs one query, not a wait for Redis
+REDIS_RETRY_S = 1.0
+_redis_down_until = 0.0
+
+
 @cache
 def _redis() -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+    # no retries, short timeouts: a request waits for this at most once per REDIS_RETRY_S
+    return redis.Redis.from_url(
+        settings.REDIS_URL,
+        socket_timeout=0.5,
+        socket_connect_timeout=0.5,
+        retry=Retry(NoBackoff(), 0),
+    )
 
 
 def _version() -> bytes | None:
-    """The routes version (``b"0"`` before the first change), or None when Redis fails."""
+    """The routes version (``b"0"`` before the first change), or None when Redis failed (now
+    or less than :data:`REDIS_RETRY_S` ago)."""
+    global _redis_down_until  # noqa: PLW0603 - one per process
+    if time.monotonic() < _redis_down_until:
+        return None
     try:
         return _redis().get(_key()) or b"0"
-    except redis.RedisError:  # Redis down: resolve from PostgreSQL, keep serving
+    except redis.RedisError:  # resolve from PostgreSQL, keep serving
+        _redis_down_until = time.monotonic() + REDIS_RETRY_S
         logger.warning("tenant routes version unavailable; looking hosts up in PostgreSQL")
         return None
 

@@ -29,7 +29,7 @@ from org.models import ApiKey, User
 from tenants.models import Domain
 from tenants.services import domain_delete, domain_save, tenants_resume, tenants_suspend
 from tests.conftest import agent_client, make_desk, make_visitor, unique
-from tests.servers import LiveServer, daphne_start
+from tests.servers import LiveServer, daphne_start, free_port
 from tests.waits import WAIT_S
 from tests.ws import connect, receive_until
 from weiyu import dbthreads
@@ -235,3 +235,24 @@ def test_a_suspended_tenant_is_refused_in_another_process_at_once(acme, server):
         tenants_resume(tenant_ids=[acme.pk])
     # and the next one after resuming is served again
     assert _status(server, "acme.localhost", "/inbox/") in (200, 302)
+
+
+def test_without_redis_every_request_is_resolved_from_postgresql(acme, settings, monkeypatch):
+    # given Redis unreachable (a port nobody listens on) and a second domain of acme
+    from weiyu import tenant_hosts
+
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
+    tenant_hosts._redis.cache_clear()
+    monkeypatch.setattr(tenant_hosts, "_redis_down_until", 0.0)
+    host = f"{unique('noredis')}.localhost"
+    domain = domain_save(domain=Domain(domain=host, tenant=acme, is_primary=False))
+    try:
+        # when requests come for it, before and after the domain is removed
+        before = Client(HTTP_HOST=host).get("/healthz").status_code
+        domain_delete(domain=domain)
+        after = Client(HTTP_HOST=host).get("/healthz").status_code
+    finally:
+        tenant_hosts._redis.cache_clear()  # the next test's client, on the real REDIS_URL
+        tenant_hosts._redis_down_until = 0.0
+    # then each was answered from the rows as they were: nothing stale was kept
+    assert (before, after) == (200, 404)
