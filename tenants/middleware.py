@@ -6,6 +6,11 @@ what its website visitors need to leave a message: the widget's script, frame an
 tickets endpoints, its translations and static files. Its staff get a page saying the account
 is suspended and why (403), the API ``403 {"error": "suspended", "detail"}``; websockets are refused
 (``weiyu.asgi_tenancy``, close code 4404).
+
+The host is resolved through ``weiyu.tenant_hosts`` (a per-process cache checked against a
+routes version in Redis) rather than django-tenants' query per request, and the connection is
+switched only when the schema differs: a request sends at most one ``SET search_path``, none when
+its pooled connection has the tenant's path already (docs/benchmarks.md, "Tenant resolution").
 """
 
 from __future__ import annotations
@@ -13,11 +18,15 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from django.http import HttpRequest, JsonResponse
+from django.core.exceptions import DisallowedHost
+from django.db import connection
+from django.http import HttpRequest, HttpResponseNotFound, JsonResponse
 from django.shortcuts import render
 from django.utils import translation
 from django.utils.translation import gettext as _
 from django_tenants.middleware.main import TenantMainMiddleware
+
+from weiyu.tenant_hosts import tenant_for_host
 
 #: paths a suspended tenant still serves (prefixes): what the widget's leave-a-message form uses
 SUSPENDED_OPEN = (
@@ -51,14 +60,31 @@ def suspension_message(reason: str, delete_after: dt.datetime | None = None) -> 
 
 
 class ActiveTenantMiddleware(TenantMainMiddleware):
-    """Like ``TenantMainMiddleware``; on a suspended tenant's domains only
-    :data:`SUSPENDED_OPEN` is served, everything else answers the suspension (403)."""
+    """Like ``TenantMainMiddleware`` (an unknown host or one not in ``ALLOWED_HOSTS``:
+    404), resolving the host through :func:`weiyu.tenant_hosts.tenant_for_host`; on a suspended
+    tenant's domains only :data:`SUSPENDED_OPEN` is served, everything else answers the
+    suspension (403)."""
 
     def process_request(self, request: HttpRequest) -> Any:
-        response = super().process_request(request)
-        tenant = getattr(request, "tenant", None)
-        if response is not None or tenant is None or tenant.is_active:
-            return response
+        try:
+            hostname = self.hostname_from_request(request)
+        except DisallowedHost:
+            return HttpResponseNotFound()
+        tenant = tenant_for_host(hostname)
+        if tenant is None:
+            connection.set_schema_to_public()
+            return self.no_tenant_found(request, hostname)
+        tenant.domain_url = hostname
+        request.tenant = tenant
+        # set_tenant makes the next cursor check the path (and empties the content-type cache),
+        # so it is called only when the schema differs, as weiyu.asgi_tenancy does
+        if connection.schema_name != tenant.schema_name or not connection.include_public_schema:
+            connection.set_tenant(tenant)
+        else:
+            connection.tenant = tenant
+        self.setup_url_routing(request)
+        if tenant.is_active:
+            return None
         if request.path.startswith(SUSPENDED_OPEN):
             return None
         with translation.override(translation.get_language_from_request(request)):

@@ -25,6 +25,7 @@ from django_tenants.utils import schema_context, tenant_context
 from tenants import mail, pool, quotas, template
 from tenants.models import Domain, Plan, Tenant
 from weiyu.errors import ServiceError
+from weiyu.tenant_hosts import routes_changed_on_commit
 
 logger = logging.getLogger(__name__)
 
@@ -301,13 +302,16 @@ def tenants_suspend(*, tenant_ids: Iterable[int], reason: str = "platform") -> i
     ``platform`` or ``trial_ended`` (``Tenant.suspended_reason``): their staff see a page saying
     so, their API answers ``403 suspended``, their websockets are refused (open sockets within
     the 30 s tenant cache of ``weiyu.asgi_tenancy``), and their widget offers only the
-    leave-a-message form (tenants.middleware). A tenant scheduled for deletion keeps that
-    reason (tenants.lifecycle). Returns how many tenants were marked suspended."""
-    return (
-        Tenant.objects.filter(pk__in=list(tenant_ids), delete_after__isnull=True)
-        .exclude(schema_name=settings.PUBLIC_SCHEMA_NAME)
-        .update(is_active=False, suspended_reason=reason)
-    )
+    leave-a-message form (tenants.middleware), from their next request on in every web process
+    (weiyu.tenant_hosts). A tenant scheduled for deletion keeps that reason
+    (tenants.lifecycle). Returns how many tenants were marked suspended."""
+    with transaction.atomic():
+        routes_changed_on_commit()
+        return (
+            Tenant.objects.filter(pk__in=list(tenant_ids), delete_after__isnull=True)
+            .exclude(schema_name=settings.PUBLIC_SCHEMA_NAME)
+            .update(is_active=False, suspended_reason=reason)
+        )
 
 
 def tenants_resume(*, tenant_ids: Iterable[int]) -> int:
@@ -317,6 +321,7 @@ def tenants_resume(*, tenant_ids: Iterable[int]) -> int:
     active."""
     ids = list(tenant_ids)
     with transaction.atomic():
+        routes_changed_on_commit()
         Tenant.objects.filter(pk__in=ids, trial_ends_at__lte=timezone.now()).update(
             trial_ends_at=None
         )

@@ -3,7 +3,7 @@
 Channels has no tenant support of its own: without this the session and user lookups land in the
 ``public`` schema and every agent comes back anonymous (django-tenants #767, #1143, #1168).
 ``TenantWebsocketMiddleware`` resolves the tenant from the ``Host`` header once per connection
-(cached for :data:`CACHE_SECONDS` in-process) and puts it in ``scope["tenant"]``; an unknown or
+(cached for :data:`CACHE_SECONDS` in-process, in front of :mod:`weiyu.tenant_hosts`) and puts it in ``scope["tenant"]``; an unknown or
 suspended host is refused at the handshake. Consumers authenticate after accepting (agents by
 their session cookie, ``kefu.consumers``) and run every database call through :func:`tenant_db`,
 which enters the tenant in one of the process's database threads (:mod:`weiyu.dbthreads`).
@@ -21,9 +21,9 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import connection
-from django_tenants.utils import get_tenant_domain_model
 
 from weiyu import dbthreads, realtime
+from weiyu.tenant_hosts import tenant_for_host
 
 if TYPE_CHECKING:
     # weiyu/ imports no app (docs/architecture.md): the tenant model comes from settings
@@ -47,11 +47,8 @@ def host_from_scope(scope: dict[str, Any]) -> str:
 
 
 def _lookup_tenant(host: str) -> Tenant | None:
-    connection.set_schema_to_public()
-    domain = get_tenant_domain_model().objects.select_related("tenant").filter(domain=host).first()
-    if domain is None or not domain.tenant.is_active:
-        return None
-    return domain.tenant
+    tenant = tenant_for_host(host)  # no SET search_path: the thread keeps its tenant's path
+    return tenant if tenant is not None and tenant.is_active else None
 
 
 async def resolve_tenant(host: str) -> Tenant | None:

@@ -61,7 +61,8 @@ if not DATABASE_URL:
 DATABASES = {
     "default": dj_database_url.parse(DATABASE_URL, conn_max_age=0, conn_health_checks=True)
 }
-DATABASES["default"]["ENGINE"] = "django_tenants.postgresql_backend"
+# django-tenants' backend, remembering the search_path of each pooled connection (weiyu/postgresql_backend)
+DATABASES["default"]["ENGINE"] = "weiyu.postgresql_backend"
 DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
     "min_size": 1,
     "max_size": int(os.environ.get("DB_POOL_MAX", "16")),

@@ -9,7 +9,7 @@ from channels.testing import WebsocketCommunicator
 from django.test import Client
 
 from tenants.models import Tenant
-from tenants.services import tenant_create
+from tenants.services import tenant_create, tenants_resume, tenants_suspend
 from tests.conftest import PASSWORD, unique
 from tests.waits import WAIT_S
 from weiyu import asgi_tenancy
@@ -30,8 +30,11 @@ def initech(django_db_setup, django_db_blocker):
 
 
 def _set_active(tenant: Tenant, active: bool) -> None:
-    Tenant.objects.filter(pk=tenant.pk).update(is_active=active)
-    asgi_tenancy._tenant_cache.clear()  # the 30 s cache is what production waits out
+    if active:
+        tenants_resume(tenant_ids=[tenant.pk])
+    else:
+        tenants_suspend(tenant_ids=[tenant.pk])
+    asgi_tenancy._tenant_cache.clear()  # the websockets' 30 s cache is what production waits out
 
 
 @pytest.mark.asyncio
