@@ -17,7 +17,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from weiyu import devservices, serve
+from weiyu import devservices, procname, serve
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -72,6 +72,9 @@ DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
 # outright; a threshold no statement reaches by repetition keeps every other query unprepared,
 # as before. Needs connections of the process's own (this pool), not a transaction-mode pooler.
 DATABASES["default"]["OPTIONS"]["prepare_threshold"] = 2**31 - 1
+# `pg_stat_activity.application_name` tells which kind of process holds each connection
+# (weiyu-web-1, weiyu-worker, weiyu-beat…: weiyu/procname.py, docs/deploy.md "Database connections")
+DATABASES["default"]["OPTIONS"].setdefault("application_name", procname.application_name())
 if os.environ.get("TEST_DATABASE_NAME"):
     DATABASES["default"]["TEST"] = {"NAME": os.environ["TEST_DATABASE_NAME"]}
 DATABASE_ROUTERS = ("django_tenants.routers.TenantSyncRouter",)
