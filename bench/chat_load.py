@@ -790,12 +790,12 @@ class PgConnSampler:
     """Counts the client connections to the bench database in ``pg_stat_activity`` every
     ``interval`` s on a thread of its own, from :meth:`start` to :meth:`stop`: in total, those
     running a statement (``state = 'active'``) and per ``application_name`` (weiyu-web-1,
-    weiyu-worker…: weiyu/procname.py). Its own connection is left out."""
+    weiyu-worker…: weiyu/procname.py), and the distinct connections seen (a process that
+    reconnects often shows many). Its own connection is left out."""
 
     QUERY = (
-        "SELECT application_name, state = 'active', count(*) FROM pg_stat_activity "
-        "WHERE datname = %s AND backend_type = 'client backend' AND pid <> pg_backend_pid() "
-        "GROUP BY 1, 2"
+        "SELECT application_name, state = 'active', pid, backend_start FROM pg_stat_activity "
+        "WHERE datname = %s AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
     )
 
     def __init__(self, database_url: str, interval: float = 0.25) -> None:
@@ -803,6 +803,8 @@ class PgConnSampler:
         self.dbname = urlsplit(database_url).path.lstrip("/")
         self.interval = interval
         self.samples: list[dict[str, Any]] = []
+        #: every connection seen: (application_name, backend pid, backend start)
+        self.seen: set[tuple[str, int, Any]] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -818,9 +820,10 @@ class PgConnSampler:
             while True:
                 by_app: Counter[str] = Counter()
                 active = 0
-                for app, is_active, count in conn.execute(self.QUERY, [self.dbname]).fetchall():
-                    by_app[app or "?"] += count
-                    active += count if is_active else 0
+                for app, is_active, pid, since in conn.execute(self.QUERY, [self.dbname]):
+                    by_app[app or "?"] += 1
+                    active += 1 if is_active else 0
+                    self.seen.add((app or "?", pid, since))
                 self.samples.append(
                     {"total": sum(by_app.values()), "active": active, "by_app": by_app}
                 )
@@ -834,7 +837,8 @@ class PgConnSampler:
 
     def stop(self) -> dict[str, Any]:
         """Stop sampling; the figures: ``peak``, ``median`` (connections), ``active_peak``,
-        ``by_app_peak`` ({application_name: peak}), ``samples``."""
+        ``by_app_peak`` ({application_name: peak}), ``opened_by_app`` ({application_name:
+        distinct connections seen, i.e. held or opened meanwhile}), ``samples``."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=15)
@@ -844,6 +848,7 @@ class PgConnSampler:
             for app, count in sample["by_app"].items():
                 by_app[app] = max(by_app.get(app, 0), count)
         return {
+            "opened_by_app": dict(sorted(Counter(app for app, _pid, _t in self.seen).items())),
             "peak": totals[-1] if totals else None,
             "median": totals[len(totals) // 2] if totals else None,
             "active_peak": max((s["active"] for s in self.samples), default=None),
@@ -1148,13 +1153,14 @@ def print_table(
                 print(f"{n} {key}: {results[n][key]}")
         pg = results[n].get("pg_conns")
         if pg:
-            print(f"{n} PostgreSQL connections, peak per application_name:")
+            print(f"{n} PostgreSQL connections per application_name (peaks; distinct under load):")
             for app in sorted(set(pg["rest"]["by_app_peak"]) | set(pg["load"]["by_app_peak"])):
                 rest, load = (
                     pg["rest"]["by_app_peak"].get(app, 0),
                     pg["load"]["by_app_peak"].get(app, 0),
                 )
-                print(f"  {app:32} at rest {rest:>3}   under load {load:>3}")
+                seen = pg["load"]["opened_by_app"].get(app, 0)
+                print(f"  {app:24} at rest {rest:>3}   under load {load:>3}   distinct {seen:>4}")
         if results[n].get("procfile_exited"):
             print(f"{n} Procfile processes that exited: {results[n]['procfile_exited']}")
         for line, count in (results[n].get("daphne_log_errors") or {}).items():
