@@ -791,11 +791,12 @@ class PgConnSampler:
     ``interval`` s on a thread of its own, from :meth:`start` to :meth:`stop`: in total, those
     running a statement (``state = 'active'``) and per ``application_name`` (weiyu-web-1,
     weiyu-worker…: weiyu/procname.py), and the distinct connections seen (a process that
-    reconnects often shows many). Its own connection is left out."""
+    reconnects often shows many). The samplers' own connections are left out."""
 
     QUERY = (
         "SELECT application_name, state = 'active', pid, backend_start FROM pg_stat_activity "
-        "WHERE datname = %s AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+        "WHERE datname = %s AND backend_type = 'client backend' AND pid <> pg_backend_pid() "
+        "AND application_name <> 'chat_load-sampler'"
     )
 
     def __init__(self, database_url: str, interval: float = 0.25) -> None:
