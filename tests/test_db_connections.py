@@ -1,7 +1,8 @@
 """PostgreSQL connections per process (docs/deploy.md, "Database connections"): every process
-names its connections by kind (weiyu/procname.py), and a web process never holds more than its
-pool (``DB_POOL_MAX``) however many requests wait on the database at once — the term
-``WEB_CONCURRENCY * DB_POOL_MAX`` of the connection budget."""
+names its connections by kind (weiyu/procname.py); a web process never holds more than its pool
+(``DB_POOL_MAX``) however many requests wait on the database at once — the term
+``WEB_CONCURRENCY * DB_POOL_MAX`` of the connection budget; and a Celery worker process keeps its
+connection from task to task, replacing one PostgreSQL has ended."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ import psycopg
 import pytest
 from django_tenants.utils import tenant_context
 
-from tests.conftest import make_agent, session_cookie
+from tenants import signup
+from tests.conftest import make_agent, session_cookie, unique
 from tests.servers import LiveServer, database_url, serve_start
 from tests.waits import WAIT_S, wait_until
 from weiyu.procname import application_name, process_kind
@@ -135,3 +137,49 @@ def test_a_web_process_holds_at_most_its_pool_under_a_burst(acme, small_pools):
         assert max(peaks.values()) == POOL_MAX, peaks
     # and every request was answered, none refused for want of a connection
     assert statuses == [200] * len(answers)
+
+
+def _worker_backends(admin: psycopg.Connection) -> set[int]:
+    rows = admin.execute(
+        "SELECT pid FROM pg_stat_activity "
+        "WHERE datname = current_database() AND application_name = 'weiyu-worker'"
+    ).fetchall()
+    return {pid for (pid,) in rows}
+
+
+def _signup_mail() -> None:
+    """A sign-up, whose verification mail a worker task sends (one database read at least)."""
+    sub = unique("conn")
+    signup.signup_request(
+        company="Connections",
+        subdomain=sub,
+        email=f"founder@{sub}.example.com",
+        password="a-long-and-unusual-passphrase",
+        ip="10.9.8.7",
+        language="en",
+        base_url="http://localhost",
+    )
+
+
+def test_a_worker_keeps_its_connection_between_tasks_and_replaces_an_ended_one(smtp, mail_worker):
+    _port, inbox = smtp
+    with psycopg.connect(database_url(), autocommit=True) as admin:
+        # when a worker (concurrency 1) runs tasks one after another
+        held = []
+        for n in range(1, 5):
+            _signup_mail()
+            wait_until(lambda n=n: len(inbox.messages) >= n, what=f"verification mail {n}")
+            held.append(_worker_backends(admin))
+        # then the connections it held after the first are the ones it holds after the last
+        assert held[0], "the worker kept no connection after its task"
+        assert held == [held[0]] * 4
+        # when PostgreSQL ends them between two tasks (a restart, an administrator)
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND application_name = 'weiyu-worker'"
+        )
+        wait_until(lambda: not _worker_backends(admin), what="the connections ended")
+        # then the next task runs all the same, on a new connection
+        _signup_mail()
+        wait_until(lambda: len(inbox.messages) >= 5, what="the mail after the restart")
+        assert _worker_backends(admin).isdisjoint(held[0])
