@@ -210,6 +210,7 @@ class Launcher:
                     process.send_signal(signum)
             self.forwarded = True
         if not self.alive():
+            self.reap()  # log the exits alive() saw since the last reap
             self.log("all daphne processes stopped")
             return None
         if now >= self.stop_deadline:
