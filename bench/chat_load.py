@@ -51,6 +51,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -362,6 +363,34 @@ def start_daphne(
         )
     _children.append(proc)
     return Server(name, proc, port, log)
+
+
+def start_procfile_rest(env: dict[str, str], logdir: Path, name: str) -> list[Server]:
+    """The Procfile's other processes beside the web (``--procfile``): a Celery worker of
+    concurrency 2, beat (its schedule file in ``logdir``) and the embedding service, with the
+    bench's environment; stopped with the web server."""
+    celery = str(Path(PYTHON).with_name("celery"))
+    schedule = str(logdir / f"celerybeat-{name}")
+    commands = {
+        "worker": [celery, "-A", "weiyu", "worker", "--loglevel", "WARNING", "--concurrency", "2"],
+        "beat": [celery, "-A", "weiyu", "beat", "--loglevel", "WARNING", "--schedule", schedule],
+        "embed": [PYTHON, "manage.py", "embed_server"],
+    }
+    started = []
+    for kind, command in commands.items():
+        log = logdir / f"{kind}-{name}.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                command,
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        _children.append(proc)
+        started.append(Server(kind, proc, 0, log))
+    return started
 
 
 async def http_request(
@@ -754,6 +783,81 @@ async def _visitor(
             next_at += rng.uniform(low, high)
 
 
+# --- PostgreSQL connections from pg_stat_activity ------------------------------------------------
+
+
+class PgConnSampler:
+    """Counts the client connections to the bench database in ``pg_stat_activity`` every
+    ``interval`` s on a thread of its own, from :meth:`start` to :meth:`stop`: in total, those
+    running a statement (``state = 'active'``) and per ``application_name`` (weiyu-web-1,
+    weiyu-worker…: weiyu/procname.py), and the distinct connections seen (a process that
+    reconnects often shows many). The samplers' own connections are left out."""
+
+    QUERY = (
+        "SELECT application_name, state = 'active', pid, backend_start FROM pg_stat_activity "
+        "WHERE datname = %s AND backend_type = 'client backend' AND pid <> pg_backend_pid() "
+        "AND application_name <> 'chat_load-sampler'"
+    )
+
+    def __init__(self, database_url: str, interval: float = 0.25) -> None:
+        self.database_url = database_url
+        self.dbname = urlsplit(database_url).path.lstrip("/")
+        self.interval = interval
+        self.samples: list[dict[str, Any]] = []
+        #: every connection seen: (application_name, backend pid, backend start)
+        self.seen: set[tuple[str, int, Any]] = set()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _loop(self) -> None:
+        import psycopg
+
+        with psycopg.connect(
+            self.database_url,
+            autocommit=True,
+            connect_timeout=10,
+            application_name="chat_load-sampler",
+        ) as conn:
+            while True:
+                by_app: Counter[str] = Counter()
+                active = 0
+                for app, is_active, pid, since in conn.execute(self.QUERY, [self.dbname]):
+                    by_app[app or "?"] += 1
+                    active += 1 if is_active else 0
+                    self.seen.add((app or "?", pid, since))
+                self.samples.append(
+                    {"total": sum(by_app.values()), "active": active, "by_app": by_app}
+                )
+                if self._stop.wait(self.interval):
+                    return
+
+    def start(self) -> PgConnSampler:
+        self._thread = threading.Thread(target=self._loop, name="pg-sampler", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> dict[str, Any]:
+        """Stop sampling; the figures: ``peak``, ``median`` (connections), ``active_peak``,
+        ``by_app_peak`` ({application_name: peak}), ``opened_by_app`` ({application_name:
+        distinct connections seen, i.e. held or opened meanwhile}), ``samples``."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=15)
+        totals = sorted(s["total"] for s in self.samples)
+        by_app: dict[str, int] = {}
+        for sample in self.samples:
+            for app, count in sample["by_app"].items():
+                by_app[app] = max(by_app.get(app, 0), count)
+        return {
+            "opened_by_app": dict(sorted(Counter(app for app, _pid, _t in self.seen).items())),
+            "peak": totals[-1] if totals else None,
+            "median": totals[len(totals) // 2] if totals else None,
+            "active_peak": max((s["active"] for s in self.samples), default=None),
+            "by_app_peak": dict(sorted(by_app.items())),
+            "samples": len(totals),
+        }
+
+
 async def drive(
     *,
     name: str,
@@ -913,19 +1017,38 @@ async def bench_server(
     server = start_daphne(
         name, app, env, logdir, processes, server=getattr(args, "server", "daphne")
     )
+    product = app.startswith("weiyu.")
+    extras = start_procfile_rest(env, logdir, name) if product and args.procfile else []
     try:
         await wait_healthy(server)
         dbname = urlsplit(env["DATABASE_URL"]).path.lstrip("/")
         redis_port = urlsplit(env["REDIS_URL"]).port or 6379
         cookies = world["cookies"] or [f"weiyu_session=echo{i}" for i in range(args.agents)]
-        result = await drive(
-            name=name,
-            port=server.port,
-            channel=world["channel"],
-            cookies=cookies,
-            args=args,
-            sampler_factory=lambda: CpuSampler(server.proc.pid, dbname, redis_port),
-        )
+        pg_rest: dict[str, Any] | None = None
+        pg_load: PgConnSampler | None = None
+        if product:  # the baseline: the same processes before any client connects
+            rest = PgConnSampler(env["DATABASE_URL"]).start()
+            await asyncio.sleep(args.pg_rest_s)
+            pg_rest = await asyncio.to_thread(rest.stop)
+            pg_load = PgConnSampler(env["DATABASE_URL"]).start()
+        try:
+            result = await drive(
+                name=name,
+                port=server.port,
+                channel=world["channel"],
+                cookies=cookies,
+                args=args,
+                sampler_factory=lambda: CpuSampler(server.proc.pid, dbname, redis_port),
+            )
+        finally:
+            if pg_load is not None:
+                result_pg = await asyncio.to_thread(pg_load.stop)
+        if pg_load is not None:
+            result["pg_conns"] = {"rest": pg_rest, "load": result_pg}
+        result["procfile"] = [extra.name for extra in extras]
+        for extra in extras:
+            if extra.proc.poll() is not None:
+                result.setdefault("procfile_exited", {})[extra.name] = extra.proc.returncode
         result["machine_busy_before"] = busy_before
         result["web_processes"] = processes or 1
         result["loadavg_before"] = [round(v, 2) for v in load_before]
@@ -941,6 +1064,8 @@ async def bench_server(
         return result
     finally:
         server.stop()
+        for extra in extras:
+            extra.stop()
 
 
 ROWS = [
@@ -972,6 +1097,15 @@ ROWS = [
     ("CPU %: postgres (bench db backends)", lambda r: r.get("cpu_pct_of_core", {}).get("postgres")),
     ("CPU %: redis-server", lambda r: r.get("cpu_pct_of_core", {}).get("redis")),
     ("CPU %: this client", lambda r: r.get("cpu_pct_of_core", {}).get("client")),
+    (
+        "PG conns at rest: peak / median",
+        lambda r: f"{r['pg_conns']['rest']['peak']} / {r['pg_conns']['rest']['median']}",
+    ),
+    (
+        "PG conns under load: peak / median",
+        lambda r: f"{r['pg_conns']['load']['peak']} / {r['pg_conns']['load']['median']}",
+    ),
+    ("PG conns running a statement: peak", lambda r: r["pg_conns"]["load"]["active_peak"]),
     ("machine busy % before start", lambda r: r.get("machine_busy_before")),
     ("web processes", lambda r: r.get("web_processes")),
     (
@@ -1018,6 +1152,18 @@ def print_table(
         for key in ("errors", "failures"):
             if results[n].get(key):
                 print(f"{n} {key}: {results[n][key]}")
+        pg = results[n].get("pg_conns")
+        if pg:
+            print(f"{n} PostgreSQL connections per application_name (peaks; distinct under load):")
+            for app in sorted(set(pg["rest"]["by_app_peak"]) | set(pg["load"]["by_app_peak"])):
+                rest, load = (
+                    pg["rest"]["by_app_peak"].get(app, 0),
+                    pg["load"]["by_app_peak"].get(app, 0),
+                )
+                seen = pg["load"]["opened_by_app"].get(app, 0)
+                print(f"  {app:24} at rest {rest:>3}   under load {load:>3}   distinct {seen:>4}")
+        if results[n].get("procfile_exited"):
+            print(f"{n} Procfile processes that exited: {results[n]['procfile_exited']}")
         for line, count in (results[n].get("daphne_log_errors") or {}).items():
             print(f"{n} daphne log: {count} x {line}")
 
@@ -1074,6 +1220,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="serve weiyu through the launcher (python -m weiyu.serve) once per count in this "
         "comma-separated list, e.g. 1,2 — same code, same client, one after the other; "
         "prints the ratios against the first",
+    )
+    p.add_argument(
+        "--procfile",
+        action="store_true",
+        help="also run the Procfile's other processes beside each weiyu server: a Celery worker "
+        "(concurrency 2), beat and the embedding service",
+    )
+    p.add_argument(
+        "--pg-rest-s",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="seconds PostgreSQL connections are sampled at rest, before any client connects "
+        "(the baseline of the connection figures)",
     )
     p.add_argument("--skip-migrate", action="store_true")
     p.add_argument("--json", action="store_true", help="also print one JSON line")

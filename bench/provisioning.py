@@ -28,7 +28,6 @@ import argparse
 import contextlib
 import io
 import json
-import logging
 import multiprocessing
 import os
 import sys
@@ -38,20 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from scratchdb import quantiles, scratch_database  # bench/ is not a package: on sys.path
-
-
-class _SchemaTimes(logging.Handler):
-    """Collects ``tenant X: schema <how> in N ms`` from tenants.services."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.ms: dict[str, float] = {}
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.msg == "tenant %s: schema %s in %.0f ms":
-            schema, _how, ms = record.args
-            self.ms[schema] = ms
+from scratchdb import SchemaTimes, deploy, quantiles, scratch_database  # bench/: on sys.path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,20 +77,13 @@ def _measure(tenants: int, *, with_migrate: bool) -> dict:
 
     django.setup()
     from django.contrib.auth.hashers import make_password
-    from django.core.management import call_command
     from django.test import override_settings
 
     from tenants import pool
-    from tenants.services import public_tenant_ensure, tenant_create
+    from tenants.services import tenant_create
 
-    started = time.monotonic()
-    call_command("migrate_schemas", interactive=False, verbosity=0)
-    deploy_s = time.monotonic() - started
-    public_tenant_ensure(domains=["localhost"])
-    handler = _SchemaTimes()
-    service_log = logging.getLogger("tenants.services")
-    service_log.addHandler(handler)
-    service_log.setLevel(logging.INFO)
+    deploy_s = deploy()
+    handler = SchemaTimes().attach()
     methods = ("clone", "pool", "migrate") if with_migrate else ("clone", "pool")
     totals: dict[str, list[float]] = {method: [] for method in methods}
     schemas: dict[str, list[str]] = {method: [] for method in methods}

@@ -1,10 +1,12 @@
 """A throwaway database for the benchmarks that deploy their own (provisioning, sign-up,
 migrate_schemas): created next to ``$DATABASE_URL``'s (its name + a suffix), migrated by the
 benchmark as a deploy does, dropped at the end unless asked to keep it; many tenants made
-cheaply in it (:func:`tenants_make`); and the percentiles they print."""
+cheaply in it (:func:`tenants_make`); the percentiles they print; and the schema step of each
+provisioning, read off the service's log line."""
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import sys
@@ -32,6 +34,48 @@ def pct(values: list[float], q: float) -> float | None:
 def quantiles(values: list[float]) -> dict[str, float | None]:
     """``{"p50", "p95", "max"}`` of ``values``."""
     return {label: pct(values, q) for label, q in QUANTILES}
+
+
+def deploy() -> float:
+    """After ``django.setup()``: ``migrate_schemas`` as a deploy does (public and template
+    schemas, then the spare pool filled), and the public tenant on ``localhost``; returns the
+    seconds ``migrate_schemas`` took."""
+    import io
+    from contextlib import redirect_stdout
+
+    from django.core.management import call_command
+
+    from tenants.services import public_tenant_ensure
+
+    started = time.monotonic()
+    with redirect_stdout(io.StringIO()):
+        call_command("migrate_schemas", interactive=False, verbosity=0)
+    seconds = time.monotonic() - started
+    public_tenant_ensure(domains=["localhost"])
+    return seconds
+
+
+class SchemaTimes(logging.Handler):
+    """Collects ``tenant X: schema <how> in N ms`` from tenants.services while attached
+    (:meth:`attach`): ``ms[schema]`` (ms) and ``how[schema]`` (``renamed from spare …``,
+    ``cloned from …``, ``migrated``)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.ms: dict[str, float] = {}
+        self.how: dict[str, str] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.msg == "tenant %s: schema %s in %.0f ms":
+            schema, how, ms = record.args
+            self.ms[schema] = ms
+            self.how[schema] = how
+
+    def attach(self) -> SchemaTimes:
+        service_log = logging.getLogger("tenants.services")
+        service_log.addHandler(self)
+        service_log.setLevel(logging.INFO)
+        return self
 
 
 def _admin(database_url: str, *statements: str) -> None:

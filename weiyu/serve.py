@@ -27,6 +27,8 @@ Behaviour:
 - the children share one ``PROMETHEUS_MULTIPROC_DIR`` for ``/metrics`` (tenants.metrics): the
   launcher creates a fresh one (and removes it at exit) unless the environment names one, which
   it then empties of old files; a child's live gauges are dropped when it exits;
+- each child gets ``WEIYU_WEB_CHILD`` = its number (1…N), so its PostgreSQL connections are
+  named ``weiyu-web-<i>`` in ``pg_stat_activity`` (weiyu/procname.py);
 - daphne gets ``--websocket_connect_timeout`` :data:`HANDSHAKE_TIMEOUT_S` unless the command
   line gives one: daphne's own 5 s refused (HTTP 403, or closed the connection) every socket
   whose handshake a busy process had not completed by then, and in a reconnect storm that was
@@ -50,6 +52,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from prometheus_client.multiprocess import mark_process_dead
+
+from weiyu import procname
 
 BACKOFF_START_S = 1.0
 BACKOFF_MAX_S = 30.0
@@ -129,6 +133,8 @@ class Launcher:
         child.process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
             [sys.executable, "-m", "daphne", *endpoint, *self.daphne_args],
             pass_fds=(fd,),
+            # its PostgreSQL connections are named weiyu-web-<i> (weiyu/procname.py)
+            env={**os.environ, procname.WEB_CHILD_ENV: str(child.index + 1)},
             process_group=0,
             preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,  # noqa: PLW1509
         )
@@ -204,6 +210,7 @@ class Launcher:
                     process.send_signal(signum)
             self.forwarded = True
         if not self.alive():
+            self.reap()  # log the exits alive() saw since the last reap
             self.log("all daphne processes stopped")
             return None
         if now >= self.stop_deadline:

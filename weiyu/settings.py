@@ -17,7 +17,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from weiyu import devservices, serve
+from weiyu import devservices, procname, serve
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -73,6 +73,9 @@ DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
 # outright; a threshold no statement reaches by repetition keeps every other query unprepared,
 # as before. Needs connections of the process's own (this pool), not a transaction-mode pooler.
 DATABASES["default"]["OPTIONS"]["prepare_threshold"] = 2**31 - 1
+# `pg_stat_activity.application_name` tells which kind of process holds each connection
+# (weiyu-web-1, weiyu-worker, weiyu-beat…: weiyu/procname.py, docs/deploy.md "Database connections")
+DATABASES["default"]["OPTIONS"].setdefault("application_name", procname.application_name())
 if os.environ.get("TEST_DATABASE_NAME"):
     DATABASES["default"]["TEST"] = {"NAME": os.environ["TEST_DATABASE_NAME"]}
 DATABASE_ROUTERS = ("django_tenants.routers.TenantSyncRouter",)
@@ -479,6 +482,11 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A worker process runs one task at a time and keeps its PostgreSQL connection from one task to
+# the next (checked before each, weiyu/celery.py); Celery's default closed the process's pool
+# after every task, so each task opened a new connection (docs/deploy.md, "Database
+# connections"). Celery still closes the pool after this many tasks.
+CELERY_DB_REUSE_MAX = int(os.environ.get("WEIYU_WORKER_DB_REUSE_TASKS", "1000"))
 CELERY_BEAT_SCHEDULE = {
     # uploads never sent (a closed widget, a changed mind) are deleted after a day
     "im-orphan-uploads": {"task": "im.tasks.attachment_orphans_purge_all_task", "schedule": 3600.0},
