@@ -169,10 +169,14 @@ def bench_tenant(
     )
 
 
+#: seconds between an agent socket's pings (the inbox's PING_EVERY, static/weiyu/client.js)
+AGENT_PING_S = 25.0
+
+
 def agent_present(user: Any) -> None:
     """Mark ``user`` as having an inbox open (inside their tenant), as the inbox socket does on
-    connect: an agent is assigned visitors only then (kefu.presence). The benchmarks run no
-    service timers, so nobody is found gone later."""
+    connect: an agent is assigned visitors only then (kefu.presence). The agent sockets then ping
+    as the inbox does, so the service timers (``--procfile``) find nobody gone."""
     from django.db import connection
 
     from kefu import presence
@@ -640,10 +644,23 @@ async def _agent(run: Run, idx: int, port: int, cookie: str, sockets: list[Any])
     run.agents_ok += 1
 
     async def reader() -> None:
-        with contextlib.suppress(websockets.ConnectionClosed):
-            await read_frames()
+        pinger = asyncio.ensure_future(ping())
+        try:
+            with contextlib.suppress(websockets.ConnectionClosed):
+                await read_frames()
+        finally:
+            pinger.cancel()
         if not run.closing:  # the server closed an agent socket mid-run
             run.errors["agent_socket_closed"] += 1
+
+    async def ping() -> None:
+        # as the inbox does (static/weiyu/client.js): an agent socket not heard from for
+        # kefu.presence.ALIVE_S is gone, and with --procfile the service timers then return the
+        # agent's conversations to the queue
+        with contextlib.suppress(websockets.ConnectionClosed):
+            while True:
+                await asyncio.sleep(AGENT_PING_S)
+                await ws.send('{"type": "ping"}')
 
     async def read_frames() -> None:
         prefix = run.prefix
