@@ -249,10 +249,7 @@ SELECT c.id, c.kind, c.title, c.last_seq, c.last_message_at, c.closed_at,
        p.archived_at, p.muted_until,
        (SELECT COUNT(*) FROM im_participant q
         WHERE q.conversation_id = p.conversation_id AND q.left_at IS NULL),
-       CASE WHEN %(staff)s THEN 0 ELSE
-           (SELECT COUNT(*) FROM im_message n
-            WHERE n.conversation_id = p.conversation_id AND n.internal AND n.seq > p.read_seq)
-       END,
+       {hidden_notes},
        (SELECT json_agg(json_build_array(q.member_key, q.name, q.delivered_seq, q.read_seq)
                         ORDER BY q.id)
         FROM im_participant q
@@ -268,13 +265,8 @@ SELECT c.id, c.kind, c.title, c.last_seq, c.last_message_at, c.closed_at,
        s.created_at, s.closed_at, s.handed_over_at, s.handover_reason,
        ch.csat_enabled, s.csat_score, s.csat_comment, s.csat_at,
        s.last_visitor_at, s.last_agent_at, s.channel_id, ch.kind, s.snoozed_at, s.snoozed_until,
-       CASE WHEN %(staff)s AND s.id IS NOT NULL THEN
-           (SELECT json_agg(json_build_array(l.id, l.name, l.color, l.description)
-                            ORDER BY l.name)
-            FROM {labels_table} sl JOIN kefu_label l ON l.id = sl.label_id
-            WHERE sl.session_id = s.id)
-       END,
-       cm.seq, cm.content, cm.msg_type, cm.created_at, cm.recalled_at,
+       {labels},
+       {customer_message},
        m.id, m.conversation_id, m.seq, m.client_msg_id, m.sender_key, m.sender_name,
        m.sender_type, m.msg_type, m.content, m.attachment_id, m.sticker_id, m.mentions,
        m.internal, m.recalled_at, m.ref_seq, m.meta, m.code, m.params, m.created_at,
@@ -287,15 +279,10 @@ LEFT JOIN kefu_visitor v ON v.id = s.visitor_id
 LEFT JOIN kefu_workgroup w ON w.id = s.workgroup_id
 LEFT JOIN {user_table} u ON u.id = s.agent_id
 LEFT JOIN kefu_channel ch ON ch.id = s.channel_id
-LEFT JOIN LATERAL (
-    SELECT x.seq, x.content, x.msg_type, x.created_at, x.recalled_at FROM im_message x
-    WHERE %(staff)s AND s.id IS NOT NULL AND x.conversation_id = c.id
-      AND x.sender_type = 'visitor'
-    ORDER BY x.seq DESC LIMIT 1
-) cm ON TRUE
+{customer_join}
 LEFT JOIN LATERAL (
     SELECT * FROM im_message mm
-    WHERE mm.conversation_id = c.id AND (%(staff)s OR NOT mm.internal)
+    WHERE mm.conversation_id = c.id{visible}
     ORDER BY mm.seq DESC LIMIT 1
 ) m ON TRUE
 LEFT JOIN im_attachment a ON a.id = m.attachment_id
@@ -303,14 +290,46 @@ LEFT JOIN im_sticker st ON st.id = m.sticker_id
 LEFT JOIN im_attachment av ON av.id = c.avatar_id AND c.kind = 'group'
 ORDER BY c.closed_at IS NOT NULL, c.closed_at DESC, p.id
 """
-_MEMBER_LIST_SQL = _MEMBER_LIST_SQL_TEMPLATE.format(
-    attachment=_LIST_ATTACHMENT.sql,
-    sticker=_LIST_STICKER.sql,
-    avatar=_LIST_AVATAR.sql,
-    labels_table=connection.ops.quote_name(Session.labels.through._meta.db_table),
-    user_table=connection.ops.quote_name(User._meta.db_table),
+_LIST_COMMON = {
+    "attachment": _LIST_ATTACHMENT.sql,
+    "sticker": _LIST_STICKER.sql,
+    "avatar": _LIST_AVATAR.sql,
+    "user_table": connection.ops.quote_name(User._meta.db_table),
+}
+#: a session's labels, by name (as ``Label.Meta.ordering``)
+_STAFF_LABELS_SQL_TEMPLATE = """(
+        SELECT json_agg(json_build_array(l.id, l.name, l.color, l.description) ORDER BY l.name)
+        FROM {labels_table} sl JOIN kefu_label l ON l.id = sl.label_id
+        WHERE sl.session_id = s.id)"""
+#: the statement for staff: internal notes shown and not counted apart, labels and the
+#: customer's last message. Visitors and staff get a statement each, without a parameter that
+#: switches parts on and off: PostgreSQL would then plan each execution anew (a plan for the
+#: value at hand looks cheaper than the one generic plan), ~2.4 ms of planning per visitor.
+_STAFF_LIST_SQL = _MEMBER_LIST_SQL_TEMPLATE.format(
+    hidden_notes="0",
+    labels=_STAFF_LABELS_SQL_TEMPLATE.format(
+        labels_table=connection.ops.quote_name(Session.labels.through._meta.db_table)
+    ),
+    customer_message="cm.seq, cm.content, cm.msg_type, cm.created_at, cm.recalled_at",
+    customer_join="""LEFT JOIN LATERAL (
+    SELECT x.seq, x.content, x.msg_type, x.created_at, x.recalled_at FROM im_message x
+    WHERE s.id IS NOT NULL AND x.conversation_id = c.id AND x.sender_type = 'visitor'
+    ORDER BY x.seq DESC LIMIT 1
+) cm ON TRUE""",
+    visible="",
+    **_LIST_COMMON,
 )
-#: where the parts of a :data:`_MEMBER_LIST_SQL` row start
+#: the statement for a visitor: no internal note, no staff part (NULLs in their place)
+_VISITOR_LIST_SQL = _MEMBER_LIST_SQL_TEMPLATE.format(
+    hidden_notes="""(SELECT COUNT(*) FROM im_message n
+        WHERE n.conversation_id = p.conversation_id AND n.internal AND n.seq > p.read_seq)""",
+    labels="NULL",
+    customer_message="NULL, NULL, NULL, NULL, NULL",
+    customer_join="",
+    visible=" AND NOT mm.internal",
+    **_LIST_COMMON,
+)
+#: where the parts of a :data:`_MEMBER_LIST_SQL_TEMPLATE` row start
 _AT_SESSION = 23
 _AT_STAFF = _AT_SESSION + 29
 _AT_MESSAGE = _AT_STAFF + 6
@@ -328,7 +347,7 @@ def _json(value: Any) -> Any:
 def member_conversation_list(*, member_key: str, closed_limit: int = 50) -> list[dict[str, Any]]:
     """A member's conversations exactly as :func:`conversation_list_for_member` gives them
     (every open one, oldest membership first, then the ``closed_limit`` most recently closed),
-    in one prepared statement (:data:`_MEMBER_LIST_SQL`) instead of seven, plus one for the
+    in one prepared statement (:data:`_STAFF_LIST_SQL`, :data:`_VISITOR_LIST_SQL`) instead of seven, plus one for the
     group size limit when the member is in a group: every socket asks at each (re)connect, so a
     reconnect storm asks it thousands of times at once. The payloads are built from the row's
     values (``im.serializers.conversation_payload_values``, :func:`session_payload_values`);
@@ -338,7 +357,8 @@ def member_conversation_list(*, member_key: str, closed_limit: int = 50) -> list
     staff = not im_selectors.is_visitor_key(member_key)
     with prepared_cursor() as cursor:
         cursor.execute(
-            _MEMBER_LIST_SQL, {"key": member_key, "closed_limit": closed_limit, "staff": staff}
+            _STAFF_LIST_SQL if staff else _VISITOR_LIST_SQL,
+            {"key": member_key, "closed_limit": closed_limit},
         )
         rows = cursor.fetchall()
     payloads = []
@@ -463,7 +483,7 @@ def _last_message(row: tuple[Any, ...]) -> dict[str, Any] | None:
 
 
 def _session_of_row(row: tuple[Any, ...], staff: bool) -> dict[str, Any]:
-    """The ``session`` part of a :data:`_MEMBER_LIST_SQL` row that has one; with ``labels``
+    """The ``session`` part of a :data:`_MEMBER_LIST_SQL_TEMPLATE` row that has one; with ``labels``
     and ``customer_message`` for staff."""
     (
         session_id,
