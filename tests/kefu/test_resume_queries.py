@@ -91,6 +91,9 @@ def test_visitor_list_in_one_statement_is_what_the_general_path_gives(history):
     assert [p["member"]["key"] for p in open_one["peers"]] == [f"u:{history[0].pk}"]
     assert fast[1]["session"]["csat"]["score"] == 4
     assert fast[1]["closed"] is True
+    # and no part of the session that only staff see
+    for conversation in fast:
+        assert not {"labels", "customer_message"} & set(conversation["session"])
 
 
 def test_visitor_resume_is_one_statement_to_authenticate_and_one_or_two_to_sync(history):
