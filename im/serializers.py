@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.urls import reverse
@@ -58,40 +59,93 @@ def message_payload(message: Message) -> dict[str, Any]:
     keeps its place (``seq``) but loses its content, attachment and mentions. ``code``/``params``:
     an automatic line's code and parameters, rendered in the reader's language (im/syslines.py;
     ``""``/``{}`` for other messages)."""
-    sender = member_payload(message.sender_key, message.sender_name)
-    sender["type"] = message.sender_type
-    recalled = message.recalled_at is not None
+    return message_payload_values(
+        message_id=message.pk,
+        conversation_id=message.conversation_id,
+        seq=message.seq,
+        client_msg_id=message.client_msg_id,
+        sender_key=message.sender_key,
+        sender_name=message.sender_name,
+        sender_type=message.sender_type,
+        msg_type=message.msg_type,
+        content=message.content,
+        attachment=message.attachment if message.attachment_id else None,
+        sticker=message.sticker if message.sticker_id else None,
+        mentions=message.mentions,
+        internal=message.internal,
+        recalled_at=message.recalled_at,
+        ref_seq=message.ref_seq,
+        meta=message.meta,
+        code=message.code,
+        params=message.params,
+        created_at=message.created_at,
+    )
+
+
+def message_payload_values(
+    *,
+    message_id: int,
+    conversation_id: int,
+    seq: int,
+    client_msg_id: str | None,
+    sender_key: str,
+    sender_name: str,
+    sender_type: str,
+    msg_type: str,
+    content: str,
+    attachment: Attachment | None,
+    sticker: Sticker | None,
+    mentions: list[str] | None,
+    internal: bool,
+    recalled_at: datetime | None,
+    ref_seq: int | None,
+    meta: dict[str, Any] | None,
+    code: str,
+    params: dict[str, Any] | None,
+    created_at: datetime,
+) -> dict[str, Any]:
+    """:func:`message_payload` from the message's column values (a written-out statement's
+    row, no ``Message`` built): the one definition of the shape. ``attachment``/``sticker``:
+    the loaded rows, None when the message has none."""
+    sender = member_payload(sender_key, sender_name)
+    sender["type"] = sender_type
+    recalled = recalled_at is not None
     return {
-        "id": message.pk,
-        "conversation_id": message.conversation_id,
-        "seq": message.seq,
-        "client_msg_id": message.client_msg_id,
+        "id": message_id,
+        "conversation_id": conversation_id,
+        "seq": seq,
+        "client_msg_id": client_msg_id,
         "sender": sender,
-        "msg_type": message.msg_type,
-        "content": "" if recalled else message.content,
-        "attachment": attachment_payload(message.attachment)
-        if message.attachment_id and not recalled
-        else None,
-        "sticker": sticker_payload(message.sticker)
-        if message.sticker_id and not recalled
-        else None,
-        "mentions": [] if recalled else list(message.mentions or []),
-        "internal": message.internal,
+        "msg_type": msg_type,
+        "content": "" if recalled else content,
+        "attachment": attachment_payload(attachment) if attachment and not recalled else None,
+        "sticker": sticker_payload(sticker) if sticker and not recalled else None,
+        "mentions": [] if recalled else list(mentions or []),
+        "internal": internal,
         "recalled": recalled,
-        "ref_seq": message.ref_seq,
-        "meta": message.meta or {},
-        "code": message.code,
-        "params": message.params or {},
-        "created_at": message.created_at.isoformat(),
+        "ref_seq": ref_seq,
+        "meta": meta or {},
+        "code": code,
+        "params": params or {},
+        "created_at": created_at.isoformat(),
     }
 
 
 def receipt_payload(participant: Participant) -> dict[str, Any]:
     """A participant's receipt cursors: ``{"member", "delivered_seq", "read_seq"}``."""
+    return receipt_payload_values(
+        participant.member_key, participant.name, participant.delivered_seq, participant.read_seq
+    )
+
+
+def receipt_payload_values(
+    member_key: str, name: str, delivered_seq: int, read_seq: int
+) -> dict[str, Any]:
+    """:func:`receipt_payload` from the participant's column values."""
     return {
-        "member": member_payload(participant.member_key, participant.name),
-        "delivered_seq": participant.delivered_seq,
-        "read_seq": participant.read_seq,
+        "member": member_payload(member_key, name),
+        "delivered_seq": delivered_seq,
+        "read_seq": read_seq,
     }
 
 
@@ -99,16 +153,34 @@ def _iso(value: Any) -> str | None:
     return value.isoformat() if value else None
 
 
+def _member_state(
+    role: str,
+    pinned_at: datetime | None,
+    notifications_off: bool,
+    archived_at: datetime | None,
+    muted_until: datetime | None,
+) -> dict[str, Any]:
+    return {
+        "role": role,
+        "pinned": pinned_at is not None,
+        "notifications_off": notifications_off,
+        "archived": archived_at is not None,
+        "archived_at": _iso(archived_at),
+        "muted_until": _iso(muted_until),
+    }
+
+
 def member_state_payload(participant: Participant) -> dict[str, Any]:
     """The member's own view of a conversation: role, pin, do-not-disturb, archive, mute."""
     return {
         "conversation_id": participant.conversation_id,
-        "role": participant.role,
-        "pinned": participant.pinned_at is not None,
-        "notifications_off": participant.notifications_off,
-        "archived": participant.archived_at is not None,
-        "archived_at": _iso(participant.archived_at),
-        "muted_until": _iso(participant.muted_until),
+        **_member_state(
+            participant.role,
+            participant.pinned_at,
+            participant.notifications_off,
+            participant.archived_at,
+            participant.muted_until,
+        ),
     }
 
 
@@ -126,35 +198,101 @@ def conversation_payload(
     conversation = participant.conversation
     group = None
     if conversation.kind == "group":
-        group = {
-            "category": conversation.category,
-            "announcement": conversation.announcement,
-            "announcement_at": _iso(conversation.announcement_at),
-            "avatar": attachment_payload(conversation.avatar)
-            if conversation.avatar_id and conversation.avatar
-            else None,
-            "all_muted": conversation.all_muted,
-            "owner": member_payload(owner.member_key, owner.name) if owner else None,
-            "max_members": max_members,
-        }
-    state = member_state_payload(participant)
-    del state["conversation_id"]
+        group = group_payload_values(
+            category=conversation.category,
+            announcement=conversation.announcement,
+            announcement_at=conversation.announcement_at,
+            avatar=conversation.avatar if conversation.avatar_id else None,
+            all_muted=conversation.all_muted,
+            owner=(owner.member_key, owner.name) if owner else None,
+            max_members=max_members,
+        )
+    return conversation_payload_values(
+        conversation_id=conversation.pk,
+        kind=conversation.kind,
+        title=conversation.title,
+        last_seq=conversation.last_seq,
+        last_message_at=conversation.last_message_at,
+        closed_at=conversation.closed_at,
+        read_seq=participant.read_seq,
+        delivered_seq=participant.delivered_seq,
+        mention_seq=participant.mention_seq,
+        role=participant.role,
+        pinned_at=participant.pinned_at,
+        notifications_off=participant.notifications_off,
+        archived_at=participant.archived_at,
+        muted_until=participant.muted_until,
+        member_count=member_count,
+        group=group,
+        peers=[receipt_payload(peer) for peer in peers],
+        last_message=message_payload(last_message) if last_message else None,
+    )
+
+
+def group_payload_values(
+    *,
+    category: str,
+    announcement: str,
+    announcement_at: datetime | None,
+    avatar: Attachment | None,
+    all_muted: bool,
+    owner: tuple[str, str] | None,
+    max_members: int,
+) -> dict[str, Any]:
+    """The ``group`` part of a group conversation: ``owner`` is ``(member key, name)`` of its
+    owner (None: nobody owns it any more), ``max_members`` the tenant's group size limit."""
     return {
-        "id": conversation.pk,
-        "kind": conversation.kind,
-        "title": conversation.title,
-        "last_seq": conversation.last_seq,
-        "last_message_at": _iso(conversation.last_message_at),
-        "closed": conversation.closed_at is not None,
-        "unread": max(conversation.last_seq - participant.read_seq, 0),
-        "read_seq": participant.read_seq,
-        "delivered_seq": participant.delivered_seq,
-        "mentioned": participant.mention_seq > participant.read_seq,
-        **state,
+        "category": category,
+        "announcement": announcement,
+        "announcement_at": _iso(announcement_at),
+        "avatar": attachment_payload(avatar) if avatar else None,
+        "all_muted": all_muted,
+        "owner": member_payload(owner[0], owner[1]) if owner else None,
+        "max_members": max_members,
+    }
+
+
+def conversation_payload_values(
+    *,
+    conversation_id: int,
+    kind: str,
+    title: str,
+    last_seq: int,
+    last_message_at: datetime | None,
+    closed_at: datetime | None,
+    read_seq: int,
+    delivered_seq: int,
+    mention_seq: int,
+    role: str,
+    pinned_at: datetime | None,
+    notifications_off: bool,
+    archived_at: datetime | None,
+    muted_until: datetime | None,
+    member_count: int,
+    group: dict[str, Any] | None,
+    peers: list[dict[str, Any]],
+    last_message: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """:func:`conversation_payload` from the conversation's and the membership's column values
+    (a written-out statement's row, no model built): the one definition of the shape.
+    ``group``: :func:`group_payload_values` for a group, else None; ``peers``: receipt
+    payloads; ``last_message``: a message payload or None."""
+    return {
+        "id": conversation_id,
+        "kind": kind,
+        "title": title,
+        "last_seq": last_seq,
+        "last_message_at": _iso(last_message_at),
+        "closed": closed_at is not None,
+        "unread": max(last_seq - read_seq, 0),
+        "read_seq": read_seq,
+        "delivered_seq": delivered_seq,
+        "mentioned": mention_seq > read_seq,
+        **_member_state(role, pinned_at, notifications_off, archived_at, muted_until),
         "member_count": member_count,
         "group": group,
-        "peers": [receipt_payload(peer) for peer in peers],
-        "last_message": message_payload(last_message) if last_message else None,
+        "peers": peers,
+        "last_message": last_message,
     }
 
 

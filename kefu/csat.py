@@ -5,6 +5,7 @@ statistics (average and distribution, KF-14)."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from django.db import transaction
@@ -23,12 +24,24 @@ COMMENT_MAX = 1000
 def csat_payload(session: Session) -> dict[str, Any] | None:
     """``{"score", "comment", "rated_at"}`` of a session, ``{"score": null, …}`` while it may
     still be rated, or None when its channel does not ask."""
-    if not session.channel.csat_enabled and session.csat_score is None:
+    return csat_payload_values(
+        asked=session.channel.csat_enabled,
+        score=session.csat_score,
+        comment=session.csat_comment,
+        rated_at=session.csat_at,
+    )
+
+
+def csat_payload_values(
+    *, asked: bool, score: int | None, comment: str, rated_at: dt.datetime | None
+) -> dict[str, Any] | None:
+    """:func:`csat_payload` from the column values (``asked``: the channel's ``csat_enabled``)."""
+    if not asked and score is None:
         return None
     return {
-        "score": session.csat_score,
-        "comment": session.csat_comment,
-        "rated_at": session.csat_at.isoformat() if session.csat_at else None,
+        "score": score,
+        "comment": comment,
+        "rated_at": rated_at.isoformat() if rated_at else None,
     }
 
 

@@ -132,12 +132,12 @@ def sessions_for_view(*, user: User, filters: dict[str, Any]) -> QuerySet[Sessio
 
 def label_payload(label: Label) -> dict[str, Any]:
     """``{"id", "name", "color", "description"}``."""
-    return {
-        "id": label.pk,
-        "name": label.name,
-        "color": label.color,
-        "description": label.description,
-    }
+    return label_payload_values(label.pk, label.name, label.color, label.description)
+
+
+def label_payload_values(label_id: int, name: str, color: str, description: str) -> dict[str, Any]:
+    """:func:`label_payload` from the label's column values."""
+    return {"id": label_id, "name": name, "color": color, "description": description}
 
 
 def customer_messages(conversation_ids: list[int]) -> dict[int, Message]:
@@ -161,21 +161,51 @@ def customer_message_payload(message: Message | None) -> dict[str, Any] | None:
     empty once recalled), or None."""
     if message is None:
         return None
+    return customer_message_payload_values(
+        seq=message.seq,
+        content=message.content,
+        msg_type=message.msg_type,
+        created_at=message.created_at,
+        recalled_at=message.recalled_at,
+    )
+
+
+def customer_message_payload_values(
+    *,
+    seq: int,
+    content: str,
+    msg_type: str,
+    created_at: dt.datetime,
+    recalled_at: dt.datetime | None,
+) -> dict[str, Any]:
+    """:func:`customer_message_payload` of a message from its column values (the first 200
+    characters of its content)."""
     return {
-        "seq": message.seq,
-        "content": "" if message.recalled_at else message.content[:200],
-        "msg_type": message.msg_type,
-        "created_at": message.created_at.isoformat(),
+        "seq": seq,
+        "content": "" if recalled_at else content[:200],
+        "msg_type": msg_type,
+        "created_at": created_at.isoformat(),
     }
 
 
 def waiting_since(session: Session) -> str | None:
     """When the customer's unanswered message came (ISO 8601), or None when nobody waits."""
-    if session.status != Session.Status.OPEN or session.last_visitor_at is None:
+    return waiting_since_values(
+        status=session.status,
+        last_visitor_at=session.last_visitor_at,
+        last_agent_at=session.last_agent_at,
+    )
+
+
+def waiting_since_values(
+    *, status: str, last_visitor_at: dt.datetime | None, last_agent_at: dt.datetime | None
+) -> str | None:
+    """:func:`waiting_since` from the session's column values."""
+    if status != Session.Status.OPEN or last_visitor_at is None:
         return None
-    if session.last_agent_at is not None and session.last_agent_at >= session.last_visitor_at:
+    if last_agent_at is not None and last_agent_at >= last_visitor_at:
         return None
-    return session.last_visitor_at.isoformat()
+    return last_visitor_at.isoformat()
 
 
 def conversation_list_for_view(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Any
 
@@ -10,11 +11,17 @@ from django.db.models import prefetch_related_objects
 from django.utils.translation import gettext as _
 
 from im import selectors as im_selectors
-from im.models import Attachment, Conversation, Message, MessagingSettings, Participant
-from im.serializers import conversation_payload, member_payload
+from im.models import Attachment, Conversation, Message, MessagingSettings
+from im.serializers import (
+    conversation_payload_values,
+    group_payload_values,
+    member_payload,
+    message_payload_values,
+    receipt_payload_values,
+)
 from kefu import inbox_views
 from kefu.channels import capabilities_for
-from kefu.csat import csat_payload
+from kefu.csat import csat_payload, csat_payload_values
 from kefu.models import (
     AgentState,
     Channel,
@@ -75,35 +82,85 @@ def session_payload(session: Session) -> dict[str, Any]:
     caller loaded them (the conversation list and sync do; a live assignment does not)."""
     visitor: Visitor = session.visitor
     agent = session.agent
+    return session_payload_values(
+        session_id=session.pk,
+        status=session.status,
+        agent=(agent.pk, agent.name) if agent else None,
+        visitor=(
+            visitor.pk,
+            visitor.name,
+            visitor.page_url,
+            visitor.referrer,
+            visitor.language,
+            visitor.timezone,
+        ),
+        workgroup=(session.workgroup_id, session.workgroup.name),
+        created_at=session.created_at,
+        closed_at=session.closed_at,
+        handed_over_at=session.handed_over_at,
+        handover_reason=session.handover_reason,
+        csat=csat_payload(session),
+        waiting_since=inbox_views.waiting_since(session),
+        extras=_session_extras(session),
+        channel=(session.channel_id, session.channel.kind),
+        snoozed_at=session.snoozed_at,
+        snoozed_until=session.snoozed_until,
+    )
+
+
+def session_payload_values(
+    *,
+    session_id: int,
+    status: str,
+    agent: tuple[int, str] | None,
+    visitor: tuple[int, str, str, str, str, str],
+    workgroup: tuple[int, str],
+    created_at: dt.datetime,
+    closed_at: dt.datetime | None,
+    handed_over_at: dt.datetime | None,
+    handover_reason: str,
+    csat: dict[str, Any] | None,
+    waiting_since: str | None,
+    extras: dict[str, Any],
+    channel: tuple[int, str],
+    snoozed_at: dt.datetime | None,
+    snoozed_until: dt.datetime | None,
+) -> dict[str, Any]:
+    """:func:`session_payload` from column values (a written-out statement's row, no model
+    built): the one definition of the shape. ``agent``: ``(user id, name)`` or None;
+    ``visitor``: ``(id, name, page_url, referrer, language, timezone)``; ``workgroup`` and
+    ``channel``: ``(id, name)`` and ``(id, kind)``; ``csat``: ``kefu.csat.csat_payload_values``;
+    ``extras``: ``{"labels", "customer_message"}`` for staff (agents' lists), ``{}`` otherwise."""
+    visitor_id, visitor_name, page_url, referrer, language, timezone_name = visitor
     return {
-        "id": session.pk,
-        "status": session.status,
-        "agent": member_payload(f"u:{agent.pk}", agent.name) if agent else None,
+        "id": session_id,
+        "status": status,
+        "agent": member_payload(f"u:{agent[0]}", agent[1]) if agent else None,
         "visitor": {
-            "id": visitor.pk,
-            "name": visitor.name,
-            "page_url": visitor.page_url,
-            "referrer": visitor.referrer,
-            "language": visitor.language,
-            "timezone": visitor.timezone,
+            "id": visitor_id,
+            "name": visitor_name,
+            "page_url": page_url,
+            "referrer": referrer,
+            "language": language,
+            "timezone": timezone_name,
         },
-        "workgroup": {"id": session.workgroup_id, "name": session.workgroup.name},
-        "created_at": session.created_at.isoformat(),
-        "closed_at": session.closed_at.isoformat() if session.closed_at else None,
-        "handed_over_at": session.handed_over_at.isoformat() if session.handed_over_at else None,
-        "handover_reason": session.handover_reason or None,
-        "csat": csat_payload(session),
-        "waiting_since": inbox_views.waiting_since(session),
-        **_session_extras(session),
+        "workgroup": {"id": workgroup[0], "name": workgroup[1]},
+        "created_at": created_at.isoformat(),
+        "closed_at": closed_at.isoformat() if closed_at else None,
+        "handed_over_at": handed_over_at.isoformat() if handed_over_at else None,
+        "handover_reason": handover_reason or None,
+        "csat": csat,
+        "waiting_since": waiting_since,
+        **extras,
         "channel": {
-            "id": session.channel_id,
-            "kind": session.channel.kind,
-            "capabilities": capabilities_for(session.channel.kind).as_dict(),
+            "id": channel[0],
+            "kind": channel[1],
+            "capabilities": capabilities_for(channel[1]).as_dict(),
         },
         # kefu.services.snooze; snoozed with snoozed_until None: until the customer replies
-        "snoozed": session.snoozed_at is not None,
-        "snoozed_at": session.snoozed_at.isoformat() if session.snoozed_at else None,
-        "snoozed_until": session.snoozed_until.isoformat() if session.snoozed_until else None,
+        "snoozed": snoozed_at is not None,
+        "snoozed_at": snoozed_at.isoformat() if snoozed_at else None,
+        "snoozed_until": snoozed_until.isoformat() if snoozed_until else None,
     }
 
 
@@ -166,30 +223,19 @@ def conversation_list_for_member(
     )
 
 
-_V_PARTICIPANT = im_selectors.RowColumns(Participant, "p")
-_V_CONVERSATION = im_selectors.RowColumns(Conversation, "c")
-_V_SESSION = im_selectors.RowColumns(Session, "s")
-_V_VISITOR = im_selectors.RowColumns(
-    Visitor, "v", only=("id", "name", "page_url", "referrer", "language", "timezone")
-)
-_V_WORKGROUP = im_selectors.RowColumns(Workgroup, "w", only=("id", "name"))
-_V_AGENT = im_selectors.RowColumns(
-    User, "u", only=("id", "display_name", "first_name", "last_name", "username")
-)
-_V_CHANNEL = im_selectors.RowColumns(Channel, "ch", only=("id", "csat_enabled", "kind"))
-_V_AVATAR = im_selectors.RowColumns(Attachment, "av")
-_V_LAST = (
-    im_selectors.MESSAGE_COLUMNS,
-    im_selectors.ATTACHMENT_COLUMNS,
-    im_selectors.STICKER_COLUMNS,
-)
+_LIST_AVATAR = im_selectors.RowColumns(Attachment, "av")
+_LIST_ATTACHMENT = im_selectors.ATTACHMENT_COLUMNS
+_LIST_STICKER = im_selectors.STICKER_COLUMNS
 #: a member's conversations as :func:`conversation_list_for_member` shows them, in one
-#: statement: each membership with its conversation, session (visitor, workgroup, agent,
-#: channel), active member count, internal notes after the read cursor (left out of a
-#: visitor's unread count), other members' receipts (not for groups), a group's owner and
-#: picture, and the newest message the member may see (with attachment and sticker). The ORM path took seven round trips, and most of a resume's
-#: CPU (docs/benchmarks.md, "Connections").
-_VISITOR_LIST_SQL_TEMPLATE = """
+#: statement whose row holds exactly what the payload shows, in this order: the conversation
+#: and the membership; the active member count; the internal notes after the read cursor (left
+#: out of a visitor's unread count; not counted for staff); the other members' receipts (not
+#: for groups); a group's part with its owner; the session with its agent, visitor,
+#: workgroup and channel; for staff only, the session's labels and the customer's last message;
+#: the newest message the member may see; its attachment and sticker, and a group's picture
+#: (the rare parts, read into models). The ORM path took seven round trips and built ~10
+#: model instances per conversation (docs/benchmarks.md, "Connections").
+_MEMBER_LIST_SQL_TEMPLATE = """
 WITH mine AS (
     (SELECT p.id FROM im_participant p JOIN im_conversation c ON c.id = p.conversation_id
      WHERE p.member_key = %(key)s AND p.left_at IS NULL AND c.closed_at IS NULL)
@@ -198,22 +244,33 @@ WITH mine AS (
      WHERE p.member_key = %(key)s AND p.left_at IS NULL AND c.closed_at IS NOT NULL
      ORDER BY c.closed_at DESC LIMIT %(closed_limit)s)
 )
-SELECT {participant}, {conversation}, {session}, {visitor}, {workgroup}, {agent}, {channel},
-       {last_message},
+SELECT c.id, c.kind, c.title, c.last_seq, c.last_message_at, c.closed_at,
+       p.read_seq, p.delivered_seq, p.mention_seq, p.role, p.pinned_at, p.notifications_off,
+       p.archived_at, p.muted_until,
        (SELECT COUNT(*) FROM im_participant q
         WHERE q.conversation_id = p.conversation_id AND q.left_at IS NULL),
-       (SELECT COUNT(*) FROM im_message n
-        WHERE n.conversation_id = p.conversation_id AND n.internal AND n.seq > p.read_seq),
+       {hidden_notes},
        (SELECT json_agg(json_build_array(q.member_key, q.name, q.delivered_seq, q.read_seq)
                         ORDER BY q.id)
         FROM im_participant q
         WHERE q.conversation_id = p.conversation_id AND q.left_at IS NULL
           AND q.member_key <> p.member_key AND c.kind <> 'group'),
+       c.category, c.announcement, c.announcement_at, c.all_muted, c.avatar_id,
        (SELECT json_build_array(o.member_key, o.name) FROM im_participant o
         WHERE o.conversation_id = c.id AND c.kind = 'group' AND o.role = 'owner'
           AND o.left_at IS NULL
         ORDER BY o.id DESC LIMIT 1),
-       {avatar}
+       s.id, s.status, s.agent_id, u.display_name, u.first_name, u.last_name, u.username,
+       v.id, v.name, v.page_url, v.referrer, v.language, v.timezone, s.workgroup_id, w.name,
+       s.created_at, s.closed_at, s.handed_over_at, s.handover_reason,
+       ch.csat_enabled, s.csat_score, s.csat_comment, s.csat_at,
+       s.last_visitor_at, s.last_agent_at, s.channel_id, ch.kind, s.snoozed_at, s.snoozed_until,
+       {labels},
+       {customer_message},
+       m.id, m.conversation_id, m.seq, m.client_msg_id, m.sender_key, m.sender_name,
+       m.sender_type, m.msg_type, m.content, m.attachment_id, m.sticker_id, m.mentions,
+       m.internal, m.recalled_at, m.ref_seq, m.meta, m.code, m.params, m.created_at,
+       {attachment}, {sticker}, {avatar}
 FROM mine
 JOIN im_participant p ON p.id = mine.id
 JOIN im_conversation c ON c.id = p.conversation_id
@@ -222,9 +279,10 @@ LEFT JOIN kefu_visitor v ON v.id = s.visitor_id
 LEFT JOIN kefu_workgroup w ON w.id = s.workgroup_id
 LEFT JOIN {user_table} u ON u.id = s.agent_id
 LEFT JOIN kefu_channel ch ON ch.id = s.channel_id
+{customer_join}
 LEFT JOIN LATERAL (
     SELECT * FROM im_message mm
-    WHERE mm.conversation_id = c.id AND (%(see_internal)s OR NOT mm.internal)
+    WHERE mm.conversation_id = c.id{visible}
     ORDER BY mm.seq DESC LIMIT 1
 ) m ON TRUE
 LEFT JOIN im_attachment a ON a.id = m.attachment_id
@@ -232,113 +290,274 @@ LEFT JOIN im_sticker st ON st.id = m.sticker_id
 LEFT JOIN im_attachment av ON av.id = c.avatar_id AND c.kind = 'group'
 ORDER BY c.closed_at IS NOT NULL, c.closed_at DESC, p.id
 """
-_VISITOR_LIST_SQL = _VISITOR_LIST_SQL_TEMPLATE.format(
-    participant=_V_PARTICIPANT.sql,
-    conversation=_V_CONVERSATION.sql,
-    session=_V_SESSION.sql,
-    visitor=_V_VISITOR.sql,
-    workgroup=_V_WORKGROUP.sql,
-    agent=_V_AGENT.sql,
-    channel=_V_CHANNEL.sql,
-    last_message=", ".join(columns.sql for columns in _V_LAST),
-    avatar=_V_AVATAR.sql,
-    user_table=connection.ops.quote_name(User._meta.db_table),
+_LIST_COMMON = {
+    "attachment": _LIST_ATTACHMENT.sql,
+    "sticker": _LIST_STICKER.sql,
+    "avatar": _LIST_AVATAR.sql,
+    "user_table": connection.ops.quote_name(User._meta.db_table),
+}
+#: a session's labels, by name (as ``Label.Meta.ordering``)
+_STAFF_LABELS_SQL_TEMPLATE = """(
+        SELECT json_agg(json_build_array(l.id, l.name, l.color, l.description) ORDER BY l.name)
+        FROM {labels_table} sl JOIN kefu_label l ON l.id = sl.label_id
+        WHERE sl.session_id = s.id)"""
+#: the statement for staff: internal notes shown and not counted apart, labels and the
+#: customer's last message. Visitors and staff get a statement each, without a parameter that
+#: switches parts on and off: PostgreSQL would then plan each execution anew (a plan for the
+#: value at hand looks cheaper than the one generic plan), ~2.4 ms of planning per visitor.
+_STAFF_LIST_SQL = _MEMBER_LIST_SQL_TEMPLATE.format(
+    hidden_notes="0",
+    labels=_STAFF_LABELS_SQL_TEMPLATE.format(
+        labels_table=connection.ops.quote_name(Session.labels.through._meta.db_table)
+    ),
+    customer_message="cm.seq, cm.content, cm.msg_type, cm.created_at, cm.recalled_at",
+    customer_join="""LEFT JOIN LATERAL (
+    SELECT x.seq, x.content, x.msg_type, x.created_at, x.recalled_at FROM im_message x
+    WHERE s.id IS NOT NULL AND x.conversation_id = c.id AND x.sender_type = 'visitor'
+    ORDER BY x.seq DESC LIMIT 1
+) cm ON TRUE""",
+    visible="",
+    **_LIST_COMMON,
 )
+#: the statement for a visitor: no internal note, no staff part (NULLs in their place)
+_VISITOR_LIST_SQL = _MEMBER_LIST_SQL_TEMPLATE.format(
+    hidden_notes="""(SELECT COUNT(*) FROM im_message n
+        WHERE n.conversation_id = p.conversation_id AND n.internal AND n.seq > p.read_seq)""",
+    labels="NULL",
+    customer_message="NULL, NULL, NULL, NULL, NULL",
+    customer_join="",
+    visible=" AND NOT mm.internal",
+    **_LIST_COMMON,
+)
+#: where the parts of a :data:`_MEMBER_LIST_SQL_TEMPLATE` row start
+_AT_SESSION = 23
+_AT_STAFF = _AT_SESSION + 29
+_AT_MESSAGE = _AT_STAFF + 6
+_AT_RARE = _AT_MESSAGE + 19
+#: offsets from ``_AT_RARE``: the last message's attachment and sticker, a group's picture
+_RARE_STICKER = _LIST_ATTACHMENT.width
+_RARE_AVATAR = _RARE_STICKER + _LIST_STICKER.width
+
+
+def _json(value: Any) -> Any:
+    # json and jsonb arrive as text from a bare cursor (Django's psycopg loaders)
+    return json.loads(value) if isinstance(value, str) else value
 
 
 def member_conversation_list(*, member_key: str, closed_limit: int = 50) -> list[dict[str, Any]]:
     """A member's conversations exactly as :func:`conversation_list_for_member` gives them
     (every open one, oldest membership first, then the ``closed_limit`` most recently closed),
-    in one written-out statement (:data:`_VISITOR_LIST_SQL`) instead of seven, plus one for the
+    in one prepared statement (:data:`_STAFF_LIST_SQL`, :data:`_VISITOR_LIST_SQL`) instead of seven, plus one for the
     group size limit when the member is in a group: every socket asks at each (re)connect, so a
-    reconnect storm asks it thousands of times at once. A visitor (``v:<id>``) sees no internal
-    note: not as the last message, not in the unread count."""
-    visitor_key = im_selectors.is_visitor_key(member_key)
+    reconnect storm asks it thousands of times at once. The payloads are built from the row's
+    values (``im.serializers.conversation_payload_values``, :func:`session_payload_values`);
+    only a last message's attachment or sticker and a group's picture become model instances.
+    A visitor (``v:<id>``) sees no internal note (not as the last message, not in the unread
+    count) and no staff part of the session (labels, the customer's last message)."""
+    staff = not im_selectors.is_visitor_key(member_key)
     with prepared_cursor() as cursor:
         cursor.execute(
-            _VISITOR_LIST_SQL,
-            {"key": member_key, "closed_limit": closed_limit, "see_internal": not visitor_key},
+            _STAFF_LIST_SQL if staff else _VISITOR_LIST_SQL,
+            {"key": member_key, "closed_limit": closed_limit},
         )
         rows = cursor.fetchall()
     payloads = []
-    staff_sessions: list[Session] = []
     max_members: int | None = None
     for row in rows:
-        at = 0
-        parts = []
-        for columns in (
-            _V_PARTICIPANT,
-            _V_CONVERSATION,
-            _V_SESSION,
-            _V_VISITOR,
-            _V_WORKGROUP,
-            _V_AGENT,
-            _V_CHANNEL,
-        ):
-            parts.append(columns.load(row, at))
-            at += columns.width
-        participant, conversation, session, visitor, workgroup, agent, channel = parts
-        last = im_selectors.load_message(row, at) if row[at] is not None else None
-        at += sum(columns.width for columns in _V_LAST)
-        member_count, hidden_notes, peer_rows, owner_row = row[at : at + 4]
-        avatar = _V_AVATAR.load(row, at + 4)
-        if isinstance(peer_rows, str):
-            peer_rows = json.loads(peer_rows)
-        if isinstance(owner_row, str):
-            owner_row = json.loads(owner_row)
-        participant.conversation = conversation
-        peers = [
-            Participant(
-                conversation_id=conversation.pk,
-                member_key=key,
-                name=name,
-                delivered_seq=delivered,
-                read_seq=read,
-            )
-            for key, name, delivered, read in peer_rows or []
-        ]
-        owner = None
-        group = conversation.kind == Conversation.Kind.GROUP
-        if group:
+        (
+            conversation_id,
+            kind,
+            title,
+            last_seq,
+            last_message_at,
+            closed_at,
+            read_seq,
+            delivered_seq,
+            mention_seq,
+            role,
+            pinned_at,
+            notifications_off,
+            archived_at,
+            muted_until,
+            member_count,
+            hidden_notes,
+            peer_rows,
+            category,
+            announcement,
+            announcement_at,
+            all_muted,
+            avatar_id,
+            owner,
+        ) = row[:_AT_SESSION]
+        group = None
+        if kind == Conversation.Kind.GROUP:
             if max_members is None:
                 max_members = MessagingSettings.current().group_max_members
-            if owner_row:
-                owner = Participant(member_key=owner_row[0], name=owner_row[1])
-            if conversation.avatar_id:
-                conversation.avatar = avatar
-        payload = conversation_payload(
-            participant,
-            peers=peers,
-            last_message=last,
+            owner = _json(owner)
+            group = group_payload_values(
+                category=category,
+                announcement=announcement,
+                announcement_at=announcement_at,
+                avatar=_LIST_AVATAR.load(row, _AT_RARE + _RARE_AVATAR) if avatar_id else None,
+                all_muted=all_muted,
+                owner=(owner[0], owner[1]) if owner else None,
+                max_members=max_members,
+            )
+        payload = conversation_payload_values(
+            conversation_id=conversation_id,
+            kind=kind,
+            title=title,
+            last_seq=last_seq,
+            last_message_at=last_message_at,
+            closed_at=closed_at,
+            read_seq=read_seq,
+            delivered_seq=delivered_seq,
+            mention_seq=mention_seq,
+            role=role,
+            pinned_at=pinned_at,
+            notifications_off=notifications_off,
+            archived_at=archived_at,
+            muted_until=muted_until,
             member_count=member_count,
-            owner=owner,
-            max_members=max_members if group else 0,
+            group=group,
+            peers=[
+                receipt_payload_values(key, name, delivered, read)
+                for key, name, delivered, read in _json(peer_rows) or ()
+            ],
+            last_message=_last_message(row),
         )
-        if visitor_key:
+        if not staff:
             payload["unread"] = max(0, payload["unread"] - hidden_notes)
-        if session is None:
-            payload["session"] = None
-        else:
-            session.visitor = visitor
-            session.workgroup = workgroup
-            session.agent = agent
-            session.channel = channel
-            payload["session"] = session
-            if not visitor_key:
-                staff_sessions.append(session)
+        payload["session"] = _session_of_row(row, staff) if row[_AT_SESSION] is not None else None
         payloads.append(payload)
-    return _sessions_payloads(payloads, staff_sessions)
-
-
-def _sessions_payloads(
-    payloads: list[dict[str, Any]], staff_sessions: list[Session]
-) -> list[dict[str, Any]]:
-    """The sessions put in the payloads as loaded objects, shaped (with the staff extras)."""
-    _staff_extras_load(staff_sessions)
-    for payload in payloads:
-        if payload["session"] is not None:
-            payload["session"] = session_payload(payload["session"])
     return payloads
+
+
+def _last_message(row: tuple[Any, ...]) -> dict[str, Any] | None:
+    """The payload of the row's newest message (None: the conversation has none the member
+    may see)."""
+    (
+        message_id,
+        conversation_id,
+        seq,
+        client_msg_id,
+        sender_key,
+        sender_name,
+        sender_type,
+        msg_type,
+        content,
+        attachment_id,
+        sticker_id,
+        mentions,
+        internal,
+        recalled_at,
+        ref_seq,
+        meta,
+        code,
+        params,
+        created_at,
+    ) = row[_AT_MESSAGE:_AT_RARE]
+    if message_id is None:
+        return None
+    return message_payload_values(
+        message_id=message_id,
+        conversation_id=conversation_id,
+        seq=seq,
+        client_msg_id=client_msg_id,
+        sender_key=sender_key,
+        sender_name=sender_name,
+        sender_type=sender_type,
+        msg_type=msg_type,
+        content=content,
+        attachment=_LIST_ATTACHMENT.load(row, _AT_RARE) if attachment_id else None,
+        sticker=_LIST_STICKER.load(row, _AT_RARE + _RARE_STICKER) if sticker_id else None,
+        mentions=_json(mentions),
+        internal=internal,
+        recalled_at=recalled_at,
+        ref_seq=ref_seq,
+        meta=_json(meta),
+        code=code,
+        params=_json(params),
+        created_at=created_at,
+    )
+
+
+def _session_of_row(row: tuple[Any, ...], staff: bool) -> dict[str, Any]:
+    """The ``session`` part of a :data:`_MEMBER_LIST_SQL_TEMPLATE` row that has one; with ``labels``
+    and ``customer_message`` for staff."""
+    (
+        session_id,
+        status,
+        agent_id,
+        display_name,
+        first_name,
+        last_name,
+        username,
+        visitor_id,
+        visitor_name,
+        page_url,
+        referrer,
+        language,
+        timezone_name,
+        workgroup_id,
+        workgroup_name,
+        created_at,
+        closed_at,
+        handed_over_at,
+        handover_reason,
+        csat_enabled,
+        csat_score,
+        csat_comment,
+        csat_at,
+        last_visitor_at,
+        last_agent_at,
+        channel_id,
+        channel_kind,
+        snoozed_at,
+        snoozed_until,
+    ) = row[_AT_SESSION:_AT_STAFF]
+    extras: dict[str, Any] = {}
+    if staff:
+        labels = row[_AT_STAFF]
+        customer_seq, content, msg_type, written_at, recalled_at = row[_AT_STAFF + 1 : _AT_MESSAGE]
+        extras["labels"] = [
+            inbox_views.label_payload_values(*label) for label in _json(labels) or ()
+        ]
+        extras["customer_message"] = (
+            None
+            if customer_seq is None
+            else inbox_views.customer_message_payload_values(
+                seq=customer_seq,
+                content=content,
+                msg_type=msg_type,
+                created_at=written_at,
+                recalled_at=recalled_at,
+            )
+        )
+    return session_payload_values(
+        session_id=session_id,
+        status=status,
+        # org.models.User.name
+        agent=None
+        if agent_id is None
+        else (agent_id, display_name or f"{first_name} {last_name}".strip() or username),
+        visitor=(visitor_id, visitor_name, page_url, referrer, language, timezone_name),
+        workgroup=(workgroup_id, workgroup_name),
+        created_at=created_at,
+        closed_at=closed_at,
+        handed_over_at=handed_over_at,
+        handover_reason=handover_reason,
+        csat=csat_payload_values(
+            asked=csat_enabled, score=csat_score, comment=csat_comment, rated_at=csat_at
+        ),
+        waiting_since=inbox_views.waiting_since_values(
+            status=status, last_visitor_at=last_visitor_at, last_agent_at=last_agent_at
+        ),
+        extras=extras,
+        channel=(channel_id, channel_kind),
+        snoozed_at=snoozed_at,
+        snoozed_until=snoozed_until,
+    )
 
 
 _T_VISITOR = im_selectors.RowColumns(Visitor, "v")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import pprint
 from collections.abc import Iterator
 
 import pytest
@@ -121,3 +122,9 @@ def test_autobahn_log_arguments_read_the_same_once_formatted():
         assert f"{module.hltype(_chat)}" == util.hltype(_chat)
         assert str(module.hlval(42)) == util.hlval(42)
         assert f"{module.hlval(1):>3}" == f"{util.hlval(1):>3}"
+    # and so do the opening handshake's settings, and autobahn's timings as text
+    settings = [("openHandshakeTimeout", 5, "WebSocketServerFactory"), ("maxFramePayloadSize", 0)]
+    assert f"{protocol.pformat(settings)}" == pprint.pformat(settings)
+    timings = protocol.Timings()
+    timings.track("onOpen")
+    assert str(timings) == pprint.pformat(timings._timings)

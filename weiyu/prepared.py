@@ -26,15 +26,30 @@ from typing import Any
 from django.db import connection
 
 try:
+    import psycopg
     from django.db.backends.postgresql.base import ServerBindingCursor
 except ImportError:  # psycopg 2: no server-side binding
     ServerBindingCursor = None
 
 
 if ServerBindingCursor is not None:
+    #: psycopg's own loader of ``timestamptz`` text: its C one where psycopg's C extension is
+    #: installed (psycopg[binary]). Django registers a Python subclass of psycopg's Python
+    #: loader on every connection; the resume statements' rows carry a dozen timestamps each,
+    #: and parsing them in Python was ~40 % of an agent's conversation list (docs/benchmarks.md,
+    #: "Connections"). Both give aware datetimes in the connection's time zone, UTC (Django
+    #: sets it when ``USE_TZ``).
+    _TIMESTAMPTZ_LOADER = psycopg.adapters.get_loader(
+        psycopg.postgres.types["timestamptz"].oid, psycopg.pq.Format.TEXT
+    )
 
     class _PreparingCursor(ServerBindingCursor):
-        """A server-binding psycopg cursor that prepares every statement it executes."""
+        """A server-binding psycopg cursor that prepares every statement it executes and reads
+        ``timestamptz`` with psycopg's own loader (:data:`_TIMESTAMPTZ_LOADER`)."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.adapters.register_loader("timestamptz", _TIMESTAMPTZ_LOADER)
 
         def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
             kwargs["prepare"] = True

@@ -22,9 +22,10 @@ from kefu import selectors
 from kefu.consumers import AgentConsumer, VisitorConsumer, _visitor_and_limits
 from kefu.models import Channel, Session, Visitor
 from kefu.senders import agent_sender, visitor_sender
-from kefu.services import messages, sessions, visitors
+from kefu.services import labels, messages, sessions, visitors
 from org import limits
-from tests.conftest import make_agent, make_desk, make_visitor, unique
+from org.models import User
+from tests.conftest import PASSWORD, make_agent, make_desk, make_visitor, unique
 from weiyu.errors import ServiceError
 
 
@@ -90,6 +91,9 @@ def test_visitor_list_in_one_statement_is_what_the_general_path_gives(history):
     assert [p["member"]["key"] for p in open_one["peers"]] == [f"u:{history[0].pk}"]
     assert fast[1]["session"]["csat"]["score"] == 4
     assert fast[1]["closed"] is True
+    # and no part of the session that only staff see
+    for conversation in fast:
+        assert not {"labels", "customer_message"} & set(conversation["session"])
 
 
 def test_visitor_resume_is_one_statement_to_authenticate_and_one_or_two_to_sync(history):
@@ -203,10 +207,29 @@ def test_the_token_loads_the_same_visitor_and_channel_as_the_orm(history):
 
 
 def test_agent_list_in_one_statement_is_what_the_general_path_gives(history):
-    # given an agent serving two visitor chats (one closed, one with an internal note last), in a
-    # team group they own and in a 1:1 chat with a colleague
-    agent, _visitor, _token, old, new = history
+    # given an agent serving two visitor chats (one closed, one with an internal note last, two
+    # labels and the customer's words recalled), in a team group they own and in a 1:1 chat
+    # with a colleague
+    agent, visitor, _token, old, new = history
     with schema_context("acme"):
+        boss = User.objects.create_user(
+            username=unique("boss"), password=PASSWORD, role="admin", is_staff=True
+        )
+        vip = labels.label_create(user=boss, name=unique("vip"), color="#d1242f")
+        billing = labels.label_create(user=boss, name=unique("billing"), description="money")
+        labels.labels_change(user=agent, conversation_ids=[new], add=[vip.pk, billing.pk])
+        words, _ = messages.visitor_message_send(
+            visitor=visitor, conversation_id=new, content="never mind", client_msg_id=unique("c")
+        )
+        im_messages.message_recall(
+            conversation_id=new,
+            message_id=words.pk,
+            sender=visitor_sender(visitor),
+            client_msg_id=unique("r"),
+        )
+        messages.agent_message_send(
+            user=agent, conversation_id=new, content="refund?", internal=True
+        )
         colleague = make_agent()
         team = groups.group_create(
             creator=agent, title="Desk", member_ids=[colleague.pk], announcement="hi"
@@ -222,9 +245,9 @@ def test_agent_list_in_one_statement_is_what_the_general_path_gives(history):
         general = selectors.conversation_list_for_member(member_key=key)
         # when the agent's socket lists them
         fast, sql = _run(lambda: selectors.member_conversation_list(member_key=key))
-    # then four statements (the list, the group size limit, and for the two customer
-    # conversations their labels and the customer's last message) give the same payloads
-    assert len(sql) == 4, sql
+    # then two statements (the list with the customer conversations' labels and the
+    # customer's last message, and the group size limit) give the same payloads
+    assert len(sql) == 2, sql
     by_id = {c["id"]: c for c in general}
     assert sorted(c["id"] for c in fast) == sorted(by_id) == sorted([old, new, team.pk, direct.pk])
     for payload in fast:
@@ -233,6 +256,10 @@ def test_agent_list_in_one_statement_is_what_the_general_path_gives(history):
     assert shown[new]["last_message"]["internal"] is True  # agents see their notes
     assert shown[team.pk]["group"]["owner"]["key"] == key
     assert shown[team.pk]["peers"] == []
+    session = shown[new]["session"]
+    assert [label["name"] for label in session["labels"]] == sorted([vip.name, billing.name])
+    assert session["customer_message"]["seq"] > words.seq - 1  # its recall or the recalled words
+    assert shown[old]["session"]["labels"] == []
 
 
 def test_the_resume_statements_are_prepared_and_read_the_current_tenants_tables(acme, globex):
