@@ -94,6 +94,9 @@ class Command(MigrateSchemasCommand):
         started = time.monotonic()
         options = {**options, "shared": False, "tenant": True}
         executor = GET_EXECUTOR_FUNCTION(codename=options.get("executor"))(args, options)
+        if executor.codename == "multiprocessing":
+            # forked workers would share the pool's open connections (and its dead threads)
+            connection.close_pool()
         executor.run_migrations(tenants=behind)
         self.stdout.write(
             f"Migrated {len(behind)} tenant schemas in {time.monotonic() - started:.1f} s"
