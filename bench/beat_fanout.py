@@ -41,7 +41,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from scratchdb import scratch_database  # bench/ is not a package: on sys.path
+from scratchdb import scratch_database, tenants_clone  # bench/ is not a package: on sys.path
 
 PREFIX = "bf_"
 
@@ -58,23 +58,6 @@ def main(argv: list[str] | None = None) -> int:
         result = _measure(args.tenants, args.busy)
     _report(result, as_json=args.json)
     return 0
-
-
-def _make_tenants(count: int) -> float:
-    """``count`` tenant schemas copied from the template and their rows; returns seconds."""
-    from django.db import transaction
-
-    from tenants import template
-    from tenants.models import Tenant
-
-    started = time.monotonic()
-    source = template.template_schema()
-    names = [f"{PREFIX}{n:04d}" for n in range(count)]
-    for name in names:
-        with transaction.atomic():
-            template.schema_clone(source=source, target=name)
-    Tenant.objects.bulk_create(Tenant(schema_name=name, name=name) for name in names)
-    return time.monotonic() - started
 
 
 def _make_work(schemas: list[str]) -> None:
@@ -243,7 +226,7 @@ def _measure(tenants: int, busy: int) -> dict:
     for kind in fanout.KINDS:
         client.delete(fanout._key(kind))
         client.set(fanout._key(kind, "sweep"), "1", ex=3600)  # between two sweeps
-    create_s = _make_tenants(tenants)
+    create_s = tenants_clone(tenants, prefix=PREFIX)
     schemas = fanout.active_schemas()
     busy_schemas = schemas[:: max(1, len(schemas) // busy)][:busy] if busy else []
     _make_work(busy_schemas)
