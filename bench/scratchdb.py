@@ -1,8 +1,8 @@
 """A throwaway database for the benchmarks that deploy their own (provisioning, sign-up,
-migrate_schemas): created next to ``$DATABASE_URL``'s (its name + a suffix), migrated by the
-benchmark as a deploy does, dropped at the end unless asked to keep it; many tenants made
-cheaply in it (:func:`tenants_make`); the percentiles they print; and the schema step of each
-provisioning, read off the service's log line."""
+migrate_schemas, beat fan-out, tenant resolution): created next to ``$DATABASE_URL``'s (its name
++ a suffix), migrated by the benchmark as a deploy does, dropped at the end unless asked to keep
+it; many tenants made cheaply in it (:func:`tenants_make`); the percentiles they print; and the
+schema step of each provisioning, read off the service's log line."""
 
 from __future__ import annotations
 

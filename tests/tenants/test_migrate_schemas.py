@@ -1,13 +1,15 @@
 """``migrate_schemas`` at many tenants (issue 16, "Ops at 1,000 tenants"): schemas already up to
-date are skipped after one read, a schema behind is migrated with progress, and a run started
-again goes on with what is still behind."""
+date are skipped after one read, a schema behind is migrated with progress (ending the same as
+under Django's own ``migrate``), a schema that fails is reported while the others are migrated,
+and a run started again goes on with what is still behind."""
 
 from __future__ import annotations
 
 import io
 import uuid
 
-from django.core.management import call_command
+import pytest
+from django.core.management import CommandError, call_command
 from django.db import connection
 from django.db.migrations.loader import MigrationLoader
 
@@ -15,6 +17,7 @@ from tenants import template
 from tenants.models import Tenant
 from tenants.services import tenant_create
 from tests.conftest import PASSWORD
+from tests.tenants.schemas import schema_snapshot
 
 
 def _reversible_leaf() -> tuple[str, str, str]:
@@ -81,3 +84,99 @@ def test_a_schema_without_the_migrations_table_is_behind():
     finally:
         with connection.cursor() as cursor:
             cursor.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def _tenant(prefix: str) -> Tenant:
+    schema = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    return tenant_create(
+        name=prefix.title(),
+        schema_name=schema,
+        domain=f"{schema.replace('_', '-')}.localhost",
+        admin_username="owner",
+        admin_password=PASSWORD,
+    )
+
+
+def _take_back(schemas: list[str]) -> tuple[str, str]:
+    """Unapply the newest reversible migration of a tenant app in ``schemas``; ``(app, leaf)``."""
+    app, leaf, parent = _reversible_leaf()
+    for schema in schemas:
+        call_command("migrate_schemas", "--schema", schema, app, parent, stdout=io.StringIO())
+    assert template.schemas_behind(schemas) == schemas
+    return app, leaf
+
+
+def test_schemas_migrated_by_the_skipping_path_are_identical_to_djangos_migrate(capfd):
+    # given three tenants whose newest migration of one app is taken back
+    tenants = [_tenant("same") for _ in range(3)]
+    normal, *skipping = [t.schema_name for t in tenants]
+    try:
+        app, leaf = _take_back([normal, *skipping])
+
+        # when one is migrated by Django's migrate as django-tenants runs it (--schema) and the
+        # two others by a run over every tenant, in worker processes
+        call_command("migrate_schemas", "--schema", normal, stdout=io.StringIO())
+        # (no stdout= here: the workers print on the process's own, as from the command line)
+        call_command("migrate_schemas", "--tenant", "--executor=multiprocessing", skip_checks=False)
+
+        # then all three have the migration and the same tables, columns, indexes, constraints,
+        # sequences, migrations and rows (the admins' rows differ by salt and time of creation)
+        printed = capfd.readouterr().out
+        assert "up to date, 2 to migrate" in printed
+        assert all(f"multiprocessing:{s}]   Applying {app}.{leaf}" in printed for s in skipping)
+        assert template.schemas_behind([normal, *skipping]) == []
+        volatile = frozenset({"org_user", "auditlog_logentry"})
+        expected = schema_snapshot(normal, skip_rows=volatile)
+        assert (app, leaf) in expected["migrations"]
+        for schema in skipping:
+            assert schema_snapshot(schema, skip_rows=volatile) == expected
+    finally:
+        connection.set_schema_to_public()
+        for tenant in tenants:
+            tenant.delete(force_drop=True)
+
+
+@pytest.mark.parametrize("executor", ["standard", "multiprocessing"])
+def test_a_failing_tenant_is_reported_the_others_are_migrated_and_a_rerun_resumes(executor, capfd):
+    # given three tenants behind, the middle one refusing to record the migration
+    tenants = [_tenant("fail") for _ in range(3)]
+    first, broken, last = schemas = [t.schema_name for t in tenants]
+    try:
+        app, leaf = _take_back(schemas)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f'ALTER TABLE "{broken}".django_migrations ADD CONSTRAINT refuse '
+                "CHECK (app <> %s OR name <> %s) NOT VALID",
+                [app, leaf],
+            )
+
+        # when every tenant is migrated
+        with pytest.raises(CommandError, match=f"1 tenant schema\\(s\\) failed.*{broken}"):
+            call_command("migrate_schemas", "--tenant", f"--executor={executor}")
+
+        # then the failure is reported with its cause, the tenants around it are migrated and
+        # the broken one is left as it was (its migration rolled back)
+        captured = capfd.readouterr()
+        assert f"Tenant schema {broken} failed:" in captured.err
+        assert 'violates check constraint "refuse"' in captured.err
+        assert f"; 1 failed: {broken}" in captured.out
+        assert all(
+            f"{executor}:{s}]   Applying {app}.{leaf}" in captured.out for s in (first, last)
+        )
+        assert template.schemas_behind(schemas) == [broken]
+
+        # when the cause is gone and the command runs again
+        with connection.cursor() as cursor:
+            cursor.execute(f'ALTER TABLE "{broken}".django_migrations DROP CONSTRAINT refuse')
+        call_command("migrate_schemas", "--tenant", f"--executor={executor}")
+
+        # then it migrates only the schema still behind
+        printed = capfd.readouterr().out
+        assert "0 up to date, 1 to migrate" not in printed  # other tenants of the suite count
+        assert "up to date, 1 to migrate" in printed
+        assert f"1/1 (100%) {executor}:{broken}]   Applying {app}.{leaf}" in printed
+        assert template.schemas_behind(schemas) == []
+    finally:
+        connection.set_schema_to_public()
+        for tenant in tenants:
+            tenant.delete(force_drop=True)
