@@ -8,7 +8,9 @@ import itertools
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from email import message_from_bytes, policy
+from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -43,20 +45,26 @@ def smtp():
     controller.stop()
 
 
-@pytest.fixture
-def mail_worker(smtp):
-    """A Celery worker on a queue of its own, sending e-mail to :func:`smtp`."""
+def mail_worker_run(smtp: tuple[int, Any], **env: str) -> Iterator[None]:
+    """While it runs: a Celery worker on a queue of its own, sending e-mail to :func:`smtp`,
+    with ``env`` added to its environment."""
     port, _inbox = smtp
     queue = f"mail{os.getpid()}x{next(_queues)}"
     previous = app.conf.task_default_queue
     app.conf.task_default_queue = queue
     worker = celery_worker_start(
         queue=queue, name="mail", concurrency=1, EMAIL_HOST="127.0.0.1",
-        EMAIL_PORT=str(port), WEIYU_SEMANTIC="off",
+        EMAIL_PORT=str(port), WEIYU_SEMANTIC="off", **env,
     )  # fmt: skip
     yield
     worker.stop()
     app.conf.task_default_queue = previous
+
+
+@pytest.fixture
+def mail_worker(smtp):
+    """A Celery worker on a queue of its own, sending e-mail to :func:`smtp`."""
+    yield from mail_worker_run(smtp)
 
 
 class ImapServer:

@@ -18,6 +18,7 @@ from django_tenants.utils import tenant_context
 
 from tenants import signup
 from tests.conftest import make_agent, session_cookie, unique
+from tests.mail import mail_worker_run
 from tests.servers import LiveServer, database_url, serve_start
 from tests.waits import WAIT_S, wait_until
 from weiyu.procname import application_name, process_kind
@@ -161,7 +162,15 @@ def _signup_mail() -> None:
     )
 
 
-def test_a_worker_keeps_its_connection_between_tasks_and_replaces_an_ended_one(smtp, mail_worker):
+@pytest.fixture
+def reusing_worker(smtp):
+    """A mail worker keeping its connection for 1,000 tasks (``WEIYU_WORKER_DB_REUSE_TASKS``)."""
+    yield from mail_worker_run(smtp, WEIYU_WORKER_DB_REUSE_TASKS="1000")
+
+
+def test_a_worker_keeps_its_connection_between_tasks_and_replaces_an_ended_one(
+    smtp, reusing_worker
+):
     _port, inbox = smtp
     with psycopg.connect(database_url(), autocommit=True) as admin:
         # when a worker (concurrency 1) runs tasks one after another

@@ -482,11 +482,12 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-# A worker process runs one task at a time and keeps its PostgreSQL connection from one task to
-# the next (checked before each, weiyu/celery.py); Celery's default closed the process's pool
-# after every task, so each task opened a new connection (docs/deploy.md, "Database
-# connections"). Celery still closes the pool after this many tasks.
-CELERY_DB_REUSE_MAX = int(os.environ.get("WEIYU_WORKER_DB_REUSE_TASKS", "1000"))
+# WEIYU_WORKER_DB_REUSE_TASKS > 0: a worker process keeps its PostgreSQL connection from one task
+# to the next (checked before each, weiyu/celery.py) and closes its pool after this many tasks;
+# 0 (default): Celery's own way, the pool closed after every task, a new connection per task
+# (docs/deploy.md, "Database connections"). Opt-in until keeping connections is proven with
+# several pool processes forked from one worker.
+CELERY_DB_REUSE_MAX = int(os.environ.get("WEIYU_WORKER_DB_REUSE_TASKS", "0"))
 CELERY_BEAT_SCHEDULE = {
     # uploads never sent (a closed widget, a changed mind) are deleted after a day
     "im-orphan-uploads": {"task": "im.tasks.attachment_orphans_purge_all_task", "schedule": 3600.0},
