@@ -356,6 +356,11 @@ def start_daphne(
     elif processes is not None:
         command = [PYTHON, "-m", "weiyu.serve", "-b", "127.0.0.1", "-p", str(port)]
         command += ["-w", str(processes), app]
+    return _spawn(name, command, env, log, port)
+
+
+def _spawn(name: str, command: list[str], env: dict[str, str], log: Path, port: int) -> Server:
+    """``command`` started with its output in ``log``, killed at exit (``_children``)."""
     with log.open("wb") as out:
         proc = subprocess.Popen(
             command,
@@ -380,21 +385,10 @@ def start_procfile_rest(env: dict[str, str], logdir: Path, name: str) -> list[Se
         "beat": [celery, "-A", "weiyu", "beat", "--loglevel", "WARNING", "--schedule", schedule],
         "embed": [PYTHON, "manage.py", "embed_server"],
     }
-    started = []
-    for kind, command in commands.items():
-        log = logdir / f"{kind}-{name}.log"
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                command,
-                cwd=ROOT,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        _children.append(proc)
-        started.append(Server(kind, proc, 0, log))
-    return started
+    return [
+        _spawn(kind, command, env, logdir / f"{kind}-{name}.log", 0)
+        for kind, command in commands.items()
+    ]
 
 
 async def http_request(
