@@ -21,12 +21,24 @@ service timers alone are 200 tasks a second, each entering a schema that has not
 - Once per ``settings.WEIYU_FANOUT_SWEEP_S`` (300 s) per kind, and whenever Redis cannot be read,
   the pass visits every active tenant (a *sweep*): work created without a mark, or marks lost with
   Redis, is found within a sweep.
+- Passes of one task never pile up: while a pass's chunks are still queued or running, the
+  beat's next call of the same task (and arguments) sends nothing (:func:`pass_start`). Before,
+  a pass slower than its interval (a sweep of 250 tenants took 27 s against the timers' 5 s,
+  docs/benchmarks.md) queued a whole pass more every interval, and new work waited behind all of
+  them: the wait grew without end. Now a slow pass delays the next by what it overruns, no more.
+  A pass whose chunks show no progress (a chunk starting, a tenant done) for
+  ``settings.WEIYU_FANOUT_PASS_STALE_S`` (30 s: a killed worker, a purged queue) no longer holds
+  the next one back.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 import logging
+import time
+import uuid
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
@@ -37,6 +49,9 @@ from django.db import connection, transaction
 from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
+
+#: a tenant's turn in a chunk taking this long (s) is logged, with the task's name
+SLOW_TENANT_S = 2.0
 
 #: the kinds of live work that have a tenant set
 KINDS = frozenset({"sla", "timers"})
@@ -72,6 +87,32 @@ if score and tonumber(score) == tonumber(ARGV[2]) then
   return redis.call('ZREM', KEYS[1], ARGV[1])
 end
 return 0
+"""
+
+
+# KEYS: the pass key. ARGV: the pass's id, its chunks, seconds it may go without progress.
+# 1 when the pass may start (no other pass of the task is under way), else 0.
+_ROUND_START_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'id', ARGV[1], 'left', ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+# KEYS: the pass key. ARGV: the pass's id, -1 (a chunk done) or 0 (a chunk started), the seconds.
+# The chunks left; -1 when the key belongs to another pass (this one was given up as stale).
+_ROUND_PROGRESS_LUA = """
+if redis.call('HGET', KEYS[1], 'id') ~= ARGV[1] then
+  return -1
+end
+local left = redis.call('HINCRBY', KEYS[1], 'left', tonumber(ARGV[2]))
+if left <= 0 then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+end
+return left
 """
 
 
@@ -162,23 +203,78 @@ def due_schemas(kind: str | None) -> tuple[list[str], bool]:
     return live + [schema for schema in schemas if schema not in first], True
 
 
+def pass_key_for(task_name: str, args: list | tuple = ()) -> str:
+    """The Redis key of the pass under way of ``task_name`` with ``args`` on the queue its chunks
+    go to (Celery's default queue, ``CELERY_QUEUE``): a hash of the pass's ``id`` and the chunks
+    ``left``. Workers of another queue (another deployment on the same Redis) have their own."""
+    suffix = f":{json.dumps(list(args), separators=(',', ':'))}" if args else ""
+    queue = current_app.conf.task_default_queue
+    return f"{settings.REDIS_KEY_PREFIX}:fanout:pass:{queue}:{task_name}{suffix}"
+
+
+def _stale_s() -> int:
+    return max(1, int(settings.WEIYU_FANOUT_PASS_STALE_S))
+
+
+def pass_start(key: str, pass_id: str, chunks: int) -> bool:
+    """Claim ``key`` for a pass of ``chunks`` chunks: False while another pass of it is under way
+    (chunks of it queued or running, with progress within ``WEIYU_FANOUT_PASS_STALE_S``). True
+    when Redis cannot be read: passes then run as beat sends them."""
+    try:
+        return bool(_redis().eval(_ROUND_START_LUA, 1, key, pass_id, chunks, _stale_s()))
+    except Exception as exc:
+        logger.warning("pass %s not recorded: %s", key, exc)
+        return True
+
+
+def pass_progress(key: str, pass_id: str, *, done: bool) -> None:
+    """A chunk of the pass ``pass_id`` started or finished a tenant (``done=False``: the pass is
+    alive) or ended (one chunk fewer left; the pass is over at none). Failures are logged: the
+    pass key then expires ``WEIYU_FANOUT_PASS_STALE_S`` after its last progress."""
+    try:
+        _redis().eval(_ROUND_PROGRESS_LUA, 1, key, pass_id, -1 if done else 0, _stale_s())
+    except Exception as exc:
+        logger.warning("pass %s progress not recorded: %s", key, exc)
+
+
 def fanout(task_name: str, *, kind: str | None = None, args: tuple = ()) -> int:
     """Run the per-tenant task ``task_name`` (called as ``task(schema, *args)``) for the tenants
     of :func:`due_schemas`, one :func:`fanout_chunk_task` per ``WEIYU_FANOUT_CHUNK`` of them.
-    Returns how many tenants were sent."""
+    Sends nothing while the previous pass of ``task_name`` with the same ``args`` is still under
+    way (:func:`pass_start`). Returns how many tenants were sent (0 for a pass held back)."""
+    key = pass_key_for(task_name, args)
+    try:
+        if _redis().exists(key):  # before the tenant query: a held-back pass costs one command
+            logger.info("%s: the previous pass is still under way; this one is skipped", task_name)
+            return 0
+    except Exception as exc:
+        logger.warning("pass %s unreadable: %s", key, exc)
     schemas, _sweep = due_schemas(kind)
     size = max(1, int(settings.WEIYU_FANOUT_CHUNK))
-    for start in range(0, len(schemas), size):
-        fanout_chunk_task.delay(task_name, schemas[start : start + size], list(args))
+    chunks = [schemas[start : start + size] for start in range(0, len(schemas), size)]
+    if not chunks:
+        return 0
+    pass_id = uuid.uuid4().hex
+    if not pass_start(key, pass_id, len(chunks)):
+        logger.info("%s: the previous pass is still under way; this one is skipped", task_name)
+        return 0
+    for chunk in chunks:
+        fanout_chunk_task.delay(task_name, chunk, list(args), pass_key=key, pass_id=pass_id)
     return len(schemas)
 
 
-def chunk_run(task_name: str, schemas: list[str], args: list | tuple = ()) -> int:
+def chunk_run(
+    task_name: str,
+    schemas: list[str],
+    args: list | tuple = (),
+    progress: Callable[[], None] | None = None,
+) -> int:
     """Run the body of the registered task ``task_name`` for each schema in turn, in this
     process (the chunk task's body); a tenant that fails is logged and the others go on. While
     it runs, no statement waits longer than ``WEIYU_FANOUT_LOCK_TIMEOUT_S`` (5 s) for a lock: a
     tenant whose rows someone holds fails this pass (and is visited again by the next) instead
-    of holding up every tenant after it in the chunk. Returns how many ran without error.
+    of holding up every tenant after it in the chunk. ``progress`` is called after each
+    tenant's turn (the pass is alive: :func:`pass_progress`). Returns how many ran without error.
     Raises ``ImportError`` or ``KeyError`` for an unknown task (names are
     ``<module>.<function>``)."""
     if task_name not in current_app.tasks:  # a process that has not imported it yet
@@ -190,11 +286,17 @@ def chunk_run(task_name: str, schemas: list[str], args: list | tuple = ()) -> in
     done = 0
     try:
         for schema in schemas:
+            started = time.monotonic()
             try:
                 task.run(schema, *args)
                 done += 1
             except Exception:
                 logger.exception("%s of %s failed", task_name, schema)
+            elapsed = time.monotonic() - started
+            if elapsed >= SLOW_TENANT_S:
+                logger.warning("%s of %s took %.1f s", task_name, schema, elapsed)
+            if progress is not None:
+                progress()
     finally:
         with connection.cursor() as cursor:
             cursor.execute("RESET lock_timeout")
@@ -204,6 +306,20 @@ def chunk_run(task_name: str, schemas: list[str], args: list | tuple = ()) -> in
 # Defined here so the apps' beat tasks call it without importing tenants.tasks (which re-exports
 # it under this name).
 @shared_task(name="tenants.tasks.fanout_chunk_task")
-def fanout_chunk_task(task_name: str, schemas: list[str], args: list) -> int:
-    """One chunk of a beat pass (:func:`chunk_run`): returns how many tenants ran."""
-    return chunk_run(task_name, schemas, args)
+def fanout_chunk_task(
+    task_name: str, schemas: list[str], args: list, pass_key: str = "", pass_id: str = ""
+) -> int:
+    """One chunk of a beat pass (:func:`chunk_run`) of the pass ``pass_id`` recorded at
+    ``pass_key`` (:func:`pass_progress`; empty: a chunk sent on its own). Returns how many
+    tenants ran."""
+    if not pass_key:
+        return chunk_run(task_name, schemas, args)
+
+    def alive() -> None:
+        pass_progress(pass_key, pass_id, done=False)
+
+    alive()
+    try:
+        return chunk_run(task_name, schemas, args, progress=alive)
+    finally:
+        pass_progress(pass_key, pass_id, done=True)

@@ -41,14 +41,23 @@ def member_group(schema: str, member_key: str) -> str:
 
 
 def _send(schema: str, event: dict[str, Any], member_keys: Iterable[str]) -> None:
-    groups = [member_group(schema, key) for key in dict.fromkeys(member_keys)]
+    _send_many(schema, [(event, member_keys)])
+
+
+def _send_many(schema: str, items: list[tuple[dict[str, Any], Iterable[str]]]) -> None:
+    batch_items: Batch = [
+        (
+            [member_group(schema, key) for key in dict.fromkeys(keys)],
+            {"type": "weiyu.event", "event": event},
+        )
+        for event, keys in items
+    ]
     if state.captured is not None:
-        state.captured.append((event, groups))
+        state.captured.extend((m["event"], groups) for groups, m in batch_items)
         return
-    message = {"type": "weiyu.event", "event": event}
     batch = getattr(_local, "batch", None)
     if batch is not None:  # a consumer's database call: its event loop sends them afterwards
-        batch.append((groups, message))
+        batch.extend(batch_items)
         return
     layer = get_channel_layer()
     if layer is None:
@@ -56,23 +65,54 @@ def _send(schema: str, event: dict[str, Any], member_keys: Iterable[str]) -> Non
     try:
         if _loop_running_here():
             # a service called straight from async code: hand the send to a helper thread
-            worker = threading.Thread(
-                target=async_to_sync(_group_send_many), args=(layer, groups, message)
-            )
+            worker = threading.Thread(target=async_to_sync(_send_all), args=(layer, batch_items))
             worker.start()
             worker.join()
         else:
-            # sync code (a worker, a request thread): the process's publisher loop sends it, on
-            # its pooled Redis connections, and this thread waits for the outcome (order kept)
+            # sync code (a worker, a request thread): the process's publisher loop sends them,
+            # on its pooled Redis connections, and this thread waits for the outcome (order kept)
             future = asyncio.run_coroutine_threadsafe(
-                _group_send_many(layer, groups, message), _publisher_loop()
+                _send_all(layer, batch_items), _publisher_loop()
             )
             future.result(timeout=PUBLISH_TIMEOUT_S)
     except Exception:  # the database is the record; clients resync
         state.publish_failures += 1
         logger.warning(
-            "publish of %s to %d groups failed", event.get("type"), len(groups), exc_info=True
+            "publish of %s to %d groups failed",
+            ", ".join(sorted({m["event"].get("type", "?") for _g, m in batch_items})),
+            sum(len(groups) for groups, _m in batch_items),
+            exc_info=True,
         )
+
+
+async def _send_all(layer: Any, items: Batch) -> None:
+    """Send each ``(groups, message)`` of ``items``: overlapped when no group is in two of them
+    (nobody's order to keep), else one after the other. Raises the first failure once every
+    item was tried."""
+    if len(items) == 1:
+        await _group_send_many(layer, *items[0])
+        return
+    named = [group for groups, _message in items for group in groups]
+    if len(named) == len(set(named)):
+        gate = _gate()
+
+        async def one(groups: list[str], message: dict[str, Any]) -> None:
+            async with gate:
+                await _group_send_many(layer, groups, message)
+
+        results = await asyncio.gather(
+            *(one(groups, message) for groups, message in items), return_exceptions=True
+        )
+    else:
+        results = []
+        for groups, message in items:
+            try:
+                await _group_send_many(layer, groups, message)
+            except Exception as exc:
+                results.append(exc)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
 
 
 _local = threading.local()
@@ -150,6 +190,15 @@ _gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] 
 )
 
 
+def _gate() -> asyncio.Semaphore:
+    """The running loop's limit on group sends in flight (:data:`FAN_OUT_CONCURRENCY`)."""
+    loop = asyncio.get_running_loop()
+    gate = _gates.get(loop)
+    if gate is None:
+        gate = _gates[loop] = asyncio.Semaphore(FAN_OUT_CONCURRENCY)
+    return gate
+
+
 async def _group_send_many(layer: Any, groups: list[str], message: dict[str, Any]) -> None:
     """Send ``message`` to every group: in one step where the layer can
     (``weiyu.channel_layer.BatchingRedisChannelLayer.group_send_many``), else one ``group_send``
@@ -158,10 +207,7 @@ async def _group_send_many(layer: Any, groups: list[str], message: dict[str, Any
     if hasattr(layer, "group_send_many"):
         await layer.group_send_many(groups, message)
         return
-    loop = asyncio.get_running_loop()
-    gate = _gates.get(loop)
-    if gate is None:
-        gate = _gates[loop] = asyncio.Semaphore(FAN_OUT_CONCURRENCY)
+    gate = _gate()
 
     async def one(group: str) -> None:
         async with gate:
@@ -185,6 +231,17 @@ def publish_event_on_commit(event: dict[str, Any], member_keys: Iterable[str]) -
     schema = connection.schema_name
     keys = list(member_keys)
     transaction.on_commit(lambda: _send(schema, event, keys))
+
+
+def publish_events_on_commit(items: Iterable[tuple[dict[str, Any], Iterable[str]]]) -> None:
+    """Send each ``(event, member_keys)`` of ``items`` after commit, as
+    :func:`publish_event_on_commit` would one by one, but handed to Redis in one step: a
+    workgroup's queue positions (one event per waiting visitor) cost one hand-off, not one per
+    visitor. Nothing is sent if the surrounding transaction rolls back."""
+    schema = connection.schema_name
+    pending = [(event, list(keys)) for event, keys in items]
+    if pending:
+        transaction.on_commit(lambda: _send_many(schema, pending))
 
 
 def publish_event_now(event: dict[str, Any], member_keys: Iterable[str]) -> None:

@@ -722,6 +722,10 @@ WEIYU_FANOUT_CHUNK = int(os.environ.get("WEIYU_FANOUT_CHUNK", "50"))
 # a beat chunk's statements wait at most this long for a lock (tenants.fanout.chunk_run), seconds
 WEIYU_FANOUT_LOCK_TIMEOUT_S = float(os.environ.get("WEIYU_FANOUT_LOCK_TIMEOUT_S", "5"))
 WEIYU_FANOUT_SWEEP_S = float(os.environ.get("WEIYU_FANOUT_SWEEP_S", "300"))
+# a pass of a beat task holds the next one back while its chunks are under way; one whose chunks
+# show no progress (a chunk started, a tenant done) for this long (a killed worker) no longer
+# does, seconds
+WEIYU_FANOUT_PASS_STALE_S = float(os.environ.get("WEIYU_FANOUT_PASS_STALE_S", "30"))
 CELERY_BEAT_SCHEDULE["tenants-trials-expire"] = {
     "task": "tenants.tasks.trials_expire_task",
     "schedule": 60.0,

@@ -9,7 +9,7 @@ from im.models import Message
 from kefu import presence, selectors, webhooks
 from kefu.models import AgentState, Session, Visitor, Workgroup
 from org.models import User
-from weiyu.realtime import publish_event_on_commit
+from weiyu.realtime import publish_event_on_commit, publish_events_on_commit
 
 
 def conversation_assigned_publish(
@@ -77,8 +77,8 @@ def queue_positions_publish(*, workgroup_id: int, waiting: list[Session] | None 
             [f"u:{uid}" for uid in members],
         )
     available = bool(waiting) and selectors.workgroup_has_online_agent(workgroup_id=workgroup_id)
-    for position, session in enumerate(waiting, start=1):
-        publish_event_on_commit(
+    publish_events_on_commit(
+        (
             {
                 "type": "queue.position",
                 "conversation_id": session.conversation_id,
@@ -88,6 +88,8 @@ def queue_positions_publish(*, workgroup_id: int, waiting: list[Session] | None 
             },
             [f"v:{session.visitor_id}"],
         )
+        for position, session in enumerate(waiting, start=1)
+    )
 
 
 def views_changed_publish(*, workgroup_id: int) -> None:

@@ -39,9 +39,12 @@ def beat_queue():
 
 
 def _worker(queue: str, name: str):
+    # timers every second; a pass a killed worker left unfinished holds the next back 5 s at
+    # most (tenants.fanout), as its 30 s would against the 5 s interval in production
     return celery_worker_start(
         queue=queue, name=name, concurrency=1, beat=True, KEFU_TIMER_INTERVAL_S="1",
-        SLA_SCAN_INTERVAL_S="600", KEFU_STATS_INTERVAL_S="600", WEIYU_SEMANTIC="off",
+        WEIYU_FANOUT_PASS_STALE_S="5", SLA_SCAN_INTERVAL_S="600", KEFU_STATS_INTERVAL_S="600",
+        WEIYU_SEMANTIC="off",
     )  # fmt: skip
 
 

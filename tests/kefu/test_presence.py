@@ -380,3 +380,31 @@ def test_a_waiting_visitor_is_told_whether_anyone_is_available(acme):
     with capture_events() as events:
         _send(second, "me too")
     assert positions(second) == [(1, True)]
+
+
+def test_an_agent_of_many_conversations_leaving_tells_each_visitor_its_place_once(
+    acme, monkeypatch
+):
+    # given one agent serving thirty visitors
+    desk = make_desk(acme, agents=1, cap=40)
+    agent = desk.agents[0]
+    visitors = [make_visitor(desk)[0] for _ in range(30)]
+    sessions = [_send(visitor, f"question {n}") for n, visitor in enumerate(visitors)]
+    assert {session.agent_id for session in sessions} == {agent.pk}
+
+    # when their last inbox has been gone past the grace
+    with capture_events() as events:
+        _leave(agent, monkeypatch)
+
+    # then all thirty wait in the queue, in the order they wrote, and each visitor is told their
+    # place a bounded number of times (not once per conversation the agent had)
+    places: dict[str, list[int]] = {}
+    for event, groups in events:
+        if event["type"] == "queue.position":
+            for group in groups:
+                places.setdefault(group, []).append(event["position"])
+    assert set(places) == {f"acme.v.{visitor.pk}" for visitor in visitors}
+    for n, visitor in enumerate(visitors, start=1):
+        told = places[f"acme.v.{visitor.pk}"]
+        assert told[-1] == n
+        assert len(told) <= 2  # the requeue's dispatch, and the agent's workgroups' dispatch

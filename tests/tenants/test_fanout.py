@@ -17,6 +17,7 @@ from django_tenants.utils import schema_context
 
 from kefu.models import Session
 from kefu.services.messages import visitor_message_send
+from kefu.tasks import timers_scan_all_task
 from tenants import fanout
 from tenants.models import Tenant
 from tenants.services import tenant_create
@@ -46,10 +47,14 @@ def _tenant(prefix: str) -> str:
 
 @pytest.fixture(autouse=True)
 def _sweeps_after() -> Iterator[None]:
-    """Later tests' beat passes start with a sweep again, as on a fresh Redis."""
+    """Later tests' beat passes start with a sweep again, as on a fresh Redis, and no pass left
+    under way here holds theirs back."""
     yield
+    client = fanout._redis()
     for kind in fanout.KINDS:
-        fanout._redis().delete(fanout._key(kind, "sweep"))
+        client.delete(fanout._key(kind, "sweep"))
+    for key in client.scan_iter(f"{settings.REDIS_KEY_PREFIX}:fanout:pass:*"):
+        client.delete(key)
 
 
 def _no_sweep(kind: str) -> None:
@@ -163,3 +168,65 @@ def test_a_sweep_visits_every_active_tenant_and_a_scan_forgets_a_tenant_without_
     assert fanout.due_schemas("timers")[0][:2] == [quiet, "acme"]
     fanout.live_add("timers", "acme", renew=False)
     assert fanout.due_schemas("timers")[0][:2] == [quiet, "acme"]
+
+
+def _queued(queue: str) -> int:
+    """Task messages waiting in the broker's ``queue`` (a Redis list of kombu's)."""
+    return fanout._redis().llen(queue)
+
+
+def test_a_pass_still_under_way_holds_the_next_back_instead_of_queueing_behind_it():
+    # given a tenant with an open conversation (live for the service timers), between two
+    # sweeps, and beat's passes going to a queue no worker reads yet (a busy or slow worker)
+    schema = _tenant("slow")
+    desk = make_desk(Tenant.objects.get(schema_name=schema), agents=0)
+    visitor, _token = make_visitor(desk)
+    with schema_context(schema):
+        visitor_message_send(
+            visitor=visitor, conversation_id=None, content="Anyone?", client_msg_id="c1"
+        )
+    connection.set_schema_to_public()
+    _no_sweep("timers")
+    fanout.live_add("timers", schema)
+    queue = f"fanout{os.getpid()}x{next(_queues)}"
+    previous = app.conf.task_default_queue
+    app.conf.task_default_queue = queue
+    worker = None
+    try:
+        # when beat asks for the timers three intervals in a row
+        sent = [timers_scan_all_task() for _ in range(3)]
+
+        # then only the first pass is queued; the others are held back, not piled up behind it
+        assert sent == [1, 0, 0]
+        assert _queued(queue) == 1
+
+        # and once a worker has done that pass, the next interval's pass goes out again
+        worker = celery_worker_start(queue=queue, name="fanout-pass", concurrency=1)
+        wait_until(lambda: _queued(queue) == 0)
+        wait_until(lambda: timers_scan_all_task() == 1)
+    finally:
+        if worker is not None:
+            worker.stop()
+        app.conf.task_default_queue = previous
+
+
+def test_a_pass_whose_chunks_make_no_progress_stops_holding_the_next_back(settings):
+    # given a live tenant and a pass of the timers queued where no worker ever reads it (its
+    # worker was killed), with progress expected within a second
+    settings.WEIYU_FANOUT_PASS_STALE_S = 1
+    schema = _tenant("stuck")
+    _no_sweep("timers")
+    fanout.live_add("timers", schema)
+    queue = f"fanout{os.getpid()}x{next(_queues)}"
+    previous = app.conf.task_default_queue
+    app.conf.task_default_queue = queue
+    try:
+        assert timers_scan_all_task() == 1
+        assert timers_scan_all_task() == 0
+        # when that second has passed, the next interval's pass goes out: the timers do not stop
+        wait_until(lambda: timers_scan_all_task() == 1)
+        assert _queued(queue) == 2
+    finally:
+        app.conf.task_default_queue = previous
+        with app.connection_for_write() as conn:
+            conn.default_channel.queue_delete(queue)
