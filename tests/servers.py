@@ -23,9 +23,20 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` different TCP ports on 127.0.0.1 that nothing listens on right now (held open
+    together while chosen: two calls of :func:`free_port` may return the same port)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def database_url() -> str:
@@ -173,8 +184,11 @@ class PrivateRedis:
         )
         deadline = time.monotonic() + WAIT_S
         while time.monotonic() < deadline:
+            if self.process.poll() is not None:  # e.g. the port was taken meanwhile
+                raise RuntimeError(f"private redis-server on {self.port} exited at start")
             try:
-                if redis.Redis(port=self.port, socket_connect_timeout=0.5).ping():
+                client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=0.5)
+                if client.ping() and self.process.poll() is None:
                     return
             except redis.RedisError:
                 time.sleep(0.1)

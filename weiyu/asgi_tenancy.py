@@ -71,12 +71,17 @@ async def resolve_tenant(host: str) -> Tenant | None:
     database before their handshake (docs/benchmarks.md, "Connections"); only a host never seen
     waits, for that one shared lookup. An entry read under another routes version than the
     last one seen (:func:`_routes_watch`) is not answered: the handshake waits for the lookup,
-    as for a host never seen. Raises what the lookup raises when there is no entry."""
+    as for a host never seen, unless that lookup fails (the entry is then answered as it was).
+    Raises what the lookup raises when there is no entry."""
     now = time.monotonic()
     _routes_watch(now)
     hit = _tenant_cache.get(host)
-    if hit is not None and hit[2] != _routes["version"]:
-        hit = None  # tenants or domains changed since: a suspension, a removed domain
+    outdated = None
+    if hit is not None and hit[2] is not None and hit[2] != _routes["version"]:
+        outdated, hit = (
+            hit,
+            None,
+        )  # tenants or domains changed since: a suspension, a removed domain
     if hit and hit[0] > now:
         return hit[1]
     loop = asyncio.get_running_loop()
@@ -86,7 +91,14 @@ async def resolve_tenant(host: str) -> Tenant | None:
         task.add_done_callback(_seen)
     if hit is not None:
         return hit[1]
-    return await asyncio.shield(task)
+    try:
+        return await asyncio.shield(task)
+    except Exception:
+        if outdated is None:
+            raise
+        # the database cannot say now: the entry as it was, rather than no service at all
+        logger.warning("tenant of %s not looked up again; answered as cached", host, exc_info=True)
+        return outdated[1]
 
 
 async def _refresh(host: str) -> Tenant | None:
@@ -112,8 +124,15 @@ def _routes_watch(now: float) -> None:
 
 async def _routes_read() -> None:
     version = await asyncio.get_running_loop().run_in_executor(None, routes_version)
-    if version is not None:  # Redis unreadable: the entries' expiry bounds their age
-        _routes["version"] = version
+    if version is None:  # Redis unreadable: the entries' expiry bounds their age
+        return
+    if _routes["version"] is None:
+        # the first read: entries looked up before it (in this process's first second, or while
+        # Redis was down) count as read under it, their expiry unchanged
+        for host, (expiry, tenant, seen) in list(_tenant_cache.items()):
+            if seen is None:
+                _tenant_cache[host] = (expiry, tenant, version)
+    _routes["version"] = version
 
 
 def _seen(task: asyncio.Task[Any]) -> None:

@@ -12,7 +12,7 @@ from django.conf import settings
 
 from im.consumers import LAYER_ERRORS
 from tests.conftest import unique
-from tests.servers import PrivateRedis, free_port
+from tests.servers import PrivateRedis, free_port, free_ports
 from tests.waits import WAIT_S, wait_until_async
 from weiyu import channel_layer
 from weiyu.channel_layer import BatchingRedisChannelLayer
@@ -199,7 +199,9 @@ async def test_publishes_waiting_on_a_cancelled_flush_are_cancelled_not_left_wai
 @pytest.mark.asyncio
 async def test_a_socket_learns_that_a_shard_it_depends_on_lost_its_keys(tmp_path):
     # given: a layer over two Redis servers, and a group whose membership lives on the second
-    shards = [PrivateRedis(port=free_port(), workdir=tmp_path / f"r{i}") for i in range(2)]
+    shards = [
+        PrivateRedis(port=port, workdir=tmp_path / f"r{i}") for i, port in enumerate(free_ports(2))
+    ]
     for shard in shards:
         shard.start()
     layer = BatchingRedisChannelLayer(
