@@ -62,12 +62,14 @@ function fieldFor(scope, d, value) {
 
 async function drawContact(profile) {
   const d = await definitions();
+  // the same contact drawn again (a live update, often the agent's own save): its "saved" stays
+  const same = profile.id === contactId;
   contactId = profile.id;
   const values = profile.attributes || {};
   $('v-attrs').replaceChildren(...d.contact.map((x) => fieldFor('contact', x, values[x.key])));
   $('attr-none').hidden = d.contact.length + d.conversation.length > 0;
   $('attr-save').hidden = !$('attr-none').hidden;
-  $('attr-status').textContent = '';
+  if (!same) $('attr-status').textContent = '';
   const c = selectedConversation();
   conversationId = c && c.kind === 'visitor' ? c.id : null;
   drawConversation(d);
