@@ -34,7 +34,7 @@ from im.serializers import member_payload, message_payload
 from im.services import messages as im_messages
 from im.services import receipts as im_receipts
 from tenants import metrics
-from weiyu.asgi_tenancy import tenant_db, tenant_still_served
+from weiyu.asgi_tenancy import tenant_db
 from weiyu.errors import ServiceError, contains_nul
 from weiyu.realtime import member_group
 
@@ -309,11 +309,6 @@ class MemberConsumer(AsyncJsonWebsocketConsumer):
         return json.dumps(content, ensure_ascii=False, separators=(",", ":"))
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        if not await tenant_still_served(self.scope):
-            # suspended, or its domain removed since the handshake: closed as a new socket
-            # would be refused (a ping within 25 s at the latest)
-            await self.close(code=4404)
-            return
         raw = text_data if text_data is not None else (bytes_data or b"").decode("utf-8", "replace")
         limit = settings.WEIYU_WS_MAX_FRAME_BYTES
         # a character is 1 to 4 bytes of UTF-8: encode only a frame that might be too large

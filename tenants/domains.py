@@ -168,7 +168,7 @@ def custom_domain_verify(*, custom: CustomDomain, txt: TxtResolver | None = None
 def custom_domain_remove(*, custom: CustomDomain) -> None:
     """Forget a custom domain and stop routing it (its :class:`Domain`, unless that became the
     tenant's primary domain, which the platform admin changes). Web processes stop answering on
-    it from their next request (websocket handshakes: about a second after)."""
+    it within their host cache's 30 s."""
     with transaction.atomic():
         if custom.domain_id:
             Domain.objects.filter(pk=custom.domain_id, tenant=custom.tenant_id).exclude(

@@ -300,8 +300,8 @@ def admin_invitation_email_task(schema: str, username: str, base_url: str, langu
 def tenants_suspend(*, tenant_ids: Iterable[int], reason: str = "platform") -> int:
     """Suspend the tenants with these ids (the ``public`` tenant never), ``reason`` being
     ``platform`` or ``trial_ended`` (``Tenant.suspended_reason``): their staff see a page saying
-    so, their API answers ``403 suspended``, their new websockets are refused (from about a
-    second after: the handshakes' cache in ``weiyu.asgi_tenancy``), and their widget offers only the
+    so, their API answers ``403 suspended``, their websockets are refused (open sockets within
+    the 30 s tenant cache of ``weiyu.asgi_tenancy``), and their widget offers only the
     leave-a-message form (tenants.middleware), from their next request on in every web process
     (weiyu.tenant_hosts). A tenant scheduled for deletion keeps that reason
     (tenants.lifecycle). Returns how many tenants were marked suspended."""

@@ -59,10 +59,7 @@ async def test_an_expired_tenant_entry_is_answered_while_one_lookup_refreshes_it
         return real_lookup(host)
 
     monkeypatch.setattr(asgi_tenancy, "_lookup_tenant", slow_lookup)
-    # (the routes version is the entry's, and not read again meanwhile: no tenant changed)
-    monkeypatch.setitem(asgi_tenancy._routes, "version", b"seen")
-    monkeypatch.setitem(asgi_tenancy._routes, "checked", float("inf"))
-    monkeypatch.setitem(asgi_tenancy._tenant_cache, "acme.localhost", (0.0, acme, b"seen"))
+    monkeypatch.setitem(asgi_tenancy._tenant_cache, "acme.localhost", (0.0, acme))
     # when: fifty handshakes arrive at once
     answers = await asyncio.wait_for(
         asyncio.gather(*(asgi_tenancy.resolve_tenant("acme.localhost") for _ in range(50))),

@@ -79,13 +79,6 @@ def _version() -> bytes | None:
         return None
 
 
-def routes_version() -> bytes | None:
-    """The routes version every :func:`routes_changed` bumps (``b"0"`` before the first), or
-    None when Redis cannot be read; for caches of their own in front of this one
-    (``weiyu.asgi_tenancy``). One Redis ``GET``, 0.5 s at most."""
-    return _version()
-
-
 @cache
 def _lookup_sql() -> str:
     tenant_model, domain_model = get_tenant_model(), get_tenant_domain_model()
