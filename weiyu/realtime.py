@@ -94,7 +94,9 @@ async def _send_all(layer: Any, items: Batch) -> None:
         return
     named = [group for groups, _message in items for group in groups]
     if len(named) == len(set(named)):
-        gate = _gate()
+        # a layer without group_send_many takes the gate per group itself (holding it here as
+        # well could leave every permit held by sends waiting for one)
+        gate = _gate() if hasattr(layer, "group_send_many") else contextlib.nullcontext()
 
         async def one(groups: list[str], message: dict[str, Any]) -> None:
             async with gate:

@@ -462,7 +462,7 @@ def requeue_open(*, user: User, leaving: bool = False) -> int:
         requeued += 1
     # one dispatch per workgroup, not per conversation: each tells every visitor waiting there
     # their place, so an agent of n conversations leaving cost n² events (one worker spent 60 s
-    # on an agent of ~100)
+    # on one agent)
     for workgroup_id in sorted(workgroups):
         transaction.on_commit(lambda wid=workgroup_id: workgroup_dispatch(workgroup_id=wid))
     return requeued
